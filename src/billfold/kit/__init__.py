@@ -1,0 +1,1 @@
+"""Infrastructure with no domain knowledge: settings, database, ids, money, errors, clock."""

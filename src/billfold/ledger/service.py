@@ -1,0 +1,142 @@
+"""The ledger's decisions, run inside a write transaction the caller owns (never commits).
+
+Each function follows the same steps: take the clock lock (serializing ledger writers, like
+TigerBeetle's single-threaded state machine), load what the batch touches, let the pure state
+machine decide, write the effects, advance the clock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from billfold.kit.errors import invariant
+from billfold.ledger.errors import AccountHasPendingBalance, AccountNotFound, BatchTooLarge
+from billfold.ledger.repository import LedgerWriteTransaction
+from billfold.ledger.state_machine import (
+    Effects,
+    Snapshot,
+    apply_accounts,
+    apply_expiries,
+    apply_transfers,
+)
+from billfold.ledger.types import (
+    BATCH_SIZE_MAX,
+    AccountResult,
+    AccountStatus,
+    NewAccount,
+    NewTransfer,
+    Transfer,
+    TransferResult,
+)
+
+__all__ = ["create_accounts", "create_transfers", "expire_pending_transfers", "set_account_status"]
+
+
+def _check_size(count: int) -> None:
+    if count > BATCH_SIZE_MAX:
+        raise BatchTooLarge(f"at most {BATCH_SIZE_MAX} items per batch, got {count}")
+
+
+async def create_accounts(
+    transaction: LedgerWriteTransaction, accounts: Sequence[NewAccount], *, now_ns: int
+) -> list[AccountResult]:
+    """Open accounts in order; an id already used returns `exists` or a difference."""
+    _check_size(len(accounts))
+    last_timestamp = await transaction.lock_clock()
+    existing = await transaction.lock_accounts({account.id for account in accounts})
+    snapshot = Snapshot(last_timestamp, {account.id: account for account in existing}, {}, {})
+    results, created, last_timestamp = apply_accounts(snapshot, accounts, now_ns=now_ns)
+    if created:
+        await transaction.insert_accounts(created)
+        await transaction.save_clock(last_timestamp)
+    return results
+
+
+async def create_transfers(
+    transaction: LedgerWriteTransaction,
+    segments: Sequence[Sequence[NewTransfer]],
+    *,
+    now_ns: int,
+) -> list[list[TransferResult]]:
+    """Apply transfers in order; each segment is one caller's request and closes any chain."""
+    _check_size(sum(len(segment) for segment in segments))
+    snapshot = await _load(transaction, [t for segment in segments for t in segment])
+    results, effects = apply_transfers(snapshot, segments, now_ns=now_ns)
+    await _write(transaction, effects)
+    return results
+
+
+async def expire_pending_transfers(
+    transaction: LedgerWriteTransaction, *, now_ns: int, limit: int
+) -> list[Transfer]:
+    """Void pending transfers whose timeout has passed, recording each expiry as a transfer."""
+    last_timestamp = await transaction.lock_clock()
+    due = await transaction.due_pending(now_ns=now_ns, limit=min(limit, BATCH_SIZE_MAX))
+    if not due:
+        return []
+    account_ids = {t.debit_account_id for t in due} | {t.credit_account_id for t in due}
+    accounts = await transaction.lock_accounts(account_ids)
+    statuses = await transaction.pending_statuses([t.id for t in due])
+    snapshot = Snapshot(
+        last_timestamp, {a.id: a for a in accounts}, {t.id: t for t in due}, statuses
+    )
+    expired, effects = apply_expiries(snapshot, due, now_ns=now_ns)
+    await _write(transaction, effects)
+    return expired
+
+
+async def set_account_status(
+    transaction: LedgerWriteTransaction,
+    *,
+    tenant_id: uuid.UUID,
+    account_id: uuid.UUID,
+    status: AccountStatus,
+) -> None:
+    """Freeze, unfreeze or close an account. Closing needs no pending balance left."""
+    await transaction.lock_clock()
+    accounts = await transaction.lock_accounts([account_id])
+    if not accounts or accounts[0].tenant_id != tenant_id:
+        raise AccountNotFound(f"no account {account_id}")
+    account = accounts[0]
+    if status is AccountStatus.CLOSED and (account.debits_pending or account.credits_pending):
+        raise AccountHasPendingBalance("void or post its pending transfers before closing it")
+    await transaction.update_status(account_id, status)
+
+
+async def _load(transaction: LedgerWriteTransaction, transfers: Sequence[NewTransfer]) -> Snapshot:
+    """Everything a batch may read: existing transfers under its ids and pending ids,
+    the pending statuses, then the accounts (locked in id order)."""
+    last_timestamp = await transaction.lock_clock()
+    pending_ids = {t.pending_id for t in transfers if t.pending_id is not None}
+    lookup_ids = {t.id for t in transfers} | pending_ids
+    known = {t.id: t for t in await transaction.transfers_by_id(lookup_ids)}
+    statuses = await transaction.pending_statuses(pending_ids) if pending_ids else {}
+    account_ids: set[uuid.UUID] = set()
+    for transfer in transfers:
+        if transfer.debit_account_id is not None:
+            account_ids.add(transfer.debit_account_id)
+        if transfer.credit_account_id is not None:
+            account_ids.add(transfer.credit_account_id)
+    for pending_id in pending_ids:
+        pending = known.get(pending_id)
+        if pending is not None:
+            account_ids.add(pending.debit_account_id)
+            account_ids.add(pending.credit_account_id)
+    accounts = await transaction.lock_accounts(account_ids)
+    return Snapshot(last_timestamp, {a.id: a for a in accounts}, known, statuses)
+
+
+async def _write(transaction: LedgerWriteTransaction, effects: Effects) -> None:
+    if not effects.transfers:
+        return
+    invariant(all(t.amount >= 0 for t in effects.transfers), "amounts are never negative")
+    await transaction.insert_transfers(effects.transfers)
+    await transaction.update_balances(list(effects.accounts.values()))
+    if effects.pending_inserts:
+        await transaction.insert_pending(list(effects.pending_inserts.values()))
+    if effects.pending_updates:
+        await transaction.update_pending(effects.pending_updates)
+    if effects.history:
+        await transaction.insert_history(effects.history)
+    await transaction.save_clock(effects.last_timestamp)

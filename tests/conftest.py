@@ -1,0 +1,138 @@
+"""Test harness: every database test runs on SQLite and on PostgreSQL.
+
+PostgreSQL is the local server (`BILLFOLD_TEST_POSTGRES_URL`, default: the Unix socket as
+`postgres`). The session migrates one template database, gives the tests a fresh database
+made from it, and drops both at the end. When PostgreSQL cannot be reached the PostgreSQL
+variants are skipped, except under `CI=true`, where that fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from billfold.kit.settings import Settings
+from billfold.ledger.ledger import Ledger
+from billfold.migrations import upgrade
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "BILLFOLD_TEST_POSTGRES_URL", "postgresql://postgres@/postgres?host=/var/run/postgresql"
+)
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _with_database(url: str, database: str) -> str:
+    base, _, query = url.partition("?")
+    base = base.rsplit("/", 1)[0] + "/" + database
+    return f"{base}?{query}" if query else base
+
+
+async def _admin(statement: str) -> None:
+    connection = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+class PostgresDatabases:
+    """Creates databases from the session's migrated template and drops them all at the end."""
+
+    def __init__(self) -> None:
+        self.prefix = f"billfold_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.template = f"{self.prefix}_template"
+        self.created: list[str] = []
+
+    def create(self) -> str:
+        name = f"{self.prefix}_{len(self.created)}"
+        asyncio.run(_admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"'))
+        self.created.append(name)
+        return _with_database(POSTGRES_ADMIN_URL, name)
+
+    def drop_all(self) -> None:
+        for name in [*self.created, self.template]:
+            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases]:
+    databases = PostgresDatabases()
+    try:
+        asyncio.run(_admin(f'CREATE DATABASE "{databases.template}"'))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required under CI=true and is unreachable: {error}")
+        pytest.skip(f"PostgreSQL unreachable: {error}")
+    try:
+        upgrade(_with_database(POSTGRES_ADMIN_URL, databases.template))
+        yield databases
+    finally:
+        databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "billfold.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_postgres_url(postgres_databases: PostgresDatabases) -> str:
+    """One database shared by the session's tests; each test works in its own tenant."""
+    return postgres_databases.create()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _sqlite_copy(template: Path, directory: Path) -> str:
+    path = directory / f"billfold-{uuid.uuid4().hex[:8]}.db"
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated database on `backend`; PostgreSQL's is shared, so use a fresh tenant."""
+    if backend == "sqlite":
+        return _sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path)
+    return str(request.getfixturevalue("shared_postgres_url"))
+
+
+@pytest.fixture
+def isolated_database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated database on `backend` that no other test sees."""
+    if backend == "sqlite":
+        return _sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path)
+    databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
+    return databases.create()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def open_ledger(database_url: str, **settings: object) -> Ledger:
+    ledger = Ledger.from_settings(Settings(database_url=database_url, **settings))  # type: ignore[arg-type]
+    await ledger.open()
+    return ledger
+
+
+@pytest.fixture
+async def ledger(database_url: str) -> AsyncIterator[Ledger]:
+    opened = await open_ledger(database_url, ledger_batch_window_ms=0)
+    try:
+        yield opened
+    finally:
+        await opened.close()
