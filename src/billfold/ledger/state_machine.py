@@ -164,7 +164,7 @@ def _validate_account(new: NewAccount, existing: Account | None) -> CreateAccoun
         return (
             CreateAccountStatus.EXISTS if same else CreateAccountStatus.EXISTS_WITH_DIFFERENT_FIELDS
         )
-    if new.flags & ~CLIENT_ACCOUNT_FLAGS:
+    if new.flags & ~int(CLIENT_ACCOUNT_FLAGS):
         return CreateAccountStatus.RESERVED_FLAG
     both_limits = (
         AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
@@ -327,7 +327,7 @@ class _Machine:
     # -- deciding one transfer
 
     def apply(self, index: int, new: NewTransfer) -> TransferResult:
-        if new.flags & ~CLIENT_TRANSFER_FLAGS:
+        if new.flags & ~int(CLIENT_TRANSFER_FLAGS):
             return TransferResult(index, new.id, Status.RESERVED_FLAG)
         if new.id == NIL_ID:
             return TransferResult(index, new.id, Status.ID_MUST_NOT_BE_ZERO)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs everything and runs every gate and the whole test suite: the README's test
+# command and what CI runs. Needs only Python 3.11+ and pip; installs uv when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v uv >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check "uv>=0.5"
+  export PATH="$HOME/.local/bin:$PATH"
+fi
+
+uv sync --frozen --all-groups
+echo "== ruff check";         uv run --frozen ruff check src tests bench
+echo "== ruff format";        uv run --frozen ruff format --check src tests bench
+echo "== mypy --strict";      uv run --frozen mypy --strict src
+echo "== import boundaries";  uv run --frozen lint-imports
+echo "== pytest";             uv run --frozen pytest "$@"
