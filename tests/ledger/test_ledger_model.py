@@ -184,7 +184,9 @@ class LedgerComparison(RuleBasedStateMachine):
             id=uuid.uuid4(),
             tenant_id=self.tenant_id,
             debit_account_id=None if resolve else data.draw(st.sampled_from(account_ids)),
-            credit_account_id=None if resolve else data.draw(st.sampled_from(account_ids[1:] or account_ids)),
+            credit_account_id=None
+            if resolve
+            else data.draw(st.sampled_from(account_ids[1:] or account_ids)),
             amount=data.draw(st.one_of(st.none(), AMOUNTS))
             if resolve or flags & 48
             else data.draw(AMOUNTS),
