@@ -128,5 +128,7 @@ def _describe(database_url: str) -> str:
 
 def main() -> None:
     app()
+
+
 if __name__ == "__main__":
     main()

@@ -105,7 +105,7 @@ class Ledger:
 
     async def create_accounts(self, accounts: Sequence[NewAccount]) -> list[AccountResult]:
         async with self.repository.write() as transaction:
-            return await service.create_accounts(transaction, accounts, now_ns=self.clock.now_ns())
+            return await service.create_accounts(transaction, accounts, clock=self.clock)
 
     async def create_transfers(self, transfers: Sequence[NewTransfer]) -> list[TransferResult]:
         """Apply one batch in its own database transaction, bypassing the writer's queue."""
@@ -120,12 +120,12 @@ class Ledger:
         self, segments: Sequence[Sequence[NewTransfer]]
     ) -> list[list[TransferResult]]:
         async with self.repository.write() as transaction:
-            return await service.create_transfers(transaction, segments, now_ns=self.clock.now_ns())
+            return await service.create_transfers(transaction, segments, clock=self.clock)
 
     async def expire_pending(self, *, limit: int = BATCH_SIZE_MAX) -> list[Transfer]:
         async with self.repository.write() as transaction:
             return await service.expire_pending_transfers(
-                transaction, now_ns=self.clock.now_ns(), limit=limit
+                transaction, clock=self.clock, limit=limit
             )
 
     async def set_account_status(

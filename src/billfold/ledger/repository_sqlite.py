@@ -423,10 +423,11 @@ class SqliteLedgerRepository:
             await self.run(lambda: connection.execute("BEGIN IMMEDIATE"))
             try:
                 yield _SqliteWriteTransaction(self, connection)
+                await self.run(lambda: connection.execute("COMMIT"))
             except BaseException:
-                await self.run(lambda: connection.execute("ROLLBACK"))
+                if connection.in_transaction:
+                    await self.run(lambda: connection.execute("ROLLBACK"))
                 raise
-            await self.run(lambda: connection.execute("COMMIT"))
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[_SqliteReader]:

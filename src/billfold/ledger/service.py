@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+from billfold.kit.clock import Clock
 from billfold.kit.errors import invariant
 from billfold.ledger.errors import AccountHasPendingBalance, AccountNotFound, BatchTooLarge
 from billfold.ledger.repository import LedgerWriteTransaction
@@ -39,11 +40,12 @@ def _check_size(count: int) -> None:
 
 
 async def create_accounts(
-    transaction: LedgerWriteTransaction, accounts: Sequence[NewAccount], *, now_ns: int
+    transaction: LedgerWriteTransaction, accounts: Sequence[NewAccount], *, clock: Clock
 ) -> list[AccountResult]:
     """Open accounts in order; an id already used returns `exists` or a difference."""
     _check_size(len(accounts))
     last_timestamp = await transaction.lock_clock()
+    now_ns = clock.now_ns()
     existing = await transaction.lock_accounts({account.id for account in accounts})
     snapshot = Snapshot(last_timestamp, {account.id: account for account in existing}, {}, {})
     results, created, last_timestamp = apply_accounts(snapshot, accounts, now_ns=now_ns)
@@ -57,21 +59,24 @@ async def create_transfers(
     transaction: LedgerWriteTransaction,
     segments: Sequence[Sequence[NewTransfer]],
     *,
-    now_ns: int,
+    clock: Clock,
 ) -> list[list[TransferResult]]:
     """Apply transfers in order; each segment is one caller's request and closes any chain."""
     _check_size(sum(len(segment) for segment in segments))
     snapshot = await _load(transaction, [t for segment in segments for t in segment])
-    results, effects = apply_transfers(snapshot, segments, now_ns=now_ns)
+    # Read the time only once the lock is held: a writer that waited for it must not judge
+    # expiries by the moment it started waiting.
+    results, effects = apply_transfers(snapshot, segments, now_ns=clock.now_ns())
     await _write(transaction, effects)
     return results
 
 
 async def expire_pending_transfers(
-    transaction: LedgerWriteTransaction, *, now_ns: int, limit: int
+    transaction: LedgerWriteTransaction, *, clock: Clock, limit: int
 ) -> list[Transfer]:
     """Void pending transfers whose timeout has passed, recording each expiry as a transfer."""
     last_timestamp = await transaction.lock_clock()
+    now_ns = clock.now_ns()
     due = await transaction.due_pending(now_ns=now_ns, limit=min(limit, BATCH_SIZE_MAX))
     if not due:
         return []
