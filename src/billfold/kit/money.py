@@ -36,6 +36,7 @@ __all__ = [
     "UnknownAsset",
     "allocate",
     "default_registry",
+    "is_asset_code",
     "iso4217_assets",
 ]
 
@@ -50,6 +51,13 @@ ASSETS_MAX: Final = 4096
 ALLOCATION_PARTS_MAX: Final = 10_000
 
 _ASSET_CODE = re.compile(r"[A-Z0-9]{2,12}", re.ASCII)
+
+
+def is_asset_code(text: str) -> bool:
+    """Whether `text` has the form of an asset code (2-12 of A-Z and 0-9)."""
+    return _ASSET_CODE.fullmatch(text) is not None
+
+
 # JSON's number grammar without the exponent: one canonical spelling per value, no "+",
 # no leading zeros, no ".5" or "5.", ASCII digits only.
 _AMOUNT_TEXT = re.compile(r"(-?)(0|[1-9][0-9]*)(?:\.([0-9]+))?", re.ASCII)

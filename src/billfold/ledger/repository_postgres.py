@@ -20,7 +20,10 @@ from billfold.ledger.types import (
     Transfer,
 )
 
-__all__ = ["PostgresLedgerRepository"]
+__all__ = ["ACQUIRE_TIMEOUT_S", "PostgresLedgerRepository"]
+
+ACQUIRE_TIMEOUT_S = 30.0
+"""Longest wait for a pooled connection before the call fails."""
 
 _Connection: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
 _ACCOUNTS = ", ".join(ACCOUNT_COLUMNS)
@@ -257,15 +260,17 @@ class _PostgresWriteTransaction(_PostgresReader):
             UPDATE ledger_accounts AS a
                SET debits_pending = u.debits_pending, debits_posted = u.debits_posted,
                    credits_pending = u.credits_pending, credits_posted = u.credits_posted
-              FROM unnest($1::uuid[], $2::numeric[], $3::numeric[], $4::numeric[], $5::numeric[])
+              FROM unnest($1::uuid[], $2::text[]::numeric[], $3::text[]::numeric[],
+                          $4::text[]::numeric[], $5::text[]::numeric[])
                    AS u(id, debits_pending, debits_posted, credits_pending, credits_posted)
              WHERE a.id = u.id
             """,
+            # Decimal text is far cheaper to encode than asyncpg's int-to-numeric path.
             [a.id for a in accounts],
-            [a.debits_pending for a in accounts],
-            [a.debits_posted for a in accounts],
-            [a.credits_pending for a in accounts],
-            [a.credits_posted for a in accounts],
+            [str(a.debits_pending) for a in accounts],
+            [str(a.debits_posted) for a in accounts],
+            [str(a.credits_pending) for a in accounts],
+            [str(a.credits_posted) for a in accounts],
         )
 
     async def update_status(self, account_id: uuid.UUID, status: AccountStatus) -> None:
@@ -373,18 +378,21 @@ class PostgresLedgerRepository:
         return self._pool
 
     async def ping(self) -> None:
-        async with self._require_pool().acquire() as connection:
+        async with self._require_pool().acquire(timeout=ACQUIRE_TIMEOUT_S) as connection:
             await connection.fetchval("SELECT last_timestamp FROM ledger_clock WHERE id = 1")
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[_PostgresWriteTransaction]:
-        async with self._require_pool().acquire() as connection, connection.transaction():
+        async with (
+            self._require_pool().acquire(timeout=ACQUIRE_TIMEOUT_S) as connection,
+            connection.transaction(),
+        ):
             yield _PostgresWriteTransaction(connection)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[_PostgresReader]:
         async with (
-            self._require_pool().acquire() as connection,
+            self._require_pool().acquire(timeout=ACQUIRE_TIMEOUT_S) as connection,
             connection.transaction(isolation="repeatable_read", readonly=True),
         ):
             yield _PostgresReader(connection)

@@ -10,7 +10,6 @@ in-memory state when any member of the chain fails.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import TypeVar
 
 from billfold.kit.clock import NANOSECONDS_PER_SECOND
 from billfold.kit.errors import invariant
+from billfold.kit.money import is_asset_code
 from billfold.ledger.types import (
     AMOUNT_MAX,
     CLIENT_ACCOUNT_FLAGS,
@@ -55,12 +55,25 @@ __all__ = [
 TIMESTAMP_MAX = 2**63 - 1
 _K = TypeVar("_K")
 _V = TypeVar("_V")
-_LEDGER_PATTERN = re.compile(r"^[A-Z0-9]{2,12}$")
 _EXPIRY_NAMESPACE = uuid.UUID("6b0d6a52-8f43-4b5e-9f0e-1d6f3c8a2e71")
 
 Status = CreateTransferStatus
-_POST_OR_VOID = TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING
-_BALANCING = TransferFlags.BALANCING_DEBIT | TransferFlags.BALANCING_CREDIT
+# Plain ints: IntFlag arithmetic costs ~1.8 µs per operation against ~20 ns for an int,
+# and the state machine does about fifteen per transfer.
+_LINKED = int(TransferFlags.LINKED)
+_PENDING = int(TransferFlags.PENDING)
+_POST_PENDING = int(TransferFlags.POST_PENDING)
+_VOID_PENDING = int(TransferFlags.VOID_PENDING)
+_BALANCING_DEBIT = int(TransferFlags.BALANCING_DEBIT)
+_BALANCING_CREDIT = int(TransferFlags.BALANCING_CREDIT)
+_EXPIRY = int(TransferFlags.EXPIRY)
+_DEBITS_MUST_NOT_EXCEED_CREDITS = int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS)
+_CREDITS_MUST_NOT_EXCEED_DEBITS = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS)
+_HISTORY = int(AccountFlags.HISTORY)
+_CLIENT_TRANSFER_FLAGS = int(CLIENT_TRANSFER_FLAGS)
+_CLIENT_ACCOUNT_FLAGS = int(CLIENT_ACCOUNT_FLAGS)
+_POST_OR_VOID = _POST_PENDING | _VOID_PENDING
+_BALANCING = _BALANCING_DEBIT | _BALANCING_CREDIT
 
 
 @dataclass(slots=True)
@@ -106,7 +119,7 @@ def expiry_id(pending_id: uuid.UUID) -> uuid.UUID:
 
 
 def _valid_ledger(ledger: str | None) -> bool:
-    return ledger is not None and _LEDGER_PATTERN.match(ledger) is not None
+    return ledger is not None and is_asset_code(ledger)
 
 
 # ----------------------------------------------------------------------------- accounts
@@ -164,11 +177,9 @@ def _validate_account(new: NewAccount, existing: Account | None) -> CreateAccoun
         return (
             CreateAccountStatus.EXISTS if same else CreateAccountStatus.EXISTS_WITH_DIFFERENT_FIELDS
         )
-    if new.flags & ~int(CLIENT_ACCOUNT_FLAGS):
+    if new.flags & ~_CLIENT_ACCOUNT_FLAGS:
         return CreateAccountStatus.RESERVED_FLAG
-    both_limits = (
-        AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS | AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
-    )
+    both_limits = _DEBITS_MUST_NOT_EXCEED_CREDITS | _CREDITS_MUST_NOT_EXCEED_DEBITS
     if new.flags & both_limits == both_limits:
         return CreateAccountStatus.FLAGS_ARE_MUTUALLY_EXCLUSIVE
     if not _valid_ledger(new.ledger):
@@ -205,12 +216,12 @@ def _apply_segment(machine: _Machine, transfers: Sequence[NewTransfer]) -> list[
     index = 0
     count = len(transfers)
     while index < count:
-        if not transfers[index].flags & TransferFlags.LINKED:
+        if not transfers[index].flags & _LINKED:
             results[index] = machine.apply(index, transfers[index])
             index += 1
             continue
         last = index
-        while last < count - 1 and transfers[last].flags & TransferFlags.LINKED:
+        while last < count - 1 and transfers[last].flags & _LINKED:
             last += 1
         _apply_chain(machine, transfers, results, first=index, last=last)
         index = last + 1
@@ -227,7 +238,7 @@ def _apply_chain(
     first: int,
     last: int,
 ) -> None:
-    chain_open = bool(transfers[last].flags & TransferFlags.LINKED)
+    chain_open = bool(transfers[last].flags & _LINKED)
     machine.begin_savepoint()
     failure: TransferResult | None = None
     for index in range(first, last + 1):
@@ -327,7 +338,7 @@ class _Machine:
     # -- deciding one transfer
 
     def apply(self, index: int, new: NewTransfer) -> TransferResult:
-        if new.flags & ~int(CLIENT_TRANSFER_FLAGS):
+        if new.flags & ~_CLIENT_TRANSFER_FLAGS:
             return TransferResult(index, new.id, Status.RESERVED_FLAG)
         if new.id == NIL_ID:
             return TransferResult(index, new.id, Status.ID_MUST_NOT_BE_ZERO)
@@ -363,20 +374,20 @@ class _Machine:
         if status is not Status.OK:
             return TransferResult(index, new.id, status)
         amount = AMOUNT_MAX if new.amount is None else new.amount
-        if new.flags & TransferFlags.BALANCING_DEBIT:
+        if new.flags & _BALANCING_DEBIT:
             amount = min(
                 amount, max(0, debit.credits_posted - debit.debits_pending - debit.debits_posted)
             )
-        if new.flags & TransferFlags.BALANCING_CREDIT:
+        if new.flags & _BALANCING_CREDIT:
             amount = min(
                 amount,
                 max(0, credit.debits_posted - credit.credits_pending - credit.credits_posted),
             )
-        if amount == 0 and new.flags & TransferFlags.BALANCING_DEBIT:
+        if amount == 0 and new.flags & _BALANCING_DEBIT:
             return TransferResult(index, new.id, Status.EXCEEDS_CREDITS)
-        if amount == 0 and new.flags & TransferFlags.BALANCING_CREDIT:
+        if amount == 0 and new.flags & _BALANCING_CREDIT:
             return TransferResult(index, new.id, Status.EXCEEDS_DEBITS)
-        pending = bool(new.flags & TransferFlags.PENDING)
+        pending = bool(new.flags & _PENDING)
         status = _check_limits(debit, credit, amount, pending=pending)
         if status is not Status.OK:
             return TransferResult(index, new.id, status)
@@ -423,7 +434,7 @@ class _Machine:
         pending = self.transfers.get(new.pending_id)
         if pending is None or pending.tenant_id != new.tenant_id:
             return TransferResult(index, new.id, Status.PENDING_TRANSFER_NOT_FOUND)
-        if not pending.flags & TransferFlags.PENDING:
+        if not pending.flags & _PENDING:
             return TransferResult(index, new.id, Status.PENDING_TRANSFER_NOT_PENDING)
         if (
             (new.debit_account_id is not None and new.debit_account_id != pending.debit_account_id)
@@ -438,7 +449,7 @@ class _Machine:
         status = _pending_state(self.pending_status.get(pending.id), pending, self.now_ns)
         if status is not Status.OK:
             return TransferResult(index, new.id, status)
-        post = bool(new.flags & TransferFlags.POST_PENDING)
+        post = bool(new.flags & _POST_PENDING)
         amount = pending.amount if new.amount is None else new.amount
         if post and amount > pending.amount:
             return TransferResult(index, new.id, Status.EXCEEDS_PENDING_TRANSFER_AMOUNT)
@@ -494,7 +505,7 @@ class _Machine:
             amount=pending.amount,
             ledger=pending.ledger,
             code=pending.code,
-            flags=TransferFlags.VOID_PENDING | TransferFlags.EXPIRY,
+            flags=_VOID_PENDING | _EXPIRY,
             pending_id=pending.id,
             timeout_s=0,
             user_data=None,
@@ -538,7 +549,7 @@ class _Machine:
         self.effects.accounts[debit.id] = debit
         self.effects.accounts[credit.id] = credit
         for account in (debit, credit):
-            if account.flags & AccountFlags.HISTORY:
+            if account.flags & _HISTORY:
                 self.effects.history.append(
                     BalanceRecord(
                         account_id=account.id,
@@ -576,7 +587,7 @@ def _restore_entry(mapping: dict[_K, _V], key: _K, value: _V | None) -> None:
 def _validate_shape(new: NewTransfer) -> CreateTransferStatus:
     """Checks that need nothing but the transfer itself."""
     flags = new.flags
-    kinds = flags & (TransferFlags.PENDING | _POST_OR_VOID)
+    kinds = flags & (_PENDING | _POST_OR_VOID)
     if kinds & (kinds - 1) or (flags & _POST_OR_VOID and flags & _BALANCING):
         return Status.FLAGS_ARE_MUTUALLY_EXCLUSIVE
     if new.user_data is not None and len(new.user_data) > USER_DATA_LENGTH_MAX:
@@ -601,7 +612,7 @@ def _validate_shape(new: NewTransfer) -> CreateTransferStatus:
         return Status.OK
     if new.pending_id is not None:
         return Status.PENDING_ID_MUST_BE_ZERO
-    if new.timeout_s and not flags & TransferFlags.PENDING:
+    if new.timeout_s and not flags & _PENDING:
         return Status.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
     if new.debit_account_id is None or new.debit_account_id == NIL_ID:
         return Status.DEBIT_ACCOUNT_ID_REQUIRED
@@ -643,12 +654,12 @@ def _check_limits(
     if credit.credits_pending + credit.credits_posted + amount > AMOUNT_MAX:
         return Status.OVERFLOWS_CREDITS
     if (
-        debit.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
+        debit.flags & _DEBITS_MUST_NOT_EXCEED_CREDITS
         and debit.debits_pending + debit.debits_posted + amount > debit.credits_posted
     ):
         return Status.EXCEEDS_CREDITS
     if (
-        credit.flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS
+        credit.flags & _CREDITS_MUST_NOT_EXCEED_DEBITS
         and credit.credits_pending + credit.credits_posted + amount > credit.debits_posted
     ):
         return Status.EXCEEDS_DEBITS
