@@ -1,0 +1,50 @@
+"""Ids: UUIDv7 inside, `<prefix>_<32 hex>` outside; the parser refuses anything else."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from billfold.kit.ids import InvalidId, format_id, new_id, parse_id
+
+
+def test_new_ids_are_version_7_and_time_ordered() -> None:
+    ids = [new_id() for _ in range(1000)]
+    assert {value.version for value in ids} == {7}
+    timestamps_ms = [value.int >> 80 for value in ids]
+    assert timestamps_ms == sorted(timestamps_ms)
+    assert len(set(ids)) == len(ids)
+
+
+@given(st.uuids())
+def test_public_ids_round_trip(value: uuid.UUID) -> None:
+    text = format_id("txf", value)
+    assert text == f"txf_{value.hex}"
+    assert parse_id("txf", text) == value
+
+
+@given(st.text(max_size=60))
+def test_the_parser_refuses_anything_malformed_with_invalid_id(text: str) -> None:
+    try:
+        value = parse_id("txf", text)
+    except InvalidId:
+        return
+    assert format_id("txf", value) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "acc_0192f3a1c2d37b4e8a9b0c1d2e3f4a5b",  # another kind's prefix
+        "txf_0192F3A1C2D37B4E8A9B0C1D2E3F4A5B",  # upper case is not the canonical form
+        "txf_0192f3a1c2d37b4e8a9b0c1d2e3f4a5",  # too short
+        "txf_0192f3a1-c2d3-7b4e-8a9b-0c1d2e3f",  # dashes
+        "",
+    ],
+)
+def test_the_parser_refuses_other_forms(text: str) -> None:
+    with pytest.raises(InvalidId):
+        parse_id("txf", text)
