@@ -56,6 +56,7 @@ def test_public_api_is_pinned() -> None:
         "UnknownAsset",
         "allocate",
         "default_registry",
+        "is_asset_code",
         "iso4217_assets",
     }
 
@@ -435,3 +436,11 @@ def test_allocate_refuses_too_many_parts() -> None:
 def test_allocate_refuses_amounts_beyond_the_maximum() -> None:
     with pytest.raises(AmountOverflow):
         allocate(AMOUNT_MAX + 1, [1, 1])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("USD", True), ("USDC", True), ("X1", True), ("usd", False), ("U", False), ("U-SD", False)],
+)
+def test_asset_codes_have_one_form(text: str, expected: bool) -> None:
+    assert money.is_asset_code(text) is expected
