@@ -72,6 +72,12 @@ _CREDITS_MUST_NOT_EXCEED_DEBITS = int(AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBIT
 _HISTORY = int(AccountFlags.HISTORY)
 _CLIENT_TRANSFER_FLAGS = int(CLIENT_TRANSFER_FLAGS)
 _CLIENT_ACCOUNT_FLAGS = int(CLIENT_ACCOUNT_FLAGS)
+# Enum members and UUID comparisons are Python-level calls; the per-transfer path reads
+# these module constants and compares `UUID.int` instead.
+_OK = CreateTransferStatus.OK
+_EXISTS = CreateTransferStatus.EXISTS
+_FROZEN = AccountStatus.FROZEN
+_CLOSED = AccountStatus.CLOSED
 _POST_OR_VOID = _POST_PENDING | _VOID_PENDING
 _BALANCING = _BALANCING_DEBIT | _BALANCING_CREDIT
 
@@ -247,7 +253,7 @@ def _apply_chain(
             break
         result = machine.apply(index, transfers[index])
         results[index] = result
-        if result.status not in (Status.OK, Status.EXISTS):
+        if result.status not in (_OK, _EXISTS):
             failure = result
             break
     if failure is None:
@@ -340,17 +346,15 @@ class _Machine:
     def apply(self, index: int, new: NewTransfer) -> TransferResult:
         if new.flags & ~_CLIENT_TRANSFER_FLAGS:
             return TransferResult(index, new.id, Status.RESERVED_FLAG)
-        if new.id == NIL_ID:
+        if not new.id.int:
             return TransferResult(index, new.id, Status.ID_MUST_NOT_BE_ZERO)
         existing = self.transfers.get(new.id)
         if existing is not None:
             if _same_transfer(new, existing):
-                return TransferResult(
-                    index, new.id, Status.EXISTS, existing.timestamp, existing.amount
-                )
+                return TransferResult(index, new.id, _EXISTS, existing.timestamp, existing.amount)
             return TransferResult(index, new.id, Status.EXISTS_WITH_DIFFERENT_FIELDS)
         status = _validate_shape(new)
-        if status is not Status.OK:
+        if status is not _OK:
             return TransferResult(index, new.id, status)
         if new.flags & _POST_OR_VOID:
             return self._apply_post_or_void(index, new)
@@ -364,14 +368,14 @@ class _Machine:
         if (
             debit is None
             or credit is None
-            or debit.tenant_id != new.tenant_id
-            or credit.tenant_id != new.tenant_id
+            or debit.tenant_id.int != new.tenant_id.int
+            or credit.tenant_id.int != new.tenant_id.int
         ):
             return TransferResult(index, new.id, Status.ACCOUNT_NOT_FOUND)
         if debit.ledger != new.ledger or credit.ledger != new.ledger:
             return TransferResult(index, new.id, Status.LEDGERS_MUST_MATCH)
         status = _usable(debit, credit)
-        if status is not Status.OK:
+        if status is not _OK:
             return TransferResult(index, new.id, status)
         amount = AMOUNT_MAX if new.amount is None else new.amount
         if new.flags & _BALANCING_DEBIT:
@@ -389,7 +393,7 @@ class _Machine:
             return TransferResult(index, new.id, Status.EXCEEDS_DEBITS)
         pending = bool(new.flags & _PENDING)
         status = _check_limits(debit, credit, amount, pending=pending)
-        if status is not Status.OK:
+        if status is not _OK:
             return TransferResult(index, new.id, status)
         timestamp = next_timestamp(self.last_timestamp, self.now_ns)
         expires_at: int | None = None
@@ -427,7 +431,7 @@ class _Machine:
             self.effects.pending_inserts[new.id] = PendingRow(
                 new.id, new.tenant_id, expires_at, PendingStatus.PENDING
             )
-        return TransferResult(index, new.id, Status.OK, timestamp, amount)
+        return TransferResult(index, new.id, _OK, timestamp, amount)
 
     def _apply_post_or_void(self, index: int, new: NewTransfer) -> TransferResult:
         assert new.pending_id is not None
@@ -447,7 +451,7 @@ class _Machine:
         ):
             return TransferResult(index, new.id, Status.PENDING_TRANSFER_HAS_DIFFERENT_FIELDS)
         status = _pending_state(self.pending_status.get(pending.id), pending, self.now_ns)
-        if status is not Status.OK:
+        if status is not _OK:
             return TransferResult(index, new.id, status)
         post = bool(new.flags & _POST_PENDING)
         amount = pending.amount if new.amount is None else new.amount
@@ -460,7 +464,7 @@ class _Machine:
         if post:
             # Voids are always allowed: releasing a hold never puts money at risk.
             status = _usable(debit, credit)
-            if status is not Status.OK:
+            if status is not _OK:
                 return TransferResult(index, new.id, status)
             if debit.debits_posted + amount > AMOUNT_MAX:
                 return TransferResult(index, new.id, Status.OVERFLOWS_DEBITS_POSTED)
@@ -485,7 +489,7 @@ class _Machine:
         )
         self._record(transfer, debit, credit)
         self._set_pending_status(pending.id, PendingStatus.POSTED if post else PendingStatus.VOIDED)
-        return TransferResult(index, new.id, Status.OK, timestamp, amount)
+        return TransferResult(index, new.id, _OK, timestamp, amount)
 
     def expire(self, pending: Transfer) -> Transfer:
         """Record the void of a pending transfer whose timeout has passed."""
@@ -603,22 +607,22 @@ def _validate_shape(new: NewTransfer) -> CreateTransferStatus:
     if new.ledger is not None and not _valid_ledger(new.ledger):
         return Status.LEDGER_INVALID
     if flags & _POST_OR_VOID:
-        if new.pending_id is None or new.pending_id == NIL_ID:
+        if new.pending_id is None or not new.pending_id.int:
             return Status.PENDING_ID_MUST_NOT_BE_ZERO
         if new.pending_id == new.id:
             return Status.PENDING_ID_MUST_BE_DIFFERENT
         if new.timeout_s:
             return Status.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
-        return Status.OK
+        return _OK
     if new.pending_id is not None:
         return Status.PENDING_ID_MUST_BE_ZERO
     if new.timeout_s and not flags & _PENDING:
         return Status.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
-    if new.debit_account_id is None or new.debit_account_id == NIL_ID:
+    if new.debit_account_id is None or not new.debit_account_id.int:
         return Status.DEBIT_ACCOUNT_ID_REQUIRED
-    if new.credit_account_id is None or new.credit_account_id == NIL_ID:
+    if new.credit_account_id is None or not new.credit_account_id.int:
         return Status.CREDIT_ACCOUNT_ID_REQUIRED
-    if new.debit_account_id == new.credit_account_id:
+    if new.debit_account_id.int == new.credit_account_id.int:
         return Status.ACCOUNTS_MUST_BE_DIFFERENT
     if not flags & _BALANCING and not new.amount:
         return Status.AMOUNT_MUST_NOT_BE_ZERO
@@ -626,16 +630,16 @@ def _validate_shape(new: NewTransfer) -> CreateTransferStatus:
         return Status.LEDGER_INVALID
     if not new.code:
         return Status.CODE_MUST_NOT_BE_ZERO
-    return Status.OK
+    return _OK
 
 
 def _usable(debit: Account, credit: Account) -> CreateTransferStatus:
     for account in (debit, credit):
-        if account.status is AccountStatus.FROZEN:
+        if account.status is _FROZEN:
             return Status.ACCOUNT_FROZEN
-        if account.status is AccountStatus.CLOSED:
+        if account.status is _CLOSED:
             return Status.ACCOUNT_CLOSED
-    return Status.OK
+    return _OK
 
 
 def _check_limits(
@@ -663,7 +667,7 @@ def _check_limits(
         and credit.credits_pending + credit.credits_posted + amount > credit.debits_posted
     ):
         return Status.EXCEEDS_DEBITS
-    return Status.OK
+    return _OK
 
 
 def _pending_state(
@@ -678,7 +682,7 @@ def _pending_state(
     invariant(status is PendingStatus.PENDING, "a pending transfer has a pending status")
     if pending.expires_at is not None and pending.expires_at <= now_ns:
         return Status.PENDING_TRANSFER_EXPIRED
-    return Status.OK
+    return _OK
 
 
 def _same_transfer(new: NewTransfer, stored: Transfer) -> bool:
