@@ -391,3 +391,29 @@ async def _run_verify(environment: dict[str, str]) -> subprocess.CompletedProces
     return await asyncio.to_thread(
         subprocess.run, command, env=environment, capture_output=True, text=True, check=False
     )
+
+
+async def test_a_second_process_writing_is_seen_by_the_first(isolated_database_url: str) -> None:
+    """Each Ledger keeps the accounts of its last batch; any other write must void that."""
+    first = await open_ledger(isolated_database_url)
+    second = await open_ledger(isolated_database_url)
+    try:
+        tenant = uuid.uuid4()
+        bank, wallet = await _accounts(
+            first, tenant, 0, AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
+        )
+        await first.submit([_transfer(tenant, bank, wallet, 10)])
+        await second.submit([_transfer(tenant, wallet, bank, 10)])
+        # `first` still holds wallet with 10 available; the database says 0.
+        overdraw = await first.submit([_transfer(tenant, wallet, bank, 10)])
+        assert overdraw[0].status is Status.EXCEEDS_CREDITS
+        await first.submit([_transfer(tenant, bank, wallet, 5)])
+        await second.set_account_status(
+            tenant_id=tenant, account_id=wallet, status=AccountStatus.FROZEN
+        )
+        frozen = await first.submit([_transfer(tenant, bank, wallet, 1)])
+        assert frozen[0].status is Status.ACCOUNT_FROZEN
+        assert (await first.verify(grace_s=60)).ok
+    finally:
+        await first.close()
+        await second.close()

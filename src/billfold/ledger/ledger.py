@@ -19,6 +19,7 @@ from billfold.kit.errors import invariant
 from billfold.kit.pagination import InvalidCursor, Page, decode_cursor, encode_cursor
 from billfold.kit.settings import Settings
 from billfold.ledger import service
+from billfold.ledger.cache import AccountCache
 from billfold.ledger.errors import AccountNotFound
 from billfold.ledger.repository import LedgerRepository
 from billfold.ledger.repository_postgres import PostgresLedgerRepository
@@ -67,6 +68,7 @@ class Ledger:
         batch_window_ms: float = 2.0,
         batch_size_max: int = BATCH_SIZE_MAX,
         queue_size_max: int = 100_000,
+        account_cache_size_max: int = 1_000_000,
     ) -> None:
         self.repository = repository
         self.clock: Clock = clock or SystemClock()
@@ -77,6 +79,7 @@ class Ledger:
             queue_size_max=queue_size_max,
         )
         self._expiry_task: asyncio.Task[None] | None = None
+        self._account_cache = AccountCache(size_max=account_cache_size_max)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> Ledger:
@@ -119,8 +122,16 @@ class Ledger:
     async def _apply_segments(
         self, segments: Sequence[Sequence[NewTransfer]]
     ) -> list[list[TransferResult]]:
-        async with self.repository.write() as transaction:
-            return await service.create_transfers(transaction, segments, clock=self.clock)
+        try:
+            async with self.repository.write() as transaction:
+                batch = await service.create_transfers(
+                    transaction, segments, clock=self.clock, cache=self._account_cache
+                )
+        except BaseException:
+            self._account_cache.invalidate()  # its objects may hold uncommitted balances
+            raise
+        self._account_cache.committed(batch.last_timestamp, batch.accounts.values())
+        return batch.results
 
     async def expire_pending(self, *, limit: int = BATCH_SIZE_MAX) -> list[Transfer]:
         async with self.repository.write() as transaction:

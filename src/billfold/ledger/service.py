@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from billfold.kit.clock import Clock
 from billfold.kit.errors import invariant
+from billfold.ledger.cache import AccountCache
 from billfold.ledger.errors import AccountHasPendingBalance, AccountNotFound, BatchTooLarge
 from billfold.ledger.repository import LedgerWriteTransaction
 from billfold.ledger.state_machine import (
@@ -23,6 +25,7 @@ from billfold.ledger.state_machine import (
 )
 from billfold.ledger.types import (
     BATCH_SIZE_MAX,
+    Account,
     AccountResult,
     AccountStatus,
     NewAccount,
@@ -31,7 +34,13 @@ from billfold.ledger.types import (
     TransferResult,
 )
 
-__all__ = ["create_accounts", "create_transfers", "expire_pending_transfers", "set_account_status"]
+__all__ = [
+    "TransferBatch",
+    "create_accounts",
+    "create_transfers",
+    "expire_pending_transfers",
+    "set_account_status",
+]
 
 
 def _check_size(count: int) -> None:
@@ -55,20 +64,32 @@ async def create_accounts(
     return results
 
 
+@dataclass(frozen=True, slots=True)
+class TransferBatch:
+    """What applying a batch produced: each request's results, the accounts it read or
+    changed (their state at the end of the batch) and the clock after it."""
+
+    results: list[list[TransferResult]]
+    accounts: dict[uuid.UUID, Account]
+    last_timestamp: int
+
+
 async def create_transfers(
     transaction: LedgerWriteTransaction,
     segments: Sequence[Sequence[NewTransfer]],
     *,
     clock: Clock,
-) -> list[list[TransferResult]]:
+    cache: AccountCache | None = None,
+) -> TransferBatch:
     """Apply transfers in order; each segment is one caller's request and closes any chain."""
     _check_size(sum(len(segment) for segment in segments))
-    snapshot = await _load(transaction, [t for segment in segments for t in segment])
+    snapshot = await _load(transaction, [t for segment in segments for t in segment], cache)
     # Read the time only once the lock is held: a writer that waited for it must not judge
     # expiries by the moment it started waiting.
     results, effects = apply_transfers(snapshot, segments, now_ns=clock.now_ns())
     await _write(transaction, effects)
-    return results
+    last_timestamp = effects.last_timestamp if effects.transfers else snapshot.last_timestamp
+    return TransferBatch(results, snapshot.accounts, last_timestamp)
 
 
 async def expire_pending_transfers(
@@ -99,7 +120,7 @@ async def set_account_status(
     status: AccountStatus,
 ) -> None:
     """Freeze, unfreeze or close an account. Closing needs no pending balance left."""
-    await transaction.lock_clock()
+    last_timestamp = await transaction.lock_clock()
     accounts = await transaction.lock_accounts([account_id])
     if not accounts or accounts[0].tenant_id != tenant_id:
         raise AccountNotFound(f"no account {account_id}")
@@ -107,12 +128,20 @@ async def set_account_status(
     if status is AccountStatus.CLOSED and (account.debits_pending or account.credits_pending):
         raise AccountHasPendingBalance("void or post its pending transfers before closing it")
     await transaction.update_status(account_id, status)
+    # Every write advances the clock, so other processes' account caches see it.
+    await transaction.save_clock(last_timestamp + 1)
 
 
-async def _load(transaction: LedgerWriteTransaction, transfers: Sequence[NewTransfer]) -> Snapshot:
+async def _load(
+    transaction: LedgerWriteTransaction,
+    transfers: Sequence[NewTransfer],
+    cache: AccountCache | None,
+) -> Snapshot:
     """Everything a batch may read: existing transfers under its ids and pending ids,
-    the pending statuses, then the accounts (locked in id order)."""
+    the pending statuses, then the accounts: from the cache when no other write happened
+    since this process's last batch, the rest read and locked in id order."""
     last_timestamp = await transaction.lock_clock()
+    cached = cache.begin(last_timestamp) if cache is not None else {}
     pending_ids = {t.pending_id for t in transfers if t.pending_id is not None}
     lookup_ids = {t.id for t in transfers} | pending_ids
     known = {t.id: t for t in await transaction.transfers_by_id(lookup_ids)}
@@ -128,8 +157,11 @@ async def _load(transaction: LedgerWriteTransaction, transfers: Sequence[NewTran
         if pending is not None:
             account_ids.add(pending.debit_account_id)
             account_ids.add(pending.credit_account_id)
-    accounts = await transaction.lock_accounts(account_ids)
-    return Snapshot(last_timestamp, {a.id: a for a in accounts}, known, statuses)
+    accounts = {i: cached[i] for i in account_ids if i in cached}
+    missing = account_ids - accounts.keys()
+    if missing:
+        accounts.update((a.id, a) for a in await transaction.lock_accounts(missing))
+    return Snapshot(last_timestamp, accounts, known, statuses)
 
 
 async def _write(transaction: LedgerWriteTransaction, effects: Effects) -> None:
