@@ -52,6 +52,12 @@ class LedgerModel:
     accounts: dict[uuid.UUID, ModelAccount] = field(default_factory=dict)
     transfers: dict[uuid.UUID, ModelTransfer] = field(default_factory=dict)
     pending: dict[uuid.UUID, str] = field(default_factory=dict)
+    last_timestamp: int = 0
+    """The ledger clock: the test sets it from the database before each request, since
+    other tenants' writes share it; the model then advances it as the ledger must."""
+
+    def _next_timestamp(self, now_ns: int) -> int:
+        return max(self.last_timestamp + 1, now_ns)
 
     # -- accounts
 
@@ -87,40 +93,41 @@ class LedgerModel:
     # -- transfers
 
     def create_transfers(
-        self, batch: list[NewTransfer], timestamps: list[int | None], now_ns: int
+        self, batch: list[NewTransfer], now_ns: int
     ) -> list[tuple[str, int | None]]:
-        """Statuses (and amounts moved) for one request; `timestamps` are the ledger's,
-        used only to know when a pending transfer expires."""
+        """Statuses (and amounts moved) for one request."""
         results: list[tuple[str, int | None]] = [("", None)] * len(batch)
         index = 0
         while index < len(batch):
             if not batch[index].flags & LINKED:
-                results[index] = self._one(batch[index], timestamps[index], now_ns)
+                results[index] = self._one(batch[index], now_ns)
                 index += 1
                 continue
             last = index
             while last < len(batch) - 1 and batch[last].flags & LINKED:
                 last += 1
-            saved = copy.deepcopy((self.accounts, self.transfers, self.pending))
+            saved = copy.deepcopy(
+                (self.accounts, self.transfers, self.pending, self.last_timestamp)
+            )
             failure: tuple[int, str] | None = None
             for position in range(index, last + 1):
                 if position == last and batch[last].flags & LINKED:
                     failure = (position, "linked_event_chain_open")
                     break
-                outcome = self._one(batch[position], timestamps[position], now_ns)
+                outcome = self._one(batch[position], now_ns)
                 results[position] = outcome
                 if outcome[0] not in ("ok", "exists"):
                     failure = (position, outcome[0])
                     break
             if failure is not None:
-                self.accounts, self.transfers, self.pending = saved
+                self.accounts, self.transfers, self.pending, self.last_timestamp = saved
                 for position in range(index, last + 1):
                     results[position] = ("linked_event_failed", None)
                 results[failure[0]] = (failure[1], None)
             index = last + 1
         return results
 
-    def _one(self, t: NewTransfer, timestamp: int | None, now_ns: int) -> tuple[str, int | None]:
+    def _one(self, t: NewTransfer, now_ns: int) -> tuple[str, int | None]:
         if t.flags & ~63:
             return ("reserved_flag", None)
         if t.id.int == 0:
@@ -136,8 +143,8 @@ class LedgerModel:
         if shape != "ok":
             return (shape, None)
         if t.flags & (POST | VOID):
-            return self._resolve(t, timestamp, now_ns)
-        return self._regular(t, timestamp)
+            return self._resolve(t, now_ns)
+        return self._regular(t, now_ns)
 
     @staticmethod
     def _same(t: NewTransfer, stored: ModelTransfer) -> bool:
@@ -204,7 +211,7 @@ class LedgerModel:
             return "code_must_not_be_zero"
         return "ok"
 
-    def _regular(self, t: NewTransfer, timestamp: int | None) -> tuple[str, int | None]:
+    def _regular(self, t: NewTransfer, now_ns: int) -> tuple[str, int | None]:
         assert t.debit_account_id is not None and t.credit_account_id is not None
         d = self.accounts.get(t.debit_account_id)
         c = self.accounts.get(t.credit_account_id)
@@ -243,9 +250,8 @@ class LedgerModel:
             return ("exceeds_debits", None)
         expires_at = None
         if pending and t.timeout_s:
-            # The ledger's timestamp when it accepted the transfer; when it refused it, the
-            # statuses already disagree and the test fails on that.
-            expires_at = (timestamp if timestamp is not None else 0) + t.timeout_s * NS
+            expires_at = self._next_timestamp(now_ns) + t.timeout_s * NS
+        self.last_timestamp = self._next_timestamp(now_ns)
         if pending:
             d.debits_pending += amount
             c.credits_pending += amount
@@ -258,9 +264,7 @@ class LedgerModel:
         )
         return ("ok", amount)
 
-    def _resolve(
-        self, t: NewTransfer, timestamp: int | None, now_ns: int
-    ) -> tuple[str, int | None]:
+    def _resolve(self, t: NewTransfer, now_ns: int) -> tuple[str, int | None]:
         assert t.pending_id is not None
         p = self.transfers.get(t.pending_id)
         if p is None or p.request.tenant_id != t.tenant_id:
@@ -284,7 +288,7 @@ class LedgerModel:
                 }[state],
                 None,
             )
-        if p.expires_at is not None and p.expires_at <= now_ns:
+        if p.expires_at is not None and p.expires_at <= self._next_timestamp(now_ns):
             return ("pending_transfer_expired", None)
         post = bool(t.flags & POST)
         amount = p.amount if t.amount is None else t.amount
@@ -300,6 +304,7 @@ class LedgerModel:
                         "account_frozen" if account.status == "frozen" else "account_closed",
                         None,
                     )
+        self.last_timestamp = self._next_timestamp(now_ns)
         d.debits_pending -= p.amount
         c.credits_pending -= p.amount
         if post:

@@ -139,6 +139,7 @@ class LedgerComparison(RuleBasedStateMachine):
         self.model.expire(self.clock.now_ns())
 
     def _apply(self, requests: list[list[NewTransfer]], *, via_writer: bool) -> None:
+        clock_before = self.run(_clock(self.ledger))
         if via_writer:
 
             async def submit_all() -> list[Any]:
@@ -148,9 +149,9 @@ class LedgerComparison(RuleBasedStateMachine):
         else:
             all_results = [self.run(self.ledger.create_transfers(r)) for r in requests]
         now_ns = self.clock.now_ns()
+        self.model.last_timestamp = clock_before
         for request, results in zip(requests, all_results, strict=True):
-            timestamps = [r.timestamp for r in results]
-            expected = self.model.create_transfers(request, timestamps, now_ns)
+            expected = self.model.create_transfers(request, now_ns)
             actual = [(r.status.value, r.amount) for r in results]
             assert actual == expected, f"{request}"
             for status, _ in actual:
@@ -221,6 +222,11 @@ class LedgerComparison(RuleBasedStateMachine):
                 expected.credits_posted,
                 expected.status,
             ), account_id
+
+
+async def _clock(ledger: Ledger) -> int:
+    async with ledger.repository.read() as reader:
+        return await reader.last_timestamp()
 
 
 def _fields(transfer: NewTransfer) -> dict[str, Any]:

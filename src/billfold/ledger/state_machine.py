@@ -450,7 +450,10 @@ class _Machine:
             or (new.code is not None and new.code != pending.code)
         ):
             return TransferResult(index, new.id, Status.PENDING_TRANSFER_HAS_DIFFERENT_FIELDS)
-        status = _pending_state(self.pending_status.get(pending.id), pending, self.now_ns)
+        # Judged at the ledger time this transfer would get, so a post recorded at or after
+        # the pending transfer's expiry is impossible however long the batch waited.
+        timestamp = next_timestamp(self.last_timestamp, self.now_ns)
+        status = _pending_state(self.pending_status.get(pending.id), pending, timestamp)
         if status is not _OK:
             return TransferResult(index, new.id, status)
         post = bool(new.flags & _POST_PENDING)
@@ -470,7 +473,6 @@ class _Machine:
                 return TransferResult(index, new.id, Status.OVERFLOWS_DEBITS_POSTED)
             if credit.credits_posted + amount > AMOUNT_MAX:
                 return TransferResult(index, new.id, Status.OVERFLOWS_CREDITS_POSTED)
-        timestamp = next_timestamp(self.last_timestamp, self.now_ns)
         self._resolve(pending, amount if post else 0)
         transfer = Transfer(
             id=new.id,
@@ -671,7 +673,7 @@ def _check_limits(
 
 
 def _pending_state(
-    status: PendingStatus | None, pending: Transfer, now_ns: int
+    status: PendingStatus | None, pending: Transfer, timestamp: int
 ) -> CreateTransferStatus:
     if status is PendingStatus.POSTED:
         return Status.PENDING_TRANSFER_ALREADY_POSTED
@@ -680,7 +682,7 @@ def _pending_state(
     if status is PendingStatus.EXPIRED:
         return Status.PENDING_TRANSFER_EXPIRED
     invariant(status is PendingStatus.PENDING, "a pending transfer has a pending status")
-    if pending.expires_at is not None and pending.expires_at <= now_ns:
+    if pending.expires_at is not None and pending.expires_at <= timestamp:
         return Status.PENDING_TRANSFER_EXPIRED
     return _OK
 

@@ -7,6 +7,7 @@ Replays all transfers in timestamp order over one consistent snapshot and report
 - timestamps that do not strictly increase, or a transfer older than its accounts;
 - a transfer that references a missing account, crosses tenants or ledgers, or resolves a
   pending transfer that does not exist or was already resolved;
+- a post or void recorded at or after its pending transfer's expiry, or an expiry before it;
 - a pending status that disagrees with the transfers, and pending transfers still open more
   than `grace_s` past their timeout.
 """
@@ -129,13 +130,22 @@ class _Replay:
             not posting and transfer.amount != pending.amount
         ):
             self.report.add("pending_amount", transfer.id, "amount disagrees with pending transfer")
+        expiry = bool(transfer.flags & TransferFlags.EXPIRY)
+        if pending.expires_at is not None and (transfer.timestamp >= pending.expires_at) != expiry:
+            self.report.add(
+                "pending_expiry",
+                transfer.id,
+                "resolved after its pending transfer expired"
+                if not expiry
+                else "expired before its pending transfer's timeout",
+            )
         debit.debits_pending -= pending.amount
         credit.credits_pending -= pending.amount
         if posting:
             debit.debits_posted += transfer.amount
             credit.credits_posted += transfer.amount
             self.resolved[pending.id] = PendingStatus.POSTED
-        elif transfer.flags & TransferFlags.EXPIRY:
+        elif expiry:
             self.resolved[pending.id] = PendingStatus.EXPIRED
         else:
             self.resolved[pending.id] = PendingStatus.VOIDED
