@@ -12,12 +12,9 @@ import asyncio
 import contextlib
 import math
 import os
-import random
 import re
 import secrets
 import shutil
-import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -28,7 +25,6 @@ from rich.table import Table
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
-    "FastUuid7",
     "PgbenchResult",
     "bench_database_url",
     "checkpoint",
@@ -180,24 +176,6 @@ async def run_pgbench(admin_url: str, *, seconds: int) -> PgbenchResult:
 
 
 # ----------------------------------------------------------------------------- ids
-
-
-class FastUuid7:
-    """UUIDv7 (RFC 9562 layout: 48-bit ms timestamp, version, 74 random bits) at a third of
-    the cost of `billfold.kit.ids.new_id`, so generating ids weighs little in a measurement.
-    Random bits come from a seeded PRNG: fine for benchmark ids, not for anything secret."""
-
-    _VERSION_AND_VARIANT = (0x7 << 76) | (0b10 << 62)
-
-    def __init__(self, rng: random.Random | None = None) -> None:
-        self._bits = (rng or random.Random()).getrandbits
-
-    def __call__(self) -> uuid.UUID:
-        milliseconds = time.time_ns() // 1_000_000
-        random_a, random_b = self._bits(12), self._bits(62)
-        return uuid.UUID(
-            int=(milliseconds << 80) | self._VERSION_AND_VARIANT | (random_a << 64) | random_b
-        )
 
 
 # ----------------------------------------------------------------------------- figures

@@ -43,7 +43,6 @@ from typing import Any
 import uvloop
 
 from _common import (
-    FastUuid7,
     PgbenchResult,
     bench_database_url,
     checkpoint,
@@ -268,7 +267,7 @@ async def run_ledger_phases(
         try:
             tenant_id = new_id()
             accounts = await create_accounts(ledger, tenant_id, ACCOUNT_COUNT)
-            workload = Workload(tenant_id, accounts, rng, FastUuid7())
+            workload = Workload(tenant_id, accounts, rng, new_id)
             clients, singles = arguments.clients, arguments.single_clients
             plan = [
                 PhasePlan("uniform", workload.uniform, ledger.submit, clients, ledger.writer),
