@@ -29,6 +29,7 @@ from billfold.ledger.types import (
     BATCH_SIZE_MAX,
     Account,
     AccountFlags,
+    Balances,
     CreateTransferStatus,
     NewAccount,
     NewTransfer,
@@ -420,7 +421,13 @@ def run_cli_verify(database_url: str) -> subprocess.CompletedProcess[str] | None
 
 async def check_verify_notices_a_wrong_balance(ledger: Ledger, account: Account) -> None:
     """Proof that the checks above could fail: one unit of credit out of thin air is caught."""
-    wrong = dataclasses.replace(account, credits_posted=account.credits_posted + 1)
+    wrong = Balances(
+        account.id,
+        account.debits_pending,
+        account.debits_posted,
+        account.credits_pending,
+        account.credits_posted + 1,
+    )
     async with ledger.repository.write() as transaction:
         await transaction.update_balances([wrong])
     report = await ledger.verify(grace_s=60)

@@ -37,7 +37,7 @@ from billfold.ledger.types import (
     TransferResult,
 )
 from billfold.ledger.verify import VerifyReport, verify_ledger
-from billfold.ledger.writer import BatchingWriter
+from billfold.ledger.writer import BatchingWriter, Segments
 
 __all__ = ["Ledger", "repository_for"]
 
@@ -72,14 +72,15 @@ class Ledger:
     ) -> None:
         self.repository = repository
         self.clock: Clock = clock or SystemClock()
+        self.account_cache = AccountCache(size_max=account_cache_size_max)
+        self.pipeline = _Applier(self)
         self.writer = BatchingWriter(
-            self._apply_segments,
+            self.pipeline,
             window_s=batch_window_ms / 1000,
             batch_size_max=batch_size_max,
             queue_size_max=queue_size_max,
         )
         self._expiry_task: asyncio.Task[None] | None = None
-        self._account_cache = AccountCache(size_max=account_cache_size_max)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> Ledger:
@@ -111,27 +112,13 @@ class Ledger:
             return await service.create_accounts(transaction, accounts, clock=self.clock)
 
     async def create_transfers(self, transfers: Sequence[NewTransfer]) -> list[TransferResult]:
-        """Apply one batch in its own database transaction, bypassing the writer's queue."""
-        results = await self._apply_segments([transfers])
-        return results[0]
+        """Apply one batch in a database transaction of its own, in order with everything
+        else this process writes (it goes through the writer, unmerged)."""
+        return await self.writer.submit(transfers, solo=True)
 
     async def submit(self, transfers: Sequence[NewTransfer]) -> list[TransferResult]:
         """Apply one request's transfers through the batching writer (shared transactions)."""
         return await self.writer.submit(transfers)
-
-    async def _apply_segments(
-        self, segments: Sequence[Sequence[NewTransfer]]
-    ) -> list[list[TransferResult]]:
-        try:
-            async with self.repository.write() as transaction:
-                batch = await service.create_transfers(
-                    transaction, segments, clock=self.clock, cache=self._account_cache
-                )
-        except BaseException:
-            self._account_cache.invalidate()  # its objects may hold uncommitted balances
-            raise
-        self._account_cache.committed(batch.last_timestamp, batch.accounts.values())
-        return batch.results
 
     async def expire_pending(self, *, limit: int = BATCH_SIZE_MAX) -> list[Transfer]:
         async with self.repository.write() as transaction:
@@ -244,6 +231,51 @@ class Ledger:
     async def verify(self, *, grace_s: int) -> VerifyReport:
         async with self.repository.read() as reader:
             return await verify_ledger(reader, now_ns=self.clock.now_ns(), grace_s=grace_s)
+
+
+class _Applier:
+    """The writer's two steps over this ledger's repository and account cache."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self.decided_ahead = 0
+        """Batches written as decided while the previous one was being written."""
+        self.decided_again = 0
+        """Batches decided ahead whose basis had changed, so decided again under the lock."""
+
+    async def prepare(self, segments: Segments) -> service.DecidedBatch | None:
+        ledger = self._ledger
+        try:
+            async with ledger.repository.read() as reader:
+                return await service.prepare_transfers(
+                    reader, segments, clock=ledger.clock, cache=ledger.account_cache
+                )
+        except BaseException:
+            ledger.account_cache.invalidate()  # a decision may have stopped half way
+            raise
+
+    async def commit(
+        self, segments: Segments, prepared: service.DecidedBatch | None
+    ) -> list[list[TransferResult]]:
+        ledger = self._ledger
+        try:
+            async with ledger.repository.write() as transaction:
+                decided = await service.commit_transfers(
+                    transaction,
+                    segments,
+                    decided=prepared,
+                    clock=ledger.clock,
+                    cache=ledger.account_cache,
+                )
+        except BaseException:
+            ledger.account_cache.invalidate()  # it may hold balances that were not written
+            raise
+        if prepared is not None:
+            if decided is prepared:
+                self.decided_ahead += 1
+            else:
+                self.decided_again += 1
+        return decided.results
 
 
 def _timestamp_cursor(cursor: str | None) -> int | None:

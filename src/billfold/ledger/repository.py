@@ -19,6 +19,7 @@ from billfold.ledger.types import (
     Account,
     AccountStatus,
     BalanceRecord,
+    Balances,
     PendingStatus,
     Transfer,
 )
@@ -125,7 +126,7 @@ class LedgerWriteTransaction(LedgerReader, Protocol):
 
     async def insert_accounts(self, accounts: Sequence[Account]) -> None: ...
 
-    async def update_balances(self, accounts: Collection[Account]) -> None: ...
+    async def update_balances(self, balances: Sequence[Balances]) -> None: ...
 
     async def update_status(self, account_id: uuid.UUID, status: AccountStatus) -> None: ...
 

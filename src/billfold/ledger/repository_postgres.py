@@ -16,6 +16,7 @@ from billfold.ledger.types import (
     Account,
     AccountStatus,
     BalanceRecord,
+    Balances,
     PendingStatus,
     Transfer,
 )
@@ -254,7 +255,7 @@ class _PostgresWriteTransaction(_PostgresReader):
             ],
         )
 
-    async def update_balances(self, accounts: Collection[Account]) -> None:
+    async def update_balances(self, balances: Sequence[Balances]) -> None:
         await self._connection.execute(
             """
             UPDATE ledger_accounts AS a
@@ -266,11 +267,11 @@ class _PostgresWriteTransaction(_PostgresReader):
              WHERE a.id = u.id
             """,
             # Decimal text is far cheaper to encode than asyncpg's int-to-numeric path.
-            [a.id for a in accounts],
-            [str(a.debits_pending) for a in accounts],
-            [str(a.debits_posted) for a in accounts],
-            [str(a.credits_pending) for a in accounts],
-            [str(a.credits_posted) for a in accounts],
+            [b.account_id for b in balances],
+            [str(b.debits_pending) for b in balances],
+            [str(b.debits_posted) for b in balances],
+            [str(b.credits_pending) for b in balances],
+            [str(b.credits_posted) for b in balances],
         )
 
     async def update_status(self, account_id: uuid.UUID, status: AccountStatus) -> None:

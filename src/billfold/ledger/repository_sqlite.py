@@ -25,6 +25,7 @@ from billfold.ledger.types import (
     Account,
     AccountStatus,
     BalanceRecord,
+    Balances,
     PendingStatus,
     Transfer,
 )
@@ -291,19 +292,19 @@ class _SqliteWriteTransaction(_SqliteReader):
             ],
         )
 
-    async def update_balances(self, accounts: Collection[Account]) -> None:
+    async def update_balances(self, balances: Sequence[Balances]) -> None:
         await self._execute_many(
             "UPDATE ledger_accounts SET debits_pending = ?, debits_posted = ?,"
             " credits_pending = ?, credits_posted = ? WHERE id = ?",
             [
                 (
-                    _amount(a.debits_pending),
-                    _amount(a.debits_posted),
-                    _amount(a.credits_pending),
-                    _amount(a.credits_posted),
-                    a.id.hex,
+                    _amount(b.debits_pending),
+                    _amount(b.debits_posted),
+                    _amount(b.credits_pending),
+                    _amount(b.credits_posted),
+                    b.account_id.hex,
                 )
-                for a in accounts
+                for b in balances
             ],
         )
 

@@ -15,7 +15,7 @@ from billfold.kit.clock import Clock
 from billfold.kit.errors import invariant
 from billfold.ledger.cache import AccountCache
 from billfold.ledger.errors import AccountHasPendingBalance, AccountNotFound, BatchTooLarge
-from billfold.ledger.repository import LedgerWriteTransaction
+from billfold.ledger.repository import LedgerReader, LedgerWriteTransaction
 from billfold.ledger.state_machine import (
     Effects,
     Snapshot,
@@ -25,7 +25,6 @@ from billfold.ledger.state_machine import (
 )
 from billfold.ledger.types import (
     BATCH_SIZE_MAX,
-    Account,
     AccountResult,
     AccountStatus,
     NewAccount,
@@ -35,10 +34,11 @@ from billfold.ledger.types import (
 )
 
 __all__ = [
-    "TransferBatch",
+    "DecidedBatch",
+    "commit_transfers",
     "create_accounts",
-    "create_transfers",
     "expire_pending_transfers",
+    "prepare_transfers",
     "set_account_status",
 ]
 
@@ -65,31 +65,102 @@ async def create_accounts(
 
 
 @dataclass(frozen=True, slots=True)
-class TransferBatch:
-    """What applying a batch produced: each request's results, the accounts it read or
-    changed (their state at the end of the batch) and the clock after it."""
+class DecidedBatch:
+    """A batch the state machine has decided, ready to write: each request's results, the
+    effects (frozen for writing), and the state it read and left, for the cache."""
 
     results: list[list[TransferResult]]
-    accounts: dict[uuid.UUID, Account]
-    last_timestamp: int
+    effects: Effects
+    snapshot: Snapshot
+    base_timestamp: int
+    """The clock value the decision assumed; writing it requires finding exactly that."""
+    epoch: int
+    """The cache epoch it was built in; a different epoch means its basis was voided."""
+
+    @property
+    def last_timestamp(self) -> int:
+        return self.effects.last_timestamp if self.effects.transfers else self.base_timestamp
 
 
-async def create_transfers(
-    transaction: LedgerWriteTransaction,
+def _flatten(segments: Sequence[Sequence[NewTransfer]]) -> list[NewTransfer]:
+    transfers = [t for segment in segments for t in segment]
+    _check_size(len(transfers))
+    return transfers
+
+
+def _decide(
+    snapshot: Snapshot,
+    segments: Sequence[Sequence[NewTransfer]],
+    *,
+    now_ns: int,
+    cache: AccountCache,
+    epoch: int,
+) -> DecidedBatch:
+    results, effects = apply_transfers(snapshot, segments, now_ns=now_ns)
+    decided = DecidedBatch(results, effects, snapshot, snapshot.last_timestamp, epoch)
+    cache.advance(
+        through=decided.last_timestamp,
+        accounts=snapshot.accounts,
+        transfers=snapshot.transfers,
+        pending_status=snapshot.pending_status,
+    )
+    return decided
+
+
+async def prepare_transfers(
+    reader: LedgerReader,
     segments: Sequence[Sequence[NewTransfer]],
     *,
     clock: Clock,
-    cache: AccountCache | None = None,
-) -> TransferBatch:
-    """Apply transfers in order; each segment is one caller's request and closes any chain."""
-    _check_size(sum(len(segment) for segment in segments))
-    snapshot = await _load(transaction, [t for segment in segments for t in segment], cache)
-    # Read the time only once the lock is held: a writer that waited for it must not judge
-    # expiries by the moment it started waiting.
-    results, effects = apply_transfers(snapshot, segments, now_ns=clock.now_ns())
-    await _write(transaction, effects)
-    last_timestamp = effects.last_timestamp if effects.transfers else snapshot.last_timestamp
-    return TransferBatch(results, snapshot.accounts, last_timestamp)
+    cache: AccountCache,
+) -> DecidedBatch | None:
+    """Decide a batch before taking the lock, on top of the batch being written (read from
+    the cache). None when there is nothing to build on or the cache changed meanwhile."""
+    base, epoch = cache.through, cache.epoch
+    if base is None:
+        return None
+    transfers = _flatten(segments)
+    pending_ids = {t.pending_id for t in transfers if t.pending_id is not None}
+    lookup_ids = {t.id for t in transfers} | pending_ids
+    known = {t.id: t for t in await reader.transfers_by_id(lookup_ids)}
+    statuses = await reader.pending_statuses(pending_ids) if pending_ids else {}
+    if cache.epoch != epoch or cache.through != base:
+        return None
+    # The in-flight batch's transfers and pending states may not be committed yet.
+    known.update((i, cache.transfers[i]) for i in lookup_ids if i in cache.transfers)
+    statuses.update((i, cache.pending_status[i]) for i in pending_ids if i in cache.pending_status)
+    account_ids = _account_ids(transfers, pending_ids, known)
+    accounts = {i: cache.accounts[i] for i in account_ids if i in cache.accounts}
+    missing = account_ids - accounts.keys()
+    if missing:
+        loaded = await reader.accounts_by_id(missing)
+        if cache.epoch != epoch or cache.through != base:
+            return None
+        accounts.update((a.id, a) for a in loaded)
+    snapshot = Snapshot(base, accounts, known, statuses)
+    return _decide(snapshot, segments, now_ns=clock.now_ns(), cache=cache, epoch=epoch)
+
+
+async def commit_transfers(
+    transaction: LedgerWriteTransaction,
+    segments: Sequence[Sequence[NewTransfer]],
+    *,
+    decided: DecidedBatch | None,
+    clock: Clock,
+    cache: AccountCache,
+) -> DecidedBatch:
+    """Write a batch under the lock: the prepared decision if its basis still holds (same
+    epoch, clock exactly where it assumed), else decide it again from the database."""
+    clock_value = await transaction.lock_clock()
+    if decided is None or decided.epoch != cache.epoch or decided.base_timestamp != clock_value:
+        if decided is not None:
+            cache.invalidate()
+        snapshot = await _load(transaction, _flatten(segments), cache, clock_value)
+        # Read the time only once the lock is held: a writer that waited for it must not
+        # stamp transfers with the moment it started waiting.
+        decided = _decide(snapshot, segments, now_ns=clock.now_ns(), cache=cache, epoch=cache.epoch)
+    await _write(transaction, decided.effects)
+    return decided
 
 
 async def expire_pending_transfers(
@@ -132,20 +203,12 @@ async def set_account_status(
     await transaction.save_clock(last_timestamp + 1)
 
 
-async def _load(
-    transaction: LedgerWriteTransaction,
+def _account_ids(
     transfers: Sequence[NewTransfer],
-    cache: AccountCache | None,
-) -> Snapshot:
-    """Everything a batch may read: existing transfers under its ids and pending ids,
-    the pending statuses, then the accounts: from the cache when no other write happened
-    since this process's last batch, the rest read and locked in id order."""
-    last_timestamp = await transaction.lock_clock()
-    cached = cache.begin(last_timestamp) if cache is not None else {}
-    pending_ids = {t.pending_id for t in transfers if t.pending_id is not None}
-    lookup_ids = {t.id for t in transfers} | pending_ids
-    known = {t.id: t for t in await transaction.transfers_by_id(lookup_ids)}
-    statuses = await transaction.pending_statuses(pending_ids) if pending_ids else {}
+    pending_ids: set[uuid.UUID],
+    known: dict[uuid.UUID, Transfer],
+) -> set[uuid.UUID]:
+    """Every account the batch may touch, including those of the pending transfers."""
     account_ids: set[uuid.UUID] = set()
     for transfer in transfers:
         if transfer.debit_account_id is not None:
@@ -157,11 +220,29 @@ async def _load(
         if pending is not None:
             account_ids.add(pending.debit_account_id)
             account_ids.add(pending.credit_account_id)
+    return account_ids
+
+
+async def _load(
+    transaction: LedgerWriteTransaction,
+    transfers: Sequence[NewTransfer],
+    cache: AccountCache,
+    clock_value: int,
+) -> Snapshot:
+    """Everything a batch may read, under the lock: existing transfers under its ids and
+    pending ids, the pending statuses, then the accounts: from the cache when no other
+    write happened since this process's last batch, the rest read and locked in id order."""
+    cached = cache.begin(clock_value)
+    pending_ids = {t.pending_id for t in transfers if t.pending_id is not None}
+    lookup_ids = {t.id for t in transfers} | pending_ids
+    known = {t.id: t for t in await transaction.transfers_by_id(lookup_ids)}
+    statuses = await transaction.pending_statuses(pending_ids) if pending_ids else {}
+    account_ids = _account_ids(transfers, pending_ids, known)
     accounts = {i: cached[i] for i in account_ids if i in cached}
     missing = account_ids - accounts.keys()
     if missing:
         accounts.update((a.id, a) for a in await transaction.lock_accounts(missing))
-    return Snapshot(last_timestamp, accounts, known, statuses)
+    return Snapshot(clock_value, accounts, known, statuses)
 
 
 async def _write(transaction: LedgerWriteTransaction, effects: Effects) -> None:
@@ -169,7 +250,7 @@ async def _write(transaction: LedgerWriteTransaction, effects: Effects) -> None:
         return
     invariant(all(t.amount >= 0 for t in effects.transfers), "amounts are never negative")
     await transaction.insert_transfers(effects.transfers)
-    await transaction.update_balances(list(effects.accounts.values()))
+    await transaction.update_balances(effects.balances)
     if effects.pending_inserts:
         await transaction.insert_pending(list(effects.pending_inserts.values()))
     if effects.pending_updates:

@@ -31,6 +31,7 @@ from billfold.ledger.types import (
     AccountResult,
     AccountStatus,
     BalanceRecord,
+    Balances,
     CreateAccountStatus,
     CreateTransferStatus,
     NewAccount,
@@ -110,6 +111,16 @@ class Effects:
     pending_updates: dict[uuid.UUID, PendingStatus] = field(default_factory=dict)
     history: list[BalanceRecord] = field(default_factory=list)
     last_timestamp: int = 0
+    balances: list[Balances] = field(default_factory=list)
+    """The changed accounts' balances, copied when the batch is decided: the Account
+    objects may go on changing (the next batch is decided while this one is written)."""
+
+    def freeze(self, last_timestamp: int) -> None:
+        self.last_timestamp = last_timestamp
+        self.balances = [
+            Balances(a.id, a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
+            for a in self.accounts.values()
+        ]
 
 
 def next_timestamp(last_timestamp: int, now_ns: int) -> int:
@@ -213,7 +224,7 @@ def apply_transfers(
     """
     machine = _Machine(snapshot, now_ns)
     all_results = [_apply_segment(machine, segment) for segment in segments]
-    machine.effects.last_timestamp = machine.last_timestamp
+    machine.effects.freeze(machine.last_timestamp)
     return all_results, machine.effects
 
 
@@ -579,7 +590,7 @@ def apply_expiries(
         still_open = machine.pending_status.get(pending.id) is PendingStatus.PENDING
         if still_open and pending.expires_at is not None and pending.expires_at <= now_ns:
             expired.append(machine.expire(pending))
-    machine.effects.last_timestamp = machine.last_timestamp
+    machine.effects.freeze(machine.last_timestamp)
     return expired, machine.effects
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "AccountResult",
     "AccountStatus",
     "BalanceRecord",
+    "Balances",
     "CreateAccountStatus",
     "CreateTransferStatus",
     "NewAccount",
@@ -243,6 +244,16 @@ class TransferResult:
     status: CreateTransferStatus
     timestamp: int | None = None
     amount: int | None = None
+
+
+class Balances(NamedTuple):
+    """An account's four balances at one moment, frozen for writing."""
+
+    account_id: uuid.UUID
+    debits_pending: int
+    debits_posted: int
+    credits_pending: int
+    credits_posted: int
 
 
 class BalanceRecord(NamedTuple):
