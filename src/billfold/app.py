@@ -10,7 +10,8 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel
 
 from billfold import __version__
-from billfold.kit.db import parse_database_url
+from billfold.identity.router import router as identity_router
+from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
 from billfold.kit.errors import ServiceUnavailable, install_problem_handlers
 from billfold.kit.settings import Settings, get_settings
 from billfold.ledger.ledger import Ledger
@@ -40,6 +41,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if parse_database_url(settings.database_url).kind == "sqlite":
             # The embedded default sets itself up: first start creates and migrates the file.
             await asyncio.to_thread(upgrade, settings.database_url)
+        engine = create_engine(
+            parse_database_url(settings.database_url), pool_size=settings.database_pool_size
+        )
+        app.state.unit_of_work = UnitOfWork(engine)
         ledger = Ledger.from_settings(settings)
         await ledger.open()
         ledger.start_expiry(interval_s=settings.ledger_expiry_interval_s)
@@ -48,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await ledger.close()
+            await engine.dispose()
 
     app = FastAPI(
         title="Billfold",
@@ -56,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    app.include_router(identity_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
     async def healthz() -> Health:

@@ -3,24 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from billfold import __version__
+from billfold.identity.types import Mode, Scope
 from billfold.kit.db import parse_database_url
+from billfold.kit.errors import BillfoldError
 from billfold.kit.settings import get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from billfold.identity.service import CreatedApiKey
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(no_args_is_help=True, help="Billfold: wallets and payments over a ledger.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 ledger_app = typer.Typer(no_args_is_help=True, help="The double-entry ledger.")
+tenant_app = typer.Typer(no_args_is_help=True, help="Tenants (created here, not over HTTP).")
+apikey_app = typer.Typer(no_args_is_help=True, help="API keys: shown once, stored hashed.")
 app.add_typer(db_app, name="db")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(apikey_app, name="apikey")
 console = Console()
 errors = Console(stderr=True)
 
@@ -113,6 +127,112 @@ def ledger_verify(
         raise typer.Exit(1)
 
     asyncio.run(run())
+
+
+T = TypeVar("T")
+_EXPIRY_DAYS_MAX = 3660
+
+
+def _in_unit_of_work(action: Callable[[AsyncSession, int], Awaitable[T]]) -> T:
+    """Run ``action(session, now_ns)`` in one committed unit of work; a Billfold error is
+    printed and exits 1. On SQLite the database is migrated first, as `serve` does."""
+    from billfold.kit.db import UnitOfWork, create_engine
+    from billfold.migrations import upgrade
+
+    settings = get_settings()
+    if parse_database_url(settings.database_url).kind == "sqlite":
+        upgrade(settings.database_url)
+
+    async def run() -> T:
+        engine = create_engine(parse_database_url(settings.database_url), pool_size=1)
+        try:
+            async with UnitOfWork(engine).begin() as session:
+                return await action(session, time.time_ns())
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except BillfoldError as error:
+        # Escaped: a detail may quote input, and Rich would read brackets in it as markup.
+        detail = f": {escape(error.detail)}" if error.detail else ""
+        errors.print(f"[red]{error.title}[/red]{detail}", highlight=False)
+        raise typer.Exit(1) from error
+
+
+def _print_key(label: str, created: CreatedApiKey) -> None:
+    from billfold.identity.schemas import API_KEY_ID_PREFIX
+    from billfold.kit.ids import format_id
+
+    # Plain echo, not Rich: a key must never be wrapped, truncated or styled.
+    api_key_id = format_id(API_KEY_ID_PREFIX, created.api_key.id)
+    typer.echo(f"{label:<9} {api_key_id}  {created.secret}")
+
+
+@tenant_app.command("create")
+def tenant_create(name: Annotated[str, typer.Argument(help="The tenant's name.")]) -> None:
+    """Create a tenant and its first tenant:admin API key for each mode (shown once)."""
+    from billfold.identity import service
+    from billfold.identity.schemas import TENANT_ID_PREFIX
+    from billfold.kit.ids import format_id
+
+    bootstrapped = _in_unit_of_work(
+        lambda session, now_ns: service.bootstrap_tenant(session, name=name, now_ns=now_ns)
+    )
+    typer.echo(f"{'tenant':<9} {format_id(TENANT_ID_PREFIX, bootstrapped.tenant.id)}  {name}")
+    _print_key("test key", bootstrapped.test_key)
+    _print_key("live key", bootstrapped.live_key)
+    errors.print("The keys are shown this once and stored only as hashes: keep them now.")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    tenant: Annotated[str, typer.Option(help="The tenant's id, ten_….")],
+    scope: Annotated[list[Scope], typer.Option(help="A scope to grant; repeat for more.")],
+    mode: Annotated[Mode, typer.Option(help="test or live.")] = Mode.TEST,
+    name: Annotated[str, typer.Option(help="What to call the key.")] = "Command-line key",
+    expires_in_days: Annotated[
+        int | None,
+        typer.Option(min=1, max=_EXPIRY_DAYS_MAX, help="Expire after this many days."),
+    ] = None,
+) -> None:
+    """Create an API key for a tenant and print it (shown once)."""
+    from billfold.identity import service
+    from billfold.identity.schemas import TENANT_ID_PREFIX
+    from billfold.kit.clock import NANOSECONDS_PER_SECOND
+    from billfold.kit.ids import parse_id
+
+    def create(session: AsyncSession, now_ns: int) -> Awaitable[CreatedApiKey]:
+        expires_at_ns = None
+        if expires_in_days is not None:
+            expires_at_ns = now_ns + expires_in_days * 86_400 * NANOSECONDS_PER_SECOND
+        return service.create_api_key(
+            session,
+            tenant_id=parse_id(TENANT_ID_PREFIX, tenant),
+            name=name,
+            mode=mode,
+            scopes=scope,
+            expires_at_ns=expires_at_ns,
+            now_ns=now_ns,
+        )
+
+    _print_key(f"{mode.value} key", _in_unit_of_work(create))
+    errors.print("The key is shown this once and stored only as a hash: keep it now.")
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: Annotated[str, typer.Argument(help="The key's id, key_….")]) -> None:
+    """Revoke an API key of any tenant, at once."""
+    from billfold.identity import service
+    from billfold.identity.schemas import API_KEY_ID_PREFIX
+    from billfold.kit.ids import parse_id
+
+    _in_unit_of_work(
+        lambda session, now_ns: service.revoke_api_key_any_tenant(
+            session, api_key_id=parse_id(API_KEY_ID_PREFIX, key_id), now_ns=now_ns
+        )
+    )
+    typer.echo(f"revoked   {key_id}")
 
 
 def _describe(database_url: str) -> str:

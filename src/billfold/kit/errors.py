@@ -129,6 +129,11 @@ class BillfoldError(Exception):
         """Extra members for the problem document (read-only)."""
         return MappingProxyType(self._extensions)
 
+    def response_headers(self) -> Mapping[str, str]:
+        """Headers the HTTP response must carry; none unless a subclass needs some (a 401
+        names its scheme in ``WWW-Authenticate``, RFC 9110 section 11.6.1)."""
+        return {}
+
 
 class BadRequest(BillfoldError):
     code = "bad_request"
@@ -308,6 +313,7 @@ async def _handle_billfold_error(request: Request, exc: Exception) -> Response:
         title=exc.title,
         detail=exc.detail,
         extensions=exc.extensions,
+        headers=exc.response_headers() or None,
     )
 
 

@@ -1,0 +1,1 @@
+"""Tenants, API keys and the authentication every route depends on."""

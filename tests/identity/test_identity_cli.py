@@ -1,0 +1,80 @@
+"""`billfold tenant create` and `billfold apikey create|revoke`, end to end on a SQLite file."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from identity.identity_support import api_client, bearer
+
+pytestmark = pytest.mark.slow
+KEY_LINE = re.compile(r"^(test|live) key +(key_[0-9a-f]{32}) +(bf_(test|live)_\S+)$", re.MULTILINE)
+
+
+def _billfold(database_url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "BILLFOLD_DATABASE_URL": database_url}
+    return subprocess.run(
+        [sys.executable, "-m", "billfold.cli", *arguments],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+
+
+def test_tenant_create_migrates_a_new_file_and_prints_working_keys_once(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path}/cli.db"
+    created = _billfold(database_url, "tenant", "create", "Acme Wallet")
+    assert created.returncode == 0, created.stderr
+    tenant_id = re.search(r"^tenant +(ten_[0-9a-f]{32}) +Acme Wallet$", created.stdout, re.M)
+    assert tenant_id is not None, created.stdout
+    keys = {mode: (key_id, key) for mode, key_id, key, _ in KEY_LINE.findall(created.stdout)}
+    assert set(keys) == {"test", "live"}
+    assert all(key.startswith(f"bf_{mode}_") for mode, (_, key) in keys.items())
+    assert "shown this once" in created.stderr
+
+    made = _billfold(
+        database_url,
+        "apikey", "create", "--tenant", tenant_id.group(1), "--mode", "live",
+        "--scope", "ledger:read", "--scope", "payments:read", "--name", "reports",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    [(mode, reader_id, reader_key, _)] = KEY_LINE.findall(made.stdout)
+    assert mode == "live"
+
+    with api_client(database_url) as client:
+        listed = client.get("/v1/api-keys", headers=bearer(keys["live"][1]))
+        assert listed.status_code == 200
+        items = {item["id"]: item for item in listed.json()["items"]}
+        assert set(items) == {keys["live"][0], reader_id}
+        assert items[keys["live"][0]]["scopes"] == ["tenant:admin"]
+        assert items[reader_id]["scopes"] == ["ledger:read", "payments:read"]
+        assert reader_key not in listed.text
+
+    revoked = _billfold(database_url, "apikey", "revoke", reader_id)
+    assert revoked.returncode == 0, revoked.stderr
+    with api_client(database_url) as client:
+        shown = client.get(f"/v1/api-keys/{reader_id}", headers=bearer(keys["live"][1]))
+        assert shown.json()["revoked_at"] is not None
+        assert client.get("/v1/api-keys", headers=bearer(reader_key)).status_code == 401
+
+
+def test_the_commands_refuse_unknown_tenants_and_keys_clearly(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path}/cli.db"
+    unknown_tenant = _billfold(
+        database_url, "apikey", "create", "--tenant", "ten_" + "0" * 32, "--scope", "ledger:read"
+    )
+    unknown_key = _billfold(database_url, "apikey", "revoke", "key_" + "0" * 32)
+    malformed = _billfold(database_url, "apikey", "revoke", "nonsense")
+    assert unknown_tenant.returncode == 1
+    assert "Tenant not found" in unknown_tenant.stderr
+    assert unknown_key.returncode == 1
+    assert "API key not found" in unknown_key.stderr
+    assert malformed.returncode == 1
+    assert "key_<32 hex digits>" in malformed.stderr
+    assert "bf_" not in unknown_tenant.stdout
