@@ -7,10 +7,14 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from billfold.identity.models import metadata as identity_metadata
 from billfold.kit.db import create_engine, parse_database_url
-from billfold.ledger.models import metadata
+from billfold.kit.http import idempotency_models
+from billfold.ledger.models import metadata as ledger_metadata
 
-target_metadata = metadata
+# Importing a models module registers its tables on the shared kit.orm metadata.
+assert idempotency_models.IdempotencyKey.metadata is identity_metadata
+target_metadata = [ledger_metadata, identity_metadata]
 
 
 def _run(connection: Connection) -> None:

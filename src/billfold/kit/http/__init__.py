@@ -1,0 +1,24 @@
+"""HTTP platform pieces with no domain knowledge: pure ASGI middleware and FastAPI helpers.
+
+Each module is imported on its own (`from billfold.kit.http.request_id import ...`), so a
+process that only needs the idempotency table does not import the web framework.
+
+- `request_id`: `X-Request-Id` accepted or generated, echoed on every response.
+- `logging`: structlog JSON logs, the access-log line, `bind_actor` for the auth layer.
+- `limits`: the request body size limit (413).
+- `idempotency`, `idempotency_store`, `idempotency_models`: `Idempotency-Key` on POST.
+- `rate_limit`, `rate_limit_redis`: limiters (in-process and Redis) and the 429 helper.
+- `problems`: problem+json responses written from middleware.
+
+Middleware order, outermost first (Starlette's `add_middleware` makes the last added the
+outermost, so add them in the reverse of this list)::
+
+    RequestIdMiddleware       every response carries the id, even a crash's 500
+    AccessLogMiddleware       logs with the request id already bound
+    BodySizeLimitMiddleware   nothing inside reads more than the limit
+    IdempotencyMiddleware     buffers the (already bounded) body to fingerprint it
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

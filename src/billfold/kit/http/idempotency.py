@@ -1,0 +1,296 @@
+"""`Idempotency-Key` on POST: the same request again gets the first one's response.
+
+Same key and same request → the stored response, with `Idempotent-Replayed: true`; same key
+and a different request → 422 `idempotency_key_reused`; same key while the first still
+runs → 409 `idempotency_request_in_progress`; a malformed key → 400
+`idempotency_key_invalid`. A 5xx (or 408, 425, 429, or an exception) is not kept, so the
+client may retry. Keys are scoped by `scope_of`, which the application derives from the
+caller's tenant and credential; a request it cannot scope passes through untouched (the
+auth layer refuses it later).
+
+The response is held until it is stored, so a client that got an answer and retries gets
+the replay, never a 409.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from billfold.kit.errors import (
+    BadRequest,
+    BillfoldError,
+    Conflict,
+    PayloadTooLarge,
+    ValidationFailed,
+)
+from billfold.kit.http.idempotency_models import IDEMPOTENCY_KEY_LENGTH_MAX
+from billfold.kit.http.idempotency_store import (
+    IdempotencyStore,
+    InProgress,
+    Mismatch,
+    Replay,
+    Started,
+    StoredResponse,
+    request_fingerprint,
+)
+from billfold.kit.http.limits import REQUEST_BODY_MAX_BYTES_DEFAULT, REQUEST_BODY_MAX_BYTES_LIMIT
+from billfold.kit.http.problems import send_problem
+
+__all__ = [
+    "IDEMPOTENCY_KEY_HEADER",
+    "REPLAYED_HEADER",
+    "IdempotencyKeyInvalid",
+    "IdempotencyKeyReused",
+    "IdempotencyMiddleware",
+    "IdempotencyRequestInProgress",
+    "ScopeResolver",
+    "StoreProvider",
+    "parse_idempotency_key",
+]
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+_HEADER_NAME = IDEMPOTENCY_KEY_HEADER.lower().encode("ascii")
+# Replaying these reproduces what the client acts on; the rest (dates, ids) is per response.
+_STORED_HEADERS = frozenset({b"content-type", b"location"})
+# Outcomes a retry may change: timeouts, too early, rate limited. 5xx are added below.
+_RETRYABLE_STATUSES = frozenset({408, 425, 429})
+
+_logger = logging.getLogger(__name__)
+
+ScopeResolver: TypeAlias = Callable[[HTTPConnection], Awaitable[str | None]]
+"""Whose keys the request uses (tenant and credential), or None to skip idempotency."""
+StoreProvider: TypeAlias = Callable[[HTTPConnection], IdempotencyStore]
+"""The store for a request, for stores built at startup (`request.app.state`)."""
+
+
+class IdempotencyKeyInvalid(BadRequest):
+    code = "idempotency_key_invalid"
+    title = "Invalid idempotency key"
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    code = "idempotency_key_reused"
+    title = "Idempotency key reused for a different request"
+
+
+class IdempotencyRequestInProgress(Conflict):
+    code = "idempotency_request_in_progress"
+    title = "A request with this idempotency key is in progress"
+
+
+def parse_idempotency_key(values: list[bytes]) -> str | None:
+    """The key from the header's values: None when absent; refused unless exactly one value
+    of 1..255 printable ASCII characters."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise IdempotencyKeyInvalid(f"send one {IDEMPOTENCY_KEY_HEADER} header")
+    value = values[0]
+    if not 1 <= len(value) <= IDEMPOTENCY_KEY_LENGTH_MAX:
+        raise IdempotencyKeyInvalid(f"the key must be 1..{IDEMPOTENCY_KEY_LENGTH_MAX} characters")
+    if any(not 0x20 <= byte <= 0x7E for byte in value):
+        raise IdempotencyKeyInvalid("the key must be printable ASCII")
+    return value.decode("ascii")
+
+
+@dataclass(slots=True)
+class _Recorder:
+    """Holds the application's response until it is stored, up to a size."""
+
+    send: Send
+    body_max_bytes: int
+    held: list[Message] = field(default_factory=list)
+    body_bytes: int = 0
+    passing_through: bool = False
+
+    async def __call__(self, message: Message) -> None:
+        if self.passing_through:
+            await self.send(message)
+            return
+        self.held.append(message)
+        if message["type"] == "http.response.body":
+            self.body_bytes += len(message.get("body", b""))
+        # Too big to keep, or not a plain response (trailers, file sends): deliver as it
+        # comes; the key is abandoned, since a partial replay would not be the same answer.
+        if self.body_bytes > self.body_max_bytes or message["type"] not in (
+            "http.response.start",
+            "http.response.body",
+        ):
+            self.passing_through = True
+            await self.flush()
+
+    async def flush(self) -> None:
+        held, self.held = self.held, []
+        for message in held:
+            await self.send(message)
+
+    def stored(self) -> StoredResponse | None:
+        """The held response, if it is one that may be replayed."""
+        if self.passing_through or not self.held or self.held[0]["type"] != "http.response.start":
+            return None
+        start = self.held[0]
+        headers = tuple(
+            (bytes(name).decode("latin-1"), bytes(value).decode("latin-1"))
+            for name, value in start.get("headers", [])
+            if bytes(name).lower() in _STORED_HEADERS
+        )
+        body = b"".join(message.get("body", b"") for message in self.held[1:])
+        return StoredResponse(status=int(start["status"]), headers=headers, body=body)
+
+
+def _replay_response(stored: StoredResponse) -> Response:
+    headers = dict(stored.headers)
+    headers[REPLAYED_HEADER] = "true"
+    return Response(content=stored.body, status_code=stored.status, headers=headers)
+
+
+async def _read_body(receive: Receive, body_max_bytes: int) -> bytes | None:
+    """The whole request body; None when the client went away first."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > body_max_bytes:
+            raise PayloadTooLarge(
+                f"The request body exceeds {body_max_bytes} bytes.", body_max_bytes=body_max_bytes
+            )
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+def _replaying_receive(body: bytes, receive: Receive) -> Receive:
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()  # after the body: the client's disconnect, when it comes
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def _key_values(scope: Scope) -> list[bytes]:
+    return [bytes(value) for name, value in scope["headers"] if name == _HEADER_NAME]
+
+
+class IdempotencyMiddleware:
+    """Applies `Idempotency-Key` to every POST the `scope_of` callable can scope."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        store: IdempotencyStore | StoreProvider,
+        scope_of: ScopeResolver,
+        body_max_bytes: int = REQUEST_BODY_MAX_BYTES_DEFAULT,
+    ) -> None:
+        if not 1 <= body_max_bytes <= REQUEST_BODY_MAX_BYTES_LIMIT:
+            raise ValueError(f"body_max_bytes must be 1..{REQUEST_BODY_MAX_BYTES_LIMIT}")
+        self.app = app
+        self._store = store
+        self._scope_of = scope_of
+        self.body_max_bytes = body_max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            key = parse_idempotency_key(_key_values(scope))
+            owner = None if key is None else await self._scope_of(HTTPConnection(scope))
+        except BillfoldError as error:
+            await send_problem(error, scope, receive, send)
+            return
+        if key is None or owner is None:
+            await self.app(scope, receive, send)
+            return
+        await self._guard(scope, receive, send, owner=owner, key=key)
+
+    def _store_for(self, scope: Scope) -> IdempotencyStore:
+        if isinstance(self._store, IdempotencyStore):
+            return self._store
+        return self._store(HTTPConnection(scope))
+
+    async def _guard(
+        self, scope: Scope, receive: Receive, send: Send, *, owner: str, key: str
+    ) -> None:
+        store = self._store_for(scope)
+        try:
+            body = await _read_body(receive, self.body_max_bytes)
+            if body is None:
+                return  # the client left before sending its request
+            fingerprint = request_fingerprint(
+                method=scope["method"],
+                path=scope["path"],
+                query_string=scope.get("query_string", b""),
+                body=body,
+            )
+            outcome = await store.begin(scope=owner, key=key, fingerprint=fingerprint)
+            if isinstance(outcome, Mismatch):
+                raise IdempotencyKeyReused("This key was first used with a different request.")
+            if isinstance(outcome, InProgress):
+                raise IdempotencyRequestInProgress("Retry once the first request has finished.")
+        except BillfoldError as error:
+            await send_problem(error, scope, receive, send)
+            return
+        if isinstance(outcome, Replay):
+            await _replay_response(outcome.response)(scope, receive, send)
+            return
+        await self._execute(store, outcome, body, scope, receive, send)
+
+    async def _execute(
+        self,
+        store: IdempotencyStore,
+        started: Started,
+        body: bytes,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        recorder = _Recorder(send=send, body_max_bytes=store.response_body_max_bytes)
+        try:
+            await self.app(scope, _replaying_receive(body, receive), recorder)
+        except Exception:
+            await _abandon(store, started)
+            raise
+        stored = recorder.stored()
+        if stored is None or stored.status >= 500 or stored.status in _RETRYABLE_STATUSES:
+            await _abandon(store, started)
+        else:
+            await _complete(store, started, stored)
+        await recorder.flush()
+
+
+async def _abandon(store: IdempotencyStore, started: Started) -> None:
+    try:
+        await store.abandon(started)
+    except Exception:
+        # The key stays in progress until its lease ends; the client's answer matters more.
+        _logger.exception("could not release idempotency key %r", started.key)
+
+
+async def _complete(store: IdempotencyStore, started: Started, stored: StoredResponse) -> None:
+    try:
+        kept = await store.complete(started, stored)
+    except Exception:
+        # The work is done: the client still gets its answer. Retries see 409 until the
+        # lease ends, then execute again (domain ids keep money from moving twice).
+        _logger.exception("could not store the response for idempotency key %r", started.key)
+        return
+    if not kept:
+        _logger.warning("idempotency key %r was taken over before completing", started.key)

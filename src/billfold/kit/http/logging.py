@@ -1,0 +1,171 @@
+"""Structured JSON logs (structlog) and the access-log line, one per request.
+
+Every line is one JSON object with an ISO 8601 UTC timestamp, the level, the logger name and
+whatever the request has bound: `request_id` (by `RequestIdMiddleware`), `tenant` and
+`actor` (by the auth layer through `bind_actor`). Standard-library `logging` records, such
+as uvicorn's or `billfold.kit.errors`'s, are rendered the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TextIO
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from structlog.typing import Processor
+
+__all__ = [
+    "ACCESS_LOGGER_NAME",
+    "LOG_LEVELS",
+    "AccessLogMiddleware",
+    "bind_actor",
+    "configure_logging",
+]
+
+ACCESS_LOGGER_NAME = "billfold.access"
+LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+# Ids and actor names are short; a bound on what a caller can push into every log line.
+_FIELD_LENGTH_MAX = 256
+_NANOSECONDS_PER_MILLISECOND = 1_000_000
+
+_installed_handler: logging.Handler | None = None
+
+
+@dataclass(slots=True)
+class _RequestFields:
+    """Who is making the current request, once the auth layer knows."""
+
+    tenant: str | None = None
+    actor: str | None = None
+
+
+# Holds a mutable object so that `bind_actor` called in a copied context (a dependency run
+# in a worker thread) still reaches the access-log line written by the middleware.
+_request_fields: ContextVar[_RequestFields | None] = ContextVar(
+    "billfold_request_fields", default=None
+)
+
+
+def _shared_processors() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+
+
+def configure_logging(level: str = "info", *, stream: TextIO | None = None) -> None:
+    """Send every log record, structlog's and the standard library's, to `stream` (standard
+    error by default) as one JSON object per line, at `level` and above.
+
+    Calling it again replaces the previous configuration rather than adding a handler.
+    """
+    global _installed_handler
+    level_number = LOG_LEVELS.get(level.lower())
+    if level_number is None:
+        raise ValueError(f"log level must be one of {sorted(LOG_LEVELS)}, got {level!r}")
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_shared_processors(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=_shared_processors(),
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.dict_tracebacks,
+                structlog.processors.JSONRenderer(),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    if _installed_handler is not None:
+        root.removeHandler(_installed_handler)
+    root.addHandler(handler)
+    root.setLevel(level_number)
+    _installed_handler = handler
+
+
+def _as_dict(fields: _RequestFields) -> dict[str, str | None]:
+    return {"tenant": fields.tenant, "actor": fields.actor}
+
+
+def _bounded(value: str | uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)[:_FIELD_LENGTH_MAX]
+
+
+def bind_actor(*, tenant_id: str | uuid.UUID | None, actor: str | None) -> None:
+    """Record who is making the current request: every later log line of the request, and
+    its access-log line, carry `tenant` and `actor`. For the auth layer to call."""
+    tenant, who = _bounded(tenant_id), _bounded(actor)
+    structlog.contextvars.bind_contextvars(tenant=tenant, actor=who)
+    fields = _request_fields.get()
+    if fields is not None:
+        fields.tenant, fields.actor = tenant, who
+
+
+class AccessLogMiddleware:
+    """One `request` line per HTTP request: method, path, status, duration_ms (and the
+    bound request_id, tenant, actor). The query string is left out: it may carry secrets."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._logger = structlog.get_logger(ACCESS_LOGGER_NAME)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        fields = _RequestFields()
+        token = _request_fields.set(fields)
+        started_ns = time.perf_counter_ns()
+        status = 500  # what the client gets if the application raises before answering
+
+        async def send_recording_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_recording_status)
+        finally:
+            _request_fields.reset(token)
+            self._log(scope, fields, status=status, started_ns=started_ns)
+            # Who made this request says nothing about the next one served in this context.
+            structlog.contextvars.unbind_contextvars("tenant", "actor")
+
+    def _log(self, scope: Scope, fields: _RequestFields, *, status: int, started_ns: int) -> None:
+        duration_ms = (time.perf_counter_ns() - started_ns) / _NANOSECONDS_PER_MILLISECOND
+        # Given explicitly only when known, so a value bound in this context is not hidden.
+        who = {name: value for name, value in _as_dict(fields).items() if value is not None}
+        log = self._logger.error if status >= 500 else self._logger.info
+        log(
+            "request",
+            method=scope["method"],
+            path=scope["path"],
+            status=status,
+            duration_ms=round(duration_ms, 3),
+            **who,
+        )

@@ -1,0 +1,294 @@
+"""Idempotency keys over HTTP, on SQLite and PostgreSQL: replays, 422 on a different
+request, 409 while running, exactly one execution under concurrency, nothing kept on 5xx."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.requests import HTTPConnection
+
+from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
+from billfold.kit.errors import PROBLEM_JSON, RateLimited, install_problem_handlers
+from billfold.kit.http.idempotency import (
+    IDEMPOTENCY_KEY_HEADER,
+    REPLAYED_HEADER,
+    IdempotencyKeyInvalid,
+    IdempotencyMiddleware,
+    parse_idempotency_key,
+)
+from billfold.kit.http.idempotency_store import IdempotencyStore
+from billfold.kit.http.limits import BodySizeLimitMiddleware
+from billfold.kit.http.request_id import REQUEST_ID_HEADER, RequestIdMiddleware
+
+pytestmark = pytest.mark.anyio
+
+SCOPE_HEADER = "X-Test-Scope"
+
+
+class TransferIn(BaseModel):
+    amount: int
+
+
+@dataclass
+class Handlers:
+    """What the test application's handlers did, and a gate to hold them mid-request."""
+
+    executions: int = 0
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def scope_from_header(connection: HTTPConnection) -> str | None:
+    return connection.headers.get(SCOPE_HEADER) or None
+
+
+def build_app(store: IdempotencyStore, handlers: Handlers) -> FastAPI:
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.post("/transfers", status_code=201)
+    async def create_transfer(transfer: TransferIn, response: Response) -> dict[str, Any]:
+        handlers.executions += 1
+        response.headers["Location"] = f"/transfers/{handlers.executions}"
+        response.headers["X-Not-Replayed"] = "1"
+        return {"amount": transfer.amount, "execution": handlers.executions}
+
+    @app.post("/slow", status_code=201)
+    async def slow() -> dict[str, int]:
+        handlers.executions += 1
+        handlers.entered.set()
+        await handlers.release.wait()
+        return {"execution": handlers.executions}
+
+    @app.post("/flaky")
+    async def flaky() -> JSONResponse:
+        handlers.executions += 1
+        status = 503 if handlers.executions == 1 else 200
+        return JSONResponse({"execution": handlers.executions}, status_code=status)
+
+    @app.post("/crash")
+    async def crash() -> None:
+        handlers.executions += 1
+        raise RuntimeError("the handler failed")
+
+    @app.post("/limited")
+    async def limited() -> None:
+        handlers.executions += 1
+        raise RateLimited("slow down")
+
+    @app.post("/big")
+    async def big() -> Response:
+        handlers.executions += 1
+        return Response(b"x" * 2048, media_type="application/octet-stream")
+
+    app.add_middleware(IdempotencyMiddleware, store=store, scope_of=scope_from_header)
+    app.add_middleware(BodySizeLimitMiddleware, body_max_bytes=1024)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[IdempotencyStore]:
+    engine = create_engine(parse_database_url(database_url), pool_size=8)
+    try:
+        yield IdempotencyStore(UnitOfWork(engine), response_body_max_bytes=1024)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def handlers() -> Handlers:
+    return Handlers()
+
+
+@pytest.fixture
+async def http(store: IdempotencyStore, handlers: Handlers) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=build_app(store, handlers), raise_app_exceptions=False)
+    # PostgreSQL's database is shared by the session: each test is its own caller.
+    headers = {SCOPE_HEADER: f"tenant-{uuid.uuid4().hex}"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://billfold.test", headers=headers
+    ) as client:
+        yield client
+
+
+def keyed(key: str, **headers: str) -> dict[str, str]:
+    return {IDEMPOTENCY_KEY_HEADER: key, **headers}
+
+
+def assert_problem(response: httpx.Response, *, status: int, code: str) -> None:
+    assert response.status_code == status
+    assert response.headers["content-type"] == PROBLEM_JSON
+    assert response.json()["code"] == code
+
+
+async def test_a_replay_returns_the_stored_status_body_and_headers(
+    http: httpx.AsyncClient, handlers: Handlers
+) -> None:
+    first = await http.post("/transfers", json={"amount": 5}, headers=keyed("k1"))
+    again = await http.post("/transfers", json={"amount": 5}, headers=keyed("k1"))
+    assert first.status_code == again.status_code == 201
+    assert again.content == first.content
+    assert again.headers["content-type"] == first.headers["content-type"]
+    assert again.headers["location"] == first.headers["location"] == "/transfers/1"
+    assert again.headers[REPLAYED_HEADER] == "true"
+    assert REPLAYED_HEADER not in first.headers
+    assert "x-not-replayed" not in again.headers
+    assert again.headers[REQUEST_ID_HEADER] != first.headers[REQUEST_ID_HEADER]
+    assert handlers.executions == 1
+
+
+async def test_the_same_key_with_a_different_body_is_422(
+    http: httpx.AsyncClient, handlers: Handlers
+) -> None:
+    await http.post("/transfers", json={"amount": 5}, headers=keyed("k2"))
+    response = await http.post("/transfers", json={"amount": 6}, headers=keyed("k2"))
+    assert_problem(response, status=422, code="idempotency_key_reused")
+    assert handlers.executions == 1
+
+
+async def test_the_same_key_on_a_different_path_is_422(http: httpx.AsyncClient) -> None:
+    await http.post("/transfers", json={"amount": 5}, headers=keyed("k3"))
+    response = await http.post("/transfers?dry_run=1", json={"amount": 5}, headers=keyed("k3"))
+    assert_problem(response, status=422, code="idempotency_key_reused")
+
+
+async def test_the_same_key_while_the_first_runs_is_409(
+    http: httpx.AsyncClient, handlers: Handlers
+) -> None:
+    first = asyncio.create_task(http.post("/slow", headers=keyed("k4")))
+    await asyncio.wait_for(handlers.entered.wait(), timeout=10)
+    during = await http.post("/slow", headers=keyed("k4"))
+    assert_problem(during, status=409, code="idempotency_request_in_progress")
+    handlers.release.set()
+    finished = await first
+    after = await http.post("/slow", headers=keyed("k4"))
+    assert finished.status_code == after.status_code == 201
+    assert after.headers[REPLAYED_HEADER] == "true"
+    assert handlers.executions == 1
+
+
+async def test_concurrent_requests_with_one_key_execute_once(
+    http: httpx.AsyncClient, handlers: Handlers
+) -> None:
+    requests = [http.post("/transfers", json={"amount": 9}, headers=keyed("k5")) for _ in range(8)]
+    responses = await asyncio.gather(*requests)
+    assert handlers.executions == 1
+    executed = [response for response in responses if REPLAYED_HEADER not in response.headers]
+    answered = [response for response in responses if response.status_code == 201]
+    assert len([response for response in executed if response.status_code == 201]) == 1
+    assert {response.status_code for response in responses} <= {201, 409}
+    assert len({response.content for response in answered}) == 1
+
+
+async def test_a_server_error_is_not_kept_so_a_retry_executes(
+    http: httpx.AsyncClient, handlers: Handlers
+) -> None:
+    failed = await http.post("/flaky", headers=keyed("k6"))
+    retried = await http.post("/flaky", headers=keyed("k6"))
+    replayed = await http.post("/flaky", headers=keyed("k6"))
+    assert (failed.status_code, retried.status_code, replayed.status_code) == (503, 200, 200)
+    assert replayed.headers[REPLAYED_HEADER] == "true"
+    assert handlers.executions == 2
+
+
+@pytest.mark.parametrize("path", ["/crash", "/limited"])
+async def test_a_crash_or_a_retryable_refusal_releases_the_key(
+    http: httpx.AsyncClient, handlers: Handlers, path: str
+) -> None:
+    first = await http.post(path, headers=keyed("k7"))
+    second = await http.post(path, headers=keyed("k7"))
+    assert first.status_code == second.status_code
+    assert first.status_code in {500, 429}
+    assert REPLAYED_HEADER not in second.headers
+    assert handlers.executions == 2
+
+
+async def test_a_validation_failure_is_kept_like_any_answer(
+    http: httpx.AsyncClient, handlers: Handlers
+) -> None:
+    first = await http.post("/transfers", json={"amount": "many"}, headers=keyed("k8"))
+    again = await http.post("/transfers", json={"amount": "many"}, headers=keyed("k8"))
+    assert first.status_code == again.status_code == 422
+    assert again.content == first.content
+    assert again.headers["content-type"] == PROBLEM_JSON
+    assert again.headers[REPLAYED_HEADER] == "true"
+
+
+async def test_keys_are_scoped_per_caller(http: httpx.AsyncClient, handlers: Handlers) -> None:
+    other = {SCOPE_HEADER: f"tenant-{uuid.uuid4().hex}"}
+    mine = await http.post("/transfers", json={"amount": 1}, headers=keyed("shared"))
+    theirs = await http.post("/transfers", json={"amount": 1}, headers=keyed("shared", **other))
+    assert mine.status_code == theirs.status_code == 201
+    assert REPLAYED_HEADER not in theirs.headers
+    assert handlers.executions == 2
+
+
+async def test_requests_without_a_key_or_a_scope_always_execute(
+    http: httpx.AsyncClient, handlers: Handlers
+) -> None:
+    await http.post("/transfers", json={"amount": 1})
+    await http.post("/transfers", json={"amount": 1})
+    unscoped = {SCOPE_HEADER: ""}
+    await http.post("/transfers", json={"amount": 1}, headers=keyed("k9", **unscoped))
+    await http.post("/transfers", json={"amount": 1}, headers=keyed("k9", **unscoped))
+    assert handlers.executions == 4
+
+
+async def test_a_response_too_large_to_keep_is_delivered_but_not_kept(
+    http: httpx.AsyncClient, handlers: Handlers
+) -> None:
+    first = await http.post("/big", headers=keyed("k10"))
+    second = await http.post("/big", headers=keyed("k10"))
+    assert first.content == second.content == b"x" * 2048
+    assert REPLAYED_HEADER not in second.headers
+    assert handlers.executions == 2
+
+
+async def test_a_body_over_the_limit_is_413_and_takes_no_key(
+    http: httpx.AsyncClient, handlers: Handlers
+) -> None:
+    too_large = await http.post("/transfers", content=b"x" * 2000, headers=keyed("k11"))
+    assert_problem(too_large, status=413, code="payload_too_large")
+    fitting = await http.post("/transfers", json={"amount": 1}, headers=keyed("k11"))
+    assert fitting.status_code == 201
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256])
+async def test_a_malformed_key_is_400(
+    http: httpx.AsyncClient, handlers: Handlers, key: str
+) -> None:
+    response = await http.post("/transfers", json={"amount": 1}, headers=keyed(key))
+    assert_problem(response, status=400, code="idempotency_key_invalid")
+    assert handlers.executions == 0
+
+
+async def test_a_get_ignores_the_key(http: httpx.AsyncClient) -> None:
+    response = await http.get("/transfers", headers=keyed(""))
+    assert response.status_code == 405
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [([], None), ([b"a"], "a"), ([b"k" * 255], "k" * 255), ([b"with space~"], "with space~")],
+)
+def test_parse_idempotency_key_accepts(values: list[bytes], expected: str | None) -> None:
+    assert parse_idempotency_key(values) == expected
+
+
+@pytest.mark.parametrize(
+    "values", [[b""], [b"k" * 256], [b"tab\there"], [b"bell\x07"], [b"\xc3\xa9"], [b"a", b"b"]]
+)
+def test_parse_idempotency_key_refuses(values: list[bytes]) -> None:
+    with pytest.raises(IdempotencyKeyInvalid) as raised:
+        parse_idempotency_key(values)
+    assert raised.value.code == "idempotency_key_invalid"

@@ -1,0 +1,159 @@
+"""Structured logs: one JSON object per line, request id, tenant and actor bound, and one
+access-log line per request."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+from fastapi import Depends, FastAPI
+
+from billfold.kit.errors import install_problem_handlers
+from billfold.kit.http.logging import AccessLogMiddleware, bind_actor, configure_logging
+from billfold.kit.http.request_id import REQUEST_ID_HEADER, RequestIdMiddleware
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    """Logging configured into a buffer; the process's logging restored afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    stream = io.StringIO()
+    configure_logging("info", stream=stream)
+    try:
+        yield stream
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
+        structlog.reset_defaults()
+        structlog.contextvars.clear_contextvars()
+
+
+def lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    """Billfold's lines (httpx, the test client, logs its requests too)."""
+    parsed = [json.loads(line) for line in stream.getvalue().splitlines()]
+    return [line for line in parsed if line["logger"].startswith("billfold.")]
+
+
+def access_lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [line for line in lines(stream) if line.get("logger") == "billfold.access"]
+
+
+async def authenticated() -> None:
+    bind_actor(tenant_id="ten_1", actor="key_async")
+
+
+def authenticated_in_a_thread() -> None:
+    bind_actor(tenant_id="ten_2", actor="key_sync")
+
+
+def build_app() -> FastAPI:
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/async", dependencies=[Depends(authenticated)])
+    async def async_route() -> dict[str, str]:
+        structlog.get_logger("billfold.test").info("inside", step=1)
+        return {}
+
+    @app.get("/sync", dependencies=[Depends(authenticated_in_a_thread)])
+    def sync_route() -> dict[str, str]:
+        return {}
+
+    @app.get("/crash")
+    async def crash() -> None:
+        raise RuntimeError("boom")
+
+    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def client() -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=build_app(), raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://billfold.test")
+
+
+def test_structlog_and_stdlib_records_are_json_lines(log_stream: io.StringIO) -> None:
+    structlog.get_logger("billfold.test").info("hello", amount=5)
+    logging.getLogger("billfold.stdlib").warning("careful %s", "now")
+    logging.getLogger("billfold.stdlib").debug("below the level")
+    first, second = lines(log_stream)
+    assert (first["event"], first["amount"], first["level"]) == ("hello", 5, "info")
+    assert (second["event"], second["level"]) == ("careful now", "warning")
+    for line in (first, second):
+        assert datetime.fromisoformat(line["timestamp"]).utcoffset() is not None
+
+
+def test_an_unknown_level_is_refused() -> None:
+    with pytest.raises(ValueError, match="log level"):
+        configure_logging("chatty")
+
+
+def test_configuring_twice_does_not_duplicate_lines(log_stream: io.StringIO) -> None:
+    configure_logging("info", stream=log_stream)
+    structlog.get_logger("billfold.test").info("once")
+    assert len(lines(log_stream)) == 1
+
+
+@pytest.mark.anyio
+async def test_each_request_has_one_access_line_with_its_id(log_stream: io.StringIO) -> None:
+    async with client() as http:
+        response = await http.get("/async?secret=1", headers={REQUEST_ID_HEADER: "req-7"})
+    inside, access = lines(log_stream)
+    assert inside["event"] == "inside"
+    assert (inside["request_id"], inside["tenant"], inside["actor"]) == (
+        "req-7",
+        "ten_1",
+        "key_async",
+    )
+    assert response.headers[REQUEST_ID_HEADER] == "req-7"
+    assert access["event"] == "request"
+    assert access["method"] == "GET"
+    assert access["path"] == "/async"
+    assert access["status"] == 200
+    assert access["request_id"] == "req-7"
+    assert (access["tenant"], access["actor"]) == ("ten_1", "key_async")
+    assert isinstance(access["duration_ms"], float)
+    assert access["duration_ms"] >= 0
+
+
+@pytest.mark.anyio
+async def test_an_actor_bound_in_a_worker_thread_reaches_the_access_line(
+    log_stream: io.StringIO,
+) -> None:
+    async with client() as http:
+        await http.get("/sync")
+    (access,) = access_lines(log_stream)
+    assert (access["tenant"], access["actor"]) == ("ten_2", "key_sync")
+
+
+@pytest.mark.anyio
+async def test_requests_do_not_inherit_each_others_actor(log_stream: io.StringIO) -> None:
+    async with client() as http:
+        await http.get("/async")
+        await http.get("/no-such-route")
+    first, second = access_lines(log_stream)
+    assert first["actor"] == "key_async"
+    assert second["status"] == 404
+    assert "actor" not in second
+    assert "tenant" not in second
+    assert first["request_id"] != second["request_id"]
+
+
+@pytest.mark.anyio
+async def test_a_crash_is_logged_as_a_500_error(log_stream: io.StringIO) -> None:
+    async with client() as http:
+        response = await http.get("/crash")
+    (access,) = access_lines(log_stream)
+    assert (access["status"], access["level"]) == (500, "error")
+    assert access["request_id"] == response.headers[REQUEST_ID_HEADER]

@@ -1,0 +1,134 @@
+"""The public names of `billfold.kit.http`, pinned: removing or renaming one is a decision."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+PUBLIC_API = {
+    "idempotency": {
+        "IDEMPOTENCY_KEY_HEADER",
+        "REPLAYED_HEADER",
+        "IdempotencyKeyInvalid",
+        "IdempotencyKeyReused",
+        "IdempotencyMiddleware",
+        "IdempotencyRequestInProgress",
+        "ScopeResolver",
+        "StoreProvider",
+        "parse_idempotency_key",
+    },
+    "idempotency_models": {
+        "FINGERPRINT_LENGTH",
+        "IDEMPOTENCY_KEY_LENGTH_MAX",
+        "IDEMPOTENCY_SCOPE_LENGTH_MAX",
+        "STATUS_COMPLETED",
+        "STATUS_IN_PROGRESS",
+        "IdempotencyKey",
+    },
+    "idempotency_repository": {"Claim", "IdempotencyRepository"},
+    "idempotency_store": {
+        "IDEMPOTENCY_LEASE_S_DEFAULT",
+        "IDEMPOTENCY_LEASE_S_MAX",
+        "IDEMPOTENCY_TTL_S_MAX",
+        "IDEMPOTENCY_TTL_S_MIN",
+        "PURGE_BATCH_MAX",
+        "RESPONSE_BODY_MAX_BYTES_DEFAULT",
+        "RESPONSE_BODY_MAX_BYTES_LIMIT",
+        "BeginOutcome",
+        "IdempotencyStore",
+        "IdempotencyStoreBusy",
+        "InProgress",
+        "Mismatch",
+        "Replay",
+        "Started",
+        "StoredResponse",
+        "request_fingerprint",
+    },
+    "limits": {
+        "REQUEST_BODY_MAX_BYTES_DEFAULT",
+        "REQUEST_BODY_MAX_BYTES_LIMIT",
+        "BodySizeLimitMiddleware",
+        "InvalidContentLength",
+    },
+    "logging": {
+        "ACCESS_LOGGER_NAME",
+        "LOG_LEVELS",
+        "AccessLogMiddleware",
+        "bind_actor",
+        "configure_logging",
+    },
+    "problems": {"problem_response", "send_problem"},
+    "rate_limit": {
+        "RATE_LIMIT_KEYS_MAX_DEFAULT",
+        "RATE_LIMIT_KEY_LENGTH_MAX",
+        "RATE_LIMIT_MAX",
+        "RATE_LIMIT_WINDOW_S_MAX",
+        "Decision",
+        "InProcessRateLimiter",
+        "KeyResolver",
+        "LimiterProvider",
+        "MonotonicClock",
+        "RateLimitExceeded",
+        "RateLimiter",
+        "enforce_rate_limit",
+        "rate_limit_dependency",
+        "rate_limit_headers",
+        "validate_rate_limit",
+    },
+    "rate_limit_redis": {
+        "RATE_LIMIT_SCRIPT",
+        "REDIS_TIMEOUT_S_DEFAULT",
+        "RateLimiterUnavailable",
+        "RedisRateLimiter",
+        "RedisScripting",
+    },
+    "request_id": {
+        "REQUEST_ID_HEADER",
+        "REQUEST_ID_LENGTH_MAX",
+        "RequestIdMiddleware",
+        "choose_request_id",
+        "current_request_id",
+    },
+}
+
+
+@pytest.mark.parametrize("module_name", sorted(PUBLIC_API))
+def test_each_module_exports_exactly_its_pinned_names(module_name: str) -> None:
+    module = importlib.import_module(f"billfold.kit.http.{module_name}")
+    assert set(module.__all__) == PUBLIC_API[module_name]
+    for name in module.__all__:
+        assert hasattr(module, name), name
+
+
+@pytest.mark.parametrize(
+    ("module_name", "class_name", "status", "code"),
+    [
+        ("limits", "InvalidContentLength", 400, "invalid_content_length"),
+        ("idempotency", "IdempotencyKeyInvalid", 400, "idempotency_key_invalid"),
+        ("idempotency", "IdempotencyKeyReused", 422, "idempotency_key_reused"),
+        ("idempotency", "IdempotencyRequestInProgress", 409, "idempotency_request_in_progress"),
+        ("idempotency_store", "IdempotencyStoreBusy", 503, "idempotency_store_busy"),
+        ("rate_limit", "RateLimitExceeded", 429, "rate_limited"),
+        ("rate_limit_redis", "RateLimiterUnavailable", 503, "rate_limiter_unavailable"),
+    ],
+)
+def test_errors_keep_their_status_and_code(
+    module_name: str, class_name: str, status: int, code: str
+) -> None:
+    error_class = getattr(importlib.import_module(f"billfold.kit.http.{module_name}"), class_name)
+    assert (error_class.status, error_class.code) == (status, code)
+
+
+def test_the_idempotency_table_imports_without_the_web_framework() -> None:
+    # Migrations and workers load the table; they should not pay for FastAPI's import.
+    probe = (
+        "import sys, billfold.kit.http.idempotency_models; "
+        "print(any(name.split('.')[0] in {'fastapi', 'starlette'} for name in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "False"
