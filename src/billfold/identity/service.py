@@ -38,10 +38,15 @@ from billfold.identity.models import (
     Tenant,
 )
 from billfold.identity.repository import ApiKeyRepository, TenantRepository
+from billfold.identity.security_events import (
+    ActorType,
+    SecurityEventType,
+    record_security_event,
+)
 from billfold.identity.types import Mode, Principal, Scope, TenantStatus
 from billfold.kit.clock import NANOSECONDS_PER_SECOND
 from billfold.kit.errors import ValidationFailed, invariant
-from billfold.kit.ids import new_id
+from billfold.kit.ids import format_id, new_id
 from billfold.kit.pagination import (
     InvalidCursor,
     Page,
@@ -127,6 +132,15 @@ async def create_tenant(session: AsyncSession, *, name: str, now_ns: int) -> Ten
         created_at=now_ns,
     )
     await TenantRepository(session).add(tenant)
+    await record_security_event(
+        session,
+        tenant_id=tenant.id,
+        event_type=SecurityEventType.TENANT_CREATED,
+        actor_type=ActorType.SYSTEM,
+        actor_id=None,
+        occurred_at=now_ns,
+        subject_id=format_id("ten", tenant.id),
+    )
     return tenant
 
 
@@ -157,6 +171,8 @@ async def create_api_key(
     scopes: Iterable[Scope],
     expires_at_ns: int | None,
     now_ns: int,
+    actor_type: ActorType = ActorType.SYSTEM,
+    actor_id: str | None = None,
 ) -> CreatedApiKey:
     """A new key for an active tenant; the returned secret is the only copy there will be."""
     granted = " ".join(sorted({Scope(scope).value for scope in scopes}))
@@ -190,6 +206,16 @@ async def create_api_key(
     invariant(
         parse_api_key(secret) == ParsedApiKey(mode=mode, api_key_id=api_key_id),
         "a minted API key must parse back to its mode and id",
+    )
+    await record_security_event(
+        session,
+        tenant_id=tenant_id,
+        event_type=SecurityEventType.API_KEY_CREATED,
+        actor_type=actor_type,
+        actor_id=actor_id,
+        occurred_at=now_ns,
+        subject_id=format_id("key", api_key_id),
+        detail={"mode": mode.value, "scopes": granted},
     )
     return CreatedApiKey(api_key=api_key, secret=secret)
 
@@ -240,6 +266,8 @@ async def grant_api_key(
         scopes=scopes,
         expires_at_ns=expires_at_ns,
         now_ns=now_ns,
+        actor_type=ActorType.API_KEY,
+        actor_id=format_id("key", principal.api_key_id),
     )
 
 
@@ -287,7 +315,10 @@ async def revoke_api_key(
 ) -> ApiKey:
     """Revoke one of the caller's keys; revoking a revoked key changes nothing."""
     api_key = await get_api_key(session, principal=principal, api_key_id=api_key_id)
-    return await _revoke(session, api_key=api_key, now_ns=now_ns)
+    actor_id = format_id("key", principal.api_key_id)
+    return await _revoke(
+        session, api_key=api_key, now_ns=now_ns, actor_type=ActorType.API_KEY, actor_id=actor_id
+    )
 
 
 async def revoke_api_key_any_tenant(
@@ -297,13 +328,31 @@ async def revoke_api_key_any_tenant(
     api_key = await ApiKeyRepository(session).get_any_tenant(api_key_id)
     if api_key is None:
         raise ApiKeyNotFound()
-    return await _revoke(session, api_key=api_key, now_ns=now_ns)
+    return await _revoke(
+        session, api_key=api_key, now_ns=now_ns, actor_type=ActorType.SYSTEM, actor_id=None
+    )
 
 
-async def _revoke(session: AsyncSession, *, api_key: ApiKey, now_ns: int) -> ApiKey:
+async def _revoke(
+    session: AsyncSession,
+    *,
+    api_key: ApiKey,
+    now_ns: int,
+    actor_type: ActorType,
+    actor_id: str | None,
+) -> ApiKey:
     if api_key.revoked_at is None:
         api_key.revoked_at = now_ns
         await session.flush()
+        await record_security_event(
+            session,
+            tenant_id=api_key.tenant_id,
+            event_type=SecurityEventType.API_KEY_REVOKED,
+            actor_type=actor_type,
+            actor_id=actor_id,
+            occurred_at=now_ns,
+            subject_id=format_id("key", api_key.id),
+        )
     return api_key
 
 
