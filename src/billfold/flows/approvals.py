@@ -1,0 +1,141 @@
+"""Four-eyes approvals executed on the ledger: manual adjustments and account unfreezes.
+
+Identity decides who may approve what, and may not import the ledger; these executors are
+the bridge, installed by the application (``app.state.approval_executors``)::
+
+    app.state.approval_executors = approval_executors(ledger)
+
+Both are idempotent on the approval id, as ``identity.operators.flows`` requires: the
+adjustment's transfer id *is* the approval id, so a repeated execution finds the transfer
+``exists`` and moves nothing; an unfreeze of an account already active changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from types import MappingProxyType
+
+from billfold.identity.operators.errors import InvalidApprovalPayload
+from billfold.identity.operators.executors import (
+    ApprovalExecutors,
+    ApprovedAction,
+    ExecutionOutcome,
+    default_executors,
+)
+from billfold.identity.operators.payloads import (
+    AccountUnfreezePayload,
+    LedgerAdjustmentPayload,
+)
+from billfold.identity.operators.permissions import ActionType
+from billfold.identity.types import Mode
+from billfold.kit.auth import LEDGER_TENANT_NAMESPACE
+from billfold.kit.errors import invariant
+from billfold.kit.ids import format_id
+from billfold.ledger.ledger import Ledger
+from billfold.ledger.types import AccountStatus, CreateTransferStatus, NewTransfer
+
+__all__ = [
+    "AccountUnfreezeExecutor",
+    "LedgerAdjustmentExecutor",
+    "approval_executors",
+    "ledger_tenant_id",
+]
+
+_APPLIED = (CreateTransferStatus.OK, CreateTransferStatus.EXISTS)
+
+
+def ledger_tenant_id(tenant_id: uuid.UUID, mode: Mode) -> uuid.UUID:
+    """The ledger's tenant for a tenant's ``mode``: the same UUIDv5 as
+    ``kit.auth.Principal.ledger_tenant_id`` (a test pins the two together)."""
+    return uuid.uuid5(LEDGER_TENANT_NAMESPACE, f"{tenant_id}:{Mode(mode).value}")
+
+
+class LedgerAdjustmentExecutor:
+    """A manual adjustment: one balanced transfer between two accounts of one ledger."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    async def check(self, *, tenant_id: uuid.UUID, action_type: ActionType, payload: str) -> None:
+        invariant(action_type is ActionType.LEDGER_ADJUSTMENT, "executor for its own type")
+        adjustment = LedgerAdjustmentPayload.model_validate_json(payload)
+        debit_id, credit_id = adjustment.account_ids()
+        accounts = await self._ledger.lookup_accounts(
+            tenant_id=ledger_tenant_id(tenant_id, adjustment.mode), ids=[debit_id, credit_id]
+        )
+        if len(accounts) != 2:
+            raise InvalidApprovalPayload(
+                f"Both accounts must exist in the tenant's {adjustment.mode.value} ledger."
+            )
+        if any(account.ledger != adjustment.asset for account in accounts):
+            raise InvalidApprovalPayload(f"Both accounts must hold {adjustment.asset}.")
+
+    async def execute(self, action: ApprovedAction) -> ExecutionOutcome:
+        adjustment = LedgerAdjustmentPayload.model_validate_json(action.payload)
+        debit_id, credit_id = adjustment.account_ids()
+        transfer = NewTransfer(
+            id=action.approval_id,  # the idempotency key: executing twice moves money once
+            tenant_id=ledger_tenant_id(action.tenant_id, adjustment.mode),
+            debit_account_id=debit_id,
+            credit_account_id=credit_id,
+            amount=int(adjustment.amount),
+            ledger=adjustment.asset,
+            code=adjustment.code,
+            user_data=format_id("apr", action.approval_id),
+        )
+        [result] = await self._ledger.create_transfers([transfer])
+        if result.status not in _APPLIED:
+            return ExecutionOutcome(succeeded=False, facts={"failure": result.status.value})
+        return ExecutionOutcome(
+            succeeded=True, facts={"transfer_id": format_id("txf", action.approval_id)}
+        )
+
+
+class AccountUnfreezeExecutor:
+    """A frozen account set back to active (never a closed one)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    async def check(self, *, tenant_id: uuid.UUID, action_type: ActionType, payload: str) -> None:
+        invariant(action_type is ActionType.ACCOUNT_UNFREEZE, "executor for its own type")
+        unfreeze = AccountUnfreezePayload.model_validate_json(payload)
+        accounts = await self._ledger.lookup_accounts(
+            tenant_id=ledger_tenant_id(tenant_id, unfreeze.mode),
+            ids=[unfreeze.internal_account_id()],
+        )
+        if not accounts:
+            raise InvalidApprovalPayload(
+                f"The account must exist in the tenant's {unfreeze.mode.value} ledger."
+            )
+        if accounts[0].status is not AccountStatus.FROZEN:
+            raise InvalidApprovalPayload(f"The account is {accounts[0].status.value}, not frozen.")
+
+    async def execute(self, action: ApprovedAction) -> ExecutionOutcome:
+        unfreeze = AccountUnfreezePayload.model_validate_json(action.payload)
+        ledger_tenant = ledger_tenant_id(action.tenant_id, unfreeze.mode)
+        account_id = unfreeze.internal_account_id()
+        accounts = await self._ledger.lookup_accounts(tenant_id=ledger_tenant, ids=[account_id])
+        if not accounts:
+            return ExecutionOutcome(succeeded=False, facts={"failure": "account_not_found"})
+        status = accounts[0].status
+        if status is AccountStatus.CLOSED:
+            return ExecutionOutcome(succeeded=False, facts={"failure": "account_closed"})
+        if status is AccountStatus.FROZEN:
+            await self._ledger.set_account_status(
+                tenant_id=ledger_tenant, account_id=account_id, status=AccountStatus.ACTIVE
+            )
+        # Already active: a repeated execution (or someone else's unfreeze) got there first.
+        return ExecutionOutcome(succeeded=True, facts={"account_status": "active"})
+
+
+def approval_executors(ledger: Ledger) -> ApprovalExecutors:
+    """Every executor: identity's own, and the ledger's two, over ``ledger``."""
+    return default_executors().with_external(
+        MappingProxyType(
+            {
+                ActionType.LEDGER_ADJUSTMENT: LedgerAdjustmentExecutor(ledger),
+                ActionType.ACCOUNT_UNFREEZE: AccountUnfreezeExecutor(ledger),
+            }
+        )
+    )

@@ -1,0 +1,325 @@
+"""Four-eyes approval requests: asking, reading, deciding, expiring, recording the outcome.
+
+The rules, each enforced where nothing can skip it:
+
+- asking needs the action type's *request* permission; deciding needs its *approve*
+  permission, and a different operator than the requester (also a CHECK constraint);
+- a request is decided once: every transition is a conditional UPDATE on the previous
+  status, so of two concurrent decisions exactly one changes the row;
+- a pending request past ``expires_at`` can no longer be decided; it becomes ``expired``;
+- refusal and expiry execute nothing; approval executes exactly once (see ``flows``).
+
+Functions flush and never commit. A decision that fails is *returned* (:class:`Decision`
+with an ``error``), not raised, because some failures leave a record that must be
+committed (a request found expired is marked so).
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.identity.operators.errors import (
+    ApprovalAlreadyDecided,
+    ApprovalExpired,
+    ApprovalNotFound,
+    InvalidApprovalExpiry,
+    InvalidNote,
+    PendingApprovalLimitReached,
+    PermissionDenied,
+    SelfApprovalForbidden,
+)
+from billfold.identity.operators.executors import ExecutionOutcome
+from billfold.identity.operators.models import NOTE_LENGTH_MAX, ApprovalRequest
+from billfold.identity.operators.payloads import canonical_payload
+from billfold.identity.operators.permissions import (
+    ACTION_PERMISSIONS,
+    ActionType,
+    Permission,
+    approvable_actions,
+    visible_actions,
+)
+from billfold.identity.operators.repository import ApprovalRepository
+from billfold.identity.operators.service import cursor_id
+from billfold.identity.operators.types import OperatorPrincipal
+from billfold.identity.security_events import SecurityEventType, record_security_event
+from billfold.kit.clock import NANOSECONDS_PER_SECOND
+from billfold.kit.errors import BillfoldError, invariant
+from billfold.kit.ids import format_id, new_id
+from billfold.kit.pagination import Page, clamp_page_size, encode_cursor
+
+__all__ = [
+    "APPROVAL_ID_PREFIX",
+    "EXPIRY_DEFAULT_S",
+    "EXPIRY_MAX_S",
+    "EXPIRY_MIN_S",
+    "PENDING_APPROVALS_PER_TENANT_MAX",
+    "Decision",
+    "clean_note",
+    "create_approval_request",
+    "decide",
+    "expire_due",
+    "finish_execution",
+    "get_approval",
+    "list_approvals",
+    "payload_of",
+    "require_permission",
+]
+
+APPROVAL_ID_PREFIX = "apr"
+EXPIRY_DEFAULT_S = 24 * 3600
+EXPIRY_MIN_S = 5 * 60
+EXPIRY_MAX_S = 7 * 24 * 3600
+"""A request waits at most a week: stale approvals are how four eyes become two."""
+PENDING_APPROVALS_PER_TENANT_MAX = 1_000
+EXPIRED_PER_SWEEP_MAX = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The request after a decision attempt, and why the attempt failed, if it did."""
+
+    approval: ApprovalRequest | None
+    error: BillfoldError | None
+
+    def __post_init__(self) -> None:
+        invariant((self.approval is None) != (self.error is None), "one of the two is set")
+
+
+def clean_note(text: str) -> str:
+    """A reason or note as stored: trimmed, 1 to NOTE_LENGTH_MAX characters, and no control
+    characters but line breaks and tabs (a NUL, for one, PostgreSQL cannot store)."""
+    cleaned = text.strip()
+    controls = any(
+        unicodedata.category(character) == "Cc" and character not in "\n\t" for character in cleaned
+    )
+    if not 1 <= len(cleaned) <= NOTE_LENGTH_MAX or controls:
+        raise InvalidNote(
+            f"A reason or note has 1 to {NOTE_LENGTH_MAX} characters and no control characters."
+        )
+    return cleaned
+
+
+def payload_of(approval: ApprovalRequest) -> dict[str, Any]:
+    """The stored payload as a JSON object."""
+    loaded = json.loads(approval.payload)
+    invariant(isinstance(loaded, dict), "a stored payload is a JSON object")
+    return dict(loaded)
+
+
+async def create_approval_request(
+    session: AsyncSession,
+    *,
+    principal: OperatorPrincipal,
+    action_type: ActionType,
+    payload: Mapping[str, Any],
+    reason: str,
+    expires_in_s: int | None,
+    now_ns: int,
+) -> ApprovalRequest:
+    """A pending request, if the caller may ask for this action and the payload fits it."""
+    require_permission(principal, ACTION_PERMISSIONS[action_type].request)
+    canonical = canonical_payload(action_type, payload)
+    lifetime_s = EXPIRY_DEFAULT_S if expires_in_s is None else expires_in_s
+    if not EXPIRY_MIN_S <= lifetime_s <= EXPIRY_MAX_S:
+        raise InvalidApprovalExpiry(
+            f"A request expires {EXPIRY_MIN_S} to {EXPIRY_MAX_S} seconds after it is made.",
+            expires_in_s_min=EXPIRY_MIN_S,
+            expires_in_s_max=EXPIRY_MAX_S,
+        )
+    approvals = ApprovalRepository(session)
+    if await approvals.count_pending(tenant_id=principal.tenant_id, now_ns=now_ns) >= (
+        PENDING_APPROVALS_PER_TENANT_MAX
+    ):
+        raise PendingApprovalLimitReached(
+            f"A tenant has at most {PENDING_APPROVALS_PER_TENANT_MAX} pending requests.",
+            limit=PENDING_APPROVALS_PER_TENANT_MAX,
+        )
+    approval = ApprovalRequest(
+        id=new_id(),
+        tenant_id=principal.tenant_id,
+        action_type=action_type.value,
+        payload=canonical,
+        reason=clean_note(reason),
+        requested_by=principal.operator_id,
+        status="pending",
+        created_at=now_ns,
+        expires_at=now_ns + lifetime_s * NANOSECONDS_PER_SECOND,
+        decided_by=None,
+        decided_at=None,
+        decision_note=None,
+        executed_at=None,
+        result=None,
+    )
+    await approvals.add(approval)
+    await _record(session, principal, approval, SecurityEventType.APPROVAL_REQUESTED, now_ns)
+    return approval
+
+
+def require_permission(principal: OperatorPrincipal, permission: Permission) -> None:
+    """Raise :class:`PermissionDenied` unless the operator holds ``permission``."""
+    if permission not in principal.permissions:
+        raise PermissionDenied(
+            f"This needs the permission {permission.value}.", required_permission=permission.value
+        )
+
+
+async def _record(
+    session: AsyncSession,
+    principal: OperatorPrincipal,
+    approval: ApprovalRequest,
+    event_type: SecurityEventType,
+    now_ns: int,
+) -> None:
+    await record_security_event(
+        session,
+        tenant_id=approval.tenant_id,
+        event_type=event_type,
+        actor_type=principal.actor.actor_type,
+        actor_id=principal.actor.actor_id,
+        occurred_at=now_ns,
+        subject_id=format_id(APPROVAL_ID_PREFIX, approval.id),
+        detail={"action_type": approval.action_type},
+    )
+
+
+async def get_approval(
+    session: AsyncSession, *, principal: OperatorPrincipal, approval_id: uuid.UUID
+) -> ApprovalRequest:
+    """A request the caller may see: of its tenant, and of an action type it may ask for or
+    decide. Any other is as absent as a missing one."""
+    approval = await ApprovalRepository(session).get_for_tenant(
+        tenant_id=principal.tenant_id, approval_id=approval_id
+    )
+    visible = {action.value for action in visible_actions(principal.permissions)}
+    if approval is None or approval.action_type not in visible:
+        raise ApprovalNotFound()
+    return approval
+
+
+async def list_approvals(
+    session: AsyncSession,
+    *,
+    principal: OperatorPrincipal,
+    status: str | None,
+    cursor: str | None,
+    limit: int | None,
+) -> Page[ApprovalRequest]:
+    """The requests the caller may see, newest first, one bounded page at a time."""
+    page_size = clamp_page_size(limit)
+    visible = sorted(action.value for action in visible_actions(principal.permissions))
+    if not visible:
+        return Page(items=[], next_cursor=None)
+    rows = await ApprovalRepository(session).list_for_tenant(
+        tenant_id=principal.tenant_id,
+        action_types=visible,
+        status=status,
+        after_id=None if cursor is None else cursor_id(cursor),
+        limit=page_size + 1,
+    )
+    items = rows[:page_size]
+    next_cursor = encode_cursor([items[-1].id.hex]) if len(rows) > page_size else None
+    return Page(items=items, next_cursor=next_cursor)
+
+
+async def decide(
+    session: AsyncSession,
+    *,
+    principal: OperatorPrincipal,
+    approval_id: uuid.UUID,
+    approve: bool,
+    note: str | None,
+    now_ns: int,
+) -> Decision:
+    """Approve or refuse a pending request, if every rule allows it (see the module doc).
+
+    The conditional UPDATE comes first: it is the check and the decision in one statement.
+    Only when it changes nothing is the row read, to say why.
+    """
+    note = None if note is None else clean_note(note)
+    approvable = approvable_actions(principal.permissions)
+    approvals = ApprovalRepository(session)
+    claimed = bool(approvable) and await approvals.claim_decision(
+        tenant_id=principal.tenant_id,
+        approval_id=approval_id,
+        decider_id=principal.operator_id,
+        action_types=sorted(action.value for action in approvable),
+        to_status="approved" if approve else "refused",
+        note=note,
+        now_ns=now_ns,
+    )
+    if not claimed:
+        return await _why_not(session, principal=principal, approval_id=approval_id, now_ns=now_ns)
+    approval = await approvals.reload(approval_id)
+    invariant(approval is not None, "a request just decided exists")
+    assert approval is not None  # for mypy; the invariant holds under -O
+    invariant(approval.decided_by != approval.requested_by, "four eyes: decider is not requester")
+    granted = SecurityEventType.APPROVAL_GRANTED if approve else SecurityEventType.APPROVAL_REFUSED
+    await _record(session, principal, approval, granted, now_ns)
+    return Decision(approval=approval, error=None)
+
+
+async def _why_not(
+    session: AsyncSession, *, principal: OperatorPrincipal, approval_id: uuid.UUID, now_ns: int
+) -> Decision:
+    """The error for a decision that changed nothing. Checked in this order so that a
+    caller without the right learns nothing new and changes nothing."""
+    try:
+        approval = await get_approval(session, principal=principal, approval_id=approval_id)
+    except ApprovalNotFound as not_found:
+        return Decision(approval=None, error=not_found)
+    if approval.status == "expired":
+        return Decision(approval=None, error=ApprovalExpired())
+    if approval.status != "pending":
+        return Decision(
+            approval=None,
+            error=ApprovalAlreadyDecided(
+                f"The request is {approval.status}.", approval_status=approval.status
+            ),
+        )
+    if approval.requested_by == principal.operator_id:
+        return Decision(approval=None, error=SelfApprovalForbidden())
+    needed = ACTION_PERMISSIONS[ActionType(approval.action_type)].approve
+    if needed not in principal.permissions:
+        denied = PermissionDenied(
+            f"Deciding this request needs the permission {needed.value}.",
+            required_permission=needed.value,
+        )
+        return Decision(approval=None, error=denied)
+    invariant(approval.expires_at <= now_ns, "a pending, decidable request refused is expired")
+    await ApprovalRepository(session).expire(approval_ids=[approval.id], now_ns=now_ns)
+    return Decision(approval=None, error=ApprovalExpired())
+
+
+async def finish_execution(
+    session: AsyncSession, *, approval_id: uuid.UUID, outcome: ExecutionOutcome, now_ns: int
+) -> ApprovalRequest:
+    """Record an approved request's outcome (once; a second recording changes nothing)."""
+    approvals = ApprovalRepository(session)
+    await approvals.finish(
+        approval_id=approval_id,
+        to_status="executed" if outcome.succeeded else "failed",
+        result=outcome.to_json(),
+        now_ns=now_ns,
+    )
+    approval = await approvals.reload(approval_id)
+    invariant(approval is not None, "a finished request exists")
+    assert approval is not None
+    return approval
+
+
+async def expire_due(session: AsyncSession, *, now_ns: int, limit: int) -> int:
+    """Mark up to ``limit`` pending requests past their time as expired: for a periodic
+    sweep (deciding one also finds it expired, so the sweep only tidies up)."""
+    invariant(1 <= limit <= EXPIRED_PER_SWEEP_MAX, "a sweep is bounded")
+    approvals = ApprovalRepository(session)
+    due = await approvals.due_for_expiry(now_ns=now_ns, limit=limit)
+    if not due:
+        return 0
+    return await approvals.expire(approval_ids=due, now_ns=now_ns)

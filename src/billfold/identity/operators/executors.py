@@ -1,0 +1,163 @@
+"""What runs when a request is approved: one executor per action type, in a small registry.
+
+Two kinds, because atomicity depends on where the effect lives:
+
+- a **transactional** executor writes through the decision's own session, so the approval
+  and its effect commit together or not at all;
+- an **external** executor acts on another store after the decision commits (the ledger has
+  its own connections and batching writer, so it cannot join identity's transaction). It
+  must be idempotent on the approval id: a retry after a crash repeats nothing. The ledger
+  ones live in ``billfold.flows.approvals`` (identity does not import the ledger) and the
+  application passes them in.
+
+Limit increases and key rotations have no owning domain yet: their default executor
+records the approved change in ``identity_approved_changes`` with ``applied_at`` NULL, the
+hook the limits and keys domains will consume. It has no other effect.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Protocol, TypeAlias
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.identity.operators.models import ApprovalRequest, ApprovedChange
+from billfold.identity.operators.permissions import ActionType
+from billfold.identity.operators.repository import ApprovedChangeRepository
+from billfold.kit.errors import invariant
+
+__all__ = [
+    "ApprovalExecutors",
+    "ApprovedAction",
+    "ExecutionOutcome",
+    "ExternalExecutor",
+    "OutcomeValue",
+    "RecordChangeExecutor",
+    "TransactionalExecutor",
+    "default_executors",
+]
+
+OutcomeValue: TypeAlias = str | int | bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovedAction:
+    """An approved request, as an executor sees it: decided, and by whom."""
+
+    approval_id: uuid.UUID
+    tenant_id: uuid.UUID
+    action_type: ActionType
+    payload: str
+    """Canonical JSON, validated for ``action_type`` when the request was made."""
+    requested_by: uuid.UUID
+    decided_by: uuid.UUID
+    decided_at: int
+    """When it was approved, ns since the epoch."""
+
+    @classmethod
+    def from_row(cls, approval: ApprovalRequest) -> ApprovedAction:
+        decided_by, decided_at = approval.decided_by, approval.decided_at
+        invariant(decided_by is not None, "an approved request has a decider")
+        invariant(decided_at is not None, "an approved request has a decision time")
+        assert decided_by is not None  # for mypy; the invariants hold under -O
+        assert decided_at is not None
+        return cls(
+            approval_id=approval.id,
+            tenant_id=approval.tenant_id,
+            action_type=ActionType(approval.action_type),
+            payload=approval.payload,
+            requested_by=approval.requested_by,
+            decided_by=decided_by,
+            decided_at=decided_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionOutcome:
+    """Whether the action took effect, and small facts about it (a transfer id, a failure
+    code) kept on the request as JSON."""
+
+    succeeded: bool
+    facts: Mapping[str, OutcomeValue] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(dict(self.facts), sort_keys=True, separators=(",", ":"))
+
+
+class TransactionalExecutor(Protocol):
+    """Runs inside the decision's unit of work: flush only, never commit."""
+
+    async def execute(self, session: AsyncSession, action: ApprovedAction) -> ExecutionOutcome:
+        """Apply the action; an exception rolls the decision back with it."""
+        ...
+
+
+class ExternalExecutor(Protocol):
+    """Runs after the decision commits; idempotent on ``action.approval_id``."""
+
+    async def check(self, *, tenant_id: uuid.UUID, action_type: ActionType, payload: str) -> None:
+        """Refuse (InvalidApprovalPayload) a request that could not execute as it stands,
+        before anyone is asked to approve it. Advisory: execution checks again."""
+        ...
+
+    async def execute(self, action: ApprovedAction) -> ExecutionOutcome:
+        """Apply the action, or report that it did not apply; calling it again for the same
+        approval must not apply it twice."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalExecutors:
+    """The registry: which executor runs each action type. An action type with none cannot
+    be requested (the server would never be able to carry it out)."""
+
+    transactional: Mapping[ActionType, TransactionalExecutor]
+    external: Mapping[ActionType, ExternalExecutor]
+
+    def __post_init__(self) -> None:
+        both = set(self.transactional) & set(self.external)
+        invariant(not both, f"an action type has one executor, not two: {sorted(both)}")
+
+    def supports(self, action_type: ActionType) -> bool:
+        return action_type in self.transactional or action_type in self.external
+
+    def with_external(self, external: Mapping[ActionType, ExternalExecutor]) -> ApprovalExecutors:
+        """This registry with ``external`` executors added (replacing transactional ones for
+        the same action types)."""
+        transactional = {k: v for k, v in self.transactional.items() if k not in external}
+        return ApprovalExecutors(
+            transactional=MappingProxyType(transactional),
+            external=MappingProxyType({**self.external, **external}),
+        )
+
+
+class RecordChangeExecutor:
+    """Records the approved change for its owning domain to apply; nothing else happens."""
+
+    async def execute(self, session: AsyncSession, action: ApprovedAction) -> ExecutionOutcome:
+        change = ApprovedChange(
+            approval_id=action.approval_id,
+            tenant_id=action.tenant_id,
+            action_type=action.action_type.value,
+            payload=action.payload,
+            recorded_at=action.decided_at,
+            applied_at=None,
+        )
+        await ApprovedChangeRepository(session).add(change)
+        return ExecutionOutcome(succeeded=True, facts={"recorded": True, "applied": False})
+
+
+def default_executors() -> ApprovalExecutors:
+    """What identity can execute on its own: record limit increases and key rotations."""
+    recorder = RecordChangeExecutor()
+    return ApprovalExecutors(
+        transactional=MappingProxyType(
+            {ActionType.LIMIT_INCREASE: recorder, ActionType.KEY_ROTATION: recorder}
+        ),
+        external=MappingProxyType({}),
+    )

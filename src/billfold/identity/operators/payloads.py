@@ -1,0 +1,169 @@
+"""What each kind of approval request carries, validated before anyone is asked to decide.
+
+A payload is checked by its action type's model (unknown fields refused) and stored as
+canonical JSON (sorted keys, amounts as digit strings), so what the approver saw is exactly
+what executes.
+
+=================  ===========================================================
+action type        payload
+=================  ===========================================================
+ledger_adjustment  ``mode``, ``debit_account_id``, ``credit_account_id`` (``acc_…``),
+                   ``amount`` (minor units), ``asset``, ``code`` (default 9000)
+account_unfreeze   ``mode``, ``account_id`` (``acc_…``)
+limit_increase     ``subject_id`` (a public id), ``limit`` (its name), ``asset``,
+                   ``amount`` (the new limit, minor units)
+key_rotation       ``key_id`` (the key's name in the key hierarchy)
+=================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Annotated, Any, Final
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from billfold.identity.operators.errors import InvalidApprovalPayload
+from billfold.identity.operators.models import PAYLOAD_LENGTH_MAX
+from billfold.identity.operators.permissions import ActionType
+from billfold.identity.types import Mode
+from billfold.kit.errors import ERRORS_LISTED_MAX, invariant
+from billfold.kit.ids import InvalidId, parse_id
+
+__all__ = [
+    "ACCOUNT_ID_PREFIX",
+    "ADJUSTMENT_CODE_DEFAULT",
+    "AMOUNT_MAX",
+    "PAYLOAD_MODELS",
+    "AccountUnfreezePayload",
+    "KeyRotationPayload",
+    "LedgerAdjustmentPayload",
+    "LimitIncreasePayload",
+    "canonical_payload",
+    "load_payload",
+]
+
+ACCOUNT_ID_PREFIX = "acc"
+"""The ledger API's account id prefix (``billfold.ledger.schemas``), repeated here because
+identity does not import the ledger."""
+AMOUNT_MAX: Final = 2**127 - 1
+ADJUSTMENT_CODE_DEFAULT = 9000
+"""The ledger code a manual adjustment is recorded with unless the request names one."""
+_CODE_MAX = 65_535
+_AMOUNT_DIGITS_MAX = 39
+_PUBLIC_ID = r"^[a-z]{2,8}_[0-9a-f]{32}$"
+_ASSET = r"^[A-Z0-9]{2,12}$"
+
+
+def _amount(value: object) -> str:
+    """A positive amount from JSON (an integer or a digit string), as a digit string."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("an amount is a positive integer: a JSON integer or a digit string")
+    text = str(value)
+    if not re.fullmatch(rf"[0-9]{{1,{_AMOUNT_DIGITS_MAX}}}", text, re.ASCII):
+        raise ValueError(f"an amount holds only the digits 0-9 (at most {_AMOUNT_DIGITS_MAX})")
+    if not 0 < int(text) <= AMOUNT_MAX:
+        raise ValueError("an amount is from 1 to 2^127-1")
+    return str(int(text))  # no leading zeros: one spelling per amount
+
+
+def _account_id(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"an account id is a string {ACCOUNT_ID_PREFIX}_<32 hex digits>")
+    try:
+        parse_id(ACCOUNT_ID_PREFIX, value)
+    except InvalidId as error:  # pydantic reports ValueErrors as field errors
+        raise ValueError(f"an account id is {ACCOUNT_ID_PREFIX}_<32 hex digits>") from error
+    return value
+
+
+Amount = Annotated[str, BeforeValidator(_amount)]
+AccountId = Annotated[str, BeforeValidator(_account_id)]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LedgerAdjustmentPayload(_Payload):
+    """A manual, balanced transfer between two accounts of the tenant's ledger (one mode)."""
+
+    mode: Mode
+    debit_account_id: AccountId
+    credit_account_id: AccountId
+    amount: Amount
+    asset: str = Field(pattern=_ASSET)
+    code: int = Field(default=ADJUSTMENT_CODE_DEFAULT, ge=1, le=_CODE_MAX)
+
+    @model_validator(mode="after")
+    def _accounts_differ(self) -> LedgerAdjustmentPayload:
+        if self.debit_account_id == self.credit_account_id:
+            raise ValueError("the debit and credit accounts must differ")
+        return self
+
+    def account_ids(self) -> tuple[uuid.UUID, uuid.UUID]:
+        """The debit and credit accounts' internal ids."""
+        return (
+            parse_id(ACCOUNT_ID_PREFIX, self.debit_account_id),
+            parse_id(ACCOUNT_ID_PREFIX, self.credit_account_id),
+        )
+
+
+class AccountUnfreezePayload(_Payload):
+    """Set a frozen ledger account of the tenant (one mode) back to active."""
+
+    mode: Mode
+    account_id: AccountId
+
+    def internal_account_id(self) -> uuid.UUID:
+        return parse_id(ACCOUNT_ID_PREFIX, self.account_id)
+
+
+class LimitIncreasePayload(_Payload):
+    """Raise a named limit for a subject (an end user, a merchant, an account)."""
+
+    subject_id: str = Field(pattern=_PUBLIC_ID)
+    limit: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    asset: str = Field(pattern=_ASSET)
+    amount: Amount
+
+
+class KeyRotationPayload(_Payload):
+    """Rotate a key of the key hierarchy, by its name."""
+
+    key_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+PAYLOAD_MODELS: Final[Mapping[ActionType, type[_Payload]]] = {
+    ActionType.LEDGER_ADJUSTMENT: LedgerAdjustmentPayload,
+    ActionType.ACCOUNT_UNFREEZE: AccountUnfreezePayload,
+    ActionType.LIMIT_INCREASE: LimitIncreasePayload,
+    ActionType.KEY_ROTATION: KeyRotationPayload,
+}
+invariant(set(PAYLOAD_MODELS) == set(ActionType), "every action type has a payload model")
+
+
+def canonical_payload(action_type: ActionType, payload: Mapping[str, Any]) -> str:
+    """The payload validated for ``action_type``, as the canonical JSON that is stored."""
+    try:
+        model = PAYLOAD_MODELS[action_type].model_validate(dict(payload))
+    except ValidationError as error:
+        errors = [
+            {"loc": [str(part) for part in entry["loc"]], "message": entry["msg"]}
+            for entry in error.errors()[:ERRORS_LISTED_MAX]
+        ]
+        raise InvalidApprovalPayload(
+            f"The payload does not fit a {action_type.value} request.", errors=errors
+        ) from None
+    text = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    if len(text.encode()) > PAYLOAD_LENGTH_MAX:
+        raise InvalidApprovalPayload(f"A payload takes at most {PAYLOAD_LENGTH_MAX} bytes.")
+    return text
+
+
+def load_payload(action_type: ActionType, text: str) -> _Payload:
+    """The stored payload as its model (it was validated when stored)."""
+    return PAYLOAD_MODELS[action_type].model_validate_json(text)
