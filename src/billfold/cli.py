@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from billfold import __version__
+from billfold.identity.operators.permissions import Role
 from billfold.identity.types import Mode, Scope
 from billfold.kit.db import parse_database_url
 from billfold.kit.errors import BillfoldError
@@ -35,6 +37,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(apikey_app, name="apikey")
+operator_app = typer.Typer(no_args_is_help=True, help="Operators: the tenant's back office.")
+app.add_typer(operator_app, name="operator")
 console = Console()
 errors = Console(stderr=True)
 
@@ -59,18 +63,32 @@ def root(
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Processes to run (PostgreSQL only)."),
+    ] = None,
 ) -> None:
     """Run the API server (creates and migrates a SQLite database on first start)."""
     import uvicorn
 
     settings = get_settings()
+    processes = workers or settings.workers
+    if processes > 1 and parse_database_url(settings.database_url).kind == "sqlite":
+        # Each process would migrate the file at startup, racing the others.
+        errors.print("SQLite is served by one process: drop --workers or use PostgreSQL.")
+        raise typer.Exit(2)
     console.print(f"Billfold {__version__} on [bold]{_describe(settings.database_url)}[/bold]")
     uvicorn.run(
         "billfold.app:create_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
+        workers=processes,
         log_level=settings.log_level,
+        # The app logs JSON itself (one access line per request, with the request id and
+        # tenant); uvicorn's own configuration and access log would duplicate it as text.
+        log_config=None,
+        access_log=False,
     )
 
 
@@ -233,6 +251,52 @@ def apikey_revoke(key_id: Annotated[str, typer.Argument(help="The key's id, key_
         )
     )
     typer.echo(f"revoked   {key_id}")
+
+
+@operator_app.command("create")
+def operator_create(
+    tenant: Annotated[str, typer.Option(help="The tenant's id, ten_….")],
+    email: Annotated[str, typer.Option(help="The operator's sign-in address.")],
+    role: Annotated[list[Role], typer.Option(help="A role to grant; repeat for more.")],
+    name: Annotated[str | None, typer.Option(help="Display name (default: the email).")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create an operator and print a one-time password (or take one from stdin)."""
+    from billfold.identity.operators import service
+    from billfold.identity.operators.types import OPERATOR_ID_PREFIX, Actor
+    from billfold.identity.schemas import TENANT_ID_PREFIX
+    from billfold.kit.ids import format_id, parse_id
+
+    password = _read_password() if password_stdin else None
+    created = _in_unit_of_work(
+        lambda session, now_ns: service.create_operator(
+            session,
+            tenant_id=parse_id(TENANT_ID_PREFIX, tenant),
+            email=email,
+            display_name=name or email,
+            roles=role,
+            password=password,
+            actor=Actor.system(),
+            now_ns=now_ns,
+        )
+    )
+    operator = created.operator
+    typer.echo(f"{'operator':<9} {format_id(OPERATOR_ID_PREFIX, operator.id)}  {operator.email}")
+    typer.echo(f"{'roles':<9} {operator.roles}")
+    if created.one_time_password is not None:
+        # Plain echo, not Rich: a password must never be wrapped, truncated or styled.
+        typer.echo(f"{'password':<9} {created.one_time_password}")
+        errors.print("The one-time password is shown this once; it must be changed at sign-in.")
+
+
+def _read_password() -> str:
+    """One line from standard input, bounded (a password is at most 256 characters)."""
+    from billfold.identity.operators.passwords import PASSWORD_LENGTH_MAX
+
+    line = sys.stdin.readline(PASSWORD_LENGTH_MAX + 2)
+    return line.removesuffix("\n").removesuffix("\r")
 
 
 def _describe(database_url: str) -> str:

@@ -28,7 +28,13 @@ PUBLIC_API = {
         "STATUS_IN_PROGRESS",
         "IdempotencyKey",
     },
-    "idempotency_repository": {"Claim", "IdempotencyRepository"},
+    "idempotency_repository": {"Claim", "Completion", "IdempotencyRepository"},
+    "idempotency_batching": {
+        "BATCH_SIZE_MAX_DEFAULT",
+        "BATCH_SIZE_MAX_LIMIT",
+        "QUEUE_SIZE_MAX_DEFAULT",
+        "BatchingIdempotencyStore",
+    },
     "idempotency_store": {
         "IDEMPOTENCY_LEASE_S_DEFAULT",
         "IDEMPOTENCY_LEASE_S_MAX",

@@ -1,21 +1,20 @@
-"""The authentication dependencies every non-public route declares.
+"""API-key authentication: identity's half of the contract in ``billfold.kit.auth``.
 
 ``authenticate`` turns ``Authorization: Bearer <API key>`` (and nothing else: no query
-parameter, no cookie) into a :class:`Principal`; ``require_scopes(...)`` adds the scopes a
-route needs. Every failure to authenticate is the same 401 problem, whatever its cause.
+parameter, no cookie) into a :class:`Principal`. The application installs it as the
+authenticator behind ``require_scopes(...)``, which routes declare with the scopes they
+need; both, and ``Principal``, are re-exported here. Every failure to authenticate is the
+same 401 problem, whatever its cause.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated
+from fastapi import Request
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-
-from billfold.identity.errors import InsufficientScope, NotAuthenticated
+from billfold.identity.errors import NotAuthenticated
 from billfold.identity.service import record_api_key_use, verify_api_key
-from billfold.identity.types import Mode, Principal, Scope
+from billfold.identity.types import Scope
+from billfold.kit.auth import Mode, Principal, require_scopes
 from billfold.kit.clock import Clock, SystemClock
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import InvariantViolation
@@ -29,13 +28,6 @@ __all__ = [
     "require_scopes",
 ]
 
-# Declared so OpenAPI (and /docs) show the scheme; the header itself is parsed below, more
-# strictly than HTTPBearer does (exactly one Authorization header).
-_bearer = HTTPBearer(
-    auto_error=False,
-    scheme_name="ApiKey",
-    description="An API key in the Authorization header: `Bearer bf_test_…` or `bf_live_…`.",
-)
 _clock: Clock = SystemClock()
 
 
@@ -56,10 +48,7 @@ def _bearer_token(request: Request) -> str | None:
     return token if scheme.lower() == "bearer" else None
 
 
-async def authenticate(
-    request: Request,
-    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
-) -> Principal:
+async def authenticate(request: Request) -> Principal:
     """The caller proven by its API key, or a 401 ``unauthorized`` problem."""
     presented = _bearer_token(request)
     if presented is None:
@@ -76,19 +65,3 @@ async def authenticate(
                 session, api_key_id=verified.principal.api_key_id, now_ns=now_ns
             )
     return verified.principal
-
-
-def require_scopes(*scopes: Scope) -> Callable[[Principal], Awaitable[Principal]]:
-    """A dependency that authenticates and then requires every one of ``scopes``."""
-    required = frozenset(Scope(scope) for scope in scopes)  # a typo fails at import time
-
-    async def authorized(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        missing = required - principal.scopes
-        if missing:
-            names = sorted(scope.value for scope in missing)
-            raise InsufficientScope(
-                f"This API key lacks the scopes: {', '.join(names)}.", required_scopes=names
-            )
-        return principal
-
-    return authorized

@@ -6,7 +6,7 @@ The hierarchy::
     ├── Unauthorized
     │   └── NotAuthenticated        401 unauthorized (+ WWW-Authenticate: Bearer)
     ├── Forbidden
-    │   ├── InsufficientScope       403 insufficient_scope
+    │   ├── InsufficientScope       403 insufficient_scope (kit.auth's, re-exported)
     │   └── ModeMismatch            403 mode_mismatch
     ├── NotFound
     │   ├── TenantNotFound          404 tenant_not_found
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from billfold.kit.auth import InsufficientScope
 from billfold.kit.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 
 __all__ = [
@@ -55,20 +56,6 @@ class NotAuthenticated(Unauthorized):
 
     def response_headers(self) -> Mapping[str, str]:
         return {"WWW-Authenticate": 'Bearer realm="billfold"'}
-
-
-class InsufficientScope(Forbidden):
-    """Raised with the extension ``required_scopes``: the scopes the key lacks."""
-
-    code = "insufficient_scope"
-    title = "Insufficient scope"
-
-    def response_headers(self) -> Mapping[str, str]:
-        # RFC 6750 section 3.1: the challenge names the error and the scopes that would do.
-        required = self.extensions.get("required_scopes")
-        scopes = " ".join(map(str, required)) if isinstance(required, list) else ""
-        challenge = f'Bearer realm="billfold", error="insufficient_scope", scope="{scopes}"'
-        return {"WWW-Authenticate": challenge}
 
 
 class ModeMismatch(Forbidden):

@@ -1,23 +1,18 @@
 """The vocabulary of identity: modes, scopes, tenant states and the authenticated principal.
 
-Later domains import :class:`Principal` (through ``billfold.identity.auth``) and scope every
-query by its ``(tenant_id, mode)``: test-mode and live-mode data never mix.
+``Mode`` and ``Principal`` are the authentication contract and live in ``billfold.kit.auth``
+(so a domain that imports only the kit, such as the ledger, can have routes); they are
+re-exported here. Later domains scope every query by the principal's ``(tenant_id, mode)``
+(``Principal.ledger_tenant_id`` for the ledger): test-mode and live-mode data never mix.
 """
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
 from enum import StrEnum
 
+from billfold.kit.auth import Mode, Principal
+
 __all__ = ["Mode", "Principal", "Scope", "TenantStatus"]
-
-
-class Mode(StrEnum):
-    """Whether a credential touches real money (``live``) or the sandbox (``test``)."""
-
-    TEST = "test"
-    LIVE = "live"
 
 
 class Scope(StrEnum):
@@ -42,13 +37,3 @@ class TenantStatus(StrEnum):
 
     ACTIVE = "active"
     SUSPENDED = "suspended"
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: the tenant, the key that proved it, its mode and its scopes."""
-
-    tenant_id: uuid.UUID
-    api_key_id: uuid.UUID
-    mode: Mode
-    scopes: frozenset[Scope]

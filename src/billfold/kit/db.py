@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+from sqlalchemy import Connection, event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -70,8 +71,33 @@ def parse_database_url(url: str) -> DatabaseTarget:
 def create_engine(target: DatabaseTarget, *, pool_size: int = 10) -> AsyncEngine:
     """The SQLAlchemy engine for domain repositories and migrations."""
     if target.kind == "sqlite":
-        return create_async_engine(target.sqlalchemy_url, connect_args={"timeout": 30})
+        engine = create_async_engine(target.sqlalchemy_url, connect_args={"timeout": 30})
+        _begin_immediately(engine)
+        return engine
     return create_async_engine(target.sqlalchemy_url, pool_size=pool_size, pool_pre_ping=True)
+
+
+def _begin_immediately(engine: AsyncEngine) -> None:
+    """SQLite transactions take the write lock when they begin (`BEGIN IMMEDIATE`).
+
+    pysqlite's default deferred BEGIN reads first and upgrades to a write lock later; when
+    another connection writes in between, the upgrade fails at once with "database is
+    locked" instead of waiting out the busy timeout. Taking the lock up front makes
+    concurrent writers queue, as the ledger's own connection does.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: object) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class UnitOfWork:

@@ -1,27 +1,64 @@
 """The ledger's typed errors. Per-item outcomes of creating accounts and transfers are
-results (`CreateTransferStatus`), not exceptions; these are for the calls around them.
+results (`CreateTransferStatus`), not exceptions; these are for the calls around them, and
+for an API that creates one item and must answer a refused result with a problem.
 
     BillfoldError
     ├── NotFound
-    │   └── AccountNotFound                 account_not_found (404)
+    │   ├── AccountNotFound                 account_not_found (404)
+    │   │   └── HistoryNotKept              history_not_kept (404)
+    │   └── TransferNotFound                transfer_not_found (404)
     ├── Conflict
-    │   └── AccountHasPendingBalance        account_has_pending_balance (409)
+    │   ├── AccountHasPendingBalance        account_has_pending_balance (409)
+    │   └── (one per result)                exists_with_different_fields (409)
     ├── ValidationFailed
-    │   └── BatchTooLarge                   batch_too_large (422)
+    │   ├── BatchTooLarge                   batch_too_large (422)
+    │   └── (one per result)                the result itself: exceeds_credits, … (422)
     └── ServiceUnavailable
         └── LedgerBusy                      ledger_busy (503)
 """
 
 from __future__ import annotations
 
-from billfold.kit.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
+from collections.abc import Iterable
+from enum import StrEnum
 
-__all__ = ["AccountHasPendingBalance", "AccountNotFound", "BatchTooLarge", "LedgerBusy"]
+from billfold.kit.errors import (
+    BillfoldError,
+    Conflict,
+    NotFound,
+    ServiceUnavailable,
+    ValidationFailed,
+)
+from billfold.ledger.types import CreateAccountStatus, CreateTransferStatus
+
+__all__ = [
+    "AccountHasPendingBalance",
+    "AccountNotFound",
+    "BatchTooLarge",
+    "HistoryNotKept",
+    "LedgerBusy",
+    "TransferNotFound",
+    "account_refused",
+    "transfer_refused",
+]
 
 
 class AccountNotFound(NotFound):
     code = "account_not_found"
     title = "Account not found"
+
+
+class HistoryNotKept(AccountNotFound):
+    """The account exists but was opened without the `history` flag: it has no past
+    balances to show."""
+
+    code = "history_not_kept"
+    title = "Account keeps no balance history"
+
+
+class TransferNotFound(NotFound):
+    code = "transfer_not_found"
+    title = "Transfer not found"
 
 
 class AccountHasPendingBalance(Conflict):
@@ -37,3 +74,38 @@ class BatchTooLarge(ValidationFailed):
 class LedgerBusy(ServiceUnavailable):
     code = "ledger_busy"
     title = "The ledger's queue is full; retry shortly"
+
+
+_ACCEPTED = frozenset({"ok", "exists"})
+
+
+def _result_errors(statuses: Iterable[StrEnum], *, noun: str) -> dict[str, type[BillfoldError]]:
+    """One error class per refusing result, whose `code` is the result itself, so a client
+    of a single-item route branches on the same names as a client of the batch route."""
+    errors: dict[str, type[BillfoldError]] = {}
+    for status in statuses:
+        if status.value in _ACCEPTED:
+            continue
+        base = Conflict if status.value == "exists_with_different_fields" else ValidationFailed
+        name = noun + "".join(part.title() for part in status.value.split("_"))
+        attributes = {
+            "code": status.value,
+            "title": f"{noun} refused: {status.value.replace('_', ' ')}",
+            "__module__": __name__,
+        }
+        errors[status.value] = type(name, (base,), attributes)
+    return errors
+
+
+_ACCOUNT_ERRORS = _result_errors(CreateAccountStatus, noun="Account")
+_TRANSFER_ERRORS = _result_errors(CreateTransferStatus, noun="Transfer")
+
+
+def account_refused(status: CreateAccountStatus) -> BillfoldError:
+    """The problem for an account the ledger did not open (409 or 422, code = result)."""
+    return _ACCOUNT_ERRORS[status.value](f"The ledger refused the account: {status.value}.")
+
+
+def transfer_refused(status: CreateTransferStatus) -> BillfoldError:
+    """The problem for a transfer the ledger did not record (409 or 422, code = result)."""
+    return _TRANSFER_ERRORS[status.value](f"The ledger refused the transfer: {status.value}.")

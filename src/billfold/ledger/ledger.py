@@ -13,14 +13,14 @@ from collections.abc import Sequence
 
 import structlog
 
-from billfold.kit.clock import Clock, SystemClock
+from billfold.kit.clock import NANOSECONDS_PER_SECOND, Clock, SystemClock
 from billfold.kit.db import parse_database_url
-from billfold.kit.errors import invariant
+from billfold.kit.errors import InvariantViolation, invariant
 from billfold.kit.pagination import InvalidCursor, Page, decode_cursor, encode_cursor
 from billfold.kit.settings import Settings
 from billfold.ledger import service
 from billfold.ledger.cache import AccountCache
-from billfold.ledger.errors import AccountNotFound
+from billfold.ledger.errors import AccountNotFound, HistoryNotKept, TransferNotFound
 from billfold.ledger.repository import LedgerRepository
 from billfold.ledger.repository_postgres import PostgresLedgerRepository
 from billfold.ledger.repository_sqlite import SqliteLedgerRepository
@@ -31,17 +31,24 @@ from billfold.ledger.types import (
     AccountResult,
     AccountStatus,
     BalanceRecord,
+    CreateAccountStatus,
+    CreateTransferStatus,
     NewAccount,
     NewTransfer,
     Transfer,
+    TransferFlags,
     TransferResult,
 )
 from billfold.ledger.verify import VerifyReport, verify_ledger
 from billfold.ledger.writer import BatchingWriter, Segments
 
-__all__ = ["Ledger", "repository_for"]
+__all__ = ["Ledger", "recorded_transfer", "repository_for"]
 
 log = structlog.get_logger(__name__)
+
+TIMESTAMP_BOUND = 2**63 - 1
+"""Above every ledger timestamp, and the largest a BIGINT holds: an exclusive upper bound."""
+_POST_OR_VOID = TransferFlags.POST_PENDING | TransferFlags.VOID_PENDING
 
 
 def repository_for(settings: Settings) -> LedgerRepository:
@@ -111,6 +118,28 @@ class Ledger:
         async with self.repository.write() as transaction:
             return await service.create_accounts(transaction, accounts, clock=self.clock)
 
+    async def create_account(self, account: NewAccount) -> tuple[AccountResult, Account | None]:
+        """Open one account: its result and, when it is `ok` or `exists`, the account."""
+        [result] = await self.create_accounts([account])
+        if result.status not in (CreateAccountStatus.OK, CreateAccountStatus.EXISTS):
+            return result, None
+        return result, await self.get_account(tenant_id=account.tenant_id, account_id=account.id)
+
+    async def create_transfer(
+        self, transfer: NewTransfer
+    ) -> tuple[TransferResult, Transfer | None]:
+        """One transfer through the batching writer: its result and, when it is `ok` or
+        `exists`, the transfer as recorded."""
+        [result] = await self.submit([transfer])
+        if result.status is CreateTransferStatus.OK and not transfer.flags & _POST_OR_VOID:
+            # Everything recorded is in the request and the result: no read needed.
+            return result, recorded_transfer(transfer, result)
+        if result.status not in (CreateTransferStatus.OK, CreateTransferStatus.EXISTS):
+            return result, None
+        return result, await self.get_transfer(
+            tenant_id=transfer.tenant_id, transfer_id=transfer.id
+        )
+
     async def create_transfers(self, transfers: Sequence[NewTransfer]) -> list[TransferResult]:
         """Apply one batch in a database transaction of its own, in order with everything
         else this process writes (it goes through the writer, unmerged)."""
@@ -176,6 +205,25 @@ class Ledger:
             found = {t.id: t for t in await reader.transfers_by_id(set(ids))}
         return [found[i] for i in ids if i in found and found[i].tenant_id == tenant_id]
 
+    async def get_transfer(self, *, tenant_id: uuid.UUID, transfer_id: uuid.UUID) -> Transfer:
+        transfers = await self.lookup_transfers(tenant_id=tenant_id, ids=[transfer_id])
+        if not transfers:
+            raise TransferNotFound(f"no transfer {transfer_id}")
+        return transfers[0]
+
+    async def list_accounts(
+        self, *, tenant_id: uuid.UUID, limit: int, cursor: str | None = None
+    ) -> Page[Account]:
+        """The tenant's accounts in the order they were opened, a page at a time."""
+        invariant(1 <= limit <= BATCH_SIZE_MAX, "pages are bounded")
+        after = _timestamp_cursor(cursor)
+        async with self.repository.read() as reader:
+            accounts = await reader.tenant_accounts(
+                tenant_id=tenant_id, after_timestamp=-1 if after is None else after, limit=limit
+            )
+        next_cursor = encode_cursor([accounts[-1].timestamp]) if len(accounts) == limit else None
+        return Page(items=accounts, next_cursor=next_cursor)
+
     async def account_transfers(
         self,
         *,
@@ -184,16 +232,32 @@ class Ledger:
         limit: int,
         cursor: str | None = None,
         descending: bool = False,
+        since_timestamp: int | None = None,
+        until_timestamp: int | None = None,
+        code: int | None = None,
     ) -> Page[Transfer]:
-        """An account's transfers in time order, a page at a time."""
+        """An account's transfers in time order, a page at a time; optionally only those
+        timestamped from `since_timestamp` to `until_timestamp` (inclusive) or of one `code`.
+
+        With `code`, a page holds the matching transfers among the account's next `limit`,
+        so it may hold fewer (even none) while `next_cursor` says more may follow: the work
+        per page stays bounded however rare the code is."""
+        invariant(1 <= limit <= BATCH_SIZE_MAX, "pages are bounded")
         await self.get_account(tenant_id=tenant_id, account_id=account_id)
-        after = _timestamp_cursor(cursor)
+        after, before = _transfer_bounds(
+            cursor=cursor, since=since_timestamp, until=until_timestamp, descending=descending
+        )
         async with self.repository.read() as reader:
-            transfers = await reader.account_transfers(
-                account_id=account_id, after_timestamp=after, limit=limit, descending=descending
+            scanned = await reader.account_transfers(
+                account_id=account_id,
+                after_timestamp=after,
+                before_timestamp=before,
+                limit=limit,
+                descending=descending,
             )
-        next_cursor = encode_cursor([transfers[-1].timestamp]) if len(transfers) == limit else None
-        return Page(items=transfers, next_cursor=next_cursor)
+        next_cursor = encode_cursor([scanned[-1].timestamp]) if len(scanned) == limit else None
+        items = scanned if code is None else [t for t in scanned if t.code == code]
+        return Page(items=items, next_cursor=next_cursor)
 
     async def balance_as_of(
         self, *, tenant_id: uuid.UUID, account_id: uuid.UUID, timestamp: int
@@ -225,12 +289,44 @@ class Ledger:
     async def _history_account(self, tenant_id: uuid.UUID, account_id: uuid.UUID) -> Account:
         account = await self.get_account(tenant_id=tenant_id, account_id=account_id)
         if not account.flags & AccountFlags.HISTORY:
-            raise AccountNotFound(f"account {account_id} does not keep balance history")
+            raise HistoryNotKept(f"account {account_id} does not keep balance history")
         return account
 
     async def verify(self, *, grace_s: int) -> VerifyReport:
         async with self.repository.read() as reader:
             return await verify_ledger(reader, now_ns=self.clock.now_ns(), grace_s=grace_s)
+
+
+def recorded_transfer(new: NewTransfer, result: TransferResult) -> Transfer:
+    """The transfer the state machine recorded for `new`, a regular (neither post nor void)
+    transfer whose result is `ok`, rebuilt from the request and the result alone."""
+    invariant(result.status is CreateTransferStatus.OK, "only an ok transfer was recorded")
+    invariant(not new.flags & _POST_OR_VOID, "a post or void takes fields from its pending")
+    timestamp, amount = result.timestamp, result.amount
+    if (
+        timestamp is None
+        or amount is None
+        or new.debit_account_id is None
+        or new.credit_account_id is None
+        or new.ledger is None
+    ):
+        raise InvariantViolation("an ok transfer had both accounts, a ledger and an amount")
+    timed = bool(new.flags & TransferFlags.PENDING and new.timeout_s)
+    return Transfer(
+        id=new.id,
+        tenant_id=new.tenant_id,
+        debit_account_id=new.debit_account_id,
+        credit_account_id=new.credit_account_id,
+        amount=amount,
+        ledger=new.ledger,
+        code=new.code or 0,
+        flags=new.flags,
+        pending_id=None,
+        timeout_s=new.timeout_s,
+        user_data=new.user_data,
+        timestamp=timestamp,
+        expires_at=timestamp + new.timeout_s * NANOSECONDS_PER_SECOND if timed else None,
+    )
 
 
 class _Applier:
@@ -276,6 +372,20 @@ class _Applier:
             else:
                 self.decided_again += 1
         return decided.results
+
+
+def _transfer_bounds(
+    *, cursor: str | None, since: int | None, until: int | None, descending: bool
+) -> tuple[int, int]:
+    """The exclusive timestamp bounds of a page: the filters, narrowed by the cursor."""
+    after = -1 if since is None else since - 1
+    before = TIMESTAMP_BOUND if until is None else min(until + 1, TIMESTAMP_BOUND)
+    position = _timestamp_cursor(cursor)
+    if position is not None and descending:
+        before = min(before, position)
+    elif position is not None:
+        after = max(after, position)
+    return after, before
 
 
 def _timestamp_cursor(cursor: str | None) -> int | None:

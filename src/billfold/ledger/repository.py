@@ -88,10 +88,21 @@ class LedgerReader(Protocol):
         self,
         *,
         account_id: uuid.UUID,
-        after_timestamp: int | None,
+        after_timestamp: int,
+        before_timestamp: int,
         limit: int,
         descending: bool,
-    ) -> list[Transfer]: ...
+    ) -> list[Transfer]:
+        """Up to `limit` transfers debiting or crediting the account with a timestamp
+        strictly between the two bounds, oldest first (newest first if `descending`)."""
+        ...
+
+    async def tenant_accounts(
+        self, *, tenant_id: uuid.UUID, after_timestamp: int, limit: int
+    ) -> list[Account]:
+        """Up to `limit` of the tenant's accounts created after `after_timestamp`, oldest
+        first."""
+        ...
 
     async def balance_history(
         self,

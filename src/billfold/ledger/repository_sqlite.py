@@ -148,32 +148,42 @@ class _SqliteReader:
         self,
         *,
         account_id: uuid.UUID,
-        after_timestamp: int | None,
+        after_timestamp: int,
+        before_timestamp: int,
         limit: int,
         descending: bool,
     ) -> list[Transfer]:
         order = "DESC" if descending else "ASC"
-        compare = "<" if descending else ">"
-        bound = (
-            after_timestamp if after_timestamp is not None else (2**63 - 1 if descending else -1)
-        )
         rows = await self._fetch(
             f"""
             SELECT * FROM (
                 SELECT * FROM (SELECT {_TRANSFERS} FROM ledger_transfers
-                  WHERE debit_account_id = ?1 AND timestamp {compare} ?2
-                  ORDER BY timestamp {order} LIMIT ?3)
+                  WHERE debit_account_id = ?1 AND timestamp > ?2 AND timestamp < ?3
+                  ORDER BY timestamp {order} LIMIT ?4)
                 UNION ALL
                 SELECT * FROM (SELECT {_TRANSFERS} FROM ledger_transfers
-                  WHERE credit_account_id = ?1 AND timestamp {compare} ?2
-                  ORDER BY timestamp {order} LIMIT ?3)
-            ) ORDER BY timestamp {order} LIMIT ?3
+                  WHERE credit_account_id = ?1 AND timestamp > ?2 AND timestamp < ?3
+                  ORDER BY timestamp {order} LIMIT ?4)
+            ) ORDER BY timestamp {order} LIMIT ?4
             """,
             account_id.hex,
-            bound,
+            after_timestamp,
+            before_timestamp,
             limit,
         )
         return [_transfer(row) for row in rows]
+
+    async def tenant_accounts(
+        self, *, tenant_id: uuid.UUID, after_timestamp: int, limit: int
+    ) -> list[Account]:
+        rows = await self._fetch(
+            f"SELECT {_ACCOUNTS} FROM ledger_accounts WHERE tenant_id = ? AND timestamp > ?"
+            " ORDER BY timestamp LIMIT ?",
+            tenant_id.hex,
+            after_timestamp,
+            limit,
+        )
+        return [_account(row) for row in rows]
 
     async def balance_history(
         self,

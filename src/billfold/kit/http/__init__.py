@@ -6,7 +6,8 @@ process that only needs the idempotency table does not import the web framework.
 - `request_id`: `X-Request-Id` accepted or generated, echoed on every response.
 - `logging`: structlog JSON logs, the access-log line, `bind_actor` for the auth layer.
 - `limits`: the request body size limit (413).
-- `idempotency`, `idempotency_store`, `idempotency_models`: `Idempotency-Key` on POST.
+- `idempotency`, `idempotency_store`, `idempotency_models`: `Idempotency-Key` on POST;
+  `idempotency_batching`: the store for a busy API (concurrent requests share transactions).
 - `rate_limit`, `rate_limit_redis`: limiters (in-process and Redis) and the 429 helper.
 - `problems`: problem+json responses written from middleware.
 

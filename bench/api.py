@@ -1,0 +1,651 @@
+"""POST /v1/transfers over real HTTP, against `pgbench` TPC-B on the same PostgreSQL server.
+
+Creates a throwaway database on `BILLFOLD_BENCH_DATABASE_URL` (default: the local server over
+its Unix socket), migrates it, creates a tenant and one `ledger:write` API key per load
+process, opens 10,000 accounts (in-process, through the ledger), then starts the API exactly
+as `billfold serve --workers N` does (uvicorn, uvloop, httptools, JSON logs at `--log-level`)
+in a subprocess and measures two phases of `--seconds` each:
+
+- uniform: `--clients` concurrent HTTP/1.1 keep-alive connections, spread over
+  `--load-processes` processes, each posting one transfer at a time between random accounts;
+- hot:     the same, but every transfer credits one account.
+
+The connections speak HTTP/1.1 through a minimal client of a few lines (`--client raw`, the
+default), because httpx spends ~1.5 ms of CPU per request (measured here), more than the
+server under test, which on a small machine would measure the load generator instead;
+`--client httpx` runs the same load through httpx (one client per connection: a shared pool
+costs more per request the more connections it holds).
+
+Every request carries `Authorization: Bearer <key>` and a fresh `Idempotency-Key`, so it
+pays for everything a real one does: authentication, the rate limit, the idempotency record
+(claimed before, completed after), validation, the batching writer, the response. Each phase
+reports transfers/s (201s from its start until the last request in flight returns) and
+p50/p99 latency. Then `ledger verify` must pass.
+
+The reference is `pgbench -i -s 10` then `-c 8 -j 2` for the same number of seconds, run
+first in its own throwaway database. Target: tps >= 1.0x pgbench (printed, never enforced).
+The client, the server and PostgreSQL share the machine: on 2 cores, the load generator's
+CPU is CPU the server does not get.
+
+Run:  uv run python bench/api.py --seconds 10
+The last line of the output is one JSON object with the figures and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import json
+import math
+import multiprocessing
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvloop
+
+from _common import (
+    PgbenchResult,
+    bench_database_url,
+    checkpoint,
+    console,
+    percentile,
+    print_table,
+    run_pgbench,
+    temporary_database,
+)
+from billfold.identity import service as identity_service
+from billfold.identity.types import Mode, Scope
+from billfold.kit.auth import Principal
+from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
+from billfold.kit.ids import format_id, new_id
+from billfold.kit.settings import Settings
+from billfold.ledger.ledger import Ledger
+from billfold.ledger.types import BATCH_SIZE_MAX, CreateAccountStatus, NewAccount
+from billfold.migrations import upgrade
+
+ACCOUNT_COUNT = 10_000
+LEDGER = "USD"
+CODE = 1
+DEFAULT_SECONDS = 10
+DEFAULT_CLIENTS = 256
+DEFAULT_LOAD_PROCESSES = 1
+DEFAULT_WORKERS = 2
+WARMUP_S = 2.0
+READY_TIMEOUT_S = 60.0
+REQUEST_TIMEOUT_S = 60.0
+SHUTDOWN_TIMEOUT_S = 30.0
+VERIFY_GRACE_S = 60
+RATIO_TARGET = 1.0
+FAILURES_SHOWN_MAX = 20
+# Far above what the run can reach, so the limiter counts every request but refuses none.
+RATE_LIMIT_PER_KEY = 10_000
+RATE_LIMIT_WINDOW_S = 1
+
+
+# ----------------------------------------------------------------------------- load
+
+
+@dataclass(frozen=True, slots=True)
+class LoadPlan:
+    """What one load process does: its connections, key and accounts, until `deadline`
+    (wall clock, `time.time()`, shared across processes)."""
+
+    base_url: str
+    api_key: str
+    account_ids: Sequence[str]
+    hot: bool
+    clients: int
+    start_at: float
+    deadline: float
+    seed: int
+    client: str
+    """`raw` (a minimal HTTP/1.1 client) or `httpx`."""
+
+
+@dataclass(slots=True)
+class LoadTally:
+    ok: int = 0
+    latencies_s: list[float] = field(default_factory=list)
+    failures: collections.Counter[str] = field(default_factory=collections.Counter)
+    last_return: float = 0.0
+
+
+def _transfer_body(plan: LoadPlan, rng: random.Random) -> bytes:
+    count = len(plan.account_ids)
+    if plan.hot:
+        debit, credit = 1 + rng.randrange(count - 1), 0
+    else:
+        debit = rng.randrange(count)
+        credit = rng.randrange(count - 1)
+        credit += credit >= debit
+    body = {
+        "id": format_id("txf", new_id()),
+        "debit_account_id": plan.account_ids[debit],
+        "credit_account_id": plan.account_ids[credit],
+        "amount": "1",
+        "ledger": LEDGER,
+        "code": CODE,
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class RawConnection:
+    """HTTP/1.1 keep-alive over one socket, just enough for this benchmark: ~30 µs of CPU a
+    request where httpx spends ~1.5 ms, which on a small machine is CPU the server under
+    test would not get. Responses must carry Content-Length (uvicorn's do)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader, self._writer = reader, writer
+
+    @classmethod
+    async def open(cls, base_url: str) -> RawConnection:
+        host, _, port = base_url.removeprefix("http://").partition(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        return cls(reader, writer)
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        lines = [f"POST {path} HTTP/1.1", "Host: bench", f"Content-Length: {len(body)}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        status = int((await self._reader.readline()).split(b" ", 2)[1])
+        length = 0
+        while (line := await self._reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        return status, await self._reader.readexactly(length)
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+
+
+class HttpxConnection:
+    """One httpx client per connection: a shared pool costs more per request the more
+    connections it holds (measured: 1.6 ms at 1, 4.3 ms at 128)."""
+
+    def __init__(self, base_url: str) -> None:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        timeout = httpx.Timeout(REQUEST_TIMEOUT_S)
+        self._client = httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout)
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        response = await self._client.post(path, content=body, headers=headers)
+        return response.status_code, response.content
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+async def _connect(plan: LoadPlan) -> RawConnection | HttpxConnection:
+    if plan.client == "raw":
+        return await RawConnection.open(plan.base_url)
+    return HttpxConnection(plan.base_url)
+
+
+async def _client(plan: LoadPlan, rng: random.Random, tally: LoadTally) -> None:
+    connection = await _connect(plan)
+    headers = {"Authorization": f"Bearer {plan.api_key}", "Content-Type": "application/json"}
+    # Requests started before the measurement starts are the warm-up: answered, not counted.
+    measure_from = time.perf_counter() + (plan.start_at - time.time())
+    try:
+        while time.time() < plan.deadline:
+            body = _transfer_body(plan, rng)
+            started = time.perf_counter()
+            try:
+                status, content = await connection.post(
+                    "/v1/transfers", body, {**headers, "Idempotency-Key": uuid.uuid4().hex}
+                )
+            except (OSError, asyncio.IncompleteReadError, httpx.HTTPError) as error:
+                tally.failures[f"error: {type(error).__name__}"] += 1
+                return
+            if status != 201:
+                tally.failures[f"{status} {content[:120].decode(errors='replace')}"] += 1
+            elif started >= measure_from:
+                tally.ok += 1
+                tally.latencies_s.append(time.perf_counter() - started)
+    finally:
+        tally.last_return = max(tally.last_return, time.time())
+        await connection.close()
+
+
+async def _load(plan: LoadPlan) -> LoadTally:
+    tally = LoadTally()
+    await asyncio.gather(
+        *(
+            _client(plan, random.Random(plan.seed * 100_003 + index), tally)
+            for index in range(plan.clients)
+        )
+    )
+    return tally
+
+
+def load_process(plan: LoadPlan, results: Any) -> None:
+    """One load process: its connections until the deadline, then its tally on `results`."""
+    tally = uvloop.run(_load(plan))
+    results.put((tally.ok, tally.latencies_s, dict(tally.failures), tally.last_return))
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseResult:
+    name: str
+    clients: int
+    transfers_ok: int
+    elapsed_s: float
+    p50_ms: float
+    p99_ms: float
+    failures: dict[str, int]
+
+    @property
+    def tps(self) -> float:
+        return self.transfers_ok / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def run_phase(
+    name: str, *, plans: list[LoadPlan], measure_s: float, started_at: float
+) -> PhaseResult:
+    """Start one process per plan, wait for their tallies, combine them."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    processes = [context.Process(target=load_process, args=(plan, results)) for plan in plans]
+    for process in processes:
+        process.start()
+    tallies = [results.get(timeout=measure_s + WARMUP_S + READY_TIMEOUT_S) for _ in processes]
+    for process in processes:
+        process.join(SHUTDOWN_TIMEOUT_S)
+    ok = sum(tally[0] for tally in tallies)
+    latencies = sorted(latency for tally in tallies for latency in tally[1])
+    failures: collections.Counter[str] = collections.Counter()
+    for tally in tallies:
+        failures.update(tally[2])
+    measure_start = plans[0].start_at
+    elapsed_s = max(tally[3] for tally in tallies) - measure_start
+    return PhaseResult(
+        name=name,
+        clients=sum(plan.clients for plan in plans),
+        transfers_ok=ok,
+        elapsed_s=elapsed_s,
+        p50_ms=percentile(latencies, 0.50) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
+        failures=dict(failures),
+    )
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+@dataclass(frozen=True, slots=True)
+class Fixture:
+    """What the phases need: one API key per load process and the accounts' public ids."""
+
+    api_keys: list[str]
+    account_ids: list[str]
+    ledger_tenant_id: uuid.UUID
+
+
+async def create_tenant_and_keys(database_url: str, *, keys: int) -> tuple[Principal, list[str]]:
+    engine = create_engine(parse_database_url(database_url), pool_size=1)
+    try:
+        async with UnitOfWork(engine).begin() as session:
+            now_ns = time.time_ns()
+            tenant = await identity_service.create_tenant(session, name="bench", now_ns=now_ns)
+            created = [
+                await identity_service.create_api_key(
+                    session,
+                    tenant_id=tenant.id,
+                    name=f"bench {index}",
+                    mode=Mode.TEST,
+                    scopes=[Scope.LEDGER_WRITE],
+                    expires_at_ns=None,
+                    now_ns=now_ns,
+                )
+                for index in range(keys)
+            ]
+    finally:
+        await engine.dispose()
+    principal = Principal(
+        tenant_id=tenant.id,
+        api_key_id=created[0].api_key.id,
+        mode=Mode.TEST,
+        scopes=frozenset({Scope.LEDGER_WRITE.value}),
+    )
+    return principal, [key.secret for key in created]
+
+
+async def open_accounts(database_url: str, tenant_id: uuid.UUID) -> list[str]:
+    """Open the accounts without limit flags, so every transfer between them succeeds."""
+    ledger = Ledger.from_settings(Settings(database_url=database_url))
+    await ledger.open()
+    try:
+        ids = [new_id() for _ in range(ACCOUNT_COUNT)]
+        for start in range(0, ACCOUNT_COUNT, BATCH_SIZE_MAX):
+            chunk = ids[start : start + BATCH_SIZE_MAX]
+            results = await ledger.create_accounts(
+                [NewAccount(id=i, tenant_id=tenant_id, ledger=LEDGER, code=CODE) for i in chunk]
+            )
+            if any(result.status is not CreateAccountStatus.OK for result in results):
+                raise RuntimeError("opening the benchmark's accounts failed")
+    finally:
+        await ledger.close()
+    return [format_id("acc", i) for i in ids]
+
+
+async def prepare(database_url: str, *, keys: int) -> Fixture:
+    await asyncio.to_thread(upgrade, database_url)
+    principal, api_keys = await create_tenant_and_keys(database_url, keys=keys)
+    account_ids = await open_accounts(database_url, principal.ledger_tenant_id)
+    return Fixture(api_keys, account_ids, principal.ledger_tenant_id)
+
+
+async def verify(database_url: str) -> Any:
+    ledger = Ledger.from_settings(Settings(database_url=database_url))
+    await ledger.repository.open()
+    try:
+        return await ledger.verify(grace_s=VERIFY_GRACE_S)
+    finally:
+        await ledger.repository.close()
+
+
+# ----------------------------------------------------------------------------- the server
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_server(
+    database_url: str, *, port: int, arguments: argparse.Namespace, log: Any
+) -> subprocess.Popen[bytes]:
+    """`billfold serve`, in its own process group so it can be stopped with its workers."""
+    environment = {
+        **os.environ,
+        "BILLFOLD_DATABASE_URL": database_url,
+        "BILLFOLD_HOST": "127.0.0.1",
+        "BILLFOLD_PORT": str(port),
+        "BILLFOLD_WORKERS": str(arguments.workers),
+        "BILLFOLD_LOG_LEVEL": arguments.log_level,
+        "BILLFOLD_LEDGER_BATCH_WINDOW_MS": str(arguments.window_ms),
+        "BILLFOLD_RATE_LIMIT_CREDENTIAL_REQUESTS": str(RATE_LIMIT_PER_KEY),
+        "BILLFOLD_RATE_LIMIT_WINDOW_S": str(RATE_LIMIT_WINDOW_S),
+        "BILLFOLD_DATABASE_POOL_SIZE": str(arguments.pool_size),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "billfold.cli", "serve"],
+        env=environment,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+
+
+def wait_ready(base_url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with {server.returncode}")
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the server did not become ready")
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(SHUTDOWN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    phases: dict[str, PhaseResult]
+    verify: Any
+    pgbench: PgbenchResult
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def plans_for(
+    fixture: Fixture, *, base_url: str, hot: bool, arguments: argparse.Namespace
+) -> list[LoadPlan]:
+    processes: int = arguments.load_processes
+    start_at = time.time() + WARMUP_S + 1.0  # one second for the processes to start
+    deadline = start_at + arguments.seconds
+    share, extra = divmod(arguments.clients, processes)
+    return [
+        LoadPlan(
+            base_url=base_url,
+            api_key=fixture.api_keys[index],
+            account_ids=fixture.account_ids,
+            hot=hot,
+            clients=share + (index < extra),
+            start_at=start_at,
+            deadline=deadline,
+            seed=arguments.seed * 1000 + index + (500 if hot else 0),
+            client=arguments.client,
+        )
+        for index in range(processes)
+    ]
+
+
+def run_server_phases(
+    database_url: str, fixture: Fixture, arguments: argparse.Namespace, log: Any
+) -> dict[str, PhaseResult]:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    server = start_server(database_url, port=port, arguments=arguments, log=log)
+    try:
+        wait_ready(base_url, server)
+        phases: dict[str, PhaseResult] = {}
+        for name, hot in (("uniform", False), ("hot", True)):
+            asyncio.run(checkpoint(bench_database_url()))
+            progress(f"phase {name}: {arguments.clients} connections for {arguments.seconds} s")
+            plans = plans_for(fixture, base_url=base_url, hot=hot, arguments=arguments)
+            phases[name] = run_phase(
+                name, plans=plans, measure_s=arguments.seconds, started_at=plans[0].start_at
+            )
+        return phases
+    finally:
+        stop_server(server)
+
+
+async def _with_database(arguments: argparse.Namespace, log: Any) -> tuple[dict[str, Any], Any]:
+    admin_url = bench_database_url()
+    async with temporary_database(admin_url, "billfold_bench_api") as url:
+        progress(f"migrating {url.split('?')[0]} and opening {ACCOUNT_COUNT:,} accounts")
+        fixture = await prepare(url, keys=arguments.load_processes)
+        phases = await asyncio.to_thread(run_server_phases, url, fixture, arguments, log)
+        progress("verifying the ledger")
+        report = await verify(url)
+    return phases, report
+
+
+def run(arguments: argparse.Namespace, log: Any) -> Outcome:
+    admin_url = bench_database_url()
+    asyncio.run(checkpoint(admin_url))
+    progress(f"reference: pgbench TPC-B -s 10 -c 8 -j 2 -T {arguments.seconds}")
+    pgbench = asyncio.run(run_pgbench(admin_url, seconds=arguments.seconds))
+    phases, report = asyncio.run(_with_database(arguments, log))
+    return Outcome(phases, report, pgbench)
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else math.nan
+
+
+def _number(value: float, digits: int) -> float | None:
+    return None if math.isnan(value) else round(value, digits)
+
+
+def summary(outcome: Outcome, arguments: argparse.Namespace) -> dict[str, object]:
+    """The JSON figures, under the key names the issue gives."""
+    uniform, hot = outcome.phases["uniform"], outcome.phases["hot"]
+    return {
+        "bench": "api",
+        "tps": round(uniform.tps),
+        "hot_tps": round(hot.tps),
+        "p50_ms": _number(uniform.p50_ms, 2),
+        "p99_ms": _number(uniform.p99_ms, 2),
+        "pgbench_tps": round(outcome.pgbench.tps),
+        "ratio": _number(_ratio(uniform.tps, outcome.pgbench.tps), 2),
+        "hot_ratio": _number(_ratio(hot.tps, outcome.pgbench.tps), 2),
+        "hot_p50_ms": _number(hot.p50_ms, 2),
+        "hot_p99_ms": _number(hot.p99_ms, 2),
+        "clients": arguments.clients,
+        "workers": arguments.workers,
+        "load_processes": arguments.load_processes,
+    }
+
+
+def print_phases(outcome: Outcome, arguments: argparse.Namespace) -> None:
+    rows = [
+        [
+            phase.name,
+            str(phase.clients),
+            f"{phase.transfers_ok:,}",
+            f"{phase.tps:,.0f}",
+            f"{phase.p50_ms:.2f}",
+            f"{phase.p99_ms:.2f}",
+        ]
+        for phase in outcome.phases.values()
+    ]
+    pgbench = outcome.pgbench
+    rows.append(["pgbench TPC-B", str(pgbench.clients), "", f"{pgbench.tps:,.0f}", "", ""])
+    print_table(
+        f"POST /v1/transfers over HTTP: {ACCOUNT_COUNT:,} accounts, {arguments.seconds} s per"
+        f" phase, {arguments.workers} server processes, {arguments.load_processes} load"
+        f" processes, log level {arguments.log_level}",
+        ["phase", "connections", "transfers", "per second", "p50 ms", "p99 ms"],
+        rows,
+    )
+
+
+def print_ratios(figures: dict[str, object]) -> None:
+    def row(name: str, value: object) -> list[str]:
+        met = isinstance(value, float) and value >= RATIO_TARGET
+        return [name, f"{value}", f">= {RATIO_TARGET:g}", "[green]yes[/]" if met else "[red]no[/]"]
+
+    print_table(
+        "Targets",
+        ["ratio", "measured", "target", "met"],
+        [row("uniform / pgbench", figures["ratio"]), row("hot / pgbench", figures["hot_ratio"])],
+    )
+
+
+def report_problems(outcome: Outcome) -> bool:
+    """Print every failed request and any ledger problem; True when there was none."""
+    healthy = True
+    for phase in outcome.phases.values():
+        for failure, count in list(phase.failures.items())[:FAILURES_SHOWN_MAX]:
+            healthy = False
+            console.print(f"[red]FAILED[/] phase {phase.name}: {count:,} x {failure}")
+    report = outcome.verify
+    if report.ok:
+        console.print(
+            f"ledger verify: [green]ok[/] ({report.accounts_checked:,} accounts,"
+            f" {report.transfers_checked:,} transfers)"
+        )
+        return healthy
+    console.print(f"[bold red]ledger verify FAILED[/]: {report.problems_found:,} problems")
+    for problem in report.problems[:FAILURES_SHOWN_MAX]:
+        console.print(f"  {problem.kind} {problem.subject}: {problem.detail}")
+    return False
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=int, default=DEFAULT_SECONDS, help="per phase")
+    parser.add_argument(
+        "--clients", type=int, default=DEFAULT_CLIENTS, help="concurrent HTTP connections"
+    )
+    parser.add_argument(
+        "--load-processes", type=int, default=DEFAULT_LOAD_PROCESSES, help="client processes"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=DEFAULT_WORKERS, help="server processes (uvicorn)"
+    )
+    parser.add_argument(
+        "--pool-size", type=int, default=10, help="database connections per server pool"
+    )
+    parser.add_argument("--window-ms", type=float, default=2.0, help="batching writer window")
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="the server's (info: one JSON access line per request, as in production)",
+    )
+    parser.add_argument(
+        "--client",
+        choices=["raw", "httpx"],
+        default="raw",
+        help="load generator: a minimal HTTP/1.1 client, or httpx (costs ~50x more CPU)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="random seed for account choice")
+    parser.add_argument("--server-log", type=Path, help="keep the server's output here")
+    arguments = parser.parse_args(argv)
+    if not 1 <= arguments.seconds <= 3600:
+        parser.error("--seconds must be between 1 and 3600")
+    if not 1 <= arguments.load_processes <= 16:
+        parser.error("--load-processes must be between 1 and 16")
+    if not arguments.load_processes <= arguments.clients <= 10_000:
+        parser.error("--clients must be between --load-processes and 10000")
+    if not 1 <= arguments.workers <= 16:
+        parser.error("--workers must be between 1 and 16")
+    if not 1 <= arguments.pool_size <= 100:
+        parser.error("--pool-size must be between 1 and 100")
+    return arguments
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    with tempfile.TemporaryFile() as scratch:
+        log = arguments.server_log.open("wb") if arguments.server_log else scratch
+        try:
+            outcome = run(arguments, log)
+        finally:
+            if arguments.server_log:
+                log.close()
+    figures = summary(outcome, arguments)
+    print_phases(outcome, arguments)
+    print_ratios(figures)
+    healthy = report_problems(outcome)
+    print(json.dumps(figures), flush=True)
+    return 0 if healthy else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
