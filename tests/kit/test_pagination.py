@@ -1,5 +1,6 @@
 import base64
 import json
+import uuid
 from dataclasses import FrozenInstanceError
 
 import pytest
@@ -33,6 +34,7 @@ def test_public_api_is_pinned() -> None:
         "Page",
         "clamp_page_size",
         "decode_cursor",
+        "decode_id_cursor",
         "encode_cursor",
     }
 
@@ -172,3 +174,11 @@ def test_decode_raises_only_invalid_cursor_on_any_well_encoded_bytes(payload: by
     except InvalidCursor:
         return
     assert encode_cursor(values) == cursor
+
+
+def test_id_cursors_round_trip_and_refuse_other_cursors() -> None:
+    value = uuid.uuid4()
+    assert pagination.decode_id_cursor(pagination.encode_cursor([value.hex])) == value
+    for other in (pagination.encode_cursor([5]), pagination.encode_cursor(["not-hex"])):
+        with pytest.raises(pagination.InvalidCursor):
+            pagination.decode_id_cursor(other)

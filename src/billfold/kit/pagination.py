@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
@@ -26,6 +27,7 @@ __all__ = [
     "Page",
     "clamp_page_size",
     "decode_cursor",
+    "decode_id_cursor",
     "encode_cursor",
 ]
 
@@ -107,3 +109,14 @@ def decode_cursor(cursor: str) -> tuple[int | str, ...]:
 
 def _refuse_constant(name: str) -> object:
     raise ValueError(f"{name} is not allowed in a cursor")
+
+
+def decode_id_cursor(cursor: str) -> uuid.UUID:
+    """The id a keyset cursor made by `encode_cursor([some_id.hex])` points after."""
+    values = decode_cursor(cursor)
+    if len(values) != 1 or not isinstance(values[0], str):
+        raise InvalidCursor("The cursor is malformed.")
+    try:
+        return uuid.UUID(hex=values[0])
+    except ValueError as error:
+        raise InvalidCursor("The cursor is malformed.") from error

@@ -58,10 +58,9 @@ from billfold.identity.users.types import UserPrincipal
 from billfold.kit.clock import NANOSECONDS_PER_SECOND
 from billfold.kit.ids import format_id, new_id
 from billfold.kit.pagination import (
-    InvalidCursor,
     Page,
     clamp_page_size,
-    decode_cursor,
+    decode_id_cursor,
     encode_cursor,
 )
 
@@ -204,22 +203,12 @@ async def list_users(
     rows = await users.list_for_tenant(
         tenant_id=principal.tenant_id,
         mode=principal.mode,
-        after_id=None if cursor is None else _cursor_id(cursor),
+        after_id=None if cursor is None else decode_id_cursor(cursor),
         limit=page_size + 1,  # one more than asked says whether a next page exists
     )
     items = rows[:page_size]
     next_cursor = encode_cursor([items[-1].id.hex]) if len(rows) > page_size else None
     return Page(items=items, next_cursor=next_cursor)
-
-
-def _cursor_id(cursor: str) -> uuid.UUID:
-    values = decode_cursor(cursor)
-    if len(values) != 1 or not isinstance(values[0], str):
-        raise InvalidCursor("The cursor is malformed.")
-    try:
-        return uuid.UUID(hex=values[0])
-    except ValueError as error:
-        raise InvalidCursor("The cursor is malformed.") from error
 
 
 async def revoke_user_sessions(
