@@ -1,0 +1,1 @@
+"""Payments: payment objects and their state machines, refunds, disputes, splits, fees."""
