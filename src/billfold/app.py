@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from billfold import __version__
 from billfold.flows.approvals import approval_executors
 from billfold.identity.auth import authenticate
+from billfold.identity.operators.auth import operator_idempotency_scope
 from billfold.identity.operators.router import router as operators_router
 from billfold.identity.router import router as identity_router
 from billfold.identity.users.auth import user_idempotency_scope
@@ -97,8 +98,9 @@ async def _idempotency_scope(connection: HTTPConnection) -> str | None:
     try:
         await admit_request(request)
     except Unauthorized:
-        # Not an API key: an end user's access token keys per user (tokens rotate).
-        return await user_idempotency_scope(request)
+        # Not an API key: an end user's access token keys per user (tokens rotate), an
+        # operator's session per operator.
+        return await user_idempotency_scope(request) or await operator_idempotency_scope(request)
     return hashlib.sha256(values[0].encode("latin-1")).hexdigest()
 
 
@@ -217,7 +219,12 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
                     limit=settings.rate_limit_credential_requests,
                     window_s=settings.rate_limit_window_s,
                 )
-                install_rate_limit(app, policy)
+                sign_in = CredentialRateLimit(
+                    limiter=limiter,
+                    limit=settings.rate_limit_sign_in_requests,
+                    window_s=settings.rate_limit_window_s,
+                )
+                install_rate_limit(app, policy, sign_in=sign_in)
                 with _tuned_garbage_collection(settings.gc_gen0_threshold):
                     yield
         finally:

@@ -82,6 +82,7 @@ PUBLIC_API = {
         "enforce_rate_limit",
         "rate_limit_dependency",
         "rate_limit_headers",
+        "throttle_sign_in",
         "validate_rate_limit",
     },
     "rate_limit_redis": {

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from fastapi.security import HTTPBearer
     from starlette.requests import Request
+    from starlette.responses import Response
 
     from billfold.kit.http.rate_limit import Decision, RateLimiter
 
@@ -51,6 +52,7 @@ __all__ = [
     "Mode",
     "Principal",
     "admit_request",
+    "count_request",
     "declared_scopes",
     "install_auth",
     "install_rate_limit",
@@ -130,9 +132,27 @@ def install_auth(app: "FastAPI", *, authenticator: Authenticator) -> None:
     app.state.authenticator = authenticator
 
 
-def install_rate_limit(app: "FastAPI", policy: CredentialRateLimit) -> None:
-    """Count every admitted request of `app` against `policy`, per API key."""
+def install_rate_limit(
+    app: "FastAPI", policy: CredentialRateLimit, *, sign_in: CredentialRateLimit | None = None
+) -> None:
+    """Count every admitted request of `app` against `policy`, per API key (and per end
+    user and operator, see :func:`count_request`); and, when `sign_in` is given, every
+    request to a sign-in route against it, per client address (``throttle_sign_in`` in
+    ``billfold.kit.http.rate_limit``)."""
     app.state.credential_rate_limit = policy
+    app.state.sign_in_rate_limit = sign_in
+
+
+async def count_request(request: "Request", *, key: str, response: "Response | None") -> None:
+    """Count one request of a signed-in caller (``user:…``, ``operator:…``) against the
+    application's credential policy: 429 beyond it, else ``RateLimit-*`` headers."""
+    from billfold.kit.http.rate_limit import enforce_rate_limit
+
+    policy = getattr(request.app.state, "credential_rate_limit", None)
+    if isinstance(policy, CredentialRateLimit):
+        await enforce_rate_limit(
+            policy.limiter, key=key, limit=policy.limit, window_s=policy.window_s, response=response
+        )
 
 
 def _authenticator(request: "Request") -> Authenticator:

@@ -117,6 +117,13 @@ class Settings(BaseSettings):
         description="Requests one API key may make per rate_limit_window_s (429 beyond).",
     )
     rate_limit_window_s: float = Field(default=60, ge=0.001, le=86_400)
+    rate_limit_sign_in_requests: int = Field(
+        default=100,
+        ge=1,
+        le=_RATE_LIMIT_MAX,
+        description="Requests to the public sign-in routes one client address may make per"
+        " rate_limit_window_s (429 beyond).",
+    )
     rate_limit_keys_max: int = Field(
         default=10_000,
         ge=1,

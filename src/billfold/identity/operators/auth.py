@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from billfold.identity.auth import get_unit_of_work
@@ -36,7 +36,7 @@ from billfold.identity.operators.tokens import SESSION_TOKEN_PREFIX
 from billfold.identity.operators.types import OPERATOR_ID_PREFIX, Actor, OperatorPrincipal
 from billfold.identity.security_events import ActorType
 from billfold.identity.types import Mode, Scope
-from billfold.kit.auth import InsufficientScope, admit_request
+from billfold.kit.auth import InsufficientScope, admit_request, count_request
 from billfold.kit.clock import Clock, SystemClock
 from billfold.kit.errors import BillfoldError
 from billfold.kit.http.logging import bind_actor
@@ -47,6 +47,7 @@ __all__ = [
     "OperatorManager",
     "authenticate_operator",
     "get_approval_executors",
+    "operator_idempotency_scope",
     "operator_manager",
     "presented_token",
     "require_permission",
@@ -81,9 +82,26 @@ def presented_token(request: Request) -> str | None:
 
 
 async def authenticate_operator(
-    request: Request, _credentials: OperatorCredentials = None
+    request: Request, response: Response, _credentials: OperatorCredentials = None
 ) -> OperatorPrincipal:
-    """The signed-in operator, or a 401 ``unauthorized`` problem (the same for every cause)."""
+    """The signed-in operator, or a 401 ``unauthorized`` problem (the same for every cause);
+    each request counted against the operator's rate limit (429 beyond it)."""
+    principal = await _verified_operator(request)
+    await count_request(request, key=f"operator:{principal.operator_id.hex}", response=response)
+    return principal
+
+
+async def operator_idempotency_scope(request: Request) -> str | None:
+    """For the application's idempotency layer: ``operator:<id>`` for a request carrying a
+    valid operator session, else None (the route then answers 401)."""
+    try:
+        principal = await _verified_operator(request)
+    except OperatorNotAuthenticated:
+        return None
+    return f"operator:{principal.operator_id.hex}"
+
+
+async def _verified_operator(request: Request) -> OperatorPrincipal:
     cached = getattr(request.state, _STATE_PRINCIPAL, None)
     if isinstance(cached, OperatorPrincipal):
         return cached
@@ -151,13 +169,14 @@ class OperatorManager:
 
 async def operator_manager(
     request: Request,
+    response: Response,
     _operator: OperatorCredentials = None,
     _api_key: Annotated[HTTPAuthorizationCredentials | None, Depends(_api_key_bearer)] = None,
 ) -> OperatorManager:
     """An operator session with operators.manage, or a live API key with tenant:admin."""
     token = presented_token(request)
     if token is not None and token.startswith(SESSION_TOKEN_PREFIX):
-        principal = await signed_in(await authenticate_operator(request))
+        principal = await signed_in(await authenticate_operator(request, response))
         await require_permission(Permission.OPERATORS_MANAGE)(principal)
         return OperatorManager(
             tenant_id=principal.tenant_id, actor=principal.actor, principal=principal

@@ -45,6 +45,7 @@ from billfold.identity.operators.types import OPERATOR_ID_PREFIX, OperatorPrinci
 from billfold.identity.schemas import TENANT_ID_PREFIX, problem_responses
 from billfold.kit.clock import SystemClock
 from billfold.kit.db import UnitOfWork
+from billfold.kit.http.rate_limit import throttle_sign_in
 from billfold.kit.ids import parse_id
 from billfold.kit.pagination import CURSOR_LENGTH_MAX, PAGE_SIZE_MAX
 
@@ -64,6 +65,7 @@ _APPROVALS: list[str | Enum] = ["approvals"]
 
 @router.post(
     "/operators/login",
+    dependencies=[Depends(throttle_sign_in)],
     status_code=201,
     tags=_OPERATORS,
     summary="Sign in with email and password: a one-hour session token (public route).",

@@ -29,9 +29,8 @@ from billfold.identity.users.signatures import (
 )
 from billfold.identity.users.tokens import USER_TOKEN_PREFIX, TokenKind
 from billfold.identity.users.types import USER_ID_PREFIX, UserPrincipal
-from billfold.kit.auth import CredentialRateLimit
+from billfold.kit.auth import count_request
 from billfold.kit.http.logging import bind_actor
-from billfold.kit.http.rate_limit import enforce_rate_limit
 from billfold.kit.ids import format_id
 
 __all__ = ["VerifiedDevice", "authenticate_user", "device_signed", "user_idempotency_scope"]
@@ -60,20 +59,6 @@ def _bearer_token(request: Request) -> str | None:
     return token if scheme.lower() == "bearer" else None
 
 
-async def _count_request(request: Request, response: Response, principal: UserPrincipal) -> None:
-    """Per-user rate limit, under the application's credential policy when it has one."""
-    policy = getattr(request.app.state, "credential_rate_limit", None)
-    if not isinstance(policy, CredentialRateLimit):
-        return
-    await enforce_rate_limit(
-        policy.limiter,
-        key=f"user:{principal.user_id.hex}",
-        limit=policy.limit,
-        window_s=policy.window_s,
-        response=response,
-    )
-
-
 async def authenticate_user(
     request: Request,
     response: Response,
@@ -92,7 +77,7 @@ async def authenticate_user(
         tenant_id=format_id("ten", principal.tenant_id),
         actor=format_id(USER_ID_PREFIX, principal.user_id),
     )
-    await _count_request(request, response, principal)
+    await count_request(request, key=f"user:{principal.user_id.hex}", response=response)
     return principal
 
 

@@ -69,6 +69,7 @@ from billfold.identity.users.types import (
 from billfold.identity.users.work import run_recording_failures
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import InvariantViolation, invariant
+from billfold.kit.http.rate_limit import throttle_sign_in
 from billfold.kit.ids import parse_id
 from billfold.kit.pagination import CURSOR_LENGTH_MAX, PAGE_SIZE_MAX
 
@@ -176,6 +177,7 @@ async def revoke_user_sessions(
 
 @router.post(
     "/sessions",
+    dependencies=[Depends(throttle_sign_in)],
     tags=["sign-in"],
     summary="Sign in with a password: tokens, or what the second step needs.",
     responses=problem_responses(400),
@@ -209,6 +211,7 @@ async def login(body: LoginRequest, unit_of_work: Work, config: Config) -> Login
 
 @router.post(
     "/sessions/mfa/passkey-options",
+    dependencies=[Depends(throttle_sign_in)],
     tags=["sign-in"],
     summary="WebAuthn options for answering the second step with a passkey.",
 )
@@ -224,6 +227,7 @@ async def mfa_passkey_options(
 
 @router.post(
     "/sessions/mfa",
+    dependencies=[Depends(throttle_sign_in)],
     tags=["sign-in"],
     summary="Complete a sign-in with a TOTP code, a recovery code or a passkey.",
 )
@@ -251,6 +255,7 @@ async def complete_mfa(
 
 @router.post(
     "/sessions/refresh",
+    dependencies=[Depends(throttle_sign_in)],
     tags=["sign-in"],
     summary="Exchange a refresh token (spent by this) for a new token pair.",
 )

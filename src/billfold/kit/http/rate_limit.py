@@ -21,6 +21,7 @@ from typing import Protocol, TypeAlias, runtime_checkable
 from starlette.requests import Request
 from starlette.responses import Response
 
+from billfold.kit.auth import CredentialRateLimit
 from billfold.kit.clock import Clock
 from billfold.kit.errors import RateLimited
 
@@ -39,6 +40,7 @@ __all__ = [
     "enforce_rate_limit",
     "rate_limit_dependency",
     "rate_limit_headers",
+    "throttle_sign_in",
     "validate_rate_limit",
 ]
 
@@ -243,3 +245,22 @@ def rate_limit_dependency(
         await enforce_rate_limit(chosen, key=key, limit=limit, window_s=window_s, response=response)
 
     return limit_rate
+
+
+async def throttle_sign_in(request: Request, response: Response) -> None:
+    """A dependency for the public sign-in routes, which no credential guards: at most the
+    sign-in policy's requests per window from one client address, so passwords and
+    one-time codes cannot be guessed at speed. The address is the connection's peer (run
+    behind a proxy with uvicorn's ``--proxy-headers --forwarded-allow-ips`` so it is the
+    client's); a failed login is additionally counted per account by identity."""
+    policy = getattr(request.app.state, "sign_in_rate_limit", None)
+    if not isinstance(policy, CredentialRateLimit):
+        return
+    address = request.client.host if request.client is not None else "unknown"
+    await enforce_rate_limit(
+        policy.limiter,
+        key=f"sign-in:{address}",
+        limit=policy.limit,
+        window_s=policy.window_s,
+        response=response,
+    )
