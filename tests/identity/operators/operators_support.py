@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient
 from billfold.app import create_app
 from billfold.flows.approvals import approval_executors, ledger_tenant_id
 from billfold.identity.operators import service
-from billfold.identity.operators.passwords import Passwords
 from billfold.identity.operators.permissions import Role
 from billfold.identity.operators.types import Actor, OperatorPrincipal
+from billfold.identity.passwords import PasswordParameters, passwords_for
 from billfold.identity.service import BootstrappedTenant
 from billfold.identity.types import Mode
 from billfold.kit.ids import format_id
@@ -32,7 +32,7 @@ from identity.identity_support import bootstrap_tenant, run_in_unit_of_work
 
 T = TypeVar("T")
 
-FAST_PASSWORDS = Passwords(time_cost=1, memory_cost_kib=8, parallelism=1)
+FAST_PASSWORDS = passwords_for(PasswordParameters(time_cost=1, memory_cost_kib=8, parallelism=1))
 """Cheap Argon2id for tests: a hash carries its parameters, so sign-in verifies it cheaply."""
 PASSWORD = "correct horse battery staple"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import uuid
 
+from billfold.identity.passwords import PasswordParameters
 from billfold.identity.users.lockout import LOCK_DURATION_NS, LOGIN_FAILURES_MAX
-from billfold.identity.users.passwords import PasswordParameters
 from billfold.kit.clock import ManualClock
 from identity.identity_support import read_row
 from identity.users.users_support import (

@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from billfold.identity.credentials import mint_api_key, parse_api_key
+from billfold.identity.passwords import DEFAULT_PASSWORD_PARAMETERS, PasswordParameters, Passwords
 from billfold.identity.types import Mode
 from billfold.identity.users.errors import InvalidIdentifier, WeakPassword
 from billfold.identity.users.identifiers import (
@@ -18,12 +19,7 @@ from billfold.identity.users.identifiers import (
     normalize_phone,
     parse_login_identifier,
 )
-from billfold.identity.users.passwords import (
-    DEFAULT_PASSWORD_PARAMETERS,
-    PasswordParameters,
-    Passwords,
-    check_password_policy,
-)
+from billfold.identity.users.passwords import check_password_policy
 from billfold.identity.users.recovery_codes import (
     RECOVERY_CODE_COUNT,
     hash_recovery_code,

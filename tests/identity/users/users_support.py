@@ -19,12 +19,12 @@ from httpx import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.identity.auth import authenticate
+from billfold.identity.passwords import PasswordParameters
 from billfold.identity.security_events import list_security_events
 from billfold.identity.service import BootstrappedTenant, CreatedApiKey
 from billfold.identity.types import Mode, Scope
 from billfold.identity.users.config import UsersConfig
 from billfold.identity.users.passkeys import RelyingParty
-from billfold.identity.users.passwords import PasswordParameters
 from billfold.identity.users.router import router
 from billfold.identity.users.signatures import request_message
 from billfold.kit.auth import install_auth

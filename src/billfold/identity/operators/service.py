@@ -33,7 +33,6 @@ from billfold.identity.operators.models import DISPLAY_NAME_LENGTH_MAX, EMAIL_LE
 from billfold.identity.operators.models import OperatorSession as OperatorSessionRow
 from billfold.identity.operators.passwords import (
     DEFAULT_PASSWORDS,
-    Passwords,
     check_password_policy,
     new_one_time_password,
 )
@@ -45,6 +44,7 @@ from billfold.identity.operators.tokens import (
     parse_session_token,
 )
 from billfold.identity.operators.types import OPERATOR_ID_PREFIX, Actor, OperatorPrincipal
+from billfold.identity.passwords import Passwords
 from billfold.identity.security_events import ActorType, SecurityEventType, record_security_event
 from billfold.identity.types import TenantStatus
 from billfold.kit.clock import NANOSECONDS_PER_SECOND
@@ -385,7 +385,7 @@ async def log_in(
     would roll back the very records a failure must leave.)"""
     operator = await _login_candidate(session, tenant_id=tenant_id, email=email)
     if operator is None:
-        await passwords.verify_nothing(password)
+        await passwords.verify(None, password)
         await _record_login_failure(session, tenant_id=tenant_id, operator=None, now_ns=now_ns)
         return None
     genuine = await passwords.verify(operator.password_hash, password)

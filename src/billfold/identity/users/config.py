@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
+from billfold.identity.passwords import DEFAULT_PASSWORD_PARAMETERS, PasswordParameters
 from billfold.identity.users.passkeys import RelyingParty
-from billfold.identity.users.passwords import DEFAULT_PASSWORD_PARAMETERS, PasswordParameters
 from billfold.kit.clock import Clock, SystemClock
 from billfold.kit.errors import InvariantViolation
 

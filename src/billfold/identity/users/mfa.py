@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billfold.identity.passwords import passwords_for
 from billfold.identity.security_events import SecurityEventType
 from billfold.identity.users.config import UsersConfig
 from billfold.identity.users.errors import (
@@ -39,7 +40,6 @@ from billfold.identity.users.passkeys import (
     verify_assertion,
     verify_registration,
 )
-from billfold.identity.users.passwords import passwords_for
 from billfold.identity.users.recovery_codes import (
     hash_recovery_code,
     mint_recovery_codes,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billfold.identity.passwords import passwords_for
 from billfold.identity.security_events import ActorType, SecurityEventType
 from billfold.identity.types import Mode, Principal
 from billfold.identity.users.config import UsersConfig
@@ -45,7 +46,7 @@ from billfold.identity.users.mfa import (
     passkey_authentication_options,
 )
 from billfold.identity.users.models import EndUser, MfaTicket
-from billfold.identity.users.passwords import check_password_policy, passwords_for
+from billfold.identity.users.passwords import check_password_policy
 from billfold.identity.users.repository import FactorRepository, UserRepository
 from billfold.identity.users.sessions import IssuedTokens, revoke_all_sessions, start_session
 from billfold.identity.users.tokens import (
