@@ -204,8 +204,9 @@ def _retry_after_s(value: str | None, *, now_s: float) -> float | None:
     if value is None:
         return None
     text = value.strip()
-    if text.isascii() and text.isdigit() and len(text) <= 10:
-        return min(float(text), RETRY_DELAY_MAX_S)
+    if text.isascii() and text.isdigit():
+        # Any longer number is far beyond the cap anyway; it is not converted.
+        return RETRY_DELAY_MAX_S if len(text) > 10 else min(float(text), RETRY_DELAY_MAX_S)
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError):
