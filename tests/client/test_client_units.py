@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import re
 import string
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -14,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import billfold.client
+from billfold.app import create_app
 from billfold.client import (
     ApiError,
     AuthenticationError,
@@ -30,6 +33,7 @@ from billfold.client.signing import request_message, step_up_message
 from billfold.client.types import Page
 from billfold.identity.users import signatures as server_signatures
 from billfold.identity.users.signatures import DeviceAlgorithm, decode_signature
+from billfold.kit.settings import Settings
 
 _TEXT = st.text(alphabet=string.ascii_letters + string.digits + "_-/?=&%", max_size=40)
 
@@ -220,3 +224,23 @@ def test_the_public_api_is_pinned() -> None:
     ]
     for name in billfold.client.__all__:
         assert hasattr(billfold.client, name)
+
+
+def _sdk_paths() -> set[str]:
+    """Every `/v1…` path the SDK's source names, parameters written `{}`."""
+    root = Path(billfold.client.__file__).parent
+    found: set[str] = set()
+    for source in root.rglob("*.py"):
+        for path in re.findall(r'f?"(/v1[^"]*)"', source.read_text()):
+            found.add(re.sub(r"\{[^}]*\}", "{}", path))
+    return found
+
+
+def test_the_sdk_names_every_route_of_the_api(tmp_path: Path) -> None:
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}"))
+    api_paths = {
+        re.sub(r"\{[^}]*\}", "{}", path)
+        for path in app.openapi()["paths"]
+        if path.startswith("/v1/")
+    }
+    assert api_paths == _sdk_paths()

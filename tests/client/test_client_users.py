@@ -5,6 +5,7 @@ devices and device-signed requests, step-up), against the real application."""
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pyotp
 import pytest
@@ -308,3 +309,17 @@ def test_a_totp_step_up(database_url: str) -> None:
             assert granted["step_up_token"]
             with pytest.raises(ConflictError):
                 user.me.mfa.begin_totp()
+
+
+def test_threads_sharing_a_client_spend_the_refresh_token_once(database_url: str) -> None:
+    with running(database_url) as server:
+        email = _sign_up(server)
+        saved: list[Tokens] = []
+        with server.user(on_tokens=saved.append) as user:
+            user.sign_in(identifier=email, password=USER_PASSWORD)
+            server.clock.advance(seconds=16 * 60)
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                emails = list(pool.map(lambda _: user.me()["email"], range(8)))
+            assert emails == [email] * 8
+            assert len(saved) == 2  # the sign-in's pair, then exactly one refresh
+            assert user.tokens == saved[1]
