@@ -195,6 +195,7 @@ def test_a_signature_verifies_with_the_servers_code(algorithm: str) -> None:
 def test_the_public_api_is_pinned() -> None:
     assert sorted(billfold.client.__all__) == [
         "ApiError",
+        "AsyncBillfold",
         "AuthenticationError",
         "BATCH_SIZE_MAX",
         "BadRequestError",
@@ -218,6 +219,7 @@ def test_the_public_api_is_pinned() -> None:
         "TransportError",
         "ValidationError",
         "iterate",
+        "iterate_async",
         "new_account_id",
         "new_transfer_id",
         "transfer_body",

@@ -10,6 +10,7 @@
 `BillfoldUser` signs an end user in (password, then TOTP, recovery code or passkey) and
 refreshes the rotating tokens on its own; `BillfoldOperator` logs an operator in for the
 back office and four-eyes approvals; `DeviceSigner` signs requests with a bound device key.
+`AsyncBillfold` makes the ledger calls from asyncio, with the same policy.
 
 Every POST carries an `Idempotency-Key` (generated unless you pass one) that stays the same
 across the SDK's retries, so a retried call can never apply twice. Errors arrive as typed
@@ -19,6 +20,7 @@ The SDK imports nothing from the server: it needs only httpx (and cryptography t
 
 from __future__ import annotations
 
+from billfold.client._async_client import AsyncBillfold
 from billfold.client._clients import DEFAULT_BASE_URL, Billfold, BillfoldOperator, BillfoldUser
 from billfold.client._transport import RETRIES_MAX, TIMEOUT_S
 from billfold.client.errors import (
@@ -38,7 +40,7 @@ from billfold.client.errors import (
     TransportError,
     ValidationError,
 )
-from billfold.client.pagination import iterate
+from billfold.client.pagination import iterate, iterate_async
 from billfold.client.resources.ledger import (
     BATCH_SIZE_MAX,
     new_account_id,
@@ -53,6 +55,7 @@ __all__ = [
     "RETRIES_MAX",
     "TIMEOUT_S",
     "ApiError",
+    "AsyncBillfold",
     "AuthenticationError",
     "BadRequestError",
     "Billfold",
@@ -72,6 +75,7 @@ __all__ = [
     "TransportError",
     "ValidationError",
     "iterate",
+    "iterate_async",
     "new_account_id",
     "new_transfer_id",
     "transfer_body",

@@ -20,12 +20,14 @@ The clock and `sleep` are injectable, so tests neither sleep nor depend on the t
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json as jsonlib
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
@@ -37,6 +39,7 @@ __all__ = [
     "RETRIES_MAX_LIMIT",
     "RETRY_DELAY_MAX_S",
     "TIMEOUT_S",
+    "AsyncTransport",
     "Credential",
     "NoCredential",
     "RequestSigner",
@@ -79,6 +82,110 @@ class NoCredential:
         return False
 
 
+@dataclass
+class _Retry:
+    """Send the call again, after `delay_s`."""
+
+    delay_s: float
+
+
+@dataclass
+class _Answer:
+    """The call's decoded JSON body (None for an empty one)."""
+
+    body: Any
+
+
+class _Call:
+    """One logical call: its request, built afresh for each attempt (same body, same
+    idempotency key, current credential, new device signature), and what to do with each
+    outcome. Shared by the sync and the async transport; does no I/O itself."""
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        params: Mapping[str, str | int] | None,
+        idempotency_key: str | None,
+        authenticated: bool,
+        replay_safe: bool,
+        sign: RequestSigner | None,
+        retries_max: int,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.headers = {"Accept": "application/json"}
+        self.content: bytes | None = None
+        if json is not None:
+            self.content = jsonlib.dumps(json, separators=(",", ":")).encode()
+            self.headers["Content-Type"] = "application/json"
+        if method == "POST":
+            self.headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
+        self.query = {name: value for name, value in (params or {}).items() if value is not None}
+        self.authenticated = authenticated
+        self.replay_safe = replay_safe
+        self.sign = sign
+        self.retries_max = retries_max
+        self.attempt = 0
+        self.renewed = False
+        self.presented: str | None = None
+
+    def build(
+        self, http: httpx.Client | httpx.AsyncClient, credential: Credential
+    ) -> httpx.Request:
+        self.presented = credential.authorization() if self.authenticated else None
+        headers = dict(self.headers)
+        if self.presented is not None:
+            headers["Authorization"] = self.presented
+        request = http.build_request(
+            self.method, self.path, content=self.content, params=self.query, headers=headers
+        )
+        if self.sign is not None:
+            self.sign(request)  # per attempt: a device nonce is single use
+        return request
+
+    def after_transport_error(self, error: httpx.TransportError) -> _Retry:
+        """Retry if allowed, else raise `TransportError`."""
+        if self.attempt >= self.retries_max or not (
+            self.replay_safe or isinstance(error, _NOT_SENT)
+        ):
+            raise TransportError(f"{type(error).__name__}: {error}") from error
+        self.attempt += 1
+        return _Retry(_backoff_s(self.attempt - 1))
+
+    def after_response(
+        self, response: httpx.Response, *, credential: Credential, now_s: float
+    ) -> _Answer | _Retry:
+        """The answer, a retry (0 s after a renewed credential), or the typed error."""
+        if response.is_success:
+            return _Answer(response.json() if response.content else None)
+        failure = _error(response, now_s=now_s)
+        if (
+            failure.status == 401
+            and self.authenticated
+            and not self.renewed
+            and credential.renew_after(failure, presented=self.presented)
+        ):
+            self.renewed = True  # once per call; it does not count as a retry
+            return _Retry(0.0)
+        if self.attempt >= self.retries_max or not _retryable(
+            failure, replay_safe=self.replay_safe
+        ):
+            raise failure
+        self.attempt += 1
+        delay_s = failure.retry_after_s
+        return _Retry(_backoff_s(self.attempt - 1) if delay_s is None else delay_s)
+
+
+def _check_options(*, timeout_s: float, retries_max: int) -> None:
+    if not 0 <= retries_max <= RETRIES_MAX_LIMIT:
+        raise ValueError(f"retries_max must be between 0 and {RETRIES_MAX_LIMIT}")
+    if not 0 < timeout_s <= 600:
+        raise ValueError("timeout_s must be more than 0 and at most 600")
+
+
 class Transport:
     """One HTTP connection pool, a credential and the retry policy."""
 
@@ -93,10 +200,7 @@ class Transport:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not 0 <= retries_max <= RETRIES_MAX_LIMIT:
-            raise ValueError(f"retries_max must be between 0 and {RETRIES_MAX_LIMIT}")
-        if not 0 < timeout_s <= 600:
-            raise ValueError("timeout_s must be more than 0 and at most 600")
+        _check_options(timeout_s=timeout_s, retries_max=retries_max)
         self.credential = credential
         self.sleep = sleep
         self.clock = clock
@@ -125,64 +229,106 @@ class Transport:
     ) -> Any:
         """Send, retrying as the module docstring says; raise a typed error for any other
         error answer; return the decoded JSON body (None for an empty one)."""
-        headers = {"Accept": "application/json"}
-        content: bytes | None = None
-        if json is not None:
-            content = jsonlib.dumps(json, separators=(",", ":")).encode()
-            headers["Content-Type"] = "application/json"
-        if method == "POST":
-            headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
-        query = {name: value for name, value in (params or {}).items() if value is not None}
-        renewed = False
-        attempt = 0
-        while True:
-            presented = self.credential.authorization() if authenticated else None
-            request = self._http.build_request(
-                method,
-                path,
-                content=content,
-                params=query,
-                headers=headers if presented is None else {**headers, "Authorization": presented},
-            )
-            if sign is not None:
-                sign(request)  # per attempt: a device nonce is single use
-            last = attempt >= self._retries_max
+        call = _Call(
+            method,
+            path,
+            json=json,
+            params=params,
+            idempotency_key=idempotency_key,
+            authenticated=authenticated,
+            replay_safe=replay_safe,
+            sign=sign,
+            retries_max=self._retries_max,
+        )
+        while True:  # bounded: each pass answers, raises or counts an attempt (or one renewal)
+            request = call.build(self._http, self.credential)
             try:
                 response = self._http.send(request)
             except httpx.TransportError as error:
-                if last or not (replay_safe or isinstance(error, _NOT_SENT)):
-                    raise TransportError(f"{type(error).__name__}: {error}") from error
-                self.sleep(_backoff_s(attempt))
-                attempt += 1
+                self.sleep(call.after_transport_error(error).delay_s)
                 continue
-            if response.is_success:
-                return response.json() if response.content else None
-            failure = self._error(response)
-            if (
-                failure.status == 401
-                and authenticated
-                and not renewed
-                and self.credential.renew_after(failure, presented=presented)
-            ):
-                renewed = True  # once per call; it does not count as a retry
-                continue
-            if last or not _retryable(failure, replay_safe=replay_safe):
-                raise failure
-            delay_s = failure.retry_after_s
-            self.sleep(_backoff_s(attempt) if delay_s is None else delay_s)
-            attempt += 1
+            outcome = call.after_response(response, credential=self.credential, now_s=self.clock())
+            if isinstance(outcome, _Answer):
+                return outcome.body
+            if outcome.delay_s > 0:
+                self.sleep(outcome.delay_s)
 
-    def _error(self, response: httpx.Response) -> ApiError:
-        try:
-            problem = response.json()
-        except ValueError:
-            problem = {}
-        return error_for(
-            status=response.status_code,
-            problem=problem if isinstance(problem, dict) else {},
-            request_id=response.headers.get("X-Request-Id"),
-            retry_after_s=_retry_after_s(response.headers.get("Retry-After"), now_s=self.clock()),
+
+class AsyncTransport:
+    """`Transport` for asyncio: the same calls, policy and errors over `httpx.AsyncClient`.
+    Its credential must not need a network call to renew (an API key)."""
+
+    def __init__(
+        self,
+        *,
+        credential: Credential,
+        base_url: str,
+        timeout_s: float = TIMEOUT_S,
+        retries_max: int = RETRIES_MAX,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        _check_options(timeout_s=timeout_s, retries_max=retries_max)
+        self.credential = credential
+        self.sleep = sleep
+        self.clock = clock
+        self._retries_max = retries_max
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=timeout_s,
+            headers={"User-Agent": USER_AGENT},
+            transport=http_transport,
         )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str | int] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        call = _Call(
+            method,
+            path,
+            json=json,
+            params=params,
+            idempotency_key=idempotency_key,
+            authenticated=True,
+            replay_safe=True,
+            sign=None,
+            retries_max=self._retries_max,
+        )
+        while True:
+            request = call.build(self._http, self.credential)
+            try:
+                response = await self._http.send(request)
+            except httpx.TransportError as error:
+                await self.sleep(call.after_transport_error(error).delay_s)
+                continue
+            outcome = call.after_response(response, credential=self.credential, now_s=self.clock())
+            if isinstance(outcome, _Answer):
+                return outcome.body
+            if outcome.delay_s > 0:
+                await self.sleep(outcome.delay_s)
+
+
+def _error(response: httpx.Response, *, now_s: float) -> ApiError:
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = {}
+    return error_for(
+        status=response.status_code,
+        problem=problem if isinstance(problem, dict) else {},
+        request_id=response.headers.get("X-Request-Id"),
+        retry_after_s=_retry_after_s(response.headers.get("Retry-After"), now_s=now_s),
+    )
 
 
 def _retryable(error: ApiError, *, replay_safe: bool) -> bool:

@@ -27,9 +27,12 @@ __all__ = [
     "BATCH_SIZE_MAX",
     "Accounts",
     "Transfers",
+    "account_body",
+    "check_batch_size",
     "new_account_id",
     "new_transfer_id",
     "transfer_body",
+    "transfer_query",
 ]
 
 BATCH_SIZE_MAX = 8190
@@ -78,6 +81,55 @@ def transfer_body(
     )
 
 
+def account_body(
+    *,
+    ledger: str,
+    code: int,
+    id: str | None = None,
+    flags: Sequence[str] = (),
+    owner_ref: str | None = None,
+    user_data: str | None = None,
+) -> dict[str, Any]:
+    """One account as the API takes it."""
+    return without_none(
+        {
+            "id": id,
+            "ledger": ledger,
+            "code": code,
+            "flags": list(flags),
+            "owner_ref": owner_ref,
+            "user_data": user_data,
+        }
+    )
+
+
+def transfer_query(
+    *,
+    limit: int | None = None,
+    cursor: str | None = None,
+    order: Literal["asc", "desc"] | None = None,
+    code: int | None = None,
+    since: int | None = None,
+    until: int | None = None,
+) -> dict[str, Any]:
+    """The query of an account's transfer listing."""
+    return without_none(
+        {
+            "limit": limit,
+            "cursor": cursor,
+            "order": order,
+            "code": code,
+            "since": since,
+            "until": until,
+        }
+    )
+
+
+def check_batch_size(count: int) -> None:
+    if not 1 <= count <= BATCH_SIZE_MAX:
+        raise ValueError(f"a batch holds 1 to {BATCH_SIZE_MAX} transfers")
+
+
 class Accounts(Resource):
     def create(
         self,
@@ -92,15 +144,8 @@ class Accounts(Resource):
     ) -> AccountCreated:
         """Open an account. `result` is `exists` when your `id` was opened before with the
         same fields; without an `id`, only the call's idempotency key guards its retries."""
-        body = without_none(
-            {
-                "id": id,
-                "ledger": ledger,
-                "code": code,
-                "flags": list(flags),
-                "owner_ref": owner_ref,
-                "user_data": user_data,
-            }
+        body = account_body(
+            ledger=ledger, code=code, id=id, flags=flags, owner_ref=owner_ref, user_data=user_data
         )
         answer = self._transport.request(
             "POST", "/v1/accounts", json=body, idempotency_key=idempotency_key
@@ -183,8 +228,7 @@ class Transfers(Resource):
     ) -> builtins.list[TransferResult]:
         """Up to 8,190 transfers (each as `transfer_body(...)` makes it), applied in order in
         one database transaction; one result per transfer (`ok`, `exists` or why not)."""
-        if not 1 <= len(transfers) <= BATCH_SIZE_MAX:
-            raise ValueError(f"a batch holds 1 to {BATCH_SIZE_MAX} transfers")
+        check_batch_size(len(transfers))
         answer = self._transport.request(
             "POST",
             "/v1/transfers/batch",
@@ -211,15 +255,8 @@ class Transfers(Resource):
         """An account's transfers in time order, filtered by `code` and by ledger timestamp
         (`since`/`until`, ns, inclusive). A filtered page may hold fewer items than `limit`:
         follow `next_cursor` while it is not None."""
-        params = without_none(
-            {
-                "limit": limit,
-                "cursor": cursor,
-                "order": order,
-                "code": code,
-                "since": since,
-                "until": until,
-            }
+        params = transfer_query(
+            limit=limit, cursor=cursor, order=order, code=code, since=since, until=until
         )
         path = f"/v1/accounts/{path_id(account_id)}/transfers"
         return cast(TransferPage, self._transport.request("GET", path, params=params))
