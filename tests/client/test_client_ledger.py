@@ -42,6 +42,7 @@ def test_accounts_are_opened_read_and_listed(database_url: str) -> None:
         assert fetched["owner_ref"] == "usr_1"
         assert fetched["credits_posted"] == "0"
 
+        assert billfold.request("get", f"/v1/accounts/{account_id}")["code"] == 7
         page = billfold.accounts.list(limit=10)
         assert [account["id"] for account in page["items"]] == [account_id]
         assert page["next_cursor"] is None

@@ -100,6 +100,7 @@ def test_sign_in_with_a_totp_second_step_and_automatic_refresh(database_url: str
             first = user.sign_in(identifier=email, password=USER_PASSWORD)
             assert first["status"] == "authenticated"
             assert user.me()["email"] == email
+            assert user.me.get() == user.me()
             secret, recovery_codes = _enrol_totp(server, user)
             assert len(recovery_codes) == 10
             assert sorted(user.me()["mfa_methods"]) == ["recovery_code", "totp"]
