@@ -1,45 +1,214 @@
-"""HTTP with safe retries: every POST carries an Idempotency-Key (generated unless given),
-kept across retries, so a retried request can never apply twice."""
+"""HTTP with safe retries.
+
+Every POST carries an `Idempotency-Key`, generated once per logical call (unless given) and
+kept across that call's retries, so the server applies a retried request at most once.
+
+What is retried, with backoff (`Retry-After` when the server gives one):
+
+- a request that never reached the server (connection refused, connect or pool timeout);
+- for calls the server deduplicates (`replay_safe`, every authenticated call): also a
+  connection that dropped after sending, and 502, 503, 504, and 409
+  `idempotency_request_in_progress` (the first attempt is still running);
+- 429 always: the server refused the request before doing anything.
+
+The public sign-in calls (password, second factor, refresh, operator login) carry no
+credential the server could scope a key to, so they are not `replay_safe`: replaying a
+refresh whose answer was lost would look like refresh-token theft and end the session.
+
+The clock and `sleep` are injectable, so tests neither sleep nor depend on the time.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import email.utils
+import json as jsonlib
 import random
 import time
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import httpx
 
-from billfold.client.errors import TransportError, error_for
+from billfold.client.errors import ApiError, TransportError, error_for
 
-__all__ = ["RETRIES_MAX", "TIMEOUT_S", "Transport"]
+__all__ = [
+    "RETRIES_MAX",
+    "RETRIES_MAX_LIMIT",
+    "RETRY_DELAY_MAX_S",
+    "TIMEOUT_S",
+    "AsyncTransport",
+    "Credential",
+    "NoCredential",
+    "RequestSigner",
+    "Transport",
+]
 
 TIMEOUT_S = 10.0
 RETRIES_MAX = 3
+RETRIES_MAX_LIMIT = 10
 RETRY_DELAY_MAX_S = 30.0
-_RETRIED_STATUSES = frozenset({429, 502, 503, 504})
+USER_AGENT = "billfold-python"
+_GATEWAY_STATUSES = frozenset({502, 503, 504})
+_IN_PROGRESS_CODE = "idempotency_request_in_progress"
+# Raised before a single byte of the request left: retrying cannot apply it twice.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+RequestSigner = Callable[[httpx.Request], None]
+"""Adds headers to a request just before each attempt (device signatures)."""
+
+
+class Credential(Protocol):
+    """What authenticates a client's calls."""
+
+    def authorization(self) -> str | None:
+        """The Authorization header value for the next attempt (None: send none)."""
+        ...
+
+    def renew_after(self, error: ApiError, *, presented: str | None) -> bool:
+        """The server refused `presented`: renew it if possible; True to retry once."""
+        ...
+
+
+class NoCredential:
+    """For the public routes only."""
+
+    def authorization(self) -> str | None:
+        return None
+
+    def renew_after(self, error: ApiError, *, presented: str | None) -> bool:
+        return False
+
+
+@dataclass
+class _Retry:
+    """Send the call again, after `delay_s`."""
+
+    delay_s: float
+
+
+@dataclass
+class _Answer:
+    """The call's decoded JSON body (None for an empty one)."""
+
+    body: Any
+
+
+class _Call:
+    """One logical call: its request, built afresh for each attempt (same body, same
+    idempotency key, current credential, new device signature), and what to do with each
+    outcome. Shared by the sync and the async transport; does no I/O itself."""
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        params: Mapping[str, str | int] | None,
+        idempotency_key: str | None,
+        authenticated: bool,
+        replay_safe: bool,
+        sign: RequestSigner | None,
+        retries_max: int,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.headers = {"Accept": "application/json"}
+        self.content: bytes | None = None
+        if json is not None:
+            self.content = jsonlib.dumps(json, separators=(",", ":")).encode()
+            self.headers["Content-Type"] = "application/json"
+        if method == "POST":
+            self.headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
+        self.query = {name: value for name, value in (params or {}).items() if value is not None}
+        self.authenticated = authenticated
+        self.replay_safe = replay_safe
+        self.sign = sign
+        self.retries_max = retries_max
+        self.attempt = 0
+        self.renewed = False
+        self.presented: str | None = None
+
+    def build(
+        self, http: httpx.Client | httpx.AsyncClient, credential: Credential
+    ) -> httpx.Request:
+        self.presented = credential.authorization() if self.authenticated else None
+        headers = dict(self.headers)
+        if self.presented is not None:
+            headers["Authorization"] = self.presented
+        request = http.build_request(
+            self.method, self.path, content=self.content, params=self.query, headers=headers
+        )
+        if self.sign is not None:
+            self.sign(request)  # per attempt: a device nonce is single use
+        return request
+
+    def after_transport_error(self, error: httpx.TransportError) -> _Retry:
+        """Retry if allowed, else raise `TransportError`."""
+        if self.attempt >= self.retries_max or not (
+            self.replay_safe or isinstance(error, _NOT_SENT)
+        ):
+            raise TransportError(f"{type(error).__name__}: {error}") from error
+        self.attempt += 1
+        return _Retry(_backoff_s(self.attempt - 1))
+
+    def after_response(
+        self, response: httpx.Response, *, credential: Credential, now_s: float
+    ) -> _Answer | _Retry:
+        """The answer, a retry (0 s after a renewed credential), or the typed error."""
+        if response.is_success:
+            return _Answer(response.json() if response.content else None)
+        failure = _error(response, now_s=now_s)
+        if (
+            failure.status == 401
+            and self.authenticated
+            and not self.renewed
+            and credential.renew_after(failure, presented=self.presented)
+        ):
+            self.renewed = True  # once per call; it does not count as a retry
+            return _Retry(0.0)
+        if self.attempt >= self.retries_max or not _retryable(
+            failure, replay_safe=self.replay_safe
+        ):
+            raise failure
+        self.attempt += 1
+        delay_s = failure.retry_after_s
+        return _Retry(_backoff_s(self.attempt - 1) if delay_s is None else delay_s)
+
+
+def _check_options(*, timeout_s: float, retries_max: int) -> None:
+    if not 0 <= retries_max <= RETRIES_MAX_LIMIT:
+        raise ValueError(f"retries_max must be between 0 and {RETRIES_MAX_LIMIT}")
+    if not 0 < timeout_s <= 600:
+        raise ValueError("timeout_s must be more than 0 and at most 600")
 
 
 class Transport:
-    """One HTTP connection pool, the API key, the retry policy."""
+    """One HTTP connection pool, a credential and the retry policy."""
 
     def __init__(
         self,
         *,
-        api_key: str,
+        credential: Credential,
         base_url: str,
         timeout_s: float = TIMEOUT_S,
         retries_max: int = RETRIES_MAX,
         http_transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        if not 0 <= retries_max <= 10:
-            raise ValueError("retries_max must be between 0 and 10")
+        _check_options(timeout_s=timeout_s, retries_max=retries_max)
+        self.credential = credential
+        self.sleep = sleep
+        self.clock = clock
         self._retries_max = retries_max
         self._http = httpx.Client(
             base_url=base_url,
             timeout=timeout_s,
-            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "billfold-python"},
+            headers={"User-Agent": USER_AGENT},
             transport=http_transport,
         )
 
@@ -54,48 +223,140 @@ class Transport:
         json: Any = None,
         params: Mapping[str, str | int] | None = None,
         idempotency_key: str | None = None,
+        authenticated: bool = True,
+        replay_safe: bool = True,
+        sign: RequestSigner | None = None,
     ) -> Any:
-        """Send, retrying connection failures, 429 and 502-504 with backoff; raise a typed
-        error for any other error answer; return the decoded JSON body."""
-        headers: dict[str, str] = {}
-        if method == "POST":
-            headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
-        for attempt in range(self._retries_max + 1):
-            last = attempt == self._retries_max
+        """Send, retrying as the module docstring says; raise a typed error for any other
+        error answer; return the decoded JSON body (None for an empty one)."""
+        call = _Call(
+            method,
+            path,
+            json=json,
+            params=params,
+            idempotency_key=idempotency_key,
+            authenticated=authenticated,
+            replay_safe=replay_safe,
+            sign=sign,
+            retries_max=self._retries_max,
+        )
+        while True:  # bounded: each pass answers, raises or counts an attempt (or one renewal)
+            request = call.build(self._http, self.credential)
             try:
-                response = self._http.request(
-                    method, path, json=json, params=params, headers=headers
-                )
+                response = self._http.send(request)
             except httpx.TransportError as error:
-                if last:
-                    raise TransportError(str(error)) from error
-                time.sleep(_backoff_s(attempt, None))
+                self.sleep(call.after_transport_error(error).delay_s)
                 continue
-            if response.status_code in _RETRIED_STATUSES and not last:
-                time.sleep(_backoff_s(attempt, response.headers.get("Retry-After")))
+            outcome = call.after_response(response, credential=self.credential, now_s=self.clock())
+            if isinstance(outcome, _Answer):
+                return outcome.body
+            if outcome.delay_s > 0:
+                self.sleep(outcome.delay_s)
+
+
+class AsyncTransport:
+    """`Transport` for asyncio: the same calls, policy and errors over `httpx.AsyncClient`.
+    Its credential must not need a network call to renew (an API key)."""
+
+    def __init__(
+        self,
+        *,
+        credential: Credential,
+        base_url: str,
+        timeout_s: float = TIMEOUT_S,
+        retries_max: int = RETRIES_MAX,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        _check_options(timeout_s=timeout_s, retries_max=retries_max)
+        self.credential = credential
+        self.sleep = sleep
+        self.clock = clock
+        self._retries_max = retries_max
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=timeout_s,
+            headers={"User-Agent": USER_AGENT},
+            transport=http_transport,
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str | int] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        call = _Call(
+            method,
+            path,
+            json=json,
+            params=params,
+            idempotency_key=idempotency_key,
+            authenticated=True,
+            replay_safe=True,
+            sign=None,
+            retries_max=self._retries_max,
+        )
+        while True:
+            request = call.build(self._http, self.credential)
+            try:
+                response = await self._http.send(request)
+            except httpx.TransportError as error:
+                await self.sleep(call.after_transport_error(error).delay_s)
                 continue
-            return _decode(response)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+            outcome = call.after_response(response, credential=self.credential, now_s=self.clock())
+            if isinstance(outcome, _Answer):
+                return outcome.body
+            if outcome.delay_s > 0:
+                await self.sleep(outcome.delay_s)
 
 
-def _backoff_s(attempt: int, retry_after: str | None) -> float:
-    """Retry-After when the server gave one (seconds), else exponential with full jitter."""
-    if retry_after is not None and retry_after.isdigit():
-        return min(float(retry_after), RETRY_DELAY_MAX_S)
-    return random.uniform(0, min(0.2 * 2**attempt, RETRY_DELAY_MAX_S))
-
-
-def _decode(response: httpx.Response) -> Any:
-    if response.is_success:
-        return response.json() if response.content else None
+def _error(response: httpx.Response, *, now_s: float) -> ApiError:
     try:
         problem = response.json()
     except ValueError:
         problem = {}
-    if not isinstance(problem, dict):
-        problem = {}
-    raise error_for(
+    return error_for(
         status=response.status_code,
-        problem=problem,
+        problem=problem if isinstance(problem, dict) else {},
         request_id=response.headers.get("X-Request-Id"),
+        retry_after_s=_retry_after_s(response.headers.get("Retry-After"), now_s=now_s),
     )
+
+
+def _retryable(error: ApiError, *, replay_safe: bool) -> bool:
+    if error.status == 429:
+        return True
+    if not replay_safe:
+        return False
+    return error.status in _GATEWAY_STATUSES or error.code == _IN_PROGRESS_CODE
+
+
+def _backoff_s(attempt: int) -> float:
+    """Exponential with full jitter: 0.2 s, 0.4 s, 0.8 s, … at most RETRY_DELAY_MAX_S."""
+    return random.uniform(0, min(0.2 * 2**attempt, RETRY_DELAY_MAX_S))
+
+
+def _retry_after_s(value: str | None, *, now_s: float) -> float | None:
+    """`Retry-After` in seconds (delta-seconds or an HTTP date), capped; None if absent or
+    malformed."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        # Any longer number is far beyond the cap anyway; it is not converted.
+        return RETRY_DELAY_MAX_S if len(text) > 10 else min(float(text), RETRY_DELAY_MAX_S)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return min(max(when.timestamp() - now_s, 0.0), RETRY_DELAY_MAX_S)

@@ -2,15 +2,24 @@
 
 BillfoldClientError
 ├── TransportError                 the request never got an HTTP answer
+├── NotSignedInError               a user or operator client used before signing in
+├── PaginationLimitError           a listing went on past the pages allowed
 └── ApiError                       an HTTP error answer (RFC 9457 problem+json)
     ├── BadRequestError            400
     ├── AuthenticationError        401
+    │   └── RefreshTokenInvalidError  401 refresh_token_invalid: the session is over
+    │                                 (spent, reused, expired or revoked): sign in again
     ├── PermissionDeniedError      403
     ├── NotFoundError              404
     ├── ConflictError              409
+    ├── PayloadTooLargeError       413
     ├── ValidationError            422 (ledger results such as exceeds_credits land here)
-    ├── RateLimitedError           429
+    ├── RateLimitedError           429 (after the retries allowed)
     └── ServerError                5xx
+
+Every `ApiError` carries the problem's stable `code` (branch on it), `title`, `detail`, the
+extension members (`extensions`, e.g. `errors`, `required_scopes`, `limit`), the HTTP
+status and the `X-Request-Id` of the answer (quote it when asking for help).
 """
 
 from __future__ import annotations
@@ -25,13 +34,19 @@ __all__ = [
     "BillfoldClientError",
     "ConflictError",
     "NotFoundError",
+    "NotSignedInError",
+    "PaginationLimitError",
+    "PayloadTooLargeError",
     "PermissionDeniedError",
     "RateLimitedError",
+    "RefreshTokenInvalidError",
     "ServerError",
     "TransportError",
     "ValidationError",
     "error_for",
 ]
+
+_STANDARD_MEMBERS = frozenset({"type", "title", "status", "detail", "instance", "code"})
 
 
 class BillfoldClientError(Exception):
@@ -42,16 +57,36 @@ class TransportError(BillfoldClientError):
     """No HTTP answer (connection refused, timeout) even after the retries allowed."""
 
 
+class NotSignedInError(BillfoldClientError):
+    """A user or operator client has no session yet (or it ended): sign in first."""
+
+
+class PaginationLimitError(BillfoldClientError):
+    """A listing returned more pages than `pages_max` allowed."""
+
+
 class ApiError(BillfoldClientError):
     """An HTTP error answer. `code` is the stable problem code clients branch on."""
 
-    def __init__(self, *, status: int, problem: Mapping[str, Any], request_id: str | None):
+    def __init__(
+        self,
+        *,
+        status: int,
+        problem: Mapping[str, Any],
+        request_id: str | None,
+        retry_after_s: float | None = None,
+    ) -> None:
         self.status = status
         self.problem = dict(problem)
         self.code = str(problem.get("code", f"http_{status}"))
         self.title = str(problem.get("title", ""))
-        self.detail = problem.get("detail")
+        detail = problem.get("detail")
+        self.detail = detail if isinstance(detail, str) else None
+        self.extensions: dict[str, Any] = {
+            name: value for name, value in problem.items() if name not in _STANDARD_MEMBERS
+        }
         self.request_id = request_id
+        self.retry_after_s = retry_after_s
         super().__init__(f"{status} {self.code}: {self.detail or self.title}")
 
 
@@ -63,6 +98,11 @@ class AuthenticationError(ApiError):
     pass
 
 
+class RefreshTokenInvalidError(AuthenticationError):
+    """The refresh token was refused. When it had been used before, the server took it for
+    theft and ended the session: whoever is legitimate signs in again."""
+
+
 class PermissionDeniedError(ApiError):
     pass
 
@@ -72,6 +112,10 @@ class NotFoundError(ApiError):
 
 
 class ConflictError(ApiError):
+    pass
+
+
+class PayloadTooLargeError(ApiError):
     pass
 
 
@@ -93,12 +137,25 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     403: PermissionDeniedError,
     404: NotFoundError,
     409: ConflictError,
+    413: PayloadTooLargeError,
     422: ValidationError,
     429: RateLimitedError,
 }
+_BY_CODE: dict[str, type[ApiError]] = {
+    "refresh_token_invalid": RefreshTokenInvalidError,
+}
 
 
-def error_for(*, status: int, problem: Mapping[str, Any], request_id: str | None) -> ApiError:
-    """The exception for an error answer."""
-    kind = _BY_STATUS.get(status, ServerError if status >= 500 else ApiError)
-    return kind(status=status, problem=problem, request_id=request_id)
+def error_for(
+    *,
+    status: int,
+    problem: Mapping[str, Any],
+    request_id: str | None,
+    retry_after_s: float | None = None,
+) -> ApiError:
+    """The exception for an error answer: by problem code where the SDK has a class for
+    it, else by status."""
+    kind = _BY_CODE.get(str(problem.get("code", "")))
+    if kind is None or kind.__mro__[1] is not _BY_STATUS.get(status):
+        kind = _BY_STATUS.get(status, ServerError if status >= 500 else ApiError)
+    return kind(status=status, problem=problem, request_id=request_id, retry_after_s=retry_after_s)
