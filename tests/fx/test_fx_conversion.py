@@ -304,3 +304,43 @@ async def test_concurrent_conversions_with_one_quote_move_money_once(books: Book
     assert await books.balance("eur") == 90_00
     assert await books.balance("usd") + await books.balance("usd_2") == quote.buy_amount
     await books.assert_balanced()
+
+
+async def test_a_cross_currency_payment_may_cross_owners(books: Books) -> None:
+    await books.open("merchant_usd", "USD", owner="merchant-7")
+    quote = await books.quote("EUR", "USD", amount=20_00)
+    with pytest.raises(FxInvalidAccounts):
+        await books.convert(quote, "eur", "merchant_usd")  # a conversion stays with one owner
+    paid = await service.pay_across_currencies(
+        books.unit_of_work,
+        books.ledger,
+        tenant_id=books.tenant_id,
+        quote_id=quote.id,
+        payer_account_id=books.accounts["eur"],
+        payee_account_id=books.accounts["merchant_usd"],
+        now_ns=NOW_NS,
+    )
+    assert paid.quote.buy_account_id == books.accounts["merchant_usd"]
+    assert await books.balance("merchant_usd") == quote.buy_amount
+    assert await books.balance("eur") == 80_00
+    await books.assert_balanced()
+
+
+async def test_position_accounts_are_never_a_conversion_side(books: Books) -> None:
+    first = await books.quote("EUR", "USD", amount=10_00)
+    await books.convert(first)
+    books.accounts["position"] = service.position_account_id(
+        tenant_id=books.tenant_id, currency="USD"
+    )
+    second = await books.quote("EUR", "USD", amount=10_00)
+    with pytest.raises(FxInvalidAccounts):
+        await service.pay_across_currencies(
+            books.unit_of_work,
+            books.ledger,
+            tenant_id=books.tenant_id,
+            quote_id=second.id,
+            payer_account_id=books.accounts["eur"],
+            payee_account_id=books.accounts["position"],
+            now_ns=NOW_NS,
+        )
+    await books.assert_balanced()

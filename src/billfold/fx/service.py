@@ -66,6 +66,7 @@ __all__ = [
     "create_quote",
     "get_quote",
     "list_quotes",
+    "pay_across_currencies",
     "position_account_id",
     "set_spread",
     "spread_for",
@@ -212,7 +213,12 @@ async def list_quotes(
 
 
 def _check_accounts(
-    quote: FxQuoteRow, accounts: list[Account], *, sell_id: uuid.UUID, buy_id: uuid.UUID
+    quote: FxQuoteRow,
+    accounts: list[Account],
+    *,
+    sell_id: uuid.UUID,
+    buy_id: uuid.UUID,
+    same_owner: bool,
 ) -> None:
     found = {account.id: account for account in accounts}
     sell, buy = found.get(sell_id), found.get(buy_id)
@@ -220,12 +226,14 @@ def _check_accounts(
         raise FxInvalidAccounts("Both accounts must exist in your ledger.")
     if sell_id == buy_id:
         raise FxInvalidAccounts("The sell and buy accounts must differ.")
+    if FX_POSITION_ACCOUNT_CODE in (sell.code, buy.code):
+        raise FxInvalidAccounts("FX position accounts cannot be converted from or to.")
     if sell.ledger != quote.sell_currency or buy.ledger != quote.buy_currency:
         raise FxInvalidAccounts(
             f"The sell account holds {quote.sell_currency} and the buy account"
             f" {quote.buy_currency}, as the quote says."
         )
-    if sell.owner_ref is None or sell.owner_ref != buy.owner_ref:
+    if same_owner and (sell.owner_ref is None or sell.owner_ref != buy.owner_ref):
         raise FxInvalidAccounts("Both accounts must have the same owner.")
 
 
@@ -334,6 +342,55 @@ async def convert(
     write lock, so the ledger could not write while one is open). Safe to retry at any
     point: the legs' ids come from the quote id.
     """
+    return await _use_quote(
+        unit_of_work,
+        ledger,
+        tenant_id=tenant_id,
+        quote_id=quote_id,
+        sell_account_id=sell_account_id,
+        buy_account_id=buy_account_id,
+        now_ns=now_ns,
+        same_owner=True,
+    )
+
+
+async def pay_across_currencies(
+    unit_of_work: UnitOfWork,
+    ledger: Ledger,
+    *,
+    tenant_id: uuid.UUID,
+    quote_id: uuid.UUID,
+    payer_account_id: uuid.UUID,
+    payee_account_id: uuid.UUID,
+    now_ns: int,
+) -> Conversion:
+    """Cross-currency P2P or payment: the payer's sell-currency account pays the quote's
+    sell amount, the payee's buy-currency account receives its buy amount, through the FX
+    positions in one linked chain. The same rules as :func:`convert` (expiry, single use,
+    retries, funds), except that the two accounts may have different owners."""
+    return await _use_quote(
+        unit_of_work,
+        ledger,
+        tenant_id=tenant_id,
+        quote_id=quote_id,
+        sell_account_id=payer_account_id,
+        buy_account_id=payee_account_id,
+        now_ns=now_ns,
+        same_owner=False,
+    )
+
+
+async def _use_quote(
+    unit_of_work: UnitOfWork,
+    ledger: Ledger,
+    *,
+    tenant_id: uuid.UUID,
+    quote_id: uuid.UUID,
+    sell_account_id: uuid.UUID,
+    buy_account_id: uuid.UUID,
+    now_ns: int,
+    same_owner: bool,
+) -> Conversion:
     async with unit_of_work.begin() as session:
         quote = await get_quote(session, tenant_id=tenant_id, quote_id=quote_id)
     if quote.used_at is not None:
@@ -341,7 +398,9 @@ async def convert(
     accounts = await ledger.lookup_accounts(
         tenant_id=tenant_id, ids=[sell_account_id, buy_account_id]
     )
-    _check_accounts(quote, accounts, sell_id=sell_account_id, buy_id=buy_account_id)
+    _check_accounts(
+        quote, accounts, sell_id=sell_account_id, buy_id=buy_account_id, same_owner=same_owner
+    )
     existing = await ledger.lookup_transfers(
         tenant_id=tenant_id, ids=list(conversion_transfer_ids(quote.id))
     )
