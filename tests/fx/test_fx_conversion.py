@@ -13,6 +13,7 @@ import pytest
 
 from billfold.fx import service
 from billfold.fx.errors import (
+    FxConversionRefused,
     FxInsufficientFunds,
     FxInvalidAccounts,
     FxQuoteAlreadyUsed,
@@ -26,7 +27,13 @@ from billfold.fx.service import FxConfig
 from billfold.kit.clock import NANOSECONDS_PER_SECOND
 from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
 from billfold.ledger.ledger import Ledger
-from billfold.ledger.types import AccountFlags, CreateTransferStatus, NewAccount, NewTransfer
+from billfold.ledger.types import (
+    AccountFlags,
+    AccountStatus,
+    CreateTransferStatus,
+    NewAccount,
+    NewTransfer,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -343,4 +350,16 @@ async def test_position_accounts_are_never_a_conversion_side(books: Books) -> No
             payee_account_id=books.accounts["position"],
             now_ns=NOW_NS,
         )
+    await books.assert_balanced()
+
+
+async def test_a_frozen_account_refuses_the_whole_chain(books: Books) -> None:
+    await books.ledger.set_account_status(
+        tenant_id=books.tenant_id, account_id=books.accounts["usd"], status=AccountStatus.FROZEN
+    )
+    quote = await books.quote("EUR", "USD", amount=10_00)
+    with pytest.raises(FxConversionRefused) as refused:
+        await books.convert(quote)
+    assert refused.value.extensions["ledger_status"] == "account_frozen"
+    assert await books.balance("eur") == 100_00
     await books.assert_balanced()
