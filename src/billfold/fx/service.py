@@ -315,7 +315,8 @@ async def _submit_legs(ledger: Ledger, legs: list[NewTransfer]) -> None:
         return
     # In a failed chain the failing transfer has its own status, the others linked_event_failed.
     failure = next(
-        r.status for r in results if r.status is not CreateTransferStatus.LINKED_EVENT_FAILED
+        (r.status for r in results if r.status is not CreateTransferStatus.LINKED_EVENT_FAILED),
+        CreateTransferStatus.LINKED_EVENT_FAILED,
     )
     if failure in _REFUSED_AS_USED:
         raise FxQuoteAlreadyUsed("This quote converted between other accounts.")
