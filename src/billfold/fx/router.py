@@ -36,6 +36,7 @@ from billfold.kit.pagination import CURSOR_LENGTH_MAX, PAGE_SIZE_MAX, clamp_page
 from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
 from billfold.ledger.router import get_ledger
+from billfold.ledger.schemas import problem_responses
 
 __all__ = ["FX_READ", "FX_WRITE", "install_fx", "router"]
 
@@ -43,7 +44,7 @@ FX_READ = "fx:read"
 FX_WRITE = "fx:write"
 TENANT_ADMIN = "tenant:admin"
 
-router = APIRouter(prefix="/v1/fx", tags=["fx"])
+router = APIRouter(prefix="/v1/fx", tags=["fx"], responses=problem_responses(401, 403, 429))
 Reader = Annotated[Principal, Depends(require_scopes(FX_READ))]
 Writer = Annotated[Principal, Depends(require_scopes(FX_WRITE))]
 Admin = Annotated[Principal, Depends(require_scopes(TENANT_ADMIN))]
@@ -93,12 +94,21 @@ Clocks = Annotated[Clock, Depends(get_clock)]
 Ledgers = Annotated[Ledger, Depends(get_ledger)]
 
 
-@router.get("/rates", summary="The reference rates quotes are made from (per 1 EUR).")
+@router.get(
+    "/rates",
+    summary="The reference rates quotes are made from (per 1 EUR).",
+    responses=problem_responses(503),
+)
 async def get_rates_table(principal: Reader, rates: Rates) -> RatesResponse:
     return RatesResponse.from_table(rates.current())
 
 
-@router.post("/quotes", status_code=201, summary="Lock a rate for one conversion.")
+@router.post(
+    "/quotes",
+    status_code=201,
+    summary="Lock a rate for one conversion.",
+    responses=problem_responses(413, 422, 503),
+)
 async def create_quote(
     body: QuoteRequest,
     principal: Writer,
@@ -124,7 +134,11 @@ async def create_quote(
     return QuoteResponse.from_row(row, now_ns=now_ns)
 
 
-@router.get("/quotes", summary="List your quotes, oldest first.")
+@router.get(
+    "/quotes",
+    summary="List your quotes, oldest first.",
+    responses=problem_responses(400, 422),
+)
 async def list_quotes(
     principal: Reader,
     unit_of_work: Work,
@@ -146,7 +160,11 @@ async def list_quotes(
     )
 
 
-@router.get("/quotes/{quote_id}", summary="Get one quote and whether it is open, expired or used.")
+@router.get(
+    "/quotes/{quote_id}",
+    summary="Get one quote and whether it is open, expired or used.",
+    responses=problem_responses(400, 404),
+)
 async def get_quote(
     quote_id: str, principal: Reader, unit_of_work: Work, clock: Clocks
 ) -> QuoteResponse:
@@ -158,7 +176,11 @@ async def get_quote(
     return QuoteResponse.from_row(row, now_ns=clock.now_ns())
 
 
-@router.post("/conversions", summary="Use a quote: convert between one owner's two accounts.")
+@router.post(
+    "/conversions",
+    summary="Use a quote: convert between one owner's two accounts.",
+    responses=problem_responses(400, 404, 409, 413, 422, 503),
+)
 async def create_conversion(
     body: ConversionRequest,
     principal: Writer,
@@ -191,7 +213,11 @@ async def get_settings(principal: Reader, unit_of_work: Work, config: Config) ->
     )
 
 
-@router.put("/settings", summary="Set your FX spread (tenant:admin).")
+@router.put(
+    "/settings",
+    summary="Set your FX spread (tenant:admin).",
+    responses=problem_responses(413, 422),
+)
 async def put_settings(
     body: FxSettingsRequest, principal: Admin, unit_of_work: Work, config: Config, clock: Clocks
 ) -> FxSettingsResponse:

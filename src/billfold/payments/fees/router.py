@@ -16,6 +16,7 @@ from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import InvariantViolation
 from billfold.kit.ids import parse_id
 from billfold.kit.pagination import CURSOR_LENGTH_MAX, PAGE_SIZE_MAX, clamp_page_size
+from billfold.ledger.schemas import problem_responses
 from billfold.payments.fees import service
 from billfold.payments.fees.schemas import (
     MERCHANT_ID_PREFIX,
@@ -34,7 +35,7 @@ __all__ = ["FEES_READ", "FEES_WRITE", "router"]
 FEES_READ = "fees:read"
 FEES_WRITE = "fees:write"
 
-router = APIRouter(prefix="/v1", tags=["fees"])
+router = APIRouter(prefix="/v1", tags=["fees"], responses=problem_responses(401, 403, 429))
 Reader = Annotated[Principal, Depends(require_scopes(FEES_READ))]
 Writer = Annotated[Principal, Depends(require_scopes(FEES_WRITE))]
 _clock = SystemClock()
@@ -50,7 +51,12 @@ def get_unit_of_work(request: Request) -> UnitOfWork:
 Work = Annotated[UnitOfWork, Depends(get_unit_of_work)]
 
 
-@router.post("/fee-schedules", status_code=201, summary="Create a default or merchant schedule.")
+@router.post(
+    "/fee-schedules",
+    status_code=201,
+    summary="Create a default or merchant schedule.",
+    responses=problem_responses(400, 409, 413, 422),
+)
 async def create_fee_schedule(
     body: FeeScheduleCreateRequest, principal: Writer, unit_of_work: Work
 ) -> FeeScheduleResponse:
@@ -67,7 +73,11 @@ async def create_fee_schedule(
         return FeeScheduleResponse.from_row(row)
 
 
-@router.get("/fee-schedules", summary="List your fee schedules, oldest first.")
+@router.get(
+    "/fee-schedules",
+    summary="List your fee schedules, oldest first.",
+    responses=problem_responses(400, 422),
+)
 async def list_fee_schedules(
     principal: Reader,
     unit_of_work: Work,
@@ -87,7 +97,11 @@ async def list_fee_schedules(
         )
 
 
-@router.get("/fee-schedules/{schedule_id}", summary="Get one fee schedule.")
+@router.get(
+    "/fee-schedules/{schedule_id}",
+    summary="Get one fee schedule.",
+    responses=problem_responses(400, 404),
+)
 async def get_fee_schedule(
     schedule_id: str, principal: Reader, unit_of_work: Work
 ) -> FeeScheduleResponse:
@@ -99,7 +113,11 @@ async def get_fee_schedule(
         return FeeScheduleResponse.from_row(row)
 
 
-@router.put("/fee-schedules/{schedule_id}", summary="Replace a schedule's rules (new version).")
+@router.put(
+    "/fee-schedules/{schedule_id}",
+    summary="Replace a schedule's rules (new version).",
+    responses=problem_responses(400, 404, 409, 413, 422),
+)
 async def replace_fee_schedule(
     schedule_id: str, body: FeeScheduleReplaceRequest, principal: Writer, unit_of_work: Work
 ) -> FeeScheduleResponse:
@@ -117,7 +135,11 @@ async def replace_fee_schedule(
         return FeeScheduleResponse.from_row(row)
 
 
-@router.post("/fee-quotes", summary="Preview the fees a movement would pay; changes nothing.")
+@router.post(
+    "/fee-quotes",
+    summary="Preview the fees a movement would pay; changes nothing.",
+    responses=problem_responses(400, 413, 422),
+)
 async def quote_fees(
     body: FeeQuoteRequest, principal: Reader, unit_of_work: Work
 ) -> FeeQuoteResponse:
