@@ -8,7 +8,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from billfold.fx.pricing import (
@@ -97,6 +97,7 @@ exponents = st.sampled_from([0, 2, 3])
 amounts = st.integers(min_value=1, max_value=10**15)
 
 
+@settings(deadline=None)
 @given(value=st.fractions(min_value=Fraction(1, 10**30), max_value=Fraction(10**30)))
 def test_round_down_significant_is_below_and_within_one_unit_in_the_last_place(
     value: Fraction,
@@ -107,6 +108,7 @@ def test_round_down_significant_is_below_and_within_one_unit_in_the_last_place(
     assert value - rounded < value / 10 ** (RATE_SIGNIFICANT_DIGITS - 1)
 
 
+@settings(deadline=None)
 @given(
     mid=rates,
     spread=spreads,
@@ -143,6 +145,7 @@ def test_the_platform_never_loses_to_rounding(
         assert priced.sell_minor - priced.buy_minor / Fraction(priced.rate) / scale < 1
 
 
+@settings(deadline=None)
 @given(
     mid=rates,
     spread=spreads,
@@ -181,6 +184,7 @@ def test_a_round_trip_costs_the_spread_twice_within_a_minor_unit(
     assert amount * kept - back.buy_minor <= tolerance
 
 
+@settings(deadline=None)
 @given(mid=rates, spread=spreads)
 def test_a_wider_spread_never_gives_a_better_rate(mid: Fraction, spread: int) -> None:
     assume(spread < SPREAD_BPS_MAX)

@@ -147,7 +147,7 @@ rate_texts = st.builds(
 days = st.dates(min_value=datetime.date(1999, 1, 4), max_value=datetime.date(2100, 1, 1))
 
 
-@settings(max_examples=150)
+@settings(deadline=None, max_examples=150)
 @given(
     tables=st.dictionaries(
         days, st.dictionaries(codes, rate_texts, min_size=1, max_size=12), min_size=1, max_size=4
@@ -165,14 +165,14 @@ def test_generated_documents_round_trip(
     assert all(isinstance(rate, Decimal) for rate in table.rates.values())
 
 
-@settings(max_examples=200)
+@settings(deadline=None, max_examples=200)
 @given(data=st.binary(max_size=300))
 def test_arbitrary_bytes_parse_or_raise_the_typed_error(data: bytes) -> None:
     with contextlib.suppress(InvalidRatesDocument):
         parse_ecb_xml(data)
 
 
-@settings(max_examples=200)
+@settings(deadline=None, max_examples=200)
 @given(
     position=st.integers(min_value=0, max_value=10_000),
     replacement=st.binary(min_size=0, max_size=4),
@@ -190,6 +190,7 @@ def test_corrupted_samples_parse_or_raise_the_typed_error(
     assert all(rate > 0 for rate in table.rates.values())
 
 
+@settings(deadline=None)
 @given(value=st.text(max_size=20))
 def test_attribute_values_are_never_misread_as_rates(value: str) -> None:
     data = document({"2024-01-05": {"USD": "1"}}).replace(b"'1'", quoteattr(value).encode())

@@ -225,6 +225,7 @@ def tiers(draw: st.DrawFn) -> FeeTier:
     )
 
 
+@settings(deadline=None)
 @given(tier=tiers(), amount=amounts)
 def test_a_fee_is_a_non_negative_integer_within_min_and_max(tier: FeeTier, amount: int) -> None:
     fee = compute_fee(tier, amount)
@@ -236,6 +237,7 @@ def test_a_fee_is_a_non_negative_integer_within_min_and_max(tier: FeeTier, amoun
         assert fee <= tier.max_minor
 
 
+@settings(deadline=None)
 @given(tier=tiers(), amount=amounts, more=amounts)
 def test_a_fee_is_monotone_in_the_amount_within_a_tier(
     tier: FeeTier, amount: int, more: int
@@ -243,6 +245,7 @@ def test_a_fee_is_monotone_in_the_amount_within_a_tier(
     assert compute_fee(tier, amount) <= compute_fee(tier, amount + more)
 
 
+@settings(deadline=None)
 @given(bps=st.integers(min_value=0, max_value=BPS_MAX), amount=amounts)
 def test_the_percentage_is_exactly_half_up(bps: int, amount: int) -> None:
     fee = compute_fee(FeeTier(bps=bps), amount)
@@ -251,6 +254,7 @@ def test_the_percentage_is_exactly_half_up(bps: int, amount: int) -> None:
     assert -BPS_MAX < twice_error <= BPS_MAX
 
 
+@settings(deadline=None)
 @given(
     starts=st.lists(
         st.integers(min_value=1, max_value=10**12), min_size=0, max_size=5, unique=True
@@ -278,7 +282,7 @@ currencies = st.sampled_from(["EUR", "USD", "JPY"])
 regions = st.sampled_from(["DE", "FR", "US"])
 
 
-@settings(max_examples=50)
+@settings(deadline=None, max_examples=50)
 @given(method=methods, currency=currencies, region=st.none() | regions, amount=amounts)
 def test_the_chosen_rule_matches_and_no_matching_rule_is_more_specific(
     method: str, currency: str, region: str | None, amount: int
