@@ -24,6 +24,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from billfold import __version__
 from billfold.flows.approvals import approval_executors
+from billfold.fx.router import install_fx
+from billfold.fx.router import router as fx_router
 from billfold.identity.auth import authenticate
 from billfold.identity.operators.auth import operator_idempotency_scope
 from billfold.identity.operators.router import router as operators_router
@@ -51,6 +53,7 @@ from billfold.ledger.ledger import Ledger
 from billfold.ledger.router import TRANSFER_BATCH_PATH
 from billfold.ledger.router import router as ledger_router
 from billfold.migrations import upgrade
+from billfold.payments.fees.router import router as fees_router
 
 __all__ = ["create_app"]
 
@@ -268,6 +271,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ledger_router)
     app.include_router(users_router)
     app.include_router(operators_router)
+    app.include_router(fees_router)
+    app.include_router(fx_router)
+    install_fx(app, settings)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
     async def healthz() -> Health:

@@ -39,6 +39,8 @@ app.add_typer(tenant_app, name="tenant")
 app.add_typer(apikey_app, name="apikey")
 operator_app = typer.Typer(no_args_is_help=True, help="Operators: the tenant's back office.")
 app.add_typer(operator_app, name="operator")
+fx_app = typer.Typer(no_args_is_help=True, help="FX: reference rates.")
+app.add_typer(fx_app, name="fx")
 console = Console()
 errors = Console(stderr=True)
 
@@ -308,6 +310,31 @@ def _describe(database_url: str) -> str:
     credentials, at, location = rest.rpartition("@")
     user = credentials.split(":", 1)[0]
     return f"PostgreSQL {user}{at}{location}" if at else f"PostgreSQL {rest}"
+
+
+@fx_app.command("rates")
+def fx_rates(
+    path: Annotated[
+        Path | None, typer.Argument(help="An ECB eurofxref XML file (default: the setting).")
+    ] = None,
+) -> None:
+    """Check an ECB rates file and print the day it holds; exit 1 if it is unusable."""
+    from billfold.fx.rates import RATES_DOCUMENT_MAX_BYTES, parse_ecb_xml
+
+    chosen = path or (Path(f) if (f := get_settings().fx_rates_file) else None)
+    if chosen is None:
+        errors.print("No file given and BILLFOLD_FX_RATES_FILE is not set.")
+        raise typer.Exit(2)
+    try:
+        with chosen.open("rb") as file:
+            table = parse_ecb_xml(file.read(RATES_DOCUMENT_MAX_BYTES + 1))
+    except (OSError, BillfoldError) as error:
+        errors.print(f"[red]Unusable rates file[/red]: {escape(str(error))}")
+        raise typer.Exit(1) from error
+    rows = Table("currency", "per 1 EUR", title=f"ECB reference rates of {table.date}")
+    for code, rate in sorted(table.rates.items()):
+        rows.add_row(code, str(rate))
+    console.print(rows)
 
 
 def main() -> None:

@@ -166,6 +166,10 @@ def test_scopes_are_a_fixed_documented_set(scope: Scope) -> None:
         "ledger:write",
         "payments:read",
         "payments:write",
+        "fees:read",
+        "fees:write",
+        "fx:read",
+        "fx:write",
         "users:admin",
         "tenant:admin",
     }

@@ -131,6 +131,24 @@ class Settings(BaseSettings):
         description="Credentials the in-process limiter tracks at once (oldest dropped).",
     )
 
+    fx_spread_bps_default: int = Field(
+        default=50,
+        ge=0,
+        le=2000,
+        description="Spread on FX quotes for tenants that set none, in basis points (0.50%).",
+    )
+    fx_quote_ttl_s: int = Field(
+        default=30, ge=1, le=3600, description="How long an FX quote's rate stays locked."
+    )
+    fx_rates_file: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="Path of an ECB eurofxref XML file; FX quotes are refused (503) without one.",
+    )
+    fx_rates_refresh_interval_s: float = Field(
+        default=300, ge=1, le=86_400, description="How often the rates file is checked for change."
+    )
+
     gc_gen0_threshold: int = Field(
         default=50_000,
         ge=100,

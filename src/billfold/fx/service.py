@@ -1,0 +1,446 @@
+"""FX decisions: quoting, per-tenant spreads, and converting between one owner's accounts.
+
+Quotes, settings and conversions belong to a ledger tenant (`Principal.ledger_tenant_id`:
+the tenant in one mode), the same id the ledger scopes accounts by.
+
+**Conversion** (:func:`convert`) moves money through the tenant's FX position accounts as
+one linked chain in the ledger::
+
+    sell account  --sell_amount-->  FX position (sell currency)      [linked]
+    FX position (buy currency)  --buy_amount-->  buy account
+
+Both transfers' ids derive from the quote id, so a retry after any crash records nothing
+twice: the ledger answers `exists` and the quote is marked used. Position accounts (one
+per tenant and currency, code `FX_POSITION_ACCOUNT_CODE`, no balance limit) are opened on
+first use with deterministic ids as well. Per currency the ledger stays zero-sum: what the
+customers sold sits as a credit on the position account, what they bought as a debit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.fx import pricing
+from billfold.fx.errors import (
+    FxConversionRefused,
+    FxInsufficientFunds,
+    FxInvalidAccounts,
+    FxQuoteAlreadyUsed,
+    FxQuoteExpired,
+    FxQuoteNotFound,
+    FxSameCurrency,
+)
+from billfold.fx.models import FxQuoteRow, FxTenantSettingsRow
+from billfold.fx.rates import RatesSource, UnknownCurrencyPair
+from billfold.kit.clock import NANOSECONDS_PER_SECOND
+from billfold.kit.db import UnitOfWork
+from billfold.kit.errors import invariant
+from billfold.kit.ids import new_id
+from billfold.kit.money import AssetKind, AssetRegistry, default_registry
+from billfold.kit.pagination import Page, decode_id_cursor, encode_cursor
+from billfold.kit.settings import Settings
+from billfold.ledger.ledger import Ledger
+from billfold.ledger.types import (
+    Account,
+    CreateAccountStatus,
+    CreateTransferStatus,
+    NewAccount,
+    NewTransfer,
+    Transfer,
+    TransferFlags,
+)
+
+__all__ = [
+    "FX_CONVERSION_TRANSFER_CODE",
+    "FX_NAMESPACE",
+    "FX_POSITION_ACCOUNT_CODE",
+    "Conversion",
+    "FxConfig",
+    "conversion_transfer_ids",
+    "convert",
+    "create_quote",
+    "get_quote",
+    "list_quotes",
+    "pay_across_currencies",
+    "position_account_id",
+    "set_spread",
+    "spread_for",
+]
+
+FX_NAMESPACE: Final = uuid.UUID("0d7b4a52-3c1e-4f5a-9a41-6f0e2c8b7d13")
+"""Fixed forever: position account and conversion transfer ids derive from it."""
+FX_POSITION_ACCOUNT_CODE: Final = 9100
+FX_CONVERSION_TRANSFER_CODE: Final = 9101
+POSITION_OWNER_REF: Final = "fx:position"
+_REGISTRY: Final = default_registry()
+
+
+@dataclass(frozen=True, slots=True)
+class FxConfig:
+    spread_bps_default: int
+    quote_ttl_s: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FxConfig:
+        return cls(
+            spread_bps_default=settings.fx_spread_bps_default,
+            quote_ttl_s=settings.fx_quote_ttl_s,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    quote: FxQuoteRow
+    sell_transfer_id: uuid.UUID
+    buy_transfer_id: uuid.UUID
+
+
+def position_account_id(*, tenant_id: uuid.UUID, currency: str) -> uuid.UUID:
+    return uuid.uuid5(FX_NAMESPACE, f"position:{tenant_id}:{currency}")
+
+
+def conversion_transfer_ids(quote_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
+    """The (sell leg, buy leg) transfer ids of the conversion that uses `quote_id`."""
+    return uuid.uuid5(FX_NAMESPACE, f"{quote_id}:sell"), uuid.uuid5(FX_NAMESPACE, f"{quote_id}:buy")
+
+
+def _fiat_exponent(code: str, registry: AssetRegistry) -> int:
+    if code not in registry or registry.get(code).kind is not AssetKind.FIAT:
+        raise UnknownCurrencyPair("FX converts ISO 4217 currencies.", currency=code)
+    return registry.get(code).exponent
+
+
+async def spread_for(session: AsyncSession, *, tenant_id: uuid.UUID, config: FxConfig) -> int:
+    row = await session.get(FxTenantSettingsRow, tenant_id)
+    return config.spread_bps_default if row is None else row.spread_bps
+
+
+async def set_spread(
+    session: AsyncSession, *, tenant_id: uuid.UUID, spread_bps: int, now_ns: int
+) -> FxTenantSettingsRow:
+    invariant(0 <= spread_bps <= pricing.SPREAD_BPS_MAX, "spread within bounds")
+    row = await session.get(FxTenantSettingsRow, tenant_id, with_for_update=True)
+    if row is None:
+        row = FxTenantSettingsRow(tenant_id=tenant_id, spread_bps=spread_bps, updated_at=now_ns)
+        session.add(row)
+    else:
+        row.spread_bps, row.updated_at = spread_bps, now_ns
+    await session.flush()
+    return row
+
+
+async def create_quote(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    rates: RatesSource,
+    config: FxConfig,
+    sell_currency: str,
+    buy_currency: str,
+    fixed: Literal["sell", "buy"],
+    amount_minor: int,
+    now_ns: int,
+) -> FxQuoteRow:
+    """Lock the current rate less the tenant's spread for `config.quote_ttl_s`."""
+    if sell_currency == buy_currency:
+        raise FxSameCurrency("Sell and buy currencies must differ.")
+    sell_exponent = _fiat_exponent(sell_currency, _REGISTRY)
+    buy_exponent = _fiat_exponent(buy_currency, _REGISTRY)
+    table = rates.current()
+    mid = table.cross(sell=sell_currency, buy=buy_currency)
+    spread_bps = await spread_for(session, tenant_id=tenant_id, config=config)
+    priced = pricing.price(
+        mid=mid,
+        spread_bps=spread_bps,
+        fixed=fixed,
+        amount_minor=amount_minor,
+        sell_exponent=sell_exponent,
+        buy_exponent=buy_exponent,
+    )
+    row = FxQuoteRow(
+        id=new_id(),
+        tenant_id=tenant_id,
+        sell_currency=sell_currency,
+        buy_currency=buy_currency,
+        sell_amount=priced.sell_minor,
+        buy_amount=priced.buy_minor,
+        fixed_side=fixed,
+        mid_rate=str(pricing.round_down_significant(mid, pricing.RATE_SIGNIFICANT_DIGITS)),
+        rate=str(priced.rate),
+        spread_bps=spread_bps,
+        rates_date=table.date.isoformat(),
+        created_at=now_ns,
+        expires_at=now_ns + config.quote_ttl_s * NANOSECONDS_PER_SECOND,
+        used_at=None,
+        sell_account_id=None,
+        buy_account_id=None,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def get_quote(
+    session: AsyncSession, *, tenant_id: uuid.UUID, quote_id: uuid.UUID, for_update: bool = False
+) -> FxQuoteRow:
+    statement = select(FxQuoteRow).where(
+        FxQuoteRow.id == quote_id, FxQuoteRow.tenant_id == tenant_id
+    )
+    if for_update:
+        statement = statement.with_for_update()
+    row = (await session.execute(statement)).scalar_one_or_none()
+    if row is None:
+        raise FxQuoteNotFound()
+    return row
+
+
+async def list_quotes(
+    session: AsyncSession, *, tenant_id: uuid.UUID, cursor: str | None, limit: int
+) -> Page[FxQuoteRow]:
+    statement = select(FxQuoteRow).where(FxQuoteRow.tenant_id == tenant_id)
+    if cursor is not None:
+        statement = statement.where(FxQuoteRow.id > decode_id_cursor(cursor))
+    statement = statement.order_by(FxQuoteRow.id).limit(limit + 1)
+    rows = list((await session.execute(statement)).scalars().all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(items=rows, next_cursor=encode_cursor([rows[-1].id.hex]) if more else None)
+
+
+def _check_accounts(
+    quote: FxQuoteRow,
+    accounts: list[Account],
+    *,
+    sell_id: uuid.UUID,
+    buy_id: uuid.UUID,
+    same_owner: bool,
+) -> None:
+    found = {account.id: account for account in accounts}
+    sell, buy = found.get(sell_id), found.get(buy_id)
+    if sell is None or buy is None:
+        raise FxInvalidAccounts("Both accounts must exist in your ledger.")
+    if sell_id == buy_id:
+        raise FxInvalidAccounts("The sell and buy accounts must differ.")
+    if FX_POSITION_ACCOUNT_CODE in (sell.code, buy.code):
+        raise FxInvalidAccounts("FX position accounts cannot be converted from or to.")
+    if sell.ledger != quote.sell_currency or buy.ledger != quote.buy_currency:
+        raise FxInvalidAccounts(
+            f"The sell account holds {quote.sell_currency} and the buy account"
+            f" {quote.buy_currency}, as the quote says."
+        )
+    if same_owner and (sell.owner_ref is None or sell.owner_ref != buy.owner_ref):
+        raise FxInvalidAccounts("Both accounts must have the same owner.")
+
+
+async def _ensure_positions(ledger: Ledger, quote: FxQuoteRow) -> tuple[uuid.UUID, uuid.UUID]:
+    ids = []
+    accounts = []
+    for currency in (quote.sell_currency, quote.buy_currency):
+        account_id = position_account_id(tenant_id=quote.tenant_id, currency=currency)
+        ids.append(account_id)
+        accounts.append(
+            NewAccount(
+                id=account_id,
+                tenant_id=quote.tenant_id,
+                ledger=currency,
+                code=FX_POSITION_ACCOUNT_CODE,
+                owner_ref=POSITION_OWNER_REF,
+            )
+        )
+    for result in await ledger.create_accounts(accounts):
+        invariant(
+            result.status in (CreateAccountStatus.OK, CreateAccountStatus.EXISTS),
+            f"FX position account refused: {result.status}",
+        )
+    return ids[0], ids[1]
+
+
+def _legs(
+    quote: FxQuoteRow, *, sell_account_id: uuid.UUID, buy_account_id: uuid.UUID
+) -> list[NewTransfer]:
+    sell_leg_id, buy_leg_id = conversion_transfer_ids(quote.id)
+    sell_position = position_account_id(tenant_id=quote.tenant_id, currency=quote.sell_currency)
+    buy_position = position_account_id(tenant_id=quote.tenant_id, currency=quote.buy_currency)
+    reference = f"fxq_{quote.id.hex}"
+    return [
+        NewTransfer(
+            id=sell_leg_id,
+            tenant_id=quote.tenant_id,
+            debit_account_id=sell_account_id,
+            credit_account_id=sell_position,
+            amount=quote.sell_amount,
+            ledger=quote.sell_currency,
+            code=FX_CONVERSION_TRANSFER_CODE,
+            flags=TransferFlags.LINKED,
+            user_data=reference,
+        ),
+        NewTransfer(
+            id=buy_leg_id,
+            tenant_id=quote.tenant_id,
+            debit_account_id=buy_position,
+            credit_account_id=buy_account_id,
+            amount=quote.buy_amount,
+            ledger=quote.buy_currency,
+            code=FX_CONVERSION_TRANSFER_CODE,
+            user_data=reference,
+        ),
+    ]
+
+
+def _recorded(
+    transfers: list[Transfer], *, sell_account_id: uuid.UUID, buy_account_id: uuid.UUID
+) -> bool:
+    """Whether both legs are already in the ledger (an earlier attempt got that far)."""
+    if len(transfers) != 2:
+        return False
+    sell_leg, buy_leg = transfers
+    if sell_leg.debit_account_id != sell_account_id or buy_leg.credit_account_id != buy_account_id:
+        raise FxQuoteAlreadyUsed("This quote converted between other accounts.")
+    return True
+
+
+_REFUSED_AS_USED = {CreateTransferStatus.EXISTS_WITH_DIFFERENT_FIELDS}
+_INSUFFICIENT = {CreateTransferStatus.EXCEEDS_CREDITS, CreateTransferStatus.EXCEEDS_DEBITS}
+
+
+async def _submit_legs(ledger: Ledger, legs: list[NewTransfer]) -> None:
+    results = await ledger.submit(legs)
+    done = (CreateTransferStatus.OK, CreateTransferStatus.EXISTS)
+    if all(result.status in done for result in results):
+        return
+    # In a failed chain the failing transfer has its own status, the others linked_event_failed.
+    failure = next(
+        (r.status for r in results if r.status is not CreateTransferStatus.LINKED_EVENT_FAILED),
+        CreateTransferStatus.LINKED_EVENT_FAILED,
+    )
+    if failure in _REFUSED_AS_USED:
+        raise FxQuoteAlreadyUsed("This quote converted between other accounts.")
+    if failure in _INSUFFICIENT:
+        raise FxInsufficientFunds("The sell account lacks the funds.", ledger_status=failure.value)
+    raise FxConversionRefused(f"The ledger refused: {failure.value}.", ledger_status=failure.value)
+
+
+async def convert(
+    unit_of_work: UnitOfWork,
+    ledger: Ledger,
+    *,
+    tenant_id: uuid.UUID,
+    quote_id: uuid.UUID,
+    sell_account_id: uuid.UUID,
+    buy_account_id: uuid.UUID,
+    now_ns: int,
+) -> Conversion:
+    """Convert with `quote_id` from `sell_account_id` to `buy_account_id` (one owner's).
+
+    Takes the unit of work rather than a session because the ledger writes through its own
+    connection: the quote is read in one short unit of work, the legs are applied, and the
+    quote is marked used in a second one (on SQLite a unit of work holds the database's
+    write lock, so the ledger could not write while one is open). Safe to retry at any
+    point: the legs' ids come from the quote id.
+    """
+    return await _use_quote(
+        unit_of_work,
+        ledger,
+        tenant_id=tenant_id,
+        quote_id=quote_id,
+        sell_account_id=sell_account_id,
+        buy_account_id=buy_account_id,
+        now_ns=now_ns,
+        same_owner=True,
+    )
+
+
+async def pay_across_currencies(
+    unit_of_work: UnitOfWork,
+    ledger: Ledger,
+    *,
+    tenant_id: uuid.UUID,
+    quote_id: uuid.UUID,
+    payer_account_id: uuid.UUID,
+    payee_account_id: uuid.UUID,
+    now_ns: int,
+) -> Conversion:
+    """Cross-currency P2P or payment: the payer's sell-currency account pays the quote's
+    sell amount, the payee's buy-currency account receives its buy amount, through the FX
+    positions in one linked chain. The same rules as :func:`convert` (expiry, single use,
+    retries, funds), except that the two accounts may have different owners."""
+    return await _use_quote(
+        unit_of_work,
+        ledger,
+        tenant_id=tenant_id,
+        quote_id=quote_id,
+        sell_account_id=payer_account_id,
+        buy_account_id=payee_account_id,
+        now_ns=now_ns,
+        same_owner=False,
+    )
+
+
+async def _use_quote(
+    unit_of_work: UnitOfWork,
+    ledger: Ledger,
+    *,
+    tenant_id: uuid.UUID,
+    quote_id: uuid.UUID,
+    sell_account_id: uuid.UUID,
+    buy_account_id: uuid.UUID,
+    now_ns: int,
+    same_owner: bool,
+) -> Conversion:
+    async with unit_of_work.begin() as session:
+        quote = await get_quote(session, tenant_id=tenant_id, quote_id=quote_id)
+    if quote.used_at is not None:
+        raise FxQuoteAlreadyUsed("Each quote converts once; ask for a new quote.")
+    accounts = await ledger.lookup_accounts(
+        tenant_id=tenant_id, ids=[sell_account_id, buy_account_id]
+    )
+    _check_accounts(
+        quote, accounts, sell_id=sell_account_id, buy_id=buy_account_id, same_owner=same_owner
+    )
+    existing = await ledger.lookup_transfers(
+        tenant_id=tenant_id, ids=list(conversion_transfer_ids(quote.id))
+    )
+    if not _recorded(existing, sell_account_id=sell_account_id, buy_account_id=buy_account_id):
+        if now_ns >= quote.expires_at:
+            raise FxQuoteExpired("The quote has expired; ask for a new one.")
+        await _ensure_positions(ledger, quote)
+        await _submit_legs(
+            ledger, _legs(quote, sell_account_id=sell_account_id, buy_account_id=buy_account_id)
+        )
+    return await _mark_used(
+        unit_of_work,
+        tenant_id=tenant_id,
+        quote_id=quote_id,
+        sell_account_id=sell_account_id,
+        buy_account_id=buy_account_id,
+        now_ns=now_ns,
+    )
+
+
+async def _mark_used(
+    unit_of_work: UnitOfWork,
+    *,
+    tenant_id: uuid.UUID,
+    quote_id: uuid.UUID,
+    sell_account_id: uuid.UUID,
+    buy_account_id: uuid.UUID,
+    now_ns: int,
+) -> Conversion:
+    async with unit_of_work.begin() as session:
+        quote = await get_quote(session, tenant_id=tenant_id, quote_id=quote_id, for_update=True)
+        if quote.used_at is None:
+            quote.used_at = now_ns
+            quote.sell_account_id, quote.buy_account_id = sell_account_id, buy_account_id
+            await session.flush()
+        # The legs' ids are the quote's, so a twin that got here first used these accounts.
+        invariant(
+            (quote.sell_account_id, quote.buy_account_id) == (sell_account_id, buy_account_id),
+            "a quote's conversion is recorded with the accounts its legs moved",
+        )
+    sell_leg_id, buy_leg_id = conversion_transfer_ids(quote.id)
+    return Conversion(quote=quote, sell_transfer_id=sell_leg_id, buy_transfer_id=buy_leg_id)

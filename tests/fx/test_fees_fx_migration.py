@@ -1,0 +1,49 @@
+"""Migration 0007: the fee and FX tables match the models, and it downgrades and upgrades
+cleanly, on both backends."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.engine import Connection
+
+from billfold.fx import models as fx_models
+from billfold.kit.db import create_engine, parse_database_url
+from billfold.kit.orm import metadata
+from billfold.migrations import alembic_config, upgrade
+from billfold.payments.fees import models as fees_models
+
+assert fx_models.FxQuoteRow.metadata is metadata
+assert fees_models.FeeScheduleRow.metadata is metadata
+
+
+def _differences(database_url: str) -> list[object]:
+    def compare(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(connection)
+        return list(compare_metadata(context, metadata))
+
+    async def run() -> list[object]:
+        engine = create_engine(parse_database_url(database_url), pool_size=1)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(compare)
+        finally:
+            await engine.dispose()
+
+    return [
+        diff for diff in asyncio.run(run()) if "fees_schedules" in repr(diff) or "fx_" in repr(diff)
+    ]
+
+
+def test_the_migration_creates_exactly_the_modelled_tables(isolated_database_url: str) -> None:
+    assert _differences(isolated_database_url) == []
+
+
+def test_the_migration_downgrades_and_upgrades_again(isolated_database_url: str) -> None:
+    command.downgrade(alembic_config(isolated_database_url), "0006_operators")
+    assert len(_differences(isolated_database_url)) >= 3  # every table gone
+    upgrade(isolated_database_url)
+    assert _differences(isolated_database_url) == []
