@@ -29,6 +29,8 @@ from billfold.identity.operators.router import router as operators_router
 from billfold.identity.router import router as identity_router
 from billfold.identity.users.auth import user_idempotency_scope
 from billfold.identity.users.router import router as users_router
+from billfold.keys.config import keyring_from_settings
+from billfold.keys.router import router as keys_router
 from billfold.kit.auth import (
     CredentialRateLimit,
     admit_request,
@@ -50,6 +52,8 @@ from billfold.ledger.ledger import Ledger
 from billfold.ledger.router import TRANSFER_BATCH_PATH
 from billfold.ledger.router import router as ledger_router
 from billfold.migrations import upgrade
+from billfold.privacy.masking import mask_pii_processor
+from billfold.privacy.router import router as privacy_router
 
 __all__ = ["create_app"]
 
@@ -223,6 +227,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
         finally:
             await ledger.close()
             await engine.dispose()
+            app.state.keyring.close()
 
     return lifespan
 
@@ -247,7 +252,7 @@ def _mount_middleware(app: FastAPI, settings: Settings) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A Billfold API application for `settings` (the environment's, by default)."""
     settings = settings or get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, processors=[mask_pii_processor])
     app = FastAPI(
         title="Billfold",
         version=__version__,
@@ -255,12 +260,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan(settings),
     )
     install_problem_handlers(app)
+    app.state.keyring = keyring_from_settings(settings)  # the keystore opens on first use
     install_auth(app, authenticator=authenticate)  # the rate limit: in the lifespan
     _mount_middleware(app, settings)
     app.include_router(identity_router)
     app.include_router(ledger_router)
     app.include_router(users_router)
     app.include_router(operators_router)
+    app.include_router(keys_router)
+    app.include_router(privacy_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
     async def healthz() -> Health:

@@ -168,4 +168,7 @@ def test_scopes_are_a_fixed_documented_set(scope: Scope) -> None:
         "payments:write",
         "users:admin",
         "tenant:admin",
+        "pii:write",
+        "pii:read",
+        "pii:detokenize",
     }
