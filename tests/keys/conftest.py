@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ async def unit_of_work(database_url: str) -> AsyncIterator[UnitOfWork]:
 
 
 @pytest.fixture(scope="session")
-def softhsm_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsmToken]:
+def softhsm_token(tmp_path_factory: pytest.TempPathFactory) -> SoftHsmToken:
     """One token per session: PKCS#11 libraries initialize once per process, so every HSM
     test shares the module; each test uses its own key label."""
-    yield init_softhsm_token(Path(tmp_path_factory.mktemp("softhsm")))
+    return init_softhsm_token(Path(tmp_path_factory.mktemp("softhsm")))

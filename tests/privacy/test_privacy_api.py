@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from billfold.privacy.masking import luhn_valid
