@@ -223,10 +223,18 @@ class Keyring:
             return cipher
         if row.wrapped_key is None:
             raise KeyVersionNotFound(f"Key version {row.version} of {row.purpose} is retired.")
-        raw = self.keystore.unwrap(
-            row.wrapped_key,
-            aad=kek_aad(tenant_id=row.tenant_id, purpose=row.purpose, version=row.version),
-        )
+        try:
+            raw = self.keystore.unwrap(
+                row.wrapped_key,
+                aad=kek_aad(tenant_id=row.tenant_id, purpose=row.purpose, version=row.version),
+            )
+        except DecryptionFailed as error:
+            # Not the data's fault: this keystore's root key is not the one that wrapped it.
+            raise KeystoreUnavailable(
+                f"The root key {self.keystore.key_id} does not unwrap {row.purpose} key"
+                f" version {row.version} (wrapped by {row.keystore_key_id}): wrong master key,"
+                " passphrase file or HSM key?"
+            ) from error
         cipher = AESGCM(raw)
         self._keks.put(cache_key, cipher)
         return cipher

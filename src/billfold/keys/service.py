@@ -95,6 +95,7 @@ async def rotate(
     versions = await keys.key_encryption_keys(tenant_id=tenant_id, purpose=purpose)
     previous = next((row for row in versions if row.status == "active"), None)
     if previous is not None:
+        keyring.kek_cipher(previous)  # the keystore must hold the root key in use so far
         previous.status = "decrypt_only"
         await session.flush()
     version = (versions[0].version + 1) if versions else 1
