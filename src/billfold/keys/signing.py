@@ -262,9 +262,11 @@ def public_key_from_jwk(jwk: Mapping[str, object]) -> Ed25519PublicKey:
     if not isinstance(x, str) or len(x) != 43:
         raise ValueError("x is the base64url of 32 bytes")
     try:
-        raw = base64.urlsafe_b64decode(x + "=")
+        raw = base64.b64decode(x.replace("-", "+").replace("_", "/") + "=", validate=True)
     except ValueError as error:
         raise ValueError("x is not base64url") from error
+    if len(raw) != 32:
+        raise ValueError("x is the base64url of 32 bytes")
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
