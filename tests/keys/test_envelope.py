@@ -14,6 +14,7 @@ from billfold.keys.envelope import (
     FIELD_OVERHEAD_BYTES,
     FieldContext,
     canonical_aad,
+    field_aad,
     open_field,
     parse_field,
     seal_field,
@@ -65,3 +66,16 @@ def test_arbitrary_bytes_never_crash_the_parser(garbage: bytes) -> None:
     context = FieldContext(uuid.uuid4(), "pii", "t", "c", "r")
     with pytest.raises(DecryptionFailed):
         open_field(cipher, garbage, context=context)
+
+
+@given(contexts, st.uuids())
+def test_the_field_aad_is_the_documented_tuple(context: FieldContext, key_id: uuid.UUID) -> None:
+    assert field_aad(context, key_id) == canonical_aad(
+        "billfold.field.v1",
+        context.tenant_id.bytes,
+        context.purpose,
+        context.table,
+        context.column,
+        context.row_id,
+        key_id.bytes,
+    )

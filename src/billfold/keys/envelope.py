@@ -14,6 +14,7 @@ key-encryption key (``"billfold.dek.v1"``), and key-encryption keys under the ro
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import uuid
@@ -48,6 +49,8 @@ FIELD_FORMAT_VERSION = 1
 _HEADER = struct.Struct(">B16s12s")
 FIELD_OVERHEAD_BYTES = _HEADER.size + TAG_BYTES
 _PART_LENGTH_MAX = 0xFFFF_FFFF
+_LENGTH = struct.Struct(">I")
+_PREFIXES_CACHED_MAX = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,26 +67,26 @@ class FieldContext:
 def canonical_aad(*parts: str | bytes) -> bytes:
     """Each part as a 4-byte big-endian length and its bytes (strings as UTF-8): no two
     different tuples encode alike, whatever bytes the parts hold."""
-    encoded = bytearray()
+    chunks: list[bytes] = []
     for part in parts:
-        raw = part.encode() if isinstance(part, str) else part
+        raw = part if isinstance(part, bytes) else part.encode()
         if len(raw) > _PART_LENGTH_MAX:
             raise ValueError("an associated-data part is at most 2**32 - 1 bytes")
-        encoded += struct.pack(">I", len(raw))
-        encoded += raw
-    return bytes(encoded)
+        chunks.append(_LENGTH.pack(len(raw)))
+        chunks.append(raw)
+    return b"".join(chunks)
+
+
+@functools.lru_cache(maxsize=_PREFIXES_CACHED_MAX)
+def _field_aad_prefix(tenant_id: uuid.UUID, purpose: str, table: str, column: str) -> bytes:
+    # The encoding is a concatenation, so the parts every row of a column shares are
+    # encoded once: the per-field cost is the row id and the data key id.
+    return canonical_aad("billfold.field.v1", tenant_id.bytes, purpose, table, column)
 
 
 def field_aad(context: FieldContext, data_key_id: uuid.UUID) -> bytes:
-    return canonical_aad(
-        "billfold.field.v1",
-        context.tenant_id.bytes,
-        context.purpose,
-        context.table,
-        context.column,
-        context.row_id,
-        data_key_id.bytes,
-    )
+    prefix = _field_aad_prefix(context.tenant_id, context.purpose, context.table, context.column)
+    return prefix + canonical_aad(context.row_id, data_key_id.bytes)
 
 
 def seal(cipher: AESGCM, plaintext: bytes, *, aad: bytes) -> bytes:
