@@ -9,6 +9,7 @@ variants are skipped, except under `CI=true`, where that fails the run.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import uuid
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import structlog
 
 from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
@@ -136,3 +138,58 @@ async def ledger(database_url: str) -> AsyncIterator[Ledger]:
         yield opened
     finally:
         await opened.close()
+
+
+class SuiteLogScanner(logging.Handler):
+    """Every log line the suite writes, rendered as the application renders it (with the
+    formatter `billfold.kit.http.logging` installed, when one is), scanned for emails,
+    phone numbers and card numbers that escaped masking. Findings fail the session."""
+
+    FINDINGS_KEPT_MAX = 20
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines_scanned = 0
+        self.findings: list[str] = []
+
+    def _rendered(self, record: logging.LogRecord) -> str:
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler.formatter, structlog.stdlib.ProcessorFormatter):
+                return handler.formatter.format(logging.makeLogRecord(record.__dict__))
+        return record.getMessage()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from billfold.privacy.masking import find_unmasked_pii
+
+        try:
+            line = self._rendered(record)
+        except Exception:  # a record that cannot render is not ours to judge
+            return
+        self.lines_scanned += 1
+        found = find_unmasked_pii(line)
+        if found and len(self.findings) < self.FINDINGS_KEPT_MAX:
+            self.findings.append(f"{found} in {line[:300]}")
+
+
+_suite_log_scanner = SuiteLogScanner()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def suite_log_scanner() -> Iterator[SuiteLogScanner]:
+    root = logging.getLogger()
+    root.addHandler(_suite_log_scanner)
+    try:
+        yield _suite_log_scanner
+    finally:
+        root.removeHandler(_suite_log_scanner)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not _suite_log_scanner.findings:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_sep("=", "unmasked PII in the test suite's log output", red=True)
+        for finding in _suite_log_scanner.findings:
+            reporter.write_line(finding)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from billfold.app import create_app
 from billfold.identity.types import Scope
 from billfold.identity.users.router import PUBLIC_ROUTES as USER_SIGN_IN_ROUTES
+from billfold.keys.router import PUBLIC_ROUTES as PUBLIC_KEY_ROUTES
 from billfold.kit.settings import Settings
 from identity.identity_support import bootstrap_tenant, create_key
 
@@ -19,8 +20,10 @@ PUBLIC_ROUTES = {
     ("GET", "/readyz"),
     ("POST", "/v1/operators/login"),
     *USER_SIGN_IN_ROUTES,
+    *PUBLIC_KEY_ROUTES,
 }
-"""Liveness, readiness, and sign-in routes whose body carries the credential."""
+"""Liveness, readiness, sign-in routes whose body carries the credential, and the
+platform's public signing keys (JWKS: public keys, for verifiers without a credential)."""
 
 _PATH_PARAMETER = re.compile(r"{([a-z_]+)}")
 _PREFIXES = {

@@ -32,6 +32,8 @@ from billfold.identity.operators.router import router as operators_router
 from billfold.identity.router import router as identity_router
 from billfold.identity.users.auth import user_idempotency_scope
 from billfold.identity.users.router import router as users_router
+from billfold.keys.config import keyring_from_settings
+from billfold.keys.router import router as keys_router
 from billfold.kit.auth import (
     CredentialRateLimit,
     admit_request,
@@ -54,6 +56,8 @@ from billfold.ledger.router import TRANSFER_BATCH_PATH
 from billfold.ledger.router import router as ledger_router
 from billfold.migrations import upgrade
 from billfold.payments.fees.router import router as fees_router
+from billfold.privacy.masking import mask_pii_processor
+from billfold.privacy.router import router as privacy_router
 
 __all__ = ["create_app"]
 
@@ -233,6 +237,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
         finally:
             await ledger.close()
             await engine.dispose()
+            app.state.keyring.close()
 
     return lifespan
 
@@ -257,7 +262,7 @@ def _mount_middleware(app: FastAPI, settings: Settings) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A Billfold API application for `settings` (the environment's, by default)."""
     settings = settings or get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, processors=[mask_pii_processor])
     app = FastAPI(
         title="Billfold",
         version=__version__,
@@ -265,6 +270,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan(settings),
     )
     install_problem_handlers(app)
+    app.state.keyring = keyring_from_settings(settings)  # the keystore opens on first use
     install_auth(app, authenticator=authenticate)  # the rate limit: in the lifespan
     _mount_middleware(app, settings)
     app.include_router(identity_router)
@@ -274,6 +280,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(fees_router)
     app.include_router(fx_router)
     install_fx(app, settings)
+    app.include_router(keys_router)
+    app.include_router(privacy_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
     async def healthz() -> Health:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from billfold.identity.service import CreatedApiKey
+    from billfold.keys.keyring import Keyring
 
 __all__ = ["app", "main"]
 
@@ -41,6 +43,8 @@ operator_app = typer.Typer(no_args_is_help=True, help="Operators: the tenant's b
 app.add_typer(operator_app, name="operator")
 fx_app = typer.Typer(no_args_is_help=True, help="FX: reference rates.")
 app.add_typer(fx_app, name="fx")
+keys_app = typer.Typer(no_args_is_help=True, help="The key hierarchy: rotate, rewrap, retire.")
+app.add_typer(keys_app, name="keys")
 console = Console()
 errors = Console(stderr=True)
 
@@ -291,6 +295,175 @@ def operator_create(
         # Plain echo, not Rich: a password must never be wrapped, truncated or styled.
         typer.echo(f"{'password':<9} {created.one_time_password}")
         errors.print("The one-time password is shown this once; it must be changed at sign-in.")
+
+
+_TENANT_HELP = "The tenant's id, ten_…, or 'platform' for platform keys."
+_PURPOSE_HELP = "pii, tokens, blind_index, signing or totp."
+
+
+def _tenant_of(text: str) -> uuid.UUID:
+    from billfold.identity.schemas import TENANT_ID_PREFIX
+    from billfold.keys.keyring import PLATFORM_TENANT_ID
+    from billfold.kit.ids import parse_id
+
+    return PLATFORM_TENANT_ID if text == "platform" else parse_id(TENANT_ID_PREFIX, text)
+
+
+def _with_keyring(action: Callable[[Keyring, AsyncSession, int], Awaitable[T]]) -> T:
+    """`_in_unit_of_work` with the settings' keyring."""
+    from billfold.keys.config import keyring_from_settings
+
+    keyring = keyring_from_settings(get_settings())
+    try:
+        return _in_unit_of_work(lambda session, now_ns: action(keyring, session, now_ns))
+    finally:
+        keyring.close()
+
+
+@keys_app.command("status")
+def keys_status(
+    tenant: Annotated[str | None, typer.Option(help=_TENANT_HELP + " Default: all.")] = None,
+) -> None:
+    """Every key version per tenant and purpose, with the data keys each still wraps."""
+    from billfold.keys import service
+
+    tenant_id = None if tenant is None else _tenant_of(tenant)
+    statuses = _in_unit_of_work(
+        lambda session, _now_ns: service.list_key_statuses(session, tenant_id=tenant_id)
+    )
+    table = Table("tenant", "purpose", "version", "status", "data keys")
+    for status in statuses:
+        for version in status.versions:
+            table.add_row(
+                status.tenant_id.hex,
+                status.purpose,
+                str(version.version),
+                version.status,
+                str(version.data_keys),
+            )
+    console.print(table)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    tenant: Annotated[str, typer.Option(help=_TENANT_HELP)],
+    purpose: Annotated[str, typer.Option(help=_PURPOSE_HELP)],
+) -> None:
+    """Make a new key version active; the previous one becomes decrypt-only."""
+    from billfold.keys import service
+
+    tenant_id = _tenant_of(tenant)
+    row = _with_keyring(
+        lambda keyring, session, now_ns: service.rotate(
+            session,
+            keyring=keyring,
+            tenant_id=tenant_id,
+            purpose=purpose,
+            actor=service.KeyActor(),
+            now_ns=now_ns,
+        )
+    )
+    typer.echo(f"rotated   {purpose} v{row.version} active ({row.keystore_key_id})")
+
+
+@keys_app.command("rewrap")
+def keys_rewrap(
+    tenant: Annotated[str, typer.Option(help=_TENANT_HELP)],
+    purpose: Annotated[str, typer.Option(help=_PURPOSE_HELP)],
+) -> None:
+    """Re-wrap every data key under the active version, in batches, with progress."""
+    from rich.progress import Progress
+
+    from billfold.keys.config import keyring_from_settings
+    from billfold.keys.service import KeyActor, RewrapProgress
+    from billfold.keys.tasks import rewrap_all
+    from billfold.kit.db import UnitOfWork, create_engine
+
+    settings = get_settings()
+    tenant_id = _tenant_of(tenant)
+    if parse_database_url(settings.database_url).kind == "sqlite":
+        from billfold.migrations import upgrade
+
+        upgrade(settings.database_url)  # as the other commands do
+
+    async def run() -> int:
+        engine = create_engine(parse_database_url(settings.database_url), pool_size=1)
+        keyring = keyring_from_settings(settings)
+        try:
+            with Progress(console=console) as progress:
+                task = progress.add_task(f"rewrap {purpose}", total=None)
+
+                def report(step: RewrapProgress) -> None:
+                    done = progress.tasks[0].completed + step.rewrapped
+                    progress.update(task, completed=done, total=done + step.remaining)
+
+                return await rewrap_all(
+                    UnitOfWork(engine),
+                    keyring,
+                    tenant_id=tenant_id,
+                    purpose=purpose,
+                    batch_size=settings.keys_rewrap_batch_size,
+                    actor=KeyActor(),
+                    on_progress=report,
+                )
+        finally:
+            keyring.close()
+            await engine.dispose()
+
+    try:
+        moved = asyncio.run(run())
+    except BillfoldError as error:
+        errors.print(f"[red]{error.title}[/red]: {escape(error.detail or '')}", highlight=False)
+        raise typer.Exit(1) from error
+    typer.echo(f"rewrapped {moved} data keys")
+
+
+@keys_app.command("retire")
+def keys_retire(
+    tenant: Annotated[str, typer.Option(help=_TENANT_HELP)],
+    purpose: Annotated[str, typer.Option(help=_PURPOSE_HELP)],
+    version: Annotated[int, typer.Option(min=1, help="The decrypt-only version to retire.")],
+) -> None:
+    """Erase a decrypt-only version once it wraps no data key (run rewrap first)."""
+    from billfold.keys import service
+
+    tenant_id = _tenant_of(tenant)
+    _with_keyring(
+        lambda keyring, session, now_ns: service.retire_version(
+            session,
+            keyring=keyring,
+            tenant_id=tenant_id,
+            purpose=purpose,
+            version=version,
+            actor=service.KeyActor(),
+            now_ns=now_ns,
+        )
+    )
+    typer.echo(f"retired   {purpose} v{version}")
+
+
+@keys_app.command("rotate-signing")
+def keys_rotate_signing(
+    tenant: Annotated[str, typer.Option(help=_TENANT_HELP)] = "platform",
+    purpose: Annotated[str, typer.Option(help="What the key signs.")] = "audit",
+) -> None:
+    """A new Ed25519 signing key version; the old one stays published, verify-only."""
+    from billfold.keys.service import KeyActor
+    from billfold.keys.signing import SIGNING_KEY_ID_PREFIX, rotate_signing_key
+    from billfold.kit.ids import format_id
+
+    tenant_id = _tenant_of(tenant)
+    row = _with_keyring(
+        lambda keyring, session, now_ns: rotate_signing_key(
+            session,
+            keyring=keyring,
+            tenant_id=tenant_id,
+            purpose=purpose,
+            actor=KeyActor(),
+            now_ns=now_ns,
+        )
+    )
+    typer.echo(f"signing   {format_id(SIGNING_KEY_ID_PREFIX, row.id)} v{row.version} active")
 
 
 def _read_password() -> str:

@@ -172,4 +172,7 @@ def test_scopes_are_a_fixed_documented_set(scope: Scope) -> None:
         "fx:write",
         "users:admin",
         "tenant:admin",
+        "pii:write",
+        "pii:read",
+        "pii:detokenize",
     }

@@ -64,6 +64,18 @@ class SecurityEventType(enum.StrEnum):
     STEP_UP_ISSUED = "step_up.issued"
     STEP_UP_VERIFIED = "step_up.verified"
     STEP_UP_FAILED = "step_up.failed"
+    # Keys and privacy (billfold.keys, billfold.privacy).
+    KEY_ROTATED = "key.rotated"
+    KEY_REWRAPPED = "key.rewrapped"
+    KEY_RETIRED = "key.retired"
+    SIGNING_KEY_ROTATED = "signing_key.rotated"
+    SIGNING_KEY_RETIRED = "signing_key.retired"
+    PII_REVEALED = "pii.revealed"
+    PII_DETOKENIZED = "pii.detokenized"
+    PII_EXPORTED = "pii.exported"
+    PII_ERASED = "pii.erased"
+    CONSENT_GRANTED = "consent.granted"
+    CONSENT_WITHDRAWN = "consent.withdrawn"
 
 
 class SecurityEvent(Base):

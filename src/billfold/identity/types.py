@@ -38,6 +38,12 @@ class Scope(StrEnum):
     """Create FX quotes and convert with them."""
     TENANT_ADMIN = "tenant:admin"
     """Manage the tenant itself, including its API keys (in the key's own mode)."""
+    PII_WRITE = "pii:write"
+    """Store end users' personal data, tokenize card and account numbers, record consent."""
+    PII_READ = "pii:read"
+    """See personal data unmasked, export it, and erase it (crypto-shredding)."""
+    PII_DETOKENIZE = "pii:detokenize"
+    """Turn a token back into the card or account number; every use is audited."""
 
 
 class TenantStatus(StrEnum):

@@ -157,6 +157,58 @@ class Settings(BaseSettings):
         " serving; Python's 700 makes a busy API spend ~15% of its CPU collecting.",
     )
 
+    keystore: Literal["local", "pkcs11"] = Field(
+        default="local",
+        description="Where the root key lives: local (master key or keystore file) or pkcs11.",
+    )
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 of 32 random bytes: the local root key, never written to disk.",
+    )
+    keystore_path: str | None = Field(
+        default=None,
+        description="The local keystore file; default: the SQLite database's path + .keystore.",
+    )
+    keystore_passphrase: SecretStr | None = Field(
+        default=None,
+        description="Wraps the local keystore file's root key (Argon2id + AES-256-GCM).",
+    )
+    pkcs11_module_path: str = Field(
+        default="/usr/lib/softhsm/libsofthsm2.so", description="The PKCS#11 library."
+    )
+    pkcs11_token_label: str = Field(default="billfold", min_length=1, max_length=32)
+    pkcs11_key_label: str = Field(default="billfold-root", min_length=1, max_length=64)
+    pkcs11_pin: SecretStr | None = Field(default=None, description="The token's user PIN.")
+    keys_cache_entries_max: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Unwrapped keys kept in memory per kind (least recently used out).",
+    )
+    keys_cache_ttl_s: float = Field(
+        default=300,
+        gt=0,
+        le=86_400,
+        description="How long an unwrapped key is cached: a key destroyed by another"
+        " process stays usable here at most this long.",
+    )
+    keys_rewrap_batch_size: int = Field(default=500, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _master_key_is_32_bytes(self) -> Settings:
+        if self.master_key is not None:
+            import base64
+            import binascii
+
+            text = self.master_key.get_secret_value().strip().replace("-", "+").replace("_", "/")
+            try:
+                raw = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("master_key must be base64 of 32 random bytes") from None
+            if len(raw) != 32:
+                raise ValueError("master_key must be base64 of exactly 32 bytes")
+        return self
+
     @model_validator(mode="after")
     def _batch_bodies_at_least_others(self) -> Settings:
         if self.request_body_batch_max_bytes < self.request_body_max_bytes:

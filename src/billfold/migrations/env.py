@@ -12,10 +12,12 @@ from billfold.identity import security_events
 from billfold.identity.models import metadata as identity_metadata
 from billfold.identity.operators import models as operators_models  # noqa: F401 (registers tables)
 from billfold.identity.users import models as users_models  # noqa: F401 (registers tables)
+from billfold.keys import models as keys_models  # noqa: F401 (registers tables)
 from billfold.kit.db import create_engine, parse_database_url
 from billfold.kit.http import idempotency_models
 from billfold.ledger.models import metadata as ledger_metadata
 from billfold.payments.fees import models as fees_models  # noqa: F401 (registers tables)
+from billfold.privacy import models as privacy_models  # noqa: F401 (registers tables)
 
 # Importing a models module registers its tables on the shared kit.orm metadata.
 assert idempotency_models.IdempotencyKey.metadata is identity_metadata

@@ -72,6 +72,7 @@ __all__ = [
     "MfaRequired",
     "complete_mfa",
     "create_user",
+    "erase_user_identifiers",
     "get_user",
     "list_users",
     "login",
@@ -366,4 +367,29 @@ async def signed_in_user(session: AsyncSession, *, principal: UserPrincipal) -> 
     user = await UserRepository(session).get(principal.user_id)
     if user is None:
         raise UserNotAuthenticated()
+    return user
+
+
+ERASED_HANDLE_PREFIX = "erased"
+
+
+async def erase_user_identifiers(
+    session: AsyncSession, *, principal: Principal, user_id: uuid.UUID, now_ns: int
+) -> EndUser:
+    """For erasure (``billfold.privacy``): the user's email and phone are removed, the
+    handle becomes a pseudonym, the user is disabled and every session ends. The row stays:
+    other records (the ledger's, consent history) keep referring to its id."""
+    user = await get_user(session, principal=principal, user_id=user_id)
+    user.email = None
+    user.phone = None
+    user.handle = ERASED_HANDLE_PREFIX + user.id.hex[-24:]
+    user.status = "disabled"
+    await session.flush()
+    await revoke_all_sessions(
+        session,
+        user=user,
+        now_ns=now_ns,
+        actor_type=ActorType.API_KEY,
+        actor_id=format_id("key", principal.api_key_id),
+    )
     return user

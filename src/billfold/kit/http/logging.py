@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TextIO
@@ -67,9 +68,19 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
-def configure_logging(level: str = "info", *, stream: TextIO | None = None) -> None:
+def configure_logging(
+    level: str = "info",
+    *,
+    stream: TextIO | None = None,
+    processors: Sequence[Processor] = (),
+) -> None:
     """Send every log record, structlog's and the standard library's, to `stream` (standard
     error by default) as one JSON object per line, at `level` and above.
+
+    `processors` run on every structlog event before it leaves structlog (so other handlers,
+    such as pytest's capture, see their result), and again on every record, the standard
+    library's and tracebacks included, just before rendering. The application passes the
+    PII masking processor here (the kit knows no domain); they must be idempotent.
 
     Calling it again replaces the previous configuration rather than adding a handler.
     """
@@ -82,6 +93,7 @@ def configure_logging(level: str = "info", *, stream: TextIO | None = None) -> N
             structlog.stdlib.filter_by_level,
             *_shared_processors(),
             structlog.processors.StackInfoRenderer(),
+            *processors,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -95,6 +107,7 @@ def configure_logging(level: str = "info", *, stream: TextIO | None = None) -> N
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.dict_tracebacks,
+                *processors,
                 structlog.processors.JSONRenderer(),
             ],
         )

@@ -1,0 +1,105 @@
+"""The keystore in a PKCS#11 HSM (tested against SoftHSM2), through python-pkcs11.
+
+The root key is an AES-256 secret key object on the token, generated inside it on first
+use with ``CKA_EXTRACTABLE=false`` and ``CKA_SENSITIVE=true``: its value never leaves the
+HSM. Wrapping a key-encryption key is ``C_Encrypt`` with ``CKM_AES_GCM`` inside the HSM
+(random 12-byte nonce, the associated data bound in); unwrapping is ``C_Decrypt``.
+
+A PKCS#11 session is not safe to share between threads: one lock serializes the calls.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from billfold.keys.envelope import NONCE_BYTES
+from billfold.keys.errors import DecryptionFailed, KeystoreUnavailable
+
+__all__ = ["Pkcs11Keystore"]
+
+_TAG_BITS = 128
+
+
+class Pkcs11Keystore:
+    """Root key `key_label` on the token `token_label` of the module at `module_path`."""
+
+    def __init__(self, *, module_path: str, token_label: str, pin: str, key_label: str) -> None:
+        import pkcs11
+        from pkcs11 import Attribute, KeyType, ObjectClass
+        from pkcs11.exceptions import NoSuchKey, PKCS11Error
+
+        self._lock = threading.Lock()
+        try:
+            token = pkcs11.lib(module_path).get_token(token_label=token_label)
+            self._session: Any = token.open(rw=True, user_pin=pin)
+        except (PKCS11Error, RuntimeError, OSError) as error:
+            raise KeystoreUnavailable(
+                f"Cannot open PKCS#11 token {token_label!r} with {module_path}."
+            ) from error
+        try:
+            self._key: Any = self._session.get_key(
+                object_class=ObjectClass.SECRET_KEY, key_type=KeyType.AES, label=key_label
+            )
+        except NoSuchKey:
+            self._key = self._session.generate_key(
+                KeyType.AES,
+                256,
+                label=key_label,
+                store=True,
+                template={
+                    Attribute.EXTRACTABLE: False,
+                    Attribute.SENSITIVE: True,
+                    Attribute.ENCRYPT: True,
+                    Attribute.DECRYPT: True,
+                    Attribute.WRAP: True,
+                    Attribute.UNWRAP: True,
+                },
+            )
+        self._key_id = f"pkcs11:{token_label}/{key_label}"
+
+    @property
+    def key_id(self) -> str:
+        return self._key_id
+
+    @property
+    def root_key(self) -> Any:
+        """The HSM key object (its attributes, not its value: that never leaves)."""
+        return self._key
+
+    def wrap(self, plaintext: bytes, *, aad: bytes) -> bytes:
+        from pkcs11 import Mechanism
+        from pkcs11.mechanisms import GCMParams
+
+        nonce = os.urandom(NONCE_BYTES)
+        with self._lock:
+            sealed = self._key.encrypt(
+                plaintext,
+                mechanism=Mechanism.AES_GCM,
+                mechanism_param=GCMParams(nonce, aad, _TAG_BITS),
+            )
+        return nonce + bytes(sealed)
+
+    def unwrap(self, wrapped: bytes, *, aad: bytes) -> bytes:
+        from pkcs11 import Mechanism
+        from pkcs11.exceptions import PKCS11Error
+        from pkcs11.mechanisms import GCMParams
+
+        if len(wrapped) <= NONCE_BYTES:
+            raise DecryptionFailed("The wrapped key is too short.")
+        nonce, sealed = wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:]
+        try:
+            with self._lock:
+                plain = self._key.decrypt(
+                    sealed,
+                    mechanism=Mechanism.AES_GCM,
+                    mechanism_param=GCMParams(nonce, aad, _TAG_BITS),
+                )
+        except PKCS11Error as error:
+            raise DecryptionFailed() from error
+        return bytes(plain)
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()
