@@ -23,6 +23,9 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from billfold import __version__
+from billfold.audit.audit import AuditService
+from billfold.audit.context import AuditSourceMiddleware
+from billfold.audit.router import router as audit_router
 from billfold.flows.approvals import approval_executors
 from billfold.identity.auth import authenticate
 from billfold.identity.operators.router import router as operators_router
@@ -200,6 +203,7 @@ async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, L
     app.state.ledger = ledger
     # Four-eyes approvals of ledger actions execute through the ledger facade.
     app.state.approval_executors = approval_executors(ledger)
+    app.state.audit = AuditService.from_settings(app.state.unit_of_work, settings)
     return engine, ledger
 
 
@@ -211,6 +215,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
             async with (
                 _rate_limiter(settings) as limiter,
                 _background(app.state.idempotency, settings.idempotency_purge_interval_s),
+                app.state.audit.checkpointing(interval_s=settings.audit_checkpoint_interval_s),
             ):
                 policy = CredentialRateLimit(
                     limiter=limiter,
@@ -242,6 +247,7 @@ def _mount_middleware(app: FastAPI, settings: Settings) -> None:
     )
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(AuditSourceMiddleware)  # where audited acts come from (client, agent)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -261,6 +267,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ledger_router)
     app.include_router(users_router)
     app.include_router(operators_router)
+    app.include_router(audit_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
     async def healthz() -> Health:

@@ -28,6 +28,8 @@ class Scope(StrEnum):
     """Create, capture, void and refund payments."""
     USERS_ADMIN = "users:admin"
     """Manage the tenant's end users."""
+    AUDIT_READ = "audit:read"
+    """Read the tenant's audit log, checkpoints and inclusion proofs (live keys only)."""
     TENANT_ADMIN = "tenant:admin"
     """Manage the tenant itself, including its API keys (in the key's own mode)."""
 
