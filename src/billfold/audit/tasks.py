@@ -8,6 +8,9 @@ once: each chain's head lock lets one of them sign and the others find nothing t
 
 from __future__ import annotations
 
+import structlog
+
+from billfold.audit.errors import AuditChainBroken
 from billfold.audit.repository import AuditRepository
 from billfold.audit.service import create_checkpoint
 from billfold.kit.clock import Clock
@@ -18,6 +21,8 @@ from billfold.kit.signing import Signer
 __all__ = ["CHAINS_PER_RUN_MAX", "checkpoint_due"]
 
 CHAINS_PER_RUN_MAX = 1_000
+
+log = structlog.get_logger(__name__)
 
 
 async def checkpoint_due(
@@ -30,19 +35,25 @@ async def checkpoint_due(
 ) -> int:
     """Sign one checkpoint for each of up to ``chains_max`` chains with entries no
     checkpoint covers yet, each in its own transaction. Returns how many were signed; a
-    chain with more than ``entries_max`` new entries is caught up over several runs."""
+    chain with more than ``entries_max`` new entries is caught up over several runs. A
+    chain that no longer verifies is logged (``audit.chain_broken``) and skipped."""
     invariant(1 <= chains_max <= CHAINS_PER_RUN_MAX, "a run is bounded")
     async with unit_of_work.begin() as session:
         due = await AuditRepository(session).due_chains(limit=chains_max)
     signed = 0
     for chain_id in due:
-        async with unit_of_work.begin() as session:
-            checkpoint = await create_checkpoint(
-                session,
-                chain_id=chain_id,
-                signer=signer,
-                now_ns=clock.now_ns(),
-                entries_max=entries_max,
-            )
+        try:
+            async with unit_of_work.begin() as session:
+                checkpoint = await create_checkpoint(
+                    session,
+                    chain_id=chain_id,
+                    signer=signer,
+                    now_ns=clock.now_ns(),
+                    entries_max=entries_max,
+                )
+        except AuditChainBroken as broken:
+            # Never sign over tampering; the other chains still get their checkpoints.
+            log.error("audit.chain_broken", chain_id=chain_id.hex, **broken.extensions)
+            continue
         signed += checkpoint is not None
     return signed
