@@ -298,17 +298,20 @@ def operator_create(
 def _audit_service() -> tuple[AuditService, AsyncEngine]:
     from billfold.audit.audit import AuditService
     from billfold.kit.db import UnitOfWork, create_engine
-    from billfold.migrations import upgrade
 
     settings = get_settings()
-    if parse_database_url(settings.database_url).kind == "sqlite":
-        upgrade(settings.database_url)
     engine = create_engine(parse_database_url(settings.database_url), pool_size=1)
     return AuditService.from_settings(UnitOfWork(engine), settings), engine
 
 
 def _run_audit(action: Callable[[AuditService], Awaitable[T]]) -> T:
-    """Run ``action`` with the configured audit service; a Billfold error exits 1."""
+    """Run ``action`` with the configured audit service; a Billfold error exits 1. On
+    SQLite the database is migrated first, as `serve` does."""
+    from billfold.migrations import upgrade
+
+    settings = get_settings()
+    if parse_database_url(settings.database_url).kind == "sqlite":
+        upgrade(settings.database_url)
 
     async def run() -> T:
         service, engine = _audit_service()

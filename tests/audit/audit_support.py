@@ -43,9 +43,7 @@ async def opened(database_url: str, *, pool_size: int = 2) -> AsyncIterator[Unit
 
 
 def audit_service(unit_of_work: UnitOfWork, *, entries_max: int = 100_000) -> AuditService:
-    return AuditService(
-        unit_of_work, signer_provider=signer, checkpoint_entries_max=entries_max
-    )
+    return AuditService(unit_of_work, signer_provider=signer, checkpoint_entries_max=entries_max)
 
 
 async def append_entries(

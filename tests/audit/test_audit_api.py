@@ -34,7 +34,10 @@ def _checkpoint(database_url: str, tenant_id: object) -> None:
 
 def _audit_key(database_url: str, tenant_id: object, mode: Mode = Mode.LIVE) -> str:
     return create_key(
-        database_url, tenant_id=tenant_id, scopes=[Scope.AUDIT_READ], mode=mode  # type: ignore[arg-type]
+        database_url,
+        tenant_id=tenant_id,
+        scopes=[Scope.AUDIT_READ],
+        mode=mode,  # type: ignore[arg-type]
     ).secret
 
 

@@ -4,6 +4,7 @@ edits, deletes, inserts or swaps rows: verify fails at that position, on both ba
 from __future__ import annotations
 
 import hashlib
+import itertools
 import uuid
 
 import pytest
@@ -33,6 +34,7 @@ from billfold.audit.errors import AuditChainBroken, EntryNotCheckpointed
 from billfold.audit.repository import fields_of
 from billfold.audit.signing import LocalEd25519Signer, verify_signature
 from billfold.audit.verify import ChainReport
+from billfold.kit.db import UnitOfWork
 from billfold.kit.ids import new_id
 
 pytestmark = pytest.mark.anyio
@@ -51,7 +53,7 @@ async def test_entries_form_a_chain_that_verifies(database_url: str) -> None:
         entries = await append_entries(unit_of_work, tenant_id=tenant_id, count=ENTRIES)
     assert sequences(entries) == list(range(1, ENTRIES + 1))
     assert entries[0].previous_hash == ZERO_HASH
-    for before, after in zip(entries, entries[1:], strict=False):
+    for before, after in itertools.pairwise(entries):
         assert after.previous_hash == before.entry_hash
     for entry in entries:
         assert entry_hash(fields_of(entry)) == entry.entry_hash
@@ -76,19 +78,23 @@ async def test_an_entry_rolls_back_with_the_act(database_url: str) -> None:
     tenant_id = new_id()
     async with opened(database_url) as unit_of_work:
         with pytest.raises(RuntimeError):
-            async with unit_of_work.begin() as session:
-                await service.append(
-                    session,
-                    tenant_id=tenant_id,
-                    action="config.changed",
-                    occurred_at=1,
-                    actor_type="system",
-                    actor_id=None,
-                )
-                raise RuntimeError("the act failed")
+            await _append_then_fail(unit_of_work, tenant_id)
         [entry] = await append_entries(unit_of_work, tenant_id=tenant_id, count=1)
     assert entry.sequence == 1
     assert (await _verify(database_url, tenant_id)).ok
+
+
+async def _append_then_fail(unit_of_work: UnitOfWork, tenant_id: uuid.UUID) -> None:
+    async with unit_of_work.begin() as session:
+        await service.append(
+            session,
+            tenant_id=tenant_id,
+            action="config.changed",
+            occurred_at=1,
+            actor_type="system",
+            actor_id=None,
+        )
+        raise RuntimeError("the act failed")
 
 
 async def test_the_database_refuses_to_change_entries_and_checkpoints(database_url: str) -> None:
@@ -346,7 +352,9 @@ def _forged_row(
     return row
 
 
-async def _rewrite_from(session: object, chain_id: uuid.UUID, entries: list, *, position: int) -> None:
+async def _rewrite_from(
+    session: object, chain_id: uuid.UUID, entries: list, *, position: int
+) -> None:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     assert isinstance(session, AsyncSession)
@@ -356,7 +364,9 @@ async def _rewrite_from(session: object, chain_id: uuid.UUID, entries: list, *, 
         changes = {"previous_hash": previous}
         if entry.sequence == position:
             changes["detail"] = '{"index":"rewritten"}'
-        rewritten = EntryFields(**{**{n: getattr(fields, n) for n in EntryFields.__slots__}, **changes})
+        rewritten = EntryFields(
+            **{**{n: getattr(fields, n) for n in EntryFields.__slots__}, **changes}
+        )
         digest = entry_hash(rewritten)
         await session.execute(
             text(

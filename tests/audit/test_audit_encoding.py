@@ -68,7 +68,9 @@ def test_an_entry_decodes_to_itself(fields: EntryFields) -> None:
 
 
 @given(entries, entries)
-def test_different_entries_have_different_encodings(first: EntryFields, second: EntryFields) -> None:
+def test_different_entries_have_different_encodings(
+    first: EntryFields, second: EntryFields
+) -> None:
     if first != second:
         assert encode_entry(first) != encode_entry(second)
         assert entry_hash(first) != entry_hash(second)

@@ -129,7 +129,9 @@ def test_a_wrong_leaf_or_index_fails(size: int, salt: int, data: st.DataObject) 
     proof=st.lists(st.binary(min_size=0, max_size=40), max_size=10),
     leaf=st.binary(min_size=0, max_size=40),
 )
-def test_arbitrary_proofs_never_crash(index: int, size: int, proof: list[bytes], leaf: bytes) -> None:
+def test_arbitrary_proofs_never_crash(
+    index: int, size: int, proof: list[bytes], leaf: bytes
+) -> None:
     root = merkle.root_from_inclusion_proof(leaf=leaf, index=index, tree_size=size, proof=proof)
     assert root is None or len(root) == merkle.HASH_SIZE
 
@@ -137,4 +139,6 @@ def test_arbitrary_proofs_never_crash(index: int, size: int, proof: list[bytes],
 def test_a_proof_longer_than_any_tree_is_refused() -> None:
     leaf = LEAVES[0]
     proof = [leaf] * (merkle.PROOF_LENGTH_MAX + 1)
-    assert merkle.root_from_inclusion_proof(leaf=leaf, index=0, tree_size=2**64, proof=proof) is None
+    assert (
+        merkle.root_from_inclusion_proof(leaf=leaf, index=0, tree_size=2**64, proof=proof) is None
+    )

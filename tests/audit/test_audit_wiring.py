@@ -28,9 +28,7 @@ from identity.operators.operators_support import (
 def _entries(database_url: str, tenant_id: uuid.UUID) -> list[AuditEntry]:
     async def read() -> list[AuditEntry]:
         async with opened(database_url) as unit_of_work, unit_of_work.begin() as session:
-            page = await service.list_entries(
-                session, tenant_id=tenant_id, cursor=None, limit=500
-            )
+            page = await service.list_entries(session, tenant_id=tenant_id, cursor=None, limit=500)
             return page.items
 
     return asyncio.run(read())

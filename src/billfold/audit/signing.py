@@ -54,7 +54,7 @@ class LocalEd25519Signer:
     @classmethod
     def from_seed(cls, seed: bytes) -> LocalEd25519Signer:
         if len(seed) != 32:
-            raise AuditSigningKeyInvalid("An Ed25519 seed is 32 bytes.")
+            raise AuditSigningKeyInvalid("An Ed25519 seed is 32 bytes (64 hex characters).")
         return cls(Ed25519PrivateKey.from_private_bytes(seed))
 
     @classmethod
