@@ -33,6 +33,8 @@ _PREFIXES = {
     "step_up_id": "stp",
     "operator_id": "opr",
     "approval_id": "apr",
+    "entry_id": "aud",
+    "checkpoint_id": "ckp",
 }
 
 

@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from audit.audit_support import (
     append_entries,
@@ -380,3 +381,48 @@ async def _rewrite_from(
         text("UPDATE audit_chain_heads SET head_hash = :h WHERE chain_id = :c"),
         {"h": previous, "c": raw_uuid(session, chain_id)},
     )
+
+
+async def test_appends_in_one_transaction_share_the_lock_and_survive_a_savepoint(
+    database_url: str,
+) -> None:
+    tenant_id = new_id()
+    async with opened(database_url) as unit_of_work:
+        async with unit_of_work.begin() as session:
+            for index in range(3):
+                await service.append(
+                    session,
+                    tenant_id=tenant_id,
+                    action="batch.item",
+                    occurred_at=index,
+                    actor_type="system",
+                    actor_id=None,
+                )
+            with pytest.raises(RuntimeError):
+                await _append_in_failing_savepoint(session, tenant_id)
+            last = await service.append(
+                session,
+                tenant_id=tenant_id,
+                action="after.savepoint",
+                occurred_at=10,
+                actor_type="system",
+                actor_id=None,
+            )
+        assert last.sequence == 4
+        async with unit_of_work.begin() as session:
+            page = await service.list_entries(session, tenant_id=tenant_id, cursor=None, limit=10)
+    assert [entry.action for entry in page.items] == ["batch.item"] * 3 + ["after.savepoint"]
+    assert (await _verify(database_url, tenant_id)).ok
+
+
+async def _append_in_failing_savepoint(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    async with session.begin_nested():
+        await service.append(
+            session,
+            tenant_id=tenant_id,
+            action="rolled.back",
+            occurred_at=9,
+            actor_type="system",
+            actor_id=None,
+        )
+        raise RuntimeError("the savepoint's act failed")

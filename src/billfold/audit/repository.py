@@ -91,9 +91,6 @@ class AuditRepository:
     async def get_head(self, chain_id: uuid.UUID) -> AuditChainHead | None:
         return await self._session.get(AuditChainHead, chain_id)
 
-    async def add_entry(self, entry: AuditEntry) -> None:
-        self._session.add(entry)
-
     async def add_checkpoint(self, checkpoint: AuditCheckpoint) -> None:
         self._session.add(checkpoint)
 

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.audit import merkle
@@ -103,15 +104,32 @@ def _bounded(value: str | None, length_max: int, name: str) -> str | None:
     return value
 
 
+_LOCKED_HEADS = "billfold.audit.locked_heads"
+
+
 async def _locked_head(
-    repository: AuditRepository, *, chain_id: uuid.UUID, tenant_id: uuid.UUID | None, now_ns: int
+    session: AsyncSession, *, chain_id: uuid.UUID, tenant_id: uuid.UUID | None, now_ns: int
 ) -> AuditChainHead:
+    """The chain's head, locked for the rest of the session's transaction. Locked once per
+    transaction: later appends in it reuse the row (nobody else can move it meanwhile)."""
+    transaction = session.get_transaction()
+    invariant(transaction is not None, "audit entries are appended inside a transaction")
+    locked: tuple[object, dict[uuid.UUID, AuditChainHead]] | None
+    locked = session.info.get(_LOCKED_HEADS)
+    if locked is None or locked[0] is not transaction:
+        locked = (transaction, {})
+        session.info[_LOCKED_HEADS] = locked
+    head = locked[1].get(chain_id)
+    if head is not None and not inspect(head).expired_attributes:
+        return head  # (expired: a savepoint rolled back; read it again below)
+    repository = AuditRepository(session)
     head = await repository.lock_head(chain_id)
     if head is None:
         await repository.create_head(chain_id=chain_id, tenant_id=tenant_id, now_ns=now_ns)
         head = await repository.lock_head(chain_id)
     invariant(head is not None, "a chain head exists once created")
     assert head is not None  # for mypy; the invariant holds under -O
+    locked[1][chain_id] = head
     return head
 
 
@@ -130,17 +148,16 @@ async def append(
     source: Source | None = None,
 ) -> AuditEntry:
     """Append one entry to the tenant's chain (the platform's for None) in the caller's
-    transaction. ``source`` defaults to the request being served (``audit.context``)."""
+    transaction: the chain's head is locked until that transaction ends, and the entry is
+    written at its next flush or commit. ``source`` defaults to the request being served
+    (``audit.context``)."""
     _bounded(action, ACTION_LENGTH_MAX, "action")
     _bounded(actor_type, ACTOR_TYPE_LENGTH_MAX, "actor type")
     _bounded(actor_id, ACTOR_ID_LENGTH_MAX, "actor id")
     _bounded(target, TARGET_LENGTH_MAX, "target")
     origin = current_source() if source is None else source
     chain_id = chain_of(tenant_id)
-    repository = AuditRepository(session)
-    head = await _locked_head(
-        repository, chain_id=chain_id, tenant_id=tenant_id, now_ns=occurred_at
-    )
+    head = await _locked_head(session, chain_id=chain_id, tenant_id=tenant_id, now_ns=occurred_at)
     fields = EntryFields(
         id=new_id(),
         chain_id=chain_id,
@@ -177,11 +194,11 @@ async def append(
         previous_hash=fields.previous_hash,
         entry_hash=digest,
     )
-    await repository.add_entry(entry)
+    # Written at the caller's next flush or commit, many entries in one INSERT.
+    session.add(entry)
     head.sequence = fields.sequence
     head.head_hash = digest
     head.updated_at = occurred_at
-    await repository.flush()
     return entry
 
 
@@ -232,6 +249,7 @@ async def create_checkpoint(
     """Sign a checkpoint over the chain's entries since its last one (at most
     ``entries_max`` of them); None when there are none. Holds the chain's head lock."""
     invariant(1 <= entries_max <= CHECKPOINT_ENTRIES_MAX, "a checkpoint is bounded")
+    await session.flush()  # appends of this transaction first: the lock re-reads the head
     repository = AuditRepository(session)
     head = await repository.lock_head(chain_id)
     if head is None or head.sequence <= head.checkpoint_sequence:
