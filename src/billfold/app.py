@@ -28,6 +28,7 @@ from billfold.audit.context import AuditSourceMiddleware
 from billfold.audit.router import router as audit_router
 from billfold.flows.approvals import approval_executors
 from billfold.identity.auth import authenticate
+from billfold.identity.operators.audit_routes import router as operator_audit_router
 from billfold.identity.operators.router import router as operators_router
 from billfold.identity.router import router as identity_router
 from billfold.identity.users.auth import user_idempotency_scope
@@ -268,6 +269,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(users_router)
     app.include_router(operators_router)
     app.include_router(audit_router)
+    app.include_router(operator_audit_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
     async def healthz() -> Health:
