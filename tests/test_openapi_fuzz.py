@@ -5,6 +5,9 @@ RFC 9457 problem+json document with the stable `code` member."""
 
 from __future__ import annotations
 
+import base64
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +27,9 @@ from identity.operators.operators_support import operator
 from identity.users.users_support import Tenancy, log_in, sign_up, tokens_of, users_config
 
 EXAMPLES_PER_OPERATION = 6
+ECB_SAMPLE = Path(__file__).parent / "fx" / "eurofxref-sample.xml"
+"""Rates and a root key configured, as a deployment serving FX and PII has them (without,
+those routes answer 503 by design: see the README's FX and keystore sections)."""
 PROBLEM_MEMBERS = {"type", "title", "status", "code"}
 
 
@@ -93,6 +99,8 @@ def test_no_operation_answers_5xx_or_a_non_problem_error(
             database_url=database_url,
             rate_limit_credential_requests=10_000,
             ledger_batch_window_ms=0,
+            fx_rates_file=str(ECB_SAMPLE),
+            master_key=base64.b64encode(os.urandom(32)).decode(),
         )
     )
     app.state.users_config = users_config()

@@ -38,6 +38,8 @@ _PREFIXES = {
     "approval_id": "apr",
     "schedule_id": "fsc",
     "quote_id": "fxq",
+    "entry_id": "aud",
+    "checkpoint_id": "ckp",
 }
 
 

@@ -23,10 +23,14 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from billfold import __version__
+from billfold.audit.audit import AuditService
+from billfold.audit.context import AuditSourceMiddleware
+from billfold.audit.router import router as audit_router
 from billfold.flows.approvals import approval_executors
 from billfold.fx.router import install_fx
 from billfold.fx.router import router as fx_router
 from billfold.identity.auth import authenticate
+from billfold.identity.operators.audit_routes import router as operator_audit_router
 from billfold.identity.operators.auth import operator_idempotency_scope
 from billfold.identity.operators.router import router as operators_router
 from billfold.identity.router import router as identity_router
@@ -209,6 +213,7 @@ async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, L
     app.state.ledger = ledger
     # Four-eyes approvals of ledger actions execute through the ledger facade.
     app.state.approval_executors = approval_executors(ledger)
+    app.state.audit = AuditService.from_settings(app.state.unit_of_work, settings)
     return engine, ledger
 
 
@@ -220,6 +225,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
             async with (
                 _rate_limiter(settings) as limiter,
                 _background(app.state.idempotency, settings.idempotency_purge_interval_s),
+                app.state.audit.checkpointing(interval_s=settings.audit_checkpoint_interval_s),
             ):
                 policy = CredentialRateLimit(
                     limiter=limiter,
@@ -257,6 +263,7 @@ def _mount_middleware(app: FastAPI, settings: Settings) -> None:
     )
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(AuditSourceMiddleware)  # where audited acts come from (client, agent)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -282,6 +289,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_fx(app, settings)
     app.include_router(keys_router)
     app.include_router(privacy_router)
+    app.include_router(audit_router)
+    app.include_router(operator_audit_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
     async def healthz() -> Health:

@@ -23,8 +23,9 @@ from billfold.kit.errors import BillfoldError
 from billfold.kit.settings import get_settings
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+    from billfold.audit.audit import AuditService
     from billfold.identity.service import CreatedApiKey
     from billfold.keys.keyring import Keyring
 
@@ -45,6 +46,8 @@ fx_app = typer.Typer(no_args_is_help=True, help="FX: reference rates.")
 app.add_typer(fx_app, name="fx")
 keys_app = typer.Typer(no_args_is_help=True, help="The key hierarchy: rotate, rewrap, retire.")
 app.add_typer(keys_app, name="keys")
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
+app.add_typer(audit_app, name="audit")
 console = Console()
 errors = Console(stderr=True)
 
@@ -155,6 +158,7 @@ def ledger_verify(
 
 T = TypeVar("T")
 _EXPIRY_DAYS_MAX = 3660
+_AUDIT_CHECKPOINT_ROUNDS_MAX = 1_000
 
 
 def _in_unit_of_work(action: Callable[[AsyncSession, int], Awaitable[T]]) -> T:
@@ -464,6 +468,154 @@ def keys_rotate_signing(
         )
     )
     typer.echo(f"signing   {format_id(SIGNING_KEY_ID_PREFIX, row.id)} v{row.version} active")
+
+
+def _audit_service() -> tuple[AuditService, AsyncEngine]:
+    from billfold.audit.audit import AuditService
+    from billfold.kit.db import UnitOfWork, create_engine
+
+    settings = get_settings()
+    engine = create_engine(parse_database_url(settings.database_url), pool_size=1)
+    return AuditService.from_settings(UnitOfWork(engine), settings), engine
+
+
+def _run_audit(action: Callable[[AuditService], Awaitable[T]]) -> T:
+    """Run ``action`` with the configured audit service; a Billfold error exits 1. On
+    SQLite the database is migrated first, as `serve` does."""
+    from billfold.migrations import upgrade
+
+    settings = get_settings()
+    if parse_database_url(settings.database_url).kind == "sqlite":
+        upgrade(settings.database_url)
+
+    async def run() -> T:
+        service, engine = _audit_service()
+        try:
+            return await action(service)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except BillfoldError as error:
+        detail = f": {escape(error.detail)}" if error.detail else ""
+        errors.print(f"[red]{error.title}[/red]{detail}", highlight=False)
+        raise typer.Exit(1) from error
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign a checkpoint for every chain with entries no checkpoint covers yet."""
+
+    async def checkpoint_all(service: AuditService) -> int:
+        signed, rounds = 0, 0
+        # A chain with more new entries than one checkpoint covers takes several rounds.
+        while rounds < _AUDIT_CHECKPOINT_ROUNDS_MAX:
+            made = await service.checkpoint_due()
+            if made == 0:
+                break
+            signed, rounds = signed + made, rounds + 1
+        return signed
+
+    signed = _run_audit(checkpoint_all)
+    console.print(f"Signed {signed} checkpoint(s).")
+
+
+@audit_app.command("public-key")
+def audit_public_key() -> None:
+    """Print the checkpoint signing key's id and raw Ed25519 public key (hex)."""
+
+    async def show(service: AuditService) -> tuple[str, bytes]:
+        signer = service.signer()
+        return signer.key_id, signer.public_key_raw()
+
+    key_id, public_key = _run_audit(show)
+    typer.echo(f"{key_id} {public_key.hex()}")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    tenant: Annotated[
+        str | None, typer.Option(help="Verify only this tenant's chain (ten_…).")
+    ] = None,
+    platform: Annotated[
+        bool, typer.Option("--platform", help="Verify only the platform chain.")
+    ] = False,
+    public_key: Annotated[
+        list[str] | None,
+        typer.Option(help="Trust this 'KEY_ID:HEX' public key instead of the configured one."),
+    ] = None,
+) -> None:
+    """Check every entry, checkpoint and chain head; exit 1 naming the first bad position."""
+    from billfold.audit.encoding import PLATFORM_CHAIN_ID
+    from billfold.identity.schemas import TENANT_ID_PREFIX
+    from billfold.kit.ids import parse_id
+
+    chain_ids = None
+    if tenant is not None:
+        chain_ids = [parse_id(TENANT_ID_PREFIX, tenant)]
+    elif platform:
+        chain_ids = [PLATFORM_CHAIN_ID]
+    trusted = None if not public_key else _trusted_keys(public_key)
+    reports = _run_audit(lambda service: service.verify(chain_ids=chain_ids, trusted_keys=trusted))
+    table = Table("chain", "entries", "checkpoints", "first bad position", "problem", "detail")
+    for report in reports:
+        problem = report.problem
+        table.add_row(
+            report.chain_id.hex,
+            str(report.entries_checked),
+            str(report.checkpoints_checked),
+            "" if problem is None else str(problem.position),
+            "[green]ok[/green]" if problem is None else f"[red]{problem.kind}[/red]",
+            "" if problem is None else escape(problem.detail),
+        )
+    console.print(table)
+    broken = [report for report in reports if not report.ok]
+    if broken:
+        errors.print(f"[red]Audit verification failed[/red]: {len(broken)} chain(s) broken.")
+        raise typer.Exit(1)
+    console.print(f"[green]Audit log verified[/green]: {len(reports)} chain(s).")
+
+
+def _trusted_keys(options: list[str]) -> dict[str, bytes]:
+    trusted: dict[str, bytes] = {}
+    for option in options:
+        key_id, _, hex_key = option.partition(":")
+        try:
+            raw = bytes.fromhex(hex_key)
+        except ValueError:
+            raw = b""
+        if not key_id or len(raw) != 32:
+            errors.print("--public-key is KEY_ID:HEX with a 32-byte Ed25519 key.")
+            raise typer.Exit(2)
+        trusted[key_id] = raw
+    return trusted
+
+
+@audit_app.command("prove")
+def audit_prove(
+    entry_id: Annotated[str, typer.Argument(help="The entry's id, aud_….")],
+) -> None:
+    """Print an inclusion proof of an entry in the signed checkpoint covering it (JSON)."""
+    from billfold.audit import service
+    from billfold.audit.errors import AuditEntryNotFound
+    from billfold.audit.models import AuditEntry
+    from billfold.audit.schemas import ENTRY_ID_PREFIX, InclusionProofResponse
+    from billfold.kit.ids import parse_id
+
+    parsed = parse_id(ENTRY_ID_PREFIX, entry_id)
+
+    async def prove(audit: AuditService) -> InclusionProofResponse:
+        async with audit.unit_of_work.begin() as session:
+            entry = await session.get(AuditEntry, parsed)
+            if entry is None:
+                raise AuditEntryNotFound()
+            proof = await service.prove_inclusion(
+                session, tenant_id=entry.tenant_id, entry_id=parsed
+            )
+            return InclusionProofResponse.from_proof(proof)
+
+    typer.echo(_run_audit(prove).model_dump_json(indent=2))
 
 
 def _read_password() -> str:

@@ -175,4 +175,5 @@ def test_scopes_are_a_fixed_documented_set(scope: Scope) -> None:
         "pii:write",
         "pii:read",
         "pii:detokenize",
+        "audit:read",
     }

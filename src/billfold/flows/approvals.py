@@ -126,7 +126,10 @@ class AccountUnfreezeExecutor:
                 tenant_id=ledger_tenant, account_id=account_id, status=AccountStatus.ACTIVE
             )
         # Already active: a repeated execution (or someone else's unfreeze) got there first.
-        return ExecutionOutcome(succeeded=True, facts={"account_status": "active"})
+        return ExecutionOutcome(
+            succeeded=True,
+            facts={"account_status_before": status.value, "account_status": "active"},
+        )
 
 
 def approval_executors(ledger: Ledger) -> ApprovalExecutors:

@@ -1,6 +1,7 @@
 """The append-only security event log: every login, MFA enrolment, key, device and approval
-event, in one table the audit-log work will hash-chain. Rows are never updated or deleted
-(database triggers refuse it); `record_security_event` is the only writer.
+event. Rows are never updated or deleted (database triggers refuse it);
+`record_security_event` is the only writer, and it appends each event to the tenant's
+hash-chained audit log (`billfold.audit`) in the same transaction.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy import BigInteger, Index, String, Text, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from billfold.audit import service as audit
 from billfold.kit.errors import invariant
 from billfold.kit.ids import new_id
 from billfold.kit.orm import Base
@@ -115,9 +117,12 @@ async def record_security_event(
     occurred_at: int,
     subject_id: str | None = None,
     detail: Mapping[str, str | int | bool | None] | None = None,
+    before: Mapping[str, str | int | bool | None] | None = None,
+    after: Mapping[str, str | int | bool | None] | None = None,
 ) -> SecurityEvent:
-    """Add one event to the session (flushed; the caller's unit of work commits it, so the
-    event and the change it describes land together or not at all)."""
+    """Add one event to the session and to the audit log (flushed; the caller's unit of
+    work commits both, so they and the change they describe land together or not at all).
+    ``before`` and ``after`` describe a configuration change; they go to the audit log."""
     text = json.dumps(dict(detail or {}), sort_keys=True, separators=(",", ":"))
     invariant(len(text.encode()) <= DETAIL_LENGTH_MAX, "security event detail is bounded")
     event = SecurityEvent(
@@ -132,6 +137,18 @@ async def record_security_event(
     )
     session.add(event)
     await session.flush()
+    await audit.append(
+        session,
+        tenant_id=tenant_id,
+        action=event_type.value,
+        occurred_at=occurred_at,
+        actor_type=actor_type.value,
+        actor_id=actor_id,
+        target=subject_id,
+        before=before,
+        after=after,
+        detail=detail,
+    )
     return event
 
 

@@ -36,6 +36,8 @@ class Scope(StrEnum):
     """Read FX rates, quotes and settings."""
     FX_WRITE = "fx:write"
     """Create FX quotes and convert with them."""
+    AUDIT_READ = "audit:read"
+    """Read the tenant's audit log, checkpoints and inclusion proofs (live keys only)."""
     TENANT_ADMIN = "tenant:admin"
     """Manage the tenant itself, including its API keys (in the key's own mode)."""
     PII_WRITE = "pii:write"

@@ -7,6 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from billfold.audit import models as audit_models
 from billfold.fx import models as fx_models  # noqa: F401 (registers tables)
 from billfold.identity import security_events
 from billfold.identity.models import metadata as identity_metadata
@@ -22,6 +23,7 @@ from billfold.privacy import models as privacy_models  # noqa: F401 (registers t
 # Importing a models module registers its tables on the shared kit.orm metadata.
 assert idempotency_models.IdempotencyKey.metadata is identity_metadata
 assert security_events.SecurityEvent.metadata is identity_metadata
+assert audit_models.AuditEntry.metadata is identity_metadata
 target_metadata = [ledger_metadata, identity_metadata]
 
 

@@ -22,8 +22,12 @@ def _operations(paths: dict[str, Any]) -> list[tuple[str, str]]:
     )
 
 
-def _concrete(path: str, *, operator_id: str, approval_id: str) -> str:
-    return path.replace("{operator_id}", operator_id).replace("{approval_id}", approval_id)
+def _concrete(path: str, *, operator_id: str, approval_id: str, entry_id: str) -> str:
+    return (
+        path.replace("{operator_id}", operator_id)
+        .replace("{approval_id}", approval_id)
+        .replace("{entry_id}", entry_id)
+    )
 
 
 def test_every_route_is_guarded_and_documented(database_url: str) -> None:
@@ -36,12 +40,14 @@ def test_every_route_is_guarded_and_documented(database_url: str) -> None:
     with operator_client(database_url) as client:
         paths = client.get("/openapi.json").json()["paths"]
         operations = _operations(paths)
-        assert len(operations) == 15
+        assert len(operations) == 18
         made = client.post(
             "/v1/approvals",
             json={"action_type": "key_rotation", "reason": "r", "payload": {"key_id": "k"}},
             headers=admin.headers,
         ).json()["id"]
+        entries = client.get("/v1/operators/audit/entries", headers=admin.headers).json()
+        entry_id = entries["items"][0]["id"]
         for method, path in operations:
             security = paths[path][method].get("security")
             if (method, path) in PUBLIC:
@@ -51,7 +57,9 @@ def test_every_route_is_guarded_and_documented(database_url: str) -> None:
             if (method, path) in API_KEY_TOO:
                 expected = [{"OperatorSession": []}, {"ApiKey": []}]
             assert security == expected, (method, path)
-            concrete = _concrete(path, operator_id=admin.public_id, approval_id=made)
+            concrete = _concrete(
+                path, operator_id=admin.public_id, approval_id=made, entry_id=entry_id
+            )
             for headers in ({}, bearer(home.live_key.secret), {"Authorization": "Bearer bfo_x"}):
                 if headers and (method, path) in API_KEY_TOO:
                     continue  # a live admin key may create operators: tested elsewhere
@@ -86,8 +94,15 @@ def _assert_not_reached(method: str, path: str, response: Any, *, home: str) -> 
         assert response.status_code == 404, (route, response.text)
         return
     # Routes about the caller itself, listings of its own tenant, or a body it must send.
-    if route in {("get", "/v1/operators"), ("get", "/v1/approvals")}:
+    if route in {
+        ("get", "/v1/operators"),
+        ("get", "/v1/approvals"),
+        ("get", "/v1/operators/audit/entries"),
+    }:
         assert response.status_code == 200, (route, response.text)
         assert all(item["tenant_id"] != home for item in response.json()["items"])
+        return
+    if route == ("get", "/v1/operators/audit/checkpoints/latest"):
+        assert response.status_code == 404, (route, response.text)  # its own has none yet
         return
     assert response.status_code in {200, 204, 422}, (route, response.text)

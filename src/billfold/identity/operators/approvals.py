@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billfold.audit import service as audit
 from billfold.identity.operators.errors import (
     ApprovalAlreadyDecided,
     ApprovalExpired,
@@ -47,8 +48,12 @@ from billfold.identity.operators.permissions import (
 )
 from billfold.identity.operators.repository import ApprovalRepository
 from billfold.identity.operators.service import cursor_id
-from billfold.identity.operators.types import OperatorPrincipal
-from billfold.identity.security_events import SecurityEventType, record_security_event
+from billfold.identity.operators.types import OPERATOR_ID_PREFIX, OperatorPrincipal
+from billfold.identity.security_events import (
+    ActorType,
+    SecurityEventType,
+    record_security_event,
+)
 from billfold.kit.clock import NANOSECONDS_PER_SECOND
 from billfold.kit.errors import BillfoldError, invariant
 from billfold.kit.ids import format_id, new_id
@@ -302,16 +307,40 @@ async def finish_execution(
 ) -> ApprovalRequest:
     """Record an approved request's outcome (once; a second recording changes nothing)."""
     approvals = ApprovalRepository(session)
-    await approvals.finish(
-        approval_id=approval_id,
-        to_status="executed" if outcome.succeeded else "failed",
-        result=outcome.to_json(),
-        now_ns=now_ns,
+    to_status = "executed" if outcome.succeeded else "failed"
+    finished = await approvals.finish(
+        approval_id=approval_id, to_status=to_status, result=outcome.to_json(), now_ns=now_ns
     )
     approval = await approvals.reload(approval_id)
     invariant(approval is not None, "a finished request exists")
     assert approval is not None
+    if finished:
+        await _audit_execution(session, approval, outcome=outcome, now_ns=now_ns)
     return approval
+
+
+async def _audit_execution(
+    session: AsyncSession, approval: ApprovalRequest, *, outcome: ExecutionOutcome, now_ns: int
+) -> None:
+    """The approved act itself, in the audit log: what was asked (the payload: accounts,
+    amount, asset...), by whom, who approved it, and the state before and after."""
+    decided_by = approval.decided_by
+    await audit.append(
+        session,
+        tenant_id=approval.tenant_id,
+        action=f"approval.{approval.status}",
+        occurred_at=now_ns,
+        actor_type=ActorType.OPERATOR.value,
+        actor_id=None if decided_by is None else format_id(OPERATOR_ID_PREFIX, decided_by),
+        target=format_id(APPROVAL_ID_PREFIX, approval.id),
+        before={"approval_status": "approved"},
+        after={"approval_status": approval.status, **outcome.facts},
+        detail={
+            "action_type": approval.action_type,
+            "payload": payload_of(approval),
+            "requested_by": format_id(OPERATOR_ID_PREFIX, approval.requested_by),
+        },
+    )
 
 
 async def expire_due(session: AsyncSession, *, now_ns: int, limit: int) -> int:

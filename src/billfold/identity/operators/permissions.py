@@ -18,6 +18,7 @@ keys.rotate.request          x
 keys.rotate.approve          x
 cases.review                                     x                x
 reports.read                 x                   x                x               x
+audit.read                   x                                    x
 =========================  =====  =======  ============  ==================  =======
 
 Why it is shaped so:
@@ -26,6 +27,7 @@ Why it is shaped so:
   which a risk analyst or compliance officer must approve; it reads no reports.
 - **finance** requests and approves manual ledger adjustments, and nothing else that changes
   state; an adjustment therefore needs two finance operators.
+- **admin** and **compliance_officer** read the tenant's audit log (``audit.read``).
 - **admin** manages operators and key rotations but moves no money. Holding an approve
   permission never lets anyone approve their own request: the approver is always a
   *different* operator (enforced in ``approvals``, not here).
@@ -76,6 +78,7 @@ class Permission(enum.StrEnum):
     KEYS_ROTATE_APPROVE = "keys.rotate.approve"
     CASES_REVIEW = "cases.review"
     REPORTS_READ = "reports.read"
+    AUDIT_READ = "audit.read"
 
 
 class ActionType(enum.StrEnum):
@@ -99,7 +102,13 @@ _P = Permission
 ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType(
     {
         Role.ADMIN: frozenset(
-            {_P.OPERATORS_MANAGE, _P.KEYS_ROTATE_REQUEST, _P.KEYS_ROTATE_APPROVE, _P.REPORTS_READ}
+            {
+                _P.OPERATORS_MANAGE,
+                _P.KEYS_ROTATE_REQUEST,
+                _P.KEYS_ROTATE_APPROVE,
+                _P.REPORTS_READ,
+                _P.AUDIT_READ,
+            }
         ),
         Role.SUPPORT: frozenset({_P.ACCOUNT_UNFREEZE_REQUEST, _P.LIMITS_INCREASE_REQUEST}),
         Role.RISK_ANALYST: frozenset(
@@ -119,6 +128,7 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType
                 _P.LIMITS_INCREASE_APPROVE,
                 _P.CASES_REVIEW,
                 _P.REPORTS_READ,
+                _P.AUDIT_READ,
             }
         ),
         Role.FINANCE: frozenset(

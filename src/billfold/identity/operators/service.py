@@ -225,6 +225,8 @@ async def _record(
     actor: Actor,
     now_ns: int,
     detail: dict[str, str | int | bool | None] | None = None,
+    before: dict[str, str | int | bool | None] | None = None,
+    after: dict[str, str | int | bool | None] | None = None,
 ) -> None:
     await record_security_event(
         session,
@@ -235,6 +237,8 @@ async def _record(
         occurred_at=now_ns,
         subject_id=format_id(OPERATOR_ID_PREFIX, operator.id),
         detail=detail,
+        before=before,
+        after=after,
     )
 
 
@@ -308,6 +312,8 @@ async def set_operator_roles(
         actor=actor,
         now_ns=now_ns,
         detail={"roles_before": before, "roles": roles_text},
+        before={"roles": before},
+        after={"roles": roles_text},
     )
     return operator
 
@@ -345,6 +351,8 @@ async def set_operator_status(
             actor=actor,
             now_ns=now_ns,
             detail={"reason": "operator_disabled"},
+            before={"status": "active"},
+            after={"status": "disabled"},
         )
     return operator
 
