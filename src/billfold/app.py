@@ -23,6 +23,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from billfold import __version__
+from billfold.events.router import router as events_router
 from billfold.flows.approvals import approval_executors
 from billfold.identity.auth import authenticate
 from billfold.identity.operators.router import router as operators_router
@@ -50,6 +51,7 @@ from billfold.ledger.ledger import Ledger
 from billfold.ledger.router import TRANSFER_BATCH_PATH
 from billfold.ledger.router import router as ledger_router
 from billfold.migrations import upgrade
+from billfold.worker import running_worker
 
 __all__ = ["create_app"]
 
@@ -196,11 +198,26 @@ async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, L
     )
     ledger = Ledger.from_settings(settings)
     await ledger.open()
-    ledger.start_expiry(interval_s=settings.ledger_expiry_interval_s)
+    if settings.embedded_worker:  # else `billfold worker` sweeps expiries
+        ledger.start_expiry(interval_s=settings.ledger_expiry_interval_s)
     app.state.ledger = ledger
     # Four-eyes approvals of ledger actions execute through the ledger facade.
     app.state.approval_executors = approval_executors(ledger)
     return engine, ledger
+
+
+@asynccontextmanager
+async def _embedded_worker(app: FastAPI, settings: Settings, ledger: Ledger) -> AsyncIterator[None]:
+    """The worker's loops in this process (`BILLFOLD_EMBEDDED_WORKER`, on by default), so
+    `billfold serve` alone delivers events; expiry and purge run above in either case."""
+    if not settings.embedded_worker:
+        yield
+        return
+    async with running_worker(
+        settings, unit_of_work=app.state.unit_of_work, ledger=ledger, scheduled=False
+    ) as worker:
+        app.state.worker = worker
+        yield
 
 
 def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
@@ -210,7 +227,10 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
         try:
             async with (
                 _rate_limiter(settings) as limiter,
-                _background(app.state.idempotency, settings.idempotency_purge_interval_s),
+                _background(app.state.idempotency, settings.idempotency_purge_interval_s)
+                if settings.embedded_worker
+                else contextlib.nullcontext(),
+                _embedded_worker(app, settings, ledger),
             ):
                 policy = CredentialRateLimit(
                     limiter=limiter,
@@ -255,12 +275,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan(settings),
     )
     install_problem_handlers(app)
+    app.state.settings = settings
     install_auth(app, authenticator=authenticate)  # the rate limit: in the lifespan
     _mount_middleware(app, settings)
     app.include_router(identity_router)
     app.include_router(ledger_router)
     app.include_router(users_router)
     app.include_router(operators_router)
+    app.include_router(events_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
     async def healthz() -> Health:

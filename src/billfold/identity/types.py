@@ -30,6 +30,10 @@ class Scope(StrEnum):
     """Manage the tenant's end users."""
     TENANT_ADMIN = "tenant:admin"
     """Manage the tenant itself, including its API keys (in the key's own mode)."""
+    EVENTS_READ = "events:read"
+    """Read events, live event streams and webhook endpoints and deliveries."""
+    WEBHOOKS_WRITE = "webhooks:write"
+    """Create, change, rotate and delete webhook endpoints; replay events."""
 
 
 class TenantStatus(StrEnum):

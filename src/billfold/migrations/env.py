@@ -7,6 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from billfold.events import models as events_models  # noqa: F401 (registers tables)
 from billfold.identity import security_events
 from billfold.identity.models import metadata as identity_metadata
 from billfold.identity.operators import models as operators_models  # noqa: F401 (registers tables)
