@@ -72,6 +72,7 @@ class Worker:
             self.nats = NatsChannel(
                 settings.nats_url.get_secret_value(),
                 stream=settings.nats_stream,
+                prefix=settings.nats_subject_prefix,
                 timeout_s=settings.nats_timeout_s,
             )
             channels.append(self.nats)

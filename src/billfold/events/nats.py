@@ -1,6 +1,7 @@
 """NATS JetStream: the channel that publishes events, and an idempotent durable consumer.
 
-Subjects: `billfold.events.<tenant>.<mode>.<type without "com.billfold.">`, e.g.
+Subjects: `billfold.events.<tenant>.<mode>.<type without "com.billfold.">` (the prefix is
+`BILLFOLD_NATS_SUBJECT_PREFIX`), e.g.
 `billfold.events.ten_0192….test.transfer.posted.v1`, all in one stream (`BILLFOLD_EVENTS`
 by default) that the channel creates when missing. A subscriber picks a tenant and mode, a
 type or a family with wildcards (`billfold.events.ten_….live.transfer.>`).
@@ -43,9 +44,9 @@ _TYPE_PREFIX = "com.billfold."
 DUPLICATE_WINDOW_S = 120.0
 
 
-def subject_of(event: Event) -> str:
+def subject_of(event: Event, *, prefix: str = SUBJECT_ROOT) -> str:
     kind = event.type.removeprefix(_TYPE_PREFIX)
-    return f"{SUBJECT_ROOT}.{format_id(TENANT_ID_PREFIX, event.tenant_id)}.{event.mode}.{kind}"
+    return f"{prefix}.{format_id(TENANT_ID_PREFIX, event.tenant_id)}.{event.mode}.{kind}"
 
 
 async def connect(url: str, *, timeout_s: float) -> Client:
@@ -54,14 +55,14 @@ async def connect(url: str, *, timeout_s: float) -> Client:
     )
 
 
-async def ensure_stream(js: JetStreamContext, *, stream: str) -> None:
+async def ensure_stream(js: JetStreamContext, *, stream: str, prefix: str) -> None:
     try:
         await js.stream_info(stream)
     except NotFoundError:
         await js.add_stream(
             StreamConfig(
                 name=stream,
-                subjects=[f"{SUBJECT_ROOT}.>"],
+                subjects=[f"{prefix}.>"],
                 duplicate_window=DUPLICATE_WINDOW_S,
             )
         )
@@ -72,9 +73,10 @@ class NatsChannel:
 
     name = "nats"
 
-    def __init__(self, url: str, *, stream: str, timeout_s: float) -> None:
+    def __init__(self, url: str, *, stream: str, prefix: str, timeout_s: float) -> None:
         self._url = url
         self._stream = stream
+        self._prefix = prefix
         self._timeout_s = timeout_s
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
@@ -83,7 +85,7 @@ class NatsChannel:
     async def open(self) -> None:
         self._client = await connect(self._url, timeout_s=self._timeout_s)
         self._js = self._client.jetstream(timeout=self._timeout_s)
-        await ensure_stream(self._js, stream=self._stream)
+        await ensure_stream(self._js, stream=self._stream, prefix=self._prefix)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -98,7 +100,7 @@ class NatsChannel:
         for event in events:  # published in order on one connection: stored in order
             acks.append(
                 await self._js.publish_async(
-                    subject_of(event),
+                    subject_of(event, prefix=self._prefix),
                     cloudevent_json(event),
                     headers={
                         "Nats-Msg-Id": format_id(EVENT_ID_PREFIX, event.id),

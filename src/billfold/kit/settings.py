@@ -133,6 +133,11 @@ class Settings(BaseSettings):
         default=None, description="nats://… to publish events to JetStream; off if unset."
     )
     nats_stream: str = Field(default="BILLFOLD_EVENTS", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    nats_subject_prefix: str = Field(
+        default="billfold.events",
+        pattern=r"^[A-Za-z0-9_-]{1,32}(\.[A-Za-z0-9_-]{1,32}){0,3}$",
+        description="Subjects are <prefix>.<tenant>.<mode>.<type>; the stream takes <prefix>.>",
+    )
     nats_timeout_s: float = Field(default=5.0, gt=0, le=60)
     events_batch_size_max: int = Field(
         default=1000, ge=1, le=8190, description="Most events one dispatch round handles."
