@@ -33,7 +33,7 @@ from billfold.kit.http.idempotency_store import PURGE_BATCH_MAX, IdempotencyStor
 from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
 
-__all__ = ["PURGE_ROUNDS_MAX", "Worker", "running_worker"]
+__all__ = ["PURGE_ROUNDS_MAX", "Worker", "run_worker", "running_worker"]
 
 log = structlog.get_logger(__name__)
 PURGE_ROUNDS_MAX = 10
@@ -199,3 +199,32 @@ async def running_worker(
         yield worker
     finally:
         await worker.stop()
+
+
+async def run_worker(settings: Settings, *, drain: bool) -> None:
+    """`billfold worker`: every loop, with the scheduled work, until interrupted; or, with
+    `drain`, deliver what is due now and return."""
+    from billfold.kit.db import create_engine
+
+    engine = create_engine(
+        parse_database_url(settings.database_url), pool_size=settings.database_pool_size
+    )
+    ledger = Ledger.from_settings(settings)
+    await ledger.open()
+    try:
+        unit_of_work = UnitOfWork(engine)
+        if drain:
+            worker = Worker(settings, unit_of_work=unit_of_work, ledger=ledger)
+            try:
+                await worker.prepare()
+                await worker.drain()
+            finally:
+                await worker.stop()
+            return
+        async with running_worker(
+            settings, unit_of_work=unit_of_work, ledger=ledger, scheduled=True
+        ):
+            await asyncio.Event().wait()  # until cancelled (Ctrl-C, SIGTERM)
+    finally:
+        await ledger.close()
+        await engine.dispose()
