@@ -33,6 +33,8 @@ _PREFIXES = {
     "step_up_id": "stp",
     "operator_id": "opr",
     "approval_id": "apr",
+    "endpoint_id": "whe",
+    "event_id": "evt",
 }
 
 

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +39,7 @@ from billfold.kit.clock import Clock
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import invariant
 from billfold.ledger.ledger import Ledger
+from billfold.ledger.types import Transfer
 
 __all__ = [
     "Channel",
@@ -110,7 +111,17 @@ class Sequencer:
 
     async def run_once(self) -> int:
         """One round; the number of events it numbered (0: nothing new, or another worker
-        holds the sequencer)."""
+        holds the sequencer).
+
+        The ledger is read before the sequencer's transaction opens, and the copy is kept
+        only if the cursor has not moved meanwhile: on SQLite the ledger's reads share one
+        thread with its writer, which may be waiting for the write lock this transaction
+        would hold."""
+        async with self._unit_of_work.begin() as session:
+            position = await repository.sequencer_position(session)
+        transfers = await self._ledger.transfers_after(
+            after_timestamp=position, limit=self._batch_size_max
+        )
         async with self._unit_of_work.begin() as session:
             cursor = await repository.lock_sequencer(session)
             if cursor is None:
@@ -120,26 +131,29 @@ class Sequencer:
             numbered = [(identifier, seq + 1 + i) for i, identifier in enumerate(pending)]
             await repository.assign_seqs(session, numbered)
             seq += len(numbered)
-            transfers = await self._ledger.transfers_after(
-                after_timestamp=cursor.position, limit=self._batch_size_max
-            )
-            if not transfers:
+            if not transfers or cursor.position != position:
                 return len(numbered)
-            owners = await self._tenants.resolve(session, {t.tenant_id for t in transfers})
-            rows = []
-            for transfer in transfers:
-                owner = owners.get(transfer.tenant_id)
-                if owner is not None:
-                    seq += 1
-                    rows.append(
-                        transfer_event_row(
-                            transfer, tenant_id=owner.tenant_id, mode=owner.mode, seq=seq
-                        )
-                    )
+            rows = await self._transfer_rows(session, transfers, seq)
             await repository.insert_events(session, rows)
             cursor.position = transfers[-1].timestamp
             cursor.updated_at = self._clock.now_ns()
             return len(numbered) + len(rows)
+
+    async def _transfer_rows(
+        self, session: AsyncSession, transfers: Sequence[Transfer], last_seq: int
+    ) -> list[dict[str, Any]]:
+        owners = await self._tenants.resolve(session, {t.tenant_id for t in transfers})
+        rows = []
+        for transfer in transfers:
+            owner = owners.get(transfer.tenant_id)
+            if owner is not None:
+                last_seq += 1
+                rows.append(
+                    transfer_event_row(
+                        transfer, tenant_id=owner.tenant_id, mode=owner.mode, seq=last_seq
+                    )
+                )
+        return rows
 
 
 class ChannelDispatcher:

@@ -80,6 +80,16 @@ async def ensure_cursors(
         )
 
 
+async def sequencer_position(session: AsyncSession) -> int:
+    """The last ledger timestamp the sequencer copied (read without a lock)."""
+    value = await session.scalar(
+        select(EventCursor.position).where(
+            EventCursor.channel == SEQUENCER, EventCursor.partition == 0
+        )
+    )
+    return int(value or 0)
+
+
 async def lock_sequencer(session: AsyncSession) -> EventCursor | None:
     """The sequencer's cursor, locked; None when another worker holds it."""
     found: EventCursor | None = await session.scalar(
