@@ -114,4 +114,3 @@ async def _reset_inprocess_cursors(h: Harness) -> None:
         await session.execute(
             update(EventCursor).where(EventCursor.channel == "inprocess").values(position=0)
         )
-

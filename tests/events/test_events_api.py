@@ -95,7 +95,9 @@ def test_an_endpoint_receives_a_transfer_event_and_logs_the_delivery(
         transfer_id = post_transfer(api, full)
         wait_for(lambda: len(receiver.received) == 1)
         path = f"/v1/webhook-endpoints/{endpoint['id']}/deliveries"
-        wait_for(lambda: api.get(path, headers=auth(reader)).json()["items"][0]["status"] == "succeeded")
+        wait_for(
+            lambda: api.get(path, headers=auth(reader)).json()["items"][0]["status"] == "succeeded"
+        )
         [delivery] = api.get(path, headers=auth(reader)).json()["items"]
         assert delivery["attempt_log"][0]["status_code"] == 200
         assert delivery["attempt_log"][0]["response_body"] == "ok"
@@ -160,9 +162,7 @@ def test_bad_input_is_a_clear_4xx(database_url: str) -> None:
         assert_problem(api.get("/v1/events/evt_123", headers=auth(full)), 400, "invalid_id")
         missing = api.get(f"/v1/events/evt_{'0' * 32}", headers=auth(full))
         assert_problem(missing, 404, "event_not_found")
-        assert_problem(
-            api.get("/v1/events?cursor=!!", headers=auth(full)), 400, "invalid_cursor"
-        )
+        assert_problem(api.get("/v1/events?cursor=!!", headers=auth(full)), 400, "invalid_cursor")
         stream = api.get("/v1/events/stream?aggregate=nonsense", headers=auth(full))
         assert stream.status_code == 422
         last = api.get("/v1/events/stream", headers={**auth(full), "Last-Event-ID": "x"})

@@ -30,7 +30,9 @@ def scope(h: Harness) -> service.Scope:
     return service.Scope(tenant_id=h.tenant_id, mode=Mode.TEST)
 
 
-async def add_endpoint(h: Harness, url: str, *, event_types: list[str] | None = None) -> WebhookEndpoint:
+async def add_endpoint(
+    h: Harness, url: str, *, event_types: list[str] | None = None
+) -> WebhookEndpoint:
     async with h.unit_of_work.begin() as session:
         return await service.create_endpoint(
             session,
@@ -62,7 +64,9 @@ async def emit_event(
 
 async def deliveries(h: Harness) -> list[WebhookDelivery]:
     async with h.unit_of_work.begin() as session:
-        return list(await session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.event_seq)))
+        return list(
+            await session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.event_seq))
+        )
 
 
 async def test_a_standardwebhooks_receiver_accepts_our_delivery_and_rejects_forgeries(
@@ -223,7 +227,11 @@ async def test_a_replay_sends_the_event_again_with_the_same_id(isolated_database
             await h.worker.drain()
             async with h.unit_of_work.begin() as session:
                 replayed = await service.replay_event(
-                    session, scope=scope(h), event_id=event_id, endpoint_id=None, now_ns=time.time_ns()
+                    session,
+                    scope=scope(h),
+                    event_id=event_id,
+                    endpoint_id=None,
+                    now_ns=time.time_ns(),
                 )
             await h.worker.drain()
             async with h.unit_of_work.begin() as session:

@@ -50,13 +50,16 @@ class ResolvedTarget:
 def address_is_public(address: str) -> bool:
     """Whether connecting to `address` leaves the machine and its private networks: refuses
     private, loopback, link-local, multicast, reserved, unspecified and shared addresses,
-    and IPv4-mapped or 6to4/Teredo forms of them."""
+    every IPv4-mapped IPv6 address (a public host has an A record for its IPv4), and the
+    6to4/Teredo forms of refused IPv4 addresses."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
     if isinstance(ip, ipaddress.IPv6Address):
-        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if ip.ipv4_mapped is not None:
+            return False
+        embedded = ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
         if embedded is not None and not address_is_public(str(embedded)):
             return False
     return not (

@@ -100,8 +100,8 @@ def retry_after_s(value: str | None, *, now_s: float) -> float | None:
     if value is None:
         return None
     text = value.strip()
-    if text.isdigit():
-        return float(min(int(text), RETRY_AFTER_MAX_S))
+    if text.isascii() and text.isdigit():  # str.isdigit also accepts '²' and other digits
+        return float(min(int(text[:12]), RETRY_AFTER_MAX_S))
     try:
         moment = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
