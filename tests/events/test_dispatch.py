@@ -72,7 +72,8 @@ async def test_an_emitted_event_exists_only_if_its_transaction_commits(
                 aggregate_id=kept,
                 data={"amount": "100", "currency": "USD"},
             )
-        with pytest.raises(RuntimeError):
+
+        async def failing_change() -> None:
             async with h.unit_of_work.begin() as session:
                 emit(
                     session,
@@ -84,6 +85,9 @@ async def test_an_emitted_event_exists_only_if_its_transaction_commits(
                     data={},
                 )
                 raise RuntimeError("the change fails")
+
+        with pytest.raises(RuntimeError):
+            await failing_change()
         await h.worker.drain()
         assert [e.aggregate_id for e in received] == [kept]
         assert received[0].data == {"amount": "100", "currency": "USD"}

@@ -124,7 +124,7 @@ def test_ipv4_mapped_addresses_are_never_public(address: ipaddress.IPv4Address) 
         ("192.168.1.1", False),
         ("169.254.169.254", False),
         ("100.64.0.1", False),
-        ("0.0.0.0", False),
+        ("0.0.0.0", False),  # noqa: S104
         ("224.0.0.1", False),
         ("240.0.0.1", False),
         ("::1", False),

@@ -4,6 +4,7 @@ each event id once even when the dispatcher publishes a batch twice."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -40,10 +41,8 @@ async def stream_name() -> AsyncIterator[tuple[str, str]]:
     try:
         yield name, prefix
     finally:
-        try:
+        with contextlib.suppress(NotFoundError):
             await client.jetstream().delete_stream(name)
-        except NotFoundError:
-            pass
         await client.close()
 
 
