@@ -51,11 +51,17 @@ def transfer_event_id(transfer_id: uuid.UUID) -> uuid.UUID:
     return uuid.uuid5(TRANSFER_EVENT_NAMESPACE, transfer_id.hex)
 
 
+_PENDING = int(TransferFlags.PENDING)  # plain ints: IntFlag arithmetic is slow per transfer
+_VOID_PENDING = int(TransferFlags.VOID_PENDING)
+_EXPIRY = int(TransferFlags.EXPIRY)
+
+
 def transfer_event_type(flags: int) -> str:
-    if flags & TransferFlags.PENDING:
+    flags = int(flags)
+    if flags & _PENDING:
         return "com.billfold.transfer.pending.v1"
-    if flags & TransferFlags.VOID_PENDING:
-        if flags & TransferFlags.EXPIRY:
+    if flags & _VOID_PENDING:
+        if flags & _EXPIRY:
             return "com.billfold.transfer.expired.v1"
         return "com.billfold.transfer.voided.v1"
     return "com.billfold.transfer.posted.v1"
@@ -70,7 +76,7 @@ def transfer_data(transfer: Transfer) -> dict[str, Any]:
         "amount": str(transfer.amount),
         "ledger": transfer.ledger,
         "code": transfer.code,
-        "flags": transfer.flags,
+        "flags": int(transfer.flags),
         "pending_id": None
         if transfer.pending_id is None
         else format_id("txf", transfer.pending_id),

@@ -42,6 +42,8 @@ __all__ = [
 SUBJECT_ROOT = "billfold.events"
 _TYPE_PREFIX = "com.billfold."
 DUPLICATE_WINDOW_S = 120.0
+PUBLISH_WINDOW = 500
+"""Most publishes awaiting their acknowledgement at once (the client stalls beyond 4,000)."""
 
 
 def subject_of(event: Event, *, prefix: str = SUBJECT_ROOT) -> str:
@@ -96,6 +98,12 @@ class NatsChannel:
         if self._js is None:
             await self.open()
         assert self._js is not None
+        for start in range(0, len(events), PUBLISH_WINDOW):
+            await self._publish(events[start : start + PUBLISH_WINDOW])
+            self.published += len(events[start : start + PUBLISH_WINDOW])
+
+    async def _publish(self, events: Sequence[Event]) -> None:
+        assert self._js is not None
         acks = []
         for event in events:  # published in order on one connection: stored in order
             acks.append(
@@ -110,7 +118,6 @@ class NatsChannel:
                 )
             )
         await asyncio.wait_for(asyncio.gather(*acks), self._timeout_s)
-        self.published += len(events)
 
     async def record(self, session: AsyncSession, events: Sequence[Event], now_ns: int) -> None:
         return None

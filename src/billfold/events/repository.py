@@ -7,6 +7,7 @@ take the database's write lock anyway.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -38,6 +39,56 @@ __all__ = [
 ]
 
 SEQUENCER = "sequencer"
+
+
+_EVENT_COLUMNS = (
+    OutboxEvent.id,
+    OutboxEvent.tenant_id,
+    OutboxEvent.mode,
+    OutboxEvent.type,
+    OutboxEvent.subject,
+    OutboxEvent.aggregate_id,
+    OutboxEvent.partition,
+    OutboxEvent.data,
+    OutboxEvent.occurred_at,
+    OutboxEvent.seq,
+)
+"""Read as plain rows: building ORM objects costs more than the query at dispatch rates."""
+
+
+def _event(row: Any) -> Event:
+    return Event(
+        id=row[0],
+        tenant_id=row[1],
+        mode=row[2],
+        type=row[3],
+        subject=row[4],
+        aggregate_id=row[5],
+        partition=row[6],
+        data=row[7],
+        occurred_at=row[8],
+        seq=-1 if row[9] is None else row[9],
+    )
+
+
+async def _copy(session: AsyncSession, table: str, rows: Sequence[dict[str, Any]]) -> bool:
+    """COPY `rows` into `table` on PostgreSQL, in the session's transaction (several times
+    faster than a multi-row INSERT); False on SQLite, where the caller inserts."""
+    connection = await session.connection()
+    if connection.dialect.name != "postgresql":
+        return False
+    raw = await connection.get_raw_connection()
+    columns = list(rows[0])
+    records = [
+        tuple(
+            json.dumps(value) if isinstance(value, dict | list) else value for value in row.values()
+        )
+        for row in rows
+    ]
+    await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+        table, columns=columns, records=records
+    )
+    return True
 
 
 def event_of(row: OutboxEvent) -> Event:
@@ -138,7 +189,7 @@ async def assign_seqs(session: AsyncSession, numbered: Sequence[tuple[uuid.UUID,
 
 
 async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
+    if rows and not await _copy(session, OutboxEvent.__tablename__, rows):
         await session.execute(insert(OutboxEvent), list(rows))
 
 
@@ -146,13 +197,13 @@ async def events_after(
     session: AsyncSession, *, partitions: Collection[int], after_seq: int, limit: int
 ) -> list[Event]:
     """Sequenced events of `partitions` after `after_seq`, in log order."""
-    rows = await session.scalars(
-        select(OutboxEvent)
+    rows = await session.execute(
+        select(*_EVENT_COLUMNS)
         .where(OutboxEvent.partition.in_(list(partitions)), OutboxEvent.seq > after_seq)
         .order_by(OutboxEvent.seq)
         .limit(limit)
     )
-    return [event_of(row) for row in rows]
+    return [_event(row) for row in rows]
 
 
 async def event_by_id(
@@ -165,8 +216,8 @@ async def event_by_id(
 
 
 async def events_by_id(session: AsyncSession, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Event]:
-    rows = await session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(list(ids))))
-    return {row.id: event_of(row) for row in rows}
+    rows = await session.execute(select(*_EVENT_COLUMNS).where(OutboxEvent.id.in_(list(ids))))
+    return {row[0]: _event(row) for row in rows}
 
 
 async def tenant_events(
@@ -180,15 +231,15 @@ async def tenant_events(
     types: Collection[str] = (),
 ) -> list[Event]:
     """The tenant's sequenced events after `after_seq`, oldest first."""
-    query = select(OutboxEvent).where(
+    query = select(*_EVENT_COLUMNS).where(
         OutboxEvent.tenant_id == tenant_id, OutboxEvent.mode == mode, OutboxEvent.seq > after_seq
     )
     if aggregate_id is not None:
         query = query.where(OutboxEvent.aggregate_id == aggregate_id)
     if types:
         query = query.where(OutboxEvent.type.in_(list(types)))
-    rows = await session.scalars(query.order_by(OutboxEvent.seq).limit(limit))
-    return [event_of(row) for row in rows]
+    rows = await session.execute(query.order_by(OutboxEvent.seq).limit(limit))
+    return [_event(row) for row in rows]
 
 
 # -- webhook endpoints
@@ -238,7 +289,7 @@ async def delete_endpoint(session: AsyncSession, endpoint_row: WebhookEndpoint) 
 
 
 async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
+    if rows and not await _copy(session, WebhookDelivery.__tablename__, rows):
         await session.execute(insert(WebhookDelivery), list(rows))
 
 
