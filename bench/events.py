@@ -33,30 +33,26 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import nats
 import nats.js.errors
 from sqlalchemy import text
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import (  # noqa: E402
+from _common import (
     bench_database_url,
     percentile,
     print_table,
     temporary_database,
 )
-
-from billfold.events import service  # noqa: E402
-from billfold.identity import service as identity_service  # noqa: E402
-from billfold.kit.auth import LEDGER_TENANT_NAMESPACE, Mode  # noqa: E402
-from billfold.kit.db import UnitOfWork, create_engine, parse_database_url  # noqa: E402
-from billfold.kit.settings import Settings  # noqa: E402
-from billfold.ledger.ledger import Ledger  # noqa: E402
-from billfold.ledger.types import NewAccount, NewTransfer  # noqa: E402
-from billfold.migrations import upgrade  # noqa: E402
+from billfold.events import service
+from billfold.identity import service as identity_service
+from billfold.kit.auth import LEDGER_TENANT_NAMESPACE, Mode
+from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
+from billfold.kit.settings import Settings
+from billfold.ledger.ledger import Ledger
+from billfold.ledger.types import NewAccount, NewTransfer
+from billfold.migrations import upgrade
 
 DEFAULT_SECONDS = 5
 ACCOUNTS = 1000
@@ -127,7 +123,9 @@ class Figures:
     """name -> (delivered, per second, p50 lag ms, p99 lag ms)"""
 
 
-async def produce(ledger: Ledger, tenant: uuid.UUID, accounts: list[uuid.UUID], seconds: float) -> int:
+async def produce(
+    ledger: Ledger, tenant: uuid.UUID, accounts: list[uuid.UUID], seconds: float
+) -> int:
     deadline = time.monotonic() + seconds
     produced = 0
     rng = random.Random(1)
@@ -161,9 +159,10 @@ async def setup(database_url: str, receiver_url: str) -> tuple[uuid.UUID, list[u
     engine = create_engine(parse_database_url(database_url), pool_size=2)
     try:
         async with UnitOfWork(engine).begin() as session:
-            tenant = (
-                await identity_service.bootstrap_tenant(session, name="Bench", now_ns=time.time_ns())
-            ).tenant.id
+            bootstrapped = await identity_service.bootstrap_tenant(
+                session, name="Bench", now_ns=time.time_ns()
+            )
+            tenant = bootstrapped.tenant.id
             await service.create_endpoint(
                 session,
                 scope=service.Scope(tenant_id=tenant, mode=Mode.TEST),
@@ -217,7 +216,9 @@ async def wait_for_drain(database_url: str, stream: str, produced: int, timeout_
         while time.monotonic() < deadline:
             async with engine.connect() as connection:
                 done = await connection.scalar(
-                    text("SELECT count(*) FROM events_webhook_deliveries WHERE status = 'succeeded'")
+                    text(
+                        "SELECT count(*) FROM events_webhook_deliveries WHERE status = 'succeeded'"
+                    )
                 )
             try:
                 stored = (await client.jetstream().stream_info(stream)).state.messages
