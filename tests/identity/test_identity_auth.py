@@ -168,4 +168,6 @@ def test_scopes_are_a_fixed_documented_set(scope: Scope) -> None:
         "payments:write",
         "users:admin",
         "tenant:admin",
+        "events:read",
+        "webhooks:write",
     }
