@@ -19,8 +19,11 @@ PUBLIC_ROUTES = {
     ("GET", "/readyz"),
     ("POST", "/v1/operators/login"),
     *USER_SIGN_IN_ROUTES,
+    # A provider's notification: its HMAC signature over the body is the credential.
+    ("POST", "/v1/connectors/{provider}/notifications"),
 }
-"""Liveness, readiness, and sign-in routes whose body carries the credential."""
+"""Liveness, readiness, sign-in routes whose body carries the credential, and providers'
+signed notifications."""
 
 _PATH_PARAMETER = re.compile(r"{([a-z_]+)}")
 _PREFIXES = {
@@ -33,6 +36,10 @@ _PREFIXES = {
     "step_up_id": "stp",
     "operator_id": "opr",
     "approval_id": "apr",
+    "payment_id": "pay",
+    "merchant_id": "mer",
+    "dispute_id": "dsp",
+    "request_id": "req",
 }
 
 

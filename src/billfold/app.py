@@ -50,6 +50,9 @@ from billfold.ledger.ledger import Ledger
 from billfold.ledger.router import TRANSFER_BATCH_PATH
 from billfold.ledger.router import router as ledger_router
 from billfold.migrations import upgrade
+from billfold.payments.router import router as payments_router
+from billfold.payments.runtime import close_payments, install_payments
+from billfold.wallets.router import router as wallets_router
 
 __all__ = ["create_app"]
 
@@ -200,6 +203,7 @@ async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, L
     app.state.ledger = ledger
     # Four-eyes approvals of ledger actions execute through the ledger facade.
     app.state.approval_executors = approval_executors(ledger)
+    install_payments(app, settings, ledger)  # wallets, providers and payment flows
     return engine, ledger
 
 
@@ -221,6 +225,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
                 with _tuned_garbage_collection(settings.gc_gen0_threshold):
                     yield
         finally:
+            await close_payments(app)
             await ledger.close()
             await engine.dispose()
 
@@ -261,6 +266,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ledger_router)
     app.include_router(users_router)
     app.include_router(operators_router)
+    app.include_router(wallets_router)
+    app.include_router(payments_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
     async def healthz() -> Health:

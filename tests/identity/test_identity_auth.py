@@ -166,6 +166,7 @@ def test_scopes_are_a_fixed_documented_set(scope: Scope) -> None:
         "ledger:write",
         "payments:read",
         "payments:write",
+        "wallets:read",
         "users:admin",
         "tenant:admin",
     }

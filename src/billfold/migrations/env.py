@@ -7,6 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from billfold.connectors import models as connectors_models  # noqa: F401 (registers tables)
 from billfold.identity import security_events
 from billfold.identity.models import metadata as identity_metadata
 from billfold.identity.operators import models as operators_models  # noqa: F401 (registers tables)
@@ -14,6 +15,8 @@ from billfold.identity.users import models as users_models  # noqa: F401 (regist
 from billfold.kit.db import create_engine, parse_database_url
 from billfold.kit.http import idempotency_models
 from billfold.ledger.models import metadata as ledger_metadata
+from billfold.payments import models as payments_models  # noqa: F401 (registers tables)
+from billfold.wallets import models as wallets_models  # noqa: F401 (registers tables)
 
 # Importing a models module registers its tables on the shared kit.orm metadata.
 assert idempotency_models.IdempotencyKey.metadata is identity_metadata
