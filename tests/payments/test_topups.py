@@ -20,7 +20,9 @@ def test_a_card_top_up_is_pending_until_confirmed_then_available(database_url: s
         settled = world.payment(payment["id"])
         assert settled["state"] == "succeeded"
         assert [change["to_state"] for change in settled["history"]] == [
-            "created", "processing", "succeeded",
+            "created",
+            "processing",
+            "succeeded",
         ]
         assert world.wallet(ann) == {"available": 10_000 - fee_of(10_000), "pending": 0, "held": 0}
         assert [fee["amount"] for fee in settled["fees"]] == [str(fee_of(10_000))]
@@ -113,7 +115,8 @@ def test_out_of_order_notifications_are_ignored_once_settled(database_url: str) 
         reversed_order = world.top_up(ann, 3_000, card="4000000000000341").json()
         late_first = list(reversed(world.sender.take()))
         assert [r.json()["outcome"] for r in world.deliver(late_first)] == [
-            "ignored_stale", "applied",
+            "ignored_stale",
+            "applied",
         ]
         assert world.payment(payment["id"])["state"] == "succeeded"
         assert world.payment(reversed_order["id"])["state"] == "succeeded"
@@ -146,10 +149,14 @@ def test_a_forged_or_stale_notification_is_refused(database_url: str) -> None:
         problem(response, 401, "invalid_signature")
         problem(world.client.post(url, content=notification.body), 401, "invalid_signature")
         stale = {"Billfold-Signature": "t=1000,v1=" + "0" * 64}
-        problem(world.client.post(url, content=notification.body, headers=stale), 401,
-                "invalid_signature")
+        problem(
+            world.client.post(url, content=notification.body, headers=stale),
+            401,
+            "invalid_signature",
+        )
         unknown = world.client.post(
-            "/v1/connectors/nope/notifications", content=notification.body,
+            "/v1/connectors/nope/notifications",
+            content=notification.body,
             headers=notification.headers,
         )
         problem(unknown, 404, "unknown_provider")
