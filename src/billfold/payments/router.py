@@ -50,7 +50,8 @@ from billfold.payments.schemas import (
 
 __all__ = ["NOTIFICATIONS_PATH", "get_runtime", "router"]
 
-NOTIFICATIONS_PATH = "/v1/connectors/{provider}/notifications"
+NOTIFICATIONS_ROUTE = "/connectors/{provider}/notifications"
+NOTIFICATIONS_PATH = f"/v1{NOTIFICATIONS_ROUTE}"
 router = APIRouter(prefix="/v1", tags=["payments"])
 Reader = Annotated[Principal, Depends(require_scopes("payments:read"))]
 Writer = Annotated[Principal, Depends(require_scopes("payments:write"))]
@@ -338,7 +339,7 @@ async def decline(request_id: str, user: EndUser, runtime: Runtime) -> MoneyRequ
 # -- providers (public: the signature is the credential)
 
 
-@router.post("/connectors/{provider}/notifications", summary="A provider's signed notification (public).")
+@router.post(NOTIFICATIONS_ROUTE, summary="A provider's signed notification (public).")
 async def notification(provider: str, request: Request, runtime: Runtime) -> NotificationReceipt:
     body = await request.body()  # bounded by the application's body size limit
     stored_id, outcome = await receive_notification(
