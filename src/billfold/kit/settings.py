@@ -145,6 +145,13 @@ class Settings(BaseSettings):
     payments_sandbox_notification_delay_s: float = Field(
         default=0.5, ge=0, le=60, description="How long the sandbox waits before it notifies."
     )
+    payments_step_up_threshold_minor: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**62,
+        description="Above this amount (minor units) P2P transfers and withdrawals need a"
+        " step-up token bound to the amount, currency and payee; unset: never.",
+    )
     payments_webhook_tolerance_s: int = Field(
         default=300, ge=1, le=86_400, description="Oldest signature timestamp still accepted."
     )

@@ -25,7 +25,7 @@ BillfoldError
 
 from __future__ import annotations
 
-from billfold.kit.errors import Conflict, NotFound, ValidationFailed
+from billfold.kit.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 __all__ = [
     "CaptureExceedsAuthorized",
@@ -44,6 +44,7 @@ __all__ = [
     "RefundExceedsCaptured",
     "RefundNotFound",
     "SelfPayment",
+    "StepUpRequired",
     "UnknownProvider",
 ]
 
@@ -131,3 +132,10 @@ class InvalidSplitRule(ValidationFailed):
 class LedgerRefused(ValidationFailed):
     code = "ledger_refused"
     title = "The ledger refused the transfer"
+
+
+class StepUpRequired(Forbidden):
+    """Carries `amount`, `currency` and `payee`: what the step-up token must be bound to."""
+
+    code = "step_up_required"
+    title = "Step-up authentication required"

@@ -241,6 +241,7 @@ async def withdraw(body: WithdrawalCreate, user: EndUser, runtime: Runtime) -> P
         currency=body.currency,
         method=body.method,
         destination=body.destination,
+        step_up_token=body.step_up_token,
     )
     return await _explained(runtime, payment_id)
 
@@ -255,6 +256,7 @@ async def send(body: P2PCreate, user: EndUser, runtime: Runtime) -> PaymentRespo
         recipient=body.recipient,
         amount=body.amount,
         currency=body.currency,
+        step_up_token=body.step_up_token,
     )
     return await _explained(runtime, payment_id)
 

@@ -28,6 +28,7 @@ class PaymentsRuntime:
     authorization_hold_s: int = 7 * 86_400
     provider_timeout_s: float = 10.0
     webhook_tolerance_s: int = 300
+    step_up_threshold_minor: int | None = None
     sandboxes: dict[str, SandboxProvider] = field(default_factory=dict)
 
     @property
@@ -51,6 +52,7 @@ class PaymentsRuntime:
             authorization_hold_s=settings.payments_authorization_hold_s,
             provider_timeout_s=settings.payments_provider_timeout_s,
             webhook_tolerance_s=settings.payments_webhook_tolerance_s,
+            step_up_threshold_minor=settings.payments_step_up_threshold_minor,
             sandboxes=sandboxes,
         )
 

@@ -71,6 +71,7 @@ class WithdrawalCreate(_Request):
     currency: str = Field(pattern=CURRENCY)
     method: Literal["card", "bank_transfer"]
     destination: str = Field(min_length=8, max_length=34, pattern=r"^[A-Z0-9]+$")
+    step_up_token: str | None = Field(default=None, max_length=200)
 
 
 class P2PCreate(_Request):
@@ -79,6 +80,7 @@ class P2PCreate(_Request):
     )
     amount: Amount
     currency: str = Field(pattern=CURRENCY)
+    step_up_token: str | None = Field(default=None, max_length=200)
 
 
 class MerchantPaymentCreate(_Request):

@@ -14,6 +14,9 @@ from billfold.identity.users.errors import InvalidIdentifier
 from billfold.identity.users.identifiers import normalize_handle, normalize_phone
 from billfold.identity.users.models import EndUser
 from billfold.identity.users.repository import UserRepository
+from billfold.identity.users.step_up import verify_step_up
+from billfold.identity.users.work import run_recording_failures
+from billfold.kit.db import UnitOfWork
 from billfold.kit.ids import InvalidId, new_id, parse_id
 from billfold.ledger.types import NewTransfer
 from billfold.payments.errors import (
@@ -21,6 +24,7 @@ from billfold.payments.errors import (
     InvalidStateTransition,
     LimitExceeded,
     RecipientNotFound,
+    StepUpRequired,
 )
 from billfold.payments.fees.types import FeeContext, FeeQuote, FeeQuoter
 from billfold.payments.models import Payment, PaymentFee, PaymentStateChange
@@ -38,6 +42,7 @@ __all__ = [
     "find_recipient",
     "quote_fees",
     "record_fees",
+    "require_step_up",
     "transition",
 ]
 
@@ -239,3 +244,33 @@ async def _by_column(
         getattr(EndUser, name) == value,
     )
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def require_step_up(
+    unit_of_work: UnitOfWork,
+    *,
+    threshold_minor: int | None,
+    user_id: uuid.UUID,
+    token: str | None,
+    amount: int,
+    currency: str,
+    payee: str,
+) -> None:
+    """PSD2 dynamic linking above the threshold: spend a step-up token bound to exactly
+    this amount, currency and payee (`step_up_required` without one; a refused token is
+    recorded by identity and raised)."""
+    if threshold_minor is None or amount <= threshold_minor:
+        return
+    if token is None:
+        raise StepUpRequired(
+            "This amount needs a step-up token.",
+            amount=str(amount),
+            currency=currency,
+            payee=payee,
+        )
+    await run_recording_failures(
+        unit_of_work,
+        lambda session: verify_step_up(
+            session, user_id=user_id, token=token, amount=amount, currency=currency, payee=payee
+        ),
+    )

@@ -36,6 +36,7 @@ from billfold.payments.service import (
     find_recipient,
     quote_fees,
     record_fees,
+    require_step_up,
 )
 from billfold.payments.states import Kind, State
 from billfold.payments.steps import applied, step_id
@@ -54,11 +55,21 @@ async def send_p2p(
     recipient: str,
     amount: int,
     currency: str,
+    step_up_token: str | None = None,
 ) -> uuid.UUID:
     async with runtime.unit_of_work.begin() as session:
         payee = await find_recipient(session, tenant_id=tenant_id, mode=mode, recipient=recipient)
     if payee.id == sender_id:
         raise SelfPayment("You cannot send money to yourself.")
+    await require_step_up(
+        runtime.unit_of_work,
+        threshold_minor=runtime.step_up_threshold_minor,
+        user_id=sender_id,
+        token=step_up_token,
+        amount=amount,
+        currency=currency,
+        payee=format_id("usr", payee.id),
+    )
     return await _pay(
         runtime,
         tenant_id=tenant_id,

@@ -31,13 +31,14 @@ from billfold.payments.service import (
     fee_transfers,
     quote_fees,
     record_fees,
+    require_step_up,
 )
 from billfold.payments.states import Kind, State
 from billfold.payments.steps import applied, step_id
 from billfold.wallets.accounts import OwnerKind, TransferCode, clearing_account_id
 from billfold.wallets.service import ledger_tenant_of
 
-__all__ = ["finish_withdrawal", "start_withdrawal"]
+__all__ = ["finish_withdrawal", "payee_of", "start_withdrawal"]
 
 PROVIDER_FOR_METHOD = {"card": "sandbox_card", "bank_transfer": "sandbox_bank"}
 
@@ -52,8 +53,18 @@ async def start_withdrawal(
     currency: str,
     method: str,
     destination: str,
+    step_up_token: str | None = None,
 ) -> uuid.UUID:
     provider_name = PROVIDER_FOR_METHOD[method]
+    await require_step_up(
+        runtime.unit_of_work,
+        threshold_minor=runtime.step_up_threshold_minor,
+        user_id=user_id,
+        token=step_up_token,
+        amount=amount,
+        currency=currency,
+        payee=payee_of(method, destination),
+    )
     wallet = await runtime.book.open_wallet(
         tenant_id=tenant_id,
         mode=mode,
@@ -178,3 +189,8 @@ async def finish_withdrawal(
 
 def _step_of(payment_id: uuid.UUID, fee: PaymentFee) -> str:
     return f"fee:{fee.transfer_id.hex[:8]}"
+
+
+def payee_of(method: str, destination: str) -> str:
+    """The payee a withdrawal's step-up token is bound to: `iban:…` or `card:…`."""
+    return f"{'iban' if method == 'bank_transfer' else 'card'}:{destination}"
