@@ -36,6 +36,8 @@ def test_authorize_holds_and_a_partial_capture_releases_the_rest(database_url: s
         payment = _create(world, shop, 6_000, reference="order-1", metadata={"cart": "42"})
         assert payment["state"] == "requires_payment"
         assert payment["metadata"] == {"cart": "42"}
+        preview = world.client.get(f"/v1/me/payments/{payment['id']}", headers=ann.auth)
+        assert preview.status_code == 200 and preview.json()["amount"] == "6000"
         authorized = _authorize(world, ann, payment["id"]).json()
         assert authorized["state"] == "authorized"
         assert world.wallet(ann) == {"available": 4_000, "pending": 0, "held": 6_000}
@@ -51,6 +53,9 @@ def test_authorize_holds_and_a_partial_capture_releases_the_rest(database_url: s
             "authorized",
             "captured",
         ]
+        stranger = world.user()
+        hidden = world.client.get(f"/v1/me/payments/{payment['id']}", headers=stranger.auth)
+        problem(hidden, 404, "payment_not_found")
         world.assert_books()
 
 

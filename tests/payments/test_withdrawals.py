@@ -74,3 +74,33 @@ def test_payout_timeouts_and_duplicates_move_money_once(database_url: str) -> No
         spent = 3_008 + fee_of(3_008) + 2_009 + fee_of(2_009)
         assert world.wallet(ann) == {"available": before - spent, "pending": 0, "held": 0}
         world.assert_books()
+
+
+def test_a_late_contradicting_notification_never_reverses_a_settled_payout(
+    database_url: str,
+) -> None:
+    import json
+    import time
+
+    from billfold.connectors.signatures import SIGNATURE_HEADER, signature_header
+
+    with World(database_url) as world:
+        ann = world.user()
+        world.fund(ann, 10_000)
+        payment = _withdraw(world, ann, 4_000).json()
+        [confirmation] = world.sender.take()
+        world.deliver([confirmation])
+        settled = world.wallet(ann)
+        event = json.loads(confirmation.body)
+        event["id"], event["type"] = "evt_late_failure", "payout.failed"
+        event["data"]["failure_code"] = "declined"
+        body = json.dumps(event).encode()
+        secret = world.runtime.sandboxes["sandbox_bank"].secret
+        header = signature_header(secret=secret, timestamp_s=int(time.time()), body=body)
+        [late] = world.deliver(
+            [type(confirmation)(confirmation.provider, body, {SIGNATURE_HEADER: header})]
+        )
+        assert late.json()["outcome"] == "ignored_succeeded"
+        assert world.payment(payment["id"])["state"] == "succeeded"
+        assert world.wallet(ann) == settled
+        world.assert_books()

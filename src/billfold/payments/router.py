@@ -279,7 +279,8 @@ async def my_payment(payment_id: str, user: EndUser, runtime: Runtime) -> Paymen
     wanted = parse_id("pay", payment_id)
     async with runtime.unit_of_work.begin() as session:
         payment = await load(session, wanted, tenant_id=user.tenant_id, mode=user.mode.value)
-    if user.user_id not in (payment.payer_user_id, payment.payee_user_id):
+    awaiting_payer = payment.state == "requires_payment"  # a payer sees what they would pay
+    if not awaiting_payer and user.user_id not in (payment.payer_user_id, payment.payee_user_id):
         raise PaymentNotFound("No such payment.")
     return await explain(runtime, payment)
 

@@ -48,7 +48,7 @@ async def open_dispute(
         if provider_dispute_id is not None:
             dispute = await repository.dispute_by_provider_id(provider_dispute_id)
         if dispute is None:
-            if payment.state not in _DISPUTABLE:
+            if payment.state not in _DISPUTABLE or payment.kind == "withdrawal":
                 raise InvalidStateTransition(f"A {payment.state} payment cannot be disputed.")
             if amount > payment.captured_amount:
                 raise RefundExceedsCaptured("A dispute cannot exceed what was paid.")
