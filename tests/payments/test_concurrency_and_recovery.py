@@ -4,12 +4,15 @@ racing duplicate notifications and re-driven steps never move money twice."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from typing import Any
 
+import pytest
+
 from billfold.identity.types import Mode
 from billfold.kit.errors import BillfoldError
-from billfold.payments.flows import merchant, p2p, refunds
+from billfold.payments.flows import merchant, p2p, recovery, refunds
 from billfold.payments.flows.notifications import receive_notification
 from billfold.payments.flows.topups import settle_top_up
 from billfold.payments.models import Payment
@@ -168,4 +171,85 @@ def test_a_step_redriven_after_a_lost_state_update_moves_money_once(database_url
         assert world.payment(payment["id"])["state"] == "succeeded"
         assert world.wallet(ann)["available"] == 5_000 - 60
         assert world.system("fee_revenue")["credits_posted"] == 60
+        world.assert_books()
+
+
+class _CrashError(Exception):
+    """The process dies here."""
+
+
+def _crashing(real: Any, *, after_ledger: bool) -> Any:
+    async def apply_steps(runtime: Any, payment_id: uuid.UUID, steps: Any) -> Any:
+        if after_ledger:
+            await real(runtime, payment_id, steps)
+        raise _CrashError
+
+    return apply_steps
+
+
+@pytest.mark.parametrize("after_ledger", [True, False], ids=["after_ledger", "before_ledger"])
+def test_a_p2p_interrupted_by_a_crash_is_resumed_once(
+    database_url: str, after_ledger: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with World(database_url, fees=False) as world:
+        ann, bob = world.user(), world.user()
+        world.fund(ann, 1_000)
+        real = p2p.apply_steps
+        monkeypatch.setattr(p2p, "apply_steps", _crashing(real, after_ledger=after_ledger))
+
+        async def send() -> None:
+            with pytest.raises(_CrashError):
+                await p2p.send_p2p(
+                    world.runtime,
+                    tenant_id=world.tenant_id,
+                    mode=Mode.TEST,
+                    sender_id=_id(ann.id),
+                    recipient=bob.handle,
+                    amount=400,
+                    currency="USD",
+                )
+
+        world.client.portal.call(send)
+        assert world.wallet(bob)["available"] == (400 if after_ledger else 0)
+        monkeypatch.setattr(p2p, "apply_steps", real)
+        resume = functools.partial(recovery.resume_interrupted, world.runtime, older_than_s=0)
+        assert world.client.portal.call(resume) >= 1
+        assert world.wallet(bob)["available"] == 400
+        assert world.wallet(ann)["available"] == 600
+        world.assert_books()
+
+
+def test_a_refund_interrupted_by_a_crash_is_resumed_once(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with World(database_url, fees=False) as world:
+        ann, shop = world.user(), world.merchant()
+        world.fund(ann, 1_000)
+        body = {"merchant_id": shop, "amount": 1_000, "currency": "USD", "capture": "automatic"}
+        created = world.client.post("/v1/payments", json=body, headers=world.api).json()
+        world.client.post(f"/v1/me/payments/{created['id']}/authorize", headers=ann.auth)
+        real = refunds.apply_steps
+        monkeypatch.setattr(refunds, "apply_steps", _crashing(real, after_ledger=True))
+
+        async def refund() -> None:
+            with pytest.raises(_CrashError):
+                await refunds.refund(
+                    world.runtime,
+                    tenant_id=world.tenant_id,
+                    mode=Mode.TEST,
+                    payment_id=_id(created["id"]),
+                    amount=300,
+                    reason=None,
+                )
+
+        world.client.portal.call(refund)
+        assert world.payment(created["id"])["refunds"][0]["state"] == "pending"
+        monkeypatch.setattr(refunds, "apply_steps", real)
+        world.client.portal.call(
+            functools.partial(recovery.resume_interrupted, world.runtime, older_than_s=0)
+        )
+        after = world.payment(created["id"])
+        assert after["refunds"][0]["state"] == "succeeded"
+        assert after["state"] == "partially_refunded" and after["refunded_amount"] == "300"
+        assert world.wallet(ann)["available"] == 300
         world.assert_books()

@@ -153,3 +153,27 @@ class PaymentRepository:
             Payment.state.not_in(_NOT_SPENT),
         )
         return int((await self._session.execute(statement)).scalar_one())
+
+    async def stuck_p2p(self, *, created_before_ns: int, limit: int) -> list[uuid.UUID]:
+        """P2P payments still `created` (a crash between their steps), oldest first."""
+        statement = (
+            select(Payment.id)
+            .where(
+                Payment.kind == "p2p",
+                Payment.state == "created",
+                Payment.created_at < created_before_ns,
+            )
+            .order_by(Payment.created_at)
+            .limit(limit)
+        )
+        return list((await self._session.execute(statement)).scalars())
+
+    async def stuck_refunds(self, *, created_before_ns: int, limit: int) -> list[uuid.UUID]:
+        """Refunds still `pending` (a crash between their steps), oldest first."""
+        statement = (
+            select(Refund.id)
+            .where(Refund.state == "pending", Refund.created_at < created_before_ns)
+            .order_by(Refund.created_at)
+            .limit(limit)
+        )
+        return list((await self._session.execute(statement)).scalars())

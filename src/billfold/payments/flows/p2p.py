@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 
 from billfold.identity.types import Mode
+from billfold.kit.errors import InvariantViolation
 from billfold.kit.ids import format_id, new_id
 from billfold.ledger.types import NewTransfer
 from billfold.payments.errors import (
@@ -43,7 +44,13 @@ from billfold.payments.steps import applied, step_id
 from billfold.wallets.accounts import OwnerKind, TransferCode
 from billfold.wallets.service import ledger_tenant_of
 
-__all__ = ["approve_request", "create_request", "decline_request", "send_p2p"]
+__all__ = [
+    "approve_request",
+    "create_request",
+    "decline_request",
+    "drive_p2p",
+    "send_p2p",
+]
 
 
 async def send_p2p(
@@ -129,25 +136,40 @@ async def _pay(
             updated_at=now,
         )
         await PaymentRepository(session).add(payment, created(payment))
-        quote = await quote_fees(
-            session, runtime.fee_quoter, payment=payment, method="p2p", amount=amount
-        )
-    move = NewTransfer(
-        id=step_id(payment.id, "transfer"),
-        tenant_id=ledger_tenant_of(tenant_id, mode),
-        debit_account_id=source,
-        credit_account_id=target,
-        amount=amount,
-        ledger=currency,
-        code=int(TransferCode.P2P),
-        user_data=format_id("pay", payment.id),
-    )
-    fees = fee_transfers(payment, quote, stage="transfer", payer_account_id=source)
-    results = await apply_steps(runtime, payment.id, chain([("transfer", move), *fees]))
+    return await drive_p2p(runtime, payment.id)
+
+
+async def drive_p2p(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> uuid.UUID:
+    """Move a created P2P payment's money and record the outcome. Safe to call again after
+    a crash at any point: the transfers' ids are the payment's, so the ledger answers
+    `exists` for what it already applied, and a settled payment is left as it is."""
     async with runtime.unit_of_work.begin() as session:
-        stored = await load(session, payment.id)
+        payment = await load(session, payment_id)
+        if payment.state != State.CREATED.value:
+            return payment_id
+        quote = await quote_fees(
+            session, runtime.fee_quoter, payment=payment, method="p2p", amount=payment.amount
+        )
+    if payment.debit_account_id is None or payment.credit_account_id is None:
+        raise InvariantViolation("a P2P payment has both accounts")
+    move = NewTransfer(
+        id=step_id(payment_id, "transfer"),
+        tenant_id=ledger_tenant_of(payment.tenant_id, payment.mode),
+        debit_account_id=payment.debit_account_id,
+        credit_account_id=payment.credit_account_id,
+        amount=payment.amount,
+        ledger=payment.currency,
+        code=int(TransferCode.P2P),
+        user_data=format_id("pay", payment_id),
+    )
+    fees = fee_transfers(
+        payment, quote, stage="transfer", payer_account_id=payment.debit_account_id
+    )
+    results = await apply_steps(runtime, payment_id, chain([("transfer", move), *fees]))
+    async with runtime.unit_of_work.begin() as session:
+        stored = await load(session, payment_id)
         if applied(results):
-            stored.captured_amount = amount
+            stored.captured_amount = stored.amount
             await record_fees(session, stored, quote, stage="transfer")
             await advance(session, stored, State.SUCCEEDED, reason="ledger_applied")
         else:
@@ -155,7 +177,7 @@ async def _pay(
             await advance(session, stored, State.FAILED, reason=stored.failure_code)
     if not applied(results):
         raise_for(failure(results))
-    return payment.id
+    return payment_id
 
 
 async def create_request(

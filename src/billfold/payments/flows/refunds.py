@@ -21,7 +21,7 @@ from billfold.payments.steps import applied, step_id
 from billfold.wallets.accounts import TransferCode
 from billfold.wallets.service import ledger_tenant_of
 
-__all__ = ["refund"]
+__all__ = ["drive_refund", "refund"]
 
 _REFUNDABLE = (State.CAPTURED.value, State.PARTIALLY_REFUNDED.value)
 
@@ -57,26 +57,40 @@ async def refund(
         )
         payment.refunded_amount += amount
         await PaymentRepository(session).add(row)
+    return await drive_refund(runtime, row.id)
+
+
+async def drive_refund(runtime: PaymentsRuntime, refund_id: uuid.UUID) -> uuid.UUID:
+    """Move a pending refund's money and record the outcome; safe to call again after a
+    crash at any point (the transfer id is the refund's; a settled refund is left alone)."""
+    async with runtime.unit_of_work.begin() as session:
+        row = await PaymentRepository(session).get_refund(refund_id)
+        if row is None:
+            raise InvariantViolation("a driven refund exists")
+        if row.state != "pending":
+            return refund_id
+        payment = await load(session, row.payment_id)
     if payment.credit_account_id is None or payment.debit_account_id is None:
         raise InvariantViolation("a paid payment has both accounts")
     transfer = NewTransfer(
-        id=step_id(row.id, "refund"),
-        tenant_id=ledger_tenant_of(tenant_id, mode),
+        id=step_id(refund_id, "refund"),
+        tenant_id=ledger_tenant_of(payment.tenant_id, payment.mode),
         debit_account_id=payment.credit_account_id,
         credit_account_id=payment.debit_account_id,
-        amount=amount,
+        amount=row.amount,
         ledger=payment.currency,
         code=int(TransferCode.REFUND),
-        user_data=format_id("ref", row.id),
+        user_data=format_id("ref", refund_id),
     )
-    results = await apply_steps(runtime, payment_id, [(f"refund:{row.id.hex}", transfer)])
+    results = await apply_steps(runtime, payment.id, [(f"refund:{refund_id.hex}", transfer)])
     async with runtime.unit_of_work.begin() as session:
-        payment = await load(session, payment_id, for_update=True)
-        stored = await PaymentRepository(session).get_refund(row.id)
-        assert stored is not None
+        payment = await load(session, payment.id, for_update=True)
+        stored = await PaymentRepository(session).get_refund(refund_id)
+        if stored is None or stored.state != "pending":
+            return refund_id  # a concurrent drive recorded it first
         if not applied(results):
             stored.state, stored.failure_code = "failed", str(failure(results))[:64]
-            payment.refunded_amount -= amount
+            payment.refunded_amount -= stored.amount
         else:
             stored.state = "succeeded"
             full = payment.refunded_amount == payment.captured_amount
@@ -84,8 +98,8 @@ async def refund(
                 session,
                 payment,
                 State.REFUNDED if full else State.PARTIALLY_REFUNDED,
-                reason=format_id("ref", row.id),
+                reason=format_id("ref", refund_id),
             )
     if not applied(results):
         raise_for(failure(results))
-    return row.id
+    return refund_id
