@@ -7,7 +7,6 @@ import json
 import stat
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 
 from billfold.migrations import upgrade
@@ -274,28 +273,31 @@ def test_jwks_publishes_platform_keys_publicly_and_tenant_keys_to_the_tenant(
         assert client.get("/v1/jwks", headers=auth(tenant.writer)).json() == {"keys": []}
 
 
-def test_the_embedded_default_works_with_no_key_configuration(tmp_path: Path) -> None:
-    """`billfold serve` on a fresh machine: the first PII write makes the keystore file
-    beside the SQLite database (0600); a restart reads the data back with it."""
+def test_the_embedded_keystore_file_is_made_on_first_use_wrapped_by_the_passphrase(
+    tmp_path: Path,
+) -> None:
+    """SQLite with only a passphrase: the first PII write makes the keystore file beside
+    the database (0600, the root key wrapped, never in the clear); a restart reads the data
+    back with it."""
     database_url = f"sqlite:///{tmp_path}/fresh.db"
     upgrade(database_url)
     tenant = new_privacy_tenant(database_url)
-    with privacy_client(database_url, master_key=None) as client:
+    embedded = {"master_key": None, "keystore_passphrase": "correct horse battery staple"}
+    with privacy_client(database_url, **embedded) as client:
         user = sign_up(client, tenant.writer)
         stored = client.put(f"/v1/users/{user}/pii", json=PII, headers=auth(tenant.writer))
         assert stored.status_code == 200, stored.text
     keystore = tmp_path / "fresh.db.keystore"
     assert stat.S_IMODE(keystore.stat().st_mode) == 0o600
-    with privacy_client(database_url, master_key=None) as client:
+    assert json.loads(keystore.read_text())["protection"] == "argon2id"
+    with privacy_client(database_url, **embedded) as client:
         again = client.get(f"/v1/users/{user}/pii", headers=auth(tenant.reader))
         assert again.json()["fields"] == PII
 
 
-def test_postgresql_without_a_protected_keystore_answers_503_on_pii_routes_only(
+def test_without_a_protected_keystore_pii_routes_answer_503_and_nothing_else_does(
     database_url: str,
 ) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite has the zero-configuration keystore file")
     tenant = new_privacy_tenant(database_url)
     with privacy_client(database_url, master_key=None) as client:
         user = sign_up(client, tenant.writer)
