@@ -218,7 +218,7 @@ async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, L
         ledger.start_expiry(interval_s=settings.ledger_expiry_interval_s)
     app.state.ledger = ledger
     # Four-eyes approvals of ledger actions execute through the ledger facade.
-    app.state.approval_executors = approval_executors(ledger)
+    app.state.approval_executors = approval_executors(ledger, app.state.keyring)
     app.state.audit = AuditService.from_settings(app.state.unit_of_work, settings)
     install_payments(app, settings, ledger)  # wallets, providers and payment flows
     return engine, ledger

@@ -1,4 +1,5 @@
-"""Four-eyes approvals executed on the ledger: manual adjustments and account unfreezes.
+"""Four-eyes approvals executed outside identity: manual ledger adjustments and account
+unfreezes (on the ledger), and key rotations (in the key hierarchy).
 
 Identity decides who may approve what, and may not import the ledger; these executors are
 the bridge, installed by the application (``app.state.approval_executors``)::
@@ -15,6 +16,8 @@ from __future__ import annotations
 import uuid
 from types import MappingProxyType
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from billfold.identity.operators.errors import InvalidApprovalPayload
 from billfold.identity.operators.executors import (
     ApprovalExecutors,
@@ -24,10 +27,14 @@ from billfold.identity.operators.executors import (
 )
 from billfold.identity.operators.payloads import (
     AccountUnfreezePayload,
+    KeyRotationPayload,
     LedgerAdjustmentPayload,
 )
 from billfold.identity.operators.permissions import ActionType
+from billfold.identity.security_events import ActorType
 from billfold.identity.types import Mode
+from billfold.keys.keyring import PURPOSES, Keyring
+from billfold.keys.service import KeyActor, rotate
 from billfold.kit.auth import LEDGER_TENANT_NAMESPACE
 from billfold.kit.errors import invariant
 from billfold.kit.ids import format_id
@@ -36,6 +43,7 @@ from billfold.ledger.types import AccountStatus, CreateTransferStatus, NewTransf
 
 __all__ = [
     "AccountUnfreezeExecutor",
+    "KeyRotationExecutor",
     "LedgerAdjustmentExecutor",
     "approval_executors",
     "ledger_tenant_id",
@@ -132,13 +140,48 @@ class AccountUnfreezeExecutor:
         )
 
 
-def approval_executors(ledger: Ledger) -> ApprovalExecutors:
-    """Every executor: identity's own, and the ledger's two, over ``ledger``."""
-    return default_executors().with_external(
+class KeyRotationExecutor:
+    """Rotates the tenant's key-encryption key for the purpose the payload names (its
+    ``key_id``: ``pii``, ``tokens``, ``blind_index``, ``signing`` or ``totp``) inside the
+    decision's transaction, so the approval and the new key version commit together."""
+
+    def __init__(self, keyring: Keyring) -> None:
+        self._keyring = keyring
+
+    async def execute(self, session: AsyncSession, action: ApprovedAction) -> ExecutionOutcome:
+        purpose = KeyRotationPayload.model_validate_json(action.payload).key_id
+        if purpose not in PURPOSES:
+            return ExecutionOutcome(succeeded=False, facts={"failure": "unknown_key"})
+        row = await rotate(
+            session,
+            keyring=self._keyring,
+            tenant_id=action.tenant_id,
+            purpose=purpose,
+            actor=KeyActor(
+                actor_type=ActorType.OPERATOR, actor_id=format_id("opr", action.decided_by)
+            ),
+            now_ns=action.decided_at,
+        )
+        return ExecutionOutcome(succeeded=True, facts={"purpose": purpose, "version": row.version})
+
+
+def approval_executors(ledger: Ledger, keyring: Keyring | None = None) -> ApprovalExecutors:
+    """Every executor: identity's own, the ledger's two over ``ledger``, and the key
+    rotation over ``keyring`` when given (without one, a rotation is only recorded)."""
+    executors = default_executors().with_external(
         MappingProxyType(
             {
                 ActionType.LEDGER_ADJUSTMENT: LedgerAdjustmentExecutor(ledger),
                 ActionType.ACCOUNT_UNFREEZE: AccountUnfreezeExecutor(ledger),
             }
         )
+    )
+    if keyring is None:
+        return executors
+    transactional = {
+        **executors.transactional,
+        ActionType.KEY_ROTATION: KeyRotationExecutor(keyring),
+    }
+    return ApprovalExecutors(
+        transactional=MappingProxyType(transactional), external=executors.external
     )

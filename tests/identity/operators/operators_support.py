@@ -5,6 +5,8 @@ router and the ledger-backed approval executors installed."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -174,7 +176,8 @@ def adjustment(
 
 def operators_app(database_url: str) -> FastAPI:
     """The whole application, the operators' router included."""
-    return create_app(Settings(database_url=database_url))
+    master_key = base64.b64encode(os.urandom(32)).decode()  # key rotations need a root key
+    return create_app(Settings(database_url=database_url, master_key=master_key))  # type: ignore[arg-type]
 
 
 @contextmanager
@@ -184,7 +187,7 @@ def operator_client(database_url: str, *, ledger_executors: bool = True) -> Iter
     with TestClient(operators_app(database_url)) as client:
         state = client.app.state  # type: ignore[attr-defined]
         if ledger_executors:
-            state.approval_executors = approval_executors(state.ledger)
+            state.approval_executors = approval_executors(state.ledger, state.keyring)
         elif hasattr(state, "approval_executors"):
             del state.approval_executors
         yield client

@@ -203,10 +203,9 @@ def test_an_approved_unfreeze_activates_the_account(database_url: str) -> None:
             },
             (Role.SUPPORT, Role.COMPLIANCE_OFFICER),
         ),
-        ("key_rotation", {"key_id": "pii-vault.kek"}, (Role.ADMIN, Role.ADMIN)),
     ],
 )
-def test_limit_increases_and_key_rotations_are_recorded_for_their_domain(
+def test_limit_increases_are_recorded_for_their_domain(
     database_url: str, action_type: str, payload: dict[str, str], roles: tuple[Role, Role]
 ) -> None:
     tenant_id = new_tenant(database_url).tenant.id
@@ -228,6 +227,42 @@ def test_limit_increases_and_key_rotations_are_recorded_for_their_domain(
     assert change.applied_at is None  # no domain applies it yet: nothing is faked
     assert change.tenant_id == tenant_id
     assert change.action_type == action_type
+
+
+def test_an_approved_key_rotation_makes_a_new_key_version_active(database_url: str) -> None:
+    tenant_id = new_tenant(database_url).tenant.id
+    requester = operator(database_url, tenant_id=tenant_id, roles=[Role.ADMIN])
+    approver = operator(database_url, tenant_id=tenant_id, roles=[Role.ADMIN])
+
+    def rotation(key_id: str) -> dict[str, object]:
+        return {"action_type": "key_rotation", "reason": "Yearly", "payload": {"key_id": key_id}}
+
+    with operator_client(database_url) as client:
+        decided = []
+        for key_id in ("pii", "pii", "pii-vault.kek"):
+            approval_id = _request(client, requester, rotation(key_id))
+            answer = client.post(f"/v1/approvals/{approval_id}/approve", headers=approver.headers)
+            assert answer.status_code == 200, answer.text
+            decided.append((answer.json()["status"], answer.json()["result"]))
+    assert decided == [
+        ("executed", {"purpose": "pii", "version": 1}),
+        ("executed", {"purpose": "pii", "version": 2}),
+        ("failed", {"failure": "unknown_key"}),
+    ]
+
+    async def versions(session: object) -> list[tuple[int, str]]:
+        from sqlalchemy import select
+
+        from billfold.keys.models import KeyEncryptionKey
+
+        rows = await session.execute(  # type: ignore[attr-defined]
+            select(KeyEncryptionKey.version, KeyEncryptionKey.status)
+            .where(KeyEncryptionKey.tenant_id == tenant_id, KeyEncryptionKey.purpose == "pii")
+            .order_by(KeyEncryptionKey.version)
+        )
+        return [(int(row.version), str(row.status)) for row in rows]
+
+    assert run_in_unit_of_work(database_url, versions) == [(1, "decrypt_only"), (2, "active")]
 
 
 def _unfreeze(account_id: uuid.UUID) -> dict[str, object]:
