@@ -61,6 +61,7 @@ from billfold.ledger.router import TRANSFER_BATCH_PATH
 from billfold.ledger.router import router as ledger_router
 from billfold.migrations import upgrade
 from billfold.payments.fees.router import router as fees_router
+from billfold.payments.flows.recovery import resume_interrupted
 from billfold.payments.router import router as payments_router
 from billfold.payments.runtime import close_payments, install_payments
 from billfold.privacy.masking import mask_pii_processor
@@ -182,6 +183,37 @@ async def _background(store: IdempotencyStore, interval_s: float) -> AsyncIterat
             await task
 
 
+PAYMENTS_RESUME_AFTER_S = 60.0
+"""How old an interrupted P2P payment or refund must be before it is re-driven (a younger
+one may still be in flight in another request)."""
+
+
+async def _resume_payments_forever(app: FastAPI, *, interval_s: float) -> None:
+    """Re-drive payments a crash left between their steps, exactly once each."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await resume_interrupted(app.state.payments, older_than_s=PAYMENTS_RESUME_AFTER_S)
+        except Exception:  # logged and retried next round: the loop must not die
+            log.exception("payments.resume_failed")
+
+
+@asynccontextmanager
+async def _payments_recovery(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+    if not settings.embedded_worker:
+        yield
+        return
+    task = asyncio.create_task(
+        _resume_payments_forever(app, interval_s=settings.payments_resume_interval_s)
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 @contextmanager
 def _tuned_garbage_collection(gen0_threshold: int) -> Iterator[None]:
     """While serving: what exists after startup is frozen out of the cyclic collector's
@@ -249,6 +281,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
                 if settings.embedded_worker
                 else contextlib.nullcontext(),
                 _embedded_worker(app, settings, ledger),
+                _payments_recovery(app, settings),
                 app.state.audit.checkpointing(interval_s=settings.audit_checkpoint_interval_s),
             ):
                 policy = CredentialRateLimit(

@@ -252,6 +252,13 @@ class Settings(BaseSettings):
         description="Above this amount (minor units) P2P transfers and withdrawals need a"
         " step-up token bound to the amount, currency and payee; unset: never.",
     )
+    payments_resume_interval_s: float = Field(
+        default=60,
+        ge=1,
+        le=86_400,
+        description="How often the embedded worker re-drives P2P payments and refunds a crash"
+        " left between their steps.",
+    )
     payments_webhook_tolerance_s: int = Field(
         default=300, ge=1, le=86_400, description="Oldest signature timestamp still accepted."
     )
