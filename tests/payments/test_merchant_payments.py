@@ -212,3 +212,19 @@ def test_each_state_a_payment_enters_is_an_outbox_event(database_url: str) -> No
     assert (captured["state"], captured["previous_state"]) == ("captured", "authorized")
     assert (captured["amount"], captured["captured_amount"]) == ("6000", "5000")
     assert captured["reference"] == "order-7"
+
+
+def test_a_tenants_stored_fee_schedule_prices_its_merchant_payments(database_url: str) -> None:
+    """The fee engine behind the flows: a schedule saved over the API is what a capture pays."""
+    with World(database_url, fees=False) as world:  # the application's own quoter
+        ann, shop = world.user(), world.merchant()
+        world.fund(ann, 10_000)
+        schedule = {"name": "Standard", "rules": [{"name": "all", "tiers": [{"bps": 250}]}]}
+        saved = world.client.post("/v1/fee-schedules", json=schedule, headers=world.api)
+        assert saved.status_code == 201, saved.text
+        payment = _create(world, shop, 4_000, capture="automatic")
+        done = _authorize(world, ann, payment["id"]).json()
+        assert done["state"] == "captured", done
+        assert [(fee["rule"], fee["amount"]) for fee in done["fees"]] == [("all", "100")]
+        assert world.merchant_wallet(shop)["available"] == 4_000 - 100  # 2.50% of 40.00
+        world.assert_books()

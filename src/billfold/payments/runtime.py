@@ -13,7 +13,8 @@ from billfold.kit.db import UnitOfWork
 from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
 from billfold.payments.errors import UnknownProvider
-from billfold.payments.fees.types import NO_FEES, FeeQuoter
+from billfold.payments.fees.service import schedule_fee_quoter
+from billfold.payments.fees.types import FeeQuoter
 from billfold.wallets.accounts import PROVIDER_NAMES
 from billfold.wallets.service import WalletBook
 
@@ -24,7 +25,8 @@ __all__ = ["PaymentsRuntime", "close_payments", "install_payments", "sandbox_pro
 class PaymentsRuntime:
     book: WalletBook
     providers: dict[str, Provider]
-    fee_quoter: FeeQuoter = NO_FEES
+    fee_quoter: FeeQuoter = schedule_fee_quoter
+    """The tenant's (or merchant's) stored fee schedules; no schedule charges nothing."""
     authorization_hold_s: int = 7 * 86_400
     provider_timeout_s: float = 10.0
     webhook_tolerance_s: int = 300

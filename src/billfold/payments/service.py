@@ -108,7 +108,8 @@ async def quote_fees(
     quote = await quoter(
         session,
         FeeContext(
-            tenant_id=payment.tenant_id,
+            # Schedules belong to the tenant in one mode (its ledger tenant), like its money.
+            tenant_id=ledger_tenant_of(payment.tenant_id, payment.mode),
             merchant_id=payment.merchant_id,
             method=method,
             currency=payment.currency,
