@@ -18,13 +18,36 @@ __all__ = [
     "ApiKeyPage",
     "Approval",
     "ApprovalPage",
+    "AuditCheckpoint",
+    "AuditEntry",
+    "AuditEntryPage",
+    "AuditInclusionProof",
     "BalanceHistoryPage",
     "BalanceRecord",
     "Balances",
+    "Consent",
+    "ConsentList",
+    "Detokenized",
     "Device",
     "DeviceList",
     "DeviceSignatureVerified",
+    "Erasure",
+    "ExportedConsent",
+    "ExportedUser",
+    "FeeLine",
+    "FeeQuote",
+    "FeeRule",
+    "FeeSchedule",
+    "FeeSchedulePage",
+    "FeeTier",
+    "FxConversion",
+    "FxQuote",
+    "FxQuotePage",
+    "FxRates",
+    "FxSettings",
     "JSONObject",
+    "JsonWebKey",
+    "JsonWebKeySet",
     "Me",
     "MfaRequired",
     "Operator",
@@ -36,6 +59,10 @@ __all__ = [
     "PasskeyList",
     "PasskeyOptions",
     "PasskeyRegistered",
+    "Pii",
+    "PiiExport",
+    "PiiFieldName",
+    "PiiSearch",
     "RecoveryCodes",
     "Session",
     "SessionList",
@@ -43,6 +70,8 @@ __all__ = [
     "SignIn",
     "StepUpChallenge",
     "StepUpToken",
+    "Token",
+    "TokenKind",
     "Tokens",
     "TotpEnrolment",
     "Transfer",
@@ -342,3 +371,241 @@ class Approval(TypedDict):
 
 
 ApprovalPage = Page[Approval]
+
+
+# ----------------------------------------------------------------------------- fees
+
+
+class FeeTier(TypedDict):
+    volume_from_minor: int
+    bps: int
+    fixed_minor: int
+    min_minor: int | None
+    max_minor: int | None
+
+
+class FeeRule(TypedDict):
+    name: str
+    method: str | None
+    currency: str | None
+    regions: list[str] | None
+    tiers: list[FeeTier]
+
+
+class FeeSchedule(TypedDict):
+    id: str
+    merchant_id: str | None
+    name: str
+    version: int
+    rules: list[FeeRule]
+    created_at: str
+    updated_at: str
+
+
+FeeSchedulePage = Page[FeeSchedule]
+
+
+class FeeLine(TypedDict):
+    rule: str
+    description: str
+    amount: str
+    currency: str
+
+
+class FeeQuote(TypedDict):
+    lines: list[FeeLine]
+    total: str
+    currency: str
+
+
+# ----------------------------------------------------------------------------- FX
+
+
+class FxRates(TypedDict):
+    base: Literal["EUR"]
+    date: str
+    rates: dict[str, str]
+    """Units of each currency per 1 EUR, as decimal strings."""
+
+
+class FxQuote(TypedDict):
+    id: str
+    sell_currency: str
+    buy_currency: str
+    sell_amount: str
+    buy_amount: str
+    fixed_side: Literal["sell", "buy"]
+    rate: str
+    mid_rate: str
+    spread_bps: int
+    rates_date: str
+    created_at: str
+    expires_at: str
+    status: Literal["open", "expired", "used"]
+    used_at: str | None
+    sell_account_id: str | None
+    buy_account_id: str | None
+
+
+FxQuotePage = Page[FxQuote]
+
+
+class FxConversion(TypedDict):
+    quote: FxQuote
+    sell_transfer_id: str
+    buy_transfer_id: str
+
+
+class FxSettings(TypedDict):
+    spread_bps: int
+    quote_ttl_s: int
+    custom: bool
+
+
+# ----------------------------------------------------------------------------- keys
+
+
+class JsonWebKey(TypedDict):
+    kty: Literal["OKP"]
+    crv: Literal["Ed25519"]
+    x: str
+    kid: str
+    use: Literal["sig"]
+    alg: Literal["EdDSA"]
+
+
+class JsonWebKeySet(TypedDict):
+    keys: list[JsonWebKey]
+
+
+# ----------------------------------------------------------------------------- privacy
+
+PiiFieldName = Literal["name", "email", "phone", "national_id", "address", "bank_account"]
+TokenKind = Literal["pan", "bank_account"]
+
+
+class Pii(TypedDict):
+    user_id: str
+    masked: bool
+    fields: dict[PiiFieldName, str]
+
+
+class PiiSearch(TypedDict):
+    user_ids: list[str]
+
+
+class Token(TypedDict):
+    id: str
+    kind: TokenKind
+    token: str
+    last4: str
+    masked: str
+    created_at: str
+
+
+class Detokenized(TypedDict):
+    id: str
+    kind: TokenKind
+    token: str
+    value: str
+
+
+class Consent(TypedDict):
+    id: str
+    purpose: str
+    version: str
+    granted_at: str
+    withdrawn_at: str | None
+
+
+class ConsentList(TypedDict):
+    items: list[Consent]
+
+
+class ExportedUser(TypedDict):
+    id: str
+    email: str | None
+    phone: str | None
+    handle: str | None
+    status: str
+    created_at_ns: int
+
+
+class ExportedConsent(TypedDict):
+    purpose: str
+    version: str
+    granted_at_ns: int
+    withdrawn_at_ns: int | None
+
+
+class PiiExport(TypedDict):
+    user: ExportedUser
+    pii: dict[PiiFieldName, str]
+    consents: list[ExportedConsent]
+
+
+class Erasure(TypedDict):
+    user_id: str
+    data_keys_destroyed: int
+    values_deleted: int
+    consents_withdrawn: int
+
+
+# ----------------------------------------------------------------------------- audit
+
+
+class AuditEntry(TypedDict):
+    """Hashes lowercase hex; `occurred_at_ns` a decimal string; `before`, `after` and
+    `detail` canonical JSON text exactly as hashed."""
+
+    id: str
+    chain_id: str
+    sequence: int
+    tenant_id: str | None
+    occurred_at_ns: str
+    actor_type: str | None
+    actor_id: str | None
+    action: str
+    target: str | None
+    source_ip: str | None
+    user_agent: str | None
+    before: str | None
+    after: str | None
+    detail: str | None
+    previous_hash: str
+    entry_hash: str
+
+
+AuditEntryPage = Page[AuditEntry]
+
+
+class AuditCheckpoint(TypedDict):
+    """`signature` (hex) is Ed25519 over the bytes of `message`; pin your own copy of the
+    public key rather than trusting `public_key`."""
+
+    id: str
+    chain_id: str
+    number: int
+    first_sequence: int
+    last_sequence: int
+    root_hash: str
+    head_hash: str
+    previous_hash: str
+    checkpoint_hash: str
+    created_at_ns: str
+    key_id: str
+    public_key: str
+    signature: str
+    message: str
+
+
+class AuditInclusionProof(TypedDict):
+    """RFC 9162: `inclusion_path` (hex) proves the entry's leaf at `leaf_index` in the tree
+    of `tree_size` leaves whose root is `checkpoint.root_hash`."""
+
+    entry: AuditEntry
+    entry_encoding: str
+    leaf_index: int
+    tree_size: int
+    inclusion_path: list[str]
+    checkpoint: AuditCheckpoint
