@@ -16,8 +16,8 @@ __all__ = ["FeeQuotes", "FeeSchedules"]
 class FeeSchedules(Resource):
     """A tenant has one default schedule and at most one per merchant (`mer_…`). A rule
     is `{"name", "method"?, "currency"?, "regions"?, "tiers": [{"volume_from_minor",
-    "bps", "fixed_minor", "min_minor"?, "max_minor"?}, …]}`; the first matching rule
-    applies."""
+    "bps", "fixed_minor", "min_minor"?, "max_minor"?}, …]}`; of the matching rules the
+    most specific applies (method, then currency, then regions)."""
 
     def create(
         self,

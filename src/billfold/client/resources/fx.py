@@ -70,7 +70,7 @@ class Fx(Resource):
     ) -> FxConversion:
         """Use an open quote between one owner's two accounts (in the quote's sell and buy
         currencies). An expired or used quote is a `ConflictError` (`fx_quote_expired`,
-        `fx_quote_used`); too little money a `ValidationError` `fx_insufficient_funds`."""
+        `fx_quote_already_used`); too little money a `ValidationError` `fx_insufficient_funds`."""
         body = {
             "quote_id": quote_id,
             "sell_account_id": sell_account_id,
