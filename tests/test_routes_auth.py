@@ -40,6 +40,8 @@ _PREFIXES = {
     "quote_id": "fxq",
     "entry_id": "aud",
     "checkpoint_id": "ckp",
+    "endpoint_id": "whe",
+    "event_id": "evt",
 }
 
 

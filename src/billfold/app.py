@@ -26,6 +26,7 @@ from billfold import __version__
 from billfold.audit.audit import AuditService
 from billfold.audit.context import AuditSourceMiddleware
 from billfold.audit.router import router as audit_router
+from billfold.events.router import router as events_router
 from billfold.flows.approvals import approval_executors
 from billfold.fx.router import install_fx
 from billfold.fx.router import router as fx_router
@@ -62,6 +63,7 @@ from billfold.migrations import upgrade
 from billfold.payments.fees.router import router as fees_router
 from billfold.privacy.masking import mask_pii_processor
 from billfold.privacy.router import router as privacy_router
+from billfold.worker import running_worker
 
 __all__ = ["create_app"]
 
@@ -209,12 +211,27 @@ async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, L
     )
     ledger = Ledger.from_settings(settings)
     await ledger.open()
-    ledger.start_expiry(interval_s=settings.ledger_expiry_interval_s)
+    if settings.embedded_worker:  # else `billfold worker` sweeps expiries
+        ledger.start_expiry(interval_s=settings.ledger_expiry_interval_s)
     app.state.ledger = ledger
     # Four-eyes approvals of ledger actions execute through the ledger facade.
     app.state.approval_executors = approval_executors(ledger)
     app.state.audit = AuditService.from_settings(app.state.unit_of_work, settings)
     return engine, ledger
+
+
+@asynccontextmanager
+async def _embedded_worker(app: FastAPI, settings: Settings, ledger: Ledger) -> AsyncIterator[None]:
+    """The worker's loops in this process (`BILLFOLD_EMBEDDED_WORKER`, on by default), so
+    `billfold serve` alone delivers events; expiry and purge run above in either case."""
+    if not settings.embedded_worker:
+        yield
+        return
+    async with running_worker(
+        settings, unit_of_work=app.state.unit_of_work, ledger=ledger, scheduled=False
+    ) as worker:
+        app.state.worker = worker
+        yield
 
 
 def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
@@ -224,7 +241,10 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
         try:
             async with (
                 _rate_limiter(settings) as limiter,
-                _background(app.state.idempotency, settings.idempotency_purge_interval_s),
+                _background(app.state.idempotency, settings.idempotency_purge_interval_s)
+                if settings.embedded_worker
+                else contextlib.nullcontext(),
+                _embedded_worker(app, settings, ledger),
                 app.state.audit.checkpointing(interval_s=settings.audit_checkpoint_interval_s),
             ):
                 policy = CredentialRateLimit(
@@ -278,6 +298,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     app.state.keyring = keyring_from_settings(settings)  # the keystore opens on first use
+    app.state.settings = settings
     install_auth(app, authenticator=authenticate)  # the rate limit: in the lifespan
     _mount_middleware(app, settings)
     app.include_router(identity_router)
@@ -291,6 +312,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(privacy_router)
     app.include_router(audit_router)
     app.include_router(operator_audit_router)
+    app.include_router(events_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
     async def healthz() -> Health:

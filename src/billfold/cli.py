@@ -48,6 +48,8 @@ keys_app = typer.Typer(no_args_is_help=True, help="The key hierarchy: rotate, re
 app.add_typer(keys_app, name="keys")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
 app.add_typer(audit_app, name="audit")
+events_app = typer.Typer(no_args_is_help=True, help="Events: the outbox and webhook replays.")
+app.add_typer(events_app, name="events")
 console = Console()
 errors = Console(stderr=True)
 
@@ -99,6 +101,61 @@ def serve(
         log_config=None,
         access_log=False,
     )
+
+
+@app.command()
+def worker(
+    drain: Annotated[
+        bool, typer.Option("--drain", help="Deliver what is due now, then exit.")
+    ] = False,
+) -> None:
+    """Run the background worker: outbox dispatch (in-process, NATS, webhooks), inbound
+    notifications, pending-transfer expiry and idempotency-key purge. Several may run on
+    PostgreSQL; on SQLite run one, and set BILLFOLD_EMBEDDED_WORKER=false for `serve`."""
+    from billfold.worker import run_worker
+
+    settings = get_settings()
+    if parse_database_url(settings.database_url).kind == "sqlite":
+        from billfold.migrations import upgrade
+
+        upgrade(settings.database_url)
+    console.print(f"Billfold worker on [bold]{_describe(settings.database_url)}[/bold]")
+    try:
+        asyncio.run(run_worker(settings, drain=drain))
+    except KeyboardInterrupt:
+        errors.print("Worker stopped.")
+
+
+@events_app.command("replay")
+def events_replay(
+    event_id: Annotated[str, typer.Argument(help="The event's id, evt_….")],
+    tenant: Annotated[str, typer.Option(help="The tenant's id, ten_….")],
+    mode: Annotated[Mode, typer.Option(help="test or live.")] = Mode.TEST,
+    endpoint: Annotated[
+        str | None, typer.Option(help="Only to this endpoint, whe_… (default: every one).")
+    ] = None,
+) -> None:
+    """Deliver an event to webhook endpoints again (same webhook-id); the worker sends it."""
+    from billfold.events import service as events_service
+    from billfold.events.schemas import DELIVERY_ID_PREFIX, ENDPOINT_ID_PREFIX
+    from billfold.events.types import EVENT_ID_PREFIX
+    from billfold.identity.schemas import TENANT_ID_PREFIX
+    from billfold.kit.ids import format_id, parse_id
+
+    scope = events_service.Scope(tenant_id=parse_id(TENANT_ID_PREFIX, tenant), mode=mode)
+    ids = _in_unit_of_work(
+        lambda session, now_ns: events_service.replay_event(
+            session,
+            scope=scope,
+            event_id=parse_id(EVENT_ID_PREFIX, event_id),
+            endpoint_id=None if endpoint is None else parse_id(ENDPOINT_ID_PREFIX, endpoint),
+            now_ns=now_ns,
+        )
+    )
+    for identifier in ids:
+        typer.echo(f"delivery  {format_id(DELIVERY_ID_PREFIX, identifier)}")
+    if not ids:
+        errors.print("No enabled endpoint wants this event.")
 
 
 @db_app.command("upgrade")

@@ -176,4 +176,6 @@ def test_scopes_are_a_fixed_documented_set(scope: Scope) -> None:
         "pii:read",
         "pii:detokenize",
         "audit:read",
+        "events:read",
+        "webhooks:write",
     }

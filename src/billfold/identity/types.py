@@ -46,6 +46,10 @@ class Scope(StrEnum):
     """See personal data unmasked, export it, and erase it (crypto-shredding)."""
     PII_DETOKENIZE = "pii:detokenize"
     """Turn a token back into the card or account number; every use is audited."""
+    EVENTS_READ = "events:read"
+    """Read events, live event streams and webhook endpoints and deliveries."""
+    WEBHOOKS_WRITE = "webhooks:write"
+    """Create, change, rotate and delete webhook endpoints; replay events."""
 
 
 class TenantStatus(StrEnum):

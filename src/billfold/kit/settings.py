@@ -168,6 +168,62 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="Most entries one audit checkpoint covers (an inclusion proof reads them).",
     )
+    embedded_worker: bool = Field(
+        default=True,
+        description="`billfold serve` runs the worker (outbox dispatch, webhooks, expiries,"
+        " purges) in its own process; set false when `billfold worker` runs separately.",
+    )
+    nats_url: SecretStr | None = Field(
+        default=None, description="nats://… to publish events to JetStream; off if unset."
+    )
+    nats_stream: str = Field(default="BILLFOLD_EVENTS", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    nats_subject_prefix: str = Field(
+        default="billfold.events",
+        pattern=r"^[A-Za-z0-9_-]{1,32}(\.[A-Za-z0-9_-]{1,32}){0,3}$",
+        description="Subjects are <prefix>.<tenant>.<mode>.<type>; the stream takes <prefix>.>",
+    )
+    nats_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    events_batch_size_max: int = Field(
+        default=1000, ge=1, le=8190, description="Most events one dispatch round handles."
+    )
+    events_poll_interval_s: float = Field(
+        default=0.1, gt=0, le=60, description="How long an idle dispatcher waits before looking."
+    )
+    events_partitions_per_claim: int = Field(
+        default=16,
+        ge=1,
+        le=16,
+        description="Partitions (of 16) one worker claims per round; lower it to spread"
+        " the work of several workers.",
+    )
+    events_stream_poll_interval_s: float = Field(
+        default=0.5, gt=0, le=30, description="How often a live event stream looks for news."
+    )
+    events_stream_duration_max_s: float = Field(
+        default=300,
+        gt=0,
+        le=3600,
+        description="A live stream ends after this; the client resumes with Last-Event-ID.",
+    )
+    webhooks_allow_private: bool = Field(
+        default=False,
+        description="Development only: allow http:// and private, loopback or link-local"
+        " webhook targets.",
+    )
+    webhooks_timeout_s: float = Field(default=10.0, gt=0, le=30)
+    webhooks_concurrency: int = Field(default=32, ge=1, le=1024)
+    webhooks_batch_size_max: int = Field(default=256, ge=1, le=8190)
+    webhooks_lease_s: float = Field(
+        default=60, ge=1, le=3600, description="A claimed delivery's lease before a retry."
+    )
+    webhooks_response_max_bytes: int = Field(default=1024, ge=0, le=4096)
+    webhooks_secret_overlap_s: int = Field(
+        default=86_400,
+        ge=0,
+        le=30 * 86_400,
+        description="How long the previous secret keeps signing after a rotation.",
+    )
+    webhooks_endpoints_max: int = Field(default=20, ge=1, le=1000)
 
     gc_gen0_threshold: int = Field(
         default=50_000,

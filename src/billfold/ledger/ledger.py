@@ -292,6 +292,15 @@ class Ledger:
             raise HistoryNotKept(f"account {account_id} does not keep balance history")
         return account
 
+    async def transfers_after(self, *, after_timestamp: int, limit: int) -> list[Transfer]:
+        """Every tenant's transfers after `after_timestamp`, oldest first, `limit` at most:
+        the ledger's outbox, for the events worker (not for tenants: it is not scoped).
+        A transfer committed later always has a larger timestamp, so a tail that resumes
+        after the last timestamp it saw misses none."""
+        invariant(1 <= limit <= BATCH_SIZE_MAX, "pages are bounded")
+        async with self.repository.read() as reader:
+            return await reader.transfers_after(after_timestamp=after_timestamp, limit=limit)
+
     async def verify(self, *, grace_s: int) -> VerifyReport:
         async with self.repository.read() as reader:
             return await verify_ledger(reader, now_ns=self.clock.now_ns(), grace_s=grace_s)

@@ -115,6 +115,13 @@ class LedgerReader(Protocol):
 
     async def last_timestamp(self) -> int: ...
 
+    async def transfers_after(self, *, after_timestamp: int, limit: int) -> list[Transfer]:
+        """Up to `limit` transfers of every tenant timestamped after `after_timestamp`,
+        oldest first. Timestamps are assigned under the clock lock and increase in commit
+        order, so a reader that keeps the last timestamp it saw misses nothing: the
+        transfers table is the ledger's outbox (the events worker tails it)."""
+        ...
+
     def all_accounts(self, *, chunk_size: int) -> AsyncIterator[list[Account]]: ...
 
     def all_transfers(self, *, chunk_size: int) -> AsyncIterator[list[Transfer]]: ...

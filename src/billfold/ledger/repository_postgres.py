@@ -179,6 +179,15 @@ class _PostgresReader:
         )
         return int(value)
 
+    async def transfers_after(self, *, after_timestamp: int, limit: int) -> list[Transfer]:
+        rows = await self._connection.fetch(
+            f"SELECT {_TRANSFERS} FROM ledger_transfers WHERE timestamp > $1"
+            " ORDER BY timestamp LIMIT $2",
+            after_timestamp,
+            limit,
+        )
+        return [_transfer(row) for row in rows]
+
     async def all_accounts(self, *, chunk_size: int) -> AsyncIterator[list[Account]]:
         after = uuid.UUID(int=0)
         while True:

@@ -214,6 +214,15 @@ class _SqliteReader:
         rows = await self._fetch("SELECT last_timestamp FROM ledger_clock WHERE id = 1")
         return int(rows[0][0])
 
+    async def transfers_after(self, *, after_timestamp: int, limit: int) -> list[Transfer]:
+        rows = await self._fetch(
+            f"SELECT {_TRANSFERS} FROM ledger_transfers WHERE timestamp > ?"
+            " ORDER BY timestamp LIMIT ?",
+            after_timestamp,
+            limit,
+        )
+        return [_transfer(row) for row in rows]
+
     async def all_accounts(self, *, chunk_size: int) -> AsyncIterator[list[Account]]:
         after = ""
         while True:

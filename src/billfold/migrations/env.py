@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from billfold.audit import models as audit_models
+from billfold.events import models as events_models  # noqa: F401 (registers tables)
 from billfold.fx import models as fx_models  # noqa: F401 (registers tables)
 from billfold.identity import security_events
 from billfold.identity.models import metadata as identity_metadata

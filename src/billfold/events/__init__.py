@@ -1,0 +1,1 @@
+"""Events: transactional outbox, CloudEvents, NATS JetStream, signed webhooks, live streams."""

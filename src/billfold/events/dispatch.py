@@ -1,0 +1,276 @@
+"""The outbox dispatcher: the sequencer, then one cursor-driven loop per channel.
+
+**Sequencer.** Numbers committed outbox rows (`seq`) and copies new ledger transfers in as
+events, in one transaction under its cursor row's lock, so `seq` grows in commit order and
+the numbered log is always a prefix with no holes.
+
+**Channels.** Each channel (in-process subscribers, NATS JetStream, webhook fan-out) keeps
+one cursor per partition (`hash(aggregate) % 16`). A worker claims free partitions (`FOR
+UPDATE SKIP LOCKED` on PostgreSQL), reads their events after the cursor in `seq` order,
+delivers them, then moves the cursors. While it holds a partition no other worker delivers
+it, so one aggregate's events reach every channel in order, and no event goes twice to a
+channel from two workers at once.
+
+**At least once.** A worker that dies after delivering and before moving its cursor leaves
+the cursor where it was: the next one delivers those events again, with the same ids. That
+is the only duplicate; NATS drops it within its duplicate window (`Nats-Msg-Id`) and
+consumers drop it by event id. The webhook fan-out writes its deliveries in the cursor's
+transaction, so it happens exactly once.
+
+On SQLite one worker runs (the embedded default): the database has one writer anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.events import repository
+from billfold.events.ledger_events import TenantModes, transfer_event_row
+from billfold.events.models import EventCursor
+from billfold.events.types import EVENT_PARTITIONS, Event
+from billfold.kit.clock import Clock
+from billfold.kit.db import UnitOfWork
+from billfold.kit.errors import invariant
+from billfold.ledger.ledger import Ledger
+from billfold.ledger.types import Transfer
+
+__all__ = [
+    "Channel",
+    "ChannelDispatcher",
+    "InProcessBus",
+    "Sequencer",
+    "Subscriber",
+]
+
+log = structlog.get_logger(__name__)
+
+Subscriber = Callable[[Event], Awaitable[None]]
+
+
+class Channel(Protocol):
+    """A destination of events. `deliver` does the outside effect (publish, call
+    subscribers); `record` writes what the channel keeps in the database, in the same
+    transaction as the cursor that moves past the events."""
+
+    name: str
+
+    async def deliver(self, events: Sequence[Event]) -> None: ...
+
+    async def record(self, session: AsyncSession, events: Sequence[Event], now_ns: int) -> None: ...
+
+
+class InProcessBus:
+    """In-process subscribers: the embedded default channel. A subscriber that raises makes
+    the batch be delivered again (to every subscriber: they must be idempotent by id)."""
+
+    name = "inprocess"
+
+    def __init__(self, *, subscribers_max: int = 64) -> None:
+        self._subscribers: list[Subscriber] = []
+        self._subscribers_max = subscribers_max
+
+    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
+        """Add `subscriber`; returns a function that removes it."""
+        invariant(len(self._subscribers) < self._subscribers_max, "subscribers are bounded")
+        self._subscribers.append(subscriber)
+        return lambda: self._subscribers.remove(subscriber)
+
+    async def deliver(self, events: Sequence[Event]) -> None:
+        for event in events:
+            for subscriber in list(self._subscribers):
+                await subscriber(event)
+
+    async def record(self, session: AsyncSession, events: Sequence[Event], now_ns: int) -> None:
+        return None
+
+
+class Sequencer:
+    """Numbers the outbox and copies the ledger's new transfers into it."""
+
+    def __init__(
+        self, unit_of_work: UnitOfWork, ledger: Ledger, *, clock: Clock, batch_size_max: int
+    ) -> None:
+        self._unit_of_work = unit_of_work
+        self._ledger = ledger
+        self._clock = clock
+        self._batch_size_max = batch_size_max
+        self._tenants = TenantModes()
+
+    async def prepare(self) -> None:
+        async with self._unit_of_work.begin() as session:
+            await repository.ensure_cursors(
+                session, channel=repository.SEQUENCER, partitions=1, now_ns=self._clock.now_ns()
+            )
+
+    async def run_once(self) -> int:
+        """One round; the number of events it numbered (0: nothing new, or another worker
+        holds the sequencer).
+
+        The ledger is read before the sequencer's transaction opens, and the copy is kept
+        only if the cursor has not moved meanwhile: on SQLite the ledger's reads share one
+        thread with its writer, which may be waiting for the write lock this transaction
+        would hold."""
+        async with self._unit_of_work.begin() as session:
+            position = await repository.sequencer_position(session)
+        transfers = await self._ledger.transfers_after(
+            after_timestamp=position, limit=self._batch_size_max
+        )
+        async with self._unit_of_work.begin() as session:
+            cursor = await repository.lock_sequencer(session)
+            if cursor is None:
+                return 0
+            seq = await repository.last_seq(session)
+            pending = await repository.unsequenced_ids(session, limit=self._batch_size_max)
+            numbered = [(identifier, seq + 1 + i) for i, identifier in enumerate(pending)]
+            await repository.assign_seqs(session, numbered)
+            seq += len(numbered)
+            if not transfers or cursor.position != position:
+                return len(numbered)
+            rows = await self._transfer_rows(session, transfers, seq)
+            await repository.insert_events(session, rows)
+            cursor.position = transfers[-1].timestamp
+            cursor.updated_at = self._clock.now_ns()
+            return len(numbered) + len(rows)
+
+    async def _transfer_rows(
+        self, session: AsyncSession, transfers: Sequence[Transfer], last_seq: int
+    ) -> list[dict[str, Any]]:
+        owners = await self._tenants.resolve(session, {t.tenant_id for t in transfers})
+        rows = []
+        for transfer in transfers:
+            owner = owners.get(transfer.tenant_id)
+            if owner is not None:
+                last_seq += 1
+                rows.append(
+                    transfer_event_row(
+                        transfer, tenant_id=owner.tenant_id, mode=owner.mode, seq=last_seq
+                    )
+                )
+        return rows
+
+
+class ChannelDispatcher:
+    """Delivers the log to one channel, a batch of claimed partitions at a time."""
+
+    def __init__(
+        self,
+        unit_of_work: UnitOfWork,
+        channel: Channel,
+        *,
+        clock: Clock,
+        batch_size_max: int,
+        partitions_per_claim: int,
+        row_locks: bool,
+    ) -> None:
+        invariant(1 <= partitions_per_claim <= EVENT_PARTITIONS, "claims are bounded")
+        self._unit_of_work = unit_of_work
+        self.channel = channel
+        self._clock = clock
+        self._batch_size_max = batch_size_max
+        self._partitions_per_claim = partitions_per_claim
+        self._row_locks = row_locks
+        self._pending: list[Event] = []
+
+    async def prepare(self) -> None:
+        async with self._unit_of_work.begin() as session:
+            await repository.ensure_cursors(
+                session,
+                channel=self.channel.name,
+                partitions=EVENT_PARTITIONS,
+                now_ns=self._clock.now_ns(),
+            )
+
+    async def run_once(self) -> int:
+        """Deliver one batch; the number of events read (some may have been delivered
+        already by an earlier claim of their partition, and are skipped)."""
+        if self._row_locks:
+            async with self._unit_of_work.begin() as session:
+                claimed, scanned = await self._read(session)
+                if not scanned:
+                    return 0
+                await self._deliver(claimed, scanned)
+                await self._advance(session, claimed, scanned)
+            return len(scanned)
+        # SQLite: a transaction takes the database's only write lock, so the outside
+        # delivery happens between two short ones (one worker runs on SQLite).
+        async with self._unit_of_work.begin() as session:
+            claimed, scanned = await self._read(session)
+            positions = {cursor.partition: cursor.position for cursor in claimed}
+        if not scanned:
+            return 0
+        await self._deliver(claimed, scanned)
+        async with self._unit_of_work.begin() as session:
+            current = await repository.claim_cursors(
+                session, channel=self.channel.name, limit=EVENT_PARTITIONS, offset=0, lock=False
+            )
+            still = [c for c in current if positions.get(c.partition) == c.position]
+            await self._advance(session, still, scanned)
+        return len(scanned)
+
+    async def _read(self, session: AsyncSession) -> tuple[list[EventCursor], list[Event]]:
+        claimed = await repository.claim_cursors(
+            session,
+            channel=self.channel.name,
+            limit=self._partitions_per_claim,
+            offset=random.randrange(EVENT_PARTITIONS),
+            lock=self._row_locks,
+        )
+        if not claimed:
+            return [], []
+        low = min(cursor.position for cursor in claimed)
+        scanned = await repository.events_after(
+            session,
+            partitions=[cursor.partition for cursor in claimed],
+            after_seq=low,
+            limit=self._batch_size_max,
+        )
+        return claimed, scanned
+
+    async def _deliver(self, claimed: Sequence[EventCursor], scanned: Sequence[Event]) -> None:
+        positions = {cursor.partition: cursor.position for cursor in claimed}
+        self._pending = [e for e in scanned if e.seq > positions[e.partition]]
+        if self._pending:
+            await self.channel.deliver(self._pending)
+
+    async def _advance(
+        self, session: AsyncSession, claimed: Sequence[EventCursor], scanned: Sequence[Event]
+    ) -> None:
+        """Every claimed partition has now seen all its events up to the last one read (the
+        numbered log has no holes), so each cursor moves there."""
+        if self._pending:
+            await self.channel.record(session, self._pending, self._clock.now_ns())
+        last = scanned[-1].seq
+        now_ns = self._clock.now_ns()
+        for cursor in claimed:
+            if cursor.position < last:
+                cursor.position = last
+                cursor.updated_at = now_ns
+
+
+async def run_forever(
+    name: str, step: Callable[[], Awaitable[int]], *, idle_s: float, wake: asyncio.Event | None
+) -> None:
+    """Call `step` again at once while it finds work; otherwise wait `idle_s` (or until
+    woken). An error is logged and retried after the wait: a crash would stop delivery."""
+    while True:
+        try:
+            done = await step()
+        except Exception:
+            log.exception("events.step_failed", loop=name)
+            done = 0
+        if done:
+            await asyncio.sleep(0)  # let the other loops in
+            continue
+        if wake is None:
+            await asyncio.sleep(idle_s)
+            continue
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), idle_s)

@@ -1,0 +1,43 @@
+"""Errors of the events domain, rendered as problem+json.
+
+BillfoldError
+├── NotFound
+│   ├── EventNotFound            event_not_found
+│   └── WebhookEndpointNotFound  webhook_endpoint_not_found
+└── ValidationFailed
+    ├── UnsafeWebhookUrl         unsafe_webhook_url   (billfold.events.ssrf)
+    ├── InvalidEventFilter       invalid_event_filter
+    ├── TooManyWebhookEndpoints  too_many_webhook_endpoints
+    └── InvalidInbound           invalid_inbound_event (billfold.events.inbound)
+"""
+
+from __future__ import annotations
+
+from billfold.kit.errors import NotFound, ValidationFailed
+
+__all__ = [
+    "EventNotFound",
+    "InvalidEventFilter",
+    "TooManyWebhookEndpoints",
+    "WebhookEndpointNotFound",
+]
+
+
+class EventNotFound(NotFound):
+    code = "event_not_found"
+    title = "No such event"
+
+
+class WebhookEndpointNotFound(NotFound):
+    code = "webhook_endpoint_not_found"
+    title = "No such webhook endpoint"
+
+
+class InvalidEventFilter(ValidationFailed):
+    code = "invalid_event_filter"
+    title = "Invalid event type filter"
+
+
+class TooManyWebhookEndpoints(ValidationFailed):
+    code = "too_many_webhook_endpoints"
+    title = "Too many webhook endpoints"

@@ -1,0 +1,174 @@
+"""Inbound notifications (a provider telling us a payment settled, …): stored first, then
+processed by the worker, once.
+
+The receiving route authenticates the sender, then calls `store_inbound` in its unit of
+work and answers 2xx: a resend of the same (source, external id) is stored once. The
+worker claims due notifications and runs the handler registered for their source in the
+same transaction that marks them processed, so a handler's database effects happen
+exactly once. A handler that raises is retried on the webhook schedule, then `failed`.
+
+    registry.register("sandbox-psp", handle_sandbox_notification)
+    async def handle_sandbox_notification(session, payload): ...
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.events import repository
+from billfold.events.models import InboundEvent
+from billfold.events.webhooks import next_delay_s
+from billfold.kit.clock import NANOSECONDS_PER_SECOND, Clock
+from billfold.kit.db import UnitOfWork
+from billfold.kit.errors import ValidationFailed
+from billfold.kit.ids import new_id
+
+__all__ = [
+    "InboundHandler",
+    "InboundProcessor",
+    "InboundRegistry",
+    "InvalidInbound",
+    "StoredInbound",
+    "store_inbound",
+]
+
+log = structlog.get_logger(__name__)
+
+InboundHandler = Callable[[AsyncSession, Mapping[str, Any]], Awaitable[None]]
+SOURCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+EXTERNAL_ID_LENGTH_MAX = 255
+ERROR_LENGTH_MAX = 1024
+
+
+class InvalidInbound(ValidationFailed):
+    code = "invalid_inbound_event"
+    title = "Invalid inbound notification"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInbound:
+    id: Any
+    duplicate: bool
+    """True when this (source, external id) had been stored before."""
+
+
+async def store_inbound(
+    session: AsyncSession,
+    *,
+    source: str,
+    external_id: str,
+    payload: Mapping[str, Any],
+    now_ns: int,
+) -> StoredInbound:
+    """Store a notification for the worker; a second copy of it changes nothing."""
+    if not SOURCE_PATTERN.match(source):
+        raise InvalidInbound("a source is 1-64 lowercase letters, digits, '.', '_' or '-'")
+    if not external_id or len(external_id) > EXTERNAL_ID_LENGTH_MAX:
+        raise InvalidInbound(f"an external id is 1-{EXTERNAL_ID_LENGTH_MAX} characters")
+    existing = await repository.inbound_by_external_id(
+        session, source=source, external_id=external_id
+    )
+    if existing is not None:
+        return StoredInbound(id=existing.id, duplicate=True)
+    row = InboundEvent(
+        id=new_id(),
+        source=source,
+        external_id=external_id,
+        payload=dict(payload),
+        status="received",
+        attempts=0,
+        next_attempt_at=now_ns,
+        last_error=None,
+        received_at=now_ns,
+        processed_at=None,
+    )
+    session.add(row)
+    await session.flush()
+    return StoredInbound(id=row.id, duplicate=False)
+
+
+class InboundRegistry:
+    """One handler per source."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, InboundHandler] = {}
+
+    def register(self, source: str, handler: InboundHandler) -> None:
+        if not SOURCE_PATTERN.match(source):
+            raise ValueError(f"invalid inbound source {source!r}")
+        if source in self._handlers:
+            raise ValueError(f"a handler for {source!r} is registered already")
+        self._handlers[source] = handler
+
+    def handler(self, source: str) -> InboundHandler | None:
+        return self._handlers.get(source)
+
+
+class InboundProcessor:
+    """Processes due notifications one at a time, each in its own transaction."""
+
+    def __init__(
+        self,
+        unit_of_work: UnitOfWork,
+        registry: InboundRegistry,
+        *,
+        clock: Clock,
+        row_locks: bool,
+        batch_size_max: int,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._unit_of_work = unit_of_work
+        self._registry = registry
+        self._clock = clock
+        self._row_locks = row_locks
+        self._batch_size_max = batch_size_max
+        self._rng = rng or random.Random()
+
+    async def run_once(self) -> int:
+        done = 0
+        for _ in range(self._batch_size_max):
+            if not await self._process_one():
+                break
+            done += 1
+        return done
+
+    async def _process_one(self) -> bool:
+        now_ns = self._clock.now_ns()
+        async with self._unit_of_work.begin() as session:
+            claimed = await repository.claim_due_inbound(
+                session, now_ns=now_ns, limit=1, lock=self._row_locks
+            )
+            if not claimed:
+                return False
+            row = claimed[0]
+            handler = self._registry.handler(row.source)
+            error: str | None = None
+            if handler is None:
+                error = f"no handler is registered for source {row.source!r}"
+            else:
+                try:
+                    async with session.begin_nested():  # the handler's writes, or none
+                        await handler(session, row.payload)
+                except Exception as failure:
+                    log.exception("events.inbound_failed", source=row.source)
+                    error = f"{type(failure).__name__}: {failure}"
+            row.attempts += 1
+            if error is None:
+                row.status = "processed"
+                row.processed_at = now_ns
+                row.last_error = None
+                return True
+            row.last_error = error[:ERROR_LENGTH_MAX]
+            delay = next_delay_s(row.attempts, self._rng)
+            if delay is None:
+                row.status = "failed"
+            else:
+                row.next_attempt_at = now_ns + int(delay * NANOSECONDS_PER_SECOND)
+            return True

@@ -1,0 +1,135 @@
+"""Ledger transfers as events.
+
+The ledger does not write the outbox: its transfers table already is an append-only log
+whose timestamps increase in commit order. The worker's sequencer tails it
+(`Ledger.transfers_after`) and turns each transfer into one event with an id derived from
+the transfer id, so copying a transfer twice yields the same event.
+
+| transfer | type | aggregate |
+|---|---|---|
+| single-phase | `com.billfold.transfer.posted.v1` | the transfer |
+| pending | `com.billfold.transfer.pending.v1` | the transfer |
+| post of a pending | `com.billfold.transfer.posted.v1` | the pending transfer |
+| void of a pending | `com.billfold.transfer.voided.v1` | the pending transfer |
+| void by timeout | `com.billfold.transfer.expired.v1` | the pending transfer |
+
+A pending transfer and its resolution share an aggregate, so they arrive in order.
+
+The ledger keys data by `ledger_tenant_id`, a UUIDv5 of (tenant, mode); `TenantModes` maps
+it back to the public tenant and mode through identity's tenants.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.events.types import partition_of
+from billfold.identity.models import Tenant
+from billfold.kit.auth import LEDGER_TENANT_NAMESPACE, Mode
+from billfold.kit.ids import format_id
+from billfold.ledger.types import Transfer, TransferFlags
+
+__all__ = [
+    "TRANSFER_EVENT_NAMESPACE",
+    "TenantModes",
+    "transfer_event_id",
+    "transfer_event_row",
+    "transfer_event_type",
+]
+
+TRANSFER_EVENT_NAMESPACE = uuid.UUID("0b6a4c52-3f0e-4d7b-9a51-6c2e8f1d4a90")
+"""Fixed forever: event ids of transfers are derived under it."""
+
+
+def transfer_event_id(transfer_id: uuid.UUID) -> uuid.UUID:
+    """The id of the one event a transfer produces."""
+    return uuid.uuid5(TRANSFER_EVENT_NAMESPACE, transfer_id.hex)
+
+
+_PENDING = int(TransferFlags.PENDING)  # plain ints: IntFlag arithmetic is slow per transfer
+_VOID_PENDING = int(TransferFlags.VOID_PENDING)
+_EXPIRY = int(TransferFlags.EXPIRY)
+
+
+def transfer_event_type(flags: int) -> str:
+    flags = int(flags)
+    if flags & _PENDING:
+        return "com.billfold.transfer.pending.v1"
+    if flags & _VOID_PENDING:
+        if flags & _EXPIRY:
+            return "com.billfold.transfer.expired.v1"
+        return "com.billfold.transfer.voided.v1"
+    return "com.billfold.transfer.posted.v1"
+
+
+def transfer_data(transfer: Transfer) -> dict[str, Any]:
+    """The payload of every transfer event: the transfer as the API shows it."""
+    return {
+        "id": format_id("txf", transfer.id),
+        "debit_account_id": format_id("acc", transfer.debit_account_id),
+        "credit_account_id": format_id("acc", transfer.credit_account_id),
+        "amount": str(transfer.amount),
+        "ledger": transfer.ledger,
+        "code": transfer.code,
+        "flags": int(transfer.flags),
+        "pending_id": None
+        if transfer.pending_id is None
+        else format_id("txf", transfer.pending_id),
+        "timeout_s": transfer.timeout_s,
+        "user_data": transfer.user_data,
+        "timestamp": transfer.timestamp,
+        "expires_at": transfer.expires_at,
+    }
+
+
+def transfer_event_row(
+    transfer: Transfer, *, tenant_id: uuid.UUID, mode: Mode, seq: int
+) -> dict[str, Any]:
+    """The `events_outbox` row of a transfer, numbered `seq`."""
+    aggregate = transfer.pending_id if transfer.pending_id is not None else transfer.id
+    return {
+        "id": transfer_event_id(transfer.id),
+        "tenant_id": tenant_id,
+        "mode": mode.value,
+        "type": transfer_event_type(transfer.flags),
+        "subject": format_id("txf", transfer.id),
+        "aggregate_id": aggregate,
+        "partition": partition_of(aggregate),
+        "data": transfer_data(transfer),
+        "occurred_at": transfer.timestamp,
+        "seq": seq,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class TenantMode:
+    tenant_id: uuid.UUID
+    mode: Mode
+
+
+class TenantModes:
+    """Maps ledger tenant ids back to (tenant, mode). Identity's tenants are reloaded when
+    a batch names one not yet known; a ledger tenant that matches no identity tenant (a
+    ledger used without identity) has no public tenant and its transfers make no event."""
+
+    def __init__(self) -> None:
+        self._known: dict[uuid.UUID, TenantMode] = {}
+
+    async def resolve(
+        self, session: AsyncSession, ledger_tenant_ids: set[uuid.UUID]
+    ) -> dict[uuid.UUID, TenantMode]:
+        if not ledger_tenant_ids <= self._known.keys():
+            await self._load(session)
+        return {i: self._known[i] for i in ledger_tenant_ids if i in self._known}
+
+    async def _load(self, session: AsyncSession) -> None:
+        tenant_ids = (await session.scalars(select(Tenant.id))).all()
+        for tenant_id in tenant_ids:
+            for mode in Mode:
+                key = uuid.uuid5(LEDGER_TENANT_NAMESPACE, f"{tenant_id}:{mode.value}")
+                self._known[key] = TenantMode(tenant_id, mode)

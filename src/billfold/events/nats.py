@@ -1,0 +1,188 @@
+"""NATS JetStream: the channel that publishes events, and an idempotent durable consumer.
+
+Subjects: `billfold.events.<tenant>.<mode>.<type without "com.billfold.">` (the prefix is
+`BILLFOLD_NATS_SUBJECT_PREFIX`), e.g.
+`billfold.events.ten_0192….test.transfer.posted.v1`, all in one stream (`BILLFOLD_EVENTS`
+by default) that the channel creates when missing. A subscriber picks a tenant and mode, a
+type or a family with wildcards (`billfold.events.ten_….live.transfer.>`).
+
+Each message is the CloudEvents JSON with header `Nats-Msg-Id` set to the event id, so the
+server drops a re-publish within its duplicate window; `IdempotentConsumer` drops older
+duplicates by event id too. Events of one aggregate are published in order, and the
+channel waits for every acknowledgement before its cursor moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
+from nats.js.errors import NotFoundError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.events.types import EVENT_ID_PREFIX, Event, cloudevent_json
+from billfold.kit.auth import TENANT_ID_PREFIX
+from billfold.kit.ids import format_id
+
+__all__ = [
+    "SUBJECT_ROOT",
+    "IdempotentConsumer",
+    "NatsChannel",
+    "connect",
+    "subject_of",
+]
+
+SUBJECT_ROOT = "billfold.events"
+_TYPE_PREFIX = "com.billfold."
+DUPLICATE_WINDOW_S = 120.0
+PUBLISH_WINDOW = 500
+"""Most publishes awaiting their acknowledgement at once (the client stalls beyond 4,000)."""
+
+
+def subject_of(event: Event, *, prefix: str = SUBJECT_ROOT) -> str:
+    kind = event.type.removeprefix(_TYPE_PREFIX)
+    return f"{prefix}.{format_id(TENANT_ID_PREFIX, event.tenant_id)}.{event.mode}.{kind}"
+
+
+async def connect(url: str, *, timeout_s: float) -> Client:
+    return await nats.connect(
+        url, connect_timeout=timeout_s, max_reconnect_attempts=-1, allow_reconnect=True
+    )
+
+
+async def ensure_stream(js: JetStreamContext, *, stream: str, prefix: str) -> None:
+    try:
+        await js.stream_info(stream)
+    except NotFoundError:
+        await js.add_stream(
+            StreamConfig(
+                name=stream,
+                subjects=[f"{prefix}.>"],
+                duplicate_window=DUPLICATE_WINDOW_S,
+            )
+        )
+
+
+class NatsChannel:
+    """The `nats` channel: publishes each event to JetStream, in order, and awaits acks."""
+
+    name = "nats"
+
+    def __init__(self, url: str, *, stream: str, prefix: str, timeout_s: float) -> None:
+        self._url = url
+        self._stream = stream
+        self._prefix = prefix
+        self._timeout_s = timeout_s
+        self._client: Client | None = None
+        self._js: JetStreamContext | None = None
+        self.published = 0
+
+    async def open(self) -> None:
+        self._client = await connect(self._url, timeout_s=self._timeout_s)
+        self._js = self._client.jetstream(timeout=self._timeout_s)
+        await ensure_stream(self._js, stream=self._stream, prefix=self._prefix)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.drain()
+            self._client = self._js = None
+
+    async def deliver(self, events: Sequence[Event]) -> None:
+        if self._js is None:
+            await self.open()
+        assert self._js is not None
+        for start in range(0, len(events), PUBLISH_WINDOW):
+            await self._publish(events[start : start + PUBLISH_WINDOW])
+            self.published += len(events[start : start + PUBLISH_WINDOW])
+
+    async def _publish(self, events: Sequence[Event]) -> None:
+        assert self._js is not None
+        acks = []
+        for event in events:  # published in order on one connection: stored in order
+            acks.append(
+                await self._js.publish_async(
+                    subject_of(event, prefix=self._prefix),
+                    cloudevent_json(event),
+                    headers={
+                        "Nats-Msg-Id": format_id(EVENT_ID_PREFIX, event.id),
+                        "Content-Type": "application/cloudevents+json",
+                    },
+                    wait_stall=self._timeout_s,
+                )
+            )
+        await asyncio.wait_for(asyncio.gather(*acks), self._timeout_s)
+
+    async def record(self, session: AsyncSession, events: Sequence[Event], now_ns: int) -> None:
+        return None
+
+
+Handler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class IdempotentConsumer:
+    """A durable pull consumer that hands each event id to `handler` once (it remembers the
+    last `seen_max` ids) and acknowledges after the handler returns: a handler that raises
+    gets the message again (at least once, never twice in a row for one id)."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        stream: str,
+        durable: str,
+        subject: str,
+        seen_max: int = 100_000,
+    ) -> None:
+        self._js = js
+        self._stream = stream
+        self._durable = durable
+        self._subject = subject
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen_max = seen_max
+        self._subscription: JetStreamContext.PullSubscription | None = None
+        self.duplicates = 0
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        if self._subscription is None:
+            self._subscription = await self._js.pull_subscribe(
+                self._subject,
+                durable=self._durable,
+                stream=self._stream,
+                config=ConsumerConfig(
+                    ack_policy=AckPolicy.EXPLICIT,
+                    deliver_policy=DeliverPolicy.ALL,
+                ),
+            )
+        return self._subscription
+
+    async def poll(self, handler: Handler, *, batch: int = 100, timeout_s: float = 1.0) -> int:
+        """Fetch up to `batch` messages and handle them in order; the number handled."""
+        subscription = await self._subscribe()
+        try:
+            messages = await subscription.fetch(batch, timeout=timeout_s)
+        except TimeoutError:
+            return 0
+        handled = 0
+        for message in messages:
+            envelope = json.loads(message.data)
+            event_id = str(envelope["id"])
+            if event_id in self._seen:
+                self.duplicates += 1
+            else:
+                await handler(envelope)
+                self._remember(event_id)
+                handled += 1
+            await message.ack()
+        return handled
+
+    def _remember(self, event_id: str) -> None:
+        self._seen[event_id] = None
+        while len(self._seen) > self._seen_max:
+            self._seen.popitem(last=False)

@@ -1,0 +1,175 @@
+"""The events API's request and response models."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from billfold.events.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from billfold.events.service import DESCRIPTION_LENGTH_MAX, EVENT_TYPES_FILTER_MAX
+from billfold.events.ssrf import URL_LENGTH_MAX
+from billfold.events.types import EVENT_ID_PREFIX, Event, cloudevent
+from billfold.kit.ids import format_id
+
+__all__ = [
+    "DELIVERY_ID_PREFIX",
+    "ENDPOINT_ID_PREFIX",
+    "DeliveryPage",
+    "EndpointCreateRequest",
+    "EndpointPage",
+    "EndpointResponse",
+    "EndpointUpdateRequest",
+    "EventPage",
+    "EventResponse",
+    "ReplayRequest",
+    "ReplayResponse",
+]
+
+ENDPOINT_ID_PREFIX = "whe"
+DELIVERY_ID_PREFIX = "whd"
+_STRICT = ConfigDict(extra="forbid")
+
+EventTypes = list[str]
+
+
+class EndpointCreateRequest(BaseModel):
+    model_config = _STRICT
+    url: str = Field(min_length=1, max_length=URL_LENGTH_MAX)
+    description: str = Field(default="", max_length=DESCRIPTION_LENGTH_MAX)
+    event_types: EventTypes = Field(
+        default_factory=list,
+        max_length=EVENT_TYPES_FILTER_MAX,
+        description="Types to deliver (com.billfold.transfer.posted.v1, …); empty: all.",
+    )
+
+
+class EndpointUpdateRequest(BaseModel):
+    model_config = _STRICT
+    url: str | None = Field(default=None, min_length=1, max_length=URL_LENGTH_MAX)
+    description: str | None = Field(default=None, max_length=DESCRIPTION_LENGTH_MAX)
+    event_types: EventTypes | None = Field(default=None, max_length=EVENT_TYPES_FILTER_MAX)
+    status: Literal["enabled", "disabled"] | None = None
+
+
+class EndpointResponse(BaseModel):
+    id: str
+    url: str
+    description: str
+    event_types: list[str]
+    status: str
+    disabled_reason: str | None
+    created_at: int
+    updated_at: int
+    previous_secret_expires_at: int | None = Field(
+        description="While set and in the future, deliveries are signed with both secrets."
+    )
+    secret: str | None = Field(
+        default=None, description="The signing secret (whsec_…): shown on create and rotate only."
+    )
+
+    @classmethod
+    def of(cls, endpoint: WebhookEndpoint, *, show_secret: bool = False) -> EndpointResponse:
+        return cls(
+            id=format_id(ENDPOINT_ID_PREFIX, endpoint.id),
+            url=endpoint.url,
+            description=endpoint.description,
+            event_types=list(endpoint.event_types),
+            status=endpoint.status,
+            disabled_reason=endpoint.disabled_reason,
+            created_at=endpoint.created_at,
+            updated_at=endpoint.updated_at,
+            previous_secret_expires_at=endpoint.previous_secret_expires_at,
+            secret=endpoint.secret if show_secret else None,
+        )
+
+
+class EndpointPage(BaseModel):
+    items: list[EndpointResponse]
+    next_cursor: str | None
+
+
+class AttemptResponse(BaseModel):
+    attempted_at: int
+    status_code: int | None
+    error: str | None
+    response_body: str | None = Field(description="The start of the response, truncated.")
+    duration_ms: int
+
+    @classmethod
+    def of(cls, attempt: WebhookAttempt) -> AttemptResponse:
+        return cls(
+            attempted_at=attempt.attempted_at,
+            status_code=attempt.status_code,
+            error=attempt.error,
+            response_body=attempt.response_body,
+            duration_ms=attempt.duration_ms,
+        )
+
+
+class DeliveryResponse(BaseModel):
+    id: str
+    event_id: str
+    status: str = Field(description="pending, succeeded or dead (dead-lettered).")
+    attempts: int
+    next_attempt_at: int | None
+    last_status_code: int | None
+    replay: bool
+    created_at: int
+    completed_at: int | None
+    attempt_log: list[AttemptResponse]
+
+    @classmethod
+    def of(cls, delivery: WebhookDelivery, attempts: list[WebhookAttempt]) -> DeliveryResponse:
+        return cls(
+            id=format_id(DELIVERY_ID_PREFIX, delivery.id),
+            event_id=format_id(EVENT_ID_PREFIX, delivery.event_id),
+            status=delivery.status,
+            attempts=delivery.attempts,
+            next_attempt_at=delivery.next_attempt_at if delivery.status == "pending" else None,
+            last_status_code=delivery.last_status_code,
+            replay=bool(delivery.replay),
+            created_at=delivery.created_at,
+            completed_at=delivery.completed_at,
+            attempt_log=[AttemptResponse.of(a) for a in attempts],
+        )
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryResponse]
+    next_cursor: str | None
+
+
+class EventResponse(BaseModel):
+    """A CloudEvents 1.0 event, as every channel carries it."""
+
+    model_config = ConfigDict(extra="allow")
+    specversion: str
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: str
+    datacontenttype: str
+    sequence: str
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: Event) -> EventResponse:
+        return cls.model_validate(cloudevent(event))
+
+
+class EventPage(BaseModel):
+    items: list[EventResponse]
+    next_cursor: str | None
+
+
+class ReplayRequest(BaseModel):
+    model_config = _STRICT
+    endpoint_id: str | None = Field(
+        default=None, description="Replay to this endpoint only (whe_…); default: every one."
+    )
+
+
+class ReplayResponse(BaseModel):
+    delivery_ids: list[str]

@@ -1,0 +1,210 @@
+"""Decisions about webhook endpoints, events and replays. Never commits: the caller's
+unit of work does. Every function is scoped to one (tenant, mode)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.events import repository
+from billfold.events.errors import (
+    EventNotFound,
+    InvalidEventFilter,
+    TooManyWebhookEndpoints,
+    WebhookEndpointNotFound,
+)
+from billfold.events.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from billfold.events.ssrf import resolve_target
+from billfold.events.types import EVENT_TYPE_PATTERN, TYPE_LENGTH_MAX, Event
+from billfold.events.webhooks import delivery_row, endpoint_wants, new_secret
+from billfold.kit.auth import Mode
+from billfold.kit.clock import NANOSECONDS_PER_SECOND
+from billfold.kit.ids import new_id
+
+__all__ = [
+    "EVENT_TYPES_FILTER_MAX",
+    "EndpointChange",
+    "create_endpoint",
+    "delete_endpoint",
+    "get_endpoint",
+    "get_event",
+    "replay_event",
+    "rotate_secret",
+    "update_endpoint",
+]
+
+EVENT_TYPES_FILTER_MAX = 64
+DESCRIPTION_LENGTH_MAX = 256
+_TYPE = re.compile(EVENT_TYPE_PATTERN)
+_TYPE_FAMILY = re.compile(r"^com\.billfold\.[a-z_]+(\.[a-z_]+)*\.v[0-9]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Whose endpoints and events: a tenant in one mode."""
+
+    tenant_id: uuid.UUID
+    mode: Mode
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointChange:
+    url: str | None = None
+    description: str | None = None
+    event_types: Sequence[str] | None = None
+    enabled: bool | None = None
+
+
+def checked_event_types(event_types: Sequence[str]) -> list[str]:
+    if len(event_types) > EVENT_TYPES_FILTER_MAX:
+        raise InvalidEventFilter(f"at most {EVENT_TYPES_FILTER_MAX} event types")
+    for event_type in event_types:
+        if len(event_type) > TYPE_LENGTH_MAX or not _TYPE.match(event_type):
+            raise InvalidEventFilter(
+                f"{event_type[:TYPE_LENGTH_MAX]!r} is not an event type"
+                " (com.billfold.<object>.<what>.v<N>)"
+            )
+    return sorted(set(event_types))
+
+
+async def create_endpoint(
+    session: AsyncSession,
+    *,
+    scope: Scope,
+    url: str,
+    description: str,
+    event_types: Sequence[str],
+    allow_private: bool,
+    endpoints_max: int,
+    now_ns: int,
+) -> WebhookEndpoint:
+    """A new enabled endpoint with a fresh secret (the caller shows it once)."""
+    types = checked_event_types(event_types)
+    await resolve_target(url, allow_private=allow_private)
+    existing = await repository.endpoints_page(
+        session, tenant_id=scope.tenant_id, mode=scope.mode.value, after=None, limit=endpoints_max
+    )
+    if len(existing) >= endpoints_max:
+        raise TooManyWebhookEndpoints(f"a tenant has at most {endpoints_max} endpoints per mode")
+    endpoint = WebhookEndpoint(
+        id=new_id(),
+        tenant_id=scope.tenant_id,
+        mode=scope.mode.value,
+        url=url,
+        description=description,
+        event_types=types,
+        status="enabled",
+        disabled_reason=None,
+        secret=new_secret(),
+        previous_secret=None,
+        previous_secret_expires_at=None,
+        created_at=now_ns,
+        updated_at=now_ns,
+    )
+    session.add(endpoint)
+    await session.flush()
+    return endpoint
+
+
+async def get_endpoint(
+    session: AsyncSession, *, scope: Scope, endpoint_id: uuid.UUID
+) -> WebhookEndpoint:
+    found = await repository.endpoint(
+        session, tenant_id=scope.tenant_id, mode=scope.mode.value, endpoint_id=endpoint_id
+    )
+    if found is None:
+        raise WebhookEndpointNotFound("no such webhook endpoint")
+    return found
+
+
+async def update_endpoint(
+    session: AsyncSession,
+    *,
+    scope: Scope,
+    endpoint_id: uuid.UUID,
+    change: EndpointChange,
+    allow_private: bool,
+    now_ns: int,
+) -> WebhookEndpoint:
+    endpoint = await get_endpoint(session, scope=scope, endpoint_id=endpoint_id)
+    if change.url is not None:
+        await resolve_target(change.url, allow_private=allow_private)
+        endpoint.url = change.url
+    if change.description is not None:
+        endpoint.description = change.description
+    if change.event_types is not None:
+        endpoint.event_types = checked_event_types(change.event_types)
+    if change.enabled is not None:
+        endpoint.status = "enabled" if change.enabled else "disabled"
+        endpoint.disabled_reason = None if change.enabled else "disabled by the tenant"
+    endpoint.updated_at = now_ns
+    await session.flush()
+    return endpoint
+
+
+async def rotate_secret(
+    session: AsyncSession, *, scope: Scope, endpoint_id: uuid.UUID, overlap_s: int, now_ns: int
+) -> WebhookEndpoint:
+    """A new secret; the current one keeps signing beside it for `overlap_s`."""
+    endpoint = await get_endpoint(session, scope=scope, endpoint_id=endpoint_id)
+    endpoint.previous_secret = endpoint.secret
+    endpoint.previous_secret_expires_at = now_ns + overlap_s * NANOSECONDS_PER_SECOND
+    endpoint.secret = new_secret()
+    endpoint.updated_at = now_ns
+    await session.flush()
+    return endpoint
+
+
+async def delete_endpoint(session: AsyncSession, *, scope: Scope, endpoint_id: uuid.UUID) -> None:
+    endpoint = await get_endpoint(session, scope=scope, endpoint_id=endpoint_id)
+    await repository.delete_endpoint(session, endpoint)
+
+
+async def get_event(session: AsyncSession, *, scope: Scope, event_id: uuid.UUID) -> Event:
+    found = await repository.event_by_id(
+        session, tenant_id=scope.tenant_id, mode=scope.mode.value, event_id=event_id
+    )
+    if found is None:
+        raise EventNotFound("no such event (or not yet dispatched)")
+    return found
+
+
+async def replay_event(
+    session: AsyncSession,
+    *,
+    scope: Scope,
+    event_id: uuid.UUID,
+    endpoint_id: uuid.UUID | None,
+    now_ns: int,
+) -> list[uuid.UUID]:
+    """Deliver an event again: to one endpoint, or to every enabled endpoint that wants it.
+    The delivery keeps the event's id as `webhook-id`; the receiver's dedupe sees it again."""
+    event = await get_event(session, scope=scope, event_id=event_id)
+    if endpoint_id is not None:
+        targets = [await get_endpoint(session, scope=scope, endpoint_id=endpoint_id)]
+    else:
+        candidates = await repository.endpoints_of_tenants(session, [scope.tenant_id])
+        targets = [e for e in candidates if endpoint_wants(e, event)]
+    rows = [delivery_row(event, endpoint, now_ns=now_ns, replay=True) for endpoint in targets]
+    await repository.insert_deliveries(session, rows)
+    return [row["id"] for row in rows]  # type: ignore[misc]
+
+
+async def deliveries(
+    session: AsyncSession,
+    *,
+    scope: Scope,
+    endpoint_id: uuid.UUID,
+    before: uuid.UUID | None,
+    limit: int,
+) -> tuple[list[WebhookDelivery], dict[uuid.UUID, list[WebhookAttempt]]]:
+    """The endpoint's deliveries, newest first, with their attempts."""
+    await get_endpoint(session, scope=scope, endpoint_id=endpoint_id)
+    rows = await repository.deliveries_page(
+        session, endpoint_id=endpoint_id, before=before, limit=limit
+    )
+    return rows, await repository.attempts_of(session, [row.id for row in rows])

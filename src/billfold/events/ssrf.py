@@ -1,0 +1,115 @@
+"""Refusing webhook targets inside the network (SSRF): checked when an endpoint is saved and
+again at every delivery, against the addresses the host resolves to then (DNS rebinding),
+and the request goes to the address that was checked, not to a second lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from billfold.kit.errors import ValidationFailed
+
+__all__ = ["ResolvedTarget", "UnsafeWebhookUrl", "address_is_public", "resolve_target"]
+
+URL_LENGTH_MAX = 2048
+RESOLVE_TIMEOUT_S = 5.0
+
+
+class UnsafeWebhookUrl(ValidationFailed):
+    code = "unsafe_webhook_url"
+    title = "Webhook URL refused"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedTarget:
+    """A URL and the checked address to connect to."""
+
+    scheme: str
+    host: str
+    port: int
+    address: str
+    path: str
+
+    def pinned_url(self) -> str:
+        """The URL with the checked address in place of the host name."""
+        ip = ipaddress.ip_address(self.address)
+        host = f"[{self.address}]" if ip.version == 6 else self.address
+        return f"{self.scheme}://{host}:{self.port}{self.path}"
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        name = f"[{self.host}]" if ":" in self.host else self.host
+        return name if self.port == default else f"{name}:{self.port}"
+
+
+def address_is_public(address: str) -> bool:
+    """Whether connecting to `address` leaves the machine and its private networks: refuses
+    private, loopback, link-local, multicast, reserved, unspecified and shared addresses,
+    every IPv4-mapped IPv6 address (a public host has an A record for its IPv4), and the
+    6to4/Teredo forms of refused IPv4 addresses."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return False
+        embedded = ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is not None and not address_is_public(str(embedded)):
+            return False
+    return not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or not ip.is_global
+    )
+
+
+def split_url(url: str, *, allow_private: bool) -> tuple[str, str, int, str]:
+    """Scheme, host, port and path+query of a webhook URL, or `UnsafeWebhookUrl`."""
+    if len(url) > URL_LENGTH_MAX:
+        raise UnsafeWebhookUrl(f"a webhook URL is at most {URL_LENGTH_MAX} characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise UnsafeWebhookUrl("not a valid URL") from error
+    allowed = ("https", "http") if allow_private else ("https",)
+    if parts.scheme not in allowed:
+        raise UnsafeWebhookUrl(f"a webhook URL must use {' or '.join(allowed)}")
+    if not parts.hostname or parts.username is not None or parts.password is not None:
+        raise UnsafeWebhookUrl("a webhook URL names a host and carries no credentials")
+    if parts.fragment:
+        raise UnsafeWebhookUrl("a webhook URL has no fragment")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), path
+
+
+async def resolve_target(url: str, *, allow_private: bool) -> ResolvedTarget:
+    """Resolve the URL's host now and check every address it resolves to."""
+    scheme, host, port, path = split_url(url, allow_private=allow_private)
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_S
+        )
+    except (OSError, TimeoutError) as error:
+        raise UnsafeWebhookUrl(f"the host {host!r} does not resolve") from error
+    addresses = [str(info[4][0]) for info in infos]
+    if not addresses:
+        raise UnsafeWebhookUrl(f"the host {host!r} does not resolve")
+    if not allow_private:
+        refused = [a for a in addresses if not address_is_public(a)]
+        if refused:
+            raise UnsafeWebhookUrl(
+                f"the host {host!r} resolves to a private, loopback, link-local or reserved address"
+            )
+    return ResolvedTarget(scheme=scheme, host=host, port=port, address=addresses[0], path=path)

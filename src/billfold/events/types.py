@@ -1,0 +1,97 @@
+"""The events vocabulary: ids, event types, partitions and the CloudEvents 1.0 JSON envelope.
+
+An event leaves Billfold as one CloudEvents 1.0 JSON object (structured mode):
+
+    {"specversion": "1.0", "id": "evt_…", "source": "/billfold/tenants/ten_…/test",
+     "type": "com.billfold.transfer.posted.v1", "subject": "txf_…",
+     "time": "2026-11-22T17:20:00.123456Z", "datacontenttype": "application/json",
+     "sequence": "42", "data": {…}}
+
+`sequence` (the CloudEvents sequence extension) is the event's position in Billfold's log.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from billfold.kit.auth import TENANT_ID_PREFIX
+from billfold.kit.ids import format_id
+
+__all__ = [
+    "EVENT_ID_PREFIX",
+    "EVENT_PARTITIONS",
+    "EVENT_TYPES",
+    "EVENT_TYPE_PATTERN",
+    "Event",
+    "cloudevent",
+    "cloudevent_json",
+    "partition_of",
+    "rfc3339",
+]
+
+EVENT_ID_PREFIX = "evt"
+EVENT_PARTITIONS = 16
+"""Fixed: changing it would reorder events in flight (an aggregate would change partition)."""
+EVENT_TYPE_PATTERN = r"^com\.billfold\.[a-z_]+(\.[a-z_]+)*\.v[0-9]+$"
+TYPE_LENGTH_MAX = 128
+
+EVENT_TYPES: dict[str, str] = {
+    "com.billfold.transfer.posted.v1": "A single-phase transfer, or the post of a pending one.",
+    "com.billfold.transfer.pending.v1": "A pending (two-phase) transfer reserved the amount.",
+    "com.billfold.transfer.voided.v1": "A pending transfer was voided.",
+    "com.billfold.transfer.expired.v1": "A pending transfer timed out; the ledger voided it.",
+}
+"""The types this branch emits; other domains add theirs (payment.*, user.*, key.*, …)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event as read from the log."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    mode: str
+    type: str
+    subject: str
+    aggregate_id: uuid.UUID
+    partition: int
+    data: dict[str, Any]
+    occurred_at: int
+    seq: int
+
+
+def partition_of(aggregate_id: uuid.UUID) -> int:
+    """The partition of an aggregate: stable across processes and versions (CRC-32)."""
+    return zlib.crc32(aggregate_id.bytes) % EVENT_PARTITIONS
+
+
+def rfc3339(timestamp_ns: int) -> str:
+    """RFC 3339 UTC with microseconds, as CloudEvents `time` wants."""
+    moment = datetime.datetime.fromtimestamp(timestamp_ns // 1000 / 1e6, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def cloudevent(event: Event) -> dict[str, Any]:
+    """The CloudEvents 1.0 attributes and data of `event`."""
+    tenant = format_id(TENANT_ID_PREFIX, event.tenant_id)
+    return {
+        "specversion": "1.0",
+        "id": format_id(EVENT_ID_PREFIX, event.id),
+        "source": f"/billfold/tenants/{tenant}/{event.mode}",
+        "type": event.type,
+        "subject": event.subject,
+        "time": rfc3339(event.occurred_at),
+        "datacontenttype": "application/json",
+        "sequence": str(event.seq),
+        "data": event.data,
+    }
+
+
+def cloudevent_json(event: Event) -> bytes:
+    """`cloudevent(event)` as compact UTF-8 JSON: the body of every delivery."""
+    return json.dumps(cloudevent(event), separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,0 +1,395 @@
+"""Webhooks: Standard Webhooks signatures, the retry schedule, the fan-out channel that
+turns events into deliveries, and the sender that makes the HTTP requests.
+
+**Signatures** (https://www.standardwebhooks.com): each request carries `webhook-id` (the
+event id, the same on every retry and replay: receivers deduplicate by it),
+`webhook-timestamp` (Unix seconds) and `webhook-signature`: `v1,<base64 HMAC-SHA256 of
+"{id}.{timestamp}.{body}">` under the endpoint's `whsec_…` secret. After a rotation the old
+secret keeps signing next to the new one (two space-separated signatures) for the overlap.
+
+**Retries**: attempts are made at once, then after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h,
+20 h and 24 h (each delay ±10% jitter): ten attempts over about three days, then the
+delivery is dead-lettered. A `Retry-After` on a failed response postpones the next attempt
+(never beyond a day). `410 Gone` disables the endpoint at once. Every attempt is logged with
+the status and the start of the response. Only 2xx is success; redirects are not followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import email.utils
+import os
+import random
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import httpx
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+from standardwebhooks.webhooks import Webhook
+
+from billfold.events import repository
+from billfold.events.models import WebhookDelivery, WebhookEndpoint
+from billfold.events.ssrf import UnsafeWebhookUrl, resolve_target
+from billfold.events.types import EVENT_ID_PREFIX, Event, cloudevent_json
+from billfold.kit.clock import NANOSECONDS_PER_SECOND, Clock
+from billfold.kit.db import UnitOfWork
+from billfold.kit.ids import format_id, new_id
+
+__all__ = [
+    "RETRY_DELAYS_S",
+    "SECRET_PREFIX",
+    "Outcome",
+    "WebhookFanout",
+    "WebhookSender",
+    "first_delivery_id",
+    "new_secret",
+    "next_delay_s",
+    "retry_after_s",
+    "signature_headers",
+]
+
+log = structlog.get_logger(__name__)
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
+SECRET_BYTES = 24
+RETRY_DELAYS_S: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000, 72000, 86400)
+"""Delays before attempts 2..10; about three days in all."""
+ATTEMPTS_MAX = len(RETRY_DELAYS_S) + 1
+JITTER = 0.1
+RETRY_AFTER_MAX_S = 86_400
+DELIVERY_NAMESPACE = uuid.UUID("a3c1e7d2-5b4f-4e60-8f2a-9d1c0b7e6a53")
+ERROR_LENGTH_MAX = 256
+USER_AGENT = "Billfold-Webhooks/1"
+
+
+def new_secret() -> str:
+    """A fresh signing secret: `whsec_` and 24 random bytes in base64."""
+    return SECRET_PREFIX + base64.b64encode(os.urandom(SECRET_BYTES)).decode()
+
+
+def signature_headers(
+    *, message_id: str, timestamp_s: int, body: bytes, secrets: Sequence[str]
+) -> dict[str, str]:
+    """The three Standard Webhooks headers, one `v1` signature per active secret."""
+    moment = datetime.datetime.fromtimestamp(timestamp_s, tz=datetime.UTC)
+    text = body.decode()
+    signatures = [Webhook(secret).sign(message_id, moment, text) for secret in secrets]
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp_s),
+        "webhook-signature": " ".join(signatures),
+    }
+
+
+def next_delay_s(attempts_made: int, rng: random.Random) -> float | None:
+    """Seconds until the next attempt after `attempts_made` failed ones (None: no more)."""
+    if attempts_made < 1 or attempts_made >= ATTEMPTS_MAX:
+        return None
+    delay = RETRY_DELAYS_S[attempts_made - 1]
+    return delay * rng.uniform(1 - JITTER, 1 + JITTER)
+
+
+def retry_after_s(value: str | None, *, now_s: float) -> float | None:
+    """A `Retry-After` header (delta seconds or HTTP date), bounded to a day; None if absent
+    or unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():  # str.isdigit also accepts '²' and other digits
+        return float(min(int(text[:12]), RETRY_AFTER_MAX_S))
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, min(moment.timestamp() - now_s, RETRY_AFTER_MAX_S))
+
+
+def first_delivery_id(event_id: uuid.UUID, endpoint_id: uuid.UUID) -> uuid.UUID:
+    """The first delivery of an event to an endpoint has one possible id: fan-out twice
+    would collide instead of sending twice."""
+    return uuid.uuid5(DELIVERY_NAMESPACE, f"{event_id.hex}:{endpoint_id.hex}")
+
+
+def endpoint_secrets(endpoint: WebhookEndpoint, *, now_ns: int) -> list[str]:
+    """The secrets that sign now: the current one and, during the overlap, the previous."""
+    secrets = [endpoint.secret]
+    expires = endpoint.previous_secret_expires_at
+    if endpoint.previous_secret is not None and expires is not None and expires > now_ns:
+        secrets.append(endpoint.previous_secret)
+    return secrets
+
+
+def endpoint_wants(endpoint: WebhookEndpoint, event: Event) -> bool:
+    return (
+        endpoint.tenant_id == event.tenant_id
+        and endpoint.mode == event.mode
+        and (not endpoint.event_types or event.type in endpoint.event_types)
+    )
+
+
+class WebhookFanout:
+    """The `webhooks` channel: one delivery row per (event, subscribed endpoint), written in
+    the cursor's transaction, so each happens exactly once."""
+
+    name = "webhooks"
+
+    def __init__(self, *, wake: asyncio.Event | None = None) -> None:
+        self._wake = wake
+
+    async def deliver(self, events: Sequence[Event]) -> None:
+        return None
+
+    async def record(self, session: AsyncSession, events: Sequence[Event], now_ns: int) -> None:
+        endpoints = await repository.endpoints_of_tenants(session, {e.tenant_id for e in events})
+        if not endpoints:
+            return
+        rows = [
+            delivery_row(event, endpoint, now_ns=now_ns, replay=False)
+            for event in events
+            for endpoint in endpoints
+            if endpoint_wants(endpoint, event)
+        ]
+        await repository.insert_deliveries(session, rows)
+        if rows and self._wake is not None:
+            self._wake.set()
+
+
+def delivery_row(
+    event: Event, endpoint: WebhookEndpoint, *, now_ns: int, replay: bool
+) -> dict[str, object]:
+    return {
+        "id": new_id() if replay else first_delivery_id(event.id, endpoint.id),
+        "endpoint_id": endpoint.id,
+        "tenant_id": endpoint.tenant_id,
+        "event_id": event.id,
+        "event_seq": event.seq,
+        "aggregate_id": event.aggregate_id,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now_ns,
+        "leased_until": None,
+        "last_status_code": None,
+        "replay": 1 if replay else 0,
+        "created_at": now_ns,
+        "completed_at": None,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    delivery_id: uuid.UUID
+    endpoint_id: uuid.UUID
+    url: str
+    secrets: list[str]
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt got."""
+
+    delivery_id: uuid.UUID
+    endpoint_id: uuid.UUID
+    attempted_at: int
+    status_code: int | None
+    error: str | None
+    response_body: str | None
+    duration_ms: int
+    retry_after_s: float | None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class WebhookSender:
+    """Sends due deliveries: claims a batch (a lease), sends them concurrently, records the
+    outcomes. A worker that dies while sending leaves the lease to expire, and the delivery
+    is sent again with the same `webhook-id`."""
+
+    def __init__(
+        self,
+        unit_of_work: UnitOfWork,
+        *,
+        clock: Clock,
+        row_locks: bool,
+        allow_private: bool,
+        timeout_s: float,
+        concurrency: int,
+        batch_size_max: int,
+        lease_s: float,
+        response_max_bytes: int,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._unit_of_work = unit_of_work
+        self._clock = clock
+        self._row_locks = row_locks
+        self._allow_private = allow_private
+        self._batch_size_max = batch_size_max
+        self._lease_ns = int(lease_s * NANOSECONDS_PER_SECOND)
+        self._response_max_bytes = response_max_bytes
+        self._rng = rng or random.Random()
+        self._limit = asyncio.Semaphore(concurrency)
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(timeout_s),
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            trust_env=False,
+        )
+        self.delivered = 0
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def run_once(self) -> int:
+        """One batch: the number of attempts made."""
+        jobs = await self._claim()
+        if not jobs:
+            return 0
+        outcomes = await asyncio.gather(*(self._attempt(job) for job in jobs))
+        await self._record(outcomes)
+        return len(outcomes)
+
+    async def _claim(self) -> list[_Job]:
+        now_ns = self._clock.now_ns()
+        async with self._unit_of_work.begin() as session:
+            due = await repository.claim_due_deliveries(
+                session, now_ns=now_ns, limit=self._batch_size_max, lock=self._row_locks
+            )
+            if not due:
+                return []
+            for delivery in due:
+                delivery.leased_until = now_ns + self._lease_ns
+            endpoints = await repository.endpoints_by_id(session, {d.endpoint_id for d in due})
+            events = await repository.events_by_id(session, {d.event_id for d in due})
+        return [
+            _Job(
+                delivery_id=d.id,
+                endpoint_id=d.endpoint_id,
+                url=endpoints[d.endpoint_id].url,
+                secrets=endpoint_secrets(endpoints[d.endpoint_id], now_ns=now_ns),
+                event=events[d.event_id],
+            )
+            for d in due
+        ]
+
+    async def _attempt(self, job: _Job) -> Outcome:
+        async with self._limit:
+            attempted_at = self._clock.now_ns()
+            started = time.monotonic()
+            status_code: int | None = None
+            error: str | None = None
+            body: str | None = None
+            retry_after: float | None = None
+            try:
+                status_code, body, retry_after = await self._post(job, attempted_at)
+            except UnsafeWebhookUrl as refused:
+                error = f"refused: {refused.detail}"
+            except httpx.TimeoutException:
+                error = "timed out"
+            except httpx.HTTPError as failure:
+                error = f"{type(failure).__name__}: {failure}"
+            return Outcome(
+                delivery_id=job.delivery_id,
+                endpoint_id=job.endpoint_id,
+                attempted_at=attempted_at,
+                status_code=status_code,
+                error=None if error is None else error[:ERROR_LENGTH_MAX],
+                response_body=body,
+                duration_ms=int((time.monotonic() - started) * 1000),
+                retry_after_s=retry_after,
+            )
+
+    async def _post(self, job: _Job, attempted_at: int) -> tuple[int, str, float | None]:
+        target = await resolve_target(job.url, allow_private=self._allow_private)
+        body = cloudevent_json(job.event)
+        headers = signature_headers(
+            message_id=format_id(EVENT_ID_PREFIX, job.event.id),
+            timestamp_s=attempted_at // NANOSECONDS_PER_SECOND,
+            body=body,
+            secrets=job.secrets,
+        )
+        headers.update(
+            {
+                "content-type": "application/json",
+                "host": target.host_header,
+                "user-agent": USER_AGENT,
+            }
+        )
+        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        request = self._client.build_request(
+            "POST", target.pinned_url(), content=body, headers=headers, extensions=extensions
+        )
+        response = await self._client.send(request, stream=True)
+        try:
+            kept = bytearray()
+            async for chunk in response.aiter_raw():
+                kept.extend(chunk[: self._response_max_bytes - len(kept)])
+                if len(kept) >= self._response_max_bytes:
+                    break
+        finally:
+            await response.aclose()
+        retry_after = retry_after_s(
+            response.headers.get("retry-after"), now_s=attempted_at / NANOSECONDS_PER_SECOND
+        )
+        return response.status_code, kept.decode(errors="replace"), retry_after
+
+    async def _record(self, outcomes: Sequence[Outcome]) -> None:
+        async with self._unit_of_work.begin() as session:
+            deliveries = await repository.deliveries_by_id(
+                session, [o.delivery_id for o in outcomes]
+            )
+            gone = {o.endpoint_id for o in outcomes if o.status_code == 410}
+            for outcome in outcomes:
+                delivery = deliveries.get(outcome.delivery_id)
+                if delivery is not None:  # its endpoint may have been deleted meanwhile
+                    self._apply(delivery, outcome)
+            await repository.insert_attempts(
+                session,
+                [
+                    {
+                        "id": new_id(),
+                        "delivery_id": o.delivery_id,
+                        "attempted_at": o.attempted_at,
+                        "status_code": o.status_code,
+                        "error": o.error,
+                        "response_body": o.response_body,
+                        "duration_ms": o.duration_ms,
+                    }
+                    for o in outcomes
+                    if o.delivery_id in deliveries
+                ],
+            )
+            if gone:
+                for endpoint in (await repository.endpoints_by_id(session, gone)).values():
+                    endpoint.status = "disabled"
+                    endpoint.disabled_reason = "the receiver answered 410 Gone"
+                    endpoint.updated_at = self._clock.now_ns()
+        self.delivered += sum(1 for o in outcomes if o.succeeded)
+
+    def _apply(self, delivery: WebhookDelivery, outcome: Outcome) -> None:
+        now_ns = self._clock.now_ns()
+        delivery.attempts += 1
+        delivery.last_status_code = outcome.status_code
+        delivery.leased_until = None
+        if outcome.succeeded:
+            delivery.status = "succeeded"
+            delivery.completed_at = now_ns
+            return
+        delay = None if outcome.status_code == 410 else next_delay_s(delivery.attempts, self._rng)
+        if delay is None:
+            delivery.status = "dead"
+            delivery.completed_at = now_ns
+            return
+        if outcome.retry_after_s is not None:
+            delay = max(delay, outcome.retry_after_s)
+        delivery.next_attempt_at = now_ns + int(delay * NANOSECONDS_PER_SECOND)

@@ -1,0 +1,230 @@
+"""The background worker: outbox sequencing and dispatch, webhooks, inbound notifications,
+and the scheduled work (pending-transfer expiry, idempotency-key purge).
+
+`billfold worker` runs one; `billfold serve` runs one in its own process unless
+`BILLFOLD_EMBEDDED_WORKER=false`. On PostgreSQL any number may run at once (they share the
+work through row locks); on SQLite run exactly one (the embedded one, by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import httpx
+import structlog
+
+from billfold.events.dispatch import (
+    Channel,
+    ChannelDispatcher,
+    InProcessBus,
+    Sequencer,
+    run_forever,
+)
+from billfold.events.inbound import InboundProcessor, InboundRegistry
+from billfold.events.nats import NatsChannel
+from billfold.events.webhooks import WebhookFanout, WebhookSender
+from billfold.kit.clock import Clock, SystemClock
+from billfold.kit.db import UnitOfWork, parse_database_url
+from billfold.kit.http.idempotency_store import PURGE_BATCH_MAX, IdempotencyStore
+from billfold.kit.settings import Settings
+from billfold.ledger.ledger import Ledger
+
+__all__ = ["PURGE_ROUNDS_MAX", "Worker", "run_worker", "running_worker"]
+
+log = structlog.get_logger(__name__)
+PURGE_ROUNDS_MAX = 10
+
+
+class Worker:
+    """Every background loop over one database. `run_once` runs each step once (tests);
+    `start` runs them forever as tasks until `stop`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        unit_of_work: UnitOfWork,
+        ledger: Ledger,
+        clock: Clock | None = None,
+        bus: InProcessBus | None = None,
+        inbound: InboundRegistry | None = None,
+        webhook_transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.ledger = ledger
+        self.bus = bus or InProcessBus()
+        self.inbound = inbound or InboundRegistry()
+        row_locks = parse_database_url(settings.database_url).kind == "postgresql"
+        self._wake_dispatch = asyncio.Event()
+        self._wake_sender = asyncio.Event()
+        self.sequencer = Sequencer(
+            unit_of_work, ledger, clock=self.clock, batch_size_max=settings.events_batch_size_max
+        )
+        channels: list[Channel] = [self.bus, WebhookFanout(wake=self._wake_sender)]
+        self.nats: NatsChannel | None = None
+        if settings.nats_url is not None:
+            self.nats = NatsChannel(
+                settings.nats_url.get_secret_value(),
+                stream=settings.nats_stream,
+                prefix=settings.nats_subject_prefix,
+                timeout_s=settings.nats_timeout_s,
+            )
+            channels.append(self.nats)
+        self.dispatchers = [
+            ChannelDispatcher(
+                unit_of_work,
+                channel,
+                clock=self.clock,
+                batch_size_max=settings.events_batch_size_max,
+                partitions_per_claim=settings.events_partitions_per_claim,
+                row_locks=row_locks,
+            )
+            for channel in channels
+        ]
+        self.sender = WebhookSender(
+            unit_of_work,
+            clock=self.clock,
+            row_locks=row_locks,
+            allow_private=settings.webhooks_allow_private,
+            timeout_s=settings.webhooks_timeout_s,
+            concurrency=settings.webhooks_concurrency,
+            batch_size_max=settings.webhooks_batch_size_max,
+            lease_s=settings.webhooks_lease_s,
+            response_max_bytes=settings.webhooks_response_max_bytes,
+            transport=webhook_transport,
+            rng=rng,
+        )
+        self.inbound_processor = InboundProcessor(
+            unit_of_work,
+            self.inbound,
+            clock=self.clock,
+            row_locks=row_locks,
+            batch_size_max=settings.events_batch_size_max,
+            rng=rng,
+        )
+        self._idempotency = IdempotencyStore(
+            unit_of_work,
+            ttl_s=settings.idempotency_ttl_s,
+            lease_s=settings.idempotency_lease_s,
+            response_body_max_bytes=settings.idempotency_response_max_bytes,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def prepare(self) -> None:
+        """Create the cursors this worker needs (idempotent)."""
+        await self.sequencer.prepare()
+        for dispatcher in self.dispatchers:
+            await dispatcher.prepare()
+
+    async def sequence(self) -> int:
+        numbered = await self.sequencer.run_once()
+        if numbered:
+            self._wake_dispatch.set()
+        return numbered
+
+    async def dispatch(self) -> int:
+        return sum([await dispatcher.run_once() for dispatcher in self.dispatchers])
+
+    async def run_once(self) -> int:
+        """Every step once, in pipeline order: the work done (0 when idle)."""
+        done = await self.sequence()
+        done += await self.dispatch()
+        done += await self.sender.run_once()
+        done += await self.inbound_processor.run_once()
+        return done
+
+    async def drain(self, *, rounds_max: int = 1000) -> None:
+        """Run every step until nothing is left to do now (tests and the CLI)."""
+        for _ in range(rounds_max):
+            if not await self.run_once():
+                return
+
+    def start(self, *, scheduled: bool) -> None:
+        """Run every loop as a task; `scheduled` adds the expiry sweep and the purge."""
+        interval = self.settings.events_poll_interval_s
+        loops: list[tuple[str, Callable[[], Awaitable[int]], asyncio.Event | None]] = [
+            ("sequencer", self.sequence, None),
+            *[
+                (f"dispatch:{d.channel.name}", d.run_once, self._wake_dispatch)
+                for d in self.dispatchers
+            ],
+            ("webhooks", self.sender.run_once, self._wake_sender),
+            ("inbound", self.inbound_processor.run_once, None),
+        ]
+        for name, step, wake in loops:
+            self._tasks.append(
+                asyncio.create_task(run_forever(name, step, idle_s=interval, wake=wake))
+            )
+        if scheduled:
+            self.ledger.start_expiry(interval_s=self.settings.ledger_expiry_interval_s)
+            self._tasks.append(asyncio.create_task(self._purge_forever()))
+
+    async def _purge_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.idempotency_purge_interval_s)
+            try:
+                for _ in range(PURGE_ROUNDS_MAX):
+                    if await self._idempotency.purge_expired() < PURGE_BATCH_MAX:
+                        break
+            except Exception:  # retried next interval; a crash would stop purging for good
+                log.exception("idempotency.purge_failed")
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.sender.close()
+        if self.nats is not None:
+            await self.nats.close()
+
+
+@asynccontextmanager
+async def running_worker(
+    settings: Settings, *, unit_of_work: UnitOfWork, ledger: Ledger, scheduled: bool
+) -> AsyncIterator[Worker]:
+    """A started worker, stopped when the block ends."""
+    worker = Worker(settings, unit_of_work=unit_of_work, ledger=ledger)
+    await worker.prepare()
+    worker.start(scheduled=scheduled)
+    try:
+        yield worker
+    finally:
+        await worker.stop()
+
+
+async def run_worker(settings: Settings, *, drain: bool) -> None:
+    """`billfold worker`: every loop, with the scheduled work, until interrupted; or, with
+    `drain`, deliver what is due now and return."""
+    from billfold.kit.db import create_engine
+
+    engine = create_engine(
+        parse_database_url(settings.database_url), pool_size=settings.database_pool_size
+    )
+    ledger = Ledger.from_settings(settings)
+    await ledger.open()
+    try:
+        unit_of_work = UnitOfWork(engine)
+        if drain:
+            worker = Worker(settings, unit_of_work=unit_of_work, ledger=ledger)
+            try:
+                await worker.prepare()
+                await worker.drain()
+            finally:
+                await worker.stop()
+            return
+        async with running_worker(
+            settings, unit_of_work=unit_of_work, ledger=ledger, scheduled=True
+        ):
+            await asyncio.Event().wait()  # until cancelled (Ctrl-C, SIGTERM)
+    finally:
+        await ledger.close()
+        await engine.dispose()

@@ -1,0 +1,253 @@
+"""The outbox and the dispatcher: events exist exactly when their change commits, ledger
+transfers become typed events, and every channel gets each event in order per aggregate."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from billfold.events.ledger_events import transfer_event_id
+from billfold.events.outbox import emit
+from billfold.events.types import Event
+from billfold.kit.auth import LEDGER_TENANT_NAMESPACE, Mode
+from billfold.kit.clock import ManualClock
+from billfold.kit.ids import new_id
+from billfold.ledger.types import CreateTransferStatus, NewAccount, NewTransfer, TransferFlags
+from events.events_support import Harness, harness, tenant_event_ids
+
+pytestmark = pytest.mark.anyio
+
+
+def ledger_tenant(tenant_id: uuid.UUID, mode: Mode = Mode.TEST) -> uuid.UUID:
+    return uuid.uuid5(LEDGER_TENANT_NAMESPACE, f"{tenant_id}:{mode.value}")
+
+
+async def open_accounts(h: Harness, count: int = 2) -> list[uuid.UUID]:
+    ids = [new_id() for _ in range(count)]
+    tenant = ledger_tenant(h.tenant_id)
+    results = await h.ledger.create_accounts(
+        [NewAccount(id=i, tenant_id=tenant, ledger="USD", code=1) for i in ids]
+    )
+    assert all(r.status.value == "ok" for r in results)
+    return ids
+
+
+async def transfer(h: Harness, debit: uuid.UUID, credit: uuid.UUID, **fields: object) -> uuid.UUID:
+    identifier = new_id()
+    new = NewTransfer(
+        id=identifier,
+        tenant_id=ledger_tenant(h.tenant_id),
+        debit_account_id=debit,
+        credit_account_id=credit,
+        amount=fields.pop("amount", 10),  # type: ignore[arg-type]
+        ledger="USD",
+        code=1,
+        **fields,  # type: ignore[arg-type]
+    )
+    [result] = await h.ledger.create_transfers([new])
+    assert result.status is CreateTransferStatus.OK, result
+    return identifier
+
+
+async def test_an_emitted_event_exists_only_if_its_transaction_commits(
+    isolated_database_url: str,
+) -> None:
+    async with harness(isolated_database_url) as h:
+        received: list[Event] = []
+
+        async def subscriber(event: Event) -> None:
+            received.append(event)
+
+        h.worker.bus.subscribe(subscriber)
+        kept, dropped = new_id(), new_id()
+        async with h.unit_of_work.begin() as session:
+            emit(
+                session,
+                tenant_id=h.tenant_id,
+                mode=Mode.TEST,
+                type="com.billfold.payment.captured.v1",
+                subject=f"pay_{kept.hex}",
+                aggregate_id=kept,
+                data={"amount": "100", "currency": "USD"},
+            )
+
+        async def failing_change() -> None:
+            async with h.unit_of_work.begin() as session:
+                emit(
+                    session,
+                    tenant_id=h.tenant_id,
+                    mode=Mode.TEST,
+                    type="com.billfold.payment.captured.v1",
+                    subject=f"pay_{dropped.hex}",
+                    aggregate_id=dropped,
+                    data={},
+                )
+                raise RuntimeError("the change fails")
+
+        with pytest.raises(RuntimeError):
+            await failing_change()
+        await h.worker.drain()
+        assert [e.aggregate_id for e in received] == [kept]
+        assert received[0].data == {"amount": "100", "currency": "USD"}
+        assert received[0].seq >= 1
+
+
+async def test_emit_refuses_an_unversioned_type(isolated_database_url: str) -> None:
+    async with harness(isolated_database_url) as h, h.unit_of_work.begin() as session:
+        with pytest.raises(Exception, match="versioned"):
+            emit(
+                session,
+                tenant_id=h.tenant_id,
+                mode=Mode.TEST,
+                type="payment.captured",
+                subject="pay_x",
+                aggregate_id=new_id(),
+                data={},
+            )
+
+
+async def test_ledger_transfers_become_typed_events_in_order_per_pending_transfer(
+    isolated_database_url: str,
+) -> None:
+    ledger_clock = ManualClock(start_ns=1_800_000_000 * 10**9)
+    async with harness(isolated_database_url, ledger_clock=ledger_clock) as h:
+        received: list[Event] = []
+
+        async def subscriber(event: Event) -> None:
+            received.append(event)
+
+        h.worker.bus.subscribe(subscriber)
+        a, b = await open_accounts(h)
+        single = await transfer(h, a, b)
+        pending = await transfer(h, a, b, flags=TransferFlags.PENDING)
+        post = await transfer(h, a, b, flags=TransferFlags.POST_PENDING, pending_id=pending)
+        to_void = await transfer(h, a, b, flags=TransferFlags.PENDING)
+        void = await transfer(h, a, b, flags=TransferFlags.VOID_PENDING, pending_id=to_void)
+        expiring = await transfer(h, a, b, flags=TransferFlags.PENDING, timeout_s=1)
+        ledger_clock.advance(seconds=2)
+        [expiry] = await h.ledger.expire_pending()
+        await h.worker.drain()
+        types = {e.id: (e.type, e.aggregate_id) for e in received}
+        short = "com.billfold.transfer."
+        assert types[transfer_event_id(single)] == (short + "posted.v1", single)
+        assert types[transfer_event_id(pending)] == (short + "pending.v1", pending)
+        assert types[transfer_event_id(post)] == (short + "posted.v1", pending)
+        assert types[transfer_event_id(void)] == (short + "voided.v1", to_void)
+        assert types[transfer_event_id(expiry.id)] == (short + "expired.v1", expiring)
+        assert len(received) == 7
+        seqs = [e.seq for e in received if e.aggregate_id == pending]
+        assert seqs == sorted(seqs) and len(seqs) == 2
+        data = next(e.data for e in received if e.id == transfer_event_id(single))
+        assert data["amount"] == "10" and data["id"] == f"txf_{single.hex}"
+        assert data["debit_account_id"] == f"acc_{a.hex}"
+        assert await tenant_event_ids(h.unit_of_work, h.tenant_id) == [e.id for e in received]
+
+
+async def test_transfers_of_a_ledger_tenant_without_identity_tenant_make_no_event(
+    isolated_database_url: str,
+) -> None:
+    async with harness(isolated_database_url) as h:
+        stranger = uuid.uuid4()
+        ids = [new_id(), new_id()]
+        await h.ledger.create_accounts(
+            [NewAccount(id=i, tenant_id=stranger, ledger="USD", code=1) for i in ids]
+        )
+        [result] = await h.ledger.create_transfers(
+            [
+                NewTransfer(
+                    id=new_id(),
+                    tenant_id=stranger,
+                    debit_account_id=ids[0],
+                    credit_account_id=ids[1],
+                    amount=1,
+                    ledger="USD",
+                    code=1,
+                )
+            ]
+        )
+        assert result.status is CreateTransferStatus.OK
+        a, b = await open_accounts(h)
+        mine = await transfer(h, a, b)
+        await h.worker.drain()
+        assert await tenant_event_ids(h.unit_of_work, h.tenant_id) == [transfer_event_id(mine)]
+
+
+async def test_a_failing_subscriber_gets_the_batch_again_with_the_same_ids(
+    isolated_database_url: str,
+) -> None:
+    async with harness(isolated_database_url) as h:
+        seen: list[uuid.UUID] = []
+        failures = [True]
+
+        async def flaky(event: Event) -> None:
+            seen.append(event.id)
+            if failures:
+                failures.clear()
+                raise ConnectionError("subscriber down")
+
+        h.worker.bus.subscribe(flaky)
+        a, b = await open_accounts(h)
+        first = await transfer(h, a, b)
+        await h.worker.sequence()
+        with pytest.raises(ConnectionError):
+            await h.worker.dispatchers[0].run_once()
+        await h.worker.drain()
+        assert seen == [transfer_event_id(first), transfer_event_id(first)]
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_several_workers_deliver_each_event_once_in_order_per_aggregate(
+    isolated_database_url: str,
+) -> None:
+    async with (
+        harness(
+            isolated_database_url, events_partitions_per_claim=4, events_batch_size_max=50
+        ) as one,
+        harness(
+            isolated_database_url, events_partitions_per_claim=4, events_batch_size_max=50
+        ) as two,
+    ):
+        delivered: list[tuple[str, Event]] = []
+        for name, h in (("one", one), ("two", two)):
+
+            async def record(event: Event, name: str = name) -> None:
+                delivered.append((name, event))
+                await asyncio.sleep(0)  # let the other worker interleave
+
+            h.worker.bus.subscribe(record)
+        aggregates = [new_id() for _ in range(20)]
+        for round_number in range(10):
+            async with one.unit_of_work.begin() as session:
+                for aggregate in aggregates:
+                    emit(
+                        session,
+                        tenant_id=one.tenant_id,
+                        mode=Mode.TEST,
+                        type="com.billfold.payment.updated.v1",
+                        subject=f"pay_{aggregate.hex}",
+                        aggregate_id=aggregate,
+                        data={"round": round_number},
+                    )
+        while await one.worker.sequence():
+            pass
+
+        async def drain(h: Harness) -> None:
+            # A round may claim nothing while the other worker holds every free partition.
+            for _ in range(500):
+                if len(delivered) >= 200:
+                    return
+                if not await h.worker.dispatchers[0].run_once():
+                    await asyncio.sleep(0.01)
+
+        await asyncio.gather(drain(one), drain(two), drain(one), drain(two))
+        await asyncio.gather(drain(one), drain(two))  # nothing may be left to send twice
+        mine = [(n, e) for n, e in delivered if e.tenant_id == one.tenant_id]
+        assert len(mine) == 200
+        assert len({e.id for _, e in mine}) == 200
+        assert {n for n, _ in mine} == {"one", "two"}
+        for aggregate in aggregates:
+            rounds = [e.data["round"] for _, e in mine if e.aggregate_id == aggregate]
+            assert rounds == list(range(10))

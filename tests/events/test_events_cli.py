@@ -1,0 +1,85 @@
+"""`billfold worker --drain` delivers what is due, and `billfold events replay` queues an
+event again; end to end on a SQLite file with a real receiver."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.events import service
+from billfold.events.outbox import emit
+from billfold.kit.auth import Mode
+from billfold.kit.ids import new_id
+from billfold.migrations import upgrade
+from events.events_support import Receiver
+from identity.identity_support import bootstrap_tenant, run_in_unit_of_work
+
+pytestmark = pytest.mark.slow
+
+
+def _billfold(database_url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        **os.environ,
+        "BILLFOLD_DATABASE_URL": database_url,
+        "BILLFOLD_WEBHOOKS_ALLOW_PRIVATE": "true",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "billfold.cli", *arguments],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+
+
+def test_the_worker_delivers_and_a_replay_delivers_again(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path}/cli.db"
+    upgrade(database_url)
+    tenant_id = bootstrap_tenant(database_url, "CLI").tenant.id
+    aggregate = new_id()
+    with Receiver() as receiver:
+
+        async def prepare(session: AsyncSession) -> object:
+            await service.create_endpoint(
+                session,
+                scope=service.Scope(tenant_id=tenant_id, mode=Mode.LIVE),
+                url=receiver.url,
+                description="cli",
+                event_types=[],
+                allow_private=True,
+                endpoints_max=20,
+                now_ns=time.time_ns(),
+            )
+            return emit(
+                session,
+                tenant_id=tenant_id,
+                mode=Mode.LIVE,
+                type="com.billfold.payment.captured.v1",
+                subject=f"pay_{aggregate.hex}",
+                aggregate_id=aggregate,
+                data={"amount": "5"},
+            )
+
+        event_id = run_in_unit_of_work(database_url, prepare)
+        drained = _billfold(database_url, "worker", "--drain")
+        assert drained.returncode == 0, drained.stderr
+        assert len(receiver.received) == 1
+        replayed = _billfold(
+            database_url,
+            "events", "replay", f"evt_{event_id.hex}",  # type: ignore[attr-defined]
+            "--tenant", f"ten_{tenant_id.hex}", "--mode", "live",
+        )  # fmt: skip
+        assert replayed.returncode == 0, replayed.stderr
+        assert replayed.stdout.startswith("delivery  whd_")
+        assert _billfold(database_url, "worker", "--drain").returncode == 0
+        assert len(receiver.received) == 2
+        unknown = _billfold(
+            database_url, "events", "replay", f"evt_{'0' * 32}", "--tenant", f"ten_{tenant_id.hex}"
+        )
+        assert unknown.returncode == 1 and "No such event" in unknown.stderr

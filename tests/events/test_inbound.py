@@ -1,0 +1,110 @@
+"""Inbound notifications: stored once per (source, external id), processed once by the
+worker in the transaction that marks them processed, retried on failure, then failed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from billfold.events.inbound import InboundRegistry, InvalidInbound, store_inbound
+from billfold.events.models import InboundEvent
+from billfold.events.outbox import emit
+from billfold.events.webhooks import ATTEMPTS_MAX
+from billfold.kit.auth import Mode
+from billfold.kit.clock import ManualClock
+from billfold.kit.ids import new_id
+from events.events_support import Harness, harness, tenant_event_ids
+
+pytestmark = pytest.mark.anyio
+
+
+async def store(h: Harness, external_id: str, payload: Mapping[str, Any]) -> bool:
+    async with h.unit_of_work.begin() as session:
+        stored = await store_inbound(
+            session, source="sandbox-psp", external_id=external_id, payload=payload, now_ns=1
+        )
+    return stored.duplicate
+
+
+async def rows(h: Harness) -> list[InboundEvent]:
+    async with h.unit_of_work.begin() as session:
+        return list(await session.scalars(select(InboundEvent)))
+
+
+async def test_a_notification_is_stored_once_and_handled_once(isolated_database_url: str) -> None:
+    registry = InboundRegistry()
+    handled: list[Mapping[str, Any]] = []
+    async with harness(isolated_database_url, inbound=registry, clock=ManualClock()) as h:
+        tenant_id = h.tenant_id
+
+        async def handler(session: Any, payload: Mapping[str, Any]) -> None:
+            handled.append(payload)
+            aggregate = new_id()
+            emit(  # a handler's state change and its event commit with "processed"
+                session,
+                tenant_id=tenant_id,
+                mode=Mode.LIVE,
+                type="com.billfold.payment.settled.v1",
+                subject=f"pay_{aggregate.hex}",
+                aggregate_id=aggregate,
+                data=dict(payload),
+            )
+
+        registry.register("sandbox-psp", handler)
+        assert await store(h, "evt-1", {"status": "settled"}) is False
+        assert await store(h, "evt-1", {"status": "settled"}) is True
+        await h.worker.drain()
+        await h.worker.drain()
+        [row] = await rows(h)
+        assert row.status == "processed" and row.attempts == 1
+        assert handled == [{"status": "settled"}]
+        assert len(await tenant_event_ids(h.unit_of_work, tenant_id)) == 1
+
+
+async def test_a_failing_handler_is_retried_then_marked_failed(isolated_database_url: str) -> None:
+    registry = InboundRegistry()
+    clock = ManualClock()
+    calls = []
+    async with harness(isolated_database_url, inbound=registry, clock=clock) as h:
+        tenant_id = h.tenant_id
+
+        async def broken(session: Any, payload: Mapping[str, Any]) -> None:
+            calls.append(payload)
+            aggregate = new_id()
+            emit(
+                session,
+                tenant_id=tenant_id,
+                mode=Mode.LIVE,
+                type="com.billfold.payment.settled.v1",
+                subject=f"pay_{aggregate.hex}",
+                aggregate_id=aggregate,
+                data={},
+            )
+            raise ValueError("provider payload not understood")
+
+        registry.register("sandbox-psp", broken)
+        await store(h, "evt-2", {"status": "odd"})
+        for _ in range(ATTEMPTS_MAX + 2):
+            await h.worker.drain()
+            clock.advance(seconds=90_000)
+        [row] = await rows(h)
+        assert row.status == "failed" and row.attempts == ATTEMPTS_MAX
+        assert "not understood" in (row.last_error or "")
+        assert len(calls) == ATTEMPTS_MAX
+        assert await tenant_event_ids(h.unit_of_work, tenant_id) == [], "its writes rolled back"
+
+
+async def test_bad_notifications_and_registrations_are_refused(isolated_database_url: str) -> None:
+    registry = InboundRegistry()
+    with pytest.raises(ValueError, match="invalid"):
+        registry.register("Bad Source!", lambda *_: None)  # type: ignore[arg-type,return-value]
+    async with harness(isolated_database_url) as h, h.unit_of_work.begin() as session:
+        with pytest.raises(InvalidInbound):
+            await store_inbound(session, source="UPPER", external_id="x", payload={}, now_ns=1)
+        with pytest.raises(InvalidInbound):
+            await store_inbound(session, source="psp", external_id="", payload={}, now_ns=1)
+        with pytest.raises(InvalidInbound):
+            await store_inbound(session, source="psp", external_id="x" * 256, payload={}, now_ns=1)

@@ -1,0 +1,318 @@
+"""Webhook deliveries: Standard Webhooks signatures a `standardwebhooks` receiver accepts,
+secret rotation, the retry schedule, 410 Gone, Retry-After, dead letters, replays, order
+per aggregate, and SSRF refusals."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+
+import pytest
+from sqlalchemy import select
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from billfold.events import service
+from billfold.events.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from billfold.events.outbox import emit
+from billfold.events.ssrf import UnsafeWebhookUrl, resolve_target
+from billfold.events.webhooks import ATTEMPTS_MAX, RETRY_DELAYS_S
+from billfold.kit.auth import Mode
+from billfold.kit.clock import NANOSECONDS_PER_SECOND, ManualClock, SystemClock
+from billfold.kit.ids import new_id
+from events.events_support import Harness, Received, Receiver, Reply, harness
+
+pytestmark = pytest.mark.anyio
+
+
+def scope(h: Harness) -> service.Scope:
+    return service.Scope(tenant_id=h.tenant_id, mode=Mode.TEST)
+
+
+async def add_endpoint(
+    h: Harness, url: str, *, event_types: list[str] | None = None
+) -> WebhookEndpoint:
+    async with h.unit_of_work.begin() as session:
+        return await service.create_endpoint(
+            session,
+            scope=scope(h),
+            url=url,
+            description="test",
+            event_types=event_types or [],
+            allow_private=True,
+            endpoints_max=20,
+            now_ns=time.time_ns(),
+        )
+
+
+async def emit_event(
+    h: Harness, *, aggregate: uuid.UUID | None = None, kind: str = "payment.captured"
+) -> uuid.UUID:
+    aggregate = aggregate or new_id()
+    async with h.unit_of_work.begin() as session:
+        return emit(
+            session,
+            tenant_id=h.tenant_id,
+            mode=Mode.TEST,
+            type=f"com.billfold.{kind}.v1",
+            subject=f"pay_{aggregate.hex}",
+            aggregate_id=aggregate,
+            data={"amount": "250", "currency": "EUR"},
+        )
+
+
+async def deliveries(h: Harness) -> list[WebhookDelivery]:
+    async with h.unit_of_work.begin() as session:
+        return list(
+            await session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.event_seq))
+        )
+
+
+async def test_a_standardwebhooks_receiver_accepts_our_delivery_and_rejects_forgeries(
+    isolated_database_url: str,
+) -> None:
+    with Receiver() as receiver:
+        async with harness(isolated_database_url, clock=SystemClock()) as h:
+            endpoint = await add_endpoint(h, receiver.url)
+            event_id = await emit_event(h)
+            await h.worker.drain()
+    [request] = receiver.received
+    assert request.headers["webhook-id"] == f"evt_{event_id.hex}"
+    body = Webhook(endpoint.secret).verify(request.body, request.headers)
+    assert body["specversion"] == "1.0" and body["id"] == f"evt_{event_id.hex}"
+    assert body["type"] == "com.billfold.payment.captured.v1"
+    assert body["data"] == {"amount": "250", "currency": "EUR"}
+    tampered = request.body.replace(b'"250"', b'"999"')
+    with pytest.raises(WebhookVerificationError):
+        Webhook(endpoint.secret).verify(tampered, request.headers)
+    other = "whsec_" + "A" * 32
+    with pytest.raises(WebhookVerificationError):
+        Webhook(other).verify(request.body, request.headers)
+
+
+async def test_a_stale_timestamp_is_rejected_by_the_receiver(isolated_database_url: str) -> None:
+    ten_minutes_ago = ManualClock(start_ns=time.time_ns() - 600 * NANOSECONDS_PER_SECOND)
+    with Receiver() as receiver:
+        async with harness(isolated_database_url, clock=ten_minutes_ago) as h:
+            endpoint = await add_endpoint(h, receiver.url)
+            await emit_event(h)
+            await h.worker.drain()
+    [request] = receiver.received
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        Webhook(endpoint.secret).verify(request.body, request.headers)
+
+
+async def test_after_a_rotation_both_secrets_verify_until_the_overlap_ends(
+    isolated_database_url: str,
+) -> None:
+    clock = ManualClock(start_ns=time.time_ns())
+    with Receiver() as receiver:
+        async with harness(isolated_database_url, clock=clock) as h:
+            old = await add_endpoint(h, receiver.url)
+            old_secret = old.secret
+            async with h.unit_of_work.begin() as session:
+                rotated = await service.rotate_secret(
+                    session, scope=scope(h), endpoint_id=old.id, overlap_s=60, now_ns=clock.now_ns()
+                )
+            await emit_event(h)
+            await h.worker.drain()
+            clock.advance(seconds=61)
+            await emit_event(h)
+            await h.worker.drain()
+    during, after = receiver.received
+    assert len(during.headers["webhook-signature"].split(" ")) == 2
+    for secret in (old_secret, rotated.secret):
+        Webhook(secret).verify(during.body, _now(during))
+    assert len(after.headers["webhook-signature"].split(" ")) == 1
+    Webhook(rotated.secret).verify(after.body, _now(after))
+    with pytest.raises(WebhookVerificationError):
+        Webhook(old_secret).verify(after.body, _now(after))
+
+
+def _now(request: Received) -> dict[str, str]:
+    """The headers as received (the manual clock stays within the receiver's tolerance)."""
+    return request.headers
+
+
+async def test_failures_follow_the_retry_schedule_then_dead_letter(
+    isolated_database_url: str,
+) -> None:
+    clock = ManualClock()
+    with Receiver(lambda _: Reply(status=500, body=b"x" * 5000)) as receiver:
+        async with harness(isolated_database_url, clock=clock) as h:
+            h.worker.sender._rng = random.Random(7)
+            await add_endpoint(h, receiver.url)
+            await emit_event(h)
+            await h.worker.drain()
+            assert len(receiver.received) == 1
+            for attempt, delay_s in enumerate(RETRY_DELAYS_S, start=2):
+                [delivery] = await deliveries(h)
+                assert delivery.status == "pending" and delivery.attempts == attempt - 1
+                waited_s = (delivery.next_attempt_at - clock.now_ns()) / NANOSECONDS_PER_SECOND
+                assert delay_s * 0.9 <= waited_s <= delay_s * 1.1
+                clock.advance(seconds=waited_s * 0.5)
+                await h.worker.drain()
+                assert len(receiver.received) == attempt - 1, "not due yet"
+                clock.advance(seconds=waited_s * 0.5 + 0.001)
+                await h.worker.drain()
+                assert len(receiver.received) == attempt
+            [delivery] = await deliveries(h)
+            assert delivery.status == "dead" and delivery.attempts == ATTEMPTS_MAX
+            async with h.unit_of_work.begin() as session:
+                attempts = list(await session.scalars(select(WebhookAttempt)))
+    assert len(attempts) == ATTEMPTS_MAX
+    assert all(a.status_code == 500 and a.response_body == "x" * 1024 for a in attempts)
+    assert sum(RETRY_DELAYS_S) / 86_400 == pytest.approx(3, abs=0.05)
+
+
+async def test_410_gone_disables_the_endpoint_and_dead_letters_the_delivery(
+    isolated_database_url: str,
+) -> None:
+    with Receiver(lambda _: Reply(status=410)) as receiver:
+        async with harness(isolated_database_url, clock=ManualClock()) as h:
+            endpoint = await add_endpoint(h, receiver.url)
+            await emit_event(h)
+            await h.worker.drain()
+            await emit_event(h)
+            await h.worker.drain()
+            async with h.unit_of_work.begin() as session:
+                stored = await session.get(WebhookEndpoint, endpoint.id)
+                assert stored is not None and stored.status == "disabled"
+                assert "410" in (stored.disabled_reason or "")
+            [first] = await deliveries(h)  # a disabled endpoint is sent nothing new
+    assert len(receiver.received) == 1
+    assert first.status == "dead" and first.attempts == 1
+
+
+async def test_retry_after_postpones_the_next_attempt(isolated_database_url: str) -> None:
+    clock = ManualClock()
+    reply = Reply(status=503, headers={"Retry-After": "3600"})
+    with Receiver(lambda _: reply) as receiver:
+        async with harness(isolated_database_url, clock=clock) as h:
+            await add_endpoint(h, receiver.url)
+            await emit_event(h)
+            await h.worker.drain()
+            [delivery] = await deliveries(h)
+            assert delivery.next_attempt_at - clock.now_ns() >= 3600 * NANOSECONDS_PER_SECOND
+            clock.advance(seconds=600)  # past the 5 s step of the schedule
+            await h.worker.drain()
+    assert len(receiver.received) == 1
+
+
+async def test_an_aggregates_later_event_waits_for_its_earlier_one(
+    isolated_database_url: str,
+) -> None:
+    clock = ManualClock()
+    answers = iter([500, 200, 200, 200])
+    with Receiver(lambda _: Reply(status=next(answers))) as receiver:
+        async with harness(isolated_database_url, clock=clock) as h:
+            await add_endpoint(h, receiver.url)
+            aggregate = new_id()
+            first = await emit_event(h, aggregate=aggregate, kind="payment.authorized")
+            second = await emit_event(h, aggregate=aggregate, kind="payment.captured")
+            await h.worker.drain()
+            assert [r.headers["webhook-id"] for r in receiver.received] == [f"evt_{first.hex}"]
+            clock.advance(seconds=10)
+            await h.worker.drain()
+    ids = [r.headers["webhook-id"] for r in receiver.received]
+    assert ids == [f"evt_{first.hex}", f"evt_{first.hex}", f"evt_{second.hex}"]
+
+
+async def test_a_replay_sends_the_event_again_with_the_same_id(isolated_database_url: str) -> None:
+    with Receiver() as receiver:
+        async with harness(isolated_database_url, clock=SystemClock()) as h:
+            endpoint = await add_endpoint(h, receiver.url)
+            event_id = await emit_event(h)
+            await h.worker.drain()
+            async with h.unit_of_work.begin() as session:
+                replayed = await service.replay_event(
+                    session,
+                    scope=scope(h),
+                    event_id=event_id,
+                    endpoint_id=None,
+                    now_ns=time.time_ns(),
+                )
+            await h.worker.drain()
+            async with h.unit_of_work.begin() as session:
+                targeted = await service.replay_event(
+                    session,
+                    scope=scope(h),
+                    event_id=event_id,
+                    endpoint_id=endpoint.id,
+                    now_ns=time.time_ns(),
+                )
+            await h.worker.drain()
+    assert len(replayed) == 1 and len(targeted) == 1
+    assert [r.headers["webhook-id"] for r in receiver.received] == [f"evt_{event_id.hex}"] * 3
+    bodies = [json.loads(r.body) for r in receiver.received]
+    assert bodies[0] == bodies[1] == bodies[2]
+
+
+async def test_event_type_filters_choose_what_an_endpoint_receives(
+    isolated_database_url: str,
+) -> None:
+    with Receiver() as receiver:
+        async with harness(isolated_database_url, clock=SystemClock()) as h:
+            await add_endpoint(h, receiver.url, event_types=["com.billfold.payment.refunded.v1"])
+            await emit_event(h, kind="payment.captured")
+            wanted = await emit_event(h, kind="payment.refunded")
+            await h.worker.drain()
+    assert [r.headers["webhook-id"] for r in receiver.received] == [f"evt_{wanted.hex}"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "https://127.0.0.1/hook",
+        "https://localhost/hook",
+        "https://10.1.2.3/hook",
+        "https://192.168.0.10/hook",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/hook",
+        "https://[::ffff:127.0.0.1]/hook",
+        "https://[fe80::1]/hook",
+        "https://0.0.0.0/hook",
+        "https://224.0.0.1/hook",
+        "ftp://example.com/hook",
+        "https://user:pass@example.com/hook",
+    ],
+)
+async def test_private_targets_are_refused(url: str) -> None:
+    with pytest.raises(UnsafeWebhookUrl):
+        await resolve_target(url, allow_private=False)
+
+
+async def test_saving_an_endpoint_with_a_private_target_is_refused(
+    isolated_database_url: str,
+) -> None:
+    async with harness(isolated_database_url) as h, h.unit_of_work.begin() as session:
+        with pytest.raises(UnsafeWebhookUrl):
+            await service.create_endpoint(
+                session,
+                scope=scope(h),
+                url="https://169.254.169.254/latest/meta-data",
+                description="",
+                event_types=[],
+                allow_private=False,
+                endpoints_max=20,
+                now_ns=time.time_ns(),
+            )
+
+
+async def test_a_target_that_became_private_is_refused_at_delivery(
+    isolated_database_url: str,
+) -> None:
+    """Saved while allowed (or before its DNS changed), checked again when sending."""
+    with Receiver() as receiver:
+        async with harness(
+            isolated_database_url, clock=ManualClock(), webhooks_allow_private=False
+        ) as h:
+            await add_endpoint(h, receiver.url)
+            await emit_event(h)
+            await h.worker.drain()
+            async with h.unit_of_work.begin() as session:
+                [attempt] = list(await session.scalars(select(WebhookAttempt)))
+    assert receiver.received == []
+    assert attempt.status_code is None and (attempt.error or "").startswith("refused")
