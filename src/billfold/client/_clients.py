@@ -16,6 +16,7 @@ from billfold.client.errors import NotSignedInError
 from billfold.client.resources.api_keys import ApiKeys
 from billfold.client.resources.approvals import Approvals
 from billfold.client.resources.audit import Audit, OperatorAudit
+from billfold.client.resources.events import Events, WebhookEndpoints
 from billfold.client.resources.fees import FeeQuotes, FeeSchedules
 from billfold.client.resources.fx import Fx
 from billfold.client.resources.keys import SigningKeys
@@ -131,6 +132,8 @@ class Billfold(_Client):
         self.tokens = TokenVault(self._transport)
         self.audit = Audit(self._transport)
         """The audit log takes a *live* key with `audit:read`."""
+        self.events = Events(self._transport)
+        self.webhook_endpoints = WebhookEndpoints(self._transport)
 
 
 class BillfoldUser(_Client):

@@ -26,7 +26,7 @@ import json as jsonlib
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -252,6 +252,30 @@ class Transport:
                 return outcome.body
             if outcome.delay_s > 0:
                 self.sleep(outcome.delay_s)
+
+    def stream_lines(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Iterator[str]:
+        """GET a streamed answer (Server-Sent Events) line by line, with the credential.
+        Not retried: a caller resumes a stream itself (SSE's `Last-Event-ID`). An error
+        answer raises the typed error as `request` would."""
+        query = {name: value for name, value in (params or {}).items() if value is not None}
+        sent = {"Accept": "text/event-stream", **(headers or {})}
+        authorization = self.credential.authorization()
+        if authorization is not None:
+            sent["Authorization"] = authorization
+        try:
+            with self._http.stream("GET", path, params=query, headers=sent) as response:
+                if not response.is_success:
+                    response.read()
+                    raise _error(response, now_s=self.clock())
+                yield from response.iter_lines()
+        except httpx.TransportError as error:
+            raise TransportError(f"{type(error).__name__}: {error}") from error
 
 
 class AsyncTransport:

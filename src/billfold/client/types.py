@@ -32,6 +32,9 @@ __all__ = [
     "DeviceList",
     "DeviceSignatureVerified",
     "Erasure",
+    "Event",
+    "EventPage",
+    "EventReplay",
     "ExportedConsent",
     "ExportedUser",
     "FeeLine",
@@ -70,6 +73,7 @@ __all__ = [
     "SignIn",
     "StepUpChallenge",
     "StepUpToken",
+    "StreamedEvent",
     "Token",
     "TokenKind",
     "Tokens",
@@ -81,6 +85,11 @@ __all__ = [
     "TransferResult",
     "User",
     "UserPage",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookDeliveryPage",
+    "WebhookEndpoint",
+    "WebhookEndpointPage",
 ]
 
 JSONObject = dict[str, Any]
@@ -609,3 +618,80 @@ class AuditInclusionProof(TypedDict):
     tree_size: int
     inclusion_path: list[str]
     checkpoint: AuditCheckpoint
+
+
+# ----------------------------------------------------------------------------- events
+
+
+class WebhookEndpoint(TypedDict):
+    """Times are ns since the epoch. `secret` (`whsec_…`) only in the answers of create
+    and rotate-secret, else None."""
+
+    id: str
+    url: str
+    description: str
+    event_types: list[str]
+    status: str
+    disabled_reason: str | None
+    created_at: int
+    updated_at: int
+    previous_secret_expires_at: int | None
+    secret: str | None
+
+
+WebhookEndpointPage = Page[WebhookEndpoint]
+
+
+class WebhookAttempt(TypedDict):
+    attempted_at: int
+    status_code: int | None
+    error: str | None
+    response_body: str | None
+    duration_ms: int
+
+
+class WebhookDelivery(TypedDict):
+    id: str
+    event_id: str
+    status: str
+    """pending, succeeded or dead (dead-lettered)."""
+    attempts: int
+    next_attempt_at: int | None
+    last_status_code: int | None
+    replay: bool
+    created_at: int
+    completed_at: int | None
+    attempt_log: list[WebhookAttempt]
+
+
+WebhookDeliveryPage = Page[WebhookDelivery]
+
+
+class Event(TypedDict):
+    """A CloudEvents 1.0 event (JSON format); extension attributes may follow."""
+
+    specversion: str
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: str
+    datacontenttype: str
+    sequence: str
+    data: JSONObject
+
+
+EventPage = Page[Event]
+
+
+class EventReplay(TypedDict):
+    delivery_ids: list[str]
+
+
+class StreamedEvent(TypedDict):
+    """One Server-Sent Event of the live stream: `id` is the event's sequence number (pass
+    it back as `last_event_id` to resume), `event` its type."""
+
+    id: str
+    event: str
+    data: Event
