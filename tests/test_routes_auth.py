@@ -21,9 +21,12 @@ PUBLIC_ROUTES = {
     ("POST", "/v1/operators/login"),
     *USER_SIGN_IN_ROUTES,
     *PUBLIC_KEY_ROUTES,
+    # A provider's notification: its HMAC signature over the body is the credential.
+    ("POST", "/v1/connectors/{provider}/notifications"),
 }
-"""Liveness, readiness, sign-in routes whose body carries the credential, and the
-platform's public signing keys (JWKS: public keys, for verifiers without a credential)."""
+"""Liveness, readiness, sign-in routes whose body carries the credential, the platform's
+public signing keys (JWKS: public keys, for verifiers without a credential), and providers'
+signed notifications."""
 
 _PATH_PARAMETER = re.compile(r"{([a-z_]+)}")
 _PREFIXES = {
@@ -42,6 +45,10 @@ _PREFIXES = {
     "checkpoint_id": "ckp",
     "endpoint_id": "whe",
     "event_id": "evt",
+    "payment_id": "pay",
+    "merchant_id": "mer",
+    "dispute_id": "dsp",
+    "request_id": "req",
 }
 
 

@@ -61,8 +61,11 @@ from billfold.ledger.router import TRANSFER_BATCH_PATH
 from billfold.ledger.router import router as ledger_router
 from billfold.migrations import upgrade
 from billfold.payments.fees.router import router as fees_router
+from billfold.payments.router import router as payments_router
+from billfold.payments.runtime import close_payments, install_payments
 from billfold.privacy.masking import mask_pii_processor
 from billfold.privacy.router import router as privacy_router
+from billfold.wallets.router import router as wallets_router
 from billfold.worker import running_worker
 
 __all__ = ["create_app"]
@@ -217,6 +220,7 @@ async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, L
     # Four-eyes approvals of ledger actions execute through the ledger facade.
     app.state.approval_executors = approval_executors(ledger)
     app.state.audit = AuditService.from_settings(app.state.unit_of_work, settings)
+    install_payments(app, settings, ledger)  # wallets, providers and payment flows
     return engine, ledger
 
 
@@ -261,6 +265,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
                 with _tuned_garbage_collection(settings.gc_gen0_threshold):
                     yield
         finally:
+            await close_payments(app)
             await ledger.close()
             await engine.dispose()
             app.state.keyring.close()
@@ -313,6 +318,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audit_router)
     app.include_router(operator_audit_router)
     app.include_router(events_router)
+    app.include_router(wallets_router)
+    app.include_router(payments_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
     async def healthz() -> Health:

@@ -170,6 +170,7 @@ def test_scopes_are_a_fixed_documented_set(scope: Scope) -> None:
         "fees:write",
         "fx:read",
         "fx:write",
+        "wallets:read",
         "users:admin",
         "tenant:admin",
         "pii:write",

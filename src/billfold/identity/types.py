@@ -26,6 +26,8 @@ class Scope(StrEnum):
     """Read payments, refunds and disputes."""
     PAYMENTS_WRITE = "payments:write"
     """Create, capture, void and refund payments."""
+    WALLETS_READ = "wallets:read"
+    """Read wallets, their balances and the tenant's system accounts."""
     USERS_ADMIN = "users:admin"
     """Manage the tenant's end users."""
     FEES_READ = "fees:read"

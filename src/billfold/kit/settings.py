@@ -224,6 +224,37 @@ class Settings(BaseSettings):
         description="How long the previous secret keeps signing after a rotation.",
     )
     webhooks_endpoints_max: int = Field(default=20, ge=1, le=1000)
+    payments_authorization_hold_s: int = Field(
+        default=7 * 86_400,
+        ge=60,
+        le=30 * 86_400,
+        description="How long a merchant payment's authorization holds the payer's money.",
+    )
+    payments_provider_timeout_s: float = Field(
+        default=10.0, gt=0, le=120, description="Longest wait for a payment provider's answer."
+    )
+    payments_sandbox_webhook_secret: SecretStr = Field(
+        default=SecretStr("whsec_sandbox_not_for_live_money"),
+        description="HMAC-SHA256 key the sandbox providers sign their notifications with.",
+    )
+    payments_sandbox_webhook_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Base URL the sandbox posts notifications to; http://HOST:PORT if unset.",
+    )
+    payments_sandbox_notification_delay_s: float = Field(
+        default=0.5, ge=0, le=60, description="How long the sandbox waits before it notifies."
+    )
+    payments_step_up_threshold_minor: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**62,
+        description="Above this amount (minor units) P2P transfers and withdrawals need a"
+        " step-up token bound to the amount, currency and payee; unset: never.",
+    )
+    payments_webhook_tolerance_s: int = Field(
+        default=300, ge=1, le=86_400, description="Oldest signature timestamp still accepted."
+    )
 
     gc_gen0_threshold: int = Field(
         default=50_000,

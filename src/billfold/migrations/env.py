@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from billfold.audit import models as audit_models
+from billfold.connectors import models as connectors_models  # noqa: F401 (registers tables)
 from billfold.events import models as events_models  # noqa: F401 (registers tables)
 from billfold.fx import models as fx_models  # noqa: F401 (registers tables)
 from billfold.identity import security_events
@@ -18,8 +19,10 @@ from billfold.keys import models as keys_models  # noqa: F401 (registers tables)
 from billfold.kit.db import create_engine, parse_database_url
 from billfold.kit.http import idempotency_models
 from billfold.ledger.models import metadata as ledger_metadata
+from billfold.payments import models as payments_models  # noqa: F401 (registers tables)
 from billfold.payments.fees import models as fees_models  # noqa: F401 (registers tables)
 from billfold.privacy import models as privacy_models  # noqa: F401 (registers tables)
+from billfold.wallets import models as wallets_models  # noqa: F401 (registers tables)
 
 # Importing a models module registers its tables on the shared kit.orm metadata.
 assert idempotency_models.IdempotencyKey.metadata is identity_metadata

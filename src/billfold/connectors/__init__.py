@@ -1,0 +1,1 @@
+"""Connectors: the provider protocol, sandbox card and bank providers, signed notifications."""

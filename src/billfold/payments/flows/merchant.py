@@ -1,0 +1,245 @@
+"""Merchant payments: the merchant creates, the payer authorizes from their wallet (a
+pending transfer with a timeout), the merchant captures all or part (posting it, linked
+with the fees and the split shares) or voids it; automatic capture captures at once."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from billfold.identity.types import Mode
+from billfold.kit.ids import format_id, new_id
+from billfold.ledger.types import CreateTransferStatus, NewTransfer, TransferFlags
+from billfold.payments.errors import (
+    CaptureExceedsAuthorized,
+    InvalidStateTransition,
+    PaymentExpired,
+    SelfPayment,
+)
+from billfold.payments.flows.common import apply_steps, chain, failure, load, now_ns, raise_for
+from billfold.payments.flows.splits import split_shares, valid_rule
+from billfold.payments.models import Payment
+from billfold.payments.repository import PaymentRepository
+from billfold.payments.runtime import PaymentsRuntime
+from billfold.payments.service import (
+    check_spending_limits,
+    created,
+    fee_transfers,
+    quote_fees,
+    record_fees,
+    transition,
+)
+from billfold.payments.states import Kind, State
+from billfold.payments.steps import applied, step_id
+from billfold.wallets.accounts import OwnerKind, TransferCode
+from billfold.wallets.errors import InvalidMerchant, MerchantNotFound
+from billfold.wallets.repository import WalletRepository
+from billfold.wallets.service import ledger_tenant_of
+
+__all__ = ["authorize", "capture", "create_merchant_payment", "void"]
+
+
+async def create_merchant_payment(
+    runtime: PaymentsRuntime,
+    *,
+    tenant_id: uuid.UUID,
+    mode: Mode,
+    merchant_id: uuid.UUID,
+    amount: int,
+    currency: str,
+    reference: str | None,
+    metadata: dict[str, str] | None,
+    expires_at_ns: int | None,
+    automatic_capture: bool,
+    split_rule_id: uuid.UUID | None,
+) -> uuid.UUID:
+    async with runtime.unit_of_work.begin() as session:
+        merchant = await WalletRepository(session).get_merchant(
+            tenant_id=tenant_id, mode=mode.value, merchant_id=merchant_id
+        )
+        if merchant is None:
+            raise MerchantNotFound("No such merchant.")
+        if merchant.settlement_currency != currency:
+            raise InvalidMerchant(
+                f"The merchant is settled in {merchant.settlement_currency}, not {currency}."
+            )
+        if split_rule_id is not None:
+            await valid_rule(session, tenant_id=tenant_id, mode=mode.value, rule_id=split_rule_id)
+    wallet = await runtime.book.open_wallet(
+        tenant_id=tenant_id,
+        mode=mode,
+        owner_kind=OwnerKind.MERCHANT,
+        owner_id=merchant_id,
+        currency=currency,
+    )
+    now = now_ns()
+    payment = Payment(
+        id=new_id(),
+        tenant_id=tenant_id,
+        mode=mode.value,
+        kind=Kind.MERCHANT.value,
+        state=State.REQUIRES_PAYMENT.value,
+        amount=amount,
+        currency=currency,
+        captured_amount=0,
+        refunded_amount=0,
+        merchant_id=merchant_id,
+        credit_account_id=wallet,
+        method="wallet",
+        reference=reference,
+        metadata_json=json.dumps(metadata) if metadata else None,
+        capture_mode="automatic" if automatic_capture else "manual",
+        split_rule_id=split_rule_id,
+        expires_at=expires_at_ns,
+        created_at=now,
+        updated_at=now,
+    )
+    async with runtime.unit_of_work.begin() as session:
+        await PaymentRepository(session).add(payment, created(payment))
+    return payment.id
+
+
+async def authorize(
+    runtime: PaymentsRuntime,
+    *,
+    tenant_id: uuid.UUID,
+    mode: Mode,
+    user_id: uuid.UUID,
+    payment_id: uuid.UUID,
+) -> None:
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id, tenant_id=tenant_id, mode=mode.value)
+        if payment.kind != Kind.MERCHANT.value:
+            raise InvalidStateTransition("Only merchant payments are authorized by a payer.")
+        if payment.state == State.AUTHORIZED.value and payment.payer_user_id == user_id:
+            return  # a retry
+        if payment.state != State.REQUIRES_PAYMENT.value:
+            raise InvalidStateTransition(f"The payment is {payment.state}.", state=payment.state)
+        if payment.expires_at is not None and payment.expires_at <= now_ns():
+            await transition(session, payment, State.EXPIRED, reason="expired_unpaid")
+    if payment.state == State.EXPIRED.value:
+        raise PaymentExpired("The payment expired before it was authorized.")
+    async with runtime.unit_of_work.begin() as session:
+        await check_spending_limits(
+            session, user_id=user_id, currency=payment.currency, amount=payment.amount
+        )
+    wallet = await runtime.book.open_wallet(
+        tenant_id=tenant_id,
+        mode=mode,
+        owner_kind=OwnerKind.USER,
+        owner_id=user_id,
+        currency=payment.currency,
+    )
+    if wallet == payment.credit_account_id:
+        raise SelfPayment("A merchant cannot pay itself.")
+    hold = NewTransfer(
+        id=step_id(payment_id, "hold"),
+        tenant_id=ledger_tenant_of(tenant_id, mode),
+        debit_account_id=wallet,
+        credit_account_id=payment.credit_account_id,
+        amount=payment.amount,
+        ledger=payment.currency,
+        code=int(TransferCode.MERCHANT_PAYMENT),
+        flags=int(TransferFlags.PENDING),
+        timeout_s=runtime.authorization_hold_s,
+        user_data=format_id("pay", payment_id),
+    )
+    results = await apply_steps(runtime, payment_id, [("hold", hold)])
+    if not applied(results):
+        raise_for(failure(results))
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+        payment.payer_user_id, payment.debit_account_id = user_id, wallet
+        await transition(session, payment, State.AUTHORIZED, reason="payer_authorized")
+    if payment.capture_mode == "automatic":
+        await capture(runtime, tenant_id=tenant_id, mode=mode, payment_id=payment_id, amount=None)
+
+
+async def capture(
+    runtime: PaymentsRuntime,
+    *,
+    tenant_id: uuid.UUID,
+    mode: Mode,
+    payment_id: uuid.UUID,
+    amount: int | None,
+) -> None:
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id, tenant_id=tenant_id, mode=mode.value)
+        amount = payment.amount if amount is None else amount
+        if payment.state == State.CAPTURED.value and payment.captured_amount == amount:
+            return  # a retry
+        if payment.state != State.AUTHORIZED.value:
+            raise InvalidStateTransition(f"The payment is {payment.state}.", state=payment.state)
+        if amount > payment.amount:
+            raise CaptureExceedsAuthorized("A capture cannot exceed the authorized amount.")
+        quote = await quote_fees(
+            session, runtime.fee_quoter, payment=payment, method="wallet", amount=amount
+        )
+        shares = await split_shares(session, payment=payment, amount=amount - quote.total_minor)
+    assert payment.credit_account_id is not None
+    post = NewTransfer(
+        id=step_id(payment_id, "capture"),
+        tenant_id=ledger_tenant_of(tenant_id, mode),
+        pending_id=step_id(payment_id, "hold"),
+        amount=amount,
+        flags=int(TransferFlags.POST_PENDING),
+        user_data=format_id("pay", payment_id),
+    )
+    fees = fee_transfers(
+        payment, quote, stage="capture", payer_account_id=payment.credit_account_id
+    )
+    for share in shares:
+        await runtime.book.open_wallet(
+            tenant_id=tenant_id,
+            mode=mode,
+            owner_kind=OwnerKind.MERCHANT,
+            owner_id=share.merchant_id,
+            currency=payment.currency,
+        )
+    steps = [("capture", post), *fees, *[(share.step, share.transfer) for share in shares]]
+    results = await apply_steps(runtime, payment_id, chain(steps))
+    if not applied(results):
+        await _refused(runtime, payment_id, failure(results))
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+        payment.captured_amount = amount
+        await record_fees(session, payment, quote, stage="capture")
+        await transition(session, payment, State.CAPTURED, reason=f"captured:{amount}")
+
+
+async def void(
+    runtime: PaymentsRuntime, *, tenant_id: uuid.UUID, mode: Mode, payment_id: uuid.UUID
+) -> None:
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id, tenant_id=tenant_id, mode=mode.value)
+        if payment.state == State.VOIDED.value:
+            return
+        if payment.state == State.REQUIRES_PAYMENT.value:
+            raise InvalidStateTransition("Nothing is authorized yet.", state=payment.state)
+        if payment.state != State.AUTHORIZED.value:
+            raise InvalidStateTransition(f"The payment is {payment.state}.", state=payment.state)
+    release = NewTransfer(
+        id=step_id(payment_id, "void"),
+        tenant_id=ledger_tenant_of(tenant_id, mode),
+        pending_id=step_id(payment_id, "hold"),
+        flags=int(TransferFlags.VOID_PENDING),
+        user_data=format_id("pay", payment_id),
+    )
+    results = await apply_steps(runtime, payment_id, [("void", release)])
+    if not applied(results):
+        await _refused(runtime, payment_id, failure(results))
+    async with runtime.unit_of_work.begin() as session:
+        await transition(session, await load(session, payment_id), State.VOIDED, reason="voided")
+
+
+async def _refused(
+    runtime: PaymentsRuntime, payment_id: uuid.UUID, status: CreateTransferStatus | None
+) -> None:
+    """An authorization the ledger expired is recorded as such before the error."""
+    if status is CreateTransferStatus.PENDING_TRANSFER_EXPIRED:
+        async with runtime.unit_of_work.begin() as session:
+            await transition(
+                session, await load(session, payment_id), State.EXPIRED, reason="hold_expired"
+            )
+        raise PaymentExpired("The authorization expired.")
+    raise_for(status)

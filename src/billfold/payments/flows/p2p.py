@@ -1,0 +1,303 @@
+"""P2P transfers between users of one tenant, and money requests.
+
+A P2P payment is one linked chain: sender → recipient, then the fees from the sender.
+A money request is approved by the payer (which makes the P2P payment), declined, or
+expires; an expired request can no longer be approved."""
+
+from __future__ import annotations
+
+import uuid
+
+from billfold.identity.types import Mode
+from billfold.kit.errors import InvariantViolation
+from billfold.kit.ids import format_id, new_id
+from billfold.ledger.types import NewTransfer
+from billfold.payments.errors import (
+    InvalidStateTransition,
+    MoneyRequestExpired,
+    MoneyRequestNotFound,
+    SelfPayment,
+)
+from billfold.payments.flows.common import (
+    advance,
+    apply_steps,
+    chain,
+    failure,
+    load,
+    now_ns,
+    raise_for,
+)
+from billfold.payments.models import MoneyRequest, Payment
+from billfold.payments.repository import PaymentRepository
+from billfold.payments.runtime import PaymentsRuntime
+from billfold.payments.service import (
+    check_spending_limits,
+    created,
+    fee_transfers,
+    find_recipient,
+    quote_fees,
+    record_fees,
+    require_step_up,
+)
+from billfold.payments.states import Kind, State
+from billfold.payments.steps import applied, step_id
+from billfold.wallets.accounts import OwnerKind, TransferCode
+from billfold.wallets.service import ledger_tenant_of
+
+__all__ = [
+    "approve_request",
+    "create_request",
+    "decline_request",
+    "drive_p2p",
+    "send_p2p",
+]
+
+
+async def send_p2p(
+    runtime: PaymentsRuntime,
+    *,
+    tenant_id: uuid.UUID,
+    mode: Mode,
+    sender_id: uuid.UUID,
+    recipient: str,
+    amount: int,
+    currency: str,
+    step_up_token: str | None = None,
+) -> uuid.UUID:
+    async with runtime.unit_of_work.begin() as session:
+        payee = await find_recipient(session, tenant_id=tenant_id, mode=mode, recipient=recipient)
+    if payee.id == sender_id:
+        raise SelfPayment("You cannot send money to yourself.")
+    await require_step_up(
+        runtime.unit_of_work,
+        threshold_minor=runtime.step_up_threshold_minor,
+        user_id=sender_id,
+        token=step_up_token,
+        amount=amount,
+        currency=currency,
+        payee=format_id("usr", payee.id),
+    )
+    return await _pay(
+        runtime,
+        tenant_id=tenant_id,
+        mode=mode,
+        sender_id=sender_id,
+        payee_id=payee.id,
+        amount=amount,
+        currency=currency,
+    )
+
+
+async def _pay(
+    runtime: PaymentsRuntime,
+    *,
+    tenant_id: uuid.UUID,
+    mode: Mode,
+    sender_id: uuid.UUID,
+    payee_id: uuid.UUID,
+    amount: int,
+    currency: str,
+) -> uuid.UUID:
+    book = runtime.book
+    source = await book.open_wallet(
+        tenant_id=tenant_id,
+        mode=mode,
+        owner_kind=OwnerKind.USER,
+        owner_id=sender_id,
+        currency=currency,
+    )
+    target = await book.open_wallet(
+        tenant_id=tenant_id,
+        mode=mode,
+        owner_kind=OwnerKind.USER,
+        owner_id=payee_id,
+        currency=currency,
+    )
+    async with runtime.unit_of_work.begin() as session:
+        await check_spending_limits(session, user_id=sender_id, currency=currency, amount=amount)
+        now = now_ns()
+        payment = Payment(
+            id=new_id(),
+            tenant_id=tenant_id,
+            mode=mode.value,
+            kind=Kind.P2P.value,
+            state=State.CREATED.value,
+            amount=amount,
+            currency=currency,
+            captured_amount=0,
+            refunded_amount=0,
+            payer_user_id=sender_id,
+            payee_user_id=payee_id,
+            debit_account_id=source,
+            credit_account_id=target,
+            method="p2p",
+            capture_mode="automatic",
+            created_at=now,
+            updated_at=now,
+        )
+        await PaymentRepository(session).add(payment, created(payment))
+    return await drive_p2p(runtime, payment.id)
+
+
+async def drive_p2p(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> uuid.UUID:
+    """Move a created P2P payment's money and record the outcome. Safe to call again after
+    a crash at any point: the transfers' ids are the payment's, so the ledger answers
+    `exists` for what it already applied, and a settled payment is left as it is."""
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+        if payment.state != State.CREATED.value:
+            return payment_id
+        quote = await quote_fees(
+            session, runtime.fee_quoter, payment=payment, method="p2p", amount=payment.amount
+        )
+    if payment.debit_account_id is None or payment.credit_account_id is None:
+        raise InvariantViolation("a P2P payment has both accounts")
+    move = NewTransfer(
+        id=step_id(payment_id, "transfer"),
+        tenant_id=ledger_tenant_of(payment.tenant_id, payment.mode),
+        debit_account_id=payment.debit_account_id,
+        credit_account_id=payment.credit_account_id,
+        amount=payment.amount,
+        ledger=payment.currency,
+        code=int(TransferCode.P2P),
+        user_data=format_id("pay", payment_id),
+    )
+    fees = fee_transfers(
+        payment, quote, stage="transfer", payer_account_id=payment.debit_account_id
+    )
+    results = await apply_steps(runtime, payment_id, chain([("transfer", move), *fees]))
+    async with runtime.unit_of_work.begin() as session:
+        stored = await load(session, payment_id)
+        if applied(results):
+            stored.captured_amount = stored.amount
+            await record_fees(session, stored, quote, stage="transfer")
+            await advance(session, stored, State.SUCCEEDED, reason="ledger_applied")
+        else:
+            stored.failure_code = str(failure(results))[:64]
+            await advance(session, stored, State.FAILED, reason=stored.failure_code)
+    if not applied(results):
+        raise_for(failure(results))
+    return payment_id
+
+
+async def create_request(
+    runtime: PaymentsRuntime,
+    *,
+    tenant_id: uuid.UUID,
+    mode: Mode,
+    payee_id: uuid.UUID,
+    payer: str,
+    amount: int,
+    currency: str,
+    note: str | None,
+    expires_in_s: int,
+) -> MoneyRequest:
+    async with runtime.unit_of_work.begin() as session:
+        user = await find_recipient(session, tenant_id=tenant_id, mode=mode, recipient=payer)
+        if user.id == payee_id:
+            raise SelfPayment("You cannot ask yourself for money.")
+        now = now_ns()
+        request = MoneyRequest(
+            id=new_id(),
+            tenant_id=tenant_id,
+            mode=mode.value,
+            payee_user_id=payee_id,
+            payer_user_id=user.id,
+            amount=amount,
+            currency=currency,
+            note=note,
+            state="pending",
+            payment_id=None,
+            expires_at=now + expires_in_s * 1_000_000_000,
+            created_at=now,
+        )
+        await PaymentRepository(session).add(request)
+    return request
+
+
+async def _claim(
+    runtime: PaymentsRuntime,
+    *,
+    tenant_id: uuid.UUID,
+    mode: Mode,
+    user_id: uuid.UUID,
+    request_id: uuid.UUID,
+    to_state: str,
+) -> MoneyRequest:
+    """Move a pending request the user must answer to `to_state` (expired ones expire)."""
+    async with runtime.unit_of_work.begin() as session:
+        request = await PaymentRepository(session).get_request(request_id)
+        if (
+            request is None
+            or request.tenant_id != tenant_id
+            or request.mode != mode.value
+            or user_id not in (request.payer_user_id, request.payee_user_id)
+        ):
+            raise MoneyRequestNotFound("No such money request.")
+        if request.payer_user_id != user_id:
+            raise InvalidStateTransition("Only the payer answers a money request.")
+        if request.state == "pending" and request.expires_at <= now_ns():
+            request.state = "expired"
+        elif request.state == "pending":
+            request.state = to_state
+            return request
+    if request.state == "expired":
+        raise MoneyRequestExpired("The money request expired.")
+    raise InvalidStateTransition(f"The money request is {request.state}.", state=request.state)
+
+
+async def approve_request(
+    runtime: PaymentsRuntime,
+    *,
+    tenant_id: uuid.UUID,
+    mode: Mode,
+    user_id: uuid.UUID,
+    request_id: uuid.UUID,
+) -> MoneyRequest:
+    request = await _claim(
+        runtime,
+        tenant_id=tenant_id,
+        mode=mode,
+        user_id=user_id,
+        request_id=request_id,
+        to_state="approved",
+    )
+    try:
+        payment_id = await _pay(
+            runtime,
+            tenant_id=tenant_id,
+            mode=mode,
+            sender_id=user_id,
+            payee_id=request.payee_user_id,
+            amount=request.amount,
+            currency=request.currency,
+        )
+    except Exception:
+        async with runtime.unit_of_work.begin() as session:
+            row = await PaymentRepository(session).get_request(request_id)
+            if row is not None and row.state == "approved" and row.payment_id is None:
+                row.state = "pending"  # not paid: the payer may try again
+        raise
+    async with runtime.unit_of_work.begin() as session:
+        row = await PaymentRepository(session).get_request(request_id)
+        assert row is not None
+        row.payment_id = payment_id
+        return row
+
+
+async def decline_request(
+    runtime: PaymentsRuntime,
+    *,
+    tenant_id: uuid.UUID,
+    mode: Mode,
+    user_id: uuid.UUID,
+    request_id: uuid.UUID,
+) -> MoneyRequest:
+    return await _claim(
+        runtime,
+        tenant_id=tenant_id,
+        mode=mode,
+        user_id=user_id,
+        request_id=request_id,
+        to_state="declined",
+    )

@@ -1,0 +1,237 @@
+"""Top-up: money from a card or bank transfer into a user's wallet.
+
+1. The payment is created and the amount appears as *pending* in the wallet: a pending
+   transfer from the provider's clearing account (step `hold`).
+2. The provider is charged with the payment id as its idempotency key.
+3. On its confirmation the pending transfer is posted, linked with the fee transfers
+   (`settle`); on failure it is voided (`void`). Both are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from billfold.connectors.types import ChargeRequest, ProviderStatus, ProviderTimeout
+from billfold.identity.types import Mode
+from billfold.kit.ids import format_id, new_id
+from billfold.ledger.types import NewTransfer, TransferFlags
+from billfold.payments.flows.common import (
+    advance,
+    apply_steps,
+    chain,
+    failure,
+    load,
+    now_ns,
+    raise_for,
+)
+from billfold.payments.models import Payment
+from billfold.payments.repository import PaymentRepository
+from billfold.payments.runtime import PaymentsRuntime
+from billfold.payments.service import created, fee_transfers, quote_fees, record_fees
+from billfold.payments.states import Kind, State
+from billfold.payments.steps import applied, step_id
+from billfold.wallets.accounts import OwnerKind, TransferCode, clearing_account_id
+from billfold.wallets.service import ledger_tenant_of
+
+__all__ = ["fail_top_up", "settle_top_up", "start_top_up"]
+
+PROVIDER_FOR_METHOD = {"card": "sandbox_card", "bank_transfer": "sandbox_bank"}
+
+
+async def start_top_up(
+    runtime: PaymentsRuntime,
+    *,
+    tenant_id: uuid.UUID,
+    mode: Mode,
+    user_id: uuid.UUID,
+    amount: int,
+    currency: str,
+    method: str,
+    instrument: str,
+) -> uuid.UUID:
+    provider_name = PROVIDER_FOR_METHOD[method]
+    wallet = await runtime.book.open_wallet(
+        tenant_id=tenant_id,
+        mode=mode,
+        owner_kind=OwnerKind.USER,
+        owner_id=user_id,
+        currency=currency,
+    )
+    ledger_tenant = ledger_tenant_of(tenant_id, mode)
+    clearing = clearing_account_id(ledger_tenant, provider=provider_name, currency=currency)
+    payment_id = new_id()
+    async with runtime.unit_of_work.begin() as session:
+        payment = _new_payment(
+            payment_id,
+            tenant_id=tenant_id,
+            mode=mode,
+            user_id=user_id,
+            amount=amount,
+            currency=currency,
+            method=method,
+            provider=provider_name,
+            instrument=instrument,
+            debit=clearing,
+            credit=wallet,
+        )
+        await PaymentRepository(session).add(payment, created(payment))
+    hold = NewTransfer(
+        id=step_id(payment_id, "hold"),
+        tenant_id=ledger_tenant,
+        debit_account_id=clearing,
+        credit_account_id=wallet,
+        amount=amount,
+        ledger=currency,
+        code=int(TransferCode.TOP_UP),
+        flags=int(TransferFlags.PENDING),
+        user_data=format_id("pay", payment_id),
+    )
+    results = await apply_steps(runtime, payment_id, [("hold", hold)])
+    if not applied(results):
+        async with runtime.unit_of_work.begin() as session:
+            await advance(session, await load(session, payment_id), State.FAILED, reason="ledger")
+        raise_for(failure(results))
+    await _charge(runtime, payment_id, provider_name, amount, currency, method, instrument)
+    return payment_id
+
+
+def _new_payment(
+    payment_id: uuid.UUID,
+    *,
+    tenant_id: uuid.UUID,
+    mode: Mode,
+    user_id: uuid.UUID,
+    amount: int,
+    currency: str,
+    method: str,
+    provider: str,
+    instrument: str,
+    debit: uuid.UUID,
+    credit: uuid.UUID,
+) -> Payment:
+    now = now_ns()
+    return Payment(
+        id=payment_id,
+        tenant_id=tenant_id,
+        mode=mode.value,
+        kind=Kind.TOP_UP.value,
+        state=State.CREATED.value,
+        amount=amount,
+        currency=currency,
+        captured_amount=0,
+        refunded_amount=0,
+        payer_user_id=None,
+        payee_user_id=user_id,
+        merchant_id=None,
+        debit_account_id=debit,
+        credit_account_id=credit,
+        provider=provider,
+        method=method,
+        instrument=instrument[-4:],
+        capture_mode="automatic",
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def _charge(
+    runtime: PaymentsRuntime,
+    payment_id: uuid.UUID,
+    provider_name: str,
+    amount: int,
+    currency: str,
+    method: str,
+    instrument: str,
+) -> None:
+    request = ChargeRequest(
+        reference=format_id("pay", payment_id),
+        amount_minor=amount,
+        currency=currency,
+        method=method,
+        instrument=instrument,
+    )
+    try:
+        response = await asyncio.wait_for(
+            runtime.provider(provider_name).charge(request), runtime.provider_timeout_s
+        )
+    except (ProviderTimeout, TimeoutError):
+        # The outcome is unknown: the provider's notification (or a status query) decides.
+        async with runtime.unit_of_work.begin() as session:
+            payment = await load(session, payment_id)
+            await advance(session, payment, State.PROCESSING, reason="provider_timeout")
+        return
+    if response.status is ProviderStatus.FAILED:
+        await fail_top_up(runtime, payment_id, reason=response.failure_code or "failed")
+        return
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+        payment.provider_reference = response.provider_reference
+        if response.status is ProviderStatus.REQUIRES_ACTION:
+            payment.next_action_url = response.next_action_url
+            await advance(session, payment, State.REQUIRES_ACTION, reason="3ds_challenge")
+        else:
+            await advance(session, payment, State.PROCESSING, reason="provider_accepted")
+    if response.status is ProviderStatus.SUCCEEDED:
+        await settle_top_up(runtime, payment_id, reason="provider_succeeded")
+
+
+async def settle_top_up(runtime: PaymentsRuntime, payment_id: uuid.UUID, *, reason: str) -> str:
+    """Post the pending top-up with its fees; idempotent. What happened, for the record."""
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+        if payment.state in (State.SUCCEEDED.value, State.FAILED.value):
+            return f"ignored_{payment.state}"
+        quote = await quote_fees(
+            session,
+            runtime.fee_quoter,
+            payment=payment,
+            method=payment.method or "card",
+            amount=payment.amount,
+        )
+    assert payment.credit_account_id is not None
+    steps: list[tuple[str, NewTransfer]] = [
+        (
+            "settle",
+            NewTransfer(
+                id=step_id(payment_id, "settle"),
+                tenant_id=ledger_tenant_of(payment.tenant_id, payment.mode),
+                pending_id=step_id(payment_id, "hold"),
+                flags=int(TransferFlags.POST_PENDING),
+                user_data=format_id("pay", payment_id),
+            ),
+        ),
+        *fee_transfers(payment, quote, stage="settle", payer_account_id=payment.credit_account_id),
+    ]
+    results = await apply_steps(runtime, payment_id, chain(steps))
+    if not applied(results):
+        return f"ledger_{failure(results)}"
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+        await record_fees(session, payment, quote, stage="settle")
+        payment.captured_amount = payment.amount
+        await advance(session, payment, State.SUCCEEDED, reason=reason)
+    return "applied"
+
+
+async def fail_top_up(runtime: PaymentsRuntime, payment_id: uuid.UUID, *, reason: str) -> str:
+    """Void the pending top-up; idempotent, and ignored once it succeeded."""
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+        if payment.state in (State.SUCCEEDED.value, State.FAILED.value):
+            return f"ignored_{payment.state}"
+    void = NewTransfer(
+        id=step_id(payment_id, "void"),
+        tenant_id=ledger_tenant_of(payment.tenant_id, payment.mode),
+        pending_id=step_id(payment_id, "hold"),
+        flags=int(TransferFlags.VOID_PENDING),
+        user_data=format_id("pay", payment_id),
+    )
+    results = await apply_steps(runtime, payment_id, [("void", void)])
+    if not applied(results):
+        return f"ledger_{failure(results)}"
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+        payment.failure_code = reason[:64]
+        await advance(session, payment, State.FAILED, reason=reason)
+    return "applied"

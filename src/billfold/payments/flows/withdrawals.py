@@ -1,0 +1,196 @@
+"""Withdrawal (payout) to a card or bank account.
+
+The amount and its fees are held (pending transfers from the wallet, one linked chain)
+before the provider is asked; its confirmation posts the holds, its failure voids them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from billfold.connectors.types import PayoutRequest, ProviderTimeout
+from billfold.identity.types import Mode
+from billfold.kit.ids import format_id, new_id
+from billfold.ledger.types import NewTransfer, TransferFlags
+from billfold.payments.flows.common import (
+    advance,
+    apply_steps,
+    chain,
+    failure,
+    load,
+    now_ns,
+    raise_for,
+)
+from billfold.payments.models import Payment, PaymentFee
+from billfold.payments.repository import PaymentRepository
+from billfold.payments.runtime import PaymentsRuntime
+from billfold.payments.service import (
+    check_spending_limits,
+    created,
+    fee_transfers,
+    quote_fees,
+    record_fees,
+    require_step_up,
+)
+from billfold.payments.states import Kind, State
+from billfold.payments.steps import applied, step_id
+from billfold.wallets.accounts import OwnerKind, TransferCode, clearing_account_id
+from billfold.wallets.service import ledger_tenant_of
+
+__all__ = ["finish_withdrawal", "payee_of", "start_withdrawal"]
+
+PROVIDER_FOR_METHOD = {"card": "sandbox_card", "bank_transfer": "sandbox_bank"}
+
+
+async def start_withdrawal(
+    runtime: PaymentsRuntime,
+    *,
+    tenant_id: uuid.UUID,
+    mode: Mode,
+    user_id: uuid.UUID,
+    amount: int,
+    currency: str,
+    method: str,
+    destination: str,
+    step_up_token: str | None = None,
+) -> uuid.UUID:
+    provider_name = PROVIDER_FOR_METHOD[method]
+    await require_step_up(
+        runtime.unit_of_work,
+        threshold_minor=runtime.step_up_threshold_minor,
+        user_id=user_id,
+        token=step_up_token,
+        amount=amount,
+        currency=currency,
+        payee=payee_of(method, destination),
+    )
+    wallet = await runtime.book.open_wallet(
+        tenant_id=tenant_id,
+        mode=mode,
+        owner_kind=OwnerKind.USER,
+        owner_id=user_id,
+        currency=currency,
+    )
+    ledger_tenant = ledger_tenant_of(tenant_id, mode)
+    clearing = clearing_account_id(ledger_tenant, provider=provider_name, currency=currency)
+    payment_id = new_id()
+    async with runtime.unit_of_work.begin() as session:
+        await check_spending_limits(session, user_id=user_id, currency=currency, amount=amount)
+        now = now_ns()
+        payment = Payment(
+            id=payment_id,
+            tenant_id=tenant_id,
+            mode=mode.value,
+            kind=Kind.WITHDRAWAL.value,
+            state=State.CREATED.value,
+            amount=amount,
+            currency=currency,
+            captured_amount=0,
+            refunded_amount=0,
+            payer_user_id=user_id,
+            debit_account_id=wallet,
+            credit_account_id=clearing,
+            provider=provider_name,
+            method=method,
+            instrument=destination[-4:],
+            capture_mode="automatic",
+            created_at=now,
+            updated_at=now,
+        )
+        await PaymentRepository(session).add(payment, created(payment))
+        quote = await quote_fees(
+            session, runtime.fee_quoter, payment=payment, method="payout", amount=amount
+        )
+    hold = NewTransfer(
+        id=step_id(payment_id, "hold"),
+        tenant_id=ledger_tenant,
+        debit_account_id=wallet,
+        credit_account_id=clearing,
+        amount=amount,
+        ledger=currency,
+        code=int(TransferCode.WITHDRAWAL),
+        flags=int(TransferFlags.PENDING),
+        user_data=format_id("pay", payment_id),
+    )
+    fees = fee_transfers(
+        payment, quote, stage="hold", payer_account_id=wallet, flags=int(TransferFlags.PENDING)
+    )
+    results = await apply_steps(runtime, payment_id, chain([("hold", hold), *fees]))
+    if not applied(results):
+        async with runtime.unit_of_work.begin() as session:
+            payment = await load(session, payment_id)
+            payment.failure_code = str(failure(results))[:64]
+            await advance(session, payment, State.FAILED, reason="ledger_refused")
+        raise_for(failure(results))
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+        await record_fees(session, payment, quote, stage="hold")
+        await advance(session, payment, State.PROCESSING, reason="held")
+    request = PayoutRequest(
+        reference=format_id("pay", payment_id),
+        amount_minor=amount,
+        currency=currency,
+        destination=destination,
+    )
+    try:
+        response = await asyncio.wait_for(
+            runtime.provider(provider_name).payout(request), runtime.provider_timeout_s
+        )
+    except (ProviderTimeout, TimeoutError):
+        return payment_id  # the notification decides; the money stays held meanwhile
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+        payment.provider_reference = response.provider_reference
+    return payment_id
+
+
+async def finish_withdrawal(
+    runtime: PaymentsRuntime, payment_id: uuid.UUID, *, succeeded: bool, reason: str
+) -> str:
+    """Post (succeeded) or void (failed) the holds; idempotent, late reports ignored."""
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+        if payment.state != State.PROCESSING.value:
+            return f"ignored_{payment.state}"
+        fees = await PaymentRepository(session).fees(payment_id)
+    outcome = "post" if succeeded else "void"
+    flag = TransferFlags.POST_PENDING if succeeded else TransferFlags.VOID_PENDING
+    ledger_tenant = ledger_tenant_of(payment.tenant_id, payment.mode)
+    pending_ids = [("hold", step_id(payment_id, "hold"))]
+    pending_ids += [(_step_of(payment_id, fee), fee.transfer_id) for fee in fees]
+    steps = [
+        (
+            f"{step}:{outcome}",
+            NewTransfer(
+                id=step_id(payment_id, f"{step}:{outcome}"),
+                tenant_id=ledger_tenant,
+                pending_id=pending_id,
+                flags=int(flag),
+                user_data=format_id("pay", payment_id),
+            ),
+        )
+        for step, pending_id in pending_ids
+    ]
+    results = await apply_steps(runtime, payment_id, chain(steps))
+    if not applied(results):
+        return f"ledger_{failure(results)}"
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+        if succeeded:
+            payment.captured_amount = payment.amount
+        else:
+            payment.failure_code = reason[:64]
+        await advance(
+            session, payment, State.SUCCEEDED if succeeded else State.FAILED, reason=reason
+        )
+    return "applied"
+
+
+def _step_of(payment_id: uuid.UUID, fee: PaymentFee) -> str:
+    return f"fee:{fee.transfer_id.hex[:8]}"
+
+
+def payee_of(method: str, destination: str) -> str:
+    """The payee a withdrawal's step-up token is bound to: `iban:…` or `card:…`."""
+    return f"{'iban' if method == 'bank_transfer' else 'card'}:{destination}"

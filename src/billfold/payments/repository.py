@@ -1,0 +1,179 @@
+"""Every query of payments, refunds, disputes, money requests and split rules."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.kit.upsert import insert_if_absent
+from billfold.payments.models import (
+    Dispute,
+    MoneyRequest,
+    Payment,
+    PaymentFee,
+    PaymentStateChange,
+    PaymentTransfer,
+    Refund,
+    SplitRule,
+)
+
+__all__ = ["PaymentRepository"]
+
+HISTORY_MAX = 500
+OUTGOING_KINDS = ("withdrawal", "p2p", "merchant")
+_NOT_SPENT = ("failed", "voided", "expired", "requires_payment")
+
+
+class PaymentRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, *rows: object) -> None:
+        self._session.add_all(rows)
+        await self._session.flush()
+
+    async def get(self, payment_id: uuid.UUID, *, for_update: bool = False) -> Payment | None:
+        statement = select(Payment).where(Payment.id == payment_id)
+        if for_update:
+            statement = statement.with_for_update()
+        return (await self._session.execute(statement)).scalar_one_or_none()
+
+    async def get_scoped(
+        self, *, tenant_id: uuid.UUID, mode: str, payment_id: uuid.UUID, for_update: bool = False
+    ) -> Payment | None:
+        payment = await self.get(payment_id, for_update=for_update)
+        if payment is None or payment.tenant_id != tenant_id or payment.mode != mode:
+            return None
+        return payment
+
+    async def history(self, payment_id: uuid.UUID) -> list[PaymentStateChange]:
+        statement = (
+            select(PaymentStateChange)
+            .where(PaymentStateChange.payment_id == payment_id)
+            .order_by(PaymentStateChange.id)
+            .limit(HISTORY_MAX)
+        )
+        return list((await self._session.execute(statement)).scalars())
+
+    async def record_transfers(self, payment_id: uuid.UUID, steps: dict[str, uuid.UUID]) -> None:
+        now_ns = time.time_ns()
+        for step, transfer_id in steps.items():
+            await insert_if_absent(
+                self._session,
+                PaymentTransfer,
+                {
+                    "transfer_id": transfer_id,
+                    "payment_id": payment_id,
+                    "step": step,
+                    "recorded_at": now_ns,
+                },
+            )
+
+    async def transfers(self, payment_id: uuid.UUID) -> list[PaymentTransfer]:
+        statement = (
+            select(PaymentTransfer)
+            .where(PaymentTransfer.payment_id == payment_id)
+            .order_by(PaymentTransfer.recorded_at, PaymentTransfer.step)
+            .limit(HISTORY_MAX)
+        )
+        return list((await self._session.execute(statement)).scalars())
+
+    async def record_fee(self, fee: PaymentFee) -> None:
+        await insert_if_absent(
+            self._session,
+            PaymentFee,
+            {
+                "transfer_id": fee.transfer_id,
+                "payment_id": fee.payment_id,
+                "rule": fee.rule,
+                "description": fee.description,
+                "amount": fee.amount,
+                "currency": fee.currency,
+            },
+        )
+
+    async def fees(self, payment_id: uuid.UUID) -> list[PaymentFee]:
+        statement = (
+            select(PaymentFee)
+            .where(PaymentFee.payment_id == payment_id)
+            .order_by(PaymentFee.rule)
+            .limit(HISTORY_MAX)
+        )
+        return list((await self._session.execute(statement)).scalars())
+
+    async def refunds(self, payment_id: uuid.UUID) -> list[Refund]:
+        statement = (
+            select(Refund)
+            .where(Refund.payment_id == payment_id)
+            .order_by(Refund.id)
+            .limit(HISTORY_MAX)
+        )
+        return list((await self._session.execute(statement)).scalars())
+
+    async def get_refund(self, refund_id: uuid.UUID) -> Refund | None:
+        return await self._session.get(Refund, refund_id)
+
+    async def disputes(self, payment_id: uuid.UUID) -> list[Dispute]:
+        statement = (
+            select(Dispute)
+            .where(Dispute.payment_id == payment_id)
+            .order_by(Dispute.id)
+            .limit(HISTORY_MAX)
+        )
+        return list((await self._session.execute(statement)).scalars())
+
+    async def get_dispute(self, dispute_id: uuid.UUID) -> Dispute | None:
+        return await self._session.get(Dispute, dispute_id)
+
+    async def dispute_by_provider_id(self, provider_dispute_id: str) -> Dispute | None:
+        statement = select(Dispute).where(Dispute.provider_dispute_id == provider_dispute_id)
+        return (await self._session.execute(statement)).scalar_one_or_none()
+
+    async def get_request(self, request_id: uuid.UUID) -> MoneyRequest | None:
+        return await self._session.get(MoneyRequest, request_id)
+
+    async def get_split_rule(
+        self, *, tenant_id: uuid.UUID, mode: str, rule_id: uuid.UUID
+    ) -> SplitRule | None:
+        rule = await self._session.get(SplitRule, rule_id)
+        if rule is None or rule.tenant_id != tenant_id or rule.mode != mode:
+            return None
+        return rule
+
+    async def spent_since(self, *, user_id: uuid.UUID, currency: str, since_ns: int) -> int:
+        """What the user sent in `currency` since `since_ns`, counting movements in flight."""
+        statement = select(func.coalesce(func.sum(Payment.amount), 0)).where(
+            Payment.payer_user_id == user_id,
+            Payment.currency == currency,
+            Payment.created_at >= since_ns,
+            Payment.kind.in_(OUTGOING_KINDS),
+            Payment.state.not_in(_NOT_SPENT),
+        )
+        return int((await self._session.execute(statement)).scalar_one())
+
+    async def stuck_p2p(self, *, created_before_ns: int, limit: int) -> list[uuid.UUID]:
+        """P2P payments still `created` (a crash between their steps), oldest first."""
+        statement = (
+            select(Payment.id)
+            .where(
+                Payment.kind == "p2p",
+                Payment.state == "created",
+                Payment.created_at < created_before_ns,
+            )
+            .order_by(Payment.created_at)
+            .limit(limit)
+        )
+        return list((await self._session.execute(statement)).scalars())
+
+    async def stuck_refunds(self, *, created_before_ns: int, limit: int) -> list[uuid.UUID]:
+        """Refunds still `pending` (a crash between their steps), oldest first."""
+        statement = (
+            select(Refund.id)
+            .where(Refund.state == "pending", Refund.created_at < created_before_ns)
+            .order_by(Refund.created_at)
+            .limit(limit)
+        )
+        return list((await self._session.execute(statement)).scalars())

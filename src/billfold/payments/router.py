@@ -1,0 +1,351 @@
+"""Payments over HTTP. Merchants and the platform use API keys (`payments:write`,
+`payments:read`); wallet holders use their access tokens under `/v1/me`; providers post
+signed notifications to `/v1/connectors/{provider}/notifications` (public: the HMAC
+signature is the credential)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from billfold.identity.users.auth import authenticate_user
+from billfold.identity.users.types import UserPrincipal
+from billfold.kit.auth import Principal, require_scopes
+from billfold.kit.errors import InvariantViolation
+from billfold.kit.ids import format_id, parse_id
+from billfold.payments.errors import DisputeNotFound, MoneyRequestNotFound, PaymentNotFound
+from billfold.payments.explain import (
+    dispute_response,
+    explain,
+    money_request_response,
+)
+from billfold.payments.flows import merchant, p2p, refunds, topups, withdrawals
+from billfold.payments.flows.common import load, now_ns
+from billfold.payments.flows.disputes import add_evidence, open_dispute, resolve_dispute
+from billfold.payments.flows.notifications import receive_notification
+from billfold.payments.flows.splits import create_split_rule
+from billfold.payments.models import Dispute
+from billfold.payments.repository import PaymentRepository
+from billfold.payments.runtime import PaymentsRuntime
+from billfold.payments.schemas import (
+    CaptureRequest,
+    DisputeOpenRequest,
+    DisputeResolveRequest,
+    DisputeResponse,
+    EvidenceRequest,
+    MerchantPaymentCreate,
+    MoneyRequestCreate,
+    MoneyRequestResponse,
+    NotificationReceipt,
+    P2PCreate,
+    PaymentResponse,
+    RefundCreate,
+    SplitRuleCreate,
+    SplitRuleResponse,
+    TopUpCreate,
+    WithdrawalCreate,
+)
+
+__all__ = ["NOTIFICATIONS_PATH", "get_runtime", "router"]
+
+NOTIFICATIONS_ROUTE = "/connectors/{provider}/notifications"
+NOTIFICATIONS_PATH = f"/v1{NOTIFICATIONS_ROUTE}"
+router = APIRouter(prefix="/v1", tags=["payments"])
+Reader = Annotated[Principal, Depends(require_scopes("payments:read"))]
+Writer = Annotated[Principal, Depends(require_scopes("payments:write"))]
+EndUser = Annotated[UserPrincipal, Depends(authenticate_user)]
+
+
+def get_runtime(request: Request) -> PaymentsRuntime:
+    runtime = getattr(request.app.state, "payments", None)
+    if not isinstance(runtime, PaymentsRuntime):
+        raise InvariantViolation("the app lifespan sets up app.state.payments")
+    return runtime
+
+
+Runtime = Annotated[PaymentsRuntime, Depends(get_runtime)]
+
+
+async def _explained(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> PaymentResponse:
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+    return await explain(runtime, payment)
+
+
+async def _scoped(
+    runtime: PaymentsRuntime, payment_id: str, *, tenant_id: uuid.UUID, mode: str
+) -> uuid.UUID:
+    wanted = parse_id("pay", payment_id)
+    async with runtime.unit_of_work.begin() as session:
+        await load(session, wanted, tenant_id=tenant_id, mode=mode)
+    return wanted
+
+
+# -- merchants and the platform (API keys)
+
+
+@router.post("/payments", status_code=201, summary="Create a merchant payment.")
+async def create_payment(
+    body: MerchantPaymentCreate, caller: Writer, runtime: Runtime
+) -> PaymentResponse:
+    payment_id = await merchant.create_merchant_payment(
+        runtime,
+        tenant_id=caller.tenant_id,
+        mode=caller.mode,
+        merchant_id=parse_id("mer", body.merchant_id),
+        amount=body.amount,
+        currency=body.currency,
+        reference=body.reference,
+        metadata=body.metadata,
+        expires_at_ns=None
+        if body.expires_in_s is None
+        else now_ns() + body.expires_in_s * 1_000_000_000,
+        automatic_capture=body.capture == "automatic",
+        split_rule_id=parse_id("spl", body.split_rule_id) if body.split_rule_id else None,
+    )
+    return await _explained(runtime, payment_id)
+
+
+@router.get("/payments/{payment_id}", summary="A payment, its history, fees and transfers.")
+async def get_payment(payment_id: str, caller: Reader, runtime: Runtime) -> PaymentResponse:
+    wanted = await _scoped(runtime, payment_id, tenant_id=caller.tenant_id, mode=caller.mode)
+    return await _explained(runtime, wanted)
+
+
+@router.post("/payments/{payment_id}/capture", summary="Capture all or part of the hold.")
+async def capture_payment(
+    payment_id: str, body: CaptureRequest, caller: Writer, runtime: Runtime
+) -> PaymentResponse:
+    wanted = parse_id("pay", payment_id)
+    await merchant.capture(
+        runtime,
+        tenant_id=caller.tenant_id,
+        mode=caller.mode,
+        payment_id=wanted,
+        amount=body.amount,
+    )
+    return await _explained(runtime, wanted)
+
+
+@router.post("/payments/{payment_id}/void", summary="Release the payer's hold.")
+async def void_payment(payment_id: str, caller: Writer, runtime: Runtime) -> PaymentResponse:
+    wanted = parse_id("pay", payment_id)
+    await merchant.void(runtime, tenant_id=caller.tenant_id, mode=caller.mode, payment_id=wanted)
+    return await _explained(runtime, wanted)
+
+
+@router.post("/payments/{payment_id}/refunds", status_code=201, summary="Refund all or part.")
+async def refund_payment(
+    payment_id: str, body: RefundCreate, caller: Writer, runtime: Runtime
+) -> PaymentResponse:
+    wanted = parse_id("pay", payment_id)
+    await refunds.refund(
+        runtime,
+        tenant_id=caller.tenant_id,
+        mode=caller.mode,
+        payment_id=wanted,
+        amount=body.amount,
+        reason=body.reason,
+    )
+    return await _explained(runtime, wanted)
+
+
+@router.post("/payments/{payment_id}/disputes", status_code=201, summary="Open a dispute.")
+async def dispute_payment(
+    payment_id: str, body: DisputeOpenRequest, caller: Writer, runtime: Runtime
+) -> PaymentResponse:
+    wanted = await _scoped(runtime, payment_id, tenant_id=caller.tenant_id, mode=caller.mode)
+    await open_dispute(
+        runtime, payment_id=wanted, amount=body.amount, opened_by="tenant", reason=body.reason
+    )
+    return await _explained(runtime, wanted)
+
+
+async def _dispute(runtime: PaymentsRuntime, dispute_id: str, caller: Principal) -> Dispute:
+    wanted = parse_id("dsp", dispute_id)
+    async with runtime.unit_of_work.begin() as session:
+        dispute = await PaymentRepository(session).get_dispute(wanted)
+        if dispute is None:
+            raise DisputeNotFound("No such dispute.")
+        try:
+            await load(
+                session, dispute.payment_id, tenant_id=caller.tenant_id, mode=caller.mode.value
+            )
+        except PaymentNotFound as error:
+            raise DisputeNotFound("No such dispute.") from error
+    return dispute
+
+
+@router.post("/disputes/{dispute_id}/evidence", summary="Attach evidence to an open dispute.")
+async def dispute_evidence(
+    dispute_id: str, body: EvidenceRequest, caller: Writer, runtime: Runtime
+) -> DisputeResponse:
+    dispute = await _dispute(runtime, dispute_id, caller)
+    updated = await add_evidence(
+        runtime, dispute_id=dispute.id, kind=body.kind, description=body.description
+    )
+    return dispute_response(updated)
+
+
+@router.post("/disputes/{dispute_id}/resolve", summary="Record a dispute won or lost.")
+async def dispute_resolve(
+    dispute_id: str, body: DisputeResolveRequest, caller: Writer, runtime: Runtime
+) -> PaymentResponse:
+    dispute = await _dispute(runtime, dispute_id, caller)
+    await resolve_dispute(runtime, dispute_id=dispute.id, won=body.outcome == "won")
+    return await _explained(runtime, dispute.payment_id)
+
+
+@router.post("/split-rules", status_code=201, summary="A revenue-sharing rule.")
+async def split_rule(body: SplitRuleCreate, caller: Writer, runtime: Runtime) -> SplitRuleResponse:
+    async with runtime.unit_of_work.begin() as session:
+        rule = await create_split_rule(
+            session,
+            tenant_id=caller.tenant_id,
+            mode=caller.mode.value,
+            name=body.name,
+            shares=[(parse_id("mer", share.merchant_id), share.bps) for share in body.shares],
+            levels=body.levels,
+        )
+    return SplitRuleResponse(id=format_id("spl", rule.id), name=rule.name, levels=rule.levels)
+
+
+# -- wallet holders (access tokens)
+
+
+@router.post("/me/top-ups", status_code=201, summary="Add money from a card or bank.")
+async def top_up(body: TopUpCreate, user: EndUser, runtime: Runtime) -> PaymentResponse:
+    payment_id = await topups.start_top_up(
+        runtime,
+        tenant_id=user.tenant_id,
+        mode=user.mode,
+        user_id=user.user_id,
+        amount=body.amount,
+        currency=body.currency,
+        method=body.method,
+        instrument=body.instrument,
+    )
+    return await _explained(runtime, payment_id)
+
+
+@router.post("/me/withdrawals", status_code=201, summary="Pay out to a card or bank.")
+async def withdraw(body: WithdrawalCreate, user: EndUser, runtime: Runtime) -> PaymentResponse:
+    payment_id = await withdrawals.start_withdrawal(
+        runtime,
+        tenant_id=user.tenant_id,
+        mode=user.mode,
+        user_id=user.user_id,
+        amount=body.amount,
+        currency=body.currency,
+        method=body.method,
+        destination=body.destination,
+        step_up_token=body.step_up_token,
+    )
+    return await _explained(runtime, payment_id)
+
+
+@router.post("/me/p2p", status_code=201, summary="Send money to another user.")
+async def send(body: P2PCreate, user: EndUser, runtime: Runtime) -> PaymentResponse:
+    payment_id = await p2p.send_p2p(
+        runtime,
+        tenant_id=user.tenant_id,
+        mode=user.mode,
+        sender_id=user.user_id,
+        recipient=body.recipient,
+        amount=body.amount,
+        currency=body.currency,
+        step_up_token=body.step_up_token,
+    )
+    return await _explained(runtime, payment_id)
+
+
+@router.post("/me/payments/{payment_id}/authorize", summary="Pay a merchant from the wallet.")
+async def authorize(payment_id: str, user: EndUser, runtime: Runtime) -> PaymentResponse:
+    wanted = parse_id("pay", payment_id)
+    await merchant.authorize(
+        runtime,
+        tenant_id=user.tenant_id,
+        mode=user.mode,
+        user_id=user.user_id,
+        payment_id=wanted,
+    )
+    return await _explained(runtime, wanted)
+
+
+@router.get("/me/payments/{payment_id}", summary="One of the user's payments.")
+async def my_payment(payment_id: str, user: EndUser, runtime: Runtime) -> PaymentResponse:
+    wanted = parse_id("pay", payment_id)
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, wanted, tenant_id=user.tenant_id, mode=user.mode.value)
+    awaiting_payer = payment.state == "requires_payment"  # a payer sees what they would pay
+    if not awaiting_payer and user.user_id not in (payment.payer_user_id, payment.payee_user_id):
+        raise PaymentNotFound("No such payment.")
+    return await explain(runtime, payment)
+
+
+@router.post("/me/money-requests", status_code=201, summary="Ask another user for money.")
+async def request_money(
+    body: MoneyRequestCreate, user: EndUser, runtime: Runtime
+) -> MoneyRequestResponse:
+    created = await p2p.create_request(
+        runtime,
+        tenant_id=user.tenant_id,
+        mode=user.mode,
+        payee_id=user.user_id,
+        payer=body.payer,
+        amount=body.amount,
+        currency=body.currency,
+        note=body.note,
+        expires_in_s=body.expires_in_s,
+    )
+    return money_request_response(created)
+
+
+@router.get("/me/money-requests/{request_id}", summary="A money request.")
+async def get_money_request(
+    request_id: str, user: EndUser, runtime: Runtime
+) -> MoneyRequestResponse:
+    wanted = parse_id("req", request_id)
+    async with runtime.unit_of_work.begin() as session:
+        found = await PaymentRepository(session).get_request(wanted)
+    if found is None or user.user_id not in (found.payer_user_id, found.payee_user_id):
+        raise MoneyRequestNotFound("No such money request.")
+    return money_request_response(found)
+
+
+@router.post("/me/money-requests/{request_id}/approve", summary="Pay a money request.")
+async def approve(request_id: str, user: EndUser, runtime: Runtime) -> MoneyRequestResponse:
+    approved = await p2p.approve_request(
+        runtime,
+        tenant_id=user.tenant_id,
+        mode=user.mode,
+        user_id=user.user_id,
+        request_id=parse_id("req", request_id),
+    )
+    return money_request_response(approved)
+
+
+@router.post("/me/money-requests/{request_id}/decline", summary="Decline a money request.")
+async def decline(request_id: str, user: EndUser, runtime: Runtime) -> MoneyRequestResponse:
+    declined = await p2p.decline_request(
+        runtime,
+        tenant_id=user.tenant_id,
+        mode=user.mode,
+        user_id=user.user_id,
+        request_id=parse_id("req", request_id),
+    )
+    return money_request_response(declined)
+
+
+# -- providers (public: the signature is the credential)
+
+
+@router.post(NOTIFICATIONS_ROUTE, summary="A provider's signed notification (public).")
+async def notification(provider: str, request: Request, runtime: Runtime) -> NotificationReceipt:
+    body = await request.body()  # bounded by the application's body size limit
+    stored_id, outcome = await receive_notification(
+        runtime, provider=provider, body=body, headers=request.headers
+    )
+    return NotificationReceipt(notification_id=format_id("ntf", stored_id), outcome=outcome)

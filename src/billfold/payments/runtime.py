@@ -1,0 +1,91 @@
+"""What payment flows need, in one object on `app.state.payments`: the ledger, the unit of
+work, the wallet book, the providers, the fee quoter and the bounded settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from billfold.connectors.sandbox import SandboxProvider
+from billfold.connectors.senders import HttpNotificationSender, NotificationSender
+from billfold.connectors.types import Provider
+from billfold.kit.db import UnitOfWork
+from billfold.kit.settings import Settings
+from billfold.ledger.ledger import Ledger
+from billfold.payments.errors import UnknownProvider
+from billfold.payments.fees.types import NO_FEES, FeeQuoter
+from billfold.wallets.accounts import PROVIDER_NAMES
+from billfold.wallets.service import WalletBook
+
+__all__ = ["PaymentsRuntime", "close_payments", "install_payments", "sandbox_providers"]
+
+
+@dataclass(slots=True)
+class PaymentsRuntime:
+    book: WalletBook
+    providers: dict[str, Provider]
+    fee_quoter: FeeQuoter = NO_FEES
+    authorization_hold_s: int = 7 * 86_400
+    provider_timeout_s: float = 10.0
+    webhook_tolerance_s: int = 300
+    step_up_threshold_minor: int | None = None
+    sandboxes: dict[str, SandboxProvider] = field(default_factory=dict)
+
+    @property
+    def unit_of_work(self) -> UnitOfWork:
+        return self.book.unit_of_work
+
+    def provider(self, name: str) -> Provider:
+        provider = self.providers.get(name)
+        if provider is None:
+            raise UnknownProvider(f"No provider {name[:32]!r}.")
+        return provider
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, book: WalletBook, sender: NotificationSender
+    ) -> PaymentsRuntime:
+        sandboxes = sandbox_providers(settings, sender)
+        return cls(
+            book=book,
+            providers=dict(sandboxes),
+            authorization_hold_s=settings.payments_authorization_hold_s,
+            provider_timeout_s=settings.payments_provider_timeout_s,
+            webhook_tolerance_s=settings.payments_webhook_tolerance_s,
+            step_up_threshold_minor=settings.payments_step_up_threshold_minor,
+            sandboxes=sandboxes,
+        )
+
+
+def sandbox_providers(settings: Settings, sender: NotificationSender) -> dict[str, SandboxProvider]:
+    secret = settings.payments_sandbox_webhook_secret.get_secret_value().encode()
+    return {name: SandboxProvider(name, secret=secret, sender=sender) for name in PROVIDER_NAMES}
+
+
+def install_payments(app: Any, settings: Settings, ledger: Ledger) -> PaymentsRuntime:
+    """Set up `app.state.wallet_book` and `app.state.payments` (from the lifespan, once the
+    unit of work and the ledger are open). A test may put its own `notification_sender`
+    on `app.state` first (a `RecordingSender`, to deliver notifications itself)."""
+    sender = getattr(app.state, "notification_sender", None)
+    if sender is None:
+        base_url = (
+            settings.payments_sandbox_webhook_url or f"http://{settings.host}:{settings.port}"
+        )
+        sender = HttpNotificationSender(
+            base_url,
+            delay_s=settings.payments_sandbox_notification_delay_s,
+            timeout_s=settings.payments_provider_timeout_s,
+        )
+        app.state.notification_sender = sender
+    book = WalletBook(ledger, app.state.unit_of_work)
+    app.state.wallet_book = book
+    runtime = PaymentsRuntime.from_settings(settings, book=book, sender=sender)
+    app.state.payments = runtime
+    return runtime
+
+
+async def close_payments(app: Any) -> None:
+    """Stop notifications still on their way (the sandbox's HTTP deliveries)."""
+    sender = getattr(app.state, "notification_sender", None)
+    if isinstance(sender, HttpNotificationSender):
+        await sender.close()

@@ -1,0 +1,237 @@
+"""Payments' API models. Amounts are integers in minor units (a JSON integer or a digit
+string) from 1 to 2^62, and decimal strings in responses."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+__all__ = [
+    "AMOUNT_MAX",
+    "CaptureRequest",
+    "DisputeOpenRequest",
+    "DisputeResolveRequest",
+    "DisputeResponse",
+    "EvidenceRequest",
+    "FeeResponse",
+    "MerchantPaymentCreate",
+    "MoneyRequestCreate",
+    "MoneyRequestResponse",
+    "NotificationReceipt",
+    "P2PCreate",
+    "PaymentResponse",
+    "RefundCreate",
+    "RefundResponse",
+    "SplitRuleCreate",
+    "SplitRuleResponse",
+    "StateChangeResponse",
+    "TopUpCreate",
+    "TransferSummary",
+    "WithdrawalCreate",
+]
+
+AMOUNT_MAX = 2**62
+"""Payments fit a BIGINT column with room for sums."""
+_DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
+CURRENCY = r"^[A-Z0-9]{2,12}$"
+METADATA_KEYS_MAX = 20
+
+
+def _amount(value: object) -> object:
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        return int(value)
+    if isinstance(value, bool):
+        raise ValueError("an amount is an integer")
+    return value
+
+
+Amount = Annotated[int, BeforeValidator(_amount), Field(ge=1, le=AMOUNT_MAX)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TopUpCreate(_Request):
+    amount: Amount
+    currency: str = Field(pattern=CURRENCY)
+    method: Literal["card", "bank_transfer"]
+    instrument: str = Field(
+        min_length=8,
+        max_length=34,
+        pattern=r"^[A-Z0-9]+$",
+        description="A card number (sandbox test cards in the README) or an IBAN.",
+    )
+
+
+class WithdrawalCreate(_Request):
+    amount: Amount
+    currency: str = Field(pattern=CURRENCY)
+    method: Literal["card", "bank_transfer"]
+    destination: str = Field(min_length=8, max_length=34, pattern=r"^[A-Z0-9]+$")
+    step_up_token: str | None = Field(default=None, max_length=200)
+
+
+class P2PCreate(_Request):
+    recipient: str = Field(
+        min_length=3, max_length=40, description="`usr_…`, a phone number (+…) or a handle"
+    )
+    amount: Amount
+    currency: str = Field(pattern=CURRENCY)
+    step_up_token: str | None = Field(default=None, max_length=200)
+
+
+class MerchantPaymentCreate(_Request):
+    merchant_id: str = Field(pattern=r"^mer_[0-9a-f]{32}$")
+    amount: Amount
+    currency: str = Field(pattern=CURRENCY)
+    reference: str | None = Field(default=None, max_length=128)
+    metadata: dict[str, Annotated[str, Field(max_length=500)]] | None = Field(
+        default=None, max_length=METADATA_KEYS_MAX
+    )
+    expires_in_s: int | None = Field(default=None, ge=1, le=30 * 86_400)
+    capture: Literal["automatic", "manual"] = "manual"
+    split_rule_id: str | None = Field(default=None, pattern=r"^spl_[0-9a-f]{32}$")
+
+
+class CaptureRequest(_Request):
+    amount: Amount | None = None
+
+
+class RefundCreate(_Request):
+    amount: Amount | None = None
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class DisputeOpenRequest(_Request):
+    amount: Amount
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class EvidenceRequest(_Request):
+    kind: Literal["receipt", "delivery", "correspondence", "other"]
+    description: str = Field(min_length=1, max_length=1000)
+
+
+class DisputeResolveRequest(_Request):
+    outcome: Literal["won", "lost"]
+
+
+class MoneyRequestCreate(_Request):
+    payer: str = Field(min_length=3, max_length=40)
+    amount: Amount
+    currency: str = Field(pattern=CURRENCY)
+    note: str | None = Field(default=None, max_length=200)
+    expires_in_s: int = Field(default=7 * 86_400, ge=1, le=30 * 86_400)
+
+
+class SplitShare(_Request):
+    merchant_id: str = Field(pattern=r"^mer_[0-9a-f]{32}$")
+    bps: int = Field(ge=1, le=10_000)
+
+
+class SplitRuleCreate(_Request):
+    name: str = Field(min_length=1, max_length=100)
+    shares: list[SplitShare] = Field(min_length=1, max_length=10)
+    levels: int = Field(default=1, ge=1, le=3)
+
+
+class SplitRuleResponse(BaseModel):
+    id: str
+    name: str
+    levels: int
+
+
+class StateChangeResponse(BaseModel):
+    from_state: str | None
+    to_state: str
+    reason: str | None
+    at: str
+
+
+class FeeResponse(BaseModel):
+    rule: str
+    description: str
+    amount: str
+    currency: str
+    transfer_id: str
+
+
+class TransferSummary(BaseModel):
+    id: str
+    step: str
+    debit_account_id: str
+    credit_account_id: str
+    amount: str
+    code: int
+    flags: int
+    pending_id: str | None
+    timestamp: str
+
+
+class RefundResponse(BaseModel):
+    id: str
+    payment_id: str
+    amount: str
+    state: str
+    reason: str | None
+    failure_code: str | None
+
+
+class DisputeResponse(BaseModel):
+    id: str
+    payment_id: str
+    amount: str
+    held_amount: str
+    state: str
+    opened_by: str
+    reason: str | None
+    evidence: list[dict[str, object]]
+
+
+class PaymentResponse(BaseModel):
+    id: str
+    kind: str
+    state: str
+    amount: str
+    currency: str
+    captured_amount: str
+    refunded_amount: str
+    merchant_id: str | None
+    payer: str | None
+    payee: str | None
+    provider: str | None
+    method: str | None
+    instrument_last4: str | None
+    provider_reference: str | None
+    reference: str | None
+    metadata: dict[str, str] | None
+    capture: str
+    failure_code: str | None
+    next_action_url: str | None
+    expires_at: str | None
+    created_at: str
+    history: list[StateChangeResponse]
+    fees: list[FeeResponse]
+    transfers: list[TransferSummary]
+    refunds: list[RefundResponse]
+    disputes: list[DisputeResponse]
+
+
+class MoneyRequestResponse(BaseModel):
+    id: str
+    payer: str
+    payee: str
+    amount: str
+    currency: str
+    note: str | None
+    state: str
+    payment_id: str | None
+    expires_at: str
+
+
+class NotificationReceipt(BaseModel):
+    notification_id: str
+    outcome: str

@@ -1,0 +1,276 @@
+"""Decisions shared by every flow: state transitions (with their history), fee transfers,
+limits and recipients. Never commits; never calls the ledger."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.identity.types import Mode
+from billfold.identity.users.errors import InvalidIdentifier
+from billfold.identity.users.identifiers import normalize_handle, normalize_phone
+from billfold.identity.users.models import EndUser
+from billfold.identity.users.repository import UserRepository
+from billfold.identity.users.step_up import verify_step_up
+from billfold.identity.users.work import run_recording_failures
+from billfold.kit.db import UnitOfWork
+from billfold.kit.ids import InvalidId, new_id, parse_id
+from billfold.ledger.types import NewTransfer
+from billfold.payments.errors import (
+    FeesExceedAmount,
+    InvalidStateTransition,
+    LimitExceeded,
+    RecipientNotFound,
+    StepUpRequired,
+)
+from billfold.payments.fees.types import FeeContext, FeeQuote, FeeQuoter
+from billfold.payments.models import Payment, PaymentFee, PaymentStateChange
+from billfold.payments.repository import PaymentRepository
+from billfold.payments.states import Kind, State, can_transition
+from billfold.payments.steps import step_id
+from billfold.wallets.accounts import SystemRole, TransferCode, system_account_id
+from billfold.wallets.limits import DEFAULT_TIER, check_limits
+from billfold.wallets.repository import WalletRepository
+from billfold.wallets.service import currency_exponent, ledger_tenant_of
+
+__all__ = [
+    "check_spending_limits",
+    "fee_transfers",
+    "find_recipient",
+    "quote_fees",
+    "record_fees",
+    "require_step_up",
+    "transition",
+]
+
+_NANOSECONDS_PER_SECOND = 1_000_000_000
+
+
+async def transition(
+    session: AsyncSession, payment: Payment, to_state: State, *, reason: str | None = None
+) -> bool:
+    """Move `payment` to `to_state` and record it; False (nothing changes) when it is
+    already there. The one place a payment changes state: the events domain's `emit()`
+    goes here. Raises `invalid_state_transition` for a transition its kind does not have."""
+    from_state = State(payment.state)
+    if from_state is to_state and to_state is not State.PARTIALLY_REFUNDED:
+        return False
+    if not can_transition(Kind(payment.kind), from_state, to_state):
+        raise InvalidStateTransition(
+            f"A {payment.kind} payment cannot go from {from_state.value} to {to_state.value}.",
+            state=from_state.value,
+        )
+    now_ns = time.time_ns()
+    payment.state = to_state.value
+    payment.updated_at = now_ns
+    session.add(
+        PaymentStateChange(
+            id=new_id(),
+            payment_id=payment.id,
+            from_state=from_state.value,
+            to_state=to_state.value,
+            reason=reason[:128] if reason else None,
+            at=now_ns,
+        )
+    )
+    await session.flush()
+    return True
+
+
+def created(payment: Payment, *, reason: str | None = None) -> PaymentStateChange:
+    """The history row of a payment's creation."""
+    return PaymentStateChange(
+        id=new_id(),
+        payment_id=payment.id,
+        from_state=None,
+        to_state=payment.state,
+        reason=reason,
+        at=payment.created_at,
+    )
+
+
+async def quote_fees(
+    session: AsyncSession,
+    quoter: FeeQuoter,
+    *,
+    payment: Payment,
+    method: str,
+    amount: int,
+) -> FeeQuote:
+    quote = await quoter(
+        session,
+        FeeContext(
+            tenant_id=payment.tenant_id,
+            merchant_id=payment.merchant_id,
+            method=method,
+            currency=payment.currency,
+            amount_minor=amount,
+        ),
+    )
+    if any(line.currency != payment.currency or line.amount_minor < 0 for line in quote.lines):
+        raise FeesExceedAmount("Fees must be non-negative and in the payment's currency.")
+    if quote.total_minor >= amount:
+        raise FeesExceedAmount("The fees would take the whole amount.", fees=str(quote.total_minor))
+    return quote
+
+
+def fee_transfers(
+    payment: Payment,
+    quote: FeeQuote,
+    *,
+    stage: str,
+    payer_account_id: uuid.UUID,
+    flags: int = 0,
+) -> list[tuple[str, NewTransfer]]:
+    """One transfer per non-zero fee line, from `payer_account_id` to fee revenue."""
+    ledger_tenant = ledger_tenant_of(payment.tenant_id, payment.mode)
+    revenue = system_account_id(
+        ledger_tenant, name=SystemRole.FEE_REVENUE.value, currency=payment.currency
+    )
+    transfers = []
+    for index, line in enumerate(quote.lines):
+        if line.amount_minor == 0:
+            continue
+        step = f"{stage}:fee:{index}"
+        transfers.append(
+            (
+                step,
+                NewTransfer(
+                    id=step_id(payment.id, step),
+                    tenant_id=ledger_tenant,
+                    debit_account_id=payer_account_id,
+                    credit_account_id=revenue,
+                    amount=line.amount_minor,
+                    ledger=payment.currency,
+                    code=int(TransferCode.FEE),
+                    flags=flags,
+                    user_data=f"pay_{payment.id.hex}",
+                ),
+            )
+        )
+    return transfers
+
+
+async def record_fees(
+    session: AsyncSession, payment: Payment, quote: FeeQuote, *, stage: str
+) -> None:
+    repository = PaymentRepository(session)
+    for index, line in enumerate(quote.lines):
+        if line.amount_minor == 0:
+            continue
+        await repository.record_fee(
+            PaymentFee(
+                transfer_id=step_id(payment.id, f"{stage}:fee:{index}"),
+                payment_id=payment.id,
+                rule=line.rule[:64],
+                description=line.description[:200],
+                amount=line.amount_minor,
+                currency=line.currency,
+            )
+        )
+
+
+async def check_spending_limits(
+    session: AsyncSession, *, user_id: uuid.UUID, currency: str, amount: int
+) -> None:
+    """Raise `limit_exceeded` if `amount` breaks the user's tier limits."""
+    tier = await WalletRepository(session).tier_of(user_id)
+    now = datetime.now(UTC)
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    month_start = day_start.replace(day=1)
+    repository = PaymentRepository(session)
+    daily = await repository.spent_since(
+        user_id=user_id, currency=currency, since_ns=_ns(day_start)
+    )
+    monthly = await repository.spent_since(
+        user_id=user_id, currency=currency, since_ns=_ns(month_start)
+    )
+    breach = check_limits(
+        tier=DEFAULT_TIER if tier is None else tier,
+        exponent=currency_exponent(currency),
+        amount_minor=amount,
+        daily_used_minor=daily,
+        monthly_used_minor=monthly,
+    )
+    if breach is not None:
+        raise LimitExceeded(
+            f"The {breach.window} limit of {breach.limit_minor} {currency} minor units"
+            " would be exceeded.",
+            window=breach.window,
+            limit=str(breach.limit_minor),
+            used=str(breach.used_minor),
+        )
+
+
+def _ns(moment: datetime) -> int:
+    return int(moment.timestamp()) * _NANOSECONDS_PER_SECOND
+
+
+async def find_recipient(
+    session: AsyncSession, *, tenant_id: uuid.UUID, mode: Mode, recipient: str
+) -> EndUser:
+    """The user `recipient` names: `usr_…`, a phone number (+…) or a handle (@name or name)."""
+    users = UserRepository(session)
+    user: EndUser | None = None
+    try:
+        if recipient.startswith("usr_"):
+            user = await users.get_for_tenant(
+                tenant_id=tenant_id, mode=mode, user_id=parse_id("usr", recipient)
+            )
+        elif recipient.startswith("+"):
+            user = await _by_column(session, tenant_id, mode, phone=normalize_phone(recipient))
+        else:
+            handle = normalize_handle(recipient.removeprefix("@"))
+            user = await _by_column(session, tenant_id, mode, handle=handle)
+    except (InvalidId, InvalidIdentifier) as error:
+        raise RecipientNotFound("No user has that id, phone or handle.") from error
+    if user is None or user.status != "active":
+        raise RecipientNotFound("No user has that id, phone or handle.")
+    return user
+
+
+async def _by_column(
+    session: AsyncSession, tenant_id: uuid.UUID, mode: Mode, **column: str
+) -> EndUser | None:
+    from sqlalchemy import select
+
+    [(name, value)] = column.items()
+    statement = select(EndUser).where(
+        EndUser.tenant_id == tenant_id,
+        EndUser.mode == mode.value,
+        getattr(EndUser, name) == value,
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def require_step_up(
+    unit_of_work: UnitOfWork,
+    *,
+    threshold_minor: int | None,
+    user_id: uuid.UUID,
+    token: str | None,
+    amount: int,
+    currency: str,
+    payee: str,
+) -> None:
+    """PSD2 dynamic linking above the threshold: spend a step-up token bound to exactly
+    this amount, currency and payee (`step_up_required` without one; a refused token is
+    recorded by identity and raised)."""
+    if threshold_minor is None or amount <= threshold_minor:
+        return
+    if token is None:
+        raise StepUpRequired(
+            "This amount needs a step-up token.",
+            amount=str(amount),
+            currency=currency,
+            payee=payee,
+        )
+    await run_recording_failures(
+        unit_of_work,
+        lambda session: verify_step_up(
+            session, user_id=user_id, token=token, amount=amount, currency=currency, payee=payee
+        ),
+    )

@@ -1,0 +1,142 @@
+"""Where money lives in the ledger: account codes, the chart of system accounts and the
+deterministic ids of every account a wallet or a payment uses. Pure functions.
+
+Every id is a UUIDv5 under the ledger tenant (a tenant's test or live mode), so opening an
+account twice names the same account (the ledger answers `exists`), and a test-mode account
+can never collide with a live-mode one.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+
+from billfold.ledger.types import AccountFlags, NewAccount
+
+__all__ = [
+    "PROVIDER_NAMES",
+    "AccountCode",
+    "ChartEntry",
+    "OwnerKind",
+    "SystemRole",
+    "TransferCode",
+    "chart_of_accounts",
+    "clearing_account_id",
+    "system_account_id",
+    "wallet_account",
+    "wallet_account_id",
+]
+
+PROVIDER_NAMES = ("sandbox_card", "sandbox_bank")
+"""Every provider the tenant's chart has a clearing account for."""
+
+
+class AccountCode(enum.IntEnum):
+    """The ledger `code` of each kind of account."""
+
+    USER_WALLET = 1001
+    MERCHANT_WALLET = 1002
+    PROVIDER_CLEARING = 2001
+    FEE_REVENUE = 3001
+    FX_POSITION = 3002
+    SUSPENSE = 3003
+    CHARGEBACK_LOSSES = 3004
+
+
+class TransferCode(enum.IntEnum):
+    """The ledger `code` of each kind of transfer a payment causes."""
+
+    TOP_UP = 101
+    WITHDRAWAL = 102
+    P2P = 103
+    MERCHANT_PAYMENT = 104
+    REFUND = 105
+    FEE = 106
+    DISPUTE = 107
+    CHARGEBACK_LOSS = 108
+    SPLIT = 109
+
+
+class OwnerKind(enum.StrEnum):
+    USER = "user"
+    MERCHANT = "merchant"
+
+
+class SystemRole(enum.StrEnum):
+    FEE_REVENUE = "fee_revenue"
+    FX_POSITION = "fx_position"
+    SUSPENSE = "suspense"
+    CHARGEBACK_LOSSES = "chargeback_losses"
+
+
+_ROLE_CODES = {
+    SystemRole.FEE_REVENUE: AccountCode.FEE_REVENUE,
+    SystemRole.FX_POSITION: AccountCode.FX_POSITION,
+    SystemRole.SUSPENSE: AccountCode.SUSPENSE,
+    SystemRole.CHARGEBACK_LOSSES: AccountCode.CHARGEBACK_LOSSES,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ChartEntry:
+    """One system account of a tenant's chart in one currency."""
+
+    name: str
+    """`fee_revenue`, `clearing:sandbox_card`, …"""
+    account: NewAccount
+
+
+def system_account_id(ledger_tenant_id: uuid.UUID, *, name: str, currency: str) -> uuid.UUID:
+    return uuid.uuid5(ledger_tenant_id, f"system:{name}:{currency}")
+
+
+def clearing_account_id(ledger_tenant_id: uuid.UUID, *, provider: str, currency: str) -> uuid.UUID:
+    return system_account_id(ledger_tenant_id, name=f"clearing:{provider}", currency=currency)
+
+
+def wallet_account_id(
+    ledger_tenant_id: uuid.UUID, *, owner_kind: OwnerKind, owner_id: uuid.UUID, currency: str
+) -> uuid.UUID:
+    return uuid.uuid5(ledger_tenant_id, f"wallet:{owner_kind.value}:{owner_id.hex}:{currency}")
+
+
+def wallet_account(
+    ledger_tenant_id: uuid.UUID, *, owner_kind: OwnerKind, owner_id: uuid.UUID, currency: str
+) -> NewAccount:
+    """A wallet's account: the ledger itself refuses to let it go below zero."""
+    code = AccountCode.USER_WALLET if owner_kind is OwnerKind.USER else AccountCode.MERCHANT_WALLET
+    return NewAccount(
+        id=wallet_account_id(
+            ledger_tenant_id, owner_kind=owner_kind, owner_id=owner_id, currency=currency
+        ),
+        tenant_id=ledger_tenant_id,
+        ledger=currency,
+        code=int(code),
+        flags=int(AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS),
+        owner_ref=f"{owner_kind.value}:{owner_id.hex}",
+    )
+
+
+def chart_of_accounts(ledger_tenant_id: uuid.UUID, currency: str) -> list[ChartEntry]:
+    """The tenant's system accounts in `currency`: a clearing account per provider (what
+    the provider owes us, a debit balance), fee revenue, the FX position, suspense for
+    money not yet explained, and chargeback losses (disputes lost beyond what the
+    receiving wallet could pay)."""
+    names: list[tuple[str, AccountCode]] = [
+        (f"clearing:{provider}", AccountCode.PROVIDER_CLEARING) for provider in PROVIDER_NAMES
+    ]
+    names += [(role.value, code) for role, code in _ROLE_CODES.items()]
+    return [
+        ChartEntry(
+            name=name,
+            account=NewAccount(
+                id=system_account_id(ledger_tenant_id, name=name, currency=currency),
+                tenant_id=ledger_tenant_id,
+                ledger=currency,
+                code=int(code),
+                owner_ref=f"system:{name}",
+            ),
+        )
+        for name, code in names
+    ]

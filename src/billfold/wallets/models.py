@@ -1,0 +1,101 @@
+"""Wallets' tables: wallets (one per owner and currency), merchants, and holders' KYC tiers.
+
+Balances are never stored here: they are the ledger account's. Times are ns since the epoch.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from billfold.kit.orm import Base
+
+__all__ = ["CURRENCY_LENGTH_MAX", "HolderTier", "Merchant", "Wallet"]
+
+CURRENCY_LENGTH_MAX = 12
+LEGAL_NAME_LENGTH_MAX = 200
+FEE_SCHEDULE_LENGTH_MAX = 64
+
+
+class Wallet(Base):
+    """An owner's money in one currency; its id is its ledger account's id."""
+
+    __tablename__ = "wallets_wallets"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    """The ledger account id (deterministic, see `wallets.accounts`); `wal_<hex>` in the API."""
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    """The identity tenant."""
+    mode: Mapped[str] = mapped_column(String(4))
+    """test or live."""
+    owner_kind: Mapped[str] = mapped_column(String(16))
+    """user or merchant."""
+    owner_id: Mapped[uuid.UUID] = mapped_column()
+    """The end user's or the merchant's id."""
+    currency: Mapped[str] = mapped_column(String(CURRENCY_LENGTH_MAX))
+    """The ledger (asset) of the account."""
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    """When the wallet was opened (its first use)."""
+
+    __table_args__ = (
+        CheckConstraint("mode IN ('test', 'live')", name="mode"),
+        CheckConstraint("owner_kind IN ('user', 'merchant')", name="owner_kind"),
+        Index(
+            "uq_wallets_wallets_owner",
+            "tenant_id",
+            "mode",
+            "owner_kind",
+            "owner_id",
+            "currency",
+            unique=True,
+        ),
+    )
+
+
+class Merchant(Base):
+    """A business the tenant onboarded to accept payments."""
+
+    __tablename__ = "wallets_merchants"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    """UUIDv7; `mer_<hex>` in the API."""
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    """The identity tenant that onboarded the merchant."""
+    mode: Mapped[str] = mapped_column(String(4))
+    """test or live."""
+    legal_name: Mapped[str] = mapped_column(String(LEGAL_NAME_LENGTH_MAX))
+    """The registered name."""
+    category_code: Mapped[str] = mapped_column(String(4))
+    """ISO 18245 merchant category code, four digits."""
+    settlement_currency: Mapped[str] = mapped_column(String(CURRENCY_LENGTH_MAX))
+    """The currency the merchant is settled in."""
+    fee_schedule: Mapped[str | None] = mapped_column(String(FEE_SCHEDULE_LENGTH_MAX))
+    """The name of the fee schedule the fee engine prices this merchant with."""
+    split_rule_id: Mapped[uuid.UUID | None] = mapped_column()
+    """The revenue-sharing rule applied to what this merchant receives, if any."""
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    """When the merchant was onboarded."""
+
+    __table_args__ = (
+        CheckConstraint("mode IN ('test', 'live')", name="mode"),
+        Index("ix_wallets_merchants_tenant_id_mode_id", "tenant_id", "mode", "id"),
+    )
+
+
+class HolderTier(Base):
+    """An end user's KYC tier; a user without a row is at the default tier."""
+
+    __tablename__ = "wallets_holder_tiers"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    """The end user."""
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    """The identity tenant."""
+    tier: Mapped[int] = mapped_column(Integer)
+    """0 (unverified) to 3 (fully verified)."""
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+    """When the tier was last set."""
+
+    __table_args__ = (CheckConstraint("tier BETWEEN 0 AND 3", name="tier"),)

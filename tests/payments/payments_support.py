@@ -1,0 +1,235 @@
+"""A whole Billfold app for payment scenarios: a tenant, API keys, signed-in users, the
+sandbox's notifications recorded and delivered by the test itself, a 1% + 10 fee quoter,
+and the books checked after every scenario."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi.testclient import TestClient
+from httpx import Response
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.app import create_app
+from billfold.connectors.senders import OutgoingNotification, RecordingSender
+from billfold.identity.types import Scope
+from billfold.kit.settings import Settings
+from billfold.ledger.ledger import Ledger
+from billfold.payments.fees.types import FeeContext, FeeLine, FeeQuote
+from billfold.payments.runtime import PaymentsRuntime
+from identity.identity_support import bootstrap_tenant, create_key
+from identity.users.users_support import users_config
+
+PASSWORD = "correct horse battery"
+TEST_CARD = "4242424242424242"
+
+
+async def one_percent_plus_ten(session: AsyncSession, context: FeeContext) -> FeeQuote:
+    """A small real fee schedule: 1% (rounded down) + 10 minor units."""
+    return FeeQuote(
+        lines=(
+            FeeLine(
+                rule=f"{context.method}_standard",
+                description="1% + 10 minor units",
+                amount_minor=context.amount_minor // 100 + 10,
+                currency=context.currency,
+            ),
+        )
+    )
+
+
+def fee_of(amount: int) -> int:
+    return amount // 100 + 10
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    token: str
+    handle: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+class World:
+    """One tenant's payments world on `database_url`."""
+
+    def __init__(self, database_url: str, *, fees: bool = True, **settings: Any) -> None:
+        self.sender = RecordingSender()
+        merged: dict[str, Any] = {"ledger_batch_window_ms": 0, **settings}
+        self.app = create_app(Settings(database_url=database_url, **merged))
+        self.app.state.notification_sender = self.sender
+        self.app.state.users_config = users_config()
+        self.fees = fees
+        tenant = bootstrap_tenant(database_url, name=f"Pay {uuid.uuid4().hex[:6]}")
+        self.tenant_id = tenant.tenant.id
+        self.key = create_key(database_url, tenant_id=self.tenant_id, scopes=list(Scope)).secret
+        self._counter = 0
+
+    def __enter__(self) -> World:
+        self.client = TestClient(self.app).__enter__()
+        if self.fees:
+            self.runtime.fee_quoter = one_percent_plus_ten
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.__exit__(*exc)
+
+    @property
+    def runtime(self) -> PaymentsRuntime:
+        runtime: PaymentsRuntime = self.app.state.payments
+        return runtime
+
+    @property
+    def ledger(self) -> Ledger:
+        ledger: Ledger = self.app.state.ledger
+        return ledger
+
+    @property
+    def api(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    # -- people
+
+    def user(self, *, phone: str | None = None) -> User:
+        self._counter += 1
+        handle = f"user{self._counter}_{uuid.uuid4().hex[:6]}"
+        body: dict[str, Any] = {"handle": handle, "password": PASSWORD}
+        if phone is not None:
+            body["phone"] = phone
+        created = self.client.post("/v1/users", json=body, headers=self.api)
+        assert created.status_code == 201, created.text
+        login = self.client.post(
+            "/v1/sessions",
+            json={
+                "tenant_id": f"ten_{self.tenant_id.hex}",
+                "mode": "test",
+                "identifier": handle,
+                "password": PASSWORD,
+            },
+        )
+        assert login.status_code == 200, login.text
+        token = login.json()["tokens"]["access_token"]
+        return User(id=created.json()["id"], token=token, handle=handle)
+
+    def merchant(self, currency: str = "USD") -> str:
+        response = self.client.post(
+            "/v1/merchants",
+            json={
+                "legal_name": "Corner Shop Ltd",
+                "category_code": "5411",
+                "settlement_currency": currency,
+            },
+            headers=self.api,
+        )
+        assert response.status_code == 201, response.text
+        merchant_id: str = response.json()["id"]
+        return merchant_id
+
+    # -- the sandbox's notifications
+
+    def deliver(self, notifications: list[OutgoingNotification] | None = None) -> list[Response]:
+        """Post the notifications (by default every one waiting) to the inbound endpoint."""
+        batch = self.sender.take() if notifications is None else notifications
+        responses = []
+        for notification in batch:
+            response = self.client.post(
+                f"/v1/connectors/{notification.provider}/notifications",
+                content=notification.body,
+                headers={**notification.headers, "Content-Type": "application/json"},
+            )
+            assert response.status_code == 200, response.text
+            responses.append(response)
+        return responses
+
+    # -- money
+
+    def top_up(self, user: User, amount: int, *, card: str = TEST_CARD, **fields: Any) -> Response:
+        body = {"amount": amount, "currency": "USD", "method": "card", "instrument": card}
+        return self.client.post("/v1/me/top-ups", json={**body, **fields}, headers=user.auth)
+
+    def fund(self, user: User, amount: int) -> dict[str, Any]:
+        """Top up `user` by card so that `amount` (after the top-up fee) is available."""
+        gross = amount
+        while self.fees and gross - fee_of(gross) < amount:
+            gross += 1
+        response = self.top_up(user, gross)
+        assert response.status_code == 201, response.text
+        self.deliver()
+        payment = self.payment(response.json()["id"])
+        assert payment["state"] == "succeeded", payment
+        return payment
+
+    def payment(self, payment_id: str) -> dict[str, Any]:
+        response = self.client.get(f"/v1/payments/{payment_id}", headers=self.api)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def wallet(self, user: User, currency: str = "USD") -> dict[str, int]:
+        response = self.client.get("/v1/me/wallets", headers=user.auth)
+        assert response.status_code == 200, response.text
+        for item in response.json()["items"]:
+            if item["currency"] == currency:
+                return {name: int(item[name]) for name in ("available", "pending", "held")}
+        return {"available": 0, "pending": 0, "held": 0}
+
+    def merchant_wallet(self, merchant_id: str, currency: str = "USD") -> dict[str, int]:
+        response = self.client.get(f"/v1/merchants/{merchant_id}/wallets", headers=self.api)
+        assert response.status_code == 200, response.text
+        for item in response.json()["items"]:
+            if item["currency"] == currency:
+                return {name: int(item[name]) for name in ("available", "pending", "held")}
+        return {"available": 0, "pending": 0, "held": 0}
+
+    def system(self, name: str, currency: str = "USD") -> dict[str, int]:
+        response = self.client.get(
+            "/v1/system-accounts", params={"currency": currency}, headers=self.api
+        )
+        assert response.status_code == 200, response.text
+        for item in response.json()["items"]:
+            if item["name"] == name:
+                fields = ("debits_posted", "credits_posted", "debits_pending", "credits_pending")
+                return {field: int(item[field]) for field in fields}
+        raise AssertionError(f"no system account {name}")
+
+    # -- the books
+
+    def assert_books(self) -> None:
+        """`ledger verify` passes, and per currency this tenant's balances sum to zero."""
+        report = self.client.portal.call(functools.partial(self.ledger.verify, grace_s=60))
+        assert report.ok, report.problems
+        page = self.client.portal.call(
+            functools.partial(
+                self.ledger.list_accounts,
+                tenant_id=_ledger_tenant(self.tenant_id),
+                limit=8190,
+            )
+        )
+        posted: dict[str, int] = defaultdict(int)
+        pending: dict[str, int] = defaultdict(int)
+        for account in page.items:
+            posted[account.ledger] += account.credits_posted - account.debits_posted
+            pending[account.ledger] += account.credits_pending - account.debits_pending
+        assert all(value == 0 for value in posted.values()), posted
+        assert all(value == 0 for value in pending.values()), pending
+
+
+def _ledger_tenant(tenant_id: uuid.UUID) -> uuid.UUID:
+    from billfold.wallets.service import ledger_tenant_of
+
+    return ledger_tenant_of(tenant_id, "test")
+
+
+def problem(response: Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["code"] == code, body
+    return body

@@ -1,0 +1,87 @@
+"""Pure parts of wallets: deterministic account ids, the chart, limits by tier; and the
+payment state machines."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from billfold.ledger.types import AccountFlags
+from billfold.payments.states import TERMINAL, TRANSITIONS, Kind, State, can_transition
+from billfold.wallets.accounts import (
+    PROVIDER_NAMES,
+    OwnerKind,
+    chart_of_accounts,
+    wallet_account,
+)
+from billfold.wallets.limits import TIER_LIMITS, check_limits, limits_for
+
+TENANT = uuid.uuid4()
+
+
+def test_the_chart_has_a_clearing_account_per_provider_and_the_system_roles() -> None:
+    names = [entry.name for entry in chart_of_accounts(TENANT, "USD")]
+    assert names == [
+        *(f"clearing:{provider}" for provider in PROVIDER_NAMES),
+        "fee_revenue",
+        "fx_position",
+        "suspense",
+        "chargeback_losses",
+    ]
+    again = [entry.account.id for entry in chart_of_accounts(TENANT, "USD")]
+    assert again == [entry.account.id for entry in chart_of_accounts(TENANT, "USD")]
+    euros = {entry.account.id for entry in chart_of_accounts(TENANT, "EUR")}
+    assert euros.isdisjoint(again)
+    other = {entry.account.id for entry in chart_of_accounts(uuid.uuid4(), "USD")}
+    assert other.isdisjoint(again)
+
+
+def test_wallet_accounts_are_deterministic_and_refuse_overdraft() -> None:
+    owner = uuid.uuid4()
+    account = wallet_account(TENANT, owner_kind=OwnerKind.USER, owner_id=owner, currency="USD")
+    same = wallet_account(TENANT, owner_kind=OwnerKind.USER, owner_id=owner, currency="USD")
+    assert account == same
+    assert account.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS
+    merchant = wallet_account(TENANT, owner_kind=OwnerKind.MERCHANT, owner_id=owner, currency="USD")
+    assert merchant.id != account.id
+
+
+@given(
+    tier=st.integers(min_value=0, max_value=3),
+    exponent=st.integers(min_value=0, max_value=18),
+    amount=st.integers(min_value=1, max_value=10**30),
+    daily=st.integers(min_value=0, max_value=10**30),
+    monthly=st.integers(min_value=0, max_value=10**30),
+)
+def test_a_limit_check_passes_exactly_when_every_window_has_room(
+    tier: int, exponent: int, amount: int, daily: int, monthly: int
+) -> None:
+    per_transaction, daily_max, monthly_max = limits_for(tier, exponent)
+    breach = check_limits(
+        tier=tier,
+        exponent=exponent,
+        amount_minor=amount,
+        daily_used_minor=daily,
+        monthly_used_minor=monthly,
+    )
+    fits = (
+        amount <= per_transaction
+        and daily + amount <= daily_max
+        and monthly + amount <= monthly_max
+    )
+    assert (breach is None) == fits
+
+
+def test_higher_tiers_allow_more() -> None:
+    limits = [TIER_LIMITS[tier] for tier in range(4)]
+    assert all(a.daily_units < b.daily_units for a, b in itertools.pairwise(limits))
+
+
+@given(kind=st.sampled_from(Kind), start=st.sampled_from(State), end=st.sampled_from(State))
+def test_terminal_states_have_no_way_out(kind: Kind, start: State, end: State) -> None:
+    if start in TERMINAL:
+        assert not can_transition(kind, start, end)
+    assert can_transition(kind, start, end) == (end in TRANSITIONS[kind].get(start, ()))
