@@ -23,8 +23,16 @@ from billfold.client.resources.keys import SigningKeys
 from billfold.client.resources.ledger import Accounts, Transfers
 from billfold.client.resources.me import MeResource
 from billfold.client.resources.operators import OperatorCreation, Operators
+from billfold.client.resources.payments import (
+    Connectors,
+    Disputes,
+    MyPayments,
+    Payments,
+    SplitRules,
+)
 from billfold.client.resources.privacy import Consents, PiiVault, TokenVault
 from billfold.client.resources.users import Users
+from billfold.client.resources.wallets import Merchants, Wallets
 from billfold.client.types import (
     JSONObject,
     Operator,
@@ -134,6 +142,12 @@ class Billfold(_Client):
         """The audit log takes a *live* key with `audit:read`."""
         self.events = Events(self._transport)
         self.webhook_endpoints = WebhookEndpoints(self._transport)
+        self.wallets = Wallets(self._transport)
+        self.merchants = Merchants(self._transport)
+        self.payments = Payments(self._transport)
+        self.disputes = Disputes(self._transport)
+        self.split_rules = SplitRules(self._transport)
+        self.connectors = Connectors(self._transport)
 
 
 class BillfoldUser(_Client):
@@ -173,6 +187,8 @@ class BillfoldUser(_Client):
         self.mfa_token: str | None = None
         """The pending second step's token after a sign-in answered `mfa_required`."""
         self.me = MeResource(self._transport)
+        self.payments = MyPayments(self._transport)
+        """The user's wallets, top-ups, withdrawals, P2P, merchant payments and requests."""
         if refresh_token is not None:
             self._tokens.set(_resumed(refresh_token), notify=False)
 

@@ -31,6 +31,7 @@ __all__ = [
     "Device",
     "DeviceList",
     "DeviceSignatureVerified",
+    "Dispute",
     "Erasure",
     "Event",
     "EventPage",
@@ -51,8 +52,12 @@ __all__ = [
     "JSONObject",
     "JsonWebKey",
     "JsonWebKeySet",
+    "KycTier",
     "Me",
+    "Merchant",
     "MfaRequired",
+    "MoneyRequest",
+    "NotificationReceipt",
     "Operator",
     "OperatorCreated",
     "OperatorPage",
@@ -62,18 +67,26 @@ __all__ = [
     "PasskeyList",
     "PasskeyOptions",
     "PasskeyRegistered",
+    "Payment",
+    "PaymentFee",
+    "PaymentStateChange",
+    "PaymentTransfer",
     "Pii",
     "PiiExport",
     "PiiFieldName",
     "PiiSearch",
     "RecoveryCodes",
+    "Refund",
     "Session",
     "SessionList",
     "SessionsRevoked",
     "SignIn",
+    "SplitRule",
     "StepUpChallenge",
     "StepUpToken",
     "StreamedEvent",
+    "SystemAccount",
+    "SystemAccounts",
     "Token",
     "TokenKind",
     "Tokens",
@@ -85,6 +98,8 @@ __all__ = [
     "TransferResult",
     "User",
     "UserPage",
+    "Wallet",
+    "WalletList",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookDeliveryPage",
@@ -695,3 +710,154 @@ class StreamedEvent(TypedDict):
     id: str
     event: str
     data: Event
+
+
+# ----------------------------------------------------------------------------- wallets
+
+
+class Wallet(TypedDict):
+    """`wal_<hex>`: the same hex is the ledger account (`acc_<hex>`)."""
+
+    id: str
+    owner: str
+    currency: str
+    available: str
+    pending: str
+    held: str
+
+
+class WalletList(TypedDict):
+    items: list[Wallet]
+
+
+class Merchant(TypedDict):
+    id: str
+    legal_name: str
+    category_code: str
+    settlement_currency: str
+    fee_schedule: str | None
+    mode: str
+
+
+class SystemAccount(TypedDict):
+    name: str
+    account_id: str
+    code: int
+    debits_posted: str
+    credits_posted: str
+    debits_pending: str
+    credits_pending: str
+
+
+class SystemAccounts(TypedDict):
+    currency: str
+    items: list[SystemAccount]
+
+
+class KycTier(TypedDict):
+    user_id: str
+    tier: int
+
+
+# ----------------------------------------------------------------------------- payments
+
+
+class PaymentStateChange(TypedDict):
+    from_state: str | None
+    to_state: str
+    reason: str | None
+    at: str
+
+
+class PaymentFee(TypedDict):
+    rule: str
+    description: str
+    amount: str
+    currency: str
+    transfer_id: str
+
+
+class PaymentTransfer(TypedDict):
+    id: str
+    step: str
+    debit_account_id: str
+    credit_account_id: str
+    amount: str
+    code: int
+    flags: int
+    pending_id: str | None
+    timestamp: str
+
+
+class Refund(TypedDict):
+    id: str
+    payment_id: str
+    amount: str
+    state: str
+    reason: str | None
+    failure_code: str | None
+
+
+class Dispute(TypedDict):
+    id: str
+    payment_id: str
+    amount: str
+    held_amount: str
+    state: str
+    opened_by: str
+    reason: str | None
+    evidence: list[JSONObject]
+
+
+class Payment(TypedDict):
+    """A payment with its history, fees, ledger transfers, refunds and disputes."""
+
+    id: str
+    kind: str
+    state: str
+    amount: str
+    currency: str
+    captured_amount: str
+    refunded_amount: str
+    merchant_id: str | None
+    payer: str | None
+    payee: str | None
+    provider: str | None
+    method: str | None
+    instrument_last4: str | None
+    provider_reference: str | None
+    reference: str | None
+    metadata: dict[str, str] | None
+    capture: str
+    failure_code: str | None
+    next_action_url: str | None
+    expires_at: str | None
+    created_at: str
+    history: list[PaymentStateChange]
+    fees: list[PaymentFee]
+    transfers: list[PaymentTransfer]
+    refunds: list[Refund]
+    disputes: list[Dispute]
+
+
+class SplitRule(TypedDict):
+    id: str
+    name: str
+    levels: int
+
+
+class MoneyRequest(TypedDict):
+    id: str
+    payer: str
+    payee: str
+    amount: str
+    currency: str
+    note: str | None
+    state: str
+    payment_id: str | None
+    expires_at: str
+
+
+class NotificationReceipt(TypedDict):
+    notification_id: str
+    outcome: str
