@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from billfold.app import create_app
 from billfold.client import Billfold, BillfoldOperator, BillfoldUser
+from billfold.connectors.senders import RecordingSender
 from billfold.identity.operators.permissions import Role
 from billfold.identity.service import BootstrappedTenant
 from billfold.identity.types import Mode, Scope
@@ -113,6 +114,8 @@ class Server:
     clock: ManualClock
     tenant: BootstrappedTenant
     sleeps: Sleeps = field(default_factory=Sleeps)
+    sender: RecordingSender = field(default_factory=RecordingSender)
+    """The sandbox payment providers' notifications, kept for the test to relay."""
 
     @property
     def tenant_id(self) -> str:
@@ -184,13 +187,18 @@ class Server:
 @contextmanager
 def running(database_url: str, **settings: Any) -> Iterator[Server]:
     """The whole application on `database_url`, with cheap password hashing and a manual
-    clock for end users, and a fresh tenant (the PostgreSQL database is shared)."""
+    clock for end users, sandbox providers' notifications recorded (not sent), and a
+    fresh tenant (the PostgreSQL database is shared)."""
     app = create_app(Settings(database_url=database_url, **settings))
     clock = ManualClock(start_ns=time.time_ns())
     app.state.users_config = users_config(clock)
+    sender = RecordingSender()
+    app.state.notification_sender = sender
     tenant = bootstrap_tenant(database_url, name=f"SDK {uuid.uuid4().hex[:6]}")
     with TestClient(app, base_url=BASE_URL) as client:
-        yield Server(database_url=database_url, client=client, clock=clock, tenant=tenant)
+        yield Server(
+            database_url=database_url, client=client, clock=clock, tenant=tenant, sender=sender
+        )
 
 
 def unique_email() -> str:
