@@ -189,6 +189,9 @@ def running(database_url: str, **settings: Any) -> Iterator[Server]:
     """The whole application on `database_url`, with cheap password hashing and a manual
     clock for end users, sandbox providers' notifications recorded (not sent), and a
     fresh tenant (the PostgreSQL database is shared)."""
+    # The embedded worker only where a test needs it (events): shutting the application
+    # down while its loops are mid-query can leave an aiosqlite connection to the GC.
+    settings.setdefault("embedded_worker", False)
     app = create_app(Settings(database_url=database_url, **settings))
     clock = ManualClock(start_ns=time.time_ns())
     app.state.users_config = users_config(clock)

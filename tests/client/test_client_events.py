@@ -26,6 +26,7 @@ from events.events_support import Receiver
 EVENTS = [Scope.EVENTS_READ, Scope.WEBHOOKS_WRITE, Scope.LEDGER_READ, Scope.LEDGER_WRITE]
 POSTED = "com.billfold.transfer.posted.v1"
 SETTINGS: dict[str, Any] = {
+    "embedded_worker": True,
     "ledger_batch_window_ms": 0,
     "webhooks_allow_private": True,
     "events_poll_interval_s": 0.02,
