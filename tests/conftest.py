@@ -24,6 +24,11 @@ from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
 from billfold.migrations import upgrade
 
+# The worker's loops poll the database several times a second; on SQLite every poll takes
+# the one write lock. Applications built by tests run without them unless a test asks
+# (the events tests do), so lock waits do not slow and entangle unrelated tests.
+os.environ.setdefault("BILLFOLD_EMBEDDED_WORKER", "false")
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "BILLFOLD_TEST_POSTGRES_URL", "postgresql://postgres@/postgres?host=/var/run/postgresql"
 )

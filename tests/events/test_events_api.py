@@ -37,6 +37,7 @@ def keys(database_url: str) -> tuple[str, str, str]:
 def client(database_url: str, **settings: Any) -> TestClient:
     merged = {
         "ledger_batch_window_ms": 0,
+        "embedded_worker": True,  # these tests watch the serve process deliver
         "webhooks_allow_private": True,
         "events_poll_interval_s": 0.02,
         "events_stream_poll_interval_s": 0.05,

@@ -89,7 +89,16 @@ def test_settings_choose_the_keystore(tmp_path: Path) -> None:
     with pytest.raises(KeystoreUnavailable, match="PostgreSQL"):
         keystore_from_settings(Settings(database_url="postgresql://x@/y"))
     database = tmp_path / "b.db"
-    keystore_from_settings(Settings(database_url=f"sqlite:///{database}"))
-    assert (tmp_path / "b.db.keystore").exists()
+    with pytest.raises(KeystoreUnavailable, match="BILLFOLD_MASTER_KEY"):
+        keystore_from_settings(Settings(database_url=f"sqlite:///{database}"))
+    assert not (tmp_path / "b.db.keystore").exists()  # never written in the clear
+    protected = Settings(database_url=f"sqlite:///{database}", keystore_passphrase="long phrase")  # type: ignore[arg-type]
+    keystore_from_settings(protected)
+    assert json.loads((tmp_path / "b.db.keystore").read_text())["protection"] != "none"
+    development = Settings(
+        database_url=f"sqlite:///{tmp_path / 'c.db'}", keystore_allow_unprotected=True
+    )
+    keystore_from_settings(development)
+    assert (tmp_path / "c.db.keystore").exists()
     with pytest.raises(KeystoreUnavailable, match="PIN"):
         keystore_from_settings(Settings(keystore="pkcs11"))

@@ -172,3 +172,43 @@ def _uuid(public_id: str) -> Any:
     import uuid
 
     return uuid.UUID(hex=public_id.partition("_")[2])
+
+
+def _outbox(database_url: str, payment_id: str) -> list[tuple[str, dict[str, Any]]]:
+    from sqlalchemy import select
+
+    from billfold.events.models import OutboxEvent
+    from billfold.kit.ids import parse_id
+    from identity.identity_support import run_in_unit_of_work
+
+    async def read(session: Any) -> list[tuple[str, dict[str, Any]]]:
+        rows = await session.execute(
+            select(OutboxEvent.type, OutboxEvent.data)
+            .where(OutboxEvent.aggregate_id == parse_id("pay", payment_id))
+            .order_by(OutboxEvent.id)
+        )
+        return [(str(row.type), dict(row.data)) for row in rows]
+
+    return run_in_unit_of_work(database_url, read)
+
+
+def test_each_state_a_payment_enters_is_an_outbox_event(database_url: str) -> None:
+    with World(database_url) as world:
+        ann, shop = world.user(), world.merchant()
+        world.fund(ann, 10_000)
+        payment = _create(world, shop, 6_000, reference="order-7")
+        _authorize(world, ann, payment["id"])
+        _capture(world, payment["id"], 5_000)
+        refused = _void(world, payment["id"])  # a refused transition emits nothing
+        assert refused.status_code == 409, refused.text
+    events = _outbox(database_url, payment["id"])
+    assert [event_type for event_type, _ in events] == [
+        "com.billfold.payment.created.v1",
+        "com.billfold.payment.authorized.v1",
+        "com.billfold.payment.captured.v1",
+    ]
+    captured = events[-1][1]
+    assert captured["id"] == payment["id"]
+    assert (captured["state"], captured["previous_state"]) == ("captured", "authorized")
+    assert (captured["amount"], captured["captured_amount"]) == ("6000", "5000")
+    assert captured["reference"] == "order-7"

@@ -4,9 +4,12 @@ full values only with pii:read, searchable without decryption, tenants kept apar
 from __future__ import annotations
 
 import json
+import stat
+from pathlib import Path
 
 from sqlalchemy import text
 
+from billfold.migrations import upgrade
 from billfold.privacy.masking import luhn_valid
 from identity.identity_support import run_in_unit_of_work
 from privacy.privacy_support import auth, new_privacy_tenant, privacy_client, sign_up
@@ -268,3 +271,37 @@ def test_jwks_publishes_platform_keys_publicly_and_tenant_keys_to_the_tenant(
         assert public.status_code == 200 and isinstance(public.json()["keys"], list)
         assert client.get("/v1/jwks").status_code == 401
         assert client.get("/v1/jwks", headers=auth(tenant.writer)).json() == {"keys": []}
+
+
+def test_the_embedded_keystore_file_is_made_on_first_use_wrapped_by_the_passphrase(
+    tmp_path: Path,
+) -> None:
+    """SQLite with only a passphrase: the first PII write makes the keystore file beside
+    the database (0600, the root key wrapped, never in the clear); a restart reads the data
+    back with it."""
+    database_url = f"sqlite:///{tmp_path}/fresh.db"
+    upgrade(database_url)
+    tenant = new_privacy_tenant(database_url)
+    embedded = {"master_key": None, "keystore_passphrase": "correct horse battery staple"}
+    with privacy_client(database_url, **embedded) as client:
+        user = sign_up(client, tenant.writer)
+        stored = client.put(f"/v1/users/{user}/pii", json=PII, headers=auth(tenant.writer))
+        assert stored.status_code == 200, stored.text
+    keystore = tmp_path / "fresh.db.keystore"
+    assert stat.S_IMODE(keystore.stat().st_mode) == 0o600
+    assert json.loads(keystore.read_text())["protection"] == "argon2id"
+    with privacy_client(database_url, **embedded) as client:
+        again = client.get(f"/v1/users/{user}/pii", headers=auth(tenant.reader))
+        assert again.json()["fields"] == PII
+
+
+def test_without_a_protected_keystore_pii_routes_answer_503_and_nothing_else_does(
+    database_url: str,
+) -> None:
+    tenant = new_privacy_tenant(database_url)
+    with privacy_client(database_url, master_key=None) as client:
+        user = sign_up(client, tenant.writer)
+        refused = client.put(f"/v1/users/{user}/pii", json=PII, headers=auth(tenant.writer))
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["code"] == "keystore_unavailable"
+        assert client.get("/healthz").status_code == 200

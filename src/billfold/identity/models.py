@@ -23,6 +23,7 @@ __all__ = [
 ]
 
 TENANT_NAME_LENGTH_MAX = 200
+SCOPES_LENGTH_MAX = 1000
 API_KEY_NAME_LENGTH_MAX = 100
 SECRET_HASH_BYTES = 32
 """SHA-256 digest size."""
@@ -58,8 +59,9 @@ class ApiKey(Base):
     """What the tenant calls the key, to tell keys apart."""
     mode: Mapped[str] = mapped_column(String(4))
     """test or live: which data the key may touch."""
-    scopes: Mapped[str] = mapped_column(String(200))
-    """The granted scopes, sorted and separated by single spaces."""
+    scopes: Mapped[str] = mapped_column(String(SCOPES_LENGTH_MAX))
+    """The granted scopes, sorted and separated by single spaces (every scope there is fits,
+    with room for the domains still to come)."""
     secret_hash: Mapped[bytes] = mapped_column(LargeBinary(SECRET_HASH_BYTES))
     """SHA-256 of the whole key; the key itself is shown once and never stored."""
     created_at: Mapped[int] = mapped_column(BigInteger)

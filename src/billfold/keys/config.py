@@ -61,7 +61,7 @@ def keystore_from_settings(settings: Settings) -> Keystore:
     keystore = load_or_create_keystore_file(
         Path(path),
         passphrase=None if passphrase is None else passphrase.get_secret_value(),
-        allow_unprotected=target.kind == "sqlite",
+        allow_unprotected=settings.keystore_allow_unprotected and target.kind == "sqlite",
     )
     if passphrase is None:
         log.warning(

@@ -112,19 +112,22 @@ def seal_field(
     return header + cipher.encrypt(nonce, plaintext, field_aad(context, data_key_id))
 
 
-def parse_field(ciphertext: bytes) -> uuid.UUID:
-    """The data key id a field ciphertext names (DecryptionFailed when malformed)."""
+def _header(ciphertext: bytes) -> tuple[uuid.UUID, bytes]:
     if len(ciphertext) < FIELD_OVERHEAD_BYTES:
         raise DecryptionFailed("The ciphertext is too short.")
-    version, key_id, _nonce = _HEADER.unpack_from(ciphertext)
+    version, key_id, nonce = _HEADER.unpack_from(ciphertext)
     if version != FIELD_FORMAT_VERSION:
         raise DecryptionFailed(f"Unknown ciphertext format version {version}.")
-    return uuid.UUID(bytes=key_id)
+    return uuid.UUID(bytes=key_id), nonce
+
+
+def parse_field(ciphertext: bytes) -> uuid.UUID:
+    """The data key id a field ciphertext names (DecryptionFailed when malformed)."""
+    return _header(ciphertext)[0]
 
 
 def open_field(cipher: AESGCM, ciphertext: bytes, *, context: FieldContext) -> bytes:
-    data_key_id = parse_field(ciphertext)
-    _version, _key_id, nonce = _HEADER.unpack_from(ciphertext)
+    data_key_id, nonce = _header(ciphertext)
     try:
         return cipher.decrypt(nonce, ciphertext[_HEADER.size :], field_aad(context, data_key_id))
     except InvalidTag as error:

@@ -280,6 +280,11 @@ class Settings(BaseSettings):
         default=None,
         description="Wraps the local keystore file's root key (Argon2id + AES-256-GCM).",
     )
+    keystore_allow_unprotected: bool = Field(
+        default=False,
+        description="Development only, SQLite only: keep the keystore file's root key"
+        " unwrapped (protected by file permissions alone) when no passphrase is set.",
+    )
     pkcs11_module_path: str = Field(
         default="/usr/lib/softhsm/libsofthsm2.so", description="The PKCS#11 library."
     )

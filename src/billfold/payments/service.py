@@ -26,6 +26,7 @@ from billfold.payments.errors import (
     RecipientNotFound,
     StepUpRequired,
 )
+from billfold.payments.events import emit_payment_event
 from billfold.payments.fees.types import FeeContext, FeeQuote, FeeQuoter
 from billfold.payments.models import Payment, PaymentFee, PaymentStateChange
 from billfold.payments.repository import PaymentRepository
@@ -41,6 +42,7 @@ __all__ = [
     "fee_transfers",
     "find_recipient",
     "quote_fees",
+    "record_created",
     "record_fees",
     "require_step_up",
     "transition",
@@ -76,20 +78,23 @@ async def transition(
             at=now_ns,
         )
     )
+    emit_payment_event(session, payment, previous_state=from_state.value, at_ns=now_ns)
     await session.flush()
     return True
 
 
-def created(payment: Payment, *, reason: str | None = None) -> PaymentStateChange:
-    """The history row of a payment's creation."""
-    return PaymentStateChange(
+async def record_created(session: AsyncSession, payment: Payment) -> None:
+    """Add a new payment with its first history row and its ``created`` event."""
+    history = PaymentStateChange(
         id=new_id(),
         payment_id=payment.id,
         from_state=None,
         to_state=payment.state,
-        reason=reason,
+        reason=None,
         at=payment.created_at,
     )
+    emit_payment_event(session, payment, previous_state=None, at_ns=payment.created_at)
+    await PaymentRepository(session).add(payment, history)
 
 
 async def quote_fees(

@@ -19,13 +19,12 @@ from billfold.payments.errors import (
 from billfold.payments.flows.common import apply_steps, chain, failure, load, now_ns, raise_for
 from billfold.payments.flows.splits import split_shares, valid_rule
 from billfold.payments.models import Payment
-from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.service import (
     check_spending_limits,
-    created,
     fee_transfers,
     quote_fees,
+    record_created,
     record_fees,
     transition,
 )
@@ -95,7 +94,7 @@ async def create_merchant_payment(
         updated_at=now,
     )
     async with runtime.unit_of_work.begin() as session:
-        await PaymentRepository(session).add(payment, created(payment))
+        await record_created(session, payment)
     return payment.id
 
 

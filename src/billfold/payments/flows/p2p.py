@@ -32,10 +32,10 @@ from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.service import (
     check_spending_limits,
-    created,
     fee_transfers,
     find_recipient,
     quote_fees,
+    record_created,
     record_fees,
     require_step_up,
 )
@@ -135,7 +135,7 @@ async def _pay(
             created_at=now,
             updated_at=now,
         )
-        await PaymentRepository(session).add(payment, created(payment))
+        await record_created(session, payment)
     return await drive_p2p(runtime, payment.id)
 
 

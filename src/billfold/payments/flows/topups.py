@@ -26,9 +26,8 @@ from billfold.payments.flows.common import (
     raise_for,
 )
 from billfold.payments.models import Payment
-from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
-from billfold.payments.service import created, fee_transfers, quote_fees, record_fees
+from billfold.payments.service import fee_transfers, quote_fees, record_created, record_fees
 from billfold.payments.states import Kind, State
 from billfold.payments.steps import applied, step_id
 from billfold.wallets.accounts import OwnerKind, TransferCode, clearing_account_id
@@ -75,7 +74,7 @@ async def start_top_up(
             debit=clearing,
             credit=wallet,
         )
-        await PaymentRepository(session).add(payment, created(payment))
+        await record_created(session, payment)
     hold = NewTransfer(
         id=step_id(payment_id, "hold"),
         tenant_id=ledger_tenant,

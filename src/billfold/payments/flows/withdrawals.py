@@ -27,9 +27,9 @@ from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.service import (
     check_spending_limits,
-    created,
     fee_transfers,
     quote_fees,
+    record_created,
     record_fees,
     require_step_up,
 )
@@ -98,7 +98,7 @@ async def start_withdrawal(
             created_at=now,
             updated_at=now,
         )
-        await PaymentRepository(session).add(payment, created(payment))
+        await record_created(session, payment)
         quote = await quote_fees(
             session, runtime.fee_quoter, payment=payment, method="payout", amount=amount
         )
