@@ -34,6 +34,7 @@ from billfold.client.types import Page
 from billfold.identity.users import signatures as server_signatures
 from billfold.identity.users.signatures import DeviceAlgorithm, decode_signature
 from billfold.kit.settings import Settings
+from client.sdk_support import collect_unclosed_connections
 
 _TEXT = st.text(alphabet=string.ascii_letters + string.digits + "_-/?=&%", max_size=40)
 
@@ -239,6 +240,7 @@ def _sdk_paths() -> set[str]:
 
 
 def test_the_sdk_names_every_route_of_the_api(tmp_path: Path) -> None:
+    collect_unclosed_connections()
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}"))
     api_paths = {
         re.sub(r"\{[^}]*\}", "{}", path)
@@ -298,6 +300,7 @@ _SHAPES: dict[str, str] = {
 
 def test_the_typed_answers_have_exactly_the_servers_fields(tmp_path: Path) -> None:
     """Each TypedDict names exactly the members of the server's response schema."""
+    collect_unclosed_connections()
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}"))
     schemas = app.openapi()["components"]["schemas"]
     for typed_name, schema_name in _SHAPES.items():
