@@ -34,6 +34,7 @@ from billfold.client.types import Page
 from billfold.identity.users import signatures as server_signatures
 from billfold.identity.users.signatures import DeviceAlgorithm, decode_signature
 from billfold.kit.settings import Settings
+from client.sdk_support import collect_unclosed_connections
 
 _TEXT = st.text(alphabet=string.ascii_letters + string.digits + "_-/?=&%", max_size=40)
 
@@ -239,6 +240,7 @@ def _sdk_paths() -> set[str]:
 
 
 def test_the_sdk_names_every_route_of_the_api(tmp_path: Path) -> None:
+    collect_unclosed_connections()
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}"))
     api_paths = {
         re.sub(r"\{[^}]*\}", "{}", path)
@@ -246,3 +248,61 @@ def test_the_sdk_names_every_route_of_the_api(tmp_path: Path) -> None:
         if path.startswith("/v1/")
     }
     assert api_paths == _sdk_paths()
+
+
+_SHAPES: dict[str, str] = {
+    "FeeTier": "FeeTierBody",
+    "FeeRule": "FeeRuleBody",
+    "FeeSchedule": "FeeScheduleResponse",
+    "FeeLine": "FeeLineResponse",
+    "FeeQuote": "FeeQuoteResponse",
+    "FxRates": "RatesResponse",
+    "FxQuote": "QuoteResponse",
+    "FxConversion": "ConversionResponse",
+    "FxSettings": "FxSettingsResponse",
+    "JsonWebKey": "JsonWebKey",
+    "JsonWebKeySet": "JsonWebKeySet",
+    "Pii": "PiiResponse",
+    "PiiSearch": "PiiSearchResponse",
+    "Token": "billfold__privacy__schemas__TokenResponse",
+    "Detokenized": "DetokenizedResponse",
+    "Consent": "ConsentResponse",
+    "ConsentList": "ConsentList",
+    "ExportedUser": "ExportedUser",
+    "ExportedConsent": "ExportedConsent",
+    "PiiExport": "ExportResponse",
+    "Erasure": "ErasureResponse",
+    "AuditEntry": "AuditEntryResponse",
+    "AuditCheckpoint": "CheckpointResponse",
+    "AuditInclusionProof": "InclusionProofResponse",
+    "WebhookEndpoint": "EndpointResponse",
+    "WebhookAttempt": "AttemptResponse",
+    "WebhookDelivery": "DeliveryResponse",
+    "Event": "EventResponse",
+    "EventReplay": "ReplayResponse",
+    "Wallet": "WalletResponse",
+    "WalletList": "WalletsResponse",
+    "Merchant": "MerchantResponse",
+    "SystemAccount": "SystemAccountResponse",
+    "SystemAccounts": "SystemAccountsResponse",
+    "KycTier": "HolderTierResponse",
+    "PaymentStateChange": "StateChangeResponse",
+    "PaymentFee": "FeeResponse",
+    "PaymentTransfer": "TransferSummary",
+    "Refund": "RefundResponse",
+    "Dispute": "DisputeResponse",
+    "Payment": "PaymentResponse",
+    "SplitRule": "SplitRuleResponse",
+    "MoneyRequest": "MoneyRequestResponse",
+    "NotificationReceipt": "NotificationReceipt",
+}
+
+
+def test_the_typed_answers_have_exactly_the_servers_fields(tmp_path: Path) -> None:
+    """Each TypedDict names exactly the members of the server's response schema."""
+    collect_unclosed_connections()
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}"))
+    schemas = app.openapi()["components"]["schemas"]
+    for typed_name, schema_name in _SHAPES.items():
+        typed = getattr(billfold.client.types, typed_name)
+        assert set(typed.__annotations__) == set(schemas[schema_name]["properties"]), typed_name

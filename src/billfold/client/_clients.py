@@ -15,10 +15,24 @@ from billfold.client._transport import RETRIES_MAX, TIMEOUT_S, Credential, Trans
 from billfold.client.errors import NotSignedInError
 from billfold.client.resources.api_keys import ApiKeys
 from billfold.client.resources.approvals import Approvals
+from billfold.client.resources.audit import Audit, OperatorAudit
+from billfold.client.resources.events import Events, WebhookEndpoints
+from billfold.client.resources.fees import FeeQuotes, FeeSchedules
+from billfold.client.resources.fx import Fx
+from billfold.client.resources.keys import SigningKeys
 from billfold.client.resources.ledger import Accounts, Transfers
 from billfold.client.resources.me import MeResource
 from billfold.client.resources.operators import OperatorCreation, Operators
+from billfold.client.resources.payments import (
+    Connectors,
+    Disputes,
+    MyPayments,
+    Payments,
+    SplitRules,
+)
+from billfold.client.resources.privacy import Consents, PiiVault, TokenVault
 from billfold.client.resources.users import Users
+from billfold.client.resources.wallets import Merchants, Wallets
 from billfold.client.types import (
     JSONObject,
     Operator,
@@ -117,6 +131,23 @@ class Billfold(_Client):
         self.users = Users(self._transport)
         self.operators = OperatorCreation(self._transport)
         """Creating operators takes a *live* key with `tenant:admin`."""
+        self.fee_schedules = FeeSchedules(self._transport)
+        self.fee_quotes = FeeQuotes(self._transport)
+        self.fx = Fx(self._transport)
+        self.signing_keys = SigningKeys(self._transport)
+        self.pii = PiiVault(self._transport)
+        self.consents = Consents(self._transport)
+        self.tokens = TokenVault(self._transport)
+        self.audit = Audit(self._transport)
+        """The audit log takes a *live* key with `audit:read`."""
+        self.events = Events(self._transport)
+        self.webhook_endpoints = WebhookEndpoints(self._transport)
+        self.wallets = Wallets(self._transport)
+        self.merchants = Merchants(self._transport)
+        self.payments = Payments(self._transport)
+        self.disputes = Disputes(self._transport)
+        self.split_rules = SplitRules(self._transport)
+        self.connectors = Connectors(self._transport)
 
 
 class BillfoldUser(_Client):
@@ -156,6 +187,8 @@ class BillfoldUser(_Client):
         self.mfa_token: str | None = None
         """The pending second step's token after a sign-in answered `mfa_required`."""
         self.me = MeResource(self._transport)
+        self.payments = MyPayments(self._transport)
+        """The user's wallets, top-ups, withdrawals, P2P, merchant payments and requests."""
         if refresh_token is not None:
             self._tokens.set(_resumed(refresh_token), notify=False)
 
@@ -249,7 +282,8 @@ def _resumed(refresh_token: str) -> Tokens:
 
 
 class BillfoldOperator(_Client):
-    """A back-office operator of one tenant: `log_in`, then `operators` and `approvals`.
+    """A back-office operator of one tenant: `log_in`, then `operators`, `approvals` and
+    `audit`.
 
     Sessions last an hour and are not refreshed: log in again when one ends."""
 
@@ -279,6 +313,8 @@ class BillfoldOperator(_Client):
         self.tenant_id = tenant_id
         self.operators = Operators(self._transport)
         self.approvals = Approvals(self._transport)
+        self.audit = OperatorAudit(self._transport)
+        """The tenant's audit log (the permission `audit.read`)."""
 
     @property
     def token(self) -> str | None:

@@ -26,7 +26,7 @@ import json as jsonlib
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -113,14 +113,17 @@ class _Call:
         replay_safe: bool,
         sign: RequestSigner | None,
         retries_max: int,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.method = method
         self.path = path
         self.headers = {"Accept": "application/json"}
-        self.content: bytes | None = None
+        self.content: bytes | None = content
         if json is not None:
             self.content = jsonlib.dumps(json, separators=(",", ":")).encode()
             self.headers["Content-Type"] = "application/json"
+        self.headers.update(headers or {})
         if method == "POST":
             self.headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
         self.query = {name: value for name, value in (params or {}).items() if value is not None}
@@ -226,9 +229,12 @@ class Transport:
         authenticated: bool = True,
         replay_safe: bool = True,
         sign: RequestSigner | None = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         """Send, retrying as the module docstring says; raise a typed error for any other
-        error answer; return the decoded JSON body (None for an empty one)."""
+        error answer; return the decoded JSON body (None for an empty one). `content` and
+        `headers` send raw bytes exactly (a signed body), instead of `json`."""
         call = _Call(
             method,
             path,
@@ -239,6 +245,8 @@ class Transport:
             replay_safe=replay_safe,
             sign=sign,
             retries_max=self._retries_max,
+            content=content,
+            headers=headers,
         )
         while True:  # bounded: each pass answers, raises or counts an attempt (or one renewal)
             request = call.build(self._http, self.credential)
@@ -252,6 +260,30 @@ class Transport:
                 return outcome.body
             if outcome.delay_s > 0:
                 self.sleep(outcome.delay_s)
+
+    def stream_lines(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Iterator[str]:
+        """GET a streamed answer (Server-Sent Events) line by line, with the credential.
+        Not retried: a caller resumes a stream itself (SSE's `Last-Event-ID`). An error
+        answer raises the typed error as `request` would."""
+        query = {name: value for name, value in (params or {}).items() if value is not None}
+        sent = {"Accept": "text/event-stream", **(headers or {})}
+        authorization = self.credential.authorization()
+        if authorization is not None:
+            sent["Authorization"] = authorization
+        try:
+            with self._http.stream("GET", path, params=query, headers=sent) as response:
+                if not response.is_success:
+                    response.read()
+                    raise _error(response, now_s=self.clock())
+                yield from response.iter_lines()
+        except httpx.TransportError as error:
+            raise TransportError(f"{type(error).__name__}: {error}") from error
 
 
 class AsyncTransport:

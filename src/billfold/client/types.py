@@ -18,15 +18,46 @@ __all__ = [
     "ApiKeyPage",
     "Approval",
     "ApprovalPage",
+    "AuditCheckpoint",
+    "AuditEntry",
+    "AuditEntryPage",
+    "AuditInclusionProof",
     "BalanceHistoryPage",
     "BalanceRecord",
     "Balances",
+    "Consent",
+    "ConsentList",
+    "Detokenized",
     "Device",
     "DeviceList",
     "DeviceSignatureVerified",
+    "Dispute",
+    "Erasure",
+    "Event",
+    "EventPage",
+    "EventReplay",
+    "ExportedConsent",
+    "ExportedUser",
+    "FeeLine",
+    "FeeQuote",
+    "FeeRule",
+    "FeeSchedule",
+    "FeeSchedulePage",
+    "FeeTier",
+    "FxConversion",
+    "FxQuote",
+    "FxQuotePage",
+    "FxRates",
+    "FxSettings",
     "JSONObject",
+    "JsonWebKey",
+    "JsonWebKeySet",
+    "KycTier",
     "Me",
+    "Merchant",
     "MfaRequired",
+    "MoneyRequest",
+    "NotificationReceipt",
     "Operator",
     "OperatorCreated",
     "OperatorPage",
@@ -36,13 +67,28 @@ __all__ = [
     "PasskeyList",
     "PasskeyOptions",
     "PasskeyRegistered",
+    "Payment",
+    "PaymentFee",
+    "PaymentStateChange",
+    "PaymentTransfer",
+    "Pii",
+    "PiiExport",
+    "PiiFieldName",
+    "PiiSearch",
     "RecoveryCodes",
+    "Refund",
     "Session",
     "SessionList",
     "SessionsRevoked",
     "SignIn",
+    "SplitRule",
     "StepUpChallenge",
     "StepUpToken",
+    "StreamedEvent",
+    "SystemAccount",
+    "SystemAccounts",
+    "Token",
+    "TokenKind",
     "Tokens",
     "TotpEnrolment",
     "Transfer",
@@ -52,6 +98,13 @@ __all__ = [
     "TransferResult",
     "User",
     "UserPage",
+    "Wallet",
+    "WalletList",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookDeliveryPage",
+    "WebhookEndpoint",
+    "WebhookEndpointPage",
 ]
 
 JSONObject = dict[str, Any]
@@ -342,3 +395,469 @@ class Approval(TypedDict):
 
 
 ApprovalPage = Page[Approval]
+
+
+# ----------------------------------------------------------------------------- fees
+
+
+class FeeTier(TypedDict):
+    volume_from_minor: int
+    bps: int
+    fixed_minor: int
+    min_minor: int | None
+    max_minor: int | None
+
+
+class FeeRule(TypedDict):
+    name: str
+    method: str | None
+    currency: str | None
+    regions: list[str] | None
+    tiers: list[FeeTier]
+
+
+class FeeSchedule(TypedDict):
+    id: str
+    merchant_id: str | None
+    name: str
+    version: int
+    rules: list[FeeRule]
+    created_at: str
+    updated_at: str
+
+
+FeeSchedulePage = Page[FeeSchedule]
+
+
+class FeeLine(TypedDict):
+    rule: str
+    description: str
+    amount: str
+    currency: str
+
+
+class FeeQuote(TypedDict):
+    lines: list[FeeLine]
+    total: str
+    currency: str
+
+
+# ----------------------------------------------------------------------------- FX
+
+
+class FxRates(TypedDict):
+    base: Literal["EUR"]
+    date: str
+    rates: dict[str, str]
+    """Units of each currency per 1 EUR, as decimal strings."""
+
+
+class FxQuote(TypedDict):
+    id: str
+    sell_currency: str
+    buy_currency: str
+    sell_amount: str
+    buy_amount: str
+    fixed_side: Literal["sell", "buy"]
+    rate: str
+    mid_rate: str
+    spread_bps: int
+    rates_date: str
+    created_at: str
+    expires_at: str
+    status: Literal["open", "expired", "used"]
+    used_at: str | None
+    sell_account_id: str | None
+    buy_account_id: str | None
+
+
+FxQuotePage = Page[FxQuote]
+
+
+class FxConversion(TypedDict):
+    quote: FxQuote
+    sell_transfer_id: str
+    buy_transfer_id: str
+
+
+class FxSettings(TypedDict):
+    spread_bps: int
+    quote_ttl_s: int
+    custom: bool
+
+
+# ----------------------------------------------------------------------------- keys
+
+
+class JsonWebKey(TypedDict):
+    kty: Literal["OKP"]
+    crv: Literal["Ed25519"]
+    x: str
+    kid: str
+    use: Literal["sig"]
+    alg: Literal["EdDSA"]
+
+
+class JsonWebKeySet(TypedDict):
+    keys: list[JsonWebKey]
+
+
+# ----------------------------------------------------------------------------- privacy
+
+PiiFieldName = Literal["name", "email", "phone", "national_id", "address", "bank_account"]
+TokenKind = Literal["pan", "bank_account"]
+
+
+class Pii(TypedDict):
+    user_id: str
+    masked: bool
+    fields: dict[PiiFieldName, str]
+
+
+class PiiSearch(TypedDict):
+    user_ids: list[str]
+
+
+class Token(TypedDict):
+    id: str
+    kind: TokenKind
+    token: str
+    last4: str
+    masked: str
+    created_at: str
+
+
+class Detokenized(TypedDict):
+    id: str
+    kind: TokenKind
+    token: str
+    value: str
+
+
+class Consent(TypedDict):
+    id: str
+    purpose: str
+    version: str
+    granted_at: str
+    withdrawn_at: str | None
+
+
+class ConsentList(TypedDict):
+    items: list[Consent]
+
+
+class ExportedUser(TypedDict):
+    id: str
+    email: str | None
+    phone: str | None
+    handle: str | None
+    status: str
+    created_at_ns: int
+
+
+class ExportedConsent(TypedDict):
+    purpose: str
+    version: str
+    granted_at_ns: int
+    withdrawn_at_ns: int | None
+
+
+class PiiExport(TypedDict):
+    user: ExportedUser
+    pii: dict[PiiFieldName, str]
+    consents: list[ExportedConsent]
+
+
+class Erasure(TypedDict):
+    user_id: str
+    data_keys_destroyed: int
+    values_deleted: int
+    consents_withdrawn: int
+
+
+# ----------------------------------------------------------------------------- audit
+
+
+class AuditEntry(TypedDict):
+    """Hashes lowercase hex; `occurred_at_ns` a decimal string; `before`, `after` and
+    `detail` canonical JSON text exactly as hashed."""
+
+    id: str
+    chain_id: str
+    sequence: int
+    tenant_id: str | None
+    occurred_at_ns: str
+    actor_type: str | None
+    actor_id: str | None
+    action: str
+    target: str | None
+    source_ip: str | None
+    user_agent: str | None
+    before: str | None
+    after: str | None
+    detail: str | None
+    previous_hash: str
+    entry_hash: str
+
+
+AuditEntryPage = Page[AuditEntry]
+
+
+class AuditCheckpoint(TypedDict):
+    """`signature` (hex) is Ed25519 over the bytes of `message`; pin your own copy of the
+    public key rather than trusting `public_key`."""
+
+    id: str
+    chain_id: str
+    number: int
+    first_sequence: int
+    last_sequence: int
+    root_hash: str
+    head_hash: str
+    previous_hash: str
+    checkpoint_hash: str
+    created_at_ns: str
+    key_id: str
+    public_key: str
+    signature: str
+    message: str
+
+
+class AuditInclusionProof(TypedDict):
+    """RFC 9162: `inclusion_path` (hex) proves the entry's leaf at `leaf_index` in the tree
+    of `tree_size` leaves whose root is `checkpoint.root_hash`."""
+
+    entry: AuditEntry
+    entry_encoding: str
+    leaf_index: int
+    tree_size: int
+    inclusion_path: list[str]
+    checkpoint: AuditCheckpoint
+
+
+# ----------------------------------------------------------------------------- events
+
+
+class WebhookEndpoint(TypedDict):
+    """Times are ns since the epoch. `secret` (`whsec_…`) only in the answers of create
+    and rotate-secret, else None."""
+
+    id: str
+    url: str
+    description: str
+    event_types: list[str]
+    status: str
+    disabled_reason: str | None
+    created_at: int
+    updated_at: int
+    previous_secret_expires_at: int | None
+    secret: str | None
+
+
+WebhookEndpointPage = Page[WebhookEndpoint]
+
+
+class WebhookAttempt(TypedDict):
+    attempted_at: int
+    status_code: int | None
+    error: str | None
+    response_body: str | None
+    duration_ms: int
+
+
+class WebhookDelivery(TypedDict):
+    id: str
+    event_id: str
+    status: str
+    """pending, succeeded or dead (dead-lettered)."""
+    attempts: int
+    next_attempt_at: int | None
+    last_status_code: int | None
+    replay: bool
+    created_at: int
+    completed_at: int | None
+    attempt_log: list[WebhookAttempt]
+
+
+WebhookDeliveryPage = Page[WebhookDelivery]
+
+
+class Event(TypedDict):
+    """A CloudEvents 1.0 event (JSON format); extension attributes may follow."""
+
+    specversion: str
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: str
+    datacontenttype: str
+    sequence: str
+    data: JSONObject
+
+
+EventPage = Page[Event]
+
+
+class EventReplay(TypedDict):
+    delivery_ids: list[str]
+
+
+class StreamedEvent(TypedDict):
+    """One Server-Sent Event of the live stream: `id` is the event's sequence number (pass
+    it back as `last_event_id` to resume), `event` its type."""
+
+    id: str
+    event: str
+    data: Event
+
+
+# ----------------------------------------------------------------------------- wallets
+
+
+class Wallet(TypedDict):
+    """`wal_<hex>`: the same hex is the ledger account (`acc_<hex>`)."""
+
+    id: str
+    owner: str
+    currency: str
+    available: str
+    pending: str
+    held: str
+
+
+class WalletList(TypedDict):
+    items: list[Wallet]
+
+
+class Merchant(TypedDict):
+    id: str
+    legal_name: str
+    category_code: str
+    settlement_currency: str
+    fee_schedule: str | None
+    mode: str
+
+
+class SystemAccount(TypedDict):
+    name: str
+    account_id: str
+    code: int
+    debits_posted: str
+    credits_posted: str
+    debits_pending: str
+    credits_pending: str
+
+
+class SystemAccounts(TypedDict):
+    currency: str
+    items: list[SystemAccount]
+
+
+class KycTier(TypedDict):
+    user_id: str
+    tier: int
+
+
+# ----------------------------------------------------------------------------- payments
+
+
+class PaymentStateChange(TypedDict):
+    from_state: str | None
+    to_state: str
+    reason: str | None
+    at: str
+
+
+class PaymentFee(TypedDict):
+    rule: str
+    description: str
+    amount: str
+    currency: str
+    transfer_id: str
+
+
+class PaymentTransfer(TypedDict):
+    id: str
+    step: str
+    debit_account_id: str
+    credit_account_id: str
+    amount: str
+    code: int
+    flags: int
+    pending_id: str | None
+    timestamp: str
+
+
+class Refund(TypedDict):
+    id: str
+    payment_id: str
+    amount: str
+    state: str
+    reason: str | None
+    failure_code: str | None
+
+
+class Dispute(TypedDict):
+    id: str
+    payment_id: str
+    amount: str
+    held_amount: str
+    state: str
+    opened_by: str
+    reason: str | None
+    evidence: list[JSONObject]
+
+
+class Payment(TypedDict):
+    """A payment with its history, fees, ledger transfers, refunds and disputes."""
+
+    id: str
+    kind: str
+    state: str
+    amount: str
+    currency: str
+    captured_amount: str
+    refunded_amount: str
+    merchant_id: str | None
+    payer: str | None
+    payee: str | None
+    provider: str | None
+    method: str | None
+    instrument_last4: str | None
+    provider_reference: str | None
+    reference: str | None
+    metadata: dict[str, str] | None
+    capture: str
+    failure_code: str | None
+    next_action_url: str | None
+    expires_at: str | None
+    created_at: str
+    history: list[PaymentStateChange]
+    fees: list[PaymentFee]
+    transfers: list[PaymentTransfer]
+    refunds: list[Refund]
+    disputes: list[Dispute]
+
+
+class SplitRule(TypedDict):
+    id: str
+    name: str
+    levels: int
+
+
+class MoneyRequest(TypedDict):
+    id: str
+    payer: str
+    payee: str
+    amount: str
+    currency: str
+    note: str | None
+    state: str
+    payment_id: str | None
+    expires_at: str
+
+
+class NotificationReceipt(TypedDict):
+    notification_id: str
+    outcome: str
