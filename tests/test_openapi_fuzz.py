@@ -26,7 +26,7 @@ from identity.identity_support import bootstrap_tenant, create_key
 from identity.operators.operators_support import operator
 from identity.users.users_support import Tenancy, log_in, sign_up, tokens_of, users_config
 
-EXAMPLES_PER_OPERATION = 6
+EXAMPLES_PER_OPERATION = 4
 ECB_SAMPLE = Path(__file__).parent / "fx" / "eurofxref-sample.xml"
 """Rates and a root key configured, as a deployment serving FX and PII has them (without,
 those routes answer 503 by design: see the README's FX and keystore sections)."""
@@ -100,6 +100,8 @@ def test_no_operation_answers_5xx_or_a_non_problem_error(
             rate_limit_credential_requests=10_000,
             ledger_batch_window_ms=0,
             fx_rates_file=str(ECB_SAMPLE),
+            events_stream_duration_max_s=0.2,  # a live stream answers, then ends
+            events_stream_poll_interval_s=0.05,
             master_key=base64.b64encode(os.urandom(32)).decode(),
         )
     )
