@@ -14,4 +14,6 @@ echo "== ruff check";         uv run --frozen ruff check src tests bench
 echo "== ruff format";        uv run --frozen ruff format --check src tests bench
 echo "== mypy --strict";      uv run --frozen mypy --strict src
 echo "== import boundaries";  uv run --frozen lint-imports
-echo "== pytest";             uv run --frozen pytest "$@"
+# Two test processes by default (xdist, one per core; files stay whole on one process):
+# BILLFOLD_TEST_WORKERS=0 runs the suite in this process.
+echo "== pytest";             uv run --frozen pytest -n "${BILLFOLD_TEST_WORKERS:-2}" --dist loadfile "$@"
