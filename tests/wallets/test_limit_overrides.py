@@ -240,3 +240,27 @@ class _AbandonedError(Exception):
 
 def _fields(action: ApprovedAction) -> dict[str, Any]:
     return {name: getattr(action, name) for name in ApprovedAction.__slots__}
+
+
+def test_the_limits_route_answers_for_known_users_and_currencies_only(database_url: str) -> None:
+    with World(database_url, fees=False) as world:
+        ann = world.user()
+        tier = world.client.put(f"/v1/users/{ann.id}/kyc-tier", json={"tier": 3}, headers=world.api)
+        assert tier.status_code == 200
+        limits = _limits(world, ann, "JPY")  # exponent 0: the table's whole units
+        assert [limits[w]["limit"] for w in ("per_transaction", "daily", "monthly")] == [
+            "100000",
+            "250000",
+            "1000000",
+        ]
+        with World(database_url) as elsewhere:  # another tenant's user is not found here
+            outsider = elsewhere.user()
+        for user_id, currency, status, code in [
+            (outsider.id, "USD", 404, "holder_not_found"),
+            ("usr_" + "0" * 32, "USD", 404, "holder_not_found"),
+            (ann.id, "ZZZ", 422, "unsupported_currency"),
+        ]:
+            response = world.client.get(
+                f"/v1/users/{user_id}/limits", params={"currency": currency}, headers=world.api
+            )
+            problem(response, status, code)
