@@ -112,6 +112,15 @@ def test_a_holder_tops_up_pays_a_merchant_and_is_refunded(database_url: str) -> 
             chart = billfold.wallets.system_accounts(currency="USD")
             assert chart["currency"] == "USD" and chart["items"]
             assert billfold.wallets.set_kyc_tier(ann_id, tier=2) == {"user_id": ann_id, "tier": 2}
+            limits = billfold.wallets.limits_of(ann_id, currency="USD")
+            assert (limits["tier"], limits["currency"]) == (2, "USD")
+            assert [
+                (item["window"], item["limit"], item["source"]) for item in limits["limits"]
+            ] == [
+                ("per_transaction", "1000000", "tier"),
+                ("daily", "2500000", "tier"),
+                ("monthly", "10000000", "tier"),
+            ]
             with pytest.raises(ValidationError):
                 billfold.wallets.set_kyc_tier(ann_id, tier=4)
 

@@ -17,7 +17,13 @@ from billfold.wallets.accounts import (
     chart_of_accounts,
     wallet_account,
 )
-from billfold.wallets.limits import TIER_LIMITS, check_limits, limits_for
+from billfold.wallets.limits import (
+    TIER_LIMITS,
+    WINDOWS,
+    check_limits,
+    effective_limits,
+    limits_for,
+)
 
 TENANT = uuid.uuid4()
 
@@ -73,6 +79,56 @@ def test_a_limit_check_passes_exactly_when_every_window_has_room(
         and monthly + amount <= monthly_max
     )
     assert (breach is None) == fits
+
+
+@given(
+    tier=st.integers(min_value=0, max_value=3),
+    exponent=st.integers(min_value=0, max_value=18),
+    amount=st.integers(min_value=1, max_value=10**30),
+    daily=st.integers(min_value=0, max_value=10**30),
+    monthly=st.integers(min_value=0, max_value=10**30),
+    overrides=st.dictionaries(
+        st.sampled_from(WINDOWS), st.integers(min_value=1, max_value=2**63 - 1)
+    ),
+)
+def test_an_override_raises_only_the_windows_it_names_and_never_lowers_one(
+    tier: int,
+    exponent: int,
+    amount: int,
+    daily: int,
+    monthly: int,
+    overrides: dict[str, int],
+) -> None:
+    tier_figures = dict(zip(WINDOWS, limits_for(tier, exponent), strict=True))
+    limits = effective_limits(tier=tier, exponent=exponent, overrides=overrides)
+    for limit in limits:
+        expected = max(tier_figures[limit.window], overrides.get(limit.window, 0))
+        assert limit.limit_minor == expected >= limit.tier_minor
+        assert limit.override_minor == overrides.get(limit.window)
+        assert limit.source == ("override" if expected > limit.tier_minor else "tier")
+    in_force = {limit.window: limit.limit_minor for limit in limits}
+    breach = check_limits(
+        tier=tier,
+        exponent=exponent,
+        amount_minor=amount,
+        daily_used_minor=daily,
+        monthly_used_minor=monthly,
+        overrides=overrides,
+    )
+    fits = (
+        amount <= in_force["per_transaction"]
+        and daily + amount <= in_force["daily"]
+        and monthly + amount <= in_force["monthly"]
+    )
+    assert (breach is None) == fits
+    without = check_limits(
+        tier=tier,
+        exponent=exponent,
+        amount_minor=amount,
+        daily_used_minor=daily,
+        monthly_used_minor=monthly,
+    )
+    assert breach is None or without is not None  # what passes without overrides passes with
 
 
 def test_higher_tiers_allow_more() -> None:

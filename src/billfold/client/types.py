@@ -53,6 +53,8 @@ __all__ = [
     "JsonWebKey",
     "JsonWebKeySet",
     "KycTier",
+    "LimitInForce",
+    "LimitOverride",
     "Me",
     "Merchant",
     "MfaRequired",
@@ -97,6 +99,7 @@ __all__ = [
     "TransferPage",
     "TransferResult",
     "User",
+    "UserLimits",
     "UserPage",
     "Wallet",
     "WalletList",
@@ -757,6 +760,27 @@ class SystemAccounts(TypedDict):
 class KycTier(TypedDict):
     user_id: str
     tier: int
+
+
+class LimitOverride(TypedDict):
+    amount: str
+    approval_id: str
+    approved_at: str
+
+
+class LimitInForce(TypedDict):
+    window: Literal["per_transaction", "daily", "monthly"]
+    limit: str
+    source: Literal["tier", "override"]
+    tier_limit: str
+    override: LimitOverride | None
+
+
+class UserLimits(TypedDict):
+    user_id: str
+    currency: str
+    tier: int
+    limits: list[LimitInForce]
 
 
 # ----------------------------------------------------------------------------- payments

@@ -1,5 +1,6 @@
 """Four-eyes approvals executed outside identity: manual ledger adjustments and account
-unfreezes (on the ledger), and key rotations (in the key hierarchy).
+unfreezes (on the ledger), key rotations (in the key hierarchy) and limit increases (in
+wallets' limit overrides).
 
 Identity decides who may approve what, and may not import the ledger; these executors are
 the bridge, installed by the application (``app.state.approval_executors``)::
@@ -9,6 +10,9 @@ the bridge, installed by the application (``app.state.approval_executors``)::
 Both are idempotent on the approval id, as ``identity.operators.flows`` requires: the
 adjustment's transfer id *is* the approval id, so a repeated execution finds the transfer
 ``exists`` and moves nothing; an unfreeze of an account already active changes nothing.
+The two transactional ones (key rotation, limit increase) write through the decision's own
+session, so the approval and its effect commit together; a limit override's key is the
+approval id, so executing it again adds nothing.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ from billfold.identity.operators.executors import (
     ApprovalExecutors,
     ApprovedAction,
     ExecutionOutcome,
+    TransactionalExecutor,
     default_executors,
 )
 from billfold.identity.operators.payloads import (
     AccountUnfreezePayload,
     KeyRotationPayload,
     LedgerAdjustmentPayload,
+    LimitIncreasePayload,
 )
 from billfold.identity.operators.permissions import ActionType
 from billfold.identity.security_events import ActorType
@@ -40,11 +46,13 @@ from billfold.kit.errors import invariant
 from billfold.kit.ids import format_id
 from billfold.ledger.ledger import Ledger
 from billfold.ledger.types import AccountStatus, CreateTransferStatus, NewTransfer
+from billfold.wallets.overrides import LimitIncrease, apply_limit_increase
 
 __all__ = [
     "AccountUnfreezeExecutor",
     "KeyRotationExecutor",
     "LedgerAdjustmentExecutor",
+    "LimitIncreaseExecutor",
     "approval_executors",
     "ledger_tenant_id",
 ]
@@ -165,9 +173,52 @@ class KeyRotationExecutor:
         return ExecutionOutcome(succeeded=True, facts={"purpose": purpose, "version": row.version})
 
 
+class LimitIncreaseExecutor:
+    """Raises a holder's limit for one window and currency: a wallets limit override,
+    written in the decision's transaction and keyed by the approval id. The payload's
+    ``limit`` names the window (``per_transaction``, ``daily``, ``monthly``), ``asset`` the
+    currency, ``amount`` the new limit in minor units; ``subject_id`` an end user of the
+    tenant (``usr_…``, in either mode: the user's own mode is the override's). A payload
+    that cannot apply (unknown window or holder, a merchant) fails the approval, changing
+    nothing."""
+
+    async def execute(self, session: AsyncSession, action: ApprovedAction) -> ExecutionOutcome:
+        invariant(action.action_type is ActionType.LIMIT_INCREASE, "executor for its own type")
+        increase = LimitIncreasePayload.model_validate_json(action.payload)
+        outcome = await apply_limit_increase(
+            session,
+            LimitIncrease(
+                approval_id=action.approval_id,
+                tenant_id=action.tenant_id,
+                subject_id=increase.subject_id,
+                window=increase.limit,
+                currency=increase.asset,
+                amount=int(increase.amount),
+                requested_by=action.requested_by,
+                approved_by=action.decided_by,
+                approved_at=action.decided_at,
+            ),
+        )
+        if not outcome.applied:
+            return ExecutionOutcome(succeeded=False, facts={"failure": outcome.failure})
+        assert outcome.mode is not None  # an applied override has its holder's mode
+        return ExecutionOutcome(
+            succeeded=True,
+            facts={
+                "subject_id": increase.subject_id,
+                "mode": outcome.mode.value,
+                "limit": increase.limit,
+                "asset": increase.asset,
+                "amount": increase.amount,
+                "already_applied": outcome.already,
+            },
+        )
+
+
 def approval_executors(ledger: Ledger, keyring: Keyring | None = None) -> ApprovalExecutors:
-    """Every executor: identity's own, the ledger's two over ``ledger``, and the key
-    rotation over ``keyring`` when given (without one, a rotation is only recorded)."""
+    """Every executor: the ledger's two over ``ledger``, the limit increase (wallets'
+    overrides), and the key rotation over ``keyring`` when given (without one, identity's
+    default only records a rotation)."""
     executors = default_executors().with_external(
         MappingProxyType(
             {
@@ -176,12 +227,12 @@ def approval_executors(ledger: Ledger, keyring: Keyring | None = None) -> Approv
             }
         )
     )
-    if keyring is None:
-        return executors
-    transactional = {
+    transactional: dict[ActionType, TransactionalExecutor] = {
         **executors.transactional,
-        ActionType.KEY_ROTATION: KeyRotationExecutor(keyring),
+        ActionType.LIMIT_INCREASE: LimitIncreaseExecutor(),
     }
+    if keyring is not None:
+        transactional[ActionType.KEY_ROTATION] = KeyRotationExecutor(keyring)
     return ApprovalExecutors(
         transactional=MappingProxyType(transactional), external=executors.external
     )

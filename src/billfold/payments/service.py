@@ -32,8 +32,9 @@ from billfold.payments.models import Payment, PaymentFee, PaymentStateChange
 from billfold.payments.repository import PaymentRepository
 from billfold.payments.states import Kind, State, can_transition
 from billfold.payments.steps import step_id
-from billfold.wallets.accounts import SystemRole, TransferCode, system_account_id
+from billfold.wallets.accounts import OwnerKind, SystemRole, TransferCode, system_account_id
 from billfold.wallets.limits import DEFAULT_TIER, check_limits
+from billfold.wallets.overrides import overrides_by_window
 from billfold.wallets.repository import WalletRepository
 from billfold.wallets.service import currency_exponent, ledger_tenant_of
 
@@ -182,8 +183,17 @@ async def record_fees(
 async def check_spending_limits(
     session: AsyncSession, *, user_id: uuid.UUID, currency: str, amount: int
 ) -> None:
-    """Raise `limit_exceeded` if `amount` breaks the user's tier limits."""
-    tier = await WalletRepository(session).tier_of(user_id)
+    """Raise `limit_exceeded` if `amount` breaks the user's limits: their tier's, raised
+    by any approved limit override. Call it in the transaction that records the payment:
+    it locks the user's spending (PostgreSQL: an advisory lock until commit; SQLite's
+    writer lock does the same), so concurrent payments are checked one after the other,
+    each seeing the ones before it, and together never pass a limit."""
+    wallets = WalletRepository(session)
+    await wallets.lock_holder(user_id)
+    tier = await wallets.tier_of(user_id)
+    overrides = await overrides_by_window(
+        session, owner_kind=OwnerKind.USER, owner_id=user_id, currency=currency
+    )
     now = datetime.now(UTC)
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     month_start = day_start.replace(day=1)
@@ -200,6 +210,7 @@ async def check_spending_limits(
         amount_minor=amount,
         daily_used_minor=daily,
         monthly_used_minor=monthly,
+        overrides=overrides,
     )
     if breach is not None:
         raise LimitExceeded(

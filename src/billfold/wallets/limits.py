@@ -3,25 +3,37 @@
 A simple tier model (the compliance work extends it): tier 0 is an unverified holder, 3 a
 fully verified one. Limits are in whole units of the currency and scaled by its exponent,
 so the same table serves USD (cents), JPY (yen) and USDC (micro-units).
+
+A holder's limit for one window and currency can be raised above the tier's figure by an
+**override** (a four-eyes ``limit_increase`` approval, see ``wallets.overrides``): the
+effective limit of a window is the higher of the two, so an override never lowers a limit
+and a later tier upgrade is never undone by an old override.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = [
     "DEFAULT_TIER",
     "TIER_LIMITS",
     "TIER_MAX",
+    "WINDOWS",
+    "EffectiveLimit",
     "LimitBreach",
     "TierLimits",
     "check_limits",
+    "effective_limits",
     "limits_for",
 ]
 
 TIER_MAX = 3
 DEFAULT_TIER = 1
 """The tier of a holder nobody has assessed: a verified phone or email."""
+WINDOWS: Final = ("per_transaction", "daily", "monthly")
+"""The limits' names, as a ``limit_increase`` approval's ``limit`` names them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +74,57 @@ def limits_for(tier: int, exponent: int) -> tuple[int, int, int]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class EffectiveLimit:
+    """One window's limit in force (minor units) and where it comes from."""
+
+    window: str
+    limit_minor: int
+    tier_minor: int
+    """The tier's figure."""
+    override_minor: int | None
+    """The override's figure, if the holder has one for this window and currency."""
+
+    @property
+    def source(self) -> str:
+        """``override`` when an override raises the tier's figure, else ``tier``."""
+        return "override" if self.limit_minor > self.tier_minor else "tier"
+
+
+def effective_limits(
+    *, tier: int, exponent: int, overrides: Mapping[str, int] | None = None
+) -> tuple[EffectiveLimit, EffectiveLimit, EffectiveLimit]:
+    """The (per transfer, daily, monthly) limits in force: per window, the tier's figure
+    or the override's (by window name, minor units), whichever is higher."""
+    given = overrides or {}
+    tier_figures = limits_for(tier, exponent)
+    per_transaction, daily, monthly = (
+        EffectiveLimit(
+            window=window,
+            limit_minor=max(figure, given.get(window, 0)),
+            tier_minor=figure,
+            override_minor=given.get(window),
+        )
+        for window, figure in zip(WINDOWS, tier_figures, strict=True)
+    )
+    return per_transaction, daily, monthly
+
+
 def check_limits(
-    *, tier: int, exponent: int, amount_minor: int, daily_used_minor: int, monthly_used_minor: int
+    *,
+    tier: int,
+    exponent: int,
+    amount_minor: int,
+    daily_used_minor: int,
+    monthly_used_minor: int,
+    overrides: Mapping[str, int] | None = None,
 ) -> LimitBreach | None:
-    """The first limit `amount_minor` would breach on top of what was used, or None."""
-    per_transaction, daily, monthly = limits_for(tier, exponent)
+    """The first limit `amount_minor` would breach on top of what was used, or None.
+    `overrides` (window name to minor units) raise the tier's figures they name."""
+    per_transaction, daily, monthly = (
+        limit.limit_minor
+        for limit in effective_limits(tier=tier, exponent=exponent, overrides=overrides)
+    )
     if amount_minor > per_transaction:
         return LimitBreach("per_transaction", per_transaction, 0)
     if daily_used_minor + amount_minor > daily:

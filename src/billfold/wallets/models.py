@@ -1,4 +1,5 @@
-"""Wallets' tables: wallets (one per owner and currency), merchants, and holders' KYC tiers.
+"""Wallets' tables: wallets (one per owner and currency), merchants, holders' KYC tiers and
+the limit overrides four-eyes approvals grant.
 
 Balances are never stored here: they are the ledger account's. Times are ns since the epoch.
 """
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from billfold.kit.orm import Base
 
-__all__ = ["CURRENCY_LENGTH_MAX", "HolderTier", "Merchant", "Wallet"]
+__all__ = ["CURRENCY_LENGTH_MAX", "HolderTier", "LimitOverride", "Merchant", "Wallet"]
 
 CURRENCY_LENGTH_MAX = 12
 LEGAL_NAME_LENGTH_MAX = 200
@@ -99,3 +100,51 @@ class HolderTier(Base):
     """When the tier was last set."""
 
     __table_args__ = (CheckConstraint("tier BETWEEN 0 AND 3", name="tier"),)
+
+
+class LimitOverride(Base):
+    """One approved limit increase: a holder's limit for one window and currency, raised
+    above their tier's figure. Append-only; the latest approval per (holder, currency,
+    window) is the one in force. Its id is the approval's, so applying an approval twice
+    adds nothing."""
+
+    __tablename__ = "wallets_limit_overrides"
+
+    approval_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    """The four-eyes approval that granted it (`apr_<hex>` in the API)."""
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    """The identity tenant."""
+    mode: Mapped[str] = mapped_column(String(4))
+    """test or live: the holder's."""
+    owner_kind: Mapped[str] = mapped_column(String(16))
+    """user (the only holders with spending limits today) or merchant."""
+    owner_id: Mapped[uuid.UUID] = mapped_column()
+    """The end user's or the merchant's id."""
+    currency: Mapped[str] = mapped_column(String(CURRENCY_LENGTH_MAX))
+    """The currency whose limit it raises."""
+    limit_window: Mapped[str] = mapped_column(String(16))
+    """per_transaction, daily or monthly."""
+    amount: Mapped[int] = mapped_column(BigInteger)
+    """The new limit in minor units; the tier's figure still applies when higher."""
+    requested_by: Mapped[uuid.UUID] = mapped_column()
+    """The operator who asked for it."""
+    approved_by: Mapped[uuid.UUID] = mapped_column()
+    """The second operator, who approved it."""
+    approved_at: Mapped[int] = mapped_column(BigInteger)
+    """When it was approved (and took effect)."""
+
+    __table_args__ = (
+        CheckConstraint("mode IN ('test', 'live')", name="mode"),
+        CheckConstraint("owner_kind IN ('user', 'merchant')", name="owner_kind"),
+        CheckConstraint(
+            "limit_window IN ('per_transaction', 'daily', 'monthly')", name="limit_window"
+        ),
+        CheckConstraint("amount > 0", name="amount"),
+        Index(
+            "ix_wallets_limit_overrides_owner",
+            "owner_id",
+            "currency",
+            "limit_window",
+            "approved_at",
+        ),
+    )

@@ -1,18 +1,27 @@
-"""Every query of wallets: wallets, merchants and holder tiers, scoped by tenant and mode."""
+"""Every query of wallets: wallets, merchants, holder tiers and limit overrides, scoped by
+tenant and mode, and the per-holder lock that serializes spending-limit checks."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.kit.upsert import insert_if_absent
-from billfold.wallets.models import HolderTier, Merchant, Wallet
+from billfold.wallets.models import HolderTier, LimitOverride, Merchant, Wallet
 
 __all__ = ["WalletRepository"]
 
 WALLETS_PER_OWNER_MAX = 200
+_HOLDER_LOCK_NAMESPACE = b"billfold.wallets.spending-limits:"
+
+
+def holder_lock_key(owner_id: uuid.UUID) -> int:
+    """The PostgreSQL advisory-lock key (a signed 64-bit integer) of one holder's spending."""
+    digest = hashlib.blake2b(_HOLDER_LOCK_NAMESPACE + owner_id.bytes, digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 class WalletRepository:
@@ -86,3 +95,72 @@ class WalletRepository:
         else:
             row.tier, row.updated_at = tier, now_ns
         await self._session.flush()
+
+    async def lock_holder(self, owner_id: uuid.UUID) -> None:
+        """Serialize the holder's spending until this transaction ends, so a limit check
+        and the payment it lets through commit before the next check reads the usage.
+        PostgreSQL: a transaction-scoped advisory lock (held until commit or rollback);
+        SQLite: nothing to do, the unit of work's ``BEGIN IMMEDIATE`` already holds the
+        database's only write lock."""
+        if self._session.get_bind().dialect.name != "postgresql":
+            return
+        await self._session.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": holder_lock_key(owner_id)}
+        )
+
+    async def add_override_if_absent(self, override: LimitOverride) -> bool:
+        """Record an approved override; False when this approval's is already recorded."""
+        return await insert_if_absent(
+            self._session,
+            LimitOverride,
+            {
+                "approval_id": override.approval_id,
+                "tenant_id": override.tenant_id,
+                "mode": override.mode,
+                "owner_kind": override.owner_kind,
+                "owner_id": override.owner_id,
+                "currency": override.currency,
+                "limit_window": override.limit_window,
+                "amount": override.amount,
+                "requested_by": override.requested_by,
+                "approved_by": override.approved_by,
+                "approved_at": override.approved_at,
+            },
+        )
+
+    async def get_override(self, approval_id: uuid.UUID) -> LimitOverride | None:
+        return await self._session.get(LimitOverride, approval_id)
+
+    async def overrides_in_force(
+        self, *, owner_kind: str, owner_id: uuid.UUID, currency: str
+    ) -> dict[str, LimitOverride]:
+        """The latest approved override per window of the holder's limits in `currency`."""
+        latest = (
+            select(
+                LimitOverride.limit_window.label("limit_window"),
+                func.max(LimitOverride.approved_at).label("approved_at"),
+            )
+            .where(
+                LimitOverride.owner_kind == owner_kind,
+                LimitOverride.owner_id == owner_id,
+                LimitOverride.currency == currency,
+            )
+            .group_by(LimitOverride.limit_window)
+            .subquery()
+        )
+        statement = (
+            select(LimitOverride)
+            .join(
+                latest,
+                (LimitOverride.limit_window == latest.c.limit_window)
+                & (LimitOverride.approved_at == latest.c.approved_at),
+            )
+            .where(
+                LimitOverride.owner_kind == owner_kind,
+                LimitOverride.owner_id == owner_id,
+                LimitOverride.currency == currency,
+            )
+            .order_by(LimitOverride.approval_id)
+        )
+        rows = (await self._session.execute(statement)).scalars()
+        return {row.limit_window: row for row in rows}  # a tie: the greater id wins

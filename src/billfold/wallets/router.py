@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from billfold.identity.auth import get_unit_of_work
+from billfold.identity.schemas import datetime_from_ns
 from billfold.identity.users.auth import authenticate_user
 from billfold.identity.users.repository import UserRepository
 from billfold.identity.users.types import UserPrincipal
@@ -19,11 +20,15 @@ from billfold.ledger.ledger import Ledger
 from billfold.wallets.accounts import OwnerKind, chart_of_accounts
 from billfold.wallets.errors import HolderNotFound, MerchantNotFound
 from billfold.wallets.models import Merchant, Wallet
+from billfold.wallets.overrides import holder_limits
 from billfold.wallets.repository import WalletRepository
 from billfold.wallets.schemas import (
     CURRENCY_PATTERN,
+    HolderLimitsResponse,
     HolderTierRequest,
     HolderTierResponse,
+    LimitOverrideResponse,
+    LimitResponse,
     MerchantCreateRequest,
     MerchantResponse,
     SystemAccountResponse,
@@ -227,3 +232,49 @@ async def set_kyc_tier(
             tenant_id=caller.tenant_id, user_id=owner, tier=body.tier, now_ns=time.time_ns()
         )
     return HolderTierResponse(user_id=user_id, tier=body.tier)
+
+
+@router.get(
+    "/users/{user_id}/limits",
+    summary="An end user's spending limits in a currency, and where each comes from.",
+)
+async def user_limits(
+    request: Request,
+    user_id: str,
+    caller: WalletReader,
+    currency: Annotated[str, Query(pattern=CURRENCY_PATTERN)],
+) -> HolderLimitsResponse:
+    """Per window (per transaction, daily, monthly): the limit in force, the KYC tier's
+    figure, and the approved limit increase (four-eyes `limit_increase`) that raises it."""
+    owner = parse_id("usr", user_id)
+    async with get_unit_of_work(request).begin() as session:
+        user = await UserRepository(session).get_for_tenant(
+            tenant_id=caller.tenant_id, mode=caller.mode, user_id=owner
+        )
+        if user is None:
+            raise HolderNotFound("No such user.")
+        found = await holder_limits(session, user_id=owner, currency=currency)
+    items = []
+    for limit in found.limits:
+        row = found.overrides.get(limit.window)
+        override = (
+            None
+            if row is None
+            else LimitOverrideResponse(
+                amount=str(row.amount),
+                approval_id=format_id("apr", row.approval_id),
+                approved_at=datetime_from_ns(row.approved_at),
+            )
+        )
+        items.append(
+            LimitResponse(
+                window=limit.window,
+                limit=str(limit.limit_minor),
+                source=limit.source,
+                tier_limit=str(limit.tier_minor),
+                override=override,
+            )
+        )
+    return HolderLimitsResponse(
+        user_id=format_id("usr", owner), currency=currency, tier=found.tier, limits=items
+    )

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "HolderLimitsResponse",
     "HolderTierRequest",
     "HolderTierResponse",
+    "LimitOverrideResponse",
+    "LimitResponse",
     "MerchantCreateRequest",
     "MerchantResponse",
     "SystemAccountResponse",
@@ -75,3 +81,32 @@ class HolderTierRequest(BaseModel):
 class HolderTierResponse(BaseModel):
     user_id: str
     tier: int
+
+
+class LimitOverrideResponse(BaseModel):
+    """The approved limit increase behind a window's limit."""
+
+    amount: str
+    """The override's figure, minor units."""
+    approval_id: str
+    """`apr_…`: the four-eyes approval that granted it."""
+    approved_at: datetime
+
+
+class LimitResponse(BaseModel):
+    window: Literal["per_transaction", "daily", "monthly"]
+    limit: str
+    """The limit in force, minor units: the higher of the tier's and the override's."""
+    source: Literal["tier", "override"]
+    tier_limit: str
+    """What the KYC tier alone allows, minor units."""
+    override: LimitOverrideResponse | None
+    """The latest approved override for this window and currency, if any (in force only
+    when above the tier's figure)."""
+
+
+class HolderLimitsResponse(BaseModel):
+    user_id: str
+    currency: str
+    tier: int
+    limits: list[LimitResponse]

@@ -212,7 +212,9 @@ def test_limit_increases_are_recorded_for_their_domain(
     requester = operator(database_url, tenant_id=tenant_id, roles=[roles[0]])
     approver = operator(database_url, tenant_id=tenant_id, roles=[roles[1]])
     body = {"action_type": action_type, "reason": "Customer asked", "payload": payload}
-    with operator_client(database_url) as client:
+    # Identity's own registry (the application installs wallets' limit-increase executor,
+    # tested in tests/wallets/test_limit_overrides.py): it only records the change.
+    with operator_client(database_url, ledger_executors=False) as client:
         approval_id = _request(client, requester, body)
         approved = client.post(f"/v1/approvals/{approval_id}/approve", headers=approver.headers)
     assert approved.json()["status"] == "executed"
@@ -224,7 +226,7 @@ def test_limit_increases_are_recorded_for_their_domain(
 
     change = run_in_unit_of_work(database_url, read)
     assert change is not None
-    assert change.applied_at is None  # no domain applies it yet: nothing is faked
+    assert change.applied_at is None  # identity alone applies nothing: nothing is faked
     assert change.tenant_id == tenant_id
     assert change.action_type == action_type
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import cast
 
 from billfold.client.resources._base import Resource, path_id, without_none
-from billfold.client.types import KycTier, Merchant, SystemAccounts, WalletList
+from billfold.client.types import KycTier, Merchant, SystemAccounts, UserLimits, WalletList
 
 __all__ = ["Merchants", "Wallets"]
 
@@ -32,6 +32,13 @@ class Wallets(Resource):
         """An end user's KYC tier, 0 to 3 (`users:admin`); it sets their limits. PUT."""
         path = f"/v1/users/{path_id(user_id)}/kyc-tier"
         return cast(KycTier, self._transport.request("PUT", path, json={"tier": tier}))
+
+    def limits_of(self, user_id: str, *, currency: str) -> UserLimits:
+        """An end user's spending limits in `currency` (`wallets:read`): per window, the
+        limit in force, the KYC tier's figure and the approved limit increase raising it."""
+        path = f"/v1/users/{path_id(user_id)}/limits"
+        answer = self._transport.request("GET", path, params={"currency": currency})
+        return cast(UserLimits, answer)
 
 
 class Merchants(Resource):
