@@ -153,7 +153,9 @@ class ApprovalExecutors:
         both = set(self.transactional) & set(self.external)
         invariant(not both, f"an action type has one executor, not two: {sorted(both)}")
         unchecked = set(self.checks) - set(self.transactional)
-        invariant(not unchecked, f"a check belongs to a transactional executor: {unchecked}")
+        invariant(
+            not unchecked, f"a check belongs to a transactional executor: {sorted(unchecked)}"
+        )
 
     def supports(self, action_type: ActionType) -> bool:
         return action_type in self.transactional or action_type in self.external
