@@ -1,6 +1,8 @@
 """Four-eyes limit increases take effect: one operator asks, another approves, and the
 payment the limit refused now passes (only in the window and currency approved). A refused
-or unappliable request changes nothing; executing an approval twice adds nothing."""
+request changes nothing; one that could not apply is refused when it is asked for (and, if
+it no longer applies when approved, fails), storing nothing; executing an approval twice
+adds nothing."""
 
 from __future__ import annotations
 
@@ -8,14 +10,20 @@ import time
 import uuid
 from typing import Any
 
+from sqlalchemy import delete as delete_rows
 from sqlalchemy import func, select
 
 from billfold.flows.approvals import LimitIncreaseExecutor
-from billfold.identity.operators.executors import ApprovedAction
+from billfold.identity.operators.executors import ApprovedAction, ExecutionOutcome
+from billfold.identity.operators.models import ApprovalRequest
+from billfold.identity.operators.payloads import canonical_payload
 from billfold.identity.operators.permissions import ActionType, Role
+from billfold.identity.security_events import SecurityEvent, SecurityEventType
+from billfold.identity.users.models import EndUser
+from billfold.kit.ids import parse_id
 from billfold.wallets.models import LimitOverride
 from identity.operators.operators_support import SignedIn, operator
-from payments.payments_support import User, World, problem
+from payments.payments_support import PASSWORD, User, World, problem
 
 # Tier 1 (the default) in USD: 100_000 per transfer, 250_000 a day, 1_000_000 a month.
 PER_TRANSACTION = 100_000
@@ -166,26 +174,115 @@ def test_a_refused_increase_changes_nothing(database_url: str) -> None:
         assert _override_count(world) == 0
 
 
-def test_an_increase_that_cannot_apply_fails_and_changes_nothing(database_url: str) -> None:
+def _unappliable(world: World, database_url: str) -> list[tuple[dict[str, Any], int, str]]:
+    """Requests that could not apply, each with the status and code it is refused with."""
+    ann = world.user()
+    shop = world.merchant()
+    with World(database_url) as elsewhere:  # another tenant's user
+        outsider = elsewhere.user()
+    return [
+        (_increase(ann.id, 200_000, limit="daily_withdrawal"), 422, "unknown_limit"),
+        (_increase(shop, 200_000), 422, "holder_has_no_limits"),
+        (_increase(outsider.id, 200_000), 404, "holder_not_found"),
+        (_increase("usr_" + "0" * 32, 200_000), 404, "holder_not_found"),
+        (_increase(ann.id, 2**63), 422, "amount_out_of_range"),
+        (_increase(ann.id, 200_000, asset="ZZZ"), 422, "unsupported_currency"),
+    ]
+
+
+def _requests_made(world: World) -> tuple[int, int]:
+    """The tenant's approval requests, and its security events of a request made."""
+
+    async def count() -> tuple[int, int]:
+        async with world.runtime.unit_of_work.begin() as session:
+            requests = select(func.count()).where(ApprovalRequest.tenant_id == world.tenant_id)
+            events = select(func.count()).where(
+                SecurityEvent.tenant_id == world.tenant_id,
+                SecurityEvent.event_type == SecurityEventType.APPROVAL_REQUESTED.value,
+            )
+            return (
+                int((await session.execute(requests)).scalar_one()),
+                int((await session.execute(events)).scalar_one()),
+            )
+
+    result: tuple[int, int] = world.client.portal.call(count)
+    return result
+
+
+def test_an_increase_that_cannot_apply_is_refused_when_asked(database_url: str) -> None:
+    """Refused before anyone is asked to approve it, with the code the executor would fail
+    it with; nothing is stored: no request, no security event, no override."""
     with World(database_url, fees=False) as world:
-        ann = world.user()
-        shop = world.merchant()
-        support, compliance = _desk(world, database_url)
-        with World(database_url) as elsewhere:  # another tenant's user
-            outsider = elsewhere.user()
-        cases = [
-            (_increase(ann.id, 200_000, limit="daily_withdrawal"), "unknown_limit"),
-            (_increase(shop, 200_000), "holder_has_no_limits"),
-            (_increase(outsider.id, 200_000), "holder_not_found"),
-            (_increase("usr_" + "0" * 32, 200_000), "holder_not_found"),
-            (_increase(ann.id, 2**63), "amount_out_of_range"),
-            (_increase(ann.id, 200_000, asset="ZZZ"), "unsupported_currency"),
-        ]
-        for body, failure in cases:
-            approval_id = _ask(world, support, body)
-            decided = _decide(world, compliance, approval_id, "approve")
-            assert (decided["status"], decided["result"]) == ("failed", {"failure": failure})
+        support, _ = _desk(world, database_url)
+        for body, status, code in _unappliable(world, database_url):
+            response = world.client.post("/v1/approvals", json=body, headers=support.headers)
+            refused = problem(response, status, code)
+            if code == "unknown_limit":
+                assert refused["windows"] == ["per_transaction", "daily", "monthly"]
+            if code == "amount_out_of_range":
+                assert refused["amount_max"] == str(2**63 - 1)
+            if code == "unsupported_currency":
+                assert refused["currency"] == "ZZZ"
+        assert _requests_made(world) == (0, 0)
         assert _override_count(world) == 0
+        # The same operator's applicable request is made (and counted) as before.
+        ann = world.user()
+        _ask(world, support, _increase(ann.id, 200_000))
+        assert _requests_made(world) == (1, 1)
+
+
+def test_the_executor_checks_again_when_approved(database_url: str) -> None:
+    """What was checked when the request was made may have changed by its approval: the
+    executor fails one that cannot apply (the same codes as the request-time refusals),
+    changing nothing."""
+    with World(database_url, fees=False) as world:
+        executor = LimitIncreaseExecutor()
+        for body, _, code in _unappliable(world, database_url):
+            action = _approved(world, canonical_payload(ActionType.LIMIT_INCREASE, body["payload"]))
+
+            async def execute(action: ApprovedAction = action) -> ExecutionOutcome:
+                async with world.runtime.unit_of_work.begin() as session:
+                    return await executor.execute(session, action)
+
+            outcome = world.client.portal.call(execute)
+            assert (outcome.succeeded, dict(outcome.facts)) == (False, {"failure": code})
+        assert _override_count(world) == 0
+
+        # Over HTTP: the holder is there when asked, gone when approved.
+        support, compliance = _desk(world, database_url)
+        created = world.client.post(
+            "/v1/users", json={"handle": "gone", "password": PASSWORD}, headers=world.api
+        )
+        assert created.status_code == 201, created.text
+        approval_id = _ask(world, support, _increase(created.json()["id"], 200_000))
+        _delete_user(world, created.json()["id"])
+        decided = _decide(world, compliance, approval_id, "approve")
+        assert (decided["status"], decided["result"]) == ("failed", {"failure": "holder_not_found"})
+        assert _override_count(world) == 0
+
+
+def _approved(world: World, payload: str) -> ApprovedAction:
+    return ApprovedAction(
+        approval_id=uuid.uuid4(),
+        tenant_id=world.tenant_id,
+        action_type=ActionType.LIMIT_INCREASE,
+        payload=payload,
+        requested_by=uuid.uuid4(),
+        decided_by=uuid.uuid4(),
+        decided_at=time.time_ns(),
+    )
+
+
+def _delete_user(world: World, user_id: str) -> None:
+    """Remove a user who never signed in (nothing refers to it): a holder that vanished."""
+
+    async def delete() -> None:
+        async with world.runtime.unit_of_work.begin() as session:
+            await session.execute(
+                delete_rows(EndUser).where(EndUser.id == parse_id("usr", user_id))
+            )
+
+    world.client.portal.call(delete)
 
 
 def test_executing_an_approval_again_adds_nothing(database_url: str) -> None:

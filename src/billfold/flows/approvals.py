@@ -13,6 +13,10 @@ adjustment's transfer id *is* the approval id, so a repeated execution finds the
 The two transactional ones (key rotation, limit increase) write through the decision's own
 session, so the approval and its effect commit together; a limit override's key is the
 approval id, so executing it again adds nothing.
+
+Every executor here but the key rotation also checks a request when it is made, and
+refuses one that could not execute as it stands (``approval_executors`` registers the limit
+increase's check with identity's ``ApprovalExecutors.checks``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from billfold.identity.operators.executors import (
     ApprovalExecutors,
     ApprovedAction,
     ExecutionOutcome,
+    TransactionalCheck,
     TransactionalExecutor,
     default_executors,
 )
@@ -46,7 +51,7 @@ from billfold.kit.errors import invariant
 from billfold.kit.ids import format_id
 from billfold.ledger.ledger import Ledger
 from billfold.ledger.types import AccountStatus, CreateTransferStatus, NewTransfer
-from billfold.wallets.overrides import LimitIncrease, apply_limit_increase
+from billfold.wallets.overrides import LimitIncrease, apply_limit_increase, check_limit_increase
 
 __all__ = [
     "AccountUnfreezeExecutor",
@@ -178,9 +183,29 @@ class LimitIncreaseExecutor:
     written in the decision's transaction and keyed by the approval id. The payload's
     ``limit`` names the window (``per_transaction``, ``daily``, ``monthly``), ``asset`` the
     currency, ``amount`` the new limit in minor units; ``subject_id`` an end user of the
-    tenant (``usr_…``, in either mode: the user's own mode is the override's). A payload
-    that cannot apply (unknown window or holder, a merchant) fails the approval, changing
+    tenant (``usr_…``, in either mode: the user's own mode is the override's).
+
+    Its :meth:`check` refuses a request that cannot apply (an unknown window, currency or
+    holder, a merchant, an amount out of range) when it is made, with the error
+    ``wallets.overrides.check_limit_increase`` raises (``unknown_limit``,
+    ``unsupported_currency``, ``amount_out_of_range``, ``holder_has_no_limits``,
+    ``holder_not_found``). Execution checks again (the holder may be gone by then): one
+    that cannot apply fails the approval with the same code as ``failure``, changing
     nothing."""
+
+    async def check(
+        self, session: AsyncSession, *, tenant_id: uuid.UUID, action_type: ActionType, payload: str
+    ) -> None:
+        invariant(action_type is ActionType.LIMIT_INCREASE, "executor for its own type")
+        increase = LimitIncreasePayload.model_validate_json(payload)
+        await check_limit_increase(
+            session,
+            tenant_id=tenant_id,
+            subject_id=increase.subject_id,
+            window=increase.limit,
+            currency=increase.asset,
+            amount=int(increase.amount),
+        )
 
     async def execute(self, session: AsyncSession, action: ApprovedAction) -> ExecutionOutcome:
         invariant(action.action_type is ActionType.LIMIT_INCREASE, "executor for its own type")
@@ -217,8 +242,8 @@ class LimitIncreaseExecutor:
 
 def approval_executors(ledger: Ledger, keyring: Keyring | None = None) -> ApprovalExecutors:
     """Every executor: the ledger's two over ``ledger``, the limit increase (wallets'
-    overrides), and the key rotation over ``keyring`` when given (without one, identity's
-    default only records a rotation)."""
+    overrides) with its request-time check, and the key rotation over ``keyring`` when
+    given (without one, identity's default only records a rotation)."""
     executors = default_executors().with_external(
         MappingProxyType(
             {
@@ -227,12 +252,19 @@ def approval_executors(ledger: Ledger, keyring: Keyring | None = None) -> Approv
             }
         )
     )
+    limit_increase = LimitIncreaseExecutor()
     transactional: dict[ActionType, TransactionalExecutor] = {
         **executors.transactional,
-        ActionType.LIMIT_INCREASE: LimitIncreaseExecutor(),
+        ActionType.LIMIT_INCREASE: limit_increase,
     }
     if keyring is not None:
         transactional[ActionType.KEY_ROTATION] = KeyRotationExecutor(keyring)
+    checks: dict[ActionType, TransactionalCheck] = {
+        **executors.checks,
+        ActionType.LIMIT_INCREASE: limit_increase,
+    }
     return ApprovalExecutors(
-        transactional=MappingProxyType(transactional), external=executors.external
+        transactional=MappingProxyType(transactional),
+        external=executors.external,
+        checks=MappingProxyType(checks),
     )

@@ -11,12 +11,17 @@ window) is in force; the effective limit is the higher of it and the tier's figu
 
 Only end users have spending limits today (merchants receive; nothing they send is
 limited), so an increase for anything but a ``usr_…`` of the tenant is refused.
+:func:`check_limit_increase` says why an increase cannot apply; it runs when the increase is
+requested (``flows.approvals.LimitIncreaseExecutor.check``: the request is refused with the
+error) and again when it is applied (the approval ``failed``, its ``failure`` the error's
+code).
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,24 +29,40 @@ from billfold.identity.types import Mode
 from billfold.identity.users.models import EndUser
 from billfold.kit.ids import InvalidId, parse_id
 from billfold.wallets.accounts import OwnerKind
-from billfold.wallets.errors import UnsupportedCurrency
+from billfold.wallets.errors import (
+    AmountOutOfRange,
+    HolderHasNoLimits,
+    HolderNotFound,
+    UnknownLimit,
+    UnsupportedCurrency,
+)
 from billfold.wallets.limits import DEFAULT_TIER, WINDOWS, EffectiveLimit, effective_limits
 from billfold.wallets.models import LimitOverride
 from billfold.wallets.repository import WalletRepository
 from billfold.wallets.service import currency_exponent
 
 __all__ = [
+    "LIMIT_INCREASE_REFUSALS",
     "OVERRIDE_AMOUNT_MAX",
     "HolderLimits",
     "LimitIncrease",
     "OverrideOutcome",
     "apply_limit_increase",
+    "check_limit_increase",
     "holder_limits",
     "overrides_by_window",
 ]
 
 OVERRIDE_AMOUNT_MAX = 2**63 - 1
 """The most an override may be (a 64-bit column; payments amounts are bounded alike)."""
+LIMIT_INCREASE_REFUSALS: Final = (
+    UnknownLimit,
+    UnsupportedCurrency,
+    AmountOutOfRange,
+    HolderHasNoLimits,
+    HolderNotFound,
+)
+"""Why an increase cannot apply (:func:`check_limit_increase`), in the order it is checked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,32 +91,63 @@ class OverrideOutcome:
     mode: Mode | None = None
 
 
-async def apply_limit_increase(session: AsyncSession, increase: LimitIncrease) -> OverrideOutcome:
-    """Record the override `increase` grants, in `session`'s transaction (flush only)."""
-    if increase.window not in WINDOWS:
-        return OverrideOutcome(applied=False, failure="unknown_limit")
+async def check_limit_increase(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    subject_id: str,
+    window: str,
+    currency: str,
+    amount: int,
+) -> EndUser:
+    """The end user an increase of `window` in `currency` to `amount` for `subject_id`
+    would apply to, or the reason it cannot apply (raised; each reason's code is also the
+    ``failure`` of an approval that could not apply it). Reads only.
+
+    Asked when the increase is requested (so an inapplicable one is refused before anyone
+    is asked to approve it) and again when it is applied."""
+    if window not in WINDOWS:
+        raise UnknownLimit(f"A limit is one of {', '.join(WINDOWS)}.", windows=list(WINDOWS))
+    currency_exponent(currency)  # unsupported_currency
+    if not 0 < amount <= OVERRIDE_AMOUNT_MAX:
+        raise AmountOutOfRange(
+            f"A limit is from 1 to {OVERRIDE_AMOUNT_MAX} minor units.",
+            amount_max=str(OVERRIDE_AMOUNT_MAX),
+        )
+    if not subject_id.startswith("usr_"):
+        raise HolderHasNoLimits("Only end users (usr_…) have spending limits.")
     try:
-        currency_exponent(increase.currency)
-    except UnsupportedCurrency:
-        return OverrideOutcome(applied=False, failure="unsupported_currency")
-    if not 0 < increase.amount <= OVERRIDE_AMOUNT_MAX:
-        return OverrideOutcome(applied=False, failure="amount_out_of_range")
-    if not increase.subject_id.startswith("usr_"):
-        return OverrideOutcome(applied=False, failure="holder_has_no_limits")
-    try:
-        user_id = parse_id("usr", increase.subject_id)
+        user_id = parse_id("usr", subject_id)
     except InvalidId:
-        return OverrideOutcome(applied=False, failure="holder_not_found")
+        raise HolderNotFound("No such user.") from None
     user = await session.get(EndUser, user_id)
-    if user is None or user.tenant_id != increase.tenant_id:
-        return OverrideOutcome(applied=False, failure="holder_not_found")
+    if user is None or user.tenant_id != tenant_id:  # another tenant's is as absent
+        raise HolderNotFound("No such user.")
+    return user
+
+
+async def apply_limit_increase(session: AsyncSession, increase: LimitIncrease) -> OverrideOutcome:
+    """Record the override `increase` grants, in `session`'s transaction (flush only), after
+    checking again that it applies (:func:`check_limit_increase`): the holder it was asked
+    for may be gone by now."""
+    try:
+        user = await check_limit_increase(
+            session,
+            tenant_id=increase.tenant_id,
+            subject_id=increase.subject_id,
+            window=increase.window,
+            currency=increase.currency,
+            amount=increase.amount,
+        )
+    except LIMIT_INCREASE_REFUSALS as refused:
+        return OverrideOutcome(applied=False, failure=refused.code)
     inserted = await WalletRepository(session).add_override_if_absent(
         LimitOverride(
             approval_id=increase.approval_id,
             tenant_id=increase.tenant_id,
             mode=user.mode,
             owner_kind=OwnerKind.USER.value,
-            owner_id=user_id,
+            owner_id=user.id,
             currency=increase.currency,
             limit_window=increase.window,
             amount=increase.amount,

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.app import create_app
 from billfold.flows.approvals import approval_executors, ledger_tenant_id
@@ -25,7 +26,8 @@ from billfold.identity.operators.types import Actor, OperatorPrincipal
 from billfold.identity.passwords import PasswordParameters, passwords_for
 from billfold.identity.service import BootstrappedTenant
 from billfold.identity.types import Mode
-from billfold.kit.ids import format_id
+from billfold.identity.users.models import EndUser
+from billfold.kit.ids import format_id, new_id
 from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
 from billfold.ledger.types import NewAccount
@@ -108,6 +110,32 @@ def operator(database_url: str, *, tenant_id: uuid.UUID, roles: Sequence[Role]) 
     email = created.operator.email
     token = sign_in(database_url, tenant_id=tenant_id, email=email)
     return SignedIn(operator_id=created.operator.id, tenant_id=tenant_id, email=email, token=token)
+
+
+def end_user(database_url: str, *, tenant_id: uuid.UUID, mode: Mode = Mode.TEST) -> str:
+    """A new end user of the tenant (who never signs in), by its public id: the subject a
+    limit increase must name."""
+    user_id = new_id()
+
+    async def add(session: AsyncSession) -> None:
+        session.add(
+            EndUser(
+                id=user_id,
+                tenant_id=tenant_id,
+                mode=mode.value,
+                email=None,
+                phone=None,
+                handle=f"holder_{user_id.hex[-12:]}",
+                password_hash=await FAST_PASSWORDS.hash(PASSWORD),
+                status="active",
+                failed_login_count=0,
+                locked_until=None,
+                created_at=time.time_ns(),
+            )
+        )
+
+    run_in_unit_of_work(database_url, add)
+    return format_id("usr", user_id)
 
 
 def principal_of(database_url: str, signed_in: SignedIn) -> OperatorPrincipal:

@@ -20,6 +20,7 @@ from billfold.identity.operators.permissions import (
 from billfold.kit.ids import format_id
 from identity.operators.operators_support import (
     adjustment,
+    end_user,
     new_tenant,
     open_accounts,
     operator,
@@ -81,7 +82,9 @@ def test_roles_add_up() -> None:
     assert permissions_of([]) == frozenset()
 
 
-def _bodies(debit: uuid.UUID, credit: uuid.UUID) -> dict[ActionType, dict[str, object]]:
+def _bodies(
+    debit: uuid.UUID, credit: uuid.UUID, holder: str
+) -> dict[ActionType, dict[str, object]]:
     return {
         ActionType.LEDGER_ADJUSTMENT: adjustment(debit, credit),
         ActionType.ACCOUNT_UNFREEZE: {
@@ -93,7 +96,7 @@ def _bodies(debit: uuid.UUID, credit: uuid.UUID) -> dict[ActionType, dict[str, o
             "action_type": "limit_increase",
             "reason": "r",
             "payload": {
-                "subject_id": "usr_" + "2" * 32,
+                "subject_id": holder,
                 "limit": "daily",
                 "asset": "USD",
                 "amount": 1,
@@ -117,12 +120,14 @@ def test_each_role_over_http(database_url: str, role: Role) -> None:
         database_url, lambda ledger: open_accounts(ledger, tenant_id=tenant_id, count=2)
     )
     allowed = permissions_of([role])
-    # Freeze the account an unfreeze would name, so an allowed request is a valid one.
+    # Freeze the account an unfreeze would name, and make the user a limit increase names,
+    # so an allowed request is a valid one.
     _freeze(database_url, tenant_id, debit)
+    holder = end_user(database_url, tenant_id=tenant_id)
     with operator_client(database_url) as client:
         listing = client.get("/v1/operators", headers=caller.headers)
         assert listing.status_code == (200 if Permission.OPERATORS_MANAGE in allowed else 403)
-        for action_type, body in _bodies(debit, credit).items():
+        for action_type, body in _bodies(debit, credit, holder).items():
             response = client.post("/v1/approvals", json=body, headers=caller.headers)
             if ACTION_PERMISSIONS[action_type].request in allowed:
                 assert response.status_code == 201, (action_type, response.text)

@@ -10,9 +10,20 @@ Two kinds, because atomicity depends on where the effect lives:
   ones live in ``billfold.flows.approvals`` (identity does not import the ledger) and the
   application passes them in.
 
-Limit increases and key rotations have no owning domain yet: their default executor
-records the approved change in ``identity_approved_changes`` with ``applied_at`` NULL, the
-hook the limits and keys domains will consume. It has no other effect.
+Either kind may refuse a request when it is *made*, so that one which could not execute as
+it stands never waits for a second operator only to end ``failed``. An external executor
+has its ``check``; a transactional one may register a :class:`TransactionalCheck`
+(``ApprovalExecutors.checks``), which reads through the request's own unit of work before
+the request is stored, so a refused request leaves no row and no security event. Checks are
+advisory: the executor checks again when the request is approved (what was true then may
+not be now).
+
+The owning domains' executors live in ``billfold.flows.approvals`` (identity imports
+neither the ledger nor wallets) and the application installs them: limit increases raise
+a wallets limit override, key rotations make a new key version active, ledger adjustments
+and unfreezes act on the ledger. Without them (:func:`default_executors`, identity alone)
+limit increases and key rotations are only recorded in ``identity_approved_changes`` with
+``applied_at`` NULL, and nothing else happens.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ __all__ = [
     "ExternalExecutor",
     "OutcomeValue",
     "RecordChangeExecutor",
+    "TransactionalCheck",
     "TransactionalExecutor",
     "default_executors",
 ]
@@ -97,6 +109,19 @@ class TransactionalExecutor(Protocol):
         ...
 
 
+class TransactionalCheck(Protocol):
+    """A transactional executor's optional check when a request is made."""
+
+    async def check(
+        self, session: AsyncSession, *, tenant_id: uuid.UUID, action_type: ActionType, payload: str
+    ) -> None:
+        """Refuse (raise a 4xx :class:`~billfold.kit.errors.BillfoldError`) a request that
+        could not execute as it stands, before anyone is asked to approve it. ``payload`` is
+        the canonical JSON; ``session`` is the request's unit of work, before the request is
+        stored: read, never write. Advisory: execution checks again."""
+        ...
+
+
 class ExternalExecutor(Protocol):
     """Runs after the decision commits; idempotent on ``action.approval_id``."""
 
@@ -114,14 +139,23 @@ class ExternalExecutor(Protocol):
 @dataclass(frozen=True, slots=True)
 class ApprovalExecutors:
     """The registry: which executor runs each action type. An action type with none cannot
-    be requested (the server would never be able to carry it out)."""
+    be requested (the server would never be able to carry it out). ``checks`` holds the
+    request-time checks of transactional executors that have one (external executors always
+    have theirs)."""
 
     transactional: Mapping[ActionType, TransactionalExecutor]
     external: Mapping[ActionType, ExternalExecutor]
+    checks: Mapping[ActionType, TransactionalCheck] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     def __post_init__(self) -> None:
         both = set(self.transactional) & set(self.external)
         invariant(not both, f"an action type has one executor, not two: {sorted(both)}")
+        unchecked = set(self.checks) - set(self.transactional)
+        invariant(
+            not unchecked, f"a check belongs to a transactional executor: {sorted(unchecked)}"
+        )
 
     def supports(self, action_type: ActionType) -> bool:
         return action_type in self.transactional or action_type in self.external
@@ -130,9 +164,11 @@ class ApprovalExecutors:
         """This registry with ``external`` executors added (replacing transactional ones for
         the same action types)."""
         transactional = {k: v for k, v in self.transactional.items() if k not in external}
+        checks = {k: v for k, v in self.checks.items() if k not in external}
         return ApprovalExecutors(
             transactional=MappingProxyType(transactional),
             external=MappingProxyType({**self.external, **external}),
+            checks=MappingProxyType(checks),
         )
 
 

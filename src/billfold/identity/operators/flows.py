@@ -57,18 +57,24 @@ async def request_approval(
     expires_in_s: int | None,
     clock: Clock,
 ) -> ApprovalRequest:
-    """A pending request, after the action's executor found it executable as it stands."""
+    """A pending request, after the action's executor found it executable as it stands
+    (its check, if it has one, raised nothing; a refusal stores nothing)."""
     # First, so a caller without the right learns nothing from the checks below.
     approvals.require_permission(principal, ACTION_PERMISSIONS[action_type].request)
     if not executors.supports(action_type):
         raise ApprovalExecutorUnavailable(f"No executor for {action_type.value} is installed.")
+    canonical = canonical_payload(action_type, payload)  # the checks read canonical JSON
     external = executors.external.get(action_type)
     if external is not None:
-        canonical = canonical_payload(action_type, payload)  # the executor reads canonical JSON
         await external.check(
             tenant_id=principal.tenant_id, action_type=action_type, payload=canonical
         )
+    check = executors.checks.get(action_type)
     async with unit_of_work.begin() as session:
+        if check is not None:  # before the request and its security event are added
+            await check.check(
+                session, tenant_id=principal.tenant_id, action_type=action_type, payload=canonical
+            )
         return await approvals.create_approval_request(
             session,
             principal=principal,

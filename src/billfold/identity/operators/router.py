@@ -264,7 +264,12 @@ async def _set_status(
     status_code=201,
     tags=_APPROVALS,
     summary="Ask for a sensitive action; a different operator must approve it.",
-    responses=problem_responses(409, 503),
+    description=(
+        "The request is checked first: one that could not execute as it stands (an account"
+        " or a holder that does not exist, an unknown limit, ...) is refused with a problem"
+        " naming why, and nothing is stored."
+    ),
+    responses=problem_responses(404, 409, 503),
 )
 async def create_approval(
     body: Annotated[ApprovalCreateRequest, Body()],
