@@ -14,7 +14,7 @@ from billfold.connectors.types import ChargeRequest, PayoutRequest, ProviderResp
 from billfold.identity.types import Mode
 from billfold.payments.flows import recovery, topups, withdrawals
 from billfold.payments.models import Payment
-from payments.payments_support import TEST_CARD, World, fee_of
+from payments.payments_support import TEST_CARD, World, fee_of, problem
 
 IBAN = "DE89370400440532013000"
 
@@ -244,4 +244,25 @@ def test_lapsed_authorizations_are_voided_by_scheduled_work(database_url: str) -
         assert world.client.post(
             f"/v1/payments/{current}/capture", json={}, headers=world.api
         ).json()["state"] == ("captured")
+        world.assert_books()
+
+
+def test_capturing_a_lapsed_authorization_expires_it_instead(database_url: str) -> None:
+    with World(database_url) as world:
+        ann, shop = world.user(), world.merchant()
+        world.fund(ann, 1_000)
+        created = world.client.post(
+            "/v1/payments",
+            json={"merchant_id": shop, "amount": 1_000, "currency": "USD"},
+            headers=world.api,
+        ).json()
+        world.client.post(f"/v1/me/payments/{created['id']}/authorize", headers=ann.auth)
+        _set(world, created["id"], authorization_expires_at=1)
+        refused = world.client.post(
+            f"/v1/payments/{created['id']}/capture", json={}, headers=world.api
+        )
+        problem(refused, 409, "payment_expired")
+        assert world.payment(created["id"])["state"] == "expired"
+        assert world.wallet(ann) == {"available": 1_000, "pending": 0, "held": 0}
+        assert world.merchant_wallet(shop)["available"] == 0
         world.assert_books()

@@ -294,7 +294,8 @@ class MonthlyVolume(Base):
     ledger_tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     """The tenant in one mode (fee schedules' scope)."""
     scope: Mapped[str] = mapped_column(String(32), primary_key=True)
-    """`tenant` (every payment) or a merchant id's hex (its captured payments)."""
+    """A merchant id's hex (its captured payments), or `tenant` (payments without a
+    merchant: top-ups, withdrawals, P2P)."""
     currency: Mapped[str] = mapped_column(String(12), primary_key=True)
     """The payments' currency."""
     month: Mapped[str] = mapped_column(String(7), primary_key=True)

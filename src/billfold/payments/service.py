@@ -62,23 +62,22 @@ def month_of(at_ns: int) -> str:
 
 
 def _volume_scope(payment: Payment) -> str:
-    """Fee tiers go by the merchant's volume for its payments, else by the tenant's."""
+    """Fee tiers go by the merchant's volume for its payments, else by the volume of the
+    tenant's payments without a merchant (top-ups, withdrawals, P2P)."""
     return payment.merchant_id.hex if payment.merchant_id is not None else VOLUME_TENANT_SCOPE
 
 
 async def add_monthly_volume(session: AsyncSession, payment: Payment, *, at_ns: int) -> None:
-    """Count a payment that just reached the payee (captured or succeeded) in this month's
-    volume: the tenant's, and its merchant's when it has one."""
-    repository = PaymentRepository(session)
-    scopes = {VOLUME_TENANT_SCOPE, _volume_scope(payment)}
-    for scope in sorted(scopes):
-        await repository.add_volume(
-            ledger_tenant_id=ledger_tenant_of(payment.tenant_id, payment.mode),
-            scope=scope,
-            currency=payment.currency,
-            month=month_of(at_ns),
-            amount=payment.captured_amount,
-        )
+    """Count a payment that just reached its payee (captured or succeeded) in this month's
+    volume of its scope: its merchant's, or the tenant's for payments without a merchant
+    (one row per payment, so merchants' captures never wait on one tenant-wide row)."""
+    await PaymentRepository(session).add_volume(
+        ledger_tenant_id=ledger_tenant_of(payment.tenant_id, payment.mode),
+        scope=_volume_scope(payment),
+        currency=payment.currency,
+        month=month_of(at_ns),
+        amount=payment.captured_amount,
+    )
 
 
 async def transition(

@@ -214,10 +214,15 @@ async def capture(
             raise InvalidStateTransition(f"The payment is {payment.state}.", state=payment.state)
         if amount > payment.amount:
             raise CaptureExceedsAuthorized("A capture cannot exceed the authorized amount.")
-        quote = await quote_fees(
-            session, runtime.fee_quoter, payment=payment, method="wallet", amount=amount
-        )
-        shares = await split_shares(session, payment=payment, amount=amount - quote.total_minor)
+        lapsed = _lapsed(payment)
+        if not lapsed:
+            quote = await quote_fees(
+                session, runtime.fee_quoter, payment=payment, method="wallet", amount=amount
+            )
+            shares = await split_shares(session, payment=payment, amount=amount - quote.total_minor)
+    if lapsed:
+        await expire(runtime, payment_id)
+        raise PaymentExpired("The authorization expired.")
     assert payment.credit_account_id is not None
     post = NewTransfer(
         id=step_id(payment_id, "capture"),
@@ -313,6 +318,12 @@ async def expire(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
             return f"ignored_{payment.state}"  # a concurrent void recorded itself
         await transition(session, payment, State.EXPIRED, reason="authorization_expired")
     return "expired_authorization"
+
+
+def _lapsed(payment: Payment) -> bool:
+    """Whether an authorized payment is past its authorization's expiry."""
+    due = payment.authorization_expires_at
+    return due is not None and due <= now_ns()
 
 
 async def _refused(
