@@ -5,11 +5,17 @@ Every scenario ends with `ledger verify` and per-currency zero-sum books."""
 
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import uuid
 from typing import Any
 
+import pytest
+
 from billfold.fx.models import FxQuoteRow
+from billfold.identity.types import Mode
+from billfold.kit.errors import BillfoldError
+from billfold.payments.flows import p2p, recovery
 from payments.payments_support import TEST_CARD, User, World, fee_of, problem
 
 RATES_FILE = str(pathlib.Path(__file__).parent.parent / "fx" / "eurofxref-sample.xml")
@@ -190,4 +196,65 @@ def test_a_merchant_payment_authorized_from_another_currency(database_url: str) 
         assert {"fx:sell", "fx:buy", "hold", "capture"} <= {
             t["step"] for t in explained["transfers"]
         }
+        world.assert_books()
+
+
+def test_two_payments_racing_for_one_quote_convert_once(database_url: str) -> None:
+    with _world(database_url) as world:
+        ann, bob, cat = world.user(), world.user(), world.user()
+        _fund_eur(world, ann, 5_000)
+        quote = _quote(world, buy_amount=1_000 + fee_of(1_000))
+        quote_id = uuid.UUID(hex=quote["id"].removeprefix("fxq_"))
+
+        async def race() -> list[Any]:
+            sends = [
+                p2p.send_p2p(
+                    world.runtime,
+                    tenant_id=world.tenant_id,
+                    mode=Mode.TEST,
+                    sender_id=uuid.UUID(hex=ann.id.removeprefix("usr_")),
+                    recipient=recipient.handle,
+                    amount=1_000,
+                    currency="USD",
+                    quote_id=quote_id,
+                )
+                for recipient in (bob, cat)
+            ]
+            return list(await asyncio.gather(*sends, return_exceptions=True))
+
+        results = world.client.portal.call(race)
+        paid = [result for result in results if isinstance(result, uuid.UUID)]
+        refused = [result for result in results if isinstance(result, BillfoldError)]
+        assert len(paid) == 1
+        assert [error.code for error in refused] == ["fx_quote_already_used"]
+        received = world.wallet(bob, "USD")["available"] + world.wallet(cat, "USD")["available"]
+        assert received == 1_000
+        assert world.wallet(ann, "EUR")["available"] == 5_000 - int(quote["sell_amount"])
+        world.assert_books()
+
+
+def test_a_cross_currency_p2p_interrupted_before_the_ledger_is_re_driven_once(
+    database_url: str,
+) -> None:
+    with _world(database_url) as world:
+        ann, bob = world.user(), world.user()
+        _fund_eur(world, ann, 5_000)
+        ledger = world.runtime.book.ledger
+
+        async def crash(transfers: Any) -> Any:
+            raise RuntimeError("the process died before the ledger")
+
+        ledger.submit = crash  # type: ignore[method-assign]
+        try:
+            with pytest.raises(RuntimeError):
+                _p2p(world, ann, bob, 1_000, source_currency="EUR")
+        finally:
+            del ledger.submit
+        assert world.wallet(bob, "USD")["available"] == 0
+        for _ in range(2):
+            world.client.portal.call(
+                lambda: recovery.resume_interrupted(world.runtime, older_than_s=0)
+            )
+        assert world.wallet(bob, "USD")["available"] == 1_000
+        assert world.wallet(ann, "USD") == {"available": 0, "pending": 0, "held": 0}
         world.assert_books()
