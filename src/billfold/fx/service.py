@@ -196,7 +196,10 @@ async def get_quote(
         FxQuoteRow.id == quote_id, FxQuoteRow.tenant_id == tenant_id
     )
     if for_update:
-        statement = statement.with_for_update()
+        # The row as locked, even when this session read it before (its identity map
+        # would otherwise keep the older, unlocked values: a quote used meanwhile would
+        # look unused).
+        statement = statement.with_for_update().execution_options(populate_existing=True)
     row = (await session.execute(statement)).scalar_one_or_none()
     if row is None:
         raise FxQuoteNotFound()

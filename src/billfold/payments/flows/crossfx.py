@@ -135,6 +135,14 @@ async def release(session: AsyncSession, *, ledger_tenant: uuid.UUID, quote_id: 
     await fx.release_quote(session, tenant_id=ledger_tenant, quote_id=quote_id)
 
 
+async def legs_recorded(runtime: PaymentsRuntime, quote_id: uuid.UUID, tenant: uuid.UUID) -> bool:
+    """Whether the ledger holds the quote's legs (then it must never be given back)."""
+    found = await runtime.book.ledger.lookup_transfers(
+        tenant_id=tenant, ids=list(conversion_transfer_ids(quote_id))
+    )
+    return bool(found)
+
+
 def leg_ids(quote_id: uuid.UUID) -> tuple[str, str]:
     sell, buy = conversion_transfer_ids(quote_id)
     return format_id("txf", sell), format_id("txf", buy)

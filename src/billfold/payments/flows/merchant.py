@@ -181,7 +181,9 @@ async def authorize(
     )
     results = await apply_steps(runtime, payment_id, chain([*conversion, ("hold", hold)]))
     if not applied(results):
-        if fx_quote is not None:
+        if fx_quote is not None and not await crossfx.legs_recorded(
+            runtime, fx_quote.id, ledger_tenant
+        ):
             async with runtime.unit_of_work.begin() as session:
                 await crossfx.release(session, ledger_tenant=ledger_tenant, quote_id=fx_quote.id)
         raise_for(failure(results))

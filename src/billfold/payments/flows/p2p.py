@@ -216,6 +216,11 @@ async def drive_p2p(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> uuid.UUI
     )
     steps = chain([*conversion, ("transfer", move), *fees])
     results = await apply_steps(runtime, payment_id, steps)
+    give_back = (
+        fx_quote is not None
+        and not applied(results)
+        and not await crossfx.legs_recorded(runtime, fx_quote.id, ledger_tenant)
+    )
     async with runtime.unit_of_work.begin() as session:
         stored = await load(session, payment_id)
         if applied(results):
@@ -225,10 +230,8 @@ async def drive_p2p(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> uuid.UUI
         else:
             stored.failure_code = str(failure(results))[:64]
             changed = await advance(session, stored, State.FAILED, reason=stored.failure_code)
-            if changed and stored.fx_quote_id is not None:
-                await crossfx.release(
-                    session, ledger_tenant=ledger_tenant, quote_id=stored.fx_quote_id
-                )
+            if changed and give_back and fx_quote is not None:
+                await crossfx.release(session, ledger_tenant=ledger_tenant, quote_id=fx_quote.id)
     if not applied(results):
         raise_for(failure(results))
     return payment_id
