@@ -258,3 +258,27 @@ def test_a_cross_currency_p2p_interrupted_before_the_ledger_is_re_driven_once(
         assert world.wallet(bob, "USD")["available"] == 1_000
         assert world.wallet(ann, "USD") == {"available": 0, "pending": 0, "held": 0}
         world.assert_books()
+
+
+def test_a_money_request_paid_from_another_currency(database_url: str) -> None:
+    with _world(database_url) as world:
+        ann, bob = world.user(), world.user()
+        _fund_eur(world, ann, 5_000)
+        asked = world.client.post(
+            "/v1/me/money-requests",
+            json={"payer": ann.handle, "amount": 800, "currency": "USD"},
+            headers=bob.auth,
+        ).json()
+        approve = f"/v1/me/money-requests/{asked['id']}/approve"
+        problem(
+            world.client.post(approve, json={"source_currency": "eur"}, headers=ann.auth),
+            422,
+            "validation_failed",
+        )
+        approved = world.client.post(approve, json={"source_currency": "EUR"}, headers=ann.auth)
+        assert approved.status_code == 200, approved.text
+        payment = world.payment(approved.json()["payment_id"])
+        assert payment["fx"]["source_currency"] == "EUR"
+        assert payment["fx"]["amount"] == str(800 + fee_of(800))
+        assert world.wallet(bob, "USD")["available"] == 800
+        world.assert_books()

@@ -30,6 +30,7 @@ from billfold.payments.models import Dispute
 from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.schemas import (
+    ApproveMoneyRequest,
     AuthorizeRequest,
     CaptureRequest,
     DisputeOpenRequest,
@@ -324,13 +325,18 @@ async def get_money_request(
 
 
 @router.post("/me/money-requests/{request_id}/approve", summary="Pay a money request.")
-async def approve(request_id: str, user: EndUser, runtime: Runtime) -> MoneyRequestResponse:
+async def approve(
+    request_id: str, user: EndUser, runtime: Runtime, body: ApproveMoneyRequest | None = None
+) -> MoneyRequestResponse:
+    choice = body or ApproveMoneyRequest()
     approved = await p2p.approve_request(
         runtime,
         tenant_id=user.tenant_id,
         mode=user.mode,
         user_id=user.user_id,
         request_id=parse_id("req", request_id),
+        source_currency=choice.source_currency,
+        quote_id=None if choice.quote_id is None else parse_id("fxq", choice.quote_id),
     )
     return money_request_response(approved)
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 __all__ = [
     "AMOUNT_MAX",
+    "ApproveMoneyRequest",
     "AuthorizeRequest",
     "CaptureRequest",
     "DisputeOpenRequest",
@@ -113,6 +114,21 @@ class AuthorizeRequest(_Request):
         pattern=QUOTE_ID,
         description="An unused FX quote selling `source_currency` for exactly the payment's"
         " amount; without one a quote is made at the tenant's spread.",
+    )
+
+
+class ApproveMoneyRequest(_Request):
+    source_currency: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{3}$",
+        description="Pay from this currency's wallet, converted through FX when it differs"
+        " from the request's currency (defaults to the quote's sell currency).",
+    )
+    quote_id: str | None = Field(
+        default=None,
+        pattern=QUOTE_ID,
+        description="An unused FX quote selling `source_currency` for exactly the requested"
+        " amount plus the P2P fees; without one a quote is made at the tenant's spread.",
     )
 
 

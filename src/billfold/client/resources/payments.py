@@ -271,10 +271,19 @@ class MyPayments(Resource):
         path = f"/v1/me/money-requests/{path_id(request_id)}"
         return cast(MoneyRequest, self._transport.request("GET", path))
 
-    def approve_money_request(self, request_id: str) -> MoneyRequest:
-        """Pay a request made to this user."""
+    def approve_money_request(
+        self,
+        request_id: str,
+        *,
+        source_currency: str | None = None,
+        quote_id: str | None = None,
+    ) -> MoneyRequest:
+        """Pay a request made to this user; from the wallet in `source_currency` when it
+        differs from the request's (converted through FX with the `quote_id` quote,
+        `fxq_…`, or one made now)."""
         path = f"/v1/me/money-requests/{path_id(request_id)}/approve"
-        return cast(MoneyRequest, self._transport.request("POST", path))
+        body = without_none({"source_currency": source_currency, "quote_id": quote_id})
+        return cast(MoneyRequest, self._transport.request("POST", path, json=body or None))
 
     def decline_money_request(self, request_id: str) -> MoneyRequest:
         path = f"/v1/me/money-requests/{path_id(request_id)}/decline"

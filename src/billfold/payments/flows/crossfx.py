@@ -33,7 +33,18 @@ from billfold.ledger.types import NewTransfer
 from billfold.payments.errors import FxQuoteMismatch
 from billfold.payments.runtime import PaymentsRuntime
 
-__all__ = ["FX_STEPS", "CrossCurrency", "fx_steps", "lock_quote", "release", "wanted"]
+__all__ = [
+    "FX_STEPS",
+    "CrossCurrency",
+    "fx_steps",
+    "leg_ids",
+    "legs_recorded",
+    "lock_quote",
+    "release",
+    "reserved_quote",
+    "source_currency_of",
+    "wanted",
+]
 
 FX_STEPS = ("fx:sell", "fx:buy")
 

@@ -310,7 +310,11 @@ async def approve_request(
     mode: Mode,
     user_id: uuid.UUID,
     request_id: uuid.UUID,
+    source_currency: str | None = None,
+    quote_id: uuid.UUID | None = None,
 ) -> MoneyRequest:
+    """Pay the request (from the payer's `source_currency` wallet through FX when it
+    differs from the request's currency, as `send_p2p`)."""
     request = await _claim(
         runtime,
         tenant_id=tenant_id,
@@ -328,6 +332,7 @@ async def approve_request(
             payee_id=request.payee_user_id,
             amount=request.amount,
             currency=request.currency,
+            cross=crossfx.CrossCurrency(source_currency, quote_id),
         )
     except Exception:
         async with runtime.unit_of_work.begin() as session:
