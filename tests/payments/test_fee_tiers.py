@@ -83,6 +83,7 @@ def test_only_this_months_volume_counts(database_url: str) -> None:
                         scope=shop.removeprefix("mer_"),
                         currency="USD",
                         month=last_month,
+                        shard=0,
                         volume=1_000_000,
                     )
                 )

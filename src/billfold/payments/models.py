@@ -287,7 +287,7 @@ class SplitRule(Base):
 
 class MonthlyVolume(Base):
     """Captured volume per calendar month (UTC), kept as payments succeed, for fee tiers:
-    one row per ledger tenant, scope (the tenant, or one merchant) and currency."""
+    rows per ledger tenant, scope (the tenant, or one merchant), currency and shard."""
 
     __tablename__ = "payments_monthly_volume"
 
@@ -300,5 +300,8 @@ class MonthlyVolume(Base):
     """The payments' currency."""
     month: Mapped[str] = mapped_column(String(7), primary_key=True)
     """YYYY-MM, UTC."""
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """0 to `VOLUME_SHARDS` - 1, from the payment id: concurrent payments of one scope
+    mostly update different rows (no single hot row); the volume is their sum."""
     volume: Mapped[int] = mapped_column(BigInteger)
     """Sum of captured (or succeeded) amounts, minor units."""

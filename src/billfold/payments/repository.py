@@ -181,15 +181,23 @@ class PaymentRepository:
         return list((await self._session.execute(statement)).scalars())
 
     async def add_volume(
-        self, *, ledger_tenant_id: uuid.UUID, scope: str, currency: str, month: str, amount: int
+        self,
+        *,
+        ledger_tenant_id: uuid.UUID,
+        scope: str,
+        currency: str,
+        month: str,
+        shard: int,
+        amount: int,
     ) -> None:
-        """Add `amount` to a month's volume (the row is made on first use; concurrent adds
-        are serialized by the row lock the UPDATE takes)."""
+        """Add `amount` to one shard of a month's volume (the row is made on first use;
+        concurrent adds to one shard are serialized by the row lock the UPDATE takes)."""
         key = {
             "ledger_tenant_id": ledger_tenant_id,
             "scope": scope,
             "currency": currency,
             "month": month,
+            "shard": shard,
         }
         await insert_if_absent(self._session, MonthlyVolume, {**key, "volume": 0})
         await self._session.execute(
@@ -201,9 +209,14 @@ class PaymentRepository:
     async def volume(
         self, *, ledger_tenant_id: uuid.UUID, scope: str, currency: str, month: str
     ) -> int:
-        """A month's volume so far (one primary-key read)."""
-        row = await self._session.get(MonthlyVolume, (ledger_tenant_id, scope, currency, month))
-        return 0 if row is None else row.volume
+        """A month's volume so far: the sum of its shards (a primary-key prefix scan)."""
+        statement = select(func.coalesce(func.sum(MonthlyVolume.volume), 0)).where(
+            MonthlyVolume.ledger_tenant_id == ledger_tenant_id,
+            MonthlyVolume.scope == scope,
+            MonthlyVolume.currency == currency,
+            MonthlyVolume.month == month,
+        )
+        return int((await self._session.execute(statement)).scalar_one())
 
     async def stuck(
         self, *, kind: str, state: str, created_before_ns: int, limit: int

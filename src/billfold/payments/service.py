@@ -38,6 +38,7 @@ from billfold.wallets.repository import WalletRepository
 from billfold.wallets.service import currency_exponent, ledger_tenant_of
 
 __all__ = [
+    "VOLUME_SHARDS",
     "VOLUME_TENANT_SCOPE",
     "add_monthly_volume",
     "check_spending_limits",
@@ -53,6 +54,8 @@ __all__ = [
 
 _NANOSECONDS_PER_SECOND = 1_000_000_000
 VOLUME_TENANT_SCOPE = "tenant"
+VOLUME_SHARDS = 8
+"""Rows a scope's monthly volume is spread over, so concurrent payments rarely wait."""
 _VOLUME_STATES = (State.SUCCEEDED, State.CAPTURED)
 
 
@@ -76,6 +79,7 @@ async def add_monthly_volume(session: AsyncSession, payment: Payment, *, at_ns: 
         scope=_volume_scope(payment),
         currency=payment.currency,
         month=month_of(at_ns),
+        shard=payment.id.int % VOLUME_SHARDS,
         amount=payment.captured_amount,
     )
 

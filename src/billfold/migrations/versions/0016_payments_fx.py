@@ -43,12 +43,14 @@ def upgrade() -> None:
         sa.Column("scope", sa.String(length=32), nullable=False),
         sa.Column("currency", sa.String(length=12), nullable=False),
         sa.Column("month", sa.String(length=7), nullable=False),
+        sa.Column("shard", sa.Integer(), nullable=False),
         sa.Column("volume", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint(
             "ledger_tenant_id",
             "scope",
             "currency",
             "month",
+            "shard",
             name=op.f("pk_payments_monthly_volume"),
         ),
     )
