@@ -6,6 +6,7 @@ every method once end to end, and refusals as typed errors."""
 
 from __future__ import annotations
 
+import pathlib
 import uuid
 
 import pytest
@@ -196,3 +197,31 @@ def test_split_rules_and_bad_notifications(database_url: str) -> None:
         with pytest.raises(NotFoundError) as unknown:
             billfold.connectors.notify("nobody", body=b"{}", headers={})
         assert unknown.value.code == "unknown_provider"
+
+
+def test_a_holder_pays_across_currencies(database_url: str) -> None:
+    rates = str(pathlib.Path(__file__).parent.parent / "fx" / "eurofxref-sample.xml")
+    with (
+        running(database_url, ledger_batch_window_ms=0, fx_rates_file=rates) as server,
+        server.billfold([*PAYMENTS, Scope.FX_WRITE]) as billfold,
+    ):
+        _, _, ann = _user(server, billfold)
+        bob_id, bob_handle, bob = _user(server, billfold)
+        with ann, bob:
+            ann.payments.top_up(amount=5_000, currency="EUR", method="card", instrument=TEST_CARD)
+            _relay(server, billfold)
+            quote = billfold.fx.create_quote(
+                sell_currency="EUR", buy_currency="USD", buy_amount=700
+            )
+            sent = ann.payments.send(
+                recipient=bob_handle, amount=700, currency="USD", quote_id=quote["id"]
+            )
+            assert sent["fx"] is not None and sent["fx"]["quote_id"] == quote["id"]
+            assert sent["payee"] == bob_id and _available(bob) == 700
+            shop = billfold.merchants.create(
+                legal_name="Corner Shop Ltd", category_code="5411", settlement_currency="USD"
+            )
+            payment = billfold.payments.create(merchant_id=shop["id"], amount=300, currency="USD")
+            paid = ann.payments.authorize(payment["id"], source_currency="EUR")
+            assert paid["state"] == "authorized"
+            assert paid["fx"] is not None and paid["fx"]["source_currency"] == "EUR"

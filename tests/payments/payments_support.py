@@ -37,6 +37,7 @@ async def one_percent_plus_ten(session: AsyncSession, context: FeeContext) -> Fe
                 description="1% + 10 minor units",
                 amount_minor=context.amount_minor // 100 + 10,
                 currency=context.currency,
+                fixed_minor=10,
             ),
         )
     )

@@ -43,7 +43,17 @@ def test_partial_refunds_add_up_and_never_exceed_the_capture(database_url: str) 
         assert [refund["amount"] for refund in last["refunds"]] == ["1000", "1500", "2500"]
         problem(_refund(world, payment["id"], 1), 409, "invalid_state_transition")
         assert world.wallet(ann)["available"] == 5_000
-        assert world.merchant_wallet(shop)["available"] == merchant_before - 5_000
+        # The capture fee (1% + 10) is returned pro rata, all but its fixed 10.
+        assert [refund["fee_returned"] for refund in last["refunds"]] == ["10", "15", "25"]
+        assert world.merchant_wallet(shop)["available"] == merchant_before - 5_000 + 50
+        returns = [int(fee["amount"]) for fee in last["fees"] if fee["rule"] == "fee_return"]
+        assert sorted(returns) == [-25, -15, -10]
+        fee_steps = [t for t in last["transfers"] if t["step"].startswith("refund:")]
+        assert sorted(int(t["amount"]) for t in fee_steps if t["step"].endswith(":fee")) == [
+            10,
+            15,
+            25,
+        ]
         world.assert_books()
 
 

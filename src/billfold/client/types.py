@@ -71,6 +71,7 @@ __all__ = [
     "PasskeyRegistered",
     "Payment",
     "PaymentFee",
+    "PaymentFx",
     "PaymentStateChange",
     "PaymentTransfer",
     "Pii",
@@ -807,6 +808,7 @@ class PaymentTransfer(TypedDict):
     debit_account_id: str
     credit_account_id: str
     amount: str
+    currency: str
     code: int
     flags: int
     pending_id: str | None
@@ -820,6 +822,24 @@ class Refund(TypedDict):
     state: str
     reason: str | None
     failure_code: str | None
+    fee_returned: str
+    """Capture fees returned to the merchant with this refund (pro rata, fixed part kept)."""
+
+
+class PaymentFx(TypedDict):
+    """How a cross-currency payment was converted (the locked quote it used)."""
+
+    quote_id: str
+    source_currency: str
+    source_amount: str
+    currency: str
+    amount: str
+    rate: str
+    mid_rate: str
+    spread_bps: int
+    rates_date: str
+    sell_transfer_id: str
+    buy_transfer_id: str
 
 
 class Dispute(TypedDict):
@@ -856,7 +876,9 @@ class Payment(TypedDict):
     failure_code: str | None
     next_action_url: str | None
     expires_at: str | None
+    authorization_expires_at: str | None
     created_at: str
+    fx: PaymentFx | None
     history: list[PaymentStateChange]
     fees: list[PaymentFee]
     transfers: list[PaymentTransfer]

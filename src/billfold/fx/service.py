@@ -61,13 +61,17 @@ __all__ = [
     "FX_POSITION_ACCOUNT_CODE",
     "Conversion",
     "FxConfig",
+    "conversion_legs",
     "conversion_transfer_ids",
     "convert",
     "create_quote",
+    "ensure_positions",
     "get_quote",
     "list_quotes",
     "pay_across_currencies",
     "position_account_id",
+    "release_quote",
+    "reserve_quote",
     "set_spread",
     "spread_for",
 ]
@@ -192,7 +196,10 @@ async def get_quote(
         FxQuoteRow.id == quote_id, FxQuoteRow.tenant_id == tenant_id
     )
     if for_update:
-        statement = statement.with_for_update()
+        # The row as locked, even when this session read it before (its identity map
+        # would otherwise keep the older, unlocked values: a quote used meanwhile would
+        # look unused).
+        statement = statement.with_for_update().execution_options(populate_existing=True)
     row = (await session.execute(statement)).scalar_one_or_none()
     if row is None:
         raise FxQuoteNotFound()
@@ -444,3 +451,55 @@ async def _mark_used(
         )
     sell_leg_id, buy_leg_id = conversion_transfer_ids(quote.id)
     return Conversion(quote=quote, sell_transfer_id=sell_leg_id, buy_transfer_id=buy_leg_id)
+
+
+# -- conversions that are part of a payment (the payment posts the legs in its own chain)
+
+
+async def reserve_quote(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    quote_id: uuid.UUID,
+    sell_account_id: uuid.UUID,
+    buy_account_id: uuid.UUID,
+    now_ns: int,
+) -> FxQuoteRow:
+    """Claim an unused, unexpired quote for one payment, in the caller's unit of work
+    (the row is locked, so two payments cannot claim it): it is marked used with the
+    accounts its legs (:func:`conversion_legs`) will move. The payment posts the legs
+    linked with its own transfers, and gives the quote back (:func:`release_quote`) if
+    the ledger refused the whole chain."""
+    quote = await get_quote(session, tenant_id=tenant_id, quote_id=quote_id, for_update=True)
+    if quote.used_at is not None:
+        raise FxQuoteAlreadyUsed("Each quote converts once; ask for a new quote.")
+    if now_ns >= quote.expires_at:
+        raise FxQuoteExpired("The quote has expired; ask for a new one.")
+    quote.used_at = now_ns
+    quote.sell_account_id, quote.buy_account_id = sell_account_id, buy_account_id
+    await session.flush()
+    return quote
+
+
+async def release_quote(
+    session: AsyncSession, *, tenant_id: uuid.UUID, quote_id: uuid.UUID
+) -> None:
+    """Give back a reserved quote whose conversion the ledger refused (none of its legs
+    applied): it may be used again until it expires."""
+    quote = await get_quote(session, tenant_id=tenant_id, quote_id=quote_id, for_update=True)
+    quote.used_at = None
+    quote.sell_account_id = quote.buy_account_id = None
+    await session.flush()
+
+
+async def ensure_positions(ledger: Ledger, quote: FxQuoteRow) -> None:
+    """Open the quote's two FX position accounts (deterministic ids; `exists` is fine)."""
+    await _ensure_positions(ledger, quote)
+
+
+def conversion_legs(
+    quote: FxQuoteRow, *, sell_account_id: uuid.UUID, buy_account_id: uuid.UUID
+) -> list[NewTransfer]:
+    """The conversion's two transfers (sell account → sell position, buy position → buy
+    account), with the quote-derived ids, for a caller to link into its own chain."""
+    return _legs(quote, sell_account_id=sell_account_id, buy_account_id=buy_account_id)

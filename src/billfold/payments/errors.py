@@ -20,6 +20,7 @@ BillfoldError
     ├── SelfPayment                422 self_payment
     ├── FeesExceedAmount           422 fees_exceed_amount
     ├── InvalidSplitRule           422 invalid_split_rule
+    ├── FxQuoteMismatch            422 fx_quote_mismatch
     └── LedgerRefused              422 ledger_refused
 """
 
@@ -31,6 +32,7 @@ __all__ = [
     "CaptureExceedsAuthorized",
     "DisputeNotFound",
     "FeesExceedAmount",
+    "FxQuoteMismatch",
     "InsufficientFunds",
     "InvalidSplitRule",
     "InvalidStateTransition",
@@ -139,3 +141,8 @@ class StepUpRequired(Forbidden):
 
     code = "step_up_required"
     title = "Step-up authentication required"
+
+
+class FxQuoteMismatch(ValidationFailed):
+    code = "fx_quote_mismatch"
+    title = "The FX quote does not fit this payment"

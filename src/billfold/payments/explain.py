@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 
+from billfold.fx.models import FxQuoteRow
+from billfold.fx.service import get_quote
 from billfold.kit.ids import format_id
+from billfold.payments.flows.crossfx import leg_ids
 from billfold.payments.models import Dispute, MoneyRequest, Payment, Refund
 from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.schemas import (
     DisputeResponse,
     FeeResponse,
+    FxLegResponse,
     MoneyRequestResponse,
     PaymentResponse,
     RefundResponse,
@@ -37,6 +41,13 @@ async def explain(runtime: PaymentsRuntime, payment: Payment) -> PaymentResponse
         steps = await repository.transfers(payment.id)
         refunds = await repository.refunds(payment.id)
         disputes = await repository.disputes(payment.id)
+        quote = None
+        if payment.fx_quote_id is not None:
+            quote = await get_quote(
+                session,
+                tenant_id=ledger_tenant_of(payment.tenant_id, payment.mode),
+                quote_id=payment.fx_quote_id,
+            )
     transfers = await runtime.book.ledger.lookup_transfers(
         tenant_id=ledger_tenant_of(payment.tenant_id, payment.mode),
         ids=[step.transfer_id for step in steps],
@@ -63,7 +74,11 @@ async def explain(runtime: PaymentsRuntime, payment: Payment) -> PaymentResponse
         failure_code=payment.failure_code,
         next_action_url=payment.next_action_url,
         expires_at=None if payment.expires_at is None else str(payment.expires_at),
+        authorization_expires_at=None
+        if payment.authorization_expires_at is None
+        else str(payment.authorization_expires_at),
         created_at=str(payment.created_at),
+        fx=None if quote is None else _fx_leg(payment, quote),
         history=[
             StateChangeResponse(
                 from_state=change.from_state,
@@ -90,6 +105,7 @@ async def explain(runtime: PaymentsRuntime, payment: Payment) -> PaymentResponse
                 debit_account_id=format_id("acc", t.debit_account_id),
                 credit_account_id=format_id("acc", t.credit_account_id),
                 amount=str(t.amount),
+                currency=t.ledger,
                 code=t.code,
                 flags=t.flags,
                 pending_id=format_id("txf", t.pending_id) if t.pending_id else None,
@@ -111,6 +127,24 @@ def refund_response(refund: Refund) -> RefundResponse:
         state=refund.state,
         reason=refund.reason,
         failure_code=refund.failure_code,
+        fee_returned=str(refund.fee_returned),
+    )
+
+
+def _fx_leg(payment: Payment, quote: FxQuoteRow) -> FxLegResponse:
+    sell_id, buy_id = leg_ids(quote.id)
+    return FxLegResponse(
+        quote_id=format_id("fxq", quote.id),
+        source_currency=quote.sell_currency,
+        source_amount=str(quote.sell_amount),
+        currency=quote.buy_currency,
+        amount=str(quote.buy_amount),
+        rate=quote.rate,
+        mid_rate=quote.mid_rate,
+        spread_bps=quote.spread_bps,
+        rates_date=quote.rates_date,
+        sell_transfer_id=sell_id,
+        buy_transfer_id=buy_id,
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from billfold.kit.orm import Base
@@ -14,6 +14,7 @@ from billfold.kit.orm import Base
 __all__ = [
     "Dispute",
     "MoneyRequest",
+    "MonthlyVolume",
     "Payment",
     "PaymentFee",
     "PaymentStateChange",
@@ -80,6 +81,14 @@ class Payment(Base):
     """Where the payer completes a challenge (requires_action)."""
     expires_at: Mapped[int | None] = mapped_column(BigInteger)
     """When an unpaid merchant payment can no longer be authorized."""
+    authorization_expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    """When an authorized merchant payment's hold is voided unless captured."""
+    source_currency: Mapped[str | None] = mapped_column(String(12))
+    """Cross-currency payments: the payer's currency, converted into `currency`."""
+    source_amount: Mapped[int | None] = mapped_column(BigInteger)
+    """Cross-currency payments: what the payer paid, minor units of `source_currency`."""
+    fx_quote_id: Mapped[uuid.UUID | None] = mapped_column()
+    """Cross-currency payments: the FX quote (locked rate) the conversion used."""
     created_at: Mapped[int] = mapped_column(BigInteger)
     """When it was created."""
     updated_at: Mapped[int] = mapped_column(BigInteger)
@@ -91,6 +100,13 @@ class Payment(Base):
         CheckConstraint("refunded_amount <= captured_amount", name="refunds"),
         Index("ix_payments_payments_tenant_id_mode_id", "tenant_id", "mode", "id"),
         Index("ix_payments_payments_payer_user_id_created_at", "payer_user_id", "created_at"),
+        Index("ix_payments_payments_state_created_at", "state", "created_at"),
+        Index("ix_payments_payments_state_expires_at", "state", "expires_at"),
+        Index(
+            "ix_payments_payments_state_authorization_expires_at",
+            "state",
+            "authorization_expires_at",
+        ),
     )
 
 
@@ -142,9 +158,12 @@ class PaymentFee(Base):
     description: Mapped[str] = mapped_column(String(200))
     """What the rule says, for people."""
     amount: Mapped[int] = mapped_column(BigInteger)
-    """The fee, minor units."""
+    """The fee, minor units (negative: fees returned with a refund)."""
     currency: Mapped[str] = mapped_column(String(12))
     """The fee's currency."""
+    fixed_amount: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """The part of `amount` not proportional to the payment (fixed part, minimum): kept
+    when the payment is refunded; the rest is returned pro rata."""
 
 
 class Refund(Base):
@@ -164,6 +183,9 @@ class Refund(Base):
     """The merchant's reason."""
     failure_code: Mapped[str | None] = mapped_column(String(64))
     """Why it failed (the ledger's refusal)."""
+    fee_returned: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """The capture fees returned to the merchant with this refund (pro rata, the
+    proportional part only), minor units; fixed when the refund is asked for."""
     created_at: Mapped[int] = mapped_column(BigInteger)
     """When it was asked for."""
 
@@ -261,3 +283,25 @@ class SplitRule(Base):
     """When it was made."""
 
     __table_args__ = (CheckConstraint(_MODE, name="mode"),)
+
+
+class MonthlyVolume(Base):
+    """Captured volume per calendar month (UTC), kept as payments succeed, for fee tiers:
+    rows per ledger tenant, scope (the tenant, or one merchant), currency and shard."""
+
+    __tablename__ = "payments_monthly_volume"
+
+    ledger_tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    """The tenant in one mode (fee schedules' scope)."""
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    """A merchant id's hex (its captured payments), or `tenant` (payments without a
+    merchant: top-ups, withdrawals, P2P)."""
+    currency: Mapped[str] = mapped_column(String(12), primary_key=True)
+    """The payments' currency."""
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    """YYYY-MM, UTC."""
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """0 to `VOLUME_SHARDS` - 1, from the payment id: concurrent payments of one scope
+    mostly update different rows (no single hot row); the volume is their sum."""
+    volume: Mapped[int] = mapped_column(BigInteger)
+    """Sum of captured (or succeeded) amounts, minor units."""

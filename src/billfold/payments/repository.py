@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.kit.upsert import insert_if_absent
 from billfold.payments.models import (
     Dispute,
     MoneyRequest,
+    MonthlyVolume,
     Payment,
     PaymentFee,
     PaymentStateChange,
@@ -92,6 +93,7 @@ class PaymentRepository:
                 "description": fee.description,
                 "amount": fee.amount,
                 "currency": fee.currency,
+                "fixed_amount": fee.fixed_amount,
             },
         )
 
@@ -174,6 +176,102 @@ class PaymentRepository:
             select(Refund.id)
             .where(Refund.state == "pending", Refund.created_at < created_before_ns)
             .order_by(Refund.created_at)
+            .limit(limit)
+        )
+        return list((await self._session.execute(statement)).scalars())
+
+    async def add_volume(
+        self,
+        *,
+        ledger_tenant_id: uuid.UUID,
+        scope: str,
+        currency: str,
+        month: str,
+        shard: int,
+        amount: int,
+    ) -> None:
+        """Add `amount` to one shard of a month's volume (the row is made on first use;
+        concurrent adds to one shard are serialized by the row lock the UPDATE takes)."""
+        key = {
+            "ledger_tenant_id": ledger_tenant_id,
+            "scope": scope,
+            "currency": currency,
+            "month": month,
+            "shard": shard,
+        }
+        await insert_if_absent(self._session, MonthlyVolume, {**key, "volume": 0})
+        await self._session.execute(
+            update(MonthlyVolume)
+            .where(*(getattr(MonthlyVolume, name) == value for name, value in key.items()))
+            .values(volume=MonthlyVolume.volume + amount)
+        )
+
+    async def volume(
+        self, *, ledger_tenant_id: uuid.UUID, scope: str, currency: str, month: str
+    ) -> int:
+        """A month's volume so far: the sum of its shards (a primary-key prefix scan)."""
+        statement = select(func.coalesce(func.sum(MonthlyVolume.volume), 0)).where(
+            MonthlyVolume.ledger_tenant_id == ledger_tenant_id,
+            MonthlyVolume.scope == scope,
+            MonthlyVolume.currency == currency,
+            MonthlyVolume.month == month,
+        )
+        return int((await self._session.execute(statement)).scalar_one())
+
+    async def stuck(
+        self, *, kind: str, state: str, created_before_ns: int, limit: int
+    ) -> list[uuid.UUID]:
+        """Payments of `kind` still in `state` since before `created_before_ns`, oldest
+        first (the index on state and creation time finds them)."""
+        statement = (
+            select(Payment.id)
+            .where(
+                Payment.state == state,
+                Payment.kind == kind,
+                Payment.created_at < created_before_ns,
+            )
+            .order_by(Payment.created_at)
+            .limit(limit)
+        )
+        return list((await self._session.execute(statement)).scalars())
+
+    async def unanswered(
+        self, *, created_before_ns: int, limit: int
+    ) -> list[tuple[uuid.UUID, str]]:
+        """Processing top-ups and withdrawals the provider never answered (no reference),
+        with their kind, oldest first."""
+        statement = (
+            select(Payment.id, Payment.kind)
+            .where(
+                Payment.state == "processing",
+                Payment.kind.in_(("top_up", "withdrawal")),
+                Payment.provider_reference.is_(None),
+                Payment.created_at < created_before_ns,
+            )
+            .order_by(Payment.created_at)
+            .limit(limit)
+        )
+        return [(row[0], row[1]) for row in await self._session.execute(statement)]
+
+    async def lapsed_authorizations(self, *, now_ns: int, limit: int) -> list[uuid.UUID]:
+        """Authorized merchant payments whose hold is past its expiry, soonest first."""
+        statement = (
+            select(Payment.id)
+            .where(
+                Payment.state == "authorized",
+                Payment.authorization_expires_at <= now_ns,
+            )
+            .order_by(Payment.authorization_expires_at)
+            .limit(limit)
+        )
+        return list((await self._session.execute(statement)).scalars())
+
+    async def lapsed_unpaid(self, *, now_ns: int, limit: int) -> list[uuid.UUID]:
+        """Merchant payments still awaiting their payer after their expiry."""
+        statement = (
+            select(Payment.id)
+            .where(Payment.state == "requires_payment", Payment.expires_at <= now_ns)
+            .order_by(Payment.expires_at)
             .limit(limit)
         )
         return list((await self._session.execute(statement)).scalars())

@@ -30,6 +30,8 @@ from billfold.payments.models import Dispute
 from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.schemas import (
+    ApproveMoneyRequest,
+    AuthorizeRequest,
     CaptureRequest,
     DisputeOpenRequest,
     DisputeResolveRequest,
@@ -257,19 +259,26 @@ async def send(body: P2PCreate, user: EndUser, runtime: Runtime) -> PaymentRespo
         amount=body.amount,
         currency=body.currency,
         step_up_token=body.step_up_token,
+        source_currency=body.source_currency,
+        quote_id=None if body.quote_id is None else parse_id("fxq", body.quote_id),
     )
     return await _explained(runtime, payment_id)
 
 
 @router.post("/me/payments/{payment_id}/authorize", summary="Pay a merchant from the wallet.")
-async def authorize(payment_id: str, user: EndUser, runtime: Runtime) -> PaymentResponse:
+async def authorize(
+    payment_id: str, user: EndUser, runtime: Runtime, body: AuthorizeRequest | None = None
+) -> PaymentResponse:
     wanted = parse_id("pay", payment_id)
+    choice = body or AuthorizeRequest()
     await merchant.authorize(
         runtime,
         tenant_id=user.tenant_id,
         mode=user.mode,
         user_id=user.user_id,
         payment_id=wanted,
+        source_currency=choice.source_currency,
+        quote_id=None if choice.quote_id is None else parse_id("fxq", choice.quote_id),
     )
     return await _explained(runtime, wanted)
 
@@ -316,13 +325,18 @@ async def get_money_request(
 
 
 @router.post("/me/money-requests/{request_id}/approve", summary="Pay a money request.")
-async def approve(request_id: str, user: EndUser, runtime: Runtime) -> MoneyRequestResponse:
+async def approve(
+    request_id: str, user: EndUser, runtime: Runtime, body: ApproveMoneyRequest | None = None
+) -> MoneyRequestResponse:
+    choice = body or ApproveMoneyRequest()
     approved = await p2p.approve_request(
         runtime,
         tenant_id=user.tenant_id,
         mode=user.mode,
         user_id=user.user_id,
         request_id=parse_id("req", request_id),
+        source_currency=choice.source_currency,
+        quote_id=None if choice.quote_id is None else parse_id("fxq", choice.quote_id),
     )
     return money_request_response(approved)
 

@@ -9,6 +9,8 @@ from typing import Any
 from billfold.connectors.sandbox import SandboxProvider
 from billfold.connectors.senders import HttpNotificationSender, NotificationSender
 from billfold.connectors.types import Provider
+from billfold.fx.rates import NoRatesSource, RatesSource
+from billfold.fx.service import FxConfig
 from billfold.kit.db import UnitOfWork
 from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
@@ -32,6 +34,11 @@ class PaymentsRuntime:
     webhook_tolerance_s: int = 300
     step_up_threshold_minor: int | None = None
     sandboxes: dict[str, SandboxProvider] = field(default_factory=dict)
+    fx_rates: RatesSource = field(default_factory=NoRatesSource)
+    """Where cross-currency payments quote a rate when the payer brings no quote."""
+    fx_config: FxConfig = field(
+        default_factory=lambda: FxConfig(spread_bps_default=0, quote_ttl_s=30)
+    )
 
     @property
     def unit_of_work(self) -> UnitOfWork:
@@ -56,6 +63,7 @@ class PaymentsRuntime:
             webhook_tolerance_s=settings.payments_webhook_tolerance_s,
             step_up_threshold_minor=settings.payments_step_up_threshold_minor,
             sandboxes=sandboxes,
+            fx_config=FxConfig.from_settings(settings),
         )
 
 
@@ -82,6 +90,9 @@ def install_payments(app: Any, settings: Settings, ledger: Ledger) -> PaymentsRu
     book = WalletBook(ledger, app.state.unit_of_work)
     app.state.wallet_book = book
     runtime = PaymentsRuntime.from_settings(settings, book=book, sender=sender)
+    rates = getattr(app.state, "fx_rates", None)  # install_fx's (the same rates as /v1/fx)
+    if rates is not None:
+        runtime.fx_rates = rates
     app.state.payments = runtime
     return runtime
 

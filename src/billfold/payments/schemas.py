@@ -10,12 +10,15 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 __all__ = [
     "AMOUNT_MAX",
+    "ApproveMoneyRequest",
+    "AuthorizeRequest",
     "CaptureRequest",
     "DisputeOpenRequest",
     "DisputeResolveRequest",
     "DisputeResponse",
     "EvidenceRequest",
     "FeeResponse",
+    "FxLegResponse",
     "MerchantPaymentCreate",
     "MoneyRequestCreate",
     "MoneyRequestResponse",
@@ -74,13 +77,59 @@ class WithdrawalCreate(_Request):
     step_up_token: str | None = Field(default=None, max_length=200)
 
 
+QUOTE_ID = r"^fxq_[0-9a-f]{32}$"
+
+
 class P2PCreate(_Request):
     recipient: str = Field(
         min_length=3, max_length=40, description="`usr_…`, a phone number (+…) or a handle"
     )
-    amount: Amount
+    amount: Amount = Field(description="What the recipient receives, in `currency`.")
     currency: str = Field(pattern=CURRENCY)
     step_up_token: str | None = Field(default=None, max_length=200)
+    source_currency: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{3}$",
+        description="Pay from this currency's wallet, converted through FX when it differs"
+        " from `currency` (defaults to the quote's sell currency, else `currency`).",
+    )
+    quote_id: str | None = Field(
+        default=None,
+        pattern=QUOTE_ID,
+        description="An unused FX quote selling `source_currency` for exactly the amount"
+        " plus the P2P fees in `currency`; without one a quote is made at the tenant's"
+        " spread.",
+    )
+
+
+class AuthorizeRequest(_Request):
+    source_currency: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{3}$",
+        description="Pay from this currency's wallet, converted through FX when it differs"
+        " from the payment's currency (defaults to the quote's sell currency).",
+    )
+    quote_id: str | None = Field(
+        default=None,
+        pattern=QUOTE_ID,
+        description="An unused FX quote selling `source_currency` for exactly the payment's"
+        " amount; without one a quote is made at the tenant's spread.",
+    )
+
+
+class ApproveMoneyRequest(_Request):
+    source_currency: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{3}$",
+        description="Pay from this currency's wallet, converted through FX when it differs"
+        " from the request's currency (defaults to the quote's sell currency).",
+    )
+    quote_id: str | None = Field(
+        default=None,
+        pattern=QUOTE_ID,
+        description="An unused FX quote selling `source_currency` for exactly the requested"
+        " amount plus the P2P fees; without one a quote is made at the tenant's spread.",
+    )
 
 
 class MerchantPaymentCreate(_Request):
@@ -165,6 +214,7 @@ class TransferSummary(BaseModel):
     debit_account_id: str
     credit_account_id: str
     amount: str
+    currency: str
     code: int
     flags: int
     pending_id: str | None
@@ -178,6 +228,27 @@ class RefundResponse(BaseModel):
     state: str
     reason: str | None
     failure_code: str | None
+    fee_returned: str = Field(
+        description="Capture fees returned to the merchant with this refund (pro rata, the"
+        " proportional part only)."
+    )
+
+
+class FxLegResponse(BaseModel):
+    """How a cross-currency payment was converted: the payer paid `source_amount` of
+    `source_currency` at the quote's locked `rate` (buy per sell, after `spread_bps`)."""
+
+    quote_id: str
+    source_currency: str
+    source_amount: str
+    currency: str
+    amount: str
+    rate: str
+    mid_rate: str
+    spread_bps: int
+    rates_date: str
+    sell_transfer_id: str
+    buy_transfer_id: str
 
 
 class DisputeResponse(BaseModel):
@@ -212,7 +283,9 @@ class PaymentResponse(BaseModel):
     failure_code: str | None
     next_action_url: str | None
     expires_at: str | None
+    authorization_expires_at: str | None
     created_at: str
+    fx: FxLegResponse | None
     history: list[StateChangeResponse]
     fees: list[FeeResponse]
     transfers: list[TransferSummary]

@@ -39,9 +39,13 @@ from billfold.wallets.repository import WalletRepository
 from billfold.wallets.service import currency_exponent, ledger_tenant_of
 
 __all__ = [
+    "VOLUME_SHARDS",
+    "VOLUME_TENANT_SCOPE",
+    "add_monthly_volume",
     "check_spending_limits",
     "fee_transfers",
     "find_recipient",
+    "month_of",
     "quote_fees",
     "record_created",
     "record_fees",
@@ -50,6 +54,35 @@ __all__ = [
 ]
 
 _NANOSECONDS_PER_SECOND = 1_000_000_000
+VOLUME_TENANT_SCOPE = "tenant"
+VOLUME_SHARDS = 8
+"""Rows a scope's monthly volume is spread over, so concurrent payments rarely wait."""
+_VOLUME_STATES = (State.SUCCEEDED, State.CAPTURED)
+
+
+def month_of(at_ns: int) -> str:
+    """The calendar month (UTC) of a moment, `YYYY-MM`."""
+    return datetime.fromtimestamp(at_ns / _NANOSECONDS_PER_SECOND, UTC).strftime("%Y-%m")
+
+
+def _volume_scope(payment: Payment) -> str:
+    """Fee tiers go by the merchant's volume for its payments, else by the volume of the
+    tenant's payments without a merchant (top-ups, withdrawals, P2P)."""
+    return payment.merchant_id.hex if payment.merchant_id is not None else VOLUME_TENANT_SCOPE
+
+
+async def add_monthly_volume(session: AsyncSession, payment: Payment, *, at_ns: int) -> None:
+    """Count a payment that just reached its payee (captured or succeeded) in this month's
+    volume of its scope: its merchant's, or the tenant's for payments without a merchant
+    (one row per payment, so merchants' captures never wait on one tenant-wide row)."""
+    await PaymentRepository(session).add_volume(
+        ledger_tenant_id=ledger_tenant_of(payment.tenant_id, payment.mode),
+        scope=_volume_scope(payment),
+        currency=payment.currency,
+        month=month_of(at_ns),
+        shard=payment.id.int % VOLUME_SHARDS,
+        amount=payment.captured_amount,
+    )
 
 
 async def transition(
@@ -80,6 +113,8 @@ async def transition(
         )
     )
     emit_payment_event(session, payment, previous_state=from_state.value, at_ns=now_ns)
+    if to_state in _VOLUME_STATES:
+        await add_monthly_volume(session, payment, at_ns=now_ns)
     await session.flush()
     return True
 
@@ -106,15 +141,23 @@ async def quote_fees(
     method: str,
     amount: int,
 ) -> FeeQuote:
+    ledger_tenant = ledger_tenant_of(payment.tenant_id, payment.mode)
+    volume = await PaymentRepository(session).volume(
+        ledger_tenant_id=ledger_tenant,
+        scope=_volume_scope(payment),
+        currency=payment.currency,
+        month=month_of(time.time_ns()),
+    )
     quote = await quoter(
         session,
         FeeContext(
             # Schedules belong to the tenant in one mode (its ledger tenant), like its money.
-            tenant_id=ledger_tenant_of(payment.tenant_id, payment.mode),
+            tenant_id=ledger_tenant,
             merchant_id=payment.merchant_id,
             method=method,
             currency=payment.currency,
             amount_minor=amount,
+            monthly_volume_minor=volume,
         ),
     )
     if any(line.currency != payment.currency or line.amount_minor < 0 for line in quote.lines):
@@ -176,6 +219,7 @@ async def record_fees(
                 description=line.description[:200],
                 amount=line.amount_minor,
                 currency=line.currency,
+                fixed_amount=min(max(line.fixed_minor, 0), line.amount_minor),
             )
         )
 

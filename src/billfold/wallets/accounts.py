@@ -56,6 +56,8 @@ class TransferCode(enum.IntEnum):
     DISPUTE = 107
     CHARGEBACK_LOSS = 108
     SPLIT = 109
+    FEE_RETURN = 110
+    """Fees returned to the merchant with a refund (fee revenue → merchant wallet)."""
 
 
 class OwnerKind(enum.StrEnum):

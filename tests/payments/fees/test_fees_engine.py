@@ -297,3 +297,36 @@ def test_the_chosen_rule_matches_and_no_matching_rule_is_more_specific(
     quote = quote_fees(context=movement, merchant_schedule=None, tenant_schedule=SCHEDULE)
     assert all(line.currency == currency and line.amount_minor > 0 for line in quote.lines)
     assert quote.total_minor == sum(line.amount_minor for line in quote.lines)
+
+
+def test_the_kept_part_is_the_fixed_part_and_what_a_minimum_added() -> None:
+    # 100.00 EUR: 1.40% = 140 refundable pro rata, the 0.25 kept.
+    [line] = quote_fees(context=context(), merchant_schedule=None, tenant_schedule=SCHEDULE).lines
+    assert (line.amount_minor, line.fixed_minor) == (165, 25)
+    # 1.00 EUR: 1 + 25 = 26, raised to the 50 minimum: only the 1 is proportional.
+    [small] = quote_fees(
+        context=context(amount_minor=100), merchant_schedule=None, tenant_schedule=SCHEDULE
+    ).lines
+    assert (small.amount_minor, small.fixed_minor) == (50, 49)
+    # 1,000.00 EUR: capped at 500, all of it proportional.
+    [large] = quote_fees(
+        context=context(amount_minor=100_000), merchant_schedule=None, tenant_schedule=SCHEDULE
+    ).lines
+    assert (large.amount_minor, large.fixed_minor) == (500, 0)
+
+
+@settings(deadline=None)
+@given(tier=tiers(), amount=amounts)
+def test_the_kept_part_is_within_the_fee_and_the_rest_within_the_percentage(
+    tier: FeeTier, amount: int
+) -> None:
+    rule = FeeRule(name="r", currency="EUR", tiers=(tier,))
+    quote = quote_fees(
+        context=context(amount_minor=amount),
+        merchant_schedule=None,
+        tenant_schedule=FeeSchedule(rules=(rule,)),
+    )
+    for line in quote.lines:
+        assert 0 <= line.fixed_minor <= line.amount_minor
+        percentage = (amount * tier.bps + BPS_MAX // 2) // BPS_MAX
+        assert line.amount_minor - line.fixed_minor <= percentage

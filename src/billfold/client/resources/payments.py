@@ -199,15 +199,21 @@ class MyPayments(Resource):
         amount: int,
         currency: str,
         step_up_token: str | None = None,
+        source_currency: str | None = None,
+        quote_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> Payment:
-        """Send money to another user (`usr_…`, a phone number or a handle)."""
+        """Send money to another user (`usr_…`, a phone number or a handle): `amount` of
+        `currency` reaches them. From the wallet in `source_currency` when it differs
+        (converted through FX with the `quote_id` quote, `fxq_…`, or one made now)."""
         body = without_none(
             {
                 "recipient": recipient,
                 "amount": amount,
                 "currency": currency,
                 "step_up_token": step_up_token,
+                "source_currency": source_currency,
+                "quote_id": quote_id,
             }
         )
         answer = self._transport.request(
@@ -215,10 +221,23 @@ class MyPayments(Resource):
         )
         return cast(Payment, answer)
 
-    def authorize(self, payment_id: str, *, idempotency_key: str | None = None) -> Payment:
-        """Pay a merchant's payment from the wallet."""
+    def authorize(
+        self,
+        payment_id: str,
+        *,
+        source_currency: str | None = None,
+        quote_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Payment:
+        """Pay a merchant's payment from the wallet; from the wallet in `source_currency`
+        when it differs from the payment's (converted through FX with the `quote_id`
+        quote, `fxq_…`, or one made now)."""
         path = f"/v1/me/payments/{path_id(payment_id)}/authorize"
-        return cast(Payment, self._transport.request("POST", path, idempotency_key=idempotency_key))
+        body = without_none({"source_currency": source_currency, "quote_id": quote_id})
+        answer = self._transport.request(
+            "POST", path, json=body or None, idempotency_key=idempotency_key
+        )
+        return cast(Payment, answer)
 
     def get(self, payment_id: str) -> Payment:
         path = f"/v1/me/payments/{path_id(payment_id)}"
@@ -252,10 +271,19 @@ class MyPayments(Resource):
         path = f"/v1/me/money-requests/{path_id(request_id)}"
         return cast(MoneyRequest, self._transport.request("GET", path))
 
-    def approve_money_request(self, request_id: str) -> MoneyRequest:
-        """Pay a request made to this user."""
+    def approve_money_request(
+        self,
+        request_id: str,
+        *,
+        source_currency: str | None = None,
+        quote_id: str | None = None,
+    ) -> MoneyRequest:
+        """Pay a request made to this user; from the wallet in `source_currency` when it
+        differs from the request's (converted through FX with the `quote_id` quote,
+        `fxq_…`, or one made now)."""
         path = f"/v1/me/money-requests/{path_id(request_id)}/approve"
-        return cast(MoneyRequest, self._transport.request("POST", path))
+        body = without_none({"source_currency": source_currency, "quote_id": quote_id})
+        return cast(MoneyRequest, self._transport.request("POST", path, json=body or None))
 
     def decline_money_request(self, request_id: str) -> MoneyRequest:
         path = f"/v1/me/money-requests/{path_id(request_id)}/decline"

@@ -238,8 +238,7 @@ def compute_fee(tier: FeeTier, amount_minor: int) -> int:
     clamped to [min, max]. Never negative."""
     invariant(type(amount_minor) is int and amount_minor >= 0, "fee amounts are non-negative")
     # Half up: floor((a * bps + 5000) / 10000) for non-negative integers.
-    percentage = (amount_minor * tier.bps + BPS_MAX // 2) // BPS_MAX
-    fee = percentage + tier.fixed_minor
+    fee = _percentage(tier, amount_minor) + tier.fixed_minor
     if tier.min_minor is not None:
         fee = max(fee, tier.min_minor)
     if tier.max_minor is not None:
@@ -251,6 +250,11 @@ def compute_fee(tier: FeeTier, amount_minor: int) -> int:
 def _percent(bps: int) -> str:
     whole, hundredths = divmod(bps, 100)
     return f"{whole}.{hundredths:02d}%"
+
+
+def _percentage(tier: FeeTier, amount_minor: int) -> int:
+    """The proportional part: `amount_minor * bps / 10 000`, rounded half up."""
+    return (amount_minor * tier.bps + BPS_MAX // 2) // BPS_MAX
 
 
 def describe_tier(tier: FeeTier, asset: Asset, *, tier_count: int = 1) -> str:
@@ -310,7 +314,11 @@ def quote_fees(
     return FeeQuote(
         lines=(
             FeeLine(
-                rule=name, description=description, amount_minor=fee, currency=context.currency
+                rule=name,
+                description=description,
+                amount_minor=fee,
+                currency=context.currency,
+                fixed_minor=fee - min(fee, _percentage(tier, context.amount_minor)),
             ),
         )
     )

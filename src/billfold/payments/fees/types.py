@@ -42,6 +42,9 @@ class FeeLine:
     """Human-readable: `1.40% + 0.25 EUR, min 0.50 EUR`."""
     amount_minor: int
     currency: str
+    fixed_minor: int = 0
+    """The part of `amount_minor` not proportional to the amount (the fixed part, or what a
+    minimum added): kept when the payment is refunded, the rest is returned pro rata."""
 
 
 @dataclass(frozen=True, slots=True)

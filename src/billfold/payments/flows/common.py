@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billfold.kit.ids import format_id
 from billfold.ledger.types import (
     CreateTransferStatus,
     NewTransfer,
@@ -26,7 +27,8 @@ from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.service import transition
 from billfold.payments.states import TERMINAL, Kind, State, can_transition
-from billfold.payments.steps import applied, failure_of
+from billfold.payments.steps import APPLIED, applied, failure_of, step_id
+from billfold.wallets.service import ledger_tenant_of
 
 __all__ = [
     "advance",
@@ -35,6 +37,7 @@ __all__ = [
     "load",
     "now_ns",
     "raise_for",
+    "release_holds",
 ]
 
 
@@ -116,3 +119,45 @@ def raise_for(status: CreateTransferStatus | None) -> None:
 
 def failure(results: Sequence[TransferResult]) -> CreateTransferStatus | None:
     return failure_of(results)
+
+
+_RELEASED = (
+    *APPLIED,
+    CreateTransferStatus.PENDING_TRANSFER_ALREADY_VOIDED,
+    CreateTransferStatus.PENDING_TRANSFER_EXPIRED,
+)
+
+
+async def release_holds(runtime: PaymentsRuntime, payment: Payment, steps: Sequence[str]) -> bool:
+    """Void whichever of the payment's pending transfers named `steps` the ledger has
+    (each on its own: a crash may have left any subset); whether nothing stays held for
+    it — False when one was posted meanwhile (the payment went through after all)."""
+    ledger_tenant = ledger_tenant_of(payment.tenant_id, payment.mode)
+    wanted = {step_id(payment.id, step): step for step in steps}
+    found = await runtime.book.ledger.lookup_transfers(tenant_id=ledger_tenant, ids=list(wanted))
+    voids = [
+        (
+            f"{wanted[transfer.id]}:release",
+            NewTransfer(
+                id=step_id(payment.id, f"{wanted[transfer.id]}:release"),
+                tenant_id=ledger_tenant,
+                pending_id=transfer.id,
+                flags=int(TransferFlags.VOID_PENDING),
+                user_data=format_id("pay", payment.id),
+            ),
+        )
+        for transfer in found
+        if transfer.flags & TransferFlags.PENDING
+    ]
+    if not voids:
+        return True
+    results = await runtime.book.ledger.submit([transfer for _, transfer in voids])
+    done = {
+        step: transfer.id
+        for (step, transfer), result in zip(voids, results, strict=True)
+        if result.status in APPLIED
+    }
+    if done:
+        async with runtime.unit_of_work.begin() as session:
+            await PaymentRepository(session).record_transfers(payment.id, done)
+    return all(result.status in _RELEASED for result in results)

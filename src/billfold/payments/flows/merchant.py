@@ -16,6 +16,7 @@ from billfold.payments.errors import (
     PaymentExpired,
     SelfPayment,
 )
+from billfold.payments.flows import crossfx
 from billfold.payments.flows.common import apply_steps, chain, failure, load, now_ns, raise_for
 from billfold.payments.flows.splits import split_shares, valid_rule
 from billfold.payments.models import Payment
@@ -35,7 +36,7 @@ from billfold.wallets.errors import InvalidMerchant, MerchantNotFound
 from billfold.wallets.repository import WalletRepository
 from billfold.wallets.service import ledger_tenant_of
 
-__all__ = ["authorize", "capture", "create_merchant_payment", "void"]
+__all__ = ["authorize", "capture", "create_merchant_payment", "expire", "void"]
 
 
 async def create_merchant_payment(
@@ -105,7 +106,12 @@ async def authorize(
     mode: Mode,
     user_id: uuid.UUID,
     payment_id: uuid.UUID,
+    source_currency: str | None = None,
+    quote_id: uuid.UUID | None = None,
 ) -> None:
+    """Hold the amount in the payer's wallet; from their `source_currency` wallet through
+    FX (converted now, with `quote_id` or a quote made now) when that differs."""
+    ledger_tenant = ledger_tenant_of(tenant_id, mode)
     async with runtime.unit_of_work.begin() as session:
         payment = await load(session, payment_id, tenant_id=tenant_id, mode=mode.value)
         if payment.kind != Kind.MERCHANT.value:
@@ -116,12 +122,14 @@ async def authorize(
             raise InvalidStateTransition(f"The payment is {payment.state}.", state=payment.state)
         if payment.expires_at is not None and payment.expires_at <= now_ns():
             await transition(session, payment, State.EXPIRED, reason="expired_unpaid")
+        cross = crossfx.CrossCurrency(source_currency, quote_id)
+        source_currency = None
+        if crossfx.wanted(cross.source_currency, cross.quote_id, payment.currency):
+            source_currency = await crossfx.source_currency_of(
+                session, ledger_tenant=ledger_tenant, choice=cross
+            )
     if payment.state == State.EXPIRED.value:
         raise PaymentExpired("The payment expired before it was authorized.")
-    async with runtime.unit_of_work.begin() as session:
-        await check_spending_limits(
-            session, user_id=user_id, currency=payment.currency, amount=payment.amount
-        )
     wallet = await runtime.book.open_wallet(
         tenant_id=tenant_id,
         mode=mode,
@@ -131,9 +139,37 @@ async def authorize(
     )
     if wallet == payment.credit_account_id:
         raise SelfPayment("A merchant cannot pay itself.")
+    source_wallet = None
+    if source_currency is not None:
+        source_wallet = await runtime.book.open_wallet(
+            tenant_id=tenant_id,
+            mode=mode,
+            owner_kind=OwnerKind.USER,
+            owner_id=user_id,
+            currency=source_currency,
+        )
+    fx_quote = None
+    async with runtime.unit_of_work.begin() as session:
+        await check_spending_limits(
+            session, user_id=user_id, currency=payment.currency, amount=payment.amount
+        )
+        if source_currency is not None and source_wallet is not None:
+            fx_quote = await crossfx.lock_quote(
+                session,
+                runtime,
+                ledger_tenant=ledger_tenant,
+                quote_id=cross.quote_id,
+                source_currency=source_currency,
+                currency=payment.currency,
+                buy_amount=payment.amount,
+                sell_account_id=source_wallet,
+                buy_account_id=wallet,
+                now_ns=now_ns(),
+            )
+    conversion = [] if fx_quote is None else await crossfx.fx_steps(runtime, fx_quote)
     hold = NewTransfer(
         id=step_id(payment_id, "hold"),
-        tenant_id=ledger_tenant_of(tenant_id, mode),
+        tenant_id=ledger_tenant,
         debit_account_id=wallet,
         credit_account_id=payment.credit_account_id,
         amount=payment.amount,
@@ -143,12 +179,21 @@ async def authorize(
         timeout_s=runtime.authorization_hold_s,
         user_data=format_id("pay", payment_id),
     )
-    results = await apply_steps(runtime, payment_id, [("hold", hold)])
+    results = await apply_steps(runtime, payment_id, chain([*conversion, ("hold", hold)]))
     if not applied(results):
+        if fx_quote is not None and not await crossfx.legs_recorded(
+            runtime, fx_quote.id, ledger_tenant
+        ):
+            async with runtime.unit_of_work.begin() as session:
+                await crossfx.release(session, ledger_tenant=ledger_tenant, quote_id=fx_quote.id)
         raise_for(failure(results))
     async with runtime.unit_of_work.begin() as session:
         payment = await load(session, payment_id)
         payment.payer_user_id, payment.debit_account_id = user_id, wallet
+        payment.authorization_expires_at = now_ns() + runtime.authorization_hold_s * 1_000_000_000
+        if fx_quote is not None:
+            payment.source_currency, payment.source_amount = source_currency, fx_quote.sell_amount
+            payment.fx_quote_id = fx_quote.id
         await transition(session, payment, State.AUTHORIZED, reason="payer_authorized")
     if payment.capture_mode == "automatic":
         await capture(runtime, tenant_id=tenant_id, mode=mode, payment_id=payment_id, amount=None)
@@ -171,10 +216,15 @@ async def capture(
             raise InvalidStateTransition(f"The payment is {payment.state}.", state=payment.state)
         if amount > payment.amount:
             raise CaptureExceedsAuthorized("A capture cannot exceed the authorized amount.")
-        quote = await quote_fees(
-            session, runtime.fee_quoter, payment=payment, method="wallet", amount=amount
-        )
-        shares = await split_shares(session, payment=payment, amount=amount - quote.total_minor)
+        lapsed = _lapsed(payment)
+        if not lapsed:
+            quote = await quote_fees(
+                session, runtime.fee_quoter, payment=payment, method="wallet", amount=amount
+            )
+            shares = await split_shares(session, payment=payment, amount=amount - quote.total_minor)
+    if lapsed:
+        await expire(runtime, payment_id)
+        raise PaymentExpired("The authorization expired.")
     assert payment.credit_account_id is not None
     post = NewTransfer(
         id=step_id(payment_id, "capture"),
@@ -229,6 +279,53 @@ async def void(
         await _refused(runtime, payment_id, failure(results))
     async with runtime.unit_of_work.begin() as session:
         await transition(session, await load(session, payment_id), State.VOIDED, reason="voided")
+
+
+async def expire(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
+    """Scheduled work: a merchant payment past its expiry expires. Unpaid: nothing to move.
+    Authorized past `authorization_expires_at`: the hold is voided (the payer gets the
+    money back at once, whatever the ledger's own timeout) — unless a capture posted it
+    first, which then wins. Idempotent; what happened, for the log."""
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+        now = now_ns()
+        if payment.state == State.REQUIRES_PAYMENT.value:
+            if payment.expires_at is None or payment.expires_at > now:
+                return "ignored_not_due"
+            await transition(session, payment, State.EXPIRED, reason="expired_unpaid")
+            return "expired_unpaid"
+        if payment.state != State.AUTHORIZED.value:
+            return f"ignored_{payment.state}"
+        due = payment.authorization_expires_at
+        if due is None or due > now:
+            return "ignored_not_due"
+    release = NewTransfer(
+        id=step_id(payment_id, "expire"),
+        tenant_id=ledger_tenant_of(payment.tenant_id, payment.mode),
+        pending_id=step_id(payment_id, "hold"),
+        flags=int(TransferFlags.VOID_PENDING),
+        user_data=format_id("pay", payment_id),
+    )
+    results = await apply_steps(runtime, payment_id, [("expire", release)])
+    status = failure(results)
+    released = applied(results) or status in (
+        CreateTransferStatus.PENDING_TRANSFER_EXPIRED,
+        CreateTransferStatus.PENDING_TRANSFER_ALREADY_VOIDED,
+    )
+    if not released:
+        return f"ledger_{status}"  # captured meanwhile: the capture records itself
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+        if payment.state != State.AUTHORIZED.value:
+            return f"ignored_{payment.state}"  # a concurrent void recorded itself
+        await transition(session, payment, State.EXPIRED, reason="authorization_expired")
+    return "expired_authorization"
+
+
+def _lapsed(payment: Payment) -> bool:
+    """Whether an authorized payment is past its authorization's expiry."""
+    due = payment.authorization_expires_at
+    return due is not None and due <= now_ns()
 
 
 async def _refused(

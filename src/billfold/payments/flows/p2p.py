@@ -18,6 +18,7 @@ from billfold.payments.errors import (
     MoneyRequestNotFound,
     SelfPayment,
 )
+from billfold.payments.flows import crossfx
 from billfold.payments.flows.common import (
     advance,
     apply_steps,
@@ -63,7 +64,11 @@ async def send_p2p(
     amount: int,
     currency: str,
     step_up_token: str | None = None,
+    source_currency: str | None = None,
+    quote_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
+    """Send `amount` of `currency` to `recipient`; from the sender's `source_currency`
+    wallet through FX (with `quote_id`, or a quote made now) when that differs."""
     async with runtime.unit_of_work.begin() as session:
         payee = await find_recipient(session, tenant_id=tenant_id, mode=mode, recipient=recipient)
     if payee.id == sender_id:
@@ -85,6 +90,7 @@ async def send_p2p(
         payee_id=payee.id,
         amount=amount,
         currency=currency,
+        cross=crossfx.CrossCurrency(source_currency, quote_id),
     )
 
 
@@ -97,8 +103,25 @@ async def _pay(
     payee_id: uuid.UUID,
     amount: int,
     currency: str,
+    cross: crossfx.CrossCurrency | None = None,
 ) -> uuid.UUID:
     book = runtime.book
+    ledger_tenant = ledger_tenant_of(tenant_id, mode)
+    source_currency = None
+    if cross is not None and crossfx.wanted(cross.source_currency, cross.quote_id, currency):
+        async with runtime.unit_of_work.begin() as session:
+            source_currency = await crossfx.source_currency_of(
+                session, ledger_tenant=ledger_tenant, choice=cross
+            )
+    source_wallet = None
+    if source_currency is not None:
+        source_wallet = await book.open_wallet(
+            tenant_id=tenant_id,
+            mode=mode,
+            owner_kind=OwnerKind.USER,
+            owner_id=sender_id,
+            currency=source_currency,
+        )
     source = await book.open_wallet(
         tenant_id=tenant_id,
         mode=mode,
@@ -135,6 +158,25 @@ async def _pay(
             created_at=now,
             updated_at=now,
         )
+        if source_currency is not None and source_wallet is not None and cross is not None:
+            # The quote buys the amount and the fees, into the sender's own wallet.
+            fees = await quote_fees(
+                session, runtime.fee_quoter, payment=payment, method="p2p", amount=amount
+            )
+            quote = await crossfx.lock_quote(
+                session,
+                runtime,
+                ledger_tenant=ledger_tenant,
+                quote_id=cross.quote_id,
+                source_currency=source_currency,
+                currency=currency,
+                buy_amount=amount + fees.total_minor,
+                sell_account_id=source_wallet,
+                buy_account_id=source,
+                now_ns=now,
+            )
+            payment.source_currency, payment.source_amount = source_currency, quote.sell_amount
+            payment.fx_quote_id = quote.id
         await record_created(session, payment)
     return await drive_p2p(runtime, payment.id)
 
@@ -150,8 +192,15 @@ async def drive_p2p(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> uuid.UUI
         quote = await quote_fees(
             session, runtime.fee_quoter, payment=payment, method="p2p", amount=payment.amount
         )
+        ledger_tenant = ledger_tenant_of(payment.tenant_id, payment.mode)
+        fx_quote = None
+        if payment.fx_quote_id is not None:
+            fx_quote = await crossfx.reserved_quote(
+                session, ledger_tenant=ledger_tenant, quote_id=payment.fx_quote_id
+            )
     if payment.debit_account_id is None or payment.credit_account_id is None:
         raise InvariantViolation("a P2P payment has both accounts")
+    conversion = [] if fx_quote is None else await crossfx.fx_steps(runtime, fx_quote)
     move = NewTransfer(
         id=step_id(payment_id, "transfer"),
         tenant_id=ledger_tenant_of(payment.tenant_id, payment.mode),
@@ -165,7 +214,13 @@ async def drive_p2p(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> uuid.UUI
     fees = fee_transfers(
         payment, quote, stage="transfer", payer_account_id=payment.debit_account_id
     )
-    results = await apply_steps(runtime, payment_id, chain([("transfer", move), *fees]))
+    steps = chain([*conversion, ("transfer", move), *fees])
+    results = await apply_steps(runtime, payment_id, steps)
+    give_back = (
+        fx_quote is not None
+        and not applied(results)
+        and not await crossfx.legs_recorded(runtime, fx_quote.id, ledger_tenant)
+    )
     async with runtime.unit_of_work.begin() as session:
         stored = await load(session, payment_id)
         if applied(results):
@@ -174,7 +229,9 @@ async def drive_p2p(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> uuid.UUI
             await advance(session, stored, State.SUCCEEDED, reason="ledger_applied")
         else:
             stored.failure_code = str(failure(results))[:64]
-            await advance(session, stored, State.FAILED, reason=stored.failure_code)
+            changed = await advance(session, stored, State.FAILED, reason=stored.failure_code)
+            if changed and give_back and fx_quote is not None:
+                await crossfx.release(session, ledger_tenant=ledger_tenant, quote_id=fx_quote.id)
     if not applied(results):
         raise_for(failure(results))
     return payment_id
@@ -253,7 +310,11 @@ async def approve_request(
     mode: Mode,
     user_id: uuid.UUID,
     request_id: uuid.UUID,
+    source_currency: str | None = None,
+    quote_id: uuid.UUID | None = None,
 ) -> MoneyRequest:
+    """Pay the request (from the payer's `source_currency` wallet through FX when it
+    differs from the request's currency, as `send_p2p`)."""
     request = await _claim(
         runtime,
         tenant_id=tenant_id,
@@ -271,6 +332,7 @@ async def approve_request(
             payee_id=request.payee_user_id,
             amount=request.amount,
             currency=request.currency,
+            cross=crossfx.CrossCurrency(source_currency, quote_id),
         )
     except Exception:
         async with runtime.unit_of_work.begin() as session:

@@ -1,7 +1,15 @@
-"""Re-driving what a crash interrupted: P2P payments left `created` and refunds left
-`pending` between their unit of work and the ledger. Each drive resubmits the same
-deterministic transfer ids, so money the ledger already moved is answered `exists` and
-moved only once. For a worker to call periodically (`resume_interrupted`)."""
+"""Re-driving what a crash interrupted, and expiring what is due. For a worker to call
+periodically (`resume_interrupted`, the app's payments recovery loop).
+
+- P2P payments left `created` and refunds left `pending` between their unit of work and
+  the ledger: each drive resubmits the same deterministic transfer ids, so money the
+  ledger already moved is answered `exists` and moved only once.
+- Top-ups and withdrawals left before the provider answered (`created`, or `processing`
+  without a provider reference): the provider's status for the payment id (its
+  idempotency key) resumes them, or their holds are voided and they fail (`interrupted`).
+- Merchant payments past their expiry: unpaid ones expire; authorized ones past
+  `authorization_expires_at` have their hold voided and expire.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +18,15 @@ import time
 import structlog
 
 from billfold.kit.errors import BillfoldError
+from billfold.payments.flows.merchant import expire
 from billfold.payments.flows.p2p import drive_p2p
 from billfold.payments.flows.refunds import drive_refund
+from billfold.payments.flows.topups import resume_top_up
+from billfold.payments.flows.withdrawals import resume_withdrawal
 from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 
-__all__ = ["RESUME_BATCH_MAX", "resume_interrupted"]
+__all__ = ["RESUME_BATCH_MAX", "expire_due", "resume_interrupted", "resume_provider_flows"]
 
 RESUME_BATCH_MAX = 500
 log = structlog.get_logger(__name__)
@@ -42,4 +53,50 @@ async def resume_interrupted(
             await drive_refund(runtime, refund_id)
         except BillfoldError as error:
             log.info("payments.refund_resumed_failed", refund=refund_id.hex, code=error.code)
-    return len(payments) + len(refunds)
+    provider_flows = await resume_provider_flows(runtime, before_ns=before_ns, limit=limit)
+    expired = await expire_due(runtime, limit=limit)
+    return len(payments) + len(refunds) + provider_flows + expired
+
+
+async def resume_provider_flows(runtime: PaymentsRuntime, *, before_ns: int, limit: int) -> int:
+    """Resume or fail top-ups and withdrawals created before `before_ns` that the
+    provider never answered; how many were looked at."""
+    async with runtime.unit_of_work.begin() as session:
+        repository = PaymentRepository(session)
+        created_top_ups = await repository.stuck(
+            kind="top_up", state="created", created_before_ns=before_ns, limit=limit
+        )
+        created_withdrawals = await repository.stuck(
+            kind="withdrawal", state="created", created_before_ns=before_ns, limit=limit
+        )
+        unanswered = await repository.unanswered(created_before_ns=before_ns, limit=limit)
+    kinds = dict.fromkeys(created_top_ups, "top_up")
+    kinds |= dict.fromkeys(created_withdrawals, "withdrawal")
+    kinds |= dict(unanswered)
+    for payment_id, kind in kinds.items():
+        try:
+            if kind == "top_up":
+                outcome = await resume_top_up(runtime, payment_id)
+            else:
+                outcome = await resume_withdrawal(runtime, payment_id)
+            log.info("payments.provider_flow_resumed", payment=payment_id.hex, outcome=outcome)
+        except BillfoldError as error:
+            log.info("payments.provider_flow_failed", payment=payment_id.hex, code=error.code)
+    return len(kinds)
+
+
+async def expire_due(runtime: PaymentsRuntime, *, limit: int = RESUME_BATCH_MAX) -> int:
+    """Expire merchant payments past their expiry (unpaid, or authorized and not captured
+    in time: the hold is voided); how many were looked at."""
+    now_ns = time.time_ns()
+    async with runtime.unit_of_work.begin() as session:
+        repository = PaymentRepository(session)
+        due = await repository.lapsed_authorizations(now_ns=now_ns, limit=limit)
+        due += await repository.lapsed_unpaid(now_ns=now_ns, limit=limit)
+    for payment_id in due:
+        try:
+            outcome = await expire(runtime, payment_id)
+            log.info("payments.expired", payment=payment_id.hex, outcome=outcome)
+        except BillfoldError as error:
+            log.info("payments.expiry_failed", payment=payment_id.hex, code=error.code)
+    return len(due)

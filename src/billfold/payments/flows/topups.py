@@ -12,7 +12,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from billfold.connectors.types import ChargeRequest, ProviderStatus, ProviderTimeout
+from billfold.connectors.types import (
+    ChargeRequest,
+    ProviderResponse,
+    ProviderStatus,
+    ProviderTimeout,
+)
 from billfold.identity.types import Mode
 from billfold.kit.ids import format_id, new_id
 from billfold.ledger.types import NewTransfer, TransferFlags
@@ -24,6 +29,7 @@ from billfold.payments.flows.common import (
     load,
     now_ns,
     raise_for,
+    release_holds,
 )
 from billfold.payments.models import Payment
 from billfold.payments.runtime import PaymentsRuntime
@@ -33,7 +39,7 @@ from billfold.payments.steps import applied, step_id
 from billfold.wallets.accounts import OwnerKind, TransferCode, clearing_account_id
 from billfold.wallets.service import ledger_tenant_of
 
-__all__ = ["fail_top_up", "settle_top_up", "start_top_up"]
+__all__ = ["fail_top_up", "resume_top_up", "settle_top_up", "start_top_up"]
 
 PROVIDER_FOR_METHOD = {"card": "sandbox_card", "bank_transfer": "sandbox_bank"}
 
@@ -160,6 +166,13 @@ async def _charge(
             payment = await load(session, payment_id)
             await advance(session, payment, State.PROCESSING, reason="provider_timeout")
         return
+    await _after_charge(runtime, payment_id, response)
+
+
+async def _after_charge(
+    runtime: PaymentsRuntime, payment_id: uuid.UUID, response: ProviderResponse
+) -> None:
+    """Record what the provider answered (or its status says) about the charge."""
     if response.status is ProviderStatus.FAILED:
         await fail_top_up(runtime, payment_id, reason=response.failure_code or "failed")
         return
@@ -173,6 +186,39 @@ async def _charge(
             await advance(session, payment, State.PROCESSING, reason="provider_accepted")
     if response.status is ProviderStatus.SUCCEEDED:
         await settle_top_up(runtime, payment_id, reason="provider_succeeded")
+
+
+async def resume_top_up(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
+    """Finish a top-up a crash left before the provider answered (still `created`, or
+    `processing` without a provider reference): the provider's status for the payment id
+    (its idempotency key) says whether the charge reached it; if it did, its answer is
+    recorded as if just received; if not, the charge cannot be sent again (Billfold keeps
+    only the instrument's last four characters), so the hold is voided and the top-up
+    fails (`interrupted`). Idempotent; what happened, for the log."""
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+    unanswered = payment.state == State.CREATED.value or (
+        payment.state == State.PROCESSING.value and payment.provider_reference is None
+    )
+    if payment.kind != Kind.TOP_UP.value or not unanswered or payment.provider is None:
+        return f"ignored_{payment.state}"
+    try:
+        response = await asyncio.wait_for(
+            runtime.provider(payment.provider).status(format_id("pay", payment_id)),
+            runtime.provider_timeout_s,
+        )
+    except (ProviderTimeout, TimeoutError):
+        return "provider_unavailable"  # asked again next round
+    if response is not None:
+        await _after_charge(runtime, payment_id, response)
+        return f"resumed_{response.status.value}"
+    if not await release_holds(runtime, payment, ["hold"]):
+        return "ignored_posted"  # the top-up settled meanwhile
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+        payment.failure_code = "interrupted"
+        await advance(session, payment, State.FAILED, reason="interrupted")
+    return "failed_interrupted"
 
 
 async def settle_top_up(runtime: PaymentsRuntime, payment_id: uuid.UUID, *, reason: str) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from billfold.connectors.types import PayoutRequest, ProviderTimeout
+from billfold.connectors.types import PayoutRequest, ProviderStatus, ProviderTimeout
 from billfold.identity.types import Mode
+from billfold.kit.errors import InvariantViolation
 from billfold.kit.ids import format_id, new_id
 from billfold.ledger.types import NewTransfer, TransferFlags
 from billfold.payments.flows.common import (
@@ -21,6 +22,7 @@ from billfold.payments.flows.common import (
     load,
     now_ns,
     raise_for,
+    release_holds,
 )
 from billfold.payments.models import Payment, PaymentFee
 from billfold.payments.repository import PaymentRepository
@@ -38,7 +40,16 @@ from billfold.payments.steps import applied, step_id
 from billfold.wallets.accounts import OwnerKind, TransferCode, clearing_account_id
 from billfold.wallets.service import ledger_tenant_of
 
-__all__ = ["finish_withdrawal", "payee_of", "start_withdrawal"]
+__all__ = [
+    "FEE_LINES_MAX",
+    "finish_withdrawal",
+    "payee_of",
+    "resume_withdrawal",
+    "start_withdrawal",
+]
+
+FEE_LINES_MAX = 8
+"""At most this many fee lines are held with a withdrawal (released after a crash)."""
 
 PROVIDER_FOR_METHOD = {"card": "sandbox_card", "bank_transfer": "sandbox_bank"}
 
@@ -116,6 +127,8 @@ async def start_withdrawal(
     fees = fee_transfers(
         payment, quote, stage="hold", payer_account_id=wallet, flags=int(TransferFlags.PENDING)
     )
+    if len(fees) > FEE_LINES_MAX:
+        raise InvariantViolation("a withdrawal holds at most FEE_LINES_MAX fees")
     results = await apply_steps(runtime, payment_id, chain([("hold", hold), *fees]))
     if not applied(results):
         async with runtime.unit_of_work.begin() as session:
@@ -185,6 +198,51 @@ async def finish_withdrawal(
             session, payment, State.SUCCEEDED if succeeded else State.FAILED, reason=reason
         )
     return "applied"
+
+
+async def resume_withdrawal(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
+    """Finish a withdrawal a crash left before the provider answered. Still `created`:
+    the payout was never asked for (it is asked once the holds are recorded), so whatever
+    holds the ledger has are voided and it fails (`interrupted`). `processing` without a
+    provider reference: the provider's status for the payment id (its idempotency key)
+    says whether the payout reached it; if it did, its reference and any final outcome
+    are recorded; if not, the payout cannot be sent again (Billfold keeps only the last
+    four characters of the destination), so the holds are voided and it fails.
+    Idempotent; what happened, for the log."""
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+    provider = payment.provider
+    if payment.kind != Kind.WITHDRAWAL.value or provider is None:
+        return f"ignored_{payment.kind}"
+    if payment.state == State.CREATED.value:
+        steps = ["hold", *(f"hold:fee:{index}" for index in range(FEE_LINES_MAX))]
+        if not await release_holds(runtime, payment, steps):
+            return "ignored_posted"
+        async with runtime.unit_of_work.begin() as session:
+            payment = await load(session, payment_id)
+            payment.failure_code = "interrupted"
+            await advance(session, payment, State.FAILED, reason="interrupted")
+        return "failed_interrupted"
+    if payment.state != State.PROCESSING.value or payment.provider_reference is not None:
+        return f"ignored_{payment.state}"
+    try:
+        response = await asyncio.wait_for(
+            runtime.provider(provider).status(format_id("pay", payment_id)),
+            runtime.provider_timeout_s,
+        )
+    except (ProviderTimeout, TimeoutError):
+        return "provider_unavailable"  # asked again next round
+    if response is None:
+        await finish_withdrawal(runtime, payment_id, succeeded=False, reason="interrupted")
+        return "failed_interrupted"
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+        payment.provider_reference = response.provider_reference
+    if response.status in (ProviderStatus.SUCCEEDED, ProviderStatus.FAILED):
+        succeeded = response.status is ProviderStatus.SUCCEEDED
+        reason = "provider_status" if succeeded else response.failure_code or "payout_failed"
+        await finish_withdrawal(runtime, payment_id, succeeded=succeeded, reason=reason)
+    return f"resumed_{response.status.value}"
 
 
 def _step_of(payment_id: uuid.UUID, fee: PaymentFee) -> str:
