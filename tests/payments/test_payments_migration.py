@@ -50,7 +50,7 @@ def test_the_migration_downgrades_and_upgrades_again(isolated_database_url: str)
 def test_the_payments_fx_migration_downgrades_and_upgrades_again(
     isolated_database_url: str,
 ) -> None:
-    command.downgrade(alembic_config(isolated_database_url), "0012_api_key_scopes")
+    command.downgrade(alembic_config(isolated_database_url), "0013_limit_overrides")
     missing = repr(_differences(isolated_database_url))
     for name in ("payments_monthly_volume", "fx_quote_id", "fee_returned", "fixed_amount"):
         assert name in missing

@@ -2,7 +2,7 @@
 returned on refunds, and the monthly captured volume that fee tiers are chosen by.
 
 Revision ID: 0016_payments_fx
-Revises: 0012_api_key_scopes
+Revises: 0013_limit_overrides
 Create Date: 2026-11-22
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016_payments_fx"
-down_revision = "0012_api_key_scopes"
+down_revision = "0013_limit_overrides"
 branch_labels = None
 depends_on = None
 
