@@ -505,6 +505,24 @@ def keys_retire(
     typer.echo(f"retired   {purpose} v{version}")
 
 
+@keys_app.command("seal-totp-seeds")
+def keys_seal_totp_seeds() -> None:
+    """Encrypt the TOTP seeds still stored in the clear (enrolled before migration 0014)."""
+    from billfold.identity.users.totp_seeds import seal_clear_seeds
+    from billfold.keys.config import keyring_from_settings
+
+    keyring = keyring_from_settings(get_settings())
+    total = 0
+    try:  # in batches, one transaction each: safe to interrupt and run again
+        while sealed := _in_unit_of_work(
+            lambda session, now_ns: seal_clear_seeds(session, keyring, now_ns=now_ns)
+        ):
+            total += sealed
+    finally:
+        keyring.close()
+    typer.echo(f"sealed    {total} TOTP seeds")
+
+
 @keys_app.command("rotate-signing")
 def keys_rotate_signing(
     tenant: Annotated[str, typer.Option(help=_TENANT_HELP)] = "platform",
