@@ -108,6 +108,19 @@ async def append_rate(unit_of_work: UnitOfWork, *, per_transaction: int, seconds
     return count / (time.perf_counter() - started)
 
 
+async def appends_per_s(url: str, *, seconds: float, per_transaction: int = 1) -> float:
+    """The append rate alone on the (migrated here) database at `url`: what
+    `bench/crypto.py` reports as `audit_appends_per_s`."""
+    await asyncio.to_thread(upgrade, url)
+    engine = create_engine(parse_database_url(url), pool_size=2)
+    try:
+        return await append_rate(
+            UnitOfWork(engine), per_transaction=per_transaction, seconds=seconds
+        )
+    finally:
+        await engine.dispose()
+
+
 async def run_backend(url: str, seconds: float) -> dict[str, float]:
     await asyncio.to_thread(upgrade, url)
     engine = create_engine(parse_database_url(url), pool_size=2)

@@ -294,11 +294,11 @@ class Settings(BaseSettings):
         description="Unwrapped keys kept in memory per kind (least recently used out).",
     )
     keys_cache_ttl_s: float = Field(
-        default=300,
+        default=30,
         gt=0,
         le=86_400,
-        description="How long an unwrapped key is cached: a key destroyed by another"
-        " process stays usable here at most this long.",
+        description="How long an unwrapped key is cached: a rotation, retirement or"
+        " crypto-shredding done by another process is seen here after at most this long.",
     )
     keys_rewrap_batch_size: int = Field(default=500, ge=1, le=10_000)
 
