@@ -294,3 +294,21 @@ async def test_another_process_sees_a_rotation_and_a_shredding_within_the_cache_
     clock.now += DEFAULT_CACHE_TTL_S
     with pytest.raises(KeyDestroyed):
         await _decrypt(unit_of_work, there, context, first)
+
+
+async def test_a_read_racing_a_shredding_in_this_process_does_not_keep_the_key(
+    unit_of_work: UnitOfWork, database_url: str
+) -> None:
+    """A request that decrypts while another request's erasure is not yet committed reads
+    the still-live data key and caches it; the erasure's commit evicts it again."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite transactions do not overlap: BEGIN IMMEDIATE serializes them")
+    tenant_id, keyring = new_tenant_id(), local_keyring()
+    context = _context(tenant_id, "ann")
+    ciphertext = await _encrypt(unit_of_work, keyring, context, b"ann", "usr_ann")
+    async with unit_of_work.begin() as session:
+        await keyring.destroy_owner(session, tenant_id=tenant_id, owner="usr_ann", now_ns=START_NS)
+        # Meanwhile, another request of this process (its own transaction) still reads it.
+        assert await _decrypt(unit_of_work, keyring, context, ciphertext) == b"ann"
+    with pytest.raises(KeyDestroyed):
+        await _decrypt(unit_of_work, keyring, context, ciphertext)

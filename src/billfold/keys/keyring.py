@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.keys.envelope import (
@@ -258,12 +259,16 @@ class Keyring:
             raise KeyVersionNotFound(f"No version {version} of {purpose} keys.")
         return self.kek_cipher(row)
 
-    def forget_key_encryption_key(self, row_id: uuid.UUID) -> None:
-        self._keks.evict(lambda key: key == row_id)
+    def forget_key_encryption_key(self, session: AsyncSession, row_id: uuid.UUID) -> None:
+        """After a retirement in `session`: its key leaves the cache now and at commit."""
+        _now_and_at_commit(session, lambda: self._keks.evict(lambda key: key == row_id))
 
-    def forget_version(self, *, tenant_id: uuid.UUID, purpose: str) -> None:
-        """After a rotation or retirement here: the next encryption reads the new state."""
-        self._current.evict(lambda key: key[0] == tenant_id and key[1] == purpose)
+    def forget_version(self, session: AsyncSession, *, tenant_id: uuid.UUID, purpose: str) -> None:
+        """After a rotation in `session`: the next encryption reads the new state."""
+        _now_and_at_commit(
+            session,
+            lambda: self._current.evict(lambda key: key[0] == tenant_id and key[1] == purpose),
+        )
 
     # -- data keys -----------------------------------------------------------------------
 
@@ -397,10 +402,22 @@ class Keyring:
             tenant_id=tenant_id, owner=owner, now_ns=now_ns
         )
         gone = set(destroyed)
-        self._data_keys.evict(lambda key: key in gone)
-        self._ciphers.evict(lambda key: key in gone)
-        self._current.evict(lambda key: key[0] == tenant_id and key[2] == owner)
+
+        def evict() -> None:
+            self._data_keys.evict(lambda key: key in gone)
+            self._ciphers.evict(lambda key: key in gone)
+            self._current.evict(lambda key: key[0] == tenant_id and key[2] == owner)
+
+        _now_and_at_commit(session, evict)
         return len(destroyed)
+
+
+def _now_and_at_commit(session: AsyncSession, evict: Callable[[], None]) -> None:
+    """Evict now, and again when `session`'s transaction commits: until then other
+    requests of this process read the last committed rows and may cache the old state
+    again, which would otherwise outlive the change by up to the cache's TTL."""
+    evict()
+    event.listen(session.sync_session, "after_commit", lambda _session: evict(), once=True)
 
 
 def open_keystore_guarded(factory: Callable[[], Keystore]) -> Callable[[], Keystore]:
