@@ -704,7 +704,8 @@ def _jwks_keys(path: Path | None) -> dict[str, bytes]:
     if path is None:
         return {}
     try:
-        document = json.loads(path.read_bytes()[:_JWKS_BYTES_MAX])
+        with path.open("rb") as file:
+            document = json.loads(file.read(_JWKS_BYTES_MAX))
         keys = document["keys"]
         if not isinstance(keys, list):
             raise TypeError("keys is a list")
