@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -34,7 +35,9 @@ from billfold.audit import service
 from billfold.audit.audit import AuditService
 from billfold.audit.context import Source
 from billfold.audit.encoding import EntryFields, encode_entry
-from billfold.audit.signing import LocalEd25519Signer
+from billfold.keys.keyring import Keyring
+from billfold.keys.keystore import LocalKeystore
+from billfold.keys.signing import HierarchySigningKeys
 from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
 from billfold.kit.ids import new_id
 from billfold.migrations import upgrade
@@ -105,13 +108,29 @@ async def append_rate(unit_of_work: UnitOfWork, *, per_transaction: int, seconds
     return count / (time.perf_counter() - started)
 
 
+async def appends_per_s(url: str, *, seconds: float, per_transaction: int = 1) -> float:
+    """The append rate alone on the (migrated here) database at `url`: what
+    `bench/crypto.py` reports as `audit_appends_per_s`."""
+    await asyncio.to_thread(upgrade, url)
+    engine = create_engine(parse_database_url(url), pool_size=2)
+    try:
+        return await append_rate(
+            UnitOfWork(engine), per_transaction=per_transaction, seconds=seconds
+        )
+    finally:
+        await engine.dispose()
+
+
 async def run_backend(url: str, seconds: float) -> dict[str, float]:
     await asyncio.to_thread(upgrade, url)
     engine = create_engine(parse_database_url(url), pool_size=2)
     unit_of_work = UnitOfWork(engine)
-    signer = LocalEd25519Signer.generate()
+    root_key = os.urandom(32)  # checkpoints signed by the hierarchy's "audit" key, as served
+    keyring = Keyring(lambda: LocalKeystore(root_key))
     audit = AuditService(
-        unit_of_work, signer_provider=lambda: signer, checkpoint_entries_max=1_000_000
+        unit_of_work,
+        signing_keys=HierarchySigningKeys(keyring, purpose="audit"),
+        checkpoint_entries_max=1_000_000,
     )
     try:
         single = await append_rate(unit_of_work, per_transaction=1, seconds=seconds)
@@ -123,6 +142,7 @@ async def run_backend(url: str, seconds: float) -> dict[str, float]:
         reports = await audit.verify()
         verify_s = time.perf_counter() - started
     finally:
+        keyring.close()
         await engine.dispose()
     broken = [report for report in reports if not report.ok]
     if broken or signed != 2:

@@ -10,11 +10,16 @@ associated data (tenant, table, column, row id), as the PII vault encrypts it:
 - local / hsm encrypt, decrypt: `Keyring.encrypt` / `decrypt` in steady state (the owner's
   data key unwrapped and cached), on a SQLite database in a temporary directory;
 - local / hsm unwrap: the keystore's unwrap of a key-encryption key, the cold path (cache
-  misses) — inside the HSM for SoftHSM2.
+  misses) — inside the HSM for SoftHSM2;
+- audit append: one `audit.service.append` per committed transaction on one chain, on a
+  throwaway PostgreSQL database (`BILLFOLD_BENCH_DATABASE_URL`, default the local server;
+  the run's SQLite file when none answers), measured by `bench/audit.py`'s code — the
+  same figure as its headline `audit_appends_per_s`.
 
-Phases are a list of `Phase` objects: another (say `audit_appends_per_s`) is one more entry
-in `PHASES`. The last line is one JSON object with every figure and
-`local_ratio` = local encryptions per second / raw AES-GCM encryptions per second.
+Phases are a list of `Phase` objects. The last line is one JSON object with every figure
+(`local_encrypt_per_s`, `hsm_encrypt_per_s`, `audit_appends_per_s`, `raw_aesgcm_per_s`, …),
+`audit_appends_backend`, and `local_ratio` = local encryptions per second / raw AES-GCM
+encryptions per second.
 """
 
 from __future__ import annotations
@@ -33,10 +38,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import print_table
+import audit as audit_bench
+from _common import bench_database_url, print_table, temporary_database
 from billfold.keys.envelope import FieldContext, field_aad
 from billfold.keys.keyring import Keyring
 from billfold.keys.keystore import Keystore, LocalKeystore
@@ -58,6 +65,8 @@ class Context:
     database_url: str
     hsm: Keystore | None
     figures: dict[str, float | None]
+    backend: str | None = None
+    """Where the audit appends were measured."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +168,19 @@ async def hsm_unwrap(context: Context) -> float | None:
     return None if context.hsm is None else await _unwrap_rate(context, context.hsm)
 
 
+async def audit_appends(context: Context) -> float:
+    """Audit appends per second, one per committed transaction: PostgreSQL when it answers
+    (as `bench/audit.py` measures it), else the run's SQLite file."""
+    try:
+        async with temporary_database(bench_database_url(), "billfold_bench_crypto") as url:
+            context.backend = "postgresql"
+            return await audit_bench.appends_per_s(url, seconds=context.seconds)
+    except (OSError, asyncpg.PostgresError) as error:
+        print(f"PostgreSQL unavailable ({error}); audit appends measured on SQLite")
+    context.backend = "sqlite"
+    return await audit_bench.appends_per_s(context.database_url, seconds=context.seconds)
+
+
 PHASES: list[Phase] = [
     Phase("raw AES-256-GCM (cryptography)", "raw_aesgcm_per_s", raw_aesgcm),
     Phase("local keystore: encrypt field", "local_encrypt_per_s", local_encrypt),
@@ -167,6 +189,7 @@ PHASES: list[Phase] = [
     Phase("SoftHSM2: encrypt field", "hsm_encrypt_per_s", hsm_encrypt),
     Phase("SoftHSM2: decrypt field", "hsm_decrypt_per_s", hsm_decrypt),
     Phase("SoftHSM2: unwrap KEK in the HSM (cold)", "hsm_unwrap_per_s", hsm_unwrap),
+    Phase("audit log: append, one per transaction", "audit_appends_per_s", audit_appends),
 ]
 
 
@@ -194,7 +217,9 @@ def open_softhsm(directory: Path) -> Keystore | None:
     )
 
 
-async def run(seconds: float, phases: Sequence[Phase]) -> dict[str, float | None]:
+async def run(
+    seconds: float, phases: Sequence[Phase]
+) -> tuple[dict[str, float | None], str | None]:
     with tempfile.TemporaryDirectory(prefix="billfold-bench-crypto-") as name:
         directory = Path(name)
         database_url = f"sqlite:///{directory / 'bench.db'}"
@@ -206,13 +231,15 @@ async def run(seconds: float, phases: Sequence[Phase]) -> dict[str, float | None
         finally:
             if context.hsm is not None:
                 context.hsm.close()
-        return context.figures
+        return context.figures, context.backend
 
 
-def summary(figures: dict[str, float | None]) -> dict[str, object]:
+def summary(figures: dict[str, float | None], backend: str | None = None) -> dict[str, object]:
     local, raw = figures.get("local_encrypt_per_s"), figures.get("raw_aesgcm_per_s")
     result: dict[str, object] = {"bench": "crypto"}
     result.update({key: None if value is None else round(value) for key, value in figures.items()})
+    if backend is not None:
+        result["audit_appends_backend"] = backend
     result["local_ratio"] = None if not local or not raw else round(local / raw, 3)
     return result
 
@@ -223,13 +250,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     arguments = parser.parse_args(argv)
     if not 0 < arguments.seconds <= 600:
         parser.error("--seconds is between 0 and 600")
-    figures = asyncio.run(run(arguments.seconds, PHASES))
+    figures, backend = asyncio.run(run(arguments.seconds, PHASES))
     rows = [
         [phase.name, "n/a" if figures[phase.key] is None else f"{figures[phase.key]:,.0f}"]
         for phase in PHASES
     ]
     print_table("Field encryption (operations per second)", ["phase", "ops/s"], rows)
-    print(json.dumps(summary(figures)))
+    print(json.dumps(summary(figures, backend)))
 
 
 if __name__ == "__main__":

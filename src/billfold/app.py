@@ -39,6 +39,7 @@ from billfold.identity.users.auth import user_idempotency_scope
 from billfold.identity.users.router import router as users_router
 from billfold.keys.config import keyring_from_settings
 from billfold.keys.router import router as keys_router
+from billfold.keys.signing import HierarchySigningKeys
 from billfold.kit.auth import (
     CredentialRateLimit,
     admit_request,
@@ -251,7 +252,11 @@ async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, L
     app.state.ledger = ledger
     # Four-eyes approvals of ledger actions execute through the ledger facade.
     app.state.approval_executors = approval_executors(ledger, app.state.keyring)
-    app.state.audit = AuditService.from_settings(app.state.unit_of_work, settings)
+    app.state.audit = AuditService(  # checkpoints signed by the platform's "audit" key
+        app.state.unit_of_work,
+        signing_keys=HierarchySigningKeys(app.state.keyring, purpose="audit"),
+        checkpoint_entries_max=settings.audit_checkpoint_entries_max,
+    )
     install_payments(app, settings, ledger)  # wallets, providers and payment flows
     return engine, ledger
 

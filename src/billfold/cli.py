@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 import uuid
@@ -216,6 +217,7 @@ def ledger_verify(
 T = TypeVar("T")
 _EXPIRY_DAYS_MAX = 3660
 _AUDIT_CHECKPOINT_ROUNDS_MAX = 1_000
+_JWKS_BYTES_MAX = 1_000_000
 
 
 def _in_unit_of_work(action: Callable[[AsyncSession, int], Awaitable[T]]) -> T:
@@ -503,6 +505,24 @@ def keys_retire(
     typer.echo(f"retired   {purpose} v{version}")
 
 
+@keys_app.command("seal-totp-seeds")
+def keys_seal_totp_seeds() -> None:
+    """Encrypt the TOTP seeds still stored in the clear (enrolled before migration 0014)."""
+    from billfold.identity.users.totp_seeds import seal_clear_seeds
+    from billfold.keys.config import keyring_from_settings
+
+    keyring = keyring_from_settings(get_settings())
+    total = 0
+    try:  # in batches, one transaction each: safe to interrupt and run again
+        while sealed := _in_unit_of_work(
+            lambda session, now_ns: seal_clear_seeds(session, keyring, now_ns=now_ns)
+        ):
+            total += sealed
+    finally:
+        keyring.close()
+    typer.echo(f"sealed    {total} TOTP seeds")
+
+
 @keys_app.command("rotate-signing")
 def keys_rotate_signing(
     tenant: Annotated[str, typer.Option(help=_TENANT_HELP)] = "platform",
@@ -527,13 +547,22 @@ def keys_rotate_signing(
     typer.echo(f"signing   {format_id(SIGNING_KEY_ID_PREFIX, row.id)} v{row.version} active")
 
 
-def _audit_service() -> tuple[AuditService, AsyncEngine]:
+def _audit_service() -> tuple[AuditService, AsyncEngine, Keyring]:
+    """The audit service with the key hierarchy's platform "audit" signing keys."""
     from billfold.audit.audit import AuditService
+    from billfold.keys.config import keyring_from_settings
+    from billfold.keys.signing import HierarchySigningKeys
     from billfold.kit.db import UnitOfWork, create_engine
 
     settings = get_settings()
     engine = create_engine(parse_database_url(settings.database_url), pool_size=1)
-    return AuditService.from_settings(UnitOfWork(engine), settings), engine
+    keyring = keyring_from_settings(settings)
+    service = AuditService(
+        UnitOfWork(engine),
+        signing_keys=HierarchySigningKeys(keyring, purpose="audit"),
+        checkpoint_entries_max=settings.audit_checkpoint_entries_max,
+    )
+    return service, engine, keyring
 
 
 def _run_audit(action: Callable[[AuditService], Awaitable[T]]) -> T:
@@ -546,10 +575,11 @@ def _run_audit(action: Callable[[AuditService], Awaitable[T]]) -> T:
         upgrade(settings.database_url)
 
     async def run() -> T:
-        service, engine = _audit_service()
+        service, engine, keyring = _audit_service()
         try:
             return await action(service)
         finally:
+            keyring.close()
             await engine.dispose()
 
     try:
@@ -579,14 +609,24 @@ def audit_checkpoint() -> None:
 
 
 @audit_app.command("public-key")
-def audit_public_key() -> None:
-    """Print the checkpoint signing key's id and raw Ed25519 public key (hex)."""
+def audit_public_key(
+    jwks: Annotated[
+        bool, typer.Option("--jwks", help="Print the JWKS of /.well-known/jwks.json instead.")
+    ] = False,
+) -> None:
+    """Print the active checkpoint signing key's id and raw Ed25519 public key (hex)."""
+    if jwks:
+        from billfold.keys.keyring import PLATFORM_TENANT_ID
+        from billfold.keys.signing import jwks_of, published_signing_keys
 
-    async def show(service: AuditService) -> tuple[str, bytes]:
-        signer = service.signer()
-        return signer.key_id, signer.public_key_raw()
+        async def published(service: AuditService) -> dict[str, list[dict[str, str]]]:
+            async with service.unit_of_work.begin() as session:
+                rows = await published_signing_keys(session, tenant_id=PLATFORM_TENANT_ID)
+                return jwks_of(rows)
 
-    key_id, public_key = _run_audit(show)
+        typer.echo(json.dumps(_run_audit(published), indent=2))
+        return
+    key_id, public_key = _run_audit(lambda service: service.active_key())
     typer.echo(f"{key_id} {public_key.hex()}")
 
 
@@ -600,7 +640,11 @@ def audit_verify(
     ] = False,
     public_key: Annotated[
         list[str] | None,
-        typer.Option(help="Trust this 'KEY_ID:HEX' public key instead of the configured one."),
+        typer.Option(help="Trust this 'KEY_ID:HEX' public key instead of the configured ones."),
+    ] = None,
+    jwks: Annotated[
+        Path | None,
+        typer.Option(help="Trust the keys of this JWKS file (a saved /.well-known/jwks.json)."),
     ] = None,
 ) -> None:
     """Check every entry, checkpoint and chain head; exit 1 naming the first bad position."""
@@ -613,7 +657,9 @@ def audit_verify(
         chain_ids = [parse_id(TENANT_ID_PREFIX, tenant)]
     elif platform:
         chain_ids = [PLATFORM_CHAIN_ID]
-    trusted = None if not public_key else _trusted_keys(public_key)
+    trusted = None
+    if public_key or jwks is not None:
+        trusted = _trusted_keys(public_key or []) | _jwks_keys(jwks)
     reports = _run_audit(lambda service: service.verify(chain_ids=chain_ids, trusted_keys=trusted))
     table = Table("chain", "entries", "checkpoints", "first bad position", "problem", "detail")
     for report in reports:
@@ -646,6 +692,30 @@ def _trusted_keys(options: list[str]) -> dict[str, bytes]:
             errors.print("--public-key is KEY_ID:HEX with a 32-byte Ed25519 key.")
             raise typer.Exit(2)
         trusted[key_id] = raw
+    return trusted
+
+
+def _jwks_keys(path: Path | None) -> dict[str, bytes]:
+    """Key id → raw public key of every Ed25519 JWK in the JWKS file at ``path``."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from billfold.keys.signing import public_key_from_jwk
+
+    if path is None:
+        return {}
+    try:
+        with path.open("rb") as file:
+            document = json.loads(file.read(_JWKS_BYTES_MAX))
+        keys = document["keys"]
+        if not isinstance(keys, list):
+            raise TypeError("keys is a list")
+        trusted = {}
+        for jwk in keys:
+            raw = public_key_from_jwk(jwk).public_bytes(Encoding.Raw, PublicFormat.Raw)
+            trusted[str(jwk["kid"])] = raw
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        errors.print(f"--jwks {escape(str(path))} is not a JWKS of Ed25519 keys: {error}")
+        raise typer.Exit(2) from error
     return trusted
 
 

@@ -3,13 +3,13 @@ and an attacker's raw access to the tables (triggers out of the way)."""
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -20,17 +20,34 @@ from billfold.audit.models import AuditCheckpoint, AuditEntry
 from billfold.audit.signing import LocalEd25519Signer
 from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
 from billfold.kit.settings import Settings
+from billfold.kit.signing import Signer
 
 SEED_HEX = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"
 """RFC 8032 test 1's secret key: a fixed key, so tests never write a key file."""
+MASTER_KEY = base64.b64encode(bytes(range(32))).decode()
+"""A fixed root key for applications and commands under test (held in memory only)."""
 
 
 def signer() -> LocalEd25519Signer:
-    return LocalEd25519Signer.from_seed(bytes.fromhex(SEED_HEX))
+    return LocalEd25519Signer.from_seed(bytes.fromhex(SEED_HEX), key_id="test-audit-key")
+
+
+class StaticSigningKeys:
+    """One in-memory key that signs and is trusted: chain tests, not key management."""
+
+    def __init__(self, key: Signer) -> None:
+        self._key = key
+
+    async def active_signer(self, session: AsyncSession, *, now_ns: int) -> Signer:
+        return self._key
+
+    async def trusted_keys(self, session: AsyncSession) -> Mapping[str, bytes]:
+        return {self._key.key_id: self._key.public_key_raw()}
 
 
 def settings(database_url: str, **overrides: Any) -> Settings:
-    return Settings(database_url=database_url, audit_signing_key=SecretStr(SEED_HEX), **overrides)
+    values: dict[str, Any] = {"database_url": database_url, "master_key": MASTER_KEY}
+    return Settings(**(values | overrides))
 
 
 @asynccontextmanager
@@ -43,7 +60,11 @@ async def opened(database_url: str, *, pool_size: int = 2) -> AsyncIterator[Unit
 
 
 def audit_service(unit_of_work: UnitOfWork, *, entries_max: int = 100_000) -> AuditService:
-    return AuditService(unit_of_work, signer_provider=signer, checkpoint_entries_max=entries_max)
+    return AuditService(
+        unit_of_work,
+        signing_keys=StaticSigningKeys(signer()),
+        checkpoint_entries_max=entries_max,
+    )
 
 
 async def append_entries(

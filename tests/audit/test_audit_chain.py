@@ -302,7 +302,7 @@ async def test_truncating_a_checkpointed_chain_is_detected(database_url: str) ->
 
 async def test_a_checkpoint_re_signed_with_another_key_is_refused(database_url: str) -> None:
     tenant_id, _ = await _chain(database_url, checkpoint=True)
-    intruder = LocalEd25519Signer.generate()
+    intruder = LocalEd25519Signer.generate(key_id="intruder")
     async with as_attacker(database_url) as session:
         await execute(
             session,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography.exceptions import InvalidSignature
 
-from audit.audit_support import SEED_HEX, as_attacker, execute, opened, raw_uuid
+from audit.audit_support import MASTER_KEY, as_attacker, execute, opened, raw_uuid
 from billfold.audit import service
 from billfold.kit.ids import format_id, parse_id
 
@@ -23,12 +23,12 @@ README = Path(__file__).parents[2] / "README.md"
 
 
 def _billfold(
-    database_url: str, *arguments: str, **environment: str
+    database_url: str, *arguments: str, cwd: Path | None = None, **environment: str
 ) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "BILLFOLD_DATABASE_URL": database_url,
-        "BILLFOLD_AUDIT_SIGNING_KEY": SEED_HEX,
+        "BILLFOLD_MASTER_KEY": MASTER_KEY,
         "COLUMNS": "200",
         **environment,
     }
@@ -36,7 +36,8 @@ def _billfold(
         [sys.executable, "-m", "billfold.cli", *arguments],
         capture_output=True,
         text=True,
-        env=env,
+        env={name: value for name, value in env.items() if value != "-"},  # "-": unset
+        cwd=cwd,
         timeout=120,
     )
 
@@ -61,7 +62,9 @@ def _entry_ids(database_url: str, tenant: str) -> list[str]:
     return asyncio.run(read())
 
 
-def test_checkpoint_prove_and_verify_from_the_command_line(isolated_database_url: str) -> None:
+def test_checkpoint_prove_and_verify_from_the_command_line(
+    isolated_database_url: str, tmp_path: Path
+) -> None:
     url = isolated_database_url
     created = _billfold(url, "tenant", "create", "Audited")
     assert created.returncode == 0, created.stderr
@@ -80,24 +83,53 @@ def test_checkpoint_prove_and_verify_from_the_command_line(isolated_database_url
 
     key_line = _billfold(url, "audit", "public-key").stdout.split()
     key_id, public_key = key_line[0], bytes.fromhex(key_line[1])
+    assert key_id.startswith("sig_")
+    published = _billfold(url, "audit", "public-key", "--jwks")
+    assert published.returncode == 0, published.stderr
+    jwks = json.loads(published.stdout)
+    assert [jwk["kid"] for jwk in jwks["keys"]] == [key_id]
     proved = _billfold(url, "audit", "prove", entry_ids[1])
     assert proved.returncode == 0, proved.stderr
     proof = json.loads(proved.stdout)
+    assert f"\nkey {key_id}\n" in proof["checkpoint"]["message"]
     verify_proof = _readme_verifier()
-    assert verify_proof(proof, public_key) is True  # type: ignore[operator]
+    assert verify_proof(proof, jwks) is True  # type: ignore[operator]
     wrong_index = {**proof, "leaf_index": 0}
-    assert verify_proof(wrong_index, public_key) is False  # type: ignore[operator]
+    assert verify_proof(wrong_index, jwks) is False  # type: ignore[operator]
     other_entry = json.loads(_billfold(url, "audit", "prove", entry_ids[0]).stdout)
     swapped = {**proof, "entry_encoding": other_entry["entry_encoding"]}
-    assert verify_proof(swapped, public_key) is False  # type: ignore[operator]
+    assert verify_proof(swapped, jwks) is False  # type: ignore[operator]
+    other_key = {"keys": [{**jwks["keys"][0], "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}
     with pytest.raises(InvalidSignature):
-        verify_proof(proof, bytes(32))  # type: ignore[operator]
+        verify_proof(proof, other_key)  # type: ignore[operator]
+    with pytest.raises(KeyError):
+        verify_proof(proof, {"keys": []})  # type: ignore[operator]
 
     verified = _billfold(url, "audit", "verify", "--tenant", tenant)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "Audit log verified" in verified.stdout
     everything = _billfold(url, "audit", "verify", "--public-key", f"{key_id}:{public_key.hex()}")
     assert everything.returncode == 0, everything.stdout + everything.stderr
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(published.stdout)
+    by_jwks = _billfold(url, "audit", "verify", "--jwks", str(jwks_file))
+    assert by_jwks.returncode == 0, by_jwks.stdout + by_jwks.stderr
+
+    # A rotation: the next checkpoint is signed by the new key, and both keep verifying.
+    rotated = _billfold(url, "keys", "rotate-signing", "--purpose", "audit")
+    assert rotated.returncode == 0, rotated.stderr
+    assert _billfold(url, "tenant", "create", "Audited too").returncode == 0
+    # the new tenant's chain and the platform chain (the rotation is a security event)
+    assert "Signed 2 checkpoint(s)" in _billfold(url, "audit", "checkpoint").stdout
+    new_key_id = _billfold(url, "audit", "public-key").stdout.split()[0]
+    assert new_key_id != key_id
+    after = _billfold(url, "audit", "verify")
+    assert after.returncode == 0, after.stdout + after.stderr
+    stale = _billfold(url, "audit", "verify", "--jwks", str(jwks_file))
+    assert stale.returncode == 1 and "untrusted key" in stale.stdout, stale.stdout
+    jwks_file.write_text(_billfold(url, "audit", "public-key", "--jwks").stdout)
+    fresh = _billfold(url, "audit", "verify", "--jwks", str(jwks_file))
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
 
     async def tamper() -> None:
         async with as_attacker(url) as session:
@@ -115,11 +147,21 @@ def test_checkpoint_prove_and_verify_from_the_command_line(isolated_database_url
     assert re.search(r"\b3\b.*entry_modified", row), broken.stdout
 
 
-def test_verify_refuses_a_malformed_public_key(tmp_path: Path) -> None:
+def test_verify_refuses_a_malformed_public_key_or_jwks(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/cli.db"
     refused = _billfold(url, "audit", "verify", "--public-key", "nocolon")
     assert refused.returncode == 2
     assert "KEY_ID:HEX" in refused.stderr
-    bad_key = _billfold(url, "audit", "public-key", BILLFOLD_AUDIT_SIGNING_KEY="00")
-    assert bad_key.returncode == 1
-    assert "64 hex characters" in bad_key.stderr
+    not_jwks = tmp_path / "jwks.json"
+    not_jwks.write_text('{"keys": [{"kty": "RSA", "kid": "x"}]}')
+    bad_jwks = _billfold(url, "audit", "verify", "--jwks", str(not_jwks))
+    assert bad_jwks.returncode == 2
+    assert "not a JWKS of Ed25519 keys" in bad_jwks.stderr
+
+
+def test_without_a_keystore_nothing_is_signed_and_no_key_file_is_written(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/cli.db"
+    unset = _billfold(url, "audit", "public-key", BILLFOLD_MASTER_KEY="-", cwd=tmp_path)
+    assert unset.returncode == 1
+    assert "keystore" in unset.stderr.lower()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["cli.db"]

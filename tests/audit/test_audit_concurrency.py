@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from audit.audit_support import audit_service, opened
+from audit.audit_support import audit_service, opened, signer
 from billfold.audit import service
 from billfold.kit.db import UnitOfWork
 from billfold.kit.ids import new_id
@@ -62,7 +62,7 @@ async def test_checkpointing_while_appending_keeps_the_chain_whole(database_url:
                     await service.create_checkpoint(
                         session,
                         chain_id=tenant_id,
-                        signer=audit.signer(),
+                        signer=signer(),
                         now_ns=1,
                         entries_max=7,
                     )

@@ -32,7 +32,7 @@ from billfold.kit.settings import Settings
 from identity.identity_support import bootstrap_tenant, create_key
 from identity.operators.operators_support import PASSWORD as OPERATOR_PASSWORD
 from identity.operators.operators_support import create_operator
-from identity.users.users_support import users_config
+from identity.users.users_support import MASTER_KEY, users_config
 
 BASE_URL = "http://testserver"
 USER_PASSWORD = "correct horse battery"
@@ -194,6 +194,7 @@ def running(database_url: str, **settings: Any) -> Iterator[Server]:
     # The embedded worker only where a test needs it (events): shutting the application
     # down while its loops are mid-query can leave an aiosqlite connection to the GC.
     settings.setdefault("embedded_worker", False)
+    settings.setdefault("master_key", MASTER_KEY)  # TOTP seeds are sealed by the keystore
     app = create_app(Settings(database_url=database_url, **settings))
     clock = ManualClock(start_ns=time.time_ns())
     app.state.users_config = users_config(clock)

@@ -20,7 +20,7 @@ from billfold.keys.errors import (
     KeyVersionInUse,
     KeyVersionNotFound,
 )
-from billfold.keys.keyring import Keyring
+from billfold.keys.keyring import DEFAULT_CACHE_TTL_S, Keyring
 from billfold.keys.models import DataKey, KeyEncryptionKey
 from billfold.kit.db import UnitOfWork
 from keys.keys_support import START_NS, local_keyring, new_tenant_id
@@ -245,3 +245,70 @@ async def test_a_data_key_made_in_a_rolled_back_transaction_is_not_reused(
     ciphertext = await _encrypt(unit_of_work, keyring, _context(tenant_id, "r"), b"kept", "usr_a")
     fresh = Keyring(keyring._open_keystore)
     assert await _decrypt(unit_of_work, fresh, _context(tenant_id, "r"), ciphertext) == b"kept"
+
+
+class _Clock:
+    """The cache's clock, moved by hand (no test waits on wall-clock time)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_another_process_sees_a_rotation_and_a_shredding_within_the_cache_ttl(
+    unit_of_work: UnitOfWork,
+) -> None:
+    """Two keyrings stand for two processes: what one changes, the other sees once its
+    cached keys are older than `cache_ttl_s`; the one that changed it, at once."""
+    assert DEFAULT_CACHE_TTL_S == 30.0
+    tenant_id = new_tenant_id()
+    here = local_keyring()
+    clock = _Clock()
+    there = Keyring(here._open_keystore, cache_ttl_s=DEFAULT_CACHE_TTL_S, cache_clock=clock)
+    context = _context(tenant_id, "ann")
+    first = await _encrypt(unit_of_work, there, context, b"v1", "usr_ann")
+    again = await _encrypt(unit_of_work, there, context, b"v1", "usr_ann")  # cached _current
+    async with unit_of_work.begin() as session:
+        await service.rotate(
+            session, keyring=here, tenant_id=tenant_id, purpose="pii", actor=ACTOR, now_ns=START_NS
+        )
+    # Within the TTL the other process still encrypts under version 1's data key...
+    stale = await _encrypt(unit_of_work, there, context, b"v1", "usr_ann")
+    assert stale[1:17] == first[1:17] == again[1:17]
+    # ...and once its cache is older than the TTL, under version 2's.
+    clock.now += DEFAULT_CACHE_TTL_S
+    fresh = await _encrypt(unit_of_work, there, context, b"v2", "usr_ann")
+    assert fresh[1:17] != first[1:17]
+    # This process encrypts under version 2 at once.
+    mine = await _encrypt(unit_of_work, here, context, b"v2", "usr_ann")
+    assert mine[1:17] == fresh[1:17]
+
+    assert await _decrypt(unit_of_work, there, context, first) == b"v1"
+    async with unit_of_work.begin() as session:
+        await here.destroy_owner(session, tenant_id=tenant_id, owner="usr_ann", now_ns=START_NS)
+    with pytest.raises(KeyDestroyed):
+        await _decrypt(unit_of_work, here, context, first)
+    assert await _decrypt(unit_of_work, there, context, first) == b"v1"  # still cached there
+    clock.now += DEFAULT_CACHE_TTL_S
+    with pytest.raises(KeyDestroyed):
+        await _decrypt(unit_of_work, there, context, first)
+
+
+async def test_a_read_racing_a_shredding_in_this_process_does_not_keep_the_key(
+    unit_of_work: UnitOfWork, database_url: str
+) -> None:
+    """A request that decrypts while another request's erasure is not yet committed reads
+    the still-live data key and caches it; the erasure's commit evicts it again."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite transactions do not overlap: BEGIN IMMEDIATE serializes them")
+    tenant_id, keyring = new_tenant_id(), local_keyring()
+    context = _context(tenant_id, "ann")
+    ciphertext = await _encrypt(unit_of_work, keyring, context, b"ann", "usr_ann")
+    async with unit_of_work.begin() as session:
+        await keyring.destroy_owner(session, tenant_id=tenant_id, owner="usr_ann", now_ns=START_NS)
+        # Meanwhile, another request of this process (its own transaction) still reads it.
+        assert await _decrypt(unit_of_work, keyring, context, ciphertext) == b"ann"
+    with pytest.raises(KeyDestroyed):
+        await _decrypt(unit_of_work, keyring, context, ciphertext)

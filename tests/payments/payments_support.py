@@ -22,7 +22,7 @@ from billfold.ledger.ledger import Ledger
 from billfold.payments.fees.types import FeeContext, FeeLine, FeeQuote
 from billfold.payments.runtime import PaymentsRuntime
 from identity.identity_support import bootstrap_tenant, create_key
-from identity.users.users_support import users_config
+from identity.users.users_support import MASTER_KEY, users_config
 
 PASSWORD = "correct horse battery"
 TEST_CARD = "4242424242424242"
@@ -63,7 +63,7 @@ class World:
 
     def __init__(self, database_url: str, *, fees: bool = True, **settings: Any) -> None:
         self.sender = RecordingSender()
-        merged: dict[str, Any] = {"ledger_batch_window_ms": 0, **settings}
+        merged: dict[str, Any] = {"ledger_batch_window_ms": 0, "master_key": MASTER_KEY, **settings}
         self.app = create_app(Settings(database_url=database_url, **merged))
         self.app.state.notification_sender = self.sender
         self.app.state.users_config = users_config()

@@ -1,10 +1,12 @@
 """The audit log's facade for the application and the command line: who signs
 checkpoints, which keys a verifier trusts, checkpointing and verifying over a unit of work.
 
-The signer is a seam: ``AuditService(signer_provider=...)`` takes any zero-argument
-callable returning a :class:`billfold.kit.signing.Signer` (the key hierarchy's, once it
-exists); :meth:`AuditService.from_settings` uses the local Ed25519 key
-(``billfold.audit.signing``). It is called at most once, when first needed.
+The keys are a seam: ``AuditService(signing_keys=...)`` takes any
+:class:`billfold.kit.signing.SigningKeys`. The application and the command line pass the
+key hierarchy's platform keys of purpose ``audit``
+(``billfold.keys.signing.HierarchySigningKeys``); this package never imports them. Both
+the active signer and the trusted keys are read from the database each time, so a
+rotation is seen by the next checkpoint and the next verification.
 """
 
 from __future__ import annotations
@@ -12,23 +14,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 import structlog
 
 from billfold.audit.repository import AuditRepository
-from billfold.audit.signing import load_local_signer
 from billfold.audit.tasks import checkpoint_due
 from billfold.audit.verify import ChainReport, verify_chain
 from billfold.kit.clock import Clock, SystemClock
 from billfold.kit.db import UnitOfWork
-from billfold.kit.settings import Settings
-from billfold.kit.signing import Signer
+from billfold.kit.signing import SigningKeys
 
-__all__ = ["AuditService", "SignerProvider", "TrustedKeysProvider"]
+__all__ = ["AuditService"]
 
-SignerProvider = Callable[[], Signer]
-TrustedKeysProvider = Callable[[], Mapping[str, bytes]]
 CHAINS_VERIFIED_MAX = 1_000_000
 
 log = structlog.get_logger(__name__)
@@ -39,48 +37,34 @@ class AuditService:
         self,
         unit_of_work: UnitOfWork,
         *,
-        signer_provider: SignerProvider,
+        signing_keys: SigningKeys,
         checkpoint_entries_max: int,
-        trusted_keys_provider: TrustedKeysProvider | None = None,
         clock: Clock | None = None,
     ) -> None:
         self._unit_of_work = unit_of_work
-        self._signer_provider = signer_provider
-        self._signer: Signer | None = None
-        self._trusted_keys_provider = trusted_keys_provider
+        self._signing_keys = signing_keys
         self._entries_max = checkpoint_entries_max
         self._clock = clock or SystemClock()
-
-    @classmethod
-    def from_settings(cls, unit_of_work: UnitOfWork, settings: Settings) -> AuditService:
-        return cls(
-            unit_of_work,
-            signer_provider=lambda: load_local_signer(
-                key=settings.audit_signing_key, key_path=settings.audit_signing_key_path
-            ),
-            checkpoint_entries_max=settings.audit_checkpoint_entries_max,
-        )
 
     @property
     def unit_of_work(self) -> UnitOfWork:
         return self._unit_of_work
 
-    def signer(self) -> Signer:
-        if self._signer is None:
-            self._signer = self._signer_provider()
-        return self._signer
+    async def active_key(self) -> tuple[str, bytes]:
+        """The id and raw Ed25519 public key of the key that signs checkpoints now."""
+        async with self._unit_of_work.begin() as session:
+            signer = await self._signing_keys.active_signer(session, now_ns=self._clock.now_ns())
+            return signer.key_id, signer.public_key_raw()
 
-    def trusted_keys(self) -> Mapping[str, bytes]:
-        """Key id → raw Ed25519 public key: the provider's, or the signer's own key."""
-        if self._trusted_keys_provider is not None:
-            return self._trusted_keys_provider()
-        signer = self.signer()
-        return {signer.key_id: signer.public_key_raw()}
+    async def trusted_keys(self) -> Mapping[str, bytes]:
+        """Key id → raw Ed25519 public key of every published audit signing key."""
+        async with self._unit_of_work.begin() as session:
+            return dict(await self._signing_keys.trusted_keys(session))
 
     async def checkpoint_due(self) -> int:
         return await checkpoint_due(
             self._unit_of_work,
-            signer=self.signer(),
+            signing_keys=self._signing_keys,
             clock=self._clock,
             entries_max=self._entries_max,
         )
@@ -92,7 +76,7 @@ class AuditService:
         trusted_keys: Mapping[str, bytes] | None = None,
     ) -> list[ChainReport]:
         """Verify the given chains (every chain when None), each over one snapshot."""
-        keys = self.trusted_keys() if trusted_keys is None else trusted_keys
+        keys = await self.trusted_keys() if trusted_keys is None else trusted_keys
         if chain_ids is None:
             async with self._unit_of_work.begin() as session:
                 chain_ids = await AuditRepository(session).all_chain_ids()

@@ -16,7 +16,7 @@ from billfold.audit.service import create_checkpoint
 from billfold.kit.clock import Clock
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import invariant
-from billfold.kit.signing import Signer
+from billfold.kit.signing import SigningKeys
 
 __all__ = ["CHAINS_PER_RUN_MAX", "checkpoint_due"]
 
@@ -28,7 +28,7 @@ log = structlog.get_logger(__name__)
 async def checkpoint_due(
     unit_of_work: UnitOfWork,
     *,
-    signer: Signer,
+    signing_keys: SigningKeys,
     clock: Clock,
     entries_max: int,
     chains_max: int = CHAINS_PER_RUN_MAX,
@@ -36,7 +36,10 @@ async def checkpoint_due(
     """Sign one checkpoint for each of up to ``chains_max`` chains with entries no
     checkpoint covers yet, each in its own transaction. Returns how many were signed; a
     chain with more than ``entries_max`` new entries is caught up over several runs. A
-    chain that no longer verifies is logged (``audit.chain_broken``) and skipped."""
+    chain that no longer verifies is logged (``audit.chain_broken``) and skipped.
+
+    The active signing key is read in each checkpoint's own transaction, so a rotation
+    committed by another process (``billfold keys rotate-signing``) signs the next one."""
     invariant(1 <= chains_max <= CHAINS_PER_RUN_MAX, "a run is bounded")
     async with unit_of_work.begin() as session:
         due = await AuditRepository(session).due_chains(limit=chains_max)
@@ -44,11 +47,12 @@ async def checkpoint_due(
     for chain_id in due:
         try:
             async with unit_of_work.begin() as session:
+                now_ns = clock.now_ns()
                 checkpoint = await create_checkpoint(
                     session,
                     chain_id=chain_id,
-                    signer=signer,
-                    now_ns=clock.now_ns(),
+                    signer=await signing_keys.active_signer(session, now_ns=now_ns),
+                    now_ns=now_ns,
                     entries_max=entries_max,
                 )
         except AuditChainBroken as broken:

@@ -8,8 +8,12 @@
 The first use for a (tenant, purpose) creates key-encryption key version 1. New data goes
 under the owner's data key for the active version (created on first use); old ciphertexts
 name their data key in their header, whatever version wraps it now. Unwrapped keys are
-cached (bounded entries, bounded age): a key destroyed or retired by another process stays
-usable here for at most ``cache_ttl_s``; this process evicts at once.
+cached (bounded entries, bounded age, counted from when they were unwrapped, not from
+their last use). A rotation, retirement or destruction made through this keyring evicts
+what it changed at once; one made by another process is seen here after at most
+``cache_ttl_s`` (default 30 s): until then this process may still encrypt new data under
+the previous version's data key (readable and rewrapped later, never lost) and decrypt
+data whose keys were destroyed there.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.keys.envelope import (
@@ -50,6 +55,7 @@ from billfold.kit.errors import invariant
 from billfold.kit.ids import new_id
 
 __all__ = [
+    "DEFAULT_CACHE_TTL_S",
     "PLATFORM_TENANT_ID",
     "PURPOSES",
     "STABLE_SLOT",
@@ -64,6 +70,8 @@ PLATFORM_TENANT_ID = uuid.UUID(int=0)
 TENANT_OWNER = "tenant"
 """The owner of a tenant's shared data keys (tokens, blind indexes)."""
 STABLE_SLOT = "stable"
+DEFAULT_CACHE_TTL_S = 30.0
+"""How long another process's rotation, retirement or crypto-shredding can go unseen here."""
 PURPOSES = frozenset({"pii", "tokens", "blind_index", "signing", "totp"})
 """Every purpose a key-encryption key may have; each is rotated on its own."""
 
@@ -74,11 +82,14 @@ V = TypeVar("V")
 class _BoundedCache(Generic[K, V]):
     """Least recently used first out, each entry forgotten `ttl_s` after it was stored."""
 
-    def __init__(self, *, entries_max: int, ttl_s: float) -> None:
+    def __init__(
+        self, *, entries_max: int, ttl_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         invariant(entries_max >= 1 and ttl_s > 0, "the cache is bounded")
         self._entries: OrderedDict[K, tuple[V, float]] = OrderedDict()
         self._entries_max = entries_max
         self._ttl_s = ttl_s
+        self._clock = clock
         self._lock = threading.Lock()
 
     def get(self, key: K) -> V | None:
@@ -86,7 +97,7 @@ class _BoundedCache(Generic[K, V]):
             found = self._entries.get(key)
             if found is None:
                 return None
-            if found[1] < time.monotonic():
+            if found[1] <= self._clock():
                 del self._entries[key]
                 return None
             self._entries.move_to_end(key)
@@ -94,7 +105,7 @@ class _BoundedCache(Generic[K, V]):
 
     def put(self, key: K, value: V) -> None:
         with self._lock:
-            self._entries[key] = (value, time.monotonic() + self._ttl_s)
+            self._entries[key] = (value, self._clock() + self._ttl_s)
             self._entries.move_to_end(key)
             while len(self._entries) > self._entries_max:
                 self._entries.popitem(last=False)
@@ -140,25 +151,24 @@ class Keyring:
         open_keystore: Callable[[], Keystore],
         *,
         cache_entries_max: int = 10_000,
-        cache_ttl_s: float = 300.0,
+        cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
+        cache_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._open_keystore = open_keystore
         self._keystore: Keystore | None = None
         self._open_lock = threading.Lock()
         # Keyed by row id, never by version: a version made in a rolled-back transaction
         # must not be mistaken for the one another writer commits under the same number.
-        self._keks: _BoundedCache[uuid.UUID, AESGCM] = _BoundedCache(
-            entries_max=cache_entries_max, ttl_s=cache_ttl_s
-        )
-        self._data_keys: _BoundedCache[uuid.UUID, bytes] = _BoundedCache(
-            entries_max=cache_entries_max, ttl_s=cache_ttl_s
-        )
-        self._ciphers: _BoundedCache[uuid.UUID, AESGCM] = _BoundedCache(
-            entries_max=cache_entries_max, ttl_s=cache_ttl_s
-        )
-        self._current: _BoundedCache[tuple[uuid.UUID, str, str], _CurrentKey] = _BoundedCache(
-            entries_max=cache_entries_max, ttl_s=cache_ttl_s
-        )
+
+        def cache() -> _BoundedCache[Any, Any]:
+            return _BoundedCache(
+                entries_max=cache_entries_max, ttl_s=cache_ttl_s, clock=cache_clock
+            )
+
+        self._keks: _BoundedCache[uuid.UUID, AESGCM] = cache()
+        self._data_keys: _BoundedCache[uuid.UUID, bytes] = cache()
+        self._ciphers: _BoundedCache[uuid.UUID, AESGCM] = cache()
+        self._current: _BoundedCache[tuple[uuid.UUID, str, str], _CurrentKey] = cache()
 
     @property
     def keystore(self) -> Keystore:
@@ -249,12 +259,16 @@ class Keyring:
             raise KeyVersionNotFound(f"No version {version} of {purpose} keys.")
         return self.kek_cipher(row)
 
-    def forget_key_encryption_key(self, row_id: uuid.UUID) -> None:
-        self._keks.evict(lambda key: key == row_id)
+    def forget_key_encryption_key(self, session: AsyncSession, row_id: uuid.UUID) -> None:
+        """After a retirement in `session`: its key leaves the cache now and at commit."""
+        _now_and_at_commit(session, lambda: self._keks.evict(lambda key: key == row_id))
 
-    def forget_version(self, *, tenant_id: uuid.UUID, purpose: str) -> None:
-        """After a rotation or retirement here: the next encryption reads the new state."""
-        self._current.evict(lambda key: key[0] == tenant_id and key[1] == purpose)
+    def forget_version(self, session: AsyncSession, *, tenant_id: uuid.UUID, purpose: str) -> None:
+        """After a rotation in `session`: the next encryption reads the new state."""
+        _now_and_at_commit(
+            session,
+            lambda: self._current.evict(lambda key: key[0] == tenant_id and key[1] == purpose),
+        )
 
     # -- data keys -----------------------------------------------------------------------
 
@@ -388,10 +402,22 @@ class Keyring:
             tenant_id=tenant_id, owner=owner, now_ns=now_ns
         )
         gone = set(destroyed)
-        self._data_keys.evict(lambda key: key in gone)
-        self._ciphers.evict(lambda key: key in gone)
-        self._current.evict(lambda key: key[0] == tenant_id and key[2] == owner)
+
+        def evict() -> None:
+            self._data_keys.evict(lambda key: key in gone)
+            self._ciphers.evict(lambda key: key in gone)
+            self._current.evict(lambda key: key[0] == tenant_id and key[2] == owner)
+
+        _now_and_at_commit(session, evict)
         return len(destroyed)
+
+
+def _now_and_at_commit(session: AsyncSession, evict: Callable[[], None]) -> None:
+    """Evict now, and again when `session`'s transaction commits: until then other
+    requests of this process read the last committed rows and may cache the old state
+    again, which would otherwise outlive the change by up to the cache's TTL."""
+    evict()
+    event.listen(session.sync_session, "after_commit", lambda _session: evict(), once=True)
 
 
 def open_keystore_guarded(factory: Callable[[], Keystore]) -> Callable[[], Keystore]:

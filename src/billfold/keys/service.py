@@ -104,7 +104,7 @@ async def rotate(
     )
     if not await keys.add_if_absent(row):
         raise ConcurrentRotation(version=version)
-    keyring.forget_version(tenant_id=tenant_id, purpose=purpose)
+    keyring.forget_version(session, tenant_id=tenant_id, purpose=purpose)
     await record_security_event(
         session,
         tenant_id=_event_tenant(tenant_id),
@@ -240,7 +240,7 @@ async def retire_version(
     row.wrapped_key = None
     row.retired_at = now_ns
     await session.flush()
-    keyring.forget_key_encryption_key(row.id)
+    keyring.forget_key_encryption_key(session, row.id)
     await record_security_event(
         session,
         tenant_id=_event_tenant(tenant_id),

@@ -13,6 +13,10 @@ Public keys are published as RFC 7517 JSON Web Keys of RFC 8037's OKP type::
 
 The platform's keys (tenant = the nil UUID) at ``GET /.well-known/jwks.json`` (public), a
 tenant's at ``GET /v1/jwks`` (its API keys).
+
+:class:`HierarchySigningKeys` hands one purpose's keys to a consumer that may not import
+this package (the audit log signs its checkpoints with the platform's ``audit`` keys): it
+satisfies ``billfold.kit.signing.SigningKeys``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import structlog
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -32,7 +37,9 @@ from billfold.identity.security_events import SecurityEventType, record_security
 from billfold.keys.envelope import FieldContext
 from billfold.keys.errors import (
     ConcurrentRotation,
+    DecryptionFailed,
     InvalidPurpose,
+    KeyDestroyed,
     KeyVersionActive,
     KeyVersionNotFound,
 )
@@ -46,6 +53,7 @@ from billfold.kit.signing import Signer
 
 __all__ = [
     "SIGNING_KEY_ID_PREFIX",
+    "HierarchySigningKeys",
     "KeySigner",
     "active_signer",
     "jwk_of",
@@ -60,6 +68,8 @@ __all__ = [
 SIGNING_KEY_ID_PREFIX = "sig"
 _PURPOSE = re.compile(r"[a-z][a-z_]{0,31}", re.ASCII)
 _SEED_BYTES = 32
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,3 +287,46 @@ def verify_with_jwk(jwk: Mapping[str, object], message: bytes, signature: bytes)
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+class HierarchySigningKeys:
+    """One (tenant, purpose)'s signing keys, for consumers that know only
+    ``billfold.kit.signing.SigningKeys``: the active version signs; every published
+    version (active and verify-only) is trusted, but only when the keystore vouches for it
+    (its encrypted seed decrypts to the published public key), so a public key row written
+    straight into the database is not trusted."""
+
+    def __init__(
+        self, keyring: Keyring, *, tenant_id: uuid.UUID = PLATFORM_TENANT_ID, purpose: str
+    ) -> None:
+        self._keyring = keyring
+        self._tenant_id = tenant_id
+        self._purpose = _check_purpose(purpose)
+
+    async def active_signer(self, session: AsyncSession, *, now_ns: int) -> Signer:
+        return await active_signer(
+            session,
+            keyring=self._keyring,
+            tenant_id=self._tenant_id,
+            purpose=self._purpose,
+            now_ns=now_ns,
+        )
+
+    async def trusted_keys(self, session: AsyncSession) -> Mapping[str, bytes]:
+        rows = await KeyRepository(session).signing_keys(
+            tenant_id=self._tenant_id, purpose=self._purpose
+        )
+        trusted: dict[str, bytes] = {}
+        for row in rows:
+            if row.status == "retired":
+                continue
+            try:
+                signer = await _signer_of(session, self._keyring, row)
+            except (DecryptionFailed, KeyDestroyed, KeyVersionNotFound):
+                log.warning("keys.signing_key_unvouched", kid=_kid(row), purpose=row.purpose)
+                continue
+            if signer.public_key_raw() == bytes(row.public_key):
+                trusted[signer.key_id] = bytes(row.public_key)
+            else:
+                log.warning("keys.signing_key_unvouched", kid=_kid(row), purpose=row.purpose)
+        return trusted

@@ -148,17 +148,6 @@ class Settings(BaseSettings):
     fx_rates_refresh_interval_s: float = Field(
         default=300, ge=1, le=86_400, description="How often the rates file is checked for change."
     )
-    audit_signing_key: SecretStr | None = Field(
-        default=None,
-        description="The audit checkpoint Ed25519 seed, 64 hex characters; when unset, the"
-        " key file at audit_signing_key_path (generated on first use).",
-    )
-    audit_signing_key_path: str = Field(
-        default="billfold-audit-signing.key",
-        min_length=1,
-        max_length=4096,
-        description="PKCS#8 PEM file of the audit signing key when audit_signing_key is unset.",
-    )
     audit_checkpoint_interval_s: float = Field(
         default=300, ge=1, le=86_400, description="How often `serve` signs due checkpoints."
     )
@@ -305,11 +294,11 @@ class Settings(BaseSettings):
         description="Unwrapped keys kept in memory per kind (least recently used out).",
     )
     keys_cache_ttl_s: float = Field(
-        default=300,
+        default=30,
         gt=0,
         le=86_400,
-        description="How long an unwrapped key is cached: a key destroyed by another"
-        " process stays usable here at most this long.",
+        description="How long an unwrapped key is cached: a rotation, retirement or"
+        " crypto-shredding done by another process is seen here after at most this long.",
     )
     keys_rewrap_batch_size: int = Field(default=500, ge=1, le=10_000)
 

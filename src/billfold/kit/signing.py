@@ -1,14 +1,18 @@
-"""The contract for anything that signs with an Ed25519 key (audit checkpoints, JWKS keys).
+"""The contracts for signing with Ed25519 keys (audit checkpoints, JWKS keys).
 
 Implementations live with the key hierarchy (`billfold.keys`), which may keep the private
-key in an HSM; consumers depend only on this protocol.
+key in an HSM; consumers (the audit log) depend only on these protocols, and the
+application wires one to the other (`billfold.app`, `billfold.cli`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
-__all__ = ["Signer"]
+from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = ["Signer", "SigningKeys"]
 
 
 class Signer(Protocol):
@@ -23,4 +27,18 @@ class Signer(Protocol):
 
     def public_key_raw(self) -> bytes:
         """The 32-byte raw Ed25519 public key."""
+        ...
+
+
+class SigningKeys(Protocol):
+    """The versioned keys of one signing purpose: the one that signs now, and every one a
+    verifier should still trust (rotated-out versions included). Both are read in the
+    caller's transaction, so a rotation committed by another process is seen at once."""
+
+    async def active_signer(self, session: AsyncSession, *, now_ns: int) -> Signer:
+        """The active version's signer (made on first use, in `session`'s transaction)."""
+        ...
+
+    async def trusted_keys(self, session: AsyncSession) -> Mapping[str, bytes]:
+        """Key id → raw 32-byte Ed25519 public key of every version still published."""
         ...

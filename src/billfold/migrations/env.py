@@ -45,10 +45,12 @@ async def _run_online() -> None:
     url = context.config.get_main_option("sqlalchemy.url")
     assert url is not None
     engine = create_engine(parse_database_url(url), pool_size=1)
-    async with engine.connect() as connection:
-        await connection.run_sync(_run)
-        await connection.commit()
-    await engine.dispose()
+    try:  # a migration that raises must not leave its connection to the garbage collector
+        async with engine.connect() as connection:
+            await connection.run_sync(_run)
+            await connection.commit()
+    finally:
+        await engine.dispose()
 
 
 asyncio.run(_run_online())

@@ -4,16 +4,26 @@ two-step sign-in, and recovery codes."""
 from __future__ import annotations
 
 import base64
+import re
+import uuid
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+from typer.testing import CliRunner
 
+from billfold import cli
 from billfold.identity.users.lockout import LOGIN_FAILURES_MAX
 from billfold.identity.users.recovery_codes import RECOVERY_CODE_COUNT
 from billfold.identity.users.service import MFA_TICKET_ATTEMPTS_MAX
 from billfold.identity.users.totp import matching_step, new_totp_secret, totp_code, totp_step
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, ManualClock
+from billfold.kit.ids import parse_id
+from billfold.kit.settings import get_settings
+from identity.identity_support import run_in_unit_of_work
 from identity.users.users_support import (
+    MASTER_KEY,
     PASSWORD,
     Tenancy,
     assert_problem,
@@ -265,3 +275,118 @@ def test_the_second_step_refuses_malformed_requests(database_url: str) -> None:
     assert_problem(no_answer, 422, "validation_failed")
     assert_problem(access_as_mfa, 401, "mfa_token_invalid")
     assert_problem(expired, 401, "mfa_token_invalid")
+
+
+PLAIN = "ann@example.com"
+
+
+def _user_id(access_token: str, client: TestClient) -> uuid.UUID:
+    me = client.get("/v1/me", headers=bearer(access_token)).json()
+    return parse_id("usr", me["id"])
+
+
+def _totp_row(database_url: str, user_id: uuid.UUID) -> tuple[str | None, bytes | None]:
+    async def read(session: AsyncSession) -> tuple[str | None, bytes | None]:
+        raw = user_id.hex if session.get_bind().dialect.name == "sqlite" else user_id
+        row = (
+            await session.execute(
+                text("SELECT secret, encrypted_secret FROM identity_user_totp WHERE user_id = :u"),
+                {"u": raw},
+            )
+        ).one()
+        return row[0], None if row[1] is None else bytes(row[1])
+
+    return run_in_unit_of_work(database_url, read)
+
+
+def _write_totp_row(
+    database_url: str, user_id: uuid.UUID, *, secret: str | None, encrypted: bytes | None
+) -> None:
+    async def write(session: AsyncSession) -> None:
+        raw = user_id.hex if session.get_bind().dialect.name == "sqlite" else user_id
+        await session.execute(
+            text(
+                "UPDATE identity_user_totp SET secret = :s, encrypted_secret = :e"
+                " WHERE user_id = :u"
+            ),
+            {"s": secret, "e": encrypted, "u": raw},
+        )
+
+    run_in_unit_of_work(database_url, write)
+
+
+def _complete(client: TestClient, tenancy: Tenancy, code: str, identifier: str) -> int:
+    mfa = log_in(client, tenancy, identifier=identifier).json()["mfa"]
+    response = client.post(
+        "/v1/sessions/mfa", json={"mfa_token": mfa["mfa_token"], "totp_code": code}
+    )
+    return response.status_code
+
+
+def test_the_seed_is_encrypted_at_rest_and_bound_to_its_row(database_url: str) -> None:
+    tenancy = new_tenancy(database_url)
+    clock = ManualClock()
+    with users_client(database_url, users_config(clock)) as client:
+        ann_tokens = signed_in(client, tenancy, email="ann@example.com")
+        bob_tokens = signed_in(client, tenancy, email="bob@example.com")
+        ann_secret, _ = _enrol_totp(client, ann_tokens["access_token"], clock)
+        bob_secret, _ = _enrol_totp(client, bob_tokens["access_token"], clock)
+        ann_id = _user_id(ann_tokens["access_token"], client)
+        bob_id = _user_id(bob_tokens["access_token"], client)
+
+        clear, sealed = _totp_row(database_url, ann_id)
+        assert clear is None and sealed is not None
+        assert ann_secret.encode() not in sealed
+        assert base64.b32decode(ann_secret) not in sealed
+        assert re.search(rb"[A-Z2-7]{16}", sealed) is None  # no base32 seed, whole or part
+
+        ann_code = totp_code(ann_secret, at_s=_now_s(clock))
+        assert _complete(client, tenancy, ann_code, "ann@example.com") == 200
+
+        # Ann's sealed seed copied into Bob's row decrypts for neither code there.
+        _write_totp_row(database_url, bob_id, secret=None, encrypted=sealed)
+        clock.advance(seconds=30)
+        ann_code = totp_code(ann_secret, at_s=_now_s(clock))
+        bob_code = totp_code(bob_secret, at_s=_now_s(clock))
+        assert _complete(client, tenancy, ann_code, "bob@example.com") == 401
+        assert _complete(client, tenancy, bob_code, "bob@example.com") == 401
+
+
+def test_a_seed_stored_in_the_clear_before_0014_is_sealed_at_its_next_use(
+    database_url: str,
+) -> None:
+    tenancy = new_tenancy(database_url)
+    clock = ManualClock()
+    with users_client(database_url, users_config(clock)) as client:
+        tokens = signed_in(client, tenancy)
+        secret, _ = _enrol_totp(client, tokens["access_token"], clock)
+        user_id = _user_id(tokens["access_token"], client)
+        _write_totp_row(database_url, user_id, secret=secret, encrypted=None)  # as before 0014
+        assert _complete(client, tenancy, totp_code(secret, at_s=_now_s(clock)), PLAIN) == 200
+        clear, sealed = _totp_row(database_url, user_id)
+        assert clear is None and sealed is not None and secret.encode() not in sealed
+        clock.advance(seconds=30)
+        assert _complete(client, tenancy, totp_code(secret, at_s=_now_s(clock)), PLAIN) == 200
+
+
+def test_clear_seeds_are_sealed_by_the_command(database_url: str) -> None:
+    tenancy = new_tenancy(database_url)
+    clock = ManualClock()
+    with users_client(database_url, users_config(clock)) as client:
+        tokens = signed_in(client, tenancy)
+        secret, _ = _enrol_totp(client, tokens["access_token"], clock)
+        user_id = _user_id(tokens["access_token"], client)
+        _write_totp_row(database_url, user_id, secret=secret, encrypted=None)
+        get_settings.cache_clear()
+        try:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("BILLFOLD_DATABASE_URL", database_url)
+                patch.setenv("BILLFOLD_MASTER_KEY", MASTER_KEY)
+                result = CliRunner().invoke(cli.app, ["keys", "seal-totp-seeds"])
+        finally:
+            get_settings.cache_clear()
+        assert result.exit_code == 0, result.output
+        assert re.search(r"sealed +[1-9][0-9]* TOTP seeds", result.stdout)
+        clear, sealed = _totp_row(database_url, user_id)
+        assert clear is None and sealed is not None
+        assert _complete(client, tenancy, totp_code(secret, at_s=_now_s(clock)), PLAIN) == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import time
@@ -27,6 +28,8 @@ from billfold.identity.users.config import UsersConfig
 from billfold.identity.users.passkeys import RelyingParty
 from billfold.identity.users.router import router
 from billfold.identity.users.signatures import request_message
+from billfold.keys.keyring import Keyring
+from billfold.keys.keystore import LocalKeystore
 from billfold.kit.auth import install_auth
 from billfold.kit.clock import ManualClock
 from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
@@ -42,6 +45,9 @@ ORIGIN = "https://wallet.example"
 FAST_PASSWORDS = PasswordParameters(time_cost=1, memory_cost_kib=1024, parallelism=1)
 PASSWORD = "correct horse battery"
 PROBLEM_JSON = "application/problem+json"
+ROOT_KEY = bytes(range(32))
+"""The test root key (TOTP seeds are sealed under it); base64 for `BILLFOLD_MASTER_KEY`."""
+MASTER_KEY = base64.b64encode(ROOT_KEY).decode()
 
 
 def users_config(clock: ManualClock | None = None, **overrides: Any) -> UsersConfig:
@@ -55,7 +61,8 @@ def users_config(clock: ManualClock | None = None, **overrides: Any) -> UsersCon
 
 
 def users_app(database_url: str, config: UsersConfig) -> FastAPI:
-    """Only what the users router needs: a unit of work, API-key auth, problem handlers."""
+    """Only what the users router needs: a unit of work, a keyring (TOTP seeds), API-key
+    auth, problem handlers."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -70,6 +77,7 @@ def users_app(database_url: str, config: UsersConfig) -> FastAPI:
     install_problem_handlers(app)
     install_auth(app, authenticator=authenticate)
     app.state.users_config = config
+    app.state.keyring = Keyring(lambda: LocalKeystore(ROOT_KEY))
     app.include_router(router)
     return app
 

@@ -47,7 +47,9 @@ from billfold.identity.users.recovery_codes import (
 )
 from billfold.identity.users.repository import FactorRepository, UserRepository
 from billfold.identity.users.totp import matching_step, new_totp_secret, provisioning_uri
+from billfold.identity.users.totp_seeds import open_seed, seal_seed
 from billfold.identity.users.types import PASSKEY_ID_PREFIX, UserPrincipal
+from billfold.keys.keyring import Keyring
 from billfold.kit.clock import NANOSECONDS_PER_SECOND
 from billfold.kit.errors import invariant
 from billfold.kit.ids import format_id, new_id
@@ -179,7 +181,12 @@ async def _first_factor_codes(
 
 
 async def begin_totp_enrolment(
-    session: AsyncSession, *, principal: UserPrincipal, config: UsersConfig, now_ns: int
+    session: AsyncSession,
+    *,
+    principal: UserPrincipal,
+    config: UsersConfig,
+    keyring: Keyring,
+    now_ns: int,
 ) -> TotpEnrolment:
     """A fresh seed, pending until a code from it is confirmed; replaces a pending one."""
     user = await _user(session, principal)
@@ -189,24 +196,25 @@ async def begin_totp_enrolment(
         raise FactorStateConflict("TOTP is already enabled for this user.")
     secret = new_totp_secret()
     if existing is None:
-        await factors.add(
-            TotpFactor(
-                user_id=user.id,
-                secret=secret,
-                created_at=now_ns,
-                confirmed_at=None,
-                last_used_step=None,
-            )
+        factor = TotpFactor(
+            user_id=user.id, secret=None, created_at=now_ns, confirmed_at=None, last_used_step=None
         )
+        await seal_seed(
+            session, keyring, factor, tenant_id=user.tenant_id, secret=secret, now_ns=now_ns
+        )
+        await factors.add(factor)
     else:  # a pending seed the user never confirmed: start over with a new one
-        existing.secret, existing.created_at = secret, now_ns
+        await seal_seed(
+            session, keyring, existing, tenant_id=user.tenant_id, secret=secret, now_ns=now_ns
+        )
+        existing.created_at = now_ns
         await session.flush()
     uri = provisioning_uri(secret, account=user_name_of(user), issuer=config.totp_issuer)
     return TotpEnrolment(secret=secret, provisioning_uri=uri)
 
 
 async def confirm_totp_enrolment(
-    session: AsyncSession, *, principal: UserPrincipal, code: str, now_ns: int
+    session: AsyncSession, *, principal: UserPrincipal, code: str, keyring: Keyring, now_ns: int
 ) -> list[str] | None:
     """Enable the pending TOTP seed if ``code`` comes from it; the recovery codes if this
     is the user's first factor."""
@@ -214,9 +222,12 @@ async def confirm_totp_enrolment(
     factor = await FactorRepository(session).get_totp(user.id)
     if factor is None or factor.confirmed_at is not None:
         raise FactorStateConflict("No TOTP enrolment is pending; start one first.")
-    step = matching_step(
-        factor.secret, code=code, at_s=now_ns // NANOSECONDS_PER_SECOND, after_step=None
-    )
+    secret = await open_seed(session, keyring, factor, tenant_id=user.tenant_id, now_ns=now_ns)
+    step = None
+    if secret is not None:
+        step = matching_step(
+            secret, code=code, at_s=now_ns // NANOSECONDS_PER_SECOND, after_step=None
+        )
     if step is None:
         raise InvalidCode("The code does not match; check the authenticator app's clock.")
     factor.confirmed_at = now_ns
@@ -377,15 +388,27 @@ async def passkey_authentication_options(
     )
 
 
-async def verify_totp(session: AsyncSession, *, user_id: uuid.UUID, code: str, now_ns: int) -> bool:
+async def verify_totp(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    code: str,
+    keyring: Keyring,
+    now_ns: int,
+) -> bool:
     """Whether ``code`` is a fresh code of the user's confirmed TOTP app; a success spends
-    the code's time step, so the same code (or an older one) never works twice."""
+    the code's time step, so the same code (or an older one) never works twice. A seed
+    that does not decrypt for this user's row matches no code."""
     factors = FactorRepository(session)
     factor = await factors.get_totp(user_id)
     if factor is None or factor.confirmed_at is None:
         return False
+    secret = await open_seed(session, keyring, factor, tenant_id=tenant_id, now_ns=now_ns)
+    if secret is None:
+        return False
     step = matching_step(
-        factor.secret,
+        secret,
         code=code,
         at_s=now_ns // NANOSECONDS_PER_SECOND,
         after_step=factor.last_used_step,
@@ -449,11 +472,19 @@ async def check_second_factor(
     user: EndUser,
     answer: SecondFactorAnswer,
     config: UsersConfig,
+    keyring: Keyring,
     now_ns: int,
 ) -> bool:
     """Whether ``answer`` proves the user's second factor (and spends what it used)."""
     if isinstance(answer, TotpAnswer):
-        return await verify_totp(session, user_id=user.id, code=answer.code, now_ns=now_ns)
+        return await verify_totp(
+            session,
+            user_id=user.id,
+            tenant_id=user.tenant_id,
+            code=answer.code,
+            keyring=keyring,
+            now_ns=now_ns,
+        )
     if isinstance(answer, RecoveryCodeAnswer):
         return await _verify_recovery_code(session, user=user, code=answer.code, now_ns=now_ns)
     return await _verify_passkey(

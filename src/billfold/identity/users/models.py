@@ -2,8 +2,8 @@
 
 Only ``billfold.identity.users`` writes them. Times are integer nanoseconds since the Unix
 epoch, like the rest of identity. No secret is stored in a form that logs in by itself:
-passwords are Argon2id hashes, every token and recovery code a SHA-256 hash. The one
-exception is the TOTP seed, which verification needs in the clear (see ``TotpFactor``).
+passwords are Argon2id hashes, every token and recovery code a SHA-256 hash. The TOTP
+seed, which verification needs whole, is envelope-encrypted (see ``TotpFactor``).
 """
 
 from __future__ import annotations
@@ -23,12 +23,16 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from billfold.kit.orm import Base
 
+ENCRYPTED_SEED_BYTES_MAX = 256
+"""A sealed 32-character seed takes 77 bytes (header, nonce, ciphertext and tag)."""
+
 __all__ = [
     "AMOUNT_TEXT_LENGTH_MAX",
     "CREDENTIAL_ID_BYTES_MAX",
     "DEVICE_NAME_LENGTH_MAX",
     "DEVICE_PUBLIC_KEY_BYTES_MAX",
     "EMAIL_LENGTH_MAX",
+    "ENCRYPTED_SEED_BYTES_MAX",
     "HANDLE_LENGTH_MAX",
     "NONCE_LENGTH_MAX",
     "PASSKEY_NAME_LENGTH_MAX",
@@ -201,17 +205,21 @@ class MfaTicket(Base):
 class TotpFactor(Base):
     """A user's RFC 6238 authenticator app.
 
-    The seed is stored as is because every verification recomputes codes from it; it is
-    never returned after enrolment. Encrypting it at rest is the keys domain's envelope
-    encryption, once that exists.
+    Every verification recomputes codes from the seed, so it is kept, but only
+    envelope-encrypted (``billfold.keys``, purpose ``totp``, bound to this table, column and
+    row: ``users.totp_seeds``); it is never returned after enrolment.
     """
 
     __tablename__ = "identity_user_totp"
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("identity_users.id"), primary_key=True)
     """The user; one authenticator each."""
-    secret: Mapped[str] = mapped_column(String(64))
-    """Base32 seed (160 random bits)."""
+    secret: Mapped[str | None] = mapped_column(String(64))
+    """A base32 seed stored in the clear before migration 0014; sealed into
+    ``encrypted_secret`` (and set NULL) at its next use or by ``billfold keys
+    seal-totp-seeds``. Nothing writes it any more."""
+    encrypted_secret: Mapped[bytes | None] = mapped_column(LargeBinary(ENCRYPTED_SEED_BYTES_MAX))
+    """The base32 seed (160 random bits), envelope-encrypted."""
     created_at: Mapped[int] = mapped_column(BigInteger)
     """When enrolment began, ns since the epoch."""
     confirmed_at: Mapped[int | None] = mapped_column(BigInteger)

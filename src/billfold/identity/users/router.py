@@ -67,6 +67,8 @@ from billfold.identity.users.types import (
     UserPrincipal,
 )
 from billfold.identity.users.work import run_recording_failures
+from billfold.keys.keyring import Keyring
+from billfold.keys.router import get_keyring
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import InvariantViolation, invariant
 from billfold.kit.http.rate_limit import throttle_sign_in
@@ -90,6 +92,7 @@ Admin = Annotated[Principal, Depends(require_scopes(Scope.USERS_ADMIN))]
 User = Annotated[UserPrincipal, Depends(authenticate_user)]
 Work = Annotated[UnitOfWork, Depends(get_unit_of_work)]
 Config = Annotated[UsersConfig, Depends(get_users_config)]
+Keys = Annotated[Keyring, Depends(get_keyring)]
 
 
 # The tenant's backend ------------------------------------------------------------------
@@ -232,7 +235,7 @@ async def mfa_passkey_options(
     summary="Complete a sign-in with a TOTP code, a recovery code or a passkey.",
 )
 async def complete_mfa(
-    body: MfaCompleteRequest, unit_of_work: Work, config: Config
+    body: MfaCompleteRequest, unit_of_work: Work, config: Config, keyring: Keys
 ) -> TokenResponse:
     answer: TotpAnswer | RecoveryCodeAnswer | PasskeyAnswer
     if body.totp_code is not None:
@@ -247,7 +250,12 @@ async def complete_mfa(
     issued = await run_recording_failures(
         unit_of_work,
         lambda session: service.complete_mfa(
-            session, mfa_token=body.mfa_token, answer=answer, config=config, now_ns=now_ns
+            session,
+            mfa_token=body.mfa_token,
+            answer=answer,
+            config=config,
+            keyring=keyring,
+            now_ns=now_ns,
         ),
     )
     return TokenResponse.from_issued(issued)
@@ -343,10 +351,16 @@ async def revoke_session(
     summary="Start TOTP enrolment: a new seed, shown once.",
     responses=problem_responses(409),
 )
-async def begin_totp(principal: User, unit_of_work: Work, config: Config) -> TotpEnrolmentResponse:
+async def begin_totp(
+    principal: User, unit_of_work: Work, config: Config, keyring: Keys
+) -> TotpEnrolmentResponse:
     async with unit_of_work.begin() as session:
         enrolment = await mfa.begin_totp_enrolment(
-            session, principal=principal, config=config, now_ns=config.clock.now_ns()
+            session,
+            principal=principal,
+            config=config,
+            keyring=keyring,
+            now_ns=config.clock.now_ns(),
         )
     return TotpEnrolmentResponse(
         secret=enrolment.secret, provisioning_uri=enrolment.provisioning_uri
@@ -360,11 +374,15 @@ async def begin_totp(principal: User, unit_of_work: Work, config: Config) -> Tot
     responses=problem_responses(409),
 )
 async def confirm_totp(
-    body: TotpCodeRequest, principal: User, unit_of_work: Work, config: Config
+    body: TotpCodeRequest, principal: User, unit_of_work: Work, config: Config, keyring: Keys
 ) -> RecoveryCodesResponse:
     async with unit_of_work.begin() as session:
         codes = await mfa.confirm_totp_enrolment(
-            session, principal=principal, code=body.code, now_ns=config.clock.now_ns()
+            session,
+            principal=principal,
+            code=body.code,
+            keyring=keyring,
+            now_ns=config.clock.now_ns(),
         )
     return RecoveryCodesResponse(recovery_codes=codes)
 
@@ -526,7 +544,12 @@ async def begin_step_up(
     responses=problem_responses(400, 403, 404),
 )
 async def answer_step_up(
-    step_up_id: str, body: StepUpAnswerRequest, principal: User, unit_of_work: Work, config: Config
+    step_up_id: str,
+    body: StepUpAnswerRequest,
+    principal: User,
+    unit_of_work: Work,
+    config: Config,
+    keyring: Keys,
 ) -> StepUpTokenResponse:
     parsed_id = parse_id(STEP_UP_ID_PREFIX, step_up_id)
     now_ns = config.clock.now_ns()
@@ -538,6 +561,7 @@ async def answer_step_up(
             step_up_id=parsed_id,
             totp_code=body.totp_code,
             signature=body.signature,
+            keyring=keyring,
             now_ns=now_ns,
         ),
     )

@@ -56,6 +56,7 @@ from billfold.identity.users.tokens import (
     token_hash_if_well_formed,
 )
 from billfold.identity.users.types import UserPrincipal
+from billfold.keys.keyring import Keyring
 from billfold.kit.clock import NANOSECONDS_PER_SECOND
 from billfold.kit.ids import format_id, new_id
 from billfold.kit.pagination import (
@@ -328,6 +329,7 @@ async def complete_mfa(
     mfa_token: str,
     answer: SecondFactorAnswer,
     config: UsersConfig,
+    keyring: Keyring,
     now_ns: int,
 ) -> IssuedTokens:
     """The second step: a TOTP code, a recovery code or a passkey assertion."""
@@ -339,7 +341,7 @@ async def complete_mfa(
         )
         raise with_aftermath(InvalidCredentials(), aftermath)
     if not await check_second_factor(
-        session, user=user, answer=answer, config=config, now_ns=now_ns
+        session, user=user, answer=answer, config=config, keyring=keyring, now_ns=now_ns
     ):
         aftermath = failure_aftermath(
             user,

@@ -56,6 +56,7 @@ from billfold.identity.users.tokens import (
     token_hash_if_well_formed,
 )
 from billfold.identity.users.types import STEP_UP_ID_PREFIX, UserPrincipal
+from billfold.keys.keyring import Keyring
 from billfold.kit.clock import NANOSECONDS_PER_SECOND
 from billfold.kit.errors import ValidationFailed
 from billfold.kit.ids import format_id, new_id
@@ -267,13 +268,20 @@ async def _answer_verifies(
     session: AsyncSession,
     *,
     step_up: StepUp,
+    tenant_id: uuid.UUID,
     totp_code: str | None,
     signature: str | None,
+    keyring: Keyring,
     now_ns: int,
 ) -> bool:
     if step_up.method == "totp":
         return totp_code is not None and await verify_totp(
-            session, user_id=step_up.user_id, code=totp_code, now_ns=now_ns
+            session,
+            user_id=step_up.user_id,
+            tenant_id=tenant_id,
+            code=totp_code,
+            keyring=keyring,
+            now_ns=now_ns,
         )
     decoded = None if signature is None else decode_signature(signature)
     device = None
@@ -301,6 +309,7 @@ async def answer_step_up(
     step_up_id: uuid.UUID,
     totp_code: str | None,
     signature: str | None,
+    keyring: Keyring,
     now_ns: int,
 ) -> IssuedStepUpToken:
     """The one-time token for a correct answer, or :class:`StepUpRejected`."""
@@ -320,7 +329,13 @@ async def answer_step_up(
             StepUpRejected("The step-up was answered, expired or spent its attempts."), aftermath
         )
     if not await _answer_verifies(
-        session, step_up=step_up, totp_code=totp_code, signature=signature, now_ns=now_ns
+        session,
+        step_up=step_up,
+        tenant_id=principal.tenant_id,
+        totp_code=totp_code,
+        signature=signature,
+        keyring=keyring,
+        now_ns=now_ns,
     ):
         aftermath = _failure(
             facts, stage="answer", reason="wrong_answer", now_ns=now_ns, count=True
