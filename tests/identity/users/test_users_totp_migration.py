@@ -84,11 +84,11 @@ def test_it_downgrades_with_clear_seeds_and_refuses_with_sealed_ones(
 ) -> None:
     url = isolated_database_url
     _add_factor(url, sealed=False)
-    command.downgrade(alembic_config(url), "0012_api_key_scopes")
+    command.downgrade(alembic_config(url), "0016_payments_fx")
     assert "encrypted_secret" not in _columns(url)[0]
     upgrade(url)
     assert _columns(url)[1] == []
     _add_factor(url, sealed=True)
     with pytest.raises(RuntimeError, match="encrypted"):
-        command.downgrade(alembic_config(url), "0012_api_key_scopes")
+        command.downgrade(alembic_config(url), "0016_payments_fx")
     assert "encrypted_secret" in _columns(url)[0]

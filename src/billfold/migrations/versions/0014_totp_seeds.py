@@ -7,7 +7,7 @@ clear copy set NULL, at their next use (sign-in, step-up), or all at once by
 ``billfold keys seal-totp-seeds``, which is safe to run any time and again.
 
 Revision ID: 0014_totp_seeds
-Revises: 0012_api_key_scopes
+Revises: 0016_payments_fx
 Create Date: 2026-11-22
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014_totp_seeds"
-down_revision = "0012_api_key_scopes"
+down_revision = "0016_payments_fx"
 branch_labels = None
 depends_on = None
 
