@@ -172,6 +172,7 @@ def test_a_retried_authorization_does_not_count_itself_twice(
         monkeypatch.undo()
         # Claimed before the crash: it counts (2,000 of 2,500 used) and is ann's to retry.
         assert _row(world, second).payer_user_id == _id(ann.id)
+        assert world.payment(second)["payer"] is None  # not shown before the hold
         problem(_authorize(world, dan, second), 409, "invalid_state_transition")
         third = _merchant_payment(world, shop, _PER_TRANSFER)
         assert problem(_authorize(world, ann, third), 422, "limit_exceeded")["used"] == str(
