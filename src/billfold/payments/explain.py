@@ -62,7 +62,9 @@ async def explain(runtime: PaymentsRuntime, payment: Payment) -> PaymentResponse
         captured_amount=str(payment.captured_amount),
         refunded_amount=str(payment.refunded_amount),
         merchant_id=format_id("mer", payment.merchant_id) if payment.merchant_id else None,
-        payer=_user(payment.payer_user_id),
+        # A payer authorizing is not shown before the hold is placed (any user of the
+        # tenant may see a payment awaiting payment).
+        payer=None if payment.state == "requires_payment" else _user(payment.payer_user_id),
         payee=_user(payment.payee_user_id),
         provider=payment.provider,
         method=payment.method,

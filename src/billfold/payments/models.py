@@ -89,6 +89,10 @@ class Payment(Base):
     """Cross-currency payments: what the payer paid, minor units of `source_currency`."""
     fx_quote_id: Mapped[uuid.UUID | None] = mapped_column()
     """Cross-currency payments: the FX quote (locked rate) the conversion used."""
+    spent_at: Mapped[int | None] = mapped_column(BigInteger)
+    """When it counts toward its payer's spending limits: the limit check that admitted it
+    (P2P and withdrawals: their creation; merchant payments: the payer's authorization,
+    set with the payer when the limit is checked, cleared again if the hold fails)."""
     created_at: Mapped[int] = mapped_column(BigInteger)
     """When it was created."""
     updated_at: Mapped[int] = mapped_column(BigInteger)
@@ -99,7 +103,7 @@ class Payment(Base):
         CheckConstraint("amount > 0", name="amount"),
         CheckConstraint("refunded_amount <= captured_amount", name="refunds"),
         Index("ix_payments_payments_tenant_id_mode_id", "tenant_id", "mode", "id"),
-        Index("ix_payments_payments_payer_user_id_created_at", "payer_user_id", "created_at"),
+        Index("ix_payments_payments_payer_user_id_spent_at", "payer_user_id", "spent_at"),
         Index("ix_payments_payments_state_created_at", "state", "created_at"),
         Index("ix_payments_payments_state_expires_at", "state", "expires_at"),
         Index(

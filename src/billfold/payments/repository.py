@@ -25,7 +25,10 @@ __all__ = ["PaymentRepository"]
 
 HISTORY_MAX = 500
 OUTGOING_KINDS = ("withdrawal", "p2p", "merchant")
-_NOT_SPENT = ("failed", "voided", "expired", "requires_payment")
+_NOT_SPENT = ("failed", "voided", "expired")
+"""States whose payments no longer count toward the payer's limits. A merchant payment
+`requires_payment` with a payer is being authorized by them: it counts, so concurrent
+authorizations see each other."""
 
 
 class PaymentRepository:
@@ -145,15 +148,26 @@ class PaymentRepository:
             return None
         return rule
 
-    async def spent_since(self, *, user_id: uuid.UUID, currency: str, since_ns: int) -> int:
-        """What the user sent in `currency` since `since_ns`, counting movements in flight."""
+    async def spent_since(
+        self,
+        *,
+        user_id: uuid.UUID,
+        currency: str,
+        since_ns: int,
+        excluding: uuid.UUID | None = None,
+    ) -> int:
+        """What the user spent in `currency` since `since_ns` (by `spent_at`), counting
+        movements in flight and authorizations under way, but not the payment `excluding`
+        (a retried authorization is not counted against itself)."""
         statement = select(func.coalesce(func.sum(Payment.amount), 0)).where(
             Payment.payer_user_id == user_id,
+            Payment.spent_at >= since_ns,
             Payment.currency == currency,
-            Payment.created_at >= since_ns,
             Payment.kind.in_(OUTGOING_KINDS),
             Payment.state.not_in(_NOT_SPENT),
         )
+        if excluding is not None:
+            statement = statement.where(Payment.id != excluding)
         return int((await self._session.execute(statement)).scalar_one())
 
     async def stuck_p2p(self, *, created_before_ns: int, limit: int) -> list[uuid.UUID]:

@@ -225,28 +225,37 @@ async def record_fees(
 
 
 async def check_spending_limits(
-    session: AsyncSession, *, user_id: uuid.UUID, currency: str, amount: int
-) -> None:
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    currency: str,
+    amount: int,
+    excluding: uuid.UUID | None = None,
+) -> int:
     """Raise `limit_exceeded` if `amount` breaks the user's limits: their tier's, raised
-    by any approved limit override. Call it in the transaction that records the payment:
-    it locks the user's spending (PostgreSQL: an advisory lock until commit; SQLite's
-    writer lock does the same), so concurrent payments are checked one after the other,
-    each seeing the ones before it, and together never pass a limit."""
+    by any approved limit override. Call it in the transaction that records the payment
+    (or, for a merchant payment, claims its payer): it locks the user's spending
+    (PostgreSQL: an advisory lock until commit; SQLite's writer lock does the same), so
+    concurrent payments are checked one after the other, each seeing the ones before it,
+    and together never pass a limit. `excluding`: a payment already claimed by this user
+    (a retried authorization), not counted twice. Returns the moment checked (ns), which
+    the caller records as the payment's `spent_at`: the windows it counts in."""
     wallets = WalletRepository(session)
     await wallets.lock_holder(user_id)
     tier = await wallets.tier_of(user_id)
     overrides = await overrides_by_window(
         session, owner_kind=OwnerKind.USER, owner_id=user_id, currency=currency
     )
-    now = datetime.now(UTC)
+    at_ns = time.time_ns()
+    now = datetime.fromtimestamp(at_ns // _NANOSECONDS_PER_SECOND, UTC)
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
     month_start = day_start.replace(day=1)
     repository = PaymentRepository(session)
     daily = await repository.spent_since(
-        user_id=user_id, currency=currency, since_ns=_ns(day_start)
+        user_id=user_id, currency=currency, since_ns=_ns(day_start), excluding=excluding
     )
     monthly = await repository.spent_since(
-        user_id=user_id, currency=currency, since_ns=_ns(month_start)
+        user_id=user_id, currency=currency, since_ns=_ns(month_start), excluding=excluding
     )
     breach = check_limits(
         tier=DEFAULT_TIER if tier is None else tier,
@@ -264,6 +273,7 @@ async def check_spending_limits(
             limit=str(breach.limit_minor),
             used=str(breach.used_minor),
         )
+    return at_ns
 
 
 def _ns(moment: datetime) -> int:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import uuid
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from billfold.identity.types import Mode
 from billfold.kit.ids import format_id, new_id
 from billfold.ledger.types import CreateTransferStatus, NewTransfer, TransferFlags
@@ -118,8 +120,7 @@ async def authorize(
             raise InvalidStateTransition("Only merchant payments are authorized by a payer.")
         if payment.state == State.AUTHORIZED.value and payment.payer_user_id == user_id:
             return  # a retry
-        if payment.state != State.REQUIRES_PAYMENT.value:
-            raise InvalidStateTransition(f"The payment is {payment.state}.", state=payment.state)
+        _claimable(payment, user_id)
         if payment.expires_at is not None and payment.expires_at <= now_ns():
             await transition(session, payment, State.EXPIRED, reason="expired_unpaid")
         cross = crossfx.CrossCurrency(source_currency, quote_id)
@@ -150,9 +151,22 @@ async def authorize(
         )
     fx_quote = None
     async with runtime.unit_of_work.begin() as session:
-        await check_spending_limits(
-            session, user_id=user_id, currency=payment.currency, amount=payment.amount
+        # The payer is claimed in the limit check's transaction (under the payer's lock):
+        # from its commit the payment counts toward their limits, so concurrent
+        # authorizations see each other. A retry does not count its own claim.
+        spent_at = await check_spending_limits(
+            session,
+            user_id=user_id,
+            currency=payment.currency,
+            amount=payment.amount,
+            excluding=payment_id,
         )
+        claimed = await load(session, payment_id, for_update=True)
+        if claimed.state == State.AUTHORIZED.value and claimed.payer_user_id == user_id:
+            return  # a concurrent retry got there first
+        _claimable(claimed, user_id)
+        claimed.payer_user_id, claimed.debit_account_id = user_id, wallet
+        claimed.spent_at = spent_at  # a retry counts when it was checked again
         if source_currency is not None and source_wallet is not None:
             fx_quote = await crossfx.lock_quote(
                 session,
@@ -181,15 +195,19 @@ async def authorize(
     )
     results = await apply_steps(runtime, payment_id, chain([*conversion, ("hold", hold)]))
     if not applied(results):
-        if fx_quote is not None and not await crossfx.legs_recorded(
+        release_fx = fx_quote is not None and not await crossfx.legs_recorded(
             runtime, fx_quote.id, ledger_tenant
-        ):
-            async with runtime.unit_of_work.begin() as session:
+        )
+        async with runtime.unit_of_work.begin() as session:
+            if release_fx and fx_quote is not None:
                 await crossfx.release(session, ledger_tenant=ledger_tenant, quote_id=fx_quote.id)
+            await _unclaim(session, payment_id, user_id)
         raise_for(failure(results))
     async with runtime.unit_of_work.begin() as session:
         payment = await load(session, payment_id)
         payment.payer_user_id, payment.debit_account_id = user_id, wallet
+        if payment.spent_at is None:  # unclaimed meanwhile by a concurrent failed retry
+            payment.spent_at = spent_at
         payment.authorization_expires_at = now_ns() + runtime.authorization_hold_s * 1_000_000_000
         if fx_quote is not None:
             payment.source_currency, payment.source_amount = source_currency, fx_quote.sell_amount
@@ -320,6 +338,25 @@ async def expire(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
             return f"ignored_{payment.state}"  # a concurrent void recorded itself
         await transition(session, payment, State.EXPIRED, reason="authorization_expired")
     return "expired_authorization"
+
+
+def _claimable(payment: Payment, user_id: uuid.UUID) -> None:
+    """Refuse to authorize a payment that is no longer awaiting payment, or that another
+    payer is authorizing (claimed in their limit check, until their hold is decided)."""
+    if payment.state != State.REQUIRES_PAYMENT.value:
+        raise InvalidStateTransition(f"The payment is {payment.state}.", state=payment.state)
+    if payment.payer_user_id not in (None, user_id):
+        raise InvalidStateTransition(
+            "Another payer is authorizing the payment.", state=payment.state
+        )
+
+
+async def _unclaim(session: AsyncSession, payment_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    """The hold failed: the payment no longer counts toward the payer's limits, and is
+    anyone's to pay again (unless it moved on meanwhile)."""
+    payment = await load(session, payment_id, for_update=True)
+    if payment.state == State.REQUIRES_PAYMENT.value and payment.payer_user_id == user_id:
+        payment.payer_user_id = payment.debit_account_id = payment.spent_at = None
 
 
 def _lapsed(payment: Payment) -> bool:

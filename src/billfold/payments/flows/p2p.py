@@ -137,7 +137,9 @@ async def _pay(
         currency=currency,
     )
     async with runtime.unit_of_work.begin() as session:
-        await check_spending_limits(session, user_id=sender_id, currency=currency, amount=amount)
+        spent_at = await check_spending_limits(
+            session, user_id=sender_id, currency=currency, amount=amount
+        )
         now = now_ns()
         payment = Payment(
             id=new_id(),
@@ -155,6 +157,7 @@ async def _pay(
             credit_account_id=target,
             method="p2p",
             capture_mode="automatic",
+            spent_at=spent_at,
             created_at=now,
             updated_at=now,
         )

@@ -87,7 +87,9 @@ async def start_withdrawal(
     clearing = clearing_account_id(ledger_tenant, provider=provider_name, currency=currency)
     payment_id = new_id()
     async with runtime.unit_of_work.begin() as session:
-        await check_spending_limits(session, user_id=user_id, currency=currency, amount=amount)
+        spent_at = await check_spending_limits(
+            session, user_id=user_id, currency=currency, amount=amount
+        )
         now = now_ns()
         payment = Payment(
             id=payment_id,
@@ -106,6 +108,7 @@ async def start_withdrawal(
             method=method,
             instrument=destination[-4:],
             capture_mode="automatic",
+            spent_at=spent_at,
             created_at=now,
             updated_at=now,
         )
