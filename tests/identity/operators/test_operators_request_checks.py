@@ -2,7 +2,7 @@
 sees the canonical payload in the request's own unit of work, before the request is stored;
 a refusal stores nothing (no request, no security event) and surfaces as problem+json. The
 application registers the limit increase's (wallets' own cases are in
-tests/wallets/test_limit_overrides.py)."""
+tests/wallets/test_limit_overrides.py) and the key rotation's."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ from billfold.identity.operators.models import ApprovalRequest
 from billfold.identity.operators.permissions import ActionType, Role
 from billfold.identity.operators.types import Actor, OperatorPrincipal
 from billfold.identity.security_events import SecurityEvent, SecurityEventType
+from billfold.keys.errors import UnknownKey
+from billfold.keys.keyring import PURPOSES
 from billfold.kit.clock import SystemClock
 from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
 from billfold.kit.errors import InvariantViolation
@@ -266,3 +268,32 @@ def _stored(database_url: str, tenant_id: uuid.UUID) -> tuple[int, int]:
         )
 
     return run_in_unit_of_work(database_url, count)
+
+
+def test_the_application_refuses_a_rotation_of_no_key_when_it_is_asked_for(
+    database_url: str,
+) -> None:
+    """A key rotation naming no key of the hierarchy is refused when it is made (422
+    ``unknown_key``), before a second operator is asked, and nothing is stored; one naming
+    a key is asked for as before. The refusal is the keys module's own: every purpose it
+    knows passes."""
+    tenant_id = new_tenant(database_url).tenant.id
+    admin = operator(database_url, tenant_id=tenant_id, roles=[Role.ADMIN])
+
+    def body(key_id: str) -> dict[str, object]:
+        return {"action_type": "key_rotation", "reason": "Yearly", "payload": {"key_id": key_id}}
+
+    with operator_client(database_url) as client:
+        for key_id in ("pii-vault.kek", "PII", "audit", "tokens2"):
+            refused = client.post("/v1/approvals", json=body(key_id), headers=admin.headers)
+            assert refused.status_code == 422, refused.text
+            assert refused.headers["content-type"] == PROBLEM
+            assert refused.json()["code"] == UnknownKey.code == "unknown_key"
+            assert key_id in refused.json()["detail"]
+        assert client.get("/v1/approvals", headers=admin.headers).json()["items"] == []
+        assert _stored(database_url, tenant_id) == (0, 0)
+        for key_id in sorted(PURPOSES):
+            made = client.post("/v1/approvals", json=body(key_id), headers=admin.headers)
+            assert made.status_code == 201, made.text
+            assert made.json()["payload"] == {"key_id": key_id}
+    assert _stored(database_url, tenant_id) == (len(PURPOSES), len(PURPOSES))
