@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billfold.flows.approvals import KeyRotationExecutor
 from billfold.identity import service as identity_service
 from billfold.identity.operators import flows, service
 from billfold.identity.operators.errors import InvalidApprovalPayload, PermissionDenied
@@ -31,6 +32,7 @@ from billfold.identity.operators.types import Actor, OperatorPrincipal
 from billfold.identity.security_events import SecurityEvent, SecurityEventType
 from billfold.keys.errors import UnknownKey
 from billfold.keys.keyring import PURPOSES
+from billfold.keys.models import KeyEncryptionKey
 from billfold.kit.clock import SystemClock
 from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
 from billfold.kit.errors import InvariantViolation
@@ -43,6 +45,7 @@ from identity.operators.operators_support import (
     operator,
     operator_client,
 )
+from keys.keys_support import local_keyring
 
 HOLDER = "usr_" + "3" * 32
 PROBLEM = "application/problem+json"
@@ -297,3 +300,35 @@ def test_the_application_refuses_a_rotation_of_no_key_when_it_is_asked_for(
             assert made.status_code == 201, made.text
             assert made.json()["payload"] == {"key_id": key_id}
     assert _stored(database_url, tenant_id) == (len(PURPOSES), len(PURPOSES))
+
+
+@pytest.mark.anyio
+async def test_a_rotation_of_no_key_approved_before_requests_were_checked_fails(
+    desk: Desk,
+) -> None:
+    """The check is advisory: a request stored before it existed still reaches execution,
+    which decides by the same keys-module lookup and fails it as ``unknown_key``, rotating
+    nothing; the check refuses the same payload with the same code."""
+    executor = KeyRotationExecutor(local_keyring())
+    payload = '{"key_id":"pii-vault.kek"}'
+    action = ApprovedAction(
+        approval_id=uuid.uuid4(),
+        tenant_id=desk.tenant_id,
+        action_type=ActionType.KEY_ROTATION,
+        payload=payload,
+        requested_by=uuid.uuid4(),
+        decided_by=uuid.uuid4(),
+        decided_at=SystemClock().now_ns(),
+    )
+    async with desk.unit_of_work.begin() as session:
+        outcome = await executor.execute(session, action)
+        with pytest.raises(UnknownKey):
+            await executor.check(
+                session,
+                tenant_id=desk.tenant_id,
+                action_type=ActionType.KEY_ROTATION,
+                payload=payload,
+            )
+        rotated = select(func.count()).where(KeyEncryptionKey.tenant_id == desk.tenant_id)
+        assert (await session.execute(rotated)).scalar_one() == 0
+    assert outcome == ExecutionOutcome(succeeded=False, facts={"failure": "unknown_key"})
