@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from billfold.fx import service
+from billfold.fx import positions, service
 from billfold.fx.errors import (
     FxConversionRefused,
     FxInsufficientFunds,
@@ -30,10 +30,12 @@ from billfold.ledger.ledger import Ledger
 from billfold.ledger.types import (
     AccountFlags,
     AccountStatus,
+    CreateAccountStatus,
     CreateTransferStatus,
     NewAccount,
     NewTransfer,
 )
+from billfold.wallets.accounts import AccountCode, chart_of_accounts, system_account_id
 
 pytestmark = pytest.mark.anyio
 
@@ -361,5 +363,64 @@ async def test_a_frozen_account_refuses_the_whole_chain(books: Books) -> None:
     with pytest.raises(FxConversionRefused) as refused:
         await books.convert(quote)
     assert refused.value.extensions["ledger_status"] == "account_frozen"
+    assert await books.balance("eur") == 100_00
+    await books.assert_balanced()
+
+
+async def test_the_positions_are_the_charts_fx_position_accounts(books: Books) -> None:
+    """Conversions post through the tenant's chart account ``fx_position`` per currency
+    (code 3002), opened from either side as the same account: a chart opened first is
+    answered ``exists`` by the conversion, and the chart sees the position's balance. No
+    legacy (code 9100) position is opened."""
+    for currency in ("EUR", "USD"):
+        results = await books.ledger.create_accounts(
+            [entry.account for entry in chart_of_accounts(books.tenant_id, currency)]
+        )
+        assert {r.status for r in results} == {CreateAccountStatus.OK}
+    quote = await books.quote("EUR", "USD", amount=20_00)
+    conversion = await books.convert(quote)
+    sell_leg, buy_leg = await books.ledger.lookup_transfers(
+        tenant_id=books.tenant_id, ids=[conversion.sell_transfer_id, conversion.buy_transfer_id]
+    )
+    chart = {
+        currency: system_account_id(books.tenant_id, name="fx_position", currency=currency)
+        for currency in ("EUR", "USD")
+    }
+    assert sell_leg.credit_account_id == chart["EUR"]
+    assert buy_leg.debit_account_id == chart["USD"]
+    eur, usd = await books.ledger.lookup_accounts(
+        tenant_id=books.tenant_id, ids=[chart["EUR"], chart["USD"]]
+    )
+    assert (eur.code, eur.owner_ref) == (AccountCode.FX_POSITION, "system:fx_position")
+    assert (eur.credits_posted, eur.debits_posted) == (quote.sell_amount, 0)
+    assert (usd.credits_posted, usd.debits_posted) == (0, quote.buy_amount)
+    legacy = [
+        positions.legacy_position_account_id(tenant_id=books.tenant_id, currency=currency)
+        for currency in ("EUR", "USD")
+    ]
+    assert await books.ledger.lookup_accounts(tenant_id=books.tenant_id, ids=legacy) == []
+    await books.assert_balanced()
+
+
+async def test_a_legacy_position_is_never_a_conversion_side(books: Books) -> None:
+    """A position account conversions used before (code 9100) may still hold a balance in
+    an existing database; it is never converted from or to."""
+    legacy = positions.legacy_position_account_id(tenant_id=books.tenant_id, currency="USD")
+    [opened] = await books.ledger.create_accounts(
+        [
+            NewAccount(
+                id=legacy,
+                tenant_id=books.tenant_id,
+                ledger="USD",
+                code=positions.LEGACY_FX_POSITION_ACCOUNT_CODE,
+                owner_ref="user-1",
+            )
+        ]
+    )
+    assert opened.status is CreateAccountStatus.OK
+    books.accounts["legacy"] = legacy
+    quote = await books.quote("EUR", "USD", amount=10_00)
+    with pytest.raises(FxInvalidAccounts):
+        await books.convert(quote, buy="legacy")
     assert await books.balance("eur") == 100_00
     await books.assert_balanced()

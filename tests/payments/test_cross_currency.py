@@ -96,6 +96,19 @@ def test_p2p_from_another_currency_converts_with_a_quote_made_on_the_fly(
         assert world.wallet(ann, "EUR")["available"] == eur_before - sold
         assert world.wallet(ann, "USD") == {"available": 0, "pending": 0, "held": 0}
         assert world.wallet(bob, "USD")["available"] == 1_000
+        # The conversion's other side is the chart's fx_position account in each currency.
+        assert world.system("fx_position", "EUR") == {
+            "debits_posted": 0,
+            "credits_posted": sold,
+            "debits_pending": 0,
+            "credits_pending": 0,
+        }
+        assert world.system("fx_position", "USD") == {
+            "debits_posted": 1_000 + fee_of(1_000),
+            "credits_posted": 0,
+            "debits_pending": 0,
+            "credits_pending": 0,
+        }
         used = _quote_row(world, fx["quote_id"])
         assert used.used_at is not None
         world.assert_books()

@@ -9,12 +9,15 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
+from billfold.fx.positions import legacy_position_account_id, position_account, position_account_id
 from billfold.ledger.types import AccountFlags
 from billfold.payments.states import TERMINAL, TRANSITIONS, Kind, State, can_transition
 from billfold.wallets.accounts import (
     PROVIDER_NAMES,
+    AccountCode,
     OwnerKind,
     chart_of_accounts,
+    system_account_id,
     wallet_account,
 )
 from billfold.wallets.limits import (
@@ -43,6 +46,23 @@ def test_the_chart_has_a_clearing_account_per_provider_and_the_system_roles() ->
     assert euros.isdisjoint(again)
     other = {entry.account.id for entry in chart_of_accounts(uuid.uuid4(), "USD")}
     assert other.isdisjoint(again)
+
+
+@given(currency=st.sampled_from(["USD", "EUR", "JPY", "GBP"]))
+def test_the_charts_fx_position_is_the_account_fx_conversions_post_through(
+    currency: str,
+) -> None:
+    """One account, however it is named: the chart's entry is fx's position account, with
+    the id every system account of the chart has (so a chart opened before conversions
+    used it is the same account), code 3002, and no balance limit."""
+    [entry] = [e for e in chart_of_accounts(TENANT, currency) if e.name == "fx_position"]
+    assert entry.account == position_account(tenant_id=TENANT, currency=currency)
+    assert entry.account.id == system_account_id(TENANT, name="fx_position", currency=currency)
+    assert entry.account.id == position_account_id(tenant_id=TENANT, currency=currency)
+    assert entry.account.id != legacy_position_account_id(tenant_id=TENANT, currency=currency)
+    assert (entry.account.code, entry.account.flags) == (AccountCode.FX_POSITION, 0)
+    assert (entry.account.ledger, entry.account.owner_ref) == (currency, "system:fx_position")
+    assert AccountCode.FX_POSITION == 3002
 
 
 def test_wallet_accounts_are_deterministic_and_refuse_overdraft() -> None:

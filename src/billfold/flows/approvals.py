@@ -14,9 +14,9 @@ The two transactional ones (key rotation, limit increase) write through the deci
 session, so the approval and its effect commit together; a limit override's key is the
 approval id, so executing it again adds nothing.
 
-Every executor here but the key rotation also checks a request when it is made, and
-refuses one that could not execute as it stands (``approval_executors`` registers the limit
-increase's check with identity's ``ApprovalExecutors.checks``).
+Every executor here also checks a request when it is made, and refuses one that could not
+execute as it stands (``approval_executors`` registers the limit increase's and the key
+rotation's checks with identity's ``ApprovalExecutors.checks``).
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ from billfold.identity.operators.payloads import (
 from billfold.identity.operators.permissions import ActionType
 from billfold.identity.security_events import ActorType
 from billfold.identity.types import Mode
-from billfold.keys.keyring import PURPOSES, Keyring
+from billfold.keys.errors import InvalidPurpose, UnknownKey
+from billfold.keys.keyring import Keyring, check_purpose
 from billfold.keys.service import KeyActor, rotate
 from billfold.kit.auth import LEDGER_TENANT_NAMESPACE
 from billfold.kit.errors import invariant
@@ -156,15 +157,27 @@ class AccountUnfreezeExecutor:
 class KeyRotationExecutor:
     """Rotates the tenant's key-encryption key for the purpose the payload names (its
     ``key_id``: ``pii``, ``tokens``, ``blind_index``, ``signing`` or ``totp``) inside the
-    decision's transaction, so the approval and the new key version commit together."""
+    decision's transaction, so the approval and the new key version commit together.
+
+    Its :meth:`check` refuses a request naming no such key when it is made
+    (``keys.errors.UnknownKey``, 422 ``unknown_key``), by the keys module's own
+    ``check_purpose``; execution checks again, and reports ``failure: unknown_key``."""
 
     def __init__(self, keyring: Keyring) -> None:
         self._keyring = keyring
 
+    async def check(
+        self, session: AsyncSession, *, tenant_id: uuid.UUID, action_type: ActionType, payload: str
+    ) -> None:
+        invariant(action_type is ActionType.KEY_ROTATION, "executor for its own type")
+        unknown = _unknown_key(KeyRotationPayload.model_validate_json(payload).key_id)
+        if unknown is not None:
+            raise unknown
+
     async def execute(self, session: AsyncSession, action: ApprovedAction) -> ExecutionOutcome:
         purpose = KeyRotationPayload.model_validate_json(action.payload).key_id
-        if purpose not in PURPOSES:
-            return ExecutionOutcome(succeeded=False, facts={"failure": "unknown_key"})
+        if _unknown_key(purpose) is not None:
+            return ExecutionOutcome(succeeded=False, facts={"failure": UnknownKey.code})
         row = await rotate(
             session,
             keyring=self._keyring,
@@ -176,6 +189,16 @@ class KeyRotationExecutor:
             now_ns=action.decided_at,
         )
         return ExecutionOutcome(succeeded=True, facts={"purpose": purpose, "version": row.version})
+
+
+def _unknown_key(key_id: str) -> UnknownKey | None:
+    """The refusal for a ``key_id`` the key hierarchy does not know, as the keys module
+    decides it (``check_purpose``), or None for one it does."""
+    try:
+        check_purpose(key_id)
+    except InvalidPurpose as error:
+        return UnknownKey(f"No key {key_id!r}: {error.detail}")
+    return None
 
 
 class LimitIncreaseExecutor:
@@ -242,8 +265,9 @@ class LimitIncreaseExecutor:
 
 def approval_executors(ledger: Ledger, keyring: Keyring | None = None) -> ApprovalExecutors:
     """Every executor: the ledger's two over ``ledger``, the limit increase (wallets'
-    overrides) with its request-time check, and the key rotation over ``keyring`` when
-    given (without one, identity's default only records a rotation)."""
+    overrides) with its request-time check, and the key rotation over ``keyring``, with
+    its request-time check, when given (without one, identity's default only records a
+    rotation)."""
     executors = default_executors().with_external(
         MappingProxyType(
             {
@@ -257,12 +281,14 @@ def approval_executors(ledger: Ledger, keyring: Keyring | None = None) -> Approv
         **executors.transactional,
         ActionType.LIMIT_INCREASE: limit_increase,
     }
-    if keyring is not None:
-        transactional[ActionType.KEY_ROTATION] = KeyRotationExecutor(keyring)
     checks: dict[ActionType, TransactionalCheck] = {
         **executors.checks,
         ActionType.LIMIT_INCREASE: limit_increase,
     }
+    if keyring is not None:
+        key_rotation = KeyRotationExecutor(keyring)
+        transactional[ActionType.KEY_ROTATION] = key_rotation
+        checks[ActionType.KEY_ROTATION] = key_rotation
     return ApprovalExecutors(
         transactional=MappingProxyType(transactional),
         external=executors.external,

@@ -10,10 +10,12 @@ one linked chain in the ledger::
     FX position (buy currency)  --buy_amount-->  buy account
 
 Both transfers' ids derive from the quote id, so a retry after any crash records nothing
-twice: the ledger answers `exists` and the quote is marked used. Position accounts (one
-per tenant and currency, code `FX_POSITION_ACCOUNT_CODE`, no balance limit) are opened on
-first use with deterministic ids as well. Per currency the ledger stays zero-sum: what the
-customers sold sits as a credit on the position account, what they bought as a debit.
+twice: the ledger answers `exists` and the quote is marked used. The position accounts are
+the tenant's chart account ``fx_position`` per currency (code 3002, no balance limit;
+:mod:`billfold.fx.positions` defines them and wallets' chart uses that definition), opened
+on first use from either side with the same deterministic ids. Per currency the ledger
+stays zero-sum: what the customers sold sits as a credit on the position account, what
+they bought as a debit.
 """
 
 from __future__ import annotations
@@ -36,6 +38,13 @@ from billfold.fx.errors import (
     FxSameCurrency,
 )
 from billfold.fx.models import FxQuoteRow, FxTenantSettingsRow
+from billfold.fx.positions import (
+    FX_NAMESPACE,
+    FX_POSITION_ACCOUNT_CODE,
+    POSITION_ACCOUNT_CODES,
+    position_account,
+    position_account_id,
+)
 from billfold.fx.rates import RatesSource, UnknownCurrencyPair
 from billfold.kit.clock import NANOSECONDS_PER_SECOND
 from billfold.kit.db import UnitOfWork
@@ -49,7 +58,6 @@ from billfold.ledger.types import (
     Account,
     CreateAccountStatus,
     CreateTransferStatus,
-    NewAccount,
     NewTransfer,
     Transfer,
     TransferFlags,
@@ -76,11 +84,7 @@ __all__ = [
     "spread_for",
 ]
 
-FX_NAMESPACE: Final = uuid.UUID("0d7b4a52-3c1e-4f5a-9a41-6f0e2c8b7d13")
-"""Fixed forever: position account and conversion transfer ids derive from it."""
-FX_POSITION_ACCOUNT_CODE: Final = 9100
 FX_CONVERSION_TRANSFER_CODE: Final = 9101
-POSITION_OWNER_REF: Final = "fx:position"
 _REGISTRY: Final = default_registry()
 
 
@@ -102,10 +106,6 @@ class Conversion:
     quote: FxQuoteRow
     sell_transfer_id: uuid.UUID
     buy_transfer_id: uuid.UUID
-
-
-def position_account_id(*, tenant_id: uuid.UUID, currency: str) -> uuid.UUID:
-    return uuid.uuid5(FX_NAMESPACE, f"position:{tenant_id}:{currency}")
 
 
 def conversion_transfer_ids(quote_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
@@ -233,7 +233,7 @@ def _check_accounts(
         raise FxInvalidAccounts("Both accounts must exist in your ledger.")
     if sell_id == buy_id:
         raise FxInvalidAccounts("The sell and buy accounts must differ.")
-    if FX_POSITION_ACCOUNT_CODE in (sell.code, buy.code):
+    if sell.code in POSITION_ACCOUNT_CODES or buy.code in POSITION_ACCOUNT_CODES:
         raise FxInvalidAccounts("FX position accounts cannot be converted from or to.")
     if sell.ledger != quote.sell_currency or buy.ledger != quote.buy_currency:
         raise FxInvalidAccounts(
@@ -245,26 +245,16 @@ def _check_accounts(
 
 
 async def _ensure_positions(ledger: Ledger, quote: FxQuoteRow) -> tuple[uuid.UUID, uuid.UUID]:
-    ids = []
-    accounts = []
-    for currency in (quote.sell_currency, quote.buy_currency):
-        account_id = position_account_id(tenant_id=quote.tenant_id, currency=currency)
-        ids.append(account_id)
-        accounts.append(
-            NewAccount(
-                id=account_id,
-                tenant_id=quote.tenant_id,
-                ledger=currency,
-                code=FX_POSITION_ACCOUNT_CODE,
-                owner_ref=POSITION_OWNER_REF,
-            )
-        )
+    accounts = [
+        position_account(tenant_id=quote.tenant_id, currency=currency)
+        for currency in (quote.sell_currency, quote.buy_currency)
+    ]
     for result in await ledger.create_accounts(accounts):
         invariant(
             result.status in (CreateAccountStatus.OK, CreateAccountStatus.EXISTS),
             f"FX position account refused: {result.status}",
         )
-    return ids[0], ids[1]
+    return accounts[0].id, accounts[1].id
 
 
 def _legs(
@@ -493,7 +483,8 @@ async def release_quote(
 
 
 async def ensure_positions(ledger: Ledger, quote: FxQuoteRow) -> None:
-    """Open the quote's two FX position accounts (deterministic ids; `exists` is fine)."""
+    """Open the quote's two FX position accounts, the chart's ``fx_position`` in each
+    currency (deterministic ids; `exists` is fine)."""
     await _ensure_positions(ledger, quote)
 
 

@@ -13,6 +13,7 @@ The hierarchy::
     │   ├── KeyDestroyed             422 key_destroyed   (crypto-shredded data)
     │   ├── DecryptionFailed         422 decryption_failed
     │   └── InvalidPurpose           422 invalid_purpose
+    │       └── UnknownKey           422 unknown_key     (a rotation request names none)
     └── ServiceUnavailable
         └── KeystoreUnavailable      503 keystore_unavailable
 """
@@ -30,6 +31,7 @@ __all__ = [
     "KeyVersionInUse",
     "KeyVersionNotFound",
     "KeystoreUnavailable",
+    "UnknownKey",
 ]
 
 
@@ -61,6 +63,14 @@ class DecryptionFailed(ValidationFailed):
 class InvalidPurpose(ValidationFailed):
     code = "invalid_purpose"
     title = "Unknown key purpose"
+
+
+class UnknownKey(InvalidPurpose):
+    """A four-eyes key rotation request names no key of the hierarchy: refused when it is
+    made, with the code its execution would fail with (``failure: unknown_key``)."""
+
+    code = "unknown_key"
+    title = "No such key to rotate"
 
 
 class KeystoreUnavailable(ServiceUnavailable):

@@ -4,6 +4,10 @@ deterministic ids of every account a wallet or a payment uses. Pure functions.
 Every id is a UUIDv5 under the ledger tenant (a tenant's test or live mode), so opening an
 account twice names the same account (the ledger answers `exists`), and a test-mode account
 can never collide with a live-mode one.
+
+The chart's ``fx_position`` account is the one FX conversions post through: its definition
+(id, code, owner) is fx's (:func:`billfold.fx.positions.position_account`), so both name the
+same account, whichever opens it first.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import enum
 import uuid
 from dataclasses import dataclass
 
+from billfold.fx.positions import FX_POSITION_ACCOUNT_CODE, FX_POSITION_NAME, position_account
 from billfold.ledger.types import AccountFlags, NewAccount
 
 __all__ = [
@@ -39,7 +44,8 @@ class AccountCode(enum.IntEnum):
     MERCHANT_WALLET = 1002
     PROVIDER_CLEARING = 2001
     FEE_REVENUE = 3001
-    FX_POSITION = 3002
+    FX_POSITION = FX_POSITION_ACCOUNT_CODE
+    """3002, fx's own constant: FX conversions post through this account."""
     SUSPENSE = 3003
     CHARGEBACK_LOSSES = 3004
 
@@ -67,7 +73,7 @@ class OwnerKind(enum.StrEnum):
 
 class SystemRole(enum.StrEnum):
     FEE_REVENUE = "fee_revenue"
-    FX_POSITION = "fx_position"
+    FX_POSITION = FX_POSITION_NAME
     SUSPENSE = "suspense"
     CHARGEBACK_LOSSES = "chargeback_losses"
 
@@ -122,7 +128,8 @@ def wallet_account(
 
 def chart_of_accounts(ledger_tenant_id: uuid.UUID, currency: str) -> list[ChartEntry]:
     """The tenant's system accounts in `currency`: a clearing account per provider (what
-    the provider owes us, a debit balance), fee revenue, the FX position, suspense for
+    the provider owes us, a debit balance), fee revenue, the FX position (fx's definition:
+    conversions post through it), suspense for
     money not yet explained, and chargeback losses (disputes lost beyond what the
     receiving wallet could pay)."""
     names: list[tuple[str, AccountCode]] = [
@@ -132,7 +139,9 @@ def chart_of_accounts(ledger_tenant_id: uuid.UUID, currency: str) -> list[ChartE
     return [
         ChartEntry(
             name=name,
-            account=NewAccount(
+            account=position_account(tenant_id=ledger_tenant_id, currency=currency)
+            if name == SystemRole.FX_POSITION
+            else NewAccount(
                 id=system_account_id(ledger_tenant_id, name=name, currency=currency),
                 tenant_id=ledger_tenant_id,
                 ledger=currency,

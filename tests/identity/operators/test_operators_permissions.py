@@ -105,7 +105,7 @@ def _bodies(
         ActionType.KEY_ROTATION: {
             "action_type": "key_rotation",
             "reason": "r",
-            "payload": {"key_id": "tenant.kek"},
+            "payload": {"key_id": "tokens"},
         },
     }
 

@@ -2,7 +2,7 @@
 sees the canonical payload in the request's own unit of work, before the request is stored;
 a refusal stores nothing (no request, no security event) and surfaces as problem+json. The
 application registers the limit increase's (wallets' own cases are in
-tests/wallets/test_limit_overrides.py)."""
+tests/wallets/test_limit_overrides.py) and the key rotation's."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billfold.flows.approvals import KeyRotationExecutor
 from billfold.identity import service as identity_service
 from billfold.identity.operators import flows, service
 from billfold.identity.operators.errors import InvalidApprovalPayload, PermissionDenied
@@ -29,6 +30,9 @@ from billfold.identity.operators.models import ApprovalRequest
 from billfold.identity.operators.permissions import ActionType, Role
 from billfold.identity.operators.types import Actor, OperatorPrincipal
 from billfold.identity.security_events import SecurityEvent, SecurityEventType
+from billfold.keys.errors import UnknownKey
+from billfold.keys.keyring import PURPOSES
+from billfold.keys.models import KeyEncryptionKey
 from billfold.kit.clock import SystemClock
 from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
 from billfold.kit.errors import InvariantViolation
@@ -41,6 +45,7 @@ from identity.operators.operators_support import (
     operator,
     operator_client,
 )
+from keys.keys_support import local_keyring
 
 HOLDER = "usr_" + "3" * 32
 PROBLEM = "application/problem+json"
@@ -266,3 +271,64 @@ def _stored(database_url: str, tenant_id: uuid.UUID) -> tuple[int, int]:
         )
 
     return run_in_unit_of_work(database_url, count)
+
+
+def test_the_application_refuses_a_rotation_of_no_key_when_it_is_asked_for(
+    database_url: str,
+) -> None:
+    """A key rotation naming no key of the hierarchy is refused when it is made (422
+    ``unknown_key``), before a second operator is asked, and nothing is stored; one naming
+    a key is asked for as before. The refusal is the keys module's own: every purpose it
+    knows passes."""
+    tenant_id = new_tenant(database_url).tenant.id
+    admin = operator(database_url, tenant_id=tenant_id, roles=[Role.ADMIN])
+
+    def body(key_id: str) -> dict[str, object]:
+        return {"action_type": "key_rotation", "reason": "Yearly", "payload": {"key_id": key_id}}
+
+    with operator_client(database_url) as client:
+        for key_id in ("pii-vault.kek", "PII", "audit", "tokens2"):
+            refused = client.post("/v1/approvals", json=body(key_id), headers=admin.headers)
+            assert refused.status_code == 422, refused.text
+            assert refused.headers["content-type"] == PROBLEM
+            assert refused.json()["code"] == UnknownKey.code == "unknown_key"
+            assert key_id in refused.json()["detail"]
+        assert client.get("/v1/approvals", headers=admin.headers).json()["items"] == []
+        assert _stored(database_url, tenant_id) == (0, 0)
+        for key_id in sorted(PURPOSES):
+            made = client.post("/v1/approvals", json=body(key_id), headers=admin.headers)
+            assert made.status_code == 201, made.text
+            assert made.json()["payload"] == {"key_id": key_id}
+    assert _stored(database_url, tenant_id) == (len(PURPOSES), len(PURPOSES))
+
+
+@pytest.mark.anyio
+async def test_a_rotation_of_no_key_approved_before_requests_were_checked_fails(
+    desk: Desk,
+) -> None:
+    """The check is advisory: a request stored before it existed still reaches execution,
+    which decides by the same keys-module lookup and fails it as ``unknown_key``, rotating
+    nothing; the check refuses the same payload with the same code."""
+    executor = KeyRotationExecutor(local_keyring())
+    payload = '{"key_id":"pii-vault.kek"}'
+    action = ApprovedAction(
+        approval_id=uuid.uuid4(),
+        tenant_id=desk.tenant_id,
+        action_type=ActionType.KEY_ROTATION,
+        payload=payload,
+        requested_by=uuid.uuid4(),
+        decided_by=uuid.uuid4(),
+        decided_at=SystemClock().now_ns(),
+    )
+    async with desk.unit_of_work.begin() as session:
+        outcome = await executor.execute(session, action)
+        with pytest.raises(UnknownKey):
+            await executor.check(
+                session,
+                tenant_id=desk.tenant_id,
+                action_type=ActionType.KEY_ROTATION,
+                payload=payload,
+            )
+        rotated = select(func.count()).where(KeyEncryptionKey.tenant_id == desk.tenant_id)
+        assert (await session.execute(rotated)).scalar_one() == 0
+    assert outcome == ExecutionOutcome(succeeded=False, facts={"failure": "unknown_key"})

@@ -43,7 +43,7 @@ def test_every_route_is_guarded_and_documented(database_url: str) -> None:
         assert len(operations) == 18
         made = client.post(
             "/v1/approvals",
-            json={"action_type": "key_rotation", "reason": "r", "payload": {"key_id": "k"}},
+            json={"action_type": "key_rotation", "reason": "r", "payload": {"key_id": "pii"}},
             headers=admin.headers,
         ).json()["id"]
         entries = client.get("/v1/operators/audit/entries", headers=admin.headers).json()

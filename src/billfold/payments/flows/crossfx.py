@@ -3,11 +3,13 @@
 The payer's money is converted with a locked FX quote into their own wallet in the
 payment's currency, and paid on from there, all in the payment's one linked chain::
 
-    payer (source currency) --sell amount--> FX position (source)        fx:sell  [linked]
-    FX position (payment currency) --buy amount--> payer (payment currency)  fx:buy  [linked]
+    payer (source currency) --sell amount--> fx_position (source)        fx:sell  [linked]
+    fx_position (payment currency) --buy amount--> payer (payment currency)  fx:buy  [linked]
     payer (payment currency) --> payee / hold, fees …                    the payment's steps
 
-so the conversion happens if and only if the payment does: per currency the ledger stays
+through the tenant's chart account ``fx_position`` in each currency (fx's
+``positions.position_account``, which wallets' chart uses too), so the conversion happens if
+and only if the payment does: per currency the ledger stays
 zero-sum, and the payer's payment-currency wallet ends as it started (P2P: the quote buys
 the amount plus the fees; merchant payments: the amount, held for the merchant).
 
