@@ -47,6 +47,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -85,7 +86,7 @@ DEFAULT_CLIENTS = 256
 DEFAULT_LOAD_PROCESSES = 1
 DEFAULT_WORKERS = 2
 WARMUP_S = 2.0
-READY_TIMEOUT_S = 60.0
+READY_TIMEOUT_S = 120.0
 REQUEST_TIMEOUT_S = 60.0
 SHUTDOWN_TIMEOUT_S = 30.0
 VERIFY_GRACE_S = 60
@@ -198,8 +199,12 @@ async def _connect(plan: LoadPlan) -> RawConnection | HttpxConnection:
     return HttpxConnection(plan.base_url)
 
 
-async def _client(plan: LoadPlan, rng: random.Random, tally: LoadTally) -> None:
-    connection = await _connect(plan)
+async def _client(
+    plan: LoadPlan,
+    connection: RawConnection | HttpxConnection,
+    rng: random.Random,
+    tally: LoadTally,
+) -> None:
     headers = {"Authorization": f"Bearer {plan.api_key}", "Content-Type": "application/json"}
     # Requests started before the measurement starts are the warm-up: answered, not counted.
     measure_from = time.perf_counter() + (plan.start_at - time.time())
@@ -226,10 +231,13 @@ async def _client(plan: LoadPlan, rng: random.Random, tally: LoadTally) -> None:
 
 async def _load(plan: LoadPlan) -> LoadTally:
     tally = LoadTally()
+    # One at a time, so the server's processes take turns accepting them: opened all at
+    # once, they queue on the shared listening socket and one process accepts most of them.
+    connections = [await _connect(plan) for _ in range(plan.clients)]
     await asyncio.gather(
         *(
-            _client(plan, random.Random(plan.seed * 100_003 + index), tally)
-            for index in range(plan.clients)
+            _client(plan, connection, random.Random(plan.seed * 100_003 + index), tally)
+            for index, connection in enumerate(connections)
         )
     )
     return tally
@@ -250,19 +258,70 @@ class PhaseResult:
     p50_ms: float
     p99_ms: float
     failures: dict[str, int]
+    server_cpu_s: list[float]
+    """CPU seconds each server process spent during the measured window, busiest first."""
 
     @property
     def tps(self) -> float:
         return self.transfers_ok / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
+    @property
+    def server_cpu_ms_per_transfer(self) -> float:
+        if not self.transfers_ok:
+            return math.nan
+        return sum(self.server_cpu_s) * 1000 / self.transfers_ok
+
+
+_CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def session_cpu_s(session_id: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each live process in a session, from /proc (Linux;
+    empty elsewhere)."""
+    times: dict[int, float] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = entry.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        fields = text[text.rindex(")") + 2 :].split()
+        # After the command: state, ppid, pgrp, session, ..., utime (14th), stime (15th).
+        if int(fields[3]) == session_id:
+            times[int(entry.parent.name)] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS_PER_S
+    return times
+
+
+class CpuWindow:
+    """The server's CPU per process between `start_at` and `deadline` (wall clock)."""
+
+    def __init__(self, session_id: int, *, start_at: float, deadline: float) -> None:
+        self._session_id = session_id
+        self._start_at, self._deadline = start_at, deadline
+        self.per_process_s: list[float] = []
+        self._thread = threading.Thread(target=self._measure, daemon=True)
+        self._thread.start()
+
+    def _measure(self) -> None:
+        time.sleep(max(0.0, self._start_at - time.time()))
+        before = session_cpu_s(self._session_id)
+        time.sleep(max(0.0, self._deadline - time.time()))
+        after = session_cpu_s(self._session_id)
+        spent = [after[pid] - before.get(pid, 0.0) for pid in after]
+        self.per_process_s = sorted((s for s in spent if s > 0), reverse=True)
+
+    def result(self) -> list[float]:
+        self._thread.join()
+        return self.per_process_s
+
 
 def run_phase(
-    name: str, *, plans: list[LoadPlan], measure_s: float, started_at: float
+    name: str, *, plans: list[LoadPlan], measure_s: float, server_session: int
 ) -> PhaseResult:
     """Start one process per plan, wait for their tallies, combine them."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     processes = [context.Process(target=load_process, args=(plan, results)) for plan in plans]
+    cpu = CpuWindow(server_session, start_at=plans[0].start_at, deadline=plans[0].deadline)
     for process in processes:
         process.start()
     tallies = [results.get(timeout=measure_s + WARMUP_S + READY_TIMEOUT_S) for _ in processes]
@@ -283,6 +342,7 @@ def run_phase(
         p50_ms=percentile(latencies, 0.50) * 1000,
         p99_ms=percentile(latencies, 0.99) * 1000,
         failures=dict(failures),
+        server_cpu_s=cpu.result(),
     )
 
 
@@ -395,16 +455,29 @@ def start_server(
     )
 
 
-def wait_ready(base_url: str, server: subprocess.Popen[bytes]) -> None:
+STARTED_LINE = b"Application startup complete."
+"""What uvicorn logs once a server process serves (one line per process)."""
+
+
+def _processes_started(log: Any) -> int:
+    log.flush()
+    size = os.fstat(log.fileno()).st_size
+    return os.pread(log.fileno(), size, 0).count(STARTED_LINE)
+
+
+def wait_ready(base_url: str, server: subprocess.Popen[bytes], *, workers: int, log: Any) -> None:
+    """Until every server process serves: `/readyz` answers once the first one does, and
+    connections opened before the others start would all be served by that one."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"the server exited with {server.returncode}")
         try:
-            if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
-                return
+            ready = httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200
         except httpx.HTTPError:
-            pass
+            ready = False
+        if ready and _processes_started(log) >= workers:
+            return
         time.sleep(0.2)
     raise RuntimeError("the server did not become ready")
 
@@ -463,14 +536,14 @@ def run_server_phases(
     base_url = f"http://127.0.0.1:{port}"
     server = start_server(database_url, port=port, arguments=arguments, log=log)
     try:
-        wait_ready(base_url, server)
+        wait_ready(base_url, server, workers=arguments.workers, log=log)
         phases: dict[str, PhaseResult] = {}
         for name, hot in (("uniform", False), ("hot", True)):
             asyncio.run(checkpoint(bench_database_url()))
             progress(f"phase {name}: {arguments.clients} connections for {arguments.seconds} s")
             plans = plans_for(fixture, base_url=base_url, hot=hot, arguments=arguments)
             phases[name] = run_phase(
-                name, plans=plans, measure_s=arguments.seconds, started_at=plans[0].start_at
+                name, plans=plans, measure_s=arguments.seconds, server_session=server.pid
             )
         return phases
     finally:
@@ -522,6 +595,8 @@ def summary(outcome: Outcome, arguments: argparse.Namespace) -> dict[str, object
         "hot_ratio": _number(_ratio(hot.tps, outcome.pgbench.tps), 2),
         "hot_p50_ms": _number(hot.p50_ms, 2),
         "hot_p99_ms": _number(hot.p99_ms, 2),
+        "server_cpu_ms": _number(uniform.server_cpu_ms_per_transfer, 3),
+        "hot_server_cpu_ms": _number(hot.server_cpu_ms_per_transfer, 3),
         "clients": arguments.clients,
         "workers": arguments.workers,
         "load_processes": arguments.load_processes,
@@ -537,16 +612,27 @@ def print_phases(outcome: Outcome, arguments: argparse.Namespace) -> None:
             f"{phase.tps:,.0f}",
             f"{phase.p50_ms:.2f}",
             f"{phase.p99_ms:.2f}",
+            f"{phase.server_cpu_ms_per_transfer:.3f}",
+            " / ".join(f"{seconds:.1f}" for seconds in phase.server_cpu_s),
         ]
         for phase in outcome.phases.values()
     ]
     pgbench = outcome.pgbench
-    rows.append(["pgbench TPC-B", str(pgbench.clients), "", f"{pgbench.tps:,.0f}", "", ""])
+    rows.append(["pgbench TPC-B", str(pgbench.clients), "", f"{pgbench.tps:,.0f}", "", "", "", ""])
     print_table(
         f"POST /v1/transfers over HTTP: {ACCOUNT_COUNT:,} accounts, {arguments.seconds} s per"
         f" phase, {arguments.workers} server processes, {arguments.load_processes} load"
         f" processes, log level {arguments.log_level}",
-        ["phase", "connections", "transfers", "per second", "p50 ms", "p99 ms"],
+        [
+            "phase",
+            "connections",
+            "transfers",
+            "per second",
+            "p50 ms",
+            "p99 ms",
+            "server CPU ms/transfer",
+            "CPU s per process",
+        ],
         rows,
     )
 
@@ -633,7 +719,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     with tempfile.TemporaryFile() as scratch:
-        log = arguments.server_log.open("wb") if arguments.server_log else scratch
+        log = arguments.server_log.open("w+b") if arguments.server_log else scratch
         try:
             outcome = run(arguments, log)
         finally:
