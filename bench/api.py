@@ -479,7 +479,10 @@ def wait_ready(base_url: str, server: subprocess.Popen[bytes], *, workers: int, 
         if ready and _processes_started(log) >= workers:
             return
         time.sleep(0.2)
-    raise RuntimeError("the server did not become ready")
+    raise RuntimeError(
+        f"the server did not become ready: {_processes_started(log)} of {workers} processes"
+        f" started in {READY_TIMEOUT_S:g} s"
+    )
 
 
 def stop_server(server: subprocess.Popen[bytes]) -> None:
