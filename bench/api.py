@@ -435,7 +435,10 @@ def start_server(
 ) -> subprocess.Popen[bytes]:
     """`billfold serve`, in its own process group so it can be stopped with its workers."""
     environment = {
-        **os.environ,
+        # Bytecode is cached: compiling the application afresh in every process, under
+        # load, can hold the GIL long enough for uvicorn to take a starting process for
+        # hung (no answer to its 5 s health check) and replace it.
+        **{name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"},
         "BILLFOLD_DATABASE_URL": database_url,
         "BILLFOLD_HOST": "127.0.0.1",
         "BILLFOLD_PORT": str(port),
