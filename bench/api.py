@@ -4,7 +4,8 @@ Creates a throwaway database on `BILLFOLD_BENCH_DATABASE_URL` (default: the loca
 its Unix socket), migrates it, creates a tenant and one `ledger:write` API key per load
 process, opens 10,000 accounts (in-process, through the ledger), then starts the API exactly
 as `billfold serve --workers N` does (uvicorn, uvloop, httptools, JSON logs at `--log-level`)
-in a subprocess and measures two phases of `--seconds` each:
+in a subprocess, waits until every one of its processes serves (not only the first, which
+is when `/readyz` answers), and measures two phases of `--seconds` each:
 
 - uniform: `--clients` concurrent HTTP/1.1 keep-alive connections, spread over
   `--load-processes` processes, each posting one transfer at a time between random accounts;
@@ -16,11 +17,17 @@ server under test, which on a small machine would measure the load generator ins
 `--client httpx` runs the same load through httpx (one client per connection: a shared pool
 costs more per request the more connections it holds).
 
+A load process opens its connections one at a time before it starts: opened all at once,
+they queue on the server's shared listening socket, where one process can accept most of
+them (keep-alive keeps them there), and the run would measure that one process.
+
 Every request carries `Authorization: Bearer <key>` and a fresh `Idempotency-Key`, so it
 pays for everything a real one does: authentication, the rate limit, the idempotency record
 (claimed before, completed after), validation, the batching writer, the response. Each phase
 reports transfers/s (201s from its start until the last request in flight returns) and
-p50/p99 latency. Then `ledger verify` must pass.
+p50/p99 latency, and the CPU the server's processes spent in the measured window per
+transfer (from /proc; each process's share shows whether the load was balanced). Then
+`ledger verify` must pass.
 
 The reference is `pgbench -i -s 10` then `-c 8 -j 2` for the same number of seconds, run
 first in its own throwaway database. Target: tps >= 1.0x pgbench (printed, never enforced).
@@ -232,7 +239,7 @@ async def _client(
 async def _load(plan: LoadPlan) -> LoadTally:
     tally = LoadTally()
     # One at a time, so the server's processes take turns accepting them: opened all at
-    # once, they queue on the shared listening socket and one process accepts most of them.
+    # once, they queue on the shared listening socket, where one process can take most.
     connections = [await _connect(plan) for _ in range(plan.clients)]
     await asyncio.gather(
         *(
