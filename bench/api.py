@@ -62,6 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import uvloop
 
@@ -93,6 +94,7 @@ DEFAULT_CLIENTS = 256
 DEFAULT_LOAD_PROCESSES = 1
 DEFAULT_WORKERS = 2
 WARMUP_S = 2.0
+STATISTICS_DELAY_S = 1.5
 READY_TIMEOUT_S = 120.0
 REQUEST_TIMEOUT_S = 60.0
 SHUTDOWN_TIMEOUT_S = 30.0
@@ -122,6 +124,8 @@ class LoadPlan:
     seed: int
     client: str
     """`raw` (a minimal HTTP/1.1 client) or `httpx`."""
+    interval_s: float = 0.0
+    """Each connection starts a request at most this often (0: as soon as the last returns)."""
 
 
 @dataclass(slots=True)
@@ -216,7 +220,11 @@ async def _client(
     # Requests started before the measurement starts are the warm-up: answered, not counted.
     measure_from = time.perf_counter() + (plan.start_at - time.time())
     try:
+        next_at = time.perf_counter() + rng.random() * plan.interval_s  # spread the starts
         while time.time() < plan.deadline:
+            if plan.interval_s:
+                await asyncio.sleep(next_at - time.perf_counter())
+                next_at = max(next_at + plan.interval_s, time.perf_counter())
             body = _transfer_body(plan, rng)
             started = time.perf_counter()
             try:
@@ -267,10 +275,19 @@ class PhaseResult:
     failures: dict[str, int]
     server_cpu_s: list[float]
     """CPU seconds each server process spent during the measured window, busiest first."""
+    database_transactions: int
+    """Transactions the database ended during the measured window (the server's: its own
+    and its pings; the run's other connections are idle then)."""
 
     @property
     def tps(self) -> float:
         return self.transfers_ok / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def transactions_per_transfer(self) -> float:
+        if not self.transfers_ok:
+            return math.nan
+        return self.database_transactions / self.transfers_ok
 
     @property
     def server_cpu_ms_per_transfer(self) -> float:
@@ -298,42 +315,69 @@ def session_cpu_s(session_id: int) -> dict[int, float]:
     return times
 
 
-class CpuWindow:
-    """The server's CPU per process between `start_at` and `deadline` (wall clock)."""
+async def database_transactions(database_url: str) -> int:
+    """Transactions the database has ended (committed or rolled back), per its statistics."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        ended = await connection.fetchval(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database"
+            " WHERE datname = current_database()"
+        )
+    finally:
+        await connection.close()
+    return int(ended)
 
-    def __init__(self, session_id: int, *, start_at: float, deadline: float) -> None:
-        self._session_id = session_id
+
+class CpuWindow:
+    """Between `start_at` and `deadline` (wall clock): the server's CPU per process, and the
+    transactions its database ended. The second is a count: unlike CPU time, it does not
+    grow when other work on the machine crowds the server out. It is approximate: a busy
+    backend reports its statistics at most once a second."""
+
+    def __init__(
+        self, session_id: int, database_url: str, *, start_at: float, deadline: float
+    ) -> None:
+        self._session_id, self._database_url = session_id, database_url
         self._start_at, self._deadline = start_at, deadline
         self.per_process_s: list[float] = []
+        self.transactions = 0
         self._thread = threading.Thread(target=self._measure, daemon=True)
         self._thread.start()
 
     def _measure(self) -> None:
         time.sleep(max(0.0, self._start_at - time.time()))
         before = session_cpu_s(self._session_id)
+        transactions_before = asyncio.run(database_transactions(self._database_url))
         time.sleep(max(0.0, self._deadline - time.time()))
         after = session_cpu_s(self._session_id)
+        # A busy backend reports to pg_stat_database at most once a second.
+        time.sleep(STATISTICS_DELAY_S)
+        self.transactions = asyncio.run(database_transactions(self._database_url))
+        self.transactions -= transactions_before
         spent = [after[pid] - before.get(pid, 0.0) for pid in after]
         self.per_process_s = sorted((s for s in spent if s > 0), reverse=True)
 
-    def result(self) -> list[float]:
+    def result(self) -> tuple[list[float], int]:
         self._thread.join()
-        return self.per_process_s
+        return self.per_process_s, self.transactions
 
 
 def run_phase(
-    name: str, *, plans: list[LoadPlan], measure_s: float, server_session: int
+    name: str, *, plans: list[LoadPlan], measure_s: float, server_session: int, database_url: str
 ) -> PhaseResult:
     """Start one process per plan, wait for their tallies, combine them."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     processes = [context.Process(target=load_process, args=(plan, results)) for plan in plans]
-    cpu = CpuWindow(server_session, start_at=plans[0].start_at, deadline=plans[0].deadline)
+    window = CpuWindow(
+        server_session, database_url, start_at=plans[0].start_at, deadline=plans[0].deadline
+    )
     for process in processes:
         process.start()
     tallies = [results.get(timeout=measure_s + WARMUP_S + READY_TIMEOUT_S) for _ in processes]
     for process in processes:
         process.join(SHUTDOWN_TIMEOUT_S)
+    server_cpu_s, transactions = window.result()
     ok = sum(tally[0] for tally in tallies)
     latencies = sorted(latency for tally in tallies for latency in tally[1])
     failures: collections.Counter[str] = collections.Counter()
@@ -349,7 +393,8 @@ def run_phase(
         p50_ms=percentile(latencies, 0.50) * 1000,
         p99_ms=percentile(latencies, 0.99) * 1000,
         failures=dict(failures),
-        server_cpu_s=cpu.result(),
+        server_cpu_s=server_cpu_s,
+        database_transactions=transactions,
     )
 
 
@@ -537,6 +582,7 @@ def plans_for(
             deadline=deadline,
             seed=arguments.seed * 1000 + index + (500 if hot else 0),
             client=arguments.client,
+            interval_s=arguments.clients / arguments.rate if arguments.rate else 0.0,
         )
         for index in range(processes)
     ]
@@ -556,7 +602,11 @@ def run_server_phases(
             progress(f"phase {name}: {arguments.clients} connections for {arguments.seconds} s")
             plans = plans_for(fixture, base_url=base_url, hot=hot, arguments=arguments)
             phases[name] = run_phase(
-                name, plans=plans, measure_s=arguments.seconds, server_session=server.pid
+                name,
+                plans=plans,
+                measure_s=arguments.seconds,
+                server_session=server.pid,
+                database_url=database_url,
             )
         return phases
     finally:
@@ -610,7 +660,10 @@ def summary(outcome: Outcome, arguments: argparse.Namespace) -> dict[str, object
         "hot_p99_ms": _number(hot.p99_ms, 2),
         "server_cpu_ms": _number(uniform.server_cpu_ms_per_transfer, 3),
         "hot_server_cpu_ms": _number(hot.server_cpu_ms_per_transfer, 3),
+        "db_transactions_per_transfer": _number(uniform.transactions_per_transfer, 3),
+        "hot_db_transactions_per_transfer": _number(hot.transactions_per_transfer, 3),
         "clients": arguments.clients,
+        "rate": arguments.rate,
         "workers": arguments.workers,
         "load_processes": arguments.load_processes,
     }
@@ -627,24 +680,26 @@ def print_phases(outcome: Outcome, arguments: argparse.Namespace) -> None:
             f"{phase.p99_ms:.2f}",
             f"{phase.server_cpu_ms_per_transfer:.3f}",
             " / ".join(f"{seconds:.1f}" for seconds in phase.server_cpu_s),
+            f"{phase.transactions_per_transfer:.3f}",
         ]
         for phase in outcome.phases.values()
     ]
     pgbench = outcome.pgbench
-    rows.append(["pgbench TPC-B", str(pgbench.clients), "", f"{pgbench.tps:,.0f}", "", "", "", ""])
+    rows.append(["pgbench TPC-B", str(pgbench.clients), "", f"{pgbench.tps:,.0f}", *[""] * 5])
     print_table(
         f"POST /v1/transfers over HTTP: {ACCOUNT_COUNT:,} accounts, {arguments.seconds} s per"
         f" phase, {arguments.workers} server processes, {arguments.load_processes} load"
         f" processes, log level {arguments.log_level}",
         [
             "phase",
-            "connections",
+            "conns",
             "transfers",
-            "per second",
+            "per s",
             "p50 ms",
             "p99 ms",
-            "server CPU ms/transfer",
-            "CPU s per process",
+            "CPU ms/transfer",
+            "CPU s/process",
+            "DB tx/transfer",
         ],
         rows,
     )
@@ -713,6 +768,13 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="raw",
         help="load generator: a minimal HTTP/1.1 client, or httpx (costs ~50x more CPU)",
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="offered transfers/s over all connections (default 0: as many as are answered);"
+        " at one rate the server CPU per transfer of two versions compares fairly",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed for account choice")
     parser.add_argument("--server-log", type=Path, help="keep the server's output here")
     arguments = parser.parse_args(argv)
@@ -724,6 +786,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--clients must be between --load-processes and 10000")
     if not 1 <= arguments.workers <= 16:
         parser.error("--workers must be between 1 and 16")
+    if not 0 <= arguments.rate <= 1_000_000:
+        parser.error("--rate must be between 0 and 1000000")
     if not 1 <= arguments.pool_size <= 100:
         parser.error("--pool-size must be between 1 and 100")
     return arguments
