@@ -4,7 +4,8 @@ Creates a throwaway database on `BILLFOLD_BENCH_DATABASE_URL` (default: the loca
 its Unix socket), migrates it, creates a tenant and one `ledger:write` API key per load
 process, opens 10,000 accounts (in-process, through the ledger), then starts the API exactly
 as `billfold serve --workers N` does (uvicorn, uvloop, httptools, JSON logs at `--log-level`)
-in a subprocess and measures two phases of `--seconds` each:
+in a subprocess, waits until every one of its processes serves (not only the first, which
+is when `/readyz` answers), and measures two phases of `--seconds` each:
 
 - uniform: `--clients` concurrent HTTP/1.1 keep-alive connections, spread over
   `--load-processes` processes, each posting one transfer at a time between random accounts;
@@ -16,11 +17,17 @@ server under test, which on a small machine would measure the load generator ins
 `--client httpx` runs the same load through httpx (one client per connection: a shared pool
 costs more per request the more connections it holds).
 
+A load process opens its connections one at a time before it starts: opened all at once,
+they queue on the server's shared listening socket, where one process can accept most of
+them (keep-alive keeps them there), and the run would measure that one process.
+
 Every request carries `Authorization: Bearer <key>` and a fresh `Idempotency-Key`, so it
 pays for everything a real one does: authentication, the rate limit, the idempotency record
 (claimed before, completed after), validation, the batching writer, the response. Each phase
 reports transfers/s (201s from its start until the last request in flight returns) and
-p50/p99 latency. Then `ledger verify` must pass.
+p50/p99 latency, and the CPU the server's processes spent in the measured window per
+transfer (from /proc; each process's share shows whether the load was balanced). Then
+`ledger verify` must pass.
 
 The reference is `pgbench -i -s 10` then `-c 8 -j 2` for the same number of seconds, run
 first in its own throwaway database. Target: tps >= 1.0x pgbench (printed, never enforced).
@@ -47,6 +54,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -54,6 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import uvloop
 
@@ -85,7 +94,8 @@ DEFAULT_CLIENTS = 256
 DEFAULT_LOAD_PROCESSES = 1
 DEFAULT_WORKERS = 2
 WARMUP_S = 2.0
-READY_TIMEOUT_S = 60.0
+STATISTICS_DELAY_S = 1.5
+READY_TIMEOUT_S = 120.0
 REQUEST_TIMEOUT_S = 60.0
 SHUTDOWN_TIMEOUT_S = 30.0
 VERIFY_GRACE_S = 60
@@ -114,6 +124,8 @@ class LoadPlan:
     seed: int
     client: str
     """`raw` (a minimal HTTP/1.1 client) or `httpx`."""
+    interval_s: float = 0.0
+    """Each connection starts a request at most this often (0: as soon as the last returns)."""
 
 
 @dataclass(slots=True)
@@ -198,13 +210,21 @@ async def _connect(plan: LoadPlan) -> RawConnection | HttpxConnection:
     return HttpxConnection(plan.base_url)
 
 
-async def _client(plan: LoadPlan, rng: random.Random, tally: LoadTally) -> None:
-    connection = await _connect(plan)
+async def _client(
+    plan: LoadPlan,
+    connection: RawConnection | HttpxConnection,
+    rng: random.Random,
+    tally: LoadTally,
+) -> None:
     headers = {"Authorization": f"Bearer {plan.api_key}", "Content-Type": "application/json"}
     # Requests started before the measurement starts are the warm-up: answered, not counted.
     measure_from = time.perf_counter() + (plan.start_at - time.time())
     try:
+        next_at = time.perf_counter() + rng.random() * plan.interval_s  # spread the starts
         while time.time() < plan.deadline:
+            if plan.interval_s:
+                await asyncio.sleep(next_at - time.perf_counter())
+                next_at = max(next_at + plan.interval_s, time.perf_counter())
             body = _transfer_body(plan, rng)
             started = time.perf_counter()
             try:
@@ -226,10 +246,13 @@ async def _client(plan: LoadPlan, rng: random.Random, tally: LoadTally) -> None:
 
 async def _load(plan: LoadPlan) -> LoadTally:
     tally = LoadTally()
+    # One at a time, so the server's processes take turns accepting them: opened all at
+    # once, they queue on the shared listening socket, where one process can take most.
+    connections = [await _connect(plan) for _ in range(plan.clients)]
     await asyncio.gather(
         *(
-            _client(plan, random.Random(plan.seed * 100_003 + index), tally)
-            for index in range(plan.clients)
+            _client(plan, connection, random.Random(plan.seed * 100_003 + index), tally)
+            for index, connection in enumerate(connections)
         )
     )
     return tally
@@ -250,24 +273,111 @@ class PhaseResult:
     p50_ms: float
     p99_ms: float
     failures: dict[str, int]
+    server_cpu_s: list[float]
+    """CPU seconds each server process spent during the measured window, busiest first."""
+    database_transactions: int
+    """Transactions the database ended during the measured window (the server's: its own
+    and its pings; the run's other connections are idle then)."""
 
     @property
     def tps(self) -> float:
         return self.transfers_ok / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
+    @property
+    def transactions_per_transfer(self) -> float:
+        if not self.transfers_ok:
+            return math.nan
+        return self.database_transactions / self.transfers_ok
+
+    @property
+    def server_cpu_ms_per_transfer(self) -> float:
+        if not self.transfers_ok:
+            return math.nan
+        return sum(self.server_cpu_s) * 1000 / self.transfers_ok
+
+
+_CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def session_cpu_s(session_id: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each live process in a session, from /proc (Linux;
+    empty elsewhere)."""
+    times: dict[int, float] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = entry.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        fields = text[text.rindex(")") + 2 :].split()
+        # After the command: state, ppid, pgrp, session, ..., utime (14th), stime (15th).
+        if int(fields[3]) == session_id:
+            times[int(entry.parent.name)] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS_PER_S
+    return times
+
+
+async def database_transactions(database_url: str) -> int:
+    """Transactions the database has ended (committed or rolled back), per its statistics."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        ended = await connection.fetchval(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database"
+            " WHERE datname = current_database()"
+        )
+    finally:
+        await connection.close()
+    return int(ended)
+
+
+class CpuWindow:
+    """Between `start_at` and `deadline` (wall clock): the server's CPU per process, and the
+    transactions its database ended. The second is a count: unlike CPU time, it does not
+    grow when other work on the machine crowds the server out. It is approximate: a busy
+    backend reports its statistics at most once a second."""
+
+    def __init__(
+        self, session_id: int, database_url: str, *, start_at: float, deadline: float
+    ) -> None:
+        self._session_id, self._database_url = session_id, database_url
+        self._start_at, self._deadline = start_at, deadline
+        self.per_process_s: list[float] = []
+        self.transactions = 0
+        self._thread = threading.Thread(target=self._measure, daemon=True)
+        self._thread.start()
+
+    def _measure(self) -> None:
+        time.sleep(max(0.0, self._start_at - time.time()))
+        before = session_cpu_s(self._session_id)
+        transactions_before = asyncio.run(database_transactions(self._database_url))
+        time.sleep(max(0.0, self._deadline - time.time()))
+        after = session_cpu_s(self._session_id)
+        # A busy backend reports to pg_stat_database at most once a second.
+        time.sleep(STATISTICS_DELAY_S)
+        self.transactions = asyncio.run(database_transactions(self._database_url))
+        self.transactions -= transactions_before
+        spent = [after[pid] - before.get(pid, 0.0) for pid in after]
+        self.per_process_s = sorted((s for s in spent if s > 0), reverse=True)
+
+    def result(self) -> tuple[list[float], int]:
+        self._thread.join()
+        return self.per_process_s, self.transactions
+
 
 def run_phase(
-    name: str, *, plans: list[LoadPlan], measure_s: float, started_at: float
+    name: str, *, plans: list[LoadPlan], measure_s: float, server_session: int, database_url: str
 ) -> PhaseResult:
     """Start one process per plan, wait for their tallies, combine them."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     processes = [context.Process(target=load_process, args=(plan, results)) for plan in plans]
+    window = CpuWindow(
+        server_session, database_url, start_at=plans[0].start_at, deadline=plans[0].deadline
+    )
     for process in processes:
         process.start()
     tallies = [results.get(timeout=measure_s + WARMUP_S + READY_TIMEOUT_S) for _ in processes]
     for process in processes:
         process.join(SHUTDOWN_TIMEOUT_S)
+    server_cpu_s, transactions = window.result()
     ok = sum(tally[0] for tally in tallies)
     latencies = sorted(latency for tally in tallies for latency in tally[1])
     failures: collections.Counter[str] = collections.Counter()
@@ -283,6 +393,8 @@ def run_phase(
         p50_ms=percentile(latencies, 0.50) * 1000,
         p99_ms=percentile(latencies, 0.99) * 1000,
         failures=dict(failures),
+        server_cpu_s=server_cpu_s,
+        database_transactions=transactions,
     )
 
 
@@ -375,7 +487,10 @@ def start_server(
 ) -> subprocess.Popen[bytes]:
     """`billfold serve`, in its own process group so it can be stopped with its workers."""
     environment = {
-        **os.environ,
+        # Bytecode is cached: compiling the application afresh in every process, under
+        # load, can hold the GIL long enough for uvicorn to take a starting process for
+        # hung (no answer to its 5 s health check) and replace it.
+        **{name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"},
         "BILLFOLD_DATABASE_URL": database_url,
         "BILLFOLD_HOST": "127.0.0.1",
         "BILLFOLD_PORT": str(port),
@@ -395,18 +510,34 @@ def start_server(
     )
 
 
-def wait_ready(base_url: str, server: subprocess.Popen[bytes]) -> None:
+STARTED_LINE = b"Application startup complete."
+"""What uvicorn logs once a server process serves (one line per process)."""
+
+
+def _processes_started(log: Any) -> int:
+    log.flush()
+    size = os.fstat(log.fileno()).st_size
+    return os.pread(log.fileno(), size, 0).count(STARTED_LINE)
+
+
+def wait_ready(base_url: str, server: subprocess.Popen[bytes], *, workers: int, log: Any) -> None:
+    """Until every server process serves: `/readyz` answers once the first one does, and
+    connections opened before the others start would all be served by that one."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"the server exited with {server.returncode}")
         try:
-            if httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200:
-                return
+            ready = httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200
         except httpx.HTTPError:
-            pass
+            ready = False
+        if ready and _processes_started(log) >= workers:
+            return
         time.sleep(0.2)
-    raise RuntimeError("the server did not become ready")
+    raise RuntimeError(
+        f"the server did not become ready: {_processes_started(log)} of {workers} processes"
+        f" started in {READY_TIMEOUT_S:g} s"
+    )
 
 
 def stop_server(server: subprocess.Popen[bytes]) -> None:
@@ -451,6 +582,7 @@ def plans_for(
             deadline=deadline,
             seed=arguments.seed * 1000 + index + (500 if hot else 0),
             client=arguments.client,
+            interval_s=arguments.clients / arguments.rate if arguments.rate else 0.0,
         )
         for index in range(processes)
     ]
@@ -463,14 +595,18 @@ def run_server_phases(
     base_url = f"http://127.0.0.1:{port}"
     server = start_server(database_url, port=port, arguments=arguments, log=log)
     try:
-        wait_ready(base_url, server)
+        wait_ready(base_url, server, workers=arguments.workers, log=log)
         phases: dict[str, PhaseResult] = {}
         for name, hot in (("uniform", False), ("hot", True)):
             asyncio.run(checkpoint(bench_database_url()))
             progress(f"phase {name}: {arguments.clients} connections for {arguments.seconds} s")
             plans = plans_for(fixture, base_url=base_url, hot=hot, arguments=arguments)
             phases[name] = run_phase(
-                name, plans=plans, measure_s=arguments.seconds, started_at=plans[0].start_at
+                name,
+                plans=plans,
+                measure_s=arguments.seconds,
+                server_session=server.pid,
+                database_url=database_url,
             )
         return phases
     finally:
@@ -522,7 +658,12 @@ def summary(outcome: Outcome, arguments: argparse.Namespace) -> dict[str, object
         "hot_ratio": _number(_ratio(hot.tps, outcome.pgbench.tps), 2),
         "hot_p50_ms": _number(hot.p50_ms, 2),
         "hot_p99_ms": _number(hot.p99_ms, 2),
+        "server_cpu_ms": _number(uniform.server_cpu_ms_per_transfer, 3),
+        "hot_server_cpu_ms": _number(hot.server_cpu_ms_per_transfer, 3),
+        "db_transactions_per_transfer": _number(uniform.transactions_per_transfer, 3),
+        "hot_db_transactions_per_transfer": _number(hot.transactions_per_transfer, 3),
         "clients": arguments.clients,
+        "rate": arguments.rate,
         "workers": arguments.workers,
         "load_processes": arguments.load_processes,
     }
@@ -537,16 +678,29 @@ def print_phases(outcome: Outcome, arguments: argparse.Namespace) -> None:
             f"{phase.tps:,.0f}",
             f"{phase.p50_ms:.2f}",
             f"{phase.p99_ms:.2f}",
+            f"{phase.server_cpu_ms_per_transfer:.3f}",
+            " / ".join(f"{seconds:.1f}" for seconds in phase.server_cpu_s),
+            f"{phase.transactions_per_transfer:.3f}",
         ]
         for phase in outcome.phases.values()
     ]
     pgbench = outcome.pgbench
-    rows.append(["pgbench TPC-B", str(pgbench.clients), "", f"{pgbench.tps:,.0f}", "", ""])
+    rows.append(["pgbench TPC-B", str(pgbench.clients), "", f"{pgbench.tps:,.0f}", *[""] * 5])
     print_table(
         f"POST /v1/transfers over HTTP: {ACCOUNT_COUNT:,} accounts, {arguments.seconds} s per"
         f" phase, {arguments.workers} server processes, {arguments.load_processes} load"
         f" processes, log level {arguments.log_level}",
-        ["phase", "connections", "transfers", "per second", "p50 ms", "p99 ms"],
+        [
+            "phase",
+            "conns",
+            "transfers",
+            "per s",
+            "p50 ms",
+            "p99 ms",
+            "CPU ms/transfer",
+            "CPU s/process",
+            "DB tx/transfer",
+        ],
         rows,
     )
 
@@ -614,6 +768,13 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="raw",
         help="load generator: a minimal HTTP/1.1 client, or httpx (costs ~50x more CPU)",
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="offered transfers/s over all connections (default 0: as many as are answered);"
+        " at one rate the server CPU per transfer of two versions compares fairly",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed for account choice")
     parser.add_argument("--server-log", type=Path, help="keep the server's output here")
     arguments = parser.parse_args(argv)
@@ -625,6 +786,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--clients must be between --load-processes and 10000")
     if not 1 <= arguments.workers <= 16:
         parser.error("--workers must be between 1 and 16")
+    if not 0 <= arguments.rate <= 1_000_000:
+        parser.error("--rate must be between 0 and 1000000")
     if not 1 <= arguments.pool_size <= 100:
         parser.error("--pool-size must be between 1 and 100")
     return arguments
@@ -633,7 +796,7 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     with tempfile.TemporaryFile() as scratch:
-        log = arguments.server_log.open("wb") if arguments.server_log else scratch
+        log = arguments.server_log.open("w+b") if arguments.server_log else scratch
         try:
             outcome = run(arguments, log)
         finally:

@@ -157,3 +157,34 @@ async def test_a_crash_is_logged_as_a_500_error(log_stream: io.StringIO) -> None
     (access,) = access_lines(log_stream)
     assert (access["status"], access["level"]) == (500, "error")
     assert access["request_id"] == response.headers[REQUEST_ID_HEADER]
+
+
+def test_processors_run_once_per_structlog_event_and_again_on_a_traceback(
+    log_stream: io.StringIO,
+) -> None:
+    passes: list[str] = []
+
+    def redact(_logger: object, _method: str, event_dict: Any) -> Any:
+        passes.append(str(event_dict.get("event")))
+        return {
+            name: json.loads(json.dumps(value).replace("hunter2", "***"))
+            for name, value in event_dict.items()
+        }
+
+    configure_logging("info", stream=log_stream, processors=[redact])
+    log = structlog.get_logger("test")
+    log.info("plain", password="hunter2")
+    try:
+        raise ValueError("the password was hunter2")
+    except ValueError:
+        log.exception("failed")
+    logging.getLogger("stdlib").warning("stdlib hunter2")
+    lines = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["plain", "failed", "stdlib ***"]
+    assert "hunter2" not in log_stream.getvalue()
+    assert "***" in json.dumps(lines[1]["exception"])  # rendered by the formatter, then redacted
+    # The structlog chain once per event; the formatter (each time a handler renders the
+    # record: the suite's log scanner does too) only for the traceback and the standard
+    # library's record, which the chain never saw.
+    assert passes.count("plain") == 1
+    assert passes.count("failed") >= 2 and passes.count("stdlib hunter2") >= 1

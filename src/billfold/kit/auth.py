@@ -26,7 +26,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, TypeAlias
 
@@ -87,12 +87,16 @@ class Principal:
     api_key_id: uuid.UUID
     mode: Mode
     scopes: frozenset[str]
+    ledger_tenant_id: uuid.UUID = field(init=False, repr=False, compare=False)
+    """The tenant id under which this caller's ledger data lives: one per (tenant, mode),
+    so test-mode and live-mode money can never meet in one transfer or query. Computed
+    once: concurrent requests share one principal, and each used to hash it again."""
 
-    @property
-    def ledger_tenant_id(self) -> uuid.UUID:
-        """The tenant id under which this caller's ledger data lives: one per (tenant,
-        mode), so test-mode and live-mode money can never meet in one transfer or query."""
-        return uuid.uuid5(LEDGER_TENANT_NAMESPACE, f"{self.tenant_id}:{self.mode.value}")
+    def __post_init__(self) -> None:
+        ledger_tenant_id = uuid.uuid5(
+            LEDGER_TENANT_NAMESPACE, f"{self.tenant_id}:{self.mode.value}"
+        )
+        object.__setattr__(self, "ledger_tenant_id", ledger_tenant_id)
 
 
 Authenticator: TypeAlias = Callable[["Request"], Awaitable[Principal]]

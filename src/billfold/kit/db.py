@@ -7,22 +7,26 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import Connection, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from billfold.kit.errors import ValidationFailed
 
 __all__ = [
+    "PING_AFTER_IDLE_S",
     "DatabaseTarget",
     "InvalidDatabaseUrl",
     "UnitOfWork",
@@ -68,13 +72,49 @@ def parse_database_url(url: str) -> DatabaseTarget:
     raise InvalidDatabaseUrl("expected sqlite:///PATH or postgresql://USER@HOST/DATABASE")
 
 
-def create_engine(target: DatabaseTarget, *, pool_size: int = 10) -> AsyncEngine:
+PING_AFTER_IDLE_S = 1.0
+"""A pooled PostgreSQL connection idle for longer is checked before it is handed out."""
+_CHECKED_IN_AT = "billfold_checked_in_at"
+
+
+def create_engine(
+    target: DatabaseTarget, *, pool_size: int = 10, ping_after_idle_s: float = PING_AFTER_IDLE_S
+) -> AsyncEngine:
     """The SQLAlchemy engine for domain repositories and migrations."""
     if target.kind == "sqlite":
         engine = create_async_engine(target.sqlalchemy_url, connect_args={"timeout": 30})
         _begin_immediately(engine)
         return engine
-    return create_async_engine(target.sqlalchemy_url, pool_size=pool_size, pool_pre_ping=True)
+    engine = create_async_engine(target.sqlalchemy_url, pool_size=pool_size)
+    _ping_when_idle(engine, idle_s=ping_after_idle_s)
+    return engine
+
+
+def _ping_when_idle(engine: AsyncEngine, *, idle_s: float) -> None:
+    """Check a pooled connection before use when it sat idle longer than `idle_s`; one
+    that fails is replaced by a new connection, so a database restart or an idle timeout
+    costs no request.
+
+    SQLAlchemy's `pool_pre_ping` checks on every checkout, which with asyncpg is three round
+    trips (BEGIN, a query, ROLLBACK): more than a busy unit of work's own. A connection
+    returned moments ago by a transaction that committed is alive unless the server went
+    away within `idle_s`; then that one use fails and SQLAlchemy, seeing the disconnect,
+    discards every connection pooled before it."""
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        checked_in_at = record.info.pop(_CHECKED_IN_AT, None)
+        if checked_in_at is None or time.monotonic() - checked_in_at < idle_s:
+            return  # a new connection, or one just returned
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # The pool discards this connection and checks out another (a new one).
+            raise DisconnectionError("the pooled connection does not answer") from error
 
 
 def _begin_immediately(engine: AsyncEngine) -> None:

@@ -15,11 +15,11 @@ import uuid
 from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from structlog.typing import Processor
+from structlog.typing import EventDict, Processor
 
 __all__ = [
     "ACCESS_LOGGER_NAME",
@@ -105,9 +105,10 @@ def configure_logging(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=_shared_processors(),
             processors=[
+                _note_processed,
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.dict_tracebacks,
-                *processors,
+                _unless_processed(processors),
                 structlog.processors.JSONRenderer(),
             ],
         )
@@ -118,6 +119,32 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level_number)
     _installed_handler = handler
+
+
+_PROCESSED = "_billfold_processed"
+
+
+def _note_processed(_logger: Any, _method_name: str, event_dict: EventDict) -> EventDict:
+    """Mark a structlog event the `processors` already ran on, unless it carries a traceback
+    that only the formatter renders (`dict_tracebacks`): that text they have not seen."""
+    if event_dict.get("_from_structlog") and "exc_info" not in event_dict:
+        event_dict[_PROCESSED] = True
+    return event_dict
+
+
+def _unless_processed(processors: Sequence[Processor]) -> Processor:
+    """`processors`, for the records that have not been through them (the standard
+    library's, and tracebacks). Running them twice on the same event changes nothing (they
+    are idempotent) but costs: masking every string is most of an access line's CPU."""
+
+    def run(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+        if event_dict.pop(_PROCESSED, False):
+            return event_dict
+        for processor in processors:
+            event_dict = processor(logger, method_name, event_dict)  # type: ignore[assignment]
+        return event_dict
+
+    return run
 
 
 def _as_dict(fields: _RequestFields) -> dict[str, str | None]:
