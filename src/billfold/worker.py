@@ -37,6 +37,7 @@ __all__ = ["PURGE_ROUNDS_MAX", "Worker", "run_worker", "running_worker"]
 
 log = structlog.get_logger(__name__)
 PURGE_ROUNDS_MAX = 10
+SENDER_LOOPS = 2
 
 
 class Worker:
@@ -61,6 +62,7 @@ class Worker:
         self.bus = bus or InProcessBus()
         self.inbound = inbound or InboundRegistry()
         row_locks = parse_database_url(settings.database_url).kind == "postgresql"
+        self._row_locks = row_locks
         self._wake_dispatch = asyncio.Event()
         self._wake_sender = asyncio.Event()
         self.sequencer = Sequencer(
@@ -154,7 +156,12 @@ class Worker:
                 (f"dispatch:{d.channel.name}", d.run_once, self._wake_dispatch)
                 for d in self.dispatchers
             ],
-            ("webhooks", self.sender.run_once, self._wake_sender),
+            # Two sender loops on PostgreSQL: one sends while the other claims or records
+            # (row locks keep them apart); SQLite has one writer, so one loop.
+            *[
+                (f"webhooks:{i}", self.sender.run_once, self._wake_sender)
+                for i in range(SENDER_LOOPS if self._row_locks else 1)
+            ],
             ("inbound", self.inbound_processor.run_once, None),
         ]
         for name, step, wake in loops:

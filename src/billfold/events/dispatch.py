@@ -127,17 +127,17 @@ class Sequencer:
             if cursor is None:
                 return 0
             seq = await repository.last_seq(session)
-            pending = await repository.unsequenced_ids(session, limit=self._batch_size_max)
-            numbered = [(identifier, seq + 1 + i) for i, identifier in enumerate(pending)]
-            await repository.assign_seqs(session, numbered)
-            seq += len(numbered)
+            numbered = await repository.number_unsequenced(
+                session, last_seq=seq, limit=self._batch_size_max
+            )
+            seq += numbered
             if not transfers or cursor.position != position:
-                return len(numbered)
+                return numbered
             rows = await self._transfer_rows(session, transfers, seq)
             await repository.insert_events(session, rows)
             cursor.position = transfers[-1].timestamp
             cursor.updated_at = self._clock.now_ns()
-            return len(numbered) + len(rows)
+            return numbered + len(rows)
 
     async def _transfer_rows(
         self, session: AsyncSession, transfers: Sequence[Transfer], last_seq: int

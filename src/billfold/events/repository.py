@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -35,7 +36,7 @@ __all__ = [
     "insert_events",
     "last_seq",
     "lock_sequencer",
-    "unsequenced_ids",
+    "number_unsequenced",
 ]
 
 SEQUENCER = "sequencer"
@@ -175,17 +176,19 @@ async def last_seq(session: AsyncSession) -> int:
     return int(value or 0)
 
 
-async def unsequenced_ids(session: AsyncSession, *, limit: int) -> list[uuid.UUID]:
-    query = select(OutboxEvent.id).where(OutboxEvent.seq.is_(None)).order_by(OutboxEvent.id)
-    return list((await session.scalars(query.limit(limit))).all())
+_NUMBER = text(
+    "UPDATE events_outbox SET seq = :last_seq + numbered.n"
+    " FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM events_outbox"
+    " WHERE seq IS NULL ORDER BY id LIMIT :limit) AS numbered"
+    " WHERE events_outbox.id = numbered.id"
+)
 
 
-async def assign_seqs(session: AsyncSession, numbered: Sequence[tuple[uuid.UUID, int]]) -> None:
-    if numbered:
-        await session.execute(
-            update(OutboxEvent),
-            [{"id": identifier, "seq": seq} for identifier, seq in numbered],
-        )
+async def number_unsequenced(session: AsyncSession, *, last_seq: int, limit: int) -> int:
+    """Number up to `limit` committed rows without a `seq` (oldest id first) from
+    `last_seq + 1` on, in one UPDATE; how many it numbered."""
+    result = await session.execute(_NUMBER, {"last_seq": last_seq, "limit": limit})
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -293,11 +296,20 @@ async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]
         await session.execute(insert(WebhookDelivery), list(rows))
 
 
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    id: uuid.UUID
+    endpoint_id: uuid.UUID
+    event_id: uuid.UUID
+
+
 async def claim_due_deliveries(
-    session: AsyncSession, *, now_ns: int, limit: int, lock: bool
-) -> list[WebhookDelivery]:
-    """Pending deliveries that are due, unleased, to an enabled endpoint, and first in line:
-    none of the endpoint's earlier deliveries of the same aggregate is still pending."""
+    session: AsyncSession, *, now_ns: int, limit: int, lock: bool, leased_until: int
+) -> list[DueDelivery]:
+    """Lease pending deliveries that are due, unleased, to an enabled endpoint, and first
+    in line: none of the endpoint's earlier deliveries of the same aggregate is still
+    pending. Oldest due first (ordered by the due index alone, so the scan stops at
+    `limit`; the caller sorts by seq); one SELECT and one UPDATE, however many."""
     earlier = aliased(WebhookDelivery)
     blocked = (
         select(earlier.id)
@@ -317,7 +329,7 @@ async def claim_due_deliveries(
         .exists()
     )
     query = (
-        select(WebhookDelivery)
+        select(WebhookDelivery.id, WebhookDelivery.endpoint_id, WebhookDelivery.event_id)
         .where(
             WebhookDelivery.status == "pending",
             WebhookDelivery.next_attempt_at <= now_ns,
@@ -325,12 +337,43 @@ async def claim_due_deliveries(
             enabled,
             ~blocked,
         )
-        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.event_seq)
+        .order_by(WebhookDelivery.status, WebhookDelivery.next_attempt_at)
         .limit(limit)
     )
     if lock:
         query = query.with_for_update(skip_locked=True, of=WebhookDelivery)
-    return list(await session.scalars(query))
+    due = [DueDelivery(row[0], row[1], row[2]) for row in await session.execute(query)]
+    if due:
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_([d.id for d in due]))
+            .values(leased_until=leased_until)
+            .execution_options(synchronize_session=False)
+        )
+    return due
+
+
+async def mark_succeeded(
+    session: AsyncSession, ids: Collection[uuid.UUID], *, status_code: int, now_ns: int
+) -> set[uuid.UUID]:
+    """Record a successful attempt of each delivery in one UPDATE; the ids that exist (a
+    deleted endpoint takes its deliveries with it)."""
+    if not ids:
+        return set()
+    rows = await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(list(ids)))
+        .values(
+            status="succeeded",
+            attempts=WebhookDelivery.attempts + 1,
+            last_status_code=status_code,
+            leased_until=None,
+            completed_at=now_ns,
+        )
+        .returning(WebhookDelivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(rows.scalars())
 
 
 async def endpoints_by_id(
@@ -350,7 +393,7 @@ async def deliveries_by_id(
 
 
 async def insert_attempts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
+    if rows and not await _copy(session, WebhookAttempt.__tablename__, rows):
         await session.execute(insert(WebhookAttempt), list(rows))
 
 

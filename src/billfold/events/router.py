@@ -116,6 +116,7 @@ async def create_endpoint(
             event_types=body.event_types,
             allow_private=settings.webhooks_allow_private,
             endpoints_max=settings.webhooks_endpoints_max,
+            batch_size_max=body.batch_size_max,
             now_ns=time.time_ns(),
         )
         return EndpointResponse.of(endpoint, show_secret=True)
@@ -169,6 +170,7 @@ async def update_endpoint(
         description=body.description,
         event_types=body.event_types,
         enabled=None if body.status is None else body.status == "enabled",
+        batch_size_max=body.batch_size_max,
     )
     async with unit_of_work.begin() as session:
         endpoint = await service.update_endpoint(

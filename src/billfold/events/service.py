@@ -20,7 +20,7 @@ from billfold.events.errors import (
 from billfold.events.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from billfold.events.ssrf import resolve_target
 from billfold.events.types import EVENT_TYPE_PATTERN, TYPE_LENGTH_MAX, Event
-from billfold.events.webhooks import delivery_row, endpoint_wants, new_secret
+from billfold.events.webhooks import BATCH_SIZE_MAX, delivery_row, endpoint_wants, new_secret
 from billfold.kit.auth import Mode
 from billfold.kit.clock import NANOSECONDS_PER_SECOND
 from billfold.kit.ids import new_id
@@ -57,6 +57,7 @@ class EndpointChange:
     description: str | None = None
     event_types: Sequence[str] | None = None
     enabled: bool | None = None
+    batch_size_max: int | None = None
 
 
 def checked_event_types(event_types: Sequence[str]) -> list[str]:
@@ -71,6 +72,12 @@ def checked_event_types(event_types: Sequence[str]) -> list[str]:
     return sorted(set(event_types))
 
 
+def checked_batch_size(batch_size_max: int) -> int:
+    if not 1 <= batch_size_max <= BATCH_SIZE_MAX:
+        raise InvalidEventFilter(f"batch_size_max is between 1 and {BATCH_SIZE_MAX}")
+    return batch_size_max
+
+
 async def create_endpoint(
     session: AsyncSession,
     *,
@@ -81,9 +88,11 @@ async def create_endpoint(
     allow_private: bool,
     endpoints_max: int,
     now_ns: int,
+    batch_size_max: int = 1,
 ) -> WebhookEndpoint:
     """A new enabled endpoint with a fresh secret (the caller shows it once)."""
     types = checked_event_types(event_types)
+    checked_batch_size(batch_size_max)
     await resolve_target(url, allow_private=allow_private)
     existing = await repository.endpoints_page(
         session, tenant_id=scope.tenant_id, mode=scope.mode.value, after=None, limit=endpoints_max
@@ -99,6 +108,7 @@ async def create_endpoint(
         event_types=types,
         status="enabled",
         disabled_reason=None,
+        batch_size_max=batch_size_max,
         secret=new_secret(),
         previous_secret=None,
         previous_secret_expires_at=None,
@@ -138,6 +148,8 @@ async def update_endpoint(
         endpoint.description = change.description
     if change.event_types is not None:
         endpoint.event_types = checked_event_types(change.event_types)
+    if change.batch_size_max is not None:
+        endpoint.batch_size_max = checked_batch_size(change.batch_size_max)
     if change.enabled is not None:
         endpoint.status = "enabled" if change.enabled else "disabled"
         endpoint.disabled_reason = None if change.enabled else "disabled by the tenant"
