@@ -61,6 +61,12 @@ class Channel(Protocol):
 
     name: str
 
+    @property
+    def needs_data(self) -> bool:
+        """Whether `deliver` reads the payloads now: when not, the log is read without them
+        (no JSON to decode) and `deliver` is not called."""
+        ...
+
     async def deliver(self, events: Sequence[Event]) -> None: ...
 
     async def record(self, session: AsyncSession, events: Sequence[Event], now_ns: int) -> None: ...
@@ -81,6 +87,11 @@ class InProcessBus:
         invariant(len(self._subscribers) < self._subscribers_max, "subscribers are bounded")
         self._subscribers.append(subscriber)
         return lambda: self._subscribers.remove(subscriber)
+
+    @property
+    def needs_data(self) -> bool:
+        """No subscriber, nothing to hand over: the cursor moves past the events."""
+        return bool(self._subscribers)
 
     async def deliver(self, events: Sequence[Event]) -> None:
         for event in events:
@@ -177,6 +188,7 @@ class ChannelDispatcher:
         self._partitions_per_claim = partitions_per_claim
         self._row_locks = row_locks
         self._pending: list[Event] = []
+        self._with_data = True
 
     async def prepare(self) -> None:
         async with self._unit_of_work.begin() as session:
@@ -225,18 +237,20 @@ class ChannelDispatcher:
         if not claimed:
             return [], []
         low = min(cursor.position for cursor in claimed)
+        self._with_data = self.channel.needs_data
         scanned = await repository.events_after(
             session,
             partitions=[cursor.partition for cursor in claimed],
             after_seq=low,
             limit=self._batch_size_max,
+            with_data=self._with_data,
         )
         return claimed, scanned
 
     async def _deliver(self, claimed: Sequence[EventCursor], scanned: Sequence[Event]) -> None:
         positions = {cursor.partition: cursor.position for cursor in claimed}
         self._pending = [e for e in scanned if e.seq > positions[e.partition]]
-        if self._pending:
+        if self._pending and self._with_data:
             await self.channel.deliver(self._pending)
 
     async def _advance(

@@ -131,6 +131,10 @@ class NatsChannel:
         self._acks = _Acks()
         self.published = 0
 
+    @property
+    def needs_data(self) -> bool:
+        return True
+
     async def open(self) -> None:
         client = await connect(self._url, timeout_s=self._timeout_s)
         self._client = client

@@ -13,7 +13,17 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -66,7 +76,7 @@ def _event(row: Any) -> Event:
         subject=row[4],
         aggregate_id=row[5],
         partition=row[6],
-        data=row[7],
+        data=row[7] or {},
         occurred_at=row[8],
         seq=-1 if row[9] is None else row[9],
     )
@@ -196,12 +206,22 @@ async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
         await session.execute(insert(OutboxEvent), list(rows))
 
 
+_NO_DATA: ColumnElement[Any] = literal_column("NULL").label("data")
+
+
 async def events_after(
-    session: AsyncSession, *, partitions: Collection[int], after_seq: int, limit: int
+    session: AsyncSession,
+    *,
+    partitions: Collection[int],
+    after_seq: int,
+    limit: int,
+    with_data: bool = True,
 ) -> list[Event]:
-    """Sequenced events of `partitions` after `after_seq`, in log order."""
+    """Sequenced events of `partitions` after `after_seq`, in log order; without
+    `with_data`, their `data` is left empty (not read nor decoded)."""
+    columns = _EVENT_COLUMNS if with_data else (*_EVENT_COLUMNS[:7], _NO_DATA, *_EVENT_COLUMNS[8:])
     rows = await session.execute(
-        select(*_EVENT_COLUMNS)
+        select(*columns)
         .where(OutboxEvent.partition.in_(list(partitions)), OutboxEvent.seq > after_seq)
         .order_by(OutboxEvent.seq)
         .limit(limit)

@@ -149,6 +149,12 @@ class WebhookFanout:
     def __init__(self, *, wake: asyncio.Event | None = None) -> None:
         self._wake = wake
 
+    @property
+    def needs_data(self) -> bool:
+        """A delivery row needs the event's tenant, type and position, not its payload (the
+        sender reads it when it sends)."""
+        return False
+
     async def deliver(self, events: Sequence[Event]) -> None:
         return None
 
