@@ -47,6 +47,7 @@ from _common import (
     temporary_database,
 )
 from billfold.events import service
+from billfold.events.types import EVENT_PARTITIONS
 from billfold.identity import service as identity_service
 from billfold.kit.auth import LEDGER_TENANT_NAMESPACE, Mode
 from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
@@ -60,6 +61,9 @@ ACCOUNTS = 1000
 SUBMITTERS = 8
 REQUEST_SIZE = 200
 DRAIN_S_MIN = 30.0
+WORKERS = int(os.environ.get("BILLFOLD_BENCH_EVENTS_WORKERS", "2"))
+"""`billfold worker` processes: on PostgreSQL they share the work through row locks (the
+sequencer's cursor, each channel's partitions, the deliveries)."""
 WEBHOOK_BATCH = 200
 """The receiver's endpoint takes CloudEvents batches of up to this many events per request
 (`batch_size_max`); one request per event tops out near 1,000/s in one Python worker."""
@@ -75,6 +79,7 @@ def worker_settings(database_url: str, stream: str, prefix: str) -> Settings:
         nats_subject_prefix=prefix,
         webhooks_allow_private=True,
         events_batch_size_max=4000,
+        events_partitions_per_claim=EVENT_PARTITIONS // WORKERS,
         events_poll_interval_s=0.02,
         webhooks_concurrency=64,
         webhooks_batch_size_max=1000,
@@ -264,7 +269,7 @@ async def run(seconds: int) -> Figures:
     port = free_port()
     receiver = spawn("--receiver", str(port))
     async with temporary_database(bench_database_url(), "billfold_bench_events") as database_url:
-        worker: subprocess.Popen[bytes] | None = None
+        workers: list[subprocess.Popen[bytes]] = []
         try:
             tenant, _ = await setup(database_url, f"http://127.0.0.1:{port}/hooks")
             ledger = Ledger.from_settings(Settings(database_url=database_url))
@@ -273,7 +278,7 @@ async def run(seconds: int) -> Figures:
             await ledger.create_accounts(
                 [NewAccount(id=a, tenant_id=tenant, ledger="USD", code=1) for a in accounts]
             )
-            worker = spawn("--worker", database_url, stream, prefix)
+            workers = [spawn("--worker", database_url, stream, prefix) for _ in range(WORKERS)]
             await asyncio.sleep(3)  # the worker and the receiver start
             produced = await produce(ledger, tenant, accounts, seconds)
             async with ledger.repository.read() as reader:
@@ -285,10 +290,9 @@ async def run(seconds: int) -> Figures:
             webhooks = lag_figures(await webhook_lags(database_url))
             nats_figures = lag_figures(await nats_lags(stream, produced))
         finally:
-            for process in (worker, receiver):
-                if process is not None:
-                    process.send_signal(signal.SIGTERM)
-            for process in (worker, receiver):
+            for process in (*workers, receiver):
+                process.send_signal(signal.SIGTERM)
+            for process in (*workers, receiver):
                 if process is not None:
                     try:
                         process.wait(timeout=10)

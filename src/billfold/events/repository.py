@@ -90,12 +90,17 @@ async def _copy(session: AsyncSession, table: str, rows: Sequence[dict[str, Any]
         return False
     raw = await connection.get_raw_connection()
     columns = list(rows[0])
-    records = [
-        tuple(
-            json.dumps(value) if isinstance(value, dict | list) else value for value in row.values()
-        )
-        for row in rows
-    ]
+    first = rows[0]
+    encoded = [i for i, value in enumerate(first.values()) if isinstance(value, dict | list)]
+    if not encoded:
+        records = [tuple(row.values()) for row in rows]
+    else:  # JSON columns (the same in every row): encode those alone
+        records = []
+        for row in rows:
+            record = list(row.values())
+            for i in encoded:
+                record[i] = json.dumps(record[i])
+            records.append(tuple(record))
     await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
         table, columns=columns, records=records
     )
