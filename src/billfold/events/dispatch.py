@@ -127,12 +127,16 @@ class Sequencer:
         The ledger is read before the sequencer's transaction opens, and the copy is kept
         only if the cursor has not moved meanwhile: on SQLite the ledger's reads share one
         thread with its writer, which may be waiting for the write lock this transaction
-        would hold."""
-        async with self._unit_of_work.begin() as session:
+        would hold. The writing transaction opens only when there is something to number
+        or copy."""
+        async with self._unit_of_work.read() as session:  # no write lock while idle
             position = await repository.sequencer_position(session)
+            unsequenced = await repository.has_unsequenced(session)
         transfers = await self._ledger.transfers_after(
             after_timestamp=position, limit=self._batch_size_max
         )
+        if not transfers and not unsequenced:
+            return 0
         async with self._unit_of_work.begin() as session:
             cursor = await repository.lock_sequencer(session)
             if cursor is None:
@@ -210,9 +214,10 @@ class ChannelDispatcher:
                 await self._deliver(claimed, scanned)
                 await self._advance(session, claimed, scanned)
             return len(scanned)
-        # SQLite: a transaction takes the database's only write lock, so the outside
-        # delivery happens between two short ones (one worker runs on SQLite).
-        async with self._unit_of_work.begin() as session:
+        # SQLite: a writing transaction takes the database's only write lock, so the log is
+        # read without it and the outside delivery happens before one short write (one
+        # worker runs on SQLite); an idle poll never takes the lock.
+        async with self._unit_of_work.read() as session:
             claimed, scanned = await self._read(session)
             positions = {cursor.partition: cursor.position for cursor in claimed}
         if not scanned:

@@ -191,6 +191,12 @@ async def last_seq(session: AsyncSession) -> int:
     return int(value or 0)
 
 
+async def has_unsequenced(session: AsyncSession) -> bool:
+    """Whether a committed row waits for its `seq`."""
+    found = await session.scalar(select(OutboxEvent.id).where(OutboxEvent.seq.is_(None)).limit(1))
+    return found is not None
+
+
 _NUMBER = text(
     "UPDATE events_outbox SET seq = :last_seq + numbered.n"
     " FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM events_outbox"
@@ -378,6 +384,20 @@ async def claim_due_deliveries(
     return due
 
 
+async def has_due_delivery(session: AsyncSession, *, now_ns: int) -> bool:
+    """Whether any pending delivery is due and unleased (a cheap look before a claim)."""
+    found = await session.scalar(
+        select(WebhookDelivery.id)
+        .where(
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.next_attempt_at <= now_ns,
+            (WebhookDelivery.leased_until.is_(None)) | (WebhookDelivery.leased_until < now_ns),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
 async def mark_succeeded(
     session: AsyncSession, ids: Collection[uuid.UUID], *, status_code: int, now_ns: int
 ) -> set[uuid.UUID]:
@@ -458,6 +478,15 @@ async def inbound_by_external_id(
         )
     )
     return found
+
+
+async def has_due_inbound(session: AsyncSession, *, now_ns: int) -> bool:
+    found = await session.scalar(
+        select(InboundEvent.id)
+        .where(InboundEvent.status == "received", InboundEvent.next_attempt_at <= now_ns)
+        .limit(1)
+    )
+    return found is not None
 
 
 async def claim_due_inbound(

@@ -296,6 +296,10 @@ class WebhookSender:
 
     async def _claim(self) -> list[_Request]:
         now_ns = self._clock.now_ns()
+        if not self._row_locks:  # SQLite: look without the write lock first
+            async with self._unit_of_work.read() as session:
+                if not await repository.has_due_delivery(session, now_ns=now_ns):
+                    return []
         async with self._unit_of_work.begin() as session:
             due = await repository.claim_due_deliveries(
                 session,
