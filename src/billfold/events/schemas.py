@@ -80,7 +80,8 @@ class EndpointResponse(BaseModel):
     )
 
     @classmethod
-    def of(cls, endpoint: WebhookEndpoint, *, show_secret: bool = False) -> EndpointResponse:
+    def of(cls, endpoint: WebhookEndpoint, *, secret: str | None = None) -> EndpointResponse:
+        """`secret`: the clear secret, given on create and rotate only."""
         return cls(
             id=format_id(ENDPOINT_ID_PREFIX, endpoint.id),
             url=endpoint.url,
@@ -92,7 +93,7 @@ class EndpointResponse(BaseModel):
             created_at=endpoint.created_at,
             updated_at=endpoint.updated_at,
             previous_secret_expires_at=endpoint.previous_secret_expires_at,
-            secret=endpoint.secret if show_secret else None,
+            secret=secret,
         )
 
 

@@ -18,9 +18,11 @@ from billfold.events.errors import (
     WebhookEndpointNotFound,
 )
 from billfold.events.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from billfold.events.secrets import open_secret, seal_secret
 from billfold.events.ssrf import resolve_target
 from billfold.events.types import EVENT_TYPE_PATTERN, TYPE_LENGTH_MAX, Event
 from billfold.events.webhooks import BATCH_SIZE_MAX, delivery_row, endpoint_wants, new_secret
+from billfold.keys.keyring import Keyring
 from billfold.kit.auth import Mode
 from billfold.kit.clock import NANOSECONDS_PER_SECOND
 from billfold.kit.ids import new_id
@@ -30,6 +32,7 @@ __all__ = [
     "EndpointChange",
     "create_endpoint",
     "delete_endpoint",
+    "endpoint_secret",
     "get_endpoint",
     "get_event",
     "replay_event",
@@ -89,8 +92,10 @@ async def create_endpoint(
     endpoints_max: int,
     now_ns: int,
     batch_size_max: int = 1,
+    keyring: Keyring | None = None,
 ) -> WebhookEndpoint:
-    """A new enabled endpoint with a fresh secret (the caller shows it once)."""
+    """A new enabled endpoint with a fresh secret (the caller shows it once: see
+    `endpoint_secret`), sealed with `keyring` when given."""
     types = checked_event_types(event_types)
     checked_batch_size(batch_size_max)
     await resolve_target(url, allow_private=allow_private)
@@ -99,8 +104,9 @@ async def create_endpoint(
     )
     if len(existing) >= endpoints_max:
         raise TooManyWebhookEndpoints(f"a tenant has at most {endpoints_max} endpoints per mode")
+    endpoint_id = new_id()
     endpoint = WebhookEndpoint(
-        id=new_id(),
+        id=endpoint_id,
         tenant_id=scope.tenant_id,
         mode=scope.mode.value,
         url=url,
@@ -109,7 +115,15 @@ async def create_endpoint(
         status="enabled",
         disabled_reason=None,
         batch_size_max=batch_size_max,
-        secret=new_secret(),
+        secret=await seal_secret(
+            session,
+            keyring,
+            tenant_id=scope.tenant_id,
+            endpoint_id=endpoint_id,
+            column="secret",
+            secret=new_secret(),
+            now_ns=now_ns,
+        ),
         previous_secret=None,
         previous_secret_expires_at=None,
         created_at=now_ns,
@@ -158,14 +172,52 @@ async def update_endpoint(
     return endpoint
 
 
+async def endpoint_secret(
+    session: AsyncSession, endpoint: WebhookEndpoint, *, keyring: Keyring | None
+) -> str:
+    """The endpoint's current secret in clear (`whsec_…`), to show its owner once."""
+    return await open_secret(
+        session,
+        keyring,
+        tenant_id=endpoint.tenant_id,
+        endpoint_id=endpoint.id,
+        column="secret",
+        stored=endpoint.secret,
+    )
+
+
 async def rotate_secret(
-    session: AsyncSession, *, scope: Scope, endpoint_id: uuid.UUID, overlap_s: int, now_ns: int
+    session: AsyncSession,
+    *,
+    scope: Scope,
+    endpoint_id: uuid.UUID,
+    overlap_s: int,
+    now_ns: int,
+    keyring: Keyring | None = None,
 ) -> WebhookEndpoint:
-    """A new secret; the current one keeps signing beside it for `overlap_s`."""
+    """A new secret; the current one keeps signing beside it for `overlap_s`. Both are
+    sealed with `keyring` when given (each bound to its own column)."""
     endpoint = await get_endpoint(session, scope=scope, endpoint_id=endpoint_id)
-    endpoint.previous_secret = endpoint.secret
+    current = await endpoint_secret(session, endpoint, keyring=keyring)
+    endpoint.previous_secret = await seal_secret(
+        session,
+        keyring,
+        tenant_id=endpoint.tenant_id,
+        endpoint_id=endpoint.id,
+        column="previous_secret",
+        secret=current,
+        now_ns=now_ns,
+    )
     endpoint.previous_secret_expires_at = now_ns + overlap_s * NANOSECONDS_PER_SECOND
-    endpoint.secret = new_secret()
+    endpoint.secret = await seal_secret(
+        session,
+        keyring,
+        tenant_id=endpoint.tenant_id,
+        endpoint_id=endpoint.id,
+        column="secret",
+        secret=new_secret(),
+        now_ns=now_ns,
+    )
     endpoint.updated_at = now_ns
     await session.flush()
     return endpoint

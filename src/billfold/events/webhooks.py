@@ -34,8 +34,10 @@ from standardwebhooks.webhooks import Webhook
 
 from billfold.events import repository
 from billfold.events.models import WebhookDelivery, WebhookEndpoint
+from billfold.events.secrets import is_sealed, open_secret
 from billfold.events.ssrf import ResolvedTarget, UnsafeWebhookUrl, resolve_target
 from billfold.events.types import EVENT_ID_PREFIX, Event, cloudevent_json
+from billfold.keys.keyring import Keyring
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, Clock
 from billfold.kit.db import UnitOfWork
 from billfold.kit.ids import format_id, new_id
@@ -67,6 +69,8 @@ JITTER = 0.1
 RETRY_AFTER_MAX_S = 86_400
 DELIVERY_NAMESPACE = uuid.UUID("a3c1e7d2-5b4f-4e60-8f2a-9d1c0b7e6a53")
 ERROR_LENGTH_MAX = 256
+OPENED_SECRETS_MAX = 10_000
+"""Opened (decrypted) endpoint secrets a sender keeps in memory."""
 BATCH_ID_PREFIX = "msg"
 BATCH_SIZE_MAX = 500
 """Most events an endpoint may take in one request."""
@@ -123,13 +127,38 @@ def first_delivery_id(event_id: uuid.UUID, endpoint_id: uuid.UUID) -> uuid.UUID:
     return uuid.uuid5(DELIVERY_NAMESPACE, f"{event_id.hex}:{endpoint_id.hex}")
 
 
-def endpoint_secrets(endpoint: WebhookEndpoint, *, now_ns: int) -> list[str]:
-    """The secrets that sign now: the current one and, during the overlap, the previous."""
-    secrets = [endpoint.secret]
+async def endpoint_secrets(
+    session: AsyncSession,
+    endpoint: WebhookEndpoint,
+    *,
+    now_ns: int,
+    keyring: Keyring | None = None,
+    opened: dict[tuple[uuid.UUID, str], str] | None = None,
+) -> list[str]:
+    """The secrets that sign now, in clear: the current one and, during the overlap, the
+    previous. Sealed ones are opened with `keyring` (and kept in `opened`)."""
+    columns = [("secret", endpoint.secret)]
     expires = endpoint.previous_secret_expires_at
     if endpoint.previous_secret is not None and expires is not None and expires > now_ns:
-        secrets.append(endpoint.previous_secret)
-    return secrets
+        columns.append(("previous_secret", endpoint.previous_secret))
+    found = []
+    for column, stored in columns:
+        known = None if opened is None else opened.get((endpoint.id, stored))
+        if known is None:
+            known = await open_secret(
+                session,
+                keyring,
+                tenant_id=endpoint.tenant_id,
+                endpoint_id=endpoint.id,
+                column=column,
+                stored=stored,
+            )
+            if opened is not None and is_sealed(stored):
+                if len(opened) >= OPENED_SECRETS_MAX:
+                    opened.clear()
+                opened[(endpoint.id, stored)] = known
+        found.append(known)
+    return found
 
 
 def endpoint_wants(endpoint: WebhookEndpoint, event: Event) -> bool:
@@ -261,8 +290,11 @@ class WebhookSender:
         response_max_bytes: int,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         self._unit_of_work = unit_of_work
+        self._keyring = keyring
+        self._opened: dict[tuple[uuid.UUID, str], str] = {}
         self._clock = clock
         self._row_locks = row_locks
         self._allow_private = allow_private
@@ -312,6 +344,12 @@ class WebhookSender:
                 return []
             endpoints = await repository.endpoints_by_id(session, {d.endpoint_id for d in due})
             events = await repository.events_by_id(session, {d.event_id for d in due})
+            secrets = {
+                endpoint.id: await endpoint_secrets(
+                    session, endpoint, now_ns=now_ns, keyring=self._keyring, opened=self._opened
+                )
+                for endpoint in endpoints.values()
+            }
         jobs: dict[uuid.UUID, list[_Job]] = {}
         for claimed in due:
             jobs.setdefault(claimed.endpoint_id, []).append(
@@ -323,13 +361,12 @@ class WebhookSender:
         for endpoint_id, endpoint_jobs in jobs.items():
             endpoint = endpoints[endpoint_id]
             size = max(1, endpoint.batch_size_max)
-            secrets = endpoint_secrets(endpoint, now_ns=now_ns)
             for start in range(0, len(endpoint_jobs), size):
                 requests.append(
                     _Request(
                         endpoint_id=endpoint_id,
                         url=endpoint.url,
-                        secrets=secrets,
+                        secrets=secrets[endpoint_id],
                         batched=size > 1,
                         jobs=endpoint_jobs[start : start + size],
                     )

@@ -64,7 +64,7 @@ PLATFORM_TENANT_ID = uuid.UUID(int=0)
 TENANT_OWNER = "tenant"
 """The owner of a tenant's shared data keys (tokens, blind indexes)."""
 STABLE_SLOT = "stable"
-PURPOSES = frozenset({"pii", "tokens", "blind_index", "signing", "totp"})
+PURPOSES = frozenset({"pii", "tokens", "blind_index", "signing", "totp", "webhooks"})
 """Every purpose a key-encryption key may have; each is rotated on its own."""
 
 K = TypeVar("K")
