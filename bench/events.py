@@ -37,6 +37,7 @@ from typing import Any
 
 import nats
 import nats.js.errors
+from nats.js.api import AckPolicy, ConsumerConfig
 from sqlalchemy import text
 
 from _common import (
@@ -46,6 +47,7 @@ from _common import (
     temporary_database,
 )
 from billfold.events import service
+from billfold.events.types import EVENT_PARTITIONS
 from billfold.identity import service as identity_service
 from billfold.kit.auth import LEDGER_TENANT_NAMESPACE, Mode
 from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
@@ -59,8 +61,15 @@ ACCOUNTS = 1000
 SUBMITTERS = 8
 REQUEST_SIZE = 200
 DRAIN_S_MIN = 30.0
+WORKERS = int(os.environ.get("BILLFOLD_BENCH_EVENTS_WORKERS", "2"))
+"""`billfold worker` processes: on PostgreSQL they share the work through row locks (the
+sequencer's cursor, each channel's partitions, the deliveries)."""
+WEBHOOK_BATCH = 200
+"""The receiver's endpoint takes CloudEvents batches of up to this many events per request
+(`batch_size_max`); one request per event tops out near 1,000/s in one Python worker."""
 NATS_URL = os.environ.get("BILLFOLD_BENCH_NATS_URL", "nats://127.0.0.1:4222")
 NS = 1_000_000_000
+TRANSFER_TYPES = "com.billfold.transfer."
 
 
 def worker_settings(database_url: str, stream: str, prefix: str) -> Settings:
@@ -71,6 +80,7 @@ def worker_settings(database_url: str, stream: str, prefix: str) -> Settings:
         nats_subject_prefix=prefix,
         webhooks_allow_private=True,
         events_batch_size_max=4000,
+        events_partitions_per_claim=EVENT_PARTITIONS // WORKERS,
         events_poll_interval_s=0.02,
         webhooks_concurrency=64,
         webhooks_batch_size_max=1000,
@@ -168,7 +178,8 @@ async def setup(database_url: str, receiver_url: str) -> tuple[uuid.UUID, list[u
                 scope=service.Scope(tenant_id=tenant, mode=Mode.TEST),
                 url=receiver_url,
                 description="bench",
-                event_types=[],
+                event_types=["com.billfold.transfer.posted.v1"],
+                batch_size_max=WEBHOOK_BATCH,
                 allow_private=True,
                 endpoints_max=20,
                 now_ns=time.time_ns(),
@@ -184,7 +195,13 @@ async def nats_lags(stream: str, expected: int) -> list[tuple[int, int]]:
     found: list[tuple[int, int]] = []
     try:
         js = client.jetstream()
-        subscription = await js.pull_subscribe("", durable=None, stream=stream)
+        subscription = await js.pull_subscribe(
+            "",
+            durable=None,
+            stream=stream,
+            # Unacknowledged, an explicit-ack consumer stops at 1,000 messages in flight.
+            config=ConsumerConfig(ack_policy=AckPolicy.NONE, max_ack_pending=-1),
+        )
         while len(found) < expected:
             try:
                 messages = await subscription.fetch(1000, timeout=2)
@@ -192,8 +209,10 @@ async def nats_lags(stream: str, expected: int) -> list[tuple[int, int]]:
                 break
             for message in messages:
                 stored = message.metadata.timestamp
-                data = json.loads(message.data)["data"]
-                found.append((int(stored.timestamp() * NS), int(data["timestamp"])))
+                envelope = json.loads(message.data)
+                if not envelope["type"].startswith(TRANSFER_TYPES):
+                    continue  # the tenant's bootstrap (its API keys) made events too
+                found.append((int(stored.timestamp() * NS), int(envelope["data"]["timestamp"])))
     finally:
         await client.close()
     return found
@@ -206,6 +225,25 @@ def lag_figures(pairs: Sequence[tuple[int, int]]) -> tuple[int, float, float, fl
     lags = sorted((at - produced) / 1e6 for at, produced in pairs)
     span_s = max((delivered[-1] - delivered[0]) / NS, 1e-9)
     return len(pairs), len(pairs) / span_s, percentile(lags, 0.5), percentile(lags, 0.99)
+
+
+async def wait_for_workers(database_url: str, timeout_s: float = 60.0) -> None:
+    """Until the workers are up (they create their cursors before their loops start): a
+    slow start under load would otherwise count as lag."""
+    engine = create_engine(parse_database_url(database_url), pool_size=1)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            async with engine.connect() as connection:
+                ready = await connection.scalar(
+                    text("SELECT count(*) FROM events_cursors WHERE channel = 'nats'")
+                )
+            if int(ready or 0) >= EVENT_PARTITIONS:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await engine.dispose()
+    await asyncio.sleep(1)  # the other workers, and the receiver
 
 
 async def wait_for_drain(database_url: str, stream: str, produced: int, timeout_s: float) -> None:
@@ -253,7 +291,7 @@ async def run(seconds: int) -> Figures:
     port = free_port()
     receiver = spawn("--receiver", str(port))
     async with temporary_database(bench_database_url(), "billfold_bench_events") as database_url:
-        worker: subprocess.Popen[bytes] | None = None
+        workers: list[subprocess.Popen[bytes]] = []
         try:
             tenant, _ = await setup(database_url, f"http://127.0.0.1:{port}/hooks")
             ledger = Ledger.from_settings(Settings(database_url=database_url))
@@ -262,8 +300,8 @@ async def run(seconds: int) -> Figures:
             await ledger.create_accounts(
                 [NewAccount(id=a, tenant_id=tenant, ledger="USD", code=1) for a in accounts]
             )
-            worker = spawn("--worker", database_url, stream, prefix)
-            await asyncio.sleep(3)  # the worker and the receiver start
+            workers = [spawn("--worker", database_url, stream, prefix) for _ in range(WORKERS)]
+            await wait_for_workers(database_url)
             produced = await produce(ledger, tenant, accounts, seconds)
             async with ledger.repository.read() as reader:
                 first = await reader.transfers_after(after_timestamp=0, limit=1)
@@ -274,10 +312,9 @@ async def run(seconds: int) -> Figures:
             webhooks = lag_figures(await webhook_lags(database_url))
             nats_figures = lag_figures(await nats_lags(stream, produced))
         finally:
-            for process in (worker, receiver):
-                if process is not None:
-                    process.send_signal(signal.SIGTERM)
-            for process in (worker, receiver):
+            for process in (*workers, receiver):
+                process.send_signal(signal.SIGTERM)
+            for process in (*workers, receiver):
                 if process is not None:
                     try:
                         process.wait(timeout=10)

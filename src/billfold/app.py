@@ -269,7 +269,11 @@ async def _embedded_worker(app: FastAPI, settings: Settings, ledger: Ledger) -> 
         yield
         return
     async with running_worker(
-        settings, unit_of_work=app.state.unit_of_work, ledger=ledger, scheduled=False
+        settings,
+        unit_of_work=app.state.unit_of_work,
+        ledger=ledger,
+        scheduled=False,
+        keyring=app.state.keyring,
     ) as worker:
         app.state.worker = worker
         yield

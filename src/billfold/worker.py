@@ -27,6 +27,8 @@ from billfold.events.dispatch import (
 from billfold.events.inbound import InboundProcessor, InboundRegistry
 from billfold.events.nats import NatsChannel
 from billfold.events.webhooks import WebhookFanout, WebhookSender
+from billfold.keys.config import keyring_from_settings
+from billfold.keys.keyring import Keyring
 from billfold.kit.clock import Clock, SystemClock
 from billfold.kit.db import UnitOfWork, parse_database_url
 from billfold.kit.http.idempotency_store import PURGE_BATCH_MAX, IdempotencyStore
@@ -37,6 +39,7 @@ __all__ = ["PURGE_ROUNDS_MAX", "Worker", "run_worker", "running_worker"]
 
 log = structlog.get_logger(__name__)
 PURGE_ROUNDS_MAX = 10
+SENDER_LOOPS = 2
 
 
 class Worker:
@@ -54,13 +57,16 @@ class Worker:
         inbound: InboundRegistry | None = None,
         webhook_transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
+        """`keyring` opens endpoint secrets sealed at rest (`billfold.events.secrets`)."""
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.ledger = ledger
         self.bus = bus or InProcessBus()
         self.inbound = inbound or InboundRegistry()
         row_locks = parse_database_url(settings.database_url).kind == "postgresql"
+        self._row_locks = row_locks
         self._wake_dispatch = asyncio.Event()
         self._wake_sender = asyncio.Event()
         self.sequencer = Sequencer(
@@ -99,6 +105,7 @@ class Worker:
             response_max_bytes=settings.webhooks_response_max_bytes,
             transport=webhook_transport,
             rng=rng,
+            keyring=keyring,
         )
         self.inbound_processor = InboundProcessor(
             unit_of_work,
@@ -154,7 +161,12 @@ class Worker:
                 (f"dispatch:{d.channel.name}", d.run_once, self._wake_dispatch)
                 for d in self.dispatchers
             ],
-            ("webhooks", self.sender.run_once, self._wake_sender),
+            # Two sender loops on PostgreSQL: one sends while the other claims or records
+            # (row locks keep them apart); SQLite has one writer, so one loop.
+            *[
+                (f"webhooks:{i}", self.sender.run_once, self._wake_sender)
+                for i in range(SENDER_LOOPS if self._row_locks else 1)
+            ],
             ("inbound", self.inbound_processor.run_once, None),
         ]
         for name, step, wake in loops:
@@ -189,10 +201,15 @@ class Worker:
 
 @asynccontextmanager
 async def running_worker(
-    settings: Settings, *, unit_of_work: UnitOfWork, ledger: Ledger, scheduled: bool
+    settings: Settings,
+    *,
+    unit_of_work: UnitOfWork,
+    ledger: Ledger,
+    scheduled: bool,
+    keyring: Keyring | None = None,
 ) -> AsyncIterator[Worker]:
     """A started worker, stopped when the block ends."""
-    worker = Worker(settings, unit_of_work=unit_of_work, ledger=ledger)
+    worker = Worker(settings, unit_of_work=unit_of_work, ledger=ledger, keyring=keyring)
     await worker.prepare()
     worker.start(scheduled=scheduled)
     try:
@@ -211,10 +228,11 @@ async def run_worker(settings: Settings, *, drain: bool) -> None:
     )
     ledger = Ledger.from_settings(settings)
     await ledger.open()
+    keyring = keyring_from_settings(settings)  # the keystore opens on first use
     try:
         unit_of_work = UnitOfWork(engine)
         if drain:
-            worker = Worker(settings, unit_of_work=unit_of_work, ledger=ledger)
+            worker = Worker(settings, unit_of_work=unit_of_work, ledger=ledger, keyring=keyring)
             try:
                 await worker.prepare()
                 await worker.drain()
@@ -222,9 +240,10 @@ async def run_worker(settings: Settings, *, drain: bool) -> None:
                 await worker.stop()
             return
         async with running_worker(
-            settings, unit_of_work=unit_of_work, ledger=ledger, scheduled=True
+            settings, unit_of_work=unit_of_work, ledger=ledger, scheduled=True, keyring=keyring
         ):
             await asyncio.Event().wait()  # until cancelled (Ctrl-C, SIGTERM)
     finally:
+        keyring.close()
         await ledger.close()
         await engine.dispose()

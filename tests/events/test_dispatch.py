@@ -11,6 +11,7 @@ import pytest
 from billfold.events.ledger_events import transfer_event_id
 from billfold.events.outbox import emit
 from billfold.events.types import Event
+from billfold.identity.outbox_events import IDENTITY_EVENT_TYPES
 from billfold.kit.auth import LEDGER_TENANT_NAMESPACE, Mode
 from billfold.kit.clock import ManualClock
 from billfold.kit.ids import new_id
@@ -214,6 +215,9 @@ async def test_several_workers_deliver_each_event_once_in_order_per_aggregate(
         for name, h in (("one", one), ("two", two)):
 
             async def record(event: Event, name: str = name) -> None:
+                if event.type in IDENTITY_EVENT_TYPES:
+                    return  # the bootstraps' API key events (a harness's drain over 4 of
+                    # 16 partitions may stop before every partition is past them)
                 delivered.append((name, event))
                 await asyncio.sleep(0)  # let the other worker interleave
 

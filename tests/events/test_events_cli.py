@@ -51,7 +51,7 @@ def test_the_worker_delivers_and_a_replay_delivers_again(tmp_path: Path) -> None
                 scope=service.Scope(tenant_id=tenant_id, mode=Mode.LIVE),
                 url=receiver.url,
                 description="cli",
-                event_types=[],
+                event_types=["com.billfold.payment.captured.v1"],
                 allow_private=True,
                 endpoints_max=20,
                 now_ns=time.time_ns(),

@@ -31,7 +31,7 @@ def scope(h: Harness) -> service.Scope:
 
 
 async def add_endpoint(
-    h: Harness, url: str, *, event_types: list[str] | None = None
+    h: Harness, url: str, *, event_types: list[str] | None = None, batch_size_max: int = 1
 ) -> WebhookEndpoint:
     async with h.unit_of_work.begin() as session:
         return await service.create_endpoint(
@@ -43,6 +43,7 @@ async def add_endpoint(
             allow_private=True,
             endpoints_max=20,
             now_ns=time.time_ns(),
+            batch_size_max=batch_size_max,
         )
 
 
@@ -316,3 +317,31 @@ async def test_a_target_that_became_private_is_refused_at_delivery(
                 [attempt] = list(await session.scalars(select(WebhookAttempt)))
     assert receiver.received == []
     assert attempt.status_code is None and (attempt.error or "").startswith("refused")
+
+
+async def test_a_batching_endpoint_gets_signed_cloudevents_batches_in_log_order(
+    isolated_database_url: str,
+) -> None:
+    with Receiver() as receiver:
+        async with harness(isolated_database_url, clock=SystemClock()) as h:
+            endpoint = await add_endpoint(h, receiver.url, batch_size_max=4)
+            one, other = new_id(), new_id()
+            order = (one, other, one, other, other)
+            emitted = [await emit_event(h, aggregate=a) for a in order]
+            await h.worker.drain()
+            rows = await deliveries(h)
+    assert {d.status for d in rows} == {"succeeded"} and len(rows) == 5
+    seen: list[str] = []
+    for request in receiver.received:
+        assert request.headers["content-type"] == "application/cloudevents-batch+json"
+        assert request.headers["webhook-id"].startswith("msg_")
+        batch = Webhook(endpoint.secret).verify(request.body, request.headers)
+        assert isinstance(batch, list) and 1 <= len(batch) <= 4
+        assert [e["sequence"] for e in batch] == sorted((e["sequence"] for e in batch), key=int)
+        seen.extend(e["id"] for e in batch)
+        with pytest.raises(WebhookVerificationError):
+            Webhook(endpoint.secret).verify(request.body.replace(b"[", b"[ ", 1), request.headers)
+    assert sorted(seen) == sorted(f"evt_{e.hex}" for e in emitted)
+    for aggregate in (one, other):  # an aggregate's events arrive in order across batches
+        expected = [f"evt_{e.hex}" for e, a in zip(emitted, order, strict=True) if a == aggregate]
+        assert [i for i in seen if i in expected] == expected

@@ -652,6 +652,7 @@ class WebhookEndpoint(TypedDict):
     event_types: list[str]
     status: str
     disabled_reason: str | None
+    batch_size_max: int
     created_at: int
     updated_at: int
     previous_secret_expires_at: int | None

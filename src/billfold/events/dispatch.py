@@ -61,6 +61,12 @@ class Channel(Protocol):
 
     name: str
 
+    @property
+    def needs_data(self) -> bool:
+        """Whether `deliver` reads the payloads now: when not, the log is read without them
+        (no JSON to decode) and `deliver` is not called."""
+        ...
+
     async def deliver(self, events: Sequence[Event]) -> None: ...
 
     async def record(self, session: AsyncSession, events: Sequence[Event], now_ns: int) -> None: ...
@@ -81,6 +87,11 @@ class InProcessBus:
         invariant(len(self._subscribers) < self._subscribers_max, "subscribers are bounded")
         self._subscribers.append(subscriber)
         return lambda: self._subscribers.remove(subscriber)
+
+    @property
+    def needs_data(self) -> bool:
+        """No subscriber, nothing to hand over: the cursor moves past the events."""
+        return bool(self._subscribers)
 
     async def deliver(self, events: Sequence[Event]) -> None:
         for event in events:
@@ -116,28 +127,32 @@ class Sequencer:
         The ledger is read before the sequencer's transaction opens, and the copy is kept
         only if the cursor has not moved meanwhile: on SQLite the ledger's reads share one
         thread with its writer, which may be waiting for the write lock this transaction
-        would hold."""
-        async with self._unit_of_work.begin() as session:
+        would hold. The writing transaction opens only when there is something to number
+        or copy."""
+        async with self._unit_of_work.read() as session:  # no write lock while idle
             position = await repository.sequencer_position(session)
+            unsequenced = await repository.has_unsequenced(session)
         transfers = await self._ledger.transfers_after(
             after_timestamp=position, limit=self._batch_size_max
         )
+        if not transfers and not unsequenced:
+            return 0
         async with self._unit_of_work.begin() as session:
             cursor = await repository.lock_sequencer(session)
             if cursor is None:
                 return 0
             seq = await repository.last_seq(session)
-            pending = await repository.unsequenced_ids(session, limit=self._batch_size_max)
-            numbered = [(identifier, seq + 1 + i) for i, identifier in enumerate(pending)]
-            await repository.assign_seqs(session, numbered)
-            seq += len(numbered)
+            numbered = await repository.number_unsequenced(
+                session, last_seq=seq, limit=self._batch_size_max
+            )
+            seq += numbered
             if not transfers or cursor.position != position:
-                return len(numbered)
+                return numbered
             rows = await self._transfer_rows(session, transfers, seq)
             await repository.insert_events(session, rows)
             cursor.position = transfers[-1].timestamp
             cursor.updated_at = self._clock.now_ns()
-            return len(numbered) + len(rows)
+            return numbered + len(rows)
 
     async def _transfer_rows(
         self, session: AsyncSession, transfers: Sequence[Transfer], last_seq: int
@@ -177,6 +192,7 @@ class ChannelDispatcher:
         self._partitions_per_claim = partitions_per_claim
         self._row_locks = row_locks
         self._pending: list[Event] = []
+        self._with_data = True
 
     async def prepare(self) -> None:
         async with self._unit_of_work.begin() as session:
@@ -198,9 +214,10 @@ class ChannelDispatcher:
                 await self._deliver(claimed, scanned)
                 await self._advance(session, claimed, scanned)
             return len(scanned)
-        # SQLite: a transaction takes the database's only write lock, so the outside
-        # delivery happens between two short ones (one worker runs on SQLite).
-        async with self._unit_of_work.begin() as session:
+        # SQLite: a writing transaction takes the database's only write lock, so the log is
+        # read without it and the outside delivery happens before one short write (one
+        # worker runs on SQLite); an idle poll never takes the lock.
+        async with self._unit_of_work.read() as session:
             claimed, scanned = await self._read(session)
             positions = {cursor.partition: cursor.position for cursor in claimed}
         if not scanned:
@@ -225,18 +242,20 @@ class ChannelDispatcher:
         if not claimed:
             return [], []
         low = min(cursor.position for cursor in claimed)
+        self._with_data = self.channel.needs_data
         scanned = await repository.events_after(
             session,
             partitions=[cursor.partition for cursor in claimed],
             after_seq=low,
             limit=self._batch_size_max,
+            with_data=self._with_data,
         )
         return claimed, scanned
 
     async def _deliver(self, claimed: Sequence[EventCursor], scanned: Sequence[Event]) -> None:
         positions = {cursor.partition: cursor.position for cursor in claimed}
         self._pending = [e for e in scanned if e.seq > positions[e.partition]]
-        if self._pending:
+        if self._pending and self._with_data:
             await self.channel.deliver(self._pending)
 
     async def _advance(

@@ -132,6 +132,10 @@ class InboundProcessor:
         self._rng = rng or random.Random()
 
     async def run_once(self) -> int:
+        if not self._row_locks:  # SQLite: look without the write lock first
+            async with self._unit_of_work.read() as session:
+                if not await repository.has_due_inbound(session, now_ns=self._clock.now_ns()):
+                    return 0
         done = 0
         for _ in range(self._batch_size_max):
             if not await self._process_one():

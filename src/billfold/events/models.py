@@ -107,10 +107,14 @@ class WebhookEndpoint(Base):
     """Event types delivered; empty means every type."""
     status: Mapped[str] = mapped_column(String(8))
     """enabled or disabled."""
+    batch_size_max: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    """Most events one request carries: 1 sends each event alone (a CloudEvents object);
+    more sends up to that many due events at once (a CloudEvents JSON batch, an array)."""
     disabled_reason: Mapped[str | None] = mapped_column(String(256))
     """Why it was disabled (e.g. the receiver answered 410 Gone)."""
     secret: Mapped[str] = mapped_column(String(128))
-    """The current signing secret, whsec_…"""
+    """The current signing secret, whsec_…, or its ciphertext (`enc1:…`) when a keystore
+    is configured (`billfold.events.secrets`)."""
     previous_secret: Mapped[str | None] = mapped_column(String(128))
     """The secret before the last rotation, still signing until `previous_secret_expires_at`."""
     previous_secret_expires_at: Mapped[int | None] = mapped_column(BigInteger)

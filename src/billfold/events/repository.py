@@ -10,9 +10,20 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -35,7 +46,7 @@ __all__ = [
     "insert_events",
     "last_seq",
     "lock_sequencer",
-    "unsequenced_ids",
+    "number_unsequenced",
 ]
 
 SEQUENCER = "sequencer"
@@ -65,7 +76,7 @@ def _event(row: Any) -> Event:
         subject=row[4],
         aggregate_id=row[5],
         partition=row[6],
-        data=row[7],
+        data=row[7] or {},
         occurred_at=row[8],
         seq=-1 if row[9] is None else row[9],
     )
@@ -79,12 +90,17 @@ async def _copy(session: AsyncSession, table: str, rows: Sequence[dict[str, Any]
         return False
     raw = await connection.get_raw_connection()
     columns = list(rows[0])
-    records = [
-        tuple(
-            json.dumps(value) if isinstance(value, dict | list) else value for value in row.values()
-        )
-        for row in rows
-    ]
+    first = rows[0]
+    encoded = [i for i, value in enumerate(first.values()) if isinstance(value, dict | list)]
+    if not encoded:
+        records = [tuple(row.values()) for row in rows]
+    else:  # JSON columns (the same in every row): encode those alone
+        records = []
+        for row in rows:
+            record = list(row.values())
+            for i in encoded:
+                record[i] = json.dumps(record[i])
+            records.append(tuple(record))
     await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
         table, columns=columns, records=records
     )
@@ -175,17 +191,25 @@ async def last_seq(session: AsyncSession) -> int:
     return int(value or 0)
 
 
-async def unsequenced_ids(session: AsyncSession, *, limit: int) -> list[uuid.UUID]:
-    query = select(OutboxEvent.id).where(OutboxEvent.seq.is_(None)).order_by(OutboxEvent.id)
-    return list((await session.scalars(query.limit(limit))).all())
+async def has_unsequenced(session: AsyncSession) -> bool:
+    """Whether a committed row waits for its `seq`."""
+    found = await session.scalar(select(OutboxEvent.id).where(OutboxEvent.seq.is_(None)).limit(1))
+    return found is not None
 
 
-async def assign_seqs(session: AsyncSession, numbered: Sequence[tuple[uuid.UUID, int]]) -> None:
-    if numbered:
-        await session.execute(
-            update(OutboxEvent),
-            [{"id": identifier, "seq": seq} for identifier, seq in numbered],
-        )
+_NUMBER = text(
+    "UPDATE events_outbox SET seq = :last_seq + numbered.n"
+    " FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM events_outbox"
+    " WHERE seq IS NULL ORDER BY id LIMIT :limit) AS numbered"
+    " WHERE events_outbox.id = numbered.id"
+)
+
+
+async def number_unsequenced(session: AsyncSession, *, last_seq: int, limit: int) -> int:
+    """Number up to `limit` committed rows without a `seq` (oldest id first) from
+    `last_seq + 1` on, in one UPDATE; how many it numbered."""
+    result = await session.execute(_NUMBER, {"last_seq": last_seq, "limit": limit})
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -193,12 +217,22 @@ async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
         await session.execute(insert(OutboxEvent), list(rows))
 
 
+_NO_DATA: ColumnElement[Any] = literal_column("NULL").label("data")
+
+
 async def events_after(
-    session: AsyncSession, *, partitions: Collection[int], after_seq: int, limit: int
+    session: AsyncSession,
+    *,
+    partitions: Collection[int],
+    after_seq: int,
+    limit: int,
+    with_data: bool = True,
 ) -> list[Event]:
-    """Sequenced events of `partitions` after `after_seq`, in log order."""
+    """Sequenced events of `partitions` after `after_seq`, in log order; without
+    `with_data`, their `data` is left empty (not read nor decoded)."""
+    columns = _EVENT_COLUMNS if with_data else (*_EVENT_COLUMNS[:7], _NO_DATA, *_EVENT_COLUMNS[8:])
     rows = await session.execute(
-        select(*_EVENT_COLUMNS)
+        select(*columns)
         .where(OutboxEvent.partition.in_(list(partitions)), OutboxEvent.seq > after_seq)
         .order_by(OutboxEvent.seq)
         .limit(limit)
@@ -293,11 +327,20 @@ async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]
         await session.execute(insert(WebhookDelivery), list(rows))
 
 
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    id: uuid.UUID
+    endpoint_id: uuid.UUID
+    event_id: uuid.UUID
+
+
 async def claim_due_deliveries(
-    session: AsyncSession, *, now_ns: int, limit: int, lock: bool
-) -> list[WebhookDelivery]:
-    """Pending deliveries that are due, unleased, to an enabled endpoint, and first in line:
-    none of the endpoint's earlier deliveries of the same aggregate is still pending."""
+    session: AsyncSession, *, now_ns: int, limit: int, lock: bool, leased_until: int
+) -> list[DueDelivery]:
+    """Lease pending deliveries that are due, unleased, to an enabled endpoint, and first
+    in line: none of the endpoint's earlier deliveries of the same aggregate is still
+    pending. Oldest due first (ordered by the due index alone, so the scan stops at
+    `limit`; the caller sorts by seq); one SELECT and one UPDATE, however many."""
     earlier = aliased(WebhookDelivery)
     blocked = (
         select(earlier.id)
@@ -317,7 +360,7 @@ async def claim_due_deliveries(
         .exists()
     )
     query = (
-        select(WebhookDelivery)
+        select(WebhookDelivery.id, WebhookDelivery.endpoint_id, WebhookDelivery.event_id)
         .where(
             WebhookDelivery.status == "pending",
             WebhookDelivery.next_attempt_at <= now_ns,
@@ -325,12 +368,57 @@ async def claim_due_deliveries(
             enabled,
             ~blocked,
         )
-        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.event_seq)
+        .order_by(WebhookDelivery.status, WebhookDelivery.next_attempt_at)
         .limit(limit)
     )
     if lock:
         query = query.with_for_update(skip_locked=True, of=WebhookDelivery)
-    return list(await session.scalars(query))
+    due = [DueDelivery(row[0], row[1], row[2]) for row in await session.execute(query)]
+    if due:
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id.in_([d.id for d in due]))
+            .values(leased_until=leased_until)
+            .execution_options(synchronize_session=False)
+        )
+    return due
+
+
+async def has_due_delivery(session: AsyncSession, *, now_ns: int) -> bool:
+    """Whether any pending delivery is due and unleased (a cheap look before a claim)."""
+    found = await session.scalar(
+        select(WebhookDelivery.id)
+        .where(
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.next_attempt_at <= now_ns,
+            (WebhookDelivery.leased_until.is_(None)) | (WebhookDelivery.leased_until < now_ns),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+async def mark_succeeded(
+    session: AsyncSession, ids: Collection[uuid.UUID], *, status_code: int, now_ns: int
+) -> set[uuid.UUID]:
+    """Record a successful attempt of each delivery in one UPDATE; the ids that exist (a
+    deleted endpoint takes its deliveries with it)."""
+    if not ids:
+        return set()
+    rows = await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(list(ids)))
+        .values(
+            status="succeeded",
+            attempts=WebhookDelivery.attempts + 1,
+            last_status_code=status_code,
+            leased_until=None,
+            completed_at=now_ns,
+        )
+        .returning(WebhookDelivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(rows.scalars())
 
 
 async def endpoints_by_id(
@@ -350,7 +438,7 @@ async def deliveries_by_id(
 
 
 async def insert_attempts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
+    if rows and not await _copy(session, WebhookAttempt.__tablename__, rows):
         await session.execute(insert(WebhookAttempt), list(rows))
 
 
@@ -390,6 +478,15 @@ async def inbound_by_external_id(
         )
     )
     return found
+
+
+async def has_due_inbound(session: AsyncSession, *, now_ns: int) -> bool:
+    found = await session.scalar(
+        select(InboundEvent.id)
+        .where(InboundEvent.status == "received", InboundEvent.next_attempt_at <= now_ns)
+        .limit(1)
+    )
+    return found is not None
 
 
 async def claim_due_inbound(

@@ -29,8 +29,10 @@ from billfold.events.schemas import (
     ReplayRequest,
     ReplayResponse,
 )
+from billfold.events.secrets import keystore_configured
 from billfold.events.types import EVENT_ID_PREFIX, cloudevent_json
 from billfold.identity.auth import get_unit_of_work
+from billfold.keys.keyring import Keyring
 from billfold.kit.auth import Principal, require_scopes
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import ValidationFailed
@@ -73,6 +75,18 @@ def _settings(request: Request) -> Settings:
 Config = Annotated[Settings, Depends(_settings)]
 
 
+def _secret_keys(request: Request, settings: Config) -> Keyring | None:
+    """The keyring that seals endpoint secrets when a keystore is configured; else None
+    (secrets are stored as they are)."""
+    if not keystore_configured(settings):
+        return None
+    keyring: Keyring | None = getattr(request.app.state, "keyring", None)
+    return keyring
+
+
+SecretKeys = Annotated[Keyring | None, Depends(_secret_keys)]
+
+
 def _scope(principal: Principal) -> service.Scope:
     return service.Scope(tenant_id=principal.tenant_id, mode=principal.mode)
 
@@ -105,7 +119,11 @@ def _aggregate(text: str | None) -> uuid.UUID | None:
     responses=problem_responses(422),
 )
 async def create_endpoint(
-    body: EndpointCreateRequest, principal: Writer, unit_of_work: Work, settings: Config
+    body: EndpointCreateRequest,
+    principal: Writer,
+    unit_of_work: Work,
+    settings: Config,
+    keyring: SecretKeys,
 ) -> EndpointResponse:
     async with unit_of_work.begin() as session:
         endpoint = await service.create_endpoint(
@@ -116,9 +134,12 @@ async def create_endpoint(
             event_types=body.event_types,
             allow_private=settings.webhooks_allow_private,
             endpoints_max=settings.webhooks_endpoints_max,
+            batch_size_max=body.batch_size_max,
             now_ns=time.time_ns(),
+            keyring=keyring,
         )
-        return EndpointResponse.of(endpoint, show_secret=True)
+        secret = await service.endpoint_secret(session, endpoint, keyring=keyring)
+        return EndpointResponse.of(endpoint, secret=secret)
 
 
 @router.get("/webhook-endpoints", summary="List webhook endpoints.")
@@ -169,6 +190,7 @@ async def update_endpoint(
         description=body.description,
         event_types=body.event_types,
         enabled=None if body.status is None else body.status == "enabled",
+        batch_size_max=body.batch_size_max,
     )
     async with unit_of_work.begin() as session:
         endpoint = await service.update_endpoint(
@@ -188,7 +210,7 @@ async def update_endpoint(
     responses=problem_responses(404),
 )
 async def rotate_secret(
-    endpoint_id: str, principal: Writer, unit_of_work: Work, settings: Config
+    endpoint_id: str, principal: Writer, unit_of_work: Work, settings: Config, keyring: SecretKeys
 ) -> EndpointResponse:
     async with unit_of_work.begin() as session:
         endpoint = await service.rotate_secret(
@@ -197,8 +219,10 @@ async def rotate_secret(
             endpoint_id=_endpoint_id(endpoint_id),
             overlap_s=settings.webhooks_secret_overlap_s,
             now_ns=time.time_ns(),
+            keyring=keyring,
         )
-        return EndpointResponse.of(endpoint, show_secret=True)
+        secret = await service.endpoint_secret(session, endpoint, keyring=keyring)
+        return EndpointResponse.of(endpoint, secret=secret)
 
 
 @router.delete(

@@ -10,6 +10,7 @@ from billfold.events.models import WebhookAttempt, WebhookDelivery, WebhookEndpo
 from billfold.events.service import DESCRIPTION_LENGTH_MAX, EVENT_TYPES_FILTER_MAX
 from billfold.events.ssrf import URL_LENGTH_MAX
 from billfold.events.types import EVENT_ID_PREFIX, Event, cloudevent
+from billfold.events.webhooks import BATCH_SIZE_MAX
 from billfold.kit.ids import format_id
 
 __all__ = [
@@ -42,6 +43,14 @@ class EndpointCreateRequest(BaseModel):
         max_length=EVENT_TYPES_FILTER_MAX,
         description="Types to deliver (com.billfold.transfer.posted.v1, …); empty: all.",
     )
+    batch_size_max: int = Field(
+        default=1,
+        ge=1,
+        le=BATCH_SIZE_MAX,
+        description="1: one event per request (a CloudEvents object). More: up to that many"
+        " due events per request, as a CloudEvents JSON batch (an array,"
+        " application/cloudevents-batch+json); deduplicate by each event's id.",
+    )
 
 
 class EndpointUpdateRequest(BaseModel):
@@ -50,6 +59,7 @@ class EndpointUpdateRequest(BaseModel):
     description: str | None = Field(default=None, max_length=DESCRIPTION_LENGTH_MAX)
     event_types: EventTypes | None = Field(default=None, max_length=EVENT_TYPES_FILTER_MAX)
     status: Literal["enabled", "disabled"] | None = None
+    batch_size_max: int | None = Field(default=None, ge=1, le=BATCH_SIZE_MAX)
 
 
 class EndpointResponse(BaseModel):
@@ -59,6 +69,7 @@ class EndpointResponse(BaseModel):
     event_types: list[str]
     status: str
     disabled_reason: str | None
+    batch_size_max: int = Field(description="Most events one request carries (1: one each).")
     created_at: int
     updated_at: int
     previous_secret_expires_at: int | None = Field(
@@ -69,7 +80,8 @@ class EndpointResponse(BaseModel):
     )
 
     @classmethod
-    def of(cls, endpoint: WebhookEndpoint, *, show_secret: bool = False) -> EndpointResponse:
+    def of(cls, endpoint: WebhookEndpoint, *, secret: str | None = None) -> EndpointResponse:
+        """`secret`: the clear secret, given on create and rotate only."""
         return cls(
             id=format_id(ENDPOINT_ID_PREFIX, endpoint.id),
             url=endpoint.url,
@@ -77,10 +89,11 @@ class EndpointResponse(BaseModel):
             event_types=list(endpoint.event_types),
             status=endpoint.status,
             disabled_reason=endpoint.disabled_reason,
+            batch_size_max=endpoint.batch_size_max,
             created_at=endpoint.created_at,
             updated_at=endpoint.updated_at,
             previous_secret_expires_at=endpoint.previous_secret_expires_at,
-            secret=endpoint.secret if show_secret else None,
+            secret=secret,
         )
 
 

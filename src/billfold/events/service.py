@@ -18,9 +18,11 @@ from billfold.events.errors import (
     WebhookEndpointNotFound,
 )
 from billfold.events.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from billfold.events.secrets import open_secret, seal_secret
 from billfold.events.ssrf import resolve_target
 from billfold.events.types import EVENT_TYPE_PATTERN, TYPE_LENGTH_MAX, Event
-from billfold.events.webhooks import delivery_row, endpoint_wants, new_secret
+from billfold.events.webhooks import BATCH_SIZE_MAX, delivery_row, endpoint_wants, new_secret
+from billfold.keys.keyring import Keyring
 from billfold.kit.auth import Mode
 from billfold.kit.clock import NANOSECONDS_PER_SECOND
 from billfold.kit.ids import new_id
@@ -30,6 +32,7 @@ __all__ = [
     "EndpointChange",
     "create_endpoint",
     "delete_endpoint",
+    "endpoint_secret",
     "get_endpoint",
     "get_event",
     "replay_event",
@@ -57,6 +60,7 @@ class EndpointChange:
     description: str | None = None
     event_types: Sequence[str] | None = None
     enabled: bool | None = None
+    batch_size_max: int | None = None
 
 
 def checked_event_types(event_types: Sequence[str]) -> list[str]:
@@ -71,6 +75,12 @@ def checked_event_types(event_types: Sequence[str]) -> list[str]:
     return sorted(set(event_types))
 
 
+def checked_batch_size(batch_size_max: int) -> int:
+    if not 1 <= batch_size_max <= BATCH_SIZE_MAX:
+        raise InvalidEventFilter(f"batch_size_max is between 1 and {BATCH_SIZE_MAX}")
+    return batch_size_max
+
+
 async def create_endpoint(
     session: AsyncSession,
     *,
@@ -81,17 +91,22 @@ async def create_endpoint(
     allow_private: bool,
     endpoints_max: int,
     now_ns: int,
+    batch_size_max: int = 1,
+    keyring: Keyring | None = None,
 ) -> WebhookEndpoint:
-    """A new enabled endpoint with a fresh secret (the caller shows it once)."""
+    """A new enabled endpoint with a fresh secret (the caller shows it once: see
+    `endpoint_secret`), sealed with `keyring` when given."""
     types = checked_event_types(event_types)
+    checked_batch_size(batch_size_max)
     await resolve_target(url, allow_private=allow_private)
     existing = await repository.endpoints_page(
         session, tenant_id=scope.tenant_id, mode=scope.mode.value, after=None, limit=endpoints_max
     )
     if len(existing) >= endpoints_max:
         raise TooManyWebhookEndpoints(f"a tenant has at most {endpoints_max} endpoints per mode")
+    endpoint_id = new_id()
     endpoint = WebhookEndpoint(
-        id=new_id(),
+        id=endpoint_id,
         tenant_id=scope.tenant_id,
         mode=scope.mode.value,
         url=url,
@@ -99,7 +114,16 @@ async def create_endpoint(
         event_types=types,
         status="enabled",
         disabled_reason=None,
-        secret=new_secret(),
+        batch_size_max=batch_size_max,
+        secret=await seal_secret(
+            session,
+            keyring,
+            tenant_id=scope.tenant_id,
+            endpoint_id=endpoint_id,
+            column="secret",
+            secret=new_secret(),
+            now_ns=now_ns,
+        ),
         previous_secret=None,
         previous_secret_expires_at=None,
         created_at=now_ns,
@@ -138,6 +162,8 @@ async def update_endpoint(
         endpoint.description = change.description
     if change.event_types is not None:
         endpoint.event_types = checked_event_types(change.event_types)
+    if change.batch_size_max is not None:
+        endpoint.batch_size_max = checked_batch_size(change.batch_size_max)
     if change.enabled is not None:
         endpoint.status = "enabled" if change.enabled else "disabled"
         endpoint.disabled_reason = None if change.enabled else "disabled by the tenant"
@@ -146,14 +172,52 @@ async def update_endpoint(
     return endpoint
 
 
+async def endpoint_secret(
+    session: AsyncSession, endpoint: WebhookEndpoint, *, keyring: Keyring | None
+) -> str:
+    """The endpoint's current secret in clear (`whsec_…`), to show its owner once."""
+    return await open_secret(
+        session,
+        keyring,
+        tenant_id=endpoint.tenant_id,
+        endpoint_id=endpoint.id,
+        column="secret",
+        stored=endpoint.secret,
+    )
+
+
 async def rotate_secret(
-    session: AsyncSession, *, scope: Scope, endpoint_id: uuid.UUID, overlap_s: int, now_ns: int
+    session: AsyncSession,
+    *,
+    scope: Scope,
+    endpoint_id: uuid.UUID,
+    overlap_s: int,
+    now_ns: int,
+    keyring: Keyring | None = None,
 ) -> WebhookEndpoint:
-    """A new secret; the current one keeps signing beside it for `overlap_s`."""
+    """A new secret; the current one keeps signing beside it for `overlap_s`. Both are
+    sealed with `keyring` when given (each bound to its own column)."""
     endpoint = await get_endpoint(session, scope=scope, endpoint_id=endpoint_id)
-    endpoint.previous_secret = endpoint.secret
+    current = await endpoint_secret(session, endpoint, keyring=keyring)
+    endpoint.previous_secret = await seal_secret(
+        session,
+        keyring,
+        tenant_id=endpoint.tenant_id,
+        endpoint_id=endpoint.id,
+        column="previous_secret",
+        secret=current,
+        now_ns=now_ns,
+    )
     endpoint.previous_secret_expires_at = now_ns + overlap_s * NANOSECONDS_PER_SECOND
-    endpoint.secret = new_secret()
+    endpoint.secret = await seal_secret(
+        session,
+        keyring,
+        tenant_id=endpoint.tenant_id,
+        endpoint_id=endpoint.id,
+        column="secret",
+        secret=new_secret(),
+        now_ns=now_ns,
+    )
     endpoint.updated_at = now_ns
     await session.flush()
     return endpoint

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from billfold.kit.auth import TENANT_ID_PREFIX
-from billfold.kit.ids import format_id
 
 __all__ = [
     "EVENT_ID_PREFIX",
@@ -78,10 +77,11 @@ def rfc3339(timestamp_ns: int) -> str:
 
 def cloudevent(event: Event) -> dict[str, Any]:
     """The CloudEvents 1.0 attributes and data of `event`."""
-    tenant = format_id(TENANT_ID_PREFIX, event.tenant_id)
+    # f-strings rather than format_id (whose prefix check costs per event, per channel)
+    tenant = f"{TENANT_ID_PREFIX}_{event.tenant_id.hex}"
     return {
         "specversion": "1.0",
-        "id": format_id(EVENT_ID_PREFIX, event.id),
+        "id": f"{EVENT_ID_PREFIX}_{event.id.hex}",
         "source": f"/billfold/tenants/{tenant}/{event.mode}",
         "type": event.type,
         "subject": event.subject,

@@ -34,18 +34,23 @@ from standardwebhooks.webhooks import Webhook
 
 from billfold.events import repository
 from billfold.events.models import WebhookDelivery, WebhookEndpoint
-from billfold.events.ssrf import UnsafeWebhookUrl, resolve_target
+from billfold.events.secrets import is_sealed, open_secret
+from billfold.events.ssrf import ResolvedTarget, UnsafeWebhookUrl, resolve_target
 from billfold.events.types import EVENT_ID_PREFIX, Event, cloudevent_json
+from billfold.keys.keyring import Keyring
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, Clock
 from billfold.kit.db import UnitOfWork
 from billfold.kit.ids import format_id, new_id
 
 __all__ = [
+    "BATCH_SIZE_MAX",
     "RETRY_DELAYS_S",
     "SECRET_PREFIX",
     "Outcome",
     "WebhookFanout",
     "WebhookSender",
+    "batch_json",
+    "batch_message_id",
     "first_delivery_id",
     "new_secret",
     "next_delay_s",
@@ -64,6 +69,11 @@ JITTER = 0.1
 RETRY_AFTER_MAX_S = 86_400
 DELIVERY_NAMESPACE = uuid.UUID("a3c1e7d2-5b4f-4e60-8f2a-9d1c0b7e6a53")
 ERROR_LENGTH_MAX = 256
+OPENED_SECRETS_MAX = 10_000
+"""Opened (decrypted) endpoint secrets a sender keeps in memory."""
+BATCH_ID_PREFIX = "msg"
+BATCH_SIZE_MAX = 500
+"""Most events an endpoint may take in one request."""
 USER_AGENT = "Billfold-Webhooks/1"
 
 
@@ -117,13 +127,38 @@ def first_delivery_id(event_id: uuid.UUID, endpoint_id: uuid.UUID) -> uuid.UUID:
     return uuid.uuid5(DELIVERY_NAMESPACE, f"{event_id.hex}:{endpoint_id.hex}")
 
 
-def endpoint_secrets(endpoint: WebhookEndpoint, *, now_ns: int) -> list[str]:
-    """The secrets that sign now: the current one and, during the overlap, the previous."""
-    secrets = [endpoint.secret]
+async def endpoint_secrets(
+    session: AsyncSession,
+    endpoint: WebhookEndpoint,
+    *,
+    now_ns: int,
+    keyring: Keyring | None = None,
+    opened: dict[tuple[uuid.UUID, str], str] | None = None,
+) -> list[str]:
+    """The secrets that sign now, in clear: the current one and, during the overlap, the
+    previous. Sealed ones are opened with `keyring` (and kept in `opened`)."""
+    columns = [("secret", endpoint.secret)]
     expires = endpoint.previous_secret_expires_at
     if endpoint.previous_secret is not None and expires is not None and expires > now_ns:
-        secrets.append(endpoint.previous_secret)
-    return secrets
+        columns.append(("previous_secret", endpoint.previous_secret))
+    found = []
+    for column, stored in columns:
+        known = None if opened is None else opened.get((endpoint.id, stored))
+        if known is None:
+            known = await open_secret(
+                session,
+                keyring,
+                tenant_id=endpoint.tenant_id,
+                endpoint_id=endpoint.id,
+                column=column,
+                stored=stored,
+            )
+            if opened is not None and is_sealed(stored):
+                if len(opened) >= OPENED_SECRETS_MAX:
+                    opened.clear()
+                opened[(endpoint.id, stored)] = known
+        found.append(known)
+    return found
 
 
 def endpoint_wants(endpoint: WebhookEndpoint, event: Event) -> bool:
@@ -142,6 +177,12 @@ class WebhookFanout:
 
     def __init__(self, *, wake: asyncio.Event | None = None) -> None:
         self._wake = wake
+
+    @property
+    def needs_data(self) -> bool:
+        """A delivery row needs the event's tenant, type and position, not its payload (the
+        sender reads it when it sends)."""
+        return False
 
     async def deliver(self, events: Sequence[Event]) -> None:
         return None
@@ -185,10 +226,18 @@ def delivery_row(
 @dataclass(frozen=True, slots=True)
 class _Job:
     delivery_id: uuid.UUID
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One HTTP request: a single event, or a batch of an endpoint's due events."""
+
     endpoint_id: uuid.UUID
     url: str
     secrets: list[str]
-    event: Event
+    batched: bool
+    jobs: list[_Job]
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,10 +258,23 @@ class Outcome:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+def batch_message_id(delivery_ids: Sequence[uuid.UUID]) -> str:
+    """The `webhook-id` of a batch: derived from its deliveries, so the same batch sent
+    again carries the same id (receivers deduplicate a batch's events by their own ids)."""
+    joined = ":".join(sorted(identifier.hex for identifier in delivery_ids))
+    return format_id(BATCH_ID_PREFIX, uuid.uuid5(DELIVERY_NAMESPACE, joined))
+
+
+def batch_json(events: Sequence[Event]) -> bytes:
+    """A CloudEvents JSON batch (`application/cloudevents-batch+json`): an array of events."""
+    return b"[" + b",".join(cloudevent_json(event) for event in events) + b"]"
+
+
 class WebhookSender:
-    """Sends due deliveries: claims a batch (a lease), sends them concurrently, records the
-    outcomes. A worker that dies while sending leaves the lease to expire, and the delivery
-    is sent again with the same `webhook-id`."""
+    """Sends due deliveries: claims a batch (a lease), groups it per endpoint, sends the
+    requests concurrently, records the outcomes in bulk. A worker that dies while sending
+    leaves the lease to expire, and the delivery is sent again with the same `webhook-id`
+    (the same event id; a batch's id depends on which deliveries it groups)."""
 
     def __init__(
         self,
@@ -228,8 +290,11 @@ class WebhookSender:
         response_max_bytes: int,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         self._unit_of_work = unit_of_work
+        self._keyring = keyring
+        self._opened: dict[tuple[uuid.UUID, str], str] = {}
         self._clock = clock
         self._row_locks = row_locks
         self._allow_private = allow_private
@@ -251,38 +316,83 @@ class WebhookSender:
         await self._client.aclose()
 
     async def run_once(self) -> int:
-        """One batch: the number of attempts made."""
-        jobs = await self._claim()
-        if not jobs:
+        """One batch: the number of deliveries attempted."""
+        requests = await self._claim()
+        if not requests:
             return 0
-        outcomes = await asyncio.gather(*(self._attempt(job) for job in jobs))
+        targets = await self._resolve({(r.endpoint_id, r.url) for r in requests})
+        sent = await asyncio.gather(*(self._attempt(r, targets[r.endpoint_id]) for r in requests))
+        outcomes = [outcome for batch in sent for outcome in batch]
         await self._record(outcomes)
         return len(outcomes)
 
-    async def _claim(self) -> list[_Job]:
+    async def _claim(self) -> list[_Request]:
         now_ns = self._clock.now_ns()
+        if not self._row_locks:  # SQLite: look without the write lock first
+            async with self._unit_of_work.read() as session:
+                if not await repository.has_due_delivery(session, now_ns=now_ns):
+                    return []
         async with self._unit_of_work.begin() as session:
             due = await repository.claim_due_deliveries(
-                session, now_ns=now_ns, limit=self._batch_size_max, lock=self._row_locks
+                session,
+                now_ns=now_ns,
+                limit=self._batch_size_max,
+                lock=self._row_locks,
+                leased_until=now_ns + self._lease_ns,
             )
             if not due:
                 return []
-            for delivery in due:
-                delivery.leased_until = now_ns + self._lease_ns
             endpoints = await repository.endpoints_by_id(session, {d.endpoint_id for d in due})
             events = await repository.events_by_id(session, {d.event_id for d in due})
-        return [
-            _Job(
-                delivery_id=d.id,
-                endpoint_id=d.endpoint_id,
-                url=endpoints[d.endpoint_id].url,
-                secrets=endpoint_secrets(endpoints[d.endpoint_id], now_ns=now_ns),
-                event=events[d.event_id],
+            secrets = {
+                endpoint.id: await endpoint_secrets(
+                    session, endpoint, now_ns=now_ns, keyring=self._keyring, opened=self._opened
+                )
+                for endpoint in endpoints.values()
+            }
+        jobs: dict[uuid.UUID, list[_Job]] = {}
+        for claimed in due:
+            jobs.setdefault(claimed.endpoint_id, []).append(
+                _Job(delivery_id=claimed.id, event=events[claimed.event_id])
             )
-            for d in due
-        ]
+        for endpoint_jobs in jobs.values():  # a batch lists its events in log order
+            endpoint_jobs.sort(key=lambda job: job.event.seq)
+        requests = []
+        for endpoint_id, endpoint_jobs in jobs.items():
+            endpoint = endpoints[endpoint_id]
+            size = max(1, endpoint.batch_size_max)
+            for start in range(0, len(endpoint_jobs), size):
+                requests.append(
+                    _Request(
+                        endpoint_id=endpoint_id,
+                        url=endpoint.url,
+                        secrets=secrets[endpoint_id],
+                        batched=size > 1,
+                        jobs=endpoint_jobs[start : start + size],
+                    )
+                )
+        return requests
 
-    async def _attempt(self, job: _Job) -> Outcome:
+    async def _resolve(
+        self, endpoints: set[tuple[uuid.UUID, str]]
+    ) -> dict[uuid.UUID, ResolvedTarget | UnsafeWebhookUrl]:
+        """Each endpoint's target, resolved and checked once per round (SSRF)."""
+
+        async def one(url: str) -> ResolvedTarget | UnsafeWebhookUrl:
+            try:
+                return await resolve_target(url, allow_private=self._allow_private)
+            except UnsafeWebhookUrl as refused:
+                return refused
+
+        ordered = list(endpoints)
+        found = await asyncio.gather(*(one(url) for _, url in ordered))
+        return {
+            endpoint_id: target for (endpoint_id, _), target in zip(ordered, found, strict=True)
+        }
+
+    async def _attempt(
+        self, request: _Request, target: ResolvedTarget | UnsafeWebhookUrl
+    ) -> list[Outcome]:
         async with self._limit:
             attempted_at = self._clock.now_ns()
             started = time.monotonic()
@@ -291,45 +401,55 @@ class WebhookSender:
             body: str | None = None
             retry_after: float | None = None
             try:
-                status_code, body, retry_after = await self._post(job, attempted_at)
+                if isinstance(target, UnsafeWebhookUrl):
+                    raise target
+                status_code, body, retry_after = await self._post(request, target, attempted_at)
             except UnsafeWebhookUrl as refused:
                 error = f"refused: {refused.detail}"
             except httpx.TimeoutException:
                 error = "timed out"
             except httpx.HTTPError as failure:
                 error = f"{type(failure).__name__}: {failure}"
-            return Outcome(
-                delivery_id=job.delivery_id,
-                endpoint_id=job.endpoint_id,
-                attempted_at=attempted_at,
-                status_code=status_code,
-                error=None if error is None else error[:ERROR_LENGTH_MAX],
-                response_body=body,
-                duration_ms=int((time.monotonic() - started) * 1000),
-                retry_after_s=retry_after,
-            )
+            duration_ms = int((time.monotonic() - started) * 1000)
+            return [
+                Outcome(
+                    delivery_id=job.delivery_id,
+                    endpoint_id=request.endpoint_id,
+                    attempted_at=attempted_at,
+                    status_code=status_code,
+                    error=None if error is None else error[:ERROR_LENGTH_MAX],
+                    response_body=body,
+                    duration_ms=duration_ms,
+                    retry_after_s=retry_after,
+                )
+                for job in request.jobs
+            ]
 
-    async def _post(self, job: _Job, attempted_at: int) -> tuple[int, str, float | None]:
-        target = await resolve_target(job.url, allow_private=self._allow_private)
-        body = cloudevent_json(job.event)
+    async def _post(
+        self, request: _Request, target: ResolvedTarget, attempted_at: int
+    ) -> tuple[int, str, float | None]:
+        if request.batched:
+            body = batch_json([job.event for job in request.jobs])
+            message_id = batch_message_id([job.delivery_id for job in request.jobs])
+            content_type = "application/cloudevents-batch+json"
+        else:
+            body = cloudevent_json(request.jobs[0].event)
+            message_id = format_id(EVENT_ID_PREFIX, request.jobs[0].event.id)
+            content_type = "application/json"
         headers = signature_headers(
-            message_id=format_id(EVENT_ID_PREFIX, job.event.id),
+            message_id=message_id,
             timestamp_s=attempted_at // NANOSECONDS_PER_SECOND,
             body=body,
-            secrets=job.secrets,
+            secrets=request.secrets,
         )
         headers.update(
-            {
-                "content-type": "application/json",
-                "host": target.host_header,
-                "user-agent": USER_AGENT,
-            }
+            {"content-type": content_type, "host": target.host_header, "user-agent": USER_AGENT}
         )
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-        request = self._client.build_request(
+        built = self._client.build_request(
             "POST", target.pinned_url(), content=body, headers=headers, extensions=extensions
         )
-        response = await self._client.send(request, stream=True)
+        response = await self._client.send(built, stream=True)
         try:
             kept = bytearray()
             async for chunk in response.aiter_raw():
@@ -344,12 +464,25 @@ class WebhookSender:
         return response.status_code, kept.decode(errors="replace"), retry_after
 
     async def _record(self, outcomes: Sequence[Outcome]) -> None:
+        """Successes in bulk (one UPDATE per status code); failures one by one, as each
+        has its own retry state."""
+        now_ns = self._clock.now_ns()
+        succeeded: dict[int, list[uuid.UUID]] = {}
+        failed: list[Outcome] = []
+        for outcome in outcomes:
+            if outcome.succeeded and outcome.status_code is not None:
+                succeeded.setdefault(outcome.status_code, []).append(outcome.delivery_id)
+            else:
+                failed.append(outcome)
         async with self._unit_of_work.begin() as session:
-            deliveries = await repository.deliveries_by_id(
-                session, [o.delivery_id for o in outcomes]
-            )
-            gone = {o.endpoint_id for o in outcomes if o.status_code == 410}
-            for outcome in outcomes:
+            existing: set[uuid.UUID] = set()
+            for status_code, ids in succeeded.items():
+                existing |= await repository.mark_succeeded(
+                    session, ids, status_code=status_code, now_ns=now_ns
+                )
+            deliveries = await repository.deliveries_by_id(session, [o.delivery_id for o in failed])
+            existing |= deliveries.keys()
+            for outcome in failed:
                 delivery = deliveries.get(outcome.delivery_id)
                 if delivery is not None:  # its endpoint may have been deleted meanwhile
                     self._apply(delivery, outcome)
@@ -366,9 +499,10 @@ class WebhookSender:
                         "duration_ms": o.duration_ms,
                     }
                     for o in outcomes
-                    if o.delivery_id in deliveries
+                    if o.delivery_id in existing
                 ],
             )
+            gone = {o.endpoint_id for o in failed if o.status_code == 410}
             if gone:
                 for endpoint in (await repository.endpoints_by_id(session, gone)).values():
                     endpoint.status = "disabled"
@@ -381,10 +515,6 @@ class WebhookSender:
         delivery.attempts += 1
         delivery.last_status_code = outcome.status_code
         delivery.leased_until = None
-        if outcome.succeeded:
-            delivery.status = "succeeded"
-            delivery.completed_at = now_ns
-            return
         delay = None if outcome.status_code == 410 else next_delay_s(delivery.attempts, self._rng)
         if delay is None:
             delivery.status = "dead"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billfold.identity import outbox_events
 from billfold.identity.credentials import (
     ParsedApiKey,
     hash_api_key,
@@ -216,6 +217,16 @@ async def create_api_key(
         subject_id=format_id("key", api_key_id),
         detail={"mode": mode.value, "scopes": granted},
     )
+    outbox_events.api_key_created(
+        session,
+        tenant_id=tenant_id,
+        mode=mode.value,
+        api_key_id=api_key_id,
+        name=cleaned_name,
+        scopes=granted.split(" "),
+        expires_at=expires_at_ns,
+        now_ns=now_ns,
+    )
     return CreatedApiKey(api_key=api_key, secret=secret)
 
 
@@ -341,6 +352,13 @@ async def _revoke(
             actor_id=actor_id,
             occurred_at=now_ns,
             subject_id=format_id("key", api_key.id),
+        )
+        outbox_events.api_key_revoked(
+            session,
+            tenant_id=api_key.tenant_id,
+            mode=api_key.mode,
+            api_key_id=api_key.id,
+            now_ns=now_ns,
         )
     return api_key
 

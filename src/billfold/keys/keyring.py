@@ -72,7 +72,7 @@ TENANT_OWNER = "tenant"
 STABLE_SLOT = "stable"
 DEFAULT_CACHE_TTL_S = 30.0
 """How long another process's rotation, retirement or crypto-shredding can go unseen here."""
-PURPOSES = frozenset({"pii", "tokens", "blind_index", "signing", "totp"})
+PURPOSES = frozenset({"pii", "tokens", "blind_index", "signing", "totp", "webhooks"})
 """Every purpose a key-encryption key may have; each is rotated on its own."""
 
 K = TypeVar("K")

@@ -117,6 +117,10 @@ def _ping_when_idle(engine: AsyncEngine, *, idle_s: float) -> None:
             raise DisconnectionError("the pooled connection does not answer") from error
 
 
+READ_ONLY_OPTION = "billfold_read_only"
+"""Execution option of `UnitOfWork.read` connections: SQLite begins them deferred."""
+
+
 def _begin_immediately(engine: AsyncEngine) -> None:
     """SQLite transactions take the write lock when they begin (`BEGIN IMMEDIATE`).
 
@@ -137,7 +141,8 @@ def _begin_immediately(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        reading = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
 
 class UnitOfWork:
@@ -148,6 +153,19 @@ class UnitOfWork:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        self._read_sessions = async_sessionmaker(
+            engine.execution_options(**{READ_ONLY_OPTION: True}),
+            expire_on_commit=False,
+            autoflush=False,
+        )
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A transaction that only reads. On SQLite it begins deferred, so it takes no
+        write lock (WAL readers never wait for the writer): polls that usually find
+        nothing look here first and `begin` only when there is work."""
+        async with self._read_sessions() as session, session.begin():
+            yield session
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncSession]:

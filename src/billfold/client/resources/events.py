@@ -30,6 +30,7 @@ class WebhookEndpoints(Resource):
         url: str,
         description: str | None = None,
         event_types: Sequence[str] | None = None,
+        batch_size_max: int | None = None,
         idempotency_key: str | None = None,
     ) -> WebhookEndpoint:
         """A new endpoint (https, public addresses; every type when `event_types` is
@@ -39,6 +40,7 @@ class WebhookEndpoints(Resource):
                 "url": url,
                 "description": description,
                 "event_types": None if event_types is None else list(event_types),
+                "batch_size_max": batch_size_max,
             }
         )
         answer = self._transport.request(
@@ -68,6 +70,7 @@ class WebhookEndpoints(Resource):
         description: str | None = None,
         event_types: Sequence[str] | None = None,
         status: Literal["enabled", "disabled"] | None = None,
+        batch_size_max: int | None = None,
     ) -> WebhookEndpoint:
         """Change what is given; the rest stays."""
         body = without_none(
@@ -76,6 +79,7 @@ class WebhookEndpoints(Resource):
                 "description": description,
                 "event_types": None if event_types is None else list(event_types),
                 "status": status,
+                "batch_size_max": batch_size_max,
             }
         )
         path = f"/v1/webhook-endpoints/{path_id(endpoint_id)}"

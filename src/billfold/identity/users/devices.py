@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billfold.identity import outbox_events
 from billfold.identity.security_events import SecurityEventType
 from billfold.identity.users.errors import (
     DeviceNotFound,
@@ -109,6 +110,15 @@ async def bind_device(
         now_ns=now_ns,
         detail={"device_id": format_id(DEVICE_ID_PREFIX, device.id), "algorithm": algorithm.value},
     )
+    outbox_events.device_bound(
+        session,
+        tenant_id=principal.tenant_id,
+        mode=principal.mode,
+        user_id=principal.user_id,
+        device_id=format_id(DEVICE_ID_PREFIX, device.id),
+        algorithm=algorithm.value,
+        now_ns=now_ns,
+    )
     return device
 
 
@@ -138,6 +148,14 @@ async def revoke_device(
             event_type=SecurityEventType.DEVICE_REVOKED,
             now_ns=now_ns,
             detail={"device_id": format_id(DEVICE_ID_PREFIX, device.id)},
+        )
+        outbox_events.device_revoked(
+            session,
+            tenant_id=principal.tenant_id,
+            mode=principal.mode,
+            user_id=principal.user_id,
+            device_id=format_id(DEVICE_ID_PREFIX, device.id),
+            now_ns=now_ns,
         )
     return device
 

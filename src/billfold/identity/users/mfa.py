@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billfold.identity import outbox_events
 from billfold.identity.passwords import passwords_for
 from billfold.identity.security_events import SecurityEventType
 from billfold.identity.users.config import UsersConfig
@@ -168,6 +169,7 @@ async def _issue_recovery_codes(session: AsyncSession, *, user: EndUser, now_ns:
         now_ns=now_ns,
         detail={"factor": "recovery_codes", "count": len(codes)},
     )
+    outbox_events.mfa_enrolled(session, user=user, factor="recovery_codes", now_ns=now_ns)
     return codes
 
 
@@ -241,6 +243,7 @@ async def confirm_totp_enrolment(
         now_ns=now_ns,
         detail={"factor": "totp"},
     )
+    outbox_events.mfa_enrolled(session, user=user, factor="totp", now_ns=now_ns)
     return await _first_factor_codes(session, user=user, now_ns=now_ns)
 
 

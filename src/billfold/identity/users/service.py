@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billfold.identity import outbox_events
 from billfold.identity.passwords import passwords_for
 from billfold.identity.security_events import ActorType, SecurityEventType
 from billfold.identity.types import Mode, Principal
@@ -170,6 +171,7 @@ async def create_user(
         actor_id=format_id("key", principal.api_key_id),
         detail={"mode": principal.mode.value, "identifiers": ",".join(values)},
     )
+    outbox_events.user_created(session, user=user, now_ns=now_ns)
     return user
 
 
@@ -387,6 +389,9 @@ async def erase_user_identifiers(
     user.handle = ERASED_HANDLE_PREFIX + user.id.hex[-24:]
     user.status = "disabled"
     await session.flush()
+    outbox_events.user_updated(
+        session, user=user, changed=["email", "phone", "handle", "status"], now_ns=now_ns
+    )
     await revoke_all_sessions(
         session,
         user=user,
