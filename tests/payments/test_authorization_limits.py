@@ -6,6 +6,7 @@ limit back; a retried authorization does not count itself twice."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from billfold.identity.types import Mode
 from billfold.kit.errors import BillfoldError
-from billfold.payments.flows import merchant
+from billfold.payments.flows import merchant, recovery
 from billfold.payments.models import Payment
 from payments.payments_support import User, World, problem
 
@@ -182,4 +183,160 @@ def test_a_retried_authorization_does_not_count_itself_twice(
         assert _authorize(world, ann, second).status_code == 200
         assert world.payment(second)["state"] == "authorized"
         assert world.wallet(ann)["held"] == 2 * _PER_TRANSFER
+        world.assert_books()
+
+
+def _crash_authorizing(
+    world: World, monkeypatch: pytest.MonkeyPatch, user: User, payment_id: str, *, after: bool
+) -> None:
+    """Authorize, the process dying just before (or just after) the ledger places the hold."""
+    real = merchant.apply_steps
+
+    async def crash(*args: Any) -> None:
+        if after:
+            await real(*args)
+        raise _CrashError
+
+    monkeypatch.setattr(merchant, "apply_steps", crash)
+
+    async def interrupted() -> None:
+        with pytest.raises(_CrashError):
+            await merchant.authorize(
+                world.runtime,
+                tenant_id=world.tenant_id,
+                mode=Mode.TEST,
+                user_id=_id(user.id),
+                payment_id=_id(payment_id),
+            )
+
+    world.client.portal.call(interrupted)
+    monkeypatch.undo()
+
+
+def _recover(world: World) -> None:
+    world.client.portal.call(lambda: recovery.resume_interrupted(world.runtime, older_than_s=0))
+
+
+def _claim_of(world: World, payment_id: str) -> tuple[object, ...]:
+    row = _row(world, payment_id)
+    return (
+        row.state,
+        row.payer_user_id,
+        row.debit_account_id,
+        row.spent_at,
+        row.authorization_expires_at,
+        row.updated_at,
+    )
+
+
+def test_recovery_releases_a_claim_whose_hold_was_never_placed(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with World(database_url, fees=False) as world:
+        ann, bob, carl, shop = world.user(), world.user(), world.user(), world.merchant()
+        world.fund(ann, 3 * _PER_TRANSFER)
+        payment_id = _merchant_payment(world, shop, _PER_TRANSFER)
+        _crash_authorizing(world, monkeypatch, ann, payment_id, after=False)
+        claimed = _claim_of(world, payment_id)
+        assert claimed[1] == _id(ann.id)
+        # Within the grace period (60 s by default) the claim may still be placing its hold.
+        _recover(world)
+        assert _claim_of(world, payment_id) == claimed
+        world.runtime.claim_grace_s = 0
+        _recover(world)
+        released = _claim_of(world, payment_id)
+        assert released[:4] == ("requires_payment", None, None, None)
+        _recover(world)
+        assert _claim_of(world, payment_id) == released  # a second round changes nothing
+        assert world.payment(payment_id)["history"][-1]["to_state"] == "requires_payment"
+        # The payer's whole daily limit is free again, and anyone may pay the payment.
+        for amount in (_PER_TRANSFER, _PER_TRANSFER, _DAILY - 2 * _PER_TRANSFER):
+            assert _p2p(world, ann, bob, amount).status_code == 201
+        world.fund(carl, _PER_TRANSFER)
+        assert _authorize(world, carl, payment_id).status_code == 200
+        assert world.payment(payment_id)["payer"] == carl.id
+        world.assert_books()
+
+
+def test_recovery_authorizes_a_claim_whose_hold_was_placed(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with World(database_url, fees=False) as world:
+        ann, bob, dan, shop = world.user(), world.user(), world.user(), world.merchant()
+        world.fund(ann, 3 * _PER_TRANSFER)
+        payment_id = _merchant_payment(world, shop, _PER_TRANSFER)
+        _crash_authorizing(world, monkeypatch, ann, payment_id, after=True)
+        assert _row(world, payment_id).state == "requires_payment"
+        assert world.wallet(ann)["held"] == _PER_TRANSFER  # the ledger holds it already
+        world.runtime.claim_grace_s = 0
+        _recover(world)
+        authorized = _claim_of(world, payment_id)
+        assert authorized[:2] == ("authorized", _id(ann.id))
+        assert authorized[4] is not None  # authorization_expires_at, from the hold
+        _recover(world)
+        assert _claim_of(world, payment_id) == authorized  # a second round changes nothing
+        shown = world.payment(payment_id)
+        assert shown["payer"] == ann.id
+        assert [h["to_state"] for h in shown["history"]].count("authorized") == 1
+        assert [t["step"] for t in shown["transfers"]] == ["hold"]
+        # Still counted: with a 1,000 transfer, 2,000 of 2,500 are used.
+        assert _p2p(world, ann, bob, _PER_TRANSFER).status_code == 201
+        over = _DAILY - 2 * _PER_TRANSFER + 1
+        refused = problem(_p2p(world, ann, bob, over), 422, "limit_exceeded")
+        assert refused["used"] == str(2 * _PER_TRANSFER)
+        problem(_authorize(world, dan, payment_id), 409, "invalid_state_transition")
+        assert _authorize(world, ann, payment_id).status_code == 200  # a retry: nothing more
+        captured = world.client.post(
+            f"/v1/payments/{payment_id}/capture", json={}, headers=world.api
+        )
+        assert captured.status_code == 200, captured.text
+        assert captured.json()["state"] == "captured"
+        assert world.wallet(ann) == {"available": _PER_TRANSFER, "pending": 0, "held": 0}
+        world.assert_books()
+
+
+def test_recovery_leaves_a_claim_made_anew_by_a_retry_alone(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with World(database_url, fees=False) as world:
+        ann, shop = world.user(), world.merchant()
+        world.fund(ann, _PER_TRANSFER)
+        payment_id = _merchant_payment(world, shop, _PER_TRANSFER)
+        _crash_authorizing(world, monkeypatch, ann, payment_id, after=False)
+        stale_before = time.time_ns()  # what recovery saw as stale when it listed the claim
+        _crash_authorizing(world, monkeypatch, ann, payment_id, after=False)  # a retry
+        reclaimed = _claim_of(world, payment_id)
+        assert reclaimed[3] is not None and reclaimed[3] > stale_before
+
+        async def recover() -> str:
+            return await merchant.recover_claim(
+                world.runtime, _id(payment_id), claimed_before_ns=stale_before
+            )
+
+        assert world.client.portal.call(recover) == "ignored_not_stale"
+        assert _claim_of(world, payment_id) == reclaimed
+
+
+def test_a_claimed_payment_past_its_expiry_is_decided_by_its_hold_first(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with World(database_url, fees=False) as world:
+        ann, shop = world.user(), world.merchant()
+        world.fund(ann, _PER_TRANSFER)
+        payment_id = _merchant_payment(world, shop, _PER_TRANSFER)
+        _crash_authorizing(world, monkeypatch, ann, payment_id, after=True)
+
+        async def lapse() -> None:
+            async with world.runtime.unit_of_work.begin() as session:
+                row = await session.get(Payment, _id(payment_id))
+                assert row is not None
+                row.expires_at = 1
+
+        world.client.portal.call(lapse)
+        _recover(world)  # within the grace period: not expired with its hold left placed
+        assert _row(world, payment_id).state == "requires_payment"
+        world.runtime.claim_grace_s = 0
+        _recover(world)
+        assert world.payment(payment_id)["state"] == "authorized"
+        assert world.wallet(ann)["held"] == _PER_TRANSFER
         world.assert_books()

@@ -15,7 +15,7 @@ import pytest
 from billfold.fx.models import FxQuoteRow
 from billfold.identity.types import Mode
 from billfold.kit.errors import BillfoldError
-from billfold.payments.flows import p2p, recovery
+from billfold.payments.flows import merchant, p2p, recovery
 from payments.payments_support import TEST_CARD, User, World, fee_of, problem
 
 RATES_FILE = str(pathlib.Path(__file__).parent.parent / "fx" / "eurofxref-sample.xml")
@@ -294,4 +294,69 @@ def test_a_money_request_paid_from_another_currency(database_url: str) -> None:
         assert payment["fx"]["source_currency"] == "EUR"
         assert payment["fx"]["amount"] == str(800 + fee_of(800))
         assert world.wallet(bob, "USD")["available"] == 800
+        world.assert_books()
+
+
+class _CrashError(Exception):
+    """The process dies here."""
+
+
+@pytest.mark.parametrize("hold_placed", [False, True], ids=["before_hold", "after_hold"])
+def test_a_cross_currency_authorization_interrupted_at_its_hold_is_recovered(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, hold_placed: bool
+) -> None:
+    with _world(database_url) as world:
+        ann, shop = world.user(), world.merchant("USD")
+        _fund_eur(world, ann, 5_000)
+        eur_before = world.wallet(ann, "EUR")["available"]
+        created = world.client.post(
+            "/v1/payments",
+            json={"merchant_id": shop, "amount": 2_000, "currency": "USD"},
+            headers=world.api,
+        ).json()
+        payment_id = uuid.UUID(hex=created["id"].removeprefix("pay_"))
+        quote = _quote(world, buy_amount=2_000)
+        real = merchant.apply_steps
+
+        async def crash(*args: Any) -> None:
+            if hold_placed:
+                await real(*args)
+            raise _CrashError
+
+        monkeypatch.setattr(merchant, "apply_steps", crash)
+
+        async def interrupted() -> None:
+            with pytest.raises(_CrashError):
+                await merchant.authorize(
+                    world.runtime,
+                    tenant_id=world.tenant_id,
+                    mode=Mode.TEST,
+                    user_id=uuid.UUID(hex=ann.id.removeprefix("usr_")),
+                    payment_id=payment_id,
+                    quote_id=uuid.UUID(hex=quote["id"].removeprefix("fxq_")),
+                )
+
+        world.client.portal.call(interrupted)
+        monkeypatch.undo()
+        assert _quote_row(world, quote["id"]).used_at is not None  # reserved by the claim
+        world.runtime.claim_grace_s = 0
+        for _ in range(2):
+            world.client.portal.call(
+                lambda: recovery.resume_interrupted(world.runtime, older_than_s=0)
+            )
+        shown = world.payment(created["id"])
+        if hold_placed:
+            assert shown["state"] == "authorized"
+            assert shown["fx"]["source_amount"] == quote["sell_amount"]
+            assert {"fx:sell", "fx:buy", "hold"} == {t["step"] for t in shown["transfers"]}
+            assert world.wallet(ann, "USD") == {"available": 0, "pending": 0, "held": 2_000}
+            assert world.wallet(ann, "EUR")["available"] == eur_before - int(quote["sell_amount"])
+        else:
+            assert shown["state"] == "requires_payment" and shown["fx"] is None
+            assert _quote_row(world, quote["id"]).used_at is None  # given back
+            assert world.wallet(ann, "EUR")["available"] == eur_before
+            pay = f"/v1/me/payments/{created['id']}/authorize"
+            paid = world.client.post(pay, json={"quote_id": quote["id"]}, headers=ann.auth)
+            assert paid.status_code == 200, paid.text
+            assert paid.json()["state"] == "authorized"
         world.assert_books()

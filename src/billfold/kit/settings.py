@@ -248,6 +248,13 @@ class Settings(BaseSettings):
         description="How often the embedded worker re-drives P2P payments and refunds a crash"
         " left between their steps.",
     )
+    payments_claim_grace_s: float = Field(
+        default=60,
+        ge=0,
+        le=86_400,
+        description="How old a merchant payment's claim (payer checked against their limits,"
+        " hold not yet recorded) must be before the recovery loop completes or releases it.",
+    )
     payments_webhook_tolerance_s: int = Field(
         default=300, ge=1, le=86_400, description="Oldest signature timestamp still accepted."
     )

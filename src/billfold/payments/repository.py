@@ -280,6 +280,23 @@ class PaymentRepository:
         )
         return list((await self._session.execute(statement)).scalars())
 
+    async def stale_claims(self, *, claimed_before_ns: int, limit: int) -> list[uuid.UUID]:
+        """Merchant payments still `requires_payment` whose payer was claimed (limit
+        checked) before `claimed_before_ns` and whose authorization never finished,
+        oldest claim first."""
+        statement = (
+            select(Payment.id)
+            .where(
+                Payment.state == "requires_payment",
+                Payment.kind == "merchant",
+                Payment.payer_user_id.is_not(None),
+                Payment.spent_at < claimed_before_ns,
+            )
+            .order_by(Payment.spent_at)
+            .limit(limit)
+        )
+        return list((await self._session.execute(statement)).scalars())
+
     async def lapsed_unpaid(self, *, now_ns: int, limit: int) -> list[uuid.UUID]:
         """Merchant payments still awaiting their payer after their expiry."""
         statement = (

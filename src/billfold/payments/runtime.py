@@ -30,6 +30,8 @@ class PaymentsRuntime:
     fee_quoter: FeeQuoter = schedule_fee_quoter
     """The tenant's (or merchant's) stored fee schedules; no schedule charges nothing."""
     authorization_hold_s: int = 7 * 86_400
+    claim_grace_s: float = 60.0
+    """How old an authorization's claim must be before recovery completes or releases it."""
     provider_timeout_s: float = 10.0
     webhook_tolerance_s: int = 300
     step_up_threshold_minor: int | None = None
@@ -59,6 +61,7 @@ class PaymentsRuntime:
             book=book,
             providers=dict(sandboxes),
             authorization_hold_s=settings.payments_authorization_hold_s,
+            claim_grace_s=settings.payments_claim_grace_s,
             provider_timeout_s=settings.payments_provider_timeout_s,
             webhook_tolerance_s=settings.payments_webhook_tolerance_s,
             step_up_threshold_minor=settings.payments_step_up_threshold_minor,

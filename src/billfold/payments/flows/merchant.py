@@ -9,6 +9,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billfold.fx.service import conversion_transfer_ids
 from billfold.identity.types import Mode
 from billfold.kit.ids import format_id, new_id
 from billfold.ledger.types import CreateTransferStatus, NewTransfer, TransferFlags
@@ -22,6 +23,7 @@ from billfold.payments.flows import crossfx
 from billfold.payments.flows.common import apply_steps, chain, failure, load, now_ns, raise_for
 from billfold.payments.flows.splits import split_shares, valid_rule
 from billfold.payments.models import Payment
+from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.service import (
     check_spending_limits,
@@ -38,7 +40,14 @@ from billfold.wallets.errors import InvalidMerchant, MerchantNotFound
 from billfold.wallets.repository import WalletRepository
 from billfold.wallets.service import ledger_tenant_of
 
-__all__ = ["authorize", "capture", "create_merchant_payment", "expire", "void"]
+__all__ = [
+    "authorize",
+    "capture",
+    "create_merchant_payment",
+    "expire",
+    "recover_claim",
+    "void",
+]
 
 
 async def create_merchant_payment(
@@ -180,6 +189,7 @@ async def authorize(
                 buy_account_id=wallet,
                 now_ns=now_ns(),
             )
+            claimed.fx_quote_id = fx_quote.id  # recovery finds the reservation by it
     conversion = [] if fx_quote is None else await crossfx.fx_steps(runtime, fx_quote)
     hold = NewTransfer(
         id=step_id(payment_id, "hold"),
@@ -310,6 +320,8 @@ async def expire(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
         if payment.state == State.REQUIRES_PAYMENT.value:
             if payment.expires_at is None or payment.expires_at > now:
                 return "ignored_not_due"
+            if payment.payer_user_id is not None:
+                return "ignored_claimed"  # its hold may be placed: `recover_claim` decides
             await transition(session, payment, State.EXPIRED, reason="expired_unpaid")
             return "expired_unpaid"
         if payment.state != State.AUTHORIZED.value:
@@ -340,6 +352,96 @@ async def expire(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
     return "expired_authorization"
 
 
+async def recover_claim(
+    runtime: PaymentsRuntime, payment_id: uuid.UUID, *, claimed_before_ns: int
+) -> str:
+    """Scheduled work: finish an authorization a crash (or a ledger call that raised) left
+    between its claim and its state change, once the claim is older than `claimed_before_ns`.
+    The ledger decides: holding the payment's `hold` (linked with any conversion), the
+    payment is authorized as `authorize` would have done (automatic capture included);
+    without it, the claim is released (payer, debit account, `spent_at`, FX quote) so it no
+    longer counts toward the payer's limits. Idempotent; the row is locked and the claim
+    re-checked, so a payer's concurrent retry (which claims anew) is left alone. What
+    happened, for the log."""
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+        if not _stale_claim(payment, claimed_before_ns):
+            return "ignored_not_stale"
+        claim = (payment.payer_user_id, payment.spent_at, payment.fx_quote_id)
+    ledger_tenant = ledger_tenant_of(payment.tenant_id, payment.mode)
+    found = await runtime.book.ledger.lookup_transfers(
+        tenant_id=ledger_tenant, ids=[step_id(payment_id, "hold")]
+    )
+    if not found:
+        return await _release_claim(runtime, payment_id, claim, ledger_tenant)
+    hold = found[0]
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id, for_update=True)
+        if payment.state != State.REQUIRES_PAYMENT.value or payment.payer_user_id != claim[0]:
+            return f"ignored_{payment.state}"  # finished (or released) meanwhile
+        if hold.debit_account_id != payment.debit_account_id:
+            return "ignored_other_account"  # cannot be: the hold is made from the claim's
+        steps = {"hold": hold.id}
+        if payment.fx_quote_id is not None:
+            quote = await crossfx.reserved_quote(
+                session, ledger_tenant=ledger_tenant, quote_id=payment.fx_quote_id
+            )
+            steps |= dict(zip(crossfx.FX_STEPS, conversion_transfer_ids(quote.id), strict=True))
+            payment.source_currency, payment.source_amount = quote.sell_currency, quote.sell_amount
+        await PaymentRepository(session).record_transfers(payment_id, steps)
+        payment.authorization_expires_at = (
+            hold.expires_at
+            if hold.expires_at is not None
+            else hold.timestamp + runtime.authorization_hold_s * 1_000_000_000
+        )
+        await transition(session, payment, State.AUTHORIZED, reason="payer_authorized:recovered")
+    if payment.capture_mode == "automatic":
+        await capture(
+            runtime,
+            tenant_id=payment.tenant_id,
+            mode=Mode(payment.mode),
+            payment_id=payment_id,
+            amount=None,
+        )
+        return "authorized_captured"
+    return "authorized"
+
+
+def _stale_claim(payment: Payment, claimed_before_ns: int) -> bool:
+    return (
+        payment.kind == Kind.MERCHANT.value
+        and payment.state == State.REQUIRES_PAYMENT.value
+        and payment.payer_user_id is not None
+        and payment.spent_at is not None
+        and payment.spent_at < claimed_before_ns
+    )
+
+
+async def _release_claim(
+    runtime: PaymentsRuntime,
+    payment_id: uuid.UUID,
+    claim: tuple[uuid.UUID | None, int | None, uuid.UUID | None],
+    ledger_tenant: uuid.UUID,
+) -> str:
+    """No hold in the ledger: release the claim (and its FX quote, unless its legs were
+    recorded), unless a retry claimed the payment anew meanwhile."""
+    payer, _, quote_id = claim
+    release_fx = quote_id is not None and not await crossfx.legs_recorded(
+        runtime, quote_id, ledger_tenant
+    )
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id, for_update=True)
+        if payment.state != State.REQUIRES_PAYMENT.value:
+            return f"ignored_{payment.state}"
+        if (payment.payer_user_id, payment.spent_at, payment.fx_quote_id) != claim:
+            return "ignored_reclaimed"
+        if release_fx and quote_id is not None:
+            await crossfx.release(session, ledger_tenant=ledger_tenant, quote_id=quote_id)
+        assert payer is not None
+        await _unclaim(session, payment_id, payer)
+    return "unclaimed"
+
+
 def _claimable(payment: Payment, user_id: uuid.UUID) -> None:
     """Refuse to authorize a payment that is no longer awaiting payment, or that another
     payer is authorizing (claimed in their limit check, until their hold is decided)."""
@@ -357,6 +459,7 @@ async def _unclaim(session: AsyncSession, payment_id: uuid.UUID, user_id: uuid.U
     payment = await load(session, payment_id, for_update=True)
     if payment.state == State.REQUIRES_PAYMENT.value and payment.payer_user_id == user_id:
         payment.payer_user_id = payment.debit_account_id = payment.spent_at = None
+        payment.fx_quote_id = None
 
 
 def _lapsed(payment: Payment) -> bool:

@@ -7,6 +7,10 @@ periodically (`resume_interrupted`, the app's payments recovery loop).
 - Top-ups and withdrawals left before the provider answered (`created`, or `processing`
   without a provider reference): the provider's status for the payment id (its
   idempotency key) resumes them, or their holds are voided and they fail (`interrupted`).
+- Merchant payments whose authorization claimed the payer (limit checked) longer ago than
+  the runtime's `claim_grace_s` but never finished (a crash, or a ledger call that raised,
+  between the claim and the state change): authorized if the ledger holds their hold,
+  else the claim is released (it no longer counts toward the payer's limits).
 - Merchant payments past their expiry: unpaid ones expire; authorized ones past
   `authorization_expires_at` have their hold voided and expire.
 """
@@ -18,7 +22,7 @@ import time
 import structlog
 
 from billfold.kit.errors import BillfoldError
-from billfold.payments.flows.merchant import expire
+from billfold.payments.flows.merchant import expire, recover_claim
 from billfold.payments.flows.p2p import drive_p2p
 from billfold.payments.flows.refunds import drive_refund
 from billfold.payments.flows.topups import resume_top_up
@@ -26,7 +30,13 @@ from billfold.payments.flows.withdrawals import resume_withdrawal
 from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 
-__all__ = ["RESUME_BATCH_MAX", "expire_due", "resume_interrupted", "resume_provider_flows"]
+__all__ = [
+    "RESUME_BATCH_MAX",
+    "expire_due",
+    "recover_claims",
+    "resume_interrupted",
+    "resume_provider_flows",
+]
 
 RESUME_BATCH_MAX = 500
 log = structlog.get_logger(__name__)
@@ -54,8 +64,26 @@ async def resume_interrupted(
         except BillfoldError as error:
             log.info("payments.refund_resumed_failed", refund=refund_id.hex, code=error.code)
     provider_flows = await resume_provider_flows(runtime, before_ns=before_ns, limit=limit)
+    claims = await recover_claims(runtime, limit=limit)  # before expiry: holds decided first
     expired = await expire_due(runtime, limit=limit)
-    return len(payments) + len(refunds) + provider_flows + expired
+    return len(payments) + len(refunds) + provider_flows + claims + expired
+
+
+async def recover_claims(runtime: PaymentsRuntime, *, limit: int = RESUME_BATCH_MAX) -> int:
+    """Complete or release merchant authorizations whose claim is older than the runtime's
+    `claim_grace_s` (a younger one may still be placing its hold); how many were looked at."""
+    before_ns = time.time_ns() - int(runtime.claim_grace_s * 1_000_000_000)
+    async with runtime.unit_of_work.begin() as session:
+        stale = await PaymentRepository(session).stale_claims(
+            claimed_before_ns=before_ns, limit=min(limit, RESUME_BATCH_MAX)
+        )
+    for payment_id in stale:
+        try:
+            outcome = await recover_claim(runtime, payment_id, claimed_before_ns=before_ns)
+            log.info("payments.claim_recovered", payment=payment_id.hex, outcome=outcome)
+        except BillfoldError as error:
+            log.info("payments.claim_recovery_failed", payment=payment_id.hex, code=error.code)
+    return len(stale)
 
 
 async def resume_provider_flows(runtime: PaymentsRuntime, *, before_ns: int, limit: int) -> int:
