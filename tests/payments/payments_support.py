@@ -80,7 +80,13 @@ class World:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.client.__exit__(*exc)
+        """Every scenario ends with its books checked (issue 4: after every scenario test,
+        `ledger verify` passes and per currency the balances sum to zero)."""
+        try:
+            if exc[0] is None:
+                self.assert_books()
+        finally:
+            self.client.__exit__(*exc)
 
     @property
     def runtime(self) -> PaymentsRuntime:
