@@ -372,6 +372,11 @@ async def claim_due_deliveries(
         .limit(limit)
     )
     if lock:
+        # asyncpg prepares the claim once per connection, and after five runs PostgreSQL
+        # may keep a generic plan for it, made while the table was small and unanalyzed:
+        # under a backlog such claims ran for seconds while holding row locks the other
+        # sender's recording waited for. Plan it with this run's values (this claim only).
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         query = query.with_for_update(skip_locked=True, of=WebhookDelivery)
     due = [DueDelivery(row[0], row[1], row[2]) for row in await session.execute(query)]
     if due:
