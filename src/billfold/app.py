@@ -26,6 +26,7 @@ from billfold import __version__
 from billfold.audit.audit import AuditService
 from billfold.audit.context import AuditSourceMiddleware
 from billfold.audit.router import router as audit_router
+from billfold.events.inbound import InboundRegistry
 from billfold.events.router import router as events_router
 from billfold.flows.approvals import approval_executors
 from billfold.fx.router import install_fx
@@ -62,6 +63,7 @@ from billfold.ledger.router import TRANSFER_BATCH_PATH
 from billfold.ledger.router import router as ledger_router
 from billfold.migrations import upgrade
 from billfold.payments.fees.router import router as fees_router
+from billfold.payments.flows.notifications import register_notification_handlers
 from billfold.payments.flows.recovery import resume_interrupted
 from billfold.payments.router import router as payments_router
 from billfold.payments.runtime import close_payments, install_payments
@@ -258,6 +260,8 @@ async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, L
         checkpoint_entries_max=settings.audit_checkpoint_entries_max,
     )
     install_payments(app, settings, ledger)  # wallets, providers and payment flows
+    app.state.inbound = InboundRegistry()  # what the worker applies: provider notifications
+    register_notification_handlers(app.state.inbound, app.state.payments)
     return engine, ledger
 
 
@@ -274,6 +278,7 @@ async def _embedded_worker(app: FastAPI, settings: Settings, ledger: Ledger) -> 
         ledger=ledger,
         scheduled=False,
         keyring=app.state.keyring,
+        inbound=app.state.inbound,
     ) as worker:
         app.state.worker = worker
         yield

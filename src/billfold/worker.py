@@ -34,6 +34,8 @@ from billfold.kit.db import UnitOfWork, parse_database_url
 from billfold.kit.http.idempotency_store import PURGE_BATCH_MAX, IdempotencyStore
 from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
+from billfold.payments.flows.notifications import register_notification_handlers
+from billfold.payments.runtime import close_runtime, payments_runtime
 
 __all__ = ["PURGE_ROUNDS_MAX", "Worker", "run_worker", "running_worker"]
 
@@ -207,9 +209,12 @@ async def running_worker(
     ledger: Ledger,
     scheduled: bool,
     keyring: Keyring | None = None,
+    inbound: InboundRegistry | None = None,
 ) -> AsyncIterator[Worker]:
     """A started worker, stopped when the block ends."""
-    worker = Worker(settings, unit_of_work=unit_of_work, ledger=ledger, keyring=keyring)
+    worker = Worker(
+        settings, unit_of_work=unit_of_work, ledger=ledger, keyring=keyring, inbound=inbound
+    )
     await worker.prepare()
     worker.start(scheduled=scheduled)
     try:
@@ -231,8 +236,17 @@ async def run_worker(settings: Settings, *, drain: bool) -> None:
     keyring = keyring_from_settings(settings)  # the keystore opens on first use
     try:
         unit_of_work = UnitOfWork(engine)
+        inbound = InboundRegistry()  # provider notifications, applied by payments
+        runtime = payments_runtime(settings, ledger=ledger, unit_of_work=unit_of_work)
+        register_notification_handlers(inbound, runtime)
         if drain:
-            worker = Worker(settings, unit_of_work=unit_of_work, ledger=ledger, keyring=keyring)
+            worker = Worker(
+                settings,
+                unit_of_work=unit_of_work,
+                ledger=ledger,
+                keyring=keyring,
+                inbound=inbound,
+            )
             try:
                 await worker.prepare()
                 await worker.drain()
@@ -240,10 +254,16 @@ async def run_worker(settings: Settings, *, drain: bool) -> None:
                 await worker.stop()
             return
         async with running_worker(
-            settings, unit_of_work=unit_of_work, ledger=ledger, scheduled=True, keyring=keyring
+            settings,
+            unit_of_work=unit_of_work,
+            ledger=ledger,
+            scheduled=True,
+            keyring=keyring,
+            inbound=inbound,
         ):
             await asyncio.Event().wait()  # until cancelled (Ctrl-C, SIGTERM)
     finally:
+        await close_runtime(runtime)
         keyring.close()
         await ledger.close()
         await engine.dispose()

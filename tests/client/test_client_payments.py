@@ -22,6 +22,7 @@ from billfold.client import (
 from billfold.client.types import NotificationReceipt
 from billfold.identity.types import Scope
 from client.sdk_support import USER_PASSWORD, Server, running
+from payments.payments_support import process_inbound
 
 TEST_CARD = "4242424242424242"
 PAYMENTS = [Scope.PAYMENTS_READ, Scope.PAYMENTS_WRITE, Scope.WALLETS_READ, Scope.USERS_ADMIN]
@@ -37,10 +38,13 @@ def _user(server: Server, billfold: Billfold) -> tuple[str, str, BillfoldUser]:
 
 
 def _relay(server: Server, billfold: Billfold) -> list[NotificationReceipt]:
-    return [
+    """Relay what the sandbox sent, then run the inbound processor as the worker would."""
+    receipts = [
         billfold.connectors.notify(sent.provider, body=sent.body, headers=sent.headers)
         for sent in server.sender.take()
     ]
+    process_inbound(server.client, server.database_url, [r["notification_id"] for r in receipts])
+    return receipts
 
 
 def _available(user: BillfoldUser) -> int:

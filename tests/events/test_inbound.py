@@ -9,12 +9,17 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from billfold.events.inbound import InboundRegistry, InvalidInbound, store_inbound
+from billfold.events.inbound import (
+    STANDALONE_LEASE_S,
+    InboundRegistry,
+    InvalidInbound,
+    store_inbound,
+)
 from billfold.events.models import InboundEvent
 from billfold.events.outbox import emit
 from billfold.events.webhooks import ATTEMPTS_MAX
 from billfold.kit.auth import Mode
-from billfold.kit.clock import ManualClock
+from billfold.kit.clock import NANOSECONDS_PER_SECOND, ManualClock
 from billfold.kit.ids import new_id
 from events.events_support import Harness, harness, tenant_event_ids
 
@@ -108,3 +113,55 @@ async def test_bad_notifications_and_registrations_are_refused(isolated_database
             await store_inbound(session, source="psp", external_id="", payload={}, now_ns=1)
         with pytest.raises(InvalidInbound):
             await store_inbound(session, source="psp", external_id="x" * 256, payload={}, now_ns=1)
+
+
+async def test_a_standalone_handler_runs_outside_the_marking_transaction_under_a_lease(
+    isolated_database_url: str,
+) -> None:
+    """A handler that opens its own transactions (on SQLite the marking one would hold the
+    write lock) runs between the claim and the mark; meanwhile the row is leased, a crash
+    leaves it to be run again after the lease, and a failure is retried on the schedule."""
+    registry = InboundRegistry()
+    clock = ManualClock()
+    seen: list[tuple[str, int]] = []
+    async with harness(isolated_database_url, inbound=registry, clock=clock) as h:
+
+        async def standalone(payload: Mapping[str, Any]) -> None:
+            async with h.unit_of_work.begin() as session:  # its own write transaction
+                row = await session.scalar(
+                    select(InboundEvent).where(InboundEvent.external_id == payload["id"])
+                )
+                assert row is not None
+                seen.append((row.status, row.next_attempt_at))
+            if payload["fail"] and len(seen) == 1:
+                raise RuntimeError("ledger unavailable")
+
+        registry.register_standalone("sandbox-psp", standalone)
+        with pytest.raises(ValueError, match="registered already"):
+            registry.register("sandbox-psp", standalone)  # type: ignore[arg-type]
+        await store(h, "evt-s", {"id": "evt-s", "fail": True})
+        now = clock.now_ns()
+        await h.worker.drain()
+        assert seen == [("received", now + STANDALONE_LEASE_S * NANOSECONDS_PER_SECOND)]
+        [row] = await rows(h)
+        assert row.status == "received" and row.attempts == 1, "retried on the schedule"
+        assert "ledger unavailable" in (row.last_error or "")
+        clock.advance(seconds=90_000)
+        await h.worker.drain()
+        [row] = await rows(h)
+        assert row.status == "processed" and row.attempts == 2 and len(seen) == 2
+
+        # A crash after the claim: the lease runs out, then another worker runs it again.
+        await store(h, "evt-t", {"id": "evt-t", "fail": False})
+        async with h.unit_of_work.begin() as session:
+            leased = await session.scalar(
+                select(InboundEvent).where(InboundEvent.external_id == "evt-t")
+            )
+            assert leased is not None
+            leased.next_attempt_at = clock.now_ns() + STANDALONE_LEASE_S * NANOSECONDS_PER_SECOND
+        await h.worker.drain()
+        assert len(seen) == 2, "leased: nobody takes it"
+        clock.advance(seconds=STANDALONE_LEASE_S)
+        await h.worker.drain()
+        assert len(seen) == 3
+        assert sorted(r.status for r in await rows(h)) == ["processed", "processed"]

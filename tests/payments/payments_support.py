@@ -4,9 +4,11 @@ and the books checked after every scenario."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.app import create_app
 from billfold.connectors.senders import OutgoingNotification, RecordingSender
+from billfold.events.inbound import InboundProcessor
+from billfold.events.models import InboundEvent
 from billfold.identity.types import Scope
+from billfold.kit.clock import SystemClock
+from billfold.kit.db import UnitOfWork, parse_database_url
 from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
 from billfold.payments.fees.types import FeeContext, FeeLine, FeeQuote
@@ -47,6 +53,37 @@ def fee_of(amount: int) -> int:
     return amount // 100 + 10
 
 
+WAIT_ROUNDS_MAX = 2_000
+
+
+def process_inbound(client: TestClient, database_url: str, ids: Iterable[str] = ()) -> None:
+    """Run the inbound processor (as the worker would) until nothing is due, and until the
+    notifications `ids` (`ntf_…`) are no longer waiting: an embedded worker may hold one."""
+    app: Any = client.app
+    unit_of_work: UnitOfWork = app.state.unit_of_work
+    processor = InboundProcessor(
+        unit_of_work,
+        app.state.inbound,
+        clock=SystemClock(),
+        row_locks=parse_database_url(database_url).kind == "postgresql",
+        batch_size_max=100,
+    )
+    waiting = [uuid.UUID(hex=public.partition("_")[2]) for public in ids]
+
+    async def drain() -> None:
+        for _ in range(WAIT_ROUNDS_MAX):
+            done = await processor.run_once()
+            async with unit_of_work.read() as session:
+                rows = [await session.get(InboundEvent, row_id) for row_id in waiting]
+            if not done and all(row is not None and row.status != "received" for row in rows):
+                return
+            if not done:
+                await asyncio.sleep(0.01)
+        raise AssertionError(f"inbound notifications still waiting: {waiting}")
+
+    client.portal.call(drain)
+
+
 @dataclass(frozen=True)
 class User:
     id: str
@@ -68,6 +105,7 @@ class World:
         self.app.state.notification_sender = self.sender
         self.app.state.users_config = users_config()
         self.fees = fees
+        self.database_url = database_url
         tenant = bootstrap_tenant(database_url, name=f"Pay {uuid.uuid4().hex[:6]}")
         self.tenant_id = tenant.tenant.id
         self.key = create_key(database_url, tenant_id=self.tenant_id, scopes=list(Scope)).secret
@@ -141,17 +179,27 @@ class World:
 
     # -- the sandbox's notifications
 
+    def post_notification(self, notification: OutgoingNotification) -> Response:
+        """Post one notification: stored (202), not applied until the worker runs."""
+        response = self.client.post(
+            f"/v1/connectors/{notification.provider}/notifications",
+            content=notification.body,
+            headers={**notification.headers, "Content-Type": "application/json"},
+        )
+        assert response.status_code == 202, response.text
+        return response
+
+    def process_inbound(self, ids: Iterable[str] = ()) -> None:
+        process_inbound(self.client, self.database_url, ids)
+
     def deliver(self, notifications: list[OutgoingNotification] | None = None) -> list[Response]:
-        """Post the notifications (by default every one waiting) to the inbound endpoint."""
+        """Post the notifications (by default every one waiting) to the inbound endpoint,
+        each processed by the inbound processor before the next is posted (in order)."""
         batch = self.sender.take() if notifications is None else notifications
         responses = []
         for notification in batch:
-            response = self.client.post(
-                f"/v1/connectors/{notification.provider}/notifications",
-                content=notification.body,
-                headers={**notification.headers, "Content-Type": "application/json"},
-            )
-            assert response.status_code == 200, response.text
+            response = self.post_notification(notification)
+            self.process_inbound([response.json()["notification_id"]])
             responses.append(response)
         return responses
 

@@ -145,7 +145,10 @@ def test_racing_duplicate_notifications_move_money_once(database_url: str) -> No
             ]
             return list(await asyncio.gather(*deliveries))
 
-        world.client.portal.call(race)
+        stored = world.client.portal.call(race)
+        assert len({receipt.id for receipt in stored}) == 1  # stored once
+        assert sorted(receipt.duplicate for receipt in stored) == [False, True, True, True]
+        world.process_inbound([f"ntf_{stored[0].id.hex}"])
         assert world.payment(payment["id"])["state"] == "succeeded"
         assert world.wallet(ann)["available"] == 5_000 - 60
         world.assert_books()

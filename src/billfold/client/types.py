@@ -907,4 +907,4 @@ class MoneyRequest(TypedDict):
 
 class NotificationReceipt(TypedDict):
     notification_id: str
-    outcome: str
+    duplicate: bool

@@ -1,4 +1,6 @@
-"""Inbound provider notifications, stored before they are processed."""
+"""The former store of inbound provider notifications (`connectors_notifications`): no longer
+written or read since they go through `billfold.events.inbound` (issue 5). The model stays
+so the schema and its migration keep matching; the table can be dropped later."""
 
 from __future__ import annotations
 

@@ -9,6 +9,13 @@ exactly once. A handler that raises is retried on the webhook schedule, then `fa
 
     registry.register("sandbox-psp", handle_sandbox_notification)
     async def handle_sandbox_notification(session, payload): ...
+
+A handler that must open its own transactions (one that drives the ledger, or any work
+that cannot share the marking transaction: on SQLite that transaction holds the only write
+lock) is registered with `register_standalone`. It runs between two transactions: the
+claim leases the notification for `STANDALONE_LEASE_S` (so no other worker takes it
+meanwhile), the handler runs, then the notification is marked. A crash in between leaves
+it leased, and it runs again once the lease ends: such a handler must be idempotent.
 """
 
 from __future__ import annotations
@@ -31,10 +38,12 @@ from billfold.kit.errors import ValidationFailed
 from billfold.kit.ids import new_id
 
 __all__ = [
+    "STANDALONE_LEASE_S",
     "InboundHandler",
     "InboundProcessor",
     "InboundRegistry",
     "InvalidInbound",
+    "StandaloneInboundHandler",
     "StoredInbound",
     "store_inbound",
 ]
@@ -42,6 +51,8 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 InboundHandler = Callable[[AsyncSession, Mapping[str, Any]], Awaitable[None]]
+StandaloneInboundHandler = Callable[[Mapping[str, Any]], Awaitable[None]]
+STANDALONE_LEASE_S = 60
 SOURCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 EXTERNAL_ID_LENGTH_MAX = 255
 ERROR_LENGTH_MAX = 1024
@@ -99,16 +110,29 @@ class InboundRegistry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, InboundHandler] = {}
+        self._standalone: dict[str, StandaloneInboundHandler] = {}
 
     def register(self, source: str, handler: InboundHandler) -> None:
+        """`handler` runs in the transaction that marks the notification processed."""
+        self._check_new(source)
+        self._handlers[source] = handler
+
+    def register_standalone(self, source: str, handler: StandaloneInboundHandler) -> None:
+        """`handler` opens its own transactions and must be idempotent (see above)."""
+        self._check_new(source)
+        self._standalone[source] = handler
+
+    def _check_new(self, source: str) -> None:
         if not SOURCE_PATTERN.match(source):
             raise ValueError(f"invalid inbound source {source!r}")
-        if source in self._handlers:
+        if source in self._handlers or source in self._standalone:
             raise ValueError(f"a handler for {source!r} is registered already")
-        self._handlers[source] = handler
 
     def handler(self, source: str) -> InboundHandler | None:
         return self._handlers.get(source)
+
+    def standalone(self, source: str) -> StandaloneInboundHandler | None:
+        return self._standalone.get(source)
 
 
 class InboundProcessor:
@@ -152,27 +176,49 @@ class InboundProcessor:
             if not claimed:
                 return False
             row = claimed[0]
-            handler = self._registry.handler(row.source)
-            error: str | None = None
-            if handler is None:
-                error = f"no handler is registered for source {row.source!r}"
+            standalone = self._registry.standalone(row.source)
+            if standalone is not None:  # leased now, run below, marked after
+                row.next_attempt_at = now_ns + STANDALONE_LEASE_S * NANOSECONDS_PER_SECOND
+                row_id, source, payload = row.id, row.source, dict(row.payload)
             else:
-                try:
-                    async with session.begin_nested():  # the handler's writes, or none
-                        await handler(session, row.payload)
-                except Exception as failure:
-                    log.exception("events.inbound_failed", source=row.source)
-                    error = f"{type(failure).__name__}: {failure}"
-            row.attempts += 1
-            if error is None:
-                row.status = "processed"
-                row.processed_at = now_ns
-                row.last_error = None
+                await self._run_in(session, row, now_ns)
                 return True
-            row.last_error = error[:ERROR_LENGTH_MAX]
-            delay = next_delay_s(row.attempts, self._rng)
-            if delay is None:
-                row.status = "failed"
-            else:
-                row.next_attempt_at = now_ns + int(delay * NANOSECONDS_PER_SECOND)
-            return True
+        error: str | None = None
+        try:
+            await standalone(payload)
+        except Exception as failure:
+            log.exception("events.inbound_failed", source=source)
+            error = f"{type(failure).__name__}: {failure}"
+        async with self._unit_of_work.begin() as session:
+            leased = await session.get(InboundEvent, row_id)
+            if leased is not None and leased.status == "received":
+                self._mark(leased, error, self._clock.now_ns())
+        return True
+
+    async def _run_in(self, session: AsyncSession, row: InboundEvent, now_ns: int) -> None:
+        handler = self._registry.handler(row.source)
+        error: str | None = None
+        if handler is None:
+            error = f"no handler is registered for source {row.source!r}"
+        else:
+            try:
+                async with session.begin_nested():  # the handler's writes, or none
+                    await handler(session, row.payload)
+            except Exception as failure:
+                log.exception("events.inbound_failed", source=row.source)
+                error = f"{type(failure).__name__}: {failure}"
+        self._mark(row, error, now_ns)
+
+    def _mark(self, row: InboundEvent, error: str | None, now_ns: int) -> None:
+        row.attempts += 1
+        if error is None:
+            row.status = "processed"
+            row.processed_at = now_ns
+            row.last_error = None
+            return
+        row.last_error = error[:ERROR_LENGTH_MAX]
+        delay = next_delay_s(row.attempts, self._rng)
+        if delay is None:
+            row.status = "failed"
+        else:
+            row.next_attempt_at = now_ns + int(delay * NANOSECONDS_PER_SECOND)

@@ -356,10 +356,16 @@ async def decline(request_id: str, user: EndUser, runtime: Runtime) -> MoneyRequ
 # -- providers (public: the signature is the credential)
 
 
-@router.post(NOTIFICATIONS_ROUTE, summary="A provider's signed notification (public).")
+@router.post(
+    NOTIFICATIONS_ROUTE,
+    status_code=202,
+    summary="A provider's signed notification (public): stored, applied by the worker.",
+)
 async def notification(provider: str, request: Request, runtime: Runtime) -> NotificationReceipt:
     body = await request.body()  # bounded by the application's body size limit
-    stored_id, outcome = await receive_notification(
+    stored = await receive_notification(
         runtime, provider=provider, body=body, headers=request.headers
     )
-    return NotificationReceipt(notification_id=format_id("ntf", stored_id), outcome=outcome)
+    return NotificationReceipt(
+        notification_id=format_id("ntf", stored.id), duplicate=stored.duplicate
+    )

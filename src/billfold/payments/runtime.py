@@ -20,7 +20,14 @@ from billfold.payments.fees.types import FeeQuoter
 from billfold.wallets.accounts import PROVIDER_NAMES
 from billfold.wallets.service import WalletBook
 
-__all__ = ["PaymentsRuntime", "close_payments", "install_payments", "sandbox_providers"]
+__all__ = [
+    "PaymentsRuntime",
+    "close_payments",
+    "close_runtime",
+    "install_payments",
+    "payments_runtime",
+    "sandbox_providers",
+]
 
 
 @dataclass(slots=True)
@@ -73,6 +80,27 @@ class PaymentsRuntime:
 def sandbox_providers(settings: Settings, sender: NotificationSender) -> dict[str, SandboxProvider]:
     secret = settings.payments_sandbox_webhook_secret.get_secret_value().encode()
     return {name: SandboxProvider(name, secret=secret, sender=sender) for name in PROVIDER_NAMES}
+
+
+def payments_runtime(
+    settings: Settings, *, ledger: Ledger, unit_of_work: UnitOfWork
+) -> PaymentsRuntime:
+    """A runtime outside the app (`billfold worker` applies provider notifications)."""
+    sender = HttpNotificationSender(
+        settings.payments_sandbox_webhook_url or f"http://{settings.host}:{settings.port}",
+        delay_s=settings.payments_sandbox_notification_delay_s,
+        timeout_s=settings.payments_provider_timeout_s,
+    )
+    book = WalletBook(ledger, unit_of_work)
+    return PaymentsRuntime.from_settings(settings, book=book, sender=sender)
+
+
+async def close_runtime(runtime: PaymentsRuntime) -> None:
+    for sandbox in runtime.sandboxes.values():
+        sender = sandbox.sender
+        if isinstance(sender, HttpNotificationSender):
+            await sender.close()
+            return
 
 
 def install_payments(app: Any, settings: Settings, ledger: Ledger) -> PaymentsRuntime:

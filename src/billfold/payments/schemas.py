@@ -306,5 +306,7 @@ class MoneyRequestResponse(BaseModel):
 
 
 class NotificationReceipt(BaseModel):
+    """Stored (202); the worker applies it. `duplicate`: this event id was stored before."""
+
     notification_id: str
-    outcome: str
+    duplicate: bool

@@ -1,18 +1,27 @@
-"""Inbound provider notifications: stored first (unique by provider and event id), then
-processed idempotently. A duplicate finds its stored twin already processed; a late or
-out-of-order one finds the payment past the state it reports and is ignored; a step
-re-driven submits the same transfer ids, so nothing ever moves twice.
+"""Inbound provider notifications, through the events domain's inbound machinery: the
+route verifies the signature and stores the notification (`store_inbound`, source
+`connectors.<provider>`, external id the provider's event id, so a resend is stored once);
+the worker applies it later (`apply_stored`, registered per provider by
+`register_notification_handlers`).
 
-`process_notification` can be called from anywhere (the route, a worker, a retry)."""
+Applying drives the ledger in its own units of work, so it runs outside the transaction
+that marks the notification processed, and is idempotent instead: a duplicate, a late or
+out-of-order notification, or a retry after a crash finds the payment past the state it
+reports and changes nothing; a step re-driven submits the same transfer ids, so nothing
+ever moves twice."""
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
 
-from billfold.connectors.repository import NotificationRepository
+import structlog
+from sqlalchemy.exc import IntegrityError
+
 from billfold.connectors.types import Notification, NotificationType
+from billfold.events.inbound import InboundRegistry, StoredInbound, store_inbound
 from billfold.kit.ids import InvalidId, parse_id
 from billfold.payments.flows.disputes import open_dispute, resolve_dispute
 from billfold.payments.flows.topups import fail_top_up, settle_top_up
@@ -21,42 +30,65 @@ from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.states import Kind
 
-__all__ = ["process_notification", "receive_notification"]
+__all__ = [
+    "apply_stored",
+    "notification_source",
+    "receive_notification",
+    "register_notification_handlers",
+]
 
+log = structlog.get_logger(__name__)
 T = NotificationType
+
+
+def notification_source(provider: str) -> str:
+    return f"connectors.{provider}"
 
 
 async def receive_notification(
     runtime: PaymentsRuntime, *, provider: str, body: bytes, headers: Mapping[str, str]
-) -> tuple[uuid.UUID, str]:
-    """Verify, store and process one delivery: the stored id and what processing did."""
+) -> StoredInbound:
+    """Verify and store one delivery for the worker (a resend is stored once)."""
     notification = runtime.provider(provider).parse_notification(
         body=body,
         headers=headers,
         now_s=int(time.time()),
         tolerance_s=runtime.webhook_tolerance_s,
     )
-    async with runtime.unit_of_work.begin() as session:
-        stored = await NotificationRepository(session).store(
-            provider=provider, notification=notification, body=body
-        )
-    if stored.processed_at is not None:
-        return stored.id, "duplicate"
-    return stored.id, await process_notification(
-        runtime, notification_id=stored.id, notification=notification
-    )
+    payload = {**asdict(notification), "type": notification.type.value}
+    for attempt in range(2):  # a racing twin's insert wins once; the retry then finds it
+        try:
+            async with runtime.unit_of_work.begin() as session:
+                return await store_inbound(
+                    session,
+                    source=notification_source(provider),
+                    external_id=notification.event_id,
+                    payload=payload,
+                    now_ns=time.time_ns(),
+                )
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
 
 
-async def process_notification(
-    runtime: PaymentsRuntime, *, notification_id: uuid.UUID, notification: Notification
-) -> str:
-    """Apply a stored notification's effect once and mark it processed; its outcome."""
-    outcome = await _apply(runtime, notification)
-    async with runtime.unit_of_work.begin() as session:
-        await NotificationRepository(session).mark_processed(
-            notification_id=notification_id, outcome=outcome
-        )
+async def apply_stored(runtime: PaymentsRuntime, payload: Mapping[str, Any]) -> str:
+    """Apply a stored notification (idempotent); what it did."""
+    fields = dict(payload)
+    fields["type"] = NotificationType(fields["type"])
+    outcome = await _apply(runtime, Notification(**fields))
+    log.info("payments.notification_applied", event_id=fields["event_id"], outcome=outcome)
     return outcome
+
+
+def register_notification_handlers(registry: InboundRegistry, runtime: PaymentsRuntime) -> None:
+    """One standalone handler per provider of `runtime`, on `connectors.<provider>`."""
+
+    async def handle(payload: Mapping[str, Any]) -> None:
+        await apply_stored(runtime, payload)
+
+    for provider in runtime.providers:
+        registry.register_standalone(notification_source(provider), handle)
 
 
 async def _apply(runtime: PaymentsRuntime, notification: Notification) -> str:
