@@ -34,6 +34,7 @@ __all__ = [
     "Features",
     "Movement",
     "MovementKind",
+    "Response",
     "RiskDecider",
     "RuleHit",
     "Scorer",
@@ -70,6 +71,18 @@ class MovementKind(enum.StrEnum):
     MERCHANT_PAYMENT = "merchant_payment"
     REFUND = "refund"
     FX_CONVERSION = "fx_conversion"
+
+
+class Response(enum.StrEnum):
+    """An automated response an enforcing rule may ask for, applied to the movement's user
+    (``billfold.risk.cases``): audited, and reversible by an operator with approval."""
+
+    FREEZE_ACCOUNT = "freeze_account"
+    """The user's wallets are frozen: no money moves out or in."""
+    LOWER_LIMITS = "lower_limits"
+    """The user's spending limits are lowered (a risk override below the tier's)."""
+    HOLD_OUTGOING = "hold_outgoing"
+    """Every outgoing movement of the user is held for review."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +127,8 @@ class RuleHit:
     score: int
     reason: str
     shadow: bool
+    responses: tuple[Response, ...] = ()
+    """Automated responses the rule asks for (applied only when it is enforcing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +147,8 @@ class Decision:
     model_score: float | None = None
     """The model's fraud probability or anomaly score in [0, 1], when a model scored."""
     ruleset_version: int | None = None
+    responses: tuple[Response, ...] = ()
+    """The automated responses of the enforcing hits, to apply with the decision."""
     extra: Mapping[str, object] = field(default_factory=dict)
 
     @property
