@@ -13,7 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from billfold.kit.orm import Base
 
-__all__ = ["RiskDecision", "RiskLabel"]
+__all__ = ["RiskCase", "RiskDecision", "RiskLabel", "RiskResponse"]
 
 
 class RiskDecision(Base):
@@ -87,4 +87,69 @@ class RiskLabel(Base):
             unique=True,
         ),
         Index("ix_risk_labels_tenant_updated", "tenant_id", "mode", "updated_at"),
+    )
+
+
+class RiskCase(Base):
+    """A movement held for review: an analyst approves it (the hold is posted) or rejects
+    it (the hold is voided). Opened in the movement's own transaction."""
+
+    __tablename__ = "risk_cases"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    """`rcs_<hex>` in the API."""
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    mode: Mapped[str] = mapped_column(String(4))
+    decision_id: Mapped[uuid.UUID] = mapped_column()
+    reference: Mapped[str] = mapped_column(String(64))
+    """The held movement's API id (`pay_…`, `ref_…`, `cnv_…`)."""
+    kind: Mapped[str] = mapped_column(String(24))
+    user_id: Mapped[uuid.UUID | None] = mapped_column()
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(12))
+    state: Mapped[str] = mapped_column(String(16))
+    """open, approved, rejected or expired."""
+    hold_expires_at: Mapped[int] = mapped_column(BigInteger)
+    """When an undecided case expires (its hold is then voided)."""
+    opened_at: Mapped[int] = mapped_column(BigInteger)
+    resolved_at: Mapped[int | None] = mapped_column(BigInteger)
+    resolved_by: Mapped[uuid.UUID | None] = mapped_column()
+    """The operator who approved or rejected it."""
+
+    __table_args__ = (
+        CheckConstraint("mode IN ('test', 'live')", name="mode"),
+        CheckConstraint("state IN ('open', 'approved', 'rejected', 'expired')", name="state"),
+        Index("uq_risk_cases_reference", "tenant_id", "mode", "reference", unique=True),
+        Index("ix_risk_cases_queue", "tenant_id", "mode", "state", "opened_at"),
+        Index("ix_risk_cases_expiry", "state", "hold_expires_at"),
+    )
+
+
+class RiskResponse(Base):
+    """An automated response applied to a user (see `Response`), until reversed."""
+
+    __tablename__ = "risk_responses"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    """`rrs_<hex>` in the API."""
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    mode: Mapped[str] = mapped_column(String(4))
+    user_id: Mapped[uuid.UUID] = mapped_column()
+    kind: Mapped[str] = mapped_column(String(24))
+    """A `Response` value."""
+    decision_id: Mapped[uuid.UUID | None] = mapped_column()
+    """The decision that asked for it (None: applied by an operator)."""
+    state: Mapped[str] = mapped_column(String(16))
+    """active, reversing (a reversal awaits approval) or reversed."""
+    detail: Mapped[str] = mapped_column(Text)
+    """JSON object: what was changed (accounts frozen, limits lowered), to undo it exactly."""
+    applied_at: Mapped[int] = mapped_column(BigInteger)
+    reversed_at: Mapped[int | None] = mapped_column(BigInteger)
+    reversed_by: Mapped[uuid.UUID | None] = mapped_column()
+    """The operator whose approved request reversed it."""
+
+    __table_args__ = (
+        CheckConstraint("mode IN ('test', 'live')", name="mode"),
+        CheckConstraint("state IN ('active', 'reversing', 'reversed')", name="state"),
+        Index("ix_risk_responses_user", "tenant_id", "mode", "user_id", "state"),
     )

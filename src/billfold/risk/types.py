@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 __all__ = [
     "Action",
     "Decision",
+    "FeatureSource",
     "FeatureValue",
     "Features",
     "Movement",
@@ -38,6 +39,8 @@ __all__ = [
     "RiskDecider",
     "RuleHit",
     "Scorer",
+    "ScorerRegistry",
+    "ScorerSet",
 ]
 
 FeatureValue = bool | int | float | str | None
@@ -171,3 +174,42 @@ class Scorer(Protocol):
     version: int
 
     def score(self, features: Features) -> float: ...
+
+
+class FeatureSource(Protocol):
+    """Computes a movement's features (``billfold.risk.features``): counters in Redis, in
+    the process or in the database, plus what the database knows of the user."""
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every feature name `compute` returns (rules may use only these)."""
+        ...
+
+    async def compute(self, session: AsyncSession, movement: Movement) -> dict[str, FeatureValue]:
+        """The features as they stand before this movement."""
+        ...
+
+    async def record(self, session: AsyncSession, movement: Movement) -> None:
+        """Count the movement (after it was decided) in the velocity counters and history."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScorerSet:
+    """A tenant's models: the one whose score may act, and those only scored and stored."""
+
+    enforcing: Scorer | None = None
+    shadow: tuple[Scorer, ...] = ()
+
+
+class ScorerRegistry(Protocol):
+    """Where the engine finds a tenant's models (``billfold.risk.scoring``); cheap to call
+    on every decision (models are cached in memory and refreshed when a version changes)."""
+
+    def scorers_for(self, tenant_id: uuid.UUID, mode: str) -> ScorerSet: ...
+
+    def observe(
+        self, tenant_id: uuid.UUID, mode: str, scorer: Scorer, features: Features, score: float
+    ) -> None:
+        """Every score the engine computed (for drift detection); must not block."""
+        ...
