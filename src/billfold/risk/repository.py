@@ -88,7 +88,7 @@ class RuleRepository:
             )
             .order_by(RiskRuleVersion.rule_id)
         )
-        return (await self._session.execute(statement)).tuples().all()
+        return [(version, name) for version, name in await self._session.execute(statement)]
 
     async def active_at(
         self, *, tenant_id: uuid.UUID, mode: str, ruleset_version: int
@@ -108,7 +108,7 @@ class RuleRepository:
             )
             .order_by(RiskRuleVersion.rule_id)
         )
-        return (await self._session.execute(statement)).tuples().all()
+        return [(version, name) for version, name in await self._session.execute(statement)]
 
 
 class RulesetRepository:
@@ -223,7 +223,7 @@ class DecisionRepository:
             RiskLabel.decision_id.in_(decision_ids)
         )
         labels: dict[uuid.UUID, bool] = {}
-        for decision_id, fraud in (await self._session.execute(statement)).tuples():
+        for decision_id, fraud in await self._session.execute(statement):
             if decision_id is not None:
                 labels[decision_id] = labels.get(decision_id, False) or bool(fraud)
         return labels
