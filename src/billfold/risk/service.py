@@ -28,7 +28,7 @@ import json
 import math
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -67,6 +67,7 @@ __all__ = [
     "RiskEngine",
     "combine",
     "compile_rules",
+    "evaluate_rules",
     "get_decision",
     "hit_json",
     "list_decisions",
@@ -241,6 +242,13 @@ def compile_rules(rows: Sequence[tuple[RiskRuleVersion, str]]) -> tuple[Compiled
             )
         )
     return tuple(compiled)
+
+
+def evaluate_rules(
+    rules: Sequence[CompiledRule], features: Mapping[str, FeatureValue], names: Iterable[str]
+) -> tuple[RuleHit, ...]:
+    """The hits of ``rules`` on ``features`` (every one of ``names`` bound)."""
+    return _evaluate(rules, bind_features(features, names))
 
 
 def _evaluate(
