@@ -313,8 +313,7 @@ class Settings(BaseSettings):
         default=0.8,
         ge=0,
         le=1,
-        description="An enforcing risk model scoring at least this holds the movement for"
-        " review.",
+        description="An enforcing risk model scoring at least this holds the movement for review.",
     )
     risk_model_block_score: float = Field(
         default=0.95,
