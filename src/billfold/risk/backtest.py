@@ -117,6 +117,7 @@ def rules_from_file(path: Path) -> LoadedRuleset:
                 shadow=body.enforcement == "shadow",
                 responses=tuple(body.responses),
                 program=program,
+                variables=tuple(program.variables()),
             )
         )
     return LoadedRuleset(label=path.name, rules=tuple(compiled))
@@ -251,7 +252,7 @@ def _replay(
     block_score: float,
 ) -> None:
     features = json.loads(row.features)
-    hits = evaluate_rules(ruleset.rules, features, FALLBACK_FEATURE_NAMES | set(features))
+    hits = evaluate_rules(ruleset.rules, features)
     decision = combine(
         decision_id=row.id,
         hits=hits,

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.audit import service as audit
@@ -119,7 +120,10 @@ async def create_rule(
         updated_at=now_ns,
     )
     session.add(rule)
-    await session.flush()  # the unique name index settles a concurrent twin (an error)
+    try:
+        await session.flush()  # the unique name index settles a concurrent twin
+    except IntegrityError:
+        raise RuleNameTaken(f"A {mode} rule named {name!r} exists.") from None
     return await _write_version(session, principal=principal, rule=rule, draft=draft, now_ns=now_ns)
 
 

@@ -5,9 +5,9 @@ new_device``), not as fields of one ``features`` map: rules read like the featur
 the set of variables an expression uses is known at compile time (``Program.variables()``)
 so an unknown name is refused when the rule is saved instead of never hitting.
 
-Every known feature is bound on every evaluation, ``null`` where the source has no value
-(``ip_country`` of a movement without an IP): the CEL bindings raise on an unbound variable
-instead of treating it as absent. CEL does not coerce types, so a comparison with ``null``
+Every feature a rule uses is bound on every evaluation, ``null`` where the source has no
+value (``ip_country`` of a movement without an IP): the CEL bindings raise on an unbound
+variable instead of treating it as absent. CEL does not coerce types, so a comparison with ``null``
 or arithmetic mixing ``int`` and ``double`` is an evaluation error, which the engine counts
 as *no hit* (and logs with the rule id). Guard nullable features: ``has_ip &&
 ip_country != residence_country``.
@@ -114,9 +114,13 @@ class CompiledRule:
     responses: tuple[Response, ...]
     program: Any
     """The ``cel.Program``."""
+    variables: tuple[str, ...]
+    """The names the expression uses: only these are converted for CEL on each evaluation
+    (converting every feature costs about 90 µs, the ones used about 5)."""
 
-    def holds(self, variables: Mapping[str, FeatureValue]) -> bool:
-        return evaluate(self.program, variables)
+    def holds(self, features: Mapping[str, FeatureValue]) -> bool:
+        """Whether the rule holds on ``features`` (a name it uses but absent there is null)."""
+        return evaluate(self.program, {name: features.get(name) for name in self.variables})
 
 
 def compile_expression(expression: str, *, feature_names: Iterable[str]) -> Any:
