@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
+from structlog.testing import capture_logs
 
 from billfold.kit.db import UnitOfWork
 from billfold.risk.models import RiskDecision
@@ -139,17 +140,20 @@ def test_a_verified_step_up_does_not_lift_a_review(database_url: str) -> None:
     assert decision.action is Action.REVIEW
 
 
-def test_a_failing_rule_is_no_hit(database_url: str) -> None:
+def test_a_failing_rule_is_no_hit_and_is_logged_with_its_id(database_url: str) -> None:
     engine = RiskEngine(FixedFeatures({"ip_country": None}))
-    decision, _ = _decide(
-        database_url,
-        [
-            {"expression": "ip_country > 'A'", "action": Action.BLOCK},
-            {"expression": "amount + 0.5 > 1.0", "action": Action.BLOCK},
-        ],
-        engine=engine,
-    )
+    with capture_logs() as logs:
+        decision, _ = _decide(
+            database_url,
+            [
+                {"expression": "ip_country > 'A'", "action": Action.BLOCK},
+                {"expression": "amount + 0.5 > 1.0", "action": Action.BLOCK},
+            ],
+            engine=engine,
+        )
     assert decision.action is Action.ALLOW and decision.hits == ()
+    failed = [entry for entry in logs if entry["event"] == "risk.rule_failed"]
+    assert len(failed) == 2 and all(entry["rule_id"].startswith("rrl_") for entry in failed)
 
 
 def test_the_stored_decision_holds_the_features_and_the_movement(database_url: str) -> None:
