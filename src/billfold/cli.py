@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from billfold.audit.audit import AuditService
     from billfold.identity.service import CreatedApiKey
     from billfold.keys.keyring import Keyring
+    from billfold.risk.backtest import BacktestReport
 
 __all__ = ["app", "main"]
 
@@ -51,6 +52,8 @@ audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log."
 app.add_typer(audit_app, name="audit")
 events_app = typer.Typer(no_args_is_help=True, help="Events: the outbox and webhook replays.")
 app.add_typer(events_app, name="events")
+risk_app = typer.Typer(no_args_is_help=True, help="Real-time risk: rules and backtests.")
+app.add_typer(risk_app, name="risk")
 console = Console()
 errors = Console(stderr=True)
 
@@ -787,6 +790,140 @@ def fx_rates(
     for code, rate in sorted(table.rates.items()):
         rows.add_row(code, str(rate))
     console.print(rows)
+
+
+@risk_app.command("backtest")
+def risk_backtest(
+    ruleset: Annotated[
+        str,
+        typer.Argument(
+            help="'active', a ruleset version number, or a JSON file of rules (POST"
+            " /v1/risk/rules bodies)."
+        ),
+    ],
+    since: Annotated[str, typer.Option(help="Replay decisions made from this ISO 8601 time.")],
+    tenant: Annotated[
+        str | None, typer.Option(help="Only this tenant's decisions (ten_…).")
+    ] = None,
+    mode: Annotated[Mode | None, typer.Option(help="Only this mode's decisions.")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="The database (default: BILLFOLD_DATABASE_URL).")
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print a JSON summary instead of tables.")
+    ] = False,
+) -> None:
+    """Replay stored decisions' features through a rule set: hits per rule, would-be
+    actions, changed outcomes, and precision/recall against fraud labels."""
+    import datetime
+
+    from billfold.identity.schemas import TENANT_ID_PREFIX
+    from billfold.kit.ids import parse_id
+
+    try:
+        moment = datetime.datetime.fromisoformat(since)
+    except ValueError:
+        errors.print("--since is an ISO 8601 time, such as 2026-11-01T00:00:00Z.")
+        raise typer.Exit(2) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    since_ns = int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
+    since_ns = max(0, min(since_ns, 2**63 - 1))  # what a BIGINT column holds
+    tenant_id = None if tenant is None else parse_id(TENANT_ID_PREFIX, tenant)
+    settings = get_settings()
+    if database_url is not None:
+        settings = settings.model_copy(update={"database_url": database_url})
+    report = _run_backtest(
+        settings.database_url,
+        ruleset,
+        tenant_id=tenant_id,
+        mode=None if mode is None else mode.value,
+        since_ns=since_ns,
+        review_score=settings.risk_model_review_score,
+        block_score=settings.risk_model_block_score,
+        progress=not json_output,
+    )
+    if json_output:
+        typer.echo(json.dumps(report.to_json(), sort_keys=True))
+        return
+    _print_backtest(report)
+
+
+def _run_backtest(
+    database_url: str,
+    spec: str,
+    *,
+    tenant_id: uuid.UUID | None,
+    mode: str | None,
+    since_ns: int,
+    review_score: float,
+    block_score: float,
+    progress: bool,
+) -> BacktestReport:
+    from rich.progress import Progress
+
+    from billfold.kit.db import UnitOfWork, create_engine
+    from billfold.risk.backtest import load_ruleset, run_backtest
+    from billfold.risk.repository import DecisionRepository
+
+    async def run() -> BacktestReport:
+        engine = create_engine(parse_database_url(database_url), pool_size=1)
+        unit_of_work = UnitOfWork(engine)
+        try:
+            async with unit_of_work.begin() as session:
+                ruleset = await load_ruleset(session, spec, tenant_id=tenant_id, mode=mode)
+                total = await DecisionRepository(session).count_since(
+                    tenant_id=tenant_id, mode=mode, since_ns=since_ns
+                )
+            with Progress(console=errors, disable=not progress, transient=True) as bar:
+                task = bar.add_task("Replaying decisions", total=total)
+                return await run_backtest(
+                    unit_of_work,
+                    ruleset,
+                    tenant_id=tenant_id,
+                    mode=mode,
+                    since_ns=since_ns,
+                    model_review_score=review_score,
+                    model_block_score=block_score,
+                    on_batch=lambda count: bar.advance(task, count),
+                )
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except BillfoldError as error:
+        detail = f": {escape(error.detail)}" if error.detail else ""
+        errors.print(f"[red]{error.title}[/red]{detail}", highlight=False)
+        raise typer.Exit(1) from error
+
+
+def _print_backtest(report: BacktestReport) -> None:
+    rules = Table("rule", "shadow", "hits", title=f"Rule set {escape(report.ruleset)}")
+    for name, count in sorted(report.hits.items(), key=lambda item: (-item[1], item[0])):
+        rules.add_row(escape(name), "yes" if name in report.shadow_rules else "", str(count))
+    console.print(rules)
+    outcomes = Table("action", "decided", "would be", title=f"{report.decisions} decisions")
+    for action in ("allow", "challenge", "review", "block"):
+        outcomes.add_row(action, str(report.decided[action]), str(report.would_be[action]))
+    console.print(outcomes)
+    console.print(f"Outcomes that change: {report.changed}")
+    for (before, after), count in sorted(report.changes.items()):
+        console.print(f"  {before} -> {after}: {count}")
+    if report.labelled == 0:
+        console.print("No fraud labels for these decisions: no precision or recall.")
+        return
+    metrics = Table("", "precision", "recall", title=f"{report.labelled} labelled decisions")
+    for label, figures in (
+        ("replayed", report.replayed_metrics),
+        ("stored", report.stored_metrics),
+    ):
+        metrics.add_row(label, _ratio(figures.precision), _ratio(figures.recall))
+    console.print(metrics)
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def main() -> None:

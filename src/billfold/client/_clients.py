@@ -31,6 +31,7 @@ from billfold.client.resources.payments import (
     SplitRules,
 )
 from billfold.client.resources.privacy import Consents, PiiVault, TokenVault
+from billfold.client.resources.risk import RiskDecisions, RiskRules
 from billfold.client.resources.users import Users
 from billfold.client.resources.wallets import Merchants, Wallets
 from billfold.client.types import (
@@ -148,6 +149,8 @@ class Billfold(_Client):
         self.disputes = Disputes(self._transport)
         self.split_rules = SplitRules(self._transport)
         self.connectors = Connectors(self._transport)
+        self.risk_decisions = RiskDecisions(self._transport)
+        """Risk decisions take a key with `risk:read`."""
 
 
 class BillfoldUser(_Client):
@@ -314,6 +317,8 @@ class BillfoldOperator(_Client):
         self.operators = Operators(self._transport)
         self.approvals = Approvals(self._transport)
         self.audit = OperatorAudit(self._transport)
+        self.risk_rules = RiskRules(self._transport)
+        self.risk_decisions = RiskDecisions(self._transport)
         """The tenant's audit log (the permission `audit.read`)."""
 
     @property

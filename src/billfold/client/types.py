@@ -80,6 +80,15 @@ __all__ = [
     "PiiSearch",
     "RecoveryCodes",
     "Refund",
+    "RiskDecision",
+    "RiskDecisionPage",
+    "RiskDecisionSummary",
+    "RiskRule",
+    "RiskRuleDetail",
+    "RiskRuleEvaluation",
+    "RiskRuleHit",
+    "RiskRulePage",
+    "RiskRuleVersion",
     "Session",
     "SessionList",
     "SessionsRevoked",
@@ -384,7 +393,13 @@ class OperatorSession(TypedDict):
 class Approval(TypedDict):
     id: str
     tenant_id: str
-    action_type: Literal["ledger_adjustment", "account_unfreeze", "limit_increase", "key_rotation"]
+    action_type: Literal[
+        "ledger_adjustment",
+        "account_unfreeze",
+        "limit_increase",
+        "key_rotation",
+        "risk_rule_change",
+    ]
     payload: JSONObject
     reason: str
     status: Literal["pending", "approved", "refused", "expired", "executed", "failed"]
@@ -908,3 +923,84 @@ class MoneyRequest(TypedDict):
 class NotificationReceipt(TypedDict):
     notification_id: str
     duplicate: bool
+
+
+# ----------------------------------------------------------------------------- risk
+
+RiskAction = Literal["allow", "challenge", "review", "block"]
+
+
+class RiskRuleVersion(TypedDict):
+    version: int
+    expression: str
+    action: RiskAction
+    score: int
+    reason: str
+    responses: list[str]
+    enforcement: Literal["shadow", "enforcing"]
+    state: Literal["pending_approval", "active", "superseded", "disabled", "rejected"]
+    created_by: str
+    created_at: str
+    approval_id: str | None
+    activated_at: str | None
+    activated_by: str | None
+
+
+class RiskRule(TypedDict):
+    id: str
+    mode: Literal["test", "live"]
+    name: str
+    current_version: int | None
+    latest_version: int
+    created_by: str
+    created_at: str
+    updated_at: str
+
+
+class RiskRuleDetail(RiskRule):
+    versions: list[RiskRuleVersion]
+
+
+RiskRulePage = Page[RiskRule]
+
+
+class RiskRuleEvaluation(TypedDict):
+    matched: bool
+    error: str | None
+
+
+class RiskRuleHit(TypedDict):
+    rule_id: str
+    version: int
+    name: str
+    action: RiskAction
+    score: int
+    reason: str
+    shadow: bool
+    responses: list[str]
+
+
+class RiskDecisionSummary(TypedDict):
+    id: str
+    kind: str
+    reference: str | None
+    user_id: str | None
+    amount: int
+    currency: str
+    action: RiskAction
+    score: int
+    model_score: float | None
+    ruleset_version: int | None
+    created_at: str
+
+
+class RiskDecision(RiskDecisionSummary):
+    payee: str | None
+    merchant_id: str | None
+    device_id: str | None
+    reasons: list[str]
+    hits: list[RiskRuleHit]
+    features: dict[str, bool | int | float | str | None]
+
+
+RiskDecisionPage = Page[RiskDecisionSummary]

@@ -1,6 +1,6 @@
 """Four-eyes approvals executed outside identity: manual ledger adjustments and account
-unfreezes (on the ledger), key rotations (in the key hierarchy) and limit increases (in
-wallets' limit overrides).
+unfreezes (on the ledger), key rotations (in the key hierarchy), limit increases (in
+wallets' limit overrides) and enforcing risk rule versions (``billfold.risk.changes``).
 
 Identity decides who may approve what, and may not import the ledger; these executors are
 the bridge, installed by the application (``app.state.approval_executors``)::
@@ -52,6 +52,7 @@ from billfold.kit.errors import invariant
 from billfold.kit.ids import format_id
 from billfold.ledger.ledger import Ledger
 from billfold.ledger.types import AccountStatus, CreateTransferStatus, NewTransfer
+from billfold.risk.changes import RuleChangeExecutor
 from billfold.wallets.overrides import LimitIncrease, apply_limit_increase, check_limit_increase
 
 __all__ = [
@@ -265,9 +266,10 @@ class LimitIncreaseExecutor:
 
 def approval_executors(ledger: Ledger, keyring: Keyring | None = None) -> ApprovalExecutors:
     """Every executor: the ledger's two over ``ledger``, the limit increase (wallets'
-    overrides) with its request-time check, and the key rotation over ``keyring``, with
-    its request-time check, when given (without one, identity's default only records a
-    rotation)."""
+    overrides) with its request-time check, the risk rule change (``billfold.risk.changes``:
+    an enforcing rule version made active) with its check, and the key rotation over
+    ``keyring``, with its request-time check, when given (without one, identity's default
+    only records a rotation)."""
     executors = default_executors().with_external(
         MappingProxyType(
             {
@@ -277,13 +279,16 @@ def approval_executors(ledger: Ledger, keyring: Keyring | None = None) -> Approv
         )
     )
     limit_increase = LimitIncreaseExecutor()
+    rule_change = RuleChangeExecutor()
     transactional: dict[ActionType, TransactionalExecutor] = {
         **executors.transactional,
         ActionType.LIMIT_INCREASE: limit_increase,
+        ActionType.RISK_RULE_CHANGE: rule_change,
     }
     checks: dict[ActionType, TransactionalCheck] = {
         **executors.checks,
         ActionType.LIMIT_INCREASE: limit_increase,
+        ActionType.RISK_RULE_CHANGE: rule_change,
     }
     if keyring is not None:
         key_rotation = KeyRotationExecutor(keyring)

@@ -52,6 +52,8 @@ class Scope(StrEnum):
     """Read events, live event streams and webhook endpoints and deliveries."""
     WEBHOOKS_WRITE = "webhooks:write"
     """Create, change, rotate and delete webhook endpoints; replay events."""
+    RISK_READ = "risk:read"
+    """Read risk decisions: what the engine saw, decided and why."""
 
 
 class TenantStatus(StrEnum):

@@ -309,6 +309,19 @@ class Settings(BaseSettings):
     )
     keys_rewrap_batch_size: int = Field(default=500, ge=1, le=10_000)
 
+    risk_model_review_score: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="An enforcing risk model scoring at least this holds the movement for review.",
+    )
+    risk_model_block_score: float = Field(
+        default=0.95,
+        ge=0,
+        le=1,
+        description="An enforcing risk model scoring at least this blocks the movement.",
+    )
+
     @model_validator(mode="after")
     def _master_key_is_32_bytes(self) -> Settings:
         if self.master_key is not None:
@@ -322,6 +335,12 @@ class Settings(BaseSettings):
                 raise ValueError("master_key must be base64 of 32 random bytes") from None
             if len(raw) != 32:
                 raise ValueError("master_key must be base64 of exactly 32 bytes")
+        return self
+
+    @model_validator(mode="after")
+    def _risk_thresholds_in_order(self) -> Settings:
+        if self.risk_model_review_score > self.risk_model_block_score:
+            raise ValueError("risk_model_review_score must be <= risk_model_block_score")
         return self
 
     @model_validator(mode="after")

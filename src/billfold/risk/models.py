@@ -1,5 +1,6 @@
 """Risk's shared tables: every decision (with the features it saw) and the labels that
-say, later, whether a movement was fraud.
+say, later, whether a movement was fraud; and the CEL rules the engine evaluates, with
+their versions and the per-tenant ruleset version.
 
 Times are ns since the epoch; JSON columns hold compact JSON text (both backends).
 """
@@ -13,7 +14,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from billfold.kit.orm import Base
 
-__all__ = ["RiskCase", "RiskDecision", "RiskLabel", "RiskResponse"]
+__all__ = [
+    "RiskCase",
+    "RiskDecision",
+    "RiskLabel",
+    "RiskResponse",
+    "RiskRule",
+    "RiskRuleVersion",
+    "RiskRuleset",
+]
 
 
 class RiskDecision(Base):
@@ -153,3 +162,95 @@ class RiskResponse(Base):
         CheckConstraint("state IN ('active', 'reversing', 'reversed')", name="state"),
         Index("ix_risk_responses_user", "tenant_id", "mode", "user_id", "state"),
     )
+
+
+class RiskRule(Base):
+    """A named rule of one tenant and mode; what it does is its active version's."""
+
+    __tablename__ = "risk_rules"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    """`rrl_<hex>` in the API."""
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    mode: Mapped[str] = mapped_column(String(4))
+    name: Mapped[str] = mapped_column(String(64))
+    """Unique per tenant and mode."""
+    current_version: Mapped[int | None] = mapped_column(Integer)
+    """The active version's number; None while none is active (pending or disabled)."""
+    latest_version: Mapped[int] = mapped_column(Integer)
+    """The highest version number written (active or not)."""
+    created_by: Mapped[uuid.UUID] = mapped_column()
+    """The operator who created it."""
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        CheckConstraint("mode IN ('test', 'live')", name="mode"),
+        Index("uq_risk_rules_name", "tenant_id", "mode", "name", unique=True),
+    )
+
+
+class RiskRuleVersion(Base):
+    """One version of a rule: immutable but for its state (and when it took effect)."""
+
+    __tablename__ = "risk_rule_versions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    rule_id: Mapped[uuid.UUID] = mapped_column()
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    mode: Mapped[str] = mapped_column(String(4))
+    version: Mapped[int] = mapped_column(Integer)
+    """1, 2, ... per rule."""
+    expression: Mapped[str] = mapped_column(Text)
+    """CEL over the features (``billfold.risk.rules``), at most 2,000 characters."""
+    action: Mapped[str] = mapped_column(String(16))
+    """An `Action` value: what a hit asks for."""
+    score: Mapped[int] = mapped_column(Integer)
+    """0 to 1000, added to the decision's score when it hits (enforcing)."""
+    reason: Mapped[str] = mapped_column(String(200))
+    """Human-readable, shown with the decision."""
+    responses: Mapped[str] = mapped_column(Text)
+    """JSON list of `Response` values a hit asks for (enforcing only)."""
+    enforcement: Mapped[str] = mapped_column(String(16))
+    """shadow (evaluated and stored, never enforced) or enforcing."""
+    state: Mapped[str] = mapped_column(String(24))
+    """pending_approval, active, superseded, disabled or rejected (see ``risk.changes``)."""
+    created_by: Mapped[uuid.UUID] = mapped_column()
+    """The operator who wrote it."""
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    approval_id: Mapped[uuid.UUID | None] = mapped_column()
+    """The four-eyes request an enforcing version waits for (`apr_…`)."""
+    activated_at: Mapped[int | None] = mapped_column(BigInteger)
+    activated_by: Mapped[uuid.UUID | None] = mapped_column()
+    """The approver (enforcing) or the author (shadow)."""
+    active_from_ruleset: Mapped[int | None] = mapped_column(Integer)
+    """The ruleset version at which it became active."""
+    active_until_ruleset: Mapped[int | None] = mapped_column(Integer)
+    """The ruleset version at which it stopped being active (superseded, disabled)."""
+
+    __table_args__ = (
+        CheckConstraint("mode IN ('test', 'live')", name="mode"),
+        CheckConstraint("action IN ('allow', 'challenge', 'review', 'block')", name="action"),
+        CheckConstraint("score >= 0 AND score <= 1000", name="score"),
+        CheckConstraint("enforcement IN ('shadow', 'enforcing')", name="enforcement"),
+        CheckConstraint(
+            "state IN ('pending_approval', 'active', 'superseded', 'disabled', 'rejected')",
+            name="state",
+        ),
+        Index("uq_risk_rule_versions_rule_version", "rule_id", "version", unique=True),
+        Index("ix_risk_rule_versions_tenant_state", "tenant_id", "mode", "state"),
+    )
+
+
+class RiskRuleset(Base):
+    """A tenant's ruleset version (per mode): bumped by every change that alters what the
+    engine evaluates, so compiled rules are cached by it and a backtest can name one."""
+
+    __tablename__ = "risk_rulesets"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    mode: Mapped[str] = mapped_column(String(4), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (CheckConstraint("mode IN ('test', 'live')", name="mode"),)

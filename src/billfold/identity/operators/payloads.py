@@ -13,6 +13,8 @@ account_unfreeze   ``mode``, ``account_id`` (``acc_…``)
 limit_increase     ``subject_id`` (a public id), ``limit`` (its name), ``asset``,
                    ``amount`` (the new limit, minor units)
 key_rotation       ``key_id`` (the key's name in the key hierarchy)
+risk_rule_change   ``rule_id`` (``rrl_…``), ``version`` (the pending version to
+                   make active); made by the risk rules API, not asked for directly
 =================  ===========================================================
 """
 
@@ -42,6 +44,7 @@ __all__ = [
     "KeyRotationPayload",
     "LedgerAdjustmentPayload",
     "LimitIncreasePayload",
+    "RiskRuleChangePayload",
     "canonical_payload",
     "load_payload",
 ]
@@ -137,11 +140,19 @@ class KeyRotationPayload(_Payload):
     key_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
+class RiskRuleChangePayload(_Payload):
+    """Make a pending enforcing version of a risk rule active (``billfold.risk``)."""
+
+    rule_id: str = Field(pattern=r"^rrl_[0-9a-f]{32}$")
+    version: int = Field(ge=1, le=1_000_000)
+
+
 PAYLOAD_MODELS: Final[Mapping[ActionType, type[_Payload]]] = {
     ActionType.LEDGER_ADJUSTMENT: LedgerAdjustmentPayload,
     ActionType.ACCOUNT_UNFREEZE: AccountUnfreezePayload,
     ActionType.LIMIT_INCREASE: LimitIncreasePayload,
     ActionType.KEY_ROTATION: KeyRotationPayload,
+    ActionType.RISK_RULE_CHANGE: RiskRuleChangePayload,
 }
 invariant(set(PAYLOAD_MODELS) == set(ActionType), "every action type has a payload model")
 

@@ -19,6 +19,8 @@ keys.rotate.approve          x
 cases.review                                     x                x
 reports.read                 x                   x                x               x
 audit.read                   x                                    x
+risk.rules.manage                                x
+risk.rules.approve                               x                x
 =========================  =====  =======  ============  ==================  =======
 
 Why it is shaped so:
@@ -28,6 +30,9 @@ Why it is shaped so:
 - **finance** requests and approves manual ledger adjustments, and nothing else that changes
   state; an adjustment therefore needs two finance operators.
 - **admin** and **compliance_officer** read the tenant's audit log (``audit.read``).
+- **risk_analyst** writes the risk rules (``risk.rules.manage``); a new or changed
+  *enforcing* rule takes effect once a different risk analyst or a compliance officer
+  approves it (``risk.rules.approve``), while shadow rules and disabling need no approval.
 - **admin** manages operators and key rotations but moves no money. Holding an approve
   permission never lets anyone approve their own request: the approver is always a
   *different* operator (enforced in ``approvals``, not here).
@@ -79,6 +84,8 @@ class Permission(enum.StrEnum):
     CASES_REVIEW = "cases.review"
     REPORTS_READ = "reports.read"
     AUDIT_READ = "audit.read"
+    RISK_RULES_MANAGE = "risk.rules.manage"
+    RISK_RULES_APPROVE = "risk.rules.approve"
 
 
 class ActionType(enum.StrEnum):
@@ -88,6 +95,9 @@ class ActionType(enum.StrEnum):
     ACCOUNT_UNFREEZE = "account_unfreeze"
     LIMIT_INCREASE = "limit_increase"
     KEY_ROTATION = "key_rotation"
+    RISK_RULE_CHANGE = "risk_rule_change"
+    """An enforcing risk rule version made active (requested by ``POST /v1/risk/rules``
+    and ``POST /v1/risk/rules/{id}/versions``, never through ``POST /v1/approvals``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +128,8 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType
                 _P.LIMITS_INCREASE_REQUEST,
                 _P.CASES_REVIEW,
                 _P.REPORTS_READ,
+                _P.RISK_RULES_MANAGE,
+                _P.RISK_RULES_APPROVE,
             }
         ),
         Role.COMPLIANCE_OFFICER: frozenset(
@@ -129,6 +141,7 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType
                 _P.CASES_REVIEW,
                 _P.REPORTS_READ,
                 _P.AUDIT_READ,
+                _P.RISK_RULES_APPROVE,
             }
         ),
         Role.FINANCE: frozenset(
@@ -151,6 +164,9 @@ ACTION_PERMISSIONS: Final[Mapping[ActionType, ActionPermissions]] = MappingProxy
         ),
         ActionType.KEY_ROTATION: ActionPermissions(
             request=_P.KEYS_ROTATE_REQUEST, approve=_P.KEYS_ROTATE_APPROVE
+        ),
+        ActionType.RISK_RULE_CHANGE: ActionPermissions(
+            request=_P.RISK_RULES_MANAGE, approve=_P.RISK_RULES_APPROVE
         ),
     }
 )
