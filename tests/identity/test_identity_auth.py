@@ -179,4 +179,5 @@ def test_scopes_are_a_fixed_documented_set(scope: Scope) -> None:
         "audit:read",
         "events:read",
         "webhooks:write",
+        "risk:write",
     }

@@ -80,6 +80,7 @@ __all__ = [
     "PiiSearch",
     "RecoveryCodes",
     "Refund",
+    "RiskLabel",
     "Session",
     "SessionList",
     "SessionsRevoked",
@@ -908,3 +909,13 @@ class MoneyRequest(TypedDict):
 class NotificationReceipt(TypedDict):
     notification_id: str
     duplicate: bool
+
+
+class RiskLabel(TypedDict):
+    """A fraud label as stored (`POST /v1/risk/labels`)."""
+
+    reference: str
+    fraud: bool
+    source: str
+    decision_id: str | None
+    changed: bool

@@ -52,6 +52,8 @@ class Scope(StrEnum):
     """Read events, live event streams and webhook endpoints and deliveries."""
     WEBHOOKS_WRITE = "webhooks:write"
     """Create, change, rotate and delete webhook endpoints; replay events."""
+    RISK_WRITE = "risk:write"
+    """Post fraud labels of the tenant's movements (a simulator's ground truth)."""
 
 
 class TenantStatus(StrEnum):
