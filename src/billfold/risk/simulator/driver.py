@@ -74,6 +74,8 @@ class SimulationReport:
     run_elapsed_s: float
     """The run's actions only (setup excluded)."""
     labels_posted: int = 0
+    tenant_id: str = ""
+    """`ten_…`: the tenant the simulated customers live in."""
 
     @property
     def actions_per_s(self) -> float:
@@ -518,6 +520,7 @@ def run_simulation(
         elapsed_s=time.perf_counter() - started,
         run_elapsed_s=run_elapsed_s,
         labels_posted=labelled,
+        tenant_id=driver.world.tenant_id,
     )
     if out is not None:
         write_records(out, report.records)

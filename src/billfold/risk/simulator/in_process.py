@@ -5,7 +5,7 @@
     from billfold.risk.simulator.in_process import simulate_in_process
 
     app = create_app(Settings(database_url=…, embedded_worker=False,
-                              rate_limit_sign_in_requests=1_000_000))
+                              rate_limit_sign_in_requests=10_000))
     report = simulate_in_process(app, config=SimulationConfig(seed=42), out=Path("sim.jsonl"))
     report.evaluation().as_dict()
 
