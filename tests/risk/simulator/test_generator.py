@@ -3,6 +3,7 @@ its name says."""
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 
 from hypothesis import given, settings
@@ -121,7 +122,7 @@ def test_generated_workloads_keep_their_invariants(
     scenario = generate(config)
     actions = scenario.actions
     assert [a.index for a in actions] == list(range(len(actions)))
-    assert all(a.at_s <= b.at_s for a, b in zip(actions, actions[1:], strict=False))
+    assert all(a.at_s <= b.at_s for a, b in itertools.pairwise(actions))
     for action in actions:
         assert action.fraud == (action.pattern is not None) == (action.episode is not None)
         assert 0 <= action.actor < customers
