@@ -837,6 +837,9 @@ def simulate(
             label=label,
             console=console,
         )
+    except ValueError as error:
+        errors.print(f"[red]Cannot simulate[/red]: {escape(str(error))}")
+        raise typer.Exit(2) from error
     except BillfoldClientError as error:
         errors.print(f"[red]The simulation stopped[/red]: {escape(str(error))}")
         raise typer.Exit(1) from error
