@@ -451,18 +451,17 @@ def _run_lanes(
     futures: list[Future[dict[str, Any]]] = []
 
     def after(previous: Future[dict[str, Any]] | None, action: SimulatedAction) -> dict[str, Any]:
-        if previous is not None:
-            previous.exception()  # waits; the result is the other action's
-        return perform(action)
-
-    def finished(_: Future[dict[str, Any]]) -> None:
-        slots.release()
-        advance()
+        try:
+            if previous is not None:
+                previous.exception()  # waits; the result is the other action's
+            return perform(action)
+        finally:  # here, not in a done callback: those may run after `result()` returned
+            slots.release()
+            advance()
 
     for action in actions:
         slots.acquire()
         future = pool.submit(after, last_of_lane.get(action.lane), action)
-        future.add_done_callback(finished)
         last_of_lane[action.lane] = future
         futures.append(future)
     return [future.result() for future in futures]
