@@ -52,6 +52,7 @@ BASE_URL = "http://billfold.simulation"
 START_TIMEOUT_S = 60.0
 CALL_TIMEOUT_S = 60.0
 PUMP_INTERVAL_S = 0.01
+SWEEP_INTERVAL_S = 0.5
 INBOUND_ROUNDS_MAX = 100
 SIMULATION_SCOPES = (
     Scope.USERS_ADMIN,
@@ -205,23 +206,35 @@ class _Pump:
         self._client.close()
 
     def _loop(self) -> None:
+        swept_at = time.monotonic()
         while not self._stopping.is_set():
             try:
-                self.pump_once()
+                relayed = self.relay()
+                # The processor runs after a relay, and now and then for retries it
+                # scheduled: not every round, where it would cost a query each time.
+                if relayed or time.monotonic() - swept_at >= SWEEP_INTERVAL_S:
+                    self.apply()
+                    swept_at = time.monotonic()
             except Exception:  # a failed round is retried; the run reports what it saw
                 log.exception("simulation.pump_failed")
             self._stopping.wait(PUMP_INTERVAL_S)
 
-    def pump_once(self) -> None:
+    def relay(self) -> int:
+        """Post the notifications the sandbox recorded; how many."""
         sender = self._running.sender
 
         async def take() -> list[OutgoingNotification]:  # on the loop that appends to it
             return sender.take()
 
-        for notification in self._running.call(take):
+        notifications = self._running.call(take)
+        for notification in notifications:
             self._client.connectors.notify(
                 notification.provider, body=notification.body, headers=notification.headers
             )
+        return len(notifications)
+
+    def apply(self) -> None:
+        """Apply what is due, as the worker would (nothing when the app has a worker)."""
         processor = self._processor
         if processor is None:
             return
