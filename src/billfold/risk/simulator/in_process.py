@@ -182,8 +182,10 @@ class _Pump:
         self._running = running
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sim-pump", daemon=True)
+        # `notify` is a public route (the provider's signature is the credential): this
+        # client's key is never sent.
         self._client = Billfold(
-            api_key="bf_test_pump", base_url=BASE_URL, http_transport=running.transport
+            api_key="bf_test_unused", base_url=BASE_URL, http_transport=running.transport
         )
         app = running.app
         self._processor: InboundProcessor | None = None
