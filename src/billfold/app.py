@@ -69,6 +69,7 @@ from billfold.payments.router import router as payments_router
 from billfold.payments.runtime import close_payments, install_payments
 from billfold.privacy.masking import mask_pii_processor
 from billfold.privacy.router import router as privacy_router
+from billfold.risk.labels_router import router as risk_labels_router
 from billfold.risk.router import install_risk
 from billfold.risk.router import router as risk_router
 from billfold.wallets.router import router as wallets_router
@@ -371,6 +372,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(payments_router)
     app.include_router(risk_router)
     install_risk(app, settings)  # the decision engine on app.state.risk
+    app.include_router(risk_labels_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
     async def healthz() -> Health:

@@ -926,6 +926,64 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+@app.command()
+def simulate(
+    url: Annotated[str, typer.Option("--url", help="The Billfold API's base URL.")],
+    api_key: Annotated[
+        str,
+        typer.Option(
+            "--api-key",
+            envvar="BILLFOLD_API_KEY",
+            help="A key with users:admin, wallets:read, payments:write (and risk:write"
+            " for --label).",
+        ),
+    ],
+    seed: Annotated[int, typer.Option(help="The same seed plays the same workload.")] = 42,
+    customers: Annotated[int, typer.Option(min=10, max=100_000)] = 200,
+    merchants: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
+    hours: Annotated[int, typer.Option(min=1, max=744, help="Simulated hours.")] = 24,
+    fraud_rate: Annotated[float, typer.Option(min=0.0, max=0.5)] = 0.02,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Requests in flight.")] = 8,
+    out: Annotated[Path, typer.Option(help="Where the JSON lines go.")] = Path("sim.jsonl"),
+    label: Annotated[
+        bool, typer.Option("--label", help="Post the ground truth as risk labels.")
+    ] = False,
+) -> None:
+    """Play a seeded, labelled PaySim-style workload (customers, merchants, fraud patterns)
+    through the public API, with a progress bar; write one record per action to --out and
+    print a summary. Simulated time is compressed: the order is kept, not the spacing."""
+    from billfold.client.errors import BillfoldClientError
+    from billfold.risk.simulator.driver import print_summary, run_simulation
+    from billfold.risk.simulator.generator import SimulationConfig, generate
+
+    config = SimulationConfig(
+        seed=seed, customers=customers, merchants=merchants, hours=hours, fraud_rate=fraud_rate
+    )
+    scenario = generate(config)
+    console.print(
+        f"Simulating {len(scenario.actions)} actions of {customers} customers and"
+        f" {merchants} merchants over {hours} h (seed {seed}) against [bold]{escape(url)}[/bold]"
+    )
+    try:
+        report = run_simulation(
+            scenario,
+            base_url=url,
+            api_key=api_key,
+            out=out,
+            concurrency=concurrency,
+            label=label,
+            console=console,
+        )
+    except ValueError as error:
+        errors.print(f"[red]Cannot simulate[/red]: {escape(str(error))}")
+        raise typer.Exit(2) from error
+    except BillfoldClientError as error:
+        errors.print(f"[red]The simulation stopped[/red]: {escape(str(error))}")
+        raise typer.Exit(1) from error
+    print_summary(report, console)
+    console.print(f"Records written to [bold]{escape(str(out))}[/bold]")
+
+
 def main() -> None:
     app()
 

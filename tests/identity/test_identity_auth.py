@@ -180,4 +180,5 @@ def test_scopes_are_a_fixed_documented_set(scope: Scope) -> None:
         "events:read",
         "webhooks:write",
         "risk:read",
+        "risk:write",
     }

@@ -32,6 +32,7 @@ from billfold.client.resources.payments import (
 )
 from billfold.client.resources.privacy import Consents, PiiVault, TokenVault
 from billfold.client.resources.risk import RiskDecisions, RiskRules
+from billfold.client.resources.risk_labels import RiskLabels
 from billfold.client.resources.users import Users
 from billfold.client.resources.wallets import Merchants, Wallets
 from billfold.client.types import (
@@ -151,6 +152,8 @@ class Billfold(_Client):
         self.connectors = Connectors(self._transport)
         self.risk_decisions = RiskDecisions(self._transport)
         """Risk decisions take a key with `risk:read`."""
+        self.risk_labels = RiskLabels(self._transport)
+        """Fraud labels (`risk:write`): a simulated workload's ground truth."""
 
 
 class BillfoldUser(_Client):

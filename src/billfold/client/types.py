@@ -83,6 +83,7 @@ __all__ = [
     "RiskDecision",
     "RiskDecisionPage",
     "RiskDecisionSummary",
+    "RiskLabel",
     "RiskRule",
     "RiskRuleDetail",
     "RiskRuleEvaluation",
@@ -1004,3 +1005,13 @@ class RiskDecision(RiskDecisionSummary):
 
 
 RiskDecisionPage = Page[RiskDecisionSummary]
+
+
+class RiskLabel(TypedDict):
+    """A fraud label as stored (`POST /v1/risk/labels`)."""
+
+    reference: str
+    fraud: bool
+    source: str
+    decision_id: str | None
+    changed: bool

@@ -54,6 +54,8 @@ class Scope(StrEnum):
     """Create, change, rotate and delete webhook endpoints; replay events."""
     RISK_READ = "risk:read"
     """Read risk decisions: what the engine saw, decided and why."""
+    RISK_WRITE = "risk:write"
+    """Post fraud labels of the tenant's movements (a simulator's ground truth)."""
 
 
 class TenantStatus(StrEnum):
