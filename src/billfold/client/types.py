@@ -773,9 +773,10 @@ class LimitOverride(TypedDict):
 class LimitInForce(TypedDict):
     window: Literal["per_transaction", "daily", "monthly"]
     limit: str
-    source: Literal["tier", "override"]
+    source: Literal["tier", "override", "risk_reduction"]
     tier_limit: str
     override: LimitOverride | None
+    reduction_bps: int | None
 
 
 class UserLimits(TypedDict):

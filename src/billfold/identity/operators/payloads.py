@@ -13,6 +13,8 @@ account_unfreeze   ``mode``, ``account_id`` (``acc_…``)
 limit_increase     ``subject_id`` (a public id), ``limit`` (its name), ``asset``,
                    ``amount`` (the new limit, minor units)
 key_rotation       ``key_id`` (the key's name in the key hierarchy)
+risk_response_     ``response_id`` (``rrs_…``: the automated risk response to
+reversal           undo)
 =================  ===========================================================
 """
 
@@ -38,10 +40,12 @@ __all__ = [
     "ADJUSTMENT_CODE_DEFAULT",
     "AMOUNT_MAX",
     "PAYLOAD_MODELS",
+    "RISK_RESPONSE_ID_PREFIX",
     "AccountUnfreezePayload",
     "KeyRotationPayload",
     "LedgerAdjustmentPayload",
     "LimitIncreasePayload",
+    "RiskResponseReversalPayload",
     "canonical_payload",
     "load_payload",
 ]
@@ -49,6 +53,9 @@ __all__ = [
 ACCOUNT_ID_PREFIX = "acc"
 """The ledger API's account id prefix (``billfold.ledger.schemas``), repeated here because
 identity does not import the ledger."""
+RISK_RESPONSE_ID_PREFIX = "rrs"
+"""The risk responses' API id prefix (``billfold.risk.cases``), repeated here because
+identity does not import risk."""
 AMOUNT_MAX: Final = 2**127 - 1
 ADJUSTMENT_CODE_DEFAULT = 9000
 """The ledger code a manual adjustment is recorded with unless the request names one."""
@@ -137,11 +144,21 @@ class KeyRotationPayload(_Payload):
     key_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
+class RiskResponseReversalPayload(_Payload):
+    """Undo an automated risk response of the tenant, exactly as its record says."""
+
+    response_id: str = Field(pattern=rf"^{RISK_RESPONSE_ID_PREFIX}_[0-9a-f]{{32}}$")
+
+    def internal_response_id(self) -> uuid.UUID:
+        return parse_id(RISK_RESPONSE_ID_PREFIX, self.response_id)
+
+
 PAYLOAD_MODELS: Final[Mapping[ActionType, type[_Payload]]] = {
     ActionType.LEDGER_ADJUSTMENT: LedgerAdjustmentPayload,
     ActionType.ACCOUNT_UNFREEZE: AccountUnfreezePayload,
     ActionType.LIMIT_INCREASE: LimitIncreasePayload,
     ActionType.KEY_ROTATION: KeyRotationPayload,
+    ActionType.RISK_RESPONSE_REVERSAL: RiskResponseReversalPayload,
 }
 invariant(set(PAYLOAD_MODELS) == set(ActionType), "every action type has a payload model")
 
