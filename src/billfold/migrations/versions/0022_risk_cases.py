@@ -1,5 +1,6 @@
 """Risk review queue and automated responses: case notes, case resolutions (the money side
-of a decided case), freeze enforcements, and wallets' risk limit reductions.
+of a decided case), freeze enforcements, wallets' risk limit reductions, and the
+``risk_response_reversal`` four-eyes action type.
 
 Revision ID: 0022_risk_cases
 Revises: 0018_risk_core
@@ -17,7 +18,20 @@ branch_labels = None
 depends_on = None
 
 
+_APPROVALS = "identity_approval_requests"
+_ACTION_TYPES = "'ledger_adjustment', 'account_unfreeze', 'limit_increase', 'key_rotation'"
+
+
+def _action_types(allowed: str) -> None:
+    with op.batch_alter_table(_APPROVALS) as table:
+        table.drop_constraint(f"ck_{_APPROVALS}_action_type", type_="check")
+        table.create_check_constraint(
+            op.f(f"ck_{_APPROVALS}_action_type"), f"action_type IN ({allowed})"
+        )
+
+
 def upgrade() -> None:
+    _action_types(f"{_ACTION_TYPES}, 'risk_response_reversal'")
     op.create_table(
         "risk_case_notes",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -92,6 +106,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute(f"DELETE FROM {_APPROVALS} WHERE action_type = 'risk_response_reversal'")
+    _action_types(_ACTION_TYPES)
     op.drop_table("wallets_limit_reductions")
     op.drop_table("risk_response_enforcements")
     op.drop_table("risk_case_resolutions")
