@@ -49,6 +49,8 @@ _PREFIXES = {
     "merchant_id": "mer",
     "dispute_id": "dsp",
     "request_id": "req",
+    "case_id": "rcs",
+    "response_id": "rrs",
 }
 
 

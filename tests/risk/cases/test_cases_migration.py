@@ -76,5 +76,5 @@ def test_the_migration_downgrades_and_upgrades_again(isolated_database_url: str)
 
 
 def test_an_unknown_action_type_is_still_refused(isolated_database_url: str) -> None:
-    with pytest.raises(Exception, match="(?i)check"):
+    with pytest.raises(Exception, match=r"(?i)check"):
         _insert_unknown_action_type(isolated_database_url)
