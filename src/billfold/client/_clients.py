@@ -31,6 +31,7 @@ from billfold.client.resources.payments import (
     SplitRules,
 )
 from billfold.client.resources.privacy import Consents, PiiVault, TokenVault
+from billfold.client.resources.risk import RiskCases, RiskResponses
 from billfold.client.resources.users import Users
 from billfold.client.resources.wallets import Merchants, Wallets
 from billfold.client.types import (
@@ -282,8 +283,8 @@ def _resumed(refresh_token: str) -> Tokens:
 
 
 class BillfoldOperator(_Client):
-    """A back-office operator of one tenant: `log_in`, then `operators`, `approvals` and
-    `audit`.
+    """A back-office operator of one tenant: `log_in`, then `operators`, `approvals`,
+    `audit`, `risk_cases` and `risk_responses`.
 
     Sessions last an hour and are not refreshed: log in again when one ends."""
 
@@ -315,6 +316,10 @@ class BillfoldOperator(_Client):
         self.approvals = Approvals(self._transport)
         self.audit = OperatorAudit(self._transport)
         """The tenant's audit log (the permission `audit.read`)."""
+        self.risk_cases = RiskCases(self._transport)
+        """The review queue of held movements (the permission `cases.review`)."""
+        self.risk_responses = RiskResponses(self._transport)
+        """Automated risk responses, applied and reversed with four eyes."""
 
     @property
     def token(self) -> str | None:

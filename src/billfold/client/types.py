@@ -80,6 +80,15 @@ __all__ = [
     "PiiSearch",
     "RecoveryCodes",
     "Refund",
+    "RiskCase",
+    "RiskCaseDecision",
+    "RiskCaseDetail",
+    "RiskCaseNote",
+    "RiskCasePage",
+    "RiskCaseResolution",
+    "RiskResponse",
+    "RiskResponsePage",
+    "RiskResponseReversal",
     "Session",
     "SessionList",
     "SessionsRevoked",
@@ -384,7 +393,13 @@ class OperatorSession(TypedDict):
 class Approval(TypedDict):
     id: str
     tenant_id: str
-    action_type: Literal["ledger_adjustment", "account_unfreeze", "limit_increase", "key_rotation"]
+    action_type: Literal[
+        "ledger_adjustment",
+        "account_unfreeze",
+        "limit_increase",
+        "key_rotation",
+        "risk_response_reversal",
+    ]
     payload: JSONObject
     reason: str
     status: Literal["pending", "approved", "refused", "expired", "executed", "failed"]
@@ -909,3 +924,83 @@ class MoneyRequest(TypedDict):
 class NotificationReceipt(TypedDict):
     notification_id: str
     duplicate: bool
+
+
+class RiskCase(TypedDict):
+    """A movement held for review. `state`: open, resolving (decided, the held money not
+    moved yet), approved, rejected or expired."""
+
+    id: str
+    mode: Literal["test", "live"]
+    state: Literal["open", "resolving", "approved", "rejected", "expired"]
+    kind: str
+    reference: str
+    user_id: str | None
+    amount: str
+    currency: str
+    decision_id: str
+    opened_at: str
+    hold_expires_at: str
+    resolved_at: str | None
+    resolved_by: str | None
+
+
+class RiskCaseDecision(TypedDict):
+    id: str
+    action: str
+    score: int
+    reasons: list[str]
+    features: JSONObject
+    hits: list[Any]
+    model_score: float | None
+    ruleset_version: int | None
+    created_at: str
+
+
+class RiskCaseResolution(TypedDict):
+    action: Literal["post", "void"]
+    state: Literal["pending", "settled"]
+    attempts: int
+    last_error: str | None
+    requested_at: str
+    settled_at: str | None
+
+
+class RiskCaseNote(TypedDict):
+    id: str
+    author_id: str
+    body: str
+    created_at: str
+
+
+class RiskCaseDetail(RiskCase):
+    decision: RiskCaseDecision | None
+    resolution: RiskCaseResolution | None
+    notes: list[RiskCaseNote]
+
+
+RiskCasePage = Page[RiskCase]
+
+
+class RiskResponse(TypedDict):
+    """An automated response applied to an end user; `detail` records what it changed."""
+
+    id: str
+    mode: Literal["test", "live"]
+    user_id: str
+    kind: Literal["freeze_account", "lower_limits", "hold_outgoing"]
+    state: Literal["active", "reversing", "reversed"]
+    decision_id: str | None
+    detail: JSONObject
+    applied_at: str
+    reversed_at: str | None
+    reversed_by: str | None
+
+
+RiskResponsePage = Page[RiskResponse]
+
+
+class RiskResponseReversal(TypedDict):
+    response: RiskResponse
+    approval_id: str
+    approval_status: str

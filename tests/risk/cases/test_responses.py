@@ -325,3 +325,39 @@ def test_who_may_apply_list_and_reverse(desk: Desk) -> None:
     assert desk.client.get("/v1/risk/responses", headers=intruder.headers).json()["items"] == []
     other_user = end_user(desk.database_url, tenant_id=intruder_tenant)
     assert other_user != desk.user
+
+
+def test_a_freeze_a_crash_left_unenforced_is_enforced_by_recovery(desk: Desk) -> None:
+    from billfold.flows.risk_cases import recover
+    from billfold.kit.clock import SystemClock
+    from risk.cases.cases_support import LedgerResolver
+
+    movement = Movement(
+        tenant_id=desk.holder.tenant_id,
+        mode="test",
+        kind=MovementKind.P2P,
+        amount=1_000,
+        currency="USD",
+        occurred_at_ns=time.time_ns(),
+        user_id=desk.holder.user_id,
+    )
+    decision = decision_for(movement, responses=(Response.FREEZE_ACCOUNT,))
+    run_in_unit_of_work(
+        desk.database_url,
+        lambda session: apply_responses(
+            session, decision=decision, movement=movement, at_ns=time.time_ns()
+        ),
+    )  # ... and the process stops before enforce_responses
+    assert account_status(desk.database_url, desk.holder) == "active"
+    state = desk.client.app.state  # type: ignore[attr-defined]
+    recovered = desk.client.portal.call(  # type: ignore[union-attr]
+        lambda: recover(
+            state.unit_of_work,
+            state.ledger,
+            LedgerResolver(state.ledger),
+            clock=SystemClock(),
+            older_than_s=0,
+        )
+    )
+    assert recovered.enforced == 1
+    assert account_status(desk.database_url, desk.holder) == "frozen"

@@ -32,6 +32,7 @@ from billfold.ledger.ledger import Ledger
 from billfold.risk.cases import responses, service
 from billfold.risk.cases.errors import (
     CaseNotFound,
+    CaseNotOpen,
     HeldResolverUnavailable,
     ResponseNotFound,
     RiskSubjectNotFound,
@@ -174,6 +175,10 @@ async def _decide(
     approve: bool,
 ) -> CaseDetailResponse:
     identifier = _case_id(case_id)
+    async with unit_of_work.begin() as session:  # 404 and 409 come before a missing resolver
+        seen = await service.get_case(session, tenant_id=principal.tenant_id, case_id=identifier)
+    if seen.case.state != "open":
+        raise CaseNotOpen(f"The case is {seen.state}.", case_state=seen.state)
     resolver = _held_resolver(request)
     detail = await flow.decide_case(
         unit_of_work,
