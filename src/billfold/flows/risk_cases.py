@@ -227,22 +227,30 @@ async def enforce_response(
         assert response is not None
         detail = responses.detail_of(response)
     try:
-        await _freeze(unit_of_work, ledger, response=response, detail=detail)
+        froze = await _freeze(unit_of_work, ledger, response=response, detail=detail)
     except Exception as error:  # retried by recover(); the row says it is still to do
         log.warning("risk.response.freeze_failed", error=type(error).__name__)
         async with unit_of_work.begin() as session:
             await ResponseRepository(session).enforcement_failed(response_id=response_id)
         return False
     async with unit_of_work.begin() as session:
-        return await ResponseRepository(session).finish_enforcement(
+        repository = ResponseRepository(session)
+        finished = await repository.finish_enforcement(
             response_id=response_id, to_state="done", now_ns=_now_ns(ledger)
         )
+        after = None if finished else await repository.enforcement(response_id)
+    if after is not None and after.state == "cancelled":
+        # Reversed while this freeze was under way: its unfreeze may have come first, so
+        # what this call froze is unfrozen again (a reversed response holds nothing).
+        await _unfreeze_accounts(unit_of_work, ledger, response=response, account_ids=froze)
+    return finished
 
 
 async def _freeze(
     unit_of_work: UnitOfWork, ledger: Ledger, *, response: RiskResponse, detail: dict[str, object]
-) -> None:
-    """Record which active accounts this response freezes, then freeze them."""
+) -> list[uuid.UUID]:
+    """Record which active accounts this response freezes, then freeze them; the
+    accounts frozen by this call."""
     listed = _account_ids(detail.get("accounts"))
     frozen = _account_ids(detail.get("frozen"))
     ledger_tenant = ledger_tenant_of(response.tenant_id, response.mode)
@@ -259,6 +267,43 @@ async def _freeze(
         await ledger.set_account_status(
             tenant_id=ledger_tenant, account_id=account_id, status=AccountStatus.FROZEN
         )
+    return active
+
+
+async def _unfreeze_accounts(
+    unit_of_work: UnitOfWork,
+    ledger: Ledger,
+    *,
+    response: RiskResponse,
+    account_ids: Sequence[uuid.UUID],
+) -> int:
+    """Unfreeze `account_ids` (frozen by `response`), except those another freeze in
+    force on the user still covers; how many were unfrozen."""
+    async with unit_of_work.begin() as session:
+        others = await ResponseRepository(session).in_force_of_kind(
+            tenant_id=response.tenant_id,
+            mode=response.mode,
+            user_id=response.user_id,
+            kind=Response.FREEZE_ACCOUNT.value,
+            limit=_FREEZES_PER_USER_MAX,
+        )
+    covered = {
+        account_id
+        for other in others
+        if other.id != response.id
+        for account_id in _account_ids(responses.detail_of(other).get("accounts"))
+    }
+    ledger_tenant = ledger_tenant_of(response.tenant_id, response.mode)
+    wanted = [account_id for account_id in account_ids if account_id not in covered]
+    accounts = await ledger.lookup_accounts(tenant_id=ledger_tenant, ids=wanted)
+    unfrozen = 0
+    for account in accounts:
+        if account.status is AccountStatus.FROZEN:
+            await ledger.set_account_status(
+                tenant_id=ledger_tenant, account_id=account.id, status=AccountStatus.ACTIVE
+            )
+            unfrozen += 1
+    return unfrozen
 
 
 def _account_ids(value: object) -> list[uuid.UUID]:
@@ -385,31 +430,9 @@ class RiskResponseReversalExecutor:
         """Unfreeze the accounts this response froze, except those another freeze in
         force on the user still covers."""
         frozen = _account_ids(responses.detail_of(response).get("frozen"))
-        async with self._unit_of_work.begin() as session:
-            others = await ResponseRepository(session).in_force_of_kind(
-                tenant_id=response.tenant_id,
-                mode=response.mode,
-                user_id=response.user_id,
-                kind=Response.FREEZE_ACCOUNT.value,
-                limit=_FREEZES_PER_USER_MAX,
-            )
-        covered = {
-            account_id
-            for other in others
-            if other.id != response.id
-            for account_id in _account_ids(responses.detail_of(other).get("accounts"))
-        }
-        ledger_tenant = ledger_tenant_of(response.tenant_id, response.mode)
-        wanted = [account_id for account_id in frozen if account_id not in covered]
-        accounts = await self._ledger.lookup_accounts(tenant_id=ledger_tenant, ids=wanted)
-        unfrozen = 0
-        for account in accounts:
-            if account.status is AccountStatus.FROZEN:
-                await self._ledger.set_account_status(
-                    tenant_id=ledger_tenant, account_id=account.id, status=AccountStatus.ACTIVE
-                )
-                unfrozen += 1
-        return unfrozen
+        return await _unfreeze_accounts(
+            self._unit_of_work, self._ledger, response=response, account_ids=frozen
+        )
 
 
 # -- recovery

@@ -361,3 +361,31 @@ def test_a_freeze_a_crash_left_unenforced_is_enforced_by_recovery(desk: Desk) ->
     )
     assert recovered.enforced == 1
     assert account_status(desk.database_url, desk.holder) == "frozen"
+
+
+def test_a_freeze_reversed_before_it_was_enforced_never_freezes(desk: Desk) -> None:
+    movement = Movement(
+        tenant_id=desk.holder.tenant_id,
+        mode="test",
+        kind=MovementKind.P2P,
+        amount=1_000,
+        currency="USD",
+        occurred_at_ns=time.time_ns(),
+        user_id=desk.holder.user_id,
+    )
+    decision = decision_for(movement, responses=(Response.FREEZE_ACCOUNT,))
+    [response_id] = run_in_unit_of_work(
+        desk.database_url,
+        lambda session: apply_responses(
+            session, decision=decision, movement=movement, at_ns=time.time_ns()
+        ),
+    )
+    reversal = desk.reverse(format_id("rrs", response_id))
+    approval = desk.approve(reversal["approval_id"], desk.officer)
+    assert approval["result"]["accounts_unfrozen"] == 0  # type: ignore[index]
+    state = desk.client.app.state  # type: ignore[attr-defined]
+    enforced = desk.client.portal.call(  # type: ignore[union-attr]
+        lambda: enforce_responses(state.unit_of_work, state.ledger, response_ids=[response_id])
+    )
+    assert enforced == 0
+    assert account_status(desk.database_url, desk.holder) == "active"
