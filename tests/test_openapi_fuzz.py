@@ -52,7 +52,7 @@ def _credential_for(path: str, tokens: dict[str, str]) -> str:
     the handlers instead of stopping at authentication."""
     if path.startswith(("/v1/me", "/v1/sessions")):
         return tokens["user"]
-    if path.startswith(("/v1/operators", "/v1/approvals")):
+    if path.startswith(("/v1/operators", "/v1/approvals", "/v1/risk")):
         return tokens["operator"]
     return tokens["api_key"]
 
@@ -93,7 +93,9 @@ def test_no_operation_answers_5xx_or_a_non_problem_error(
 ) -> None:
     tenant = bootstrap_tenant(database_url, name="Fuzzed")
     key = create_key(database_url, tenant_id=tenant.tenant.id, scopes=list(Scope))
-    administrator = operator(database_url, tenant_id=tenant.tenant.id, roles=[Role.ADMIN])
+    administrator = operator(
+        database_url, tenant_id=tenant.tenant.id, roles=[Role.ADMIN, Role.RISK_ANALYST]
+    )
     app = create_app(
         Settings(
             database_url=database_url,

@@ -51,6 +51,8 @@ _PREFIXES = {
     "request_id": "req",
     "rule_id": "rrl",
     "decision_id": "rdc",
+    "case_id": "rcs",
+    "response_id": "rrs",
 }
 
 

@@ -29,6 +29,7 @@ from billfold.audit.router import router as audit_router
 from billfold.events.inbound import InboundRegistry
 from billfold.events.router import router as events_router
 from billfold.flows.approvals import approval_executors
+from billfold.flows.risk_cases import recover as recover_risk_cases
 from billfold.fx.router import install_fx
 from billfold.fx.router import router as fx_router
 from billfold.identity.auth import authenticate
@@ -47,6 +48,7 @@ from billfold.kit.auth import (
     install_auth,
     install_rate_limit,
 )
+from billfold.kit.clock import SystemClock
 from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
 from billfold.kit.errors import ServiceUnavailable, Unauthorized, install_problem_handlers
 from billfold.kit.http.idempotency import IdempotencyMiddleware
@@ -69,6 +71,7 @@ from billfold.payments.router import router as payments_router
 from billfold.payments.runtime import close_payments, install_payments
 from billfold.privacy.masking import mask_pii_processor
 from billfold.privacy.router import router as privacy_router
+from billfold.risk.cases.router import router as risk_cases_router
 from billfold.risk.labels_router import router as risk_labels_router
 from billfold.risk.router import install_risk
 from billfold.risk.router import router as risk_router
@@ -220,6 +223,39 @@ async def _payments_recovery(app: FastAPI, settings: Settings) -> AsyncIterator[
             await task
 
 
+async def _recover_risk_cases_forever(app: FastAPI, *, interval_s: float) -> None:
+    """Retry review cases whose held money did not move yet, expire cases past their hold
+    and enforce freezes a crash left pending (``flows.risk_cases.recover``); only once a
+    resolver for held movements is installed (``app.state.held_resolver``)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        resolver = getattr(app.state, "held_resolver", None)
+        if resolver is None:
+            continue
+        try:
+            await recover_risk_cases(
+                app.state.unit_of_work, app.state.ledger, resolver, clock=SystemClock()
+            )
+        except Exception:  # logged and retried next round: the loop must not die
+            log.exception("risk.cases.recovery_failed")
+
+
+@asynccontextmanager
+async def _risk_cases_recovery(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+    if not settings.embedded_worker:
+        yield
+        return
+    task = asyncio.create_task(
+        _recover_risk_cases_forever(app, interval_s=settings.risk_cases_recovery_interval_s)
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 @contextmanager
 def _tuned_garbage_collection(gen0_threshold: int) -> Iterator[None]:
     """While serving: what exists after startup is frozen out of the cyclic collector's
@@ -256,7 +292,9 @@ async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, L
         ledger.start_expiry(interval_s=settings.ledger_expiry_interval_s)
     app.state.ledger = ledger
     # Four-eyes approvals of ledger actions execute through the ledger facade.
-    app.state.approval_executors = approval_executors(ledger, app.state.keyring)
+    app.state.approval_executors = approval_executors(
+        ledger, app.state.keyring, app.state.unit_of_work
+    )
     app.state.audit = AuditService(  # checkpoints signed by the platform's "audit" key
         app.state.unit_of_work,
         signing_keys=HierarchySigningKeys(app.state.keyring, purpose="audit"),
@@ -299,6 +337,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
                 else contextlib.nullcontext(),
                 _embedded_worker(app, settings, ledger),
                 _payments_recovery(app, settings),
+                _risk_cases_recovery(app, settings),
                 app.state.audit.checkpointing(interval_s=settings.audit_checkpoint_interval_s),
             ):
                 policy = CredentialRateLimit(
@@ -373,6 +412,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(risk_router)
     install_risk(app, settings)  # the decision engine on app.state.risk
     app.include_router(risk_labels_router)
+    app.include_router(risk_cases_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
     async def healthz() -> Health:

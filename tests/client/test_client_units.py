@@ -305,6 +305,13 @@ _SHAPES: dict[str, str] = {
     "SplitRule": "SplitRuleResponse",
     "MoneyRequest": "MoneyRequestResponse",
     "NotificationReceipt": "NotificationReceipt",
+    "RiskCase": "CaseResponse",
+    "RiskCaseDetail": "CaseDetailResponse",
+    "RiskCaseDecision": "DecisionView",
+    "RiskCaseResolution": "ResolutionView",
+    "RiskCaseNote": "NoteResponse",
+    "RiskResponse": "RiskResponseView",
+    "RiskResponseReversal": "ReversalCreated",
 }
 
 

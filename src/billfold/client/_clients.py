@@ -33,6 +33,7 @@ from billfold.client.resources.payments import (
 from billfold.client.resources.privacy import Consents, PiiVault, TokenVault
 from billfold.client.resources.risk import RiskDecisions, RiskRules
 from billfold.client.resources.risk_labels import RiskLabels
+from billfold.client.resources.risk_review import RiskCases, RiskResponses
 from billfold.client.resources.users import Users
 from billfold.client.resources.wallets import Merchants, Wallets
 from billfold.client.types import (
@@ -288,8 +289,8 @@ def _resumed(refresh_token: str) -> Tokens:
 
 
 class BillfoldOperator(_Client):
-    """A back-office operator of one tenant: `log_in`, then `operators`, `approvals` and
-    `audit`.
+    """A back-office operator of one tenant: `log_in`, then `operators`, `approvals`,
+    `audit`, `risk_cases` and `risk_responses`.
 
     Sessions last an hour and are not refreshed: log in again when one ends."""
 
@@ -323,6 +324,10 @@ class BillfoldOperator(_Client):
         self.risk_rules = RiskRules(self._transport)
         self.risk_decisions = RiskDecisions(self._transport)
         """The tenant's audit log (the permission `audit.read`)."""
+        self.risk_cases = RiskCases(self._transport)
+        """The review queue of held movements (the permission `cases.review`)."""
+        self.risk_responses = RiskResponses(self._transport)
+        """Automated risk responses, applied and reversed with four eyes."""
 
     @property
     def token(self) -> str | None:

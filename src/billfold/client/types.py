@@ -80,10 +80,19 @@ __all__ = [
     "PiiSearch",
     "RecoveryCodes",
     "Refund",
+    "RiskCase",
+    "RiskCaseDecision",
+    "RiskCaseDetail",
+    "RiskCaseNote",
+    "RiskCasePage",
+    "RiskCaseResolution",
     "RiskDecision",
     "RiskDecisionPage",
     "RiskDecisionSummary",
     "RiskLabel",
+    "RiskResponse",
+    "RiskResponsePage",
+    "RiskResponseReversal",
     "RiskRule",
     "RiskRuleDetail",
     "RiskRuleEvaluation",
@@ -400,6 +409,7 @@ class Approval(TypedDict):
         "limit_increase",
         "key_rotation",
         "risk_rule_change",
+        "risk_response_reversal",
     ]
     payload: JSONObject
     reason: str
@@ -789,9 +799,10 @@ class LimitOverride(TypedDict):
 class LimitInForce(TypedDict):
     window: Literal["per_transaction", "daily", "monthly"]
     limit: str
-    source: Literal["tier", "override"]
+    source: Literal["tier", "override", "risk_reduction"]
     tier_limit: str
     override: LimitOverride | None
+    reduction_bps: int | None
 
 
 class UserLimits(TypedDict):
@@ -990,6 +1001,34 @@ class RiskDecisionSummary(TypedDict):
     currency: str
     action: RiskAction
     score: int
+
+
+class RiskCase(TypedDict):
+    """A movement held for review. `state`: open, resolving (decided, the held money not
+    moved yet), approved, rejected or expired."""
+
+    id: str
+    mode: Literal["test", "live"]
+    state: Literal["open", "resolving", "approved", "rejected", "expired"]
+    kind: str
+    reference: str
+    user_id: str | None
+    amount: str
+    currency: str
+    decision_id: str
+    opened_at: str
+    hold_expires_at: str
+    resolved_at: str | None
+    resolved_by: str | None
+
+
+class RiskCaseDecision(TypedDict):
+    id: str
+    action: str
+    score: int
+    reasons: list[str]
+    features: JSONObject
+    hits: list[Any]
     model_score: float | None
     ruleset_version: int | None
     created_at: str
@@ -1015,3 +1054,52 @@ class RiskLabel(TypedDict):
     source: str
     decision_id: str | None
     changed: bool
+
+
+class RiskCaseResolution(TypedDict):
+    action: Literal["post", "void"]
+    state: Literal["pending", "settled"]
+    attempts: int
+    last_error: str | None
+    requested_at: str
+    settled_at: str | None
+
+
+class RiskCaseNote(TypedDict):
+    id: str
+    author_id: str
+    body: str
+    created_at: str
+
+
+class RiskCaseDetail(RiskCase):
+    decision: RiskCaseDecision | None
+    resolution: RiskCaseResolution | None
+    notes: list[RiskCaseNote]
+
+
+RiskCasePage = Page[RiskCase]
+
+
+class RiskResponse(TypedDict):
+    """An automated response applied to an end user; `detail` records what it changed."""
+
+    id: str
+    mode: Literal["test", "live"]
+    user_id: str
+    kind: Literal["freeze_account", "lower_limits", "hold_outgoing"]
+    state: Literal["active", "reversing", "reversed"]
+    decision_id: str | None
+    detail: JSONObject
+    applied_at: str
+    reversed_at: str | None
+    reversed_by: str | None
+
+
+RiskResponsePage = Page[RiskResponse]
+
+
+class RiskResponseReversal(TypedDict):
+    response: RiskResponse
+    approval_id: str
+    approval_status: str

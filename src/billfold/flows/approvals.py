@@ -1,11 +1,13 @@
 """Four-eyes approvals executed outside identity: manual ledger adjustments and account
 unfreezes (on the ledger), key rotations (in the key hierarchy), limit increases (in
-wallets' limit overrides) and enforcing risk rule versions (``billfold.risk.changes``).
+wallets' limit overrides), enforcing risk rule versions (``billfold.risk.changes``) and
+reversals of automated risk responses (on the ledger and risk's tables:
+``flows.risk_cases.RiskResponseReversalExecutor``, idempotent on the response's state).
 
 Identity decides who may approve what, and may not import the ledger; these executors are
 the bridge, installed by the application (``app.state.approval_executors``)::
 
-    app.state.approval_executors = approval_executors(ledger)
+    app.state.approval_executors = approval_executors(ledger, keyring, unit_of_work)
 
 Both are idempotent on the approval id, as ``identity.operators.flows`` requires: the
 adjustment's transfer id *is* the approval id, so a repeated execution finds the transfer
@@ -26,11 +28,13 @@ from types import MappingProxyType
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billfold.flows.risk_cases import RiskResponseReversalExecutor
 from billfold.identity.operators.errors import InvalidApprovalPayload
 from billfold.identity.operators.executors import (
     ApprovalExecutors,
     ApprovedAction,
     ExecutionOutcome,
+    ExternalExecutor,
     TransactionalCheck,
     TransactionalExecutor,
     default_executors,
@@ -48,6 +52,7 @@ from billfold.keys.errors import InvalidPurpose, UnknownKey
 from billfold.keys.keyring import Keyring, check_purpose
 from billfold.keys.service import KeyActor, rotate
 from billfold.kit.auth import LEDGER_TENANT_NAMESPACE
+from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import invariant
 from billfold.kit.ids import format_id
 from billfold.ledger.ledger import Ledger
@@ -264,20 +269,24 @@ class LimitIncreaseExecutor:
         )
 
 
-def approval_executors(ledger: Ledger, keyring: Keyring | None = None) -> ApprovalExecutors:
+def approval_executors(
+    ledger: Ledger, keyring: Keyring | None = None, unit_of_work: UnitOfWork | None = None
+) -> ApprovalExecutors:
     """Every executor: the ledger's two over ``ledger``, the limit increase (wallets'
     overrides) with its request-time check, the risk rule change (``billfold.risk.changes``:
-    an enforcing rule version made active) with its check, and the key rotation over
+    an enforcing rule version made active) with its check, the key rotation over
     ``keyring``, with its request-time check, when given (without one, identity's default
-    only records a rotation)."""
-    executors = default_executors().with_external(
-        MappingProxyType(
-            {
-                ActionType.LEDGER_ADJUSTMENT: LedgerAdjustmentExecutor(ledger),
-                ActionType.ACCOUNT_UNFREEZE: AccountUnfreezeExecutor(ledger),
-            }
+    only records a rotation), and the reversal of an automated risk response
+    (``flows.risk_cases.RiskResponseReversalExecutor``) when ``unit_of_work`` is given."""
+    external: dict[ActionType, ExternalExecutor] = {
+        ActionType.LEDGER_ADJUSTMENT: LedgerAdjustmentExecutor(ledger),
+        ActionType.ACCOUNT_UNFREEZE: AccountUnfreezeExecutor(ledger),
+    }
+    if unit_of_work is not None:
+        external[ActionType.RISK_RESPONSE_REVERSAL] = RiskResponseReversalExecutor(
+            ledger, unit_of_work
         )
-    )
+    executors = default_executors().with_external(MappingProxyType(external))
     limit_increase = LimitIncreaseExecutor()
     rule_change = RuleChangeExecutor()
     transactional: dict[ActionType, TransactionalExecutor] = {

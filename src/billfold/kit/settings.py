@@ -241,6 +241,20 @@ class Settings(BaseSettings):
         description="Above this amount (minor units) P2P transfers and withdrawals need a"
         " step-up token bound to the amount, currency and payee; unset: never.",
     )
+    risk_lower_limits_bps: int = Field(
+        default=1_000,
+        ge=0,
+        le=10_000,
+        description="What an automated lower_limits risk response leaves of each spending"
+        " limit, in basis points (1000: a tenth).",
+    )
+    risk_cases_recovery_interval_s: float = Field(
+        default=60,
+        ge=1,
+        le=86_400,
+        description="How often the worker retries review cases whose held money did not move"
+        " yet, expires cases past their hold and enforces freezes a crash left pending.",
+    )
     payments_resume_interval_s: float = Field(
         default=60,
         ge=1,

@@ -35,6 +35,7 @@ from billfold.payments.steps import step_id
 from billfold.wallets.accounts import OwnerKind, SystemRole, TransferCode, system_account_id
 from billfold.wallets.limits import DEFAULT_TIER, check_limits
 from billfold.wallets.overrides import overrides_by_window
+from billfold.wallets.reductions import reduction_in_force
 from billfold.wallets.repository import WalletRepository
 from billfold.wallets.service import currency_exponent, ledger_tenant_of
 
@@ -233,9 +234,10 @@ async def check_spending_limits(
     excluding: uuid.UUID | None = None,
 ) -> int:
     """Raise `limit_exceeded` if `amount` breaks the user's limits: their tier's, raised
-    by any approved limit override. Call it in the transaction that records the payment
-    (or, for a merchant payment, claims its payer): it locks the user's spending
-    (PostgreSQL: an advisory lock until commit; SQLite's writer lock does the same), so
+    by any approved limit override, lowered by any risk reduction in force. Call it in the
+    transaction that records the payment (or, for a merchant payment, claims its payer):
+    it locks the user's spending (PostgreSQL: an advisory lock until commit; SQLite's
+    writer lock does the same), so
     concurrent payments are checked one after the other, each seeing the ones before it,
     and together never pass a limit. `excluding`: a payment already claimed by this user
     (a retried authorization), not counted twice. Returns the moment checked (ns), which
@@ -246,6 +248,7 @@ async def check_spending_limits(
     overrides = await overrides_by_window(
         session, owner_kind=OwnerKind.USER, owner_id=user_id, currency=currency
     )
+    reduction_bps = await reduction_in_force(session, user_id=user_id)
     at_ns = time.time_ns()
     now = datetime.fromtimestamp(at_ns // _NANOSECONDS_PER_SECOND, UTC)
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -264,6 +267,7 @@ async def check_spending_limits(
         daily_used_minor=daily,
         monthly_used_minor=monthly,
         overrides=overrides,
+        reduction_bps=reduction_bps,
     )
     if breach is not None:
         raise LimitExceeded(

@@ -8,6 +8,11 @@ A holder's limit for one window and currency can be raised above the tier's figu
 **override** (a four-eyes ``limit_increase`` approval, see ``wallets.overrides``): the
 effective limit of a window is the higher of the two, so an override never lowers a limit
 and a later tier upgrade is never undone by an old override.
+
+A risk **reduction** (an automated ``lower_limits`` response, see ``wallets.reductions``)
+then caps every window at a fraction of that figure (``reduction_bps`` / 10,000): the
+effective limit is ``min(max(tier, override), max(tier, override) * bps / 10,000)``. A
+reduction only ever lowers a limit, and lifting it restores the figure exactly.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
+    "BPS_WHOLE",
     "DEFAULT_TIER",
     "TIER_LIMITS",
     "TIER_MAX",
@@ -27,6 +33,7 @@ __all__ = [
     "check_limits",
     "effective_limits",
     "limits_for",
+    "reduced",
 ]
 
 TIER_MAX = 3
@@ -34,6 +41,8 @@ DEFAULT_TIER = 1
 """The tier of a holder nobody has assessed: a verified phone or email."""
 WINDOWS: Final = ("per_transaction", "daily", "monthly")
 """The limits' names, as a ``limit_increase`` approval's ``limit`` names them."""
+BPS_WHOLE = 10_000
+"""A reduction of this many basis points leaves a limit whole."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,26 +93,45 @@ class EffectiveLimit:
     """The tier's figure."""
     override_minor: int | None
     """The override's figure, if the holder has one for this window and currency."""
+    reduction_bps: int | None = None
+    """The risk reduction in force (basis points of the figure left), if any."""
 
     @property
     def source(self) -> str:
-        """``override`` when an override raises the tier's figure, else ``tier``."""
+        """``risk_reduction`` when a reduction lowers the figure, ``override`` when an
+        override raises the tier's figure, else ``tier``."""
+        if self.limit_minor < max(self.tier_minor, self.override_minor or 0):
+            return "risk_reduction"
         return "override" if self.limit_minor > self.tier_minor else "tier"
 
 
+def reduced(limit_minor: int, reduction_bps: int | None) -> int:
+    """`limit_minor` under a reduction of `reduction_bps` (None: no reduction). Rounded
+    down: a reduction never leaves more than its fraction."""
+    if reduction_bps is None:
+        return limit_minor
+    return min(limit_minor, limit_minor * max(0, min(reduction_bps, BPS_WHOLE)) // BPS_WHOLE)
+
+
 def effective_limits(
-    *, tier: int, exponent: int, overrides: Mapping[str, int] | None = None
+    *,
+    tier: int,
+    exponent: int,
+    overrides: Mapping[str, int] | None = None,
+    reduction_bps: int | None = None,
 ) -> tuple[EffectiveLimit, EffectiveLimit, EffectiveLimit]:
     """The (per transfer, daily, monthly) limits in force: per window, the tier's figure
-    or the override's (by window name, minor units), whichever is higher."""
+    or the override's (by window name, minor units), whichever is higher, then lowered by
+    the risk reduction (`reduction_bps`), if any."""
     given = overrides or {}
     tier_figures = limits_for(tier, exponent)
     per_transaction, daily, monthly = (
         EffectiveLimit(
             window=window,
-            limit_minor=max(figure, given.get(window, 0)),
+            limit_minor=reduced(max(figure, given.get(window, 0)), reduction_bps),
             tier_minor=figure,
             override_minor=given.get(window),
+            reduction_bps=reduction_bps,
         )
         for window, figure in zip(WINDOWS, tier_figures, strict=True)
     )
@@ -118,12 +146,16 @@ def check_limits(
     daily_used_minor: int,
     monthly_used_minor: int,
     overrides: Mapping[str, int] | None = None,
+    reduction_bps: int | None = None,
 ) -> LimitBreach | None:
     """The first limit `amount_minor` would breach on top of what was used, or None.
-    `overrides` (window name to minor units) raise the tier's figures they name."""
+    `overrides` (window name to minor units) raise the tier's figures they name; a risk
+    reduction (`reduction_bps`) then lowers every window."""
     per_transaction, daily, monthly = (
         limit.limit_minor
-        for limit in effective_limits(tier=tier, exponent=exponent, overrides=overrides)
+        for limit in effective_limits(
+            tier=tier, exponent=exponent, overrides=overrides, reduction_bps=reduction_bps
+        )
     )
     if amount_minor > per_transaction:
         return LimitBreach("per_transaction", per_transaction, 0)

@@ -1,5 +1,5 @@
 """Wallets' tables: wallets (one per owner and currency), merchants, holders' KYC tiers and
-the limit overrides four-eyes approvals grant.
+the limit overrides four-eyes approvals grant and the reductions risk responses impose.
 
 Balances are never stored here: they are the ledger account's. Times are ns since the epoch.
 """
@@ -13,7 +13,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from billfold.kit.orm import Base
 
-__all__ = ["CURRENCY_LENGTH_MAX", "HolderTier", "LimitOverride", "Merchant", "Wallet"]
+__all__ = [
+    "CURRENCY_LENGTH_MAX",
+    "HolderTier",
+    "LimitOverride",
+    "LimitReduction",
+    "Merchant",
+    "Wallet",
+]
 
 CURRENCY_LENGTH_MAX = 12
 LEGAL_NAME_LENGTH_MAX = 200
@@ -147,4 +154,35 @@ class LimitOverride(Base):
             "limit_window",
             "approved_at",
         ),
+    )
+
+
+class LimitReduction(Base):
+    """A risk reduction of an end user's spending limits: while it is in force (not lifted)
+    every window's limit, in every currency, is at most ``limit_bps`` / 10,000 of the tier's
+    or override's figure. Put in place by an automated risk response (``lower_limits``,
+    ``billfold.risk.cases``) and lifted when that response is reversed; its id is the
+    response's, so applying the same response twice adds nothing."""
+
+    __tablename__ = "wallets_limit_reductions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    """The risk response that asked for it (`rrs_<hex>` in the API)."""
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    """The identity tenant."""
+    mode: Mapped[str] = mapped_column(String(4))
+    """test or live: the holder's."""
+    user_id: Mapped[uuid.UUID] = mapped_column()
+    """The end user whose limits it lowers."""
+    limit_bps: Mapped[int] = mapped_column(Integer)
+    """What is left of each limit, in basis points (0: nothing may be sent)."""
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    """When it took effect."""
+    lifted_at: Mapped[int | None] = mapped_column(BigInteger)
+    """When it was lifted (the response reversed); None while in force."""
+
+    __table_args__ = (
+        CheckConstraint("mode IN ('test', 'live')", name="mode"),
+        CheckConstraint("limit_bps BETWEEN 0 AND 10000", name="limit_bps"),
+        Index("ix_wallets_limit_reductions_user", "user_id", "lifted_at"),
     )

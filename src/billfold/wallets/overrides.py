@@ -171,8 +171,8 @@ async def overrides_by_window(
 
 @dataclass(frozen=True, slots=True)
 class HolderLimits:
-    """An end user's limits in one currency: their tier, each window's limit in force, and
-    the override behind it (if any)."""
+    """An end user's limits in one currency: their tier, each window's limit in force (a
+    risk reduction included), and the override behind it (if any)."""
 
     tier: int
     limits: tuple[EffectiveLimit, EffectiveLimit, EffectiveLimit]
@@ -194,5 +194,6 @@ async def holder_limits(
         tier=tier,
         exponent=exponent,
         overrides={window: row.amount for window, row in overrides.items()},
+        reduction_bps=await repository.reduction_in_force(user_id=user_id),
     )
     return HolderLimits(tier=tier, limits=limits, overrides=overrides)

@@ -1,4 +1,5 @@
-"""Every query of wallets: wallets, merchants, holder tiers and limit overrides, scoped by
+"""Every query of wallets: wallets, merchants, holder tiers, limit overrides and risk
+reductions, scoped by
 tenant and mode, and the per-holder lock that serializes spending-limit checks."""
 
 from __future__ import annotations
@@ -6,11 +7,11 @@ from __future__ import annotations
 import hashlib
 import uuid
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.kit.upsert import insert_if_absent
-from billfold.wallets.models import HolderTier, LimitOverride, Merchant, Wallet
+from billfold.wallets.models import HolderTier, LimitOverride, LimitReduction, Merchant, Wallet
 
 __all__ = ["WalletRepository"]
 
@@ -164,3 +165,40 @@ class WalletRepository:
         )
         rows = (await self._session.execute(statement)).scalars()
         return {row.limit_window: row for row in rows}  # a tie: the greater id wins
+
+    async def add_reduction_if_absent(self, reduction: LimitReduction) -> bool:
+        """Record a risk reduction; False when one with this id is already recorded."""
+        return await insert_if_absent(
+            self._session,
+            LimitReduction,
+            {
+                "id": reduction.id,
+                "tenant_id": reduction.tenant_id,
+                "mode": reduction.mode,
+                "user_id": reduction.user_id,
+                "limit_bps": reduction.limit_bps,
+                "created_at": reduction.created_at,
+                "lifted_at": None,
+            },
+        )
+
+    async def lift_reduction(self, *, reduction_id: uuid.UUID, now_ns: int) -> bool:
+        """Lift a reduction in force; False when it is absent or already lifted."""
+        result = await self._session.execute(
+            update(LimitReduction)
+            .where(LimitReduction.id == reduction_id, LimitReduction.lifted_at.is_(None))
+            .values(lifted_at=now_ns)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0) > 0
+
+    async def get_reduction(self, reduction_id: uuid.UUID) -> LimitReduction | None:
+        return await self._session.get(LimitReduction, reduction_id)
+
+    async def reduction_in_force(self, *, user_id: uuid.UUID) -> int | None:
+        """The strongest reduction in force on the holder (fewest basis points), if any."""
+        statement = select(func.min(LimitReduction.limit_bps)).where(
+            LimitReduction.user_id == user_id, LimitReduction.lifted_at.is_(None)
+        )
+        value = (await self._session.execute(statement)).scalar_one_or_none()
+        return None if value is None else int(value)

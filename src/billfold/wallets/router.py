@@ -273,6 +273,7 @@ async def user_limits(
                 source=limit.source,
                 tier_limit=str(limit.tier_minor),
                 override=override,
+                reduction_bps=limit.reduction_bps,
             )
         )
     return HolderLimitsResponse(

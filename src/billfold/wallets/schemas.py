@@ -96,13 +96,16 @@ class LimitOverrideResponse(BaseModel):
 class LimitResponse(BaseModel):
     window: Literal["per_transaction", "daily", "monthly"]
     limit: str
-    """The limit in force, minor units: the higher of the tier's and the override's."""
-    source: Literal["tier", "override"]
+    """The limit in force, minor units: the higher of the tier's and the override's,
+    lowered by a risk reduction when one is in force."""
+    source: Literal["tier", "override", "risk_reduction"]
     tier_limit: str
     """What the KYC tier alone allows, minor units."""
     override: LimitOverrideResponse | None
     """The latest approved override for this window and currency, if any (in force only
     when above the tier's figure)."""
+    reduction_bps: int | None = None
+    """The risk reduction in force (basis points of the figure kept), if any."""
 
 
 class HolderLimitsResponse(BaseModel):

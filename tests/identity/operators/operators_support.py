@@ -215,7 +215,9 @@ def operator_client(database_url: str, *, ledger_executors: bool = True) -> Iter
     with TestClient(operators_app(database_url)) as client:
         state = client.app.state  # type: ignore[attr-defined]
         if ledger_executors:
-            state.approval_executors = approval_executors(state.ledger, state.keyring)
+            state.approval_executors = approval_executors(
+                state.ledger, state.keyring, state.unit_of_work
+            )
         elif hasattr(state, "approval_executors"):
             del state.approval_executors
         yield client

@@ -87,7 +87,7 @@ ASKED_ELSEWHERE = {ActionType.RISK_RULE_CHANGE}
 
 
 def _bodies(
-    debit: uuid.UUID, credit: uuid.UUID, holder: str
+    debit: uuid.UUID, credit: uuid.UUID, holder: str, response: str
 ) -> dict[ActionType, dict[str, object]]:
     return {
         ActionType.LEDGER_ADJUSTMENT: adjustment(debit, credit),
@@ -111,6 +111,11 @@ def _bodies(
             "reason": "r",
             "payload": {"key_id": "tokens"},
         },
+        ActionType.RISK_RESPONSE_REVERSAL: {
+            "action_type": "risk_response_reversal",
+            "reason": "r",
+            "payload": {"response_id": response},
+        },
     }
 
 
@@ -128,10 +133,11 @@ def test_each_role_over_http(database_url: str, role: Role) -> None:
     # so an allowed request is a valid one.
     _freeze(database_url, tenant_id, debit)
     holder = end_user(database_url, tenant_id=tenant_id)
+    response = _risk_response(database_url, tenant_id, holder)
     with operator_client(database_url) as client:
         listing = client.get("/v1/operators", headers=caller.headers)
         assert listing.status_code == (200 if Permission.OPERATORS_MANAGE in allowed else 403)
-        for action_type, body in _bodies(debit, credit, holder).items():
+        for action_type, body in _bodies(debit, credit, holder, response).items():
             response = client.post("/v1/approvals", json=body, headers=caller.headers)
             if ACTION_PERMISSIONS[action_type].request in allowed:
                 assert response.status_code == 201, (action_type, response.text)
@@ -166,3 +172,30 @@ def _freeze(database_url: str, tenant_id: uuid.UUID, account_id: uuid.UUID) -> N
             status=AccountStatus.FROZEN,
         ),
     )
+
+
+def _risk_response(database_url: str, tenant_id: uuid.UUID, holder: str) -> str:
+    """An automated risk response in force on ``holder``: what a reversal names."""
+    import time
+
+    from billfold.kit.ids import parse_id
+    from billfold.risk.cases.responses import Actor, apply_response
+    from billfold.risk.types import Response
+    from identity.identity_support import run_in_unit_of_work
+
+    applied = run_in_unit_of_work(
+        database_url,
+        lambda session: apply_response(
+            session,
+            tenant_id=tenant_id,
+            mode="test",
+            user_id=parse_id("usr", holder),
+            kind=Response.HOLD_OUTGOING,
+            decision_id=None,
+            actor=Actor.rule(),
+            reason=None,
+            lower_limits_bps=0,
+            at_ns=time.time_ns(),
+        ),
+    )
+    return format_id("rrs", applied.id)

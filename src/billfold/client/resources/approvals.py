@@ -6,7 +6,9 @@ Payloads by action type (amounts in minor units; sent as digit strings):
   `code` (default 9000);
 - `account_unfreeze`: `mode`, `account_id`;
 - `limit_increase`: `subject_id`, `limit`, `asset`, `amount`;
-- `key_rotation`: `key_id`.
+- `key_rotation`: `key_id`;
+- `risk_response_reversal`: `response_id` (better asked with
+  `BillfoldOperator.risk_responses.reverse`, which also marks the response `reversing`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from billfold.client.types import Approval, ApprovalPage
 
 __all__ = ["ActionType", "ApprovalStatus", "Approvals"]
 
-ActionType = Literal["ledger_adjustment", "account_unfreeze", "limit_increase", "key_rotation"]
+ActionType = Literal[
+    "ledger_adjustment",
+    "account_unfreeze",
+    "limit_increase",
+    "key_rotation",
+    "risk_response_reversal",
+]
 ApprovalStatus = Literal["pending", "approved", "refused", "expired", "executed", "failed"]
 
 

@@ -15,6 +15,8 @@ limit_increase     ``subject_id`` (a public id), ``limit`` (its name), ``asset``
 key_rotation       ``key_id`` (the key's name in the key hierarchy)
 risk_rule_change   ``rule_id`` (``rrl_…``), ``version`` (the pending version to
                    make active); made by the risk rules API, not asked for directly
+risk_response_     ``response_id`` (``rrs_…``: the automated risk response to
+reversal           undo)
 =================  ===========================================================
 """
 
@@ -40,10 +42,12 @@ __all__ = [
     "ADJUSTMENT_CODE_DEFAULT",
     "AMOUNT_MAX",
     "PAYLOAD_MODELS",
+    "RISK_RESPONSE_ID_PREFIX",
     "AccountUnfreezePayload",
     "KeyRotationPayload",
     "LedgerAdjustmentPayload",
     "LimitIncreasePayload",
+    "RiskResponseReversalPayload",
     "RiskRuleChangePayload",
     "canonical_payload",
     "load_payload",
@@ -52,6 +56,9 @@ __all__ = [
 ACCOUNT_ID_PREFIX = "acc"
 """The ledger API's account id prefix (``billfold.ledger.schemas``), repeated here because
 identity does not import the ledger."""
+RISK_RESPONSE_ID_PREFIX = "rrs"
+"""The risk responses' API id prefix (``billfold.risk.cases``), repeated here because
+identity does not import risk."""
 AMOUNT_MAX: Final = 2**127 - 1
 ADJUSTMENT_CODE_DEFAULT = 9000
 """The ledger code a manual adjustment is recorded with unless the request names one."""
@@ -147,12 +154,22 @@ class RiskRuleChangePayload(_Payload):
     version: int = Field(ge=1, le=1_000_000)
 
 
+class RiskResponseReversalPayload(_Payload):
+    """Undo an automated risk response of the tenant, exactly as its record says."""
+
+    response_id: str = Field(pattern=rf"^{RISK_RESPONSE_ID_PREFIX}_[0-9a-f]{{32}}$")
+
+    def internal_response_id(self) -> uuid.UUID:
+        return parse_id(RISK_RESPONSE_ID_PREFIX, self.response_id)
+
+
 PAYLOAD_MODELS: Final[Mapping[ActionType, type[_Payload]]] = {
     ActionType.LEDGER_ADJUSTMENT: LedgerAdjustmentPayload,
     ActionType.ACCOUNT_UNFREEZE: AccountUnfreezePayload,
     ActionType.LIMIT_INCREASE: LimitIncreasePayload,
     ActionType.KEY_ROTATION: KeyRotationPayload,
     ActionType.RISK_RULE_CHANGE: RiskRuleChangePayload,
+    ActionType.RISK_RESPONSE_REVERSAL: RiskResponseReversalPayload,
 }
 invariant(set(PAYLOAD_MODELS) == set(ActionType), "every action type has a payload model")
 

@@ -17,6 +17,8 @@ limits.increase.approve                                           x
 keys.rotate.request          x
 keys.rotate.approve          x
 cases.review                                     x                x
+risk.reverse.request                  x          x                x
+risk.reverse.approve                             x                x
 reports.read                 x                   x                x               x
 audit.read                   x                                    x
 risk.rules.manage                                x
@@ -25,8 +27,9 @@ risk.rules.approve                               x                x
 
 Why it is shaped so:
 
-- **support cannot move money**: it may only *ask* for an unfreeze or a limit increase,
-  which a risk analyst or compliance officer must approve; it reads no reports.
+- **support cannot move money**: it may only *ask* for an unfreeze, a limit increase or
+  the reversal of an automated risk response, which a risk analyst or compliance officer
+  must approve; it reads no reports.
 - **finance** requests and approves manual ledger adjustments, and nothing else that changes
   state; an adjustment therefore needs two finance operators.
 - **admin** and **compliance_officer** read the tenant's audit log (``audit.read``).
@@ -82,6 +85,8 @@ class Permission(enum.StrEnum):
     KEYS_ROTATE_REQUEST = "keys.rotate.request"
     KEYS_ROTATE_APPROVE = "keys.rotate.approve"
     CASES_REVIEW = "cases.review"
+    RISK_REVERSE_REQUEST = "risk.reverse.request"
+    RISK_REVERSE_APPROVE = "risk.reverse.approve"
     REPORTS_READ = "reports.read"
     AUDIT_READ = "audit.read"
     RISK_RULES_MANAGE = "risk.rules.manage"
@@ -98,6 +103,8 @@ class ActionType(enum.StrEnum):
     RISK_RULE_CHANGE = "risk_rule_change"
     """An enforcing risk rule version made active (requested by ``POST /v1/risk/rules``
     and ``POST /v1/risk/rules/{id}/versions``, never through ``POST /v1/approvals``)."""
+    RISK_RESPONSE_REVERSAL = "risk_response_reversal"
+    """Undo an automated risk response (unfreeze, restore limits, stop holding)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,13 +127,21 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType
                 _P.AUDIT_READ,
             }
         ),
-        Role.SUPPORT: frozenset({_P.ACCOUNT_UNFREEZE_REQUEST, _P.LIMITS_INCREASE_REQUEST}),
+        Role.SUPPORT: frozenset(
+            {
+                _P.ACCOUNT_UNFREEZE_REQUEST,
+                _P.LIMITS_INCREASE_REQUEST,
+                _P.RISK_REVERSE_REQUEST,
+            }
+        ),
         Role.RISK_ANALYST: frozenset(
             {
                 _P.ACCOUNT_UNFREEZE_REQUEST,
                 _P.ACCOUNT_UNFREEZE_APPROVE,
                 _P.LIMITS_INCREASE_REQUEST,
                 _P.CASES_REVIEW,
+                _P.RISK_REVERSE_REQUEST,
+                _P.RISK_REVERSE_APPROVE,
                 _P.REPORTS_READ,
                 _P.RISK_RULES_MANAGE,
                 _P.RISK_RULES_APPROVE,
@@ -139,6 +154,8 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType
                 _P.LIMITS_INCREASE_REQUEST,
                 _P.LIMITS_INCREASE_APPROVE,
                 _P.CASES_REVIEW,
+                _P.RISK_REVERSE_REQUEST,
+                _P.RISK_REVERSE_APPROVE,
                 _P.REPORTS_READ,
                 _P.AUDIT_READ,
                 _P.RISK_RULES_APPROVE,
@@ -167,6 +184,9 @@ ACTION_PERMISSIONS: Final[Mapping[ActionType, ActionPermissions]] = MappingProxy
         ),
         ActionType.RISK_RULE_CHANGE: ActionPermissions(
             request=_P.RISK_RULES_MANAGE, approve=_P.RISK_RULES_APPROVE
+        ),
+        ActionType.RISK_RESPONSE_REVERSAL: ActionPermissions(
+            request=_P.RISK_REVERSE_REQUEST, approve=_P.RISK_REVERSE_APPROVE
         ),
     }
 )

@@ -27,6 +27,7 @@ from billfold.identity.operators.payloads import (
     KeyRotationPayload,
     LedgerAdjustmentPayload,
     LimitIncreasePayload,
+    RiskResponseReversalPayload,
 )
 from billfold.identity.operators.permissions import ActionType, Permission, Role, permissions_of
 from billfold.identity.operators.service import OperatorLogin, roles_of
@@ -52,6 +53,7 @@ __all__ = [
     "OperatorResponse",
     "OperatorSessionCreated",
     "PasswordChangeRequest",
+    "RiskResponseReversalRequest",
     "RolesUpdateRequest",
 ]
 
@@ -199,8 +201,17 @@ class KeyRotationRequest(_ApprovalCreate):
     payload: KeyRotationPayload
 
 
+class RiskResponseReversalRequest(_ApprovalCreate):
+    action_type: Literal[ActionType.RISK_RESPONSE_REVERSAL]
+    payload: RiskResponseReversalPayload
+
+
 ApprovalCreateRequest = Annotated[
-    LedgerAdjustmentRequest | AccountUnfreezeRequest | LimitIncreaseRequest | KeyRotationRequest,
+    LedgerAdjustmentRequest
+    | AccountUnfreezeRequest
+    | LimitIncreaseRequest
+    | KeyRotationRequest
+    | RiskResponseReversalRequest,
     Field(discriminator="action_type"),
 ]
 """A request for one sensitive action; its payload's shape depends on `action_type`."""
