@@ -1001,6 +1001,9 @@ class RiskDecisionSummary(TypedDict):
     currency: str
     action: RiskAction
     score: int
+    model_score: float | None
+    ruleset_version: int | None
+    created_at: str
 
 
 class RiskCase(TypedDict):
