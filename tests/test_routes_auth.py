@@ -49,6 +49,7 @@ _PREFIXES = {
     "merchant_id": "mer",
     "dispute_id": "dsp",
     "request_id": "req",
+    "model_id": "rmv",
 }
 
 

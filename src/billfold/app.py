@@ -69,6 +69,8 @@ from billfold.payments.router import router as payments_router
 from billfold.payments.runtime import close_payments, install_payments
 from billfold.privacy.masking import mask_pii_processor
 from billfold.privacy.router import router as privacy_router
+from billfold.risk.scoring.registry import model_registry_from_settings
+from billfold.risk.scoring.router import router as risk_models_router
 from billfold.wallets.router import router as wallets_router
 from billfold.worker import running_worker
 
@@ -241,6 +243,10 @@ async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, L
         parse_database_url(settings.database_url), pool_size=settings.database_pool_size
     )
     app.state.unit_of_work = UnitOfWork(engine)
+    # The risk models the engine scores with (`RiskEngine(…, scorers=app.state.risk_models)`).
+    app.state.risk_models = model_registry_from_settings(
+        settings, unit_of_work=app.state.unit_of_work
+    )
     app.state.idempotency = BatchingIdempotencyStore(
         app.state.unit_of_work,
         ttl_s=settings.idempotency_ttl_s,
@@ -297,6 +303,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
                 _embedded_worker(app, settings, ledger),
                 _payments_recovery(app, settings),
                 app.state.audit.checkpointing(interval_s=settings.audit_checkpoint_interval_s),
+                app.state.risk_models.running(),  # the drift check's loop
             ):
                 policy = CredentialRateLimit(
                     limiter=limiter,
@@ -367,6 +374,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events_router)
     app.include_router(wallets_router)
     app.include_router(payments_router)
+    app.include_router(risk_models_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
     async def healthz() -> Health:

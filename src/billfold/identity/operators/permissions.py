@@ -17,6 +17,7 @@ limits.increase.approve                                           x
 keys.rotate.request          x
 keys.rotate.approve          x
 cases.review                                     x                x
+risk.models.manage                               x
 reports.read                 x                   x                x               x
 audit.read                   x                                    x
 =========================  =====  =======  ============  ==================  =======
@@ -28,6 +29,8 @@ Why it is shaped so:
 - **finance** requests and approves manual ledger adjustments, and nothing else that changes
   state; an adjustment therefore needs two finance operators.
 - **admin** and **compliance_officer** read the tenant's audit log (``audit.read``).
+- **risk_analyst** alone trains and promotes risk models (``risk.models.manage``); anyone
+  with ``reports.read`` reads model versions, their metrics and drift alerts.
 - **admin** manages operators and key rotations but moves no money. Holding an approve
   permission never lets anyone approve their own request: the approver is always a
   *different* operator (enforced in ``approvals``, not here).
@@ -77,6 +80,7 @@ class Permission(enum.StrEnum):
     KEYS_ROTATE_REQUEST = "keys.rotate.request"
     KEYS_ROTATE_APPROVE = "keys.rotate.approve"
     CASES_REVIEW = "cases.review"
+    RISK_MODELS_MANAGE = "risk.models.manage"
     REPORTS_READ = "reports.read"
     AUDIT_READ = "audit.read"
 
@@ -117,6 +121,7 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType
                 _P.ACCOUNT_UNFREEZE_APPROVE,
                 _P.LIMITS_INCREASE_REQUEST,
                 _P.CASES_REVIEW,
+                _P.RISK_MODELS_MANAGE,
                 _P.REPORTS_READ,
             }
         ),
