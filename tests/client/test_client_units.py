@@ -298,6 +298,9 @@ _SHAPES: dict[str, str] = {
     "SplitRule": "SplitRuleResponse",
     "MoneyRequest": "MoneyRequestResponse",
     "NotificationReceipt": "NotificationReceipt",
+    "RiskModel": "ModelResponse",
+    "RiskModelTraining": "TrainResponse",
+    "RiskModelAlert": "ModelAlertResponse",
 }
 
 

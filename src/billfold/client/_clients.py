@@ -31,6 +31,7 @@ from billfold.client.resources.payments import (
     SplitRules,
 )
 from billfold.client.resources.privacy import Consents, PiiVault, TokenVault
+from billfold.client.resources.risk_models import RiskModels
 from billfold.client.resources.users import Users
 from billfold.client.resources.wallets import Merchants, Wallets
 from billfold.client.types import (
@@ -282,8 +283,8 @@ def _resumed(refresh_token: str) -> Tokens:
 
 
 class BillfoldOperator(_Client):
-    """A back-office operator of one tenant: `log_in`, then `operators`, `approvals` and
-    `audit`.
+    """A back-office operator of one tenant: `log_in`, then `operators`, `approvals`,
+    `audit` and `risk_models`.
 
     Sessions last an hour and are not refreshed: log in again when one ends."""
 
@@ -315,6 +316,8 @@ class BillfoldOperator(_Client):
         self.approvals = Approvals(self._transport)
         self.audit = OperatorAudit(self._transport)
         """The tenant's audit log (the permission `audit.read`)."""
+        self.risk_models = RiskModels(self._transport)
+        """Risk model versions, training, promotion and drift alerts."""
 
     @property
     def token(self) -> str | None:

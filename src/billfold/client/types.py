@@ -80,6 +80,11 @@ __all__ = [
     "PiiSearch",
     "RecoveryCodes",
     "Refund",
+    "RiskModel",
+    "RiskModelAlert",
+    "RiskModelAlertPage",
+    "RiskModelPage",
+    "RiskModelTraining",
     "Session",
     "SessionList",
     "SessionsRevoked",
@@ -908,3 +913,43 @@ class MoneyRequest(TypedDict):
 class NotificationReceipt(TypedDict):
     notification_id: str
     duplicate: bool
+
+
+class RiskModel(TypedDict):
+    id: str
+    mode: str
+    name: str
+    version: int
+    kind: Literal["supervised", "anomaly"]
+    status: Literal["shadow", "active", "retired"]
+    trained_on: int
+    metrics: JSONObject
+    created_at_ns: str
+    created_by: str | None
+    promoted_at_ns: str | None
+    promoted_by: str | None
+    retired_at_ns: str | None
+
+
+RiskModelPage = Page[RiskModel]
+
+
+class RiskModelTraining(TypedDict):
+    learned: dict[str, int]
+    created: list[RiskModel]
+
+
+class RiskModelAlert(TypedDict):
+    id: str
+    mode: str
+    model_id: str
+    kind: Literal["drift"]
+    metric: Literal["psi"]
+    value: float
+    threshold: float
+    window_size: int
+    reference_size: int
+    created_at_ns: str
+
+
+RiskModelAlertPage = Page[RiskModelAlert]
