@@ -23,7 +23,6 @@ from billfold.client.types import (
 
 __all__ = ["RiskModels"]
 
-_PATH = "/v1/risk/models"
 Kind = Literal["supervised", "anomaly"]
 
 
@@ -33,7 +32,7 @@ class RiskModels(Resource):
     ) -> RiskModelPage:
         """The tenant's versions, newest first."""
         params = without_none({"mode": mode, "limit": limit, "cursor": cursor})
-        return cast(RiskModelPage, self._transport.request("GET", _PATH, params=params))
+        return cast(RiskModelPage, self._transport.request("GET", "/v1/risk/models", params=params))
 
     def iterate(
         self, *, mode: str | None = None, limit: int | None = None, pages_max: int = PAGES_MAX
@@ -43,7 +42,7 @@ class RiskModels(Resource):
         )
 
     def get(self, model_id: str) -> RiskModel:
-        path = f"{_PATH}/{path_id(model_id)}"
+        path = f"/v1/risk/models/{path_id(model_id)}"
         return cast(RiskModel, self._transport.request("GET", path))
 
     def train(
@@ -51,11 +50,11 @@ class RiskModels(Resource):
     ) -> RiskModelTraining:
         """Learn from what arrived since the latest versions; new versions are shadow."""
         body = {"mode": mode, "kinds": list(kinds)}
-        answer = self._transport.request("POST", f"{_PATH}/train", json=body)
+        answer = self._transport.request("POST", "/v1/risk/models/train", json=body)
         return cast(RiskModelTraining, answer)
 
     def promote(self, model_id: str) -> RiskModel:
-        path = f"{_PATH}/{path_id(model_id)}/promote"
+        path = f"/v1/risk/models/{path_id(model_id)}/promote"
         return cast(RiskModel, self._transport.request("POST", path))
 
     def list_alerts(
@@ -63,7 +62,7 @@ class RiskModels(Resource):
     ) -> RiskModelAlertPage:
         """Drift alerts, newest first."""
         params = without_none({"mode": mode, "limit": limit, "cursor": cursor})
-        answer = self._transport.request("GET", f"{_PATH}/alerts", params=params)
+        answer = self._transport.request("GET", "/v1/risk/models/alerts", params=params)
         return cast(RiskModelAlertPage, answer)
 
     def iterate_alerts(
