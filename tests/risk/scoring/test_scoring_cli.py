@@ -1,0 +1,52 @@
+"""`billfold risk train`: trains one tenant (or every active one) and prints what it made."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from typer.testing import CliRunner
+
+from billfold import cli
+from billfold.kit.ids import format_id
+from billfold.kit.settings import get_settings
+from risk.scoring.scoring_support import labelled_set, opened, write_decisions
+
+
+def _invoke(monkeypatch: pytest.MonkeyPatch, database_url: str, *arguments: str) -> str:
+    monkeypatch.setenv("BILLFOLD_DATABASE_URL", database_url)
+    monkeypatch.setenv("COLUMNS", "200")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli.app, ["risk", "train", *arguments])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_risk_train_makes_shadow_versions_then_nothing_new(
+    monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    tenant_id = uuid.uuid4()
+
+    async def seed() -> None:
+        async with opened(database_url) as unit_of_work:
+            await write_decisions(
+                unit_of_work,
+                tenant_id=tenant_id,
+                mode="live",
+                rows=labelled_set(4, 80),
+                start_ns=time.time_ns() - 10**9,
+            )
+
+    asyncio.run(seed())
+    tenant = format_id("ten", tenant_id)
+    first = _invoke(monkeypatch, database_url, "--tenant", tenant, "--mode", "live")
+    assert first.count("(shadow)") == 2 and " 80 " in first
+    again = _invoke(monkeypatch, database_url, "--tenant", tenant)
+    assert "(shadow)" not in again and again.count(tenant) == 4  # 2 modes x 2 kinds
+    everyone = _invoke(monkeypatch, database_url, "--mode", "live")
+    assert tenant in everyone and "(shadow)" not in everyone.split(tenant, 1)[1].split("\n")[0]
