@@ -50,3 +50,46 @@ def test_risk_train_makes_shadow_versions_then_nothing_new(
     assert "(shadow)" not in again and again.count(tenant) == 4  # 2 modes x 2 kinds
     everyone = _invoke(monkeypatch, database_url, "--mode", "live")
     assert tenant in everyone and "(shadow)" not in everyone.split(tenant, 1)[1].split("\n")[0]
+
+
+def test_the_worker_trains_on_its_schedule(database_url: str) -> None:
+    from sqlalchemy import select
+
+    from billfold.kit.clock import ManualClock
+    from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
+    from billfold.kit.settings import Settings
+    from billfold.ledger.ledger import Ledger
+    from billfold.risk.scoring.models import RiskModelVersion
+    from billfold.worker import Worker
+
+    tenant_id = uuid.uuid4()
+
+    async def run() -> int:
+        settings = Settings(database_url=database_url)
+        engine = create_engine(parse_database_url(database_url), pool_size=2)
+        unit_of_work = UnitOfWork(engine)
+        ledger = Ledger.from_settings(settings)
+        await ledger.open()
+        try:
+            clock = ManualClock(start_ns=time.time_ns())
+            await write_decisions(
+                unit_of_work,
+                tenant_id=tenant_id,
+                mode="test",
+                rows=labelled_set(8, 40),
+                start_ns=clock.now_ns() - 10**9,
+            )
+            worker = Worker(settings, unit_of_work=unit_of_work, ledger=ledger, clock=clock)
+            assert await worker.train_risk_models() >= 2  # others may share the database
+            await worker.train_risk_models()  # nothing new for this tenant
+            await worker.stop()
+            async with unit_of_work.read() as session:
+                statement = select(RiskModelVersion.name).where(
+                    RiskModelVersion.tenant_id == tenant_id
+                )
+                return len((await session.execute(statement)).all())
+        finally:
+            await ledger.close()
+            await engine.dispose()
+
+    assert asyncio.run(run()) == 2  # one version of each model, not two
