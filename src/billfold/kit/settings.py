@@ -353,7 +353,10 @@ class Settings(BaseSettings):
         description="Population stability index above which a model's scores have drifted.",
     )
     risk_models_drift_cooldown_s: float = Field(
-        default=3600, ge=0, le=30 * 86_400, description="Least time between two drift alerts of one model."
+        default=3600,
+        ge=0,
+        le=30 * 86_400,
+        description="Least time between two drift alerts of one model.",
     )
     risk_models_drift_interval_s: float = Field(
         default=5, gt=0, le=3600, description="How often observed scores are checked for drift."
