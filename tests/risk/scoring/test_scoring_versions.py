@@ -245,6 +245,17 @@ def test_an_unusable_state_is_skipped_not_served(database_url: str) -> None:
             assert (await unsigned.refresh(tenant_id, "test")).enforcing is None
             signed = ModelRegistry(unit_of_work, config=CONFIG)
             assert (await signed.refresh(tenant_id, "test")).enforcing is not None
+            # Training under another key cannot go on from that state: it starts over.
+            (again,) = await train(
+                unit_of_work,
+                config=ScoringConfig(signing_key=None),
+                tenant_id=tenant_id,
+                mode="test",
+                kinds=["anomaly"],
+                now_ns=2,
+            )
+            assert again.learned == 60 and again.version is not None
+            assert (again.version.version, again.version.trained_on) == (2, 60)
 
     asyncio.run(run())
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from billfold.kit.errors import Conflict, NotFound
 
-__all__ = ["ModelNotFound", "ModelTrainingConflict"]
+__all__ = ["ModelNotFound", "ModelPromotionConflict", "ModelTrainingConflict"]
 
 
 class ModelNotFound(NotFound):
@@ -22,3 +22,8 @@ class ModelNotFound(NotFound):
 class ModelTrainingConflict(Conflict):
     code = "risk_model_training_conflict"
     title = "Another training of this model finished first"
+
+
+class ModelPromotionConflict(Conflict):
+    code = "risk_model_promotion_conflict"
+    title = "Another version of this kind was promoted at the same time"

@@ -193,7 +193,8 @@ class ModelRegistry:
             known = {} if entry is None else entry.scorers
             missing = [identifier for identifier, _ in stamps if identifier not in known]
             rows = await repository.load_versions(session, ids=missing)
-        scorers = {i: s for i, s in known.items() if any(i == j for j, _ in stamps)}
+        in_use = {identifier for identifier, _ in stamps}
+        scorers = {i: s for i, s in known.items() if i in in_use}
         for row in rows:
             loaded = self._load(row)
             if loaded is not None:

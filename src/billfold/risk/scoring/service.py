@@ -20,7 +20,11 @@ from billfold.kit.ids import format_id, new_id
 from billfold.kit.pagination import Page, clamp_page_size, decode_id_cursor, encode_cursor
 from billfold.risk.scoring import repository
 from billfold.risk.scoring.drift import DriftCheck
-from billfold.risk.scoring.errors import ModelNotFound, ModelTrainingConflict
+from billfold.risk.scoring.errors import (
+    ModelNotFound,
+    ModelPromotionConflict,
+    ModelTrainingConflict,
+)
 from billfold.risk.scoring.models import RiskModelAlert, RiskModelVersion
 
 __all__ = [
@@ -156,7 +160,12 @@ async def promote(
     row.promoted_at = now_ns
     row.promoted_by = actor.actor_id
     row.retired_at = None
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as error:  # the unique index: one active version per kind
+        raise ModelPromotionConflict(
+            "Another version of this kind was promoted at the same time; try again."
+        ) from error
     await audit.append(
         session,
         tenant_id=tenant_id,

@@ -7,6 +7,10 @@ reference), the anomaly detector from decisions made since. Each model that lear
 anything gets a new version, ``shadow`` until an operator promotes it. Reads and writes
 are short transactions; the learning itself runs in a thread, off the event loop.
 
+A label whose verdict changed is learned again (its `updated_at` moved past the watermark):
+the online model follows the latest verdict. A state that cannot be loaded (a changed
+signing key) makes the run start over from the first sample.
+
 `train_all` does it for every tenant and mode with recent decisions (the worker's schedule
 and `billfold risk train`); `check_drift` is `ModelRegistry.flush`, run by the registry's
 own loop in the process that scores (the API).
@@ -26,6 +30,7 @@ from billfold.kit.db import UnitOfWork
 from billfold.kit.ids import parse_id
 from billfold.risk.scoring import repository
 from billfold.risk.scoring.config import ANOMALY_NAME, SUPERVISED_NAME, ScoringConfig
+from billfold.risk.scoring.errors import ModelTrainingConflict
 from billfold.risk.scoring.learners import (
     REFERENCE_SIZE_MAX,
     AnomalyModel,
@@ -36,7 +41,7 @@ from billfold.risk.scoring.learners import (
 from billfold.risk.scoring.models import RiskModelVersion
 from billfold.risk.scoring.registry import ModelRegistry
 from billfold.risk.scoring.service import Actor, NewVersion, store_version
-from billfold.risk.scoring.state import StateCodec
+from billfold.risk.scoring.state import StateCodec, UnusableStateError
 from billfold.risk.scoring.training import (
     RunEvaluation,
     finish,
@@ -142,18 +147,7 @@ async def _train_one(
     async with unit_of_work.read() as session:
         latest = await repository.latest_version(session, tenant_id=tenant_id, mode=mode, name=name)
     number = 1 if latest is None else latest.version + 1
-    learner: SupervisedModel | AnomalyModel
-    if latest is None:
-        learner = (
-            SupervisedModel() if kind == "supervised" else AnomalyModel(seed=_seed(tenant_id, 0))
-        )
-        cursor = _Cursor(at=-1, identifier=None)
-    else:
-        loaded = codec.load(
-            latest.state, latest.state_digest
-        )  # UnusableStateError: a crash, loudly
-        learner = loaded
-        cursor = _Cursor(at=latest.watermark_at, identifier=latest.watermark_id)
+    learner, cursor, latest_trained_on = _starting_point(codec, latest, kind, tenant_id)
     evaluation = RunEvaluation()
     reservoir = Reservoir(size=REFERENCE_SIZE_MAX, seed=_seed(tenant_id, number))
     while cursor.learned < config.train_samples_max:
@@ -177,7 +171,7 @@ async def _train_one(
         kind=kind,
         state=state,
         state_digest=digest,
-        trained_on=(0 if latest is None else latest.trained_on) + evaluation.samples,
+        trained_on=latest_trained_on + evaluation.samples,
         watermark_at=cursor.at,
         watermark_id=cursor.identifier,
         metrics=metrics,
@@ -186,6 +180,30 @@ async def _train_one(
         row = await store_version(session, new, actor=actor, now_ns=now_ns)
     log.info("risk.model_trained", model=f"{name}@{number}", learned=cursor.learned, mode=mode)
     return TrainingResult(tenant_id, mode, kind, cursor.learned, row)
+
+
+def _starting_point(
+    codec: StateCodec, latest: RiskModelVersion | None, kind: ModelKind, tenant_id: uuid.UUID
+) -> tuple[SupervisedModel | AnomalyModel, _Cursor, int]:
+    """The learner to go on from, its watermark, and what it had learned from."""
+    if latest is not None:
+        try:
+            learner = codec.load(latest.state, latest.state_digest)
+            cursor = _Cursor(at=latest.watermark_at, identifier=latest.watermark_id)
+            return learner, cursor, latest.trained_on
+        except UnusableStateError as error:
+            # A changed signing key or a corrupt row: learn everything again from scratch
+            # rather than never train this model again.
+            log.error(
+                "risk.model_state_unusable",
+                model=f"{latest.name}@{latest.version}",
+                reason=str(error),
+            )
+    return _fresh(kind, tenant_id), _Cursor(at=-1, identifier=None), 0
+
+
+def _fresh(kind: ModelKind, tenant_id: uuid.UUID) -> SupervisedModel | AnomalyModel:
+    return SupervisedModel() if kind == "supervised" else AnomalyModel(seed=_seed(tenant_id, 0))
 
 
 async def _learn_batch(
@@ -280,15 +298,18 @@ async def train_all(
         )
     results: list[TrainingResult] = []
     for tenant_id, mode in scopes:
-        results += await train(
-            unit_of_work,
-            config=config,
-            tenant_id=tenant_id,
-            mode=mode,
-            now_ns=now_ns,
-            on_progress=on_progress,
-            registry=registry,
-        )
+        try:
+            results += await train(
+                unit_of_work,
+                config=config,
+                tenant_id=tenant_id,
+                mode=mode,
+                now_ns=now_ns,
+                on_progress=on_progress,
+                registry=registry,
+            )
+        except ModelTrainingConflict:  # another process trained it meanwhile: fine
+            log.info("risk.model_training_skipped", tenant_id=str(tenant_id), mode=mode)
     return results
 
 
