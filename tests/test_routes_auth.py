@@ -53,6 +53,7 @@ _PREFIXES = {
     "decision_id": "rdc",
     "case_id": "rcs",
     "response_id": "rrs",
+    "model_id": "rmv",
 }
 
 

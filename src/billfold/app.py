@@ -75,6 +75,8 @@ from billfold.risk.cases.router import router as risk_cases_router
 from billfold.risk.labels_router import router as risk_labels_router
 from billfold.risk.router import install_risk
 from billfold.risk.router import router as risk_router
+from billfold.risk.scoring.registry import model_registry_from_settings
+from billfold.risk.scoring.router import router as risk_models_router
 from billfold.wallets.router import router as wallets_router
 from billfold.worker import running_worker
 
@@ -280,6 +282,10 @@ async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, L
         parse_database_url(settings.database_url), pool_size=settings.database_pool_size
     )
     app.state.unit_of_work = UnitOfWork(engine)
+    # The risk models the engine scores with (`RiskEngine(…, scorers=app.state.risk_models)`).
+    app.state.risk_models = model_registry_from_settings(
+        settings, unit_of_work=app.state.unit_of_work
+    )
     app.state.idempotency = BatchingIdempotencyStore(
         app.state.unit_of_work,
         ttl_s=settings.idempotency_ttl_s,
@@ -339,6 +345,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
                 _payments_recovery(app, settings),
                 _risk_cases_recovery(app, settings),
                 app.state.audit.checkpointing(interval_s=settings.audit_checkpoint_interval_s),
+                app.state.risk_models.running(),  # the drift check's loop
             ):
                 policy = CredentialRateLimit(
                     limiter=limiter,
@@ -413,6 +420,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_risk(app, settings)  # the decision engine on app.state.risk
     app.include_router(risk_labels_router)
     app.include_router(risk_cases_router)
+    app.include_router(risk_models_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
     async def healthz() -> Health:

@@ -52,7 +52,7 @@ audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log."
 app.add_typer(audit_app, name="audit")
 events_app = typer.Typer(no_args_is_help=True, help="Events: the outbox and webhook replays.")
 app.add_typer(events_app, name="events")
-risk_app = typer.Typer(no_args_is_help=True, help="Real-time risk: rules and backtests.")
+risk_app = typer.Typer(no_args_is_help=True, help="Real-time risk: rule backtests, models.")
 app.add_typer(risk_app, name="risk")
 console = Console()
 errors = Console(stderr=True)
@@ -982,6 +982,77 @@ def simulate(
         raise typer.Exit(1) from error
     print_summary(report, console)
     console.print(f"Records written to [bold]{escape(str(out))}[/bold]")
+
+
+@risk_app.command("train")
+def risk_train(
+    tenant: Annotated[
+        str | None, typer.Option(help="Only this tenant, ten_… (default: every active one).")
+    ] = None,
+    mode: Annotated[Mode | None, typer.Option(help="Only this mode (default: both).")] = None,
+) -> None:
+    """Train the risk models on the labels and decisions that arrived since their latest
+    versions; each model that learned anything gets a new shadow version."""
+    from rich.progress import Progress
+
+    from billfold.kit.db import UnitOfWork, create_engine
+    from billfold.kit.ids import format_id
+    from billfold.risk.scoring.config import ScoringConfig
+    from billfold.risk.scoring.tasks import TrainingProgress, TrainingResult, train, train_all
+
+    settings = get_settings()
+    tenant_id = None if tenant is None else _tenant_of(tenant)
+    if parse_database_url(settings.database_url).kind == "sqlite":
+        from billfold.migrations import upgrade
+
+        upgrade(settings.database_url)  # as the other commands do
+    config = ScoringConfig.from_settings(settings)
+    modes = [mode.value] if mode is not None else [Mode.TEST.value, Mode.LIVE.value]
+
+    async def run() -> list[TrainingResult]:
+        engine = create_engine(parse_database_url(settings.database_url), pool_size=1)
+        unit_of_work = UnitOfWork(engine)
+        now_ns = time.time_ns()
+        try:
+            with Progress(console=console) as progress:
+                task = progress.add_task("training", total=None)
+
+                def report(step: TrainingProgress) -> None:
+                    label = f"{format_id('ten', step.tenant_id)} {step.mode} {step.kind}"
+                    progress.update(task, description=label, completed=step.learned)
+
+                if tenant_id is None:
+                    everyone = await train_all(
+                        unit_of_work, config=config, now_ns=now_ns, on_progress=report
+                    )
+                    return [r for r in everyone if mode is None or r.mode == mode.value]
+                results: list[TrainingResult] = []
+                for each in modes:
+                    results += await train(
+                        unit_of_work,
+                        config=config,
+                        tenant_id=tenant_id,
+                        mode=each,
+                        now_ns=now_ns,
+                        on_progress=report,
+                    )
+                return results
+        finally:
+            await engine.dispose()
+
+    try:
+        results = asyncio.run(run())
+    except BillfoldError as error:
+        errors.print(f"[red]{error.title}[/red]: {escape(error.detail or '')}", highlight=False)
+        raise typer.Exit(1) from error
+    table = Table("tenant", "mode", "kind", "learned", "new version", title="Risk models")
+    for result in results:
+        created = "-"
+        if result.version is not None:
+            created = f"{format_id('rmv', result.version.id)} v{result.version.version} (shadow)"
+        row = (format_id("ten", result.tenant_id), result.mode, result.kind, str(result.learned))
+        table.add_row(*row, created)
+    console.print(table)
 
 
 def main() -> None:

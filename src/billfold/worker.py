@@ -1,5 +1,6 @@
 """The background worker: outbox sequencing and dispatch, webhooks, inbound notifications,
-and the scheduled work (pending-transfer expiry, idempotency-key purge).
+and the scheduled work (pending-transfer expiry, idempotency-key purge, risk model
+training every `risk_models_train_interval_s`).
 
 `billfold worker` runs one; `billfold serve` runs one in its own process unless
 `BILLFOLD_EMBEDDED_WORKER=false`. On PostgreSQL any number may run at once (they share the
@@ -36,6 +37,8 @@ from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
 from billfold.payments.flows.notifications import register_notification_handlers
 from billfold.payments.runtime import close_runtime, payments_runtime
+from billfold.risk.scoring.config import ScoringConfig
+from billfold.risk.scoring.tasks import train_all
 
 __all__ = ["PURGE_ROUNDS_MAX", "Worker", "run_worker", "running_worker"]
 
@@ -64,6 +67,7 @@ class Worker:
         """`keyring` opens endpoint secrets sealed at rest (`billfold.events.secrets`)."""
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
+        self._unit_of_work = unit_of_work
         self.ledger = ledger
         self.bus = bus or InProcessBus()
         self.inbound = inbound or InboundRegistry()
@@ -178,6 +182,8 @@ class Worker:
         if scheduled:
             self.ledger.start_expiry(interval_s=self.settings.ledger_expiry_interval_s)
             self._tasks.append(asyncio.create_task(self._purge_forever()))
+            if self.settings.risk_models_train_interval_s > 0:
+                self._tasks.append(asyncio.create_task(self._train_risk_models_forever()))
 
     async def _purge_forever(self) -> None:
         while True:
@@ -188,6 +194,23 @@ class Worker:
                         break
             except Exception:  # retried next interval; a crash would stop purging for good
                 log.exception("idempotency.purge_failed")
+
+    async def train_risk_models(self) -> int:
+        """Train every active tenant's risk models once (new shadow versions): how many."""
+        results = await train_all(
+            self._unit_of_work,
+            config=ScoringConfig.from_settings(self.settings),
+            now_ns=self.clock.now_ns(),
+        )
+        return sum(result.version is not None for result in results)
+
+    async def _train_risk_models_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.risk_models_train_interval_s)
+            try:
+                await self.train_risk_models()
+            except Exception:  # retried next interval; a crash would stop training for good
+                log.exception("risk.models_training_failed")
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -312,6 +312,9 @@ _SHAPES: dict[str, str] = {
     "RiskCaseNote": "NoteResponse",
     "RiskResponse": "RiskResponseView",
     "RiskResponseReversal": "ReversalCreated",
+    "RiskModel": "ModelResponse",
+    "RiskModelTraining": "TrainResponse",
+    "RiskModelAlert": "ModelAlertResponse",
 }
 
 

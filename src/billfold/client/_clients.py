@@ -33,6 +33,7 @@ from billfold.client.resources.payments import (
 from billfold.client.resources.privacy import Consents, PiiVault, TokenVault
 from billfold.client.resources.risk import RiskDecisions, RiskRules
 from billfold.client.resources.risk_labels import RiskLabels
+from billfold.client.resources.risk_models import RiskModels
 from billfold.client.resources.risk_review import RiskCases, RiskResponses
 from billfold.client.resources.users import Users
 from billfold.client.resources.wallets import Merchants, Wallets
@@ -290,7 +291,7 @@ def _resumed(refresh_token: str) -> Tokens:
 
 class BillfoldOperator(_Client):
     """A back-office operator of one tenant: `log_in`, then `operators`, `approvals`,
-    `audit`, `risk_cases` and `risk_responses`.
+    `audit`, `risk_cases`, `risk_responses` and `risk_models`.
 
     Sessions last an hour and are not refreshed: log in again when one ends."""
 
@@ -328,6 +329,8 @@ class BillfoldOperator(_Client):
         """The review queue of held movements (the permission `cases.review`)."""
         self.risk_responses = RiskResponses(self._transport)
         """Automated risk responses, applied and reversed with four eyes."""
+        self.risk_models = RiskModels(self._transport)
+        """Risk model versions, training, promotion and drift alerts."""
 
     @property
     def token(self) -> str | None:

@@ -90,6 +90,11 @@ __all__ = [
     "RiskDecisionPage",
     "RiskDecisionSummary",
     "RiskLabel",
+    "RiskModel",
+    "RiskModelAlert",
+    "RiskModelAlertPage",
+    "RiskModelPage",
+    "RiskModelTraining",
     "RiskResponse",
     "RiskResponsePage",
     "RiskResponseReversal",
@@ -1106,3 +1111,43 @@ class RiskResponseReversal(TypedDict):
     response: RiskResponse
     approval_id: str
     approval_status: str
+
+
+class RiskModel(TypedDict):
+    id: str
+    mode: str
+    name: str
+    version: int
+    kind: Literal["supervised", "anomaly"]
+    status: Literal["shadow", "active", "retired"]
+    trained_on: int
+    metrics: JSONObject
+    created_at_ns: str
+    created_by: str | None
+    promoted_at_ns: str | None
+    promoted_by: str | None
+    retired_at_ns: str | None
+
+
+RiskModelPage = Page[RiskModel]
+
+
+class RiskModelTraining(TypedDict):
+    learned: dict[str, int]
+    created: list[RiskModel]
+
+
+class RiskModelAlert(TypedDict):
+    id: str
+    mode: str
+    model_id: str
+    kind: Literal["drift"]
+    metric: Literal["psi"]
+    value: float
+    threshold: float
+    window_size: int
+    reference_size: int
+    created_at_ns: str
+
+
+RiskModelAlertPage = Page[RiskModelAlert]

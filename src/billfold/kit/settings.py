@@ -335,6 +335,64 @@ class Settings(BaseSettings):
         le=1,
         description="An enforcing risk model scoring at least this blocks the movement.",
     )
+    risk_models_labels_min: int = Field(
+        default=200,
+        ge=1,
+        le=10_000_000,
+        description="Labels the active supervised model must have learned from before its"
+        " score enforces; below, the active anomaly detector's does.",
+    )
+    risk_models_refresh_interval_s: float = Field(
+        default=10,
+        gt=0,
+        le=3600,
+        description="How often a process checks for promoted or new model versions.",
+    )
+    risk_models_train_interval_s: float = Field(
+        default=3600,
+        ge=0,
+        le=7 * 86_400,
+        description="How often the scheduled worker trains every tenant's models; 0: never.",
+    )
+    risk_models_train_samples_max: int = Field(
+        default=100_000,
+        ge=1,
+        le=10_000_000,
+        description="Most labels (or decisions) one training run learns from.",
+    )
+    risk_models_train_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    risk_models_signing_key: SecretStr | None = Field(
+        default=None,
+        description="Signs stored model states (HMAC-SHA256); default: derived from the"
+        " master key when it is set, else states carry a plain SHA-256 checksum.",
+    )
+    risk_models_drift_window: int = Field(
+        default=500,
+        ge=50,
+        le=1_000_000,
+        description="Scores per drift check of one model (compared with its reference).",
+    )
+    risk_models_drift_psi_max: float = Field(
+        default=0.25,
+        gt=0,
+        le=10,
+        description="Population stability index above which a model's scores have drifted.",
+    )
+    risk_models_drift_cooldown_s: float = Field(
+        default=3600,
+        ge=0,
+        le=30 * 86_400,
+        description="Least time between two drift alerts of one model.",
+    )
+    risk_models_drift_interval_s: float = Field(
+        default=5, gt=0, le=3600, description="How often observed scores are checked for drift."
+    )
+    risk_models_observe_buffer_max: int = Field(
+        default=100_000,
+        ge=100,
+        le=10_000_000,
+        description="Scores waiting for the drift check; the oldest are dropped beyond it.",
+    )
 
     @model_validator(mode="after")
     def _master_key_is_32_bytes(self) -> Settings:

@@ -19,6 +19,7 @@ keys.rotate.approve          x
 cases.review                                     x                x
 risk.reverse.request                  x          x                x
 risk.reverse.approve                             x                x
+risk.models.manage                               x
 reports.read                 x                   x                x               x
 audit.read                   x                                    x
 risk.rules.manage                                x
@@ -36,6 +37,8 @@ Why it is shaped so:
 - **risk_analyst** writes the risk rules (``risk.rules.manage``); a new or changed
   *enforcing* rule takes effect once a different risk analyst or a compliance officer
   approves it (``risk.rules.approve``), while shadow rules and disabling need no approval.
+- **risk_analyst** alone trains and promotes risk models (``risk.models.manage``); anyone
+  with ``reports.read`` reads model versions, their metrics and drift alerts.
 - **admin** manages operators and key rotations but moves no money. Holding an approve
   permission never lets anyone approve their own request: the approver is always a
   *different* operator (enforced in ``approvals``, not here).
@@ -87,6 +90,7 @@ class Permission(enum.StrEnum):
     CASES_REVIEW = "cases.review"
     RISK_REVERSE_REQUEST = "risk.reverse.request"
     RISK_REVERSE_APPROVE = "risk.reverse.approve"
+    RISK_MODELS_MANAGE = "risk.models.manage"
     REPORTS_READ = "reports.read"
     AUDIT_READ = "audit.read"
     RISK_RULES_MANAGE = "risk.rules.manage"
@@ -142,6 +146,7 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType
                 _P.CASES_REVIEW,
                 _P.RISK_REVERSE_REQUEST,
                 _P.RISK_REVERSE_APPROVE,
+                _P.RISK_MODELS_MANAGE,
                 _P.REPORTS_READ,
                 _P.RISK_RULES_MANAGE,
                 _P.RISK_RULES_APPROVE,

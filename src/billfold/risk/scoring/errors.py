@@ -1,0 +1,29 @@
+"""The models domain's expected failures, rendered as problem+json.
+
+BillfoldError
+├── NotFound
+│   └── ModelNotFound            404 risk_model_not_found
+└── Conflict
+    └── ModelTrainingConflict    409 risk_model_training_conflict
+"""
+
+from __future__ import annotations
+
+from billfold.kit.errors import Conflict, NotFound
+
+__all__ = ["ModelNotFound", "ModelPromotionConflict", "ModelTrainingConflict"]
+
+
+class ModelNotFound(NotFound):
+    code = "risk_model_not_found"
+    title = "Risk model not found"
+
+
+class ModelTrainingConflict(Conflict):
+    code = "risk_model_training_conflict"
+    title = "Another training of this model finished first"
+
+
+class ModelPromotionConflict(Conflict):
+    code = "risk_model_promotion_conflict"
+    title = "Another version of this kind was promoted at the same time"
