@@ -34,7 +34,7 @@ def upgrade() -> None:
     with op.batch_alter_table("payments_refunds") as table:
         table.add_column(sa.Column("risk_decision_id", sa.Uuid(), nullable=True))
         table.drop_constraint("ck_payments_refunds_state", type_="check")
-        table.create_check_constraint("state", _REFUND_STATES_WITH_REVIEW)
+        table.create_check_constraint(op.f("ck_payments_refunds_state"), _REFUND_STATES_WITH_REVIEW)
 
 
 def downgrade() -> None:
@@ -43,7 +43,7 @@ def downgrade() -> None:
     op.execute("UPDATE payments_refunds SET state = 'failed' WHERE state = 'in_review'")
     with op.batch_alter_table("payments_refunds") as table:
         table.drop_constraint("ck_payments_refunds_state", type_="check")
-        table.create_check_constraint("state", _REFUND_STATES)
+        table.create_check_constraint(op.f("ck_payments_refunds_state"), _REFUND_STATES)
         table.drop_column("risk_decision_id")
     with op.batch_alter_table("payments_payments") as table:
         table.drop_column("parked_instrument")
