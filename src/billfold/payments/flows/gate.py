@@ -142,7 +142,7 @@ async def close_review(
 def _instrument_context(payment: Payment) -> FieldContext:
     return FieldContext(
         tenant_id=payment.tenant_id,
-        purpose="payments_instrument",
+        purpose="pii",
         table="payments_payments",
         column="parked_instrument",
         row_id=payment.id.hex,
