@@ -304,7 +304,9 @@ def held_fees(
     )
     by_id = {step_id(payment.id, f"hold:fee:{i}"): i for i in range(HELD_FEE_LINES_MAX)}
     steps = []
-    for fee in fees:
+    # In the quote's order, as when the hold was first placed (a linked chain re-placed
+    # must be the same transfers with the same flags to be answered `exists`).
+    for fee in sorted(fees, key=lambda line: by_id.get(line.transfer_id, HELD_FEE_LINES_MAX)):
         index = by_id.get(fee.transfer_id)
         if index is None or fee.amount <= 0:
             continue
