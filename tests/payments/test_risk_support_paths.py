@@ -93,3 +93,33 @@ def test_the_risk_migration_downgrades_and_upgrades_again(isolated_database_url:
         assert name in missing
     upgrade(isolated_database_url)
     assert _differences(isolated_database_url) == []
+
+
+def test_a_frozen_wallet_refuses_cleanly(database_url: str) -> None:
+    import functools
+
+    from billfold.ledger.types import AccountStatus
+    from billfold.wallets.service import ledger_tenant_of
+    from payments.payments_support import problem
+
+    with World(database_url, fees=False) as world:
+        install(world)
+        ann, bob = world.user(), world.user()
+        world.fund(ann, 1_000)
+        wallets = world.client.get("/v1/me/wallets", headers=ann.auth).json()["items"]
+        [usd] = [wallet for wallet in wallets if wallet["currency"] == "USD"]
+        world.client.portal.call(
+            functools.partial(
+                world.ledger.set_account_status,
+                tenant_id=ledger_tenant_of(world.tenant_id, "test"),
+                account_id=parse_id("wal", usd["id"]),
+                status=AccountStatus.FROZEN,
+            )
+        )
+        refused = world.client.post(
+            "/v1/me/p2p",
+            json={"recipient": bob.handle, "amount": 300, "currency": "USD"},
+            headers=ann.auth,
+        )
+        problem(refused, 409, "account_frozen")
+        assert world.wallet(bob)["available"] == 0
