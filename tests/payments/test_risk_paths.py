@@ -248,6 +248,10 @@ def test_refund_actions_and_review(database_url: str) -> None:
         assert (blocked["state"], blocked["failure_code"]) == ("failed", "risk_blocked")
         assert blocked["risk_decision_id"] == body["decision_id"]
         assert payment["refunded_amount"] == "0"
+        allowed = _refund(world, payment_id, 100)
+        assert allowed.status_code == 201, allowed.text
+        assert allowed.json()["refunds"][-1]["state"] == "succeeded"
+        merchant_before = world.merchant_wallet(shop)["available"]
         # No end user can step up for a merchant's refund: a challenge is held for review.
         for amount, approve in ((CHALLENGE, True), (REVIEW, False)):
             held = _refund(world, payment_id, amount)
@@ -260,15 +264,16 @@ def test_refund_actions_and_review(database_url: str) -> None:
             resolve(world, refund["id"], approve=approve)
         payment = world.payment(payment_id)
         states = [(row["amount"], row["state"]) for row in payment["refunds"]]
-        assert states[1:] == [(str(CHALLENGE), "succeeded"), (str(REVIEW), "failed")]
-        assert payment["refunds"][2]["failure_code"] == "risk_rejected"
+        assert states[2:] == [(str(CHALLENGE), "succeeded"), (str(REVIEW), "failed")]
+        assert payment["refunds"][3]["failure_code"] == "risk_rejected"
         assert (payment["state"], payment["refunded_amount"]) == (
             "partially_refunded",
-            str(CHALLENGE),
+            str(100 + CHALLENGE),
         )
-        fee_back = CHALLENGE * (30_000 // 100) // 30_000
+        proportional = 30_000 // 100  # the 1% part of the capture fee, returned pro rata
+        fee_back = proportional * (100 + CHALLENGE) // 30_000 - proportional * 100 // 30_000
         assert world.merchant_wallet(shop)["available"] == merchant_before - CHALLENGE + fee_back
-        assert world.wallet(ann)["available"] == 40_000 - 30_000 + CHALLENGE
+        assert world.wallet(ann)["available"] == 40_000 - 30_000 + 100 + CHALLENGE
 
 
 # -- FX conversions

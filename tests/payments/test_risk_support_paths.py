@@ -123,3 +123,44 @@ def test_a_frozen_wallet_refuses_cleanly(database_url: str) -> None:
         )
         problem(refused, 409, "account_frozen")
         assert world.wallet(bob)["available"] == 0
+
+
+def test_a_request_signed_by_a_bound_device_names_the_device(database_url: str) -> None:
+    import json
+
+    from identity.users.users_support import DeviceKey, bind_device
+
+    with World(database_url, fees=False) as world:
+        decider = install(world)
+        ann, bob = world.user(), world.user()
+        world.fund(ann, 1_000)
+        key = DeviceKey("ed25519")
+        device = bind_device(world.client, ann.token, key)
+        body = json.dumps({"recipient": bob.handle, "amount": 300, "currency": "USD"}).encode()
+        now_s = world.app.state.users_config.clock.now_ns() // 1_000_000_000
+
+        def signed(payload: bytes, signer: DeviceKey) -> dict[str, str]:
+            return {
+                **ann.auth,
+                "Content-Type": "application/json",
+                **signer.headers(
+                    device_id=device["id"],
+                    method="POST",
+                    target="/v1/me/p2p",
+                    body=payload,
+                    timestamp_s=now_s,
+                ),
+            }
+
+        sent = world.client.post("/v1/me/p2p", content=body, headers=signed(body, key))
+        assert sent.status_code == 201, sent.text
+        assert decider.seen[-1].device_id == parse_id("dev", device["id"])
+        forged = world.client.post(
+            "/v1/me/p2p", content=body, headers=signed(body, DeviceKey("ed25519"))
+        )
+        assert forged.status_code in (401, 403), forged.text
+        unsigned = world.client.post(
+            "/v1/me/p2p", content=body, headers={**ann.auth, "Content-Type": "application/json"}
+        )
+        assert unsigned.status_code == 201 and decider.seen[-1].device_id is None
+        assert world.wallet(bob)["available"] == 600
