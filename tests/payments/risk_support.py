@@ -193,3 +193,24 @@ def step_up(world: World, user: User, secret: str, **action: Any) -> str:
     assert answer.status_code == 200, answer.text
     token: str = answer.json()["step_up_token"]
     return token
+
+
+def decide_case(world: World, reference: str, state: str) -> None:
+    """Mark the case decided as the case API does, without resolving the movement (a
+    crash between the two)."""
+
+    async def write(session: AsyncSession) -> None:
+        await session.execute(
+            update(RiskCase)
+            .where(RiskCase.tenant_id == world.tenant_id, RiskCase.reference == reference)
+            .values(state=state, resolved_at=1)
+        )
+
+    in_db(world, write)
+
+
+def resume(world: World) -> int:
+    from billfold.payments.flows.review import resume_decided
+
+    count: int = world.client.portal.call(functools.partial(resume_decided, world.runtime))
+    return count

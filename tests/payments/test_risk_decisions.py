@@ -196,3 +196,23 @@ def test_without_an_engine_nothing_is_decided_or_stored(database_url: str) -> No
         sent = _send(world, ann, bob.handle, BLOCK)
         assert sent.status_code == 201 and sent.json()["risk_decision_id"] is None
         assert decisions(world) == []
+
+
+def test_recovery_finishes_movements_whose_case_was_decided(database_url: str) -> None:
+    from payments.risk_support import decide_case, resume
+
+    with World(database_url, fees=False) as world:
+        install(world)
+        ann, bob = world.user(), world.user()
+        world.fund(ann, 20_000)
+        approved = _send(world, ann, bob.handle, REVIEW).json()
+        rejected = _send(world, ann, bob.handle, REVIEW).json()
+        decide_case(world, approved["id"], "approved")
+        decide_case(world, rejected["id"], "rejected")
+        assert resume(world) >= 2
+        assert world.payment(approved["id"])["state"] == "succeeded"
+        failed = world.payment(rejected["id"])
+        assert (failed["state"], failed["failure_code"]) == ("failed", "risk_rejected")
+        resume(world)  # nothing left to do
+        assert world.wallet(bob)["available"] == REVIEW
+        assert world.wallet(ann)["available"] == 20_000 - REVIEW

@@ -15,7 +15,9 @@ periodically (`resume_interrupted`, the app's payments recovery loop).
   `authorization_expires_at` have their hold voided and expire.
 - Movements held for risk review whose case is past `hold_expires_at`
   (`risk_review_hold_s`): their holds are voided, they fail (`risk_review_expired`) and
-  the case is marked `expired` (`billfold.payments.flows.review.expire_held`).
+  the case is marked `expired` (`billfold.payments.flows.review.expire_held`); those
+  still held whose case was decided (a crash between the decision and `resolve_held`)
+  are finished as the case says (`resume_decided`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from billfold.kit.errors import BillfoldError
 from billfold.payments.flows.merchant import expire, recover_claim
 from billfold.payments.flows.p2p import drive_p2p
 from billfold.payments.flows.refunds import drive_refund
-from billfold.payments.flows.review import expire_held
+from billfold.payments.flows.review import expire_held, resume_decided
 from billfold.payments.flows.topups import resume_top_up
 from billfold.payments.flows.withdrawals import resume_withdrawal
 from billfold.payments.repository import PaymentRepository
@@ -71,6 +73,7 @@ async def resume_interrupted(
     claims = await recover_claims(runtime, limit=limit)  # before expiry: holds decided first
     expired = await expire_due(runtime, limit=limit)
     reviews = await expire_held(runtime, limit=limit)
+    reviews += await resume_decided(runtime, limit=limit)
     return len(payments) + len(refunds) + provider_flows + claims + expired + reviews
 
 

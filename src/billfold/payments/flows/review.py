@@ -18,7 +18,9 @@ Idempotent and crash-safe: a movement no longer held is left alone, every transf
 derives from the movement's id and its step (``steps.step_id``), and placing a hold again
 is answered ``exists``. :func:`expire_held` (the payments recovery loop) rejects the
 movements of cases past ``hold_expires_at`` (``risk_review_expired``) and marks the cases
-``expired``.
+``expired``; :func:`resume_decided` (the same loop) finishes payments and refunds still
+held whose case was decided — a crash between the case API's decision and
+``resolve_held`` (or during it) — as the case says.
 """
 
 from __future__ import annotations
@@ -56,11 +58,11 @@ from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.service import transition
 from billfold.payments.states import Kind, State
 from billfold.payments.steps import applied, step_id
-from billfold.risk.reviews import close_case, due_cases
+from billfold.risk.reviews import case_state, close_case, due_cases
 from billfold.wallets.accounts import TransferCode
 from billfold.wallets.service import ledger_tenant_of
 
-__all__ = ["EXPIRE_BATCH_MAX", "expire_held", "resolve_held"]
+__all__ = ["EXPIRE_BATCH_MAX", "expire_held", "resolve_held", "resume_decided"]
 
 EXPIRE_BATCH_MAX = 200
 log = structlog.get_logger(__name__)
@@ -301,3 +303,45 @@ async def expire_held(runtime: PaymentsRuntime, *, limit: int = EXPIRE_BATCH_MAX
             )
         log.info("payments.review_expired", reference=case.reference)
     return len(due)
+
+
+_OUTCOMES = {
+    "approved": (True, gate.REJECTED),
+    "rejected": (False, gate.REJECTED),
+    "expired": (False, gate.REVIEW_EXPIRED),
+}
+
+
+async def resume_decided(runtime: PaymentsRuntime, *, limit: int = EXPIRE_BATCH_MAX) -> int:
+    """Finish payments and refunds still held whose case is no longer open (approved,
+    rejected or expired), as the case says; how many were looked at."""
+    bound = min(limit, EXPIRE_BATCH_MAX)
+    async with runtime.unit_of_work.begin() as session:
+        repository = PaymentRepository(session)
+        held = [
+            (format_id("pay", row[0]), row[1], row[2]) for row in await repository.held(limit=bound)
+        ]
+        held += [
+            (format_id("ref", row[0]), row[1], row[2])
+            for row in await repository.held_refunds(limit=bound)
+        ]
+        decided = []
+        for reference, tenant_id, mode in held:
+            state = await case_state(session, tenant_id=tenant_id, mode=mode, reference=reference)
+            if state in _OUTCOMES:
+                decided.append((reference, tenant_id, mode, state))
+    for reference, tenant_id, mode, state in decided:
+        approve, failure_code = _OUTCOMES[state]
+        try:
+            await _resolve(
+                runtime,
+                tenant_id=tenant_id,
+                mode=mode,
+                reference=reference,
+                approve=approve,
+                failure_code=failure_code,
+            )
+            log.info("payments.review_resumed", reference=reference, case=state)
+        except BillfoldError as error:
+            log.info("payments.review_resume_failed", reference=reference, code=error.code)
+    return len(held)
