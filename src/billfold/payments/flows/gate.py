@@ -176,9 +176,12 @@ async def open_instrument(
     session: AsyncSession, runtime: PaymentsRuntime, payment: Payment
 ) -> str | None:
     """The parked instrument; None when there is none or it no longer decrypts (the
-    user's keys were destroyed)."""
-    if payment.parked_instrument is None or runtime.keyring is None:
+    user's keys were destroyed). A runtime without the keyring cannot tell: it raises
+    (so a process without it never fails a movement it could not read)."""
+    if payment.parked_instrument is None:
         return None
+    invariant(runtime.keyring is not None, "the payments runtime has the app's keyring")
+    assert runtime.keyring is not None
     try:
         plaintext = await runtime.keyring.decrypt(
             session, payment.parked_instrument, context=_instrument_context(payment)
