@@ -229,3 +229,27 @@ def test_a_holder_pays_across_currencies(database_url: str) -> None:
             paid = ann.payments.authorize(payment["id"], source_currency="EUR")
             assert paid["state"] == "authorized"
             assert paid["fx"] is not None and paid["fx"]["source_currency"] == "EUR"
+
+
+def test_risk_outcomes_reach_the_holder_as_states_and_typed_errors(database_url: str) -> None:
+    from billfold.client import PermissionDeniedError
+    from payments.risk_support import BLOCK, REVIEW, AmountDecider
+
+    with (
+        running(database_url, ledger_batch_window_ms=0) as server,
+        server.billfold(PAYMENTS) as billfold,
+    ):
+        decider = AmountDecider()
+        app = server.client.app
+        app.state.payments.risk = app.state.risk = decider  # type: ignore[attr-defined]
+        _, _, ann = _user(server, billfold)
+        _, bob_handle, bob = _user(server, billfold)
+        with ann, bob:
+            ann.payments.top_up(amount=20_000, currency="USD", method="card", instrument=TEST_CARD)
+            _relay(server, billfold)
+            held = ann.payments.send(recipient=bob_handle, amount=REVIEW, currency="USD")
+            assert held["state"] == "in_review" and held["risk_decision_id"]
+            with pytest.raises(PermissionDeniedError) as refused:
+                ann.payments.send(recipient=bob_handle, amount=BLOCK, currency="USD")
+            assert refused.value.code == "risk_blocked"
+            assert refused.value.extensions["decision_id"].startswith("rdc_")

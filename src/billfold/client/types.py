@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Generic, Literal, TypedDict, TypeVar
 
 __all__ = [
+    "PAYMENT_STATES",
     "Account",
     "AccountCreated",
     "AccountPage",
@@ -513,6 +514,11 @@ class FxConversion(TypedDict):
     quote: FxQuote
     sell_transfer_id: str
     buy_transfer_id: str
+    id: str | None
+    """`cnv_…` (one conversion per quote): a held conversion's case reference."""
+    state: str
+    """`succeeded`, or `in_review` (HTTP 202): held by a risk decision, both legs pending."""
+    risk_decision_id: str | None
 
 
 class FxSettings(TypedDict):
@@ -857,6 +863,8 @@ class Refund(TypedDict):
     failure_code: str | None
     fee_returned: str
     """Capture fees returned to the merchant with this refund (pro rata, fixed part kept)."""
+    risk_decision_id: str | None
+    """The risk decision (`rdc_…`) that admitted, held (`state` in_review) or blocked it."""
 
 
 class PaymentFx(TypedDict):
@@ -886,12 +894,32 @@ class Dispute(TypedDict):
     evidence: list[JSONObject]
 
 
+PAYMENT_STATES = (
+    "created",
+    "requires_action",
+    "processing",
+    "succeeded",
+    "failed",
+    "requires_payment",
+    "authorized",
+    "captured",
+    "partially_refunded",
+    "refunded",
+    "voided",
+    "expired",
+    "in_review",
+)
+"""Every state a payment can be in."""
+
+
 class Payment(TypedDict):
     """A payment with its history, fees, ledger transfers, refunds and disputes."""
 
     id: str
     kind: str
     state: str
+    """One of `PAYMENT_STATES`; `in_review` (HTTP 202): held by a risk decision until an
+    analyst approves or rejects it, or the hold expires."""
     amount: str
     currency: str
     captured_amount: str
@@ -907,6 +935,9 @@ class Payment(TypedDict):
     metadata: dict[str, str] | None
     capture: str
     failure_code: str | None
+    """Why it failed; `risk_blocked`, `risk_rejected`, `risk_review_expired` for risk."""
+    risk_decision_id: str | None
+    """The risk decision (`rdc_…`); None when the server runs no risk engine."""
     next_action_url: str | None
     expires_at: str | None
     authorization_expires_at: str | None

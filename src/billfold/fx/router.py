@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 
 from billfold.fx import service
 from billfold.fx.models import FxTenantSettingsRow
 from billfold.fx.rates import RatesSource, rates_source_from_settings
+from billfold.fx.review import Caller, convert_decided
 from billfold.fx.schemas import (
     ACCOUNT_ID_PREFIX,
     QUOTE_ID_PREFIX,
@@ -37,6 +38,8 @@ from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
 from billfold.ledger.router import get_ledger
 from billfold.ledger.schemas import problem_responses
+from billfold.risk.gate import request_context
+from billfold.risk.types import RiskDecider
 
 __all__ = ["FX_READ", "FX_WRITE", "install_fx", "router"]
 
@@ -176,10 +179,32 @@ async def get_quote(
     return QuoteResponse.from_row(row, now_ns=clock.now_ns())
 
 
+def get_risk(request: Request) -> RiskDecider | None:
+    """The risk engine (`app.state.risk`, set by ``install_risk``); None: no engine
+    configured, every conversion is allowed and no decision is stored."""
+    decider: RiskDecider | None = getattr(request.app.state, "risk", None)
+    return decider
+
+
+def get_review_hold_s(request: Request) -> int:
+    settings = getattr(request.app.state, "settings", None)
+    return int(getattr(settings, "risk_review_hold_s", _REVIEW_HOLD_S_DEFAULT))
+
+
+_REVIEW_HOLD_S_DEFAULT = 3 * 86_400
+Risk = Annotated[RiskDecider | None, Depends(get_risk)]
+
+
 @router.post(
     "/conversions",
     summary="Use a quote: convert between one owner's two accounts.",
-    responses=problem_responses(400, 404, 409, 413, 422, 503),
+    responses={
+        **problem_responses(400, 404, 409, 413, 422, 503),
+        202: {
+            "description": "Held for risk review: both legs are pending (`state` in_review)"
+            " until an analyst approves (posted) or rejects them (voided)."
+        },
+    },
 )
 async def create_conversion(
     body: ConversionRequest,
@@ -187,21 +212,33 @@ async def create_conversion(
     unit_of_work: Work,
     ledger: Ledgers,
     clock: Clocks,
+    risk: Risk,
+    request: Request,
+    response: Response,
 ) -> ConversionResponse:
     quote_id = parse_id(QUOTE_ID_PREFIX, body.quote_id)
     sell_account_id = parse_id(ACCOUNT_ID_PREFIX, body.sell_account_id)
     buy_account_id = parse_id(ACCOUNT_ID_PREFIX, body.buy_account_id)
     now_ns = clock.now_ns()
-    conversion = await service.convert(
+    decided = await convert_decided(
         unit_of_work,
         ledger,
-        tenant_id=principal.ledger_tenant_id,
+        risk,
+        caller=Caller(
+            tenant_id=principal.tenant_id,
+            mode=principal.mode.value,
+            ledger_tenant_id=principal.ledger_tenant_id,
+        ),
         quote_id=quote_id,
         sell_account_id=sell_account_id,
         buy_account_id=buy_account_id,
         now_ns=now_ns,
+        context=request_context(request),
+        hold_s=get_review_hold_s(request),
     )
-    return ConversionResponse.from_conversion(conversion, now_ns=now_ns)
+    if decided.held:
+        response.status_code = 202
+    return ConversionResponse.from_decided(decided, now_ns=now_ns)
 
 
 @router.get("/settings", summary="Your FX spread and quote lifetime.")

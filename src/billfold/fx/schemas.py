@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from billfold.fx.models import FxQuoteRow, FxTenantSettingsRow
 from billfold.fx.pricing import SPREAD_BPS_MAX
 from billfold.fx.rates import RateTable
+from billfold.fx.review import DecidedConversion
 from billfold.fx.service import Conversion
 from billfold.kit.ids import format_id
 
@@ -131,6 +132,17 @@ class ConversionResponse(BaseModel):
     quote: QuoteResponse
     sell_transfer_id: str
     buy_transfer_id: str
+    id: str | None = Field(
+        default=None, description="The conversion's id (`cnv_…`, one per quote)."
+    )
+    state: Literal["succeeded", "in_review"] = Field(
+        default="succeeded",
+        description="`in_review`: held by a risk decision, both legs pending until an"
+        " analyst decides.",
+    )
+    risk_decision_id: str | None = Field(
+        default=None, description="The risk decision (`rdc_…`); null without a risk engine."
+    )
 
     @classmethod
     def from_conversion(cls, conversion: Conversion, *, now_ns: int) -> ConversionResponse:
@@ -138,6 +150,19 @@ class ConversionResponse(BaseModel):
             quote=QuoteResponse.from_row(conversion.quote, now_ns=now_ns),
             sell_transfer_id=format_id(TRANSFER_ID_PREFIX, conversion.sell_transfer_id),
             buy_transfer_id=format_id(TRANSFER_ID_PREFIX, conversion.buy_transfer_id),
+            id=format_id("cnv", conversion.quote.id),
+        )
+
+    @classmethod
+    def from_decided(cls, decided: DecidedConversion, *, now_ns: int) -> ConversionResponse:
+        plain = cls.from_conversion(decided.conversion, now_ns=now_ns)
+        return plain.model_copy(
+            update={
+                "state": "in_review" if decided.held else "succeeded",
+                "risk_decision_id": None
+                if decided.decision_id is None
+                else format_id("rdc", decided.decision_id),
+            }
         )
 
 

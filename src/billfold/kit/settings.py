@@ -393,6 +393,27 @@ class Settings(BaseSettings):
         le=10_000_000,
         description="Scores waiting for the drift check; the oldest are dropped beyond it.",
     )
+    risk_review_hold_s: int = Field(
+        default=3 * 86_400,
+        ge=60,
+        le=90 * 86_400,
+        description="How long a movement held for risk review stays held: an undecided case"
+        " is then expired and its hold voided by the payments recovery loop.",
+    )
+    risk_ip_country_header: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="A header a trusted proxy sets to the client's ISO 3166-1 alpha-2 country"
+        " (e.g. CF-IPCountry), given to the risk engine; unset: the header is ignored.",
+    )
+    risk_trusted_proxies: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Peer addresses of reverse proxies: for a request from one of them the"
+        " client IP given to the risk engine is the first X-Forwarded-For hop; empty: the"
+        " peer address, always.",
+    )
 
     @model_validator(mode="after")
     def _master_key_is_32_bytes(self) -> Settings:

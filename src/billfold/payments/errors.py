@@ -11,7 +11,8 @@ BillfoldError
 ├── Conflict
 │   ├── InvalidStateTransition     409 invalid_state_transition
 │   ├── PaymentExpired             409 payment_expired
-│   └── MoneyRequestExpired        409 money_request_expired
+│   ├── MoneyRequestExpired        409 money_request_expired
+│   └── AccountFrozen              409 account_frozen (a risk response froze a wallet)
 └── ValidationFailed
     ├── InsufficientFunds          422 insufficient_funds
     ├── LimitExceeded              422 limit_exceeded
@@ -29,6 +30,7 @@ from __future__ import annotations
 from billfold.kit.errors import Conflict, Forbidden, NotFound, ValidationFailed
 
 __all__ = [
+    "AccountFrozen",
     "CaptureExceedsAuthorized",
     "DisputeNotFound",
     "FeesExceedAmount",
@@ -94,6 +96,14 @@ class PaymentExpired(Conflict):
 class MoneyRequestExpired(Conflict):
     code = "money_request_expired"
     title = "Money request expired"
+
+
+class AccountFrozen(Conflict):
+    """A wallet the movement touches is frozen (the risk response `freeze_account`, or an
+    operator): the ledger refuses every transfer on it until it is unfrozen."""
+
+    code = "account_frozen"
+    title = "The account is frozen"
 
 
 class InsufficientFunds(ValidationFailed):

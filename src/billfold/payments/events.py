@@ -3,7 +3,8 @@ written in the same database transaction as the change (``billfold.events.outbox
 
 Type ``com.billfold.payment.<state>.v1`` (``created`` for a new payment whatever its first
 state, then ``authorized``, ``captured``, ``partially_refunded``, ``refunded``, ``failed``,
-``voided``, ``expired``, ``succeeded``, ``processing``, ``requires_action``…), subject the
+``voided``, ``expired``, ``succeeded``, ``processing``, ``requires_action``, ``in_review``
+(held by a risk decision)…), subject the
 payment's ``pay_…`` id, aggregate the payment (so its events keep their order).
 """
 

@@ -74,6 +74,9 @@ async def explain(runtime: PaymentsRuntime, payment: Payment) -> PaymentResponse
         metadata=json.loads(payment.metadata_json) if payment.metadata_json else None,
         capture=payment.capture_mode,
         failure_code=payment.failure_code,
+        risk_decision_id=None
+        if payment.risk_decision_id is None
+        else format_id("rdc", payment.risk_decision_id),
         next_action_url=payment.next_action_url,
         expires_at=None if payment.expires_at is None else str(payment.expires_at),
         authorization_expires_at=None
@@ -130,6 +133,9 @@ def refund_response(refund: Refund) -> RefundResponse:
         reason=refund.reason,
         failure_code=refund.failure_code,
         fee_returned=str(refund.fee_returned),
+        risk_decision_id=None
+        if refund.risk_decision_id is None
+        else format_id("rdc", refund.risk_decision_id),
     )
 
 

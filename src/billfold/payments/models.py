@@ -6,7 +6,16 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from billfold.kit.orm import Base
@@ -93,6 +102,12 @@ class Payment(Base):
     """When it counts toward its payer's spending limits: the limit check that admitted it
     (P2P and withdrawals: their creation; merchant payments: the payer's authorization,
     set with the payer when the limit is checked, cleared again if the hold fails)."""
+    risk_decision_id: Mapped[uuid.UUID | None] = mapped_column()
+    """The risk decision that admitted or held it (`rdc_…`); None when no risk engine is
+    configured (merchant payments: the payer's authorization's decision)."""
+    parked_instrument: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """A top-up parked for risk review: its card or account number, sealed with the
+    keyring until the provider is charged (cleared then, or when it fails)."""
     created_at: Mapped[int] = mapped_column(BigInteger)
     """When it was created."""
     updated_at: Mapped[int] = mapped_column(BigInteger)
@@ -182,11 +197,13 @@ class Refund(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     """Minor units."""
     state: Mapped[str] = mapped_column(String(16))
-    """pending, succeeded or failed."""
+    """pending, in_review (held for a risk analyst), succeeded or failed."""
     reason: Mapped[str | None] = mapped_column(String(200))
     """The merchant's reason."""
     failure_code: Mapped[str | None] = mapped_column(String(64))
     """Why it failed (the ledger's refusal)."""
+    risk_decision_id: Mapped[uuid.UUID | None] = mapped_column()
+    """The risk decision that admitted or held it; None when no risk engine is configured."""
     fee_returned: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     """The capture fees returned to the merchant with this refund (pro rata, the
     proportional part only), minor units; fixed when the refund is asked for."""
@@ -195,7 +212,7 @@ class Refund(Base):
 
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount"),
-        CheckConstraint("state IN ('pending', 'succeeded', 'failed')", name="state"),
+        CheckConstraint("state IN ('pending', 'in_review', 'succeeded', 'failed')", name="state"),
     )
 
 

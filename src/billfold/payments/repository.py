@@ -306,3 +306,25 @@ class PaymentRepository:
             .limit(limit)
         )
         return list((await self._session.execute(statement)).scalars())
+
+    async def held(self, *, limit: int) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
+        """Payments held for risk review (`in_review`), with their tenant and mode,
+        longest held first."""
+        statement = (
+            select(Payment.id, Payment.tenant_id, Payment.mode)
+            .where(Payment.state == "in_review")
+            .order_by(Payment.updated_at)
+            .limit(limit)
+        )
+        return [(row[0], row[1], row[2]) for row in await self._session.execute(statement)]
+
+    async def held_refunds(self, *, limit: int) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
+        """Refunds held for risk review, with their payment's tenant and mode."""
+        statement = (
+            select(Refund.id, Payment.tenant_id, Payment.mode)
+            .join(Payment, Payment.id == Refund.payment_id)
+            .where(Refund.state == "in_review")
+            .order_by(Refund.created_at)
+            .limit(limit)
+        )
+        return [(row[0], row[1], row[2]) for row in await self._session.execute(statement)]

@@ -8,10 +8,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
-from billfold.identity.users.auth import authenticate_user
-from billfold.identity.users.types import UserPrincipal
+from billfold.identity.users.auth import authenticate_user, device_signed
+from billfold.identity.users.signatures import DEVICE_ID_HEADER
+from billfold.identity.users.types import DEVICE_ID_PREFIX, UserPrincipal
 from billfold.kit.auth import Principal, require_scopes
 from billfold.kit.errors import InvariantViolation
 from billfold.kit.ids import format_id, parse_id
@@ -49,6 +50,7 @@ from billfold.payments.schemas import (
     TopUpCreate,
     WithdrawalCreate,
 )
+from billfold.risk.gate import RiskContext, request_context
 
 __all__ = ["NOTIFICATIONS_PATH", "get_runtime", "router"]
 
@@ -68,6 +70,39 @@ def get_runtime(request: Request) -> PaymentsRuntime:
 
 
 Runtime = Annotated[PaymentsRuntime, Depends(get_runtime)]
+
+
+async def signing_device(request: Request, user: EndUser) -> uuid.UUID | None:
+    """The bound device that signed the request, when it carries a device signature
+    (which must then verify: a request claiming a device proves it)."""
+    if DEVICE_ID_HEADER not in request.headers:
+        return None
+    verified = await device_signed(request, user)
+    return parse_id(DEVICE_ID_PREFIX, verified.device_id)
+
+
+SigningDevice = Annotated[uuid.UUID | None, Depends(signing_device)]
+HELD = "Held for risk review: the payment (or refund) is `in_review`."
+RISK_ANSWERS: dict[int | str, dict[str, object]] = {
+    202: {"description": HELD},
+    403: {
+        "description": "`risk_blocked` (with `decision_id`), or `step_up_required` (with"
+        " `amount`, `currency`, `payee` and, for a risk challenge, `decision_id`).",
+    },
+}
+
+
+def _user_context(
+    request: Request, device_id: uuid.UUID | None, step_up_token: str | None = None
+) -> RiskContext:
+    return request_context(request, device_id=device_id, step_up_token=step_up_token)
+
+
+def _held(response: Response, body: PaymentResponse) -> PaymentResponse:
+    """202 for a payment held for review."""
+    if body.state == "in_review":
+        response.status_code = 202
+    return body
 
 
 async def _explained(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> PaymentResponse:
@@ -138,20 +173,35 @@ async def void_payment(payment_id: str, caller: Writer, runtime: Runtime) -> Pay
     return await _explained(runtime, wanted)
 
 
-@router.post("/payments/{payment_id}/refunds", status_code=201, summary="Refund all or part.")
+@router.post(
+    "/payments/{payment_id}/refunds",
+    status_code=201,
+    summary="Refund all or part.",
+    responses=RISK_ANSWERS,
+)
 async def refund_payment(
-    payment_id: str, body: RefundCreate, caller: Writer, runtime: Runtime
+    payment_id: str,
+    body: RefundCreate,
+    caller: Writer,
+    runtime: Runtime,
+    request: Request,
+    response: Response,
 ) -> PaymentResponse:
     wanted = parse_id("pay", payment_id)
-    await refunds.refund(
+    refund_id = await refunds.refund(
         runtime,
         tenant_id=caller.tenant_id,
         mode=caller.mode,
         payment_id=wanted,
         amount=body.amount,
         reason=body.reason,
+        context=request_context(request),
     )
-    return await _explained(runtime, wanted)
+    explained = await _explained(runtime, wanted)
+    created = format_id("ref", refund_id)
+    if any(row.id == created and row.state == "in_review" for row in explained.refunds):
+        response.status_code = 202
+    return explained
 
 
 @router.post("/payments/{payment_id}/disputes", status_code=201, summary="Open a dispute.")
@@ -217,8 +267,20 @@ async def split_rule(body: SplitRuleCreate, caller: Writer, runtime: Runtime) ->
 # -- wallet holders (access tokens)
 
 
-@router.post("/me/top-ups", status_code=201, summary="Add money from a card or bank.")
-async def top_up(body: TopUpCreate, user: EndUser, runtime: Runtime) -> PaymentResponse:
+@router.post(
+    "/me/top-ups",
+    status_code=201,
+    summary="Add money from a card or bank.",
+    responses=RISK_ANSWERS,
+)
+async def top_up(
+    body: TopUpCreate,
+    user: EndUser,
+    runtime: Runtime,
+    request: Request,
+    response: Response,
+    device_id: SigningDevice,
+) -> PaymentResponse:
     payment_id = await topups.start_top_up(
         runtime,
         tenant_id=user.tenant_id,
@@ -228,12 +290,25 @@ async def top_up(body: TopUpCreate, user: EndUser, runtime: Runtime) -> PaymentR
         currency=body.currency,
         method=body.method,
         instrument=body.instrument,
+        context=_user_context(request, device_id, body.step_up_token),
     )
-    return await _explained(runtime, payment_id)
+    return _held(response, await _explained(runtime, payment_id))
 
 
-@router.post("/me/withdrawals", status_code=201, summary="Pay out to a card or bank.")
-async def withdraw(body: WithdrawalCreate, user: EndUser, runtime: Runtime) -> PaymentResponse:
+@router.post(
+    "/me/withdrawals",
+    status_code=201,
+    summary="Pay out to a card or bank.",
+    responses=RISK_ANSWERS,
+)
+async def withdraw(
+    body: WithdrawalCreate,
+    user: EndUser,
+    runtime: Runtime,
+    request: Request,
+    response: Response,
+    device_id: SigningDevice,
+) -> PaymentResponse:
     payment_id = await withdrawals.start_withdrawal(
         runtime,
         tenant_id=user.tenant_id,
@@ -244,12 +319,22 @@ async def withdraw(body: WithdrawalCreate, user: EndUser, runtime: Runtime) -> P
         method=body.method,
         destination=body.destination,
         step_up_token=body.step_up_token,
+        context=_user_context(request, device_id),
     )
-    return await _explained(runtime, payment_id)
+    return _held(response, await _explained(runtime, payment_id))
 
 
-@router.post("/me/p2p", status_code=201, summary="Send money to another user.")
-async def send(body: P2PCreate, user: EndUser, runtime: Runtime) -> PaymentResponse:
+@router.post(
+    "/me/p2p", status_code=201, summary="Send money to another user.", responses=RISK_ANSWERS
+)
+async def send(
+    body: P2PCreate,
+    user: EndUser,
+    runtime: Runtime,
+    request: Request,
+    response: Response,
+    device_id: SigningDevice,
+) -> PaymentResponse:
     payment_id = await p2p.send_p2p(
         runtime,
         tenant_id=user.tenant_id,
@@ -261,13 +346,24 @@ async def send(body: P2PCreate, user: EndUser, runtime: Runtime) -> PaymentRespo
         step_up_token=body.step_up_token,
         source_currency=body.source_currency,
         quote_id=None if body.quote_id is None else parse_id("fxq", body.quote_id),
+        context=_user_context(request, device_id),
     )
-    return await _explained(runtime, payment_id)
+    return _held(response, await _explained(runtime, payment_id))
 
 
-@router.post("/me/payments/{payment_id}/authorize", summary="Pay a merchant from the wallet.")
+@router.post(
+    "/me/payments/{payment_id}/authorize",
+    summary="Pay a merchant from the wallet.",
+    responses=RISK_ANSWERS,
+)
 async def authorize(
-    payment_id: str, user: EndUser, runtime: Runtime, body: AuthorizeRequest | None = None
+    payment_id: str,
+    user: EndUser,
+    runtime: Runtime,
+    request: Request,
+    response: Response,
+    device_id: SigningDevice,
+    body: AuthorizeRequest | None = None,
 ) -> PaymentResponse:
     wanted = parse_id("pay", payment_id)
     choice = body or AuthorizeRequest()
@@ -279,8 +375,9 @@ async def authorize(
         payment_id=wanted,
         source_currency=choice.source_currency,
         quote_id=None if choice.quote_id is None else parse_id("fxq", choice.quote_id),
+        context=_user_context(request, device_id, choice.step_up_token),
     )
-    return await _explained(runtime, wanted)
+    return _held(response, await _explained(runtime, wanted))
 
 
 @router.get("/me/payments/{payment_id}", summary="One of the user's payments.")
@@ -324,9 +421,19 @@ async def get_money_request(
     return money_request_response(found)
 
 
-@router.post("/me/money-requests/{request_id}/approve", summary="Pay a money request.")
+@router.post(
+    "/me/money-requests/{request_id}/approve",
+    summary="Pay a money request.",
+    responses=RISK_ANSWERS,
+)
 async def approve(
-    request_id: str, user: EndUser, runtime: Runtime, body: ApproveMoneyRequest | None = None
+    request_id: str,
+    user: EndUser,
+    runtime: Runtime,
+    request: Request,
+    response: Response,
+    device_id: SigningDevice,
+    body: ApproveMoneyRequest | None = None,
 ) -> MoneyRequestResponse:
     choice = body or ApproveMoneyRequest()
     approved = await p2p.approve_request(
@@ -337,7 +444,13 @@ async def approve(
         request_id=parse_id("req", request_id),
         source_currency=choice.source_currency,
         quote_id=None if choice.quote_id is None else parse_id("fxq", choice.quote_id),
+        context=_user_context(request, device_id, choice.step_up_token),
     )
+    if approved.payment_id is not None:
+        async with runtime.unit_of_work.begin() as session:
+            paid = await load(session, approved.payment_id)
+        if paid.state == "in_review":
+            response.status_code = 202
     return money_request_response(approved)
 
 

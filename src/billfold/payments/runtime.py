@@ -11,12 +11,14 @@ from billfold.connectors.senders import HttpNotificationSender, NotificationSend
 from billfold.connectors.types import Provider
 from billfold.fx.rates import NoRatesSource, RatesSource
 from billfold.fx.service import FxConfig
+from billfold.keys.keyring import Keyring
 from billfold.kit.db import UnitOfWork
 from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
 from billfold.payments.errors import UnknownProvider
 from billfold.payments.fees.service import schedule_fee_quoter
 from billfold.payments.fees.types import FeeQuoter
+from billfold.risk.types import RiskDecider
 from billfold.wallets.accounts import PROVIDER_NAMES
 from billfold.wallets.service import WalletBook
 
@@ -48,6 +50,13 @@ class PaymentsRuntime:
     fx_config: FxConfig = field(
         default_factory=lambda: FxConfig(spread_bps_default=0, quote_ttl_s=30)
     )
+    risk: RiskDecider | None = None
+    """Decides every movement before it reaches the ledger (`app.state.risk`); None: no
+    engine configured — every movement is allowed and no decision is stored."""
+    review_hold_s: int = 3 * 86_400
+    """How long a movement held for review stays held before recovery voids it."""
+    keyring: Keyring | None = None
+    """Seals the instrument of a top-up parked for review (`app.state.keyring`)."""
 
     @property
     def unit_of_work(self) -> UnitOfWork:
@@ -74,6 +83,7 @@ class PaymentsRuntime:
             step_up_threshold_minor=settings.payments_step_up_threshold_minor,
             sandboxes=sandboxes,
             fx_config=FxConfig.from_settings(settings),
+            review_hold_s=settings.risk_review_hold_s,
         )
 
 
@@ -106,7 +116,11 @@ async def close_runtime(runtime: PaymentsRuntime) -> None:
 def install_payments(app: Any, settings: Settings, ledger: Ledger) -> PaymentsRuntime:
     """Set up `app.state.wallet_book` and `app.state.payments` (from the lifespan, once the
     unit of work and the ledger are open). A test may put its own `notification_sender`
-    on `app.state` first (a `RecordingSender`, to deliver notifications itself)."""
+    on `app.state` first (a `RecordingSender`, to deliver notifications itself).
+
+    The risk decider is `app.state.risk` (``install_risk``'s engine) when set: call
+    ``install_risk`` first (or set `runtime.risk` afterwards); without one, no engine is
+    configured and every movement is allowed, nothing stored."""
     sender = getattr(app.state, "notification_sender", None)
     if sender is None:
         base_url = (
@@ -124,6 +138,8 @@ def install_payments(app: Any, settings: Settings, ledger: Ledger) -> PaymentsRu
     rates = getattr(app.state, "fx_rates", None)  # install_fx's (the same rates as /v1/fx)
     if rates is not None:
         runtime.fx_rates = rates
+    runtime.risk = getattr(app.state, "risk", None)
+    runtime.keyring = getattr(app.state, "keyring", None)
     app.state.payments = runtime
     return runtime
 

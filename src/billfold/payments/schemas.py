@@ -67,6 +67,12 @@ class TopUpCreate(_Request):
         pattern=r"^[A-Z0-9]+$",
         description="A card number (sandbox test cards in the README) or an IBAN.",
     )
+    step_up_token: str | None = Field(
+        default=None,
+        max_length=200,
+        description="A step-up token bound to this movement's amount, currency and payee,"
+        " after a `step_up_required` answer (threshold or risk challenge).",
+    )
 
 
 class WithdrawalCreate(_Request):
@@ -115,6 +121,12 @@ class AuthorizeRequest(_Request):
         description="An unused FX quote selling `source_currency` for exactly the payment's"
         " amount; without one a quote is made at the tenant's spread.",
     )
+    step_up_token: str | None = Field(
+        default=None,
+        max_length=200,
+        description="A step-up token bound to this movement's amount, currency and payee,"
+        " after a `step_up_required` answer (threshold or risk challenge).",
+    )
 
 
 class ApproveMoneyRequest(_Request):
@@ -129,6 +141,12 @@ class ApproveMoneyRequest(_Request):
         pattern=QUOTE_ID,
         description="An unused FX quote selling `source_currency` for exactly the requested"
         " amount plus the P2P fees; without one a quote is made at the tenant's spread.",
+    )
+    step_up_token: str | None = Field(
+        default=None,
+        max_length=200,
+        description="A step-up token bound to this movement's amount, currency and payee,"
+        " after a `step_up_required` answer (threshold or risk challenge).",
     )
 
 
@@ -221,16 +239,38 @@ class TransferSummary(BaseModel):
     timestamp: str
 
 
+RefundState = Literal["pending", "in_review", "succeeded", "failed"]
+PaymentState = Literal[
+    "created",
+    "requires_action",
+    "processing",
+    "succeeded",
+    "failed",
+    "requires_payment",
+    "authorized",
+    "captured",
+    "partially_refunded",
+    "refunded",
+    "voided",
+    "expired",
+    "in_review",
+]
+"""Every `payments.states.State` (a test pins them equal)."""
+
+
 class RefundResponse(BaseModel):
     id: str
     payment_id: str
     amount: str
-    state: str
+    state: RefundState
     reason: str | None
     failure_code: str | None
     fee_returned: str = Field(
         description="Capture fees returned to the merchant with this refund (pro rata, the"
         " proportional part only)."
+    )
+    risk_decision_id: str | None = Field(
+        default=None, description="The risk decision (`rdc_…`) that admitted or held it."
     )
 
 
@@ -265,7 +305,10 @@ class DisputeResponse(BaseModel):
 class PaymentResponse(BaseModel):
     id: str
     kind: str
-    state: str
+    state: PaymentState = Field(
+        description="`in_review`: held by a risk decision until an analyst approves or"
+        " rejects it (or the hold expires)."
+    )
     amount: str
     currency: str
     captured_amount: str
@@ -280,7 +323,15 @@ class PaymentResponse(BaseModel):
     reference: str | None
     metadata: dict[str, str] | None
     capture: str
-    failure_code: str | None
+    failure_code: str | None = Field(
+        description="Why it failed; `risk_blocked`, `risk_rejected` or"
+        " `risk_review_expired` for risk outcomes."
+    )
+    risk_decision_id: str | None = Field(
+        default=None,
+        description="The risk decision (`rdc_…`) that admitted, held or blocked it; null"
+        " when no risk engine is configured.",
+    )
     next_action_url: str | None
     expires_at: str | None
     authorization_expires_at: str | None

@@ -330,12 +330,15 @@ async def require_step_up(
     amount: int,
     currency: str,
     payee: str,
-) -> None:
-    """PSD2 dynamic linking above the threshold: spend a step-up token bound to exactly
-    this amount, currency and payee (`step_up_required` without one; a refused token is
-    recorded by identity and raised)."""
-    if threshold_minor is None or amount <= threshold_minor:
-        return
+) -> bool:
+    """PSD2 dynamic linking: spend a step-up token bound to exactly this amount, currency
+    and payee when the request carries one (whatever the amount: a token that does not
+    verify is an error, recorded by identity and raised), and require one above the
+    threshold (`step_up_required`). Whether a token verified (the risk engine's
+    `step_up_verified`: a `challenge` is then satisfied)."""
+    above = threshold_minor is not None and amount > threshold_minor
+    if token is None and not above:
+        return False
     if token is None:
         raise StepUpRequired(
             "This amount needs a step-up token.",
@@ -349,3 +352,4 @@ async def require_step_up(
             session, user_id=user_id, token=token, amount=amount, currency=currency, payee=payee
         ),
     )
+    return True

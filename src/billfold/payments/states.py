@@ -28,24 +28,31 @@ class State(enum.StrEnum):
     REFUNDED = "refunded"
     VOIDED = "voided"
     EXPIRED = "expired"
+    IN_REVIEW = "in_review"
+    """Held by a risk decision of ``review`` until an analyst approves or rejects it (or
+    the hold expires): money held as pending transfers, or (top-ups) nothing moved yet."""
 
 
 S = State
 TRANSITIONS: Mapping[Kind, Mapping[State, frozenset[State]]] = {
     Kind.TOP_UP: {
-        S.CREATED: frozenset({S.PROCESSING, S.REQUIRES_ACTION, S.SUCCEEDED, S.FAILED}),
+        S.CREATED: frozenset({S.PROCESSING, S.REQUIRES_ACTION, S.SUCCEEDED, S.FAILED, S.IN_REVIEW}),
+        S.IN_REVIEW: frozenset({S.PROCESSING, S.REQUIRES_ACTION, S.SUCCEEDED, S.FAILED}),
         S.REQUIRES_ACTION: frozenset({S.PROCESSING, S.SUCCEEDED, S.FAILED}),
         S.PROCESSING: frozenset({S.SUCCEEDED, S.FAILED}),
     },
     Kind.WITHDRAWAL: {
-        S.CREATED: frozenset({S.PROCESSING, S.FAILED}),
+        S.CREATED: frozenset({S.PROCESSING, S.FAILED, S.IN_REVIEW}),
+        S.IN_REVIEW: frozenset({S.PROCESSING, S.FAILED}),
         S.PROCESSING: frozenset({S.SUCCEEDED, S.FAILED}),
     },
     Kind.P2P: {
-        S.CREATED: frozenset({S.SUCCEEDED, S.FAILED}),
+        S.CREATED: frozenset({S.SUCCEEDED, S.FAILED, S.IN_REVIEW}),
+        S.IN_REVIEW: frozenset({S.SUCCEEDED, S.FAILED}),
     },
     Kind.MERCHANT: {
-        S.REQUIRES_PAYMENT: frozenset({S.AUTHORIZED, S.EXPIRED}),
+        S.REQUIRES_PAYMENT: frozenset({S.AUTHORIZED, S.EXPIRED, S.IN_REVIEW}),
+        S.IN_REVIEW: frozenset({S.AUTHORIZED, S.FAILED}),
         S.AUTHORIZED: frozenset({S.CAPTURED, S.VOIDED, S.EXPIRED}),
         S.CAPTURED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),
         S.PARTIALLY_REFUNDED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),

@@ -1,6 +1,12 @@
 """Payments. `Payments`, `Disputes` and `SplitRules` are for API keys (`payments:write`,
 `payments:read`); `MyPayments` is the wallet holder's side (`BillfoldUser.payments`).
-Amounts are integers in minor units; answers carry them as decimal strings."""
+Amounts are integers in minor units; answers carry them as decimal strings.
+
+Every money movement passes the server's risk decision: a payment (or refund) held for
+review comes back with `state` `in_review` (HTTP 202); a blocked one raises
+`PermissionDeniedError` with `code` `risk_blocked` (`extensions["decision_id"]`); a
+challenged one raises `code` `step_up_required` with the `amount`, `currency` and `payee`
+to step up for (`BillfoldUser.step_ups`), then retry with `step_up_token`."""
 
 from __future__ import annotations
 
@@ -158,10 +164,20 @@ class MyPayments(Resource):
         currency: str,
         method: Method,
         instrument: str,
+        step_up_token: str | None = None,
         idempotency_key: str | None = None,
     ) -> Payment:
-        """Add money from a card number or an IBAN."""
-        body = {"amount": amount, "currency": currency, "method": method, "instrument": instrument}
+        """Add money from a card number or an IBAN (`step_up_token` after a risk
+        challenge, bound to the payee `provider:<name>` the challenge names)."""
+        body = without_none(
+            {
+                "amount": amount,
+                "currency": currency,
+                "method": method,
+                "instrument": instrument,
+                "step_up_token": step_up_token,
+            }
+        )
         answer = self._transport.request(
             "POST", "/v1/me/top-ups", json=body, idempotency_key=idempotency_key
         )
@@ -227,13 +243,20 @@ class MyPayments(Resource):
         *,
         source_currency: str | None = None,
         quote_id: str | None = None,
+        step_up_token: str | None = None,
         idempotency_key: str | None = None,
     ) -> Payment:
         """Pay a merchant's payment from the wallet; from the wallet in `source_currency`
         when it differs from the payment's (converted through FX with the `quote_id`
-        quote, `fxq_…`, or one made now)."""
+        quote, `fxq_…`, or one made now). `step_up_token`: after a risk challenge."""
         path = f"/v1/me/payments/{path_id(payment_id)}/authorize"
-        body = without_none({"source_currency": source_currency, "quote_id": quote_id})
+        body = without_none(
+            {
+                "source_currency": source_currency,
+                "quote_id": quote_id,
+                "step_up_token": step_up_token,
+            }
+        )
         answer = self._transport.request(
             "POST", path, json=body or None, idempotency_key=idempotency_key
         )
@@ -277,12 +300,19 @@ class MyPayments(Resource):
         *,
         source_currency: str | None = None,
         quote_id: str | None = None,
+        step_up_token: str | None = None,
     ) -> MoneyRequest:
         """Pay a request made to this user; from the wallet in `source_currency` when it
         differs from the request's (converted through FX with the `quote_id` quote,
-        `fxq_…`, or one made now)."""
+        `fxq_…`, or one made now). `step_up_token`: after a risk challenge."""
         path = f"/v1/me/money-requests/{path_id(request_id)}/approve"
-        body = without_none({"source_currency": source_currency, "quote_id": quote_id})
+        body = without_none(
+            {
+                "source_currency": source_currency,
+                "quote_id": quote_id,
+                "step_up_token": step_up_token,
+            }
+        )
         return cast(MoneyRequest, self._transport.request("POST", path, json=body or None))
 
     def decline_money_request(self, request_id: str) -> MoneyRequest:

@@ -17,6 +17,7 @@ from billfold.ledger.types import (
     TransferResult,
 )
 from billfold.payments.errors import (
+    AccountFrozen,
     InsufficientFunds,
     InvalidStateTransition,
     LedgerRefused,
@@ -109,6 +110,8 @@ def raise_for(status: CreateTransferStatus | None) -> None:
     """The API error for a ledger refusal."""
     if status in _INSUFFICIENT:
         raise InsufficientFunds("The wallet does not hold enough available money.")
+    if status is CreateTransferStatus.ACCOUNT_FROZEN:
+        raise AccountFrozen("A wallet of this movement is frozen.")
     if status in _STATE_CONFLICTS:
         assert status is not None
         raise InvalidStateTransition(f"The ledger refused: {status.value}.", ledger=status.value)

@@ -3,7 +3,9 @@
 Opening holds the disputed amount in the wallet that received the money (a pending,
 balancing transfer toward the claimant: it holds what is available, up to the amount).
 Won: the hold is voided. Lost: the hold is posted, and what the wallet could not cover
-comes from the tenant's chargeback losses account, linked in one chain. The claimant is
+comes from the tenant's chargeback losses account, linked in one chain; the payment is
+labelled fraud for the risk models (`risk_labels`, source `chargeback_lost`, with the
+payment's `risk_decision_id`). The claimant is
 the payer's wallet (merchant and P2P payments) or the provider's clearing account
 (top-ups: the card issuer takes the money back).
 """
@@ -22,6 +24,7 @@ from billfold.payments.models import Dispute
 from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.steps import applied, step_id
+from billfold.risk.labels import LabelSource, record_label
 from billfold.wallets.accounts import SystemRole, TransferCode, system_account_id
 from billfold.wallets.service import ledger_tenant_of
 
@@ -136,6 +139,18 @@ async def resolve_dispute(runtime: PaymentsRuntime, *, dispute_id: uuid.UUID, wo
         row = await PaymentRepository(session).get_dispute(dispute_id)
         assert row is not None
         row.state, row.updated_at = outcome, now_ns()
+        if not won:
+            # A lost chargeback says the payment was fraud: a label the models learn from.
+            await record_label(
+                session,
+                tenant_id=payment.tenant_id,
+                mode=payment.mode,
+                reference=format_id("pay", payment.id),
+                fraud=True,
+                source=LabelSource.CHARGEBACK_LOST,
+                decision_id=payment.risk_decision_id,
+                at_ns=row.updated_at,
+            )
     return "applied"
 
 

@@ -19,7 +19,7 @@ from billfold.payments.errors import (
     PaymentExpired,
     SelfPayment,
 )
-from billfold.payments.flows import crossfx
+from billfold.payments.flows import crossfx, gate
 from billfold.payments.flows.common import apply_steps, chain, failure, load, now_ns, raise_for
 from billfold.payments.flows.splits import split_shares, valid_rule
 from billfold.payments.models import Payment
@@ -31,10 +31,14 @@ from billfold.payments.service import (
     quote_fees,
     record_created,
     record_fees,
+    require_step_up,
     transition,
 )
 from billfold.payments.states import Kind, State
 from billfold.payments.steps import applied, step_id
+from billfold.risk.gate import RiskContext, open_review
+from billfold.risk.reviews import case_state
+from billfold.risk.types import Action, MovementKind
 from billfold.wallets.accounts import OwnerKind, TransferCode
 from billfold.wallets.errors import InvalidMerchant, MerchantNotFound
 from billfold.wallets.repository import WalletRepository
@@ -48,6 +52,9 @@ __all__ = [
     "recover_claim",
     "void",
 ]
+
+NO_CONTEXT = RiskContext()
+_AUTHORIZED_OR_HELD = (State.AUTHORIZED.value, State.IN_REVIEW.value)
 
 
 async def create_merchant_payment(
@@ -119,15 +126,19 @@ async def authorize(
     payment_id: uuid.UUID,
     source_currency: str | None = None,
     quote_id: uuid.UUID | None = None,
+    context: RiskContext = NO_CONTEXT,
 ) -> None:
     """Hold the amount in the payer's wallet; from their `source_currency` wallet through
-    FX (converted now, with `quote_id` or a quote made now) when that differs."""
+    FX (converted now, with `quote_id` or a quote made now) when that differs. Past the
+    risk decision first, in the claim's transaction (`billfold.payments.flows.gate`): held
+    for review, the payment goes to `in_review` instead of `authorized` (nothing captured)
+    until approved."""
     ledger_tenant = ledger_tenant_of(tenant_id, mode)
     async with runtime.unit_of_work.begin() as session:
         payment = await load(session, payment_id, tenant_id=tenant_id, mode=mode.value)
         if payment.kind != Kind.MERCHANT.value:
             raise InvalidStateTransition("Only merchant payments are authorized by a payer.")
-        if payment.state == State.AUTHORIZED.value and payment.payer_user_id == user_id:
+        if payment.state in _AUTHORIZED_OR_HELD and payment.payer_user_id == user_id:
             return  # a retry
         _claimable(payment, user_id)
         if payment.expires_at is not None and payment.expires_at <= now_ns():
@@ -149,6 +160,15 @@ async def authorize(
     )
     if wallet == payment.credit_account_id:
         raise SelfPayment("A merchant cannot pay itself.")
+    verified = await require_step_up(
+        runtime.unit_of_work,
+        threshold_minor=None,
+        user_id=user_id,
+        token=context.step_up_token,
+        amount=payment.amount,
+        currency=payment.currency,
+        payee="" if payment.merchant_id is None else format_id("mer", payment.merchant_id),
+    )
     source_wallet = None
     if source_currency is not None:
         source_wallet = await runtime.book.open_wallet(
@@ -171,25 +191,61 @@ async def authorize(
             excluding=payment_id,
         )
         claimed = await load(session, payment_id, for_update=True)
-        if claimed.state == State.AUTHORIZED.value and claimed.payer_user_id == user_id:
+        if claimed.state in _AUTHORIZED_OR_HELD and claimed.payer_user_id == user_id:
             return  # a concurrent retry got there first
         _claimable(claimed, user_id)
-        claimed.payer_user_id, claimed.debit_account_id = user_id, wallet
-        claimed.spent_at = spent_at  # a retry counts when it was checked again
-        if source_currency is not None and source_wallet is not None:
-            fx_quote = await crossfx.lock_quote(
-                session,
-                runtime,
-                ledger_tenant=ledger_tenant,
-                quote_id=cross.quote_id,
-                source_currency=source_currency,
+        verdict = await gate.decide(
+            session,
+            runtime,
+            gate.movement(
+                tenant_id=tenant_id,
+                mode=mode,
+                kind=MovementKind.MERCHANT_PAYMENT,
+                amount=payment.amount,
                 currency=payment.currency,
-                buy_amount=payment.amount,
-                sell_account_id=source_wallet,
-                buy_account_id=wallet,
-                now_ns=now_ns(),
+                at_ns=spent_at,
+                user_id=user_id,
+                payee=None
+                if payment.merchant_id is None
+                else format_id("mer", payment.merchant_id),
+                merchant_id=payment.merchant_id,
+                reference=format_id("pay", payment_id),
+                context=context,
+                step_up_verified=verified,
+            ),
+            challengeable=True,
+        )
+        if verdict.action in (Action.ALLOW, Action.REVIEW):  # else only the decision stays
+            claimed.risk_decision_id = verdict.decision_id
+            claimed.payer_user_id, claimed.debit_account_id = user_id, wallet
+            claimed.spent_at = spent_at  # a retry counts when it was checked again
+            if source_currency is not None and source_wallet is not None:
+                fx_quote = await crossfx.lock_quote(
+                    session,
+                    runtime,
+                    ledger_tenant=ledger_tenant,
+                    quote_id=cross.quote_id,
+                    source_currency=source_currency,
+                    currency=payment.currency,
+                    buy_amount=payment.amount,
+                    sell_account_id=source_wallet,
+                    buy_account_id=wallet,
+                    now_ns=now_ns(),
+                )
+                claimed.fx_quote_id = fx_quote.id  # recovery finds the reservation by it
+        if verdict.action is Action.REVIEW:
+            await open_review(
+                session,
+                verdict,
+                reference=format_id("pay", payment_id),
+                hold_s=runtime.review_hold_s,
+                at_ns=spent_at,
             )
-            claimed.fx_quote_id = fx_quote.id  # recovery finds the reservation by it
+    if verdict.action is Action.CHALLENGE:
+        raise gate.challenge_error(verdict, step_up_payee=verdict.movement.payee or "")
+    if verdict.action is Action.BLOCK:
+        raise verdict.blocked()
+    held = verdict.action is Action.REVIEW
     conversion = [] if fx_quote is None else await crossfx.fx_steps(runtime, fx_quote)
     hold = NewTransfer(
         id=step_id(payment_id, "hold"),
@@ -200,7 +256,8 @@ async def authorize(
         ledger=payment.currency,
         code=int(TransferCode.MERCHANT_PAYMENT),
         flags=int(TransferFlags.PENDING),
-        timeout_s=runtime.authorization_hold_s,
+        # Held for review: the authorization's time starts once approved.
+        timeout_s=runtime.authorization_hold_s + (runtime.review_hold_s if held else 0),
         user_data=format_id("pay", payment_id),
     )
     results = await apply_steps(runtime, payment_id, chain([*conversion, ("hold", hold)]))
@@ -212,16 +269,23 @@ async def authorize(
             if release_fx and fx_quote is not None:
                 await crossfx.release(session, ledger_tenant=ledger_tenant, quote_id=fx_quote.id)
             await _unclaim(session, payment_id, user_id)
+            if held:
+                await gate.close_review(
+                    session, claimed, reference=format_id("pay", payment_id), at_ns=now_ns()
+                )
         raise_for(failure(results))
     async with runtime.unit_of_work.begin() as session:
         payment = await load(session, payment_id)
         payment.payer_user_id, payment.debit_account_id = user_id, wallet
         if payment.spent_at is None:  # unclaimed meanwhile by a concurrent failed retry
             payment.spent_at = spent_at
-        payment.authorization_expires_at = now_ns() + runtime.authorization_hold_s * 1_000_000_000
         if fx_quote is not None:
             payment.source_currency, payment.source_amount = source_currency, fx_quote.sell_amount
             payment.fx_quote_id = fx_quote.id
+        if held:
+            await transition(session, payment, State.IN_REVIEW, reason="risk_review")
+            return
+        payment.authorization_expires_at = now_ns() + runtime.authorization_hold_s * 1_000_000_000
         await transition(session, payment, State.AUTHORIZED, reason="payer_authorized")
     if payment.capture_mode == "automatic":
         await capture(runtime, tenant_id=tenant_id, mode=mode, payment_id=payment_id, amount=None)
@@ -389,6 +453,15 @@ async def recover_claim(
             steps |= dict(zip(crossfx.FX_STEPS, conversion_transfer_ids(quote.id), strict=True))
             payment.source_currency, payment.source_amount = quote.sell_currency, quote.sell_amount
         await PaymentRepository(session).record_transfers(payment_id, steps)
+        reference = format_id("pay", payment_id)
+        if payment.risk_decision_id is not None and (
+            await case_state(
+                session, tenant_id=payment.tenant_id, mode=payment.mode, reference=reference
+            )
+            == "open"
+        ):
+            await transition(session, payment, State.IN_REVIEW, reason="risk_review:recovered")
+            return "held"
         payment.authorization_expires_at = (
             hold.expires_at
             if hold.expires_at is not None
@@ -439,6 +512,9 @@ async def _release_claim(
             await crossfx.release(session, ledger_tenant=ledger_tenant, quote_id=quote_id)
         assert payer is not None
         await _unclaim(session, payment_id, payer)
+        await gate.close_review(
+            session, payment, reference=format_id("pay", payment_id), at_ns=now_ns()
+        )
     return "unclaimed"
 
 

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from billfold.identity.types import Mode
 from billfold.kit.errors import InvariantViolation
 from billfold.kit.ids import format_id, new_id
-from billfold.ledger.types import NewTransfer
+from billfold.ledger.types import NewTransfer, TransferFlags
 from billfold.payments.errors import (
     InvalidStateTransition,
     MoneyRequestExpired,
     MoneyRequestNotFound,
     SelfPayment,
 )
-from billfold.payments.flows import crossfx
+from billfold.payments.flows import crossfx, gate
 from billfold.payments.flows.common import (
     advance,
     apply_steps,
@@ -28,7 +30,7 @@ from billfold.payments.flows.common import (
     now_ns,
     raise_for,
 )
-from billfold.payments.models import MoneyRequest, Payment
+from billfold.payments.models import MoneyRequest, Payment, PaymentFee
 from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.service import (
@@ -42,16 +44,27 @@ from billfold.payments.service import (
 )
 from billfold.payments.states import Kind, State
 from billfold.payments.steps import applied, step_id
-from billfold.wallets.accounts import OwnerKind, TransferCode
+from billfold.risk.gate import RiskContext, Verdict
+from billfold.risk.types import Action, MovementKind
+from billfold.wallets.accounts import OwnerKind, SystemRole, TransferCode, system_account_id
 from billfold.wallets.service import ledger_tenant_of
 
 __all__ = [
+    "HELD_FEE_LINES_MAX",
+    "NO_CONTEXT",
     "approve_request",
     "create_request",
     "decline_request",
     "drive_p2p",
+    "held_chain",
+    "held_fees",
+    "hold_p2p",
     "send_p2p",
 ]
+
+NO_CONTEXT = RiskContext()
+HELD_FEE_LINES_MAX = 8
+"""At most this many fee lines are held with a payment in review."""
 
 
 async def send_p2p(
@@ -66,18 +79,20 @@ async def send_p2p(
     step_up_token: str | None = None,
     source_currency: str | None = None,
     quote_id: uuid.UUID | None = None,
+    context: RiskContext = NO_CONTEXT,
 ) -> uuid.UUID:
     """Send `amount` of `currency` to `recipient`; from the sender's `source_currency`
-    wallet through FX (with `quote_id`, or a quote made now) when that differs."""
+    wallet through FX (with `quote_id`, or a quote made now) when that differs. The risk
+    decision may challenge, block or hold it (`billfold.payments.flows.gate`)."""
     async with runtime.unit_of_work.begin() as session:
         payee = await find_recipient(session, tenant_id=tenant_id, mode=mode, recipient=recipient)
     if payee.id == sender_id:
         raise SelfPayment("You cannot send money to yourself.")
-    await require_step_up(
+    verified = await require_step_up(
         runtime.unit_of_work,
         threshold_minor=runtime.step_up_threshold_minor,
         user_id=sender_id,
-        token=step_up_token,
+        token=step_up_token if step_up_token is not None else context.step_up_token,
         amount=amount,
         currency=currency,
         payee=format_id("usr", payee.id),
@@ -91,6 +106,8 @@ async def send_p2p(
         amount=amount,
         currency=currency,
         cross=crossfx.CrossCurrency(source_currency, quote_id),
+        context=context,
+        step_up_verified=verified,
     )
 
 
@@ -104,6 +121,8 @@ async def _pay(
     amount: int,
     currency: str,
     cross: crossfx.CrossCurrency | None = None,
+    context: RiskContext = NO_CONTEXT,
+    step_up_verified: bool = False,
 ) -> uuid.UUID:
     book = runtime.book
     ledger_tenant = ledger_tenant_of(tenant_id, mode)
@@ -136,13 +155,32 @@ async def _pay(
         owner_id=payee_id,
         currency=currency,
     )
+    payment_id = new_id()
     async with runtime.unit_of_work.begin() as session:
         spent_at = await check_spending_limits(
             session, user_id=sender_id, currency=currency, amount=amount
         )
         now = now_ns()
+        verdict = await gate.decide(
+            session,
+            runtime,
+            gate.movement(
+                tenant_id=tenant_id,
+                mode=mode,
+                kind=MovementKind.P2P,
+                amount=amount,
+                currency=currency,
+                at_ns=now,
+                user_id=sender_id,
+                payee=format_id("usr", payee_id),
+                reference=format_id("pay", payment_id),
+                context=context,
+                step_up_verified=step_up_verified,
+            ),
+            challengeable=True,
+        )
         payment = Payment(
-            id=new_id(),
+            id=payment_id,
             tenant_id=tenant_id,
             mode=mode.value,
             kind=Kind.P2P.value,
@@ -161,27 +199,163 @@ async def _pay(
             created_at=now,
             updated_at=now,
         )
-        if source_currency is not None and source_wallet is not None and cross is not None:
-            # The quote buys the amount and the fees, into the sender's own wallet.
-            fees = await quote_fees(
-                session, runtime.fee_quoter, payment=payment, method="p2p", amount=amount
-            )
-            quote = await crossfx.lock_quote(
-                session,
-                runtime,
-                ledger_tenant=ledger_tenant,
-                quote_id=cross.quote_id,
-                source_currency=source_currency,
-                currency=currency,
-                buy_amount=amount + fees.total_minor,
-                sell_account_id=source_wallet,
-                buy_account_id=source,
-                now_ns=now,
-            )
-            payment.source_currency, payment.source_amount = source_currency, quote.sell_amount
-            payment.fx_quote_id = quote.id
-        await record_created(session, payment)
+        if verdict.action is Action.CHALLENGE:
+            pass  # only the decision is stored; raised once it committed
+        elif verdict.action is Action.BLOCK:
+            await record_created(session, payment)
+            await gate.enter_outcome(session, runtime, payment, verdict)
+        else:
+            await _record(session, runtime, payment, verdict, cross, source_currency, source_wallet)
+    if verdict.action is Action.CHALLENGE:
+        raise gate.challenge_error(verdict, step_up_payee=format_id("usr", payee_id))
+    if verdict.action is Action.BLOCK:
+        raise verdict.blocked()
+    if verdict.action is Action.REVIEW:
+        return await hold_p2p(runtime, payment.id)
     return await drive_p2p(runtime, payment.id)
+
+
+async def _record(
+    session: AsyncSession,
+    runtime: PaymentsRuntime,
+    payment: Payment,
+    verdict: Verdict,
+    cross: crossfx.CrossCurrency | None,
+    source_currency: str | None,
+    source_wallet: uuid.UUID | None,
+) -> None:
+    """Record an allowed or held P2P payment (with its locked FX quote, if any); a held
+    one records its fees now, so its hold is the same chain whenever it is placed."""
+    ledger_tenant = ledger_tenant_of(payment.tenant_id, payment.mode)
+    amount, currency, source, now = (
+        payment.amount,
+        payment.currency,
+        payment.debit_account_id,
+        payment.created_at,
+    )
+    assert source is not None
+    if source_currency is not None and source_wallet is not None and cross is not None:
+        # The quote buys the amount and the fees, into the sender's own wallet.
+        fees = await quote_fees(
+            session, runtime.fee_quoter, payment=payment, method="p2p", amount=amount
+        )
+        quote = await crossfx.lock_quote(
+            session,
+            runtime,
+            ledger_tenant=ledger_tenant,
+            quote_id=cross.quote_id,
+            source_currency=source_currency,
+            currency=currency,
+            buy_amount=amount + fees.total_minor,
+            sell_account_id=source_wallet,
+            buy_account_id=source,
+            now_ns=now,
+        )
+        payment.source_currency, payment.source_amount = source_currency, quote.sell_amount
+        payment.fx_quote_id = quote.id
+    await record_created(session, payment)
+    await gate.enter_outcome(session, runtime, payment, verdict)
+    if verdict.action is Action.REVIEW:
+        fees = await quote_fees(
+            session, runtime.fee_quoter, payment=payment, method="p2p", amount=amount
+        )
+        if len([line for line in fees.lines if line.amount_minor]) > HELD_FEE_LINES_MAX:
+            raise InvariantViolation("a held P2P payment holds at most HELD_FEE_LINES_MAX fees")
+        await record_fees(session, payment, fees, stage="hold")
+
+
+async def held_chain(runtime: PaymentsRuntime, payment: Payment) -> list[tuple[str, NewTransfer]]:
+    """The transfers that hold a P2P payment in review, made only from what was recorded
+    when it was decided (so placing the hold again is answered `exists`): any conversion
+    (posted: the sender's own money changes currency), then sender → recipient and the
+    fees, pending."""
+    if payment.debit_account_id is None or payment.credit_account_id is None:
+        raise InvariantViolation("a P2P payment has both accounts")
+    ledger_tenant = ledger_tenant_of(payment.tenant_id, payment.mode)
+    async with runtime.unit_of_work.begin() as session:
+        fees = await PaymentRepository(session).fees(payment.id)
+        fx_quote = None
+        if payment.fx_quote_id is not None:
+            fx_quote = await crossfx.reserved_quote(
+                session, ledger_tenant=ledger_tenant, quote_id=payment.fx_quote_id
+            )
+    conversion = [] if fx_quote is None else await crossfx.fx_steps(runtime, fx_quote)
+    hold = NewTransfer(
+        id=step_id(payment.id, "hold"),
+        tenant_id=ledger_tenant,
+        debit_account_id=payment.debit_account_id,
+        credit_account_id=payment.credit_account_id,
+        amount=payment.amount,
+        ledger=payment.currency,
+        code=int(TransferCode.P2P),
+        flags=int(TransferFlags.PENDING),
+        user_data=format_id("pay", payment.id),
+    )
+    return [*conversion, ("hold", hold), *held_fees(payment, fees, payment.debit_account_id)]
+
+
+def held_fees(
+    payment: Payment, fees: list[PaymentFee], payer_account_id: uuid.UUID
+) -> list[tuple[str, NewTransfer]]:
+    """The pending fee transfers of recorded `hold` fee lines (steps `hold:fee:<index>`)."""
+    ledger_tenant = ledger_tenant_of(payment.tenant_id, payment.mode)
+    revenue = system_account_id(
+        ledger_tenant, name=SystemRole.FEE_REVENUE.value, currency=payment.currency
+    )
+    by_id = {step_id(payment.id, f"hold:fee:{i}"): i for i in range(HELD_FEE_LINES_MAX)}
+    steps = []
+    # In the quote's order, as when the hold was first placed (a linked chain re-placed
+    # must be the same transfers with the same flags to be answered `exists`).
+    for fee in sorted(fees, key=lambda line: by_id.get(line.transfer_id, HELD_FEE_LINES_MAX)):
+        index = by_id.get(fee.transfer_id)
+        if index is None or fee.amount <= 0:
+            continue
+        steps.append(
+            (
+                f"hold:fee:{index}",
+                NewTransfer(
+                    id=fee.transfer_id,
+                    tenant_id=ledger_tenant,
+                    debit_account_id=payer_account_id,
+                    credit_account_id=revenue,
+                    amount=fee.amount,
+                    ledger=payment.currency,
+                    code=int(TransferCode.FEE),
+                    flags=int(TransferFlags.PENDING),
+                    user_data=f"pay_{payment.id.hex}",
+                ),
+            )
+        )
+    return steps
+
+
+async def hold_p2p(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> uuid.UUID:
+    """Place (or place again: idempotent) the pending transfers of a P2P payment held for
+    review. Refused by the ledger (funds), the payment fails and its case closes."""
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+    if payment.state != State.IN_REVIEW.value:
+        return payment_id
+    steps = chain(await held_chain(runtime, payment))
+    results = await apply_steps(runtime, payment_id, steps)
+    if applied(results):
+        return payment_id
+    ledger_tenant = ledger_tenant_of(payment.tenant_id, payment.mode)
+    give_back = payment.fx_quote_id is not None and not await crossfx.legs_recorded(
+        runtime, payment.fx_quote_id, ledger_tenant
+    )
+    async with runtime.unit_of_work.begin() as session:
+        stored = await load(session, payment_id)
+        stored.failure_code = str(failure(results))[:64]
+        changed = await advance(session, stored, State.FAILED, reason=stored.failure_code)
+        if changed:
+            await gate.close_review(
+                session, stored, reference=format_id("pay", payment_id), at_ns=now_ns()
+            )
+        if changed and give_back and stored.fx_quote_id is not None:
+            await crossfx.release(session, ledger_tenant=ledger_tenant, quote_id=stored.fx_quote_id)
+    raise_for(failure(results))
+    return payment_id
 
 
 async def drive_p2p(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> uuid.UUID:
@@ -315,9 +489,11 @@ async def approve_request(
     request_id: uuid.UUID,
     source_currency: str | None = None,
     quote_id: uuid.UUID | None = None,
+    context: RiskContext = NO_CONTEXT,
 ) -> MoneyRequest:
     """Pay the request (from the payer's `source_currency` wallet through FX when it
-    differs from the request's currency, as `send_p2p`)."""
+    differs from the request's currency, as `send_p2p`), past the risk decision as
+    `send_p2p`; a challenged, blocked or refused attempt leaves the request pending."""
     request = await _claim(
         runtime,
         tenant_id=tenant_id,
@@ -327,6 +503,15 @@ async def approve_request(
         to_state="approved",
     )
     try:
+        verified = await require_step_up(
+            runtime.unit_of_work,
+            threshold_minor=None,
+            user_id=user_id,
+            token=context.step_up_token,
+            amount=request.amount,
+            currency=request.currency,
+            payee=format_id("usr", request.payee_user_id),
+        )
         payment_id = await _pay(
             runtime,
             tenant_id=tenant_id,
@@ -336,6 +521,8 @@ async def approve_request(
             amount=request.amount,
             currency=request.currency,
             cross=crossfx.CrossCurrency(source_currency, quote_id),
+            context=context,
+            step_up_verified=verified,
         )
     except Exception:
         async with runtime.unit_of_work.begin() as session:

@@ -13,6 +13,11 @@ periodically (`resume_interrupted`, the app's payments recovery loop).
   else the claim is released (it no longer counts toward the payer's limits).
 - Merchant payments past their expiry: unpaid ones expire; authorized ones past
   `authorization_expires_at` have their hold voided and expire.
+- Movements held for risk review whose case is past `hold_expires_at`
+  (`risk_review_hold_s`): their holds are voided, they fail (`risk_review_expired`) and
+  the case is marked `expired` (`billfold.payments.flows.review.expire_held`); those
+  still held whose case was decided (a crash between the decision and `resolve_held`)
+  are finished as the case says (`resume_decided`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from billfold.kit.errors import BillfoldError
 from billfold.payments.flows.merchant import expire, recover_claim
 from billfold.payments.flows.p2p import drive_p2p
 from billfold.payments.flows.refunds import drive_refund
+from billfold.payments.flows.review import expire_held, resume_decided
 from billfold.payments.flows.topups import resume_top_up
 from billfold.payments.flows.withdrawals import resume_withdrawal
 from billfold.payments.repository import PaymentRepository
@@ -66,7 +72,9 @@ async def resume_interrupted(
     provider_flows = await resume_provider_flows(runtime, before_ns=before_ns, limit=limit)
     claims = await recover_claims(runtime, limit=limit)  # before expiry: holds decided first
     expired = await expire_due(runtime, limit=limit)
-    return len(payments) + len(refunds) + provider_flows + claims + expired
+    reviews = await expire_held(runtime, limit=limit)
+    reviews += await resume_decided(runtime, limit=limit)
+    return len(payments) + len(refunds) + provider_flows + claims + expired + reviews
 
 
 async def recover_claims(runtime: PaymentsRuntime, *, limit: int = RESUME_BATCH_MAX) -> int:

@@ -15,11 +15,14 @@ from __future__ import annotations
 import uuid
 from typing import Protocol
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from billfold.identity.types import Mode
 from billfold.kit.errors import InvariantViolation
 from billfold.kit.ids import format_id, new_id
-from billfold.ledger.types import NewTransfer
+from billfold.ledger.types import CreateTransferStatus, NewTransfer, TransferFlags
 from billfold.payments.errors import InvalidStateTransition, RefundExceedsCaptured
+from billfold.payments.flows import gate
 from billfold.payments.flows.common import (
     apply_steps,
     chain,
@@ -33,15 +36,31 @@ from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.service import transition
 from billfold.payments.states import State
-from billfold.payments.steps import applied, step_id
+from billfold.payments.steps import APPLIED, applied, step_id
+from billfold.risk.gate import RiskContext, open_review
+from billfold.risk.types import Action, MovementKind
 from billfold.wallets.accounts import SystemRole, TransferCode, system_account_id
 from billfold.wallets.service import ledger_tenant_of
 
-__all__ = ["RETURN_RULE", "drive_refund", "fee_return", "refund"]
+__all__ = [
+    "RETURN_RULE",
+    "drive_refund",
+    "fee_return",
+    "finish_held_refund",
+    "held_refund_chain",
+    "hold_refund",
+    "refund",
+]
 
 RETURN_RULE = "fee_return"
 
 _REFUNDABLE = (State.CAPTURED.value, State.PARTIALLY_REFUNDED.value)
+_VOIDED = (
+    *APPLIED,
+    CreateTransferStatus.PENDING_TRANSFER_ALREADY_VOIDED,
+    CreateTransferStatus.PENDING_TRANSFER_EXPIRED,
+)
+NO_CONTEXT = RiskContext()
 
 
 async def refund(
@@ -52,7 +71,13 @@ async def refund(
     payment_id: uuid.UUID,
     amount: int | None,
     reason: str | None,
+    context: RiskContext = NO_CONTEXT,
 ) -> uuid.UUID:
+    """Refund `amount` (all that is left by default), past the risk decision first: a
+    refund has no end user to step up, so a challenge is held for review like a `review`
+    (the refund `in_review`, merchant → customer held as pending transfers); a blocked
+    refund is recorded `failed` (`risk_blocked`) and reserves nothing."""
+    refund_id = new_id()
     async with runtime.unit_of_work.begin() as session:
         payment = await load(
             session, payment_id, tenant_id=tenant_id, mode=mode.value, for_update=True
@@ -69,17 +94,55 @@ async def refund(
         returned = fee_return(
             payment, await repository.fees(payment_id), refunded_before=payment.refunded_amount
         )
+        now = now_ns()
+        verdict = await gate.decide(
+            session,
+            runtime,
+            gate.movement(
+                tenant_id=tenant_id,
+                mode=mode,
+                kind=MovementKind.REFUND,
+                amount=amount,
+                currency=payment.currency,
+                at_ns=now,
+                user_id=None,
+                payee=None
+                if payment.payer_user_id is None
+                else format_id("usr", payment.payer_user_id),
+                merchant_id=payment.merchant_id,
+                reference=format_id("ref", refund_id),
+                context=context,
+            ),
+            challengeable=False,
+        )
         row = Refund(
-            id=new_id(),
+            id=refund_id,
             payment_id=payment_id,
             amount=amount,
             state="pending",
             reason=reason,
             fee_returned=returned(amount),
-            created_at=now_ns(),
+            risk_decision_id=verdict.decision_id,
+            created_at=now,
         )
-        payment.refunded_amount += amount
+        if verdict.action is Action.BLOCK:
+            row.state, row.failure_code, row.fee_returned = "failed", gate.BLOCKED, 0
+        else:
+            payment.refunded_amount += amount
+        if verdict.action is Action.REVIEW:
+            row.state = "in_review"
+            await open_review(
+                session,
+                verdict,
+                reference=format_id("ref", refund_id),
+                hold_s=runtime.review_hold_s,
+                at_ns=now,
+            )
         await repository.add(row)
+    if verdict.action is Action.BLOCK:
+        raise verdict.blocked()
+    if verdict.action is Action.REVIEW:
+        return await hold_refund(runtime, refund_id)
     return await drive_refund(runtime, row.id)
 
 
@@ -157,26 +220,164 @@ async def drive_refund(runtime: PaymentsRuntime, refund_id: uuid.UUID) -> uuid.U
             stored.fee_returned = 0
             payment.refunded_amount -= stored.amount
         else:
-            stored.state = "succeeded"
-            if stored.fee_returned > 0:
-                await PaymentRepository(session).record_fee(
-                    PaymentFee(
-                        transfer_id=step_id(refund_id, "fee"),
-                        payment_id=payment.id,
-                        rule=RETURN_RULE,
-                        description=f"Fees returned pro rata with {format_id('ref', refund_id)}",
-                        amount=-stored.fee_returned,
-                        currency=payment.currency,
-                        fixed_amount=0,
-                    )
-                )
-            full = payment.refunded_amount == payment.captured_amount
-            await transition(
-                session,
-                payment,
-                State.REFUNDED if full else State.PARTIALLY_REFUNDED,
-                reason=format_id("ref", refund_id),
-            )
+            await _succeeded(session, payment, stored, fee_transfer_id=step_id(refund_id, "fee"))
     if not applied(results):
         raise_for(failure(results))
     return refund_id
+
+
+async def _succeeded(
+    session: AsyncSession, payment: Payment, stored: Refund, *, fee_transfer_id: uuid.UUID
+) -> None:
+    """Record a refund the ledger applied: its fee return line and the payment's state."""
+    stored.state = "succeeded"
+    reference = format_id("ref", stored.id)
+    if stored.fee_returned > 0:
+        await PaymentRepository(session).record_fee(
+            PaymentFee(
+                transfer_id=fee_transfer_id,
+                payment_id=payment.id,
+                rule=RETURN_RULE,
+                description=f"Fees returned pro rata with {reference}",
+                amount=-stored.fee_returned,
+                currency=payment.currency,
+                fixed_amount=0,
+            )
+        )
+    full = payment.refunded_amount == payment.captured_amount
+    await transition(
+        session, payment, State.REFUNDED if full else State.PARTIALLY_REFUNDED, reason=reference
+    )
+
+
+def held_refund_chain(payment: Payment, row: Refund) -> list[tuple[str, NewTransfer]]:
+    """The pending transfers that hold a refund in review: merchant → customer, and the
+    fee return (fee revenue → merchant), ids from the refund's."""
+    if payment.credit_account_id is None or payment.debit_account_id is None:
+        raise InvariantViolation("a paid payment has both accounts")
+    ledger_tenant = ledger_tenant_of(payment.tenant_id, payment.mode)
+    prefix = f"refund:{row.id.hex}"
+    steps = [
+        (
+            f"{prefix}:hold",
+            NewTransfer(
+                id=step_id(row.id, "hold"),
+                tenant_id=ledger_tenant,
+                debit_account_id=payment.credit_account_id,
+                credit_account_id=payment.debit_account_id,
+                amount=row.amount,
+                ledger=payment.currency,
+                code=int(TransferCode.REFUND),
+                flags=int(TransferFlags.PENDING),
+                user_data=format_id("ref", row.id),
+            ),
+        )
+    ]
+    if row.fee_returned > 0:
+        revenue = system_account_id(
+            ledger_tenant, name=SystemRole.FEE_REVENUE.value, currency=payment.currency
+        )
+        steps.append(
+            (
+                f"{prefix}:fee:hold",
+                NewTransfer(
+                    id=step_id(row.id, "fee:hold"),
+                    tenant_id=ledger_tenant,
+                    debit_account_id=revenue,
+                    credit_account_id=payment.credit_account_id,
+                    amount=row.fee_returned,
+                    ledger=payment.currency,
+                    code=int(TransferCode.FEE_RETURN),
+                    flags=int(TransferFlags.PENDING),
+                    user_data=format_id("ref", row.id),
+                ),
+            )
+        )
+    return steps
+
+
+async def hold_refund(runtime: PaymentsRuntime, refund_id: uuid.UUID) -> uuid.UUID:
+    """Place (again: idempotent) the pending transfers of a refund in review; refused by
+    the ledger (the merchant's funds), the refund fails and its case closes."""
+    async with runtime.unit_of_work.begin() as session:
+        row = await PaymentRepository(session).get_refund(refund_id)
+        if row is None:
+            raise InvariantViolation("a held refund exists")
+        payment = await load(session, row.payment_id)
+    if row.state != "in_review":
+        return refund_id
+    results = await apply_steps(runtime, payment.id, chain(held_refund_chain(payment, row)))
+    if applied(results):
+        return refund_id
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment.id, for_update=True)
+        stored = await PaymentRepository(session).get_refund(refund_id)
+        if stored is not None and stored.state == "in_review":
+            stored.state, stored.failure_code = "failed", str(failure(results))[:64]
+            stored.fee_returned = 0
+            payment.refunded_amount -= stored.amount
+            await gate.close_review(
+                session, payment, reference=format_id("ref", refund_id), at_ns=now_ns()
+            )
+    raise_for(failure(results))
+    return refund_id
+
+
+async def finish_held_refund(
+    runtime: PaymentsRuntime, refund_id: uuid.UUID, *, approve: bool, reason: str
+) -> None:
+    """Post (approve) or void a refund in review; idempotent, crash-safe (the outcome's
+    transfer ids derive from the refund's), a settled refund is left alone."""
+    async with runtime.unit_of_work.begin() as session:
+        row = await PaymentRepository(session).get_refund(refund_id)
+        if row is None:
+            raise InvariantViolation("a held refund exists")
+        payment = await load(session, row.payment_id)
+    if row.state != "in_review":
+        return
+    held = held_refund_chain(payment, row)
+    if approve:
+        placed = await apply_steps(runtime, payment.id, chain(held))
+        if not applied(placed):
+            await hold_refund(runtime, refund_id)  # fails it, and raises the ledger's refusal
+        outcome, flag = "post", TransferFlags.POST_PENDING
+    else:
+        outcome, flag = "void", TransferFlags.VOID_PENDING
+    ledger_tenant = ledger_tenant_of(payment.tenant_id, payment.mode)
+    steps = [
+        (
+            f"{step.removesuffix(':hold')}:{outcome}",
+            NewTransfer(
+                id=step_id(transfer.id, outcome),
+                tenant_id=ledger_tenant,
+                pending_id=transfer.id,
+                flags=int(flag),
+                user_data=format_id("ref", refund_id),
+            ),
+        )
+        for step, transfer in held
+    ]
+    if approve:
+        results = await apply_steps(runtime, payment.id, chain(steps))
+        if not applied(results):
+            raise_for(failure(results))
+    else:
+        ids = [transfer.id for _, transfer in held]
+        found = await runtime.book.ledger.lookup_transfers(tenant_id=ledger_tenant, ids=ids)
+        present = {transfer.id for transfer in found}
+        voids = [(step, t) for step, t in steps if t.pending_id in present]
+        results = await apply_steps(runtime, payment.id, voids) if voids else []
+        if not all(result.status in _VOIDED for result in results):
+            raise_for(failure(results))
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment.id, for_update=True)
+        stored = await PaymentRepository(session).get_refund(refund_id)
+        if stored is None or stored.state != "in_review":
+            return
+        if approve:
+            fee_id = step_id(step_id(refund_id, "fee:hold"), "post")
+            await _succeeded(session, payment, stored, fee_transfer_id=fee_id)
+        else:
+            stored.state, stored.failure_code = "failed", reason[:64]
+            stored.fee_returned = 0
+            payment.refunded_amount -= stored.amount

@@ -21,6 +21,7 @@ from billfold.connectors.types import (
 from billfold.identity.types import Mode
 from billfold.kit.ids import format_id, new_id
 from billfold.ledger.types import NewTransfer, TransferFlags
+from billfold.payments.flows import gate
 from billfold.payments.flows.common import (
     advance,
     apply_steps,
@@ -33,15 +34,30 @@ from billfold.payments.flows.common import (
 )
 from billfold.payments.models import Payment
 from billfold.payments.runtime import PaymentsRuntime
-from billfold.payments.service import fee_transfers, quote_fees, record_created, record_fees
+from billfold.payments.service import (
+    fee_transfers,
+    quote_fees,
+    record_created,
+    record_fees,
+    require_step_up,
+)
 from billfold.payments.states import Kind, State
 from billfold.payments.steps import applied, step_id
+from billfold.risk.gate import RiskContext
+from billfold.risk.types import Action, MovementKind
 from billfold.wallets.accounts import OwnerKind, TransferCode, clearing_account_id
 from billfold.wallets.service import ledger_tenant_of
 
-__all__ = ["fail_top_up", "resume_top_up", "settle_top_up", "start_top_up"]
+__all__ = [
+    "fail_top_up",
+    "place_and_charge",
+    "resume_top_up",
+    "settle_top_up",
+    "start_top_up",
+]
 
 PROVIDER_FOR_METHOD = {"card": "sandbox_card", "bank_transfer": "sandbox_bank"}
+NO_CONTEXT = RiskContext()
 
 
 async def start_top_up(
@@ -54,8 +70,21 @@ async def start_top_up(
     currency: str,
     method: str,
     instrument: str,
+    context: RiskContext = NO_CONTEXT,
 ) -> uuid.UUID:
+    """Hold the amount as pending in the wallet, then charge the provider; past the risk
+    decision first (`billfold.payments.flows.gate`): a top-up held for review is parked
+    before anything moves — no hold, no charge — until approved (`flows.review`)."""
     provider_name = PROVIDER_FOR_METHOD[method]
+    verified = await require_step_up(
+        runtime.unit_of_work,
+        threshold_minor=None,
+        user_id=user_id,
+        token=context.step_up_token,
+        amount=amount,
+        currency=currency,
+        payee=f"provider:{provider_name}",
+    )
     wallet = await runtime.book.open_wallet(
         tenant_id=tenant_id,
         mode=mode,
@@ -80,7 +109,53 @@ async def start_top_up(
             debit=clearing,
             credit=wallet,
         )
-        await record_created(session, payment)
+        verdict = await gate.decide(
+            session,
+            runtime,
+            gate.movement(
+                tenant_id=tenant_id,
+                mode=mode,
+                kind=MovementKind.TOP_UP,
+                amount=amount,
+                currency=currency,
+                at_ns=payment.created_at,
+                user_id=user_id,
+                payee=f"provider:{provider_name}",
+                reference=format_id("pay", payment_id),
+                context=context,
+                step_up_verified=verified,
+            ),
+            challengeable=True,
+        )
+        if verdict.action is not Action.CHALLENGE:  # a challenge stores only the decision
+            await record_created(session, payment)
+            await gate.enter_outcome(session, runtime, payment, verdict)
+        if verdict.action is Action.REVIEW:
+            await gate.seal_instrument(session, runtime, payment, instrument)
+    if verdict.action is Action.CHALLENGE:
+        raise gate.challenge_error(verdict, step_up_payee=f"provider:{provider_name}")
+    if verdict.action is Action.BLOCK:
+        raise verdict.blocked()
+    if verdict.action is Action.REVIEW:
+        return payment_id  # parked: nothing moves until an analyst approves
+    await place_and_charge(runtime, payment_id, instrument)
+    return payment_id
+
+
+async def place_and_charge(
+    runtime: PaymentsRuntime, payment_id: uuid.UUID, instrument: str
+) -> None:
+    """Hold the top-up as pending in the wallet, then charge the provider (a retry is
+    answered `exists` by the ledger and by the provider's idempotency on the payment id)."""
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+    provider_name, amount, currency = payment.provider, payment.amount, payment.currency
+    method = payment.method or "card"
+    assert provider_name is not None
+    assert payment.debit_account_id is not None
+    assert payment.credit_account_id is not None
+    ledger_tenant = ledger_tenant_of(payment.tenant_id, payment.mode)
+    clearing, wallet = payment.debit_account_id, payment.credit_account_id
     hold = NewTransfer(
         id=step_id(payment_id, "hold"),
         tenant_id=ledger_tenant,
@@ -95,10 +170,11 @@ async def start_top_up(
     results = await apply_steps(runtime, payment_id, [("hold", hold)])
     if not applied(results):
         async with runtime.unit_of_work.begin() as session:
-            await advance(session, await load(session, payment_id), State.FAILED, reason="ledger")
+            payment = await load(session, payment_id)
+            payment.parked_instrument = None
+            await advance(session, payment, State.FAILED, reason="ledger")
         raise_for(failure(results))
     await _charge(runtime, payment_id, provider_name, amount, currency, method, instrument)
-    return payment_id
 
 
 def _new_payment(
@@ -164,6 +240,7 @@ async def _charge(
         # The outcome is unknown: the provider's notification (or a status query) decides.
         async with runtime.unit_of_work.begin() as session:
             payment = await load(session, payment_id)
+            payment.parked_instrument = None
             await advance(session, payment, State.PROCESSING, reason="provider_timeout")
         return
     await _after_charge(runtime, payment_id, response)
@@ -179,6 +256,7 @@ async def _after_charge(
     async with runtime.unit_of_work.begin() as session:
         payment = await load(session, payment_id)
         payment.provider_reference = response.provider_reference
+        payment.parked_instrument = None
         if response.status is ProviderStatus.REQUIRES_ACTION:
             payment.next_action_url = response.next_action_url
             await advance(session, payment, State.REQUIRES_ACTION, reason="3ds_challenge")
@@ -278,5 +356,6 @@ async def fail_top_up(runtime: PaymentsRuntime, payment_id: uuid.UUID, *, reason
     async with runtime.unit_of_work.begin() as session:
         payment = await load(session, payment_id)
         payment.failure_code = reason[:64]
+        payment.parked_instrument = None
         await advance(session, payment, State.FAILED, reason=reason)
     return "applied"

@@ -14,6 +14,7 @@ from billfold.identity.types import Mode
 from billfold.kit.errors import InvariantViolation
 from billfold.kit.ids import format_id, new_id
 from billfold.ledger.types import NewTransfer, TransferFlags
+from billfold.payments.flows import gate
 from billfold.payments.flows.common import (
     advance,
     apply_steps,
@@ -37,6 +38,8 @@ from billfold.payments.service import (
 )
 from billfold.payments.states import Kind, State
 from billfold.payments.steps import applied, step_id
+from billfold.risk.gate import RiskContext
+from billfold.risk.types import Action, MovementKind
 from billfold.wallets.accounts import OwnerKind, TransferCode, clearing_account_id
 from billfold.wallets.service import ledger_tenant_of
 
@@ -44,6 +47,7 @@ __all__ = [
     "FEE_LINES_MAX",
     "finish_withdrawal",
     "payee_of",
+    "request_payout",
     "resume_withdrawal",
     "start_withdrawal",
 ]
@@ -52,6 +56,7 @@ FEE_LINES_MAX = 8
 """At most this many fee lines are held with a withdrawal (released after a crash)."""
 
 PROVIDER_FOR_METHOD = {"card": "sandbox_card", "bank_transfer": "sandbox_bank"}
+NO_CONTEXT = RiskContext()
 
 
 async def start_withdrawal(
@@ -65,13 +70,17 @@ async def start_withdrawal(
     method: str,
     destination: str,
     step_up_token: str | None = None,
+    context: RiskContext = NO_CONTEXT,
 ) -> uuid.UUID:
+    """Hold the amount and fees, then ask the provider for the payout; past the risk
+    decision first (`billfold.payments.flows.gate`): a held withdrawal keeps its holds
+    and asks the provider only once approved (`billfold.payments.flows.review`)."""
     provider_name = PROVIDER_FOR_METHOD[method]
-    await require_step_up(
+    verified = await require_step_up(
         runtime.unit_of_work,
         threshold_minor=runtime.step_up_threshold_minor,
         user_id=user_id,
-        token=step_up_token,
+        token=step_up_token if step_up_token is not None else context.step_up_token,
         amount=amount,
         currency=currency,
         payee=payee_of(method, destination),
@@ -112,10 +121,41 @@ async def start_withdrawal(
             created_at=now,
             updated_at=now,
         )
-        await record_created(session, payment)
-        quote = await quote_fees(
-            session, runtime.fee_quoter, payment=payment, method="payout", amount=amount
+        verdict = await gate.decide(
+            session,
+            runtime,
+            gate.movement(
+                tenant_id=tenant_id,
+                mode=mode,
+                kind=MovementKind.WITHDRAWAL,
+                amount=amount,
+                currency=currency,
+                at_ns=now,
+                user_id=user_id,
+                payee=f"provider:{provider_name}",
+                reference=format_id("pay", payment_id),
+                context=context,
+                step_up_verified=verified,
+            ),
+            challengeable=True,
         )
+        if verdict.action is not Action.CHALLENGE:  # a challenge stores only the decision
+            await record_created(session, payment)
+        if verdict.action is Action.BLOCK:
+            await gate.enter_outcome(session, runtime, payment, verdict)
+        elif verdict.action is not Action.CHALLENGE:
+            quote = await quote_fees(
+                session, runtime.fee_quoter, payment=payment, method="payout", amount=amount
+            )
+            await gate.enter_outcome(session, runtime, payment, verdict)
+            if verdict.action is Action.REVIEW:
+                # Recorded now, so the holds are the same chain whenever they are placed.
+                await record_fees(session, payment, quote, stage="hold")
+                await gate.seal_instrument(session, runtime, payment, destination)
+    if verdict.action is Action.CHALLENGE:
+        raise gate.challenge_error(verdict, step_up_payee=payee_of(method, destination))
+    if verdict.action is Action.BLOCK:
+        raise verdict.blocked()
     hold = NewTransfer(
         id=step_id(payment_id, "hold"),
         tenant_id=ledger_tenant,
@@ -137,12 +177,29 @@ async def start_withdrawal(
         async with runtime.unit_of_work.begin() as session:
             payment = await load(session, payment_id)
             payment.failure_code = str(failure(results))[:64]
-            await advance(session, payment, State.FAILED, reason="ledger_refused")
+            payment.parked_instrument = None
+            if await advance(session, payment, State.FAILED, reason="ledger_refused"):
+                await gate.close_review(
+                    session, payment, reference=format_id("pay", payment_id), at_ns=now_ns()
+                )
         raise_for(failure(results))
     async with runtime.unit_of_work.begin() as session:
         payment = await load(session, payment_id)
         await record_fees(session, payment, quote, stage="hold")
+        if payment.state == State.IN_REVIEW.value:
+            return payment_id  # held: the payout waits for the analyst
         await advance(session, payment, State.PROCESSING, reason="held")
+    await request_payout(runtime, payment_id, destination)
+    return payment_id
+
+
+async def request_payout(runtime: PaymentsRuntime, payment_id: uuid.UUID, destination: str) -> None:
+    """Ask the provider for a processing withdrawal's payout (the payment id is its
+    idempotency key) and record its reference."""
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+    provider_name, amount, currency = payment.provider, payment.amount, payment.currency
+    assert provider_name is not None
     request = PayoutRequest(
         reference=format_id("pay", payment_id),
         amount_minor=amount,
@@ -154,11 +211,10 @@ async def start_withdrawal(
             runtime.provider(provider_name).payout(request), runtime.provider_timeout_s
         )
     except (ProviderTimeout, TimeoutError):
-        return payment_id  # the notification decides; the money stays held meanwhile
+        return  # the notification decides; the money stays held meanwhile
     async with runtime.unit_of_work.begin() as session:
         payment = await load(session, payment_id)
         payment.provider_reference = response.provider_reference
-    return payment_id
 
 
 async def finish_withdrawal(
