@@ -29,6 +29,7 @@ from billfold.audit.router import router as audit_router
 from billfold.events.inbound import InboundRegistry
 from billfold.events.router import router as events_router
 from billfold.flows.approvals import approval_executors
+from billfold.flows.held_movements import PaymentsHeldResolver
 from billfold.flows.risk_cases import recover as recover_risk_cases
 from billfold.fx.router import install_fx
 from billfold.fx.router import router as fx_router
@@ -307,6 +308,8 @@ async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, L
         checkpoint_entries_max=settings.audit_checkpoint_entries_max,
     )
     install_payments(app, settings, ledger)  # wallets, providers and payment flows
+    # Decided review cases post or void the payments' held money.
+    app.state.held_resolver = PaymentsHeldResolver(app.state.payments)
     app.state.inbound = InboundRegistry()  # what the worker applies: provider notifications
     register_notification_handlers(app.state.inbound, app.state.payments)
     return engine, ledger

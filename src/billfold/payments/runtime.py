@@ -55,6 +55,8 @@ class PaymentsRuntime:
     engine configured — every movement is allowed and no decision is stored."""
     review_hold_s: int = 3 * 86_400
     """How long a movement held for review stays held before recovery voids it."""
+    risk_lower_limits_bps: int = 1_000
+    """What a ``lower_limits`` automated response lowers the user's limits to (bps)."""
     keyring: Keyring | None = None
     """Seals the instrument of a top-up parked for review (`app.state.keyring`)."""
 
@@ -84,6 +86,7 @@ class PaymentsRuntime:
             sandboxes=sandboxes,
             fx_config=FxConfig.from_settings(settings),
             review_hold_s=settings.risk_review_hold_s,
+            risk_lower_limits_bps=settings.risk_lower_limits_bps,
         )
 
 

@@ -13,7 +13,16 @@ responses in force, and the answers a flow gives for each action.
   conversions made with API keys): escalated to ``review``;
 - ``hold_outgoing`` in force on the user (``billfold.risk.reviews.active_responses``):
   outgoing movements (withdrawal, P2P, merchant payment) are held for review at least
-  (the stored decision keeps the engine's own action; the case says why it is open).
+  (the stored decision keeps the engine's own action; the case says why it is open);
+- ``freeze_account`` in force on the user: every movement of theirs is blocked at once
+  (the ledger freezes their accounts when the response is enforced, which stops money
+  coming in too).
+
+**Automated responses** the decision asks for (its enforcing hits' ``responses``) are
+applied to the user by the payment flows in the same transaction
+(``billfold.payments.flows.gate.decide``, with ``billfold.risk.cases.responses``); a
+freeze's ledger side is enforced by the risk cases' recovery sweep
+(``billfold.flows.risk_cases.recover``).
 
 The decision row (written by the decider) commits in the movement's own transaction.
 """
@@ -111,12 +120,12 @@ async def judge(
     `challengeable`: an end user can answer a step-up for it."""
     if decider is None:
         return Verdict(Action.ALLOW, None, movement)
-    held = False
-    if movement.user_id is not None and movement.kind in OUTGOING_KINDS:
+    responses: frozenset[Response] = frozenset()
+    if movement.user_id is not None:
         responses = await active_responses(
             session, tenant_id=movement.tenant_id, mode=movement.mode, user_id=movement.user_id
         )
-        held = Response.HOLD_OUTGOING in responses
+    held = Response.HOLD_OUTGOING in responses and movement.kind in OUTGOING_KINDS
     decision = await decider.decide(session, movement)
     action = decision.action
     if action is Action.CHALLENGE and movement.step_up_verified:
@@ -125,6 +134,8 @@ async def judge(
         action = Action.REVIEW
     if held:
         action = action.strongest(Action.REVIEW)
+    if Response.FREEZE_ACCOUNT in responses:
+        action = Action.BLOCK
     return Verdict(action, decision, movement)
 
 

@@ -31,6 +31,7 @@ from billfold.payments.models import Payment
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.service import transition
 from billfold.payments.states import State
+from billfold.risk.cases.responses import apply_responses
 from billfold.risk.gate import RiskContext, Verdict, judge, open_review
 from billfold.risk.reviews import close_case
 from billfold.risk.types import Action, Movement, MovementKind
@@ -89,7 +90,18 @@ def movement(
 async def decide(
     session: AsyncSession, runtime: PaymentsRuntime, subject: Movement, *, challengeable: bool
 ) -> Verdict:
-    return await judge(session, runtime.risk, subject, challengeable=challengeable)
+    """The effective action on `subject` (``billfold.risk.gate.judge``), with the automated
+    responses its decision asks for applied to the user in this transaction."""
+    verdict = await judge(session, runtime.risk, subject, challengeable=challengeable)
+    if verdict.decision is not None and verdict.decision.responses:
+        await apply_responses(
+            session,
+            decision=verdict.decision,
+            movement=subject,
+            at_ns=subject.occurred_at_ns,
+            lower_limits_bps=runtime.risk_lower_limits_bps,
+        )
+    return verdict
 
 
 def challenge_error(verdict: Verdict, *, step_up_payee: str) -> StepUpRequired:
