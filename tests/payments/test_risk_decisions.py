@@ -189,8 +189,8 @@ def test_a_reviewed_money_request_is_approved_then_held(database_url: str) -> No
         assert again.json()["state"] == "pending"  # the payer may try again
 
 
-def test_without_an_engine_nothing_is_decided_or_stored(database_url: str) -> None:
-    with World(database_url, fees=False) as world:
+def test_with_risk_disabled_nothing_is_decided_or_stored(database_url: str) -> None:
+    with World(database_url, fees=False, risk_enabled=False) as world:
         ann, bob = world.user(), world.user()
         world.fund(ann, 20_000)
         sent = _send(world, ann, bob.handle, BLOCK)

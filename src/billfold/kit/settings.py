@@ -323,6 +323,11 @@ class Settings(BaseSettings):
     )
     keys_rewrap_batch_size: int = Field(default=500, ge=1, le=10_000)
 
+    risk_enabled: bool = Field(
+        default=True,
+        description="Decide every money movement with the risk engine before the ledger;"
+        " false: no decision is made or stored (every movement is allowed).",
+    )
     risk_model_review_score: float = Field(
         default=0.8,
         ge=0,
