@@ -69,6 +69,7 @@ from billfold.payments.router import router as payments_router
 from billfold.payments.runtime import close_payments, install_payments
 from billfold.privacy.masking import mask_pii_processor
 from billfold.privacy.router import router as privacy_router
+from billfold.risk.features.router import router as risk_profiles_router
 from billfold.wallets.router import router as wallets_router
 from billfold.worker import running_worker
 
@@ -367,6 +368,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events_router)
     app.include_router(wallets_router)
     app.include_router(payments_router)
+    app.include_router(risk_profiles_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
     async def healthz() -> Health:

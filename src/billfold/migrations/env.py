@@ -23,6 +23,7 @@ from billfold.payments import models as payments_models  # noqa: F401 (registers
 from billfold.payments.fees import models as fees_models  # noqa: F401 (registers tables)
 from billfold.privacy import models as privacy_models  # noqa: F401 (registers tables)
 from billfold.risk import models as risk_models  # noqa: F401 (registers tables)
+from billfold.risk.features import models as risk_features_models  # noqa: F401 (registers tables)
 from billfold.wallets import models as wallets_models  # noqa: F401 (registers tables)
 
 # Importing a models module registers its tables on the shared kit.orm metadata.
