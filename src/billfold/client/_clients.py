@@ -31,6 +31,7 @@ from billfold.client.resources.payments import (
     SplitRules,
 )
 from billfold.client.resources.privacy import Consents, PiiVault, TokenVault
+from billfold.client.resources.risk import Risk
 from billfold.client.resources.users import Users
 from billfold.client.resources.wallets import Merchants, Wallets
 from billfold.client.types import (
@@ -148,6 +149,7 @@ class Billfold(_Client):
         self.disputes = Disputes(self._transport)
         self.split_rules = SplitRules(self._transport)
         self.connectors = Connectors(self._transport)
+        self.risk = Risk(self._transport)
 
 
 class BillfoldUser(_Client):

@@ -80,6 +80,7 @@ __all__ = [
     "PiiSearch",
     "RecoveryCodes",
     "Refund",
+    "RiskProfile",
     "Session",
     "SessionList",
     "SessionsRevoked",
@@ -733,6 +734,12 @@ class Wallet(TypedDict):
 
 class WalletList(TypedDict):
     items: list[Wallet]
+
+
+class RiskProfile(TypedDict):
+    user_id: str
+    residence_country: str | None
+    updated_at: str | None
 
 
 class Merchant(TypedDict):
