@@ -18,7 +18,7 @@ from billfold.risk.features import models as feature_models
 
 assert feature_models and security_events  # registers the tables
 
-OURS = ("risk_counters", "risk_profiles", "ix_identity_security_events_subject_id_occurred_at")
+OURS = ("risk_counters", "risk_profiles", "ix_identity_security_events_tenant_subject_occurred")
 
 
 def _differences(database_url: str) -> list[object]:

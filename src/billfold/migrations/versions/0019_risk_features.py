@@ -47,15 +47,15 @@ def upgrade() -> None:
         sa.CheckConstraint("mode IN ('test', 'live')", name=op.f("ck_risk_profiles_mode")),
     )
     op.create_index(
-        "ix_identity_security_events_subject_id_occurred_at",
+        "ix_identity_security_events_tenant_subject_occurred",
         "identity_security_events",
-        ["subject_id", "occurred_at"],
+        ["tenant_id", "subject_id", "occurred_at"],
     )
 
 
 def downgrade() -> None:
     op.drop_index(
-        "ix_identity_security_events_subject_id_occurred_at",
+        "ix_identity_security_events_tenant_subject_occurred",
         table_name="identity_security_events",
     )
     op.drop_table("risk_profiles")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, literal, or_, select, tuple_
+from sqlalchemy import case, delete, func, literal, select, tuple_, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,29 +88,38 @@ async def read_counters(
     histories, width 0)."""
     if not velocity_keys and not kept_keys:
         return []
+    # One SELECT per window width (and one for the kept rows), each a range seek on the
+    # primary key (tenant, mode, key, width, bucket), glued by UNION ALL: an OR across
+    # widths would make SQLite scan the tenant's every row.
     table = RiskCounter
-    conditions = []
-    if velocity_keys:
-        in_windows = or_(
-            *(
-                and_(table.width_s == width_s, table.bucket.between(first, last))
-                for width_s, first, last in windows
-            )
-        )
-        conditions.append(and_(table.key.in_(list(velocity_keys)), in_windows))
-    if kept_keys:
-        conditions.append(and_(table.key.in_(list(kept_keys)), table.width_s == 0))
-    statement = (
-        select(
-            table.key,
-            table.width_s,
-            func.sum(table.count),
-            func.sum(table.amount),
-            func.sum(table.amount_squares),
-        )
-        .where(table.tenant_id == tenant_id, table.mode == mode, or_(*conditions))
-        .group_by(table.key, table.width_s)
+    sums = (
+        table.key,
+        table.width_s,
+        func.sum(table.count),
+        func.sum(table.amount),
+        func.sum(table.amount_squares),
     )
+    scope = (table.tenant_id == tenant_id, table.mode == mode)
+    parts = []
+    if velocity_keys:
+        for width_s, first, last in windows:
+            parts.append(
+                select(*sums)
+                .where(
+                    *scope,
+                    table.key.in_(list(velocity_keys)),
+                    table.width_s == width_s,
+                    table.bucket.between(first, last),
+                )
+                .group_by(table.key, table.width_s)
+            )
+    if kept_keys:
+        parts.append(
+            select(*sums)
+            .where(*scope, table.key.in_(list(kept_keys)), table.width_s == 0)
+            .group_by(table.key, table.width_s)
+        )
+    statement = union_all(*parts) if len(parts) > 1 else parts[0]
     result = await session.execute(statement)
     return [
         SummedRow(
@@ -229,7 +238,7 @@ class SecurityCounts:
 
 def _security_counts_query(*, tenant_id: uuid.UUID, subject_id: str, since_ns: int) -> Any:
     """Failed logins and MFA failures of one user since `since_ns`: one range scan of
-    `ix_identity_security_events_subject_id_occurred_at`."""
+    `ix_identity_security_events_tenant_subject_occurred`."""
     events = SecurityEvent
     is_login = events.event_type.in_(LOGIN_FAILURE_EVENTS)
     return (
