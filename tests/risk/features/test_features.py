@@ -372,3 +372,32 @@ def test_user_facts_are_cached_for_their_lifetime(database_url: str, tenant_id: 
         assert (await world.features(movement))["residence_country"] == "NL"
 
     run(database_url, "memory", tenant_id, scenario, user_facts_ttl_s=3600.0)
+
+
+def test_an_unreachable_redis_is_an_error_the_engine_can_catch(
+    database_url: str, tenant_id: uuid.UUID
+) -> None:
+    from redis.asyncio import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
+    from billfold.risk.features.counters import RedisCounters
+    from billfold.risk.features.service import FeatureComputer
+    from billfold.risk.types import Movement
+
+    async def go() -> None:
+        engine = create_engine(parse_database_url(database_url), pool_size=1)
+        client = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+        try:
+            computer = FeatureComputer(RedisCounters(client))
+            movement = Movement(
+                tenant_id, "test", MovementKind.P2P, 100, "EUR", T0_NS, uuid.uuid4()
+            )
+            async with UnitOfWork(engine).begin() as session:
+                with pytest.raises(RedisConnectionError):
+                    await computer.compute(session, movement)
+        finally:
+            await client.aclose()
+            await engine.dispose()
+
+    asyncio.run(go())
