@@ -88,8 +88,8 @@ async def read_counters(
     histories, width 0)."""
     if not velocity_keys and not kept_keys:
         return []
-    # One SELECT per window width (and one for the kept rows), each a range seek on the
-    # primary key (tenant, mode, key, width, bucket), glued by UNION ALL: an OR across
+    # One SELECT per window width (and one for the kept rows), each a seek per key on the
+    # primary key (tenant, mode, width, key, bucket), glued by UNION ALL: an OR across
     # widths would make SQLite scan the tenant's every row.
     table = RiskCounter
     sums = (
@@ -154,7 +154,7 @@ async def add_counters(session: AsyncSession, rows: Sequence[CounterRow]) -> Non
     ]
     statement = dialect.insert(RiskCounter).values(values)
     statement = statement.on_conflict_do_update(
-        index_elements=["tenant_id", "mode", "key", "width_s", "bucket"],
+        index_elements=["tenant_id", "mode", "width_s", "key", "bucket"],
         set_={
             "count": RiskCounter.count + statement.excluded.count,
             "amount": RiskCounter.amount + statement.excluded.amount,
