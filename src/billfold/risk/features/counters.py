@@ -256,9 +256,12 @@ class MemoryCounters:
 
     def read_now(self, request: CounterRead) -> CounterSnapshot:
         scope = (request.tenant_id, request.mode)
+        bounds = [
+            (window.name, window.first_bucket(request.now_ns), window.bucket_of(request.now_ns))
+            for window in WINDOWS
+        ]
         tallies = {
-            key: _window_tallies(self._tallies.get((*scope, key)), request.now_ns)
-            for key in request.keys
+            key: _window_tallies(self._tallies.get((*scope, key)), bounds) for key in request.keys
         }
         seen = frozenset(pair for pair in request.members if (*scope, *pair) in self._seen)
         histories = {}
@@ -313,18 +316,20 @@ def _add(buckets: _Buckets, window: Window, *, at_ns: int, amount: int) -> None:
                 del buckets[stale]
 
 
-def _window_tallies(windows: list[_Buckets] | None, now_ns: int) -> dict[str, Tally]:
+def _window_tallies(
+    windows: list[_Buckets] | None, bounds: list[tuple[str, int, int]]
+) -> dict[str, Tally]:
+    """Per window (name, first bucket, last bucket), the sum of the buckets it covers."""
     if windows is None:
-        return {window.name: Tally() for window in WINDOWS}
+        return {name: Tally() for name, _first, _last in bounds}
     tallies = {}
-    for window, buckets in zip(WINDOWS, windows, strict=True):
-        first, last = window.first_bucket(now_ns), window.bucket_of(now_ns)
+    for (name, first, last), buckets in zip(bounds, windows, strict=True):
         count = amount = 0
         for bucket, counted in buckets.items():
             if first <= bucket <= last:
                 count += counted[0]
                 amount += counted[1]
-        tallies[window.name] = Tally(count, amount)
+        tallies[name] = Tally(count, amount)
     return tallies
 
 

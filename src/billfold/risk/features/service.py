@@ -285,18 +285,28 @@ def _movement_features(movement: Movement, ip_country: str) -> dict[str, Feature
     }
 
 
+_VELOCITY_NAMES = {
+    subject: [
+        (window.name, f"{subject}_count_{window.name}", f"{subject}_amount_{window.name}")
+        for window in WINDOWS
+    ]
+    for subject in VELOCITY_SUBJECTS
+}
+
+
 def _velocity_features(snapshot: CounterSnapshot, keys: _Keys) -> dict[str, FeatureValue]:
     features: dict[str, FeatureValue] = {}
-    for subject in VELOCITY_SUBJECTS:
+    for subject, names in _VELOCITY_NAMES.items():
         pair = keys.velocity.get(subject)
-        for window in WINDOWS:
-            if pair is None:
-                count = amount = 0
-            else:
-                count = snapshot.tally(pair[0], window.name).count
-                amount = snapshot.tally(pair[1], window.name).amount
-            features[f"{subject}_count_{window.name}"] = count
-            features[f"{subject}_amount_{window.name}"] = amount
+        if pair is None:
+            for _window, count_name, amount_name in names:
+                features[count_name] = features[amount_name] = 0
+            continue
+        counts, amounts = snapshot.tallies.get(pair[0], {}), snapshot.tallies.get(pair[1], {})
+        for window, count_name, amount_name in names:
+            counted, summed = counts.get(window), amounts.get(window)
+            features[count_name] = 0 if counted is None else counted.count
+            features[amount_name] = 0 if summed is None else summed.amount
     received = 0 if keys.received is None else snapshot.tally(keys.received, "24h").amount
     features["user_received_amount_24h"] = received
     return features
