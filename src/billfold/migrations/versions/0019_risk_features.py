@@ -22,15 +22,15 @@ def upgrade() -> None:
         "risk_counters",
         sa.Column("tenant_id", sa.Uuid(), nullable=False),
         sa.Column("mode", sa.String(4), nullable=False),
-        sa.Column("width_s", sa.Integer(), nullable=False),
         sa.Column("key", sa.String(160), nullable=False),
+        sa.Column("width_s", sa.Integer(), nullable=False),
         sa.Column("bucket", sa.BigInteger(), nullable=False),
         sa.Column("count", sa.BigInteger(), nullable=False),
         sa.Column("amount", sa.BigInteger(), nullable=False),
         sa.Column("amount_squares", sa.Float(), nullable=False),
         sa.Column("expires_at", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint(
-            "tenant_id", "mode", "width_s", "key", "bucket", name=op.f("pk_risk_counters")
+            "tenant_id", "mode", "key", "width_s", "bucket", name=op.f("pk_risk_counters")
         ),
         sa.CheckConstraint("mode IN ('test', 'live')", name=op.f("ck_risk_counters_mode")),
         sa.CheckConstraint("width_s >= 0", name=op.f("ck_risk_counters_width")),

@@ -28,19 +28,16 @@ COUNTER_KEY_LENGTH_MAX = 160
 
 
 class RiskCounter(Base):
-    """One velocity bucket, one "seen" member or one running history of one tenant's mode.
-
-    The primary key leads with (tenant, mode, width): a read asks, per width, for a few
-    keys (`key IN …`) over a range of buckets, which is then a seek per key."""
+    """One velocity bucket, one "seen" member or one running history of one tenant's mode."""
 
     __tablename__ = "risk_counters"
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     mode: Mapped[str] = mapped_column(String(4), primary_key=True)
-    width_s: Mapped[int] = mapped_column(Integer, primary_key=True)
-    """The bucket width in seconds; 0 for seen members and histories."""
     key: Mapped[str] = mapped_column(String(COUNTER_KEY_LENGTH_MAX), primary_key=True)
     """What is counted, e.g. `user:<hex>:EUR`, `seen:devices:<user hex>:<device hex>`."""
+    width_s: Mapped[int] = mapped_column(Integer, primary_key=True)
+    """The bucket width in seconds; 0 for seen members and histories."""
     bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     """The bucket's index (its start in seconds / `width_s`); 0 when `width_s` is 0."""
     count: Mapped[int] = mapped_column(BigInteger)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, delete, func, literal, select, tuple_, union_all
+from sqlalchemy import and_, case, delete, func, literal, or_, select, tuple_, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,9 +88,10 @@ async def read_counters(
     histories, width 0)."""
     if not velocity_keys and not kept_keys:
         return []
-    # One SELECT per window width (and one for the kept rows), each a seek per key on the
-    # primary key (tenant, mode, width, key, bucket), glued by UNION ALL: an OR across
-    # widths would make SQLite scan the tenant's every row.
+    # One SELECT per key, glued by UNION ALL: each is an equality seek on the primary key's
+    # prefix (tenant, mode, key) whatever the planner's statistics say (with `key IN …`
+    # PostgreSQL, unsure of a new tenant's rows, may scan the tenant instead), then at
+    # most one key's buckets.
     table = RiskCounter
     sums = (
         table.key,
@@ -100,25 +101,22 @@ async def read_counters(
         func.sum(table.amount_squares),
     )
     scope = (table.tenant_id == tenant_id, table.mode == mode)
-    parts = []
-    if velocity_keys:
-        for width_s, first, last in windows:
-            parts.append(
-                select(*sums)
-                .where(
-                    *scope,
-                    table.key.in_(list(velocity_keys)),
-                    table.width_s == width_s,
-                    table.bucket.between(first, last),
-                )
-                .group_by(table.key, table.width_s)
-            )
-    if kept_keys:
-        parts.append(
-            select(*sums)
-            .where(*scope, table.key.in_(list(kept_keys)), table.width_s == 0)
-            .group_by(table.key, table.width_s)
+    in_windows = or_(
+        *(
+            and_(table.width_s == width_s, table.bucket.between(first, last))
+            for width_s, first, last in windows
         )
+    )
+    parts = [
+        select(*sums).where(*scope, table.key == key, in_windows).group_by(table.key, table.width_s)
+        for key in velocity_keys
+    ]
+    parts += [
+        select(*sums)
+        .where(*scope, table.key == key, table.width_s == 0)
+        .group_by(table.key, table.width_s)
+        for key in kept_keys
+    ]
     statement = union_all(*parts) if len(parts) > 1 else parts[0]
     result = await session.execute(statement)
     return [
@@ -154,7 +152,7 @@ async def add_counters(session: AsyncSession, rows: Sequence[CounterRow]) -> Non
     ]
     statement = dialect.insert(RiskCounter).values(values)
     statement = statement.on_conflict_do_update(
-        index_elements=["tenant_id", "mode", "width_s", "key", "bucket"],
+        index_elements=["tenant_id", "mode", "key", "width_s", "bucket"],
         set_={
             "count": RiskCounter.count + statement.excluded.count,
             "amount": RiskCounter.amount + statement.excluded.amount,
