@@ -116,6 +116,7 @@ WINDOWS = (
 )
 for _window in WINDOWS:
     invariant(_window.length_s % _window.bucket_s == 0, "a window is whole buckets")
+invariant(len(WINDOWS) <= 9, "the Redis read script parses one-digit window numbers")
 
 
 def counter_key(*parts: str) -> str:
@@ -382,23 +383,24 @@ for i = 1, t do
   local flat = redis.call('HGETALL', KEYS[i])
   local fields = {}
   for j = 1, #flat, 2 do fields[flat[j]] = flat[j + 1] end
-  for window = 1, w do
-    local first, last = tonumber(ARGV[2 + 3 * window]), tonumber(ARGV[3 + 3 * window])
-    local slots = tonumber(ARGV[4 + 3 * window])
-    local count, amount = 0, 0
-    local prefix = window .. ':'
-    for slot = 0, slots - 1 do
-      local held = fields[prefix .. 'b:' .. slot]
-      if held then
-        local bucket = tonumber(held)
-        if bucket >= first and bucket <= last then
-          count = count + tonumber(fields[prefix .. 'c:' .. slot])
-          amount = amount + tonumber(fields[prefix .. 'a:' .. slot])
-        end
+  local counts, amounts = {}, {}
+  for window = 1, w do counts[window] = 0; amounts[window] = 0 end
+  -- Only the slots held (`<window>:b:<slot>` fields), not every slot of every window.
+  for j = 1, #flat, 2 do
+    local name = flat[j]
+    if string.sub(name, 2, 3) == ':b' then
+      local window = tonumber(string.sub(name, 1, 1))
+      local bucket = tonumber(flat[j + 1])
+      if bucket >= tonumber(ARGV[2 + 3 * window]) and bucket <= tonumber(ARGV[3 + 3 * window]) then
+        local slot = string.sub(name, 4)
+        counts[window] = counts[window] + tonumber(fields[window .. ':c' .. slot])
+        amounts[window] = amounts[window] + tonumber(fields[window .. ':a' .. slot])
       end
     end
-    out[#out + 1] = count
-    out[#out + 1] = amount
+  end
+  for window = 1, w do
+    out[#out + 1] = counts[window]
+    out[#out + 1] = amounts[window]
   end
 end
 for i = 1, s do
