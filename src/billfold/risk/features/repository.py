@@ -4,12 +4,24 @@ and wallets know of a user (read-only, by id: no ORM relationship crosses a boun
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, literal, or_, select, tuple_, union_all
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -74,6 +86,47 @@ class SummedRow:
     amount_squares: float
 
 
+@functools.lru_cache(maxsize=64)
+def _read_statement(velocity_count: int, kept_count: int, widths: tuple[int, ...]) -> Any:
+    """The read for so many keys, built once per shape (a decision's reads share a few).
+
+    One SELECT per key, glued by UNION ALL: each is an equality seek on the primary key's
+    prefix (tenant, mode, key) whatever the planner's statistics say (with `key IN …`
+    PostgreSQL, unsure of a new tenant's rows, may scan the tenant instead), then at most
+    one key's buckets."""
+    table = RiskCounter
+    sums = (
+        table.key,
+        table.width_s,
+        func.sum(table.count),
+        func.sum(table.amount),
+        func.sum(table.amount_squares),
+    )
+    scope = (table.tenant_id == bindparam("tenant_id"), table.mode == bindparam("mode"))
+    in_windows = or_(
+        *(
+            and_(
+                table.width_s == width_s,
+                table.bucket.between(bindparam(f"first_{index}"), bindparam(f"last_{index}")),
+            )
+            for index, width_s in enumerate(widths)
+        )
+    )
+    parts = [
+        select(*sums)
+        .where(*scope, table.key == bindparam(f"key_{index}"), in_windows)
+        .group_by(table.key, table.width_s)
+        for index in range(velocity_count)
+    ]
+    parts += [
+        select(*sums)
+        .where(*scope, table.key == bindparam(f"key_{index}"), table.width_s == 0)
+        .group_by(table.key, table.width_s)
+        for index in range(velocity_count, velocity_count + kept_count)
+    ]
+    return union_all(*parts) if len(parts) > 1 else parts[0]
+
+
 async def read_counters(
     session: AsyncSession,
     *,
@@ -88,37 +141,14 @@ async def read_counters(
     histories, width 0)."""
     if not velocity_keys and not kept_keys:
         return []
-    # One SELECT per key, glued by UNION ALL: each is an equality seek on the primary key's
-    # prefix (tenant, mode, key) whatever the planner's statistics say (with `key IN …`
-    # PostgreSQL, unsure of a new tenant's rows, may scan the tenant instead), then at
-    # most one key's buckets.
-    table = RiskCounter
-    sums = (
-        table.key,
-        table.width_s,
-        func.sum(table.count),
-        func.sum(table.amount),
-        func.sum(table.amount_squares),
-    )
-    scope = (table.tenant_id == tenant_id, table.mode == mode)
-    in_windows = or_(
-        *(
-            and_(table.width_s == width_s, table.bucket.between(first, last))
-            for width_s, first, last in windows
-        )
-    )
-    parts = [
-        select(*sums).where(*scope, table.key == key, in_windows).group_by(table.key, table.width_s)
-        for key in velocity_keys
-    ]
-    parts += [
-        select(*sums)
-        .where(*scope, table.key == key, table.width_s == 0)
-        .group_by(table.key, table.width_s)
-        for key in kept_keys
-    ]
-    statement = union_all(*parts) if len(parts) > 1 else parts[0]
-    result = await session.execute(statement)
+    widths = tuple(width_s for width_s, _first, _last in windows)
+    statement = _read_statement(len(velocity_keys), len(kept_keys), widths)
+    parameters: dict[str, Any] = {"tenant_id": tenant_id, "mode": mode}
+    for index, (_width_s, first, last) in enumerate(windows):
+        parameters[f"first_{index}"], parameters[f"last_{index}"] = first, last
+    for index, key in enumerate([*velocity_keys, *kept_keys]):
+        parameters[f"key_{index}"] = key
+    result = await session.execute(statement, parameters)
     return [
         SummedRow(
             key=key,
