@@ -11,7 +11,8 @@ test suite against each):
   processes each sees only its own movements, and a restart forgets everything. Bounded:
   each window keeps only the buckets it can still reach, and at most ``keys_max`` keys
   (least recently used out; a forgotten device or payee is "new" again, the conservative
-  side).
+  side). A key holds at most 288 buckets (12 + 60 + 96 + 120), a few hundred bytes for a
+  typical key and about 40 KB for one busy in every bucket of 30 days.
 - `RedisCounters`: shared by every process; one round trip (a Lua script) to read every
   counter of a decision and one to record a movement. Keys carry a tenant-scoped prefix
   (``<prefix>:{<tenant hex>:<mode>}:…``, the braces keep one tenant's keys in one cluster
