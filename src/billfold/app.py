@@ -73,6 +73,7 @@ from billfold.payments.runtime import close_payments, install_payments
 from billfold.privacy.masking import mask_pii_processor
 from billfold.privacy.router import router as privacy_router
 from billfold.risk.cases.router import router as risk_cases_router
+from billfold.risk.features.router import router as risk_profiles_router
 from billfold.risk.labels_router import router as risk_labels_router
 from billfold.risk.router import install_risk
 from billfold.risk.router import router as risk_router
@@ -424,6 +425,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(risk_labels_router)
     app.include_router(risk_cases_router)
     app.include_router(risk_models_router)
+    app.include_router(risk_profiles_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers.")
     async def healthz() -> Health:

@@ -34,6 +34,7 @@ from billfold.client.resources.privacy import Consents, PiiVault, TokenVault
 from billfold.client.resources.risk import RiskDecisions, RiskRules
 from billfold.client.resources.risk_labels import RiskLabels
 from billfold.client.resources.risk_models import RiskModels
+from billfold.client.resources.risk_profiles import Risk
 from billfold.client.resources.risk_review import RiskCases, RiskResponses
 from billfold.client.resources.users import Users
 from billfold.client.resources.wallets import Merchants, Wallets
@@ -156,6 +157,7 @@ class Billfold(_Client):
         """Risk decisions take a key with `risk:read`."""
         self.risk_labels = RiskLabels(self._transport)
         """Fraud labels (`risk:write`): a simulated workload's ground truth."""
+        self.risk = Risk(self._transport)
 
 
 class BillfoldUser(_Client):

@@ -96,6 +96,7 @@ __all__ = [
     "RiskModelAlertPage",
     "RiskModelPage",
     "RiskModelTraining",
+    "RiskProfile",
     "RiskResponse",
     "RiskResponsePage",
     "RiskResponseReversal",
@@ -770,6 +771,12 @@ class Wallet(TypedDict):
 
 class WalletList(TypedDict):
     items: list[Wallet]
+
+
+class RiskProfile(TypedDict):
+    user_id: str
+    residence_country: str | None
+    updated_at: str | None
 
 
 class Merchant(TypedDict):

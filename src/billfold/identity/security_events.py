@@ -104,6 +104,13 @@ class SecurityEvent(Base):
 
     __table_args__ = (
         Index("ix_identity_security_events_tenant_id_occurred_at", "tenant_id", "occurred_at"),
+        # A user's recent failures (risk features: failed_logins_24h) are one range scan.
+        Index(
+            "ix_identity_security_events_tenant_subject_occurred",
+            "tenant_id",
+            "subject_id",
+            "occurred_at",
+        ),
     )
 
 

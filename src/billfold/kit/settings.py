@@ -273,6 +273,36 @@ class Settings(BaseSettings):
         default=300, ge=1, le=86_400, description="Oldest signature timestamp still accepted."
     )
 
+    risk_counters: Literal["auto", "memory", "database", "redis"] = Field(
+        default="auto",
+        description="Where the risk engine's velocity counters live: auto (redis when"
+        " redis_url is set, else database), memory (per process), database or redis.",
+    )
+    risk_counters_memory_keys_max: int = Field(
+        default=100_000,
+        ge=1,
+        le=10_000_000,
+        description="Keys the in-process risk counters keep (least recently used out).",
+    )
+    risk_counters_redis_prefix: str = Field(
+        default="billfold:risk",
+        pattern=r"^[A-Za-z0-9_:.-]{1,64}$",
+        description="Prefix of the risk counters' Redis keys.",
+    )
+    risk_ip_countries: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="Path of a CSV of `cidr,country` rows: the country of a movement's IP"
+        " address when the caller gives none.",
+    )
+    risk_user_facts_ttl_s: float = Field(
+        default=30,
+        ge=0,
+        le=3600,
+        description="How long a user's slow-changing risk facts (sign-up time, residence,"
+        " KYC tier) are cached per process.",
+    )
+
     gc_gen0_threshold: int = Field(
         default=50_000,
         ge=100,
@@ -439,6 +469,12 @@ class Settings(BaseSettings):
     def _risk_thresholds_in_order(self) -> Settings:
         if self.risk_model_review_score > self.risk_model_block_score:
             raise ValueError("risk_model_review_score must be <= risk_model_block_score")
+        return self
+
+    @model_validator(mode="after")
+    def _redis_counters_need_redis(self) -> Settings:
+        if self.risk_counters == "redis" and self.redis_url is None:
+            raise ValueError("risk_counters=redis needs redis_url")
         return self
 
     @model_validator(mode="after")

@@ -24,6 +24,7 @@ from billfold.payments.fees import models as fees_models  # noqa: F401 (register
 from billfold.privacy import models as privacy_models  # noqa: F401 (registers tables)
 from billfold.risk import models as risk_models  # noqa: F401 (registers tables)
 from billfold.risk.cases import models as risk_cases_models  # noqa: F401 (registers tables)
+from billfold.risk.features import models as risk_features_models  # noqa: F401 (registers tables)
 from billfold.risk.scoring import models as risk_scoring_models  # noqa: F401 (registers tables)
 from billfold.wallets import models as wallets_models  # noqa: F401 (registers tables)
 

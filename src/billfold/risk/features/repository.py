@@ -1,0 +1,335 @@
+"""Every query of risk features: the database counters, risk profiles, and what identity
+and wallets know of a user (read-only, by id: no ORM relationship crosses a boundary)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    union_all,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.identity.security_events import SecurityEvent, SecurityEventType
+from billfold.identity.users.models import EndUser
+from billfold.kit.errors import invariant
+from billfold.risk.features.models import RiskCounter, RiskProfile
+from billfold.wallets.models import HolderTier
+
+__all__ = [
+    "LOGIN_FAILURE_EVENTS",
+    "MFA_FAILURE_EVENTS",
+    "PURGE_BATCH_MAX",
+    "CounterRow",
+    "SecurityCounts",
+    "UserFacts",
+    "add_counters",
+    "get_profile",
+    "purge_expired_counters",
+    "read_counters",
+    "security_counts",
+    "set_profile",
+    "user_facts",
+]
+
+PURGE_BATCH_MAX = 10_000
+LOGIN_FAILURE_EVENTS = (SecurityEventType.LOGIN_FAILED.value,)
+MFA_FAILURE_EVENTS = (SecurityEventType.MFA_FAILED.value, SecurityEventType.STEP_UP_FAILED.value)
+
+
+@dataclass(frozen=True, slots=True)
+class CounterRow:
+    key: str
+    count: int
+    width_s: int = 0
+    bucket: int = 0
+    amount: int = 0
+    amount_squares: float = 0.0
+    expires_at: int | None = None
+    tenant_id: uuid.UUID | None = None
+    mode: str = ""
+    at_ns: int = 0
+
+    def plus(self, other: CounterRow) -> CounterRow:
+        return dataclasses.replace(
+            self,
+            count=self.count + other.count,
+            amount=self.amount + other.amount,
+            amount_squares=self.amount_squares + other.amount_squares,
+        )
+
+    def scoped(self, tenant_id: uuid.UUID, mode: str, at_ns: int) -> CounterRow:
+        return dataclasses.replace(self, tenant_id=tenant_id, mode=mode, at_ns=at_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class SummedRow:
+    key: str
+    width_s: int
+    count: int
+    amount: int
+    amount_squares: float
+
+
+@functools.lru_cache(maxsize=64)
+def _read_statement(velocity_count: int, kept_count: int, widths: tuple[int, ...]) -> Any:
+    """The read for so many keys, built once per shape (a decision's reads share a few).
+
+    One SELECT per key, glued by UNION ALL: each is an equality seek on the primary key's
+    prefix (tenant, mode, key) whatever the planner's statistics say (with `key IN …`
+    PostgreSQL, unsure of a new tenant's rows, may scan the tenant instead), then at most
+    one key's buckets."""
+    table = RiskCounter
+    sums = (
+        table.key,
+        table.width_s,
+        func.sum(table.count),
+        func.sum(table.amount),
+        func.sum(table.amount_squares),
+    )
+    scope = (table.tenant_id == bindparam("tenant_id"), table.mode == bindparam("mode"))
+    in_windows = or_(
+        *(
+            and_(
+                table.width_s == width_s,
+                table.bucket.between(bindparam(f"first_{index}"), bindparam(f"last_{index}")),
+            )
+            for index, width_s in enumerate(widths)
+        )
+    )
+    parts = [
+        select(*sums)
+        .where(*scope, table.key == bindparam(f"key_{index}"), in_windows)
+        .group_by(table.key, table.width_s)
+        for index in range(velocity_count)
+    ]
+    parts += [
+        select(*sums)
+        .where(*scope, table.key == bindparam(f"key_{index}"), table.width_s == 0)
+        .group_by(table.key, table.width_s)
+        for index in range(velocity_count, velocity_count + kept_count)
+    ]
+    return union_all(*parts) if len(parts) > 1 else parts[0]
+
+
+async def read_counters(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    mode: str,
+    velocity_keys: Sequence[str],
+    kept_keys: Sequence[str],
+    windows: Sequence[tuple[int, int, int]],
+) -> list[SummedRow]:
+    """One query: per velocity key and window width (`width_s`, first bucket, last bucket),
+    the sums over the window's buckets; and the rows of `kept_keys` (seen members and
+    histories, width 0)."""
+    if not velocity_keys and not kept_keys:
+        return []
+    widths = tuple(width_s for width_s, _first, _last in windows)
+    statement = _read_statement(len(velocity_keys), len(kept_keys), widths)
+    parameters: dict[str, Any] = {"tenant_id": tenant_id, "mode": mode}
+    for index, (_width_s, first, last) in enumerate(windows):
+        parameters[f"first_{index}"], parameters[f"last_{index}"] = first, last
+    for index, key in enumerate([*velocity_keys, *kept_keys]):
+        parameters[f"key_{index}"] = key
+    result = await session.execute(statement, parameters)
+    return [
+        SummedRow(
+            key=key,
+            width_s=int(width_s),
+            count=int(count or 0),
+            amount=int(amount or 0),
+            amount_squares=float(squares or 0.0),
+        )
+        for key, width_s, count, amount, squares in result.all()
+    ]
+
+
+async def add_counters(session: AsyncSession, rows: Sequence[CounterRow]) -> None:
+    """One upsert adding every row to what is stored (rows have distinct keys)."""
+    if not rows:
+        return
+    dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    values = [
+        {
+            "tenant_id": row.tenant_id,
+            "mode": row.mode,
+            "key": row.key,
+            "width_s": row.width_s,
+            "bucket": row.bucket,
+            "count": row.count,
+            "amount": row.amount,
+            "amount_squares": row.amount_squares,
+            "expires_at": row.expires_at,
+        }
+        for row in rows
+    ]
+    statement = dialect.insert(RiskCounter).values(values)
+    statement = statement.on_conflict_do_update(
+        index_elements=["tenant_id", "mode", "key", "width_s", "bucket"],
+        set_={
+            "count": RiskCounter.count + statement.excluded.count,
+            "amount": RiskCounter.amount + statement.excluded.amount,
+            "amount_squares": RiskCounter.amount_squares + statement.excluded.amount_squares,
+        },
+    )
+    await session.execute(statement)
+
+
+async def purge_expired_counters(session: AsyncSession, *, now_ns: int, limit: int) -> int:
+    """Delete up to `limit` velocity rows no window reaches any more; how many."""
+    invariant(1 <= limit <= PURGE_BATCH_MAX, "a purge is bounded")
+    columns = (
+        RiskCounter.tenant_id,
+        RiskCounter.mode,
+        RiskCounter.key,
+        RiskCounter.width_s,
+        RiskCounter.bucket,
+    )
+    expired = select(*columns).where(RiskCounter.expires_at < now_ns).limit(limit)
+    result: Any = await session.execute(delete(RiskCounter).where(tuple_(*columns).in_(expired)))
+    return int(result.rowcount or 0)
+
+
+# --- risk profiles ------------------------------------------------------------------------
+
+
+async def get_profile(
+    session: AsyncSession, *, tenant_id: uuid.UUID, mode: str, user_id: uuid.UUID
+) -> RiskProfile | None:
+    return await session.get(RiskProfile, (tenant_id, mode, user_id))
+
+
+async def set_profile(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    mode: str,
+    user_id: uuid.UUID,
+    residence_country: str | None,
+    now_ns: int,
+) -> RiskProfile:
+    dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(RiskProfile).values(
+        tenant_id=tenant_id,
+        mode=mode,
+        user_id=user_id,
+        residence_country=residence_country,
+        updated_at=now_ns,
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["tenant_id", "mode", "user_id"],
+        set_={"residence_country": residence_country, "updated_at": now_ns},
+    )
+    await session.execute(statement)
+    profile = await session.get(RiskProfile, (tenant_id, mode, user_id), populate_existing=True)
+    invariant(profile is not None, "the profile was just written")
+    assert profile is not None
+    return profile
+
+
+# --- what identity and wallets know ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UserFacts:
+    """A user's slow-changing facts (cached by the feature computer)."""
+
+    exists: bool
+    created_at: int | None
+    residence_country: str | None
+    kyc_tier: int | None
+    """None when wallets has no row (the holder is at the default tier)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityCounts:
+    failed_logins: int
+    mfa_failures: int
+
+
+def _security_counts_query(*, tenant_id: uuid.UUID, subject_id: str, since_ns: int) -> Any:
+    """Failed logins and MFA failures of one user since `since_ns`: one range scan of
+    `ix_identity_security_events_tenant_subject_occurred`."""
+    events = SecurityEvent
+    is_login = events.event_type.in_(LOGIN_FAILURE_EVENTS)
+    return (
+        select(
+            func.coalesce(func.sum(case((is_login, 1), else_=0)), 0).label("logins"),
+            func.count().label("total"),
+        )
+        .where(
+            events.subject_id == subject_id,
+            events.occurred_at >= since_ns,
+            events.tenant_id == tenant_id,
+            events.event_type.in_(LOGIN_FAILURE_EVENTS + MFA_FAILURE_EVENTS),
+        )
+        .subquery()
+    )
+
+
+async def security_counts(
+    session: AsyncSession, *, tenant_id: uuid.UUID, subject_id: str, since_ns: int
+) -> SecurityCounts:
+    counts = _security_counts_query(tenant_id=tenant_id, subject_id=subject_id, since_ns=since_ns)
+    logins, total = (await session.execute(select(counts))).one()
+    return SecurityCounts(failed_logins=int(logins), mfa_failures=int(total) - int(logins))
+
+
+async def user_facts(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    mode: str,
+    user_id: uuid.UUID,
+    subject_id: str,
+    since_ns: int,
+) -> tuple[UserFacts, SecurityCounts]:
+    """The user's facts and their recent security counts, in one query."""
+    counts = _security_counts_query(tenant_id=tenant_id, subject_id=subject_id, since_ns=since_ns)
+    created_at = (
+        select(EndUser.created_at)
+        .where(EndUser.id == user_id, EndUser.tenant_id == tenant_id, EndUser.mode == mode)
+        .scalar_subquery()
+    )
+    residence = (
+        select(RiskProfile.residence_country)
+        .where(
+            RiskProfile.tenant_id == tenant_id,
+            RiskProfile.mode == mode,
+            RiskProfile.user_id == user_id,
+        )
+        .scalar_subquery()
+    )
+    tier = (
+        select(HolderTier.tier)
+        .where(HolderTier.user_id == user_id, HolderTier.tenant_id == tenant_id)
+        .scalar_subquery()
+    )
+    statement = select(literal(1), created_at, residence, tier, *counts.c).select_from(counts)
+    _one, created, residence_country, kyc_tier, logins, total = (
+        await session.execute(statement)
+    ).one()
+    facts = UserFacts(
+        exists=created is not None,
+        created_at=None if created is None else int(created),
+        residence_country=residence_country,
+        kyc_tier=None if kyc_tier is None else int(kyc_tier),
+    )
+    return facts, SecurityCounts(failed_logins=int(logins), mfa_failures=int(total) - int(logins))
