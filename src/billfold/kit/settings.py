@@ -321,6 +321,13 @@ class Settings(BaseSettings):
         le=1,
         description="An enforcing risk model scoring at least this blocks the movement.",
     )
+    risk_ruleset_check_interval_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How often the risk engine reads a tenant's ruleset version (0: on every"
+        " decision); a rule change made by another process applies within this long.",
+    )
 
     @model_validator(mode="after")
     def _master_key_is_32_bytes(self) -> Settings:
