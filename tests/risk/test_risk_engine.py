@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
+from billfold.kit.clock import ManualClock
 from billfold.kit.db import UnitOfWork
 from billfold.risk.models import RiskDecision
 from billfold.risk.service import STEP_UP_SATISFIED, ModelOutcome, RiskEngine, combine
@@ -292,3 +293,28 @@ def test_shadow_hits_never_change_the_outcome(
     )
     assert every.hits == tuple(hits)
     assert 0 <= every.score <= 1000
+
+
+def test_with_a_check_interval_a_change_is_seen_once_it_passes(database_url: str) -> None:
+    tenant_id = uuid.uuid4()
+    clock = ManualClock()
+    engine = RiskEngine(FixedFeatures(), clock=clock, ruleset_check_interval_s=1.0)
+
+    async def decide(unit_of_work: UnitOfWork) -> Action:
+        async with unit_of_work.begin() as session:
+            return (await engine.decide(session, movement(tenant_id))).action
+
+    async def go(unit_of_work: UnitOfWork) -> list[Action]:
+        actions = [await decide(unit_of_work)]
+        async with unit_of_work.begin() as session:
+            await add_active_rule(
+                session, tenant_id=tenant_id, expression="true", action=Action.BLOCK
+            )
+        actions.append(await decide(unit_of_work))  # within the interval: cached rules
+        clock.advance(seconds=1)
+        actions.append(await decide(unit_of_work))
+        engine.forget(tenant_id, "test")
+        actions.append(await decide(unit_of_work))
+        return actions
+
+    assert run(database_url, go) == [Action.ALLOW, Action.ALLOW, Action.BLOCK, Action.BLOCK]

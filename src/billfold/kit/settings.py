@@ -449,6 +449,13 @@ class Settings(BaseSettings):
         " client IP given to the risk engine is the first X-Forwarded-For hop; empty: the"
         " peer address, always.",
     )
+    risk_ruleset_check_interval_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How often the risk engine reads a tenant's ruleset version (0: on every"
+        " decision); a rule change made by another process applies within this long.",
+    )
 
     @model_validator(mode="after")
     def _master_key_is_32_bytes(self) -> Settings:

@@ -88,9 +88,17 @@ def install_risk(
         registry=registry,
         model_review_score=settings.risk_model_review_score,
         model_block_score=settings.risk_model_block_score,
+        ruleset_check_interval_s=settings.risk_ruleset_check_interval_s,
     )
     app.state.risk = engine
     return engine
+
+
+def _forget(request: Request, tenant_id: uuid.UUID, mode: str) -> None:
+    """After a committed change: this process's engine recompiles the tenant's rules."""
+    engine = getattr(request.app.state, "risk", None)
+    if isinstance(engine, RiskEngine):
+        engine.forget(tenant_id, mode)
 
 
 def _feature_names(request: Request) -> frozenset[str]:
@@ -186,7 +194,9 @@ async def create_rule(
         rule, versions = await changes.get_rule(
             session, tenant_id=principal.tenant_id, rule_id=change.rule.id
         )
-        return RuleDetail.of(rule, versions)
+        detail = RuleDetail.of(rule, versions)
+    _forget(request, principal.tenant_id, body.mode)
+    return detail
 
 
 @router.get("/rules", summary="The tenant's rules, oldest first.", responses=problem_responses(400))
@@ -258,7 +268,9 @@ async def add_version(
         rule, versions = await changes.get_rule(
             session, tenant_id=principal.tenant_id, rule_id=parsed
         )
-        return RuleDetail.of(rule, versions)
+        detail = RuleDetail.of(rule, versions)
+    _forget(request, principal.tenant_id, detail.mode)
+    return detail
 
 
 @router.post(
@@ -266,7 +278,9 @@ async def add_version(
     summary="Stop evaluating a rule now (no approval needed).",
     responses=problem_responses(404, 409),
 )
-async def disable_rule(rule_id: str, principal: Manager, unit_of_work: Work) -> RuleDetail:
+async def disable_rule(
+    rule_id: str, principal: Manager, unit_of_work: Work, request: Request
+) -> RuleDetail:
     parsed = parse_id(RULE_ID_PREFIX, rule_id)
     async with unit_of_work.begin() as session:
         await changes.disable_rule(
@@ -275,7 +289,9 @@ async def disable_rule(rule_id: str, principal: Manager, unit_of_work: Work) -> 
         rule, versions = await changes.get_rule(
             session, tenant_id=principal.tenant_id, rule_id=parsed
         )
-        return RuleDetail.of(rule, versions)
+        detail = RuleDetail.of(rule, versions)
+    _forget(request, principal.tenant_id, detail.mode)
+    return detail
 
 
 @router.get(

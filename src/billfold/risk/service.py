@@ -7,9 +7,14 @@ Per decision, in the movement's own transaction:
 1. the features (``FeatureSource.compute``); each rule is given the ones it uses (None
    where absent: converting only those for CEL keeps an evaluation at a few µs);
 2. the tenant's active rules (shadow and enforcing). Compiled rules are cached in memory
-   per (tenant, mode), keyed by the tenant's **ruleset version**: each decision reads the
-   current version (one primary-key query) and recompiles only when it changed, so a rule
-   change made by any process is seen by the next decision everywhere;
+   per (tenant, mode), keyed by the tenant's **ruleset version**: a decision reads the
+   current version (one primary-key query) and recompiles only when it changed. With
+   ``ruleset_check_interval_s`` 0 (the constructor's default) every decision reads it, so a
+   change made by any process applies to the next decision; with a positive interval
+   (``BILLFOLD_RISK_RULESET_CHECK_INTERVAL_S``, what the application uses) the version is
+   read at most that often per tenant, saving the query on the hot path, and a change is
+   seen within the interval (at once in the process whose rules API made it:
+   :meth:`RiskEngine.forget`);
 3. each rule evaluated; an evaluation error is no hit (logged with the rule id);
 4. the tenant's enforcing model, if any, may raise the action to ``review`` or ``block``
    by threshold; shadow models are only scored. Every score is reported to the registry
@@ -90,6 +95,8 @@ log = structlog.get_logger(__name__)
 class _Ruleset:
     version: int
     rules: tuple[CompiledRule, ...]
+    checked_at_ns: int
+    """When the version was last read from the database."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +121,12 @@ class RiskEngine:
         model_block_score: float = MODEL_BLOCK_SCORE_DEFAULT,
         clock: Clock | None = None,
         tenants_cached_max: int = TENANTS_CACHED_MAX,
+        ruleset_check_interval_s: float = 0.0,
     ) -> None:
         invariant(0.0 <= model_review_score <= model_block_score <= 1.0, "thresholds in order")
         invariant(tenants_cached_max >= 1, "the cache holds at least one tenant")
+        invariant(0.0 <= ruleset_check_interval_s <= 3600.0, "the check interval is bounded")
+        self._check_interval_ns = int(ruleset_check_interval_s * 1_000_000_000)
         self.source = source
         self.registry = registry
         self.model_review_score = model_review_score
@@ -157,15 +167,20 @@ class RiskEngine:
         self._cache.pop((tenant_id, mode), None)
 
     async def _ruleset(self, session: AsyncSession, tenant_id: uuid.UUID, mode: str) -> _Ruleset:
-        rulesets = RulesetRepository(session)
-        version = await rulesets.current(tenant_id=tenant_id, mode=mode)
         key = (tenant_id, mode)
         cached = self._cache.get(key)
+        now_ns = self._clock.now_ns()
+        if cached is not None and now_ns - cached.checked_at_ns < self._check_interval_ns:
+            return cached  # checked recently enough
+        rulesets = RulesetRepository(session)
+        version = await rulesets.current(tenant_id=tenant_id, mode=mode)
         if cached is not None and cached.version == version:
+            fresh = _Ruleset(version=version, rules=cached.rules, checked_at_ns=now_ns)
+            self._cache[key] = fresh
             self._cache.move_to_end(key)
-            return cached
+            return fresh
         rows = await RuleRepository(session).active(tenant_id=tenant_id, mode=mode)
-        loaded = _Ruleset(version=version, rules=compile_rules(rows))
+        loaded = _Ruleset(version=version, rules=compile_rules(rows), checked_at_ns=now_ns)
         # Under READ COMMITTED a change may commit between the two reads: cache only rules
         # known to belong to `version`.
         if await rulesets.current(tenant_id=tenant_id, mode=mode) == version:
