@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import hashlib
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any
@@ -74,6 +75,7 @@ from billfold.privacy.masking import mask_pii_processor
 from billfold.privacy.router import router as privacy_router
 from billfold.risk.cases.router import router as risk_cases_router
 from billfold.risk.features.router import router as risk_profiles_router
+from billfold.risk.features.service import feature_source_from_settings, purge_risk_counters
 from billfold.risk.labels_router import router as risk_labels_router
 from billfold.risk.router import install_risk
 from billfold.risk.router import router as risk_router
@@ -230,9 +232,14 @@ async def _payments_recovery(app: FastAPI, settings: Settings) -> AsyncIterator[
 async def _recover_risk_cases_forever(app: FastAPI, *, interval_s: float) -> None:
     """Retry review cases whose held money did not move yet, expire cases past their hold
     and enforce freezes a crash left pending (``flows.risk_cases.recover``); only once a
-    resolver for held movements is installed (``app.state.held_resolver``)."""
+    resolver for held movements is installed (``app.state.held_resolver``); and delete the
+    risk engine's expired database velocity counters."""
     while True:
         await asyncio.sleep(interval_s)
+        try:
+            await purge_risk_counters(app.state.unit_of_work, now_ns=time.time_ns())
+        except Exception:  # logged and retried next round: the loop must not die
+            log.exception("risk.counters.purge_failed")
         resolver = getattr(app.state, "held_resolver", None)
         if resolver is None:
             continue
@@ -308,6 +315,11 @@ async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, L
         signing_keys=HierarchySigningKeys(app.state.keyring, purpose="audit"),
         checkpoint_entries_max=settings.audit_checkpoint_entries_max,
     )
+    # The risk engine every money movement passes (payments read `app.state.risk`).
+    app.state.risk = None
+    if settings.risk_enabled:
+        app.state.risk_features = feature_source_from_settings(settings, app.state.unit_of_work)
+        install_risk(app, settings, source=app.state.risk_features, registry=app.state.risk_models)
     install_payments(app, settings, ledger)  # wallets, providers and payment flows
     # Decided review cases post or void the payments' held money.
     app.state.held_resolver = PaymentsHeldResolver(app.state.payments)
@@ -366,6 +378,9 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
                     yield
         finally:
             await close_payments(app)
+            features = getattr(app.state, "risk_features", None)
+            if features is not None:
+                await features.aclose()
             await ledger.close()
             await engine.dispose()
             app.state.keyring.close()
@@ -421,7 +436,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(wallets_router)
     app.include_router(payments_router)
     app.include_router(risk_router)
-    install_risk(app, settings)  # the decision engine on app.state.risk
     app.include_router(risk_labels_router)
     app.include_router(risk_cases_router)
     app.include_router(risk_models_router)

@@ -47,7 +47,12 @@ from billfold.risk.features.repository import SecurityCounts, UserFacts
 from billfold.risk.types import FeatureValue, Movement, MovementKind
 from billfold.wallets.limits import DEFAULT_TIER
 
-__all__ = ["FeatureComputer", "bench_compute", "feature_source_from_settings"]
+__all__ = [
+    "FeatureComputer",
+    "bench_compute",
+    "feature_source_from_settings",
+    "purge_risk_counters",
+]
 
 NANOSECONDS_PER_SECOND = 1_000_000_000
 NANOSECONDS_PER_DAY = 86_400 * NANOSECONDS_PER_SECOND
@@ -401,3 +406,24 @@ async def bench_compute(
         await source.record(session, movement)
     cuts = statistics.quantiles(latencies_us, n=100)
     return {"compute_p50_us": statistics.median(latencies_us), "compute_p99_us": cuts[98]}
+
+
+PURGE_BATCH = 5_000
+"""Expired counter rows deleted per transaction (a sweep repeats until none are left)."""
+
+
+async def purge_risk_counters(
+    unit_of_work: UnitOfWork, *, now_ns: int, rounds_max: int = 20
+) -> int:
+    """Delete the database velocity counters past their expiry (windows no feature reads
+    any more), in bounded transactions; how many rows went."""
+    purged = 0
+    for _ in range(rounds_max):
+        async with unit_of_work.begin() as session:
+            deleted = await repository.purge_expired_counters(
+                session, now_ns=now_ns, limit=PURGE_BATCH
+            )
+        purged += deleted
+        if deleted < PURGE_BATCH:
+            break
+    return purged
