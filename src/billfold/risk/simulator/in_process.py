@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,9 +103,13 @@ class InProcessApp:
 
     def new_api_key(self, *, name: str = "Simulation") -> str:
         """A fresh tenant and a test-mode key with `SIMULATION_SCOPES`."""
+        return self.new_tenant(name=name)[1]
+
+    def new_tenant(self, *, name: str = "Simulation") -> tuple[uuid.UUID, str]:
+        """A fresh tenant's id and a test-mode key of it with `SIMULATION_SCOPES`."""
         unit_of_work: UnitOfWork = self.app.state.unit_of_work
 
-        async def make() -> str:
+        async def make() -> tuple[uuid.UUID, str]:
             now_ns = time.time_ns()
             async with unit_of_work.begin() as session:
                 tenant = await identity.bootstrap_tenant(session, name=name, now_ns=now_ns)
@@ -117,7 +122,7 @@ class InProcessApp:
                     expires_at_ns=None,
                     now_ns=now_ns,
                 )
-            return created.secret
+            return tenant.tenant.id, created.secret
 
         return self.call(make)
 
