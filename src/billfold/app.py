@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import gc
 import hashlib
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any
@@ -75,7 +74,7 @@ from billfold.privacy.masking import mask_pii_processor
 from billfold.privacy.router import router as privacy_router
 from billfold.risk.cases.router import router as risk_cases_router
 from billfold.risk.features.router import router as risk_profiles_router
-from billfold.risk.features.service import feature_source_from_settings, purge_risk_counters
+from billfold.risk.features.service import feature_source_from_settings
 from billfold.risk.labels_router import router as risk_labels_router
 from billfold.risk.router import install_risk
 from billfold.risk.router import router as risk_router
@@ -232,14 +231,9 @@ async def _payments_recovery(app: FastAPI, settings: Settings) -> AsyncIterator[
 async def _recover_risk_cases_forever(app: FastAPI, *, interval_s: float) -> None:
     """Retry review cases whose held money did not move yet, expire cases past their hold
     and enforce freezes a crash left pending (``flows.risk_cases.recover``); only once a
-    resolver for held movements is installed (``app.state.held_resolver``); and delete the
-    risk engine's expired database velocity counters."""
+    resolver for held movements is installed (``app.state.held_resolver``)."""
     while True:
         await asyncio.sleep(interval_s)
-        try:
-            await purge_risk_counters(app.state.unit_of_work, now_ns=time.time_ns())
-        except Exception:  # logged and retried next round: the loop must not die
-            log.exception("risk.counters.purge_failed")
         resolver = getattr(app.state, "held_resolver", None)
         if resolver is None:
             continue

@@ -1,6 +1,6 @@
 """The background worker: outbox sequencing and dispatch, webhooks, inbound notifications,
-and the scheduled work (pending-transfer expiry, idempotency-key purge, risk model
-training every `risk_models_train_interval_s`).
+and the scheduled work (pending-transfer expiry, idempotency-key and risk-counter purges,
+risk model training every `risk_models_train_interval_s`).
 
 `billfold worker` runs one; `billfold serve` runs one in its own process unless
 `BILLFOLD_EMBEDDED_WORKER=false`. On PostgreSQL any number may run at once (they share the
@@ -37,6 +37,7 @@ from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
 from billfold.payments.flows.notifications import register_notification_handlers
 from billfold.payments.runtime import close_runtime, payments_runtime
+from billfold.risk.features.service import purge_risk_counters
 from billfold.risk.scoring.config import ScoringConfig
 from billfold.risk.scoring.tasks import train_all
 
@@ -194,6 +195,10 @@ class Worker:
                         break
             except Exception:  # retried next interval; a crash would stop purging for good
                 log.exception("idempotency.purge_failed")
+            try:  # the risk engine's database velocity counters past their windows
+                await purge_risk_counters(self._unit_of_work, now_ns=self.clock.now_ns())
+            except Exception:  # retried next interval
+                log.exception("risk.counters.purge_failed")
 
     async def train_risk_models(self) -> int:
         """Train every active tenant's risk models once (new shadow versions): how many."""
