@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import json
 import logging
 import os
@@ -240,9 +241,15 @@ async def _quiet_latency(
         ruleset_check_interval_s=settings.risk_ruleset_check_interval_s,
     )
     standalone = SimpleNamespace(state=SimpleNamespace(risk=risk, unit_of_work=unit_of_work))
+    # As `billfold serve` runs: startup objects frozen, young collections less often.
+    previous = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(settings.gc_gen0_threshold, *previous[1:])
     try:
         return await _latency(standalone, tenant_id=tenant_id, seconds=seconds)
     finally:
+        gc.set_threshold(*previous)
+        gc.unfreeze()
         await source.aclose()
         await engine.dispose()
 
