@@ -30,6 +30,8 @@ from risk.features.features_support import DAY_NS, SECOND_NS, T0_NS, counter_sto
 
 Check = Callable[[CounterStore, UnitOfWork], Awaitable[None]]
 TENANT = uuid.uuid4()
+# Ten years before every other test's clock: only the purge test's own rows expire by then.
+ANCIENT_NS = T0_NS - 3_650 * DAY_NS
 
 
 def run(database_url: str, counters: str, check: Check) -> None:
@@ -228,7 +230,7 @@ def test_database_purge_deletes_only_rows_no_window_reaches(database_url: str) -
             CounterWrite(
                 tenant,
                 "test",
-                T0_NS,
+                ANCIENT_NS,
                 adds=(("k", 5),),
                 remember=(("s", "m"),),
                 histories=(("h", 5),),
@@ -244,20 +246,27 @@ def test_database_purge_deletes_only_rows_no_window_reaches(database_url: str) -
                 )
                 return int((await session.execute(statement)).scalar_one())
 
+        async def purge(now_ns: int) -> None:
+            # The purge spans every tenant. This test writes years before any other test's
+            # clock, so only its own rows (and those of its earlier runs on the same
+            # database) have expired by then; batches until none is left, as the worker.
+            deleted = 100
+            while deleted == 100:
+                async with unit_of_work.begin() as session:
+                    deleted = await repository.purge_expired_counters(
+                        session, now_ns=now_ns, limit=100
+                    )
+
         assert await rows() == len(WINDOWS) + 2
-        async with unit_of_work.begin() as session:
-            # Two minutes on, the 1-minute window's bucket is gone; the others remain.
-            await repository.purge_expired_counters(
-                session, now_ns=T0_NS + 120 * SECOND_NS, limit=100
-            )
+        # Two minutes on, the 1-minute window's bucket is gone; the others remain.
+        await purge(ANCIENT_NS + 120 * SECOND_NS)
         assert await rows() == len(WINDOWS) + 1
-        async with unit_of_work.begin() as session:
-            await repository.purge_expired_counters(session, now_ns=T0_NS + 31 * DAY_NS, limit=100)
+        await purge(ANCIENT_NS + 31 * DAY_NS)
         assert await rows() == 2  # seen members and histories are kept
         snapshot = await _read(
             store,
             unit_of_work,
-            CounterRead(tenant, "test", T0_NS, members=(("s", "m"),), histories=("h",)),
+            CounterRead(tenant, "test", ANCIENT_NS, members=(("s", "m"),), histories=("h",)),
         )
         assert snapshot.seen and snapshot.history("h").count == 1  # type: ignore[attr-defined]
 
