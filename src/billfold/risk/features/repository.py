@@ -161,11 +161,29 @@ async def read_counters(
     ]
 
 
+@functools.lru_cache(maxsize=4)
+def _add_statement(dialect_name: str) -> Any:
+    """The upsert adding one row to what is stored, built once per dialect and executed
+    with every row's parameters (executemany: SQLAlchemy renders the rows into batched
+    VALUES from one cached compilation; a `.values([...])` of the rows would be compiled
+    afresh on every decision)."""
+    dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
+    table: Any = RiskCounter.__table__
+    statement = dialect.insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=["tenant_id", "mode", "key", "width_s", "bucket"],
+        set_={
+            "count": table.c.count + statement.excluded.count,
+            "amount": table.c.amount + statement.excluded.amount,
+            "amount_squares": table.c.amount_squares + statement.excluded.amount_squares,
+        },
+    )
+
+
 async def add_counters(session: AsyncSession, rows: Sequence[CounterRow]) -> None:
     """One upsert adding every row to what is stored (rows have distinct keys)."""
     if not rows:
         return
-    dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     values = [
         {
             "tenant_id": row.tenant_id,
@@ -180,16 +198,8 @@ async def add_counters(session: AsyncSession, rows: Sequence[CounterRow]) -> Non
         }
         for row in rows
     ]
-    statement = dialect.insert(RiskCounter).values(values)
-    statement = statement.on_conflict_do_update(
-        index_elements=["tenant_id", "mode", "key", "width_s", "bucket"],
-        set_={
-            "count": RiskCounter.count + statement.excluded.count,
-            "amount": RiskCounter.amount + statement.excluded.amount,
-            "amount_squares": RiskCounter.amount_squares + statement.excluded.amount_squares,
-        },
-    )
-    await session.execute(statement)
+    statement = _add_statement(session.get_bind().dialect.name)
+    await session.execute(statement, values)
 
 
 async def purge_expired_counters(session: AsyncSession, *, now_ns: int, limit: int) -> int:
