@@ -561,11 +561,15 @@ class DatabaseCounters:
         if own:
             assert self._unit_of_work is not None
             async with self._unit_of_work.begin() as own_session:
-                await repository.add_counters(own_session, rows)
+                await repository.add_counters(
+                    own_session, tenant_id=request.tenant_id, mode=request.mode, rows=rows
+                )
             return
         invariant(session is not None, "the database counters write through a session")
         assert session is not None
-        await repository.add_counters(session, rows)
+        await repository.add_counters(
+            session, tenant_id=request.tenant_id, mode=request.mode, rows=rows
+        )
 
 
 def _member_key(name: str, member: str) -> str:
@@ -579,38 +583,30 @@ def _history_key(key: str) -> str:
 def _counter_rows(request: CounterWrite) -> list[repository.CounterRow]:
     """One row per key and window (summed when a key repeats), then the members and
     histories, in primary-key order (concurrent upserts lock rows in the same order)."""
-    rows: dict[tuple[str, int, int], repository.CounterRow] = {}
+    # (key, width, bucket) -> [count, amount, amount squares, expires at]
+    sums: dict[tuple[str, int, int], list[Any]] = {}
 
-    def add(row: repository.CounterRow) -> None:
-        held = rows.get((row.key, row.width_s, row.bucket))
-        rows[(row.key, row.width_s, row.bucket)] = row if held is None else held.plus(row)
+    def add(place: tuple[str, int, int], amount: int, squares: float, expires: int | None) -> None:
+        held = sums.get(place)
+        if held is None:
+            sums[place] = [1, amount, squares, expires]
+        else:
+            held[0] += 1
+            held[1] += amount
+            held[2] += squares
 
+    buckets = [(window, window.bucket_of(request.at_ns)) for window in WINDOWS]
+    expiries = [window.expires_at_ns(bucket) for window, bucket in buckets]
     for key, amount in request.adds:
-        for window in WINDOWS:
-            bucket = window.bucket_of(request.at_ns)
-            add(
-                repository.CounterRow(
-                    key=key,
-                    width_s=window.bucket_s,
-                    bucket=bucket,
-                    count=1,
-                    amount=capped(amount),
-                    expires_at=window.expires_at_ns(bucket),
-                )
-            )
+        counted = capped(amount)
+        for (window, bucket), expires in zip(buckets, expiries, strict=True):
+            add((key, window.bucket_s, bucket), counted, 0.0, expires)
     for name, member in request.remember:
-        add(repository.CounterRow(key=_member_key(name, member), count=1))
+        add((_member_key(name, member), 0, 0), 0, 0.0, None)
     for key, amount in request.histories:
         counted = capped(amount)
-        add(
-            repository.CounterRow(
-                key=_history_key(key),
-                count=1,
-                amount=counted,
-                amount_squares=float(counted) * counted,
-            )
-        )
+        add((_history_key(key), 0, 0), counted, float(counted) * counted, None)
     return [
-        rows[position].scoped(request.tenant_id, request.mode, request.at_ns)
-        for position in sorted(rows)
+        repository.CounterRow(key, width_s, bucket, count, amount, squares, expires)
+        for (key, width_s, bucket), (count, amount, squares, expires) in sorted(sums.items())
     ]
