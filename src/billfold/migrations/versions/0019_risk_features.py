@@ -34,6 +34,8 @@ def upgrade() -> None:
         ),
         sa.CheckConstraint("mode IN ('test', 'live')", name=op.f("ck_risk_counters_mode")),
         sa.CheckConstraint("width_s >= 0", name=op.f("ck_risk_counters_width")),
+        # SQLite: the primary key is the table, so a window's read is one range of it.
+        sqlite_with_rowid=False,
     )
     op.create_index("ix_risk_counters_expires_at", "risk_counters", ["expires_at"])
     op.create_table(

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    and_,
     bindparam,
     case,
     delete,
@@ -26,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.identity.security_events import SecurityEvent, SecurityEventType
 from billfold.identity.users.models import EndUser
+from billfold.kit.driver import DriverStatement
 from billfold.kit.errors import invariant
 from billfold.risk.features.models import RiskCounter, RiskProfile
 from billfold.wallets.models import HolderTier
@@ -77,10 +77,11 @@ class SummedRow:
 def _read_statement(velocity_count: int, kept_count: int, widths: tuple[int, ...]) -> Any:
     """The read for so many keys, built once per shape (a decision's reads share a few).
 
-    One SELECT per key, glued by UNION ALL: each is an equality seek on the primary key's
-    prefix (tenant, mode, key) whatever the planner's statistics say (with `key IN …`
-    PostgreSQL, unsure of a new tenant's rows, may scan the tenant instead), then at most
-    one key's buckets."""
+    One SELECT per key and window, glued by UNION ALL: each is a range seek on the whole
+    primary key (tenant, mode, key, width, bucket) that reads only the window's buckets,
+    whatever the planner's statistics say (with `key IN …` PostgreSQL, unsure of a new
+    tenant's rows, may scan the tenant instead; with the windows OR-ed in one SELECT
+    SQLite reads every stored bucket of the key, expired ones included)."""
     table = RiskCounter
     sums = (
         table.key,
@@ -90,20 +91,17 @@ def _read_statement(velocity_count: int, kept_count: int, widths: tuple[int, ...
         func.sum(table.amount_squares),
     )
     scope = (table.tenant_id == bindparam("tenant_id"), table.mode == bindparam("mode"))
-    in_windows = or_(
-        *(
-            and_(
-                table.width_s == width_s,
-                table.bucket.between(bindparam(f"first_{index}"), bindparam(f"last_{index}")),
-            )
-            for index, width_s in enumerate(widths)
-        )
-    )
     parts = [
         select(*sums)
-        .where(*scope, table.key == bindparam(f"key_{index}"), in_windows)
+        .where(
+            *scope,
+            table.key == bindparam(f"key_{index}"),
+            table.width_s == width_s,
+            table.bucket.between(bindparam(f"first_{window}"), bindparam(f"last_{window}")),
+        )
         .group_by(table.key, table.width_s)
         for index in range(velocity_count)
+        for window, width_s in enumerate(widths)
     ]
     parts += [
         select(*sums)
@@ -111,7 +109,7 @@ def _read_statement(velocity_count: int, kept_count: int, widths: tuple[int, ...
         .group_by(table.key, table.width_s)
         for index in range(velocity_count, velocity_count + kept_count)
     ]
-    return union_all(*parts) if len(parts) > 1 else parts[0]
+    return DriverStatement(union_all(*parts) if len(parts) > 1 else parts[0])
 
 
 async def read_counters(
@@ -135,7 +133,7 @@ async def read_counters(
         parameters[f"first_{index}"], parameters[f"last_{index}"] = first, last
     for index, key in enumerate([*velocity_keys, *kept_keys]):
         parameters[f"key_{index}"] = key
-    result = await session.execute(statement, parameters)
+    rows = await statement.fetch(session, parameters)
     return [
         SummedRow(
             key=key,
@@ -144,7 +142,7 @@ async def read_counters(
             amount=int(amount or 0),
             amount_squares=float(squares or 0.0),
         )
-        for key, width_s, count, amount, squares in result.all()
+        for key, width_s, count, amount, squares in rows
     ]
 
 
@@ -157,13 +155,15 @@ def _add_statement(dialect_name: str) -> Any:
     dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
     table: Any = RiskCounter.__table__
     statement = dialect.insert(table)
-    return statement.on_conflict_do_update(
-        index_elements=["tenant_id", "mode", "key", "width_s", "bucket"],
-        set_={
-            "count": table.c.count + statement.excluded.count,
-            "amount": table.c.amount + statement.excluded.amount,
-            "amount_squares": table.c.amount_squares + statement.excluded.amount_squares,
-        },
+    return DriverStatement(
+        statement.on_conflict_do_update(
+            index_elements=["tenant_id", "mode", "key", "width_s", "bucket"],
+            set_={
+                "count": table.c.count + statement.excluded.count,
+                "amount": table.c.amount + statement.excluded.amount,
+                "amount_squares": table.c.amount_squares + statement.excluded.amount_squares,
+            },
+        )
     )
 
 
@@ -187,8 +187,7 @@ async def add_counters(
         }
         for row in rows
     ]
-    statement = _add_statement(session.get_bind().dialect.name)
-    await session.execute(statement, values)
+    await _add_statement(session.get_bind().dialect.name).execute_many(session, values)
 
 
 async def purge_expired_counters(session: AsyncSession, *, now_ns: int, limit: int) -> int:
@@ -268,7 +267,9 @@ def _security_counts_statement() -> Any:
     `ix_identity_security_events_tenant_subject_occurred`. Built once with bound
     parameters (building it per decision cost about 1.5 ms of Python)."""
     events = SecurityEvent
-    is_login = events.event_type.in_(LOGIN_FAILURE_EVENTS)
+    # OR-ed equalities, not IN: an IN list is expanded at execution, and these statements
+    # are compiled once to the driver's SQL (`DriverStatement`).
+    is_login = or_(*(events.event_type == name for name in LOGIN_FAILURE_EVENTS))
     return select(
         func.coalesce(func.sum(case((is_login, 1), else_=0)), 0).label("logins"),
         func.count().label("total"),
@@ -276,7 +277,7 @@ def _security_counts_statement() -> Any:
         events.subject_id == bindparam("subject_id"),
         events.occurred_at >= bindparam("since_ns"),
         events.tenant_id == bindparam("tenant_id"),
-        events.event_type.in_(LOGIN_FAILURE_EVENTS + MFA_FAILURE_EVENTS),
+        or_(*(events.event_type == name for name in LOGIN_FAILURE_EVENTS + MFA_FAILURE_EVENTS)),
     )
 
 
@@ -308,15 +309,15 @@ def _user_facts_statement() -> Any:
     return select(literal(1), created_at, residence, tier, *counts.c).select_from(counts)
 
 
-_SECURITY_COUNTS = _security_counts_statement()
-_USER_FACTS = _user_facts_statement()
+_SECURITY_COUNTS = DriverStatement(_security_counts_statement())
+_USER_FACTS = DriverStatement(_user_facts_statement())
 
 
 async def security_counts(
     session: AsyncSession, *, tenant_id: uuid.UUID, subject_id: str, since_ns: int
 ) -> SecurityCounts:
     parameters = {"subject_id": subject_id, "since_ns": since_ns, "tenant_id": tenant_id}
-    logins, total = (await session.execute(_SECURITY_COUNTS, parameters)).one()
+    ((logins, total),) = await _SECURITY_COUNTS.fetch(session, parameters)
     return SecurityCounts(failed_logins=int(logins), mfa_failures=int(total) - int(logins))
 
 
@@ -337,9 +338,9 @@ async def user_facts(
         "subject_id": subject_id,
         "since_ns": since_ns,
     }
-    _one, created, residence_country, kyc_tier, logins, total = (
-        await session.execute(_USER_FACTS, parameters)
-    ).one()
+    ((_one, created, residence_country, kyc_tier, logins, total),) = await _USER_FACTS.fetch(
+        session, parameters
+    )
     facts = UserFacts(
         exists=created is not None,
         created_at=None if created is None else int(created),
