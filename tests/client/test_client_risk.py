@@ -52,7 +52,11 @@ def test_rules_written_approved_and_disabled_through_the_sdk(database_url: str) 
                 enforcement="shadow",
             )
         assert refused.value.code == "invalid_rule"
-        assert analyst.risk_rules.disable(created["id"])["current_version"] is None
+        # The rule enforces: disabling it waits for a second operator too.
+        asked = analyst.risk_rules.disable(created["id"])
+        assert asked["current_version"] == 1 and asked["disable_approval_id"]
+        assert approver.approvals.approve(asked["disable_approval_id"])["status"] == "executed"
+        assert analyst.risk_rules.get(created["id"])["current_version"] is None
         for client in (analyst, approver):
             client.close()
 

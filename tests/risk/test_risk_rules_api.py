@@ -1,5 +1,6 @@
 """The rules and decisions API: who may write and read rules, four eyes on enforcing
-versions, the audit trail, tenant isolation, and decisions explained."""
+versions and on loosening an enforcing rule (a shadow version replacing it, a disable), the
+audit trail, tenant isolation, and decisions explained."""
 
 from __future__ import annotations
 
@@ -97,38 +98,125 @@ def test_an_enforcing_version_takes_effect_only_when_another_operator_approves(
     ]
 
 
-def test_a_new_version_replaces_the_active_one_and_disabling_is_immediate(
-    database_url: str,
-) -> None:
+def _enforcing_rule(client: Any, author: Any, approver: Any) -> str:
+    """A rule whose active version (2) enforces: shadow v1, then enforcing v2 approved."""
+    rule_id = str(client.post("/v1/risk/rules", json=_rule(), headers=author.headers).json()["id"])
+    enforcing = client.post(
+        f"/v1/risk/rules/{rule_id}/versions",
+        json={**_version_body(), "enforcement": "enforcing", "action": "block"},
+        headers=author.headers,
+    ).json()
+    assert [v["state"] for v in enforcing["versions"]] == ["pending_approval", "active"]
+    assert enforcing["current_version"] == 1, "the shadow version stays until approval"
+    approval_id = enforcing["versions"][0]["approval_id"]
+    client.post(f"/v1/approvals/{approval_id}/approve", json={}, headers=approver.headers)
+    rule = client.get(f"/v1/risk/rules/{rule_id}", headers=author.headers).json()
+    assert [v["state"] for v in rule["versions"]] == ["active", "superseded"]
+    return rule_id
+
+
+def _version_body() -> dict[str, Any]:
+    return {k: v for k, v in _rule().items() if k not in {"name", "mode"}}
+
+
+def test_a_rule_whose_active_version_is_shadow_is_disabled_at_once(database_url: str) -> None:
     tenant_id = new_tenant(database_url).tenant.id
     analyst = operator(database_url, tenant_id=tenant_id, roles=[Role.RISK_ANALYST])
-    second = operator(database_url, tenant_id=tenant_id, roles=[Role.RISK_ANALYST])
-    version_body = {k: v for k, v in _rule().items() if k not in {"name", "mode"}}
     with operator_client(database_url) as client:
         rule_id = client.post("/v1/risk/rules", json=_rule(), headers=analyst.headers).json()["id"]
-        enforcing = client.post(
+        pending = client.post(
             f"/v1/risk/rules/{rule_id}/versions",
-            json={**version_body, "enforcement": "enforcing", "action": "block"},
+            json={**_version_body(), "enforcement": "enforcing"},
             headers=analyst.headers,
         ).json()
-        assert [v["state"] for v in enforcing["versions"]] == ["pending_approval", "active"]
-        assert enforcing["current_version"] == 1, "the shadow version stays until approval"
-        approval_id = enforcing["versions"][0]["approval_id"]
-        client.post(f"/v1/approvals/{approval_id}/approve", json={}, headers=second.headers)
-        rule = client.get(f"/v1/risk/rules/{rule_id}", headers=analyst.headers).json()
-        assert [v["state"] for v in rule["versions"]] == ["active", "superseded"]
+        assert [v["state"] for v in pending["versions"]] == ["pending_approval", "active"]
         disabled = client.post(f"/v1/risk/rules/{rule_id}/disable", headers=analyst.headers)
         assert disabled.status_code == 200, disabled.text
         assert disabled.json()["current_version"] is None
-        assert [v["state"] for v in disabled.json()["versions"]] == ["disabled", "superseded"]
+        assert disabled.json()["disable_approval_id"] is None
+        assert [v["state"] for v in disabled.json()["versions"]] == ["rejected", "disabled"]
         twice = client.post(f"/v1/risk/rules/{rule_id}/disable", headers=analyst.headers)
         assert twice.status_code == 409 and twice.json()["code"] == "rule_already_disabled"
     assert [action for action, _ in _audit_actions(database_url, tenant_id)] == [
         "risk.rule.created",
         "risk.rule.version_created",
-        "risk.rule.activated",
         "risk.rule.disabled",
     ]
+
+
+def test_loosening_an_enforcing_rule_needs_a_second_operator(database_url: str) -> None:
+    tenant_id = new_tenant(database_url).tenant.id
+    analyst = operator(database_url, tenant_id=tenant_id, roles=[Role.RISK_ANALYST])
+    second = operator(database_url, tenant_id=tenant_id, roles=[Role.RISK_ANALYST])
+    with operator_client(database_url) as client:
+        rule_id = _enforcing_rule(client, analyst, second)
+        # A shadow version would stop the enforcement: it waits, the enforcing one stays.
+        shadow = client.post(
+            f"/v1/risk/rules/{rule_id}/versions", json=_version_body(), headers=analyst.headers
+        )
+        assert shadow.status_code == 201, shadow.text
+        assert shadow.json()["current_version"] == 2
+        assert shadow.json()["versions"][0]["state"] == "pending_approval"
+        assert shadow.json()["versions"][0]["approval_id"] is not None
+        # So does disabling.
+        asked = client.post(f"/v1/risk/rules/{rule_id}/disable", headers=analyst.headers)
+        assert asked.status_code == 202, asked.text
+        approval_id = asked.json()["disable_approval_id"]
+        assert approval_id.startswith("apr_") and asked.json()["current_version"] == 2
+        assert [v["state"] for v in asked.json()["versions"]] == [
+            "pending_approval",
+            "active",
+            "superseded",
+        ]
+        again = client.post(f"/v1/risk/rules/{rule_id}/disable", headers=analyst.headers)
+        assert again.status_code == 409 and again.json()["code"] == "rule_change_pending"
+        own = client.post(f"/v1/approvals/{approval_id}/approve", json={}, headers=analyst.headers)
+        assert own.status_code == 403 and own.json()["code"] == "self_approval_forbidden"
+        still = client.get(f"/v1/risk/rules/{rule_id}", headers=analyst.headers).json()
+        assert still["current_version"] == 2 and still["versions"][1]["state"] == "active"
+        approved = client.post(
+            f"/v1/approvals/{approval_id}/approve", json={}, headers=second.headers
+        ).json()
+        assert approved["status"] == "executed", approved
+        assert approved["result"]["ruleset_version"] == 3
+        rule = client.get(f"/v1/risk/rules/{rule_id}", headers=analyst.headers).json()
+        assert rule["current_version"] is None
+        assert [v["state"] for v in rule["versions"]] == ["rejected", "disabled", "superseded"]
+    assert _audit_actions(database_url, tenant_id) == [
+        ("risk.rule.created", analyst.public_id),
+        ("risk.rule.version_created", analyst.public_id),
+        ("risk.rule.activated", second.public_id),
+        ("risk.rule.version_created", analyst.public_id),
+        ("risk.rule.disable_requested", analyst.public_id),
+        ("risk.rule.disabled", second.public_id),
+    ]
+
+
+def test_a_disable_approved_after_another_version_took_over_changes_nothing(
+    database_url: str,
+) -> None:
+    tenant_id = new_tenant(database_url).tenant.id
+    analyst = operator(database_url, tenant_id=tenant_id, roles=[Role.RISK_ANALYST])
+    second = operator(database_url, tenant_id=tenant_id, roles=[Role.RISK_ANALYST])
+    with operator_client(database_url) as client:
+        rule_id = _enforcing_rule(client, analyst, second)
+        disable = client.post(f"/v1/risk/rules/{rule_id}/disable", headers=analyst.headers)
+        stale = disable.json()["disable_approval_id"]
+        newer = client.post(
+            f"/v1/risk/rules/{rule_id}/versions",
+            json={**_version_body(), "enforcement": "enforcing", "action": "review"},
+            headers=analyst.headers,
+        ).json()
+        activation = newer["versions"][0]["approval_id"]
+        client.post(f"/v1/approvals/{activation}/approve", json={}, headers=second.headers)
+        late = client.post(f"/v1/approvals/{stale}/approve", json={}, headers=second.headers)
+        assert late.json()["status"] == "failed", late.text
+        assert late.json()["result"]["failure"] == "version_superseded"
+        rule = client.get(f"/v1/risk/rules/{rule_id}", headers=analyst.headers).json()
+        assert rule["current_version"] == 3 and rule["versions"][0]["state"] == "active"
+        # The stale request is settled: disabling can be asked for again.
+        asked = client.post(f"/v1/risk/rules/{rule_id}/disable", headers=analyst.headers)
+        assert asked.status_code == 202 and asked.json()["disable_approval_id"] != stale
 
 
 def test_an_approval_executed_after_a_newer_version_changes_nothing(database_url: str) -> None:

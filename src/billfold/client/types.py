@@ -1010,6 +1010,7 @@ class RiskRule(TypedDict):
     created_by: str
     created_at: str
     updated_at: str
+    disable_approval_id: str | None
 
 
 class RiskRuleDetail(RiskRule):

@@ -11,12 +11,19 @@ A rule has versions; at most one is ``active`` (what the engine evaluates). A ve
   operator holding ``risk.rules.approve`` approves it: :class:`RuleChangeExecutor` makes
   it active in the approval's own transaction, idempotently on the approval id.
 
+Four eyes guard loosening as well as tightening: while a rule's active version is
+enforcing, a new version of it (even a shadow one, which would stop the enforcement) waits
+for approval like an enforcing one, and so does disabling the rule (``disable`` in the
+request's payload; the rule keeps enforcing until the approval executes, and the approval
+fails if another version became active meanwhile). A rule whose active version is shadow
+(or that has none) is disabled at once.
+
 States: ``pending_approval`` → ``active`` → ``superseded`` (a newer version became
 active) or ``disabled`` (the rule was disabled); a pending version that never became
 active is ``rejected`` when a newer version replaces it or the rule is disabled (a
 refused or expired approval leaves it ``pending_approval``; its approval says why).
-Disabling takes effect at once. Every change that alters what the engine evaluates bumps
-the tenant's ruleset version, and every change appends an audit entry.
+Every change that alters what the engine evaluates bumps the tenant's ruleset version,
+and every change appends an audit entry.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from billfold.identity.operators.executors import ApprovedAction, ExecutionOutco
 from billfold.identity.operators.models import NOTE_LENGTH_MAX
 from billfold.identity.operators.payloads import RiskRuleChangePayload
 from billfold.identity.operators.permissions import ActionType
+from billfold.identity.operators.repository import ApprovalRepository
 from billfold.identity.operators.types import OPERATOR_ID_PREFIX, OperatorPrincipal
 from billfold.identity.security_events import ActorType
 from billfold.kit.errors import invariant
@@ -42,6 +50,7 @@ from billfold.kit.ids import InvalidId, format_id, new_id, parse_id
 from billfold.kit.pagination import Page, clamp_page_size, decode_id_cursor, encode_cursor
 from billfold.risk.errors import (
     InvalidRuleChange,
+    RuleChangePending,
     RuleDisabled,
     RuleNameTaken,
     RuleNotFound,
@@ -91,6 +100,8 @@ class RuleChange:
     version: RiskRuleVersion | None
     ruleset_version: int | None
     """The tenant's ruleset version after the change, when it changed."""
+    disable_approval_id: uuid.UUID | None = None
+    """The approval request a disable waits for (four eyes), when it waits."""
 
 
 async def create_rule(
@@ -185,13 +196,19 @@ async def _write_version(
     rule.updated_at = now_ns
     await session.flush()
     ruleset_version = None
-    if draft.enforcement == "shadow":
+    enforced = await _active_enforcing(session, rule)
+    if draft.enforcement == "shadow" and enforced is None:
         ruleset_version = await _activate(
             session, rule=rule, version=version, by=principal.operator_id, now_ns=now_ns
         )
-    else:
+    else:  # it enforces, or it would stop an enforcing version: four eyes
         await _request_approval(
-            session, principal=principal, rule=rule, version=version, now_ns=now_ns
+            session,
+            principal=principal,
+            rule=rule,
+            version=version,
+            replaces=enforced,
+            now_ns=now_ns,
         )
     await _audit(
         session,
@@ -204,36 +221,63 @@ async def _write_version(
     return RuleChange(rule=rule, version=version, ruleset_version=ruleset_version)
 
 
+async def _active_enforcing(session: AsyncSession, rule: RiskRule) -> RiskRuleVersion | None:
+    """The rule's active version when it enforces."""
+    for version in await RuleRepository(session).in_state(rule_id=rule.id, states=["active"]):
+        if version.enforcement == "enforcing":
+            return version
+    return None
+
+
 async def _request_approval(
     session: AsyncSession,
     *,
     principal: OperatorPrincipal,
     rule: RiskRule,
     version: RiskRuleVersion,
+    replaces: RiskRuleVersion | None,
     now_ns: int,
 ) -> None:
-    payload = {"rule_id": format_id(RULE_ID_PREFIX, rule.id), "version": version.version}
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    kind = "Enforcing" if version.enforcement == "enforcing" else "Shadow"
+    summary = f"{kind} risk rule {rule.name!r} ({rule.mode}) v{version.version}"
+    if replaces is not None:
+        summary += f", replacing enforcing v{replaces.version}"
+    approval_id = await _ask(
+        session,
+        principal=principal,
+        payload={"rule_id": format_id(RULE_ID_PREFIX, rule.id), "version": version.version},
+        reason=f"{summary}: {version.reason}",
+        now_ns=now_ns,
+    )
+    version.approval_id = approval_id
+    await session.flush()
+
+
+async def _ask(
+    session: AsyncSession,
+    *,
+    principal: OperatorPrincipal,
+    payload: dict[str, object],
+    reason: str,
+    now_ns: int,
+) -> uuid.UUID:
+    """A four-eyes request of type ``risk_rule_change``, checked by its executor first."""
     await RuleChangeExecutor().check(
         session,
-        tenant_id=rule.tenant_id,
+        tenant_id=principal.tenant_id,
         action_type=ActionType.RISK_RULE_CHANGE,
-        payload=canonical,
-    )
-    summary = (
-        f"Enforcing risk rule {rule.name!r} ({rule.mode}) v{version.version}: {version.reason}"
+        payload=json.dumps(payload, sort_keys=True, separators=(",", ":")),
     )
     approval = await approvals.create_approval_request(
         session,
         principal=principal,
         action_type=ActionType.RISK_RULE_CHANGE,
         payload=payload,
-        reason=summary[:NOTE_LENGTH_MAX],
+        reason=reason[:NOTE_LENGTH_MAX],
         expires_in_s=None,
         now_ns=now_ns,
     )
-    version.approval_id = approval.id
-    await session.flush()
+    return approval.id
 
 
 async def _activate(
@@ -264,8 +308,9 @@ async def _activate(
 async def disable_rule(
     session: AsyncSession, *, principal: OperatorPrincipal, rule_id: uuid.UUID, now_ns: int
 ) -> RuleChange:
-    """Stop evaluating the rule now (its active version ``disabled``, a pending one
-    ``rejected``); a new version enables it again."""
+    """Stop evaluating the rule (its active version ``disabled``, a pending one
+    ``rejected``); a new version enables it again. At once, unless its active version
+    enforces: then a second operator's approval is asked for (``disable_approval_id``)."""
     rules = RuleRepository(session)
     rule = await rules.get(tenant_id=principal.tenant_id, rule_id=rule_id, for_update=True)
     if rule is None:
@@ -273,6 +318,72 @@ async def disable_rule(
     live = await rules.in_state(rule_id=rule.id, states=["active", "pending_approval"])
     if not live:
         raise RuleDisabled("The rule has no active or pending version.")
+    enforced = next((v for v in live if v.state == "active" and v.enforcement == "enforcing"), None)
+    if enforced is not None:
+        return await _request_disable(
+            session, principal=principal, rule=rule, version=enforced, now_ns=now_ns
+        )
+    ruleset_version = await _disable(
+        session, rule=rule, live=live, actor=principal.operator_id, now_ns=now_ns
+    )
+    return RuleChange(rule=rule, version=None, ruleset_version=ruleset_version)
+
+
+async def _request_disable(
+    session: AsyncSession,
+    *,
+    principal: OperatorPrincipal,
+    rule: RiskRule,
+    version: RiskRuleVersion,
+    now_ns: int,
+) -> RuleChange:
+    if rule.disable_approval_id is not None:
+        asked = await ApprovalRepository(session).get_for_tenant(
+            tenant_id=rule.tenant_id, approval_id=rule.disable_approval_id
+        )
+        if asked is not None and asked.status in ("pending", "approved"):
+            raise RuleChangePending(
+                "Disabling this rule already waits for approval"
+                f" {format_id(approvals.APPROVAL_ID_PREFIX, asked.id)}."
+            )
+    approval_id = await _ask(
+        session,
+        principal=principal,
+        payload={
+            "rule_id": format_id(RULE_ID_PREFIX, rule.id),
+            "version": version.version,
+            "operation": "disable",
+        },
+        reason=f"Disable enforcing risk rule {rule.name!r} ({rule.mode}) v{version.version}",
+        now_ns=now_ns,
+    )
+    rule.disable_approval_id = approval_id
+    rule.updated_at = now_ns
+    await session.flush()
+    await _audit(
+        session,
+        rule=rule,
+        action="risk.rule.disable_requested",
+        actor=principal.operator_id,
+        now_ns=now_ns,
+        after={"version": version.version, "state": version.state},
+        detail={"approval_id": format_id(approvals.APPROVAL_ID_PREFIX, approval_id)},
+    )
+    return RuleChange(
+        rule=rule, version=None, ruleset_version=None, disable_approval_id=approval_id
+    )
+
+
+async def _disable(
+    session: AsyncSession,
+    *,
+    rule: RiskRule,
+    live: Sequence[RiskRuleVersion],
+    actor: uuid.UUID,
+    now_ns: int,
+    detail: dict[str, object] | None = None,
+) -> int | None:
+    """Disable the rule's `live` versions now; the new ruleset version, when it changed."""
     ruleset_version = None
     if any(version.state == "active" for version in live):
         ruleset_version = await RulesetRepository(session).bump(
@@ -291,11 +402,12 @@ async def disable_rule(
         session,
         rule=rule,
         action="risk.rule.disabled",
-        actor=principal.operator_id,
+        actor=actor,
         now_ns=now_ns,
         after={"state": "disabled", "ruleset_version": ruleset_version},
+        detail=detail,
     )
-    return RuleChange(rule=rule, version=None, ruleset_version=ruleset_version)
+    return ruleset_version
 
 
 async def get_rule(
@@ -337,11 +449,16 @@ class RuleChangeExecutor:
         self, session: AsyncSession, *, tenant_id: uuid.UUID, action_type: ActionType, payload: str
     ) -> None:
         """Refuse a request for a version that is not pending or already has its request
-        (so ``POST /v1/approvals`` cannot ask twice for one version)."""
+        (so no version is asked for twice), or a disable of a version that is not the
+        rule's active enforcing one."""
         invariant(action_type is ActionType.RISK_RULE_CHANGE, "executor for its own type")
         version = await self._version(session, tenant_id=tenant_id, payload=payload)
         if version is None:
             raise InvalidRuleChange("No such rule version.")
+        if RiskRuleChangePayload.model_validate_json(payload).operation == "disable":
+            if version.state != "active" or version.enforcement != "enforcing":
+                raise InvalidRuleChange("Only an active enforcing version waits for a disable.")
+            return
         if version.state != "pending_approval" or version.approval_id is not None:
             raise InvalidRuleChange(
                 "Only a new enforcing version waits for approval; it is requested by"
@@ -356,6 +473,8 @@ class RuleChangeExecutor:
             "rule_id": format_id(RULE_ID_PREFIX, version.rule_id),
             "version": version.version,
         }
+        if RiskRuleChangePayload.model_validate_json(action.payload).operation == "disable":
+            return await self._disable(session, action, version, facts)
         if version.approval_id != action.approval_id:
             return ExecutionOutcome(succeeded=False, facts={**facts, "failure": "not_requested"})
         if version.state == "active":  # executed before: nothing more to do
@@ -378,6 +497,35 @@ class RuleChangeExecutor:
             actor=action.decided_by,
             now_ns=action.decided_at,
             after={**_described(version), "ruleset_version": ruleset_version},
+            detail={"approval_id": format_id(approvals.APPROVAL_ID_PREFIX, action.approval_id)},
+        )
+        return ExecutionOutcome(succeeded=True, facts={**facts, "ruleset_version": ruleset_version})
+
+    async def _disable(
+        self,
+        session: AsyncSession,
+        action: ApprovedAction,
+        version: RiskRuleVersion,
+        facts: dict[str, str | int | bool | None],
+    ) -> ExecutionOutcome:
+        rules = RuleRepository(session)
+        rule = await rules.get(tenant_id=action.tenant_id, rule_id=version.rule_id, for_update=True)
+        invariant(rule is not None, "a version's rule exists")
+        assert rule is not None  # for mypy; the invariant holds under -O
+        if rule.disable_approval_id != action.approval_id:
+            return ExecutionOutcome(succeeded=False, facts={**facts, "failure": "not_requested"})
+        if version.state == "disabled":  # executed before: nothing more to do
+            return ExecutionOutcome(succeeded=True, facts={**facts, "already_disabled": True})
+        if version.state != "active":  # another version took over since: not what was asked
+            failure = {"failure": f"version_{version.state}"}
+            return ExecutionOutcome(succeeded=False, facts={**facts, **failure})
+        live = await rules.in_state(rule_id=rule.id, states=["active", "pending_approval"])
+        ruleset_version = await _disable(
+            session,
+            rule=rule,
+            live=live,
+            actor=action.decided_by,
+            now_ns=action.decided_at,
             detail={"approval_id": format_id(approvals.APPROVAL_ID_PREFIX, action.approval_id)},
         )
         return ExecutionOutcome(succeeded=True, facts={**facts, "ruleset_version": ruleset_version})

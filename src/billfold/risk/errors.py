@@ -22,6 +22,7 @@ __all__ = [
     "DecisionNotFound",
     "InvalidRule",
     "InvalidRuleChange",
+    "RuleChangePending",
     "RuleDisabled",
     "RuleNameTaken",
     "RuleNotFound",
@@ -56,6 +57,11 @@ class DecisionNotFound(NotFound):
 class RuleNameTaken(Conflict):
     code = "rule_name_taken"
     title = "Rule name taken"
+
+
+class RuleChangePending(Conflict):
+    code = "rule_change_pending"
+    title = "Rule change pending"
 
 
 class RuleDisabled(Conflict):

@@ -183,6 +183,9 @@ class RiskRule(Base):
     """The operator who created it."""
     created_at: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[int] = mapped_column(BigInteger)
+    disable_approval_id: Mapped[uuid.UUID | None] = mapped_column()
+    """The approval request of the last asked-for disable of its active enforcing version
+    (four eyes); cleared when the rule is disabled."""
 
     __table_args__ = (
         CheckConstraint("mode IN ('test', 'live')", name="mode"),

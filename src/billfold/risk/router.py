@@ -275,17 +275,24 @@ async def add_version(
 
 @router.post(
     "/rules/{rule_id}/disable",
-    summary="Stop evaluating a rule now (no approval needed).",
-    responses=problem_responses(404, 409),
+    summary="Stop evaluating a rule: at once (200) when its active version is shadow; when"
+    " it enforces, a second operator's approval is asked for (202, `disable_approval_id`)"
+    " and the rule enforces until it executes.",
+    responses={
+        202: {"description": "Waiting for approval: the rule still enforces."},
+        **problem_responses(404, 409),
+    },
 )
 async def disable_rule(
-    rule_id: str, principal: Manager, unit_of_work: Work, request: Request
+    rule_id: str, principal: Manager, unit_of_work: Work, request: Request, response: Response
 ) -> RuleDetail:
     parsed = parse_id(RULE_ID_PREFIX, rule_id)
     async with unit_of_work.begin() as session:
-        await changes.disable_rule(
+        change = await changes.disable_rule(
             session, principal=principal, rule_id=parsed, now_ns=_clock.now_ns()
         )
+        if change.disable_approval_id is not None:
+            response.status_code = 202
         rule, versions = await changes.get_rule(
             session, tenant_id=principal.tenant_id, rule_id=parsed
         )

@@ -159,6 +159,10 @@ class RuleResponse(BaseModel):
     created_by: str
     created_at: datetime
     updated_at: datetime
+    disable_approval_id: str | None
+    """The approval request of a disable of the active enforcing version, while one was
+    asked for and the rule is not yet disabled (it may have been refused or expired: see
+    the request)."""
 
     @classmethod
     def fields_of(cls, rule: RiskRule) -> dict[str, object]:
@@ -171,6 +175,9 @@ class RuleResponse(BaseModel):
             "created_by": format_id(OPERATOR_ID_PREFIX, rule.created_by),
             "created_at": datetime_from_ns(rule.created_at),
             "updated_at": datetime_from_ns(rule.updated_at),
+            "disable_approval_id": None
+            if rule.disable_approval_id is None
+            else format_id(APPROVAL_ID_PREFIX, rule.disable_approval_id),
         }
 
     @classmethod

@@ -109,7 +109,9 @@ class RiskRules(Resource):
         return cast(RiskRuleDetail, answer)
 
     def disable(self, rule_id: str) -> RiskRuleDetail:
-        """Stop evaluating the rule now (no approval needed)."""
+        """Stop evaluating the rule: at once when its active version is shadow; when it
+        enforces, a second operator's approval is asked for (`disable_approval_id`) and the
+        rule enforces until that approval executes."""
         path = f"/v1/risk/rules/{path_id(rule_id)}/disable"
         return cast(RiskRuleDetail, self._transport.request("POST", path))
 

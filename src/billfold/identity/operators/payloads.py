@@ -26,7 +26,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
@@ -148,10 +148,14 @@ class KeyRotationPayload(_Payload):
 
 
 class RiskRuleChangePayload(_Payload):
-    """Make a pending enforcing version of a risk rule active (``billfold.risk``)."""
+    """A change to a risk rule's enforcement (``billfold.risk``): ``activate`` makes a
+    pending version active (a new enforcing version, or any version replacing an active
+    enforcing one); ``disable`` stops evaluating the rule whose active enforcing version is
+    ``version``."""
 
     rule_id: str = Field(pattern=r"^rrl_[0-9a-f]{32}$")
     version: int = Field(ge=1, le=1_000_000)
+    operation: Literal["activate", "disable"] = "activate"
 
 
 class RiskResponseReversalPayload(_Payload):
