@@ -30,7 +30,7 @@ from billfold.events.inbound import InboundRegistry
 from billfold.events.router import router as events_router
 from billfold.flows.approvals import approval_executors
 from billfold.flows.held_movements import PaymentsHeldResolver
-from billfold.flows.risk_cases import recover as recover_risk_cases
+from billfold.flows.recovery_loops import running_recovery
 from billfold.fx.router import install_fx
 from billfold.fx.router import router as fx_router
 from billfold.identity.auth import authenticate
@@ -49,7 +49,6 @@ from billfold.kit.auth import (
     install_auth,
     install_rate_limit,
 )
-from billfold.kit.clock import SystemClock
 from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
 from billfold.kit.errors import ServiceUnavailable, Unauthorized, install_problem_handlers
 from billfold.kit.http.idempotency import IdempotencyMiddleware
@@ -67,7 +66,6 @@ from billfold.ledger.router import router as ledger_router
 from billfold.migrations import upgrade
 from billfold.payments.fees.router import router as fees_router
 from billfold.payments.flows.notifications import register_notification_handlers
-from billfold.payments.flows.recovery import resume_interrupted
 from billfold.payments.router import router as payments_router
 from billfold.payments.runtime import close_payments, install_payments
 from billfold.privacy.masking import mask_pii_processor
@@ -197,68 +195,22 @@ async def _background(store: IdempotencyStore, interval_s: float) -> AsyncIterat
             await task
 
 
-PAYMENTS_RESUME_AFTER_S = 60.0
-"""How old an interrupted P2P payment or refund must be before it is re-driven (a younger
-one may still be in flight in another request)."""
-
-
-async def _resume_payments_forever(app: FastAPI, *, interval_s: float) -> None:
-    """Re-drive payments a crash left between their steps, exactly once each."""
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await resume_interrupted(app.state.payments, older_than_s=PAYMENTS_RESUME_AFTER_S)
-        except Exception:  # logged and retried next round: the loop must not die
-            log.exception("payments.resume_failed")
-
-
 @asynccontextmanager
-async def _payments_recovery(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+async def _recovery(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+    """The payments' and review cases' recovery loops, when this process runs the scheduled
+    work (else `billfold worker` does)."""
     if not settings.embedded_worker:
         yield
         return
-    task = asyncio.create_task(
-        _resume_payments_forever(app, interval_s=settings.payments_resume_interval_s)
-    )
-    try:
+    async with running_recovery(
+        unit_of_work=app.state.unit_of_work,
+        ledger=app.state.ledger,
+        payments=lambda: app.state.payments,
+        resolver=lambda: getattr(app.state, "held_resolver", None),
+        payments_interval_s=settings.payments_resume_interval_s,
+        risk_cases_interval_s=settings.risk_cases_recovery_interval_s,
+    ):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _recover_risk_cases_forever(app: FastAPI, *, interval_s: float) -> None:
-    """Retry review cases whose held money did not move yet, expire cases past their hold
-    and enforce freezes a crash left pending (``flows.risk_cases.recover``); only once a
-    resolver for held movements is installed (``app.state.held_resolver``)."""
-    while True:
-        await asyncio.sleep(interval_s)
-        resolver = getattr(app.state, "held_resolver", None)
-        if resolver is None:
-            continue
-        try:
-            await recover_risk_cases(
-                app.state.unit_of_work, app.state.ledger, resolver, clock=SystemClock()
-            )
-        except Exception:  # logged and retried next round: the loop must not die
-            log.exception("risk.cases.recovery_failed")
-
-
-@asynccontextmanager
-async def _risk_cases_recovery(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
-    if not settings.embedded_worker:
-        yield
-        return
-    task = asyncio.create_task(
-        _recover_risk_cases_forever(app, interval_s=settings.risk_cases_recovery_interval_s)
-    )
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 @contextmanager
@@ -352,8 +304,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
                 if settings.embedded_worker
                 else contextlib.nullcontext(),
                 _embedded_worker(app, settings, ledger),
-                _payments_recovery(app, settings),
-                _risk_cases_recovery(app, settings),
+                _recovery(app, settings),
                 app.state.audit.checkpointing(interval_s=settings.audit_checkpoint_interval_s),
                 app.state.risk_models.running(),  # the drift check's loop
             ):

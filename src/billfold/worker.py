@@ -1,6 +1,8 @@
 """The background worker: outbox sequencing and dispatch, webhooks, inbound notifications,
 and the scheduled work (pending-transfer expiry, idempotency-key and risk-counter purges,
-risk model training every `risk_models_train_interval_s`).
+risk model training every `risk_models_train_interval_s`). `billfold worker` also runs the
+payments' and review cases' recovery loops (``flows.recovery_loops``), which the
+application runs beside its embedded worker.
 
 `billfold worker` runs one; `billfold serve` runs one in its own process unless
 `BILLFOLD_EMBEDDED_WORKER=false`. On PostgreSQL any number may run at once (they share the
@@ -28,6 +30,8 @@ from billfold.events.dispatch import (
 from billfold.events.inbound import InboundProcessor, InboundRegistry
 from billfold.events.nats import NatsChannel
 from billfold.events.webhooks import WebhookFanout, WebhookSender
+from billfold.flows.held_movements import PaymentsHeldResolver
+from billfold.flows.recovery_loops import running_recovery
 from billfold.keys.config import keyring_from_settings
 from billfold.keys.keyring import Keyring
 from billfold.kit.clock import Clock, SystemClock
@@ -266,6 +270,7 @@ async def run_worker(settings: Settings, *, drain: bool) -> None:
         unit_of_work = UnitOfWork(engine)
         inbound = InboundRegistry()  # provider notifications, applied by payments
         runtime = payments_runtime(settings, ledger=ledger, unit_of_work=unit_of_work)
+        runtime.keyring = keyring  # held payouts are sealed: resolving one unseals it
         register_notification_handlers(inbound, runtime)
         if drain:
             worker = Worker(
@@ -281,13 +286,24 @@ async def run_worker(settings: Settings, *, drain: bool) -> None:
             finally:
                 await worker.stop()
             return
-        async with running_worker(
-            settings,
-            unit_of_work=unit_of_work,
-            ledger=ledger,
-            scheduled=True,
-            keyring=keyring,
-            inbound=inbound,
+        resolver = PaymentsHeldResolver(runtime)
+        async with (
+            running_worker(
+                settings,
+                unit_of_work=unit_of_work,
+                ledger=ledger,
+                scheduled=True,
+                keyring=keyring,
+                inbound=inbound,
+            ),
+            running_recovery(
+                unit_of_work=unit_of_work,
+                ledger=ledger,
+                payments=lambda: runtime,
+                resolver=lambda: resolver,
+                payments_interval_s=settings.payments_resume_interval_s,
+                risk_cases_interval_s=settings.risk_cases_recovery_interval_s,
+            ),
         ):
             await asyncio.Event().wait()  # until cancelled (Ctrl-C, SIGTERM)
     finally:

@@ -24,8 +24,19 @@ class PaymentsHeldResolver:
         self._runtime = runtime
 
     async def resolve(
-        self, *, tenant_id: uuid.UUID, mode: str, reference: str, approve: bool
+        self,
+        *,
+        tenant_id: uuid.UUID,
+        mode: str,
+        reference: str,
+        approve: bool,
+        expired: bool = False,
     ) -> None:
         await resolve_held(
-            self._runtime, tenant_id=tenant_id, mode=mode, reference=reference, approve=approve
+            self._runtime,
+            tenant_id=tenant_id,
+            mode=mode,
+            reference=reference,
+            approve=approve,
+            expired=expired,
         )

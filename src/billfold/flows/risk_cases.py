@@ -134,13 +134,18 @@ async def settle_case(
     """Move a decided case's held money and mark its resolution settled; False (recorded
     on the resolution) when the resolver failed."""
     async with unit_of_work.begin() as session:
-        resolution = await CaseRepository(session).resolution(case_id)
+        cases = CaseRepository(session)
+        resolution = await cases.resolution(case_id)
         if resolution is None or resolution.state == "settled":
             return resolution is not None
         tenant_id, mode = resolution.tenant_id, resolution.mode
         reference, approve = resolution.reference, resolution.approve
+        case = await cases.get(tenant_id=tenant_id, case_id=case_id)
+        expired = case is not None and case.state == "expired"
     try:
-        await resolver.resolve(tenant_id=tenant_id, mode=mode, reference=reference, approve=approve)
+        await resolver.resolve(
+            tenant_id=tenant_id, mode=mode, reference=reference, approve=approve, expired=expired
+        )
     except Exception as error:  # any failure: the money did not move; retried by recover()
         log.warning(
             "risk.case.resolve_failed",

@@ -44,7 +44,13 @@ class LedgerResolver:
         self.calls = 0
 
     async def resolve(
-        self, *, tenant_id: uuid.UUID, mode: str, reference: str, approve: bool
+        self,
+        *,
+        tenant_id: uuid.UUID,
+        mode: str,
+        reference: str,
+        approve: bool,
+        expired: bool = False,
     ) -> None:
         self.calls += 1
         if self.failures > 0:

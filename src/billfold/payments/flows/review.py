@@ -74,16 +74,24 @@ class UnknownReference(ValidationFailed):
 
 
 async def resolve_held(
-    runtime: PaymentsRuntime, *, tenant_id: uuid.UUID, mode: str, reference: str, approve: bool
+    runtime: PaymentsRuntime,
+    *,
+    tenant_id: uuid.UUID,
+    mode: str,
+    reference: str,
+    approve: bool,
+    expired: bool = False,
 ) -> None:
-    """Approve (post) or reject (void) the held movement `reference`; see the module."""
+    """Approve (post) or reject (void) the held movement `reference`; see the module. A
+    rejection because the case's hold lapsed (`expired`) fails it ``risk_review_expired``,
+    else ``risk_rejected``."""
     await _resolve(
         runtime,
         tenant_id=tenant_id,
         mode=mode,
         reference=reference,
         approve=approve,
-        failure_code=gate.REJECTED,
+        failure_code=gate.REVIEW_EXPIRED if expired else gate.REJECTED,
     )
 
 

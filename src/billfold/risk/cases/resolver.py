@@ -5,12 +5,14 @@ case. Risk does not import payments, so resolving the hold goes through this pro
 application installs the payments implementation on ``app.state.held_resolver``::
 
     class PaymentsHeldResolver:  # billfold.payments / flows wiring
-        async def resolve(self, *, tenant_id, mode, reference, approve) -> None:
+        async def resolve(self, *, tenant_id, mode, reference, approve, expired) -> None:
             await billfold.payments.flows.review.resolve_held(
-                runtime, tenant_id=tenant_id, mode=mode, reference=reference, approve=approve
+                runtime, tenant_id=tenant_id, mode=mode, reference=reference,
+                approve=approve, expired=expired,
             )
 
-The contract: ``approve=True`` posts the held movement, ``approve=False`` voids it; calling
+The contract: ``approve=True`` posts the held movement, ``approve=False`` voids it (with
+``expired``: because the case's hold lapsed, not because an analyst rejected it); calling
 it again for the same reference and verdict changes nothing (the review flow retries after
 a crash or a failure); it raises when the money did not move (the case then stays
 ``resolving`` and the recovery sweep calls it again).
@@ -26,8 +28,14 @@ __all__ = ["HeldMovementResolver"]
 
 class HeldMovementResolver(Protocol):
     async def resolve(
-        self, *, tenant_id: uuid.UUID, mode: str, reference: str, approve: bool
+        self,
+        *,
+        tenant_id: uuid.UUID,
+        mode: str,
+        reference: str,
+        approve: bool,
+        expired: bool = False,
     ) -> None:
-        """Post (`approve`) or void the held movement `reference`; idempotent; raises
-        when the money did not move."""
+        """Post (`approve`) or void the held movement `reference` (`expired`: its case's
+        hold lapsed); idempotent; raises when the money did not move."""
         ...

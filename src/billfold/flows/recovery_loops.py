@@ -1,0 +1,96 @@
+"""The recovery loops of whatever process runs the scheduled work: the application's
+embedded worker, or `billfold worker` when the servers run without one.
+
+- payments a crash left between their steps are re-driven, exactly once each
+  (``payments.flows.recovery.resume_interrupted``);
+- review cases whose held money did not move yet are retried, open cases past their hold
+  expire (the hold voided) and automated freezes a crash left pending are enforced
+  (``flows.risk_cases.recover``).
+
+Every round is idempotent and safe in several processes at once; an error is logged and
+the next round tries again (a loop that died would stop recovery for good).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+
+from billfold.flows.risk_cases import recover as recover_risk_cases
+from billfold.kit.clock import SystemClock
+from billfold.kit.db import UnitOfWork
+from billfold.ledger.ledger import Ledger
+from billfold.payments.flows.recovery import resume_interrupted
+from billfold.payments.runtime import PaymentsRuntime
+from billfold.risk.cases.resolver import HeldMovementResolver
+
+__all__ = ["PAYMENTS_RESUME_AFTER_S", "running_recovery"]
+
+PAYMENTS_RESUME_AFTER_S = 60.0
+"""How old an interrupted P2P payment or refund must be before it is re-driven (a younger
+one may still be in flight in another request)."""
+
+log = structlog.get_logger(__name__)
+
+
+async def _resume_payments_forever(
+    payments: Callable[[], PaymentsRuntime], *, interval_s: float
+) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await resume_interrupted(payments(), older_than_s=PAYMENTS_RESUME_AFTER_S)
+        except Exception:  # logged and retried next round: the loop must not die
+            log.exception("payments.resume_failed")
+
+
+async def _recover_risk_cases_forever(
+    unit_of_work: UnitOfWork,
+    ledger: Ledger,
+    resolver: Callable[[], HeldMovementResolver | None],
+    *,
+    interval_s: float,
+) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        held = resolver()
+        if held is None:  # no resolver installed (yet): nothing can move held money
+            continue
+        try:
+            await recover_risk_cases(unit_of_work, ledger, held, clock=SystemClock())
+        except Exception:  # logged and retried next round: the loop must not die
+            log.exception("risk.cases.recovery_failed")
+
+
+@asynccontextmanager
+async def running_recovery(
+    *,
+    unit_of_work: UnitOfWork,
+    ledger: Ledger,
+    payments: Callable[[], PaymentsRuntime],
+    resolver: Callable[[], HeldMovementResolver | None],
+    payments_interval_s: float,
+    risk_cases_interval_s: float,
+) -> AsyncIterator[None]:
+    """Both loops, stopped when the block ends. `payments` and `resolver` are read at
+    every round (the application may replace its runtime or resolver, a test its own)."""
+    tasks = [
+        asyncio.create_task(_resume_payments_forever(payments, interval_s=payments_interval_s)),
+        asyncio.create_task(
+            _recover_risk_cases_forever(
+                unit_of_work, ledger, resolver, interval_s=risk_cases_interval_s
+            )
+        ),
+    ]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
