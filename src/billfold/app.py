@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any
 
@@ -31,6 +33,7 @@ from billfold.events.router import router as events_router
 from billfold.flows.approvals import approval_executors
 from billfold.flows.held_movements import PaymentsHeldResolver
 from billfold.flows.recovery_loops import running_recovery
+from billfold.flows.risk_cases import enforce_responses
 from billfold.fx.router import install_fx
 from billfold.fx.router import router as fx_router
 from billfold.identity.auth import authenticate
@@ -195,6 +198,12 @@ async def _background(store: IdempotencyStore, interval_s: float) -> AsyncIterat
             await task
 
 
+async def _enforce_responses(
+    unit_of_work: UnitOfWork, ledger: Ledger, response_ids: Sequence[uuid.UUID]
+) -> int:
+    return await enforce_responses(unit_of_work, ledger, response_ids=response_ids)
+
+
 @asynccontextmanager
 async def _recovery(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     """The payments' and review cases' recovery loops, when this process runs the scheduled
@@ -266,9 +275,13 @@ async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, L
     if settings.risk_enabled:
         app.state.risk_features = feature_source_from_settings(settings, app.state.unit_of_work)
         install_risk(app, settings, source=app.state.risk_features, registry=app.state.risk_models)
-    install_payments(app, settings, ledger)  # wallets, providers and payment flows
+    payments = install_payments(app, settings, ledger)  # wallets, providers and payment flows
     # Decided review cases post or void the payments' held money.
-    app.state.held_resolver = PaymentsHeldResolver(app.state.payments)
+    app.state.held_resolver = PaymentsHeldResolver(payments)
+    # A decision's `freeze_account` freezes the ledger accounts as soon as it commits.
+    payments.enforce_responses = functools.partial(
+        _enforce_responses, app.state.unit_of_work, ledger
+    )
     app.state.inbound = InboundRegistry()  # what the worker applies: provider notifications
     register_notification_handlers(app.state.inbound, app.state.payments)
     return engine, ledger

@@ -5,11 +5,13 @@ test decider in between."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from sqlalchemy import select
 
 from billfold.identity.operators.permissions import Role
+from billfold.risk.cases.models import RiskResponseEnforcement
 from billfold.risk.models import RiskDecision, RiskResponse
 from billfold.risk.types import Action, Response
 from identity.operators.operators_support import operator
@@ -140,5 +142,29 @@ def test_velocity_challenges_then_a_blocking_rule_freezes_the_user(database_url:
         assert in_db(world, responses) == [("freeze_account", "active")]
         # Frozen: even a small payment is refused now.
         problem(_send(world, ann, bob, 10), 403, "risk_blocked")
+        # And her ledger accounts froze as the decision committed (no recovery sweep runs
+        # here): money sent to her is refused too.
+        assert _enforcement_states(world) == ["done"]
+        incoming = _send(world, bob, ann, 50)
+        assert incoming.status_code >= 400, incoming.text
         assert world.wallet(bob)["available"] == 200
         assert world.wallet(ann)["available"] == 50_000 - 200
+
+
+def _enforcement_states(world: World) -> list[str]:
+    """The tenant's freeze enforcements' states, once none is pending (at most 10 s)."""
+
+    async def read(session: Any) -> list[str]:
+        rows = await session.execute(
+            select(RiskResponseEnforcement.state).where(
+                RiskResponseEnforcement.tenant_id == world.tenant_id
+            )
+        )
+        return list(rows.scalars())
+
+    deadline = time.monotonic() + 10.0
+    states = in_db(world, read)
+    while "pending" in states and time.monotonic() < deadline:
+        time.sleep(0.05)
+        states = in_db(world, read)
+    return states

@@ -3,6 +3,8 @@ work, the wallet book, the providers, the fee quoter and the bounded settings.""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,12 +26,17 @@ from billfold.wallets.service import WalletBook
 
 __all__ = [
     "PaymentsRuntime",
+    "ResponseEnforcer",
     "close_payments",
     "close_runtime",
     "install_payments",
     "payments_runtime",
     "sandbox_providers",
 ]
+
+
+ResponseEnforcer = Callable[[Sequence[uuid.UUID]], Awaitable[object]]
+"""Called with the ids of the automated responses a committed decision applied."""
 
 
 @dataclass(slots=True)
@@ -59,6 +66,10 @@ class PaymentsRuntime:
     """What a ``lower_limits`` automated response lowers the user's limits to (bps)."""
     keyring: Keyring | None = None
     """Seals the instrument of a top-up parked for review (`app.state.keyring`)."""
+    enforce_responses: ResponseEnforcer | None = None
+    """Freezes the ledger accounts of `freeze_account` responses once the decision that
+    applied them has committed (the application installs
+    ``flows.risk_cases.enforce_responses``); None: the recovery sweep does it."""
 
     @property
     def unit_of_work(self) -> UnitOfWork:

@@ -17,9 +17,13 @@ for a merchant payment, claims its payer): build the `Movement`, decide
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
+import structlog
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from billfold.identity.types import Mode
 from billfold.keys.envelope import FieldContext
@@ -28,7 +32,7 @@ from billfold.kit.errors import invariant
 from billfold.kit.ids import format_id
 from billfold.payments.errors import StepUpRequired
 from billfold.payments.models import Payment
-from billfold.payments.runtime import PaymentsRuntime
+from billfold.payments.runtime import PaymentsRuntime, ResponseEnforcer
 from billfold.payments.service import transition
 from billfold.payments.states import State
 from billfold.risk.cases.responses import apply_responses
@@ -48,6 +52,8 @@ __all__ = [
     "open_instrument",
     "seal_instrument",
 ]
+
+log = structlog.get_logger(__name__)
 
 BLOCKED = "risk_blocked"
 REJECTED = "risk_rejected"
@@ -94,14 +100,41 @@ async def decide(
     responses its decision asks for applied to the user in this transaction."""
     verdict = await judge(session, runtime.risk, subject, challengeable=challengeable)
     if verdict.decision is not None and verdict.decision.responses:
-        await apply_responses(
+        applied = await apply_responses(
             session,
             decision=verdict.decision,
             movement=subject,
             at_ns=subject.occurred_at_ns,
             lower_limits_bps=runtime.risk_lower_limits_bps,
         )
+        if applied and runtime.enforce_responses is not None:
+            _enforce_after_commit(session, runtime.enforce_responses, applied)
     return verdict
+
+
+_ENFORCING: set[asyncio.Task[None]] = set()
+"""Enforcements under way (a task nobody holds may be collected before it ends)."""
+
+
+def _enforce_after_commit(
+    session: AsyncSession, enforce: ResponseEnforcer, response_ids: list[uuid.UUID]
+) -> None:
+    """Once the decision's transaction commits (never if it rolls back), freeze what its
+    responses ask for at once, in a task of its own, rather than at the recovery sweep's
+    next round (which still does it if this fails or the process stops first)."""
+
+    async def run() -> None:
+        try:
+            await enforce(response_ids)
+        except Exception:  # the sweep retries: the pending enforcement rows say what
+            log.exception("payments.risk_enforcement_failed")
+
+    def committed(_session: Session) -> None:
+        task = asyncio.get_running_loop().create_task(run())
+        _ENFORCING.add(task)
+        task.add_done_callback(_ENFORCING.discard)
+
+    event.listen(session.sync_session, "after_commit", committed, once=True)
 
 
 def challenge_error(verdict: Verdict, *, step_up_payee: str) -> StepUpRequired:
