@@ -417,6 +417,7 @@ class Approval(TypedDict):
         "key_rotation",
         "risk_rule_change",
         "risk_response_reversal",
+        "risk_model_promotion",
     ]
     payload: JSONObject
     reason: str
@@ -1166,6 +1167,7 @@ class RiskModel(TypedDict):
     promoted_at_ns: str | None
     promoted_by: str | None
     retired_at_ns: str | None
+    promotion_approval_id: str | None
 
 
 RiskModelPage = Page[RiskModel]

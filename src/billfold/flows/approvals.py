@@ -58,6 +58,7 @@ from billfold.kit.ids import format_id
 from billfold.ledger.ledger import Ledger
 from billfold.ledger.types import AccountStatus, CreateTransferStatus, NewTransfer
 from billfold.risk.changes import RuleChangeExecutor
+from billfold.risk.scoring.promotions import ModelPromotionExecutor
 from billfold.wallets.overrides import LimitIncrease, apply_limit_increase, check_limit_increase
 
 __all__ = [
@@ -274,7 +275,8 @@ def approval_executors(
 ) -> ApprovalExecutors:
     """Every executor: the ledger's two over ``ledger``, the limit increase (wallets'
     overrides) with its request-time check, the risk rule change (``billfold.risk.changes``:
-    an enforcing rule version made active) with its check, the key rotation over
+    an enforcing rule version made active, or disabled) with its check, the risk model
+    promotion (``billfold.risk.scoring.promotions``), the key rotation over
     ``keyring``, with its request-time check, when given (without one, identity's default
     only records a rotation), and the reversal of an automated risk response
     (``flows.risk_cases.RiskResponseReversalExecutor``) when ``unit_of_work`` is given."""
@@ -293,6 +295,7 @@ def approval_executors(
         **executors.transactional,
         ActionType.LIMIT_INCREASE: limit_increase,
         ActionType.RISK_RULE_CHANGE: rule_change,
+        ActionType.RISK_MODEL_PROMOTION: ModelPromotionExecutor(),
     }
     checks: dict[ActionType, TransactionalCheck] = {
         **executors.checks,

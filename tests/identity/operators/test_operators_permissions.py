@@ -82,8 +82,9 @@ def test_roles_add_up() -> None:
     assert permissions_of([]) == frozenset()
 
 
-ASKED_ELSEWHERE = {ActionType.RISK_RULE_CHANGE}
-"""Requested by their own domain's routes (the risk rules API), not by POST /v1/approvals."""
+ASKED_ELSEWHERE = {ActionType.RISK_RULE_CHANGE, ActionType.RISK_MODEL_PROMOTION}
+"""Requested by their own domain's routes (the risk rules and models APIs), not by
+POST /v1/approvals."""
 
 
 def _bodies(

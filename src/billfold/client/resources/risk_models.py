@@ -54,6 +54,8 @@ class RiskModels(Resource):
         return cast(RiskModelTraining, answer)
 
     def promote(self, model_id: str) -> RiskModel:
+        """Ask for the version to become active: a second operator approves the request
+        named by `promotion_approval_id` (an active version is returned unchanged)."""
         path = f"/v1/risk/models/{path_id(model_id)}/promote"
         return cast(RiskModel, self._transport.request("POST", path))
 

@@ -13,10 +13,14 @@ account_unfreeze   ``mode``, ``account_id`` (``acc_…``)
 limit_increase     ``subject_id`` (a public id), ``limit`` (its name), ``asset``,
                    ``amount`` (the new limit, minor units)
 key_rotation       ``key_id`` (the key's name in the key hierarchy)
-risk_rule_change   ``rule_id`` (``rrl_…``), ``version`` (the pending version to
-                   make active); made by the risk rules API, not asked for directly
+risk_rule_change   ``rule_id`` (``rrl_…``), ``version``, ``operation``: ``activate``
+                   (the pending version made active) or ``disable`` (the active
+                   enforcing version); made by the risk rules API, not asked for
+                   directly
 risk_response_     ``response_id`` (``rrs_…``: the automated risk response to
 reversal           undo)
+risk_model_        ``model_id`` (``rmv_…``: the model version to make active);
+promotion          made by the risk models API, not asked for directly
 =================  ===========================================================
 """
 
@@ -47,6 +51,7 @@ __all__ = [
     "KeyRotationPayload",
     "LedgerAdjustmentPayload",
     "LimitIncreasePayload",
+    "RiskModelPromotionPayload",
     "RiskResponseReversalPayload",
     "RiskRuleChangePayload",
     "canonical_payload",
@@ -167,6 +172,12 @@ class RiskResponseReversalPayload(_Payload):
         return parse_id(RISK_RESPONSE_ID_PREFIX, self.response_id)
 
 
+class RiskModelPromotionPayload(_Payload):
+    """Make a risk model version the active one of its kind (``billfold.risk.scoring``)."""
+
+    model_id: str = Field(pattern=r"^rmv_[0-9a-f]{32}$")
+
+
 PAYLOAD_MODELS: Final[Mapping[ActionType, type[_Payload]]] = {
     ActionType.LEDGER_ADJUSTMENT: LedgerAdjustmentPayload,
     ActionType.ACCOUNT_UNFREEZE: AccountUnfreezePayload,
@@ -174,6 +185,7 @@ PAYLOAD_MODELS: Final[Mapping[ActionType, type[_Payload]]] = {
     ActionType.KEY_ROTATION: KeyRotationPayload,
     ActionType.RISK_RULE_CHANGE: RiskRuleChangePayload,
     ActionType.RISK_RESPONSE_REVERSAL: RiskResponseReversalPayload,
+    ActionType.RISK_MODEL_PROMOTION: RiskModelPromotionPayload,
 }
 invariant(set(PAYLOAD_MODELS) == set(ActionType), "every action type has a payload model")
 

@@ -24,6 +24,7 @@ reports.read                 x                   x                x             
 audit.read                   x                                    x
 risk.rules.manage                                x
 risk.rules.approve                               x                x
+risk.models.approve                              x                x
 =========================  =====  =======  ============  ==================  =======
 
 Why it is shaped so:
@@ -35,10 +36,14 @@ Why it is shaped so:
   state; an adjustment therefore needs two finance operators.
 - **admin** and **compliance_officer** read the tenant's audit log (``audit.read``).
 - **risk_analyst** writes the risk rules (``risk.rules.manage``); a new or changed
-  *enforcing* rule takes effect once a different risk analyst or a compliance officer
-  approves it (``risk.rules.approve``), while shadow rules and disabling need no approval.
-- **risk_analyst** alone trains and promotes risk models (``risk.models.manage``); anyone
-  with ``reports.read`` reads model versions, their metrics and drift alerts.
+  *enforcing* rule, a version replacing one, and disabling one take effect once a
+  different risk analyst or a compliance officer approves (``risk.rules.approve``); shadow
+  rules that replace no enforcing version take effect at once.
+- **risk_analyst** alone trains risk models and asks for a version's promotion
+  (``risk.models.manage``); the promotion (an active model may send movements to review
+  or block them) takes effect once a different risk analyst or a compliance officer
+  approves it (``risk.models.approve``); anyone with ``reports.read`` reads model
+  versions, their metrics and drift alerts.
 - **admin** manages operators and key rotations but moves no money. Holding an approve
   permission never lets anyone approve their own request: the approver is always a
   *different* operator (enforced in ``approvals``, not here).
@@ -95,6 +100,7 @@ class Permission(enum.StrEnum):
     AUDIT_READ = "audit.read"
     RISK_RULES_MANAGE = "risk.rules.manage"
     RISK_RULES_APPROVE = "risk.rules.approve"
+    RISK_MODELS_APPROVE = "risk.models.approve"
 
 
 class ActionType(enum.StrEnum):
@@ -109,6 +115,9 @@ class ActionType(enum.StrEnum):
     and ``POST /v1/risk/rules/{id}/versions``, never through ``POST /v1/approvals``)."""
     RISK_RESPONSE_REVERSAL = "risk_response_reversal"
     """Undo an automated risk response (unfreeze, restore limits, stop holding)."""
+    RISK_MODEL_PROMOTION = "risk_model_promotion"
+    """A risk model version made active (requested by ``POST /v1/risk/models/{id}/promote``,
+    never through ``POST /v1/approvals``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +159,7 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType
                 _P.REPORTS_READ,
                 _P.RISK_RULES_MANAGE,
                 _P.RISK_RULES_APPROVE,
+                _P.RISK_MODELS_APPROVE,
             }
         ),
         Role.COMPLIANCE_OFFICER: frozenset(
@@ -164,6 +174,7 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType
                 _P.REPORTS_READ,
                 _P.AUDIT_READ,
                 _P.RISK_RULES_APPROVE,
+                _P.RISK_MODELS_APPROVE,
             }
         ),
         Role.FINANCE: frozenset(
@@ -192,6 +203,9 @@ ACTION_PERMISSIONS: Final[Mapping[ActionType, ActionPermissions]] = MappingProxy
         ),
         ActionType.RISK_RESPONSE_REVERSAL: ActionPermissions(
             request=_P.RISK_REVERSE_REQUEST, approve=_P.RISK_REVERSE_APPROVE
+        ),
+        ActionType.RISK_MODEL_PROMOTION: ActionPermissions(
+            request=_P.RISK_MODELS_MANAGE, approve=_P.RISK_MODELS_APPROVE
         ),
     }
 )

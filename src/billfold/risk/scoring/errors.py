@@ -4,14 +4,21 @@ BillfoldError
 ├── NotFound
 │   └── ModelNotFound            404 risk_model_not_found
 └── Conflict
-    └── ModelTrainingConflict    409 risk_model_training_conflict
+    ├── ModelTrainingConflict    409 risk_model_training_conflict
+    ├── ModelPromotionConflict   409 risk_model_promotion_conflict
+    └── ModelPromotionPending    409 risk_model_promotion_pending
 """
 
 from __future__ import annotations
 
 from billfold.kit.errors import Conflict, NotFound
 
-__all__ = ["ModelNotFound", "ModelPromotionConflict", "ModelTrainingConflict"]
+__all__ = [
+    "ModelNotFound",
+    "ModelPromotionConflict",
+    "ModelPromotionPending",
+    "ModelTrainingConflict",
+]
 
 
 class ModelNotFound(NotFound):
@@ -27,3 +34,8 @@ class ModelTrainingConflict(Conflict):
 class ModelPromotionConflict(Conflict):
     code = "risk_model_promotion_conflict"
     title = "Another version of this kind was promoted at the same time"
+
+
+class ModelPromotionPending(Conflict):
+    code = "risk_model_promotion_pending"
+    title = "A promotion of this model version already waits for approval"

@@ -63,6 +63,8 @@ class RiskModelVersion(Base):
     promoted_at: Mapped[int | None] = mapped_column(BigInteger)
     promoted_by: Mapped[str | None] = mapped_column(String(64))
     retired_at: Mapped[int | None] = mapped_column(BigInteger)
+    promotion_approval_id: Mapped[uuid.UUID | None] = mapped_column()
+    """The four-eyes request of its last asked-for promotion (``risk_model_promotion``)."""
 
     __table_args__ = (
         CheckConstraint("mode IN ('test', 'live')", name="mode"),

@@ -8,7 +8,7 @@ import time
 from enum import Enum
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from billfold.identity.auth import get_unit_of_work
 from billfold.identity.operators.auth import require_permission
@@ -21,6 +21,7 @@ from billfold.kit.pagination import CURSOR_LENGTH_MAX, PAGE_SIZE_MAX
 from billfold.kit.settings import Settings
 from billfold.risk.scoring import service
 from billfold.risk.scoring.config import ScoringConfig
+from billfold.risk.scoring.promotions import request_promotion
 from billfold.risk.scoring.registry import ModelRegistry
 from billfold.risk.scoring.schemas import (
     ModelAlertPage,
@@ -135,23 +136,22 @@ async def get_model(model_id: str, principal: Reader, unit_of_work: Work) -> Mod
 
 @router.post(
     "/{model_id}/promote",
-    summary="Make the version active; the active one of its kind is retired.",
-    responses=problem_responses(404, 422),
+    summary="Ask for the version to become active (four eyes): 202 with"
+    " `promotion_approval_id`; once a second operator approves it, the active version of its"
+    " kind is retired. An active version answers 200 and nothing changes.",
+    responses={
+        202: {"description": "Waiting for a second operator's approval."},
+        **problem_responses(404, 409, 422),
+    },
 )
 async def promote_model(
-    model_id: str, principal: Manager, unit_of_work: Work, request: Request
+    model_id: str, principal: Manager, unit_of_work: Work, response: Response
 ) -> ModelResponse:
     identifier = parse_id(MODEL_ID_PREFIX, model_id)
     async with unit_of_work.begin() as session:
-        row = await service.promote(
-            session,
-            tenant_id=principal.tenant_id,
-            model_id=identifier,
-            actor=_actor(principal),
-            now_ns=time.time_ns(),
+        asked = await request_promotion(
+            session, principal=principal, model_id=identifier, now_ns=time.time_ns()
         )
-        response = ModelResponse.from_model(row)
-    registry = _registry(request)
-    if registry is not None:
-        registry.invalidate(principal.tenant_id, row.mode)
-    return response
+        if asked.approval_id is not None:
+            response.status_code = 202
+        return ModelResponse.from_model(asked.model)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from billfold.identity.operators.approvals import APPROVAL_ID_PREFIX
 from billfold.kit.ids import format_id
 from billfold.kit.pagination import Page
 from billfold.risk.scoring.models import RiskModelAlert, RiskModelVersion
@@ -44,6 +45,9 @@ class ModelResponse(BaseModel):
     promoted_at_ns: str | None
     promoted_by: str | None
     retired_at_ns: str | None
+    promotion_approval_id: str | None = Field(
+        description="The four-eyes request of its last asked-for promotion (`apr_…`)."
+    )
 
     @classmethod
     def from_model(cls, row: RiskModelVersion) -> ModelResponse:
@@ -61,6 +65,9 @@ class ModelResponse(BaseModel):
             promoted_at_ns=None if row.promoted_at is None else str(row.promoted_at),
             promoted_by=row.promoted_by,
             retired_at_ns=None if row.retired_at is None else str(row.retired_at),
+            promotion_approval_id=None
+            if row.promotion_approval_id is None
+            else format_id(APPROVAL_ID_PREFIX, row.promotion_approval_id),
         )
 
 
