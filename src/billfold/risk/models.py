@@ -185,7 +185,7 @@ class RiskRule(Base):
     updated_at: Mapped[int] = mapped_column(BigInteger)
     disable_approval_id: Mapped[uuid.UUID | None] = mapped_column()
     """The approval request of the last asked-for disable of its active enforcing version
-    (four eyes); cleared when the rule is disabled."""
+    (four eyes); its status says whether it waits, executed, was refused or expired."""
 
     __table_args__ = (
         CheckConstraint("mode IN ('test', 'live')", name="mode"),

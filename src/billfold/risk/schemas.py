@@ -160,9 +160,8 @@ class RuleResponse(BaseModel):
     created_at: datetime
     updated_at: datetime
     disable_approval_id: str | None
-    """The approval request of a disable of the active enforcing version, while one was
-    asked for and the rule is not yet disabled (it may have been refused or expired: see
-    the request)."""
+    """The approval request of the last asked-for disable of an active enforcing version
+    (`apr_…`; its status says whether it waits, executed, was refused or expired)."""
 
     @classmethod
     def fields_of(cls, rule: RiskRule) -> dict[str, object]:
