@@ -42,7 +42,6 @@ from billfold.identity.operators.executors import ApprovedAction, ExecutionOutco
 from billfold.identity.operators.models import NOTE_LENGTH_MAX
 from billfold.identity.operators.payloads import RiskRuleChangePayload
 from billfold.identity.operators.permissions import ActionType
-from billfold.identity.operators.repository import ApprovalRepository
 from billfold.identity.operators.types import OPERATOR_ID_PREFIX, OperatorPrincipal
 from billfold.identity.security_events import ActorType
 from billfold.kit.errors import invariant
@@ -337,15 +336,14 @@ async def _request_disable(
     version: RiskRuleVersion,
     now_ns: int,
 ) -> RuleChange:
-    if rule.disable_approval_id is not None:
-        asked = await ApprovalRepository(session).get_for_tenant(
-            tenant_id=rule.tenant_id, approval_id=rule.disable_approval_id
+    asked = await approvals.still_waiting(
+        session, tenant_id=rule.tenant_id, approval_id=rule.disable_approval_id
+    )
+    if asked is not None:
+        raise RuleChangePending(
+            "Disabling this rule already waits for approval"
+            f" {format_id(approvals.APPROVAL_ID_PREFIX, asked.id)}."
         )
-        if asked is not None and asked.status in ("pending", "approved"):
-            raise RuleChangePending(
-                "Disabling this rule already waits for approval"
-                f" {format_id(approvals.APPROVAL_ID_PREFIX, asked.id)}."
-            )
     approval_id = await _ask(
         session,
         principal=principal,

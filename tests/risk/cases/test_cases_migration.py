@@ -7,16 +7,13 @@ import asyncio
 
 import pytest
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
 
 from billfold.kit.db import create_engine, parse_database_url
-from billfold.kit.orm import metadata
 from billfold.migrations import alembic_config, upgrade
 from billfold.risk.cases import models as cases_models
 from billfold.wallets import models as wallets_models
+from migration_support import schema_differences
 
 assert cases_models and wallets_models  # registers the tables
 
@@ -29,18 +26,7 @@ _TABLES = (
 
 
 def _differences(database_url: str) -> list[object]:
-    def compare(connection: Connection) -> list[object]:
-        return list(compare_metadata(MigrationContext.configure(connection), metadata))
-
-    async def run() -> list[object]:
-        engine = create_engine(parse_database_url(database_url), pool_size=1)
-        try:
-            async with engine.connect() as connection:
-                return await connection.run_sync(compare)
-        finally:
-            await engine.dispose()
-
-    return [diff for diff in asyncio.run(run()) if any(name in repr(diff) for name in _TABLES)]
+    return schema_differences(database_url, _TABLES)
 
 
 def _insert_unknown_action_type(database_url: str) -> None:

@@ -75,6 +75,7 @@ __all__ = [
     "list_approvals",
     "payload_of",
     "require_permission",
+    "still_waiting",
 ]
 
 APPROVAL_ID_PREFIX = "apr"
@@ -205,6 +206,21 @@ async def get_approval(
     visible = {action.value for action in visible_actions(principal.permissions)}
     if approval is None or approval.action_type not in visible:
         raise ApprovalNotFound()
+    return approval
+
+
+async def still_waiting(
+    session: AsyncSession, *, tenant_id: uuid.UUID, approval_id: uuid.UUID | None
+) -> ApprovalRequest | None:
+    """The tenant's request `approval_id` if it still waits (pending, or approved and not
+    yet executed): what a domain checks before asking again for the same change."""
+    if approval_id is None:
+        return None
+    approval = await ApprovalRepository(session).get_for_tenant(
+        tenant_id=tenant_id, approval_id=approval_id
+    )
+    if approval is None or approval.status not in ("pending", "approved"):
+        return None
     return approval
 
 

@@ -23,7 +23,6 @@ from billfold.identity.operators import approvals
 from billfold.identity.operators.executors import ApprovedAction, ExecutionOutcome
 from billfold.identity.operators.payloads import RiskModelPromotionPayload
 from billfold.identity.operators.permissions import ActionType
-from billfold.identity.operators.repository import ApprovalRepository
 from billfold.identity.operators.types import OPERATOR_ID_PREFIX, OperatorPrincipal
 from billfold.kit.ids import InvalidId, format_id, parse_id
 from billfold.risk.scoring import repository
@@ -32,8 +31,6 @@ from billfold.risk.scoring.models import RiskModelVersion
 from billfold.risk.scoring.service import MODEL_ID_PREFIX, Actor, promote
 
 __all__ = ["ModelPromotionExecutor", "PromotionRequest", "request_promotion"]
-
-_WAITING = ("pending", "approved")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,15 +51,14 @@ async def request_promotion(
         raise ModelNotFound("No such model version for this tenant.")
     if row.status == "active":
         return PromotionRequest(model=row, approval_id=None)
-    if row.promotion_approval_id is not None:
-        asked = await ApprovalRepository(session).get_for_tenant(
-            tenant_id=row.tenant_id, approval_id=row.promotion_approval_id
+    asked = await approvals.still_waiting(
+        session, tenant_id=row.tenant_id, approval_id=row.promotion_approval_id
+    )
+    if asked is not None:
+        raise ModelPromotionPending(
+            "Promoting this version already waits for approval"
+            f" {format_id(approvals.APPROVAL_ID_PREFIX, asked.id)}."
         )
-        if asked is not None and asked.status in _WAITING:
-            raise ModelPromotionPending(
-                "Promoting this version already waits for approval"
-                f" {format_id(approvals.APPROVAL_ID_PREFIX, asked.id)}."
-            )
     payload = {"model_id": format_id(MODEL_ID_PREFIX, row.id)}
     reason = f"Promote risk model {row.name} v{row.version} ({row.kind}, {row.mode})"
     approval = await approvals.create_approval_request(
