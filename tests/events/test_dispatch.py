@@ -4,13 +4,15 @@ transfers become typed events, and every channel gets each event in order per ag
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import pytest
 
+from billfold.events import repository
 from billfold.events.ledger_events import transfer_event_id
 from billfold.events.outbox import emit
-from billfold.events.types import Event
+from billfold.events.types import EVENT_PARTITIONS, Event, Reads, cloudevent_json
 from billfold.identity.outbox_events import IDENTITY_EVENT_TYPES
 from billfold.kit.auth import LEDGER_TENANT_NAMESPACE, Mode
 from billfold.kit.clock import ManualClock
@@ -255,3 +257,68 @@ async def test_several_workers_deliver_each_event_once_in_order_per_aggregate(
         for aggregate in aggregates:
             rounds = [e.data["round"] for _, e in mine if e.aggregate_id == aggregate]
             assert rounds == list(range(10))
+
+
+async def test_with_no_subscriber_the_bus_moves_past_events_and_a_later_one_sees_new_ones(
+    isolated_database_url: str,
+) -> None:
+    """Without a subscriber the in-process channel reads nothing: its cursors jump to the
+    end of the log. A subscriber added afterwards gets the events that follow."""
+    async with harness(isolated_database_url) as h:
+        debit, credit = await open_accounts(h)
+        before = [await transfer(h, debit, credit) for _ in range(3)]
+        await h.worker.drain()
+        bus = next(d for d in h.worker.dispatchers if d.channel is h.worker.bus)
+        async with h.unit_of_work.read() as session:
+            last = await repository.last_seq(session)
+            cursors = await repository.claim_cursors(
+                session, channel="inprocess", limit=EVENT_PARTITIONS, offset=0, lock=False
+            )
+        assert last > 0 and {c.position for c in cursors} == {last}
+        assert await bus.run_once() == 0  # nothing behind: no write
+        received: list[Event] = []
+
+        async def subscriber(event: Event) -> None:
+            received.append(event)
+
+        h.worker.bus.subscribe(subscriber)
+        after = await transfer(h, debit, credit)
+        await h.worker.drain()
+        assert [e.id for e in received] == [transfer_event_id(after)]
+        assert transfer_event_id(before[0]) not in {e.id for e in received}
+
+
+async def test_raw_reads_carry_the_stored_payload_text(isolated_database_url: str) -> None:
+    """`Reads.RAW` hands the payload over as the stored JSON text (NATS and webhooks splice
+    it into the envelope): it decodes to the payload, and the envelope is the same."""
+    async with harness(isolated_database_url) as h:
+        identifier = new_id()
+        data = {"amount": "100", "note": 'a "quoted" café\n', "nested": {"list": [1, None]}}
+        async with h.unit_of_work.begin() as session:
+            emit(
+                session,
+                tenant_id=h.tenant_id,
+                mode=Mode.TEST,
+                type="com.billfold.payment.captured.v1",
+                subject=f"pay_{identifier.hex}",
+                aggregate_id=identifier,
+                data=data,
+            )
+        await h.worker.sequence()
+        async with h.unit_of_work.read() as session:
+            options = {"partitions": range(EVENT_PARTITIONS), "after_seq": 0, "limit": 1000}
+            [raw] = [
+                e
+                for e in await repository.events_after(session, reads=Reads.RAW, **options)  # type: ignore[arg-type]
+                if e.aggregate_id == identifier
+            ]
+            [decoded] = [
+                e
+                for e in await repository.events_after(session, reads=Reads.DATA, **options)  # type: ignore[arg-type]
+                if e.aggregate_id == identifier
+            ]
+            by_id = await repository.events_by_id(session, [raw.id], raw=True)
+        assert raw.data == {} and raw.data_json is not None
+        assert json.loads(raw.data_json) == data == decoded.data
+        assert by_id[raw.id].data_json == raw.data_json
+        assert json.loads(cloudevent_json(raw)) == json.loads(cloudevent_json(decoded))

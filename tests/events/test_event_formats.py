@@ -4,6 +4,7 @@ Retry-After parsing, SSRF address checks, partitions and transfer event types.""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import ipaddress
 import json
@@ -18,7 +19,14 @@ from standardwebhooks.webhooks import Webhook
 
 from billfold.events.ledger_events import transfer_event_id, transfer_event_type
 from billfold.events.ssrf import address_is_public
-from billfold.events.types import EVENT_PARTITIONS, Event, cloudevent_json, partition_of
+from billfold.events.types import (
+    EVENT_PARTITIONS,
+    Event,
+    cloudevent,
+    cloudevent_json,
+    partition_of,
+    rfc3339,
+)
 from billfold.events.webhooks import (
     ATTEMPTS_MAX,
     RETRY_AFTER_MAX_S,
@@ -159,3 +167,27 @@ def test_every_transfer_has_one_type_and_one_stable_event_id(
         assert kind.endswith(".posted.v1")
     assert transfer_event_id(transfer) == transfer_event_id(transfer)
     assert transfer_event_id(transfer) != transfer
+
+
+@given(events, st.text(min_size=1, max_size=40), st.sampled_from([(",", ":"), (", ", ": ")]))
+def test_a_raw_payload_is_spliced_into_the_same_envelope(
+    event: Event, subject: str, separators: tuple[str, str]
+) -> None:
+    """Channels splice the stored payload text into the envelope undecoded; whatever its
+    spacing, and whatever characters the subject holds, the JSON read back is the event."""
+    event = dataclasses.replace(event, subject=subject)
+    stored = json.dumps(event.data, separators=separators, ensure_ascii=False)
+    raw = dataclasses.replace(event, data={}, data_json=stored)
+    assert json.loads(cloudevent_json(raw)) == json.loads(cloudevent_json(event))
+    assert json.loads(cloudevent_json(event)) == cloudevent(event)
+
+
+@given(st.integers(0, 4_102_444_800 * 10**9))
+def test_rfc3339_is_the_utc_time_to_the_microsecond(timestamp_ns: int) -> None:
+    moment = datetime.datetime.fromtimestamp(timestamp_ns // 1000 / 1e6, tz=datetime.UTC)
+    micros = timestamp_ns // 1000
+    expected = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(
+        microseconds=micros
+    )
+    assert rfc3339(timestamp_ns) == expected.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert abs((moment - expected).total_seconds()) < 1e-5

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billfold.events import repository
 from billfold.events.ledger_events import TenantModes, transfer_event_row
 from billfold.events.models import EventCursor
-from billfold.events.types import EVENT_PARTITIONS, Event
+from billfold.events.types import EVENT_PARTITIONS, Event, Reads
 from billfold.kit.clock import Clock
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import invariant
@@ -62,9 +62,10 @@ class Channel(Protocol):
     name: str
 
     @property
-    def needs_data(self) -> bool:
-        """Whether `deliver` reads the payloads now: when not, the log is read without them
-        (no JSON to decode) and `deliver` is not called."""
+    def reads(self) -> Reads:
+        """What the dispatcher reads of each event for this channel now. With
+        `Reads.ROWS`, `deliver` is not called (there is no payload to deliver); with
+        `Reads.NOTHING`, neither `deliver` nor `record`: the cursors move past the events."""
         ...
 
     async def deliver(self, events: Sequence[Event]) -> None: ...
@@ -89,9 +90,9 @@ class InProcessBus:
         return lambda: self._subscribers.remove(subscriber)
 
     @property
-    def needs_data(self) -> bool:
-        """No subscriber, nothing to hand over: the cursor moves past the events."""
-        return bool(self._subscribers)
+    def reads(self) -> Reads:
+        """No subscriber, nothing to hand over: the cursor moves past the events unread."""
+        return Reads.DATA if self._subscribers else Reads.NOTHING
 
     async def deliver(self, events: Sequence[Event]) -> None:
         for event in events:
@@ -192,7 +193,7 @@ class ChannelDispatcher:
         self._partitions_per_claim = partitions_per_claim
         self._row_locks = row_locks
         self._pending: list[Event] = []
-        self._with_data = True
+        self._reads = Reads.DATA
 
     async def prepare(self) -> None:
         async with self._unit_of_work.begin() as session:
@@ -206,6 +207,8 @@ class ChannelDispatcher:
     async def run_once(self) -> int:
         """Deliver one batch; the number of events read (some may have been delivered
         already by an earlier claim of their partition, and are skipped)."""
+        if self.channel.reads is Reads.NOTHING:
+            return await self._skip()
         if self._row_locks:
             async with self._unit_of_work.begin() as session:
                 claimed, scanned = await self._read(session)
@@ -231,6 +234,31 @@ class ChannelDispatcher:
             await self._advance(session, still, scanned)
         return len(scanned)
 
+    async def _skip(self) -> int:
+        """Move the channel's cursors to the end of the log without reading it; how many
+        positions the furthest-behind one moved (0: none was behind)."""
+        async with self._unit_of_work.read() as session:  # no write lock while idle
+            last = await repository.last_seq(session)
+            behind = await repository.cursors_behind(session, channel=self.channel.name, seq=last)
+        if not behind:
+            return 0
+        async with self._unit_of_work.begin() as session:
+            claimed = await repository.claim_cursors(
+                session,
+                channel=self.channel.name,
+                limit=EVENT_PARTITIONS,
+                offset=0,
+                lock=self._row_locks,
+            )
+            now_ns = self._clock.now_ns()
+            moved = 0
+            for cursor in claimed:
+                if cursor.position < last:
+                    moved = max(moved, last - cursor.position)
+                    cursor.position = last
+                    cursor.updated_at = now_ns
+        return moved
+
     async def _read(self, session: AsyncSession) -> tuple[list[EventCursor], list[Event]]:
         claimed = await repository.claim_cursors(
             session,
@@ -242,20 +270,20 @@ class ChannelDispatcher:
         if not claimed:
             return [], []
         low = min(cursor.position for cursor in claimed)
-        self._with_data = self.channel.needs_data
+        self._reads = self.channel.reads
         scanned = await repository.events_after(
             session,
             partitions=[cursor.partition for cursor in claimed],
             after_seq=low,
             limit=self._batch_size_max,
-            with_data=self._with_data,
+            reads=self._reads,
         )
         return claimed, scanned
 
     async def _deliver(self, claimed: Sequence[EventCursor], scanned: Sequence[Event]) -> None:
         positions = {cursor.partition: cursor.position for cursor in claimed}
         self._pending = [e for e in scanned if e.seq > positions[e.partition]]
-        if self._pending and self._with_data:
+        if self._pending and self._reads is not Reads.ROWS:
             await self.channel.deliver(self._pending)
 
     async def _advance(

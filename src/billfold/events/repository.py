@@ -7,7 +7,6 @@ take the database's write lock anyway.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -15,7 +14,12 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Text,
+    Uuid,
     and_,
+    any_,
+    bindparam,
+    cast,
     delete,
     func,
     insert,
@@ -24,8 +28,9 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from billfold.events.models import (
     EventCursor,
@@ -35,7 +40,7 @@ from billfold.events.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from billfold.events.types import EVENT_PARTITIONS, Event
+from billfold.events.types import EVENT_PARTITIONS, Event, Reads, compact_json
 
 __all__ = [
     "SEQUENCER",
@@ -52,7 +57,7 @@ __all__ = [
 SEQUENCER = "sequencer"
 
 
-_EVENT_COLUMNS = (
+_EVENT_COLUMNS: tuple[ColumnElement[Any] | InstrumentedAttribute[Any], ...] = (
     OutboxEvent.id,
     OutboxEvent.tenant_id,
     OutboxEvent.mode,
@@ -65,6 +70,28 @@ _EVENT_COLUMNS = (
     OutboxEvent.seq,
 )
 """Read as plain rows: building ORM objects costs more than the query at dispatch rates."""
+
+
+_RAW_DATA: ColumnElement[Any] = cast(OutboxEvent.data, Text).label("data")
+_RAW_COLUMNS = (*_EVENT_COLUMNS[:7], _RAW_DATA, *_EVENT_COLUMNS[8:])
+"""The payload as its stored JSON text (`CAST(data AS TEXT)`): neither the driver nor
+SQLAlchemy decodes it."""
+
+
+def _raw_event(row: Any) -> Event:
+    return Event(
+        id=row[0],
+        tenant_id=row[1],
+        mode=row[2],
+        type=row[3],
+        subject=row[4],
+        aggregate_id=row[5],
+        partition=row[6],
+        data={},
+        occurred_at=row[8],
+        seq=-1 if row[9] is None else row[9],
+        data_json="{}" if row[7] is None else row[7],
+    )
 
 
 def _event(row: Any) -> Event:
@@ -99,12 +126,23 @@ async def _copy(session: AsyncSession, table: str, rows: Sequence[dict[str, Any]
         for row in rows:
             record = list(row.values())
             for i in encoded:
-                record[i] = json.dumps(record[i])
+                record[i] = compact_json(record[i])
             records.append(tuple(record))
     await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
         table, columns=columns, records=records
     )
     return True
+
+
+async def _ids_in(
+    session: AsyncSession, column: InstrumentedAttribute[uuid.UUID], ids: Collection[uuid.UUID]
+) -> ColumnElement[bool]:
+    """`column IN ids`; on PostgreSQL `column = ANY(:ids)`, one array parameter, where an
+    IN list of a thousand ids is a thousand parameters to render and bind."""
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        return column == any_(bindparam("ids", list(ids), type_=ARRAY(Uuid()), unique=True))
+    return column.in_(list(ids))
 
 
 def event_of(row: OutboxEvent) -> Event:
@@ -183,6 +221,16 @@ async def claim_cursors(
     return list((await session.scalars(query)).all())
 
 
+async def cursors_behind(session: AsyncSession, *, channel: str, seq: int) -> bool:
+    """Whether any of the channel's cursors is before `seq`."""
+    found = await session.scalar(
+        select(EventCursor.partition)
+        .where(EventCursor.channel == channel, EventCursor.position < seq)
+        .limit(1)
+    )
+    return found is not None
+
+
 # -- the log
 
 
@@ -218,6 +266,7 @@ async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
 
 
 _NO_DATA: ColumnElement[Any] = literal_column("NULL").label("data")
+_NO_DATA_COLUMNS = (*_EVENT_COLUMNS[:7], _NO_DATA, *_EVENT_COLUMNS[8:])
 
 
 async def events_after(
@@ -226,18 +275,24 @@ async def events_after(
     partitions: Collection[int],
     after_seq: int,
     limit: int,
-    with_data: bool = True,
+    reads: Reads = Reads.DATA,
 ) -> list[Event]:
-    """Sequenced events of `partitions` after `after_seq`, in log order; without
-    `with_data`, their `data` is left empty (not read nor decoded)."""
-    columns = _EVENT_COLUMNS if with_data else (*_EVENT_COLUMNS[:7], _NO_DATA, *_EVENT_COLUMNS[8:])
+    """Sequenced events of `partitions` after `after_seq`, in log order, read as `reads`
+    says (`Reads.ROWS`: `data` left empty, not read nor decoded; `Reads.RAW`: the payload
+    as text in `data_json`)."""
+    if reads is Reads.RAW:
+        columns, build = _RAW_COLUMNS, _raw_event
+    elif reads is Reads.DATA:
+        columns, build = _EVENT_COLUMNS, _event
+    else:
+        columns, build = _NO_DATA_COLUMNS, _event
     rows = await session.execute(
         select(*columns)
         .where(OutboxEvent.partition.in_(list(partitions)), OutboxEvent.seq > after_seq)
         .order_by(OutboxEvent.seq)
         .limit(limit)
     )
-    return [_event(row) for row in rows]
+    return [build(row) for row in rows]
 
 
 async def event_by_id(
@@ -249,9 +304,14 @@ async def event_by_id(
     return event_of(row)
 
 
-async def events_by_id(session: AsyncSession, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Event]:
-    rows = await session.execute(select(*_EVENT_COLUMNS).where(OutboxEvent.id.in_(list(ids))))
-    return {row[0]: _event(row) for row in rows}
+async def events_by_id(
+    session: AsyncSession, ids: Collection[uuid.UUID], *, raw: bool = False
+) -> dict[uuid.UUID, Event]:
+    """The events with these ids; with `raw`, payloads as stored text (`data_json`)."""
+    columns, build = (_RAW_COLUMNS, _raw_event) if raw else (_EVENT_COLUMNS, _event)
+    matching = await _ids_in(session, OutboxEvent.id, ids)
+    rows = await session.execute(select(*columns).where(matching))
+    return {row[0]: build(row) for row in rows}
 
 
 async def tenant_events(
@@ -334,6 +394,21 @@ class DueDelivery:
     event_id: uuid.UUID
 
 
+_CLAIM_PLAN = text(
+    "SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true),"
+    " set_config('plan_cache_mode', 'force_custom_plan', true)"
+)
+"""How PostgreSQL plans the claim (this transaction only): walk the due index in order and
+stop at the limit. The deliveries table churns (each row is written two or three times in
+seconds), so its statistics are stale or missing, and with them PostgreSQL picked a bitmap
+scan of every pending entry, dead ones included, sorted them, and checked each against
+the endpoint's others: O(backlog) per claim, about 8 ms even with nothing due after a burst
+of 40,000, and seconds under a backlog, while holding row locks the other sender's
+recording waited for. An ordered index scan also marks the dead entries it passes, so the
+next claim skips them. `force_custom_plan`: asyncpg prepares the claim once per
+connection, and a generic plan kept after five runs would not see this run's values."""
+
+
 async def claim_due_deliveries(
     session: AsyncSession, *, now_ns: int, limit: int, lock: bool, leased_until: int
 ) -> list[DueDelivery]:
@@ -372,17 +447,13 @@ async def claim_due_deliveries(
         .limit(limit)
     )
     if lock:
-        # asyncpg prepares the claim once per connection, and after five runs PostgreSQL
-        # may keep a generic plan for it, made while the table was small and unanalyzed:
-        # under a backlog such claims ran for seconds while holding row locks the other
-        # sender's recording waited for. Plan it with this run's values (this claim only).
-        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        await session.execute(_CLAIM_PLAN)
         query = query.with_for_update(skip_locked=True, of=WebhookDelivery)
     due = [DueDelivery(row[0], row[1], row[2]) for row in await session.execute(query)]
     if due:
         await session.execute(
             update(WebhookDelivery)
-            .where(WebhookDelivery.id.in_([d.id for d in due]))
+            .where(await _ids_in(session, WebhookDelivery.id, [d.id for d in due]))
             .values(leased_until=leased_until)
             .execution_options(synchronize_session=False)
         )
@@ -412,7 +483,7 @@ async def mark_succeeded(
         return set()
     rows = await session.execute(
         update(WebhookDelivery)
-        .where(WebhookDelivery.id.in_(list(ids)))
+        .where(await _ids_in(session, WebhookDelivery.id, ids))
         .values(
             status="succeeded",
             attempts=WebhookDelivery.attempts + 1,

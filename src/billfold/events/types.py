@@ -13,10 +13,13 @@ An event leaves Billfold as one CloudEvents 1.0 JSON object (structured mode):
 from __future__ import annotations
 
 import datetime
+import enum
+import functools
 import json
 import uuid
 import zlib
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any
 
 from billfold.kit.auth import TENANT_ID_PREFIX
@@ -27,8 +30,10 @@ __all__ = [
     "EVENT_TYPES",
     "EVENT_TYPE_PATTERN",
     "Event",
+    "Reads",
     "cloudevent",
     "cloudevent_json",
+    "compact_json",
     "partition_of",
     "rfc3339",
 ]
@@ -62,6 +67,22 @@ class Event:
     data: dict[str, Any]
     occurred_at: int
     seq: int
+    data_json: str | None = None
+    """The payload as the JSON text stored in the log, when it was read raw (`data` is then
+    empty): a channel that only forwards it splices it into the envelope undecoded."""
+
+
+class Reads(enum.Enum):
+    """What a channel reads of each event in the log."""
+
+    NOTHING = "nothing"
+    """Nothing: the cursor moves past the events (in-process, with no subscriber)."""
+    ROWS = "rows"
+    """The attributes without the payload (the webhook fan-out writes delivery rows)."""
+    DATA = "data"
+    """The payload decoded, as `Event.data` (in-process subscribers)."""
+    RAW = "raw"
+    """The payload as stored JSON text, as `Event.data_json` (NATS: bytes out)."""
 
 
 def partition_of(aggregate_id: uuid.UUID) -> int:
@@ -71,8 +92,16 @@ def partition_of(aggregate_id: uuid.UUID) -> int:
 
 def rfc3339(timestamp_ns: int) -> str:
     """RFC 3339 UTC with microseconds, as CloudEvents `time` wants."""
-    moment = datetime.datetime.fromtimestamp(timestamp_ns // 1000 / 1e6, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    seconds, micros = divmod(timestamp_ns // 1000, 1_000_000)
+    return f"{_rfc3339_seconds(seconds)}.{micros:06d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _rfc3339_seconds(seconds: int) -> str:
+    """The date and time to the second: events come in bursts within one second, and
+    `strftime` costs more than the rest of the envelope."""
+    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def cloudevent(event: Event) -> dict[str, Any]:
@@ -92,6 +121,22 @@ def cloudevent(event: Event) -> dict[str, Any]:
     }
 
 
+def compact_json(value: Any) -> str:
+    """`value` as compact JSON text (no spaces, UTF-8 kept): how payloads are stored."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def cloudevent_json(event: Event) -> bytes:
-    """`cloudevent(event)` as compact UTF-8 JSON: the body of every delivery."""
-    return json.dumps(cloudevent(event), separators=(",", ":"), ensure_ascii=False).encode()
+    """`cloudevent(event)` as compact UTF-8 JSON: the body of every delivery.
+
+    Written out in the attributes' order rather than through `json.dumps` of a dict: the
+    payload, when read raw (`data_json`), goes in as stored, undecoded; ids, the source and
+    the time are hex, a fixed mode and digits, and the type and subject are escaped."""
+    data = event.data_json if event.data_json is not None else compact_json(event.data)
+    return (
+        f'{{"specversion":"1.0","id":"{EVENT_ID_PREFIX}_{event.id.hex}",'
+        f'"source":"/billfold/tenants/{TENANT_ID_PREFIX}_{event.tenant_id.hex}/{event.mode}",'
+        f'"type":{encode_basestring(event.type)},"subject":{encode_basestring(event.subject)},'
+        f'"time":"{rfc3339(event.occurred_at)}","datacontenttype":"application/json",'
+        f'"sequence":"{event.seq}","data":{data}}}'
+    ).encode()

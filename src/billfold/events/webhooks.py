@@ -36,7 +36,7 @@ from billfold.events import repository
 from billfold.events.models import WebhookDelivery, WebhookEndpoint
 from billfold.events.secrets import is_sealed, open_secret
 from billfold.events.ssrf import ResolvedTarget, UnsafeWebhookUrl, resolve_target
-from billfold.events.types import EVENT_ID_PREFIX, Event, cloudevent_json
+from billfold.events.types import EVENT_ID_PREFIX, Event, Reads, cloudevent_json
 from billfold.keys.keyring import Keyring
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, Clock
 from billfold.kit.db import UnitOfWork
@@ -179,10 +179,10 @@ class WebhookFanout:
         self._wake = wake
 
     @property
-    def needs_data(self) -> bool:
+    def reads(self) -> Reads:
         """A delivery row needs the event's tenant, type and position, not its payload (the
         sender reads it when it sends)."""
-        return False
+        return Reads.ROWS
 
     async def deliver(self, events: Sequence[Event]) -> None:
         return None
@@ -343,7 +343,7 @@ class WebhookSender:
             if not due:
                 return []
             endpoints = await repository.endpoints_by_id(session, {d.endpoint_id for d in due})
-            events = await repository.events_by_id(session, {d.event_id for d in due})
+            events = await repository.events_by_id(session, {d.event_id for d in due}, raw=True)
             secrets = {
                 endpoint.id: await endpoint_secrets(
                     session, endpoint, now_ns=now_ns, keyring=self._keyring, opened=self._opened
