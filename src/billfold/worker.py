@@ -50,6 +50,9 @@ __all__ = ["PURGE_ROUNDS_MAX", "Worker", "run_worker", "running_worker"]
 log = structlog.get_logger(__name__)
 PURGE_ROUNDS_MAX = 10
 SENDER_LOOPS = 2
+STOP_GRACE_S = 15.0
+"""How long a stop waits for the loops to finish their steps (a webhook round's requests
+time out after `BILLFOLD_WEBHOOKS_TIMEOUT_S`, 10 s by default)."""
 
 
 class Worker:
@@ -133,6 +136,11 @@ class Worker:
             response_body_max_bytes=settings.idempotency_response_max_bytes,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        """The scheduled tasks (expiry, purge, training): cancelled at stop."""
+        self._loops: list[asyncio.Task[None]] = []
+        """The dispatch loops: asked to stop, and given `STOP_GRACE_S` to finish a step."""
+        self._wakes: set[asyncio.Event] = set()
+        self._stopping = asyncio.Event()
 
     async def prepare(self) -> None:
         """Create the cursors this worker needs (idempotent)."""
@@ -181,8 +189,12 @@ class Worker:
             ("inbound", self.inbound_processor.run_once, None),
         ]
         for name, step, wake in loops:
-            self._tasks.append(
-                asyncio.create_task(run_forever(name, step, idle_s=interval, wake=wake))
+            woken = wake or asyncio.Event()  # stop() sets it: a loop's wait ends at once
+            self._wakes.add(woken)
+            self._loops.append(
+                asyncio.create_task(
+                    run_forever(name, step, idle_s=interval, wake=woken, stopping=self._stopping)
+                )
             )
         if scheduled:
             self.ledger.start_expiry(interval_s=self.settings.ledger_expiry_interval_s)
@@ -222,12 +234,25 @@ class Worker:
                 log.exception("risk.models_training_failed")
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        """Let each loop finish the step it is in (a cancelled step would leave its
+        transaction to be cleaned up by a cancelled rollback: on SQLite such a connection
+        kept the write lock), for up to `STOP_GRACE_S`; cancel the rest and the scheduled
+        tasks, which only sleep between rounds."""
+        self._stopping.set()
+        for wake in self._wakes:
+            wake.set()
+        if self._loops:
+            await asyncio.wait(self._loops, timeout=STOP_GRACE_S)
+        tasks = [*self._loops, *self._tasks]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._loops.clear()
         self._tasks.clear()
+        self._wakes.clear()
+        self._stopping.clear()
         await self.sender.close()
         if self.nats is not None:
             await self.nats.close()

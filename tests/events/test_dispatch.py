@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from billfold.events import repository
+from billfold.events.dispatch import run_forever
 from billfold.events.ledger_events import transfer_event_id
 from billfold.events.outbox import emit
 from billfold.events.types import EVENT_PARTITIONS, Event, Reads, cloudevent_json
@@ -322,3 +323,40 @@ async def test_raw_reads_carry_the_stored_payload_text(isolated_database_url: st
         assert json.loads(raw.data_json) == data == decoded.data
         assert by_id[raw.id].data_json == raw.data_json
         assert json.loads(cloudevent_json(raw)) == json.loads(cloudevent_json(decoded))
+
+
+async def test_a_stopping_loop_finishes_its_step_instead_of_being_cancelled() -> None:
+    """A stop lets the step in progress end (its transaction commits or rolls back by
+    itself) and then the loop returns; an idle loop returns as soon as it is woken."""
+    stopping, wake, inside, release = (asyncio.Event() for _ in range(4))
+    finished: list[str] = []
+
+    async def step() -> int:
+        inside.set()
+        await release.wait()
+        finished.append("step")
+        return 1
+
+    busy = asyncio.create_task(run_forever("busy", step, idle_s=60, wake=wake, stopping=stopping))
+    await inside.wait()
+    stopping.set()
+    wake.set()
+    await asyncio.sleep(0.05)
+    assert not busy.done()  # still in its step: not interrupted
+    release.set()
+    await asyncio.wait_for(busy, 5)
+    assert finished == ["step"]
+
+    idle_wake = asyncio.Event()
+    idle_stopping = asyncio.Event()
+
+    async def nothing() -> int:
+        return 0
+
+    idle = asyncio.create_task(
+        run_forever("idle", nothing, idle_s=60, wake=idle_wake, stopping=idle_stopping)
+    )
+    await asyncio.sleep(0.05)
+    idle_stopping.set()
+    idle_wake.set()
+    await asyncio.wait_for(idle, 5)

@@ -302,11 +302,18 @@ class ChannelDispatcher:
 
 
 async def run_forever(
-    name: str, step: Callable[[], Awaitable[int]], *, idle_s: float, wake: asyncio.Event | None
+    name: str,
+    step: Callable[[], Awaitable[int]],
+    *,
+    idle_s: float,
+    wake: asyncio.Event,
+    stopping: asyncio.Event | None = None,
 ) -> None:
-    """Call `step` again at once while it finds work; otherwise wait `idle_s` (or until
-    woken). An error is logged and retried after the wait: a crash would stop delivery."""
-    while True:
+    """Call `step` again at once while it finds work; otherwise wait `idle_s` or until
+    `wake` is set. An error is logged and retried after the wait: a crash would stop
+    delivery. Once `stopping` is set the loop returns after the step it is in, so a stop
+    never interrupts a transaction (whoever sets it sets `wake` too, to end the wait)."""
+    while stopping is None or not stopping.is_set():
         try:
             done = await step()
         except Exception:
@@ -315,9 +322,8 @@ async def run_forever(
         if done:
             await asyncio.sleep(0)  # let the other loops in
             continue
-        if wake is None:
-            await asyncio.sleep(idle_s)
-            continue
         wake.clear()
+        if stopping is not None and stopping.is_set():
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), idle_s)
