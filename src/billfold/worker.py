@@ -84,7 +84,11 @@ class Worker:
         self._wake_dispatch = asyncio.Event()
         self._wake_sender = asyncio.Event()
         self.sequencer = Sequencer(
-            unit_of_work, ledger, clock=self.clock, batch_size_max=settings.events_batch_size_max
+            unit_of_work,
+            ledger,
+            clock=self.clock,
+            batch_size_max=settings.events_batch_size_max,
+            row_locks=row_locks,
         )
         channels: list[Channel] = [self.bus, WebhookFanout(wake=self._wake_sender)]
         self.nats: NatsChannel | None = None

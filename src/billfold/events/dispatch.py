@@ -107,12 +107,19 @@ class Sequencer:
     """Numbers the outbox and copies the ledger's new transfers into it."""
 
     def __init__(
-        self, unit_of_work: UnitOfWork, ledger: Ledger, *, clock: Clock, batch_size_max: int
+        self,
+        unit_of_work: UnitOfWork,
+        ledger: Ledger,
+        *,
+        clock: Clock,
+        batch_size_max: int,
+        row_locks: bool = False,
     ) -> None:
         self._unit_of_work = unit_of_work
         self._ledger = ledger
         self._clock = clock
         self._batch_size_max = batch_size_max
+        self._row_locks = row_locks
         self._tenants = TenantModes()
 
     async def prepare(self) -> None:
@@ -129,7 +136,12 @@ class Sequencer:
         only if the cursor has not moved meanwhile: on SQLite the ledger's reads share one
         thread with its writer, which may be waiting for the write lock this transaction
         would hold. The writing transaction opens only when there is something to number
-        or copy."""
+        or copy. On PostgreSQL (`row_locks`) the cursor is locked first instead: the ledger
+        reads on a connection of its own, and a worker that does not hold the sequencer
+        then reads nothing (it used to read and decode up to a batch of transfers each
+        round, only to find the lock taken or the cursor moved)."""
+        if self._row_locks:
+            return await self._run_locked()
         async with self._unit_of_work.read() as session:  # no write lock while idle
             position = await repository.sequencer_position(session)
             unsequenced = await repository.has_unsequenced(session)
@@ -148,6 +160,27 @@ class Sequencer:
             )
             seq += numbered
             if not transfers or cursor.position != position:
+                return numbered
+            rows = await self._transfer_rows(session, transfers, seq)
+            await repository.insert_events(session, rows)
+            cursor.position = transfers[-1].timestamp
+            cursor.updated_at = self._clock.now_ns()
+            return numbered + len(rows)
+
+    async def _run_locked(self) -> int:
+        async with self._unit_of_work.begin() as session:
+            cursor = await repository.lock_sequencer(session)
+            if cursor is None:
+                return 0
+            seq = await repository.last_seq(session)
+            numbered = await repository.number_unsequenced(
+                session, last_seq=seq, limit=self._batch_size_max
+            )
+            seq += numbered
+            transfers = await self._ledger.transfers_after(
+                after_timestamp=cursor.position, limit=self._batch_size_max
+            )
+            if not transfers:
                 return numbered
             rows = await self._transfer_rows(session, transfers, seq)
             await repository.insert_events(session, rows)
@@ -260,6 +293,7 @@ class ChannelDispatcher:
         return moved
 
     async def _read(self, session: AsyncSession) -> tuple[list[EventCursor], list[Event]]:
+        await repository.plan_with_indexes(session)
         claimed = await repository.claim_cursors(
             session,
             channel=self.channel.name,

@@ -134,6 +134,30 @@ async def _copy(session: AsyncSession, table: str, rows: Sequence[dict[str, Any]
     return True
 
 
+_INDEX_PLANS = text(
+    "SELECT set_config('enable_seqscan', 'off', true),"
+    " set_config('enable_bitmapscan', 'off', true),"
+    " set_config('enable_sort', 'off', true),"
+    " set_config('plan_cache_mode', 'force_custom_plan', true)"
+)
+
+
+async def plan_with_indexes(session: AsyncSession) -> None:
+    """On PostgreSQL, plan the rest of this transaction's queries as index walks that stop
+    at their limit (nothing else: the settings end with the transaction). For the worker's
+    rounds over the outbox and the deliveries, whose statistics are stale or missing while
+    they grow or churn (a table made an hour ago and filled since; each delivery row is
+    written two or three times in seconds): with them PostgreSQL read every event after
+    the lowest cursor, or every pending delivery, dead entries included, and sorted them,
+    to return the first thousand, and looked a thousand ids up by a sequential scan. That is
+    O(backlog) per round, seconds under one, while holding row locks the other workers
+    waited for. `force_custom_plan`: asyncpg prepares each statement once per connection,
+    and a generic plan kept after five runs would not see this run's values."""
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        await session.execute(_INDEX_PLANS)
+
+
 async def _ids_in(
     session: AsyncSession, column: InstrumentedAttribute[uuid.UUID], ids: Collection[uuid.UUID]
 ) -> ColumnElement[bool]:
@@ -394,21 +418,6 @@ class DueDelivery:
     event_id: uuid.UUID
 
 
-_CLAIM_PLAN = text(
-    "SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true),"
-    " set_config('plan_cache_mode', 'force_custom_plan', true)"
-)
-"""How PostgreSQL plans the claim (this transaction only): walk the due index in order and
-stop at the limit. The deliveries table churns (each row is written two or three times in
-seconds), so its statistics are stale or missing, and with them PostgreSQL picked a bitmap
-scan of every pending entry, dead ones included, sorted them, and checked each against
-the endpoint's others: O(backlog) per claim, about 8 ms even with nothing due after a burst
-of 40,000, and seconds under a backlog, while holding row locks the other sender's
-recording waited for. An ordered index scan also marks the dead entries it passes, so the
-next claim skips them. `force_custom_plan`: asyncpg prepares the claim once per
-connection, and a generic plan kept after five runs would not see this run's values."""
-
-
 async def claim_due_deliveries(
     session: AsyncSession, *, now_ns: int, limit: int, lock: bool, leased_until: int
 ) -> list[DueDelivery]:
@@ -447,7 +456,6 @@ async def claim_due_deliveries(
         .limit(limit)
     )
     if lock:
-        await session.execute(_CLAIM_PLAN)
         query = query.with_for_update(skip_locked=True, of=WebhookDelivery)
     due = [DueDelivery(row[0], row[1], row[2]) for row in await session.execute(query)]
     if due:

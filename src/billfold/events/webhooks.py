@@ -333,6 +333,7 @@ class WebhookSender:
                 if not await repository.has_due_delivery(session, now_ns=now_ns):
                     return []
         async with self._unit_of_work.begin() as session:
+            await repository.plan_with_indexes(session)
             due = await repository.claim_due_deliveries(
                 session,
                 now_ns=now_ns,
@@ -475,6 +476,7 @@ class WebhookSender:
             else:
                 failed.append(outcome)
         async with self._unit_of_work.begin() as session:
+            await repository.plan_with_indexes(session)
             existing: set[uuid.UUID] = set()
             for status_code, ids in succeeded.items():
                 existing |= await repository.mark_succeeded(
