@@ -154,39 +154,35 @@ class Sequencer:
             cursor = await repository.lock_sequencer(session)
             if cursor is None:
                 return 0
-            seq = await repository.last_seq(session)
-            numbered = await repository.number_unsequenced(
-                session, last_seq=seq, limit=self._batch_size_max
-            )
-            seq += numbered
-            if not transfers or cursor.position != position:
-                return numbered
-            rows = await self._transfer_rows(session, transfers, seq)
-            await repository.insert_events(session, rows)
-            cursor.position = transfers[-1].timestamp
-            cursor.updated_at = self._clock.now_ns()
-            return numbered + len(rows)
+            unchanged = cursor.position == position
+            return await self._number_and_copy(session, cursor, transfers if unchanged else [])
 
     async def _run_locked(self) -> int:
         async with self._unit_of_work.begin() as session:
             cursor = await repository.lock_sequencer(session)
             if cursor is None:
                 return 0
-            seq = await repository.last_seq(session)
-            numbered = await repository.number_unsequenced(
-                session, last_seq=seq, limit=self._batch_size_max
-            )
-            seq += numbered
             transfers = await self._ledger.transfers_after(
                 after_timestamp=cursor.position, limit=self._batch_size_max
             )
-            if not transfers:
-                return numbered
-            rows = await self._transfer_rows(session, transfers, seq)
-            await repository.insert_events(session, rows)
-            cursor.position = transfers[-1].timestamp
-            cursor.updated_at = self._clock.now_ns()
-            return numbered + len(rows)
+            return await self._number_and_copy(session, cursor, transfers)
+
+    async def _number_and_copy(
+        self, session: AsyncSession, cursor: EventCursor, transfers: Sequence[Transfer]
+    ) -> int:
+        """Number the committed rows still without a `seq`, then copy `transfers` in after
+        them and move the (locked) cursor past them; how many events were numbered."""
+        seq = await repository.last_seq(session)
+        numbered = await repository.number_unsequenced(
+            session, last_seq=seq, limit=self._batch_size_max
+        )
+        if not transfers:
+            return numbered
+        rows = await self._transfer_rows(session, transfers, seq + numbered)
+        await repository.insert_events(session, rows)
+        cursor.position = transfers[-1].timestamp
+        cursor.updated_at = self._clock.now_ns()
+        return numbered + len(rows)
 
     async def _transfer_rows(
         self, session: AsyncSession, transfers: Sequence[Transfer], last_seq: int

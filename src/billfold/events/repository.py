@@ -78,7 +78,9 @@ _RAW_COLUMNS = (*_EVENT_COLUMNS[:7], _RAW_DATA, *_EVENT_COLUMNS[8:])
 SQLAlchemy decodes it."""
 
 
-def _raw_event(row: Any) -> Event:
+def _event(row: Any, *, raw: bool = False) -> Event:
+    """An event from a row of `_EVENT_COLUMNS`, or of `_RAW_COLUMNS` with `raw`."""
+    payload = row[7]
     return Event(
         id=row[0],
         tenant_id=row[1],
@@ -87,25 +89,10 @@ def _raw_event(row: Any) -> Event:
         subject=row[4],
         aggregate_id=row[5],
         partition=row[6],
-        data={},
+        data={} if raw else (payload or {}),
         occurred_at=row[8],
         seq=-1 if row[9] is None else row[9],
-        data_json="{}" if row[7] is None else row[7],
-    )
-
-
-def _event(row: Any) -> Event:
-    return Event(
-        id=row[0],
-        tenant_id=row[1],
-        mode=row[2],
-        type=row[3],
-        subject=row[4],
-        aggregate_id=row[5],
-        partition=row[6],
-        data=row[7] or {},
-        occurred_at=row[8],
-        seq=-1 if row[9] is None else row[9],
+        data_json=("{}" if payload is None else payload) if raw else None,
     )
 
 
@@ -304,19 +291,15 @@ async def events_after(
     """Sequenced events of `partitions` after `after_seq`, in log order, read as `reads`
     says (`Reads.ROWS`: `data` left empty, not read nor decoded; `Reads.RAW`: the payload
     as text in `data_json`)."""
-    if reads is Reads.RAW:
-        columns, build = _RAW_COLUMNS, _raw_event
-    elif reads is Reads.DATA:
-        columns, build = _EVENT_COLUMNS, _event
-    else:
-        columns, build = _NO_DATA_COLUMNS, _event
+    raw = reads is Reads.RAW
+    columns = _RAW_COLUMNS if raw else _EVENT_COLUMNS if reads is Reads.DATA else _NO_DATA_COLUMNS
     rows = await session.execute(
         select(*columns)
         .where(OutboxEvent.partition.in_(list(partitions)), OutboxEvent.seq > after_seq)
         .order_by(OutboxEvent.seq)
         .limit(limit)
     )
-    return [build(row) for row in rows]
+    return [_event(row, raw=raw) for row in rows]
 
 
 async def event_by_id(
@@ -332,10 +315,9 @@ async def events_by_id(
     session: AsyncSession, ids: Collection[uuid.UUID], *, raw: bool = False
 ) -> dict[uuid.UUID, Event]:
     """The events with these ids; with `raw`, payloads as stored text (`data_json`)."""
-    columns, build = (_RAW_COLUMNS, _raw_event) if raw else (_EVENT_COLUMNS, _event)
     matching = await _ids_in(session, OutboxEvent.id, ids)
-    rows = await session.execute(select(*columns).where(matching))
-    return {row[0]: build(row) for row in rows}
+    rows = await session.execute(select(*(_RAW_COLUMNS if raw else _EVENT_COLUMNS)).where(matching))
+    return {row[0]: _event(row, raw=raw) for row in rows}
 
 
 async def tenant_events(
