@@ -28,20 +28,29 @@ from billfold.payments.flows.recovery import resume_interrupted
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.risk.cases.resolver import HeldMovementResolver
 
-__all__ = ["PAYMENTS_RESUME_AFTER_S", "running_recovery"]
+__all__ = ["PAYMENTS_RESUME_AFTER_S", "STOP_GRACE_S", "running_recovery"]
 
 PAYMENTS_RESUME_AFTER_S = 60.0
 """How old an interrupted P2P payment or refund must be before it is re-driven (a younger
 one may still be in flight in another request)."""
 
+STOP_GRACE_S = 15.0
+"""How long the end of `running_recovery` waits for a round in progress to finish."""
+
 log = structlog.get_logger(__name__)
 
 
+async def _pause(stopping: asyncio.Event, interval_s: float) -> bool:
+    """Wait `interval_s` or until stopping; whether to run another round."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), interval_s)
+    return not stopping.is_set()
+
+
 async def _resume_payments_forever(
-    payments: Callable[[], PaymentsRuntime], *, interval_s: float
+    payments: Callable[[], PaymentsRuntime], *, interval_s: float, stopping: asyncio.Event
 ) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
+    while await _pause(stopping, interval_s):
         try:
             await resume_interrupted(payments(), older_than_s=PAYMENTS_RESUME_AFTER_S)
         except Exception:  # logged and retried next round: the loop must not die
@@ -54,9 +63,9 @@ async def _recover_risk_cases_forever(
     resolver: Callable[[], HeldMovementResolver | None],
     *,
     interval_s: float,
+    stopping: asyncio.Event,
 ) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
+    while await _pause(stopping, interval_s):
         held = resolver()
         if held is None:  # no resolver installed (yet): nothing can move held money
             continue
@@ -78,17 +87,24 @@ async def running_recovery(
 ) -> AsyncIterator[None]:
     """Both loops, stopped when the block ends. `payments` and `resolver` are read at
     every round (the application may replace its runtime or resolver, a test its own)."""
+    stopping = asyncio.Event()
     tasks = [
-        asyncio.create_task(_resume_payments_forever(payments, interval_s=payments_interval_s)),
+        asyncio.create_task(
+            _resume_payments_forever(payments, interval_s=payments_interval_s, stopping=stopping)
+        ),
         asyncio.create_task(
             _recover_risk_cases_forever(
-                unit_of_work, ledger, resolver, interval_s=risk_cases_interval_s
+                unit_of_work, ledger, resolver, interval_s=risk_cases_interval_s, stopping=stopping
             )
         ),
     ]
     try:
         yield
     finally:
+        # A round in progress finishes (cancelled, its transaction's rollback could be
+        # cancelled too); one still running after the grace period is cancelled.
+        stopping.set()
+        await asyncio.wait(tasks, timeout=STOP_GRACE_S)
         for task in tasks:
             task.cancel()
         for task in tasks:
