@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from typing import Any
 
 import pytest
 
@@ -360,3 +361,28 @@ async def test_a_stopping_loop_finishes_its_step_instead_of_being_cancelled() ->
     idle_stopping.set()
     idle_wake.set()
     await asyncio.wait_for(idle, 5)
+
+
+async def test_idle_rounds_open_no_writing_transaction(database_url: str) -> None:
+    """With nothing new, the sequencer and every channel look without locks and stop: no
+    writing transaction (on PostgreSQL, no row lock, transaction id or WAL flush)."""
+    async with harness(database_url) as h:
+        debit, credit = await open_accounts(h)
+        await transfer(h, debit, credit)
+        await h.worker.drain()
+        writes = 0
+        begin = h.unit_of_work.begin
+
+        def counting_begin() -> Any:
+            nonlocal writes
+            writes += 1
+            return begin()
+
+        h.unit_of_work.begin = counting_begin  # type: ignore[method-assign]
+        assert await h.worker.sequence() == 0
+        for dispatcher in h.worker.dispatchers:
+            assert await dispatcher.run_once() == 0
+        assert writes == 0
+        await transfer(h, debit, credit)  # and with something new, they do write
+        assert await h.worker.sequence() == 1
+        assert writes == 1

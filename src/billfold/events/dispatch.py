@@ -158,6 +158,11 @@ class Sequencer:
             return await self._number_and_copy(session, cursor, transfers if unchanged else [])
 
     async def _run_locked(self) -> int:
+        async with self._unit_of_work.read() as session:  # idle: no lock, no transaction id
+            position = await repository.sequencer_position(session)
+            unsequenced = await repository.has_unsequenced(session)
+        if not unsequenced and await self._ledger.last_timestamp() <= position:
+            return 0
         async with self._unit_of_work.begin() as session:
             cursor = await repository.lock_sequencer(session)
             if cursor is None:
@@ -239,6 +244,8 @@ class ChannelDispatcher:
         if self.channel.reads is Reads.NOTHING:
             return await self._skip()
         if self._row_locks:
+            if await self._end_if_behind() is None:
+                return 0
             async with self._unit_of_work.begin() as session:
                 claimed, scanned = await self._read(session)
                 if not scanned:
@@ -263,13 +270,20 @@ class ChannelDispatcher:
             await self._advance(session, still, scanned)
         return len(scanned)
 
+    async def _end_if_behind(self) -> int | None:
+        """The end of the log (its last `seq`) if any of the channel's cursors is behind
+        it, else None; looked at without locks, so that an idle round on PostgreSQL takes
+        no row lock, and needs no transaction id nor a commit flushed to the WAL."""
+        async with self._unit_of_work.read() as session:
+            last = await repository.last_seq(session)
+            behind = await repository.cursors_behind(session, channel=self.channel.name, seq=last)
+        return last if behind else None
+
     async def _skip(self) -> int:
         """Move the channel's cursors to the end of the log without reading it; how many
         positions the furthest-behind one moved (0: none was behind)."""
-        async with self._unit_of_work.read() as session:  # no write lock while idle
-            last = await repository.last_seq(session)
-            behind = await repository.cursors_behind(session, channel=self.channel.name, seq=last)
-        if not behind:
+        last = await self._end_if_behind()
+        if last is None:
             return 0
         async with self._unit_of_work.begin() as session:
             claimed = await repository.claim_cursors(

@@ -292,6 +292,12 @@ class Ledger:
             raise HistoryNotKept(f"account {account_id} does not keep balance history")
         return account
 
+    async def last_timestamp(self) -> int:
+        """The last timestamp the ledger's clock gave (to a transfer or an account): no
+        committed transfer has a larger one, so a tail at or past it has nothing to read."""
+        async with self.repository.read() as reader:
+            return await reader.last_timestamp()
+
     async def transfers_after(self, *, after_timestamp: int, limit: int) -> list[Transfer]:
         """Every tenant's transfers after `after_timestamp`, oldest first, `limit` at most:
         the ledger's outbox, for the events worker (not for tenants: it is not scoped).
