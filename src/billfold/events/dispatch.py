@@ -120,6 +120,8 @@ class Sequencer:
         self._clock = clock
         self._batch_size_max = batch_size_max
         self._row_locks = row_locks
+        self._idle = True
+        """Whether the last round found nothing to do (PostgreSQL: look before locking)."""
         self._tenants = TenantModes()
 
     async def prepare(self) -> None:
@@ -158,19 +160,25 @@ class Sequencer:
             return await self._number_and_copy(session, cursor, transfers if unchanged else [])
 
     async def _run_locked(self) -> int:
-        async with self._unit_of_work.read() as session:  # idle: no lock, no transaction id
-            position = await repository.sequencer_position(session)
-            unsequenced = await repository.has_unsequenced(session)
-        if not unsequenced and await self._ledger.last_timestamp() <= position:
-            return 0
+        """After an empty round, look without locks first (no row lock, no transaction
+        id, no commit to flush while idle); while rounds find work, lock at once."""
+        if self._idle:
+            async with self._unit_of_work.read() as session:
+                position = await repository.sequencer_position(session)
+                unsequenced = await repository.has_unsequenced(session)
+            if not unsequenced and await self._ledger.last_timestamp() <= position:
+                return 0
         async with self._unit_of_work.begin() as session:
             cursor = await repository.lock_sequencer(session)
             if cursor is None:
+                self._idle = True
                 return 0
             transfers = await self._ledger.transfers_after(
                 after_timestamp=cursor.position, limit=self._batch_size_max
             )
-            return await self._number_and_copy(session, cursor, transfers)
+            done = await self._number_and_copy(session, cursor, transfers)
+        self._idle = not done
+        return done
 
     async def _number_and_copy(
         self, session: AsyncSession, cursor: EventCursor, transfers: Sequence[Transfer]
@@ -228,6 +236,8 @@ class ChannelDispatcher:
         self._row_locks = row_locks
         self._pending: list[Event] = []
         self._reads = Reads.DATA
+        self._idle = True
+        """Whether the last round found nothing to deliver (PostgreSQL: look first)."""
 
     async def prepare(self) -> None:
         async with self._unit_of_work.begin() as session:
@@ -244,10 +254,13 @@ class ChannelDispatcher:
         if self.channel.reads is Reads.NOTHING:
             return await self._skip()
         if self._row_locks:
-            if await self._end_if_behind() is None:
+            # After an empty round, look without locks first: an idle round then takes no
+            # row lock, so it needs no transaction id nor a commit flushed to the WAL.
+            if self._idle and await self._end_if_behind() is None:
                 return 0
             async with self._unit_of_work.begin() as session:
                 claimed, scanned = await self._read(session)
+                self._idle = not scanned
                 if not scanned:
                     return 0
                 await self._deliver(claimed, scanned)
@@ -272,8 +285,7 @@ class ChannelDispatcher:
 
     async def _end_if_behind(self) -> int | None:
         """The end of the log (its last `seq`) if any of the channel's cursors is behind
-        it, else None; looked at without locks, so that an idle round on PostgreSQL takes
-        no row lock, and needs no transaction id nor a commit flushed to the WAL."""
+        it, else None; looked at without locks."""
         async with self._unit_of_work.read() as session:
             last = await repository.last_seq(session)
             behind = await repository.cursors_behind(session, channel=self.channel.name, seq=last)
