@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.events import repository
 from billfold.events.dispatch import run_forever
@@ -56,6 +57,21 @@ async def transfer(h: Harness, debit: uuid.UUID, credit: uuid.UUID, **fields: ob
     return identifier
 
 
+def emit_captured(
+    session: AsyncSession, h: Harness, payment: uuid.UUID, data: dict[str, Any]
+) -> None:
+    """A `payment.captured` event of the harness's tenant, in `session`'s transaction."""
+    emit(
+        session,
+        tenant_id=h.tenant_id,
+        mode=Mode.TEST,
+        type="com.billfold.payment.captured.v1",
+        subject=f"pay_{payment.hex}",
+        aggregate_id=payment,
+        data=data,
+    )
+
+
 async def test_an_emitted_event_exists_only_if_its_transaction_commits(
     isolated_database_url: str,
 ) -> None:
@@ -68,27 +84,11 @@ async def test_an_emitted_event_exists_only_if_its_transaction_commits(
         h.worker.bus.subscribe(subscriber)
         kept, dropped = new_id(), new_id()
         async with h.unit_of_work.begin() as session:
-            emit(
-                session,
-                tenant_id=h.tenant_id,
-                mode=Mode.TEST,
-                type="com.billfold.payment.captured.v1",
-                subject=f"pay_{kept.hex}",
-                aggregate_id=kept,
-                data={"amount": "100", "currency": "USD"},
-            )
+            emit_captured(session, h, kept, {"amount": "100", "currency": "USD"})
 
         async def failing_change() -> None:
             async with h.unit_of_work.begin() as session:
-                emit(
-                    session,
-                    tenant_id=h.tenant_id,
-                    mode=Mode.TEST,
-                    type="com.billfold.payment.captured.v1",
-                    subject=f"pay_{dropped.hex}",
-                    aggregate_id=dropped,
-                    data={},
-                )
+                emit_captured(session, h, dropped, {})
                 raise RuntimeError("the change fails")
 
         with pytest.raises(RuntimeError):
@@ -297,15 +297,7 @@ async def test_raw_reads_carry_the_stored_payload_text(isolated_database_url: st
         identifier = new_id()
         data = {"amount": "100", "note": 'a "quoted" café\n', "nested": {"list": [1, None]}}
         async with h.unit_of_work.begin() as session:
-            emit(
-                session,
-                tenant_id=h.tenant_id,
-                mode=Mode.TEST,
-                type="com.billfold.payment.captured.v1",
-                subject=f"pay_{identifier.hex}",
-                aggregate_id=identifier,
-                data=data,
-            )
+            emit_captured(session, h, identifier, data)
         await h.worker.sequence()
         async with h.unit_of_work.read() as session:
             options = {"partitions": range(EVENT_PARTITIONS), "after_seq": 0, "limit": 1000}
