@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -291,6 +292,23 @@ async def running_worker(
         await worker.stop()
 
 
+async def _until_terminated() -> None:
+    """Wait for SIGTERM (what process managers send to stop a service): the worker then
+    stops as after Ctrl-C, letting each loop finish its round, instead of dying mid-round
+    as Python's default handling of the signal would have it."""
+    terminated = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGTERM, terminated.set)
+    except (NotImplementedError, RuntimeError):  # no signal handlers here (not the main thread)
+        await asyncio.Event().wait()
+        return
+    try:
+        await terminated.wait()
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
 async def run_worker(settings: Settings, *, drain: bool) -> None:
     """`billfold worker`: every loop, with the scheduled work, until interrupted; or, with
     `drain`, deliver what is due now and return."""
@@ -341,7 +359,7 @@ async def run_worker(settings: Settings, *, drain: bool) -> None:
                 risk_cases_interval_s=settings.risk_cases_recovery_interval_s,
             ),
         ):
-            await asyncio.Event().wait()  # until cancelled (Ctrl-C, SIGTERM)
+            await _until_terminated()  # SIGTERM; Ctrl-C cancels the wait
     finally:
         await close_runtime(runtime)
         keyring.close()
