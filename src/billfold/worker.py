@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -97,7 +98,8 @@ class Worker:
             batch_size_max=settings.events_batch_size_max,
             row_locks=row_locks,
         )
-        channels: list[Channel] = [self.bus, WebhookFanout(wake=self._wake_sender)]
+        self.fanout = WebhookFanout()
+        channels: list[Channel] = [self.bus, self.fanout]
         self.nats: NatsChannel | None = None
         if settings.nats_url is not None:
             self.nats = NatsChannel(
@@ -165,6 +167,15 @@ class Worker:
             self._wake_dispatch.set()
         return numbered
 
+    async def _dispatch_step(self, dispatcher: ChannelDispatcher) -> int:
+        """One round of `dispatcher`; after the fan-out's, once its deliveries are
+        committed, the sender is woken (woken inside the transaction, it could look before
+        they were visible and then wait a whole idle interval)."""
+        done = await dispatcher.run_once()
+        if done and dispatcher.channel is self.fanout:
+            self._wake_sender.set()
+        return done
+
     async def dispatch(self) -> int:
         return sum([await dispatcher.run_once() for dispatcher in self.dispatchers])
 
@@ -189,7 +200,12 @@ class Worker:
         loops: list[tuple[str, Callable[[], Awaitable[int]], asyncio.Event | None, float]] = [
             ("sequencer", self.sequence, None, interval),
             *[
-                (f"dispatch:{d.channel.name}", d.run_once, self._wake_dispatch, interval)
+                (
+                    f"dispatch:{d.channel.name}",
+                    functools.partial(self._dispatch_step, d),
+                    self._wake_dispatch,
+                    interval,
+                )
                 for d in self.dispatchers
             ],
             # Two sender loops on PostgreSQL: one sends while the other claims or records

@@ -175,9 +175,6 @@ class WebhookFanout:
 
     name = "webhooks"
 
-    def __init__(self, *, wake: asyncio.Event | None = None) -> None:
-        self._wake = wake
-
     @property
     def reads(self) -> Reads:
         """A delivery row needs the event's tenant, type and position, not its payload (the
@@ -198,8 +195,6 @@ class WebhookFanout:
             if endpoint_wants(endpoint, event)
         ]
         await repository.insert_deliveries(session, rows)
-        if rows and self._wake is not None:
-            self._wake.set()
 
 
 def delivery_row(
