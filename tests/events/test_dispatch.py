@@ -378,3 +378,24 @@ async def test_idle_rounds_open_no_writing_transaction(database_url: str) -> Non
         await transfer(h, debit, credit)  # and with something new, they do write
         assert await h.worker.sequence() == 1
         assert writes == 1
+
+
+async def test_a_wake_up_during_a_step_is_not_lost() -> None:
+    """Work committed while a round runs (the wake-up set meanwhile) is picked up at once,
+    not after the idle wait: the event is cleared before the step, not after it."""
+    wake, stopping = asyncio.Event(), asyncio.Event()
+    calls = 0
+
+    async def step() -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            wake.set()  # another loop committed new work while this round looked
+        return 0
+
+    loop = asyncio.create_task(run_forever("woken", step, idle_s=60, wake=wake, stopping=stopping))
+    await asyncio.sleep(0.1)
+    assert calls >= 2
+    stopping.set()
+    wake.set()
+    await asyncio.wait_for(loop, 5)

@@ -370,6 +370,9 @@ async def run_forever(
     delivery. Once `stopping` is set the loop returns after the step it is in, so a stop
     never interrupts a transaction (whoever sets it sets `wake` too, to end the wait)."""
     while stopping is None or not stopping.is_set():
+        # Cleared before the step, not after: a wake-up that comes while the step runs
+        # (new work committed meanwhile) ends the wait below at once instead of being lost.
+        wake.clear()
         try:
             done = await step()
         except Exception:
@@ -378,7 +381,6 @@ async def run_forever(
         if done:
             await asyncio.sleep(0)  # let the other loops in
             continue
-        wake.clear()
         if stopping is not None and stopping.is_set():
             return
         with contextlib.suppress(TimeoutError):
