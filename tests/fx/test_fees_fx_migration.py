@@ -3,39 +3,20 @@ cleanly, on both backends."""
 
 from __future__ import annotations
 
-import asyncio
-
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy.engine import Connection
 
 from billfold.fx import models as fx_models
-from billfold.kit.db import create_engine, parse_database_url
 from billfold.kit.orm import metadata
 from billfold.migrations import alembic_config, upgrade
 from billfold.payments.fees import models as fees_models
+from migration_support import schema_differences
 
 assert fx_models.FxQuoteRow.metadata is metadata
 assert fees_models.FeeScheduleRow.metadata is metadata
 
 
 def _differences(database_url: str) -> list[object]:
-    def compare(connection: Connection) -> list[object]:
-        context = MigrationContext.configure(connection)
-        return list(compare_metadata(context, metadata))
-
-    async def run() -> list[object]:
-        engine = create_engine(parse_database_url(database_url), pool_size=1)
-        try:
-            async with engine.connect() as connection:
-                return await connection.run_sync(compare)
-        finally:
-            await engine.dispose()
-
-    return [
-        diff for diff in asyncio.run(run()) if "fees_schedules" in repr(diff) or "fx_" in repr(diff)
-    ]
+    return schema_differences(database_url, ("fees_schedules", "fx_"))
 
 
 def test_the_migration_creates_exactly_the_modelled_tables(isolated_database_url: str) -> None:

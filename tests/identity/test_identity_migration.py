@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy.engine import Connection
 
-from billfold.identity.models import metadata
-from billfold.kit.db import create_engine, parse_database_url
+from billfold.identity import models  # noqa: F401 (registers the tables)
 from billfold.migrations import alembic_config, upgrade
+from migration_support import schema_differences
 
 
 def _identity_differences(database_url: str) -> list[object]:
-    def compare(connection: Connection) -> list[object]:
-        context = MigrationContext.configure(connection)
-        return list(compare_metadata(context, metadata))
-
-    async def run() -> list[object]:
-        engine = create_engine(parse_database_url(database_url), pool_size=1)
-        try:
-            async with engine.connect() as connection:
-                return await connection.run_sync(compare)
-        finally:
-            await engine.dispose()
-
-    # Other domains' tables may share the metadata; only identity's are this test's business.
-    return [diff for diff in asyncio.run(run()) if "identity_" in repr(diff)]
+    return schema_differences(database_url, ("identity_",))
 
 
 def test_the_migration_creates_exactly_the_modelled_tables(isolated_database_url: str) -> None:

@@ -7,35 +7,21 @@ import asyncio
 import uuid
 
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy import insert, select
-from sqlalchemy.engine import Connection
 
 from billfold.connectors import models as connectors_models
 from billfold.kit.db import create_engine, parse_database_url
-from billfold.kit.orm import metadata
 from billfold.migrations import alembic_config, upgrade
 from billfold.payments import models as payments_models
 from billfold.wallets import models as wallets_models
+from migration_support import schema_differences
 
 _OURS = ("wallets_", "payments_", "connectors_")
 assert connectors_models and payments_models and wallets_models  # registers the tables
 
 
 def _differences(database_url: str) -> list[object]:
-    def compare(connection: Connection) -> list[object]:
-        return list(compare_metadata(MigrationContext.configure(connection), metadata))
-
-    async def run() -> list[object]:
-        engine = create_engine(parse_database_url(database_url), pool_size=1)
-        try:
-            async with engine.connect() as connection:
-                return await connection.run_sync(compare)
-        finally:
-            await engine.dispose()
-
-    return [diff for diff in asyncio.run(run()) if any(name in repr(diff) for name in _OURS)]
+    return schema_differences(database_url, _OURS)
 
 
 def test_the_migration_creates_exactly_the_modelled_tables(isolated_database_url: str) -> None:

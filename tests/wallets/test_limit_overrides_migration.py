@@ -3,35 +3,18 @@ upgrades cleanly, on both backends."""
 
 from __future__ import annotations
 
-import asyncio
-
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy.engine import Connection
 
-from billfold.kit.db import create_engine, parse_database_url
-from billfold.kit.orm import metadata
 from billfold.migrations import alembic_config, upgrade
 from billfold.wallets import models as wallets_models
+from migration_support import schema_differences
 
 assert wallets_models  # registers the tables
 _TABLE = "wallets_limit_overrides"
 
 
 def _differences(database_url: str) -> list[object]:
-    def compare(connection: Connection) -> list[object]:
-        return list(compare_metadata(MigrationContext.configure(connection), metadata))
-
-    async def run() -> list[object]:
-        engine = create_engine(parse_database_url(database_url), pool_size=1)
-        try:
-            async with engine.connect() as connection:
-                return await connection.run_sync(compare)
-        finally:
-            await engine.dispose()
-
-    return [diff for diff in asyncio.run(run()) if _TABLE in repr(diff)]
+    return schema_differences(database_url, (_TABLE,))
 
 
 def test_the_migration_creates_exactly_the_modelled_table(isolated_database_url: str) -> None:

@@ -3,20 +3,13 @@ malformed bodies, the OpenAPI security schemes, and migration 0005."""
 
 from __future__ import annotations
 
-import asyncio
-import re
 from typing import Any
 
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from fastapi.routing import APIRoute
-from sqlalchemy.engine import Connection
 
 from billfold.identity.types import Scope
-from billfold.identity.users import models
 from billfold.identity.users.router import PUBLIC_ROUTES, router
-from billfold.kit.db import create_engine, parse_database_url
 from billfold.migrations import alembic_config, upgrade
 from identity.identity_support import create_key
 from identity.users.users_support import (
@@ -27,6 +20,7 @@ from identity.users.users_support import (
     users_client,
     users_config,
 )
+from migration_support import schema_differences
 
 _ZERO = "0" * 32
 
@@ -157,19 +151,7 @@ def test_openapi_names_the_scheme_of_every_route(database_url: str) -> None:
 
 
 def _user_table_differences(database_url: str) -> list[object]:
-    def compare(connection: Connection) -> list[object]:
-        return list(compare_metadata(MigrationContext.configure(connection), models.Base.metadata))
-
-    async def run() -> list[object]:
-        engine = create_engine(parse_database_url(database_url), pool_size=1)
-        try:
-            async with engine.connect() as connection:
-                return await connection.run_sync(compare)
-        finally:
-            await engine.dispose()
-
-    pattern = re.compile(r"identity_user")
-    return [diff for diff in asyncio.run(run()) if pattern.search(repr(diff))]
+    return schema_differences(database_url, ("identity_user",))
 
 
 def test_migration_0005_creates_the_modelled_tables_and_downgrades(
