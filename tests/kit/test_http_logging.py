@@ -16,6 +16,7 @@ import structlog
 from fastapi import Depends, FastAPI
 
 from billfold.kit.errors import install_problem_handlers
+from billfold.kit.http import logging as logging_module
 from billfold.kit.http.logging import AccessLogMiddleware, bind_actor, configure_logging
 from billfold.kit.http.request_id import REQUEST_ID_HEADER, RequestIdMiddleware
 
@@ -188,3 +189,67 @@ def test_processors_run_once_per_structlog_event_and_again_on_a_traceback(
     # library's record, which the chain never saw.
     assert passes.count("plain") == 1
     assert passes.count("failed") >= 2 and passes.count("stdlib hunter2") >= 1
+
+
+class _Collecting(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("path", ["/async", "/crash", "/no-such-route"])
+async def test_an_access_line_written_directly_is_the_line_logging_would_write(
+    log_stream: io.StringIO, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """With the installed handler alone on the root logger, the access line skips the
+    standard library's logging; with another handler there (pytest's capture, a scanner)
+    it goes through it, so that handler sees it too. Both lines are the same."""
+
+    def redact(_logger: object, _method: str, event_dict: Any) -> Any:
+        return {name: str(value).replace("key_", "k_") for name, value in event_dict.items()}
+
+    configure_logging("info", stream=log_stream, processors=[redact])
+    installed = logging_module._installed_handler
+    assert installed is not None
+    monkeypatch.setattr(logging.root, "handlers", [installed])
+    made: list[str] = []
+    make_record = logging.Logger.makeRecord
+
+    def counted(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        made.append(self.name)
+        return make_record(self, *args, **kwargs)
+
+    monkeypatch.setattr(logging.Logger, "makeRecord", counted)
+    async with client() as http:
+        await http.get(path)
+        assert "billfold.access" not in made  # written directly
+        other = _Collecting()
+        logging.root.addHandler(other)
+        await http.get(path)
+    direct, through_logging = access_lines(log_stream)
+    assert [record.name for record in other.records].count("billfold.access") == 1
+    for line in (direct, through_logging):
+        assert datetime.fromisoformat(line.pop("timestamp")).utcoffset() is not None
+        float(line.pop("duration_ms"))
+        assert line.pop("request_id")
+    assert direct == through_logging
+    assert direct["path"] == path
+    if path == "/async":
+        assert direct["actor"] == "k_async"  # the configured processors ran once
+
+
+def test_a_direct_line_is_not_written_when_structlog_was_configured_since(
+    log_stream: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installed = logging_module._installed_handler
+    assert installed is not None
+    monkeypatch.setattr(logging.root, "handlers", [installed])
+    access = logging.getLogger("billfold.access")
+    assert logging_module._direct_line(access, logging.INFO) is not None
+    assert logging_module._direct_line(access, logging.DEBUG) is None  # below the level
+    with structlog.testing.capture_logs():
+        assert logging_module._direct_line(access, logging.INFO) is None

@@ -42,6 +42,8 @@ _STARS = "****"
 _EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9._%+-]+)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
 _PHONE = re.compile(r"(?<![\w+])\+[1-9](?:[ -]?\d){6,14}(?![\d])")
 _CARD = re.compile(r"(?<![\d-])[2-6](?:[ -]?\d){12,18}(?![ -]?\d)")
+_CARD_DIGITS_MIN = 13
+"""The fewest characters a `_CARD` match has (its digits, without separators)."""
 _DEPTH_MAX = 8
 _TEXT_LENGTH_MAX = 65_536
 """Longer strings in a log event are truncated before scanning: a bound on the work."""
@@ -145,10 +147,19 @@ def _mask_card(match: re.Match[str]) -> str:
 
 def mask_text(text: str) -> str:
     """Every email, international phone number and Luhn-valid card number in `text`,
-    masked; the rest unchanged."""
-    text = _EMAIL.sub(lambda match: mask_email(match.group(0)), text)
-    text = _CARD.sub(_mask_card, text)
-    return _PHONE.sub(lambda match: mask_phone(match.group(0)), text)
+    masked; the rest unchanged.
+
+    A pattern runs only on a text that could hold a match: an email has an `@`, a phone
+    number a `+`, a card number at least 13 digits. Most strings of a log line are ids,
+    paths and numbers, and three regular expressions over each were a quarter of the CPU
+    of every access-log line."""
+    if "@" in text:
+        text = _EMAIL.sub(lambda match: mask_email(match.group(0)), text)
+    if len(text) >= _CARD_DIGITS_MIN:
+        text = _CARD.sub(_mask_card, text)
+    if "+" in text:
+        text = _PHONE.sub(lambda match: mask_phone(match.group(0)), text)
+    return text
 
 
 def find_unmasked_pii(text: str) -> list[str]:
