@@ -168,11 +168,13 @@ class Worker:
         return numbered
 
     async def _dispatch_step(self, dispatcher: ChannelDispatcher) -> int:
-        """One round of `dispatcher`; after the fan-out's, once its deliveries are
-        committed, the sender is woken (woken inside the transaction, it could look before
-        they were visible and then wait a whole idle interval)."""
+        """One round of `dispatcher`; after a fan-out round that wrote deliveries, once
+        they are committed, the sender is woken (woken inside the transaction, it could look
+        before they were visible and then wait a whole idle interval). A round that wrote
+        none (no endpoint wanted its events) leaves the sender be."""
+        written = self.fanout.written
         done = await dispatcher.run_once()
-        if done and dispatcher.channel is self.fanout:
+        if dispatcher.channel is self.fanout and self.fanout.written != written:
             self._wake_sender.set()
         return done
 

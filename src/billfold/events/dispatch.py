@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -68,6 +69,12 @@ class Channel(Protocol):
         `Reads.NOTHING`, neither `deliver` nor `record`: the cursors move past the events."""
         ...
 
+    async def tenants(self, session: AsyncSession) -> Collection[uuid.UUID] | None:
+        """The tenants whose events the channel wants now, read in the dispatcher's
+        transaction after the end of the log; None: every tenant's. Other tenants' events
+        are passed over unread (their cursors move past them all the same)."""
+        ...
+
     async def deliver(self, events: Sequence[Event]) -> None: ...
 
     async def record(self, session: AsyncSession, events: Sequence[Event], now_ns: int) -> None: ...
@@ -93,6 +100,9 @@ class InProcessBus:
     def reads(self) -> Reads:
         """No subscriber, nothing to hand over: the cursor moves past the events unread."""
         return Reads.DATA if self._subscribers else Reads.NOTHING
+
+    async def tenants(self, session: AsyncSession) -> None:
+        return None
 
     async def deliver(self, events: Sequence[Event]) -> None:
         for event in events:
@@ -259,20 +269,21 @@ class ChannelDispatcher:
             if self._idle and await self._end_if_behind() is None:
                 return 0
             async with self._unit_of_work.begin() as session:
-                claimed, scanned = await self._read(session)
+                claimed, scanned, through = await self._read(session)
                 self._idle = not scanned
                 if not scanned:
+                    self._move(claimed, through)
                     return 0
                 await self._deliver(claimed, scanned)
-                await self._advance(session, claimed, scanned)
+                await self._advance(session, claimed, scanned, through)
             return len(scanned)
         # SQLite: a writing transaction takes the database's only write lock, so the log is
         # read without it and the outside delivery happens before one short write (one
         # worker runs on SQLite); an idle poll never takes the lock.
         async with self._unit_of_work.read() as session:
-            claimed, scanned = await self._read(session)
+            claimed, scanned, through = await self._read(session)
             positions = {cursor.partition: cursor.position for cursor in claimed}
-        if not scanned:
+        if not any(cursor.position < through for cursor in claimed):
             return 0
         await self._deliver(claimed, scanned)
         async with self._unit_of_work.begin() as session:
@@ -280,7 +291,7 @@ class ChannelDispatcher:
                 session, channel=self.channel.name, limit=EVENT_PARTITIONS, offset=0, lock=False
             )
             still = [c for c in current if positions.get(c.partition) == c.position]
-            await self._advance(session, still, scanned)
+            await self._advance(session, still, scanned, through)
         return len(scanned)
 
     async def _end_if_behind(self) -> int | None:
@@ -314,7 +325,15 @@ class ChannelDispatcher:
                     cursor.updated_at = now_ns
         return moved
 
-    async def _read(self, session: AsyncSession) -> tuple[list[EventCursor], list[Event]]:
+    async def _read(self, session: AsyncSession) -> tuple[list[EventCursor], list[Event], int]:
+        """Claim cursors and read their partitions' next events: the cursors, the events
+        the channel wants, and the `seq` the cursors may move to (0 when nothing was
+        claimed). A channel that wants only some tenants' events (`Channel.tenants`) has
+        the others passed over unread: when fewer than a batch of its own come back, it has
+        seen every event up to the end of the log as read before its tenants were, so its
+        cursors move there. That order matters: a tenant given its first endpoint after the
+        end was read has its later events read; its earlier ones were passed over before
+        the endpoint existed, as a fan-out that ran a moment sooner would have done."""
         await repository.plan_with_indexes(session)
         claimed = await repository.claim_cursors(
             session,
@@ -324,17 +343,25 @@ class ChannelDispatcher:
             lock=self._row_locks,
         )
         if not claimed:
-            return [], []
+            return [], [], 0
         low = min(cursor.position for cursor in claimed)
         self._reads = self.channel.reads
+        end = await repository.last_seq(session)
+        tenants = await self.channel.tenants(session)
+        if tenants is not None and not tenants:
+            return claimed, [], end
         scanned = await repository.events_after(
             session,
             partitions=[cursor.partition for cursor in claimed],
             after_seq=low,
             limit=self._batch_size_max,
             reads=self._reads,
+            tenants=tenants,
         )
-        return claimed, scanned
+        if tenants is None or len(scanned) == self._batch_size_max:
+            return claimed, scanned, scanned[-1].seq if scanned else low
+        # Events numbered since the end was read may have come back too.
+        return claimed, scanned, max(end, scanned[-1].seq) if scanned else end
 
     async def _deliver(self, claimed: Sequence[EventCursor], scanned: Sequence[Event]) -> None:
         positions = {cursor.partition: cursor.position for cursor in claimed}
@@ -343,17 +370,23 @@ class ChannelDispatcher:
             await self.channel.deliver(self._pending)
 
     async def _advance(
-        self, session: AsyncSession, claimed: Sequence[EventCursor], scanned: Sequence[Event]
+        self,
+        session: AsyncSession,
+        claimed: Sequence[EventCursor],
+        scanned: Sequence[Event],
+        through: int,
     ) -> None:
-        """Every claimed partition has now seen all its events up to the last one read (the
+        """Every claimed partition has now seen all its events up to `through` (the
         numbered log has no holes), so each cursor moves there."""
         if self._pending:
             await self.channel.record(session, self._pending, self._clock.now_ns())
-        last = scanned[-1].seq
+        self._move(claimed, through)
+
+    def _move(self, claimed: Sequence[EventCursor], through: int) -> None:
         now_ns = self._clock.now_ns()
         for cursor in claimed:
-            if cursor.position < last:
-                cursor.position = last
+            if cursor.position < through:
+                cursor.position = through
                 cursor.updated_at = now_ns
 
 

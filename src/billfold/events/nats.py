@@ -140,6 +140,9 @@ class NatsChannel:
         """The payloads as stored text: spliced into the envelope, never decoded."""
         return Reads.RAW
 
+    async def tenants(self, session: AsyncSession) -> None:
+        return None
+
     async def open(self) -> None:
         client = await connect(self._url, timeout_s=self._timeout_s)
         self._client = client

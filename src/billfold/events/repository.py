@@ -287,18 +287,19 @@ async def events_after(
     after_seq: int,
     limit: int,
     reads: Reads = Reads.DATA,
+    tenants: Collection[uuid.UUID] | None = None,
 ) -> list[Event]:
     """Sequenced events of `partitions` after `after_seq`, in log order, read as `reads`
     says (`Reads.ROWS`: `data` left empty, not read nor decoded; `Reads.RAW`: the payload
-    as text in `data_json`)."""
+    as text in `data_json`); only those of `tenants` when given."""
     raw = reads is Reads.RAW
     columns = _RAW_COLUMNS if raw else _EVENT_COLUMNS if reads is Reads.DATA else _NO_DATA_COLUMNS
-    rows = await session.execute(
-        select(*columns)
-        .where(OutboxEvent.partition.in_(list(partitions)), OutboxEvent.seq > after_seq)
-        .order_by(OutboxEvent.seq)
-        .limit(limit)
+    query = select(*columns).where(
+        OutboxEvent.partition.in_(list(partitions)), OutboxEvent.seq > after_seq
     )
+    if tenants is not None:
+        query = query.where(await _ids_in(session, OutboxEvent.tenant_id, tenants))
+    rows = await session.execute(query.order_by(OutboxEvent.seq).limit(limit))
     return [_event(row, raw=raw) for row in rows]
 
 
@@ -343,6 +344,14 @@ async def tenant_events(
 
 
 # -- webhook endpoints
+
+
+async def tenants_with_endpoints(session: AsyncSession) -> set[uuid.UUID]:
+    """The tenants with at least one enabled webhook endpoint."""
+    rows = await session.scalars(
+        select(WebhookEndpoint.tenant_id).where(WebhookEndpoint.status == "enabled").distinct()
+    )
+    return set(rows)
 
 
 async def endpoints_of_tenants(

@@ -181,6 +181,15 @@ class WebhookFanout:
         sender reads it when it sends)."""
         return Reads.ROWS
 
+    def __init__(self) -> None:
+        self.written = 0
+        """Delivery rows written so far (the worker wakes its sender when this grows)."""
+
+    async def tenants(self, session: AsyncSession) -> set[uuid.UUID]:
+        """Only tenants with an enabled endpoint: the others' events make no delivery, so
+        they are not read (most tenants of a deployment may have none)."""
+        return await repository.tenants_with_endpoints(session)
+
     async def deliver(self, events: Sequence[Event]) -> None:
         return None
 
@@ -195,6 +204,7 @@ class WebhookFanout:
             if endpoint_wants(endpoint, event)
         ]
         await repository.insert_deliveries(session, rows)
+        self.written += len(rows)
 
 
 def delivery_row(
