@@ -34,6 +34,12 @@ first in its own throwaway database. Target: tps >= 1.0x pgbench (printed, never
 The client, the server and PostgreSQL share the machine: on 2 cores, the load generator's
 CPU is CPU the server does not get.
 
+A last phase (`--no-floor` leaves it out) runs the uniform load against FastAPI alone
+(`bench/_floor_app.py`: the same route, body and headers under the same uvicorn settings,
+answered without middleware, authentication, idempotency, database or log line). Its
+requests/s is the floor's figure: the most this server stack reaches on the machine with
+the same client, whatever Billfold does per request.
+
 Run:  uv run python bench/api.py --seconds 10
 The last line of the output is one JSON object with the figures and ratios.
 """
@@ -100,6 +106,7 @@ REQUEST_TIMEOUT_S = 60.0
 SHUTDOWN_TIMEOUT_S = 30.0
 VERIFY_GRACE_S = 60
 RATIO_TARGET = 1.0
+FLOOR_PHASE = "floor (FastAPI alone)"
 FAILURES_SHOWN_MAX = 20
 # Far above what the run can reach, so the limiter counts every request but refuses none.
 RATE_LIMIT_PER_KEY = 10_000
@@ -510,6 +517,25 @@ def start_server(
     )
 
 
+def start_floor_server(*, port: int, workers: int, log: Any) -> subprocess.Popen[bytes]:
+    """`_floor_app` (the request alone, no Billfold) under the same uvicorn settings."""
+    environment = {
+        name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"
+    }
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", "_floor_app:app"),
+            *("--app-dir", str(Path(__file__).parent), "--host", "127.0.0.1"),
+            *("--port", str(port), "--workers", str(workers)),
+            *("--loop", "uvloop", "--http", "httptools", "--no-access-log"),
+        ],
+        env=environment,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+
+
 STARTED_LINE = b"Application startup complete."
 """What uvicorn logs once a server process serves (one line per process)."""
 
@@ -613,6 +639,29 @@ def run_server_phases(
         stop_server(server)
 
 
+def run_floor_phase(
+    database_url: str, fixture: Fixture, arguments: argparse.Namespace
+) -> PhaseResult:
+    """The uniform phase's load against `_floor_app`: the framework alone."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile() as log:
+        server = start_floor_server(port=port, workers=arguments.workers, log=log)
+        try:
+            wait_ready(base_url, server, workers=arguments.workers, log=log)
+            progress(f"phase floor: {arguments.clients} connections for {arguments.seconds} s")
+            plans = plans_for(fixture, base_url=base_url, hot=False, arguments=arguments)
+            return run_phase(
+                FLOOR_PHASE,
+                plans=plans,
+                measure_s=arguments.seconds,
+                server_session=server.pid,
+                database_url=database_url,
+            )
+        finally:
+            stop_server(server)
+
+
 async def _with_database(arguments: argparse.Namespace, log: Any) -> tuple[dict[str, Any], Any]:
     admin_url = bench_database_url()
     async with temporary_database(admin_url, "billfold_bench_api") as url:
@@ -621,6 +670,8 @@ async def _with_database(arguments: argparse.Namespace, log: Any) -> tuple[dict[
         phases = await asyncio.to_thread(run_server_phases, url, fixture, arguments, log)
         progress("verifying the ledger")
         report = await verify(url)
+        if arguments.floor:
+            phases[FLOOR_PHASE] = await asyncio.to_thread(run_floor_phase, url, fixture, arguments)
     return phases, report
 
 
@@ -662,10 +713,22 @@ def summary(outcome: Outcome, arguments: argparse.Namespace) -> dict[str, object
         "hot_server_cpu_ms": _number(hot.server_cpu_ms_per_transfer, 3),
         "db_transactions_per_transfer": _number(uniform.transactions_per_transfer, 3),
         "hot_db_transactions_per_transfer": _number(hot.transactions_per_transfer, 3),
+        **_floor_figures(outcome),
         "clients": arguments.clients,
         "rate": arguments.rate,
         "workers": arguments.workers,
         "load_processes": arguments.load_processes,
+    }
+
+
+def _floor_figures(outcome: Outcome) -> dict[str, object]:
+    floor = outcome.phases.get(FLOOR_PHASE)
+    if floor is None:
+        return {}
+    return {
+        "floor_rps": round(floor.tps),
+        "floor_ratio": _number(_ratio(floor.tps, outcome.pgbench.tps), 2),
+        "floor_server_cpu_ms": _number(floor.server_cpu_ms_per_transfer, 3),
     }
 
 
@@ -713,7 +776,15 @@ def print_ratios(figures: dict[str, object]) -> None:
     print_table(
         "Targets",
         ["ratio", "measured", "target", "met"],
-        [row("uniform / pgbench", figures["ratio"]), row("hot / pgbench", figures["hot_ratio"])],
+        [
+            row("uniform / pgbench", figures["ratio"]),
+            row("hot / pgbench", figures["hot_ratio"]),
+            *(
+                [["floor / pgbench", f"{figures['floor_ratio']}", "(reference)", ""]]
+                if "floor_ratio" in figures
+                else []
+            ),
+        ],
     )
 
 
@@ -774,6 +845,13 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=0.0,
         help="offered transfers/s over all connections (default 0: as many as are answered);"
         " at one rate the server CPU per transfer of two versions compares fairly",
+    )
+    parser.add_argument(
+        "--floor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the uniform load against FastAPI alone (bench/_floor_app.py): what the"
+        " server could reach on this machine if Billfold's own work cost nothing",
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed for account choice")
     parser.add_argument("--server-log", type=Path, help="keep the server's output here")
