@@ -16,6 +16,7 @@ import contextlib
 import functools
 import random
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -31,6 +32,7 @@ from billfold.events.dispatch import (
 )
 from billfold.events.inbound import InboundProcessor, InboundRegistry
 from billfold.events.nats import NatsChannel
+from billfold.events.types import Reads
 from billfold.events.webhooks import WebhookFanout, WebhookSender
 from billfold.flows.held_movements import PaymentsHeldResolver
 from billfold.flows.recovery_loops import running_recovery
@@ -58,6 +60,11 @@ this worker's fan-out wakes it first (it does as soon as it writes deliveries). 
 wait delays: a replay requested through the API, a retry coming due, another worker's
 deliveries when its own sender is busy. An empty claim is a transaction of four round
 trips: two sender loops looking every 20 ms kept a third of a core busy doing nothing."""
+BUS_SKIP_INTERVAL_S = 1.0
+"""How often a worker whose in-process bus has no subscriber moves that channel's cursors
+past the new events. Every round after each numbering, that was a look and a writing
+transaction, the most frequent of an idle worker's polls; a subscriber added later may get
+up to this much of what came just before it (subscribers are idempotent by event id)."""
 STOP_GRACE_S = 15.0
 """How long a stop waits for the loops to finish their steps (a webhook round's requests
 time out after `BILLFOLD_WEBHOOKS_TIMEOUT_S`, 10 s by default)."""
@@ -154,6 +161,8 @@ class Worker:
         """The dispatch loops: asked to stop, and given `STOP_GRACE_S` to finish a step."""
         self._wakes: set[asyncio.Event] = set()
         self._stopping = asyncio.Event()
+        self._bus_skip_due = 0.0
+        """When (monotonic) the bus may next move past events no one here listens to."""
 
     async def prepare(self) -> None:
         """Create the cursors this worker needs (idempotent)."""
@@ -177,6 +186,18 @@ class Worker:
         if dispatcher.channel is self.fanout and self.fanout.written != written:
             self._wake_sender.set()
         return done
+
+    async def _bus_step(self, dispatcher: ChannelDispatcher) -> int:
+        """The in-process bus's round; on PostgreSQL with no subscriber, at most once a
+        `BUS_SKIP_INTERVAL_S` (`run_once` and `drain` are not held back). Not on SQLite: a
+        skip held back writes later, taking the one write lock while the API may be
+        writing, where now it writes right after the numbering that gave it work."""
+        if self._row_locks and self.bus.reads is Reads.NOTHING:
+            now = time.monotonic()
+            if now < self._bus_skip_due:
+                return 0
+            self._bus_skip_due = now + BUS_SKIP_INTERVAL_S
+        return await dispatcher.run_once()
 
     async def dispatch(self) -> int:
         return sum([await dispatcher.run_once() for dispatcher in self.dispatchers])
@@ -204,7 +225,9 @@ class Worker:
             *[
                 (
                     f"dispatch:{d.channel.name}",
-                    functools.partial(self._dispatch_step, d),
+                    functools.partial(
+                        self._bus_step if d.channel is self.bus else self._dispatch_step, d
+                    ),
                     self._wake_dispatch,
                     interval,
                 )

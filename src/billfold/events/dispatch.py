@@ -298,9 +298,7 @@ class ChannelDispatcher:
         """The end of the log (its last `seq`) if any of the channel's cursors is behind
         it, else None; looked at without locks."""
         async with self._unit_of_work.read() as session:
-            last = await repository.last_seq(session)
-            behind = await repository.cursors_behind(session, channel=self.channel.name, seq=last)
-        return last if behind else None
+            return await repository.end_if_behind(session, channel=self.channel.name)
 
     async def _skip(self) -> int:
         """Move the channel's cursors to the end of the log without reading it; how many

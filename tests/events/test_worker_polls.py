@@ -1,0 +1,74 @@
+"""What an idle worker's polls cost: the look that tells a dispatcher whether its cursors
+are behind, and the in-process bus with no subscriber, which on PostgreSQL moves past new
+events at most once a `BUS_SKIP_INTERVAL_S`."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from billfold.events import repository
+from billfold.events.dispatch import ChannelDispatcher
+from billfold.events.models import EventCursor
+from billfold.worker import BUS_SKIP_INTERVAL_S
+from events.events_support import Harness, harness
+from events.test_webhooks import emit_event
+
+pytestmark = pytest.mark.anyio
+
+
+def bus_of(h: Harness) -> ChannelDispatcher:
+    return next(d for d in h.worker.dispatchers if d.channel is h.worker.bus)
+
+
+async def bus_positions(h: Harness) -> set[int]:
+    async with h.unit_of_work.read() as session:
+        rows = await session.scalars(
+            select(EventCursor.position).where(EventCursor.channel == h.worker.bus.name)
+        )
+        return set(rows)
+
+
+async def test_the_look_names_the_end_only_when_a_cursor_is_behind(
+    isolated_database_url: str,
+) -> None:
+    async with harness(isolated_database_url) as h:
+        async with h.unit_of_work.read() as session:
+            assert await repository.end_if_behind(session, channel="inprocess") is None
+            assert await repository.end_if_behind(session, channel="no such channel") is None
+        await emit_event(h)
+        await h.worker.sequence()
+        async with h.unit_of_work.read() as session:
+            end = await repository.last_seq(session)
+            assert await repository.end_if_behind(session, channel="inprocess") == end
+        await h.worker.dispatch()
+        async with h.unit_of_work.read() as session:
+            assert await repository.end_if_behind(session, channel="inprocess") is None
+
+
+async def test_a_bus_with_no_subscriber_moves_past_events_at_most_once_an_interval(
+    isolated_database_url: str, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("billfold.worker.time.monotonic", lambda: now[0])
+    async with harness(isolated_database_url) as h:
+        bus = bus_of(h)
+        await emit_event(h)
+        await h.worker.sequence()
+        assert await h.worker._bus_step(bus) > 0  # the first skip is not held back
+        await emit_event(h)
+        await h.worker.sequence()
+        async with h.unit_of_work.read() as session:
+            end = await repository.last_seq(session)
+        held_back = await h.worker._bus_step(bus)
+        if backend == "postgresql":
+            assert held_back == 0 and end not in await bus_positions(h)
+            now[0] += BUS_SKIP_INTERVAL_S
+            assert await h.worker._bus_step(bus) > 0
+        else:  # SQLite writes right away, while it has the work in hand
+            assert held_back > 0
+        assert await bus_positions(h) == {end}
+        await emit_event(h)
+        await h.worker.drain()  # drain and run_once are never held back
+        async with h.unit_of_work.read() as session:
+            assert await bus_positions(h) == {await repository.last_seq(session)}
