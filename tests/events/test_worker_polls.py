@@ -4,12 +4,15 @@ events at most once a `BUS_SKIP_INTERVAL_S`."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import select
 
 from billfold.events import repository
 from billfold.events.dispatch import ChannelDispatcher
 from billfold.events.models import EventCursor
+from billfold.events.types import EVENT_PARTITIONS
 from billfold.worker import BUS_SKIP_INTERVAL_S
 from events.events_support import Harness, harness
 from events.test_webhooks import emit_event
@@ -72,3 +75,34 @@ async def test_a_bus_with_no_subscriber_moves_past_events_at_most_once_an_interv
         await h.worker.drain()  # drain and run_once are never held back
         async with h.unit_of_work.read() as session:
             assert await bus_positions(h) == {await repository.last_seq(session)}
+
+
+async def test_workers_starting_together_both_create_their_cursors(
+    isolated_database_url: str,
+) -> None:
+    """The second of two workers preparing at once finds the first one's cursor rows
+    uncommitted, not there yet: it waits, then leaves them be instead of failing."""
+    async with harness(isolated_database_url) as h:
+        first_inserted = asyncio.Event()
+
+        async def second() -> None:
+            await first_inserted.wait()
+            async with h.unit_of_work.begin() as session:
+                await repository.ensure_cursors(
+                    session, channel="starting", partitions=EVENT_PARTITIONS, now_ns=2
+                )
+
+        racing = asyncio.create_task(second())
+        async with h.unit_of_work.begin() as session:
+            await repository.ensure_cursors(
+                session, channel="starting", partitions=EVENT_PARTITIONS, now_ns=1
+            )
+            first_inserted.set()
+            await asyncio.sleep(0.3)  # the second is now waiting on these rows (PostgreSQL)
+        await racing
+        async with h.unit_of_work.read() as session:
+            rows = (
+                await session.scalars(select(EventCursor).where(EventCursor.channel == "starting"))
+            ).all()
+        assert sorted(row.partition for row in rows) == list(range(EVENT_PARTITIONS))
+        assert {row.updated_at for row in rows} == {1}

@@ -41,6 +41,7 @@ from billfold.events.models import (
     WebhookEndpoint,
 )
 from billfold.events.types import EVENT_PARTITIONS, Event, Reads, compact_json
+from billfold.kit.upsert import insert_if_absent
 
 __all__ = [
     "SEQUENCER",
@@ -177,7 +178,9 @@ def event_of(row: OutboxEvent) -> Event:
 async def ensure_cursors(
     session: AsyncSession, *, channel: str, partitions: int, now_ns: int
 ) -> None:
-    """Create the channel's cursor rows that do not exist yet, at position 0."""
+    """Create the channel's cursor rows that do not exist yet, at position 0. Workers
+    starting together may both find a row missing: the second insert then does nothing
+    (it used to fail on the key, and that worker died at start)."""
     existing = set(
         (
             await session.scalars(
@@ -185,15 +188,10 @@ async def ensure_cursors(
             )
         ).all()
     )
-    missing = [p for p in range(partitions) if p not in existing]
-    if missing:
-        await session.execute(
-            insert(EventCursor),
-            [
-                {"channel": channel, "partition": p, "position": 0, "updated_at": now_ns}
-                for p in missing
-            ],
-        )
+    for partition in range(partitions):
+        if partition not in existing:
+            values = {"channel": channel, "partition": partition, "position": 0}
+            await insert_if_absent(session, EventCursor, {**values, "updated_at": now_ns})
 
 
 async def sequencer_position(session: AsyncSession) -> int:
