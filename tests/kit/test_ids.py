@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billfold.kit.ids import InvalidId, format_id, new_id, parse_id
+from billfold.kit.ids import InvalidId, derived_id, format_id, new_id, parse_id
 
 
 def test_new_ids_are_version_7_and_time_ordered() -> None:
@@ -49,3 +49,14 @@ def test_the_parser_refuses_anything_malformed_with_invalid_id(text: str) -> Non
 def test_the_parser_refuses_other_forms(text: str) -> None:
     with pytest.raises(InvalidId):
         parse_id("txf", text)
+
+
+@given(st.uuids(), st.text(max_size=100))
+def test_a_derived_id_is_the_standard_uuid5(namespace: uuid.UUID, name: str) -> None:
+    assert derived_id(namespace.bytes, name) == uuid.uuid5(namespace, name)
+
+
+def test_a_derived_id_matches_the_rfc_9562_appendix_vector() -> None:
+    # RFC 9562 A.4: UUIDv5 of "www.example.com" in the DNS namespace.
+    derived = derived_id(uuid.NAMESPACE_DNS.bytes, "www.example.com")
+    assert derived == uuid.UUID("2ed6657d-e927-568b-95e1-2665a8aea6a2")

@@ -21,7 +21,6 @@ it back to the public tenant and mode through identity's tenants.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billfold.events.types import partition_of
 from billfold.identity.models import Tenant
 from billfold.kit.auth import LEDGER_TENANT_NAMESPACE, Mode
+from billfold.kit.ids import derived_id
 from billfold.ledger.types import Transfer, TransferFlags
 
 __all__ = [
@@ -51,10 +51,8 @@ _NAMESPACE_BYTES = TRANSFER_EVENT_NAMESPACE.bytes
 
 def transfer_event_id(transfer_id: uuid.UUID) -> uuid.UUID:
     """The id of the one event a transfer produces: `uuid5(TRANSFER_EVENT_NAMESPACE,
-    transfer_id.hex)`, computed without `uuid5`'s per-call conversions (the sequencer
-    derives one per transfer)."""
-    digest = hashlib.sha1(_NAMESPACE_BYTES + transfer_id.hex.encode()).digest()  # noqa: S324 (UUIDv5 is SHA-1 by definition)
-    return uuid.UUID(bytes=digest[:16], version=5)
+    transfer_id.hex)` (the sequencer derives one per transfer)."""
+    return derived_id(_NAMESPACE_BYTES, transfer_id.hex)
 
 
 _PENDING = int(TransferFlags.PENDING)  # plain ints: IntFlag arithmetic is slow per transfer

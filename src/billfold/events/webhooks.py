@@ -40,7 +40,7 @@ from billfold.events.types import EVENT_ID_PREFIX, Event, Reads, cloudevent_json
 from billfold.keys.keyring import Keyring
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, Clock
 from billfold.kit.db import UnitOfWork
-from billfold.kit.ids import format_id, new_id
+from billfold.kit.ids import derived_id, format_id, new_id
 
 __all__ = [
     "BATCH_SIZE_MAX",
@@ -68,6 +68,7 @@ ATTEMPTS_MAX = len(RETRY_DELAYS_S) + 1
 JITTER = 0.1
 RETRY_AFTER_MAX_S = 86_400
 DELIVERY_NAMESPACE = uuid.UUID("a3c1e7d2-5b4f-4e60-8f2a-9d1c0b7e6a53")
+_DELIVERY_NAMESPACE_BYTES = DELIVERY_NAMESPACE.bytes
 ERROR_LENGTH_MAX = 256
 OPENED_SECRETS_MAX = 10_000
 """Opened (decrypted) endpoint secrets a sender keeps in memory."""
@@ -124,7 +125,7 @@ def retry_after_s(value: str | None, *, now_s: float) -> float | None:
 def first_delivery_id(event_id: uuid.UUID, endpoint_id: uuid.UUID) -> uuid.UUID:
     """The first delivery of an event to an endpoint has one possible id: fan-out twice
     would collide instead of sending twice."""
-    return uuid.uuid5(DELIVERY_NAMESPACE, f"{event_id.hex}:{endpoint_id.hex}")
+    return derived_id(_DELIVERY_NAMESPACE_BYTES, f"{event_id.hex}:{endpoint_id.hex}")
 
 
 async def endpoint_secrets(
