@@ -27,13 +27,7 @@ class TransferBody(BaseModel):
     code: int
 
 
-class TransferAnswer(BaseModel):
-    id: str
-    debit_account_id: str
-    credit_account_id: str
-    amount: str
-    ledger: str
-    code: int
+class TransferAnswer(TransferBody):
     flags: int
     timestamp: int
 

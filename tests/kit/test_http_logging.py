@@ -253,3 +253,22 @@ def test_a_direct_line_is_not_written_when_structlog_was_configured_since(
     assert logging_module._direct_line(access, logging.DEBUG) is None  # below the level
     with structlog.testing.capture_logs():
         assert logging_module._direct_line(access, logging.INFO) is None
+
+
+def test_a_handler_or_filter_on_the_way_to_the_root_keeps_lines_in_logging(
+    log_stream: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installed = logging_module._installed_handler
+    assert installed is not None
+    monkeypatch.setattr(logging.root, "handlers", [installed])
+    access = logging.getLogger("billfold.access")
+    parent = logging.getLogger("billfold")
+    assert logging_module._direct_line(access, logging.INFO) is not None
+    other = _Collecting()
+    parent.addHandler(other)
+    try:
+        assert logging_module._direct_line(access, logging.INFO) is None
+    finally:
+        parent.removeHandler(other)
+    monkeypatch.setattr(parent, "propagate", False)
+    assert logging_module._direct_line(access, logging.INFO) is None

@@ -176,15 +176,15 @@ class WebhookFanout:
 
     name = "webhooks"
 
+    def __init__(self) -> None:
+        self.written = 0
+        """Delivery rows written so far (the worker wakes its sender when this grows)."""
+
     @property
     def reads(self) -> Reads:
         """A delivery row needs the event's tenant, type and position, not its payload (the
         sender reads it when it sends)."""
         return Reads.ROWS
-
-    def __init__(self) -> None:
-        self.written = 0
-        """Delivery rows written so far (the worker wakes its sender when this grows)."""
 
     async def tenants(self, session: AsyncSession) -> set[uuid.UUID]:
         """Only tenants with an enabled endpoint: the others' events make no delivery, so

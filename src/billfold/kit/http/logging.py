@@ -258,15 +258,19 @@ def _direct_line(logger: logging.Logger, level: int) -> _DirectLine | None:
     if (
         len(handlers) != 1
         or handlers[0] is not direct.handler
-        or logger.handlers
-        or not logger.propagate
-        or logger.filters
         or root.filters
         or direct.handler.filters
         or level < direct.handler.level
         or not logger.isEnabledFor(level)
     ):
         return None
+    # The record would climb to the root through each ancestor: none may keep, filter or
+    # handle it on the way.
+    ancestor: logging.Logger | None = logger
+    while ancestor is not None and ancestor is not root:
+        if ancestor.handlers or ancestor.filters or not ancestor.propagate or ancestor.disabled:
+            return None
+        ancestor = ancestor.parent
     return direct
 
 
