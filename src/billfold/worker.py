@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 import httpx
 import structlog
 
+from billfold.events import repository
 from billfold.events.dispatch import (
     Channel,
     ChannelDispatcher,
@@ -60,6 +61,10 @@ this worker's fan-out wakes it first (it does as soon as it writes deliveries). 
 wait delays: a replay requested through the API, a retry coming due, another worker's
 deliveries when its own sender is busy. An empty claim is a transaction of four round
 trips: two sender loops looking every 20 ms kept a third of a core busy doing nothing."""
+LOOP_IDLE_S_MIN = 5.0
+"""How long the sequencer, dispatch and inbound loops wait between rounds when idle, unless
+woken: the lookout looks for all of them every poll interval and wakes those with work,
+so this wait is a safety net, not what sets their latency."""
 BUS_SKIP_INTERVAL_S = 1.0
 """How often a worker whose in-process bus has no subscriber moves that channel's cursors
 past the new events. Every round after each numbering, that was a look and a writing
@@ -96,8 +101,9 @@ class Worker:
         self.inbound = inbound or InboundRegistry()
         row_locks = parse_database_url(settings.database_url).kind == "postgresql"
         self._row_locks = row_locks
-        self._wake_dispatch = asyncio.Event()
+        self._wake_sequencer = asyncio.Event()
         self._wake_sender = asyncio.Event()
+        self._wake_inbound = asyncio.Event()
         self.sequencer = Sequencer(
             unit_of_work,
             ledger,
@@ -127,6 +133,7 @@ class Worker:
             )
             for channel in channels
         ]
+        self._wake_dispatchers = {channel.name: asyncio.Event() for channel in channels}
         self.sender = WebhookSender(
             unit_of_work,
             clock=self.clock,
@@ -173,8 +180,24 @@ class Worker:
     async def sequence(self) -> int:
         numbered = await self.sequencer.run_once()
         if numbered:
-            self._wake_dispatch.set()
+            for wake in self._wake_dispatchers.values():
+                wake.set()
         return numbered
+
+    async def look(self) -> int:
+        """The lookout's round: one look for every loop but the sender's, waking those that
+        have work (0: the lookout itself always waits its interval)."""
+        async with self._unit_of_work.read() as session:
+            found = await repository.look(
+                session, channels=list(self._wake_dispatchers), now_ns=self.clock.now_ns()
+            )
+        if found.unsequenced or await self.ledger.last_timestamp() > found.sequencer_position:
+            self._wake_sequencer.set()
+        for name in found.behind:
+            self._wake_dispatchers[name].set()
+        if found.inbound_due:
+            self._wake_inbound.set()
+        return 0
 
     async def _dispatch_step(self, dispatcher: ChannelDispatcher) -> int:
         """One round of `dispatcher`; after a fan-out round that wrote deliveries, once
@@ -220,16 +243,18 @@ class Worker:
         """Run every loop as a task; `scheduled` adds the expiry sweep and the purge."""
         interval = self.settings.events_poll_interval_s
         sender_idle = max(interval, SENDER_IDLE_S)
+        loop_idle = max(interval, LOOP_IDLE_S_MIN)
         loops: list[tuple[str, Callable[[], Awaitable[int]], asyncio.Event | None, float]] = [
-            ("sequencer", self.sequence, None, interval),
+            ("lookout", self.look, None, interval),
+            ("sequencer", self.sequence, self._wake_sequencer, loop_idle),
             *[
                 (
                     f"dispatch:{d.channel.name}",
                     functools.partial(
                         self._bus_step if d.channel is self.bus else self._dispatch_step, d
                     ),
-                    self._wake_dispatch,
-                    interval,
+                    self._wake_dispatchers[d.channel.name],
+                    loop_idle,
                 )
                 for d in self.dispatchers
             ],
@@ -239,7 +264,7 @@ class Worker:
                 (f"webhooks:{i}", self.sender.run_once, self._wake_sender, sender_idle)
                 for i in range(SENDER_LOOPS if self._row_locks else 1)
             ],
-            ("inbound", self.inbound_processor.run_once, None, interval),
+            ("inbound", self.inbound_processor.run_once, self._wake_inbound, loop_idle),
         ]
         for name, step, wake, idle_s in loops:
             woken = wake or asyncio.Event()  # stop() sets it: a loop's wait ends at once

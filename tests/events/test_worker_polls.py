@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from billfold.events import repository
 from billfold.events.dispatch import ChannelDispatcher
+from billfold.events.inbound import store_inbound
 from billfold.events.models import EventCursor
 from billfold.events.types import EVENT_PARTITIONS
 from billfold.worker import BUS_SKIP_INTERVAL_S
@@ -106,3 +107,47 @@ async def test_workers_starting_together_both_create_their_cursors(
             ).all()
         assert sorted(row.partition for row in rows) == list(range(EVENT_PARTITIONS))
         assert {row.updated_at for row in rows} == {1}
+
+
+def wakes(h: Harness) -> set[str]:
+    """The loops the lookout has woken (and which have not run since)."""
+    worker = h.worker
+    woken = {name for name, wake in worker._wake_dispatchers.items() if wake.is_set()}
+    if worker._wake_sequencer.is_set():
+        woken.add("sequencer")
+    if worker._wake_inbound.is_set():
+        woken.add("inbound")
+    return woken
+
+
+def clear_wakes(h: Harness) -> None:
+    for wake in (*h.worker._wake_dispatchers.values(), h.worker._wake_sequencer):
+        wake.clear()
+    h.worker._wake_inbound.clear()
+
+
+async def test_the_lookout_wakes_exactly_the_loops_that_have_work(
+    isolated_database_url: str,
+) -> None:
+    """One look stands for the sequencer's, each dispatcher's and the inbound processor's
+    own polls: an idle worker asks once per interval instead of once per loop."""
+    async with harness(isolated_database_url) as h:
+        await h.worker.drain()
+        clear_wakes(h)  # the drain's numbering woke the dispatchers
+        await h.worker.look()
+        assert wakes(h) == set()  # idle: nothing to wake
+        await emit_event(h)
+        await h.worker.look()
+        assert wakes(h) == {"sequencer"}  # an unnumbered row
+        clear_wakes(h)
+        await h.worker.sequencer.run_once()  # numbered, without the worker's own wake-ups
+        await h.worker.look()
+        assert wakes(h) == {"inprocess", "webhooks"}  # every channel is behind now
+        clear_wakes(h)
+        await h.worker.dispatch()
+        await h.worker.look()
+        assert wakes(h) == set()
+        async with h.unit_of_work.begin() as session:
+            await store_inbound(session, source="psp", external_id="evt-look", payload={}, now_ns=1)
+        await h.worker.look()
+        assert wakes(h) == {"inbound"}

@@ -557,6 +557,54 @@ async def inbound_by_external_id(
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class Look:
+    """What a worker's loops would find, seen in one statement (`look`)."""
+
+    sequencer_position: int
+    """The last ledger timestamp the sequencer copied."""
+    unsequenced: bool
+    """Whether a committed row waits for its `seq`."""
+    behind: frozenset[str]
+    """The channels (of those asked about) with a cursor before the end of the log."""
+    inbound_due: bool
+    """Whether an inbound notification is due."""
+
+
+async def look(session: AsyncSession, *, channels: Sequence[str], now_ns: int) -> Look:
+    """Whether the sequencer, each of `channels` and the inbound processor have work, in
+    one statement: what an idle worker asks every poll interval, where each loop used to
+    ask its own question in its own transaction (about a millisecond of CPU each)."""
+    last = select(func.coalesce(func.max(OutboxEvent.seq), 0)).scalar_subquery()
+    lowest = [
+        select(func.min(EventCursor.position)).where(EventCursor.channel == c).scalar_subquery()
+        for c in channels
+    ]
+    position = (
+        select(EventCursor.position)
+        .where(EventCursor.channel == SEQUENCER, EventCursor.partition == 0)
+        .scalar_subquery()
+    )
+    unsequenced = select(OutboxEvent.id).where(OutboxEvent.seq.is_(None)).exists()
+    due = (
+        select(InboundEvent.id)
+        .where(InboundEvent.status == "received", InboundEvent.next_attempt_at <= now_ns)
+        .exists()
+    )
+    row = (await session.execute(select(last, position, unsequenced, due, *lowest))).one()
+    end = int(row[0])
+    return Look(
+        sequencer_position=int(row[1] or 0),
+        unsequenced=bool(row[2]),
+        behind=frozenset(
+            channel
+            for channel, low in zip(channels, row[4:], strict=True)
+            if low is not None and int(low) < end
+        ),
+        inbound_due=bool(row[3]),
+    )
+
+
 async def has_due_inbound(session: AsyncSession, *, now_ns: int) -> bool:
     found = await session.scalar(
         select(InboundEvent.id)
