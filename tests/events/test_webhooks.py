@@ -345,3 +345,31 @@ async def test_a_batching_endpoint_gets_signed_cloudevents_batches_in_log_order(
     for aggregate in (one, other):  # an aggregate's events arrive in order across batches
         expected = [f"evt_{e.hex}" for e, a in zip(emitted, order, strict=True) if a == aggregate]
         assert [i for i in seen if i in expected] == expected
+
+
+async def test_an_endpoint_whose_secret_cannot_be_opened_does_not_hold_up_the_others(
+    isolated_database_url: str,
+) -> None:
+    """A sealed secret this worker cannot open (no keystore here, a wrong master key, a
+    destroyed key) fails that endpoint's attempt, recorded and retried like any failure;
+    it used to fail the whole round, so no endpoint got anything."""
+    with Receiver() as healthy, Receiver() as locked_out:
+        async with harness(isolated_database_url, clock=SystemClock()) as h:
+            fine = await add_endpoint(h, healthy.url)
+            sealed = await add_endpoint(h, locked_out.url)
+            async with h.unit_of_work.begin() as session:
+                row = await session.get(WebhookEndpoint, sealed.id)
+                assert row is not None
+                row.secret = "enc1:" + "A" * 40  # sealed, and this worker has no keystore
+            event = await emit_event(h)
+            await h.worker.drain()
+            by_endpoint = {d.endpoint_id: d for d in await deliveries(h)}
+            async with h.unit_of_work.begin() as session:
+                attempts = list(await session.scalars(select(WebhookAttempt)))
+    assert [r.headers["webhook-id"] for r in healthy.received] == [f"evt_{event.hex}"]
+    assert locked_out.received == []
+    assert by_endpoint[fine.id].status == "succeeded"
+    assert by_endpoint[sealed.id].status == "pending" and by_endpoint[sealed.id].attempts == 1
+    (failed,) = [a for a in attempts if a.delivery_id == by_endpoint[sealed.id].id]
+    assert failed.status_code is None and failed.error is not None
+    assert failed.error.startswith("secret unavailable")

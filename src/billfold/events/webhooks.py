@@ -37,6 +37,7 @@ from billfold.events.models import WebhookDelivery, WebhookEndpoint
 from billfold.events.secrets import is_sealed, open_secret
 from billfold.events.ssrf import ResolvedTarget, UnsafeWebhookUrl, resolve_target
 from billfold.events.types import EVENT_ID_PREFIX, Event, Reads, cloudevent_json
+from billfold.keys.errors import DecryptionFailed, KeyDestroyed, KeystoreUnavailable
 from billfold.keys.keyring import Keyring
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, Clock
 from billfold.kit.db import UnitOfWork
@@ -244,6 +245,8 @@ class _Request:
     secrets: list[str]
     batched: bool
     jobs: list[_Job]
+    unopened: str | None = None
+    """Why the endpoint's secrets could not be opened: the attempt fails unsent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,12 +354,18 @@ class WebhookSender:
                 return []
             endpoints = await repository.endpoints_by_id(session, {d.endpoint_id for d in due})
             events = await repository.events_by_id(session, {d.event_id for d in due}, raw=True)
-            secrets = {
-                endpoint.id: await endpoint_secrets(
-                    session, endpoint, now_ns=now_ns, keyring=self._keyring, opened=self._opened
-                )
-                for endpoint in endpoints.values()
-            }
+            secrets: dict[uuid.UUID, list[str]] = {}
+            unopened: dict[uuid.UUID, str] = {}
+            for endpoint in endpoints.values():
+                try:
+                    secrets[endpoint.id] = await endpoint_secrets(
+                        session, endpoint, now_ns=now_ns, keyring=self._keyring, opened=self._opened
+                    )
+                except (KeystoreUnavailable, DecryptionFailed, KeyDestroyed) as failure:
+                    # That endpoint's deliveries fail this attempt (and are retried); the
+                    # others' still go: one unopenable secret used to fail the whole round.
+                    secrets[endpoint.id] = []
+                    unopened[endpoint.id] = f"secret unavailable: {failure}"[:ERROR_LENGTH_MAX]
         jobs: dict[uuid.UUID, list[_Job]] = {}
         for claimed in due:
             jobs.setdefault(claimed.endpoint_id, []).append(
@@ -376,6 +385,7 @@ class WebhookSender:
                         secrets=secrets[endpoint_id],
                         batched=size > 1,
                         jobs=endpoint_jobs[start : start + size],
+                        unopened=unopened.get(endpoint_id),
                     )
                 )
         return requests
@@ -410,7 +420,10 @@ class WebhookSender:
             try:
                 if isinstance(target, UnsafeWebhookUrl):
                     raise target
-                status_code, body, retry_after = await self._post(request, target, attempted_at)
+                if request.unopened is None:
+                    status_code, body, retry_after = await self._post(request, target, attempted_at)
+                else:
+                    error = request.unopened
             except UnsafeWebhookUrl as refused:
                 error = f"refused: {refused.detail}"
             except httpx.TimeoutException:
