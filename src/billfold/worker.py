@@ -191,7 +191,7 @@ class Worker:
             found = await repository.look(
                 session, channels=list(self._wake_dispatchers), now_ns=self.clock.now_ns()
             )
-        if found.unsequenced or await self.ledger.last_timestamp() > found.sequencer_position:
+        if found.unsequenced or await self.sequencer.transfers_after(found.sequencer_position):
             self._wake_sequencer.set()
         for name in found.behind:
             self._wake_dispatchers[name].set()

@@ -5,6 +5,7 @@ events at most once a `BUS_SKIP_INTERVAL_S`."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 from sqlalchemy import select
@@ -14,6 +15,9 @@ from billfold.events.dispatch import ChannelDispatcher
 from billfold.events.inbound import store_inbound
 from billfold.events.models import EventCursor
 from billfold.events.types import EVENT_PARTITIONS
+from billfold.kit.auth import LEDGER_TENANT_NAMESPACE, Mode
+from billfold.kit.ids import new_id
+from billfold.ledger.types import NewAccount
 from billfold.worker import BUS_SKIP_INTERVAL_S
 from events.events_support import Harness, harness
 from events.test_webhooks import emit_event
@@ -151,3 +155,21 @@ async def test_the_lookout_wakes_exactly_the_loops_that_have_work(
             await store_inbound(session, source="psp", external_id="evt-look", payload={}, now_ns=1)
         await h.worker.look()
         assert wakes(h) == {"inbound"}
+
+
+async def test_an_account_opened_after_the_last_transfer_wakes_no_sequencer(
+    isolated_database_url: str,
+) -> None:
+    """The ledger's clock gives accounts timestamps too: compared with the sequencer's
+    position, the last one said there was work after every account opened, and every
+    idle round locked the sequencer to find nothing."""
+    async with harness(isolated_database_url) as h:
+        await h.worker.drain()
+        tenant = uuid.uuid5(LEDGER_TENANT_NAMESPACE, f"{h.tenant_id}:{Mode.TEST.value}")
+        await h.ledger.create_accounts(
+            [NewAccount(id=new_id(), tenant_id=tenant, ledger="USD", code=1)]
+        )
+        clear_wakes(h)
+        await h.worker.look()
+        assert wakes(h) == set()
+        assert await h.worker.sequencer.run_once() == 0

@@ -176,7 +176,7 @@ class Sequencer:
             async with self._unit_of_work.read() as session:
                 position = await repository.sequencer_position(session)
                 unsequenced = await repository.has_unsequenced(session)
-            if not unsequenced and await self._ledger.last_timestamp() <= position:
+            if not unsequenced and not await self.transfers_after(position):
                 return 0
         async with self._unit_of_work.begin() as session:
             cursor = await repository.lock_sequencer(session)
@@ -189,6 +189,12 @@ class Sequencer:
             done = await self._number_and_copy(session, cursor, transfers)
         self._idle = not done
         return done
+
+    async def transfers_after(self, position: int) -> bool:
+        """Whether the ledger has a transfer after `position`: the sequencer's own
+        question. (The ledger's last timestamp is no answer: an account takes one too, and
+        after an account opened, every idle round would have locked to find nothing.)"""
+        return bool(await self._ledger.transfers_after(after_timestamp=position, limit=1))
 
     async def _number_and_copy(
         self, session: AsyncSession, cursor: EventCursor, transfers: Sequence[Transfer]
