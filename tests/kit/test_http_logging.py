@@ -191,6 +191,14 @@ def test_processors_run_once_per_structlog_event_and_again_on_a_traceback(
     assert passes.count("failed") >= 2 and passes.count("stdlib hunter2") >= 1
 
 
+def only_the_installed_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The root logger as in production: the handler `configure_logging` installed, alone
+    (pytest adds its own, which keeps access lines in logging)."""
+    installed = logging_module._installed_handler
+    assert installed is not None
+    monkeypatch.setattr(logging.root, "handlers", [installed])
+
+
 class _Collecting(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
@@ -213,9 +221,7 @@ async def test_an_access_line_written_directly_is_the_line_logging_would_write(
         return {name: str(value).replace("key_", "k_") for name, value in event_dict.items()}
 
     configure_logging("info", stream=log_stream, processors=[redact])
-    installed = logging_module._installed_handler
-    assert installed is not None
-    monkeypatch.setattr(logging.root, "handlers", [installed])
+    only_the_installed_handler(monkeypatch)
     made: list[str] = []
     make_record = logging.Logger.makeRecord
 
@@ -245,9 +251,7 @@ async def test_an_access_line_written_directly_is_the_line_logging_would_write(
 def test_a_direct_line_is_not_written_when_structlog_was_configured_since(
     log_stream: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    installed = logging_module._installed_handler
-    assert installed is not None
-    monkeypatch.setattr(logging.root, "handlers", [installed])
+    only_the_installed_handler(monkeypatch)
     access = logging.getLogger("billfold.access")
     assert logging_module._direct_line(access, logging.INFO) is not None
     assert logging_module._direct_line(access, logging.DEBUG) is None  # below the level
@@ -258,9 +262,7 @@ def test_a_direct_line_is_not_written_when_structlog_was_configured_since(
 def test_a_handler_or_filter_on_the_way_to_the_root_keeps_lines_in_logging(
     log_stream: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    installed = logging_module._installed_handler
-    assert installed is not None
-    monkeypatch.setattr(logging.root, "handlers", [installed])
+    only_the_installed_handler(monkeypatch)
     access = logging.getLogger("billfold.access")
     parent = logging.getLogger("billfold")
     assert logging_module._direct_line(access, logging.INFO) is not None
