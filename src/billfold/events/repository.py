@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     Text,
     Uuid,
     and_,
@@ -126,7 +127,8 @@ _INDEX_PLANS = text(
     "SELECT set_config('enable_seqscan', 'off', true),"
     " set_config('enable_bitmapscan', 'off', true),"
     " set_config('enable_sort', 'off', true),"
-    " set_config('plan_cache_mode', 'force_custom_plan', true)"
+    " set_config('plan_cache_mode', 'force_custom_plan', true),"
+    " set_config('jit', 'off', true)"
 )
 
 
@@ -140,7 +142,11 @@ async def plan_with_indexes(session: AsyncSession) -> None:
     to return the first thousand, and looked a thousand ids up by a sequential scan. That is
     O(backlog) per round, seconds under one, while holding row locks the other workers
     waited for. `force_custom_plan`: asyncpg prepares each statement once per connection,
-    and a generic plan kept after five runs would not see this run's values."""
+    and a generic plan kept after five runs would not see this run's values. `jit` off: a
+    node these settings disable is still planned where nothing else can do (the cursor
+    claim's ORDER BY needs a sort), at a cost of 10^10 that crosses every JIT threshold,
+    and PostgreSQL then compiled that 16-row query with LLVM at every round: 50 to 150 ms
+    of server CPU each, most of a core under load."""
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
         await session.execute(_INDEX_PLANS)
@@ -219,15 +225,19 @@ async def claim_cursors(
 ) -> list[EventCursor]:
     """Up to `limit` of the channel's partitions that no other worker holds, locked until
     the transaction ends; starting from partition `offset`, so workers spread out."""
+    query = cursor_claim(channel=channel, limit=limit, offset=offset, lock=lock)
+    return list((await session.scalars(query)).all())
+
+
+def cursor_claim(*, channel: str, limit: int, offset: int, lock: bool) -> Select[EventCursor]:
+    """The statement of `claim_cursors`."""
     query = (
         select(EventCursor)
         .where(EventCursor.channel == channel)
         .order_by((EventCursor.partition + offset) % EVENT_PARTITIONS)
         .limit(limit)
     )
-    if lock:
-        query = query.with_for_update(skip_locked=True)
-    return list((await session.scalars(query)).all())
+    return query.with_for_update(skip_locked=True) if lock else query
 
 
 async def end_if_behind(session: AsyncSession, *, channel: str) -> int | None:
