@@ -417,3 +417,28 @@ async def test_a_second_process_writing_is_seen_by_the_first(isolated_database_u
     finally:
         await first.close()
         await second.close()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_postgres_plans_each_statement_for_the_tables_as_they_are(
+    isolated_database_url: str,
+) -> None:
+    """asyncpg prepares a statement once per connection, and PostgreSQL keeps a generic plan
+    after five runs: planned while a new ledger's table was empty, the lookup of a batch's
+    transfer ids stayed a sequential scan as the table grew (O(table) per batch). Each run
+    is planned for its own values and the table as it is now."""
+    ledger = await open_ledger(isolated_database_url, database_pool_size=1)
+    try:
+        tenant = uuid.uuid4()
+        for _ in range(8):  # a batch's ids, while the table is empty
+            ids = [uuid.uuid4() for _ in range(100)]
+            assert await ledger.lookup_transfers(tenant_id=tenant, ids=ids) == []
+        async with ledger.repository.read() as reader:
+            connection = reader._connection  # type: ignore[attr-defined]  # the pool's only one
+            plans = await connection.fetch(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE 'SELECT id, %FROM ledger_transfers WHERE id = ANY%'"
+            )
+        assert [(row[0], row[1] >= 8) for row in plans] == [(0, True)]
+    finally:
+        await ledger.close()
