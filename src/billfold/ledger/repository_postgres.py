@@ -25,13 +25,14 @@ __all__ = ["ACQUIRE_TIMEOUT_S", "PostgresLedgerRepository"]
 
 ACQUIRE_TIMEOUT_S = 30.0
 """Longest wait for a pooled connection before the call fails."""
-SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
-"""Every statement is planned for its own values and the tables as they are now. asyncpg
-prepares each statement once per connection, and PostgreSQL keeps a generic plan after
-five runs: planned while a new ledger's tables were empty, the lookup of a batch's
-transfer ids stayed a sequential scan as the table grew (10 to 12 ms a batch at 6,000
-transfers, O(table) per batch, until an autoanalyze invalidated it). Planning each of a
-batch's few statements costs far less."""
+SERVER_SETTINGS = {"enable_seqscan": "off", "jit": "off"}
+"""The ledger's statements are all lookups by key and keyset pages: index walks, whatever
+the statistics say. A new ledger's tables have none until the first autoanalyze, up to a
+minute after they start filling, and PostgreSQL's guesses chose sequential scans that grew
+with the table: the lookup of a batch's transfer ids (its generic plan, made while the
+table was empty, 11.8 ms a batch at 6,000 transfers in bench/api.py), and, planned afresh,
+the sequencer's read of the next transfers by timestamp (a scan and a sort). `jit` off: a
+statement that must scan anyway is then costed past every JIT threshold."""
 
 _Connection: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
 _ACCOUNTS = ", ".join(ACCOUNT_COLUMNS)
