@@ -64,6 +64,10 @@ DRAIN_S_MIN = 30.0
 DRAIN_STALL_S = 10.0
 """Past `DRAIN_S_MIN`, the wait ends once neither channel delivered anything for this long."""
 DRAIN_S_MAX = 600.0
+DRAIN_POLL_S = 1.0
+"""How often the drain is checked. Its count of succeeded deliveries took 18 to 20 ms of the
+server's CPU each time, beside the workers it waits for; the rates come from the
+deliveries' own timestamps, not from when the check saw them."""
 WORKERS = int(os.environ.get("BILLFOLD_BENCH_EVENTS_WORKERS", "2"))
 """`billfold worker` processes: on PostgreSQL they share the work through row locks (the
 sequencer's cursor, each channel's partitions, the deliveries)."""
@@ -276,7 +280,7 @@ async def wait_for_drain(database_url: str, stream: str, produced: int, timeout_
                 progress = (int(done or 0), stored)
                 extended = max(deadline, time.monotonic() + DRAIN_STALL_S)
                 deadline = min(extended, started + DRAIN_S_MAX)
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(DRAIN_POLL_S)
     finally:
         await client.close()
         await engine.dispose()
