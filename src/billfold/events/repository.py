@@ -47,6 +47,7 @@ from billfold.kit.upsert import insert_if_absent
 __all__ = [
     "SEQUENCER",
     "claim_cursors",
+    "cursor_claim",
     "ensure_cursors",
     "event_of",
     "events_after",

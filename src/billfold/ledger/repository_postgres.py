@@ -21,7 +21,7 @@ from billfold.ledger.types import (
     Transfer,
 )
 
-__all__ = ["ACQUIRE_TIMEOUT_S", "PostgresLedgerRepository"]
+__all__ = ["ACQUIRE_TIMEOUT_S", "SERVER_SETTINGS", "PostgresLedgerRepository"]
 
 ACQUIRE_TIMEOUT_S = 30.0
 """Longest wait for a pooled connection before the call fails."""
