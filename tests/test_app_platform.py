@@ -5,6 +5,7 @@ and tenant, authentication on every non-public route, the settings' bounds, and 
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import os
@@ -335,7 +336,11 @@ def test_expired_idempotency_keys_are_purged_a_bounded_amount_per_round() -> Non
 
     async def run() -> None:
         task = asyncio.create_task(
-            app_module._purge_forever(store, interval_s=0.01)  # type: ignore[arg-type]
+            app_module._purge_forever(
+                functools.partial(app_module._purge_idempotency_keys, store),  # type: ignore[arg-type]
+                interval_s=0.01,
+                failure="idempotency.purge_failed",
+            )
         )
         await asyncio.sleep(0.2)
         task.cancel()

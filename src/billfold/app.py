@@ -13,7 +13,7 @@ import functools
 import gc
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any
 
@@ -175,21 +175,30 @@ async def _rate_limiter(settings: Settings) -> AsyncIterator[RateLimiter]:
         await client.aclose()
 
 
-async def _purge_forever(store: IdempotencyStore, *, interval_s: float) -> None:
-    """Delete expired idempotency keys every `interval_s`, a bounded amount each time."""
+async def _purge_idempotency_keys(store: IdempotencyStore) -> None:
+    """Delete expired idempotency keys, a bounded amount."""
+    for _ in range(PURGE_ROUNDS_MAX):
+        if await store.purge_expired() < PURGE_BATCH_MAX:
+            break
+
+
+async def _purge_forever(
+    purge: Callable[[], Awaitable[object]], *, interval_s: float, failure: str
+) -> None:
+    """Run `purge` every `interval_s`; a failure is logged as `failure` and retried."""
     while True:
         await asyncio.sleep(interval_s)  # nothing expires at startup: wait first
         try:
-            for _ in range(PURGE_ROUNDS_MAX):
-                if await store.purge_expired() < PURGE_BATCH_MAX:
-                    break
+            await purge()
         except Exception:  # retried next interval; a crash would stop purging for good
-            log.exception("idempotency.purge_failed")
+            log.exception(failure)
 
 
 @asynccontextmanager
-async def _background(store: IdempotencyStore, interval_s: float) -> AsyncIterator[None]:
-    task = asyncio.create_task(_purge_forever(store, interval_s=interval_s))
+async def _background(
+    purge: Callable[[], Awaitable[object]], *, interval_s: float, failure: str
+) -> AsyncIterator[None]:
+    task = asyncio.create_task(_purge_forever(purge, interval_s=interval_s, failure=failure))
     try:
         yield
     finally:
@@ -290,7 +299,8 @@ async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, L
 @asynccontextmanager
 async def _embedded_worker(app: FastAPI, settings: Settings, ledger: Ledger) -> AsyncIterator[None]:
     """The worker's loops in this process (`BILLFOLD_EMBEDDED_WORKER`, on by default), so
-    `billfold serve` alone delivers events; expiry and purge run above in either case."""
+    `billfold serve` alone delivers events and purges its delivery log; the expiry and the
+    idempotency purge run above."""
     if not settings.embedded_worker:
         yield
         return
@@ -303,7 +313,12 @@ async def _embedded_worker(app: FastAPI, settings: Settings, ledger: Ledger) -> 
         inbound=app.state.inbound,
     ) as worker:
         app.state.worker = worker
-        yield
+        async with _background(
+            worker.purge_delivery_log,
+            interval_s=settings.idempotency_purge_interval_s,
+            failure="webhooks.purge_failed",
+        ):
+            yield
 
 
 def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
@@ -313,7 +328,11 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
         try:
             async with (
                 _rate_limiter(settings) as limiter,
-                _background(app.state.idempotency, settings.idempotency_purge_interval_s)
+                _background(
+                    functools.partial(_purge_idempotency_keys, app.state.idempotency),
+                    interval_s=settings.idempotency_purge_interval_s,
+                    failure="idempotency.purge_failed",
+                )
                 if settings.embedded_worker
                 else contextlib.nullcontext(),
                 _embedded_worker(app, settings, ledger),

@@ -1,8 +1,8 @@
 """The background worker: outbox sequencing and dispatch, webhooks, inbound notifications,
-and the scheduled work (pending-transfer expiry, idempotency-key and risk-counter purges,
-risk model training every `risk_models_train_interval_s`). `billfold worker` also runs the
-payments' and review cases' recovery loops (``flows.recovery_loops``), which the
-application runs beside its embedded worker.
+and the scheduled work (pending-transfer expiry; idempotency-key, risk-counter and webhook
+delivery-log purges; risk model training every `risk_models_train_interval_s`).
+`billfold worker` also runs the payments' and review cases' recovery loops
+(``flows.recovery_loops``), which the application runs beside its embedded worker.
 
 `billfold worker` runs one; `billfold serve` runs one in its own process unless
 `BILLFOLD_EMBEDDED_WORKER=false`. On PostgreSQL any number may run at once (they share the
@@ -39,7 +39,7 @@ from billfold.flows.held_movements import PaymentsHeldResolver
 from billfold.flows.recovery_loops import running_recovery
 from billfold.keys.config import keyring_from_settings
 from billfold.keys.keyring import Keyring
-from billfold.kit.clock import Clock, SystemClock
+from billfold.kit.clock import NANOSECONDS_PER_SECOND, Clock, SystemClock
 from billfold.kit.db import UnitOfWork, parse_database_url
 from billfold.kit.http.idempotency_store import PURGE_BATCH_MAX, IdempotencyStore
 from billfold.kit.settings import Settings
@@ -54,6 +54,9 @@ __all__ = ["PURGE_ROUNDS_MAX", "Worker", "run_worker", "running_worker"]
 
 log = structlog.get_logger(__name__)
 PURGE_ROUNDS_MAX = 10
+DELIVERY_PURGE_BATCH = 1_000
+"""Deliveries (with their attempts) one purge transaction deletes: their ids are bound as
+one list, which SQLite takes as that many parameters."""
 SENDER_LOOPS = 2
 SENDER_IDLE_S = 1.0
 """How long an idle webhook sender waits before it looks for due deliveries again, unless
@@ -293,6 +296,30 @@ class Worker:
                 await purge_risk_counters(self._unit_of_work, now_ns=self.clock.now_ns())
             except Exception:  # retried next interval
                 log.exception("risk.counters.purge_failed")
+            try:
+                await self.purge_delivery_log()
+            except Exception:  # retried next interval
+                log.exception("webhooks.purge_failed")
+
+    async def purge_delivery_log(self) -> int:
+        """Delete the deliveries that succeeded or were dead-lettered over
+        `webhooks_delivery_retention_days` ago, with their attempts (none when it is 0), in
+        bounded transactions; how many deliveries went. Their events stay, and can be
+        replayed."""
+        days = self.settings.webhooks_delivery_retention_days
+        if not days:
+            return 0
+        before_ns = self.clock.now_ns() - days * 86_400 * NANOSECONDS_PER_SECOND
+        purged = 0
+        for _ in range(PURGE_ROUNDS_MAX):
+            async with self._unit_of_work.begin() as session:
+                gone = await repository.purge_completed_deliveries(
+                    session, completed_before_ns=before_ns, limit=DELIVERY_PURGE_BATCH
+                )
+            purged += gone
+            if gone < DELIVERY_PURGE_BATCH:
+                break
+        return purged
 
     async def train_risk_models(self) -> int:
         """Train every active tenant's risk models once (new shadow versions): how many."""

@@ -530,6 +530,31 @@ async def insert_attempts(session: AsyncSession, rows: Sequence[dict[str, Any]])
         await session.execute(insert(WebhookAttempt), list(rows))
 
 
+async def purge_completed_deliveries(
+    session: AsyncSession, *, completed_before_ns: int, limit: int
+) -> int:
+    """Delete up to `limit` deliveries that succeeded or were dead-lettered before
+    `completed_before_ns`, with their attempts; how many deliveries went. Found through
+    the due index: a delivery's last attempt was due no later than it completed."""
+    victims = list(
+        await session.scalars(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.status.in_(("succeeded", "dead")),
+                WebhookDelivery.next_attempt_at < completed_before_ns,
+                WebhookDelivery.completed_at < completed_before_ns,
+            )
+            .limit(limit)
+        )
+    )
+    if victims:
+        attempts = await _ids_in(session, WebhookAttempt.delivery_id, victims)
+        await session.execute(delete(WebhookAttempt).where(attempts))
+        deliveries = await _ids_in(session, WebhookDelivery.id, victims)
+        await session.execute(delete(WebhookDelivery).where(deliveries))
+    return len(victims)
+
+
 async def deliveries_page(
     session: AsyncSession, *, endpoint_id: uuid.UUID, before: uuid.UUID | None, limit: int
 ) -> list[WebhookDelivery]:

@@ -213,6 +213,13 @@ class Settings(BaseSettings):
         description="How long the previous secret keeps signing after a rotation.",
     )
     webhooks_endpoints_max: int = Field(default=20, ge=1, le=1000)
+    webhooks_delivery_retention_days: int = Field(
+        default=30,
+        ge=0,
+        le=3650,
+        description="Days a succeeded or dead-lettered delivery and its attempts stay in the"
+        " delivery log (0: kept forever).",
+    )
     payments_authorization_hold_s: int = Field(
         default=7 * 86_400,
         ge=60,
