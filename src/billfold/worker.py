@@ -310,16 +310,13 @@ class Worker:
         if not days:
             return 0
         before_ns = self.clock.now_ns() - days * 86_400 * NANOSECONDS_PER_SECOND
-        purged = 0
-        for _ in range(PURGE_ROUNDS_MAX):
-            async with self._unit_of_work.begin() as session:
-                gone = await repository.purge_completed_deliveries(
-                    session, completed_before_ns=before_ns, limit=DELIVERY_PURGE_BATCH
-                )
-            purged += gone
-            if gone < DELIVERY_PURGE_BATCH:
-                break
-        return purged
+        return await self._unit_of_work.delete_in_batches(
+            lambda session, limit: repository.purge_completed_deliveries(
+                session, completed_before_ns=before_ns, limit=limit
+            ),
+            batch=DELIVERY_PURGE_BATCH,
+            rounds_max=PURGE_ROUNDS_MAX,
+        )
 
     async def train_risk_models(self) -> int:
         """Train every active tenant's risk models once (new shadow versions): how many."""

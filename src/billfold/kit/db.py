@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -171,3 +171,22 @@ class UnitOfWork:
     async def begin(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as session, session.begin():
             yield session
+
+    async def delete_in_batches(
+        self,
+        delete_batch: Callable[[AsyncSession, int], Awaitable[int]],
+        *,
+        batch: int,
+        rounds_max: int,
+    ) -> int:
+        """Call `delete_batch(session, batch)` in a transaction of its own until it deletes
+        fewer than `batch` rows, at most `rounds_max` times (purges stay bounded: no
+        transaction holds many locks or a long snapshot); how many rows went."""
+        deleted = 0
+        for _ in range(rounds_max):
+            async with self.begin() as session:
+                gone = await delete_batch(session, batch)
+            deleted += gone
+            if gone < batch:
+                break
+        return deleted

@@ -417,13 +417,10 @@ async def purge_risk_counters(
 ) -> int:
     """Delete the database velocity counters past their expiry (windows no feature reads
     any more), in bounded transactions; how many rows went."""
-    purged = 0
-    for _ in range(rounds_max):
-        async with unit_of_work.begin() as session:
-            deleted = await repository.purge_expired_counters(
-                session, now_ns=now_ns, limit=PURGE_BATCH
-            )
-        purged += deleted
-        if deleted < PURGE_BATCH:
-            break
-    return purged
+    return await unit_of_work.delete_in_batches(
+        lambda session, limit: repository.purge_expired_counters(
+            session, now_ns=now_ns, limit=limit
+        ),
+        batch=PURGE_BATCH,
+        rounds_max=rounds_max,
+    )
