@@ -284,22 +284,27 @@ class Worker:
                 self._tasks.append(asyncio.create_task(self._train_risk_models_forever()))
 
     async def _purge_forever(self) -> None:
+        purges: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("idempotency.purge_failed", self._purge_idempotency_keys),
+            # the risk engine's database velocity counters past their windows
+            ("risk.counters.purge_failed", self._purge_risk_counters),
+            ("webhooks.purge_failed", self.purge_delivery_log),
+        ]
         while True:
             await asyncio.sleep(self.settings.idempotency_purge_interval_s)
-            try:
-                for _ in range(PURGE_ROUNDS_MAX):
-                    if await self._idempotency.purge_expired() < PURGE_BATCH_MAX:
-                        break
-            except Exception:  # retried next interval; a crash would stop purging for good
-                log.exception("idempotency.purge_failed")
-            try:  # the risk engine's database velocity counters past their windows
-                await purge_risk_counters(self._unit_of_work, now_ns=self.clock.now_ns())
-            except Exception:  # retried next interval
-                log.exception("risk.counters.purge_failed")
-            try:
-                await self.purge_delivery_log()
-            except Exception:  # retried next interval
-                log.exception("webhooks.purge_failed")
+            for failure, purge in purges:
+                try:
+                    await purge()
+                except Exception:  # retried next interval; a crash would stop purging for good
+                    log.exception(failure)
+
+    async def _purge_idempotency_keys(self) -> None:
+        for _ in range(PURGE_ROUNDS_MAX):
+            if await self._idempotency.purge_expired() < PURGE_BATCH_MAX:
+                break
+
+    async def _purge_risk_counters(self) -> int:
+        return await purge_risk_counters(self._unit_of_work, now_ns=self.clock.now_ns())
 
     async def purge_delivery_log(self) -> int:
         """Delete the deliveries that succeeded or were dead-lettered over
