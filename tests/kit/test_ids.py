@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
+import os
+import pickle
 import uuid
 
 import pytest
@@ -18,6 +21,40 @@ def test_new_ids_are_version_7_and_time_ordered() -> None:
     assert {value.variant for value in ids} == {uuid.RFC_4122}
     # Strictly increasing within a process, even for ids made in the same millisecond.
     assert all(a.int < b.int for a, b in itertools.pairwise(ids))
+
+
+def test_ids_behave_as_the_standard_library_builds_them() -> None:
+    """`new_id` and `derived_id` fill `uuid.UUID`'s slots without its constructor: what
+    they return must be indistinguishable from a UUID built the usual way."""
+    for made in (new_id(), derived_id(uuid.NAMESPACE_URL.bytes, "https://example.com")):
+        standard = uuid.UUID(str(made))
+        assert made == standard and hash(made) == hash(standard)
+        assert (made.is_safe, repr(made), made.fields) == (
+            standard.is_safe,
+            repr(standard),
+            standard.fields,
+        )
+        assert pickle.loads(pickle.dumps(made)) == made  # noqa: S301 (our own bytes)
+        assert copy.deepcopy(made) == made
+        with pytest.raises(TypeError):
+            made.int = 0  # type: ignore[misc]
+
+
+def test_a_forked_child_draws_other_random_bits_than_its_parent() -> None:
+    """The random bits are read from the OS a block at a time: a child made by `fork` must
+    not take the bytes its parent takes next (same millisecond, same counter: same id)."""
+    new_id()  # the parent holds a block
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        os.write(writer, new_id().bytes)
+        os._exit(0)
+    os.close(writer)
+    parent_bits = new_id().int & (2**62 - 1)
+    child_bits = uuid.UUID(bytes=os.read(reader, 16)).int & (2**62 - 1)
+    os.waitpid(child, 0)
+    os.close(reader)
+    assert child_bits != parent_bits
 
 
 @given(st.uuids())
