@@ -114,9 +114,9 @@ def run_receiver(port: int) -> None:
 
 
 def run_worker(database_url: str, stream: str, prefix: str) -> None:
-    from billfold.worker import run_worker as run
+    from billfold.worker import main
 
-    asyncio.run(run(worker_settings(database_url, stream, prefix), drain=False))
+    main(worker_settings(database_url, stream, prefix), drain=False)
 
 
 def spawn(*arguments: str) -> subprocess.Popen[bytes]:

@@ -116,7 +116,7 @@ def worker(
     """Run the background worker: outbox dispatch (in-process, NATS, webhooks), inbound
     notifications, pending-transfer expiry and idempotency-key purge. Several may run on
     PostgreSQL; on SQLite run one, and set BILLFOLD_EMBEDDED_WORKER=false for `serve`."""
-    from billfold.worker import run_worker
+    from billfold.worker import main
 
     settings = get_settings()
     if parse_database_url(settings.database_url).kind == "sqlite":
@@ -125,7 +125,7 @@ def worker(
         upgrade(settings.database_url)
     console.print(f"Billfold worker on [bold]{_describe(settings.database_url)}[/bold]")
     try:
-        asyncio.run(run_worker(settings, drain=drain))
+        main(settings, drain=drain)
     except KeyboardInterrupt:
         errors.print("Worker stopped.")
 

@@ -50,7 +50,7 @@ from billfold.risk.features.service import purge_risk_counters
 from billfold.risk.scoring.config import ScoringConfig
 from billfold.risk.scoring.tasks import train_all
 
-__all__ = ["PURGE_ROUNDS_MAX", "Worker", "run_worker", "running_worker"]
+__all__ = ["PURGE_ROUNDS_MAX", "Worker", "main", "run_worker", "running_worker"]
 
 log = structlog.get_logger(__name__)
 PURGE_ROUNDS_MAX = 10
@@ -402,6 +402,19 @@ async def _until_terminated() -> None:
         await terminated.wait()
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
+
+
+def main(settings: Settings, *, drain: bool) -> None:
+    """Run `run_worker` to its end on uvloop, the loop `billfold serve` runs under
+    (uvicorn's default), or on asyncio's own where uvloop is not installed (Windows, PyPy).
+    On PostgreSQL, asyncio's loop cost a loaded worker a fifth of its CPU in `bench/events.py`
+    (asyncpg's reads through `selector_events`, and the loop's own rounds)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover (installed with uvicorn[standard] where it builds)
+        asyncio.run(run_worker(settings, drain=drain))
+    else:
+        uvloop.run(run_worker(settings, drain=drain))
 
 
 async def run_worker(settings: Settings, *, drain: bool) -> None:
