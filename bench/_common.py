@@ -17,6 +17,7 @@ import secrets
 import shutil
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
@@ -42,6 +43,7 @@ PGBENCH_CLIENTS = 8
 PGBENCH_THREADS = 2
 PGBENCH_INIT_TIMEOUT_S = 300.0
 PGBENCH_GRACE_S = 60.0
+CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _TPS_LINE = re.compile(r"^tps = ([0-9.]+) \(without initial connection time\)", re.MULTILINE)
 
 TABLE_WIDTH_MIN = 110
@@ -179,6 +181,21 @@ async def run_pgbench(admin_url: str, *, seconds: int) -> PgbenchResult:
 
 
 # ----------------------------------------------------------------------------- figures
+
+
+def process_stat(pid: int | str) -> list[str] | None:
+    """The fields of `/proc/<pid>/stat` after the command (state first), or None when the
+    process is gone or this is not Linux."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def stat_cpu_s(fields: Sequence[str]) -> float:
+    """CPU seconds (user + system) of a process from its `process_stat` fields."""
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:

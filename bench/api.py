@@ -79,7 +79,9 @@ from _common import (
     console,
     percentile,
     print_table,
+    process_stat,
     run_pgbench,
+    stat_cpu_s,
     temporary_database,
 )
 from billfold.identity import service as identity_service
@@ -303,22 +305,15 @@ class PhaseResult:
         return sum(self.server_cpu_s) * 1000 / self.transfers_ok
 
 
-_CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
 def session_cpu_s(session_id: int) -> dict[int, float]:
     """CPU seconds (user + system) of each live process in a session, from /proc (Linux;
     empty elsewhere)."""
     times: dict[int, float] = {}
     for entry in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = entry.read_text()
-        except OSError:
-            continue  # gone meanwhile
-        fields = text[text.rindex(")") + 2 :].split()
-        # After the command: state, ppid, pgrp, session, ..., utime (14th), stime (15th).
-        if int(fields[3]) == session_id:
-            times[int(entry.parent.name)] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS_PER_S
+        fields = process_stat(entry.parent.name)
+        # state, ppid, pgrp, session, ...
+        if fields is not None and int(fields[3]) == session_id:
+            times[int(entry.parent.name)] = stat_cpu_s(fields)
     return times
 
 

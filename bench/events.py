@@ -11,7 +11,10 @@ every POST). After production stops the run waits for both channels to drain, th
   recorded the 2xx; NATS: when the server stored the message), so a channel that keeps up
   with a constant lag shows the producer's rate;
 - lag: delivery time minus the transfer's ledger timestamp (taken at commit), p50 and p99;
-- ratio: the slowest channel's delivered/s over produced/s (target >= 1.0, p99 lag < 1 s).
+- ratio: the slowest channel's delivered/s over produced/s (target >= 1.0, p99 lag < 1 s);
+- the worker processes' CPU per event (user + system, from /proc, from the start of
+  production until both channels drained): the cost of dispatching, steadier than the
+  rates, which move with how much of the CPU the producer got.
 
 Run:  uv run python bench/events.py --seconds 5
 Needs PostgreSQL (BILLFOLD_BENCH_DATABASE_URL) and NATS (BILLFOLD_BENCH_NATS_URL, default
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import signal
@@ -42,8 +46,11 @@ from sqlalchemy import text
 
 from _common import (
     bench_database_url,
+    console,
     percentile,
     print_table,
+    process_stat,
+    stat_cpu_s,
     temporary_database,
 )
 from billfold.events import service
@@ -138,6 +145,9 @@ class Figures:
     produced_per_s: float
     channels: dict[str, tuple[int, float, float, float]]
     """name -> (delivered, per second, p50 lag ms, p99 lag ms)"""
+    worker_cpu_s: float
+    """CPU the worker processes spent from the start of production until both channels
+    had delivered every event: what dispatching costs, whoever won the race for the CPU."""
 
 
 async def produce(
@@ -318,6 +328,7 @@ async def run(seconds: int) -> Figures:
             )
             workers = [spawn("--worker", database_url, stream, prefix) for _ in range(WORKERS)]
             await wait_for_workers(database_url)
+            cpu_before = workers_cpu_s(workers)
             produced = await produce(ledger, tenant, accounts, seconds)
             async with ledger.repository.read() as reader:
                 first = await reader.transfers_after(after_timestamp=0, limit=1)
@@ -325,6 +336,7 @@ async def run(seconds: int) -> Figures:
             await ledger.close()
             span_s = (last_timestamp - first[0].timestamp) / NS if first else 1.0
             await wait_for_drain(database_url, stream, produced, max(DRAIN_S_MIN, 3 * seconds))
+            worker_cpu_s = workers_cpu_s(workers) - cpu_before
             webhooks = lag_figures(await webhook_lags(database_url))
             nats_figures = lag_figures(await nats_lags(stream, produced))
         finally:
@@ -341,7 +353,14 @@ async def run(seconds: int) -> Figures:
         produced=produced,
         produced_per_s=produced / max(span_s, 1e-9),
         channels={"nats": nats_figures, "webhook": webhooks},
+        worker_cpu_s=worker_cpu_s,
     )
+
+
+def workers_cpu_s(workers: Sequence[subprocess.Popen[bytes]]) -> float:
+    """CPU seconds the worker processes have spent so far (NaN where /proc is missing)."""
+    fields = [process_stat(worker.pid) for worker in workers]
+    return sum(stat_cpu_s(f) for f in fields if f is not None) if all(fields) else math.nan
 
 
 async def delete_stream(stream: str) -> None:
@@ -369,6 +388,9 @@ def summary(figures: Figures) -> dict[str, object]:
         "webhook_per_s": round(hook_rate),
         "p99_lag_ms": round(max(nats_p99, hook_p99), 1),
         "ratio": round(slowest / figures.produced_per_s, 3) if figures.produced_per_s else 0.0,
+        "worker_cpu_us_per_event": round(figures.worker_cpu_s * 1e6 / figures.produced, 1)
+        if figures.produced
+        else None,
     }
 
 
@@ -391,6 +413,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append([name, str(count), f"{rate:,.0f}", f"{p50:,.1f}", f"{p99:,.1f}"])
     print_table("events", ["channel", "events", "per s", "p50 lag ms", "p99 lag ms"], rows)
     result = summary(figures)
+    console.print(
+        f"workers' CPU: {figures.worker_cpu_s:,.1f} s, "
+        f"{result['worker_cpu_us_per_event']} µs per event (both channels)"
+    )
     print(json.dumps(result), flush=True)
     return 0
 
