@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.events import repository
 from billfold.events.models import WebhookEndpoint
@@ -82,75 +83,6 @@ async def test_the_cursor_claim_is_planned_without_compiling_it(database_url: st
         await engine.dispose()
 
 
-@pytest.mark.parametrize("backend", ["postgresql"])
-async def test_a_lease_stays_on_its_page(isolated_database_url: str) -> None:
-    """Deliveries leave half of each page free (migration 0026): the sender's lease, which
-    changes no indexed column, is then a HOT update. On full pages it was a new row version
-    with an entry in each of the five indexes, as costly as the insert (bench/events.py:
-    49 µs of statement time per lease, 7 µs with the free half)."""
-    engine = create_engine(parse_database_url(isolated_database_url), pool_size=1)
-    unit_of_work = UnitOfWork(engine)
-    now_ns = time.time_ns()
-    endpoint_id = new_id()
-    try:
-        async with unit_of_work.begin() as session:
-            session.add(
-                WebhookEndpoint(
-                    id=endpoint_id,
-                    tenant_id=new_id(),
-                    mode="test",
-                    url="https://hooks.example/",
-                    description="",
-                    event_types=[],
-                    status="enabled",
-                    batch_size_max=1,
-                    secret=new_secret(),
-                    created_at=now_ns,
-                    updated_at=now_ns,
-                )
-            )
-            await session.flush()
-            await repository.insert_deliveries(
-                session,
-                [
-                    {
-                        "id": new_id(),
-                        "endpoint_id": endpoint_id,
-                        "tenant_id": endpoint_id,
-                        "event_id": new_id(),
-                        "event_seq": seq,
-                        "aggregate_id": new_id(),
-                        "status": "pending",
-                        "attempts": 0,
-                        "next_attempt_at": now_ns,
-                        "leased_until": None,
-                        "last_status_code": None,
-                        "replay": 0,
-                        "created_at": now_ns,
-                        "completed_at": None,
-                    }
-                    for seq in range(1, 401)
-                ],
-            )
-            await repository.plan_with_indexes(session)
-            leased = await repository.claim_due_deliveries(
-                session, now_ns=now_ns, limit=400, lock=True, leased_until=now_ns + 1
-            )
-            assert len(leased) == 400
-            hot, updated = (
-                await session.execute(
-                    text(
-                        "SELECT n_tup_hot_upd, n_tup_upd FROM pg_stat_xact_user_tables"
-                        " WHERE relname = 'events_webhook_deliveries'"
-                    )
-                )
-            ).one()
-        assert updated == 400
-        assert hot >= 0.9 * updated  # none at full pages; a page's last row may not fit
-    finally:
-        await engine.dispose()
-
-
 def _endpoint(endpoint_id: uuid.UUID, now_ns: int) -> WebhookEndpoint:
     return WebhookEndpoint(
         id=endpoint_id,
@@ -165,6 +97,13 @@ def _endpoint(endpoint_id: uuid.UUID, now_ns: int) -> WebhookEndpoint:
         created_at=now_ns,
         updated_at=now_ns,
     )
+
+
+async def _backlog(session: AsyncSession, endpoint_id: uuid.UUID, count: int, now_ns: int) -> None:
+    """An enabled endpoint with `count` pending deliveries due at `now_ns`."""
+    session.add(_endpoint(endpoint_id, now_ns))
+    await session.flush()
+    await repository.insert_deliveries(session, _pending(endpoint_id, range(1, count + 1), now_ns))
 
 
 def _pending(endpoint_id: uuid.UUID, seqs: range, now_ns: int) -> list[dict[str, Any]]:
@@ -190,6 +129,38 @@ def _pending(endpoint_id: uuid.UUID, seqs: range, now_ns: int) -> list[dict[str,
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])
+async def test_a_lease_stays_on_its_page(isolated_database_url: str) -> None:
+    """Deliveries leave half of each page free (migration 0026): the sender's lease, which
+    changes no indexed column, is then a HOT update. On full pages it was a new row version
+    with an entry in each of the five indexes, as costly as the insert (bench/events.py:
+    49 µs of statement time per lease, 7 µs with the free half)."""
+    engine = create_engine(parse_database_url(isolated_database_url), pool_size=1)
+    unit_of_work = UnitOfWork(engine)
+    now_ns = time.time_ns()
+    endpoint_id = new_id()
+    try:
+        async with unit_of_work.begin() as session:
+            await _backlog(session, endpoint_id, 400, now_ns)
+            await repository.plan_with_indexes(session)
+            leased = await repository.claim_due_deliveries(
+                session, now_ns=now_ns, limit=400, lock=True, leased_until=now_ns + 1
+            )
+            assert len(leased) == 400
+            hot, updated = (
+                await session.execute(
+                    text(
+                        "SELECT n_tup_hot_upd, n_tup_upd FROM pg_stat_xact_user_tables"
+                        " WHERE relname = 'events_webhook_deliveries'"
+                    )
+                )
+            ).one()
+        assert updated == 400
+        assert hot >= 0.9 * updated  # none at full pages; a page's last row may not fit
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
 async def test_the_claim_and_its_lease_walk_indexes_in_one_statement(
     isolated_database_url: str,
 ) -> None:
@@ -203,11 +174,7 @@ async def test_the_claim_and_its_lease_walk_indexes_in_one_statement(
     endpoint_id = new_id()
     try:
         async with unit_of_work.begin() as session:
-            session.add(_endpoint(endpoint_id, now_ns))
-            await session.flush()
-            await repository.insert_deliveries(
-                session, _pending(endpoint_id, range(1, 5001), now_ns)
-            )
+            await _backlog(session, endpoint_id, 5000, now_ns)
             await repository.plan_with_indexes(session)
             connection = await session.connection()
             driver = (await connection.get_raw_connection()).driver_connection

@@ -130,23 +130,11 @@ def _pg_events_query(reads: Reads, where: str, *, tail: str = "") -> str:
 
 
 def _pg_event(record: Any, reads: Reads) -> Event:
-    """An event from a record of `_pg_events_query` (the payload as text: decoded for
-    `Reads.DATA`, kept as text for `Reads.RAW`, absent for `Reads.ROWS`)."""
-    payload = record[7]
-    raw = reads is Reads.RAW
-    return Event(
-        id=record[0],
-        tenant_id=record[1],
-        mode=record[2],
-        type=record[3],
-        subject=record[4],
-        aggregate_id=record[5],
-        partition=record[6],
-        data=json.loads(payload) if payload is not None and not raw else {},
-        occurred_at=record[8],
-        seq=-1 if record[9] is None else record[9],
-        data_json=("{}" if payload is None else payload) if raw else None,
-    )
+    """An event from a record of `_pg_events_query`, whose payload is text: decoded for
+    `Reads.DATA`, kept as text for `Reads.RAW`, absent for `Reads.ROWS`."""
+    if reads is Reads.DATA and record[7] is not None:
+        record = (*record[:7], json.loads(record[7]), *record[8:])
+    return _event(record, raw=reads is Reads.RAW)
 
 
 async def _copy(session: AsyncSession, table: str, rows: Sequence[dict[str, Any]]) -> bool:
