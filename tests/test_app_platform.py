@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from billfold import app as app_module
 from billfold import cli
+from billfold import worker as worker_module
 from billfold.app import create_app
 from billfold.identity.types import Scope
 from billfold.kit import auth as kit_auth
@@ -337,7 +338,7 @@ def test_expired_idempotency_keys_are_purged_a_bounded_amount_per_round() -> Non
     async def run() -> None:
         task = asyncio.create_task(
             app_module._purge_forever(
-                functools.partial(app_module._purge_idempotency_keys, store),  # type: ignore[arg-type]
+                functools.partial(worker_module.purge_idempotency_keys, store),  # type: ignore[arg-type]
                 interval_s=0.01,
                 failure="idempotency.purge_failed",
             )
@@ -348,7 +349,7 @@ def test_expired_idempotency_keys_are_purged_a_bounded_amount_per_round() -> Non
             await task
 
     asyncio.run(run())
-    assert store.calls > app_module.PURGE_ROUNDS_MAX, "rounds continue after a failure"
+    assert store.calls > worker_module.PURGE_ROUNDS_MAX, "rounds continue after a failure"
 
 
 # ----------------------------------------------------------------------------- serve

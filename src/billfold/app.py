@@ -56,7 +56,7 @@ from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
 from billfold.kit.errors import ServiceUnavailable, Unauthorized, install_problem_handlers
 from billfold.kit.http.idempotency import IdempotencyMiddleware
 from billfold.kit.http.idempotency_batching import BatchingIdempotencyStore
-from billfold.kit.http.idempotency_store import PURGE_BATCH_MAX, IdempotencyStore
+from billfold.kit.http.idempotency_store import IdempotencyStore
 from billfold.kit.http.limits import BodySizeLimitMiddleware
 from billfold.kit.http.logging import AccessLogMiddleware, configure_logging
 from billfold.kit.http.rate_limit import InProcessRateLimiter, RateLimiter
@@ -82,13 +82,11 @@ from billfold.risk.router import router as risk_router
 from billfold.risk.scoring.registry import model_registry_from_settings
 from billfold.risk.scoring.router import router as risk_models_router
 from billfold.wallets.router import router as wallets_router
-from billfold.worker import running_worker
+from billfold.worker import purge_idempotency_keys, running_worker
 
 __all__ = ["create_app"]
 
 READY_TIMEOUT_S = 2.0
-PURGE_ROUNDS_MAX = 10
-"""Batches of expired idempotency keys deleted per purge interval, at most."""
 
 log = structlog.get_logger(__name__)
 
@@ -173,13 +171,6 @@ async def _rate_limiter(settings: Settings) -> AsyncIterator[RateLimiter]:
         yield RedisRateLimiter(_RedisScripts(client), timeout_s=settings.redis_timeout_s)
     finally:
         await client.aclose()
-
-
-async def _purge_idempotency_keys(store: IdempotencyStore) -> None:
-    """Delete expired idempotency keys, a bounded amount."""
-    for _ in range(PURGE_ROUNDS_MAX):
-        if await store.purge_expired() < PURGE_BATCH_MAX:
-            break
 
 
 async def _purge_forever(
@@ -329,7 +320,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
             async with (
                 _rate_limiter(settings) as limiter,
                 _background(
-                    functools.partial(_purge_idempotency_keys, app.state.idempotency),
+                    functools.partial(purge_idempotency_keys, app.state.idempotency),
                     interval_s=settings.idempotency_purge_interval_s,
                     failure="idempotency.purge_failed",
                 )

@@ -50,7 +50,14 @@ from billfold.risk.features.service import purge_risk_counters
 from billfold.risk.scoring.config import ScoringConfig
 from billfold.risk.scoring.tasks import train_all
 
-__all__ = ["PURGE_ROUNDS_MAX", "Worker", "main", "run_worker", "running_worker"]
+__all__ = [
+    "PURGE_ROUNDS_MAX",
+    "Worker",
+    "main",
+    "purge_idempotency_keys",
+    "run_worker",
+    "running_worker",
+]
 
 log = structlog.get_logger(__name__)
 PURGE_ROUNDS_MAX = 10
@@ -285,7 +292,10 @@ class Worker:
 
     async def _purge_forever(self) -> None:
         purges: list[tuple[str, Callable[[], Awaitable[object]]]] = [
-            ("idempotency.purge_failed", self._purge_idempotency_keys),
+            (
+                "idempotency.purge_failed",
+                functools.partial(purge_idempotency_keys, self._idempotency),
+            ),
             # the risk engine's database velocity counters past their windows
             ("risk.counters.purge_failed", self._purge_risk_counters),
             ("webhooks.purge_failed", self.purge_delivery_log),
@@ -297,11 +307,6 @@ class Worker:
                     await purge()
                 except Exception:  # retried next interval; a crash would stop purging for good
                     log.exception(failure)
-
-    async def _purge_idempotency_keys(self) -> None:
-        for _ in range(PURGE_ROUNDS_MAX):
-            if await self._idempotency.purge_expired() < PURGE_BATCH_MAX:
-                break
 
     async def _purge_risk_counters(self) -> int:
         return await purge_risk_counters(self._unit_of_work, now_ns=self.clock.now_ns())
@@ -402,6 +407,14 @@ async def _until_terminated() -> None:
         await terminated.wait()
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def purge_idempotency_keys(store: IdempotencyStore) -> None:
+    """Delete expired idempotency keys, at most `PURGE_ROUNDS_MAX` batches (the worker's
+    purge, and the application's own when its embedded worker runs)."""
+    for _ in range(PURGE_ROUNDS_MAX):
+        if await store.purge_expired() < PURGE_BATCH_MAX:
+            break
 
 
 def main(settings: Settings, *, drain: bool) -> None:
