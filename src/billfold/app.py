@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import gc
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import structlog
@@ -52,6 +51,7 @@ from billfold.kit.auth import (
     install_auth,
     install_rate_limit,
 )
+from billfold.kit.collector import tuned_garbage_collection
 from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
 from billfold.kit.errors import ServiceUnavailable, Unauthorized, install_problem_handlers
 from billfold.kit.http.idempotency import IdempotencyMiddleware
@@ -222,21 +222,6 @@ async def _recovery(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         yield
 
 
-@contextmanager
-def _tuned_garbage_collection(gen0_threshold: int) -> Iterator[None]:
-    """While serving: what exists after startup is frozen out of the cyclic collector's
-    sight, and young collections run every `gen0_threshold` allocations instead of 700.
-    Measured on POST /v1/transfers: ~15% less CPU per request. Undone at shutdown."""
-    previous = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(gen0_threshold, *previous[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*previous)
-        gc.unfreeze()
-
-
 async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, Ledger]:
     """The database engine and unit of work, the idempotency store and the ledger."""
     if parse_database_url(settings.database_url).kind == "sqlite":
@@ -342,7 +327,7 @@ def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextMan
                     window_s=settings.rate_limit_window_s,
                 )
                 install_rate_limit(app, policy, sign_in=sign_in)
-                with _tuned_garbage_collection(settings.gc_gen0_threshold):
+                with tuned_garbage_collection(settings.gc_gen0_threshold):
                     yield
         finally:
             await close_payments(app)

@@ -40,6 +40,7 @@ from billfold.flows.recovery_loops import running_recovery
 from billfold.keys.config import keyring_from_settings
 from billfold.keys.keyring import Keyring
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, Clock, SystemClock
+from billfold.kit.collector import tuned_garbage_collection
 from billfold.kit.db import UnitOfWork, parse_database_url
 from billfold.kit.http.idempotency_store import PURGE_BATCH_MAX, IdempotencyStore
 from billfold.kit.settings import Settings
@@ -421,13 +422,18 @@ def main(settings: Settings, *, drain: bool) -> None:
     """Run `run_worker` to its end on uvloop, the loop `billfold serve` runs under
     (uvicorn's default), or on asyncio's own where uvloop is not installed (Windows, PyPy).
     On PostgreSQL, asyncio's loop cost a loaded worker a fifth of its CPU in `bench/events.py`
-    (asyncpg's reads through `selector_events`, and the loop's own rounds)."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover (installed with uvicorn[standard] where it builds)
-        asyncio.run(run_worker(settings, drain=drain))
-    else:
-        uvloop.run(run_worker(settings, drain=drain))
+    (asyncpg's reads through `selector_events`, and the loop's own rounds).
+
+    The garbage collector is tuned as `billfold serve` tunes it (`kit.collector`): with
+    Python's defaults, collections took 40% of a loaded worker's CPU there, most of it
+    traversing the heap imported at startup again and again."""
+    with tuned_garbage_collection(settings.gc_gen0_threshold):
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover (installed with uvicorn[standard] where it builds)
+            asyncio.run(run_worker(settings, drain=drain))
+        else:
+            uvloop.run(run_worker(settings, drain=drain))
 
 
 async def run_worker(settings: Settings, *, drain: bool) -> None:

@@ -314,8 +314,10 @@ class Settings(BaseSettings):
         default=50_000,
         ge=100,
         le=1_000_000,
-        description="Allocations between two young-generation garbage collections while"
-        " serving; Python's 700 makes a busy API spend ~15% of its CPU collecting.",
+        description="Allocations between two young-generation garbage collections in"
+        " `billfold serve` and `billfold worker` (which also freeze their startup heap out of"
+        " the collector's sight); Python's 700 made a busy API spend ~15% of its CPU"
+        " collecting, and a loaded worker 40%.",
     )
 
     keystore: Literal["local", "pkcs11"] = Field(
