@@ -33,7 +33,13 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.events import repository
-from billfold.events.ledger_events import TenantModes, transfer_event_row
+from billfold.events.ledger_events import (
+    EVENT_RECORD_COLUMNS,
+    TRANSFER_EVENT_SOURCES_PG,
+    TenantModes,
+    transfer_event_records,
+    transfer_event_row,
+)
 from billfold.events.models import EventCursor
 from billfold.events.types import EVENT_PARTITIONS, Event, Reads
 from billfold.kit.clock import Clock
@@ -148,10 +154,11 @@ class Sequencer:
         only if the cursor has not moved meanwhile: on SQLite the ledger's reads share one
         thread with its writer, which may be waiting for the write lock this transaction
         would hold. The writing transaction opens only when there is something to number
-        or copy. On PostgreSQL (`row_locks`) the cursor is locked first instead: the ledger
-        reads on a connection of its own, and a worker that does not hold the sequencer
-        then reads nothing (it used to read and decode up to a batch of transfers each
-        round, only to find the lock taken or the cursor moved)."""
+        or copy. On PostgreSQL (`row_locks`) the cursor is locked first instead, and the
+        transfers are read in the same transaction with their payloads written by
+        PostgreSQL (`_copy_from_ledger`): a worker that does not hold the sequencer then
+        reads nothing (it used to read and decode up to a batch of transfers each round,
+        only to find the lock taken or the cursor moved)."""
         if self._row_locks:
             return await self._run_locked()
         async with self._unit_of_work.read() as session:  # no write lock while idle
@@ -183,12 +190,33 @@ class Sequencer:
             if cursor is None:
                 self._idle = True
                 return 0
-            transfers = await self._ledger.transfers_after(
-                after_timestamp=cursor.position, limit=self._batch_size_max
+            seq = await repository.last_seq(session)
+            numbered = await repository.number_unsequenced(
+                session, last_seq=seq, limit=self._batch_size_max
             )
-            done = await self._number_and_copy(session, cursor, transfers)
+            done = numbered + await self._copy_from_ledger(session, cursor, seq + numbered)
         self._idle = not done
         return done
+
+    async def _copy_from_ledger(
+        self, session: AsyncSession, cursor: EventCursor, last_seq: int
+    ) -> int:
+        """PostgreSQL: copy the ledger's transfers after the (locked) cursor into the
+        outbox from `last_seq + 1` on, reading them in this transaction with their payloads
+        written by PostgreSQL (`TRANSFER_EVENT_SOURCES_PG`), and move the cursor past them;
+        how many events it copied."""
+        await repository.plan_with_indexes(session)  # the ledger's read walks its index
+        sources = await repository.fetch_pg(
+            session, TRANSFER_EVENT_SOURCES_PG, cursor.position, self._batch_size_max
+        )
+        if not sources:
+            return 0
+        owners = await self._tenants.resolve(session, {source[1] for source in sources})
+        records = transfer_event_records(sources, owners, last_seq=last_seq)
+        await repository.copy_event_records(session, EVENT_RECORD_COLUMNS, records)
+        cursor.position = sources[-1][4]
+        cursor.updated_at = self._clock.now_ns()
+        return len(records)
 
     async def transfers_after(self, position: int) -> bool:
         """Whether the ledger has a transfer after `position`: the sequencer's own

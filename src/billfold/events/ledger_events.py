@@ -22,6 +22,7 @@ it back to the public tenant and mode through identity's tenants.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,9 +36,12 @@ from billfold.kit.ids import derived_id
 from billfold.ledger.types import Transfer, TransferFlags
 
 __all__ = [
+    "EVENT_RECORD_COLUMNS",
     "TRANSFER_EVENT_NAMESPACE",
+    "TRANSFER_EVENT_SOURCES_PG",
     "TenantModes",
     "transfer_event_id",
+    "transfer_event_records",
     "transfer_event_row",
     "transfer_event_type",
 ]
@@ -107,6 +111,94 @@ def transfer_event_row(
         "occurred_at": transfer.timestamp,
         "seq": seq,
     }
+
+
+EVENT_RECORD_COLUMNS = (
+    "id",
+    "tenant_id",
+    "mode",
+    "type",
+    "subject",
+    "aggregate_id",
+    "partition",
+    "data",
+    "occurred_at",
+    "seq",
+)
+"""The `events_outbox` columns of `transfer_event_records`, in their order (and in the
+order of `transfer_event_row`'s keys)."""
+
+
+def _pg_txf(column: str) -> str:
+    return f"'\"txf_' || replace({column}::text, '-', '') || '\"'"
+
+
+def _pg_acc(column: str) -> str:
+    return f"'\"acc_' || replace({column}::text, '-', '') || '\"'"
+
+
+_PG_PAYLOAD = (
+    "'{\"id\":' || "
+    + _pg_txf("id")
+    + " || ',\"debit_account_id\":' || "
+    + _pg_acc("debit_account_id")
+    + " || ',\"credit_account_id\":' || "
+    + _pg_acc("credit_account_id")
+    + ' || \',"amount":"\' || amount::text'
+    + ' || \'","ledger":\' || to_json(ledger)::text'
+    + " || ',\"code\":' || code::text"
+    + " || ',\"flags\":' || flags::text"
+    + " || ',\"pending_id\":' || coalesce("
+    + _pg_txf("pending_id")
+    + ", 'null')"
+    + " || ',\"timeout_s\":' || timeout_s::text"
+    + " || ',\"user_data\":' || coalesce(to_json(user_data)::text, 'null')"
+    + " || ',\"timestamp\":' || timestamp::text"
+    + " || ',\"expires_at\":' || coalesce(expires_at::text, 'null')"
+    + " || '}'"
+)
+"""`compact_json(transfer_data(transfer))`, written by PostgreSQL: the same text, key for
+key and byte for byte (`to_json` escapes text as `json.dumps(…, ensure_ascii=False)`
+does: quotes, backslashes and control characters)."""
+
+TRANSFER_EVENT_SOURCES_PG = (
+    f"SELECT id, tenant_id, pending_id, flags, timestamp, {_PG_PAYLOAD} AS payload"
+    " FROM ledger_transfers WHERE timestamp > $1 ORDER BY timestamp LIMIT $2"
+)
+"""On PostgreSQL, what the sequencer needs of the transfers after a timestamp (`$1`, at
+most `$2`): the columns that make the event's envelope, and its payload as stored JSON
+text. Python then only derives ids and partitions: building each transfer, its payload
+dict and that dict's JSON cost the sequencer 25 µs per event."""
+
+
+def transfer_event_records(
+    sources: Sequence[Sequence[Any]], owners: Mapping[uuid.UUID, TenantMode], *, last_seq: int
+) -> list[tuple[Any, ...]]:
+    """The `events_outbox` records (`EVENT_RECORD_COLUMNS`) of rows of
+    `TRANSFER_EVENT_SOURCES_PG`, numbered from `last_seq + 1`; a transfer whose ledger
+    tenant has no owner makes none (as in `transfer_event_row`'s caller)."""
+    records = []
+    for transfer_id, ledger_tenant_id, pending_id, flags, timestamp, payload in sources:
+        owner = owners.get(ledger_tenant_id)
+        if owner is None:
+            continue
+        last_seq += 1
+        aggregate = transfer_id if pending_id is None else pending_id
+        records.append(
+            (
+                transfer_event_id(transfer_id),
+                owner.tenant_id,
+                owner.mode.value,
+                transfer_event_type(flags),
+                f"txf_{transfer_id.hex}",
+                aggregate,
+                partition_of(aggregate),
+                payload,
+                timestamp,
+                last_seq,
+            )
+        )
+    return records
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,10 +49,12 @@ from billfold.kit.upsert import insert_if_absent
 __all__ = [
     "SEQUENCER",
     "claim_cursors",
+    "copy_event_records",
     "cursor_claim",
     "ensure_cursors",
     "event_of",
     "events_after",
+    "fetch_pg",
     "insert_events",
     "last_seq",
     "lock_sequencer",
@@ -317,6 +319,29 @@ async def number_unsequenced(session: AsyncSession, *, last_seq: int, limit: int
     `last_seq + 1` on, in one UPDATE; how many it numbered."""
     result = await session.execute(_NUMBER, {"last_seq": last_seq, "limit": limit})
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def fetch_pg(session: AsyncSession, query: str, *arguments: Any) -> list[Any]:
+    """PostgreSQL only: the asyncpg records of `query` (`$n` parameters), in the session's
+    transaction."""
+    driver = await _driver(session)
+    if driver is None:
+        raise RuntimeError("fetch_pg runs on PostgreSQL only")
+    return list(await driver.fetch(query, *arguments))
+
+
+async def copy_event_records(
+    session: AsyncSession, columns: Sequence[str], records: Sequence[tuple[Any, ...]]
+) -> None:
+    """PostgreSQL only: COPY `records` (values of `columns`, JSON as text) into the
+    outbox, in the session's transaction."""
+    driver = await _driver(session)
+    if driver is None:
+        raise RuntimeError("copy_event_records runs on PostgreSQL only")
+    if records:
+        await driver.copy_records_to_table(
+            OutboxEvent.__tablename__, columns=list(columns), records=records
+        )
 
 
 async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
