@@ -4,6 +4,7 @@ on both backends, for every way a channel reads (`Reads`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 
@@ -125,3 +126,31 @@ async def test_a_read_that_opens_a_transaction_runs_inside_it(database_url: str)
             assert raw.driver_connection.is_in_transaction()  # type: ignore[union-attr]
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("raw", [False, True])
+@pytest.mark.parametrize(("payload", "seq"), [({"a": [1]}, 7), (None, None), ('{"a":1}', 3)])
+def test_events_built_from_rows_are_what_the_constructor_makes(
+    raw: bool, payload: object, seq: int | None
+) -> None:
+    """`_event` sets `Event`'s slots directly (its frozen `__init__` is slow per event): the
+    result must be the constructor's, field for field, and as frozen."""
+    row = (new_id(), new_id(), "test", "com.x.y.v1", "pay_1", new_id(), 5, payload, 9, seq)
+    built = repository._event(row, raw=raw)
+    stored = payload if raw else None
+    expected = Event(
+        id=row[0],
+        tenant_id=row[1],
+        mode="test",
+        type="com.x.y.v1",
+        subject="pay_1",
+        aggregate_id=row[5],
+        partition=5,
+        data={} if raw else (payload or {}),  # type: ignore[arg-type]
+        occurred_at=9,
+        seq=-1 if seq is None else seq,
+        data_json=("{}" if stored is None else stored) if raw else None,  # type: ignore[arg-type]
+    )
+    assert built == expected and repr(built) == repr(expected)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.seq = 1  # type: ignore[misc]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import asyncpg
@@ -85,22 +85,42 @@ _RAW_COLUMNS = (*_EVENT_COLUMNS[:7], _RAW_DATA, *_EVENT_COLUMNS[8:])
 SQLAlchemy decodes it."""
 
 
+_new_object = object.__new__
+(
+    _SET_ID,
+    _SET_TENANT_ID,
+    _SET_MODE,
+    _SET_TYPE,
+    _SET_SUBJECT,
+    _SET_AGGREGATE_ID,
+    _SET_PARTITION,
+    _SET_DATA,
+    _SET_OCCURRED_AT,
+    _SET_SEQ,
+    _SET_DATA_JSON,
+) = (getattr(Event, field.name).__set__ for field in fields(Event))
+"""`Event`'s slots, set directly: its frozen dataclass `__init__` assigns every field
+through `object.__setattr__`, 4.5 µs an event against 1.8 here, and the worker builds one
+per event for each channel that reads it."""
+
+
 def _event(row: Any, *, raw: bool = False) -> Event:
-    """An event from a row of `_EVENT_COLUMNS`, or of `_RAW_COLUMNS` with `raw`."""
+    """An event from a row of `_EVENT_COLUMNS`, or of `_RAW_COLUMNS` with `raw`: what
+    `Event(…)` would make of it, field for field."""
     payload = row[7]
-    return Event(
-        id=row[0],
-        tenant_id=row[1],
-        mode=row[2],
-        type=row[3],
-        subject=row[4],
-        aggregate_id=row[5],
-        partition=row[6],
-        data={} if raw else (payload or {}),
-        occurred_at=row[8],
-        seq=-1 if row[9] is None else row[9],
-        data_json=("{}" if payload is None else payload) if raw else None,
-    )
+    event: Event = _new_object(Event)
+    _SET_ID(event, row[0])
+    _SET_TENANT_ID(event, row[1])
+    _SET_MODE(event, row[2])
+    _SET_TYPE(event, row[3])
+    _SET_SUBJECT(event, row[4])
+    _SET_AGGREGATE_ID(event, row[5])
+    _SET_PARTITION(event, row[6])
+    _SET_DATA(event, {} if raw else (payload or {}))
+    _SET_OCCURRED_AT(event, row[8])
+    _SET_SEQ(event, -1 if row[9] is None else row[9])
+    _SET_DATA_JSON(event, ("{}" if payload is None else payload) if raw else None)
+    return event
 
 
 async def _driver(session: AsyncSession) -> asyncpg.Connection | None:
