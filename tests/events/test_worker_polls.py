@@ -20,6 +20,7 @@ from billfold.kit.ids import new_id
 from billfold.ledger.types import NewAccount
 from billfold.worker import BUS_SKIP_INTERVAL_S
 from events.events_support import Harness, harness
+from events.test_dispatch import open_accounts, transfer
 from events.test_webhooks import emit_event
 
 pytestmark = pytest.mark.anyio
@@ -173,3 +174,55 @@ async def test_an_account_opened_after_the_last_transfer_wakes_no_sequencer(
         await h.worker.look()
         assert wakes(h) == set()
         assert await h.worker.sequencer.run_once() == 0
+
+
+async def test_the_lookout_asks_the_ledger_only_for_a_sequencer_that_waits(
+    isolated_database_url: str, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """On PostgreSQL a sequencer whose last round found work starts its next one at once:
+    the lookout then skips the ledger read that would only wake it (half its cost under
+    load). On SQLite the sequencer never says it is busy, and the lookout always asks."""
+    async with harness(isolated_database_url) as h:
+        await h.worker.drain()
+        sequencer = h.worker.sequencer
+        asked: list[int] = []
+        ask = sequencer.transfers_after
+
+        async def counted(position: int) -> bool:
+            asked.append(position)
+            return await ask(position)
+
+        monkeypatch.setattr(sequencer, "transfers_after", counted)
+        a, b = await open_accounts(h)
+
+        async def look() -> tuple[int, bool]:
+            """How many times the lookout asked the ledger; whether it woke the sequencer."""
+            clear_wakes(h)
+            before = len(asked)
+            await h.worker.look()
+            return len(asked) - before, "sequencer" in wakes(h)
+
+        await transfer(h, a, b)
+        assert await look() == (1, True)  # waiting: asked, and woken
+        assert await sequencer.run_once() == 1
+        await transfer(h, a, b)
+        if backend == "postgresql":  # busy: neither asked nor woken (it goes on unwoken)
+            assert (sequencer.busy, await look()) == (True, (0, False))
+        else:
+            assert (sequencer.busy, await look()) == (False, (1, True))
+        assert await sequencer.run_once() == 1
+        assert await sequencer.run_once() == 0
+        assert (sequencer.busy, await look()) == (False, (1, False))  # waiting, nothing new
+
+
+async def test_the_look_sees_an_inbound_notification_due_from_its_time_on(
+    isolated_database_url: str,
+) -> None:
+    """The look's statement is built once per set of channels; its time is a parameter."""
+    async with harness(isolated_database_url) as h:
+        async with h.unit_of_work.begin() as session:
+            await store_inbound(session, source="psp", external_id="evt-t", payload={}, now_ns=500)
+        for now_ns, due in [(499, False), (500, True), (10**18, True), (1, False)]:
+            async with h.unit_of_work.read() as session:
+                found = await repository.look(session, channels=["inprocess"], now_ns=now_ns)
+            assert found.inbound_due is due, now_ns

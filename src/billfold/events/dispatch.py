@@ -218,6 +218,12 @@ class Sequencer:
         cursor.updated_at = self._clock.now_ns()
         return len(records)
 
+    @property
+    def busy(self) -> bool:
+        """Whether its last round found work (on PostgreSQL; on SQLite, never said): it
+        then starts its next round at once, without waiting to be woken."""
+        return not self._idle
+
     async def transfers_after(self, position: int) -> bool:
         """Whether the ledger has a transfer after `position`: the sequencer's own
         question. (The ledger's last timestamp is no answer: an account takes one too, and
