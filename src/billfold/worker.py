@@ -34,7 +34,7 @@ from billfold.events.dispatch import (
 from billfold.events.inbound import InboundProcessor, InboundRegistry
 from billfold.events.nats import NatsChannel
 from billfold.events.types import Reads
-from billfold.events.webhooks import WebhookFanout, WebhookSender
+from billfold.events.webhooks import Leased, WebhookFanout, WebhookSender
 from billfold.flows.held_movements import PaymentsHeldResolver
 from billfold.flows.recovery_loops import running_recovery
 from billfold.keys.config import keyring_from_settings
@@ -81,6 +81,9 @@ BUS_SKIP_INTERVAL_S = 1.0
 past the new events. Every round after each numbering, that was a look and a writing
 transaction, the most frequent of an idle worker's polls; a subscriber added later may get
 up to this much of what came just before it (subscribers are idempotent by event id)."""
+HANDOVERS_MAX = 2
+"""Batches of leased deliveries the fan-out may have handed to the sender and not yet seen
+sent; past it, it writes deliveries unleased, for the sender's own loops to claim."""
 STOP_GRACE_S = 15.0
 """How long a stop waits for the loops to finish their steps (a webhook round's requests
 time out after `BILLFOLD_WEBHOOKS_TIMEOUT_S`, 10 s by default)."""
@@ -181,6 +184,12 @@ class Worker:
         self._stopping = asyncio.Event()
         self._bus_skip_due = 0.0
         """When (monotonic) the bus may next move past events no one here listens to."""
+        self._started = False
+        """Whether the loops run (`start`): only then does the fan-out lease what it writes
+        and hand it to the sender (`run_once` and `drain` leave sending to the sender)."""
+        self._lease_ns = int(settings.webhooks_lease_s * NANOSECONDS_PER_SECOND)
+        self._handovers: set[asyncio.Task[None]] = set()
+        """Leased deliveries being sent, handed over by the fan-out."""
 
     async def prepare(self) -> None:
         """Create the cursors this worker needs (idempotent)."""
@@ -221,11 +230,36 @@ class Worker:
         they are committed, the sender is woken (woken inside the transaction, it could look
         before they were visible and then wait a whole idle interval). A round that wrote
         none (no endpoint wanted its events) leaves the sender be."""
+        if dispatcher.channel is not self.fanout:
+            return await dispatcher.run_once()
         written = self.fanout.written
+        self.fanout.take_leased()  # what a round whose commit failed leased stays unsent
+        if self._row_locks and self._started:
+            # Lease as it writes, while few handovers are being sent (a slow endpoint must
+            # not have a queue of them build up: the sender's claim takes over meanwhile).
+            under = len(self._handovers) < HANDOVERS_MAX
+            self.fanout.lease_ns = self._lease_ns if under else None
         done = await dispatcher.run_once()
-        if dispatcher.channel is self.fanout and self.fanout.written != written:
+        leased = self.fanout.take_leased()
+        unleased = self.fanout.written != written
+        if leased:
+            task = asyncio.create_task(self._send_leased(leased, then_wake=unleased))
+            self._handovers.add(task)
+            task.add_done_callback(self._handovers.discard)
+        if unleased:
             self._wake_sender.set()
         return done
+
+    async def _send_leased(self, leased: list[Leased], *, then_wake: bool) -> None:
+        """Send what the fan-out handed over; `then_wake`: the same round wrote deliveries
+        unleased, some of which may wait for these, so the sender looks again once they
+        are sent (else it would look only after its idle wait)."""
+        try:
+            await self.sender.send_leased(leased)
+        except Exception:  # their leases run out, then the sender's claim sends them
+            log.exception("webhooks.handover_failed", deliveries=len(leased))
+        if then_wake:
+            self._wake_sender.set()
 
     async def _bus_step(self, dispatcher: ChannelDispatcher) -> int:
         """The in-process bus's round; on PostgreSQL with no subscriber, at most once a
@@ -240,7 +274,17 @@ class Worker:
         return await dispatcher.run_once()
 
     async def dispatch(self) -> int:
-        return sum([await dispatcher.run_once() for dispatcher in self.dispatchers])
+        """Each channel's round once; deliveries the fan-out leased (only while the loops
+        run) are sent before this returns."""
+        done = 0
+        for dispatcher in self.dispatchers:
+            if dispatcher.channel is self.fanout:
+                self.fanout.take_leased()  # what a failed commit leased stays unsent
+                done += await dispatcher.run_once()
+                await self.sender.send_leased(self.fanout.take_leased())
+            else:
+                done += await dispatcher.run_once()
+        return done
 
     async def run_once(self) -> int:
         """Every step once, in pipeline order: the work done (0 when idle)."""
@@ -258,6 +302,7 @@ class Worker:
 
     def start(self, *, scheduled: bool) -> None:
         """Run every loop as a task; `scheduled` adds the expiry sweep and the purge."""
+        self._started = True
         interval = self.settings.events_poll_interval_s
         sender_idle = max(interval, SENDER_IDLE_S)
         loop_idle = max(interval, LOOP_IDLE_S_MIN)
@@ -360,9 +405,13 @@ class Worker:
         self._stopping.set()
         for wake in self._wakes:
             wake.set()
+        self._started = False
+        self.fanout.lease_ns = None
         if self._loops:
             await asyncio.wait(self._loops, timeout=STOP_GRACE_S)
-        tasks = [*self._loops, *self._tasks]
+        if self._handovers:  # sent within the grace, else their leases run out
+            await asyncio.wait(self._handovers, timeout=STOP_GRACE_S)
+        tasks = [*self._loops, *self._tasks, *self._handovers]
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -512,6 +512,40 @@ async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]
         await session.execute(insert(WebhookDelivery), list(rows))
 
 
+_PENDING_PAIRS = """
+SELECT p.endpoint_id, p.aggregate_id
+  FROM unnest($1::uuid[], $2::uuid[]) AS p(endpoint_id, aggregate_id)
+ WHERE EXISTS (SELECT 1 FROM events_webhook_deliveries AS d
+                WHERE d.endpoint_id = p.endpoint_id
+                  AND d.aggregate_id = p.aggregate_id
+                  AND d.status = 'pending')
+"""
+
+
+async def pending_pairs(
+    session: AsyncSession, pairs: Collection[tuple[uuid.UUID, uuid.UUID]]
+) -> set[tuple[uuid.UUID, uuid.UUID]]:
+    """Those of the (endpoint, aggregate) `pairs` with a delivery still pending: one probe
+    of the order index per pair (PostgreSQL: one statement, two array parameters)."""
+    if not pairs:
+        return set()
+    driver = await _driver(session)
+    if driver is not None:
+        endpoints, aggregates = zip(*pairs, strict=True)
+        records = await driver.fetch(_PENDING_PAIRS, list(endpoints), list(aggregates))
+        return {(record[0], record[1]) for record in records}
+    found = await session.execute(
+        select(WebhookDelivery.endpoint_id, WebhookDelivery.aggregate_id)
+        .where(
+            WebhookDelivery.status == "pending",
+            WebhookDelivery.endpoint_id.in_({endpoint for endpoint, _ in pairs}),
+            WebhookDelivery.aggregate_id.in_({aggregate for _, aggregate in pairs}),
+        )
+        .distinct()
+    )
+    return {(row[0], row[1]) for row in found} & set(pairs)
+
+
 @dataclass(frozen=True, slots=True)
 class DueDelivery:
     id: uuid.UUID

@@ -24,8 +24,9 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import httpx
 import structlog
@@ -171,21 +172,44 @@ def endpoint_wants(endpoint: WebhookEndpoint, event: Event) -> bool:
     )
 
 
+@dataclass(slots=True)
+class Leased:
+    """A delivery the fan-out leased as it wrote it, with its event (payload as text), for
+    its own worker's sender to send without claiming it (`WebhookSender.send_leased`)."""
+
+    delivery_id: uuid.UUID
+    endpoint_id: uuid.UUID
+    event: Event
+
+
 class WebhookFanout:
     """The `webhooks` channel: one delivery row per (event, subscribed endpoint), written in
-    the cursor's transaction, so each happens exactly once."""
+    the cursor's transaction, so each happens exactly once.
+
+    With `lease_ns` set (a running worker on PostgreSQL), it also leases the deliveries
+    that are first in line, as the sender's claim would, and keeps them with their events
+    for its worker to hand to the sender once the transaction commits (`take_leased`):
+    the claim, its lease and the second read of each event are skipped. First in line:
+    the first of the batch for its (endpoint, aggregate), with no delivery of that pair
+    still pending. The others are written unleased and wait for the claim, which sends
+    them only after the earlier ones completed, so order per aggregate holds either way.
+    A lease that is never sent (the worker died) runs out and the claim takes it over."""
 
     name = "webhooks"
 
     def __init__(self) -> None:
         self.written = 0
-        """Delivery rows written so far (the worker wakes its sender when this grows)."""
+        """Unleased delivery rows written so far (the worker wakes its sender when this
+        grows)."""
+        self.lease_ns: int | None = None
+        """How long the deliveries it hands over are leased; None: it hands none over."""
+        self._leased: list[Leased] = []
 
     @property
     def reads(self) -> Reads:
         """A delivery row needs the event's tenant, type and position, not its payload (the
-        sender reads it when it sends)."""
-        return Reads.ROWS
+        sender reads it when it sends), unless the fan-out hands the event over itself."""
+        return Reads.ROWS if self.lease_ns is None else Reads.RAW
 
     async def tenants(self, session: AsyncSession) -> set[uuid.UUID]:
         """Only tenants with an enabled endpoint: the others' events make no delivery, so
@@ -196,17 +220,41 @@ class WebhookFanout:
         return None
 
     async def record(self, session: AsyncSession, events: Sequence[Event], now_ns: int) -> None:
+        self._leased = []
         endpoints = await repository.endpoints_of_tenants(session, {e.tenant_id for e in events})
         if not endpoints:
             return
-        rows = [
-            delivery_row(event, endpoint, now_ns=now_ns, replay=False)
+        wanted = [
+            (event, endpoint)
             for event in events
             for endpoint in endpoints
             if endpoint_wants(endpoint, event)
         ]
+        rows = [
+            delivery_row(event, endpoint, now_ns=now_ns, replay=False) for event, endpoint in wanted
+        ]
+        leased: list[Leased] = []
+        if self.lease_ns is not None and rows:
+            waiting = await repository.pending_pairs(
+                session, {(endpoint.id, event.aggregate_id) for event, endpoint in wanted}
+            )
+            leased_until = now_ns + self.lease_ns
+            for row, (event, endpoint) in zip(rows, wanted, strict=True):
+                pair = (endpoint.id, event.aggregate_id)
+                if pair not in waiting:  # events come in log order: the first is first
+                    waiting.add(pair)
+                    row["leased_until"] = leased_until
+                    leased.append(Leased(cast(uuid.UUID, row["id"]), endpoint.id, event))
         await repository.insert_deliveries(session, rows)
-        self.written += len(rows)
+        self.written += len(rows) - len(leased)
+        self._leased = leased
+
+    def take_leased(self) -> list[Leased]:
+        """The deliveries the last `record` leased, handed over once. Taken after the round's
+        transaction committed; the worker also takes (and drops) them before each round,
+        so what a round whose commit failed leased is never sent."""
+        leased, self._leased = self._leased, []
+        return leased
 
 
 def delivery_row(
@@ -330,7 +378,29 @@ class WebhookSender:
 
     async def run_once(self) -> int:
         """One batch: the number of deliveries attempted."""
-        requests = await self._claim()
+        return await self._send(await self._claim())
+
+    async def send_leased(self, leased: Sequence[Leased]) -> int:
+        """Send deliveries its worker's fan-out leased as it wrote them, with their events
+        (`WebhookFanout.lease_ns`): no claim, and no second read of the events. Those of an
+        endpoint disabled or deleted since are left to their lease (the claim does not take
+        a disabled endpoint's deliveries either). The number of deliveries attempted."""
+        if not leased:
+            return 0
+        async with self._unit_of_work.begin() as session:
+            endpoints = await repository.endpoints_by_id(
+                session, {delivery.endpoint_id for delivery in leased}
+            )
+            enabled = {i: e for i, e in endpoints.items() if e.status == "enabled"}
+            secrets, unopened = await self._secrets(session, enabled.values())
+        jobs = [
+            (delivery.endpoint_id, _Job(delivery_id=delivery.delivery_id, event=delivery.event))
+            for delivery in leased
+            if delivery.endpoint_id in enabled
+        ]
+        return await self._send(self._requests(jobs, enabled, secrets, unopened))
+
+    async def _send(self, requests: Sequence[_Request]) -> int:
         if not requests:
             return 0
         targets = await self._resolve({(r.endpoint_id, r.url) for r in requests})
@@ -358,27 +428,47 @@ class WebhookSender:
                 return []
             endpoints = await repository.endpoints_by_id(session, {d.endpoint_id for d in due})
             events = await repository.events_by_id(session, {d.event_id for d in due}, raw=True)
-            secrets: dict[uuid.UUID, list[str]] = {}
-            unopened: dict[uuid.UUID, str] = {}
-            for endpoint in endpoints.values():
-                try:
-                    secrets[endpoint.id] = await endpoint_secrets(
-                        session, endpoint, now_ns=now_ns, keyring=self._keyring, opened=self._opened
-                    )
-                except (KeystoreUnavailable, DecryptionFailed, KeyDestroyed) as failure:
-                    # That endpoint's deliveries fail this attempt (and are retried); the
-                    # others' still go: one unopenable secret used to fail the whole round.
-                    secrets[endpoint.id] = []
-                    unopened[endpoint.id] = f"secret unavailable: {failure}"[:ERROR_LENGTH_MAX]
-        jobs: dict[uuid.UUID, list[_Job]] = {}
-        for claimed in due:
-            jobs.setdefault(claimed.endpoint_id, []).append(
-                _Job(delivery_id=claimed.id, event=events[claimed.event_id])
-            )
-        for endpoint_jobs in jobs.values():  # a batch lists its events in log order
-            endpoint_jobs.sort(key=lambda job: job.event.seq)
+            secrets, unopened = await self._secrets(session, endpoints.values())
+        jobs = [
+            (claimed.endpoint_id, _Job(delivery_id=claimed.id, event=events[claimed.event_id]))
+            for claimed in due
+        ]
+        return self._requests(jobs, endpoints, secrets, unopened)
+
+    async def _secrets(
+        self, session: AsyncSession, endpoints: Iterable[WebhookEndpoint]
+    ) -> tuple[dict[uuid.UUID, list[str]], dict[uuid.UUID, str]]:
+        """Each endpoint's signing secrets, opened; and why, for those that could not be."""
+        now_ns = self._clock.now_ns()
+        secrets: dict[uuid.UUID, list[str]] = {}
+        unopened: dict[uuid.UUID, str] = {}
+        for endpoint in endpoints:
+            try:
+                secrets[endpoint.id] = await endpoint_secrets(
+                    session, endpoint, now_ns=now_ns, keyring=self._keyring, opened=self._opened
+                )
+            except (KeystoreUnavailable, DecryptionFailed, KeyDestroyed) as failure:
+                # That endpoint's deliveries fail this attempt (and are retried); the
+                # others' still go: one unopenable secret used to fail the whole round.
+                secrets[endpoint.id] = []
+                unopened[endpoint.id] = f"secret unavailable: {failure}"[:ERROR_LENGTH_MAX]
+        return secrets, unopened
+
+    @staticmethod
+    def _requests(
+        jobs: Iterable[tuple[uuid.UUID, _Job]],
+        endpoints: Mapping[uuid.UUID, WebhookEndpoint],
+        secrets: Mapping[uuid.UUID, list[str]],
+        unopened: Mapping[uuid.UUID, str],
+    ) -> list[_Request]:
+        """The requests that send `jobs` (endpoint, job): each endpoint's in log order, in
+        batches of up to its `batch_size_max`."""
+        by_endpoint: dict[uuid.UUID, list[_Job]] = {}
+        for endpoint_id, job in jobs:
+            by_endpoint.setdefault(endpoint_id, []).append(job)
         requests = []
-        for endpoint_id, endpoint_jobs in jobs.items():
+        for endpoint_id, endpoint_jobs in by_endpoint.items():
+            endpoint_jobs.sort(key=lambda job: job.event.seq)  # a batch lists them in order
             endpoint = endpoints[endpoint_id]
             size = max(1, endpoint.batch_size_max)
             for start in range(0, len(endpoint_jobs), size):
