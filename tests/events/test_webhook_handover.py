@@ -11,13 +11,14 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from billfold.events import repository
 from billfold.events.dispatch import ChannelDispatcher
-from billfold.events.models import WebhookDelivery
+from billfold.events.models import WebhookDelivery, WebhookEndpoint
 from billfold.events.webhooks import first_delivery_id
 from billfold.kit.clock import ManualClock
+from billfold.worker import HANDOVERS_MAX
 from events.events_support import Harness, Receiver, Reply, harness
 from events.test_webhooks import add_endpoint, emit_event
 
@@ -148,3 +149,63 @@ async def test_a_dispatch_sends_what_the_fanout_leased_before_it_returns(
             async with h.unit_of_work.read() as session:
                 status = await session.scalar(select(WebhookDelivery.status))
             assert status == "succeeded"
+
+
+async def test_an_endpoint_disabled_before_the_send_keeps_its_leased_deliveries(
+    isolated_database_url: str,
+) -> None:
+    """As the claim does not take a disabled endpoint's deliveries, the handover does not
+    send them: they stay pending, for when it is enabled again."""
+    with Receiver() as receiver:
+        async with harness(isolated_database_url) as h:
+            endpoint = await add_endpoint(h, receiver.url)
+            await emit_event(h)
+            await h.worker.sequence()
+            h.worker.fanout.lease_ns = LEASE_NS
+            await fanout_of(h).run_once()
+            leased = h.worker.fanout.take_leased()
+            async with h.unit_of_work.begin() as session:
+                await session.execute(
+                    update(WebhookEndpoint)
+                    .where(WebhookEndpoint.id == endpoint.id)
+                    .values(status="disabled")
+                )
+            assert await h.worker.sender.send_leased(leased) == 0
+            async with h.unit_of_work.read() as session:
+                status = await session.scalar(select(WebhookDelivery.status))
+    assert receiver.received == [] and status == "pending"
+
+
+async def test_past_the_handovers_in_flight_the_fanout_writes_unleased(
+    isolated_database_url: str, backend: str
+) -> None:
+    """A slow endpoint must not pile handovers up: with `HANDOVERS_MAX` being sent, the
+    next round writes its deliveries for the sender's claim."""
+    with Receiver() as receiver:
+        async with harness(isolated_database_url) as h:
+            await add_endpoint(h, receiver.url)
+            worker = h.worker
+            worker._started = True  # as `start` sets it, without the loops
+            stuck = [asyncio.create_task(asyncio.Event().wait()) for _ in range(HANDOVERS_MAX)]
+            worker._handovers.update(stuck)
+            try:
+                first = await emit_event(h)
+                await worker.sequence()
+                await worker._dispatch_step(fanout_of(h))
+                assert worker.fanout.lease_ns is None
+                assert (await leases(h))[first] is None and not worker._handovers - set(stuck)
+                for task in stuck:
+                    task.cancel()
+                await asyncio.gather(*stuck, return_exceptions=True)
+                worker._handovers.difference_update(stuck)  # as their callbacks would
+                second = await emit_event(h)
+                await worker.sequence()
+                await worker._dispatch_step(fanout_of(h))
+                # Room again: on PostgreSQL this round's delivery is leased and handed over.
+                leased = (await leases(h))[second] is not None
+                assert leased is (backend == "postgresql")
+                await asyncio.gather(*worker._handovers)
+            finally:
+                worker._started = False
+    if backend == "postgresql":
+        assert [r.headers["webhook-id"] for r in receiver.received] == [f"evt_{second.hex}"]
