@@ -226,10 +226,13 @@ class Worker:
         return 0
 
     async def _dispatch_step(self, dispatcher: ChannelDispatcher) -> int:
-        """One round of `dispatcher`; after a fan-out round that wrote deliveries, once
-        they are committed, the sender is woken (woken inside the transaction, it could look
-        before they were visible and then wait a whole idle interval). A round that wrote
-        none (no endpoint wanted its events) leaves the sender be."""
+        """One round of `dispatcher`. For the fan-out: on PostgreSQL, while the loops run and
+        fewer than `HANDOVERS_MAX` handovers are being sent, it leases the deliveries that
+        are first in line as it writes them, and once its transaction committed they are
+        sent in a task of their own (`WebhookFanout`). A round that wrote deliveries
+        unleased wakes the sender once committed (woken inside the transaction, it could
+        look before they were visible and then wait a whole idle interval); one that wrote
+        none leaves it be."""
         if dispatcher.channel is not self.fanout:
             return await dispatcher.run_once()
         written = self.fanout.written
@@ -400,17 +403,19 @@ class Worker:
     async def stop(self) -> None:
         """Let each loop finish the step it is in (a cancelled step would leave its
         transaction to be cleaned up by a cancelled rollback: on SQLite such a connection
-        kept the write lock), for up to `STOP_GRACE_S`; cancel the rest and the scheduled
-        tasks, which only sleep between rounds."""
+        kept the write lock), and the fan-out's handovers finish sending, for up to
+        `STOP_GRACE_S` in all; cancel the rest and the scheduled tasks, which only sleep
+        between rounds."""
         self._stopping.set()
         for wake in self._wakes:
             wake.set()
         self._started = False
         self.fanout.lease_ns = None
+        deadline = time.monotonic() + STOP_GRACE_S
         if self._loops:
             await asyncio.wait(self._loops, timeout=STOP_GRACE_S)
-        if self._handovers:  # sent within the grace, else their leases run out
-            await asyncio.wait(self._handovers, timeout=STOP_GRACE_S)
+        if self._handovers:  # sent within the same grace, else their leases run out
+            await asyncio.wait(self._handovers, timeout=max(0.0, deadline - time.monotonic()))
         tasks = [*self._loops, *self._tasks, *self._handovers]
         for task in tasks:
             task.cancel()
