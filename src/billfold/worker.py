@@ -81,9 +81,12 @@ BUS_SKIP_INTERVAL_S = 1.0
 past the new events. Every round after each numbering, that was a look and a writing
 transaction, the most frequent of an idle worker's polls; a subscriber added later may get
 up to this much of what came just before it (subscribers are idempotent by event id)."""
-HANDOVERS_MAX = 2
+HANDOVERS_MAX = 4
 """Batches of leased deliveries the fan-out may have handed to the sender and not yet seen
-sent; past it, it writes deliveries unleased, for the sender's own loops to claim."""
+sent; past it, it writes deliveries unleased, for the sender's own loops to claim. With
+two, a third of the deliveries still went through the claim in `bench/events.py` (a
+handover of a few thousand takes longer to send than the fan-out's next round); with
+four, none did."""
 STOP_GRACE_S = 15.0
 """How long a stop waits for the loops to finish their steps (a webhook round's requests
 time out after `BILLFOLD_WEBHOOKS_TIMEOUT_S`, 10 s by default)."""
