@@ -151,6 +151,10 @@ def test_postgres_escapes_text_in_json_as_python_does(
 ) -> None:
     loop, connection = postgres
     escaped = loop.run_until_complete(
-        connection.fetchval("SELECT array_agg(to_json(t)::text) FROM unnest($1::text[]) t", texts)
+        connection.fetchval(
+            "SELECT array_agg(to_json(t)::text ORDER BY i)"
+            " FROM unnest($1::text[]) WITH ORDINALITY AS u(t, i)",
+            texts,
+        )
     )
     assert list(escaped or []) == [compact_json(t) for t in texts]
