@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from billfold.events import repository
 from billfold.events.dispatch import ChannelDispatcher
 from billfold.events.models import WebhookDelivery, WebhookEndpoint
+from billfold.events.types import Reads
 from billfold.events.webhooks import first_delivery_id
 from billfold.kit.clock import ManualClock
 from billfold.worker import HANDOVERS_MAX
@@ -209,3 +210,24 @@ async def test_past_the_handovers_in_flight_the_fanout_writes_unleased(
                 worker._started = False
     if backend == "postgresql":
         assert [r.headers["webhook-id"] for r in receiver.received] == [f"evt_{second.hex}"]
+
+
+async def test_events_read_without_their_payloads_are_never_handed_over(
+    isolated_database_url: str,
+) -> None:
+    """A handover sends the events it holds: read without payloads (the lease was set after
+    the round read), they would go out with empty data. They are written unleased."""
+    with Receiver() as receiver:
+        async with harness(isolated_database_url) as h:
+            await add_endpoint(h, receiver.url)
+            event = await emit_event(h)
+            await h.worker.sequence()
+            async with h.unit_of_work.begin() as session:
+                rows = await repository.events_after(
+                    session, partitions=list(range(16)), after_seq=0, limit=10, reads=Reads.ROWS
+                )
+                h.worker.fanout.lease_ns = LEASE_NS
+                await h.worker.fanout.record(session, [e for e in rows if e.id == event], 1)
+            assert h.worker.fanout.take_leased() == []
+            assert (await leases(h))[event] is None
+    assert receiver.received == []

@@ -234,7 +234,9 @@ class WebhookFanout:
             delivery_row(event, endpoint, now_ns=now_ns, replay=False) for event, endpoint in wanted
         ]
         leased: list[Leased] = []
-        if self.lease_ns is not None and rows:
+        # Only events read with their payloads are handed over: `reads` follows `lease_ns`
+        # when the round reads, and a round that read without them writes unleased.
+        if self.lease_ns is not None and rows and events[0].data_json is not None:
             waiting = await repository.pending_pairs(
                 session, {(endpoint.id, event.aggregate_id) for event, endpoint in wanted}
             )
