@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -106,6 +108,23 @@ async def _backlog(session: AsyncSession, endpoint_id: uuid.UUID, count: int, no
     await repository.insert_deliveries(session, _pending(endpoint_id, range(1, count + 1), now_ns))
 
 
+@asynccontextmanager
+async def _backlog_session(
+    database_url: str, count: int
+) -> AsyncIterator[tuple[AsyncSession, int]]:
+    """A transaction over `count` pending deliveries of one new endpoint, planned with the
+    worker's settings (`plan_with_indexes`); and the time they were made due."""
+    engine = create_engine(parse_database_url(database_url), pool_size=1)
+    now_ns = time.time_ns()
+    try:
+        async with UnitOfWork(engine).begin() as session:
+            await _backlog(session, new_id(), count, now_ns)
+            await repository.plan_with_indexes(session)
+            yield session, now_ns
+    finally:
+        await engine.dispose()
+
+
 def _pending(endpoint_id: uuid.UUID, seqs: range, now_ns: int) -> list[dict[str, Any]]:
     return [
         {
@@ -134,30 +153,21 @@ async def test_a_lease_stays_on_its_page(isolated_database_url: str) -> None:
     changes no indexed column, is then a HOT update. On full pages it was a new row version
     with an entry in each of the five indexes, as costly as the insert (bench/events.py:
     49 µs of statement time per lease, 7 µs with the free half)."""
-    engine = create_engine(parse_database_url(isolated_database_url), pool_size=1)
-    unit_of_work = UnitOfWork(engine)
-    now_ns = time.time_ns()
-    endpoint_id = new_id()
-    try:
-        async with unit_of_work.begin() as session:
-            await _backlog(session, endpoint_id, 400, now_ns)
-            await repository.plan_with_indexes(session)
-            leased = await repository.claim_due_deliveries(
-                session, now_ns=now_ns, limit=400, lock=True, leased_until=now_ns + 1
-            )
-            assert len(leased) == 400
-            hot, updated = (
-                await session.execute(
-                    text(
-                        "SELECT n_tup_hot_upd, n_tup_upd FROM pg_stat_xact_user_tables"
-                        " WHERE relname = 'events_webhook_deliveries'"
-                    )
+    async with _backlog_session(isolated_database_url, 400) as (session, now_ns):
+        leased = await repository.claim_due_deliveries(
+            session, now_ns=now_ns, limit=400, lock=True, leased_until=now_ns + 1
+        )
+        assert len(leased) == 400
+        hot, updated = (
+            await session.execute(
+                text(
+                    "SELECT n_tup_hot_upd, n_tup_upd FROM pg_stat_xact_user_tables"
+                    " WHERE relname = 'events_webhook_deliveries'"
                 )
-            ).one()
-        assert updated == 400
-        assert hot >= 0.9 * updated  # none at full pages; a page's last row may not fit
-    finally:
-        await engine.dispose()
+            )
+        ).one()
+    assert updated == 400
+    assert hot >= 0.9 * updated  # none at full pages; a page's last row may not fit
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])
@@ -168,33 +178,24 @@ async def test_the_claim_and_its_lease_walk_indexes_in_one_statement(
     worker's settings over a backlog of a table never analyzed, it walks the due index,
     and looks each row's endpoint and earlier deliveries up by index: not by a walk over
     every pending delivery per row (no sequential scan, no sort, no JIT either)."""
-    engine = create_engine(parse_database_url(isolated_database_url), pool_size=1)
-    unit_of_work = UnitOfWork(engine)
-    now_ns = time.time_ns()
-    endpoint_id = new_id()
-    try:
-        async with unit_of_work.begin() as session:
-            await _backlog(session, endpoint_id, 5000, now_ns)
-            await repository.plan_with_indexes(session)
-            connection = await session.connection()
-            driver = (await connection.get_raw_connection()).driver_connection
-            explained = await driver.fetchval(  # type: ignore[union-attr]
-                f"EXPLAIN (FORMAT JSON) {repository.DUE_DELIVERIES_CLAIM}", now_ns, 100, now_ns + 1
+    async with _backlog_session(isolated_database_url, 5000) as (session, now_ns):
+        connection = await session.connection()
+        driver = (await connection.get_raw_connection()).driver_connection
+        explained = await driver.fetchval(  # type: ignore[union-attr]
+            f"EXPLAIN (FORMAT JSON) {repository.DUE_DELIVERIES_CLAIM}", now_ns, 100, now_ns + 1
+        )
+        plan = json.dumps(explained)
+        assert plan.count("ix_events_webhook_deliveries_due") == 1
+        assert "ix_events_webhook_deliveries_order" in plan
+        assert "Seq Scan" not in plan and "JIT" not in plan and '"Sort"' not in plan
+        leased = await repository.claim_due_deliveries(
+            session, now_ns=now_ns, limit=100, lock=True, leased_until=now_ns + 1
+        )
+        assert len(leased) == 100
+        assert (
+            await session.scalar(
+                text("SELECT count(*) FROM events_webhook_deliveries WHERE leased_until = :t"),
+                {"t": now_ns + 1},
             )
-            plan = json.dumps(explained)
-            assert plan.count("ix_events_webhook_deliveries_due") == 1
-            assert "ix_events_webhook_deliveries_order" in plan
-            assert "Seq Scan" not in plan and "JIT" not in plan and '"Sort"' not in plan
-            leased = await repository.claim_due_deliveries(
-                session, now_ns=now_ns, limit=100, lock=True, leased_until=now_ns + 1
-            )
-            assert len(leased) == 100
-            assert (
-                await session.scalar(
-                    text("SELECT count(*) FROM events_webhook_deliveries WHERE leased_until = :t"),
-                    {"t": now_ns + 1},
-                )
-                == 100
-            )
-    finally:
-        await engine.dispose()
+            == 100
+        )

@@ -190,13 +190,19 @@ class Sequencer:
             if cursor is None:
                 self._idle = True
                 return 0
-            seq = await repository.last_seq(session)
-            numbered = await repository.number_unsequenced(
-                session, last_seq=seq, limit=self._batch_size_max
-            )
-            done = numbered + await self._copy_from_ledger(session, cursor, seq + numbered)
+            numbered, last_seq = await self._number(session)
+            done = numbered + await self._copy_from_ledger(session, cursor, last_seq)
         self._idle = not done
         return done
+
+    async def _number(self, session: AsyncSession) -> tuple[int, int]:
+        """Number the committed rows still without a `seq` (up to a batch): how many, and
+        the last `seq` given out."""
+        seq = await repository.last_seq(session)
+        numbered = await repository.number_unsequenced(
+            session, last_seq=seq, limit=self._batch_size_max
+        )
+        return numbered, seq + numbered
 
     async def _copy_from_ledger(
         self, session: AsyncSession, cursor: EventCursor, last_seq: int
@@ -235,13 +241,10 @@ class Sequencer:
     ) -> int:
         """Number the committed rows still without a `seq`, then copy `transfers` in after
         them and move the (locked) cursor past them; how many events were numbered."""
-        seq = await repository.last_seq(session)
-        numbered = await repository.number_unsequenced(
-            session, last_seq=seq, limit=self._batch_size_max
-        )
+        numbered, last_seq = await self._number(session)
         if not transfers:
             return numbered
-        rows = await self._transfer_rows(session, transfers, seq + numbered)
+        rows = await self._transfer_rows(session, transfers, last_seq)
         await repository.insert_events(session, rows)
         cursor.position = transfers[-1].timestamp
         cursor.updated_at = self._clock.now_ns()
