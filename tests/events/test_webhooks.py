@@ -17,7 +17,7 @@ from billfold.events import service
 from billfold.events.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from billfold.events.outbox import emit
 from billfold.events.ssrf import UnsafeWebhookUrl, resolve_target
-from billfold.events.webhooks import ATTEMPTS_MAX, RETRY_DELAYS_S
+from billfold.events.webhooks import ATTEMPTS_MAX, RETRY_DELAYS_S, first_delivery_id
 from billfold.kit.auth import Mode
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, ManualClock, SystemClock
 from billfold.kit.ids import new_id
@@ -218,6 +218,28 @@ async def test_an_aggregates_later_event_waits_for_its_earlier_one(
             await h.worker.drain()
     ids = [r.headers["webhook-id"] for r in receiver.received]
     assert ids == [f"evt_{first.hex}", f"evt_{first.hex}", f"evt_{second.hex}"]
+
+
+async def test_first_delivery_ids_follow_the_log_and_derive_from_event_and_endpoint(
+    isolated_database_url: str,
+) -> None:
+    """Deliveries are written in log order with ids that sort the same way (their indexes
+    grow at the right edge); each is the one id its (event, endpoint, seq) can have."""
+    with Receiver() as receiver:
+        async with harness(isolated_database_url) as h:
+            endpoints = [await add_endpoint(h, receiver.url) for _ in range(2)]
+            for _ in range(20):
+                await emit_event(h)
+            await h.worker.drain()
+            written = await deliveries(h)
+    assert len(written) == 40
+    assert [d.id for d in sorted(written, key=lambda d: d.id)] == [
+        d.id for d in sorted(written, key=lambda d: (d.event_seq, d.id))
+    ]
+    assert {d.id.version for d in written} == {8}
+    assert {d.endpoint_id for d in written} == {e.id for e in endpoints}
+    for d in written:
+        assert d.id == first_delivery_id(d.event_id, d.endpoint_id, d.event_seq)
 
 
 async def test_a_replay_sends_the_event_again_with_the_same_id(isolated_database_url: str) -> None:

@@ -12,7 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billfold.kit.ids import InvalidId, derived_id, format_id, new_id, parse_id
+from billfold.kit.ids import (
+    InvalidId,
+    derived_id,
+    format_id,
+    new_id,
+    ordered_derived_id,
+    parse_id,
+)
 
 
 def test_new_ids_are_version_7_and_time_ordered() -> None:
@@ -26,7 +33,11 @@ def test_new_ids_are_version_7_and_time_ordered() -> None:
 def test_ids_behave_as_the_standard_library_builds_them() -> None:
     """`new_id` and `derived_id` fill `uuid.UUID`'s slots without its constructor: what
     they return must be indistinguishable from a UUID built the usual way."""
-    for made in (new_id(), derived_id(uuid.NAMESPACE_URL.bytes, "https://example.com")):
+    for made in (
+        new_id(),
+        derived_id(uuid.NAMESPACE_URL.bytes, "https://example.com"),
+        ordered_derived_id(7, uuid.NAMESPACE_URL.bytes, "https://example.com"),
+    ):
         standard = uuid.UUID(str(made))
         assert made == standard and hash(made) == hash(standard)
         assert (made.is_safe, repr(made), made.fields) == (
@@ -97,3 +108,31 @@ def test_a_derived_id_matches_the_rfc_9562_appendix_vector() -> None:
     # RFC 9562 A.4: UUIDv5 of "www.example.com" in the DNS namespace.
     derived = derived_id(uuid.NAMESPACE_DNS.bytes, "www.example.com")
     assert derived == uuid.UUID("2ed6657d-e927-568b-95e1-2665a8aea6a2")
+
+
+POSITION_MAX = 2**48 - 1
+LOW_74_BITS = (0xFFF << 64) | ((1 << 62) - 1)
+
+
+@given(st.integers(0, 2**63 - 1), st.uuids(), st.text(max_size=100))
+def test_an_ordered_derived_id_is_a_uuid8_of_the_position_and_the_uuid5(
+    position: int, namespace: uuid.UUID, name: str
+) -> None:
+    made = ordered_derived_id(position, namespace.bytes, name)
+    assert made.version == 8 and made.variant == uuid.RFC_4122
+    assert made.int >> 80 == position & POSITION_MAX
+    assert made.int & LOW_74_BITS == uuid.uuid5(namespace, name).int & LOW_74_BITS
+    assert ordered_derived_id(position, namespace.bytes, name) == made
+
+
+@given(st.lists(st.integers(0, POSITION_MAX), min_size=2, unique=True), st.uuids())
+def test_ordered_derived_ids_sort_by_their_position(
+    positions: list[int], namespace: uuid.UUID
+) -> None:
+    made = {position: ordered_derived_id(position, namespace.bytes, "x") for position in positions}
+    assert sorted(made, key=made.__getitem__) == sorted(positions)
+
+
+def test_ordered_derived_ids_of_one_position_differ_by_name() -> None:
+    names = [f"event:{n}" for n in range(1000)]
+    assert len({ordered_derived_id(42, uuid.NAMESPACE_OID.bytes, n) for n in names}) == 1000

@@ -42,7 +42,7 @@ from billfold.keys.errors import DecryptionFailed, KeyDestroyed, KeystoreUnavail
 from billfold.keys.keyring import Keyring
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, Clock
 from billfold.kit.db import UnitOfWork
-from billfold.kit.ids import derived_id, format_id, new_id
+from billfold.kit.ids import format_id, new_id, ordered_derived_id
 
 __all__ = [
     "BATCH_SIZE_MAX",
@@ -124,10 +124,20 @@ def retry_after_s(value: str | None, *, now_s: float) -> float | None:
     return max(0.0, min(moment.timestamp() - now_s, RETRY_AFTER_MAX_S))
 
 
-def first_delivery_id(event_id: uuid.UUID, endpoint_id: uuid.UUID) -> uuid.UUID:
+def first_delivery_id(event_id: uuid.UUID, endpoint_id: uuid.UUID, event_seq: int) -> uuid.UUID:
     """The first delivery of an event to an endpoint has one possible id: fan-out twice
-    would collide instead of sending twice."""
-    return derived_id(_DELIVERY_NAMESPACE_BYTES, f"{event_id.hex}:{endpoint_id.hex}")
+    would collide instead of sending twice.
+
+    An RFC 9562 UUIDv8 that sorts by the event's position: its 48 leading bits are
+    `event_seq` (mod 2^48), the 74 free bits below them come from `uuid5(DELIVERY_NAMESPACE,
+    "<event hex>:<endpoint hex>")`. Deliveries are written in log order, so their primary
+    key and the endpoint's (endpoint, id) index grow at their right edge, as the delivery
+    log's index on `delivery_id` does: a random id (the uuid5 alone) put each insert, and
+    each completion's new index entries, on a random page of three indexes (about 10 µs of
+    the server's CPU per delivery, 3,600-row batches into 300,000 rows)."""
+    return ordered_derived_id(
+        event_seq, _DELIVERY_NAMESPACE_BYTES, f"{event_id.hex}:{endpoint_id.hex}"
+    )
 
 
 async def endpoint_secrets(
@@ -263,7 +273,7 @@ def delivery_row(
     event: Event, endpoint: WebhookEndpoint, *, now_ns: int, replay: bool
 ) -> dict[str, object]:
     return {
-        "id": new_id() if replay else first_delivery_id(event.id, endpoint.id),
+        "id": new_id() if replay else first_delivery_id(event.id, endpoint.id, event.seq),
         "endpoint_id": endpoint.id,
         "tenant_id": endpoint.tenant_id,
         "event_id": event.id,
