@@ -16,8 +16,15 @@ import pytest
 from nats.js.errors import NotFoundError
 
 from billfold.events import repository
-from billfold.events.nats import IdempotentConsumer
+from billfold.events.nats import (
+    IdempotentConsumer,
+    NatsChannel,
+    PublishError,
+    publish_frames,
+    subject_of,
+)
 from billfold.events.outbox import emit
+from billfold.events.types import Event, cloudevent_json
 from billfold.identity.outbox_events import IDENTITY_EVENT_TYPES
 from billfold.kit.auth import Mode
 from billfold.kit.ids import new_id
@@ -157,3 +164,84 @@ async def test_the_server_drops_a_republished_event_by_its_id(
             await client.close()
     assert info.state.messages == stored
     assert json.loads(message.data or b"{}")["id"] == f"evt_{events[0].id.hex}"
+    assert message.headers == {
+        "Nats-Msg-Id": f"evt_{events[0].id.hex}",
+        "Content-Type": "application/cloudevents+json",
+    }
+
+
+def _event(data: dict[str, Any], *, seq: int) -> Event:
+    aggregate = new_id()
+    return Event(
+        id=new_id(),
+        tenant_id=uuid.uuid4(),
+        mode="test",
+        type="com.billfold.payment.captured.v1",
+        subject=f"pay_{aggregate.hex}",
+        aggregate_id=aggregate,
+        partition=3,
+        data=data,
+        occurred_at=1_700_000_000_123_456_789,
+        seq=seq,
+    )
+
+
+async def test_the_channels_frames_are_what_nats_py_writes_for_each_publish(
+    stream_name: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`publish_frames` writes, for a window at once, the bytes nats-py's own `publish`
+    queues for each message with the same subject, reply and headers."""
+    _, prefix = stream_name
+    events = [
+        _event({"amount": "250", "note": 'é "quoted" \\ \u2028'}, seq=1),
+        _event({}, seq=2),
+        _event({"n": list(range(100))}, seq=10**12),
+    ]
+    queued: list[bytes] = []
+
+    async def capture(command: bytes, priority: bool = False) -> None:
+        queued.append(command)
+
+    client = await nats.connect(NATS_URL)
+    try:
+        monkeypatch.setattr(client, "_send_command", capture)
+        for index, event in enumerate(events):
+            await client.publish(
+                subject_of(event, prefix=prefix),
+                cloudevent_json(event),
+                reply=f"_INBOX.abc.7.{index}",
+                headers={
+                    "Nats-Msg-Id": f"evt_{event.id.hex}",
+                    "Content-Type": "application/cloudevents+json",
+                },
+            )
+        frames = publish_frames(
+            events,
+            subject=lambda event: subject_of(event, prefix=prefix).encode(),
+            reply=b"_INBOX.abc.7.",
+            payload_max=client.max_payload,
+        )
+    finally:
+        monkeypatch.undo()
+        await client.close()
+    assert len(queued) == 3 and frames == b"".join(queued)
+
+
+def test_an_event_larger_than_the_servers_max_payload_is_refused() -> None:
+    event = _event({"blob": "x" * 2000}, seq=1)
+    with pytest.raises(PublishError, match="max_payload"):
+        publish_frames([event], subject=lambda _: b"s", reply=b"r.", payload_max=1000)
+
+
+async def test_a_channel_that_lost_its_connection_fails_the_round_unsent(
+    stream_name: tuple[str, str],
+) -> None:
+    stream, prefix = stream_name
+    channel = NatsChannel(NATS_URL, stream=stream, prefix=prefix, timeout_s=2)
+    await channel.open()
+    await channel.close()  # drained and closed: nothing is queued on a dead connection
+    channel._client = client = await nats.connect(NATS_URL)
+    await client.close()
+    with pytest.raises(PublishError, match="not connected"):
+        await channel.deliver([_event({}, seq=1)])
+    assert channel.published == 0
