@@ -37,7 +37,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 import nats
 import nats.js.errors
@@ -78,6 +78,9 @@ deliveries' own timestamps, not from when the check saw them."""
 WORKERS = int(os.environ.get("BILLFOLD_BENCH_EVENTS_WORKERS", "2"))
 """`billfold worker` processes: on PostgreSQL they share the work through row locks (the
 sequencer's cursor, each channel's partitions, the deliveries)."""
+IDLE_CPU_SHARE = 0.2
+IDLE_WINDOW_S = 0.5
+IDLE_WAIT_S_MAX = 60.0
 WEBHOOK_BATCH = 200
 """The receiver's endpoint takes CloudEvents batches of up to this many events per request
 (`batch_size_max`); one request per event tops out near 1,000/s in one Python worker."""
@@ -260,7 +263,24 @@ async def wait_for_workers(database_url: str, timeout_s: float = 60.0) -> None:
             await asyncio.sleep(0.1)
     finally:
         await engine.dispose()
-    await asyncio.sleep(1)  # the other workers, and the receiver
+    await asyncio.sleep(1)  # the receiver
+
+
+async def wait_until_idle(workers: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Until every worker process idles (less than `IDLE_CPU_SHARE` of a core over
+    `IDLE_WINDOW_S`), at most `IDLE_WAIT_S_MAX`: the first to start makes the cursors the
+    wait above looks for, while the others may still be importing (seconds of CPU under
+    two cores), which production would otherwise compete with and the workers' CPU per
+    event would count as dispatching."""
+    deadline = time.monotonic() + IDLE_WAIT_S_MAX
+    while time.monotonic() < deadline:
+        before = workers_cpu_s(workers, each=True)
+        await asyncio.sleep(IDLE_WINDOW_S)
+        after = workers_cpu_s(workers, each=True)
+        if any(math.isnan(spent) for spent in after):
+            return  # no /proc: nothing to watch
+        if all(b - a < IDLE_CPU_SHARE * IDLE_WINDOW_S for a, b in zip(before, after, strict=True)):
+            return
 
 
 async def wait_for_drain(database_url: str, stream: str, produced: int, timeout_s: float) -> None:
@@ -328,6 +348,7 @@ async def run(seconds: int) -> Figures:
             )
             workers = [spawn("--worker", database_url, stream, prefix) for _ in range(WORKERS)]
             await wait_for_workers(database_url)
+            await wait_until_idle(workers)
             cpu_before = workers_cpu_s(workers)
             produced = await produce(ledger, tenant, accounts, seconds)
             async with ledger.repository.read() as reader:
@@ -357,10 +378,20 @@ async def run(seconds: int) -> Figures:
     )
 
 
-def workers_cpu_s(workers: Sequence[subprocess.Popen[bytes]]) -> float:
-    """CPU seconds the worker processes have spent so far (NaN where /proc is missing)."""
+@overload
+def workers_cpu_s(workers: Sequence[subprocess.Popen[bytes]]) -> float: ...
+@overload
+def workers_cpu_s(
+    workers: Sequence[subprocess.Popen[bytes]], *, each: Literal[True]
+) -> list[float]: ...
+def workers_cpu_s(
+    workers: Sequence[subprocess.Popen[bytes]], *, each: bool = False
+) -> float | list[float]:
+    """CPU seconds the worker processes have spent so far, in all or `each` (NaN where
+    /proc is missing)."""
     fields = [process_stat(worker.pid) for worker in workers]
-    return sum(stat_cpu_s(f) for f in fields if f is not None) if all(fields) else math.nan
+    spent = [math.nan if f is None else stat_cpu_s(f) for f in fields]
+    return spent if each else sum(spent)
 
 
 async def delete_stream(stream: str) -> None:

@@ -111,6 +111,8 @@ def test_an_endpoint_receives_a_transfer_event_and_logs_the_delivery(
         replay = api.post(f"/v1/events/{posted[0]['id']}/replay", json={}, headers=auth(full))
         assert replay.status_code == 202 and len(replay.json()["delivery_ids"]) == 1
         wait_for(lambda: len(receiver.received) == 2)
+        listed = [d["id"] for d in api.get(path, headers=auth(reader)).json()["items"]]
+        assert listed == [*replay.json()["delivery_ids"], delivery["id"]]  # the replay first
     assert receiver.received[0].headers["webhook-id"] == posted[0]["id"]
     assert receiver.received[1].headers["webhook-id"] == posted[0]["id"]
 

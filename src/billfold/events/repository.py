@@ -722,7 +722,8 @@ async def purge_completed_deliveries(
 async def deliveries_page(
     session: AsyncSession, *, endpoint_id: uuid.UUID, before: uuid.UUID | None, limit: int
 ) -> list[WebhookDelivery]:
-    """The endpoint's deliveries, newest first."""
+    """The endpoint's deliveries by id, descending: first deliveries in reverse log order
+    (their ids lead with the event's `seq`), replays (UUIDv7) above them."""
     query = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
     if before is not None:
         query = query.where(WebhookDelivery.id < before)

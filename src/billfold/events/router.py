@@ -241,7 +241,10 @@ async def delete_endpoint(endpoint_id: str, principal: Writer, unit_of_work: Wor
 
 @router.get(
     "/webhook-endpoints/{endpoint_id}/deliveries",
-    summary="The endpoint's deliveries, newest first, each with its attempts.",
+    summary=(
+        "The endpoint's deliveries by id, descending: first deliveries in reverse log order,"
+        " replays above them; each with its attempts."
+    ),
     responses=problem_responses(404),
 )
 async def list_deliveries(
