@@ -210,10 +210,9 @@ class Worker:
     async def look(self) -> int:
         """The lookout's round: one look for every loop but the sender's, waking those that
         have work (0: the lookout itself always waits its interval)."""
-        async with self._unit_of_work.read() as session:
-            found = await repository.look(
-                session, channels=list(self._wake_dispatchers), now_ns=self.clock.now_ns()
-            )
+        found = await repository.look(
+            self._unit_of_work, channels=list(self._wake_dispatchers), now_ns=self.clock.now_ns()
+        )
         if found.unsequenced or (
             # The ledger is asked only for a sequencer that waits: a busy one goes on to its
             # next round unwoken (under load, this read was half of the lookout's cost).

@@ -42,17 +42,16 @@ async def test_the_look_names_the_end_only_when_a_cursor_is_behind(
     isolated_database_url: str,
 ) -> None:
     async with harness(isolated_database_url) as h:
-        async with h.unit_of_work.read() as session:
-            assert await repository.end_if_behind(session, channel="inprocess") is None
-            assert await repository.end_if_behind(session, channel="no such channel") is None
+        uow = h.unit_of_work
+        assert await repository.end_if_behind(uow, channel="inprocess") is None
+        assert await repository.end_if_behind(uow, channel="no such channel") is None
         await emit_event(h)
         await h.worker.sequence()
-        async with h.unit_of_work.read() as session:
+        async with uow.read() as session:
             end = await repository.last_seq(session)
-            assert await repository.end_if_behind(session, channel="inprocess") == end
+        assert await repository.end_if_behind(uow, channel="inprocess") == end
         await h.worker.dispatch()
-        async with h.unit_of_work.read() as session:
-            assert await repository.end_if_behind(session, channel="inprocess") is None
+        assert await repository.end_if_behind(uow, channel="inprocess") is None
 
 
 async def test_a_bus_with_no_subscriber_moves_past_events_at_most_once_an_interval(
@@ -223,6 +222,5 @@ async def test_the_look_sees_an_inbound_notification_due_from_its_time_on(
         async with h.unit_of_work.begin() as session:
             await store_inbound(session, source="psp", external_id="evt-t", payload={}, now_ns=500)
         for now_ns, due in [(499, False), (500, True), (10**18, True), (1, False)]:
-            async with h.unit_of_work.read() as session:
-                found = await repository.look(session, channels=["inprocess"], now_ns=now_ns)
+            found = await repository.look(h.unit_of_work, channels=["inprocess"], now_ns=now_ns)
             assert found.inbound_due is due, now_ns

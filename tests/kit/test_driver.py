@@ -78,3 +78,35 @@ async def test_writes_and_reads_share_the_sessions_transaction(database_url: str
             await connection.run_sync(PROBES.drop)
     finally:
         await engine.dispose()
+
+
+async def test_a_statement_run_alone_reads_committed_rows_outside_any_transaction(
+    database_url: str, backend: str
+) -> None:
+    """`UnitOfWork.fetch_alone`: the same rows as through a session, committed ones only;
+    on PostgreSQL no transaction is begun for it (one round trip)."""
+    engine = create_engine(parse_database_url(database_url), pool_size=2)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(PROBES.create)
+        unit_of_work = UnitOfWork(engine)
+        owner = uuid.uuid4()
+        async with unit_of_work.begin() as session:
+            await INSERT.execute_many(session, _rows(owner, 5))
+        statements: list[str] = []
+        if backend == "postgresql":
+            async with engine.connect() as connection:
+                raw = await connection.get_raw_connection()
+                driver = raw.driver_connection
+                assert driver is not None
+                driver.add_query_logger(lambda record: statements.append(record.query))
+        alone = await unit_of_work.fetch_alone(OWNED_ABOVE_TWO, {"owner": owner})
+        assert [tuple(row) for row in alone] == [("d", 3), ("e", 4)]
+        if backend == "postgresql":  # one connection serves this whole test: it ran there
+            assert statements == [OWNED_ABOVE_TWO._compile(engine.dialect).sql]
+        with pytest.raises(KeyError):
+            await unit_of_work.fetch_alone(OWNED_ABOVE_TWO, {})
+        async with engine.begin() as connection:
+            await connection.run_sync(PROBES.drop)
+    finally:
+        await engine.dispose()

@@ -340,8 +340,7 @@ class ChannelDispatcher:
     async def _end_if_behind(self) -> int | None:
         """The end of the log (its last `seq`) if any of the channel's cursors is behind
         it, else None; looked at without locks."""
-        async with self._unit_of_work.read() as session:
-            return await repository.end_if_behind(session, channel=self.channel.name)
+        return await repository.end_if_behind(self._unit_of_work, channel=self.channel.name)
 
     async def _skip(self) -> int:
         """Move the channel's cursors to the end of the log without reading it; how many

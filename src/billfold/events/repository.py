@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Select,
+    String,
     Text,
     Uuid,
     and_,
@@ -46,6 +47,8 @@ from billfold.events.models import (
     WebhookEndpoint,
 )
 from billfold.events.types import EVENT_PARTITIONS, Event, Reads, compact_json
+from billfold.kit.db import UnitOfWork
+from billfold.kit.driver import DriverStatement
 from billfold.kit.upsert import insert_if_absent
 
 __all__ = [
@@ -300,16 +303,21 @@ def cursor_claim(*, channel: str, limit: int, offset: int, lock: bool) -> Select
     return query.with_for_update(skip_locked=True) if lock else query
 
 
-async def end_if_behind(session: AsyncSession, *, channel: str) -> int | None:
-    """The end of the log (its last `seq`) when one of the channel's cursors is behind it,
-    else None: one statement, for the looks idle loops take many times a second."""
-    last = select(func.coalesce(func.max(OutboxEvent.seq), 0)).scalar_subquery()
-    lowest = (
+_END_IF_BEHIND = DriverStatement(
+    select(
+        select(func.coalesce(func.max(OutboxEvent.seq), 0)).scalar_subquery(),
         select(func.min(EventCursor.position))
-        .where(EventCursor.channel == channel)
-        .scalar_subquery()
+        .where(EventCursor.channel == bindparam("channel", type_=String()))
+        .scalar_subquery(),
     )
-    row = (await session.execute(select(last, lowest))).one()
+)
+
+
+async def end_if_behind(unit_of_work: UnitOfWork, *, channel: str) -> int | None:
+    """The end of the log (its last `seq`) when one of the channel's cursors is behind it,
+    else None: one statement run alone (`UnitOfWork.fetch_alone`), for the looks idle
+    loops take many times a second."""
+    [row] = await unit_of_work.fetch_alone(_END_IF_BEHIND, {"channel": channel})
     end, low = int(row[0]), row[1]
     return end if low is not None and int(low) < end else None
 
@@ -773,9 +781,10 @@ class Look:
 
 
 @functools.lru_cache(maxsize=16)
-def _look_statement(channels: tuple[str, ...]) -> Select[Any]:
-    """`look`'s statement for `channels`, built once (its time is the `now_ns` parameter):
-    building it anew cost more of the worker's CPU than PostgreSQL spent answering it."""
+def _look_statement(channels: tuple[str, ...]) -> DriverStatement:
+    """`look`'s statement for `channels`, built and compiled once (its time is the `now_ns`
+    parameter): building it anew cost more of the worker's CPU than PostgreSQL spent
+    answering it."""
     last = select(func.coalesce(func.max(OutboxEvent.seq), 0)).scalar_subquery()
     lowest = [
         select(func.min(EventCursor.position)).where(EventCursor.channel == c).scalar_subquery()
@@ -795,15 +804,15 @@ def _look_statement(channels: tuple[str, ...]) -> Select[Any]:
         )
         .exists()
     )
-    return select(last, position, unsequenced, due, *lowest)
+    return DriverStatement(select(last, position, unsequenced, due, *lowest))
 
 
-async def look(session: AsyncSession, *, channels: Sequence[str], now_ns: int) -> Look:
+async def look(unit_of_work: UnitOfWork, *, channels: Sequence[str], now_ns: int) -> Look:
     """Whether the sequencer, each of `channels` and the inbound processor have work, in
-    one statement: what an idle worker asks every poll interval, where each loop used to
-    ask its own question in its own transaction (about a millisecond of CPU each)."""
-    statement = _look_statement(tuple(channels))
-    row = (await session.execute(statement, {"now_ns": now_ns})).one()
+    one statement run alone (`UnitOfWork.fetch_alone`): what an idle worker asks every
+    poll interval, where each loop used to ask its own question in its own transaction
+    (about a millisecond of CPU each)."""
+    [row] = await unit_of_work.fetch_alone(_look_statement(tuple(channels)), {"now_ns": now_ns})
     end = int(row[0])
     return Look(
         sequencer_position=int(row[1] or 0),

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from billfold.kit.errors import invariant
 
 __all__ = ["DriverStatement"]
 
@@ -76,6 +78,18 @@ class DriverStatement:
         raw = await connection.get_raw_connection()
         driver: Any = raw.driver_connection
         return list(await driver.execute_fetchall(compiled.sql, compiled.arguments(parameters)))
+
+    async def fetch_alone(
+        self, connection: AsyncConnection, parameters: Mapping[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        """PostgreSQL: the statement's rows, run alone on `connection`'s driver outside any
+        transaction (one round trip; one statement sees one snapshot). For a read only."""
+        invariant(connection.dialect.name == "postgresql", "run alone on PostgreSQL only")
+        compiled = self._compile(connection.dialect)
+        compiled.check(parameters)
+        raw = await connection.get_raw_connection()
+        driver: Any = raw.driver_connection
+        return list(await driver.fetch(compiled.sql, *compiled.arguments(parameters)))
 
     async def execute_many(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
         """The statement once per row of parameters (a write: nothing is returned)."""
