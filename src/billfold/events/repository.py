@@ -263,23 +263,26 @@ async def ensure_cursors(
             await insert_if_absent(session, EventCursor, {**values, "updated_at": now_ns})
 
 
+# The worker's per-round statements, built once: building one anew costs the worker more
+# CPU than PostgreSQL spends running it (SQLAlchemy also memoizes a statement's cache key).
+_SEQUENCER_CURSOR = (EventCursor.channel == SEQUENCER, EventCursor.partition == 0)
+_SEQUENCER_POSITION = select(EventCursor.position).where(*_SEQUENCER_CURSOR)
+_LOCK_SEQUENCER = select(EventCursor).where(*_SEQUENCER_CURSOR).with_for_update(skip_locked=True)
+_UNSEQUENCED = select(OutboxEvent.id).where(OutboxEvent.seq.is_(None)).limit(1)
+_TENANTS_WITH_ENDPOINTS = (
+    select(WebhookEndpoint.tenant_id).where(WebhookEndpoint.status == "enabled").distinct()
+)
+
+
 async def sequencer_position(session: AsyncSession) -> int:
     """The last ledger timestamp the sequencer copied (read without a lock)."""
-    value = await session.scalar(
-        select(EventCursor.position).where(
-            EventCursor.channel == SEQUENCER, EventCursor.partition == 0
-        )
-    )
+    value = await session.scalar(_SEQUENCER_POSITION)
     return int(value or 0)
 
 
 async def lock_sequencer(session: AsyncSession) -> EventCursor | None:
     """The sequencer's cursor, locked; None when another worker holds it."""
-    found: EventCursor | None = await session.scalar(
-        select(EventCursor)
-        .where(EventCursor.channel == SEQUENCER, EventCursor.partition == 0)
-        .with_for_update(skip_locked=True)
-    )
+    found: EventCursor | None = await session.scalar(_LOCK_SEQUENCER)
     return found
 
 
@@ -292,8 +295,11 @@ async def claim_cursors(
     return list((await session.scalars(query)).all())
 
 
+@functools.lru_cache(maxsize=256)
 def cursor_claim(*, channel: str, limit: int, offset: int, lock: bool) -> Select[EventCursor]:
-    """The statement of `claim_cursors`."""
+    """The statement of `claim_cursors`, built once per argument set (a few dozen: the
+    offset is one of `EVENT_PARTITIONS`): building it anew each round took more of the
+    worker's CPU under load than running it."""
     query = (
         select(EventCursor)
         .where(EventCursor.channel == channel)
@@ -325,14 +331,17 @@ async def end_if_behind(unit_of_work: UnitOfWork, *, channel: str) -> int | None
 # -- the log
 
 
+_LAST_SEQ = select(func.max(OutboxEvent.seq))
+
+
 async def last_seq(session: AsyncSession) -> int:
-    value = await session.scalar(select(func.max(OutboxEvent.seq)))
+    value = await session.scalar(_LAST_SEQ)
     return int(value or 0)
 
 
 async def has_unsequenced(session: AsyncSession) -> bool:
     """Whether a committed row waits for its `seq`."""
-    found = await session.scalar(select(OutboxEvent.id).where(OutboxEvent.seq.is_(None)).limit(1))
+    found = await session.scalar(_UNSEQUENCED)
     return found is not None
 
 
@@ -466,9 +475,7 @@ async def tenant_events(
 
 async def tenants_with_endpoints(session: AsyncSession) -> set[uuid.UUID]:
     """The tenants with at least one enabled webhook endpoint."""
-    rows = await session.scalars(
-        select(WebhookEndpoint.tenant_id).where(WebhookEndpoint.status == "enabled").distinct()
-    )
+    rows = await session.scalars(_TENANTS_WITH_ENDPOINTS)
     return set(rows)
 
 
