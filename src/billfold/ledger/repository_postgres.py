@@ -21,7 +21,7 @@ from billfold.ledger.types import (
     Transfer,
 )
 
-__all__ = ["ACQUIRE_TIMEOUT_S", "SERVER_SETTINGS", "PostgresLedgerRepository"]
+__all__ = ["ACQUIRE_TIMEOUT_S", "SERVER_SETTINGS", "PostgresLedgerRepository", "reset_released"]
 
 ACQUIRE_TIMEOUT_S = 30.0
 """Longest wait for a pooled connection before the call fails."""
@@ -375,6 +375,17 @@ class _PostgresWriteTransaction(_PostgresReader):
         return [_transfer(row) for row in rows]
 
 
+async def reset_released(connection: asyncpg.Connection[Any]) -> None:
+    """What a connection returned to the ledger's pool needs before its next use: only a
+    transaction left open rolled back. The ledger keeps no session state (no advisory
+    locks, LISTEN, cursors or SET; its settings are the connection's startup ones), and
+    asyncpg's default reset sent `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL` after every call: a round trip per ledger call (a read such as the worker's
+    look for new transfers was two statements, this and the read)."""
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
+
+
 class PostgresLedgerRepository:
     """The ledger's tables on PostgreSQL, through an asyncpg connection pool."""
 
@@ -394,6 +405,7 @@ class PostgresLedgerRepository:
             timeout=self._connect_timeout_s,
             command_timeout=300,
             server_settings=SERVER_SETTINGS,
+            reset=reset_released,
         )
 
     async def close(self) -> None:
