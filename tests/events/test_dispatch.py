@@ -57,6 +57,14 @@ async def transfer(h: Harness, debit: uuid.UUID, credit: uuid.UUID, **fields: ob
     return identifier
 
 
+async def event_id_of(h: Harness, transfer_id: uuid.UUID) -> uuid.UUID:
+    """The id of the event the transfer makes: derived from its id and ledger timestamp."""
+    stored = await h.ledger.get_transfer(
+        tenant_id=ledger_tenant(h.tenant_id), transfer_id=transfer_id
+    )
+    return transfer_event_id(transfer_id, stored.timestamp)
+
+
 def emit_captured(
     session: AsyncSession, h: Harness, payment: uuid.UUID, data: dict[str, Any]
 ) -> None:
@@ -136,15 +144,17 @@ async def test_ledger_transfers_become_typed_events_in_order_per_pending_transfe
         await h.worker.drain()
         types = {e.id: (e.type, e.aggregate_id) for e in received}
         short = "com.billfold.transfer."
-        assert types[transfer_event_id(single)] == (short + "posted.v1", single)
-        assert types[transfer_event_id(pending)] == (short + "pending.v1", pending)
-        assert types[transfer_event_id(post)] == (short + "posted.v1", pending)
-        assert types[transfer_event_id(void)] == (short + "voided.v1", to_void)
-        assert types[transfer_event_id(expiry.id)] == (short + "expired.v1", expiring)
+        assert types[await event_id_of(h, single)] == (short + "posted.v1", single)
+        assert types[await event_id_of(h, pending)] == (short + "pending.v1", pending)
+        assert types[await event_id_of(h, post)] == (short + "posted.v1", pending)
+        assert types[await event_id_of(h, void)] == (short + "voided.v1", to_void)
+        expired = transfer_event_id(expiry.id, expiry.timestamp)
+        assert types[expired] == (short + "expired.v1", expiring)
         assert len(received) == 7
         seqs = [e.seq for e in received if e.aggregate_id == pending]
         assert seqs == sorted(seqs) and len(seqs) == 2
-        data = next(e.data for e in received if e.id == transfer_event_id(single))
+        single_id = await event_id_of(h, single)
+        data = next(e.data for e in received if e.id == single_id)
         assert data["amount"] == "10" and data["id"] == f"txf_{single.hex}"
         assert data["debit_account_id"] == f"acc_{a.hex}"
         assert await tenant_event_ids(h.unit_of_work, h.tenant_id) == [e.id for e in received]
@@ -176,7 +186,7 @@ async def test_transfers_of_a_ledger_tenant_without_identity_tenant_make_no_even
         a, b = await open_accounts(h)
         mine = await transfer(h, a, b)
         await h.worker.drain()
-        assert await tenant_event_ids(h.unit_of_work, h.tenant_id) == [transfer_event_id(mine)]
+        assert await tenant_event_ids(h.unit_of_work, h.tenant_id) == [await event_id_of(h, mine)]
 
 
 async def test_a_failing_subscriber_gets_the_batch_again_with_the_same_ids(
@@ -199,7 +209,7 @@ async def test_a_failing_subscriber_gets_the_batch_again_with_the_same_ids(
         with pytest.raises(ConnectionError):
             await h.worker.dispatchers[0].run_once()
         await h.worker.drain()
-        assert seen == [transfer_event_id(first), transfer_event_id(first)]
+        assert seen == [await event_id_of(h, first)] * 2
 
 
 @pytest.mark.postgres_only
@@ -286,8 +296,8 @@ async def test_with_no_subscriber_the_bus_moves_past_events_and_a_later_one_sees
         h.worker.bus.subscribe(subscriber)
         after = await transfer(h, debit, credit)
         await h.worker.drain()
-        assert [e.id for e in received] == [transfer_event_id(after)]
-        assert transfer_event_id(before[0]) not in {e.id for e in received}
+        assert [e.id for e in received] == [await event_id_of(h, after)]
+        assert await event_id_of(h, before[0]) not in {e.id for e in received}
 
 
 async def test_raw_reads_carry_the_stored_payload_text(isolated_database_url: str) -> None:

@@ -13,11 +13,15 @@ import uuid
 
 import pytest
 from cloudevents.core.formats.json import JSONFormat
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
-from billfold.events.ledger_events import transfer_event_id, transfer_event_type
+from billfold.events.ledger_events import (
+    TRANSFER_EVENT_NAMESPACE,
+    transfer_event_id,
+    transfer_event_type,
+)
 from billfold.events.ssrf import address_is_public
 from billfold.events.types import (
     EVENT_PARTITIONS,
@@ -153,9 +157,13 @@ def test_partitions_are_stable_and_in_range(aggregate: uuid.UUID) -> None:
     assert 0 <= partition_of(aggregate) < EVENT_PARTITIONS
 
 
-@given(st.integers(0, 127), st.uuids())
+TIMESTAMPS = st.integers(0, 2**48 * 10**6 - 1)
+"""Ledger timestamps (Unix nanoseconds) whose millisecond fits the id's 48 leading bits."""
+
+
+@given(st.integers(0, 127), st.uuids(), TIMESTAMPS)
 def test_every_transfer_has_one_type_and_one_stable_event_id(
-    flags: int, transfer: uuid.UUID
+    flags: int, transfer: uuid.UUID, timestamp: int
 ) -> None:
     kind = transfer_event_type(flags)
     if flags & TransferFlags.PENDING:
@@ -165,8 +173,25 @@ def test_every_transfer_has_one_type_and_one_stable_event_id(
         assert kind.endswith(".expired.v1" if expired else ".voided.v1")
     else:
         assert kind.endswith(".posted.v1")
-    assert transfer_event_id(transfer) == transfer_event_id(transfer)
-    assert transfer_event_id(transfer) != transfer
+    event_id = transfer_event_id(transfer, timestamp)
+    assert event_id == transfer_event_id(transfer, timestamp)
+    assert event_id != transfer
+    assert event_id.version == 8 and event_id.variant == uuid.RFC_4122
+    assert event_id.int >> 80 == timestamp // 10**6  # leads with the Unix millisecond
+    below = (1 << 80) - 1 & ~(0xF << 76) & ~(0x3 << 62)  # all but version and variant
+    hashed = uuid.uuid5(TRANSFER_EVENT_NAMESPACE, transfer.hex)
+    assert event_id.int & below == hashed.int & below
+
+
+@given(st.uuids(), st.uuids(), TIMESTAMPS, TIMESTAMPS)
+def test_transfer_event_ids_sort_by_millisecond(
+    first: uuid.UUID, second: uuid.UUID, early: int, late: int
+) -> None:
+    """Transfer events sort by time among themselves and among UUIDv7 ids, which lead with
+    the same millisecond: the outbox's primary key grows as the sequencer copies."""
+    assume(early // 10**6 < late // 10**6)
+    assert transfer_event_id(first, early) < transfer_event_id(second, late)
+    assert transfer_event_id(first, early) < uuid.UUID(int=(late // 10**6) << 80)
 
 
 @given(events, st.text(min_size=1, max_size=40), st.sampled_from([(",", ":"), (", ", ": ")]))

@@ -77,6 +77,14 @@ async def test_the_outbox_holds_each_transfer_as_transfer_event_row_makes_it(
         assert len(rows) == len(ids) == len(by_transfer)
         seqs = [by_transfer[f"txf_{i.hex}"].seq for i in ids]
         assert seqs == sorted(seqs)  # copied in the ledger's order
+        # Event ids lead with the transfer's millisecond, so the key grows with the log.
+        in_log_order = sorted(rows, key=lambda row: row.seq or 0)
+        leading = [row.id.int >> 80 for row in in_log_order]
+        assert leading == sorted(leading)
+        assert all(row.id.version == 8 for row in rows)
+        for transfer_id in ids:
+            stamp = transfers[transfer_id].timestamp
+            assert by_transfer[f"txf_{transfer_id.hex}"].id.int >> 80 == stamp // 10**6
         for transfer_id in ids:
             row = by_transfer[f"txf_{transfer_id.hex}"]
             assert row.seq is not None
