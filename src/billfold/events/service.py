@@ -253,7 +253,10 @@ async def replay_event(
     else:
         candidates = await repository.endpoints_of_tenants(session, [scope.tenant_id])
         targets = [e for e in candidates if endpoint_wants(e, event)]
-    rows = [delivery_row(event, endpoint, now_ns=now_ns, replay=True) for endpoint in targets]
+    rows = [
+        delivery_row(event, endpoint.id, endpoint.tenant_id, now_ns=now_ns, replay=True)
+        for endpoint in targets
+    ]
     await repository.insert_deliveries(session, rows)
     return [row["id"] for row in rows]  # type: ignore[misc]
 

@@ -49,6 +49,7 @@ __all__ = [
     "RETRY_DELAYS_S",
     "SECRET_PREFIX",
     "Outcome",
+    "Subscription",
     "WebhookFanout",
     "WebhookSender",
     "batch_json",
@@ -174,12 +175,32 @@ async def endpoint_secrets(
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """What fanning out to an enabled endpoint needs of it, read off its row once per round:
+    reading the ORM row's attributes for every (event, endpoint) pair was about half of the
+    fan-out's own time."""
+
+    endpoint_id: uuid.UUID
+    tenant_id: uuid.UUID
+    mode: str
+    event_types: frozenset[str]
+    """Empty: every type."""
+
+    @classmethod
+    def of(cls, endpoint: WebhookEndpoint) -> Subscription:
+        return cls(endpoint.id, endpoint.tenant_id, endpoint.mode, frozenset(endpoint.event_types))
+
+    def wants(self, event: Event) -> bool:
+        return (
+            self.tenant_id == event.tenant_id
+            and self.mode == event.mode
+            and (not self.event_types or event.type in self.event_types)
+        )
+
+
 def endpoint_wants(endpoint: WebhookEndpoint, event: Event) -> bool:
-    return (
-        endpoint.tenant_id == event.tenant_id
-        and endpoint.mode == event.mode
-        and (not endpoint.event_types or event.type in endpoint.event_types)
-    )
+    return Subscription.of(endpoint).wants(event)
 
 
 @dataclass(slots=True)
@@ -234,29 +255,36 @@ class WebhookFanout:
         endpoints = await repository.endpoints_of_tenants(session, {e.tenant_id for e in events})
         if not endpoints:
             return
+        owned: dict[tuple[uuid.UUID, str], list[Subscription]] = {}
+        for endpoint in endpoints:
+            subscription = Subscription.of(endpoint)
+            owned.setdefault((subscription.tenant_id, subscription.mode), []).append(subscription)
         wanted = [
-            (event, endpoint)
+            (event, subscription)
             for event in events
-            for endpoint in endpoints
-            if endpoint_wants(endpoint, event)
+            for subscription in owned.get((event.tenant_id, event.mode), ())
+            if subscription.wants(event)
         ]
         rows = [
-            delivery_row(event, endpoint, now_ns=now_ns, replay=False) for event, endpoint in wanted
+            delivery_row(
+                event, subscription.endpoint_id, subscription.tenant_id, now_ns=now_ns, replay=False
+            )
+            for event, subscription in wanted
         ]
         leased: list[Leased] = []
         # Only events read with their payloads are handed over: `reads` follows `lease_ns`
         # when the round reads, and a round that read without them writes unleased.
         if self.lease_ns is not None and rows and events[0].data_json is not None:
             waiting = await repository.pending_pairs(
-                session, {(endpoint.id, event.aggregate_id) for event, endpoint in wanted}
+                session, {(target.endpoint_id, event.aggregate_id) for event, target in wanted}
             )
             leased_until = now_ns + self.lease_ns
-            for row, (event, endpoint) in zip(rows, wanted, strict=True):
-                pair = (endpoint.id, event.aggregate_id)
+            for row, (event, target) in zip(rows, wanted, strict=True):
+                pair = (target.endpoint_id, event.aggregate_id)
                 if pair not in waiting:  # events come in log order: the first is first
                     waiting.add(pair)
                     row["leased_until"] = leased_until
-                    leased.append(Leased(cast(uuid.UUID, row["id"]), endpoint.id, event))
+                    leased.append(Leased(cast(uuid.UUID, row["id"]), target.endpoint_id, event))
         await repository.insert_deliveries(session, rows)
         self.written += len(rows) - len(leased)
         self._leased = leased
@@ -270,12 +298,12 @@ class WebhookFanout:
 
 
 def delivery_row(
-    event: Event, endpoint: WebhookEndpoint, *, now_ns: int, replay: bool
+    event: Event, endpoint_id: uuid.UUID, tenant_id: uuid.UUID, *, now_ns: int, replay: bool
 ) -> dict[str, object]:
     return {
-        "id": new_id() if replay else first_delivery_id(event.id, endpoint.id, event.seq),
-        "endpoint_id": endpoint.id,
-        "tenant_id": endpoint.tenant_id,
+        "id": new_id() if replay else first_delivery_id(event.id, endpoint_id, event.seq),
+        "endpoint_id": endpoint_id,
+        "tenant_id": tenant_id,
         "event_id": event.id,
         "event_seq": event.seq,
         "aggregate_id": event.aggregate_id,
