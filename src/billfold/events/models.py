@@ -130,6 +130,10 @@ class WebhookEndpoint(Base):
     )
 
 
+_PENDING = text("status = 'pending'")
+_COMPLETED = text("status IN ('succeeded', 'dead')")
+
+
 class WebhookDelivery(Base):
     """One event to one endpoint, until it succeeds or is dead-lettered."""
 
@@ -166,12 +170,29 @@ class WebhookDelivery(Base):
 
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'succeeded', 'dead')", name="status"),
-        Index("ix_events_webhook_deliveries_due", "status", "next_attempt_at"),
+        # Pending deliveries only (migration 0028): every query of these asks for
+        # `status = 'pending'`, and a completion (never HOT: it changes `status`) then
+        # adds no entry to them, only one at the right edge of the completed index.
+        Index(
+            "ix_events_webhook_deliveries_due",
+            "status",
+            "next_attempt_at",
+            postgresql_where=_PENDING,
+            sqlite_where=_PENDING,
+        ),
         Index(
             "ix_events_webhook_deliveries_order",
             "endpoint_id",
             "aggregate_id",
             "event_seq",
+            postgresql_where=_PENDING,
+            sqlite_where=_PENDING,
+        ),
+        Index(
+            "ix_events_webhook_deliveries_completed",
+            "completed_at",
+            postgresql_where=_COMPLETED,
+            sqlite_where=_COMPLETED,
         ),
         Index("ix_events_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
         # No index on event_id (migration 0027): nothing reads deliveries by event.

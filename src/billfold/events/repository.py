@@ -527,6 +527,17 @@ async def insert_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]
         await session.execute(insert(WebhookDelivery), list(rows))
 
 
+_PENDING: ColumnElement[str] = literal_column("'pending'")
+_COMPLETED: tuple[ColumnElement[str], ...] = (
+    literal_column("'succeeded'"),
+    literal_column("'dead'"),
+)
+"""Delivery states as literals in the SQL, never bound parameters: the deliveries' due,
+order and completed indexes are partial on them (migration 0028), and a planner uses a
+partial index only where it can prove its predicate from the query, which it cannot from a
+parameter (SQLite never; PostgreSQL not in a generic plan)."""
+
+
 _PENDING_PAIRS = """
 SELECT p.endpoint_id, p.aggregate_id
   FROM unnest($1::uuid[], $2::uuid[]) AS p(endpoint_id, aggregate_id)
@@ -552,7 +563,7 @@ async def pending_pairs(
     found = await session.execute(
         select(WebhookDelivery.endpoint_id, WebhookDelivery.aggregate_id)
         .where(
-            WebhookDelivery.status == "pending",
+            WebhookDelivery.status == _PENDING,
             WebhookDelivery.endpoint_id.in_({endpoint for endpoint, _ in pairs}),
             WebhookDelivery.aggregate_id.in_({aggregate for _, aggregate in pairs}),
         )
@@ -614,7 +625,7 @@ async def claim_due_deliveries(
         .where(
             earlier.endpoint_id == WebhookDelivery.endpoint_id,
             earlier.aggregate_id == WebhookDelivery.aggregate_id,
-            earlier.status == "pending",
+            earlier.status == _PENDING,
             earlier.event_seq < WebhookDelivery.event_seq,
         )
         .exists()
@@ -629,7 +640,7 @@ async def claim_due_deliveries(
     query = (
         select(WebhookDelivery.id, WebhookDelivery.endpoint_id, WebhookDelivery.event_id)
         .where(
-            WebhookDelivery.status == "pending",
+            WebhookDelivery.status == _PENDING,
             WebhookDelivery.next_attempt_at <= now_ns,
             (WebhookDelivery.leased_until.is_(None)) | (WebhookDelivery.leased_until < now_ns),
             enabled,
@@ -656,7 +667,7 @@ async def has_due_delivery(session: AsyncSession, *, now_ns: int) -> bool:
     found = await session.scalar(
         select(WebhookDelivery.id)
         .where(
-            WebhookDelivery.status == "pending",
+            WebhookDelivery.status == _PENDING,
             WebhookDelivery.next_attempt_at <= now_ns,
             (WebhookDelivery.leased_until.is_(None)) | (WebhookDelivery.leased_until < now_ns),
         )
@@ -714,15 +725,15 @@ async def purge_completed_deliveries(
 ) -> int:
     """Delete up to `limit` deliveries that succeeded or were dead-lettered before
     `completed_before_ns`, with their attempts; how many deliveries went. Found through
-    the due index: a delivery's last attempt was due no later than it completed."""
+    the completed index (its predicate is this query's status condition), oldest first."""
     victims = list(
         await session.scalars(
             select(WebhookDelivery.id)
             .where(
-                WebhookDelivery.status.in_(("succeeded", "dead")),
-                WebhookDelivery.next_attempt_at < completed_before_ns,
+                WebhookDelivery.status.in_(_COMPLETED),
                 WebhookDelivery.completed_at < completed_before_ns,
             )
+            .order_by(WebhookDelivery.completed_at)
             .limit(limit)
         )
     )
