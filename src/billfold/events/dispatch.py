@@ -27,6 +27,7 @@ import contextlib
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
@@ -139,6 +140,11 @@ class Sequencer:
         self._idle = True
         """Whether the last round found nothing to do (PostgreSQL: look before locking)."""
         self._tenants = TenantModes()
+        self._ahead: _ReadAhead | None = None
+        """PostgreSQL: the transfers after the last round's end, read while that round
+        wrote and committed (`_run_locked`)."""
+        self.reads_ahead_used = 0
+        """Rounds that copied a batch read ahead instead of reading their own."""
 
     async def prepare(self) -> None:
         async with self._unit_of_work.begin() as session:
@@ -178,22 +184,69 @@ class Sequencer:
 
     async def _run_locked(self) -> int:
         """After an empty round, look without locks first (no row lock, no transaction
-        id, no commit to flush while idle); while rounds find work, lock at once."""
-        if self._idle:
+        id, no commit to flush while idle); while rounds find work, lock at once.
+
+        **Read-ahead.** Only one worker at a time runs this loop, so under load its round is
+        the log's bottleneck: read the transfers, write them to the outbox, commit. Once a
+        round has read its batch, it reads the next one (the transfers after the batch's
+        last timestamp) on a connection of its own while it writes and commits, and the
+        next round copies that batch instead of reading, if the cursor it locks is where
+        the batch starts (else, another worker moved it or this round's commit failed,
+        the batch is dropped). Read outside the lock, the batch is still exactly the
+        transfers after its start that had committed when it was read: timestamps grow in
+        commit order, so later commits come after all of them."""
+        ahead, self._ahead = self._ahead, None
+        if self._idle and ahead is None:
             async with self._unit_of_work.read() as session:
                 position = await repository.sequencer_position(session)
                 unsequenced = await repository.has_unsequenced(session)
             if not unsequenced and not await self.transfers_after(position):
                 return 0
-        async with self._unit_of_work.begin() as session:
-            cursor = await repository.lock_sequencer(session)
-            if cursor is None:
-                self._idle = True
-                return 0
-            numbered, last_seq = await self._number(session)
-            done = numbered + await self._copy_from_ledger(session, cursor, last_seq)
+        reading: asyncio.Task[_ReadAhead | None] | None = None
+        try:
+            async with self._unit_of_work.begin() as session:
+                cursor = await repository.lock_sequencer(session)
+                if cursor is None:
+                    self._idle = True
+                    return 0
+                numbered, last_seq = await self._number(session)
+                if ahead is not None and ahead.after == cursor.position:
+                    sources = ahead.sources
+                    self.reads_ahead_used += 1
+                else:
+                    sources = await self._read_transfers(session, cursor.position)
+                if sources:
+                    reading = asyncio.create_task(self._read_ahead(sources[-1][4]))
+                copied = await self._copy_from_ledger(session, cursor, sources, last_seq)
+            if reading is not None:
+                self._ahead = await reading
+        finally:
+            if reading is not None and not reading.done():  # the round failed: not wanted
+                reading.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reading
+        done = numbered + copied
         self._idle = not done
         return done
+
+    async def _read_transfers(self, session: AsyncSession, position: int) -> list[Any]:
+        """PostgreSQL: the ledger's next transfers after `position` with their payloads
+        written by PostgreSQL (`TRANSFER_EVENT_SOURCES_PG`), at most a batch."""
+        await repository.plan_with_indexes(session)  # the ledger's read walks its index
+        return await repository.fetch_pg(
+            session, TRANSFER_EVENT_SOURCES_PG, position, self._batch_size_max
+        )
+
+    async def _read_ahead(self, after: int) -> _ReadAhead | None:
+        """The next batch, read in a read-only transaction of its own; None if there was
+        none yet, or if the read failed (the next round then reads for itself)."""
+        try:
+            async with self._unit_of_work.read() as session:
+                sources = await self._read_transfers(session, after)
+        except Exception:
+            log.warning("events.sequencer_read_ahead_failed", exc_info=True)
+            return None
+        return _ReadAhead(after, sources) if sources else None
 
     async def _number(self, session: AsyncSession) -> tuple[int, int]:
         """Number the committed rows still without a `seq` (up to a batch): how many, and
@@ -205,16 +258,11 @@ class Sequencer:
         return numbered, seq + numbered
 
     async def _copy_from_ledger(
-        self, session: AsyncSession, cursor: EventCursor, last_seq: int
+        self, session: AsyncSession, cursor: EventCursor, sources: Sequence[Any], last_seq: int
     ) -> int:
-        """PostgreSQL: copy the ledger's transfers after the (locked) cursor into the
-        outbox from `last_seq + 1` on, reading them in this transaction with their payloads
-        written by PostgreSQL (`TRANSFER_EVENT_SOURCES_PG`), and move the cursor past them;
-        how many events it copied."""
-        await repository.plan_with_indexes(session)  # the ledger's read walks its index
-        sources = await repository.fetch_pg(
-            session, TRANSFER_EVENT_SOURCES_PG, cursor.position, self._batch_size_max
-        )
+        """PostgreSQL: copy `sources`, the ledger's next transfers after the (locked) cursor
+        (rows of `TRANSFER_EVENT_SOURCES_PG`), into the outbox from `last_seq + 1` on, and
+        move the cursor past them; how many events it copied."""
         if not sources:
             return 0
         owners = await self._tenants.resolve(session, {source[1] for source in sources})
@@ -265,6 +313,15 @@ class Sequencer:
                     )
                 )
         return rows
+
+
+@dataclass(frozen=True, slots=True)
+class _ReadAhead:
+    """The ledger's transfers after `after` (rows of `TRANSFER_EVENT_SOURCES_PG`), read
+    before the round that copies them."""
+
+    after: int
+    sources: list[Any]
 
 
 class ChannelDispatcher:
