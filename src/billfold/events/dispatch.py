@@ -162,9 +162,9 @@ class Sequencer:
         would hold. The writing transaction opens only when there is something to number
         or copy. On PostgreSQL (`row_locks`) the cursor is locked first instead, and the
         transfers are read in the same transaction with their payloads written by
-        PostgreSQL (`_copy_from_ledger`): a worker that does not hold the sequencer then
-        reads nothing (it used to read and decode up to a batch of transfers each round,
-        only to find the lock taken or the cursor moved)."""
+        PostgreSQL, or were read ahead by the round before (`_run_locked`): a worker that
+        does not hold the sequencer then reads nothing (it used to read and decode up to a
+        batch of transfers each round, only to find the lock taken or the cursor moved)."""
         if self._row_locks:
             return await self._run_locked()
         async with self._unit_of_work.read() as session:  # no write lock while idle
