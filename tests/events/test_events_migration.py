@@ -59,8 +59,9 @@ def _delivery_indexes(database_url: str) -> dict[str, str]:
 def test_the_due_and_order_indexes_hold_pending_deliveries_only(
     isolated_database_url: str,
 ) -> None:
-    """Migration 0028: a completion (which changes `status`, so it is never HOT) adds no
-    entry to the due and order indexes, one to the completed index; and back."""
+    """Migration 0028: the due and order indexes are partial on pending deliveries (so a
+    completion, never HOT as it changes `status`, adds no entry to them), the completed
+    index on the others; the downgrade restores the full indexes, and the upgrade again."""
     indexes = _delivery_indexes(isolated_database_url)
     for name in ("due", "order"):
         assert re.search(r"WHERE \(?\(?status\)?(::text)? = 'pending'", indexes[f"{PREFIX}{name}"])
