@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,28 +14,25 @@ from cryptography.exceptions import InvalidSignature
 from audit.audit_support import MASTER_KEY, as_attacker, execute, opened, raw_uuid
 from billfold.audit import service
 from billfold.kit.ids import format_id, parse_id
+from cli_support import Ran, billfold
 
-pytestmark = pytest.mark.slow
 README = Path(__file__).parents[2] / "README.md"
 
 
 def _billfold(
     database_url: str, *arguments: str, cwd: Path | None = None, **environment: str
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
+) -> Ran:
+    """`billfold *arguments` on `database_url`; an `environment` value "-" unsets it."""
+    settings = {
         "BILLFOLD_DATABASE_URL": database_url,
         "BILLFOLD_MASTER_KEY": MASTER_KEY,
         "COLUMNS": "200",
         **environment,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "billfold.cli", *arguments],
-        capture_output=True,
-        text=True,
-        env={name: value for name, value in env.items() if value != "-"},  # "-": unset
+    return billfold(
+        *arguments,
+        environment={name: None if value == "-" else value for name, value in settings.items()},
         cwd=cwd,
-        timeout=120,
     )
 
 

@@ -18,24 +18,20 @@ from billfold.events.outbox import emit
 from billfold.kit.auth import Mode
 from billfold.kit.ids import new_id
 from billfold.migrations import upgrade
+from cli_support import Ran, billfold
 from events.events_support import Receiver
 from identity.identity_support import bootstrap_tenant, run_in_unit_of_work
 
 pytestmark = pytest.mark.slow
 
 
-def _billfold(database_url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
-    environment = {
-        **os.environ,
-        "BILLFOLD_DATABASE_URL": database_url,
-        "BILLFOLD_WEBHOOKS_ALLOW_PRIVATE": "true",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "billfold.cli", *arguments],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=120,
+def _billfold(database_url: str, *arguments: str) -> Ran:
+    return billfold(
+        *arguments,
+        environment={
+            "BILLFOLD_DATABASE_URL": database_url,
+            "BILLFOLD_WEBHOOKS_ALLOW_PRIVATE": "true",
+        },
     )
 
 

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
+from cli_support import Ran, billfold
 from identity.identity_support import api_client, bearer
 
-pytestmark = pytest.mark.slow
 KEY_LINE = re.compile(r"^(test|live) key +(key_[0-9a-f]{32}) +(bf_(test|live)_\S+)$", re.MULTILINE)
 
 
-def _billfold(database_url: str, *arguments: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "BILLFOLD_DATABASE_URL": database_url}
-    return subprocess.run(
-        [sys.executable, "-m", "billfold.cli", *arguments],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=120,
-    )
+def _billfold(database_url: str, *arguments: str) -> Ran:
+    return billfold(*arguments, environment={"BILLFOLD_DATABASE_URL": database_url})
 
 
 def test_tenant_create_migrates_a_new_file_and_prints_working_keys_once(tmp_path: Path) -> None:

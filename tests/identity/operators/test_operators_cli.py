@@ -3,34 +3,19 @@ from standard input, and an operator who can then sign in."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
+from cli_support import Ran, billfold
 from identity.operators.operators_support import operators_app
 
-pytestmark = pytest.mark.slow
 TENANT_LINE = re.compile(r"^tenant +(ten_[0-9a-f]{32}) ", re.MULTILINE)
 OPERATOR_LINE = re.compile(r"^operator +(opr_[0-9a-f]{32}) +(\S+)$", re.MULTILINE)
 PASSWORD_LINE = re.compile(r"^password +(\S+)$", re.MULTILINE)
 
 
-def _billfold(
-    database_url: str, *arguments: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "BILLFOLD_DATABASE_URL": database_url}
-    return subprocess.run(
-        [sys.executable, "-m", "billfold.cli", *arguments],
-        capture_output=True,
-        text=True,
-        env=environment,
-        input=stdin,
-        timeout=120,
-    )
+def _billfold(database_url: str, *arguments: str, stdin: str | None = None) -> Ran:
+    return billfold(*arguments, environment={"BILLFOLD_DATABASE_URL": database_url}, stdin=stdin)
 
 
 def test_operator_create_prints_a_one_time_password_or_reads_one(tmp_path: Path) -> None:
