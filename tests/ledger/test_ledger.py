@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -27,6 +24,7 @@ from billfold.ledger.types import (
     NewTransfer,
     TransferFlags,
 )
+from cli_support import Ran, billfold
 from conftest import open_ledger
 
 pytestmark = pytest.mark.anyio
@@ -373,7 +371,7 @@ async def test_verify_reports_a_tampered_balance_and_the_command_exits_non_zero(
         assert (await ledger.verify(grace_s=60)).ok
     finally:
         await ledger.close()
-    environment = {**os.environ, "BILLFOLD_DATABASE_URL": isolated_database_url}
+    environment = {"BILLFOLD_DATABASE_URL": isolated_database_url}
     passing = await _run_verify(environment)
     assert passing.returncode == 0, passing.stdout
     # Give every account the same credits: the books no longer add up.
@@ -386,11 +384,9 @@ async def test_verify_reports_a_tampered_balance_and_the_command_exits_non_zero(
     assert "unbalanced" in failing.stdout
 
 
-async def _run_verify(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "billfold.cli", "ledger", "verify"]
-    return await asyncio.to_thread(
-        subprocess.run, command, env=environment, capture_output=True, text=True, check=False
-    )
+async def _run_verify(environment: dict[str, str]) -> Ran:
+    """`billfold ledger verify`, on a thread: the command runs its own event loop."""
+    return await asyncio.to_thread(billfold, "ledger", "verify", environment=environment)
 
 
 async def test_a_second_process_writing_is_seen_by_the_first(isolated_database_url: str) -> None:
