@@ -13,7 +13,8 @@ import uuid
 
 import httpcore._synchronization as httpcore_sync
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
+from sqlalchemy import event as sqlalchemy_event
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from billfold.events import service
@@ -168,6 +169,35 @@ async def test_failures_follow_the_retry_schedule_then_dead_letter(
     assert len(attempts) == ATTEMPTS_MAX
     assert all(a.status_code == 500 and a.response_body == "x" * 1024 for a in attempts)
     assert sum(RETRY_DELAYS_S) / 86_400 == pytest.approx(3, abs=0.05)
+
+
+@pytest.mark.parametrize("status", [200, 500])
+async def test_recording_reads_back_only_the_failed_deliveries(
+    isolated_database_url: str, status: int
+) -> None:
+    """Successes are recorded by one UPDATE; only failures read their deliveries back (each
+    has its own retry state). A round that only succeeded used to send that read all the
+    same, with an empty list, for nothing."""
+    statements: list[str] = []
+
+    def seen(_c: object, _k: object, statement: str, *_: object) -> None:
+        statements.append(" ".join(statement.split()))
+
+    with Receiver(lambda _: Reply(status=status)) as receiver:
+        async with harness(isolated_database_url, clock=SystemClock()) as h:
+            await add_endpoint(h, receiver.url)
+            await emit_event(h)
+            sqlalchemy_event.listen(Engine, "before_cursor_execute", seen)
+            try:
+                await h.worker.drain()
+            finally:
+                sqlalchemy_event.remove(Engine, "before_cursor_execute", seen)
+            [delivery] = await deliveries(h)
+    assert len(receiver.received) == 1
+    assert delivery.status == ("succeeded" if status == 200 else "pending")
+    by_id = "FROM events_webhook_deliveries WHERE events_webhook_deliveries.id IN"
+    read_back = [s for s in statements if s.startswith("SELECT") and by_id in s]
+    assert len(read_back) == (0 if status == 200 else 1)
 
 
 async def test_410_gone_disables_the_endpoint_and_dead_letters_the_delivery(

@@ -709,6 +709,10 @@ async def endpoints_by_id(
 async def deliveries_by_id(
     session: AsyncSession, ids: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, WebhookDelivery]:
+    """The deliveries with these ids, locked; none asked, no statement (a sender's round
+    that only succeeded records without reading any)."""
+    if not ids:
+        return {}
     rows = await session.scalars(
         select(WebhookDelivery).where(WebhookDelivery.id.in_(list(ids))).with_for_update()
     )
