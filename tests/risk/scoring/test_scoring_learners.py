@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pickle
 import random
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given
@@ -95,6 +97,38 @@ def test_any_features_vectorize_to_finite_floats(features: dict[str, object]) ->
     assert all(isinstance(value, float) and value == value for value in vector.values())
     model = _SHARED_MODEL
     assert 0.0 <= model.score(vector) <= 1.0
+
+
+_FRESH_PROCESS = """
+import sys
+
+import billfold.app, billfold.worker
+from billfold.risk.scoring.state import StateCodec, derive_signing_key
+
+heavy = sorted(name for name in ("river", "scipy") if name in sys.modules)
+state = sys.stdin.buffer.read()
+model = StateCodec(derive_signing_key(b"k" * 32)).load(state, sys.argv[1])
+print(heavy, repr(model.score({"amount_log": 1.0})), "river" in sys.modules)
+"""
+
+
+def test_the_server_and_worker_start_without_river_and_still_load_a_model() -> None:
+    """river (and scipy.stats under it) is imported when a model is made or unpickled, not
+    when `billfold serve` or `billfold worker` start: it was 2.6 of the worker's 6 s of
+    imports on a slow machine. A model stored by another process still loads and scores."""
+    model = _trained_supervised(count=200)
+    state, digest = StateCodec(KEY).dump(model)
+    ran = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS, digest],
+        input=state,
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    heavy, score, river_loaded = ran.stdout.decode().rsplit(maxsplit=2)
+    assert heavy == "[]", "importing the server and the worker imported river or scipy"
+    assert float(score) == model.score({"amount_log": 1.0})
+    assert river_loaded == "True"
 
 
 _SHARED_MODEL = _trained_supervised(count=300)

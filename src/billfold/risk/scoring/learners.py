@@ -14,6 +14,11 @@ and take a few microseconds (LR) to a few tens of microseconds (10 trees of heig
 
 The classes are pickled into `risk_model_versions.state`: renaming this module or a class
 makes stored versions unloadable (train a new one).
+
+river is imported when a model is made (or unpickled), not with this module: it imports
+scipy.stats, and `billfold serve` and `billfold worker` import this module whether or not
+they will ever train. That import was 2.6 of the 6 s `import billfold.worker` took on a
+slow machine.
 """
 
 from __future__ import annotations
@@ -22,8 +27,6 @@ import bisect
 import random
 from collections.abc import Iterable, Sequence
 from typing import Final, Literal
-
-from river import anomaly, compose, linear_model, optim, preprocessing
 
 from billfold.risk.scoring.vectors import Vector, numeric_only
 
@@ -56,6 +59,8 @@ class SupervisedModel:
     kind: Final[ModelKind] = "supervised"
 
     def __init__(self) -> None:
+        from river import compose, linear_model, optim, preprocessing
+
         self.pipeline = compose.Pipeline(
             preprocessing.StandardScaler(),
             linear_model.LogisticRegression(optimizer=optim.SGD(_LEARNING_RATE), l2=_L2),
@@ -79,6 +84,8 @@ class AnomalyModel:
     kind: Final[ModelKind] = "anomaly"
 
     def __init__(self, *, seed: int) -> None:
+        from river import anomaly, compose, preprocessing
+
         self.pipeline = compose.Pipeline(
             preprocessing.MinMaxScaler(),
             anomaly.HalfSpaceTrees(

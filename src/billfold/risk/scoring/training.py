@@ -13,8 +13,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-from river import metrics
+from typing import TYPE_CHECKING
 
 from billfold.risk.scoring.drift import Reference
 from billfold.risk.scoring.learners import (
@@ -24,6 +23,9 @@ from billfold.risk.scoring.learners import (
     SupervisedModel,
 )
 from billfold.risk.scoring.vectors import Vector, vectorize
+
+if TYPE_CHECKING:
+    from river import metrics
 
 __all__ = ["RunEvaluation", "finish", "learn_anomaly", "learn_supervised", "parse_features"]
 
@@ -48,6 +50,14 @@ def parse_features(text: str | None) -> Vector | None:
     return vectorize(usable)
 
 
+def _roc_auc() -> metrics.ROCAUC:
+    """A new ROC AUC; river is imported when a run is evaluated, not with this module
+    (see `learners`)."""
+    from river import metrics
+
+    return metrics.ROCAUC()  # type: ignore[no-untyped-call]
+
+
 @dataclass
 class RunEvaluation:
     """What one training run measured (prequentially)."""
@@ -56,7 +66,7 @@ class RunEvaluation:
     positives: int = 0
     skipped: int = 0
     """Labels whose decision (and so features) could not be found."""
-    auc: metrics.ROCAUC = field(default_factory=metrics.ROCAUC)
+    auc: metrics.ROCAUC = field(default_factory=_roc_auc)
     log_loss_sum: float = 0.0
     anomaly_score_sum: float = 0.0
 
