@@ -18,12 +18,14 @@ makes stored versions unloadable (train a new one).
 river is imported when a model is made (or unpickled), not with this module: it imports
 scipy.stats, and `billfold serve` and `billfold worker` import this module whether or not
 they will ever train. That import was 2.6 of the 6 s `import billfold.worker` took on a
-slow machine.
+slow machine. A server loading its first model imports it on a thread first
+(`import_river`), so its event loop keeps serving meanwhile.
 """
 
 from __future__ import annotations
 
 import bisect
+import importlib
 import random
 from collections.abc import Iterable, Sequence
 from typing import Final, Literal
@@ -37,6 +39,7 @@ __all__ = [
     "ModelKind",
     "Reservoir",
     "SupervisedModel",
+    "import_river",
 ]
 
 ModelKind = Literal["supervised", "anomaly"]
@@ -47,6 +50,24 @@ _L2: Final = 1e-4
 _TREES: Final = 10
 _TREE_HEIGHT: Final = 8
 _WINDOW_SIZE: Final = 250
+
+
+_RIVER_MODULES: Final = (
+    "river.anomaly",
+    "river.compose",
+    "river.linear_model",
+    "river.metrics",
+    "river.optim",
+    "river.preprocessing",
+)
+
+
+def import_river() -> None:
+    """Import the river modules the learners are made of (a second or more, see the module
+    docstring): for a caller that runs this on a thread rather than stall its event loop
+    in the first unpickling. Nothing once done."""
+    for name in _RIVER_MODULES:
+        importlib.import_module(name)
 
 
 def _clamp(value: float) -> float:
