@@ -3,7 +3,8 @@
 A `python -m billfold.cli` subprocess spends about 2.5 s (more on a slow machine) importing
 before it does anything, and the CLI tests made dozens of them. Here the command runs
 through Typer's `CliRunner` with its own environment, standard input and working
-directory, and with the settings read afresh (`get_settings` is cached per process). That
+directory, with the settings read afresh (`get_settings` is cached per process) and the
+CLI's consoles made afresh (Rich reads the width when a console is made). That
 `python -m billfold.cli` itself starts is `tests/test_app.py`'s check.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.console import Console
 from typer.testing import CliRunner
 
 from billfold import cli
@@ -43,11 +45,18 @@ def billfold(
     traceback and exits 1, as the interpreter would."""
     get_settings.cache_clear()
     here = Path.cwd()
+    consoles = cli.console, cli.errors
+    # Rich reads COLUMNS when a console is made: the CLI's module-level consoles were made
+    # with this process's (pytest-xdist's workers set 80), not with `environment`'s.
+    columns = environment.get("COLUMNS", os.environ.get("COLUMNS"))
+    width = int(columns) if columns is not None and columns.isdigit() else None
     try:
         if cwd is not None:
             os.chdir(cwd)
+        cli.console, cli.errors = Console(width=width), Console(width=width, stderr=True)
         result = CliRunner().invoke(cli.app, list(arguments), env=dict(environment), input=stdin)
     finally:
+        cli.console, cli.errors = consoles
         os.chdir(here)
         get_settings.cache_clear()
     stderr = result.stderr
