@@ -103,36 +103,38 @@ _FRESH_PROCESS = """
 import sys
 
 import billfold.app, billfold.worker
-from billfold.risk.scoring.state import StateCodec, derive_signing_key
+from billfold.risk.scoring.learners import import_river
+from billfold.risk.scoring.state import StateCodec
 
 heavy = sorted(name for name in ("river", "scipy") if name in sys.modules)
-from billfold.risk.scoring.learners import import_river
-
-import_river()  # what a server does on a thread before its first unpickling
 state = sys.stdin.buffer.read()
-model = StateCodec(derive_signing_key(b"k" * 32)).load(state, sys.argv[1])
-print(heavy, repr(model.score({"amount_log": 1.0})), "river" in sys.modules)
+model = StateCodec(bytes.fromhex(sys.argv[1])).load(state, sys.argv[2])  # unpickling imports
+score = model.score({"amount_log": 1.0})
+anomaly_before = "river.anomaly" in sys.modules
+import_river()  # what the registry and training run on a thread before they need river
+print(heavy, repr(score), anomaly_before, "river.anomaly" in sys.modules)
 """
 
 
 def test_the_server_and_worker_start_without_river_and_still_load_a_model() -> None:
     """river (and scipy.stats under it) is imported when a model is made or unpickled, not
     when `billfold serve` or `billfold worker` start: it was 2.6 of the worker's 6 s of
-    imports on a slow machine. A model stored by another process still loads and scores,
-    after `import_river` (which the model registry runs on a thread)."""
+    imports on a slow machine. A model stored by another process still loads and scores
+    (unpickling imports what it names), and `import_river` brings in what the other kind
+    of model needs."""
     model = _trained_supervised(count=200)
     state, digest = StateCodec(KEY).dump(model)
     ran = subprocess.run(
-        [sys.executable, "-c", _FRESH_PROCESS, digest],
+        [sys.executable, "-c", _FRESH_PROCESS, KEY.hex(), digest],
         input=state,
         capture_output=True,
         check=True,
         timeout=120,
     )
-    heavy, score, river_loaded = ran.stdout.decode().rsplit(maxsplit=2)
+    heavy, score, anomaly_before, anomaly_after = ran.stdout.decode().rsplit(maxsplit=3)
     assert heavy == "[]", "importing the server and the worker imported river or scipy"
     assert float(score) == model.score({"amount_log": 1.0})
-    assert river_loaded == "True"
+    assert (anomaly_before, anomaly_after) == ("False", "True")
 
 
 _SHARED_MODEL = _trained_supervised(count=300)
