@@ -76,6 +76,11 @@ LOOP_IDLE_S_MIN = 5.0
 """How long the sequencer, dispatch and inbound loops wait between rounds when idle, unless
 woken: the lookout looks for all of them every poll interval and wakes those with work,
 so this wait is a safety net, not what sets their latency."""
+SEQUENCER_STANDBY_S = 1.0
+"""On PostgreSQL, how long a worker that found the sequencer held by another leaves it to
+that one before looking again (`Sequencer._take_over`): the worker holding it keeps it
+while it works, so its rounds use the batches it read ahead. If it stops, another takes
+over within twice this time."""
 BUS_SKIP_INTERVAL_S = 1.0
 """How often a worker whose in-process bus has no subscriber moves that channel's cursors
 past the new events. Every round after each numbering, that was a look and a writing
@@ -217,6 +222,7 @@ class Worker:
             # The ledger is asked only for a sequencer that waits: a busy one goes on to its
             # next round unwoken (under load, this read was half of the lookout's cost).
             not self.sequencer.busy
+            and not self.sequencer.standing_by
             and not self._wake_sequencer.is_set()
             and await self.sequencer.transfers_after(found.sequencer_position)
         ):
@@ -308,6 +314,7 @@ class Worker:
     def start(self, *, scheduled: bool) -> None:
         """Run every loop as a task; `scheduled` adds the expiry sweep and the purge."""
         self._started = True
+        self.sequencer.standby_s = SEQUENCER_STANDBY_S
         interval = self.settings.events_poll_interval_s
         sender_idle = max(interval, SENDER_IDLE_S)
         loop_idle = max(interval, LOOP_IDLE_S_MIN)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -145,6 +146,15 @@ class Sequencer:
         wrote and committed (`_run_locked`)."""
         self.reads_ahead_used = 0
         """Rounds that copied a batch read ahead instead of reading their own."""
+        self.standby_s = 0.0
+        """PostgreSQL: once it found the sequencer held by another worker, how long this one
+        leaves it to that one before it looks again (`_take_over`); 0: it tries at its next
+        round. The worker's loops set it; `drain` leaves it at 0."""
+        self._standby_until = 0.0
+        """`time.monotonic()` until which it stands by."""
+        self._standby_position: int | None = None
+        """The sequencer's position when this worker last looked while standing by; None:
+        not standing by."""
 
     async def prepare(self) -> None:
         async with self._unit_of_work.begin() as session:
@@ -195,6 +205,8 @@ class Sequencer:
         the batch is dropped). Read outside the lock, the batch is still exactly the
         transfers after its start that had committed when it was read: timestamps grow in
         commit order, so later commits come after all of them."""
+        if self._standby_position is not None and not await self._take_over():
+            return 0
         ahead, self._ahead = self._ahead, None
         if self._idle and ahead is None:
             async with self._unit_of_work.read() as session:
@@ -208,6 +220,8 @@ class Sequencer:
                 cursor = await repository.lock_sequencer(session)
                 if cursor is None:
                     self._idle = True
+                    if self.standby_s > 0:
+                        self._stand_by(await repository.sequencer_position(session))
                     return 0
                 numbered, last_seq = await self._number(session)
                 if ahead is not None and ahead.after == cursor.position:
@@ -271,6 +285,33 @@ class Sequencer:
         cursor.position = sources[-1][4]
         cursor.updated_at = self._clock.now_ns()
         return len(records)
+
+    def _stand_by(self, position: int) -> None:
+        self._standby_position = position
+        self._standby_until = time.monotonic() + self.standby_s
+
+    async def _take_over(self) -> bool:
+        """Standing by: whether to try for the sequencer again. Not for `standby_s`, and
+        not while its holder still moves it (looked at without locks, so no clocks are
+        compared): a holder at work keeps it, and another worker takes over within twice
+        `standby_s` once it stops. Workers that tried at every round took turns, because
+        the moment between one round's commit and the next one's lock was enough for
+        another to take it; each round then ran in a worker that had not read its batch
+        ahead (`_run_locked`)."""
+        if self.standing_by:
+            return False
+        async with self._unit_of_work.read() as session:
+            position = await repository.sequencer_position(session)
+        if position != self._standby_position:
+            self._stand_by(position)
+            return False
+        self._standby_position = None
+        return True
+
+    @property
+    def standing_by(self) -> bool:
+        """Whether this worker leaves the sequencer to another for now."""
+        return time.monotonic() < self._standby_until
 
     @property
     def busy(self) -> bool:
