@@ -9,6 +9,8 @@ import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.events import repository
@@ -298,6 +300,55 @@ async def test_with_no_subscriber_the_bus_moves_past_events_and_a_later_one_sees
         await h.worker.drain()
         assert [e.id for e in received] == [await event_id_of(h, after)]
         assert await event_id_of(h, before[0]) not in {e.id for e in received}
+
+
+async def test_only_a_channel_that_selects_tenants_reads_the_end_of_the_log(
+    isolated_database_url: str,
+) -> None:
+    """The fan-out (webhooks) reads the end of the log, then the tenants with an endpoint,
+    and moves its cursors to that end; a channel that takes every tenant's events (the bus
+    with a subscriber, as NATS) moves them to the last event it read and needs neither. It
+    used to read the end at every round all the same."""
+    from events.test_webhooks import add_endpoint
+
+    statements: list[str] = []
+
+    def seen(_c: object, _k: object, statement: str, *_: object) -> None:
+        statements.append(" ".join(statement.split()).lower())
+
+    async with harness(isolated_database_url) as h:
+        received: list[Event] = []
+
+        async def subscriber(event: Event) -> None:
+            received.append(event)
+
+        h.worker.bus.subscribe(subscriber)
+        await add_endpoint(h, "http://127.0.0.1:9/hooks")
+        debit, credit = await open_accounts(h)
+        made = await transfer(h, debit, credit)
+        await h.worker.sequence()
+        bus, fanout = (
+            next(d for d in h.worker.dispatchers if d.channel is channel)
+            for channel in (h.worker.bus, h.worker.fanout)
+        )
+        reads_of_the_end = []
+        for dispatcher in (bus, fanout):
+            statements.clear()
+            sqlalchemy_event.listen(Engine, "before_cursor_execute", seen)
+            try:
+                assert await dispatcher.run_once() == 1
+            finally:
+                sqlalchemy_event.remove(Engine, "before_cursor_execute", seen)
+            reads_of_the_end.append(sum("max(events_outbox.seq)" in s for s in statements))
+        assert reads_of_the_end == [0, 1]
+        assert [e.id for e in received] == [await event_id_of(h, made)]
+        async with h.unit_of_work.read() as session:
+            last = await repository.last_seq(session)
+            for channel in ("inprocess", "webhooks"):
+                cursors = await repository.claim_cursors(
+                    session, channel=channel, limit=EVENT_PARTITIONS, offset=0, lock=False
+                )
+                assert {c.position for c in cursors} == {last}
 
 
 async def test_raw_reads_carry_the_stored_payload_text(isolated_database_url: str) -> None:

@@ -170,6 +170,7 @@ class NatsChannel:
     pace beside the worker's other loops."""
 
     name = "nats"
+    selects_tenants = False
 
     def __init__(self, url: str, *, stream: str, prefix: str, timeout_s: float) -> None:
         self._url = url

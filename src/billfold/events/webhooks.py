@@ -227,6 +227,7 @@ class WebhookFanout:
     A lease that is never sent (the worker died) runs out and the claim takes it over."""
 
     name = "webhooks"
+    selects_tenants = True
 
     def __init__(self) -> None:
         self.written = 0
