@@ -7,44 +7,26 @@ import asyncio
 import base64
 import os
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-from rich.console import Console
-from typer.testing import CliRunner
-
-from billfold import cli
 from billfold.keys.envelope import FieldContext
 from billfold.keys.keyring import Keyring
 from billfold.keys.keystore import LocalKeystore
 from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
-from billfold.kit.settings import get_settings
 from billfold.migrations import upgrade
+from cli_support import Ran, billfold
 from keys.keys_support import START_NS
 
 
-@dataclass(frozen=True)
-class Outcome:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def _billfold(database_url: str, master_key: str, *arguments: str) -> Outcome:
-    """The command in this process (a subprocess per call is slow on a shared machine)."""
-    environment = {"BILLFOLD_DATABASE_URL": database_url, "BILLFOLD_MASTER_KEY": master_key}
-    get_settings.cache_clear()
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            for name, value in environment.items():
-                patch.setenv(name, value)
-            patch.setattr(cli, "console", Console(width=200))
-            patch.setattr(cli, "errors", Console(width=200, stderr=True))
-            result = CliRunner().invoke(cli.app, list(arguments))
-    finally:
-        get_settings.cache_clear()
-    return Outcome(result.exit_code, result.stdout, result.stderr)
+def _billfold(database_url: str, master_key: str, *arguments: str) -> Ran:
+    return billfold(
+        *arguments,
+        environment={
+            "BILLFOLD_DATABASE_URL": database_url,
+            "BILLFOLD_MASTER_KEY": master_key,
+            "COLUMNS": "200",
+        },
+    )
 
 
 async def _write(database_url: str, keyring: Keyring, tenant_id: uuid.UUID, row: str) -> bytes:

@@ -11,16 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
-from typer.testing import CliRunner
 
-from billfold import cli
 from billfold.identity.users.lockout import LOGIN_FAILURES_MAX
 from billfold.identity.users.recovery_codes import RECOVERY_CODE_COUNT
 from billfold.identity.users.service import MFA_TICKET_ATTEMPTS_MAX
 from billfold.identity.users.totp import matching_step, new_totp_secret, totp_code, totp_step
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, ManualClock
 from billfold.kit.ids import parse_id
-from billfold.kit.settings import get_settings
+from cli_support import billfold
 from identity.identity_support import run_in_unit_of_work
 from identity.users.users_support import (
     MASTER_KEY,
@@ -377,16 +375,13 @@ def test_clear_seeds_are_sealed_by_the_command(database_url: str) -> None:
         secret, _ = _enrol_totp(client, tokens["access_token"], clock)
         user_id = _user_id(tokens["access_token"], client)
         _write_totp_row(database_url, user_id, secret=secret, encrypted=None)
-        get_settings.cache_clear()
-        try:
-            with pytest.MonkeyPatch.context() as patch:
-                patch.setenv("BILLFOLD_DATABASE_URL", database_url)
-                patch.setenv("BILLFOLD_MASTER_KEY", MASTER_KEY)
-                result = CliRunner().invoke(cli.app, ["keys", "seal-totp-seeds"])
-        finally:
-            get_settings.cache_clear()
-        assert result.exit_code == 0, result.output
-        assert re.search(r"sealed +[1-9][0-9]* TOTP seeds", result.stdout)
+        ran = billfold(
+            "keys",
+            "seal-totp-seeds",
+            environment={"BILLFOLD_DATABASE_URL": database_url, "BILLFOLD_MASTER_KEY": MASTER_KEY},
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert re.search(r"sealed +[1-9][0-9]* TOTP seeds", ran.stdout)
         clear, sealed = _totp_row(database_url, user_id)
         assert clear is None and sealed is not None
         assert _complete(client, tenancy, totp_code(secret, at_s=_now_s(clock)), PLAIN) == 200

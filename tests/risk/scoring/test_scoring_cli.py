@@ -6,32 +6,26 @@ import asyncio
 import time
 import uuid
 
-import pytest
 from sqlalchemy import select
-from typer.testing import CliRunner
 
-from billfold import cli
 from billfold.kit.ids import format_id
-from billfold.kit.settings import get_settings
 from billfold.risk.scoring.models import RiskModelVersion
+from cli_support import billfold
 from risk.scoring.scoring_support import labelled_set, opened, write_decisions
 
 
-def _invoke(monkeypatch: pytest.MonkeyPatch, database_url: str, *arguments: str) -> str:
-    monkeypatch.setenv("BILLFOLD_DATABASE_URL", database_url)
-    monkeypatch.setenv("COLUMNS", "200")
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(cli.app, ["risk", "train", *arguments])
-    finally:
-        get_settings.cache_clear()
-    assert result.exit_code == 0, result.output
-    return result.output
+def _invoke(database_url: str, *arguments: str) -> str:
+    ran = billfold(
+        "risk",
+        "train",
+        *arguments,
+        environment={"BILLFOLD_DATABASE_URL": database_url, "COLUMNS": "200"},
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    return ran.stdout
 
 
-def test_risk_train_makes_shadow_versions_then_nothing_new(
-    monkeypatch: pytest.MonkeyPatch, database_url: str
-) -> None:
+def test_risk_train_makes_shadow_versions_then_nothing_new(database_url: str) -> None:
     tenant_id = uuid.uuid4()
 
     async def seed() -> None:
@@ -46,12 +40,12 @@ def test_risk_train_makes_shadow_versions_then_nothing_new(
 
     asyncio.run(seed())
     tenant = format_id("ten", tenant_id)
-    first = _invoke(monkeypatch, database_url, "--tenant", tenant, "--mode", "live")
+    first = _invoke(database_url, "--tenant", tenant, "--mode", "live")
     assert "Risk models" in first and first.count("shadow") == 2
     assert _versions(database_url, tenant_id) == [("anomaly_hst", 1), ("fraud_logistic", 1)]
-    again = _invoke(monkeypatch, database_url, "--tenant", tenant)  # both modes
+    again = _invoke(database_url, "--tenant", tenant)  # both modes
     assert "shadow" not in again
-    _invoke(monkeypatch, database_url, "--mode", "live")  # every tenant
+    _invoke(database_url, "--mode", "live")  # every tenant
     assert _versions(database_url, tenant_id) == [("anomaly_hst", 1), ("fraud_logistic", 1)]
 
 
