@@ -420,6 +420,7 @@ class Worker:
             wake.set()
         self._started = False
         self.fanout.lease_ns = None
+        self.sequencer.standby_s = 0.0  # as `drain` expects
         deadline = time.monotonic() + STOP_GRACE_S
         if self._loops:
             await asyncio.wait(self._loops, timeout=STOP_GRACE_S)

@@ -90,7 +90,8 @@ async def test_without_a_standby_a_worker_tries_again_at_its_next_round(h: Harne
 
 
 async def test_the_worker_loops_stand_by(h: Harness) -> None:
-    """Started, a worker sets its sequencer's standby (`SEQUENCER_STANDBY_S`)."""
+    """Started, a worker sets its sequencer's standby (`SEQUENCER_STANDBY_S`); stopped, it
+    puts it back to 0 for `drain`."""
     from billfold.worker import SEQUENCER_STANDBY_S
 
     assert h.worker.sequencer.standby_s == 0.0
@@ -99,3 +100,4 @@ async def test_the_worker_loops_stand_by(h: Harness) -> None:
         assert h.worker.sequencer.standby_s == SEQUENCER_STANDBY_S > 0
     finally:
         await h.worker.stop()
+    assert h.worker.sequencer.standby_s == 0.0
