@@ -2,10 +2,16 @@
 
 Creates a throwaway database on `BILLFOLD_BENCH_DATABASE_URL` (default: the local server over
 its Unix socket), migrates it, creates a tenant and one `ledger:write` API key per load
-process, opens 10,000 accounts (in-process, through the ledger), then starts the API exactly
-as `billfold serve --workers N` does (uvicorn, uvloop, httptools, JSON logs at `--log-level`)
-in a subprocess, waits until every one of its processes serves (not only the first, which
-is when `/readyz` answers), and measures two phases of `--seconds` each:
+process, opens 10,000 accounts (in-process, through the ledger), then starts the API as an
+API node of a production deployment runs it: `billfold serve --workers N` (uvicorn, uvloop,
+httptools, JSON logs at `--log-level`) with `BILLFOLD_EMBEDDED_WORKER=false`, the README's
+production setting, where event dispatch runs in `billfold worker` processes of its own
+(`bench/events.py` measures those). `--embedded-worker` measures the single-process default
+instead, each server process also running a worker's loops (sequencing every transfer into
+the outbox among them): about a tenth fewer transfers/s on two cores, and more than twice
+the database transactions per transfer. It starts the server in a subprocess, waits until
+every one of its processes serves (not only the first, which is when `/readyz` answers), and
+measures two phases of `--seconds` each:
 
 - uniform: `--clients` concurrent HTTP/1.1 keep-alive connections, spread over
   `--load-processes` processes, each posting one transfer at a time between random accounts;
@@ -497,6 +503,7 @@ def start_server(
         "BILLFOLD_HOST": "127.0.0.1",
         "BILLFOLD_PORT": str(port),
         "BILLFOLD_WORKERS": str(arguments.workers),
+        "BILLFOLD_EMBEDDED_WORKER": "true" if arguments.embedded_worker else "false",
         "BILLFOLD_LOG_LEVEL": arguments.log_level,
         "BILLFOLD_LEDGER_BATCH_WINDOW_MS": str(arguments.window_ms),
         "BILLFOLD_RATE_LIMIT_CREDENTIAL_REQUESTS": str(RATE_LIMIT_PER_KEY),
@@ -713,6 +720,7 @@ def summary(outcome: Outcome, arguments: argparse.Namespace) -> dict[str, object
         "rate": arguments.rate,
         "workers": arguments.workers,
         "load_processes": arguments.load_processes,
+        "embedded_worker": arguments.embedded_worker,
     }
 
 
@@ -747,7 +755,8 @@ def print_phases(outcome: Outcome, arguments: argparse.Namespace) -> None:
     print_table(
         f"POST /v1/transfers over HTTP: {ACCOUNT_COUNT:,} accounts, {arguments.seconds} s per"
         f" phase, {arguments.workers} server processes, {arguments.load_processes} load"
-        f" processes, log level {arguments.log_level}",
+        f" processes, log level {arguments.log_level},"
+        f" {'embedded worker' if arguments.embedded_worker else 'no embedded worker'}",
         [
             "phase",
             "conns",
@@ -847,6 +856,12 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=True,
         help="also run the uniform load against FastAPI alone (bench/_floor_app.py): what the"
         " server could reach on this machine if Billfold's own work cost nothing",
+    )
+    parser.add_argument(
+        "--embedded-worker",
+        action="store_true",
+        help="run the worker's loops in every server process (the single-process default)"
+        " instead of as a production API node (BILLFOLD_EMBEDDED_WORKER=false)",
     )
     parser.add_argument("--seed", type=int, default=1, help="random seed for account choice")
     parser.add_argument("--server-log", type=Path, help="keep the server's output here")
