@@ -5,7 +5,6 @@ Throughout, every transfer becomes exactly one event, in the ledger's order."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -27,7 +26,17 @@ pytestmark = [
     pytest.mark.parametrize("backend", ["postgresql"]),
 ]
 
-STANDBY_S = 0.3
+STANDBY_S = 1.0
+
+
+class Seconds:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.fixture
@@ -36,9 +45,14 @@ async def h(isolated_database_url: str) -> AsyncIterator[Harness]:
         yield opened
 
 
-def sequencer(h: Harness) -> Sequencer:
+def sequencer(h: Harness, seconds: Seconds) -> Sequencer:
     made = Sequencer(
-        h.unit_of_work, h.ledger, clock=SystemClock(), batch_size_max=BATCH, row_locks=True
+        h.unit_of_work,
+        h.ledger,
+        clock=SystemClock(),
+        batch_size_max=BATCH,
+        row_locks=True,
+        monotonic=seconds,
     )
     made.standby_s = STANDBY_S
     return made
@@ -55,22 +69,24 @@ async def test_a_worker_that_found_the_sequencer_held_leaves_it_while_its_holder
     h: Harness,
 ) -> None:
     ids = await transfers(h, 12)
-    holder, rival = sequencer(h), sequencer(h)
+    seconds = Seconds()
+    holder, rival = sequencer(h, seconds), sequencer(h, seconds)
     assert await held_elsewhere(h, rival) == 0
     assert rival.standing_by
     assert await holder.run_once() == 3  # and reads 4..6 ahead
+    seconds.now += STANDBY_S * 0.9
     assert await rival.run_once() == 0  # free now, but it stands by
-    await asyncio.sleep(STANDBY_S * 1.5)
+    seconds.now += STANDBY_S * 0.2
     assert not rival.standing_by
     # Its wait is over, but the holder moved the sequencer meanwhile: it stands by again.
     assert await rival.run_once() == 0
     assert rival.standing_by
     assert await holder.run_once() == 3  # 4..6, as read ahead
     assert holder.reads_ahead_used == 1
-    await asyncio.sleep(STANDBY_S * 1.5)
+    seconds.now += STANDBY_S * 1.1
     # The holder moved it again during this wait too.
     assert await rival.run_once() == 0
-    await asyncio.sleep(STANDBY_S * 1.5)
+    seconds.now += STANDBY_S * 1.1
     # Not this time: the holder stopped, and the rival takes over where it stopped.
     assert await rival.run_once() == 3  # 7..9
     assert not rival.standing_by
@@ -81,7 +97,7 @@ async def test_a_worker_that_found_the_sequencer_held_leaves_it_while_its_holder
 async def test_without_a_standby_a_worker_tries_again_at_its_next_round(h: Harness) -> None:
     """`drain` and the tests run rounds by hand: they leave `standby_s` at 0."""
     ids = await transfers(h, 3)
-    rival = sequencer(h)
+    rival = sequencer(h, Seconds())
     rival.standby_s = 0.0
     assert await held_elsewhere(h, rival) == 0
     assert not rival.standing_by

@@ -138,12 +138,15 @@ class Sequencer:
         clock: Clock,
         batch_size_max: int,
         row_locks: bool = False,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._unit_of_work = unit_of_work
         self._ledger = ledger
         self._clock = clock
         self._batch_size_max = batch_size_max
         self._row_locks = row_locks
+        self._monotonic = monotonic
+        """What measures the standby (seconds; tests move their own)."""
         self._idle = True
         """Whether the last round found nothing to do (PostgreSQL: look before locking)."""
         self._tenants = TenantModes()
@@ -157,7 +160,7 @@ class Sequencer:
         leaves it to that one before it looks again (`_take_over`); 0: it tries at its next
         round. The worker's loops set it; `drain` leaves it at 0."""
         self._standby_until = 0.0
-        """`time.monotonic()` until which it stands by."""
+        """The `monotonic` time until which it stands by."""
         self._standby_position: int | None = None
         """The sequencer's position when this worker last looked while standing by; None:
         not standing by."""
@@ -294,7 +297,7 @@ class Sequencer:
 
     def _stand_by(self, position: int) -> None:
         self._standby_position = position
-        self._standby_until = time.monotonic() + self.standby_s
+        self._standby_until = self._monotonic() + self.standby_s
 
     async def _take_over(self) -> bool:
         """Standing by: whether to try for the sequencer again. Not for `standby_s`, and
@@ -317,7 +320,7 @@ class Sequencer:
     @property
     def standing_by(self) -> bool:
         """Whether this worker leaves the sequencer to another for now."""
-        return time.monotonic() < self._standby_until
+        return self._monotonic() < self._standby_until
 
     @property
     def busy(self) -> bool:
