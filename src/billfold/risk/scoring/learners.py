@@ -19,14 +19,16 @@ river is imported when a model is made (or unpickled), not with this module: it 
 scipy.stats, and `billfold serve` and `billfold worker` import this module whether or not
 they will ever train. That import was 2.6 of the 6 s `import billfold.worker` took on a
 slow machine. A server loading its first model imports it on a thread first
-(`import_river`), so its event loop keeps serving meanwhile.
+(`load_river`), so its event loop keeps serving meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import importlib
 import random
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Final, Literal
 
@@ -40,6 +42,7 @@ __all__ = [
     "Reservoir",
     "SupervisedModel",
     "import_river",
+    "load_river",
 ]
 
 ModelKind = Literal["supervised", "anomaly"]
@@ -68,6 +71,14 @@ def import_river() -> None:
     in the first unpickling. Nothing once done."""
     for name in _RIVER_MODULES:
         importlib.import_module(name)
+
+
+async def load_river() -> None:
+    """`import_river` on a thread, so the event loop keeps its turns; once every module is
+    imported, nothing (not even the thread hop: the registry and training call this at
+    every refresh and run)."""
+    if not all(name in sys.modules for name in _RIVER_MODULES):
+        await asyncio.to_thread(import_river)
 
 
 def _clamp(value: float) -> float:

@@ -42,7 +42,7 @@ from billfold.kit.settings import Settings
 from billfold.risk.scoring import repository
 from billfold.risk.scoring.config import SHADOW_MODELS_MAX, ScoringConfig
 from billfold.risk.scoring.drift import DriftCheck, DriftMonitor, Reference
-from billfold.risk.scoring.learners import Learner, import_river
+from billfold.risk.scoring.learners import Learner, load_river
 from billfold.risk.scoring.models import RiskModelVersion
 from billfold.risk.scoring.service import DriftedModel, record_drift_alert
 from billfold.risk.scoring.state import StateCodec, UnusableStateError
@@ -196,7 +196,7 @@ class ModelRegistry:
         in_use = {identifier for identifier, _ in stamps}
         scorers = {i: s for i, s in known.items() if i in in_use}
         if rows:  # unpickling imports river the first time: on a thread, not on the loop
-            await asyncio.to_thread(import_river)
+            await load_river()
         for row in rows:
             loaded = self._load(row)
             if loaded is not None:

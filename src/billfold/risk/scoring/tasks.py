@@ -37,7 +37,7 @@ from billfold.risk.scoring.learners import (
     ModelKind,
     Reservoir,
     SupervisedModel,
-    import_river,
+    load_river,
 )
 from billfold.risk.scoring.models import RiskModelVersion
 from billfold.risk.scoring.registry import ModelRegistry
@@ -148,7 +148,7 @@ async def _train_one(
     async with unit_of_work.read() as session:
         latest = await repository.latest_version(session, tenant_id=tenant_id, mode=mode, name=name)
     number = 1 if latest is None else latest.version + 1
-    await asyncio.to_thread(import_river)  # the first model made or loaded imports river
+    await load_river()  # the first model made or loaded imports river
     learner, cursor, latest_trained_on = _starting_point(codec, latest, kind, tenant_id)
     evaluation = RunEvaluation()
     reservoir = Reservoir(size=REFERENCE_SIZE_MAX, seed=_seed(tenant_id, number))
