@@ -7,10 +7,11 @@ server) and to a webhook endpoint served by a local receiver process (uvicorn, 2
 every POST). After production stops the run waits for both channels to drain, then reads:
 
 - produced/s: transfers over the span of their ledger timestamps;
-- delivered/s per channel over the span of its own deliveries (webhooks: when the worker
-  recorded the 2xx; NATS: when the server stored the message), so a channel that keeps up
-  with a constant lag shows the producer's rate;
-- lag: delivery time minus the transfer's ledger timestamp (taken at commit), p50 and p99;
+- delivered/s per channel over the span of its own deliveries (webhooks: when the 2xx came
+  back, the delivery's `completed_at`; NATS: when the server stored the message), so a
+  channel that keeps up with a constant lag shows the producer's rate;
+- lag: delivery time minus the transfer's ledger timestamp (taken as the ledger writes its
+  batch, before the commit), p50 and p99;
 - ratio: the slowest channel's delivered/s over produced/s (target >= 1.0, p99 lag < 1 s);
 - the worker processes' CPU per event (user + system, from /proc, from the start of
   production until both channels drained): the cost of dispatching, steadier than the

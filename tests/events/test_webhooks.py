@@ -10,6 +10,7 @@ import random
 import sys
 import time
 import uuid
+from collections.abc import Callable, Sequence
 
 import httpcore._synchronization as httpcore_sync
 import pytest
@@ -21,7 +22,7 @@ from billfold.events import service
 from billfold.events.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from billfold.events.outbox import emit
 from billfold.events.ssrf import UnsafeWebhookUrl, resolve_target
-from billfold.events.webhooks import ATTEMPTS_MAX, RETRY_DELAYS_S, first_delivery_id
+from billfold.events.webhooks import ATTEMPTS_MAX, RETRY_DELAYS_S, Outcome, first_delivery_id
 from billfold.kit.auth import Mode
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, ManualClock, SystemClock
 from billfold.kit.ids import new_id
@@ -217,6 +218,74 @@ async def test_410_gone_disables_the_endpoint_and_dead_letters_the_delivery(
             [first] = await deliveries(h)  # a disabled endpoint is sent nothing new
     assert len(receiver.received) == 1
     assert first.status == "dead" and first.attempts == 1
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(200, "succeeded"), (410, "dead")])
+async def test_a_delivery_completes_when_its_receiver_answers_not_when_that_is_recorded(
+    isolated_database_url: str, status: int, outcome: str
+) -> None:
+    """The receiver takes 2 s to answer; the outcome is recorded 7 s after that (the record
+    waits for the other requests sent beside it, then for a transaction). The delivery
+    completed with the answer: the delivery log, and the lag measured from it, must not
+    count the bookkeeping."""
+    clock = ManualClock()
+    start = clock.now_ns()
+
+    def slow(_: Received) -> Reply:
+        clock.advance(seconds=2)
+        return Reply(status=status)
+
+    with Receiver(slow) as receiver:
+        async with harness(isolated_database_url, clock=clock) as h:
+            await add_endpoint(h, receiver.url)
+            await emit_event(h)
+            sender = h.worker.sender
+            record = sender._record
+
+            async def record_later(outcomes: Sequence[Outcome]) -> None:
+                clock.advance(seconds=7)
+                await record(outcomes)
+
+            sender._record = record_later  # type: ignore[method-assign]
+            await h.worker.drain()
+            [delivery] = await deliveries(h)
+            async with h.unit_of_work.begin() as session:
+                [attempt] = await session.scalars(select(WebhookAttempt))
+    assert len(receiver.received) == 1
+    assert delivery.status == outcome and delivery.last_status_code == status
+    assert attempt.attempted_at == start
+    assert delivery.completed_at == start + 2 * NANOSECONDS_PER_SECOND
+
+
+async def test_one_record_completes_each_delivery_with_its_own_status_and_answer(
+    isolated_database_url: str,
+) -> None:
+    """Two endpoints answer 200 and 204 at different moments; one record marks both (on
+    PostgreSQL in one statement), each with its own status code and answer time."""
+    clock = ManualClock()
+    start = clock.now_ns()
+
+    def answer(status: int) -> Callable[[Received], Reply]:
+        def reply(_: Received) -> Reply:
+            clock.advance(seconds=1)
+            return Reply(status=status)
+
+        return reply
+
+    with Receiver(answer(200)) as ok, Receiver(answer(204)) as no_content:
+        async with harness(isolated_database_url, clock=clock) as h:
+            first = await add_endpoint(h, ok.url)
+            second = await add_endpoint(h, no_content.url)
+            await emit_event(h)
+            await h.worker.drain()
+            by_endpoint = {d.endpoint_id: d for d in await deliveries(h)}
+    assert len(ok.received) == len(no_content.received) == 1
+    assert by_endpoint[first.id].last_status_code == 200
+    assert by_endpoint[second.id].last_status_code == 204
+    answered = sorted(d.completed_at or 0 for d in by_endpoint.values())
+    assert all(d.status == "succeeded" and d.attempts == 1 for d in by_endpoint.values())
+    assert start + NANOSECONDS_PER_SECOND <= answered[0] <= answered[1]
+    assert answered[1] == start + 2 * NANOSECONDS_PER_SECOND  # both answered by then
 
 
 async def test_retry_after_postpones_the_next_attempt(isolated_database_url: str) -> None:

@@ -166,7 +166,8 @@ class WebhookDelivery(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     """When it was created."""
     completed_at: Mapped[int | None] = mapped_column(BigInteger)
-    """When it succeeded or was dead-lettered."""
+    """When it succeeded or was dead-lettered: when the receiver's answer (or the last
+    failure) came back, not when the worker recorded it."""
 
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'succeeded', 'dead')", name="status"),

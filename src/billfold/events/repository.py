@@ -676,27 +676,62 @@ async def has_due_delivery(session: AsyncSession, *, now_ns: int) -> bool:
     return found is not None
 
 
-async def mark_succeeded(
-    session: AsyncSession, ids: Collection[uuid.UUID], *, status_code: int, now_ns: int
-) -> set[uuid.UUID]:
-    """Record a successful attempt of each delivery in one UPDATE; the ids that exist (a
-    deleted endpoint takes its deliveries with it)."""
-    if not ids:
+_MARK_SUCCEEDED = """
+UPDATE events_webhook_deliveries AS d
+   SET status = 'succeeded', attempts = d.attempts + 1, last_status_code = s.status_code,
+       leased_until = NULL, completed_at = s.completed_at
+  FROM unnest($1::uuid[], $2::int[], $3::bigint[]) AS s(id, status_code, completed_at)
+ WHERE d.id = s.id
+RETURNING d.id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    """A delivery whose attempt a receiver answered with a 2xx, and when the answer came."""
+
+    delivery_id: uuid.UUID
+    status_code: int
+    answered_at: int
+
+
+async def mark_succeeded(session: AsyncSession, successes: Sequence[Success]) -> set[uuid.UUID]:
+    """Record each delivery's successful attempt, completed when its receiver answered; the
+    ids that exist (a deleted endpoint takes its deliveries with it). PostgreSQL: one
+    statement, three array parameters; SQLite: one per (status, answer time), which is one
+    per request."""
+    if not successes:
         return set()
-    rows = await session.execute(
-        update(WebhookDelivery)
-        .where(await _ids_in(session, WebhookDelivery.id, ids))
-        .values(
-            status="succeeded",
-            attempts=WebhookDelivery.attempts + 1,
-            last_status_code=status_code,
-            leased_until=None,
-            completed_at=now_ns,
+    driver = await _driver(session)
+    if driver is not None:
+        records = await driver.fetch(
+            _MARK_SUCCEEDED,
+            [success.delivery_id for success in successes],
+            [success.status_code for success in successes],
+            [success.answered_at for success in successes],
         )
-        .returning(WebhookDelivery.id)
-        .execution_options(synchronize_session=False)
-    )
-    return set(rows.scalars())
+        return {record[0] for record in records}
+    grouped: dict[tuple[int, int], list[uuid.UUID]] = {}
+    for success in successes:
+        key = (success.status_code, success.answered_at)
+        grouped.setdefault(key, []).append(success.delivery_id)
+    existing: set[uuid.UUID] = set()
+    for (status_code, answered_at), ids in grouped.items():
+        rows = await session.execute(
+            update(WebhookDelivery)
+            .where(await _ids_in(session, WebhookDelivery.id, ids))
+            .values(
+                status="succeeded",
+                attempts=WebhookDelivery.attempts + 1,
+                last_status_code=status_code,
+                leased_until=None,
+                completed_at=answered_at,
+            )
+            .returning(WebhookDelivery.id)
+            .execution_options(synchronize_session=False)
+        )
+        existing |= set(rows.scalars())
+    return existing
 
 
 async def endpoints_by_id(

@@ -129,7 +129,10 @@ class DeliveryResponse(BaseModel):
     last_status_code: int | None
     replay: bool
     created_at: int
-    completed_at: int | None
+    completed_at: int | None = Field(
+        description="When the receiver's 2xx (dead-lettered: the last failure) came back, "
+        "ns since epoch; null while pending."
+    )
     attempt_log: list[AttemptResponse]
 
     @classmethod

@@ -349,6 +349,10 @@ class Outcome:
     delivery_id: uuid.UUID
     endpoint_id: uuid.UUID
     attempted_at: int
+    answered_at: int
+    """When the attempt ended: the response read, or the failure. A delivery that succeeds
+    (or is dead-lettered) completed then, not when its outcome is recorded: the record
+    waits for every request sent beside it, then for a transaction."""
     status_code: int | None
     error: str | None
     response_body: str | None
@@ -566,11 +570,13 @@ class WebhookSender:
             except httpx.HTTPError as failure:
                 error = f"{type(failure).__name__}: {failure}"
             duration_ms = int((time.monotonic() - started) * 1000)
+            answered_at = self._clock.now_ns()
             return [
                 Outcome(
                     delivery_id=job.delivery_id,
                     endpoint_id=request.endpoint_id,
                     attempted_at=attempted_at,
+                    answered_at=answered_at,
                     status_code=status_code,
                     error=None if error is None else error[:ERROR_LENGTH_MAX],
                     response_body=body,
@@ -619,23 +625,22 @@ class WebhookSender:
         return response.status_code, kept.decode(errors="replace"), retry_after
 
     async def _record(self, outcomes: Sequence[Outcome]) -> None:
-        """Successes in bulk (one UPDATE per status code); failures one by one, as each
-        has its own retry state."""
-        now_ns = self._clock.now_ns()
-        succeeded: dict[int, list[uuid.UUID]] = {}
+        """Successes in bulk, each completed when its receiver answered; failures one by
+        one, as each has its own retry state."""
+        succeeded: list[repository.Success] = []
         failed: list[Outcome] = []
         for outcome in outcomes:
             if outcome.succeeded and outcome.status_code is not None:
-                succeeded.setdefault(outcome.status_code, []).append(outcome.delivery_id)
+                succeeded.append(
+                    repository.Success(
+                        outcome.delivery_id, outcome.status_code, outcome.answered_at
+                    )
+                )
             else:
                 failed.append(outcome)
         async with self._unit_of_work.begin() as session:
             await repository.plan_with_indexes(session)
-            existing: set[uuid.UUID] = set()
-            for status_code, ids in succeeded.items():
-                existing |= await repository.mark_succeeded(
-                    session, ids, status_code=status_code, now_ns=now_ns
-                )
+            existing = await repository.mark_succeeded(session, succeeded)
             deliveries = await repository.deliveries_by_id(session, [o.delivery_id for o in failed])
             existing |= deliveries.keys()
             for outcome in failed:
@@ -674,7 +679,7 @@ class WebhookSender:
         delay = None if outcome.status_code == 410 else next_delay_s(delivery.attempts, self._rng)
         if delay is None:
             delivery.status = "dead"
-            delivery.completed_at = now_ns
+            delivery.completed_at = outcome.answered_at
             return
         if outcome.retry_after_s is not None:
             delay = max(delay, outcome.retry_after_s)
