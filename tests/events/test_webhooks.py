@@ -18,11 +18,17 @@ from sqlalchemy import Engine, select
 from sqlalchemy import event as sqlalchemy_event
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from billfold.events import service
+from billfold.events import service, webhooks
 from billfold.events.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from billfold.events.outbox import emit
-from billfold.events.ssrf import UnsafeWebhookUrl, resolve_target
-from billfold.events.webhooks import ATTEMPTS_MAX, RETRY_DELAYS_S, Outcome, first_delivery_id
+from billfold.events.ssrf import ResolvedTarget, UnsafeWebhookUrl, resolve_target
+from billfold.events.webhooks import (
+    ATTEMPTS_MAX,
+    RESOLVED_TTL_S,
+    RETRY_DELAYS_S,
+    Outcome,
+    first_delivery_id,
+)
 from billfold.kit.auth import Mode
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, ManualClock, SystemClock
 from billfold.kit.ids import new_id
@@ -441,6 +447,44 @@ async def test_a_target_that_became_private_is_refused_at_delivery(
                 [attempt] = list(await session.scalars(select(WebhookAttempt)))
     assert receiver.received == []
     assert attempt.status_code is None and (attempt.error or "").startswith("refused")
+
+
+async def test_a_checked_address_is_reused_for_a_while_then_checked_again(
+    isolated_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within `RESOLVED_TTL_S` the sender sends to the address it checked, without asking
+    DNS again; after it, it resolves and checks again. A refusal is never kept: the next
+    attempt resolves anew (a host fixed since is then reached)."""
+    clock = ManualClock()
+    looked_up: list[str] = []
+    refuse = True
+
+    async def counting(url: str, *, allow_private: bool) -> ResolvedTarget:
+        looked_up.append(url)
+        if refuse:
+            raise UnsafeWebhookUrl("refused for the test")
+        return await resolve_target(url, allow_private=allow_private)
+
+    monkeypatch.setattr(webhooks, "resolve_target", counting)
+    with Receiver() as receiver:
+        async with harness(isolated_database_url, clock=clock) as h:
+            await add_endpoint(h, receiver.url)
+            await emit_event(h)
+            await h.worker.drain()
+            assert (len(looked_up), len(receiver.received)) == (1, 0)
+            refuse = False
+            clock.advance(seconds=RETRY_DELAYS_S[0] + 1)
+            await h.worker.drain()  # the retry: resolved again, as refusals are not kept
+            assert (len(looked_up), len(receiver.received)) == (2, 1)
+            await emit_event(h)
+            clock.advance(seconds=RESOLVED_TTL_S - 1)
+            await h.worker.drain()
+            assert (len(looked_up), len(receiver.received)) == (2, 2)
+            await emit_event(h)
+            clock.advance(seconds=1)
+            await h.worker.drain()
+    assert (len(looked_up), len(receiver.received)) == (3, 3)
+    assert set(looked_up) == {receiver.url}
 
 
 async def test_a_batching_endpoint_gets_signed_cloudevents_batches_in_log_order(

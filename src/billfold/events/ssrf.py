@@ -1,6 +1,7 @@
 """Refusing webhook targets inside the network (SSRF): checked when an endpoint is saved and
-again at every delivery, against the addresses the host resolves to then (DNS rebinding),
-and the request goes to the address that was checked, not to a second lookup.
+again when delivering (the sender reuses a check for `RESOLVED_TTL_S`), against the
+addresses the host resolves to then (DNS rebinding), and the request goes to the address
+that was checked, not to a second lookup.
 """
 
 from __future__ import annotations
