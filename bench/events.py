@@ -17,6 +17,9 @@ every POST). After production stops the run waits for both channels to drain, th
   production until both channels drained): the cost of dispatching, steadier than the
   rates, which move with how much of the CPU the producer got.
 
+`--rate N` offers N transfers/s instead of the peak (open loop: submitters on a schedule),
+to see the lag the pipeline keeps below saturation; the target is for the peak.
+
 Run:  uv run python bench/events.py --seconds 5
 Needs PostgreSQL (BILLFOLD_BENCH_DATABASE_URL) and NATS (BILLFOLD_BENCH_NATS_URL, default
 nats://127.0.0.1:4222).
@@ -155,15 +158,26 @@ class Figures:
 
 
 async def produce(
-    ledger: Ledger, tenant: uuid.UUID, accounts: list[uuid.UUID], seconds: float
+    ledger: Ledger, tenant: uuid.UUID, accounts: list[uuid.UUID], seconds: float, rate: float
 ) -> int:
-    deadline = time.monotonic() + seconds
+    """Transfers for `seconds`: each submitter sends its next request of `REQUEST_SIZE` as
+    soon as the last returned (`rate` 0, the ledger's peak), or on a schedule that offers
+    `rate` transfers/s in all (a submitter that falls behind sends at once)."""
+    start = time.monotonic()
+    deadline = start + seconds
+    interval_s = SUBMITTERS * REQUEST_SIZE / rate if rate else 0.0
     produced = 0
     rng = random.Random(1)
 
-    async def submitter() -> None:
+    async def submitter(index: int) -> None:
         nonlocal produced
+        next_at = start + index * interval_s / SUBMITTERS  # spread the starts
         while time.monotonic() < deadline:
+            if interval_s:
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                next_at = max(next_at + interval_s, time.monotonic())
+                if time.monotonic() >= deadline:
+                    break
             batch = []
             for _ in range(REQUEST_SIZE):
                 debit, credit = rng.sample(accounts, 2)
@@ -181,7 +195,7 @@ async def produce(
             results = await ledger.submit(batch)
             produced += sum(1 for r in results if r.status.value == "ok")
 
-    await asyncio.gather(*(submitter() for _ in range(SUBMITTERS)))
+    await asyncio.gather(*(submitter(index) for index in range(SUBMITTERS)))
     return produced
 
 
@@ -332,7 +346,7 @@ async def webhook_lags(database_url: str) -> list[tuple[int, int]]:
         await engine.dispose()
 
 
-async def run(seconds: int) -> Figures:
+async def run(seconds: int, rate: float) -> Figures:
     suffix = uuid.uuid4().hex[:8]
     stream, prefix = f"BENCH_{suffix}", f"bench.{suffix}"
     port = free_port()
@@ -351,7 +365,7 @@ async def run(seconds: int) -> Figures:
             await wait_for_workers(database_url)
             await wait_until_idle(workers)
             cpu_before = workers_cpu_s(workers)
-            produced = await produce(ledger, tenant, accounts, seconds)
+            produced = await produce(ledger, tenant, accounts, seconds, rate)
             async with ledger.repository.read() as reader:
                 first = await reader.transfers_after(after_timestamp=0, limit=1)
                 last_timestamp = await reader.last_timestamp()
@@ -405,13 +419,14 @@ async def delete_stream(stream: str) -> None:
         await client.close()
 
 
-def summary(figures: Figures) -> dict[str, object]:
+def summary(figures: Figures, rate: float) -> dict[str, object]:
     nats_count, nats_rate, _, nats_p99 = figures.channels["nats"]
     hook_count, hook_rate, _, hook_p99 = figures.channels["webhook"]
     complete = nats_count >= figures.produced and hook_count >= figures.produced
     slowest = min(nats_rate, hook_rate) if complete else 0.0
     return {
         "bench": "events",
+        "rate": rate,
         "produced": figures.produced,
         "produced_per_s": round(figures.produced_per_s),
         "nats_delivered": nats_count,
@@ -436,15 +451,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument("--seconds", type=int, default=DEFAULT_SECONDS, help="of production")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="offered transfers/s (default 0: the ledger's peak, the target's condition);"
+        " below the peak, the lag the pipeline keeps when the machine is not full",
+    )
     parsed = parser.parse_args(arguments)
     if not 1 <= parsed.seconds <= 3600:
         parser.error("--seconds must be between 1 and 3600")
-    figures = asyncio.run(run(parsed.seconds))
+    if not 0 <= parsed.rate <= 1_000_000:
+        parser.error("--rate must be between 0 and 1000000")
+    figures = asyncio.run(run(parsed.seconds, parsed.rate))
     rows = [["produced", str(figures.produced), f"{figures.produced_per_s:,.0f}", "", ""]]
     for name, (count, rate, p50, p99) in figures.channels.items():
         rows.append([name, str(count), f"{rate:,.0f}", f"{p50:,.1f}", f"{p99:,.1f}"])
     print_table("events", ["channel", "events", "per s", "p50 lag ms", "p99 lag ms"], rows)
-    result = summary(figures)
+    result = summary(figures, parsed.rate)
     console.print(
         f"workers' CPU: {figures.worker_cpu_s:,.1f} s, "
         f"{result['worker_cpu_us_per_event']} µs per event (both channels)"
