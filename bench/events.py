@@ -18,7 +18,9 @@ every POST). After production stops the run waits for both channels to drain, th
   rates, which move with how much of the CPU the producer got.
 
 `--rate N` offers N transfers/s instead of the peak (open loop: submitters on a schedule),
-to see the lag the pipeline keeps below saturation; the target is for the peak.
+to see the lag the pipeline keeps below saturation; the target is for the peak. Each
+submitter has one request in flight, so an offer past what they reach yields less
+(produced/s says what was).
 
 Run:  uv run python bench/events.py --seconds 5
 Needs PostgreSQL (BILLFOLD_BENCH_DATABASE_URL) and NATS (BILLFOLD_BENCH_NATS_URL, default
