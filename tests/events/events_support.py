@@ -1,5 +1,5 @@
 """Helpers for the events tests: a real HTTP receiver on 127.0.0.1, a worker over a
-database, tenants, and rows read back."""
+database, tenants, webhook endpoints, emitted events, and rows read back."""
 
 from __future__ import annotations
 
@@ -14,14 +14,19 @@ from typing import Any
 
 from sqlalchemy import select
 
+from billfold.events import service
 from billfold.events.inbound import InboundRegistry
-from billfold.events.models import OutboxEvent
+from billfold.events.models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+from billfold.events.outbox import emit
 from billfold.identity import service as identity_service
 from billfold.identity.outbox_events import IDENTITY_EVENT_TYPES
+from billfold.kit.auth import LEDGER_TENANT_NAMESPACE, Mode
 from billfold.kit.clock import Clock
 from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
+from billfold.kit.ids import new_id
 from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
+from billfold.ledger.types import CreateTransferStatus, NewAccount, NewTransfer
 from billfold.worker import Worker
 
 
@@ -141,3 +146,78 @@ async def tenant_event_ids(
             .order_by(OutboxEvent.seq)
         )
         return list(rows)
+
+
+def scope(h: Harness) -> service.Scope:
+    return service.Scope(tenant_id=h.tenant_id, mode=Mode.TEST)
+
+
+async def add_endpoint(
+    h: Harness, url: str, *, event_types: list[str] | None = None, batch_size_max: int = 1
+) -> WebhookEndpoint:
+    async with h.unit_of_work.begin() as session:
+        return await service.create_endpoint(
+            session,
+            scope=scope(h),
+            url=url,
+            description="test",
+            event_types=event_types or [],
+            allow_private=True,
+            endpoints_max=20,
+            now_ns=time.time_ns(),
+            batch_size_max=batch_size_max,
+        )
+
+
+async def emit_event(
+    h: Harness, *, aggregate: uuid.UUID | None = None, kind: str = "payment.captured"
+) -> uuid.UUID:
+    aggregate = aggregate or new_id()
+    async with h.unit_of_work.begin() as session:
+        return emit(
+            session,
+            tenant_id=h.tenant_id,
+            mode=Mode.TEST,
+            type=f"com.billfold.{kind}.v1",
+            subject=f"pay_{aggregate.hex}",
+            aggregate_id=aggregate,
+            data={"amount": "250", "currency": "EUR"},
+        )
+
+
+async def deliveries(h: Harness) -> list[WebhookDelivery]:
+    async with h.unit_of_work.begin() as session:
+        return list(
+            await session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.event_seq))
+        )
+
+
+def ledger_tenant(tenant_id: uuid.UUID, mode: Mode = Mode.TEST) -> uuid.UUID:
+    return uuid.uuid5(LEDGER_TENANT_NAMESPACE, f"{tenant_id}:{mode.value}")
+
+
+async def open_accounts(h: Harness, count: int = 2) -> list[uuid.UUID]:
+    ids = [new_id() for _ in range(count)]
+    tenant = ledger_tenant(h.tenant_id)
+    results = await h.ledger.create_accounts(
+        [NewAccount(id=i, tenant_id=tenant, ledger="USD", code=1) for i in ids]
+    )
+    assert all(r.status.value == "ok" for r in results)
+    return ids
+
+
+async def transfer(h: Harness, debit: uuid.UUID, credit: uuid.UUID, **fields: object) -> uuid.UUID:
+    identifier = new_id()
+    new = NewTransfer(
+        id=identifier,
+        tenant_id=ledger_tenant(h.tenant_id),
+        debit_account_id=debit,
+        credit_account_id=credit,
+        amount=fields.pop("amount", 10),  # type: ignore[arg-type]
+        ledger="USD",
+        code=1,
+        **fields,  # type: ignore[arg-type]
+    )
+    [result] = await h.ledger.create_transfers([new])
+    assert result.status is CreateTransferStatus.OK, result
+    return identifier

@@ -19,8 +19,7 @@ from billfold.events.webhooks import ATTEMPTS_MAX
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, ManualClock
 from billfold.kit.ids import new_id
 from billfold.kit.settings import Settings
-from events.events_support import Receiver, Reply, harness
-from events.test_webhooks import add_endpoint, deliveries, emit_event
+from events.events_support import Receiver, Reply, add_endpoint, deliveries, emit_event, harness
 from identity.identity_support import run_in_unit_of_work
 
 DAY_S = 86_400

@@ -19,44 +19,21 @@ from billfold.events.ledger_events import transfer_event_id
 from billfold.events.outbox import emit
 from billfold.events.types import EVENT_PARTITIONS, Event, Reads, cloudevent_json
 from billfold.identity.outbox_events import IDENTITY_EVENT_TYPES
-from billfold.kit.auth import LEDGER_TENANT_NAMESPACE, Mode
+from billfold.kit.auth import Mode
 from billfold.kit.clock import ManualClock
 from billfold.kit.ids import new_id
 from billfold.ledger.types import CreateTransferStatus, NewAccount, NewTransfer, TransferFlags
-from events.events_support import Harness, harness, tenant_event_ids
+from events.events_support import (
+    Harness,
+    add_endpoint,
+    harness,
+    ledger_tenant,
+    open_accounts,
+    tenant_event_ids,
+    transfer,
+)
 
 pytestmark = pytest.mark.anyio
-
-
-def ledger_tenant(tenant_id: uuid.UUID, mode: Mode = Mode.TEST) -> uuid.UUID:
-    return uuid.uuid5(LEDGER_TENANT_NAMESPACE, f"{tenant_id}:{mode.value}")
-
-
-async def open_accounts(h: Harness, count: int = 2) -> list[uuid.UUID]:
-    ids = [new_id() for _ in range(count)]
-    tenant = ledger_tenant(h.tenant_id)
-    results = await h.ledger.create_accounts(
-        [NewAccount(id=i, tenant_id=tenant, ledger="USD", code=1) for i in ids]
-    )
-    assert all(r.status.value == "ok" for r in results)
-    return ids
-
-
-async def transfer(h: Harness, debit: uuid.UUID, credit: uuid.UUID, **fields: object) -> uuid.UUID:
-    identifier = new_id()
-    new = NewTransfer(
-        id=identifier,
-        tenant_id=ledger_tenant(h.tenant_id),
-        debit_account_id=debit,
-        credit_account_id=credit,
-        amount=fields.pop("amount", 10),  # type: ignore[arg-type]
-        ledger="USD",
-        code=1,
-        **fields,  # type: ignore[arg-type]
-    )
-    [result] = await h.ledger.create_transfers([new])
-    assert result.status is CreateTransferStatus.OK, result
-    return identifier
 
 
 async def event_id_of(h: Harness, transfer_id: uuid.UUID) -> uuid.UUID:
@@ -309,8 +286,6 @@ async def test_only_a_channel_that_selects_tenants_reads_the_end_of_the_log(
     and moves its cursors to that end; a channel that takes every tenant's events (the bus
     with a subscriber, as NATS) moves them to the last event it read and needs neither. It
     used to read the end at every round all the same."""
-    from events.test_webhooks import add_endpoint
-
     statements: list[str] = []
 
     def seen(_c: object, _k: object, statement: str, *_: object) -> None:

@@ -17,8 +17,7 @@ from billfold.events.dispatch import ChannelDispatcher
 from billfold.events.models import EventCursor, WebhookDelivery
 from billfold.events.types import EVENT_PARTITIONS, Event
 from billfold.identity import service as identity_service
-from events.events_support import Harness, Receiver, harness
-from events.test_webhooks import add_endpoint, deliveries, emit_event
+from events.events_support import Harness, Receiver, add_endpoint, deliveries, emit_event, harness
 
 pytestmark = pytest.mark.anyio
 

@@ -28,8 +28,7 @@ from billfold.events.models import OutboxEvent
 from billfold.events.types import compact_json
 from billfold.kit.auth import Mode
 from billfold.ledger.types import AMOUNT_MAX, Transfer, TransferFlags
-from events.events_support import harness
-from events.test_dispatch import open_accounts, transfer
+from events.events_support import harness, open_accounts, transfer
 
 pytestmark = pytest.mark.anyio
 

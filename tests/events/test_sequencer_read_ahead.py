@@ -5,20 +5,21 @@ transfer becomes exactly one event, in the ledger's order, numbered without hole
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from billfold.events import repository
 from billfold.events.dispatch import Sequencer
-from billfold.events.ledger_events import transfer_event_id
-from billfold.events.models import OutboxEvent
 from billfold.kit.clock import SystemClock
 from events.events_support import Harness, harness
-from events.test_dispatch import open_accounts, transfer
+from events.sequencer_support import (
+    BATCH,
+    assert_copied_once_in_order,
+    rounds_until_idle,
+    transfers,
+)
 
 pytestmark = [
     pytest.mark.anyio,
@@ -26,38 +27,12 @@ pytestmark = [
     pytest.mark.parametrize("backend", ["postgresql"]),
 ]
 
-BATCH = 3
-
-
-async def transfers(h: Harness, count: int) -> list[uuid.UUID]:
-    a, b = await open_accounts(h)
-    return [await transfer(h, a, b) for _ in range(count)]
-
-
-async def assert_copied_once_in_order(h: Harness, transfer_ids: list[uuid.UUID]) -> None:
-    """Each transfer's one event, in the ledger's order, and the log numbered 1..n."""
-    stored = {t.id: t for t in await h.ledger.transfers_after(after_timestamp=0, limit=100)}
-    expected = [transfer_event_id(i, stored[i].timestamp) for i in transfer_ids]
-    async with h.unit_of_work.read() as session:
-        rows = (await session.execute(select(OutboxEvent.id, OutboxEvent.seq))).all()
-    by_seq = sorted(rows, key=lambda row: row.seq)
-    assert [row.seq for row in by_seq] == list(range(1, len(rows) + 1))
-    copied = [row.id for row in by_seq if row.id in set(expected)]
-    assert copied == expected
-
 
 @pytest.fixture
 async def h(isolated_database_url: str) -> AsyncIterator[Harness]:
     """A worker whose sequencer copies at most `BATCH` transfers a round."""
     async with harness(isolated_database_url, events_batch_size_max=BATCH) as opened:
         yield opened
-
-
-async def rounds_until_idle(sequencer: Sequencer) -> int:
-    rounds = 0
-    while await sequencer.run_once():
-        rounds += 1
-    return rounds
 
 
 async def test_rounds_after_the_first_copy_the_batch_read_ahead(h: Harness) -> None:

@@ -13,7 +13,7 @@ from billfold.events import repository
 from billfold.events.dispatch import Sequencer
 from billfold.kit.clock import SystemClock
 from events.events_support import Harness, harness
-from events.test_sequencer_read_ahead import (
+from events.sequencer_support import (
     BATCH,
     assert_copied_once_in_order,
     rounds_until_idle,

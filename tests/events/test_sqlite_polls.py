@@ -15,8 +15,8 @@ import pytest
 from billfold.events.outbox import emit
 from billfold.kit.auth import Mode
 from billfold.kit.ids import new_id
+from events.events_api_support import EVERYTHING, auth, client
 from events.events_support import harness
-from events.test_events_api import EVERYTHING, auth, client
 from identity.identity_support import bootstrap_tenant, create_key
 
 WRITER_TRIES = 300

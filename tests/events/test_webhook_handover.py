@@ -19,8 +19,7 @@ from billfold.events.models import WebhookDelivery, WebhookEndpoint
 from billfold.events.types import Reads
 from billfold.kit.clock import ManualClock
 from billfold.worker import HANDOVERS_MAX
-from events.events_support import Harness, Receiver, Reply, harness
-from events.test_webhooks import add_endpoint, emit_event
+from events.events_support import Harness, Receiver, Reply, add_endpoint, emit_event, harness
 
 pytestmark = pytest.mark.anyio
 

@@ -18,8 +18,8 @@ from billfold.keys.errors import DecryptionFailed
 from billfold.keys.keyring import Keyring
 from billfold.kit.ids import parse_id
 from billfold.kit.settings import Settings
+from events.events_api_support import auth, client, keys, post_transfer, wait_for
 from events.events_support import Receiver
-from events.test_events_api import auth, client, keys, post_transfer, wait_for
 from identity.identity_support import run_in_unit_of_work
 
 MASTER_KEY = base64.b64encode(os.urandom(32)).decode()

@@ -9,7 +9,6 @@ import json
 import random
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 
 import httpcore._synchronization as httpcore_sync
@@ -19,8 +18,7 @@ from sqlalchemy import event as sqlalchemy_event
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from billfold.events import service, webhooks
-from billfold.events.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from billfold.events.outbox import emit
+from billfold.events.models import WebhookAttempt, WebhookEndpoint
 from billfold.events.ssrf import ResolvedTarget, UnsafeWebhookUrl, resolve_target
 from billfold.events.webhooks import (
     ATTEMPTS_MAX,
@@ -29,56 +27,20 @@ from billfold.events.webhooks import (
     Outcome,
     first_delivery_id,
 )
-from billfold.kit.auth import Mode
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, ManualClock, SystemClock
 from billfold.kit.ids import new_id
-from events.events_support import Harness, Received, Receiver, Reply, harness
+from events.events_support import (
+    Received,
+    Receiver,
+    Reply,
+    add_endpoint,
+    deliveries,
+    emit_event,
+    harness,
+    scope,
+)
 
 pytestmark = pytest.mark.anyio
-
-
-def scope(h: Harness) -> service.Scope:
-    return service.Scope(tenant_id=h.tenant_id, mode=Mode.TEST)
-
-
-async def add_endpoint(
-    h: Harness, url: str, *, event_types: list[str] | None = None, batch_size_max: int = 1
-) -> WebhookEndpoint:
-    async with h.unit_of_work.begin() as session:
-        return await service.create_endpoint(
-            session,
-            scope=scope(h),
-            url=url,
-            description="test",
-            event_types=event_types or [],
-            allow_private=True,
-            endpoints_max=20,
-            now_ns=time.time_ns(),
-            batch_size_max=batch_size_max,
-        )
-
-
-async def emit_event(
-    h: Harness, *, aggregate: uuid.UUID | None = None, kind: str = "payment.captured"
-) -> uuid.UUID:
-    aggregate = aggregate or new_id()
-    async with h.unit_of_work.begin() as session:
-        return emit(
-            session,
-            tenant_id=h.tenant_id,
-            mode=Mode.TEST,
-            type=f"com.billfold.{kind}.v1",
-            subject=f"pay_{aggregate.hex}",
-            aggregate_id=aggregate,
-            data={"amount": "250", "currency": "EUR"},
-        )
-
-
-async def deliveries(h: Harness) -> list[WebhookDelivery]:
-    async with h.unit_of_work.begin() as session:
-        return list(
-            await session.scalars(select(WebhookDelivery).order_by(WebhookDelivery.event_seq))
-        )
 
 
 async def test_a_standardwebhooks_receiver_accepts_our_delivery_and_rejects_forgeries(

@@ -19,9 +19,7 @@ from billfold.kit.auth import LEDGER_TENANT_NAMESPACE, Mode
 from billfold.kit.ids import new_id
 from billfold.ledger.types import NewAccount
 from billfold.worker import BUS_SKIP_INTERVAL_S
-from events.events_support import Harness, harness
-from events.test_dispatch import open_accounts, transfer
-from events.test_webhooks import emit_event
+from events.events_support import Harness, emit_event, harness, open_accounts, transfer
 
 pytestmark = pytest.mark.anyio
 
