@@ -62,6 +62,7 @@ from billfold.kit.http.logging import AccessLogMiddleware, configure_logging
 from billfold.kit.http.rate_limit import InProcessRateLimiter, RateLimiter
 from billfold.kit.http.rate_limit_redis import RateLimiterUnavailable, RedisRateLimiter
 from billfold.kit.http.request_id import RequestIdMiddleware
+from billfold.kit.http.route_index import install_route_index
 from billfold.kit.settings import Settings, get_settings
 from billfold.ledger.ledger import Ledger
 from billfold.ledger.router import TRANSFER_BATCH_PATH
@@ -414,4 +415,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ) from error
         return Readiness(status="ready", database=ledger.repository.backend)
 
+    install_route_index(app)  # each request tries only the routes of its path's segment
     return app
