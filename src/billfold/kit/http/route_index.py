@@ -47,14 +47,14 @@ _ANY = "{"
 
 def path_key(path: str) -> str:
     """The key of a request path or a route's path template: `/healthz` → `healthz`,
-    `/v1/transfers/…` → `v1/transfers`; a template's parameter in the keyed part keys
-    as `{`."""
+    `/v1/transfers/…` → `v1/transfers`; a keyed segment with a parameter in it (`{id}`,
+    `file-{n}`) keys as `{`, which any path may match."""
     segments = path.split("/", 3)
     first = segments[1] if len(segments) > 1 else ""
     if first != VERSION_PREFIX:
-        return _ANY if first.startswith(_ANY) else first
+        return _ANY if _ANY in first else first
     second = segments[2] if len(segments) > 2 else ""
-    return _ANY if second.startswith(_ANY) else f"{first}/{second}"
+    return _ANY if _ANY in second else f"{first}/{second}"
 
 
 def _paths(route: BaseRoute) -> Iterator[str]:
