@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import select
 
 from billfold.events.dispatch import Sequencer
@@ -13,7 +14,20 @@ from billfold.events.ledger_events import transfer_event_id
 from billfold.events.models import OutboxEvent
 from events.events_support import Harness, open_accounts, transfer
 
-__all__ = ["BATCH", "assert_copied_once_in_order", "rounds_until_idle", "transfers"]
+__all__ = [
+    "BATCH",
+    "POSTGRES_ONLY",
+    "assert_copied_once_in_order",
+    "rounds_until_idle",
+    "transfers",
+]
+
+POSTGRES_ONLY = [
+    pytest.mark.anyio,
+    pytest.mark.postgres_only,
+    pytest.mark.parametrize("backend", ["postgresql"]),
+]
+"""The marks of a sequencer test module: the read-ahead and the standby need row locks."""
 
 BATCH = 3
 """Transfers a sequencer round copies at most, in these tests."""

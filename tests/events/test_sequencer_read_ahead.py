@@ -16,16 +16,13 @@ from billfold.kit.clock import SystemClock
 from events.events_support import Harness, harness
 from events.sequencer_support import (
     BATCH,
+    POSTGRES_ONLY,
     assert_copied_once_in_order,
     rounds_until_idle,
     transfers,
 )
 
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.postgres_only,
-    pytest.mark.parametrize("backend", ["postgresql"]),
-]
+pytestmark = POSTGRES_ONLY
 
 
 @pytest.fixture
