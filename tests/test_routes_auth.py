@@ -78,6 +78,23 @@ def test_public_routes_are_exactly_the_listed_ones(database_url: str) -> None:
     assert routes >= PUBLIC_ROUTES, "a listed public route no longer exists"
 
 
+def test_every_protected_operation_documents_its_credentials(database_url: str) -> None:
+    """A client generated from the OpenAPI document learns which credential each operation
+    takes from its `security`: every route but the public ones declares one, and the public
+    ones declare none."""
+    with TestClient(create_app(Settings(database_url=database_url))) as client:
+        document = client.get("/openapi.json").json()
+    schemes = set(document["components"]["securitySchemes"])
+    undeclared = set()
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            requirements = operation.get("security") or []
+            assert all(set(r) <= schemes for r in requirements), (method, path, requirements)
+            if not requirements:
+                undeclared.add((method.upper(), path))
+    assert undeclared == PUBLIC_ROUTES
+
+
 def test_every_route_refuses_an_anonymous_caller(database_url: str) -> None:
     with TestClient(create_app(Settings(database_url=database_url))) as client:
         for method, path in _api_routes(client):

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from billfold.identity.auth import get_unit_of_work
-from billfold.identity.operators.auth import authenticate_operator, presented_token, signed_in
+from billfold.identity.operators.auth import (
+    ApiKeyCredentials,
+    OperatorCredentials,
+    authenticate_operator,
+    presented_token,
+    signed_in,
+)
 from billfold.identity.operators.errors import OperatorNotAuthenticated, PermissionDenied
 from billfold.identity.operators.permissions import Permission
 from billfold.identity.operators.tokens import SESSION_TOKEN_PREFIX
@@ -148,6 +154,8 @@ async def _decision_reader(
     mode: Annotated[
         ModeName | None, Query(description="Operators: the mode to read (default live).")
     ] = None,
+    _operator: OperatorCredentials = None,
+    _api_key: ApiKeyCredentials = None,
 ) -> DecisionReader:
     """An operator session allowed to read decisions, or an API key with ``risk:read``."""
     token = presented_token(request)

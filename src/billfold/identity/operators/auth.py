@@ -44,6 +44,8 @@ from billfold.kit.ids import format_id
 
 __all__ = [
     "OPERATOR_SESSION_SCHEME",
+    "ApiKeyCredentials",
+    "OperatorCredentials",
     "OperatorManager",
     "authenticate_operator",
     "get_approval_executors",
@@ -70,6 +72,11 @@ _api_key_bearer = HTTPBearer(
 )
 _clock: Clock = SystemClock()
 OperatorCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_operator_bearer)]
+"""A dependency that reads nothing the route uses: it declares the operator-session scheme in
+the route's OpenAPI `security`."""
+ApiKeyCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_api_key_bearer)]
+"""The same for the API-key scheme, on routes an operator or an API key may call: with
+both, the OpenAPI document lists them as alternatives."""
 
 
 def presented_token(request: Request) -> str | None:
@@ -171,7 +178,7 @@ async def operator_manager(
     request: Request,
     response: Response,
     _operator: OperatorCredentials = None,
-    _api_key: Annotated[HTTPAuthorizationCredentials | None, Depends(_api_key_bearer)] = None,
+    _api_key: ApiKeyCredentials = None,
 ) -> OperatorManager:
     """An operator session with operators.manage, or a live API key with tenant:admin."""
     token = presented_token(request)
