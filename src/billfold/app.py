@@ -59,6 +59,7 @@ from billfold.kit.http.idempotency_batching import BatchingIdempotencyStore
 from billfold.kit.http.idempotency_store import IdempotencyStore
 from billfold.kit.http.limits import BodySizeLimitMiddleware
 from billfold.kit.http.logging import AccessLogMiddleware, configure_logging
+from billfold.kit.http.methods import install_methods
 from billfold.kit.http.rate_limit import InProcessRateLimiter, RateLimiter
 from billfold.kit.http.rate_limit_redis import RateLimiterUnavailable, RedisRateLimiter
 from billfold.kit.http.request_id import RequestIdMiddleware
@@ -416,4 +417,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return Readiness(status="ready", database=ledger.repository.backend)
 
     install_route_index(app)  # each request tries only the routes of its path's segment
+    install_methods(app.router)  # HEAD wherever GET is; a 405 lists all the path's methods
     return app
