@@ -25,11 +25,13 @@ from billfold.events.ledger_events import (
 from billfold.events.ssrf import address_is_public
 from billfold.events.types import (
     EVENT_PARTITIONS,
+    SEQUENCE_DIGITS,
     Event,
     cloudevent,
     cloudevent_json,
     partition_of,
     rfc3339,
+    sequence_attribute,
 )
 from billfold.events.webhooks import (
     ATTEMPTS_MAX,
@@ -78,7 +80,23 @@ def test_the_envelope_is_a_cloudevent_the_reference_library_reads(event: Event) 
     assert time is not None and time.tzinfo is not None
     micros = event.occurred_at // 1000
     assert int(time.timestamp() * 1_000_000) in {micros - 1, micros, micros + 1}
-    assert json.loads(body)["sequence"] == str(event.seq)
+    assert int(json.loads(body)["sequence"]) == event.seq
+    assert json.loads(body) == {**cloudevent(event), "data": event.data}
+
+
+@given(st.integers(1, 2**63 - 1), st.integers(1, 2**63 - 1))
+def test_sequences_compare_as_strings_in_log_order(first: int, second: int) -> None:
+    """The CloudEvents sequence extension: "a receiver can determine the order of the
+    events via a simple string-compare type of operation" (leading zeros as needed)."""
+    ours, theirs = sequence_attribute(first), sequence_attribute(second)
+    assert (ours < theirs) == (first < second)
+    assert (ours == theirs) == (first == second)
+    assert len(ours) == SEQUENCE_DIGITS
+
+
+def test_the_ninth_event_comes_before_the_tenth_by_string_comparison() -> None:
+    assert sequence_attribute(9) < sequence_attribute(10)
+    assert sequence_attribute(10) == "0000000000000000010"
 
 
 @given(st.text(max_size=200).map(str.encode), st.uuids())

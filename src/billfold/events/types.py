@@ -5,9 +5,10 @@ An event leaves Billfold as one CloudEvents 1.0 JSON object (structured mode):
     {"specversion": "1.0", "id": "evt_…", "source": "/billfold/tenants/ten_…/test",
      "type": "com.billfold.transfer.posted.v1", "subject": "txf_…",
      "time": "2026-11-22T17:20:00.123456Z", "datacontenttype": "application/json",
-     "sequence": "42", "data": {…}}
+     "sequence": "0000000000000000042", "data": {…}}
 
-`sequence` (the CloudEvents sequence extension) is the event's position in Billfold's log.
+`sequence` (the CloudEvents sequence extension) is the event's position in Billfold's log,
+zero-padded to 19 digits: the extension orders events by comparing the strings.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "EVENT_PARTITIONS",
     "EVENT_TYPES",
     "EVENT_TYPE_PATTERN",
+    "SEQUENCE_DIGITS",
     "Event",
     "Reads",
     "cloudevent",
@@ -36,6 +38,7 @@ __all__ = [
     "compact_json",
     "partition_of",
     "rfc3339",
+    "sequence_attribute",
 ]
 
 EVENT_ID_PREFIX = "evt"
@@ -104,6 +107,17 @@ def _rfc3339_seconds(seconds: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S")
 
 
+SEQUENCE_DIGITS = 19
+"""Digits of the CloudEvents `sequence` attribute: a log position (a positive BIGINT, at most
+2^63 - 1, 19 digits) zero-padded, so that comparing the strings orders the events, as the
+sequence extension requires ("9" would come after "10")."""
+
+
+def sequence_attribute(seq: int) -> str:
+    """The CloudEvents `sequence` of the event at log position `seq`."""
+    return f"{seq:0{SEQUENCE_DIGITS}d}"
+
+
 def cloudevent(event: Event) -> dict[str, Any]:
     """The CloudEvents 1.0 attributes and data of `event`."""
     # f-strings rather than format_id (whose prefix check costs per event, per channel)
@@ -116,7 +130,7 @@ def cloudevent(event: Event) -> dict[str, Any]:
         "subject": event.subject,
         "time": rfc3339(event.occurred_at),
         "datacontenttype": "application/json",
-        "sequence": str(event.seq),
+        "sequence": sequence_attribute(event.seq),
         "data": event.data,
     }
 
@@ -138,5 +152,5 @@ def cloudevent_json(event: Event) -> bytes:
         f'"source":"/billfold/tenants/{TENANT_ID_PREFIX}_{event.tenant_id.hex}/{event.mode}",'
         f'"type":{encode_basestring(event.type)},"subject":{encode_basestring(event.subject)},'
         f'"time":"{rfc3339(event.occurred_at)}","datacontenttype":"application/json",'
-        f'"sequence":"{event.seq}","data":{data}}}'
+        f'"sequence":"{sequence_attribute(event.seq)}","data":{data}}}'
     ).encode()
