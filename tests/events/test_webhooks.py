@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 
 import httpcore._synchronization as httpcore_sync
 import pytest
+from cloudevents.core.bindings.http import HTTPMessage, from_http
+from cloudevents.core.formats.json import JSONFormat
 from sqlalchemy import Engine, select
 from sqlalchemy import event as sqlalchemy_event
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -63,6 +65,26 @@ async def test_a_standardwebhooks_receiver_accepts_our_delivery_and_rejects_forg
     other = "whsec_" + "A" * 32
     with pytest.raises(WebhookVerificationError):
         Webhook(other).verify(request.body, request.headers)
+
+
+async def test_a_delivery_is_a_structured_cloudevent_of_the_http_binding(
+    isolated_database_url: str,
+) -> None:
+    """CloudEvents' JSON format: "Such a representation MUST use the media type
+    application/cloudevents+json"; the HTTP binding's structured mode carries it so."""
+    with Receiver() as receiver:
+        async with harness(isolated_database_url, clock=SystemClock()) as h:
+            await add_endpoint(h, receiver.url)
+            event_id = await emit_event(h)
+            await h.worker.drain()
+    [request] = receiver.received
+    assert request.headers["content-type"] == "application/cloudevents+json"
+    assert not any(name.lower().startswith("ce-") for name in request.headers)
+    message = HTTPMessage(headers=dict(request.headers), body=request.body)
+    read = from_http(message, JSONFormat())
+    assert read.get_id() == f"evt_{event_id.hex}"
+    assert read.get_type() == "com.billfold.payment.captured.v1"
+    assert read.get_data() == {"amount": "250", "currency": "EUR"}
 
 
 async def test_a_stale_timestamp_is_rejected_by_the_receiver(isolated_database_url: str) -> None:

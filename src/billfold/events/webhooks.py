@@ -623,7 +623,7 @@ class WebhookSender:
         else:
             body = cloudevent_json(request.jobs[0].event)
             message_id = format_id(EVENT_ID_PREFIX, request.jobs[0].event.id)
-            content_type = "application/json"
+            content_type = "application/cloudevents+json"  # the CloudEvents JSON format's
         headers = signature_headers(
             message_id=message_id,
             timestamp_s=attempted_at // NANOSECONDS_PER_SECOND,
