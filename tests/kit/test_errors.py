@@ -1,11 +1,15 @@
 import pickle
+import string
 import subprocess
 import sys
 import warnings
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from fastapi import FastAPI, HTTPException
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel
 from starlette.exceptions import StarletteDeprecationWarning
 
@@ -110,10 +114,12 @@ def test_public_api_is_pinned() -> None:
         "RateLimited",
         "ServiceUnavailable",
         "Unauthorized",
+        "UnsupportedMediaType",
         "ValidationFailed",
         "install_problem_handlers",
         "invariant",
         "problem_document",
+        "problem_instance",
     }
 
 
@@ -344,6 +350,43 @@ def test_malformed_json_body_renders_422(client: TestClient) -> None:
     assert body["errors"][0]["type"] == "json_invalid"
 
 
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/xml", "application/x-www-form-urlencoded"]
+)
+def test_a_body_sent_as_another_media_type_is_a_415(client: TestClient, content_type: str) -> None:
+    """RFC 9110 section 15.5.16: content in a format the target does not support."""
+    response = client.post(
+        "/transfers",
+        content=b'{"amount": 1, "asset": "USD"}',
+        headers={"content-type": content_type},
+    )
+    body = assert_problem(response, status=415, code="unsupported_media_type")
+    assert body["detail"] == "The request body must be JSON (Content-Type: application/json)."
+
+
+def test_a_body_without_a_content_type_is_a_415(client: TestClient) -> None:
+    """FastAPI reads only a JSON media type as JSON; without one the body is octets (RFC
+    9110 section 8.3 lets a recipient assume application/octet-stream)."""
+    response = client.post("/transfers", content=b'{"amount": 1, "asset": "USD"}')
+    assert_problem(response, status=415, code="unsupported_media_type")
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "application/merge-patch+json"]
+)
+def test_a_json_body_with_bad_fields_is_still_a_422(client: TestClient, content_type: str) -> None:
+    response = client.post(
+        "/transfers", content=b'{"amount": "lots"}', headers={"content-type": content_type}
+    )
+    assert_problem(response, status=422, code="validation_failed")
+
+
+def test_a_missing_body_is_a_422_whatever_its_content_type(client: TestClient) -> None:
+    response = client.post("/transfers", headers={"content-type": "text/plain"})
+    body = assert_problem(response, status=422, code="validation_failed")
+    assert body["errors"][0]["type"] == "missing"
+
+
 def test_validation_errors_listed_are_bounded() -> None:
     app = FastAPI()
     install_problem_handlers(app)
@@ -363,6 +406,22 @@ def test_unknown_route_renders_not_found(client: TestClient) -> None:
     body = assert_problem(client.get("/nowhere"), status=404, code="not_found")
     assert body["instance"] == "/nowhere"
     assert "detail" not in body
+
+
+def test_the_instance_of_an_encoded_path_is_a_uri_reference(client: TestClient) -> None:
+    """RFC 9457 section 3.1.5: `instance` is a URI reference, so a path that arrived
+    percent-encoded is encoded again, not echoed decoded."""
+    body = assert_problem(client.get("/nowhere/%C3%A9%20x%00"), status=404, code="not_found")
+    assert body["instance"] == "/nowhere/%C3%A9%20x%00"
+
+
+@given(st.text(max_size=40))
+def test_problem_instance_is_ascii_and_decodes_to_the_path(text: str) -> None:
+    path = "/" + text
+    instance = errors.problem_instance(path)
+    assert instance.isascii()
+    assert not set(instance) - set(string.ascii_letters + string.digits + "%/:@!$&'()*+,;=-._~")
+    assert unquote(instance, errors="strict") == path
 
 
 def test_wrong_method_renders_method_not_allowed_with_allow_header(client: TestClient) -> None:

@@ -37,11 +37,13 @@ import re
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
+from urllib.parse import quote
 
 # FastAPI takes about a second to import; the ledger, worker and CLI import this module
 # without serving HTTP, so the web framework is imported only where it is used.
 if TYPE_CHECKING:
     import fastapi
+    from fastapi.exceptions import RequestValidationError
     from starlette.requests import Request
     from starlette.responses import Response
 
@@ -60,10 +62,12 @@ __all__ = [
     "RateLimited",
     "ServiceUnavailable",
     "Unauthorized",
+    "UnsupportedMediaType",
     "ValidationFailed",
     "install_problem_handlers",
     "invariant",
     "problem_document",
+    "problem_instance",
 ]
 
 PROBLEM_JSON = "application/problem+json"
@@ -171,6 +175,12 @@ class PayloadTooLarge(BillfoldError):
     title = "Payload too large"
 
 
+class UnsupportedMediaType(BillfoldError):
+    code = "unsupported_media_type"
+    status = 415
+    title = "Unsupported media type"
+
+
 class ValidationFailed(BillfoldError):
     code = "validation_failed"
     status = 422
@@ -227,6 +237,17 @@ def _plain_json(value: object, *, depth: int) -> JSONValue:
     if isinstance(value, Sequence) and not isinstance(value, bytes):
         return [_plain_json(item, depth=depth + 1) for item in value]
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable in a problem document")
+
+
+_PATH_CHARACTERS = "/:@!$&'()*+,;=-._~"
+"""RFC 3986 `pchar`s and `/`: what a path keeps unencoded."""
+
+
+def problem_instance(path: str) -> str:
+    """The `instance` member for a request to `path` (the decoded path ASGI gives): a URI
+    reference, as RFC 9457 requires, so what was percent-encoded is encoded again
+    (`/v1/nope/%C3%A9`, not `/v1/nope/é`)."""
+    return quote(path, safe=_PATH_CHARACTERS)
 
 
 def problem_document(
@@ -294,7 +315,7 @@ def _problem_response(
         code=code,
         title=title,
         detail=detail,
-        instance=request.url.path,
+        instance=problem_instance(request.url.path),
         extensions=extensions,
     )
     return JSONResponse(document, status_code=status, headers=headers, media_type=PROBLEM_JSON)
@@ -323,6 +344,14 @@ async def _handle_request_validation_error(request: Request, exc: Exception) -> 
     if not isinstance(exc, RequestValidationError):
         raise exc
     all_errors = exc.errors()
+    if _body_not_json(exc):
+        return _problem_response(
+            request,
+            status=UnsupportedMediaType.status,
+            code=UnsupportedMediaType.code,
+            title=UnsupportedMediaType.title,
+            detail="The request body must be JSON (Content-Type: application/json).",
+        )
     listed = [_validation_error_entry(error) for error in all_errors[:ERRORS_LISTED_MAX]]
     count = len(all_errors)
     return _problem_response(
@@ -333,6 +362,16 @@ async def _handle_request_validation_error(request: Request, exc: Exception) -> 
         detail=f"The request has {count} invalid field{'s' if count != 1 else ''}.",
         extensions={"errors": listed},
     )
+
+
+def _body_not_json(exc: RequestValidationError) -> bool:
+    """Whether a body failed validation because it was not sent as JSON: FastAPI reads a
+    body as JSON only under `application/json` or `application/…+json`, and hands any other
+    (`text/plain`, no Content-Type at all) to validation as bytes, which RFC 9110 answers
+    with a 415 rather than a 422 about its fields. An empty body stays a 422 (a required
+    body is missing)."""
+    body = getattr(exc, "body", None)
+    return isinstance(body, bytes | bytearray) and bool(body)
 
 
 def _validation_error_entry(error: object) -> dict[str, object]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from billfold.kit.errors import PROBLEM_JSON, BillfoldError, problem_document
+from billfold.kit.errors import PROBLEM_JSON, BillfoldError, problem_document, problem_instance
 
 __all__ = ["problem_response", "send_problem"]
 
@@ -46,5 +46,7 @@ async def send_problem(
     headers: Mapping[str, str] | None = None,
 ) -> None:
     """Answer the ASGI request `scope` with the problem document for `error`."""
-    response = problem_response(error, instance=str(scope.get("path", "")), headers=headers)
+    response = problem_response(
+        error, instance=problem_instance(str(scope.get("path", ""))), headers=headers
+    )
     await response(scope, receive, send)
