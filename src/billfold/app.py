@@ -60,6 +60,7 @@ from billfold.kit.http.idempotency_store import IdempotencyStore
 from billfold.kit.http.limits import BodySizeLimitMiddleware
 from billfold.kit.http.logging import AccessLogMiddleware, configure_logging
 from billfold.kit.http.methods import install_methods
+from billfold.kit.http.openapi import install_error_documentation
 from billfold.kit.http.rate_limit import InProcessRateLimiter, RateLimiter
 from billfold.kit.http.rate_limit_redis import RateLimiterUnavailable, RedisRateLimiter
 from billfold.kit.http.request_id import RequestIdMiddleware
@@ -418,4 +419,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_route_index(app)  # each request tries only the routes of its path's segment
     install_methods(app.router)  # HEAD wherever GET is; a 405 lists all the path's methods
+    install_error_documentation(app)  # every operation's errors, as problem+json
     return app

@@ -1,0 +1,199 @@
+"""The OpenAPI document lists the errors every operation can answer, as they are sent.
+
+FastAPI documents what each route declares. The errors the platform raises around the
+routes were missing from most operations: 401, 403 and 429 of the credential checks, 400,
+413 and 415 of a request's framing and `Idempotency-Key`, 409 and 422 of idempotency, 400
+and 404 of a malformed or unknown id. Routes that declare no errors were documented with
+FastAPI's own 422 (`application/json`, `HTTPValidationError`), which Billfold never sends.
+
+`document_errors` completes a generated document: every operation gets the errors of what
+it has (a credential scheme, a body, path or query parameters, a `cursor`, POST), and every
+error response, declared or added, is `application/problem+json` with one shared `Problem`
+schema. `install_error_documentation` applies it to an application's document once, when
+it is first generated.
+"""
+
+from __future__ import annotations
+
+import http
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from billfold.kit.errors import ERRORS_LISTED_MAX, PROBLEM_JSON
+from billfold.kit.http.rate_limit import throttle_sign_in
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["PROBLEM_SCHEMA", "document_errors", "install_error_documentation"]
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "An RFC 9457 problem details object: how every error is sent, with"
+    " `Content-Type: application/problem+json`. Branch on `code`; extension members"
+    " (`errors`, `required_scopes`, `retry_after_s`, …) depend on it.",
+    "type": "object",
+    "required": ["type", "title", "status", "code"],
+    "properties": {
+        "type": {
+            "type": "string",
+            "format": "uri-reference",
+            "description": "The problem type: https://billfold.dev/problems/<code>.",
+            "examples": ["https://billfold.dev/problems/unauthorized"],
+        },
+        "title": {"type": "string", "description": "A short summary of the problem type."},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string", "description": "This occurrence, for a person."},
+        "instance": {
+            "type": "string",
+            "format": "uri-reference",
+            "description": "The request's path.",
+        },
+        "code": {
+            "type": "string",
+            "description": "Stable and machine-readable: branch on this.",
+            "examples": ["validation_failed"],
+        },
+        "errors": {
+            "type": "array",
+            "maxItems": ERRORS_LISTED_MAX,
+            "description": "`validation_failed`: the invalid fields, the first"
+            f" {ERRORS_LISTED_MAX}.",
+            "items": {
+                "type": "object",
+                "required": ["loc", "message", "type"],
+                "properties": {
+                    "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+            },
+        },
+    },
+    "additionalProperties": True,
+}
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+_WHY = {
+    400: "a malformed id, cursor, `Idempotency-Key` or request framing",
+    401: "no valid credential (`WWW-Authenticate` names the scheme)",
+    403: "the credential lacks a scope or permission, or belongs to another mode",
+    404: "no such object for this caller",
+    409: "a request with this `Idempotency-Key` is still running",
+    413: "the body is larger than the limit",
+    415: "the body was not sent as JSON",
+    422: "invalid fields (listed in `errors`), or an `Idempotency-Key` reused with another body",
+    429: "over the rate limit: retry after `Retry-After` seconds",
+}
+_HEADERS = {
+    401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "The scheme."}},
+    429: {
+        "Retry-After": {
+            "schema": {"type": "integer", "minimum": 0},
+            "description": "Seconds until a request may succeed.",
+        }
+    },
+}
+_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+
+def _expected(method: str, operation: dict[str, Any], *, throttled: bool) -> Iterator[int]:
+    """The error statuses the platform can answer for `operation`, whatever it declares."""
+    parameters = operation.get("parameters", [])
+    if operation.get("security"):
+        yield from (401, 403, 429)
+    elif throttled:
+        yield 429
+    if "requestBody" in operation:
+        yield from (400, 413, 415, 422)
+    if method == "post":
+        yield from (400, 409, 422)  # the Idempotency-Key: malformed, running, reused
+    if any(parameter.get("in") == "path" for parameter in parameters):
+        yield from (400, 404)
+    if parameters:
+        yield 422
+    if any(parameter.get("name") == "cursor" for parameter in parameters):
+        yield 400
+
+
+def document_errors(
+    document: dict[str, Any], *, throttled: frozenset[tuple[str, str]] = frozenset()
+) -> None:
+    """Complete `document` in place (see the module). `throttled`: the (METHOD, path) of
+    public routes limited per client address, which answer 429 too."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    for path, item in document.get("paths", {}).items():
+        for method, operation in item.items():
+            if method not in _METHODS:
+                continue
+            responses = operation.setdefault("responses", {})
+            limited = (method.upper(), path) in throttled
+            for status in sorted(set(_expected(method, operation, throttled=limited))):
+                responses.setdefault(str(status), {})
+            for code, response in responses.items():
+                if code.isdigit() and int(code) >= 400:
+                    _as_problem(int(code), response)
+    if not _mentions(document.get("paths", {}), _FASTAPI_VALIDATION_SCHEMAS):
+        for name in _FASTAPI_VALIDATION_SCHEMAS:
+            schemas.pop(name, None)
+
+
+def _as_problem(status: int, response: dict[str, Any]) -> None:
+    phrase = http.HTTPStatus(status).phrase
+    why = _WHY.get(status)
+    if not response.get("description") or response["description"] == "Validation Error":
+        response["description"] = f"{phrase} (problem+json)" + (f": {why}" if why else "")
+    response["content"] = {PROBLEM_JSON: {"schema": dict(_PROBLEM_REF)}}
+    if status in _HEADERS:
+        response.setdefault("headers", {}).update(_HEADERS[status])
+
+
+def _mentions(value: object, names: tuple[str, ...]) -> bool:
+    if isinstance(value, dict):
+        reference = value.get("$ref")
+        if isinstance(reference, str) and reference.rsplit("/", 1)[-1] in names:
+            return True
+        return any(_mentions(item, names) for item in value.values())
+    if isinstance(value, list):
+        return any(_mentions(item, names) for item in value)
+    return False
+
+
+def _throttled_routes(app: FastAPI) -> frozenset[tuple[str, str]]:
+    """(METHOD, path) of the routes that depend on `throttle_sign_in`."""
+    found: set[tuple[str, str]] = set()
+    for route in app.routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        for part in list(contexts()) if contexts is not None else [route]:
+            dependant = getattr(part, "dependant", None)
+            path = getattr(part, "path_format", None)
+            if dependant is None or not isinstance(path, str):
+                continue
+            if any(call is throttle_sign_in for call in _calls(dependant)):
+                found.update((method, path) for method in getattr(part, "methods", ()) or ())
+    return frozenset(found)
+
+
+def _calls(dependant: Any) -> Iterator[Callable[..., Any]]:
+    for dependency in getattr(dependant, "dependencies", ()):
+        call = getattr(dependency, "call", None)
+        if call is not None:
+            yield call
+        yield from _calls(dependency)
+
+
+def install_error_documentation(app: FastAPI) -> None:
+    """Make `app.openapi()` return its generated document completed by `document_errors`."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = app.openapi_schema
+        if document is None:
+            document = generate()
+            document_errors(document, throttled=_throttled_routes(app))
+            app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
