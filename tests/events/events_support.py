@@ -42,6 +42,8 @@ class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b"ok"
+    drip_s: float = 0.0
+    """When above 0: the body is sent a byte at a time, this long apart."""
 
 
 class Receiver:
@@ -67,7 +69,13 @@ class Receiver:
                     self.send_header(name, value)
                 self.send_header("content-length", str(len(answer.body)))
                 self.end_headers()
-                self.wfile.write(answer.body)
+                if not answer.drip_s:
+                    self.wfile.write(answer.body)
+                    return
+                for index in range(len(answer.body)):
+                    time.sleep(answer.drip_s)
+                    self.wfile.write(answer.body[index : index + 1])
+                    self.wfile.flush()
 
             def log_message(self, *_: Any) -> None:
                 return None

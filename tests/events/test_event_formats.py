@@ -136,6 +136,17 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert retry_after_s("soon", now_s=0) is None
 
 
+@pytest.mark.parametrize(
+    "date",
+    ["Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"],
+)
+def test_retry_after_reads_all_three_http_date_formats(date: str) -> None:
+    """RFC 9110 section 5.6.7: "A recipient that parses a timestamp value in an HTTP header
+    field MUST accept all three HTTP-date formats" (IMF-fixdate, RFC 850, asctime)."""
+    moment = datetime.datetime(1994, 11, 6, 8, 49, 37, tzinfo=datetime.UTC).timestamp()
+    assert retry_after_s(date, now_s=moment - 30) == 30
+
+
 @given(st.ip_addresses(v=4))
 def test_ipv4_mapped_addresses_are_never_public(address: ipaddress.IPv4Address) -> None:
     assert not address_is_public(str(ipaddress.IPv6Address(f"::ffff:{address}")))

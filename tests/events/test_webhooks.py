@@ -293,6 +293,33 @@ async def test_retry_after_postpones_the_next_attempt(isolated_database_url: str
     assert len(receiver.received) == 1
 
 
+async def test_the_timeout_bounds_the_whole_attempt_not_each_read(
+    isolated_database_url: str,
+) -> None:
+    """A receiver that answers 200 and then sends its body a byte every 0.4 s never lets
+    one read wait a second, yet takes 2.4 s: with a 1 s timeout the attempt fails."""
+    reply = Reply(status=200, body=b"slowly", drip_s=0.4)
+    with Receiver(lambda _: reply) as receiver:
+        async with harness(isolated_database_url, webhooks_timeout_s=1) as h:
+            await add_endpoint(h, receiver.url)
+            await emit_event(h)
+            started = time.monotonic()
+            await h.worker.drain()
+            took_s = time.monotonic() - started
+            [delivery] = await deliveries(h)
+            async with h.unit_of_work.begin() as session:
+                [attempt] = (
+                    await session.scalars(
+                        select(WebhookAttempt).where(WebhookAttempt.delivery_id == delivery.id)
+                    )
+                ).all()
+    assert len(receiver.received) == 1
+    assert delivery.status == "pending" and delivery.completed_at is None
+    assert attempt.error == "timed out" and attempt.status_code is None
+    assert 1000 <= attempt.duration_ms < 2000
+    assert took_s < 2.4
+
+
 async def test_an_aggregates_later_event_waits_for_its_earlier_one(
     isolated_database_url: str,
 ) -> None:

@@ -129,8 +129,8 @@ def retry_after_s(value: str | None, *, now_s: float) -> float | None:
         moment = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
         return None
-    if moment.tzinfo is None:
-        return None
+    if moment.tzinfo is None:  # asctime dates carry no zone: HTTP dates are GMT (RFC 9110)
+        moment = moment.replace(tzinfo=datetime.UTC)
     return max(0.0, min(moment.timestamp() - now_s, RETRY_AFTER_MAX_S))
 
 
@@ -417,6 +417,9 @@ class WebhookSender:
         self._allow_private = allow_private
         self._batch_size_max = batch_size_max
         self._lease_ns = int(lease_s * NANOSECONDS_PER_SECOND)
+        self._timeout_s = timeout_s
+        """The whole attempt's limit: httpx's own limits are per connect, write and read, so
+        a receiver sending a byte now and then would otherwise hold an attempt for ever."""
         self._response_max_bytes = response_max_bytes
         self._rng = rng or random.Random()
         self._limit = asyncio.Semaphore(concurrency)
@@ -587,12 +590,15 @@ class WebhookSender:
                 if isinstance(target, UnsafeWebhookUrl):
                     raise target
                 if request.unopened is None:
-                    status_code, body, retry_after = await self._post(request, target, attempted_at)
+                    async with asyncio.timeout(self._timeout_s):
+                        status_code, body, retry_after = await self._post(
+                            request, target, attempted_at
+                        )
                 else:
                     error = request.unopened
             except UnsafeWebhookUrl as refused:
                 error = f"refused: {refused.detail}"
-            except httpx.TimeoutException:
+            except (httpx.TimeoutException, TimeoutError):
                 error = "timed out"
             except httpx.HTTPError as failure:
                 error = f"{type(failure).__name__}: {failure}"
