@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from billfold.identity.types import Mode, Scope
 from billfold.kit.ids import parse_id
 from identity.identity_support import (
@@ -13,6 +16,7 @@ from identity.identity_support import (
     bootstrap_tenant,
     create_key,
     read_row,
+    run_in_unit_of_work,
 )
 
 
@@ -48,6 +52,33 @@ def test_a_created_key_shows_its_secret_once_and_is_stored_only_as_a_hash(
     assert len(secret_part) == 43  # secrets.token_urlsafe(32)
     assert all(secret_part not in str(value) for value in row.values())
     assert works.status_code == 403  # genuine key, lacking tenant:admin
+
+
+def test_a_retried_creation_neither_makes_a_second_key_nor_shows_the_secret_again(
+    database_url: str,
+) -> None:
+    """With an Idempotency-Key (the SDK sends one on every POST), the secret is kept
+    nowhere: the idempotency record holds that the key was made, not the response."""
+    admin = bootstrap_tenant(database_url).test_key.secret
+    request = {"name": "retried", "scopes": ["ledger:read"]}
+    headers = {**bearer(admin), "Idempotency-Key": "create-retried"}
+    with api_client(database_url) as client:
+        created = client.post("/v1/api-keys", json=request, headers=headers)
+        retried = client.post("/v1/api-keys", json=request, headers=headers)
+        listed = client.get("/v1/api-keys?limit=100", headers=bearer(admin)).json()["items"]
+    assert created.status_code == 201
+    assert created.headers["cache-control"] == "no-store"
+    secret = created.json()["secret"]
+    assert retried.status_code == 409
+    assert retried.json()["code"] == "idempotency_response_withheld"
+    assert secret not in retried.text
+    assert [key["name"] for key in listed].count("retried") == 1
+
+    async def stored(session: AsyncSession) -> list[bytes]:
+        rows = await session.execute(text("SELECT response_body FROM idempotency_keys"))
+        return [bytes(body) for (body,) in rows if body is not None]
+
+    assert not any(secret.encode() in body for body in run_in_unit_of_work(database_url, stored))
 
 
 def test_keys_are_listed_in_pages_by_cursor(database_url: str) -> None:

@@ -11,13 +11,15 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import select
 from starlette.requests import HTTPConnection
 
 from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
 from billfold.kit.errors import PROBLEM_JSON, RateLimited, install_problem_handlers
+from billfold.kit.http.caching import no_store
 from billfold.kit.http.idempotency import (
     IDEMPOTENCY_KEY_HEADER,
     REPLAYED_HEADER,
@@ -25,6 +27,7 @@ from billfold.kit.http.idempotency import (
     IdempotencyMiddleware,
     parse_idempotency_key,
 )
+from billfold.kit.http.idempotency_models import IdempotencyKey
 from billfold.kit.http.idempotency_store import IdempotencyStore
 from billfold.kit.http.limits import BodySizeLimitMiddleware
 from billfold.kit.http.request_id import REQUEST_ID_HEADER, RequestIdMiddleware
@@ -84,6 +87,14 @@ def build_app(store: IdempotencyStore, handlers: Handlers) -> FastAPI:
     async def limited() -> None:
         handlers.executions += 1
         raise RateLimited("slow down")
+
+    @app.post("/keys", status_code=201, dependencies=[Depends(no_store)])
+    async def create_key() -> dict[str, Any]:
+        handlers.executions += 1
+        return {
+            "id": f"key_{handlers.executions}",
+            "secret": f"bf_test_secret{handlers.executions}",
+        }
 
     @app.post("/big")
     async def big() -> Response:
@@ -145,6 +156,29 @@ async def test_a_replay_returns_the_stored_status_body_and_headers(
     assert "x-not-replayed" not in again.headers
     assert again.headers[REQUEST_ID_HEADER] != first.headers[REQUEST_ID_HEADER]
     assert handlers.executions == 1
+
+
+async def test_a_response_showing_a_secret_is_not_kept_nor_shown_again(
+    http: httpx.AsyncClient, handlers: Handlers, database_url: str
+) -> None:
+    """`Cache-Control: no-store` (RFC 9111): the key records that the request ran, not its
+    response; a retry gets a 409 saying so and the request does not run again."""
+    first = await http.post("/keys", headers=keyed("secret-1"))
+    assert first.status_code == 201 and first.headers["cache-control"] == "no-store"
+    assert first.json()["secret"] == "bf_test_secret1"
+    again = await http.post("/keys", headers=keyed("secret-1"))
+    assert_problem(again, status=409, code="idempotency_response_withheld")
+    assert again.json()["original_status"] == 201
+    assert "bf_test_secret" not in again.text
+    assert again.headers[REPLAYED_HEADER] == "true"
+    assert handlers.executions == 1
+    engine = create_engine(parse_database_url(database_url), pool_size=1)
+    try:
+        async with UnitOfWork(engine).begin() as session:
+            kept = (await session.scalars(select(IdempotencyKey.response_body))).all()
+    finally:
+        await engine.dispose()
+    assert kept and not any(b"bf_test_secret" in (body or b"") for body in kept)
 
 
 async def test_the_same_key_with_a_different_body_is_422(

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 PUBLIC_API = {
+    "caching": {"no_store"},
     "idempotency": {
         "IDEMPOTENCY_KEY_HEADER",
         "REPLAYED_HEADER",
@@ -16,6 +17,7 @@ PUBLIC_API = {
         "IdempotencyKeyReused",
         "IdempotencyMiddleware",
         "IdempotencyRequestInProgress",
+        "IdempotencyResponseWithheld",
         "ScopeResolver",
         "StoreProvider",
         "parse_idempotency_key",
@@ -66,6 +68,8 @@ PUBLIC_API = {
         "bind_actor",
         "configure_logging",
     },
+    "methods": {"MethodsMiddleware", "allowed_methods", "install_methods"},
+    "openapi": {"PROBLEM_SCHEMA", "document_errors", "install_error_documentation"},
     "problems": {"problem_response", "send_problem"},
     "rate_limit": {
         "RATE_LIMIT_KEYS_MAX_DEFAULT",
@@ -92,6 +96,7 @@ PUBLIC_API = {
         "RedisRateLimiter",
         "RedisScripting",
     },
+    "route_index": {"RouteIndex", "install_route_index", "path_key"},
     "request_id": {
         "REQUEST_ID_HEADER",
         "REQUEST_ID_LENGTH_MAX",
@@ -117,6 +122,7 @@ def test_each_module_exports_exactly_its_pinned_names(module_name: str) -> None:
         ("idempotency", "IdempotencyKeyInvalid", 400, "idempotency_key_invalid"),
         ("idempotency", "IdempotencyKeyReused", 422, "idempotency_key_reused"),
         ("idempotency", "IdempotencyRequestInProgress", 409, "idempotency_request_in_progress"),
+        ("idempotency", "IdempotencyResponseWithheld", 409, "idempotency_response_withheld"),
         ("idempotency_store", "IdempotencyStoreBusy", 503, "idempotency_store_busy"),
         ("rate_limit", "RateLimitExceeded", 429, "rate_limited"),
         ("rate_limit_redis", "RateLimiterUnavailable", 503, "rate_limiter_unavailable"),

@@ -36,6 +36,7 @@ from billfold.keys.keyring import Keyring
 from billfold.kit.auth import Principal, require_scopes
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import ValidationFailed
+from billfold.kit.http.caching import no_store
 from billfold.kit.ids import format_id, parse_id
 from billfold.kit.pagination import (
     CURSOR_LENGTH_MAX,
@@ -114,6 +115,7 @@ def _aggregate(text: str | None) -> uuid.UUID | None:
 
 @router.post(
     "/webhook-endpoints",
+    dependencies=[Depends(no_store)],
     status_code=201,
     summary="Create a webhook endpoint; its signing secret is shown in this response only.",
     responses=problem_responses(422),
@@ -206,6 +208,7 @@ async def update_endpoint(
 
 @router.post(
     "/webhook-endpoints/{endpoint_id}/rotate-secret",
+    dependencies=[Depends(no_store)],
     summary="Replace the signing secret; the old one keeps signing during the overlap.",
     responses=problem_responses(404),
 )

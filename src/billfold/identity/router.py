@@ -24,6 +24,7 @@ from billfold.identity.schemas import (
 from billfold.identity.types import Principal, Scope
 from billfold.kit.clock import SystemClock
 from billfold.kit.db import UnitOfWork
+from billfold.kit.http.caching import no_store
 from billfold.kit.ids import parse_id
 from billfold.kit.pagination import CURSOR_LENGTH_MAX, PAGE_SIZE_MAX
 
@@ -41,6 +42,7 @@ _clock = SystemClock()
 
 @router.post(
     "/api-keys",
+    dependencies=[Depends(no_store)],
     status_code=201,
     summary="Create an API key; its secret is in this response only.",
     responses=problem_responses(409),

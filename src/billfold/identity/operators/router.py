@@ -45,6 +45,7 @@ from billfold.identity.operators.types import OPERATOR_ID_PREFIX, OperatorPrinci
 from billfold.identity.schemas import TENANT_ID_PREFIX, problem_responses
 from billfold.kit.clock import SystemClock
 from billfold.kit.db import UnitOfWork
+from billfold.kit.http.caching import no_store
 from billfold.kit.http.rate_limit import throttle_sign_in
 from billfold.kit.ids import parse_id
 from billfold.kit.pagination import CURSOR_LENGTH_MAX, PAGE_SIZE_MAX
@@ -65,7 +66,7 @@ _APPROVALS: list[str | Enum] = ["approvals"]
 
 @router.post(
     "/operators/login",
-    dependencies=[Depends(throttle_sign_in)],
+    dependencies=[Depends(throttle_sign_in), Depends(no_store)],
     status_code=201,
     tags=_OPERATORS,
     summary="Sign in with email and password: a one-hour session token (public route).",
@@ -131,6 +132,7 @@ async def change_password(
 
 @router.post(
     "/operators",
+    dependencies=[Depends(no_store)],
     status_code=201,
     tags=_OPERATORS,
     summary="Create an operator; its one-time password is in this response only.",

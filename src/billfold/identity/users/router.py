@@ -71,6 +71,7 @@ from billfold.keys.keyring import Keyring
 from billfold.keys.router import get_keyring
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import InvariantViolation, invariant
+from billfold.kit.http.caching import no_store
 from billfold.kit.http.rate_limit import throttle_sign_in
 from billfold.kit.ids import parse_id
 from billfold.kit.pagination import CURSOR_LENGTH_MAX, PAGE_SIZE_MAX
@@ -180,7 +181,7 @@ async def revoke_user_sessions(
 
 @router.post(
     "/sessions",
-    dependencies=[Depends(throttle_sign_in)],
+    dependencies=[Depends(throttle_sign_in), Depends(no_store)],
     tags=["sign-in"],
     summary="Sign in with a password: tokens, or what the second step needs.",
     responses=problem_responses(400),
@@ -230,7 +231,7 @@ async def mfa_passkey_options(
 
 @router.post(
     "/sessions/mfa",
-    dependencies=[Depends(throttle_sign_in)],
+    dependencies=[Depends(throttle_sign_in), Depends(no_store)],
     tags=["sign-in"],
     summary="Complete a sign-in with a TOTP code, a recovery code or a passkey.",
 )
@@ -263,7 +264,7 @@ async def complete_mfa(
 
 @router.post(
     "/sessions/refresh",
-    dependencies=[Depends(throttle_sign_in)],
+    dependencies=[Depends(throttle_sign_in), Depends(no_store)],
     tags=["sign-in"],
     summary="Exchange a refresh token (spent by this) for a new token pair.",
 )
@@ -347,6 +348,7 @@ async def revoke_session(
 
 @router.post(
     "/me/mfa/totp",
+    dependencies=[Depends(no_store)],
     tags=["me"],
     summary="Start TOTP enrolment: a new seed, shown once.",
     responses=problem_responses(409),
@@ -369,6 +371,7 @@ async def begin_totp(
 
 @router.post(
     "/me/mfa/totp/confirm",
+    dependencies=[Depends(no_store)],
     tags=["me"],
     summary="Enable TOTP with a code from the app; the first factor issues recovery codes.",
     responses=problem_responses(409),
@@ -389,6 +392,7 @@ async def confirm_totp(
 
 @router.post(
     "/me/mfa/recovery-codes",
+    dependencies=[Depends(no_store)],
     tags=["me"],
     summary="Replace the recovery codes with ten new ones (the password is asked again).",
     responses=problem_responses(409),
@@ -424,6 +428,7 @@ async def passkey_registration_options(
 
 @router.post(
     "/me/passkeys",
+    dependencies=[Depends(no_store)],
     status_code=201,
     tags=["me"],
     summary="Register a passkey from the browser's answer to the options.",
@@ -539,6 +544,7 @@ async def begin_step_up(
 
 @router.post(
     "/me/step-up/{step_up_id}/answer",
+    dependencies=[Depends(no_store)],
     tags=["me"],
     summary="Answer a step-up: a one-time token bound to exactly its action.",
     responses=problem_responses(400, 403, 404),

@@ -10,10 +10,17 @@ auth layer refuses it later).
 
 The response is held until it is stored, so a client that got an answer and retries gets
 the replay, never a 409.
+
+A response marked `Cache-Control: no-store` (one that shows a secret once: a new API key,
+a webhook secret, a one-time password, TOTP seed or recovery codes) is not kept: its key is
+completed with a 409 `idempotency_response_withheld` instead, which says the first request
+succeeded (`original_status`) without showing its secret again. The request still runs
+once.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,11 +31,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from billfold.kit.errors import (
+    PROBLEM_JSON,
     BadRequest,
     BillfoldError,
     Conflict,
     PayloadTooLarge,
     ValidationFailed,
+    problem_document,
+    problem_instance,
 )
 from billfold.kit.http.idempotency_models import IDEMPOTENCY_KEY_LENGTH_MAX
 from billfold.kit.http.idempotency_store import (
@@ -50,6 +60,7 @@ __all__ = [
     "IdempotencyKeyReused",
     "IdempotencyMiddleware",
     "IdempotencyRequestInProgress",
+    "IdempotencyResponseWithheld",
     "ScopeResolver",
     "StoreProvider",
     "parse_idempotency_key",
@@ -84,6 +95,11 @@ class IdempotencyKeyReused(ValidationFailed):
 class IdempotencyRequestInProgress(Conflict):
     code = "idempotency_request_in_progress"
     title = "A request with this idempotency key is in progress"
+
+
+class IdempotencyResponseWithheld(Conflict):
+    code = "idempotency_response_withheld"
+    title = "The response to this idempotency key is not kept"
 
 
 def parse_idempotency_key(values: list[bytes]) -> str | None:
@@ -131,6 +147,16 @@ class _Recorder:
         held, self.held = self.held, []
         for message in held:
             await self.send(message)
+
+    @property
+    def no_store(self) -> bool:
+        """Whether the held response forbids being kept (`Cache-Control: no-store`)."""
+        if not self.held or self.held[0]["type"] != "http.response.start":
+            return False
+        return any(
+            bytes(name).lower() == b"cache-control" and b"no-store" in bytes(value).lower()
+            for name, value in self.held[0].get("headers", [])
+        )
 
     def stored(self) -> StoredResponse | None:
         """The held response, if it is one that may be replayed."""
@@ -272,8 +298,32 @@ class IdempotencyMiddleware:
         if stored is None or stored.status >= 500 or stored.status in _RETRYABLE_STATUSES:
             await _abandon(store, started)
         else:
+            if recorder.no_store:
+                stored = _withheld(stored.status, path=str(scope.get("path", "")))
             await _complete(store, started, stored)
         await recorder.flush()
+
+
+def _withheld(status: int, *, path: str) -> StoredResponse:
+    """What a retry gets instead of a response that must not be kept."""
+    error = IdempotencyResponseWithheld(
+        f"The first request with this key was answered {status}; that response showed a"
+        " secret once and is not kept, so it is not replayed.",
+        original_status=status,
+    )
+    document = problem_document(
+        status=error.status,
+        code=error.code,
+        title=error.title,
+        detail=error.detail,
+        instance=problem_instance(path),
+        extensions=error.extensions,
+    )
+    return StoredResponse(
+        status=error.status,
+        headers=(("content-type", PROBLEM_JSON),),
+        body=json.dumps(document, separators=(",", ":")).encode(),
+    )
 
 
 async def _abandon(store: IdempotencyStore, started: Started) -> None:

@@ -80,7 +80,8 @@ _WHY = {
     401: "no valid credential (`WWW-Authenticate` names the scheme)",
     403: "the credential lacks a scope or permission, or belongs to another mode",
     404: "no such object for this caller",
-    409: "a request with this `Idempotency-Key` is still running",
+    409: "a request with this `Idempotency-Key` is still running, or ran and showed a secret"
+    " that is not kept (`idempotency_response_withheld`)",
     413: "the body is larger than the limit",
     415: "the body was not sent as JSON",
     422: "invalid fields (listed in `errors`), or an `Idempotency-Key` reused with another body",
