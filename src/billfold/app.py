@@ -134,7 +134,11 @@ async def _idempotency_scope(connection: HTTPConnection) -> str | None:
         # Not an API key: an end user's access token keys per user (tokens rotate), an
         # operator's session per operator.
         return await user_idempotency_scope(request) or await operator_idempotency_scope(request)
-    return hashlib.sha256(values[0].encode("latin-1")).hexdigest()
+    # Per credential, not per spelling: the scheme is case-insensitive (RFC 9110 section
+    # 11.1), so `bearer …` and `BEARER …` are the same key's; the canonical form hashes as
+    # the header always did.
+    _, _, token = values[0].strip().partition(" ")
+    return hashlib.sha256(f"Bearer {token.strip()}".encode("latin-1")).hexdigest()
 
 
 def _idempotency_store(connection: HTTPConnection) -> IdempotencyStore:

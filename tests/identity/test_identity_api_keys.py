@@ -81,6 +81,32 @@ def test_a_retried_creation_neither_makes_a_second_key_nor_shows_the_secret_agai
     assert not any(secret.encode() in body for body in run_in_unit_of_work(database_url, stored))
 
 
+def test_idempotency_keys_are_per_credential_whatever_the_schemes_spelling(
+    database_url: str,
+) -> None:
+    """RFC 9110 section 11.1: the scheme is case-insensitive, so `Bearer`, `bearer` and
+    `BEARER` present one credential and share its idempotency keys."""
+    tenant = bootstrap_tenant(database_url)
+    key = create_key(database_url, tenant_id=tenant.tenant.id, scopes=[Scope.LEDGER_WRITE]).secret
+    account = {"ledger": "USD", "code": 7}
+    with api_client(database_url) as client:
+        answers = [
+            client.post(
+                "/v1/accounts",
+                json=account,
+                headers={"Authorization": f"{scheme} {key}", "Idempotency-Key": "one-account"},
+            )
+            for scheme in ("Bearer", "bearer", "BEARER")
+        ]
+    assert [answer.status_code for answer in answers] == [201, 201, 201]
+    assert len({answer.json()["id"] for answer in answers}) == 1
+    assert [answer.headers.get("idempotent-replayed") for answer in answers] == [
+        None,
+        "true",
+        "true",
+    ]
+
+
 def test_keys_are_listed_in_pages_by_cursor(database_url: str) -> None:
     tenant = bootstrap_tenant(database_url)
     made = [
