@@ -81,7 +81,10 @@ _ACCEPTED = frozenset({"ok", "exists"})
 
 def _result_errors(statuses: Iterable[StrEnum], *, noun: str) -> dict[str, type[BillfoldError]]:
     """One error class per refusing result, whose `code` is the result itself, so a client
-    of a single-item route branches on the same names as a client of the batch route."""
+    of a single-item route branches on the same names as a client of the batch route. The
+    title is the code's alone (`Account not found`), the same whether an account or a
+    transfer was refused and the same as the 404 of that name: RFC 9457 keeps a problem
+    type's title from one occurrence to the next; the detail names what was refused."""
     errors: dict[str, type[BillfoldError]] = {}
     for status in statuses:
         if status.value in _ACCEPTED:
@@ -90,7 +93,7 @@ def _result_errors(statuses: Iterable[StrEnum], *, noun: str) -> dict[str, type[
         name = noun + "".join(part.title() for part in status.value.split("_"))
         attributes = {
             "code": status.value,
-            "title": f"{noun} refused: {status.value.replace('_', ' ')}",
+            "title": status.value.replace("_", " ").capitalize(),
             "__module__": __name__,
         }
         errors[status.value] = type(name, (base,), attributes)
