@@ -387,6 +387,23 @@ def test_a_missing_body_is_a_422_whatever_its_content_type(client: TestClient) -
     assert body["errors"][0]["type"] == "missing"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"amount": "\xff\xfe"}',
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"amount": ' + b"9" * 5000 + b"}",
+    ],
+    ids=["not-utf-8", "nested-too-deep", "integer-too-long"],
+)
+def test_a_body_that_cannot_be_read_as_json_text_is_a_400_with_its_own_code(
+    client: TestClient, body: bytes
+) -> None:
+    response = client.post("/transfers", content=body, headers={"content-type": "application/json"})
+    problem = assert_problem(response, status=400, code="body_unreadable")
+    assert problem["title"] == "Unreadable request body"
+
+
 def test_validation_errors_listed_are_bounded() -> None:
     app = FastAPI()
     install_problem_handlers(app)

@@ -389,6 +389,10 @@ def _validation_error_entry(error: object) -> dict[str, object]:
     }
 
 
+_UNPARSEABLE_BODY = "There was an error parsing the body"
+"""FastAPI's detail for a body it failed to read before any validation."""
+
+
 async def _handle_http_exception(request: Request, exc: Exception) -> Response:
     from starlette.exceptions import HTTPException
     from starlette.responses import Response
@@ -404,13 +408,14 @@ async def _handle_http_exception(request: Request, exc: Exception) -> Response:
     title = _status_phrase(status)
     codes = {404: "not_found", 405: "method_not_allowed"}
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+    code = codes.get(status, f"http_{status}")
+    if status == 400 and detail == _UNPARSEABLE_BODY:
+        # FastAPI's answer to a body its JSON reader could not even decode (bytes that are
+        # not UTF-8, nesting past the recursion limit, an integer of thousands of digits).
+        code, title = "body_unreadable", "Unreadable request body"
+        detail = "The body could not be read as JSON text."
     return _problem_response(
-        request,
-        status=status,
-        code=codes.get(status, f"http_{status}"),
-        title=title,
-        detail=detail,
-        headers=headers,
+        request, status=status, code=code, title=title, detail=detail, headers=headers
     )
 
 

@@ -76,7 +76,8 @@ _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 
 _WHY = {
-    400: "a malformed id, cursor, `Idempotency-Key` or request framing",
+    400: "a malformed id, cursor, `Idempotency-Key` or request framing, or a body that is"
+    " not JSON text",
     401: "no valid credential (`WWW-Authenticate` names the scheme)",
     403: "the credential lacks a scope or permission, or belongs to another mode",
     404: "no such object for this caller",
