@@ -194,7 +194,7 @@ class Ledger:
     async def get_account(self, *, tenant_id: uuid.UUID, account_id: uuid.UUID) -> Account:
         accounts = await self.lookup_accounts(tenant_id=tenant_id, ids=[account_id])
         if not accounts:
-            raise AccountNotFound(f"no account {account_id}")
+            raise AccountNotFound(f"No account acc_{account_id.hex}.")
         return accounts[0]
 
     async def lookup_transfers(
@@ -208,7 +208,7 @@ class Ledger:
     async def get_transfer(self, *, tenant_id: uuid.UUID, transfer_id: uuid.UUID) -> Transfer:
         transfers = await self.lookup_transfers(tenant_id=tenant_id, ids=[transfer_id])
         if not transfers:
-            raise TransferNotFound(f"no transfer {transfer_id}")
+            raise TransferNotFound(f"No transfer txf_{transfer_id.hex}.")
         return transfers[0]
 
     async def list_accounts(

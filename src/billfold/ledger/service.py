@@ -194,7 +194,7 @@ async def set_account_status(
     last_timestamp = await transaction.lock_clock()
     accounts = await transaction.lock_accounts([account_id])
     if not accounts or accounts[0].tenant_id != tenant_id:
-        raise AccountNotFound(f"no account {account_id}")
+        raise AccountNotFound(f"No account acc_{account_id.hex}.")
     account = accounts[0]
     if status is AccountStatus.CLOSED and (account.debits_pending or account.credits_pending):
         raise AccountHasPendingBalance("void or post its pending transfers before closing it")
