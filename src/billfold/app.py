@@ -54,6 +54,7 @@ from billfold.kit.auth import (
 from billfold.kit.collector import tuned_garbage_collection
 from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
 from billfold.kit.errors import ServiceUnavailable, Unauthorized, install_problem_handlers
+from billfold.kit.http.bodies import StrictJsonMiddleware
 from billfold.kit.http.idempotency import IdempotencyMiddleware
 from billfold.kit.http.idempotency_batching import BatchingIdempotencyStore
 from billfold.kit.http.idempotency_store import IdempotencyStore
@@ -356,6 +357,7 @@ def _mount_middleware(app: FastAPI, settings: Settings) -> None:
         scope_of=_idempotency_scope,
         body_max_bytes=settings.request_body_batch_max_bytes,
     )
+    app.add_middleware(StrictJsonMiddleware, body_max_bytes=settings.request_body_batch_max_bytes)
     app.add_middleware(
         _BodySizeLimitByPath,
         body_max_bytes=settings.request_body_max_bytes,

@@ -105,6 +105,7 @@ def test_public_api_is_pinned() -> None:
         "PROBLEM_TYPE_BASE",
         "BadRequest",
         "BillfoldError",
+        "BodyUnreadable",
         "Conflict",
         "Forbidden",
         "InvariantViolation",

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 PUBLIC_API = {
+    "bodies": {"StrictJsonMiddleware", "json_body_problem", "read_body", "replaying_receive"},
     "caching": {"no_store"},
     "idempotency": {
         "IDEMPOTENCY_KEY_HEADER",

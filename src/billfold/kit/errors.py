@@ -53,6 +53,7 @@ __all__ = [
     "PROBLEM_TYPE_BASE",
     "BadRequest",
     "BillfoldError",
+    "BodyUnreadable",
     "Conflict",
     "Forbidden",
     "InvariantViolation",
@@ -173,6 +174,11 @@ class PayloadTooLarge(BillfoldError):
     code = "payload_too_large"
     status = 413
     title = "Payload too large"
+
+
+class BodyUnreadable(BadRequest):
+    code = "body_unreadable"
+    title = "Unreadable request body"
 
 
 class UnsupportedMediaType(BillfoldError):
@@ -412,7 +418,7 @@ async def _handle_http_exception(request: Request, exc: Exception) -> Response:
     if status == 400 and detail == _UNPARSEABLE_BODY:
         # FastAPI's answer to a body its JSON reader could not even decode (bytes that are
         # not UTF-8, nesting past the recursion limit, an integer of thousands of digits).
-        code, title = "body_unreadable", "Unreadable request body"
+        code, title = BodyUnreadable.code, BodyUnreadable.title
         detail = "The body could not be read as JSON text."
     return _problem_response(
         request, status=status, code=code, title=title, detail=detail, headers=headers

@@ -35,11 +35,11 @@ from billfold.kit.errors import (
     BadRequest,
     BillfoldError,
     Conflict,
-    PayloadTooLarge,
     ValidationFailed,
     problem_document,
     problem_instance,
 )
+from billfold.kit.http.bodies import read_body, replaying_receive
 from billfold.kit.http.idempotency_models import IDEMPOTENCY_KEY_LENGTH_MAX
 from billfold.kit.http.idempotency_store import (
     IdempotencyStore,
@@ -178,38 +178,6 @@ def _replay_response(stored: StoredResponse) -> Response:
     return Response(content=stored.body, status_code=stored.status, headers=headers)
 
 
-async def _read_body(receive: Receive, body_max_bytes: int) -> bytes | None:
-    """The whole request body; None when the client went away first."""
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > body_max_bytes:
-            raise PayloadTooLarge(
-                f"The request body exceeds {body_max_bytes} bytes.", body_max_bytes=body_max_bytes
-            )
-        parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts)
-
-
-def _replaying_receive(body: bytes, receive: Receive) -> Receive:
-    delivered = False
-
-    async def replay() -> Message:
-        nonlocal delivered
-        if delivered:
-            return await receive()  # after the body: the client's disconnect, when it comes
-        delivered = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
-
-
 def _key_values(scope: Scope) -> list[bytes]:
     return [bytes(value) for name, value in scope["headers"] if name == _HEADER_NAME]
 
@@ -257,7 +225,7 @@ class IdempotencyMiddleware:
     ) -> None:
         store = self._store_for(scope)
         try:
-            body = await _read_body(receive, self.body_max_bytes)
+            body = await read_body(receive, self.body_max_bytes)
             if body is None:
                 return  # the client left before sending its request
             fingerprint = request_fingerprint(
@@ -290,7 +258,7 @@ class IdempotencyMiddleware:
     ) -> None:
         recorder = _Recorder(send=send, body_max_bytes=store.response_body_max_bytes)
         try:
-            await self.app(scope, _replaying_receive(body, receive), recorder)
+            await self.app(scope, replaying_receive(body, receive), recorder)
         except Exception:
             await _abandon(store, started)
             raise
