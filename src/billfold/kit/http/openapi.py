@@ -109,8 +109,9 @@ def _expected(method: str, operation: dict[str, Any], *, throttled: bool) -> Ite
         yield 429
     if "requestBody" in operation:
         yield from (400, 413, 415, 422)
-    if method == "post":
-        yield from (400, 409, 422)  # the Idempotency-Key: malformed, running, reused
+    if method == "post" and operation.get("security"):
+        # The Idempotency-Key of a credential's POST: malformed, running or withheld, reused.
+        yield from (400, 409, 422)
     if any(parameter.get("in") == "path" for parameter in parameters):
         yield from (400, 404)
     if parameters:
