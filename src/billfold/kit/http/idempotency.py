@@ -20,7 +20,6 @@ once.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,7 +35,6 @@ from billfold.kit.errors import (
     BillfoldError,
     Conflict,
     ValidationFailed,
-    problem_document,
     problem_instance,
 )
 from billfold.kit.http.bodies import read_body, replaying_receive
@@ -51,7 +49,7 @@ from billfold.kit.http.idempotency_store import (
     request_fingerprint,
 )
 from billfold.kit.http.limits import REQUEST_BODY_MAX_BYTES_DEFAULT, REQUEST_BODY_MAX_BYTES_LIMIT
-from billfold.kit.http.problems import send_problem
+from billfold.kit.http.problems import problem_response, send_problem
 
 __all__ = [
     "IDEMPOTENCY_KEY_HEADER",
@@ -279,18 +277,9 @@ def _withheld(status: int, *, path: str) -> StoredResponse:
         " secret once and is not kept, so it is not replayed.",
         original_status=status,
     )
-    document = problem_document(
-        status=error.status,
-        code=error.code,
-        title=error.title,
-        detail=error.detail,
-        instance=problem_instance(path),
-        extensions=error.extensions,
-    )
+    rendered = problem_response(error, instance=problem_instance(path))
     return StoredResponse(
-        status=error.status,
-        headers=(("content-type", PROBLEM_JSON),),
-        body=json.dumps(document, separators=(",", ":")).encode(),
+        status=error.status, headers=(("content-type", PROBLEM_JSON),), body=bytes(rendered.body)
     )
 
 
