@@ -56,6 +56,13 @@ def test_a_repeated_member_name_is_refused(client: TestClient, body: bytes) -> N
     assert problem["errors"][0]["type"] == "json_duplicate_name"
 
 
+def test_a_long_repeated_name_is_echoed_only_in_part(client: TestClient) -> None:
+    name = "n" * 10_000
+    response = _post(client, f'{{"{name}": 1, "{name}": 2}}'.encode())
+    assert response.status_code == 422
+    assert len(response.json()["errors"][0]["message"]) < 200
+
+
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
 def test_json_that_is_not_utf8_is_refused(client: TestClient, encoding: str) -> None:
     response = _post(client, '{"amount": 1}'.encode(encoding))

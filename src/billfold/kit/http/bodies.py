@@ -80,6 +80,10 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return members
 
 
+_NAME_SHOWN_MAX = 64
+"""The most of a repeated member name the problem echoes (the body may be megabytes)."""
+
+
 def _not_utf8() -> BodyUnreadable:
     return BodyUnreadable("The body is not UTF-8 (RFC 8259 section 8.1).")
 
@@ -99,7 +103,8 @@ def json_body_problem(body: bytes) -> BadRequest | ValidationFailed | None:
             errors=[
                 {
                     "loc": ["body"],
-                    "message": f"The member name {repeated.name!r} appears twice in one object.",
+                    "message": f"The member name {repeated.name[:_NAME_SHOWN_MAX]!r} appears"
+                    " twice in one object.",
                     "type": "json_duplicate_name",
                 }
             ],
