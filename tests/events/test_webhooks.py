@@ -9,7 +9,8 @@ import json
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 
 import httpcore._synchronization as httpcore_sync
 import pytest
@@ -232,9 +233,11 @@ async def test_a_delivery_completes_when_its_receiver_answers_not_when_that_is_r
             sender = h.worker.sender
             record = sender._record
 
-            async def record_later(outcomes: Sequence[Outcome]) -> None:
+            async def record_later(
+                outcomes: Sequence[Outcome], streaks: Mapping[uuid.UUID, int]
+            ) -> None:
                 clock.advance(seconds=7)
-                await record(outcomes)
+                await record(outcomes, streaks)
 
             sender._record = record_later  # type: ignore[method-assign]
             await h.worker.drain()

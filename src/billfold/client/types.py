@@ -695,6 +695,7 @@ class WebhookEndpoint(TypedDict):
     created_at: int
     updated_at: int
     previous_secret_expires_at: int | None
+    throttled_until: int | None
     secret: str | None
 
 

@@ -119,6 +119,10 @@ class WebhookEndpoint(Base):
     """The secret before the last rotation, still signing until `previous_secret_expires_at`."""
     previous_secret_expires_at: Mapped[int | None] = mapped_column(BigInteger)
     """When the previous secret stops signing."""
+    throttled_until: Mapped[int | None] = mapped_column(BigInteger)
+    """Nothing is sent before this (ns): the receiver answered 429, 502, 503 or 504."""
+    throttle_streak: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    """Such answers in a row; the first success ends the streak."""
     created_at: Mapped[int] = mapped_column(BigInteger)
     """When it was created."""
     updated_at: Mapped[int] = mapped_column(BigInteger)

@@ -25,6 +25,7 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     cast,
     delete,
     func,
@@ -587,7 +588,8 @@ WITH due AS (
        AND d.next_attempt_at <= $1
        AND (d.leased_until IS NULL OR d.leased_until < $1)
        AND EXISTS (SELECT 1 FROM events_webhook_endpoints AS e
-                    WHERE e.id = d.endpoint_id AND e.status = 'enabled')
+                    WHERE e.id = d.endpoint_id AND e.status = 'enabled'
+                      AND (e.throttled_until IS NULL OR e.throttled_until <= $1))
        AND NOT EXISTS (SELECT 1 FROM events_webhook_deliveries AS earlier
                         WHERE earlier.endpoint_id = d.endpoint_id
                           AND earlier.aggregate_id = d.aggregate_id
@@ -610,11 +612,12 @@ UPDATE leases, with one round trip and no ids sent back to the server."""
 async def claim_due_deliveries(
     session: AsyncSession, *, now_ns: int, limit: int, lock: bool, leased_until: int
 ) -> list[DueDelivery]:
-    """Lease pending deliveries that are due, unleased, to an enabled endpoint, and first
-    in line: none of the endpoint's earlier deliveries of the same aggregate is still
-    pending. Oldest due first (ordered by the due index alone, so the scan stops at
-    `limit`; the caller sorts by seq). On PostgreSQL with row locks, one statement through
-    asyncpg (`DUE_DELIVERIES_CLAIM`); otherwise one SELECT and one UPDATE, however many."""
+    """Lease pending deliveries that are due, unleased, to an enabled endpoint not paused
+    (`throttled_until`), and first in line: none of the endpoint's earlier deliveries of
+    the same aggregate is still pending. Oldest due first (ordered by the due index alone,
+    so the scan stops at `limit`; the caller sorts by seq). On PostgreSQL with row locks,
+    one statement through asyncpg (`DUE_DELIVERIES_CLAIM`); otherwise one SELECT and one
+    UPDATE, however many."""
     driver = await _driver(session) if lock else None
     if driver is not None:
         records = await driver.fetch(DUE_DELIVERIES_CLAIM, now_ns, limit, leased_until)
@@ -633,7 +636,9 @@ async def claim_due_deliveries(
     enabled = (
         select(WebhookEndpoint.id)
         .where(
-            WebhookEndpoint.id == WebhookDelivery.endpoint_id, WebhookEndpoint.status == "enabled"
+            WebhookEndpoint.id == WebhookDelivery.endpoint_id,
+            WebhookEndpoint.status == "enabled",
+            WebhookEndpoint.throttled_until.is_(None) | (WebhookEndpoint.throttled_until <= now_ns),
         )
         .exists()
     )
@@ -660,6 +665,46 @@ async def claim_due_deliveries(
             .execution_options(synchronize_session=False)
         )
     return due
+
+
+async def postpone_deliveries(
+    session: AsyncSession, ids: Collection[uuid.UUID], *, until_ns: int
+) -> None:
+    """Release the lease of these pending deliveries, unattempted, and make them due no
+    sooner than `until_ns` (their endpoint was paused after they were leased)."""
+    if not ids:
+        return
+    await session.execute(
+        update(WebhookDelivery)
+        .where(await _ids_in(session, WebhookDelivery.id, ids), WebhookDelivery.status == _PENDING)
+        .values(leased_until=None, next_attempt_at=_no_sooner_than(until_ns))
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def postpone_pending(
+    session: AsyncSession, endpoint_id: uuid.UUID, *, until_ns: int, now_ns: int
+) -> None:
+    """Make the endpoint's pending deliveries due no sooner than `until_ns` (it was paused),
+    except those leased now: a sender has them in hand (through the order index)."""
+    await session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint_id,
+            WebhookDelivery.status == _PENDING,
+            WebhookDelivery.next_attempt_at < until_ns,
+            WebhookDelivery.leased_until.is_(None) | (WebhookDelivery.leased_until < now_ns),
+        )
+        .values(next_attempt_at=until_ns)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _no_sooner_than(until_ns: int) -> ColumnElement[int]:
+    return case(
+        (WebhookDelivery.next_attempt_at < until_ns, until_ns),
+        else_=WebhookDelivery.next_attempt_at,
+    )
 
 
 async def has_due_delivery(session: AsyncSession, *, now_ns: int) -> bool:

@@ -75,6 +75,10 @@ class EndpointResponse(BaseModel):
     previous_secret_expires_at: int | None = Field(
         description="While set and in the future, deliveries are signed with both secrets."
     )
+    throttled_until: int | None = Field(
+        description="While set and in the future (ns since the epoch), the endpoint is paused:"
+        " its receiver answered 429, 502, 503 or 504, and nothing is sent to it before then."
+    )
     secret: str | None = Field(
         default=None, description="The signing secret (whsec_…): shown on create and rotate only."
     )
@@ -93,6 +97,7 @@ class EndpointResponse(BaseModel):
             created_at=endpoint.created_at,
             updated_at=endpoint.updated_at,
             previous_secret_expires_at=endpoint.previous_secret_expires_at,
+            throttled_until=endpoint.throttled_until,
             secret=secret,
         )
 

@@ -48,6 +48,7 @@ __all__ = [
     "BATCH_SIZE_MAX",
     "RETRY_DELAYS_S",
     "SECRET_PREFIX",
+    "THROTTLE_STATUSES",
     "Outcome",
     "Subscription",
     "WebhookFanout",
@@ -59,6 +60,7 @@ __all__ = [
     "next_delay_s",
     "retry_after_s",
     "signature_headers",
+    "throttle_pause_s",
 ]
 
 log = structlog.get_logger(__name__)
@@ -70,6 +72,15 @@ RETRY_DELAYS_S: tuple[int, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000, 7200
 ATTEMPTS_MAX = len(RETRY_DELAYS_S) + 1
 JITTER = 0.1
 RETRY_AFTER_MAX_S = 86_400
+THROTTLE_STATUSES = frozenset({429, 502, 503, 504})
+"""Answers that pause the whole endpoint (Standard Webhooks: 429, 502 and 504 ask the sender
+to throttle; 503 says the same with its `Retry-After`)."""
+THROTTLE_FIRST_S = 5
+"""The first pause without a `Retry-After`; it doubles with each such answer in a row."""
+THROTTLE_MAX_S = 300
+"""The longest pause without a `Retry-After`."""
+THROTTLE_RETRY_AFTER_MAX_S = 3600
+"""The longest pause a `Retry-After` asks for (the delivery's own retry may wait longer)."""
 DELIVERY_NAMESPACE = uuid.UUID("a3c1e7d2-5b4f-4e60-8f2a-9d1c0b7e6a53")
 _DELIVERY_NAMESPACE_BYTES = DELIVERY_NAMESPACE.bytes
 ERROR_LENGTH_MAX = 256
@@ -134,6 +145,14 @@ def retry_after_s(value: str | None, *, now_s: float) -> float | None:
     return max(0.0, min(moment.timestamp() - now_s, RETRY_AFTER_MAX_S))
 
 
+def throttle_pause_s(streak: int, retry_after: float | None) -> float:
+    """How long an endpoint is sent nothing after its `streak`-th throttling answer in a row
+    (1 for the first): 5 s doubling to at most 5 min, or the `Retry-After` when that is
+    longer (up to an hour)."""
+    backoff = min(THROTTLE_FIRST_S * 2 ** min(max(streak, 1) - 1, 16), THROTTLE_MAX_S)
+    return float(min(max(backoff, retry_after or 0.0), THROTTLE_RETRY_AFTER_MAX_S))
+
+
 def first_delivery_id(event_id: uuid.UUID, endpoint_id: uuid.UUID, event_seq: int) -> uuid.UUID:
     """The first delivery of an event to an endpoint has one possible id: fan-out twice
     would collide instead of sending twice.
@@ -195,10 +214,21 @@ class Subscription:
     mode: str
     event_types: frozenset[str]
     """Empty: every type."""
+    throttled_until: int | None = None
+    """Its deliveries are due no sooner (the receiver asked to be throttled)."""
 
     @classmethod
     def of(cls, endpoint: WebhookEndpoint) -> Subscription:
-        return cls(endpoint.id, endpoint.tenant_id, endpoint.mode, frozenset(endpoint.event_types))
+        return cls(
+            endpoint.id,
+            endpoint.tenant_id,
+            endpoint.mode,
+            frozenset(endpoint.event_types),
+            endpoint.throttled_until,
+        )
+
+    def paused(self, now_ns: int) -> bool:
+        return self.throttled_until is not None and now_ns < self.throttled_until
 
     def wants(self, event: Event) -> bool:
         return (
@@ -281,6 +311,9 @@ class WebhookFanout:
             )
             for event, subscription in wanted
         ]
+        for row, (_, target) in zip(rows, wanted, strict=True):
+            if target.paused(now_ns):
+                row["next_attempt_at"] = target.throttled_until  # due when the pause ends
         leased: list[Leased] = []
         # Only events read with their payloads are handed over: `reads` follows `lease_ns`
         # when the round reads, and a round that read without them writes unleased.
@@ -293,8 +326,9 @@ class WebhookFanout:
                 pair = (target.endpoint_id, event.aggregate_id)
                 if pair not in waiting:  # events come in log order: the first is first
                     waiting.add(pair)
-                    row["leased_until"] = leased_until
-                    leased.append(Leased(cast(uuid.UUID, row["id"]), target.endpoint_id, event))
+                    if not target.paused(now_ns):
+                        row["leased_until"] = leased_until
+                        leased.append(Leased(cast(uuid.UUID, row["id"]), target.endpoint_id, event))
         await repository.insert_deliveries(session, rows)
         self.written += len(rows) - len(leased)
         self._leased = leased
@@ -349,6 +383,8 @@ class _Request:
     jobs: list[_Job]
     unopened: str | None = None
     """Why the endpoint's secrets could not be opened: the attempt fails unsent."""
+    throttle_streak: int = 0
+    """The endpoint's throttling answers in a row so far (a success ends the streak)."""
 
 
 @dataclass(slots=True)
@@ -443,14 +479,24 @@ class WebhookSender:
         """Send deliveries its worker's fan-out leased as it wrote them, with their events
         (`WebhookFanout.lease_ns`): no claim, and no second read of the events. Those of an
         endpoint disabled or deleted since are left to their lease (the claim does not take
-        a disabled endpoint's deliveries either). The number of deliveries attempted."""
+        a disabled endpoint's deliveries either); those of an endpoint paused since go back
+        to wait for the pause's end. The number of deliveries attempted."""
         if not leased:
             return 0
+        now_ns = self._clock.now_ns()
         async with self._unit_of_work.begin() as session:
             endpoints = await repository.endpoints_by_id(
                 session, {delivery.endpoint_id for delivery in leased}
             )
             enabled = {i: e for i, e in endpoints.items() if e.status == "enabled"}
+            for endpoint_id, endpoint in list(enabled.items()):
+                if endpoint.throttled_until is not None and now_ns < endpoint.throttled_until:
+                    del enabled[endpoint_id]
+                    await repository.postpone_deliveries(
+                        session,
+                        [d.delivery_id for d in leased if d.endpoint_id == endpoint_id],
+                        until_ns=endpoint.throttled_until,
+                    )
             secrets, unopened = await self._secrets(session, enabled.values())
         jobs = [
             (delivery.endpoint_id, _Job(delivery_id=delivery.delivery_id, event=delivery.event))
@@ -465,7 +511,8 @@ class WebhookSender:
         targets = await self._resolve({(r.endpoint_id, r.url) for r in requests})
         sent = await asyncio.gather(*(self._attempt(r, targets[r.endpoint_id]) for r in requests))
         outcomes = [outcome for batch in sent for outcome in batch]
-        await self._record(outcomes)
+        streaks = {r.endpoint_id: r.throttle_streak for r in requests}
+        await self._record(outcomes, streaks)
         return len(outcomes)
 
     async def _claim(self) -> list[_Request]:
@@ -539,6 +586,7 @@ class WebhookSender:
                         batched=size > 1,
                         jobs=endpoint_jobs[start : start + size],
                         unopened=unopened.get(endpoint_id),
+                        throttle_streak=endpoint.throttle_streak,
                     )
                 )
         return requests
@@ -657,9 +705,10 @@ class WebhookSender:
         )
         return response.status_code, kept.decode(errors="replace"), retry_after
 
-    async def _record(self, outcomes: Sequence[Outcome]) -> None:
+    async def _record(self, outcomes: Sequence[Outcome], streaks: Mapping[uuid.UUID, int]) -> None:
         """Successes in bulk, each completed when its receiver answered; failures one by
-        one, as each has its own retry state."""
+        one, as each has its own retry state; then the endpoints' pauses (`streaks`: each
+        endpoint's throttling answers in a row before these)."""
         succeeded: list[repository.Success] = []
         failed: list[Outcome] = []
         for outcome in outcomes:
@@ -702,7 +751,43 @@ class WebhookSender:
                     endpoint.status = "disabled"
                     endpoint.disabled_reason = "the receiver answered 410 Gone"
                     endpoint.updated_at = self._clock.now_ns()
+            await self._throttle(session, outcomes, streaks)
         self.delivered += sum(1 for o in outcomes if o.succeeded)
+
+    async def _throttle(
+        self, session: AsyncSession, outcomes: Sequence[Outcome], streaks: Mapping[uuid.UUID, int]
+    ) -> None:
+        """Pause each endpoint that answered 429, 502, 503 or 504 this round (however many
+        of its requests did: one more in its streak), its pending deliveries due no sooner
+        than the pause's end; end the streak of an endpoint that was on one and answered
+        with a success and no such answer."""
+        signals: dict[uuid.UUID, list[Outcome]] = {}
+        recovered: set[uuid.UUID] = set()
+        for outcome in outcomes:
+            if outcome.status_code in THROTTLE_STATUSES:
+                signals.setdefault(outcome.endpoint_id, []).append(outcome)
+            elif outcome.succeeded and streaks.get(outcome.endpoint_id):
+                recovered.add(outcome.endpoint_id)
+        recovered -= signals.keys()
+        if not signals and not recovered:
+            return
+        await session.flush()  # the failures' own retries first: the pause may postpone them
+        endpoints = await repository.endpoints_by_id(session, signals.keys() | recovered)
+        for endpoint_id in recovered & endpoints.keys():
+            endpoints[endpoint_id].throttle_streak = 0
+        now_ns = self._clock.now_ns()
+        for endpoint_id, answers in signals.items():
+            endpoint = endpoints.get(endpoint_id)
+            if endpoint is None:  # deleted meanwhile
+                continue
+            endpoint.throttle_streak += 1
+            asked = [a.retry_after_s for a in answers if a.retry_after_s is not None]
+            pause_s = throttle_pause_s(endpoint.throttle_streak, max(asked, default=None))
+            until_ns = max(a.answered_at for a in answers) + int(pause_s * NANOSECONDS_PER_SECOND)
+            endpoint.throttled_until = max(endpoint.throttled_until or 0, until_ns)
+            await repository.postpone_pending(
+                session, endpoint_id, until_ns=endpoint.throttled_until, now_ns=now_ns
+            )
 
     def _apply(self, delivery: WebhookDelivery, outcome: Outcome) -> None:
         now_ns = self._clock.now_ns()
