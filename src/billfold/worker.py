@@ -166,6 +166,7 @@ class Worker:
             batch_size_max=settings.webhooks_batch_size_max,
             lease_s=settings.webhooks_lease_s,
             response_max_bytes=settings.webhooks_response_max_bytes,
+            disable_after_s=settings.webhooks_disable_after_days * 86_400,
             transport=webhook_transport,
             rng=rng,
             keyring=keyring,

@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import httpcore._synchronization as httpcore_sync
 import pytest
@@ -234,10 +235,10 @@ async def test_a_delivery_completes_when_its_receiver_answers_not_when_that_is_r
             record = sender._record
 
             async def record_later(
-                outcomes: Sequence[Outcome], streaks: Mapping[uuid.UUID, int]
+                outcomes: Sequence[Outcome], health: Mapping[uuid.UUID, Any]
             ) -> None:
                 clock.advance(seconds=7)
-                await record(outcomes, streaks)
+                await record(outcomes, health)
 
             sender._record = record_later  # type: ignore[method-assign]
             await h.worker.drain()

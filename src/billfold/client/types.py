@@ -696,6 +696,7 @@ class WebhookEndpoint(TypedDict):
     updated_at: int
     previous_secret_expires_at: int | None
     throttled_until: int | None
+    failing_since: int | None
     secret: str | None
 
 

@@ -123,6 +123,9 @@ class WebhookEndpoint(Base):
     """Nothing is sent before this (ns): the receiver answered 429, 502, 503 or 504."""
     throttle_streak: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     """Such answers in a row; the first success ends the streak."""
+    failing_since: Mapped[int | None] = mapped_column(BigInteger)
+    """When the first of its attempts since the last success failed (None: the last attempt
+    succeeded); failing for `webhooks_disable_after_days` disables it."""
     created_at: Mapped[int] = mapped_column(BigInteger)
     """When it was created."""
     updated_at: Mapped[int] = mapped_column(BigInteger)

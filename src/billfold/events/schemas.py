@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from billfold.events.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from billfold.events.service import DESCRIPTION_LENGTH_MAX, EVENT_TYPES_FILTER_MAX
 from billfold.events.ssrf import URL_LENGTH_MAX
-from billfold.events.types import EVENT_ID_PREFIX, Event, cloudevent
+from billfold.events.types import ENDPOINT_ID_PREFIX, EVENT_ID_PREFIX, Event, cloudevent
 from billfold.events.webhooks import BATCH_SIZE_MAX
 from billfold.kit.ids import format_id
 
@@ -27,7 +27,6 @@ __all__ = [
     "ReplayResponse",
 ]
 
-ENDPOINT_ID_PREFIX = "whe"
 DELIVERY_ID_PREFIX = "whd"
 _STRICT = ConfigDict(extra="forbid")
 
@@ -79,6 +78,10 @@ class EndpointResponse(BaseModel):
         description="While set and in the future (ns since the epoch), the endpoint is paused:"
         " its receiver answered 429, 502, 503 or 504, and nothing is sent to it before then."
     )
+    failing_since: int | None = Field(
+        description="When the first attempt since the last success failed (ns; null: the last"
+        " attempt succeeded). Failing for BILLFOLD_WEBHOOKS_DISABLE_AFTER_DAYS disables it."
+    )
     secret: str | None = Field(
         default=None, description="The signing secret (whsec_…): shown on create and rotate only."
     )
@@ -98,6 +101,7 @@ class EndpointResponse(BaseModel):
             updated_at=endpoint.updated_at,
             previous_secret_expires_at=endpoint.previous_secret_expires_at,
             throttled_until=endpoint.throttled_until,
+            failing_since=endpoint.failing_since,
             secret=secret,
         )
 

@@ -26,6 +26,7 @@ from typing import Any
 from billfold.kit.auth import TENANT_ID_PREFIX
 
 __all__ = [
+    "ENDPOINT_ID_PREFIX",
     "EVENT_ID_PREFIX",
     "EVENT_PARTITIONS",
     "EVENT_TYPES",
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 EVENT_ID_PREFIX = "evt"
+ENDPOINT_ID_PREFIX = "whe"
+"""A webhook endpoint's public id (`whe_…`)."""
 EVENT_PARTITIONS = 16
 """Fixed: changing it would reorder events in flight (an aggregate would change partition)."""
 EVENT_TYPE_PATTERN = r"^com\.billfold\.[a-z_]+(\.[a-z_]+)*\.v[0-9]+$"

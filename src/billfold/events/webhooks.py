@@ -10,8 +10,11 @@ secret keeps signing next to the new one (two space-separated signatures) for th
 **Retries**: attempts are made at once, then after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h,
 20 h and 24 h (each delay ±10% jitter): ten attempts over about three days, then the
 delivery is dead-lettered. A `Retry-After` on a failed response postpones the next attempt
-(never beyond a day). `410 Gone` disables the endpoint at once. Every attempt is logged with
-the status and the start of the response. Only 2xx is success; redirects are not followed.
+(never beyond a day). `410 Gone` disables the endpoint at once; so does failing every attempt
+for `webhooks_disable_after_days`, and either emits `com.billfold.webhook_endpoint.disabled.v1`.
+A 429, 502, 503 or 504 pauses the whole endpoint (`throttle_pause_s`). Every attempt is
+logged with the status and the start of the response. Only 2xx is success; redirects are not
+followed.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import random
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 import httpx
@@ -35,11 +38,19 @@ from standardwebhooks.webhooks import Webhook
 
 from billfold.events import repository
 from billfold.events.models import WebhookDelivery, WebhookEndpoint
+from billfold.events.outbox import emit
 from billfold.events.secrets import is_sealed, open_secret
 from billfold.events.ssrf import ResolvedTarget, UnsafeWebhookUrl, resolve_target
-from billfold.events.types import EVENT_ID_PREFIX, Event, Reads, cloudevent_json
+from billfold.events.types import (
+    ENDPOINT_ID_PREFIX,
+    EVENT_ID_PREFIX,
+    Event,
+    Reads,
+    cloudevent_json,
+)
 from billfold.keys.errors import DecryptionFailed, KeyDestroyed, KeystoreUnavailable
 from billfold.keys.keyring import Keyring
+from billfold.kit.auth import Mode
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, Clock
 from billfold.kit.db import UnitOfWork
 from billfold.kit.ids import format_id, new_id, ordered_derived_id
@@ -99,6 +110,9 @@ BATCH_ID_PREFIX = "msg"
 BATCH_SIZE_MAX = 500
 """Most events an endpoint may take in one request."""
 USER_AGENT = "Billfold-Webhooks/1"
+ENDPOINT_DISABLED = "com.billfold.webhook_endpoint.disabled.v1"
+"""Emitted when the sender disables an endpoint: `reason` `gone` (it answered 410) or
+`failing` (every attempt failed for `webhooks_disable_after_days`)."""
 
 
 def new_secret() -> str:
@@ -383,8 +397,27 @@ class _Request:
     jobs: list[_Job]
     unopened: str | None = None
     """Why the endpoint's secrets could not be opened: the attempt fails unsent."""
+    health: _Health = field(default_factory=lambda: _Health())
+    """What the endpoint's row said of its receiver when the request was made."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Health:
+    """An endpoint's receiver as its row last said: its throttling answers in a row, and
+    since when every attempt failed (None: the last one succeeded)."""
+
     throttle_streak: int = 0
-    """The endpoint's throttling answers in a row so far (a success ends the streak)."""
+    failing_since: int | None = None
+
+
+@dataclass(slots=True)
+class _Answers:
+    """What one endpoint answered in a round."""
+
+    succeeded: bool = False
+    first_failure: int | None = None
+    gone: bool = False
+    throttling: list[Outcome] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -439,6 +472,7 @@ class WebhookSender:
         batch_size_max: int,
         lease_s: float,
         response_max_bytes: int,
+        disable_after_s: float = 0.0,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
         keyring: Keyring | None = None,
@@ -457,6 +491,8 @@ class WebhookSender:
         """The whole attempt's limit: httpx's own limits are per connect, write and read, so
         a receiver sending a byte now and then would otherwise hold an attempt for ever."""
         self._response_max_bytes = response_max_bytes
+        self._disable_after_ns = int(disable_after_s * NANOSECONDS_PER_SECOND)
+        """0: an endpoint is never disabled for failing."""
         self._rng = rng or random.Random()
         self._limit = asyncio.Semaphore(concurrency)
         self._client = httpx.AsyncClient(
@@ -511,8 +547,7 @@ class WebhookSender:
         targets = await self._resolve({(r.endpoint_id, r.url) for r in requests})
         sent = await asyncio.gather(*(self._attempt(r, targets[r.endpoint_id]) for r in requests))
         outcomes = [outcome for batch in sent for outcome in batch]
-        streaks = {r.endpoint_id: r.throttle_streak for r in requests}
-        await self._record(outcomes, streaks)
+        await self._record(outcomes, {r.endpoint_id: r.health for r in requests})
         return len(outcomes)
 
     async def _claim(self) -> list[_Request]:
@@ -586,7 +621,7 @@ class WebhookSender:
                         batched=size > 1,
                         jobs=endpoint_jobs[start : start + size],
                         unopened=unopened.get(endpoint_id),
-                        throttle_streak=endpoint.throttle_streak,
+                        health=_Health(endpoint.throttle_streak, endpoint.failing_since),
                     )
                 )
         return requests
@@ -705,10 +740,12 @@ class WebhookSender:
         )
         return response.status_code, kept.decode(errors="replace"), retry_after
 
-    async def _record(self, outcomes: Sequence[Outcome], streaks: Mapping[uuid.UUID, int]) -> None:
+    async def _record(
+        self, outcomes: Sequence[Outcome], health: Mapping[uuid.UUID, _Health]
+    ) -> None:
         """Successes in bulk, each completed when its receiver answered; failures one by
-        one, as each has its own retry state; then the endpoints' pauses (`streaks`: each
-        endpoint's throttling answers in a row before these)."""
+        one, as each has its own retry state; then what the answers say of each endpoint
+        (`health`: what its row said when the requests were made)."""
         succeeded: list[repository.Success] = []
         failed: list[Outcome] = []
         for outcome in outcomes:
@@ -745,49 +782,111 @@ class WebhookSender:
                     if o.delivery_id in existing
                 ],
             )
-            gone = {o.endpoint_id for o in failed if o.status_code == 410}
-            if gone:
-                for endpoint in (await repository.endpoints_by_id(session, gone)).values():
-                    endpoint.status = "disabled"
-                    endpoint.disabled_reason = "the receiver answered 410 Gone"
-                    endpoint.updated_at = self._clock.now_ns()
-            await self._throttle(session, outcomes, streaks)
+            await self._note_health(session, outcomes, health)
         self.delivered += sum(1 for o in outcomes if o.succeeded)
 
-    async def _throttle(
-        self, session: AsyncSession, outcomes: Sequence[Outcome], streaks: Mapping[uuid.UUID, int]
+    async def _note_health(
+        self,
+        session: AsyncSession,
+        outcomes: Sequence[Outcome],
+        health: Mapping[uuid.UUID, _Health],
     ) -> None:
-        """Pause each endpoint that answered 429, 502, 503 or 504 this round (however many
-        of its requests did: one more in its streak), its pending deliveries due no sooner
-        than the pause's end; end the streak of an endpoint that was on one and answered
-        with a success and no such answer."""
-        signals: dict[uuid.UUID, list[Outcome]] = {}
-        recovered: set[uuid.UUID] = set()
+        """What a round's answers say of each endpoint, written only where it changes its
+        row: a 410 disables it; a 429, 502, 503 or 504 (however many of its requests got
+        one: one more in its streak) pauses it, its pending deliveries due no sooner than
+        the pause's end; a success ends its streak and its failing; a failure starts its
+        failing, and one that has failed for `webhooks_disable_after_days` disables it."""
+        answers: dict[uuid.UUID, _Answers] = {}
         for outcome in outcomes:
-            if outcome.status_code in THROTTLE_STATUSES:
-                signals.setdefault(outcome.endpoint_id, []).append(outcome)
-            elif outcome.succeeded and streaks.get(outcome.endpoint_id):
-                recovered.add(outcome.endpoint_id)
-        recovered -= signals.keys()
-        if not signals and not recovered:
-            return
-        await session.flush()  # the failures' own retries first: the pause may postpone them
-        endpoints = await repository.endpoints_by_id(session, signals.keys() | recovered)
-        for endpoint_id in recovered & endpoints.keys():
-            endpoints[endpoint_id].throttle_streak = 0
-        now_ns = self._clock.now_ns()
-        for endpoint_id, answers in signals.items():
-            endpoint = endpoints.get(endpoint_id)
-            if endpoint is None:  # deleted meanwhile
+            answered = answers.setdefault(outcome.endpoint_id, _Answers())
+            if outcome.succeeded:
+                answered.succeeded = True
                 continue
+            if answered.first_failure is None or outcome.answered_at < answered.first_failure:
+                answered.first_failure = outcome.answered_at
+            if outcome.status_code == 410:
+                answered.gone = True
+            elif outcome.status_code in THROTTLE_STATUSES:
+                answered.throttling.append(outcome)
+        now_ns = self._clock.now_ns()
+        changed = {
+            endpoint_id
+            for endpoint_id, answered in answers.items()
+            if self._changes(answered, health.get(endpoint_id, _Health()), now_ns)
+        }
+        if not changed:
+            return
+        await session.flush()  # the failures' own retries first: a pause may postpone them
+        endpoints = await repository.endpoints_by_id(session, changed)
+        for endpoint in endpoints.values():  # those deleted meanwhile are not there
+            await self._update_health(session, endpoint, answers[endpoint.id], now_ns)
+
+    def _changes(self, answered: _Answers, was: _Health, now_ns: int) -> bool:
+        if answered.gone or answered.throttling:
+            return True
+        if answered.succeeded:
+            return was.throttle_streak > 0 or was.failing_since is not None
+        return was.failing_since is None or self._failed_long_enough(was.failing_since, now_ns)
+
+    def _failed_long_enough(self, failing_since: int | None, now_ns: int) -> bool:
+        return (
+            failing_since is not None
+            and self._disable_after_ns > 0
+            and now_ns - failing_since >= self._disable_after_ns
+        )
+
+    async def _update_health(
+        self, session: AsyncSession, endpoint: WebhookEndpoint, answered: _Answers, now_ns: int
+    ) -> None:
+        if answered.succeeded:
+            endpoint.failing_since = None
+            if not answered.throttling:
+                endpoint.throttle_streak = 0
+        elif endpoint.failing_since is None:
+            endpoint.failing_since = answered.first_failure
+        if answered.throttling:
             endpoint.throttle_streak += 1
-            asked = [a.retry_after_s for a in answers if a.retry_after_s is not None]
+            asked = [a.retry_after_s for a in answered.throttling if a.retry_after_s is not None]
             pause_s = throttle_pause_s(endpoint.throttle_streak, max(asked, default=None))
-            until_ns = max(a.answered_at for a in answers) + int(pause_s * NANOSECONDS_PER_SECOND)
+            latest = max(a.answered_at for a in answered.throttling)
+            until_ns = latest + int(pause_s * NANOSECONDS_PER_SECOND)
             endpoint.throttled_until = max(endpoint.throttled_until or 0, until_ns)
             await repository.postpone_pending(
-                session, endpoint_id, until_ns=endpoint.throttled_until, now_ns=now_ns
+                session, endpoint.id, until_ns=endpoint.throttled_until, now_ns=now_ns
             )
+        if endpoint.status != "enabled":
+            return
+        if answered.gone:
+            self._disable(session, endpoint, "gone", "the receiver answered 410 Gone", now_ns)
+        elif self._failed_long_enough(endpoint.failing_since, now_ns):
+            days = self._disable_after_ns / (86_400 * NANOSECONDS_PER_SECOND)
+            reason = f"every attempt failed for {days:g} days"
+            self._disable(session, endpoint, "failing", reason, now_ns)
+
+    @staticmethod
+    def _disable(
+        session: AsyncSession, endpoint: WebhookEndpoint, reason: str, detail: str, now_ns: int
+    ) -> None:
+        """Disable `endpoint` and tell its tenant through every other channel."""
+        endpoint.status = "disabled"
+        endpoint.disabled_reason = detail
+        endpoint.updated_at = now_ns
+        emit(
+            session,
+            tenant_id=endpoint.tenant_id,
+            mode=Mode(endpoint.mode),
+            type=ENDPOINT_DISABLED,
+            subject=format_id(ENDPOINT_ID_PREFIX, endpoint.id),
+            aggregate_id=endpoint.id,
+            data={
+                "endpoint_id": format_id(ENDPOINT_ID_PREFIX, endpoint.id),
+                "reason": reason,
+                "detail": detail,
+                "failing_since": endpoint.failing_since,
+                "disabled_at": now_ns,
+            },
+            occurred_at_ns=now_ns,
+        )
 
     def _apply(self, delivery: WebhookDelivery, outcome: Outcome) -> None:
         now_ns = self._clock.now_ns()

@@ -213,6 +213,13 @@ class Settings(BaseSettings):
         description="How long the previous secret keeps signing after a rotation.",
     )
     webhooks_endpoints_max: int = Field(default=20, ge=1, le=1000)
+    webhooks_disable_after_days: float = Field(
+        default=5,
+        ge=0,
+        le=365,
+        description="An endpoint whose every attempt failed for this long is disabled, and a"
+        " com.billfold.webhook_endpoint.disabled.v1 event says so (0: never).",
+    )
     webhooks_delivery_retention_days: int = Field(
         default=30,
         ge=0,
