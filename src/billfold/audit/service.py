@@ -77,6 +77,8 @@ __all__ = [
     "prove_inclusion",
 ]
 
+_SEQUENCE_MAX = (1 << 63) - 1
+"""The largest sequence a chain can reach (a signed 64-bit column on both backends)."""
 CHECKPOINT_ENTRIES_MAX = 1_000_000
 """The most entries one checkpoint may cover (the setting is bounded by it): a proof
 loads its checkpoint's leaf hashes, 32 bytes each."""
@@ -367,7 +369,7 @@ async def list_entries(
     after = 0
     if cursor is not None:
         values = decode_cursor(cursor)
-        if len(values) != 1 or type(values[0]) is not int or values[0] < 0:
+        if len(values) != 1 or type(values[0]) is not int or not 0 <= values[0] <= _SEQUENCE_MAX:
             raise InvalidCursor("The cursor is malformed.")
         after = values[0]
     rows = await AuditRepository(session).list_entries(

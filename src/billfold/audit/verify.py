@@ -10,7 +10,8 @@ Read in one pass over the chain in sequence order, in bounded batches:
   hash), its hash must match its message, its key must be one the verifier trusts and its
   Ed25519 signature valid, and the Merkle root and head hash recomputed from the entries it
   covers must equal the signed ones;
-- the chain's head row must point at the last entry.
+- the chain's head row must point at the last entry and at the last checkpoint (a deleted
+  checkpoint would otherwise leave the entries it covered looking merely unsigned).
 
 What it cannot see: someone able to write the database can rewrite the entries *after* the
 last checkpoint and recompute their hashes and the head row. Entries a signed checkpoint
@@ -47,7 +48,8 @@ class ChainProblem:
     position: int
     """The sequence number where the chain stops verifying."""
     kind: str
-    """entry_missing, entry_unexpected, entry_modified, link_broken, checkpoint_*, head_*."""
+    """entry_missing, entry_unexpected, entry_modified, link_broken, checkpoint_invalid,
+    checkpoint_mismatch, checkpoint_missing, head_missing or head_mismatch."""
     entry_id: uuid.UUID | None
     detail: str
 
@@ -248,4 +250,16 @@ async def _check_end(repository: AuditRepository, verifier: _Verifier) -> None:
             "head_mismatch",
             f"the head says {head.sequence} entries, the chain has {last}",
             position=min(head.sequence, last) + 1,
+        )
+        return
+    # The head also names the last checkpoint signed: a deleted checkpoint (the newest,
+    # or all of them) would otherwise leave its entries looking merely unsigned.
+    signed = (head.checkpoint_number, head.checkpoint_sequence, bytes(head.checkpoint_hash))
+    found = (verifier.checkpoints_checked, verifier.checkpoint_last, verifier.checkpoint_previous)
+    if signed != found:
+        verifier.fail(
+            "checkpoint_missing" if head.checkpoint_number > found[0] else "head_mismatch",
+            f"the head names checkpoint {head.checkpoint_number} (up to entry"
+            f" {head.checkpoint_sequence}), the chain has {found[0]} (up to entry {found[1]})",
+            position=min(head.checkpoint_sequence, found[1]) + 1,
         )
