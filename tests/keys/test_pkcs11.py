@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import uuid
 
+import pkcs11
 import pytest
-from pkcs11 import Attribute
+from pkcs11 import Attribute, KeyType
 from pkcs11.exceptions import AttributeSensitive
 
 from billfold.keys import service
@@ -115,3 +116,34 @@ async def test_envelope_encryption_and_rotation_on_the_hsm(
             assert all(v.status != "retired" for v in status.versions)
     finally:
         fresh.close()
+
+
+def test_a_lost_hsm_session_is_keystore_unavailable(softhsm_token: SoftHsmToken) -> None:
+    """An HSM that restarted (or a token removed) leaves a session handle it no longer
+    knows: wrapping and unwrapping answer 503 keystore_unavailable, not a crash (500) and
+    not a claim that the data is bad."""
+    keystore = _keystore(softhsm_token, f"root-{uuid.uuid4().hex[:8]}")
+    wrapped = keystore.wrap(b"k" * 32, aad=b"context")
+    keystore.close()  # the session handle is now invalid, as after an HSM restart
+    with pytest.raises(KeystoreUnavailable):
+        keystore.wrap(b"k" * 32, aad=b"context")
+    with pytest.raises(KeystoreUnavailable):
+        keystore.unwrap(wrapped, aad=b"context")
+    keystore.close()  # closing a lost session again is harmless (application shutdown)
+
+
+def test_two_root_keys_of_the_same_label_are_keystore_unavailable(
+    softhsm_token: SoftHsmToken,
+) -> None:
+    """PKCS#11 labels are not unique (two processes starting on a fresh token may each
+    generate one): an ambiguous root key is a clear 503, never a crash or a guess."""
+    label = f"root-{uuid.uuid4().hex[:8]}"
+    token = pkcs11.lib(softhsm_token.module_path).get_token(token_label=softhsm_token.label)
+    with token.open(rw=True, user_pin=softhsm_token.pin) as session:
+        for _ in range(2):
+            session.generate_key(KeyType.AES, 256, label=label, store=True)
+    with pytest.raises(KeystoreUnavailable, match="ambiguous"):
+        _keystore(softhsm_token, label)
+    # The failed open left no session logged in: the next keystore opens normally.
+    keystore = _keystore(softhsm_token, f"root-{uuid.uuid4().hex[:8]}")
+    keystore.close()

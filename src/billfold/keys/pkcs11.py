@@ -6,10 +6,14 @@ HSM. Wrapping a key-encryption key is ``C_Encrypt`` with ``CKM_AES_GCM`` inside 
 (random 12-byte nonce, the associated data bound in); unwrapping is ``C_Decrypt``.
 
 A PKCS#11 session is not safe to share between threads: one lock serializes the calls.
+A token that is gone or a session the HSM no longer knows (it restarted, the token was
+removed, the login ended) is ``KeystoreUnavailable`` (503); a ciphertext that does not
+authenticate is ``DecryptionFailed``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from typing import Any
@@ -22,13 +26,29 @@ __all__ = ["Pkcs11Keystore"]
 _TAG_BITS = 128
 
 
+def _unavailable_errors() -> tuple[type[Exception], ...]:
+    """The HSM is out of reach, not the data at fault (PKCS#11 v2.40 return values)."""
+    from pkcs11 import exceptions
+
+    return (
+        exceptions.DeviceError,
+        exceptions.DeviceMemory,
+        exceptions.DeviceRemoved,
+        exceptions.SessionClosed,
+        exceptions.SessionHandleInvalid,
+        exceptions.TokenNotPresent,
+        exceptions.TokenNotRecognised,
+        exceptions.UserNotLoggedIn,
+    )
+
+
 class Pkcs11Keystore:
     """Root key `key_label` on the token `token_label` of the module at `module_path`."""
 
     def __init__(self, *, module_path: str, token_label: str, pin: str, key_label: str) -> None:
         import pkcs11
         from pkcs11 import Attribute, KeyType, ObjectClass
-        from pkcs11.exceptions import NoSuchKey, PKCS11Error
+        from pkcs11.exceptions import PKCS11Error
 
         self._lock = threading.Lock()
         try:
@@ -39,24 +59,44 @@ class Pkcs11Keystore:
                 f"Cannot open PKCS#11 token {token_label!r} with {module_path}."
             ) from error
         try:
-            self._key: Any = self._session.get_key(
-                object_class=ObjectClass.SECRET_KEY, key_type=KeyType.AES, label=key_label
+            found = list(
+                self._session.get_objects(
+                    {
+                        Attribute.CLASS: ObjectClass.SECRET_KEY,
+                        Attribute.KEY_TYPE: KeyType.AES,
+                        Attribute.LABEL: key_label,
+                    }
+                )
             )
-        except NoSuchKey:
-            self._key = self._session.generate_key(
-                KeyType.AES,
-                256,
-                label=key_label,
-                store=True,
-                template={
-                    Attribute.EXTRACTABLE: False,
-                    Attribute.SENSITIVE: True,
-                    Attribute.ENCRYPT: True,
-                    Attribute.DECRYPT: True,
-                    Attribute.WRAP: True,
-                    Attribute.UNWRAP: True,
-                },
+            if not found:
+                found = [
+                    self._session.generate_key(
+                        KeyType.AES,
+                        256,
+                        label=key_label,
+                        store=True,
+                        template={
+                            Attribute.EXTRACTABLE: False,
+                            Attribute.SENSITIVE: True,
+                            Attribute.ENCRYPT: True,
+                            Attribute.DECRYPT: True,
+                            Attribute.WRAP: True,
+                            Attribute.UNWRAP: True,
+                        },
+                    )
+                ]
+        except PKCS11Error as error:
+            self.close()
+            raise KeystoreUnavailable(
+                f"Cannot find or generate the root key {key_label!r} on token {token_label!r}."
+            ) from error
+        if len(found) > 1:
+            self.close()
+            raise KeystoreUnavailable(
+                f"PKCS#11 token {token_label!r} holds {len(found)} AES keys labelled"
+                f" {key_label!r}: which one is the root key is ambiguous."
             )
+        self._key: Any = found[0]
         self._key_id = f"pkcs11:{token_label}/{key_label}"
 
     @property
@@ -70,15 +110,19 @@ class Pkcs11Keystore:
 
     def wrap(self, plaintext: bytes, *, aad: bytes) -> bytes:
         from pkcs11 import Mechanism
+        from pkcs11.exceptions import PKCS11Error
         from pkcs11.mechanisms import GCMParams
 
         nonce = os.urandom(NONCE_BYTES)
-        with self._lock:
-            sealed = self._key.encrypt(
-                plaintext,
-                mechanism=Mechanism.AES_GCM,
-                mechanism_param=GCMParams(nonce, aad, _TAG_BITS),
-            )
+        try:
+            with self._lock:
+                sealed = self._key.encrypt(
+                    plaintext,
+                    mechanism=Mechanism.AES_GCM,
+                    mechanism_param=GCMParams(nonce, aad, _TAG_BITS),
+                )
+        except PKCS11Error as error:
+            raise KeystoreUnavailable(f"The HSM cannot wrap with {self._key_id}.") from error
         return nonce + bytes(sealed)
 
     def unwrap(self, wrapped: bytes, *, aad: bytes) -> bytes:
@@ -96,10 +140,15 @@ class Pkcs11Keystore:
                     mechanism=Mechanism.AES_GCM,
                     mechanism_param=GCMParams(nonce, aad, _TAG_BITS),
                 )
-        except PKCS11Error as error:
+        except _unavailable_errors() as error:
+            raise KeystoreUnavailable(f"The HSM cannot unwrap with {self._key_id}.") from error
+        except PKCS11Error as error:  # SoftHSM2 reports a failed GCM tag as CKR_GENERAL_ERROR
             raise DecryptionFailed() from error
         return bytes(plain)
 
     def close(self) -> None:
-        with self._lock:
+        """Log out and close the session; a session the HSM already lost is closed too."""
+        from pkcs11.exceptions import PKCS11Error
+
+        with self._lock, contextlib.suppress(PKCS11Error):
             self._session.close()
