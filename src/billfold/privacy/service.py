@@ -24,7 +24,7 @@ from billfold.identity.users import service as users
 from billfold.keys.envelope import FieldContext, canonical_aad
 from billfold.keys.keyring import TENANT_OWNER, Keyring
 from billfold.kit.auth import Principal
-from billfold.kit.errors import invariant
+from billfold.kit.errors import InvariantViolation, invariant
 from billfold.kit.ids import format_id, new_id
 from billfold.privacy.errors import (
     ConsentNotFound,
@@ -155,10 +155,16 @@ async def put_pii(
                 created_at=now_ns,
                 updated_at=now_ns,
             )
-            await repository.add(row)
+            if await repository.add_pii_value_if_absent(row):
+                existing[field.value] = row
+                continue
+            # A concurrent request stored this field first: replace its value, as a PUT
+            # after it would (the ciphertext is bound to the user and field, not the row).
+            row = await repository.pii_value(user_id=user.id, field=field.value)
+            if row is None:
+                raise InvariantViolation("the concurrent writer's row exists")
             existing[field.value] = row
-        else:
-            row.ciphertext, row.blind_index, row.updated_at = ciphertext, blind, now_ns
+        row.ciphertext, row.blind_index, row.updated_at = ciphertext, blind, now_ns
     await session.flush()
     return sorted(PiiField(name) for name in existing)
 
