@@ -144,15 +144,15 @@ def events_replay(
     from billfold.events.schemas import DELIVERY_ID_PREFIX, ENDPOINT_ID_PREFIX
     from billfold.events.types import EVENT_ID_PREFIX
     from billfold.identity.schemas import TENANT_ID_PREFIX
-    from billfold.kit.ids import format_id, parse_id
+    from billfold.kit.ids import format_id
 
-    scope = events_service.Scope(tenant_id=parse_id(TENANT_ID_PREFIX, tenant), mode=mode)
+    scope = events_service.Scope(tenant_id=_parsed_id(TENANT_ID_PREFIX, tenant), mode=mode)
     ids = _in_unit_of_work(
         lambda session, now_ns: events_service.replay_event(
             session,
             scope=scope,
-            event_id=parse_id(EVENT_ID_PREFIX, event_id),
-            endpoint_id=None if endpoint is None else parse_id(ENDPOINT_ID_PREFIX, endpoint),
+            event_id=_parsed_id(EVENT_ID_PREFIX, event_id),
+            endpoint_id=None if endpoint is None else _parsed_id(ENDPOINT_ID_PREFIX, endpoint),
             now_ns=now_ns,
         )
     )
@@ -223,6 +223,28 @@ _AUDIT_CHECKPOINT_ROUNDS_MAX = 1_000
 _JWKS_BYTES_MAX = 1_000_000
 
 
+def _failed(error: BillfoldError) -> typer.Exit:
+    """Print a Billfold error, its stable code with it, and give the exit (1) to raise."""
+    # Escaped: a detail may quote input, and Rich would read brackets in it as markup.
+    detail = f": {escape(error.detail)}" if error.detail else ""
+    # Never wrapped: a script may look for the code or the detail's words in the line.
+    errors.print(
+        f"[red]{error.title}[/red] ({error.code}){detail}", highlight=False, soft_wrap=True
+    )
+    return typer.Exit(1)
+
+
+def _parsed_id(prefix: str, text: str) -> uuid.UUID:
+    """`parse_id` for a command-line argument: a malformed id exits 1 with its problem, as
+    every refusal does, wherever the command parses it (not with a traceback)."""
+    from billfold.kit.ids import InvalidId, parse_id
+
+    try:
+        return parse_id(prefix, text)
+    except InvalidId as error:
+        raise _failed(error) from error
+
+
 def _in_unit_of_work(action: Callable[[AsyncSession, int], Awaitable[T]]) -> T:
     """Run ``action(session, now_ns)`` in one committed unit of work; a Billfold error is
     printed and exits 1. On SQLite the database is migrated first, as `serve` does."""
@@ -244,10 +266,7 @@ def _in_unit_of_work(action: Callable[[AsyncSession, int], Awaitable[T]]) -> T:
     try:
         return asyncio.run(run())
     except BillfoldError as error:
-        # Escaped: a detail may quote input, and Rich would read brackets in it as markup.
-        detail = f": {escape(error.detail)}" if error.detail else ""
-        errors.print(f"[red]{error.title}[/red]{detail}", highlight=False)
-        raise typer.Exit(1) from error
+        raise _failed(error) from error
 
 
 def _print_key(label: str, created: CreatedApiKey) -> None:
@@ -290,7 +309,6 @@ def apikey_create(
     from billfold.identity import service
     from billfold.identity.schemas import TENANT_ID_PREFIX
     from billfold.kit.clock import NANOSECONDS_PER_SECOND
-    from billfold.kit.ids import parse_id
 
     def create(session: AsyncSession, now_ns: int) -> Awaitable[CreatedApiKey]:
         expires_at_ns = None
@@ -298,7 +316,7 @@ def apikey_create(
             expires_at_ns = now_ns + expires_in_days * 86_400 * NANOSECONDS_PER_SECOND
         return service.create_api_key(
             session,
-            tenant_id=parse_id(TENANT_ID_PREFIX, tenant),
+            tenant_id=_parsed_id(TENANT_ID_PREFIX, tenant),
             name=name,
             mode=mode,
             scopes=scope,
@@ -315,11 +333,10 @@ def apikey_revoke(key_id: Annotated[str, typer.Argument(help="The key's id, key_
     """Revoke an API key of any tenant, at once."""
     from billfold.identity import service
     from billfold.identity.schemas import API_KEY_ID_PREFIX
-    from billfold.kit.ids import parse_id
 
     _in_unit_of_work(
         lambda session, now_ns: service.revoke_api_key_any_tenant(
-            session, api_key_id=parse_id(API_KEY_ID_PREFIX, key_id), now_ns=now_ns
+            session, api_key_id=_parsed_id(API_KEY_ID_PREFIX, key_id), now_ns=now_ns
         )
     )
     typer.echo(f"revoked   {key_id}")
@@ -339,13 +356,13 @@ def operator_create(
     from billfold.identity.operators import service
     from billfold.identity.operators.types import OPERATOR_ID_PREFIX, Actor
     from billfold.identity.schemas import TENANT_ID_PREFIX
-    from billfold.kit.ids import format_id, parse_id
+    from billfold.kit.ids import format_id
 
     password = _read_password() if password_stdin else None
     created = _in_unit_of_work(
         lambda session, now_ns: service.create_operator(
             session,
-            tenant_id=parse_id(TENANT_ID_PREFIX, tenant),
+            tenant_id=_parsed_id(TENANT_ID_PREFIX, tenant),
             email=email,
             display_name=name or email,
             roles=role,
@@ -364,15 +381,14 @@ def operator_create(
 
 
 _TENANT_HELP = "The tenant's id, ten_…, or 'platform' for platform keys."
-_PURPOSE_HELP = "pii, tokens, blind_index, signing or totp."
+_PURPOSE_HELP = "pii, tokens, blind_index, signing, totp or webhooks."
 
 
 def _tenant_of(text: str) -> uuid.UUID:
     from billfold.identity.schemas import TENANT_ID_PREFIX
     from billfold.keys.keyring import PLATFORM_TENANT_ID
-    from billfold.kit.ids import parse_id
 
-    return PLATFORM_TENANT_ID if text == "platform" else parse_id(TENANT_ID_PREFIX, text)
+    return PLATFORM_TENANT_ID if text == "platform" else _parsed_id(TENANT_ID_PREFIX, text)
 
 
 def _with_keyring(action: Callable[[Keyring, AsyncSession, int], Awaitable[T]]) -> T:
@@ -479,8 +495,7 @@ def keys_rewrap(
     try:
         moved = asyncio.run(run())
     except BillfoldError as error:
-        errors.print(f"[red]{error.title}[/red]: {escape(error.detail or '')}", highlight=False)
-        raise typer.Exit(1) from error
+        raise _failed(error) from error
     typer.echo(f"rewrapped {moved} data keys")
 
 
@@ -588,9 +603,7 @@ def _run_audit(action: Callable[[AuditService], Awaitable[T]]) -> T:
     try:
         return asyncio.run(run())
     except BillfoldError as error:
-        detail = f": {escape(error.detail)}" if error.detail else ""
-        errors.print(f"[red]{error.title}[/red]{detail}", highlight=False)
-        raise typer.Exit(1) from error
+        raise _failed(error) from error
 
 
 @audit_app.command("checkpoint")
@@ -653,11 +666,10 @@ def audit_verify(
     """Check every entry, checkpoint and chain head; exit 1 naming the first bad position."""
     from billfold.audit.encoding import PLATFORM_CHAIN_ID
     from billfold.identity.schemas import TENANT_ID_PREFIX
-    from billfold.kit.ids import parse_id
 
     chain_ids = None
     if tenant is not None:
-        chain_ids = [parse_id(TENANT_ID_PREFIX, tenant)]
+        chain_ids = [_parsed_id(TENANT_ID_PREFIX, tenant)]
     elif platform:
         chain_ids = [PLATFORM_CHAIN_ID]
     trusted = None
@@ -731,9 +743,8 @@ def audit_prove(
     from billfold.audit.errors import AuditEntryNotFound
     from billfold.audit.models import AuditEntry
     from billfold.audit.schemas import ENTRY_ID_PREFIX, InclusionProofResponse
-    from billfold.kit.ids import parse_id
 
-    parsed = parse_id(ENTRY_ID_PREFIX, entry_id)
+    parsed = _parsed_id(ENTRY_ID_PREFIX, entry_id)
 
     async def prove(audit: AuditService) -> InclusionProofResponse:
         async with audit.unit_of_work.begin() as session:
@@ -818,7 +829,6 @@ def risk_backtest(
     import datetime
 
     from billfold.identity.schemas import TENANT_ID_PREFIX
-    from billfold.kit.ids import parse_id
 
     try:
         moment = datetime.datetime.fromisoformat(since)
@@ -829,7 +839,7 @@ def risk_backtest(
         moment = moment.replace(tzinfo=datetime.UTC)
     since_ns = int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
     since_ns = max(0, min(since_ns, 2**63 - 1))  # what a BIGINT column holds
-    tenant_id = None if tenant is None else parse_id(TENANT_ID_PREFIX, tenant)
+    tenant_id = None if tenant is None else _parsed_id(TENANT_ID_PREFIX, tenant)
     settings = get_settings()
     if database_url is not None:
         settings = settings.model_copy(update={"database_url": database_url})
@@ -893,9 +903,7 @@ def _run_backtest(
     try:
         return asyncio.run(run())
     except BillfoldError as error:
-        detail = f": {escape(error.detail)}" if error.detail else ""
-        errors.print(f"[red]{error.title}[/red]{detail}", highlight=False)
-        raise typer.Exit(1) from error
+        raise _failed(error) from error
 
 
 def _print_backtest(report: BacktestReport) -> None:
@@ -1043,8 +1051,7 @@ def risk_train(
     try:
         results = asyncio.run(run())
     except BillfoldError as error:
-        errors.print(f"[red]{error.title}[/red]: {escape(error.detail or '')}", highlight=False)
-        raise typer.Exit(1) from error
+        raise _failed(error) from error
     table = Table("tenant", "mode", "kind", "learned", "new version", title="Risk models")
     for result in results:
         created = "-"

@@ -127,3 +127,26 @@ def test_the_rotation_cycle_from_the_command_line(tmp_path: Path) -> None:
         database_url, master_key, "keys", "rotate", "--tenant", tenant, "--purpose", "nope"
     )
     assert bad_purpose.returncode == 1 and "purpose" in bad_purpose.stderr.lower()
+
+
+def test_a_malformed_id_is_refused_cleanly_and_a_refusal_names_its_code(tmp_path: Path) -> None:
+    """No traceback for a mistyped id (exit 1 with the problem, as for any refusal); a
+    refusal prints the problem's stable code beside its title, as the README quotes them."""
+    database_url = f"sqlite:///{tmp_path}/keys.db"
+    master_key = base64.b64encode(os.urandom(32)).decode()
+    for arguments in (
+        ("keys", "rotate", "--tenant", "garbage", "--purpose", "pii"),
+        ("keys", "status", "--tenant", "ten_xyz"),
+        ("audit", "verify", "--tenant", "garbage"),
+        ("audit", "prove", "aud_nothex"),
+    ):
+        ran = _billfold(database_url, master_key, *arguments)
+        assert ran.returncode == 1, (arguments, ran.stderr)
+        assert "Traceback" not in ran.stderr and "(invalid_id)" in ran.stderr, ran.stderr
+    tenant = f"ten_{uuid.uuid4().hex}"
+    assert _billfold(database_url, master_key, "keys", "status", "--tenant", tenant).returncode == 0
+    bad_purpose = _billfold(
+        database_url, master_key, "keys", "rotate", "--tenant", tenant, "--purpose", "nope"
+    )
+    assert bad_purpose.returncode == 1
+    assert "Unknown key purpose (invalid_purpose):" in bad_purpose.stderr, bad_purpose.stderr
