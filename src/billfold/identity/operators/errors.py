@@ -5,7 +5,7 @@ The hierarchy::
     BillfoldError
     ├── Unauthorized
     │   ├── OperatorNotAuthenticated     401 unauthorized (+ WWW-Authenticate: Bearer)
-    │   └── LoginFailed                  401 login_failed
+    │   └── LoginFailed                  401 login_failed (+ the same header)
     ├── Forbidden
     │   ├── PermissionDenied             403 permission_denied
     │   ├── PasswordChangeRequired       403 password_change_required
@@ -72,6 +72,9 @@ __all__ = [
 ]
 
 
+_OPERATORS_REALM = 'Bearer realm="billfold-operators"'
+
+
 class OperatorNotAuthenticated(Unauthorized):
     """No valid operator session: missing, malformed, unknown, expired, revoked, or of a
     disabled operator or suspended tenant. One fixed message for all, so probing tokens
@@ -89,7 +92,7 @@ class OperatorNotAuthenticated(Unauthorized):
         return (type(self), ())
 
     def response_headers(self) -> Mapping[str, str]:
-        return {"WWW-Authenticate": 'Bearer realm="billfold-operators"'}
+        return {"WWW-Authenticate": _OPERATORS_REALM}
 
 
 class LoginFailed(Unauthorized):
@@ -104,6 +107,9 @@ class LoginFailed(Unauthorized):
 
     def __reduce__(self) -> tuple[type[LoginFailed], tuple[()]]:
         return (type(self), ())
+
+    def response_headers(self) -> Mapping[str, str]:
+        return {"WWW-Authenticate": _OPERATORS_REALM}  # RFC 9110: every 401 names a scheme
 
 
 class PermissionDenied(Forbidden):

@@ -5,9 +5,9 @@ The hierarchy::
     BillfoldError
     ├── Unauthorized
     │   ├── UserNotAuthenticated      401 unauthorized (+ WWW-Authenticate: Bearer)
-    │   ├── InvalidCredentials        401 invalid_credentials
-    │   ├── MfaTokenInvalid           401 mfa_token_invalid
-    │   ├── RefreshTokenInvalid       401 refresh_token_invalid
+    │   ├── InvalidCredentials        401 invalid_credentials (+ the same header)
+    │   ├── MfaTokenInvalid           401 mfa_token_invalid (+ the same header)
+    │   ├── RefreshTokenInvalid       401 refresh_token_invalid (+ the same header)
     │   └── DeviceSignatureInvalid    401 device_signature_invalid
     ├── Forbidden
     │   └── StepUpRejected            403 step_up_rejected
@@ -138,6 +138,9 @@ class InvalidCredentials(HasAftermath, Unauthorized):
     def __reduce__(self) -> tuple[type[InvalidCredentials], tuple[()]]:
         return (type(self), ())
 
+    def response_headers(self) -> Mapping[str, str]:
+        return {"WWW-Authenticate": _USERS_REALM}  # every 401 names a scheme (RFC 9110)
+
 
 class MfaTokenInvalid(Unauthorized):
     """The MFA token is unknown, expired, used or spent its attempts: sign in again."""
@@ -151,6 +154,9 @@ class MfaTokenInvalid(Unauthorized):
     def __reduce__(self) -> tuple[type[MfaTokenInvalid], tuple[()]]:
         return (type(self), ())
 
+    def response_headers(self) -> Mapping[str, str]:
+        return {"WWW-Authenticate": _USERS_REALM}  # every 401 names a scheme (RFC 9110)
+
 
 class RefreshTokenInvalid(HasAftermath, Unauthorized):
     """Unknown, expired, revoked or already used: the client must sign in again."""
@@ -163,6 +169,9 @@ class RefreshTokenInvalid(HasAftermath, Unauthorized):
 
     def __reduce__(self) -> tuple[type[RefreshTokenInvalid], tuple[()]]:
         return (type(self), ())
+
+    def response_headers(self) -> Mapping[str, str]:
+        return {"WWW-Authenticate": _USERS_REALM}  # every 401 names a scheme (RFC 9110)
 
 
 class DeviceSignatureInvalid(Unauthorized):

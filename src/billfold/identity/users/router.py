@@ -25,7 +25,9 @@ from billfold.identity.types import Principal, Scope
 from billfold.identity.users import devices, mfa, service, sessions, step_up
 from billfold.identity.users.auth import VerifiedDevice, authenticate_user, device_signed
 from billfold.identity.users.config import UsersConfig, get_users_config
+from billfold.identity.users.devices import DEVICE_CLOCK_SKEW_S
 from billfold.identity.users.mfa import PasskeyAnswer, RecoveryCodeAnswer, TotpAnswer
+from billfold.identity.users.models import NONCE_LENGTH_MAX
 from billfold.identity.users.schemas import (
     DeviceBindRequest,
     DeviceList,
@@ -59,6 +61,7 @@ from billfold.identity.users.schemas import (
     UserPage,
     UserResponse,
 )
+from billfold.identity.users.signatures import NONCE_LENGTH_MIN
 from billfold.identity.users.types import (
     DEVICE_ID_PREFIX,
     SESSION_ID_PREFIX,
@@ -488,10 +491,41 @@ async def list_devices(principal: User, unit_of_work: Work) -> DeviceList:
         return DeviceList(items=[DeviceResponse.from_model(device) for device in rows])
 
 
+_DEVICE_SIGNATURE_DESCRIPTION = f"""\
+Answers 200 when this request is signed by one of the caller's bound devices; the same
+check guards every route that takes a device signature. A signed request carries, besides
+the access token, four headers:
+
+- `Billfold-Device-Id`: the device's id, `dev_…`, as bound;
+- `Billfold-Device-Timestamp`: Unix time in whole seconds, decimal, at most
+  {DEVICE_CLOCK_SKEW_S} seconds from the server's clock either way;
+- `Billfold-Device-Nonce`: {NONCE_LENGTH_MIN} to {NONCE_LENGTH_MAX} characters of
+  `A-Z a-z 0-9 _ -`, never used by the device before (a replay is refused);
+- `Billfold-Device-Signature`: the signature, base64url (padding optional).
+
+The signature covers exactly these seven lines, UTF-8, joined by `\\n` (no trailing
+newline):
+
+```
+billfold-device-request-v1
+<Billfold-Device-Id, as sent>
+<HTTP method, uppercase>
+<path as sent (percent-encoded), then ? and the query string if there is one>
+<Billfold-Device-Timestamp, as sent>
+<Billfold-Device-Nonce, as sent>
+<SHA-256 of the exact body bytes, lowercase hex (of no bytes for an empty body)>
+```
+
+Ed25519 keys sign with Ed25519 (64 bytes). P-256 keys sign with ECDSA over SHA-256; the
+signature is DER, or r || s (two 32-byte big-endian integers, as WebCrypto produces).
+Any failure is 401 `device_signature_invalid`."""
+
+
 @router.post(
     "/me/devices/verify-signature",
     tags=["me"],
     summary="Check this request's device signature (to test a client's signing code).",
+    description=_DEVICE_SIGNATURE_DESCRIPTION,
 )
 async def verify_device_signature(
     verified: Annotated[VerifiedDevice, Depends(device_signed)],

@@ -32,8 +32,10 @@ trailing newline)::
 
 so the signature itself names the amount and the payee (PSD2 dynamic linking).
 
-Ed25519 signatures are the raw 64 bytes; P-256 signatures are ECDSA over SHA-256, DER
-encoded (what Android Keystore, the iOS Secure Enclave and WebCrypto-to-DER produce).
+Ed25519 signatures are the raw 64 bytes. P-256 signatures are ECDSA over SHA-256, either
+DER encoded (what Android Keystore and the iOS Secure Enclave produce) or as r || s, two
+32-byte big-endian integers (IEEE P1363: what WebCrypto, JOSE ES256 and RFC 9421's
+``ecdsa-p256-sha256`` produce).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from enum import StrEnum
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from billfold.identity.users.errors import InvalidDeviceKey
@@ -78,6 +81,8 @@ SIGNATURE_LENGTH_MAX = 200
 """Base64url characters: a DER P-256 signature is at most 72 bytes, Ed25519 64."""
 _NONCE = re.compile(rf"[A-Za-z0-9_-]{{{NONCE_LENGTH_MIN},{NONCE_LENGTH_MAX}}}", re.ASCII)
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}", re.ASCII)
+_P256_FIXED_WIDTH_BYTES = 64
+"""r || s, 32 bytes each: the P1363 form of a P-256 signature."""
 
 
 class DeviceAlgorithm(StrEnum):
@@ -114,11 +119,31 @@ def signature_verifies(
             key.verify(signature, message)
             return True
         if algorithm is DeviceAlgorithm.P256 and isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
-            return True
+            return any(
+                _p256_verifies(key, message=message, der=der) for der in _p256_der_forms(signature)
+            )
     except InvalidSignature:
         return False
     return False
+
+
+def _p256_der_forms(signature: bytes) -> list[bytes]:
+    """The DER encodings ``signature`` may stand for: itself, and for 64 bytes also r || s
+    (a 64-byte DER signature is possible, so both are tried)."""
+    forms = [signature]
+    if len(signature) == _P256_FIXED_WIDTH_BYTES:
+        half = _P256_FIXED_WIDTH_BYTES // 2
+        r, s = (int.from_bytes(part, "big") for part in (signature[:half], signature[half:]))
+        forms.append(encode_dss_signature(r, s))
+    return forms
+
+
+def _p256_verifies(key: ec.EllipticCurvePublicKey, *, message: bytes, der: bytes) -> bool:
+    try:
+        key.verify(der, message, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 def decode_signature(text: str) -> bytes | None:

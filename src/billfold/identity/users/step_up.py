@@ -9,6 +9,10 @@ with dynamic linking (RTS on SCA, article 5).
    use. Any difference, an expired or a spent token is refused; a difference also burns
    the token, so a token shown with a tampered amount or payee is never good again.
 
+A wrong answer also counts towards the account lock of ``lockout``, and a locked account
+answers no step-up (RTS article 4(3)(b): at most five failed attempts in a row, then the
+action is blocked for a while): opening new challenges does not buy more guesses.
+
 Service functions take keyword arguments, flush and never commit. ``StepUpRejected``
 carries an aftermath (the failure's record, the burn); a caller running ``verify_step_up``
 in its own unit of work passes the error to ``work.record_aftermath`` after its rollback.
@@ -35,6 +39,7 @@ from billfold.identity.users.errors import (
     with_aftermath,
 )
 from billfold.identity.users.events import record_user_event
+from billfold.identity.users.lockout import LOCK_DURATION_NS, LOGIN_FAILURES_MAX, is_locked
 from billfold.identity.users.mfa import verify_totp
 from billfold.identity.users.models import PAYEE_LENGTH_MAX, StepUp
 from billfold.identity.users.repository import (
@@ -246,10 +251,18 @@ async def _record(
 def _failure(
     facts: _Facts, *, stage: str, reason: str, now_ns: int, count: bool = False, burn: bool = False
 ) -> Aftermath:
+    """``count``: a wrong answer, counted against the challenge and the account lock."""
+
     async def record(session: AsyncSession) -> None:
         step_ups = StepUpRepository(session)
         if facts.step_up_id is not None and count:
             await step_ups.count_failure(facts.step_up_id)
+            await UserRepository(session).count_failure(
+                user_id=facts.user_id,
+                now_ns=now_ns,
+                failures_max=LOGIN_FAILURES_MAX,
+                locked_until=now_ns + LOCK_DURATION_NS,
+            )
         if facts.step_up_id is not None and burn:
             await step_ups.spend(step_up_id=facts.step_up_id, now_ns=now_ns)
         await _record(
@@ -327,6 +340,13 @@ async def answer_step_up(
         aftermath = _failure(facts, stage="answer", reason="not_answerable", now_ns=now_ns)
         raise with_aftermath(
             StepUpRejected("The step-up was answered, expired or spent its attempts."), aftermath
+        )
+    user = await UserRepository(session).get(principal.user_id)
+    if user is None or is_locked(user, now_ns=now_ns):
+        aftermath = _failure(facts, stage="answer", reason="locked", now_ns=now_ns)
+        raise with_aftermath(
+            StepUpRejected("The account is temporarily locked after too many failed attempts."),
+            aftermath,
         )
     if not await _answer_verifies(
         session,
