@@ -78,7 +78,7 @@ FALLBACK_FEATURE_SAMPLE: Final[Mapping[str, FeatureValue]] = MappingProxyType(
         "user_history_count": 12,
         "new_device": False,
         "new_payee": True,
-        "account_age_days": 40,
+        "account_age_days": 40.0,
         "kyc_tier": 1,
         "ip_country": "US",
         "residence_country": "US",
