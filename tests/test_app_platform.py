@@ -138,9 +138,15 @@ def test_a_credential_over_its_rate_limit_gets_429_with_retry_after(
     assert [response.status_code for response in allowed] == [200, 200, 200]
     assert allowed[0].headers["ratelimit-limit"] == "3"
     assert [r.headers["ratelimit-remaining"] for r in allowed] == ["2", "1", "0"]
+    # The draft's current fields: the policy is named by what it counts, never by the key.
+    assert [r.headers["ratelimit-policy"] for r in allowed] == ['"credential";q=3;w=60'] * 3
+    assert [r.headers["ratelimit"].split(";t=")[0] for r in allowed] == [
+        f'"credential";r={left}' for left in (2, 1, 0)
+    ]
     for response in (refused, refused_post):
         assert_problem(response, 429, "rate_limited")
         assert 1 <= int(response.headers["retry-after"]) <= 60
+        assert response.headers["ratelimit"].startswith('"credential";r=0;t=')
     assert other_key.status_code == other_tenant.status_code == 200, "per credential"
 
 

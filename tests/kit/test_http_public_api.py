@@ -84,6 +84,7 @@ PUBLIC_API = {
         "MonotonicClock",
         "RateLimitExceeded",
         "RateLimiter",
+        "check_policy",
         "enforce_rate_limit",
         "rate_limit_dependency",
         "rate_limit_headers",

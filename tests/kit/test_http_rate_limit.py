@@ -4,6 +4,7 @@ window, exactly the limit when requests keep coming, bounded memory."""
 from __future__ import annotations
 
 import asyncio
+import re
 from bisect import bisect_right
 
 import httpx
@@ -21,7 +22,9 @@ from billfold.kit.http.rate_limit import (
     InProcessRateLimiter,
     LimiterProvider,
     RateLimiter,
+    check_policy,
     rate_limit_dependency,
+    rate_limit_headers,
 )
 
 NANOSECONDS_PER_SECOND = 1_000_000_000
@@ -173,6 +176,51 @@ async def test_the_request_over_the_limit_gets_429_with_retry_after() -> None:
     assert refused.headers["Retry-After"] == "20"
     assert refused.json()["retry_after_s"] == 20
     assert refused.headers["RateLimit-Remaining"] == "0"
+
+
+# draft-ietf-httpapi-ratelimit-headers-10: each field is a Structured Field List (RFC 8941)
+# whose items are a String naming the policy, with Integer parameters.
+_SF_ITEM = re.compile(r'"[\x20\x21\x23-\x5b\x5d-\x7e]*"(;[a-z*][a-z0-9_.*-]*=[0-9]{1,15})+')
+
+
+@pytest.mark.anyio
+async def test_counted_responses_carry_the_drafts_ratelimit_fields() -> None:
+    clock = ManualClock()
+    async with client(build_app(InProcessRateLimiter(clock=clock))) as http:
+        first = await http.get("/balances", headers={"X-Caller": "key_1"})
+        clock.advance(seconds=10.5)
+        second = await http.get("/balances", headers={"X-Caller": "key_1"})
+        refused = await http.get("/balances", headers={"X-Caller": "key_1"})
+    assert first.headers["RateLimit-Policy"] == '"default";q=2;w=30'
+    assert first.headers["RateLimit"] == '"default";r=1;t=30'
+    assert second.headers["RateLimit"] == '"default";r=0;t=20'  # 19.5 s, rounded up
+    assert refused.status_code == 429
+    assert refused.headers["RateLimit"] == '"default";r=0;t=20'
+    assert refused.headers["RateLimit-Policy"] == '"default";q=2;w=30'
+    for response in (first, second, refused):
+        for name in ("RateLimit", "RateLimit-Policy"):
+            assert _SF_ITEM.fullmatch(response.headers[name]), response.headers[name]
+
+
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [
+        ("credential:0af1", "credential"),
+        ("user:usr_1", "user"),
+        ("sign-in:203.0.113.7", "sign-in"),
+        ("203.0.113.7", "default"),  # no kind: the caller is never named
+        ('a"b:x', "default"),
+        ("Kind:x", "default"),
+        (":x", "default"),
+        ("k" * 40 + ":x", "default"),
+    ],
+)
+@pytest.mark.anyio
+async def test_a_policy_is_named_by_its_keys_kind_only(key: str, name: str) -> None:
+    decision = await check_policy(InProcessRateLimiter(), key, limit=5, window_s=60)
+    headers = rate_limit_headers(decision)
+    assert headers["RateLimit"] == f'"{name}";r=4;t=60'
+    assert headers["RateLimit-Policy"] == f'"{name}";q=5;w=60'
 
 
 @pytest.mark.anyio

@@ -224,13 +224,16 @@ async def admit_request(request: "Request") -> Principal:
 
 
 async def _count_request(request: "Request", principal: Principal) -> "Decision | None":
-    from billfold.kit.http.rate_limit import RateLimitExceeded
+    from billfold.kit.http.rate_limit import RateLimitExceeded, check_policy
 
     policy = getattr(request.app.state, "credential_rate_limit", None)
     if not isinstance(policy, CredentialRateLimit):
         return None  # an application without a policy (a test's) limits nothing
-    decision = await policy.limiter.check(
-        f"credential:{principal.api_key_id.hex}", limit=policy.limit, window_s=policy.window_s
+    decision = await check_policy(
+        policy.limiter,
+        f"credential:{principal.api_key_id.hex}",
+        limit=policy.limit,
+        window_s=policy.window_s,
     )
     if not decision.allowed:
         raise RateLimitExceeded(decision)

@@ -6,12 +6,19 @@ ever holds more than `limit` allowed requests (a fixed window allows twice that 
 its boundary). `rate_limit_redis.RedisRateLimiter` does the same across processes.
 
 A refusal is 429 problem+json, code `rate_limited`, with `Retry-After` (whole seconds,
-RFC 9110 section 10.2.3) and `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`.
+RFC 9110 section 10.2.3). Counted responses, refusals included, carry the limit's state in
+the fields of draft-ietf-httpapi-ratelimit-headers (revision 10): `RateLimit-Policy:
+"credential";q=600;w=60` (the policy named by its key's kind, its quota and window) and
+`RateLimit: "credential";r=599;t=1` (what remains, and the seconds until a slot frees); and
+in the older revisions' fields, which clients still read: `RateLimit-Limit`,
+`RateLimit-Remaining`, `RateLimit-Reset`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -37,6 +44,7 @@ __all__ = [
     "MonotonicClock",
     "RateLimitExceeded",
     "RateLimiter",
+    "check_policy",
     "enforce_rate_limit",
     "rate_limit_dependency",
     "rate_limit_headers",
@@ -66,6 +74,10 @@ class Decision:
     """0 when allowed; otherwise how long until a retry can be allowed."""
     reset_after_s: float
     """How long until the oldest counted request leaves the window (a slot frees)."""
+    window_s: float = 0.0
+    """The policy's window (0: unknown, and no `RateLimit-Policy` field)."""
+    policy: str = "default"
+    """The policy's name in the `RateLimit` fields: the kind of key it counts."""
 
 
 @runtime_checkable
@@ -174,13 +186,41 @@ def _whole_seconds(seconds: float) -> int:
     return max(1, math.ceil(seconds))
 
 
+_POLICY_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+def _policy_name(key: str) -> str:
+    """The name a key's policy goes by in the `RateLimit` fields: its kind, the part before
+    the first `:` (`credential:…`, `user:…`, `sign-in:…`); `default` for any other key.
+    Never the rest of the key, which names the caller."""
+    kind, separator, _ = key.partition(":")
+    return kind if separator and _POLICY_NAME.fullmatch(kind) else "default"
+
+
+async def check_policy(limiter: RateLimiter, key: str, *, limit: int, window_s: float) -> Decision:
+    """`limiter.check`, with the policy's window and name on the decision for its fields."""
+    decision = await limiter.check(key, limit=limit, window_s=window_s)
+    return dataclasses.replace(decision, window_s=window_s, policy=_policy_name(key))
+
+
 def rate_limit_headers(decision: Decision) -> dict[str, str]:
-    """`RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (whole seconds)."""
-    return {
+    """The `RateLimit-Policy` and `RateLimit` fields (draft-ietf-httpapi-ratelimit-headers,
+    Structured Field lists of one item each), and `RateLimit-Limit`, `RateLimit-Remaining`,
+    `RateLimit-Reset` of the draft's older revisions (whole seconds)."""
+    reset_s = _whole_seconds(decision.reset_after_s)
+    # The name is a Structured Field String: `_policy_name` admits no `"` nor `\`.
+    name = f'"{decision.policy}"'
+    headers = {
+        "RateLimit": f"{name};r={decision.remaining};t={reset_s}",
         "RateLimit-Limit": str(decision.limit),
         "RateLimit-Remaining": str(decision.remaining),
-        "RateLimit-Reset": str(_whole_seconds(decision.reset_after_s)),
+        "RateLimit-Reset": str(reset_s),
     }
+    if decision.window_s > 0:
+        headers["RateLimit-Policy"] = (
+            f"{name};q={decision.limit};w={_whole_seconds(decision.window_s)}"
+        )
+    return headers
 
 
 class RateLimitExceeded(RateLimited):
@@ -211,8 +251,8 @@ async def enforce_rate_limit(
     response: Response | None = None,
 ) -> Decision:
     """Count one request for `key`; raise `RateLimitExceeded` when over the limit, else put
-    the `RateLimit-*` headers on `response` (when given)."""
-    decision = await limiter.check(key, limit=limit, window_s=window_s)
+    the `RateLimit` fields on `response` (when given)."""
+    decision = await check_policy(limiter, key, limit=limit, window_s=window_s)
     if not decision.allowed:
         raise RateLimitExceeded(decision)
     if response is not None:
