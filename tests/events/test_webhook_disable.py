@@ -12,10 +12,19 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select
 
+from billfold.events import service
 from billfold.events.models import OutboxEvent, WebhookEndpoint
 from billfold.events.webhooks import ENDPOINT_DISABLED
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, ManualClock
-from events.events_support import Harness, Received, Receiver, Reply, add_endpoint, emit_event
+from events.events_support import (
+    Harness,
+    Received,
+    Receiver,
+    Reply,
+    add_endpoint,
+    emit_event,
+    scope,
+)
 from events.events_support import harness as events_harness
 
 pytestmark = pytest.mark.anyio
@@ -142,3 +151,33 @@ async def test_410_gone_says_so_with_an_event(isolated_database_url: str) -> Non
     assert event.data["reason"] == "gone"
     assert event.data["detail"] == "the receiver answered 410 Gone"
     assert event.data["endpoint_id"] == f"whe_{endpoint.id.hex}"
+
+
+async def test_enabling_it_again_counts_the_failing_from_then(isolated_database_url: str) -> None:
+    clock = ManualClock()
+    with Receiver(Answers(500)) as receiver:
+        async with events_harness(
+            isolated_database_url, clock=clock, webhooks_disable_after_days=3
+        ) as h:
+            endpoint = await add_endpoint(h, receiver.url)
+            await emit_event(h)
+            await h.worker.drain()
+            await fail_each_day(h, clock, 3)
+            assert (await endpoint_row(h, endpoint.id)).status == "disabled"
+            async with h.unit_of_work.begin() as session:
+                await service.update_endpoint(
+                    session,
+                    scope=scope(h),
+                    endpoint_id=endpoint.id,
+                    change=service.EndpointChange(enabled=True),
+                    allow_private=True,
+                    now_ns=clock.now_ns(),
+                )
+            await fail_each_day(h, clock, 1)  # fails again at once: one day, not four
+            again = await endpoint_row(h, endpoint.id)
+            await fail_each_day(h, clock, 3)
+            disabled = await endpoint_row(h, endpoint.id)
+            events = await disabled_events(h)
+    assert len(receiver.received) > 4
+    assert again.status == "enabled" and again.failing_since is not None
+    assert disabled.status == "disabled" and len(events) == 2

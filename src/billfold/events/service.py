@@ -167,6 +167,8 @@ async def update_endpoint(
     if change.enabled is not None:
         endpoint.status = "enabled" if change.enabled else "disabled"
         endpoint.disabled_reason = None if change.enabled else "disabled by the tenant"
+        if change.enabled:  # the failing its receiver had is counted again from here
+            endpoint.failing_since = None
     endpoint.updated_at = now_ns
     await session.flush()
     return endpoint
