@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+from billfold.ledger.schemas import StorableText
 
 __all__ = [
     "AMOUNT_MAX",
@@ -42,15 +44,31 @@ CURRENCY = r"^[A-Z0-9]{2,12}$"
 METADATA_KEYS_MAX = 20
 
 
-def _amount(value: object) -> object:
+def _amount(value: object) -> int:
+    """A JSON integer or a string of ASCII digits, nothing else: a float (even 10.0, or
+    one past 2^53 that JSON parsing already rounded), "10.0", " 10" or "1_000" is refused
+    rather than read as some other number of minor units."""
     if isinstance(value, str) and _DIGITS.fullmatch(value):
         return int(value)
-    if isinstance(value, bool):
-        raise ValueError("an amount is an integer")
-    return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError("an amount is minor units: a JSON integer or a string of digits")
 
 
-Amount = Annotated[int, BeforeValidator(_amount), Field(ge=1, le=AMOUNT_MAX)]
+Amount = Annotated[
+    int,
+    BeforeValidator(_amount),
+    Field(ge=1, le=AMOUNT_MAX),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                {"type": "integer", "minimum": 1, "maximum": AMOUNT_MAX},
+            ],
+            "description": "Minor units, 1 to 2^62: a JSON integer or a string of digits.",
+        }
+    ),
+]
 
 
 class _Request(BaseModel):
@@ -154,7 +172,7 @@ class MerchantPaymentCreate(_Request):
     merchant_id: str = Field(pattern=r"^mer_[0-9a-f]{32}$")
     amount: Amount
     currency: str = Field(pattern=CURRENCY)
-    reference: str | None = Field(default=None, max_length=128)
+    reference: StorableText | None = Field(default=None, max_length=128)
     metadata: dict[str, Annotated[str, Field(max_length=500)]] | None = Field(
         default=None, max_length=METADATA_KEYS_MAX
     )
@@ -169,12 +187,12 @@ class CaptureRequest(_Request):
 
 class RefundCreate(_Request):
     amount: Amount | None = None
-    reason: str | None = Field(default=None, max_length=200)
+    reason: StorableText | None = Field(default=None, max_length=200)
 
 
 class DisputeOpenRequest(_Request):
     amount: Amount
-    reason: str | None = Field(default=None, max_length=200)
+    reason: StorableText | None = Field(default=None, max_length=200)
 
 
 class EvidenceRequest(_Request):
@@ -190,7 +208,7 @@ class MoneyRequestCreate(_Request):
     payer: str = Field(min_length=3, max_length=40)
     amount: Amount
     currency: str = Field(pattern=CURRENCY)
-    note: str | None = Field(default=None, max_length=200)
+    note: StorableText | None = Field(default=None, max_length=200)
     expires_in_s: int = Field(default=7 * 86_400, ge=1, le=30 * 86_400)
 
 
@@ -200,7 +218,7 @@ class SplitShare(_Request):
 
 
 class SplitRuleCreate(_Request):
-    name: str = Field(min_length=1, max_length=100)
+    name: StorableText = Field(min_length=1, max_length=100)
     shares: list[SplitShare] = Field(min_length=1, max_length=10)
     levels: int = Field(default=1, ge=1, le=3)
 

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from billfold.ledger.schemas import StorableText
+
 __all__ = [
     "HolderLimitsResponse",
     "HolderTierRequest",
@@ -42,10 +44,10 @@ class WalletsResponse(BaseModel):
 class MerchantCreateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    legal_name: str = Field(min_length=1, max_length=200)
+    legal_name: StorableText = Field(min_length=1, max_length=200)
     category_code: str = Field(pattern=r"^[0-9]{4}$", description="ISO 18245 MCC")
     settlement_currency: str = Field(pattern=CURRENCY_PATTERN)
-    fee_schedule: str | None = Field(default=None, min_length=1, max_length=64)
+    fee_schedule: StorableText | None = Field(default=None, min_length=1, max_length=64)
 
 
 class MerchantResponse(BaseModel):

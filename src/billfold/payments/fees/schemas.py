@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from billfold.kit.ids import format_id, parse_id
+from billfold.ledger.schemas import StorableText
 from billfold.payments.fees.engine import (
     BPS_MAX,
     FEE_AMOUNT_MAX,
@@ -90,7 +91,7 @@ class FeeRuleBody(_Body):
 
 
 Rules = Annotated[list[FeeRuleBody], Field(min_length=1, max_length=RULES_MAX)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=SCHEDULE_NAME_LENGTH_MAX)]
+Name = Annotated[StorableText, StringConstraints(min_length=1, max_length=SCHEDULE_NAME_LENGTH_MAX)]
 
 
 def _schedule(rules: list[FeeRuleBody]) -> FeeSchedule:

@@ -113,6 +113,11 @@ async def create_merchant_payment(
         updated_at=now,
     )
     async with runtime.unit_of_work.begin() as session:
+        # A payment whose capture fees would take the whole amount could never be captured
+        # (`fees_exceed_amount`): refused now, before a payer's money is held for it.
+        await quote_fees(
+            session, runtime.fee_quoter, payment=payment, method="wallet", amount=amount
+        )
         await record_created(session, payment)
     return payment.id
 

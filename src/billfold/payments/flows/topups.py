@@ -45,8 +45,13 @@ from billfold.payments.states import Kind, State
 from billfold.payments.steps import applied, step_id
 from billfold.risk.gate import RiskContext
 from billfold.risk.types import Action, MovementKind
-from billfold.wallets.accounts import OwnerKind, TransferCode, clearing_account_id
-from billfold.wallets.service import ledger_tenant_of
+from billfold.wallets.accounts import (
+    OwnerKind,
+    TransferCode,
+    clearing_account_id,
+    wallet_account_id,
+)
+from billfold.wallets.service import currency_exponent, ledger_tenant_of
 
 __all__ = [
     "fail_top_up",
@@ -76,6 +81,35 @@ async def start_top_up(
     decision first (`billfold.payments.flows.gate`): a top-up held for review is parked
     before anything moves — no hold, no charge — until approved (`flows.review`)."""
     provider_name = PROVIDER_FOR_METHOD[method]
+    ledger_tenant = ledger_tenant_of(tenant_id, mode)
+    clearing = clearing_account_id(ledger_tenant, provider=provider_name, currency=currency)
+    payment_id = new_id()
+    currency_exponent(currency)  # `unsupported_currency` before anything is priced
+    wallet = wallet_account_id(
+        ledger_tenant, owner_kind=OwnerKind.USER, owner_id=user_id, currency=currency
+    )
+    async with runtime.unit_of_work.read() as session:
+        # Fees that would take the whole amount are refused now, before the provider is
+        # charged: at settlement the money is already taken and could not be credited.
+        await quote_fees(
+            session,
+            runtime.fee_quoter,
+            payment=_new_payment(
+                payment_id,
+                tenant_id=tenant_id,
+                mode=mode,
+                user_id=user_id,
+                amount=amount,
+                currency=currency,
+                method=method,
+                provider=provider_name,
+                instrument=instrument,
+                debit=clearing,
+                credit=wallet,
+            ),
+            method=method,
+            amount=amount,
+        )
     verified = await require_step_up(
         runtime.unit_of_work,
         threshold_minor=None,
@@ -85,16 +119,13 @@ async def start_top_up(
         currency=currency,
         payee=f"provider:{provider_name}",
     )
-    wallet = await runtime.book.open_wallet(
+    await runtime.book.open_wallet(
         tenant_id=tenant_id,
         mode=mode,
         owner_kind=OwnerKind.USER,
         owner_id=user_id,
         currency=currency,
     )
-    ledger_tenant = ledger_tenant_of(tenant_id, mode)
-    clearing = clearing_account_id(ledger_tenant, provider=provider_name, currency=currency)
-    payment_id = new_id()
     async with runtime.unit_of_work.begin() as session:
         payment = _new_payment(
             payment_id,
