@@ -118,6 +118,14 @@ class PaymentRepository:
         )
         return list((await self._session.execute(statement)).scalars())
 
+    async def fees_returned(self, payment_id: uuid.UUID) -> int:
+        """The capture fees the payment's refunds not failed return (pending, in review
+        or succeeded)."""
+        statement = select(func.coalesce(func.sum(Refund.fee_returned), 0)).where(
+            Refund.payment_id == payment_id, Refund.state != "failed"
+        )
+        return int((await self._session.execute(statement)).scalar_one())
+
     async def get_refund(self, refund_id: uuid.UUID) -> Refund | None:
         return await self._session.get(Refund, refund_id)
 

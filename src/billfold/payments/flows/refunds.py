@@ -92,7 +92,10 @@ async def refund(
             )
         repository = PaymentRepository(session)
         returned = fee_return(
-            payment, await repository.fees(payment_id), refunded_before=payment.refunded_amount
+            payment,
+            await repository.fees(payment_id),
+            refunded_before=payment.refunded_amount,
+            already_returned=await repository.fees_returned(payment_id),
         )
         now = now_ns()
         verdict = await gate.decide(
@@ -146,9 +149,17 @@ async def refund(
     return await drive_refund(runtime, row.id)
 
 
-def fee_return(payment: Payment, fees: list[PaymentFee], *, refunded_before: int) -> _Returner:
+def fee_return(
+    payment: Payment,
+    fees: list[PaymentFee],
+    *,
+    refunded_before: int,
+    already_returned: int = 0,
+) -> _Returner:
     """How much of the capture fees a refund of `amount` returns, given what was refunded
-    (or reserved by pending refunds) before it."""
+    (or reserved by pending refunds) before it, and what the refunds not failed return
+    (`already_returned`): never more than the proportional part left, so the refunds
+    return at most that part in total even when one failed after others were priced."""
     capture_ids = {step_id(payment.id, f"capture:fee:{index}") for index in range(len(fees))}
     proportional = sum(
         fee.amount - fee.fixed_amount
@@ -161,7 +172,8 @@ def fee_return(payment: Payment, fees: list[PaymentFee], *, refunded_before: int
         if captured <= 0 or proportional <= 0:
             return 0
         after = proportional * (refunded_before + amount) // captured
-        return after - proportional * refunded_before // captured
+        pro_rata = after - proportional * refunded_before // captured
+        return max(0, min(pro_rata, proportional - already_returned))
 
     return returned
 
