@@ -41,8 +41,17 @@ def ledger_tenant_of(tenant_id: uuid.UUID, mode: Mode | str) -> uuid.UUID:
     return uuid.uuid5(LEDGER_TENANT_NAMESPACE, f"{tenant_id}:{Mode(mode).value}")
 
 
+_NO_CURRENCY = "XXX"
+"""ISO 4217's code for transactions where no currency is involved: nothing to hold."""
+
+
 def currency_exponent(currency: str) -> int:
     """The minor-unit exponent of a currency wallets may hold, or `unsupported_currency`."""
+    if currency == _NO_CURRENCY:
+        raise UnsupportedCurrency(
+            "XXX is ISO 4217's code for no currency; wallets hold currencies.",
+            currency=currency,
+        )
     try:
         return _ASSETS.get(currency).exponent
     except UnknownAsset as error:
