@@ -63,7 +63,9 @@ _VOLUME_STATES = (State.SUCCEEDED, State.CAPTURED)
 
 def month_of(at_ns: int) -> str:
     """The calendar month (UTC) of a moment, `YYYY-MM`."""
-    return datetime.fromtimestamp(at_ns / _NANOSECONDS_PER_SECOND, UTC).strftime("%Y-%m")
+    # Whole seconds, in integers: `at_ns / 1e9` is a float that rounds the last fraction
+    # of a month's last second up into the next month.
+    return datetime.fromtimestamp(at_ns // _NANOSECONDS_PER_SECOND, UTC).strftime("%Y-%m")
 
 
 def _volume_scope(payment: Payment) -> str:
