@@ -88,28 +88,23 @@ async def start_top_up(
     wallet = wallet_account_id(
         ledger_tenant, owner_kind=OwnerKind.USER, owner_id=user_id, currency=currency
     )
+    payment = _new_payment(
+        payment_id,
+        tenant_id=tenant_id,
+        mode=mode,
+        user_id=user_id,
+        amount=amount,
+        currency=currency,
+        method=method,
+        provider=provider_name,
+        instrument=instrument,
+        debit=clearing,
+        credit=wallet,
+    )
     async with runtime.unit_of_work.read() as session:
         # Fees that would take the whole amount are refused now, before the provider is
         # charged: at settlement the money is already taken and could not be credited.
-        await quote_fees(
-            session,
-            runtime.fee_quoter,
-            payment=_new_payment(
-                payment_id,
-                tenant_id=tenant_id,
-                mode=mode,
-                user_id=user_id,
-                amount=amount,
-                currency=currency,
-                method=method,
-                provider=provider_name,
-                instrument=instrument,
-                debit=clearing,
-                credit=wallet,
-            ),
-            method=method,
-            amount=amount,
-        )
+        await quote_fees(session, runtime.fee_quoter, payment=payment, method=method, amount=amount)
     verified = await require_step_up(
         runtime.unit_of_work,
         threshold_minor=None,
@@ -127,19 +122,6 @@ async def start_top_up(
         currency=currency,
     )
     async with runtime.unit_of_work.begin() as session:
-        payment = _new_payment(
-            payment_id,
-            tenant_id=tenant_id,
-            mode=mode,
-            user_id=user_id,
-            amount=amount,
-            currency=currency,
-            method=method,
-            provider=provider_name,
-            instrument=instrument,
-            debit=clearing,
-            credit=wallet,
-        )
         verdict = await gate.decide(
             session,
             runtime,
