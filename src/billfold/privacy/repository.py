@@ -30,20 +30,10 @@ class PrivacyRepository:
         statement = select(PiiValue).where(PiiValue.user_id == user_id, PiiValue.field == field)
         return (await self._session.scalars(statement)).one_or_none()
 
-    async def add_pii_value_if_absent(self, row: PiiValue) -> bool:
-        """False when a concurrent transaction stored the user's field first (a savepoint
-        keeps the transaction usable; the caller updates that row instead)."""
-        try:
-            async with self._session.begin_nested():
-                self._session.add(row)
-                await self._session.flush()
-        except IntegrityError:
-            return False
-        return True
-
-    async def add_token_if_absent(self, row: Token) -> bool:
-        """False when the token or the value's fingerprint is taken (a savepoint keeps the
-        transaction usable)."""
+    async def add_if_absent(self, row: PiiValue | Token) -> bool:
+        """Insert `row` in a savepoint (the transaction stays usable); False when a unique
+        key is taken: the user's field stored first by a concurrent transaction (the caller
+        updates that row instead), or the token or the value's fingerprint."""
         try:
             async with self._session.begin_nested():
                 self._session.add(row)

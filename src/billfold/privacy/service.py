@@ -155,7 +155,7 @@ async def put_pii(
                 created_at=now_ns,
                 updated_at=now_ns,
             )
-            if await repository.add_pii_value_if_absent(row):
+            if await repository.add_if_absent(row):
                 existing[field.value] = row
                 continue
             # A concurrent request stored this field first: replace its value, as a PUT
@@ -293,7 +293,7 @@ async def tokenize(
             last4=normalized[-4:],
             created_at=now_ns,
         )
-        if await repository.add_token_if_absent(row):
+        if await repository.add_if_absent(row):
             return row
     raise AssertionError("token collisions exhausted the bounded attempts")  # ~never
 
