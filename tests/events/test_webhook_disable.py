@@ -7,7 +7,9 @@ starts the count again."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -44,6 +46,18 @@ class Answers:
         return Reply(status=next(self._statuses, self._last))
 
 
+@asynccontextmanager
+async def answered_once(
+    database_url: str, clock: ManualClock, receiver: Receiver, **settings: Any
+) -> AsyncIterator[tuple[Harness, WebhookEndpoint]]:
+    """A worker whose one endpoint, at `receiver`, was sent a first event (and answered)."""
+    async with events_harness(database_url, clock=clock, **settings) as h:
+        endpoint = await add_endpoint(h, receiver.url)
+        await emit_event(h)
+        await h.worker.drain()
+        yield h, endpoint
+
+
 async def endpoint_row(h: Harness, endpoint_id: uuid.UUID) -> WebhookEndpoint:
     async with h.unit_of_work.read() as session:
         found = await session.get(WebhookEndpoint, endpoint_id)
@@ -72,12 +86,9 @@ async def test_an_endpoint_failing_every_attempt_for_days_is_disabled_and_an_eve
 ) -> None:
     clock = ManualClock()
     with Receiver(Answers(500)) as receiver:
-        async with events_harness(
-            isolated_database_url, clock=clock, webhooks_disable_after_days=3
-        ) as h:
-            endpoint = await add_endpoint(h, receiver.url)
-            await emit_event(h)
-            await h.worker.drain()
+        async with answered_once(
+            isolated_database_url, clock, receiver, webhooks_disable_after_days=3
+        ) as (h, endpoint):
             first_failure = clock.now_ns()
             started = await endpoint_row(h, endpoint.id)
             assert started.failing_since == first_failure and started.status == "enabled"
@@ -107,12 +118,9 @@ async def test_a_success_starts_the_count_again(isolated_database_url: str) -> N
     clock = ManualClock()
     # Day 0 fails, day 2 succeeds (with day 0's retry), then failures again.
     with Receiver(Answers(500, 500, 500, 200, 200, 500)) as receiver:
-        async with events_harness(
-            isolated_database_url, clock=clock, webhooks_disable_after_days=3
-        ) as h:
-            endpoint = await add_endpoint(h, receiver.url)
-            await emit_event(h)
-            await h.worker.drain()
+        async with answered_once(
+            isolated_database_url, clock, receiver, webhooks_disable_after_days=3
+        ) as (h, endpoint):
             await fail_each_day(h, clock, 2)
             recovered = await endpoint_row(h, endpoint.id)
             await fail_each_day(h, clock, 2)
@@ -127,12 +135,9 @@ async def test_a_success_starts_the_count_again(isolated_database_url: str) -> N
 async def test_with_zero_days_a_failing_endpoint_stays_enabled(isolated_database_url: str) -> None:
     clock = ManualClock()
     with Receiver(Answers(500)) as receiver:
-        async with events_harness(
-            isolated_database_url, clock=clock, webhooks_disable_after_days=0
-        ) as h:
-            endpoint = await add_endpoint(h, receiver.url)
-            await emit_event(h)
-            await h.worker.drain()
+        async with answered_once(
+            isolated_database_url, clock, receiver, webhooks_disable_after_days=0
+        ) as (h, endpoint):
             await fail_each_day(h, clock, 30)
             row = await endpoint_row(h, endpoint.id)
     assert len(receiver.received) > 30
@@ -142,10 +147,7 @@ async def test_with_zero_days_a_failing_endpoint_stays_enabled(isolated_database
 async def test_410_gone_says_so_with_an_event(isolated_database_url: str) -> None:
     clock = ManualClock()
     with Receiver(Answers(410)) as receiver:
-        async with events_harness(isolated_database_url, clock=clock) as h:
-            endpoint = await add_endpoint(h, receiver.url)
-            await emit_event(h)
-            await h.worker.drain()
+        async with answered_once(isolated_database_url, clock, receiver) as (h, endpoint):
             [event] = await disabled_events(h)
     assert len(receiver.received) == 1
     assert event.data["reason"] == "gone"
@@ -156,12 +158,9 @@ async def test_410_gone_says_so_with_an_event(isolated_database_url: str) -> Non
 async def test_enabling_it_again_counts_the_failing_from_then(isolated_database_url: str) -> None:
     clock = ManualClock()
     with Receiver(Answers(500)) as receiver:
-        async with events_harness(
-            isolated_database_url, clock=clock, webhooks_disable_after_days=3
-        ) as h:
-            endpoint = await add_endpoint(h, receiver.url)
-            await emit_event(h)
-            await h.worker.drain()
+        async with answered_once(
+            isolated_database_url, clock, receiver, webhooks_disable_after_days=3
+        ) as (h, endpoint):
             await fail_each_day(h, clock, 3)
             assert (await endpoint_row(h, endpoint.id)).status == "disabled"
             async with h.unit_of_work.begin() as session:
