@@ -229,3 +229,23 @@ async def transfer(h: Harness, debit: uuid.UUID, credit: uuid.UUID, **fields: ob
     [result] = await h.ledger.create_transfers([new])
     assert result.status is CreateTransferStatus.OK, result
     return identifier
+
+
+@asynccontextmanager
+async def answered_once(
+    database_url: str, clock: Clock, receiver: Receiver, **settings: Any
+) -> AsyncIterator[tuple[Harness, WebhookEndpoint]]:
+    """A worker whose one endpoint, at `receiver`, was sent a first event (and answered)."""
+    async with harness(database_url, clock=clock, **settings) as h:
+        endpoint = await add_endpoint(h, receiver.url)
+        await emit_event(h)
+        await h.worker.drain()
+        yield h, endpoint
+
+
+async def endpoint_row(h: Harness, endpoint_id: uuid.UUID) -> WebhookEndpoint:
+    """The endpoint as stored now."""
+    async with h.unit_of_work.read() as session:
+        found = await session.get(WebhookEndpoint, endpoint_id)
+        assert found is not None
+        return found

@@ -6,16 +6,13 @@ starts the count again."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
 
 from billfold.events import service
-from billfold.events.models import OutboxEvent, WebhookEndpoint
+from billfold.events.models import OutboxEvent
 from billfold.events.webhooks import ENDPOINT_DISABLED
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, ManualClock
 from events.events_support import (
@@ -23,11 +20,11 @@ from events.events_support import (
     Received,
     Receiver,
     Reply,
-    add_endpoint,
+    answered_once,
     emit_event,
+    endpoint_row,
     scope,
 )
-from events.events_support import harness as events_harness
 
 pytestmark = pytest.mark.anyio
 
@@ -44,25 +41,6 @@ class Answers:
 
     def __call__(self, _: Received) -> Reply:
         return Reply(status=next(self._statuses, self._last))
-
-
-@asynccontextmanager
-async def answered_once(
-    database_url: str, clock: ManualClock, receiver: Receiver, **settings: Any
-) -> AsyncIterator[tuple[Harness, WebhookEndpoint]]:
-    """A worker whose one endpoint, at `receiver`, was sent a first event (and answered)."""
-    async with events_harness(database_url, clock=clock, **settings) as h:
-        endpoint = await add_endpoint(h, receiver.url)
-        await emit_event(h)
-        await h.worker.drain()
-        yield h, endpoint
-
-
-async def endpoint_row(h: Harness, endpoint_id: uuid.UUID) -> WebhookEndpoint:
-    async with h.unit_of_work.read() as session:
-        found = await session.get(WebhookEndpoint, endpoint_id)
-        assert found is not None
-        return found
 
 
 async def disabled_events(h: Harness) -> list[OutboxEvent]:

@@ -29,8 +29,10 @@ from events.events_support import (
     Receiver,
     Reply,
     add_endpoint,
+    answered_once,
     deliveries,
     emit_event,
+    endpoint_row,
     harness,
 )
 
@@ -75,13 +77,6 @@ class Script:
         return next(self._replies, self._last)
 
 
-async def endpoint_row(h: Harness, endpoint_id: uuid.UUID) -> WebhookEndpoint:
-    async with h.unit_of_work.read() as session:
-        found = await session.get(WebhookEndpoint, endpoint_id)
-        assert found is not None
-        return found
-
-
 @pytest.mark.parametrize("status", [429, 502, 503, 504])
 async def test_a_throttling_answer_pauses_the_whole_endpoint(
     isolated_database_url: str, status: int
@@ -89,10 +84,7 @@ async def test_a_throttling_answer_pauses_the_whole_endpoint(
     clock = ManualClock()
     script = Script(clock, Reply(status=status), Reply(status=200))
     with Receiver(script) as receiver:
-        async with harness(isolated_database_url, clock=clock) as h:
-            endpoint = await add_endpoint(h, receiver.url)
-            await emit_event(h)
-            await h.worker.drain()
+        async with answered_once(isolated_database_url, clock, receiver) as (h, endpoint):
             paused = await endpoint_row(h, endpoint.id)
             assert paused.throttle_streak == 1
             assert paused.throttled_until == script.answered_at[0] + THROTTLE_FIRST_S * S
@@ -115,10 +107,7 @@ async def test_other_failures_pause_nothing(isolated_database_url: str) -> None:
     clock = ManualClock()
     script = Script(clock, Reply(status=500), Reply(status=200))
     with Receiver(script) as receiver:
-        async with harness(isolated_database_url, clock=clock) as h:
-            endpoint = await add_endpoint(h, receiver.url)
-            await emit_event(h)
-            await h.worker.drain()
+        async with answered_once(isolated_database_url, clock, receiver) as (h, endpoint):
             await emit_event(h)
             await h.worker.drain()
             row = await endpoint_row(h, endpoint.id)
@@ -138,10 +127,7 @@ async def test_the_pause_doubles_while_the_answers_go_on_and_retry_after_lengthe
         Reply(status=429, headers={"Retry-After": "7200"}),
     )
     with Receiver(script) as receiver:
-        async with harness(isolated_database_url, clock=clock) as h:
-            endpoint = await add_endpoint(h, receiver.url)
-            await emit_event(h)
-            await h.worker.drain()
+        async with answered_once(isolated_database_url, clock, receiver) as (h, endpoint):
             first = await endpoint_row(h, endpoint.id)
             clock.advance(seconds=THROTTLE_FIRST_S * 1.2)
             await emit_event(h)  # due now, but sent with the retry only after the pause
