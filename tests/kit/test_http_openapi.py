@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.testclient import TestClient
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from billfold.app import create_app
 from billfold.identity.types import Scope
@@ -61,11 +61,41 @@ def _statuses(document: dict[str, Any], path: str, method: str) -> set[int]:
 
 def test_each_operation_lists_the_errors_of_what_it_has() -> None:
     document = _small_app().openapi()
-    assert _statuses(document, "/things/{thing_id}", "get") == {200, 400, 401, 403, 404, 422, 429}
-    assert _statuses(document, "/things", "get") == {200, 400, 401, 403, 422, 429}
-    assert _statuses(document, "/things", "post") == {201, 400, 401, 403, 409, 413, 415, 422, 429}
-    assert _statuses(document, "/sign-in", "post") == {200, 400, 413, 415, 422, 429}
+    assert _statuses(document, "/things/{thing_id}", "get") == {
+        *(200, 400, 401, 403, 404, 422, 429, 503)
+    }
+    assert _statuses(document, "/things", "get") == {200, 400, 401, 403, 422, 429, 503}
+    assert _statuses(document, "/things", "post") == {
+        *(201, 400, 401, 403, 409, 413, 415, 422, 429, 503)
+    }
+    assert _statuses(document, "/sign-in", "post") == {200, 400, 413, 415, 422, 429, 503}
     assert _statuses(document, "/health", "get") == {200}
+
+
+class Bounded(BaseModel):
+    count: int = Field(ge=-(2**63), le=2**63 - 1)
+    small: int | None = Field(default=None, gt=0, lt=500)
+
+
+def test_integer_bounds_are_documented_exactly() -> None:
+    """FastAPI's OpenAPI model turns bounds into floats: 2**63 - 1 became 2**63."""
+    app = FastAPI()
+
+    @app.post("/bounded")
+    async def bounded(body: Bounded) -> Bounded:
+        return body
+
+    install_error_documentation(app)
+    properties = app.openapi()["components"]["schemas"]["Bounded"]["properties"]
+    assert properties["count"] == {
+        **properties["count"],
+        "minimum": -(2**63),
+        "maximum": 2**63 - 1,
+    }
+    assert [type(properties["count"][key]) for key in ("minimum", "maximum")] == [int, int]
+    exclusive = properties["small"]["anyOf"][0]
+    assert (exclusive["exclusiveMinimum"], exclusive["exclusiveMaximum"]) == (0, 500)
+    assert type(exclusive["exclusiveMinimum"]) is int
 
 
 def test_every_error_is_problem_json_with_the_shared_schema() -> None:

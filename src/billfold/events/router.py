@@ -58,6 +58,8 @@ STREAM_BATCH_MAX = 100
 HEARTBEAT_S = 15.0
 _PUBLIC_ID = re.compile(r"^[a-z]{2,8}_[0-9a-f]{32}$")
 _SEQ_MAX = 2**63 - 1
+Aggregate = Annotated[str | None, Query(max_length=64, pattern=_PUBLIC_ID.pattern)]
+"""A public id (`pay_…`, `txf_…`): the pattern puts in the document what `_aggregate` checks."""
 
 router = APIRouter(prefix="/v1", tags=["events"], responses=problem_responses(401, 403, 429))
 Reader = Annotated[Principal, Depends(require_scopes(EVENTS_READ))]
@@ -280,7 +282,7 @@ async def list_events(
     unit_of_work: Work,
     limit: Limit = None,
     cursor: Cursor = None,
-    aggregate: Annotated[str | None, Query(max_length=64)] = None,
+    aggregate: Aggregate = None,
     type: Annotated[str | None, Query(max_length=128)] = None,
 ) -> EventPage:
     size = clamp_page_size(limit)
@@ -309,9 +311,9 @@ async def stream_events(
     principal: Reader,
     unit_of_work: Work,
     settings: Config,
-    aggregate: Annotated[str | None, Query(max_length=64)] = None,
+    aggregate: Aggregate = None,
     after: Annotated[int | None, Query(ge=0, le=_SEQ_MAX)] = None,
-    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    last_event_id: Annotated[str | None, Header(max_length=20, pattern=r"^[0-9]+$")] = None,
 ) -> StreamingResponse:
     aggregate_id = _aggregate(aggregate)
     start = after or 0

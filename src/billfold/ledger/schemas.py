@@ -135,6 +135,18 @@ AmountIn = Annotated[
 ]
 
 
+def _no_boolean(value: object) -> object:
+    """JSON's `true` and `false` are no integers (the document says `integer`); pydantic
+    would read them as 1 and 0, so `"code": true` opened an account or moved money with
+    code 1."""
+    if isinstance(value, bool):
+        raise ValueError("expected an integer, not true or false")
+    return value
+
+
+_JsonInt = Annotated[int, BeforeValidator(_no_boolean)]
+
+
 def _storable(text: str) -> str:
     """Text the databases can store: no NUL (PostgreSQL refuses it) and no lone surrogate
     (not UTF-8). Checked here because a transfer shares its database transaction with
@@ -182,7 +194,7 @@ class AccountCreateRequest(_Request):
         description="The asset: an ISO 4217 code or a custom one, 2-12 of A-Z and 0-9.",
         examples=["USD"],
     )
-    code: int = Field(ge=0, le=_INT32_MAX, description="The account type, 1-65535.")
+    code: _JsonInt = Field(ge=0, le=_INT32_MAX, description="The account type, 1-65535.")
     flags: list[AccountFlagName] = Field(default_factory=list, max_length=_FLAG_NAMES_MAX)
     owner_ref: StorableText | None = Field(
         default=None, max_length=_TEXT_LENGTH_MAX, description="Whose account, up to 128."
@@ -273,14 +285,14 @@ class TransferCreateRequest(_Request):
     ledger: StorableText | None = Field(
         default=None, min_length=1, max_length=_ASSET_CODE_LENGTH_MAX
     )
-    code: int | None = Field(
-        default=None, ge=0, le=_INT32_MAX, description="Why it moves, 1-65535."
+    code: Annotated[int, Field(ge=0, le=_INT32_MAX), BeforeValidator(_no_boolean)] | None = Field(
+        default=None, description="Why it moves, 1-65535."
     )
     flags: list[TransferFlagName] = Field(default_factory=list, max_length=_FLAG_NAMES_MAX)
     pending_id: str | None = _id_field(
         TRANSFER_ID_PREFIX, "For post_pending and void_pending: the pending transfer."
     )
-    timeout_s: int = Field(
+    timeout_s: _JsonInt = Field(
         default=0, ge=0, le=_INT64_MAX, description="For pending: seconds until it expires."
     )
     user_data: StorableText | None = Field(

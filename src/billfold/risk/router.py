@@ -12,6 +12,7 @@ rule or decision is not found.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BeforeValidator
 
 from billfold.identity.auth import get_unit_of_work
 from billfold.identity.operators.auth import (
@@ -309,6 +311,17 @@ async def disable_rule(
     return detail
 
 
+_NUMBER = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _iso_8601_only(value: object) -> object:
+    """`since` is an ISO 8601 time, as documented (`format: date-time`); pydantic would also
+    read a number as seconds since the epoch, which the document does not allow."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise ValueError("expected an ISO 8601 time, such as 2024-05-01T00:00:00Z")
+    return value
+
+
 @router.get(
     "/decisions",
     summary="The tenant's risk decisions, newest first.",
@@ -320,7 +333,7 @@ async def list_decisions(
     user_id: Annotated[str | None, Query(max_length=40)] = None,
     action: Action | None = None,
     kind: MovementKind | None = None,
-    since: datetime | None = None,
+    since: Annotated[datetime | None, BeforeValidator(_iso_8601_only)] = None,
     cursor: Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)] = None,
     limit: Annotated[int | None, Query(ge=1, le=PAGE_SIZE_MAX)] = None,
 ) -> DecisionPage:

@@ -32,7 +32,15 @@ import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 
 from billfold.identity.operators.errors import InvalidApprovalPayload
 from billfold.identity.operators.models import PAYLOAD_LENGTH_MAX
@@ -95,8 +103,30 @@ def _account_id(value: object) -> str:
     return value
 
 
-Amount = Annotated[str, BeforeValidator(_amount)]
-AccountId = Annotated[str, BeforeValidator(_account_id)]
+# What the validators take, for the OpenAPI document (a plain string said nothing of the
+# form, and refused the integer amounts the API takes).
+Amount = Annotated[
+    str,
+    BeforeValidator(_amount),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "pattern": "^0*[1-9][0-9]*$",
+                    "maxLength": _AMOUNT_DIGITS_MAX,
+                },
+                {"type": "integer", "minimum": 1, "maximum": AMOUNT_MAX},
+            ],
+            "description": "Minor units, 1 to 2^127-1: a digit string or an integer.",
+        }
+    ),
+]
+AccountId = Annotated[
+    str,
+    BeforeValidator(_account_id),
+    WithJsonSchema({"type": "string", "pattern": f"^{ACCOUNT_ID_PREFIX}_[0-9a-f]{{32}}$"}),
+]
 
 
 class _Payload(BaseModel):

@@ -82,6 +82,29 @@ __all__ = [
 
 _STRICT = ConfigDict(extra="forbid")
 _BROWSER = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+def _public_id(prefix: str) -> str:
+    return f"^{prefix}_[0-9a-f]{{32}}$"
+
+
+def _exactly_one(*names: str) -> dict[str, Any]:
+    """The document's form of a validator that takes exactly one of `names` (the others
+    absent or null): without it, a body the schema allowed was refused with 422."""
+    return {
+        "oneOf": [
+            {
+                "required": [name],
+                "properties": {
+                    other: {"not": {"type": "null"}} if other == name else {"type": "null"}
+                    for other in names
+                },
+            }
+            for name in names
+        ]
+    }
+
+
 _CODE_LENGTH_MAX = 16
 # Base64url sizes of what a browser sends: client data is a small JSON document, the
 # attestation object carries the public key (and, for attested formats, certificates).
@@ -159,7 +182,13 @@ class LoginRequest(BaseModel):
 
     model_config = _STRICT
 
-    tenant_id: str = Field(min_length=1, max_length=40, examples=["ten_0192f3a1…"])
+    tenant_id: str = Field(
+        min_length=1,
+        max_length=40,
+        # Documented only: a malformed id stays a 400 `invalid_id` (the router parses it).
+        json_schema_extra={"pattern": _public_id(TENANT_ID_PREFIX)},
+        examples=["ten_0192f3a1c2d37b4e8a9b0c1d2e3f4a5b"],
+    )
     mode: Mode
     identifier: str = Field(
         min_length=1,
@@ -238,7 +267,9 @@ class PasskeyAssertion(BaseModel):
 class MfaCompleteRequest(BaseModel):
     """The second step: exactly one of the three answers."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=_exactly_one("totp_code", "recovery_code", "passkey")
+    )
 
     mfa_token: str = Field(min_length=1, max_length=USER_TOKEN_LENGTH_MAX)
     totp_code: str | None = Field(default=None, min_length=1, max_length=_CODE_LENGTH_MAX)
@@ -437,7 +468,12 @@ class StepUpRequest(BaseModel):
     currency: str = Field(pattern=r"^[A-Z0-9]{2,12}$")
     payee: str = Field(min_length=1, max_length=PAYEE_LENGTH_MAX)
     method: Literal["totp", "device"]
-    device_id: str | None = Field(default=None, max_length=40)
+    device_id: str | None = Field(
+        default=None,
+        max_length=40,
+        # Documented only, as `tenant_id` of a sign-in: a malformed id stays a 400.
+        json_schema_extra={"pattern": _public_id(DEVICE_ID_PREFIX)},
+    )
 
 
 class StepUpChallengeResponse(BaseModel):
@@ -472,7 +508,9 @@ class StepUpChallengeResponse(BaseModel):
 class StepUpAnswerRequest(BaseModel):
     """Exactly one: the TOTP code, or the device's base64url signature."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=_exactly_one("totp_code", "signature")
+    )
 
     totp_code: str | None = Field(default=None, min_length=1, max_length=_CODE_LENGTH_MAX)
     signature: str | None = Field(default=None, min_length=1, max_length=SIGNATURE_LENGTH_MAX)

@@ -5,6 +5,13 @@ routes were missing from most operations: 401, 403 and 429 of the credential che
 413 and 415 of a request's framing and `Idempotency-Key`, 409 and 422 of idempotency, 400
 and 404 of a malformed or unknown id. Routes that declare no errors were documented with
 FastAPI's own 422 (`application/json`, `HTTPValidationError`), which Billfold never sends.
+The 503 of a rate limiter kept in Redis that does not answer (every credential's request and
+every throttled sign-in) and of an idempotency store too busy to take a key were missing too.
+
+FastAPI passes every schema through its `OpenAPI` model, whose `minimum` and `maximum` are
+floats: `le=2**63 - 1` came out as `9.223372036854776e+18`, that is 2**63, so the document
+allowed values one above what the request models accept (and 2**127 for an amount).
+`install_error_documentation` puts back the exact integer bounds of the component schemas.
 
 `document_errors` completes a generated document: every operation gets the errors of what
 it has (a credential scheme, a body, path or query parameters, a `cursor`, POST), and every
@@ -87,6 +94,9 @@ _WHY = {
     415: "the body was not sent as JSON",
     422: "invalid fields (listed in `errors`), or an `Idempotency-Key` reused with another body",
     429: "over the rate limit: retry after `Retry-After` seconds",
+    503: "something it needs is unavailable, named by `code`: `rate_limiter_unavailable`"
+    " (rate limits kept in Redis, which does not answer), `idempotency_store_busy`, or a"
+    " route's own (`keystore_unavailable`, `ledger_busy`, …); retry later",
 }
 _HEADERS = {
     401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "The scheme."}},
@@ -98,15 +108,16 @@ _HEADERS = {
     },
 }
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
 
 
 def _expected(method: str, operation: dict[str, Any], *, throttled: bool) -> Iterator[int]:
     """The error statuses the platform can answer for `operation`, whatever it declares."""
     parameters = operation.get("parameters", [])
     if operation.get("security"):
-        yield from (401, 403, 429)
+        yield from (401, 403, 429, 503)
     elif throttled:
-        yield 429
+        yield from (429, 503)
     if "requestBody" in operation:
         yield from (400, 413, 415, 422)
     if method == "post" and operation.get("security"):
@@ -187,6 +198,43 @@ def _calls(dependant: Any) -> Iterator[Callable[..., Any]]:
         yield from _calls(dependency)
 
 
+def _exact_definitions(app: FastAPI) -> dict[str, Any]:
+    """The component schemas as pydantic generates them, before FastAPI's `OpenAPI` model
+    turns their bounds into floats (the same steps as `fastapi.openapi.utils.get_openapi`)."""
+    from fastapi._compat import get_definitions, get_flat_models_from_fields, get_model_name_map
+    from fastapi.openapi.utils import get_fields_from_routes
+
+    fields = get_fields_from_routes([*app.routes, *app.webhooks.routes])
+    models = get_model_name_map(get_flat_models_from_fields(fields, known_models=set()))
+    _, definitions = get_definitions(
+        fields=fields,
+        model_name_map=models,
+        separate_input_output_schemas=app.separate_input_output_schemas,
+    )
+    return definitions
+
+
+def _restore_integer_bounds(generated: object, exact: object) -> None:
+    """Put the integer bounds of `exact` back where `generated`, the same schema after
+    FastAPI's float conversion, holds them as floats."""
+    if isinstance(generated, dict) and isinstance(exact, dict):
+        for key, value in generated.items():
+            original = exact.get(key)
+            if (
+                key in _BOUNDS
+                and isinstance(value, float)
+                and isinstance(original, int)
+                and not isinstance(original, bool)
+                and float(original) == value
+            ):
+                generated[key] = original
+            else:
+                _restore_integer_bounds(value, original)
+    elif isinstance(generated, list) and isinstance(exact, list):
+        for item, original in zip(generated, exact, strict=False):
+            _restore_integer_bounds(item, original)
+
+
 def install_error_documentation(app: FastAPI) -> None:
     """Make `app.openapi()` return its generated document completed by `document_errors`."""
     generate = app.openapi
@@ -195,6 +243,9 @@ def install_error_documentation(app: FastAPI) -> None:
         document = app.openapi_schema
         if document is None:
             document = generate()
+            _restore_integer_bounds(
+                document.get("components", {}).get("schemas", {}), _exact_definitions(app)
+            )
             document_errors(document, throttled=_throttled_routes(app))
             app.openapi_schema = document
         return document
