@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi import checks
 
+from billfold.fx.schemas import QuoteRequest
 from billfold.identity.operators.payloads import (
     AccountUnfreezePayload,
     LedgerAdjustmentPayload,
@@ -172,9 +173,9 @@ def _accepted_by_model(model: type[BaseModel], body: dict[str, Any]) -> bool:
 
 
 def test_bodies_taking_exactly_one_answer_say_so_in_the_document(database_url: str) -> None:
-    """The second login step and a step-up answer take exactly one answer; the document
-    allowed both or none, which the API refuses with 422 (schemathesis:
-    positive_data_acceptance on POST /v1/sessions/mfa)."""
+    """The second login step, a step-up answer and an FX quote (a sell or a buy amount)
+    take exactly one; the document allowed both or none, which the API refuses with 422
+    (schemathesis: positive_data_acceptance on POST /v1/sessions/mfa)."""
     with api(database_url) as client:
         document = client.get("/openapi.json").json()
     one_of_three = [
@@ -194,9 +195,20 @@ def test_bodies_taking_exactly_one_answer_say_so_in_the_document(database_url: s
         {},
         {"totp_code": None, "signature": None},
     ]
+    sell_or_buy = [
+        {"sell_amount": "100"},
+        {"buy_amount": "100"},
+        {"sell_amount": "100", "buy_amount": None},
+        {"sell_amount": "100", "buy_amount": "100"},
+        {},
+    ]
     cases: list[tuple[type[BaseModel], dict[str, Any]]] = [
         *((MfaCompleteRequest, {"mfa_token": "bfu_mfa_x", **body}) for body in one_of_three),
         *((StepUpAnswerRequest, body) for body in one_of_two),
+        *(
+            (QuoteRequest, {"sell_currency": "EUR", "buy_currency": "USD", **body})
+            for body in sell_or_buy
+        ),
     ]
     for model, body in cases:
         reference = {"$ref": f"#/components/schemas/{model.__name__}"}
@@ -333,3 +345,20 @@ def test_the_last_event_id_header_documents_the_sequence_number_it_takes(
             answer = client.get("/v1/events/stream", headers=auth(key, **{"Last-Event-ID": value}))
             assert answer.status_code in (200, 422), answer.text
             assert validator.is_valid(value) == (answer.status_code == 200), (value, answer.text)
+
+
+def test_not_found_recipients_merchants_and_unsigned_notifications_are_documented(
+    database_url: str,
+) -> None:
+    """These answer 404 `recipient_not_found` / `merchant_not_found` and 401
+    `invalid_signature`, which the document did not list (status_code_conformance)."""
+    with api(database_url) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+    for path, status in [
+        ("/v1/me/p2p", "404"),
+        ("/v1/me/money-requests", "404"),
+        ("/v1/payments", "404"),
+        ("/v1/connectors/{provider}/notifications", "401"),
+    ]:
+        response = paths[path]["post"]["responses"][status]
+        assert "application/problem+json" in response["content"], (path, status)

@@ -70,7 +70,12 @@ PUBLIC_API = {
         "configure_logging",
     },
     "methods": {"MethodsMiddleware", "allowed_methods", "install_methods"},
-    "openapi": {"PROBLEM_SCHEMA", "document_errors", "install_error_documentation"},
+    "openapi": {
+        "PROBLEM_SCHEMA",
+        "document_errors",
+        "exactly_one_of",
+        "install_error_documentation",
+    },
     "problems": {"problem_response", "send_problem"},
     "rate_limit": {
         "RATE_LIMIT_KEYS_MAX_DEFAULT",

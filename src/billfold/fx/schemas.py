@@ -12,6 +12,7 @@ from billfold.fx.pricing import SPREAD_BPS_MAX
 from billfold.fx.rates import RateTable
 from billfold.fx.review import DecidedConversion
 from billfold.fx.service import Conversion
+from billfold.kit.http.openapi import exactly_one_of
 from billfold.kit.ids import format_id
 
 __all__ = [
@@ -50,6 +51,10 @@ class _Body(BaseModel):
 
 
 class QuoteRequest(_Body):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=exactly_one_of("sell_amount", "buy_amount")
+    )
+
     sell_currency: Currency
     buy_currency: Currency
     sell_amount: AmountText | None = None

@@ -91,6 +91,10 @@ RISK_ANSWERS: dict[int | str, dict[str, object]] = {
     },
 }
 
+RECIPIENT_NOT_FOUND: dict[int | str, dict[str, object]] = {
+    404: {"description": "`recipient_not_found`: no user of the tenant goes by that name."}
+}
+
 
 def _user_context(
     request: Request, device_id: uuid.UUID | None, step_up_token: str | None = None
@@ -123,7 +127,12 @@ async def _scoped(
 # -- merchants and the platform (API keys)
 
 
-@router.post("/payments", status_code=201, summary="Create a merchant payment.")
+@router.post(
+    "/payments",
+    status_code=201,
+    summary="Create a merchant payment.",
+    responses={404: {"description": "`merchant_not_found`: no such merchant of yours."}},
+)
 async def create_payment(
     body: MerchantPaymentCreate, caller: Writer, runtime: Runtime
 ) -> PaymentResponse:
@@ -325,7 +334,10 @@ async def withdraw(
 
 
 @router.post(
-    "/me/p2p", status_code=201, summary="Send money to another user.", responses=RISK_ANSWERS
+    "/me/p2p",
+    status_code=201,
+    summary="Send money to another user.",
+    responses={**RISK_ANSWERS, **RECIPIENT_NOT_FOUND},
 )
 async def send(
     body: P2PCreate,
@@ -391,7 +403,12 @@ async def my_payment(payment_id: str, user: EndUser, runtime: Runtime) -> Paymen
     return await explain(runtime, payment)
 
 
-@router.post("/me/money-requests", status_code=201, summary="Ask another user for money.")
+@router.post(
+    "/me/money-requests",
+    status_code=201,
+    summary="Ask another user for money.",
+    responses=RECIPIENT_NOT_FOUND,
+)
 async def request_money(
     body: MoneyRequestCreate, user: EndUser, runtime: Runtime
 ) -> MoneyRequestResponse:
@@ -473,6 +490,7 @@ async def decline(request_id: str, user: EndUser, runtime: Runtime) -> MoneyRequ
     NOTIFICATIONS_ROUTE,
     status_code=202,
     summary="A provider's signed notification (public): stored, applied by the worker.",
+    responses={401: {"description": "`invalid_signature`: not signed by the provider."}},
 )
 async def notification(provider: str, request: Request, runtime: Runtime) -> NotificationReceipt:
     body = await request.body()  # bounded by the application's body size limit

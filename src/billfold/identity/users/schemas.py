@@ -42,6 +42,7 @@ from billfold.identity.users.types import (
     STEP_UP_ID_PREFIX,
     USER_ID_PREFIX,
 )
+from billfold.kit.http.openapi import exactly_one_of
 from billfold.kit.ids import format_id
 from billfold.kit.money import AMOUNT_MAX
 
@@ -86,23 +87,6 @@ _BROWSER = ConfigDict(extra="ignore", populate_by_name=True)
 
 def _public_id(prefix: str) -> str:
     return f"^{prefix}_[0-9a-f]{{32}}$"
-
-
-def _exactly_one(*names: str) -> dict[str, Any]:
-    """The document's form of a validator that takes exactly one of `names` (the others
-    absent or null): without it, a body the schema allowed was refused with 422."""
-    return {
-        "oneOf": [
-            {
-                "required": [name],
-                "properties": {
-                    other: {"not": {"type": "null"}} if other == name else {"type": "null"}
-                    for other in names
-                },
-            }
-            for name in names
-        ]
-    }
 
 
 _CODE_LENGTH_MAX = 16
@@ -268,7 +252,7 @@ class MfaCompleteRequest(BaseModel):
     """The second step: exactly one of the three answers."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra=_exactly_one("totp_code", "recovery_code", "passkey")
+        extra="forbid", json_schema_extra=exactly_one_of("totp_code", "recovery_code", "passkey")
     )
 
     mfa_token: str = Field(min_length=1, max_length=USER_TOKEN_LENGTH_MAX)
@@ -509,7 +493,7 @@ class StepUpAnswerRequest(BaseModel):
     """Exactly one: the TOTP code, or the device's base64url signature."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra=_exactly_one("totp_code", "signature")
+        extra="forbid", json_schema_extra=exactly_one_of("totp_code", "signature")
     )
 
     totp_code: str | None = Field(default=None, min_length=1, max_length=_CODE_LENGTH_MAX)

@@ -32,7 +32,7 @@ from billfold.kit.http.rate_limit import throttle_sign_in
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["PROBLEM_SCHEMA", "document_errors", "install_error_documentation"]
+__all__ = ["PROBLEM_SCHEMA", "document_errors", "exactly_one_of", "install_error_documentation"]
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",
@@ -109,6 +109,24 @@ _HEADERS = {
 }
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+
+
+def exactly_one_of(*names: str) -> dict[str, Any]:
+    """The document's form of a body validator that takes exactly one of `names` (the
+    others absent or null), for a model's `json_schema_extra`: without it, a body the schema
+    allowed (none of them, or two) was refused with 422."""
+    return {
+        "oneOf": [
+            {
+                "required": [name],
+                "properties": {
+                    other: {"not": {"type": "null"}} if other == name else {"type": "null"}
+                    for other in names
+                },
+            }
+            for name in names
+        ]
+    }
 
 
 def _expected(method: str, operation: dict[str, Any], *, throttled: bool) -> Iterator[int]:
