@@ -130,7 +130,13 @@ def test_endpoints_are_listed_changed_rotated_and_deleted(database_url: str) -> 
         assert billfold.webhook_endpoints.delete(endpoint["id"]) is None
         with pytest.raises(NotFoundError):
             billfold.webhook_endpoints.get(endpoint["id"])
-        assert billfold.webhook_endpoints.list()["items"] == [{**second, "secret": None}]
+        # Its receiver's health (`failing_since`, `throttled_until`) is live: the server's
+        # worker may have tried to deliver the key events to it meanwhile.
+        live = ("failing_since", "throttled_until", "secret")
+        [listed] = billfold.webhook_endpoints.list()["items"]
+        assert {k: v for k, v in listed.items() if k not in live} == {
+            k: v for k, v in second.items() if k not in live
+        }
 
 
 def test_event_refusals_are_typed(database_url: str) -> None:
