@@ -538,6 +538,9 @@ def start_floor_server(*, port: int, workers: int, log: Any) -> subprocess.Popen
     )
 
 
+QUIET_LEVELS = frozenset({"warning", "error"})
+"""Server log levels at which uvicorn does not log a process starting."""
+
 STARTED_LINE = b"Application startup complete."
 """What uvicorn logs once a server process serves (one line per process)."""
 
@@ -548,9 +551,25 @@ def _processes_started(log: Any) -> int:
     return os.pread(log.fileno(), size, 0).count(STARTED_LINE)
 
 
-def wait_ready(base_url: str, server: subprocess.Popen[bytes], *, workers: int, log: Any) -> None:
+SETTLED_CPU_S = 0.02
+"""CPU a whole server session may spend in half a second once every process idles."""
+
+
+def _settled(session_id: int) -> bool:
+    """Whether the server's processes have stopped starting up: they spend (almost) no CPU
+    in half a second. uvicorn logs no line per process above the info level."""
+    before = sum(session_cpu_s(session_id).values())
+    time.sleep(0.5)
+    return sum(session_cpu_s(session_id).values()) - before < SETTLED_CPU_S
+
+
+def wait_ready(
+    base_url: str, server: subprocess.Popen[bytes], *, workers: int, quiet: bool, log: Any
+) -> None:
     """Until every server process serves: `/readyz` answers once the first one does, and
-    connections opened before the others start would all be served by that one."""
+    connections opened before the others start would all be served by that one. Each
+    process logs when it serves; a `quiet` server (above the info level) logs nothing, and
+    is ready once its processes idle."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -559,7 +578,7 @@ def wait_ready(base_url: str, server: subprocess.Popen[bytes], *, workers: int, 
             ready = httpx.get(f"{base_url}/readyz", timeout=1).status_code == 200
         except httpx.HTTPError:
             ready = False
-        if ready and _processes_started(log) >= workers:
+        if ready and (_settled(server.pid) if quiet else _processes_started(log) >= workers):
             return
         time.sleep(0.2)
     raise RuntimeError(
@@ -623,7 +642,13 @@ def run_server_phases(
     base_url = f"http://127.0.0.1:{port}"
     server = start_server(database_url, port=port, arguments=arguments, log=log)
     try:
-        wait_ready(base_url, server, workers=arguments.workers, log=log)
+        wait_ready(
+            base_url,
+            server,
+            workers=arguments.workers,
+            quiet=arguments.log_level in QUIET_LEVELS,
+            log=log,
+        )
         phases: dict[str, PhaseResult] = {}
         for name, hot in (("uniform", False), ("hot", True)):
             asyncio.run(checkpoint(bench_database_url()))
@@ -650,7 +675,7 @@ def run_floor_phase(
     with tempfile.TemporaryFile() as log:
         server = start_floor_server(port=port, workers=arguments.workers, log=log)
         try:
-            wait_ready(base_url, server, workers=arguments.workers, log=log)
+            wait_ready(base_url, server, workers=arguments.workers, quiet=False, log=log)
             progress(f"phase floor: {arguments.clients} connections for {arguments.seconds} s")
             plans = plans_for(fixture, base_url=base_url, hot=False, arguments=arguments)
             return run_phase(
