@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from billfold.connectors.signatures import CHALLENGE
 from payments.payments_support import World, fee_of, problem
 
 
@@ -146,6 +147,8 @@ def test_a_forged_or_stale_notification_is_refused(database_url: str) -> None:
         tampered = notification.body.replace(b"5000", b"9000")
         response = world.client.post(url, content=tampered, headers=notification.headers)
         problem(response, 401, "invalid_signature")
+        # RFC 9110: a 401 names the scheme that would be accepted.
+        assert response.headers["www-authenticate"] == CHALLENGE
         problem(world.client.post(url, content=notification.body), 401, "invalid_signature")
         stale = {"Billfold-Signature": "t=1000,v1=" + "0" * 64}
         problem(

@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from collections.abc import Mapping
 
 from billfold.kit.errors import Unauthorized
 
 __all__ = [
+    "CHALLENGE",
     "SIGNATURE_HEADER",
     "SIGNATURE_HEADER_LENGTH_MAX",
     "InvalidSignature",
@@ -25,11 +27,17 @@ __all__ = [
 SIGNATURE_HEADER = "Billfold-Signature"
 SIGNATURE_HEADER_LENGTH_MAX = 200
 _HEADER = re.compile(r"t=([0-9]{1,12}),v1=([0-9a-f]{64})", re.ASCII)
+CHALLENGE = 'BillfoldSignature realm="billfold-notifications"'
+"""The scheme a 401 names (RFC 9110 section 11.6.1: every 401 carries a challenge): the
+`Billfold-Signature` header, not an `Authorization` one."""
 
 
 class InvalidSignature(Unauthorized):
     code = "invalid_signature"
     title = "Invalid notification signature"
+
+    def response_headers(self) -> Mapping[str, str]:
+        return {"WWW-Authenticate": CHALLENGE}
 
 
 def sign(*, secret: bytes, timestamp_s: int, body: bytes) -> str:
