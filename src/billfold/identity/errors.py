@@ -24,7 +24,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from billfold.kit.auth import InsufficientScope
-from billfold.kit.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from billfold.kit.errors import (
+    BearerTokenRejected,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ValidationFailed,
+)
 
 __all__ = [
     "ApiKeyLimitReached",
@@ -39,7 +45,7 @@ __all__ = [
 ]
 
 
-class NotAuthenticated(Unauthorized):
+class NotAuthenticated(BearerTokenRejected):
     """No valid API key: missing, malformed, unknown, revoked, expired or of a suspended
     tenant. One error with one fixed message for all of them, so a caller probing keys
     learns nothing about which case it hit."""

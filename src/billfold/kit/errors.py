@@ -52,6 +52,7 @@ __all__ = [
     "PROBLEM_JSON",
     "PROBLEM_TYPE_BASE",
     "BadRequest",
+    "BearerTokenRejected",
     "BillfoldError",
     "BodyUnreadable",
     "Conflict",
@@ -149,6 +150,16 @@ class BadRequest(BillfoldError):
 class Unauthorized(BillfoldError):
     code = "unauthorized"
     status = 401
+    title = "Unauthorized"
+
+
+class BearerTokenRejected(Unauthorized):
+    """No valid bearer credential (RFC 6750). Its challenge (``response_headers``) is the
+    scheme and realm alone; when the request did present a bearer token, the handler adds
+    ``error="invalid_token"`` (section 3.1), which a request without one must not get. Every
+    other failure (unknown, revoked, expired, malformed) looks alike."""
+
+    code = "unauthorized"
     title = "Unauthorized"
 
 
@@ -340,8 +351,20 @@ async def _handle_billfold_error(request: Request, exc: Exception) -> Response:
         title=exc.title,
         detail=exc.detail,
         extensions=exc.extensions,
-        headers=exc.response_headers() or None,
+        headers=_headers_for(request, exc) or None,
     )
+
+
+def _headers_for(request: Request, exc: BillfoldError) -> Mapping[str, str]:
+    headers = exc.response_headers()
+    challenge = headers.get("WWW-Authenticate")
+    if challenge is None or not isinstance(exc, BearerTokenRejected):
+        return headers
+    values = request.headers.getlist("authorization")
+    scheme, _, token = values[0].strip().partition(" ") if len(values) == 1 else ("", "", "")
+    if scheme.lower() != "bearer" or not token.strip():
+        return headers
+    return {**headers, "WWW-Authenticate": f'{challenge}, error="invalid_token"'}
 
 
 async def _handle_request_validation_error(request: Request, exc: Exception) -> Response:

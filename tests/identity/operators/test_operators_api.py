@@ -132,8 +132,12 @@ def test_a_session_ends_on_logout_on_disable_and_on_expiry(database_url: str) ->
     assert disabled.json()["status"] == "disabled"
     for response in (expired, after_disable, after_logout):
         _assert_problem(response, 401, "unauthorized")
-        assert response.headers["www-authenticate"].startswith("Bearer")
+        # RFC 6750 section 3.1: the session was presented, and is not (or no longer) valid.
+        challenge = 'Bearer realm="billfold-operators", error="invalid_token"'
+        assert response.headers["www-authenticate"] == challenge
     _assert_problem(relogin, 401, "login_failed")
+    # A refused sign-in presented no token: the bare challenge.
+    assert relogin.headers["www-authenticate"] == 'Bearer realm="billfold-operators"'
 
 
 def test_roles_change_for_others_only_and_an_admin_always_remains(database_url: str) -> None:

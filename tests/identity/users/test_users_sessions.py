@@ -32,12 +32,16 @@ def test_an_access_token_proves_the_user_and_an_api_key_does_not(database_url: s
         with_api_key = client.get("/v1/me", headers=bearer(tenancy.test_key.secret))
         with_refresh_token = client.get("/v1/me", headers=bearer(tokens["refresh_token"]))
         user_on_backend_route = client.get("/v1/users", headers=bearer(tokens["access_token"]))
+        anonymous = client.get("/v1/me")
     assert me.status_code == 200
     assert me.json()["email"] == "ann@example.com"
     for response in (with_api_key, with_refresh_token):
         assert_problem(response, 401, "unauthorized")
-        assert response.headers["www-authenticate"] == 'Bearer realm="billfold-users"'
+        challenge = 'Bearer realm="billfold-users", error="invalid_token"'  # RFC 6750
+        assert response.headers["www-authenticate"] == challenge
     assert_problem(user_on_backend_route, 401, "unauthorized")
+    assert_problem(anonymous, 401, "unauthorized")
+    assert anonymous.headers["www-authenticate"] == 'Bearer realm="billfold-users"'
 
 
 def test_an_access_token_lives_fifteen_minutes(database_url: str) -> None:

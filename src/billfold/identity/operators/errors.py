@@ -39,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from billfold.kit.errors import (
+    BearerTokenRejected,
     Conflict,
     Forbidden,
     NotFound,
@@ -75,7 +76,7 @@ __all__ = [
 _OPERATORS_REALM = 'Bearer realm="billfold-operators"'
 
 
-class OperatorNotAuthenticated(Unauthorized):
+class OperatorNotAuthenticated(BearerTokenRejected):
     """No valid operator session: missing, malformed, unknown, expired, revoked, or of a
     disabled operator or suspended tenant. One fixed message for all, so probing tokens
     reveals nothing about which case it hit."""

@@ -44,6 +44,7 @@ from typing import TypeAlias, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.kit.errors import (
+    BearerTokenRejected,
     BillfoldError,
     Conflict,
     Forbidden,
@@ -104,7 +105,7 @@ def aftermath_of(error: BillfoldError) -> Aftermath | None:
     return error.aftermath if isinstance(error, HasAftermath) else None
 
 
-class UserNotAuthenticated(Unauthorized):
+class UserNotAuthenticated(BearerTokenRejected):
     """No valid end-user access token. One fixed message for every cause."""
 
     code = "unauthorized"
