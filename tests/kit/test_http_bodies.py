@@ -88,9 +88,13 @@ def test_malformed_json_and_other_media_types_are_left_to_the_route(client: Test
     assert plain.status_code == 415
 
 
-_names = st.text(max_size=8)
+_allowed = st.characters(
+    exclude_categories=["Cs"],  # surrogates
+    exclude_characters=[chr(0), *map(chr, range(0xFDD0, 0xFDF0))],
+).filter(lambda c: ord(c) & 0xFFFE != 0xFFFE)  # the last two of each plane
+_names = st.text(_allowed, max_size=8)
 _values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers() | st.text(_allowed, max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_names, inner, max_size=3),
     max_leaves=10,
 )
@@ -108,6 +112,55 @@ def test_any_repeated_name_is_found(value: dict[str, Any], data: st.DataObject) 
     members = [json.dumps(k) + ":" + json.dumps(v) for k, v in value.items()]
     members.append(json.dumps(name) + ":" + json.dumps(value[name]))
     problem = json_body_problem(("{" + ",".join(members) + "}").encode())
+    assert problem is not None and problem.code == "validation_failed"
+
+
+FORBIDDEN_CODE_POINTS = ["\x00", "\ud800", "\udfff", "\ufdd0", "\ufdef", "\ufffe", "\U0010ffff"]
+
+
+_FORBIDDEN_CASES = [
+    (code_point, ensure_ascii)
+    for code_point in FORBIDDEN_CODE_POINTS
+    for ensure_ascii in (True, False)
+    # A lone surrogate has no UTF-8 form: it can only be sent escaped.
+    if ensure_ascii or not 0xD800 <= ord(code_point) <= 0xDFFF
+]
+
+
+@pytest.mark.parametrize(("code_point", "ensure_ascii"), _FORBIDDEN_CASES, ids=ascii)
+@pytest.mark.parametrize("where", ["value", "name", "nested"])
+def test_a_forbidden_code_point_is_refused(
+    client: TestClient, code_point: str, ensure_ascii: bool, where: str
+) -> None:
+    """RFC 7493 section 2.1: no surrogates or noncharacters; and no U+0000 (PostgreSQL
+    cannot store it)."""
+    text = f"a{code_point}b"
+    value = {
+        "value": {"name": text},
+        "name": {text: 1},
+        "nested": {"list": [1, [{"deep": ["ok", text]}]]},
+    }[where]
+    body = json.dumps(value, ensure_ascii=ensure_ascii).encode()
+    response = _post(client, body)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["type"] == "json_forbidden_code_point"
+
+
+def test_escapes_of_allowed_code_points_pass(client: TestClient) -> None:
+    """A surrogate pair is one code point (here U+1F600); a backslash before `u0000` is
+    text, not an escape."""
+    body = b'{"smile": "\\ud83d\\ude00", "text": "\\\\u0000", "a": "\\u00e9"}'
+    response = _post(client, body)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"smile": "\U0001f600", "text": "\\u0000", "a": "\u00e9"}
+
+
+@given(st.dictionaries(_names, _values, min_size=1, max_size=5), st.data())
+def test_any_forbidden_code_point_is_found(value: dict[str, Any], data: st.DataObject) -> None:
+    code_point = data.draw(st.sampled_from(FORBIDDEN_CODE_POINTS))
+    name = data.draw(st.sampled_from(sorted(value)))
+    value[name] = [value[name], f"x{code_point}"]
+    problem = json_body_problem(json.dumps(value).encode())
     assert problem is not None and problem.code == "validation_failed"
 
 

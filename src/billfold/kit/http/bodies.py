@@ -8,11 +8,20 @@ sent as `application/json` or `application/…+json`) with a repeated member nam
 `validation_failed`, error type `json_duplicate_name`) or that is not UTF-8 (400
 `body_unreadable`), before any route reads it. Malformed JSON is left to the route's own
 reader, which answers it as before.
+
+I-JSON also forbids, in names and strings, the code points that are surrogates (an escaped
+`\ud800` with no pair, which no UTF-8 can carry) or noncharacters (U+FDD0 to U+FDEF and the
+last two of every plane). Billfold refuses U+0000 as well, which PostgreSQL cannot store in
+text. Such a body is 422 `validation_failed`, error type `json_forbidden_code_point`, one
+answer for every route, where before each field's own checks answered (or, for a field
+without any, stored it).
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -83,6 +92,34 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _NAME_SHOWN_MAX = 64
 """The most of a repeated member name the problem echoes (the body may be megabytes)."""
 
+_NONCHARACTERS = "".join(
+    f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}" for plane in range(17)
+)
+_FORBIDDEN = re.compile(f"[\x00\ud800-\udfff\ufdd0-\ufdef{_NONCHARACTERS}]")
+"""U+0000, surrogates and noncharacters (see the module)."""
+
+
+def _strings(value: object) -> Iterator[str]:
+    """Every member name and string in a parsed JSON value."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            yield name
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def _has_forbidden_code_point(text: str, value: object) -> bool:
+    """Whether `value`, parsed from `text`, holds a code point of `_FORBIDDEN`. Raw in the
+    text only noncharacters can be (JSON has no raw U+0000, UTF-8 no surrogates); the rest
+    come from `\\u` escapes, so only a text with one is walked."""
+    if _FORBIDDEN.search(text) is not None:
+        return True
+    return "\\u" in text and any(_FORBIDDEN.search(string) for string in _strings(value))
+
 
 def _not_utf8() -> BodyUnreadable:
     return BodyUnreadable("The body is not UTF-8 (RFC 8259 section 8.1).")
@@ -96,7 +133,7 @@ def json_body_problem(body: bytes) -> BadRequest | ValidationFailed | None:
     except UnicodeDecodeError:
         return _not_utf8()
     try:
-        json.loads(text, object_pairs_hook=_unique_members)
+        value = json.loads(text, object_pairs_hook=_unique_members)
     except _RepeatedNameError as repeated:
         return ValidationFailed(
             "The request has 1 invalid field.",
@@ -118,6 +155,18 @@ def json_body_problem(body: bytes) -> BadRequest | ValidationFailed | None:
         except (ValueError, RecursionError):
             return None
         return _not_utf8()
+    if _has_forbidden_code_point(text, value):
+        return ValidationFailed(
+            "The request has 1 invalid field.",
+            errors=[
+                {
+                    "loc": ["body"],
+                    "message": "A name or string holds U+0000, a surrogate or a noncharacter"
+                    " (RFC 7493 section 2.1).",
+                    "type": "json_forbidden_code_point",
+                }
+            ],
+        )
     return None
 
 
