@@ -6,6 +6,7 @@ refused (`fees_exceed_amount`) before the provider is charged."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from httpx import Response
@@ -36,6 +37,9 @@ def _top_up_raw(world: World, token: str, amount_json: str) -> Response:
         '"1000 "',
         '"1_000"',
         '"+1000"',
+        '"01000"',  # leading zeros: the document's pattern has none
+        '"0"',
+        '"4611686018427387905"',  # 2^62 + 1
         "true",
         "null",
     ],
@@ -61,6 +65,20 @@ def test_an_amount_may_be_a_json_integer_or_a_digit_string(database_url: str) ->
             assert response.json()["amount"] == "1000"
         world.deliver()
         assert world.wallet(ann)["available"] == 2_000
+
+
+def test_the_document_gives_the_amount_string_exactly_as_it_is_read(database_url: str) -> None:
+    """The pattern was `^[0-9]{1,19}$`: "0" and 19-digit strings past 2^62 were valid to
+    the document and refused by the API (schemathesis: positive_data_acceptance)."""
+    with World(database_url, fees=False) as world:
+        document = world.client.get("/openapi.json").json()
+    amount = document["components"]["schemas"]["TopUpCreate"]["properties"]["amount"]
+    text = next(option for option in amount["anyOf"] if option["type"] == "string")
+    pattern = re.compile(text["pattern"])
+    for value in ("1", "1000", str(2**62)):
+        assert pattern.fullmatch(value), value
+    for value in ("0", "01", str(2**62 + 1), "9" * 19):
+        assert pattern.fullmatch(value) is None, value
 
 
 def test_capture_and_refund_amounts_refuse_floats(database_url: str) -> None:

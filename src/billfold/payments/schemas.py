@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from billfold.kit.fields import JsonInt, decimal_pattern
 from billfold.ledger.schemas import StorableText
 
 __all__ = [
@@ -39,7 +40,8 @@ __all__ = [
 
 AMOUNT_MAX = 2**62
 """Payments fit a BIGINT column with room for sums."""
-_DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
+_DIGITS_PATTERN = decimal_pattern(AMOUNT_MAX, minimum=1)
+_DIGITS = re.compile(_DIGITS_PATTERN, re.ASCII)
 CURRENCY = r"^[A-Z0-9]{2,12}$"
 METADATA_KEYS_MAX = 20
 
@@ -47,7 +49,8 @@ METADATA_KEYS_MAX = 20
 def _amount(value: object) -> int:
     """A JSON integer or a string of ASCII digits, nothing else: a float (even 10.0, or
     one past 2^53 that JSON parsing already rounded), "10.0", " 10" or "1_000" is refused
-    rather than read as some other number of minor units."""
+    rather than read as some other number of minor units. The string is the documented
+    pattern's: no leading zeros, 1 to `AMOUNT_MAX`."""
     if isinstance(value, str) and _DIGITS.fullmatch(value):
         return int(value)
     if isinstance(value, int) and not isinstance(value, bool):
@@ -62,7 +65,7 @@ Amount = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                {"type": "string", "pattern": f"^{_DIGITS_PATTERN}$"},
                 {"type": "integer", "minimum": 1, "maximum": AMOUNT_MAX},
             ],
             "description": "Minor units, 1 to 2^62: a JSON integer or a string of digits.",
@@ -176,7 +179,7 @@ class MerchantPaymentCreate(_Request):
     metadata: dict[str, Annotated[str, Field(max_length=500)]] | None = Field(
         default=None, max_length=METADATA_KEYS_MAX
     )
-    expires_in_s: int | None = Field(default=None, ge=1, le=30 * 86_400)
+    expires_in_s: JsonInt | None = Field(default=None, ge=1, le=30 * 86_400)
     capture: Literal["automatic", "manual"] = "manual"
     split_rule_id: str | None = Field(default=None, pattern=r"^spl_[0-9a-f]{32}$")
 
@@ -209,18 +212,18 @@ class MoneyRequestCreate(_Request):
     amount: Amount
     currency: str = Field(pattern=CURRENCY)
     note: StorableText | None = Field(default=None, max_length=200)
-    expires_in_s: int = Field(default=7 * 86_400, ge=1, le=30 * 86_400)
+    expires_in_s: JsonInt = Field(default=7 * 86_400, ge=1, le=30 * 86_400)
 
 
 class SplitShare(_Request):
     merchant_id: str = Field(pattern=r"^mer_[0-9a-f]{32}$")
-    bps: int = Field(ge=1, le=10_000)
+    bps: JsonInt = Field(ge=1, le=10_000)
 
 
 class SplitRuleCreate(_Request):
     name: StorableText = Field(min_length=1, max_length=100)
     shares: list[SplitShare] = Field(min_length=1, max_length=10)
-    levels: int = Field(default=1, ge=1, le=3)
+    levels: JsonInt = Field(default=1, ge=1, le=3)
 
 
 class SplitRuleResponse(BaseModel):

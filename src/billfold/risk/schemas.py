@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from billfold.identity.operators.approvals import APPROVAL_ID_PREFIX
 from billfold.identity.operators.types import OPERATOR_ID_PREFIX
 from billfold.identity.schemas import datetime_from_ns
+from billfold.kit.fields import JsonInt
 from billfold.kit.ids import format_id
 from billfold.kit.pagination import Page
 from billfold.risk.changes import RULE_ID_PREFIX, RuleDraft
@@ -50,7 +51,7 @@ class RuleVersionRequest(BaseModel):
     expression: str = Field(min_length=1, max_length=EXPRESSION_LENGTH_MAX)
     """CEL over the features, as top-level variables: ``amount_major > 1000.0 && new_device``."""
     action: Action
-    score: int = Field(ge=0, le=1000)
+    score: JsonInt = Field(ge=0, le=1000)
     reason: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
     enforcement: Enforcement
     responses: list[Response] = Field(default_factory=list, max_length=len(Response))

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from billfold.kit.fields import JsonInt
 from billfold.ledger.schemas import StorableText
 
 __all__ = [
@@ -77,7 +78,7 @@ class SystemAccountsResponse(BaseModel):
 class HolderTierRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tier: int = Field(ge=0, le=3)
+    tier: JsonInt = Field(ge=0, le=3)
 
 
 class HolderTierResponse(BaseModel):

@@ -47,6 +47,7 @@ from billfold.identity.operators.models import PAYLOAD_LENGTH_MAX
 from billfold.identity.operators.permissions import ActionType
 from billfold.identity.types import Mode
 from billfold.kit.errors import ERRORS_LISTED_MAX, invariant
+from billfold.kit.fields import JsonInt
 from billfold.kit.ids import InvalidId, parse_id
 
 __all__ = [
@@ -141,7 +142,7 @@ class LedgerAdjustmentPayload(_Payload):
     credit_account_id: AccountId
     amount: Amount
     asset: str = Field(pattern=_ASSET)
-    code: int = Field(default=ADJUSTMENT_CODE_DEFAULT, ge=1, le=_CODE_MAX)
+    code: JsonInt = Field(default=ADJUSTMENT_CODE_DEFAULT, ge=1, le=_CODE_MAX)
 
     @model_validator(mode="after")
     def _accounts_differ(self) -> LedgerAdjustmentPayload:

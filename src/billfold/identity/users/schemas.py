@@ -42,6 +42,7 @@ from billfold.identity.users.types import (
     STEP_UP_ID_PREFIX,
     USER_ID_PREFIX,
 )
+from billfold.kit.fields import JsonInt
 from billfold.kit.http.openapi import exactly_one_of
 from billfold.kit.ids import format_id
 from billfold.kit.money import AMOUNT_MAX
@@ -448,7 +449,7 @@ class StepUpRequest(BaseModel):
 
     model_config = _STRICT
 
-    amount: int = Field(ge=1, le=AMOUNT_MAX, description="Minor units (an integer).")
+    amount: JsonInt = Field(ge=1, le=AMOUNT_MAX, description="Minor units (an integer).")
     currency: str = Field(pattern=r"^[A-Z0-9]{2,12}$")
     payee: str = Field(min_length=1, max_length=PAYEE_LENGTH_MAX)
     method: Literal["totp", "device"]

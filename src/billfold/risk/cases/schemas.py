@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from billfold.identity.schemas import datetime_from_ns
+from billfold.kit.fields import JsonInt
 from billfold.kit.ids import format_id
 from billfold.risk.cases.models import NOTE_LENGTH_MAX, RiskCaseNote, RiskCaseResolution
 from billfold.risk.cases.responses import RESPONSE_ID_PREFIX, detail_of
@@ -208,7 +209,7 @@ class ResponseCreateRequest(_Request):
     user_id: str = Field(pattern=r"^usr_[0-9a-f]{32}$")
     kind: ResponseKind
     reason: str = Field(min_length=1, max_length=_REASON_LENGTH_MAX)
-    limit_bps: int | None = Field(default=None, ge=0, le=BPS_WHOLE)
+    limit_bps: JsonInt | None = Field(default=None, ge=0, le=BPS_WHOLE)
     """For lower_limits: the share of each limit kept, in basis points (default: the
     setting `BILLFOLD_RISK_LOWER_LIMITS_BPS`)."""
 
