@@ -135,8 +135,8 @@ def test_a_refusal_executes_nothing(database_url: str) -> None:
         no_note = client.post(
             f"/v1/approvals/{approval_id}/refuse", json={}, headers=approver.headers
         )
-        nul_note = client.post(
-            f"/v1/approvals/{approval_id}/refuse", json={"note": "\u0000"}, headers=approver.headers
+        control_note = client.post(
+            f"/v1/approvals/{approval_id}/refuse", json={"note": "\u0001"}, headers=approver.headers
         )
         refused = client.post(
             f"/v1/approvals/{approval_id}/refuse",
@@ -147,8 +147,8 @@ def test_a_refusal_executes_nothing(database_url: str) -> None:
             f"/v1/approvals/{approval_id}/approve", headers=approver.headers
         )
     assert no_note.status_code == 422
-    assert nul_note.status_code == 422
-    assert nul_note.json()["code"] == "invalid_note"
+    assert control_note.status_code == 422
+    assert control_note.json()["code"] == "invalid_note"
     assert refused.status_code == 200, refused.text
     assert refused.json()["status"] == "refused"
     assert refused.json()["decision_note"] == "No ticket for this"
