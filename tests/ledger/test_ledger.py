@@ -15,6 +15,7 @@ from billfold.kit.clock import ManualClock
 from billfold.kit.settings import Settings
 from billfold.ledger.errors import AccountHasPendingBalance, AccountNotFound, BatchTooLarge
 from billfold.ledger.ledger import Ledger
+from billfold.ledger.state_machine import expiry_id
 from billfold.ledger.types import (
     AMOUNT_MAX,
     AccountFlags,
@@ -324,6 +325,42 @@ async def test_pending_transfers_expire_and_the_expiry_is_recorded(
     assert await ledger.lookup_transfers(tenant_id=tenant, ids=[expired[0].id]) == expired
     account = (await ledger.lookup_accounts(tenant_id=tenant, ids=[wallet]))[0]
     assert account.debits_pending == 20
+    assert await ledger.expire_pending() == []
+    assert (await ledger.verify(grace_s=0)).ok
+
+
+async def test_a_transfer_squatting_an_expiry_id_does_not_stop_the_sweep(
+    clocked_ledger: tuple[Ledger, ManualClock],
+) -> None:
+    """An expiry's id is derived from its pending transfer's, which anyone can do: a
+    tenant that used it for a transfer of its own made recording the expiry break the
+    unique id, which failed the whole sweep, and so every tenant's expiries, for ever."""
+    ledger, clock = clocked_ledger
+    squatter, victim = uuid.uuid4(), uuid.uuid4()
+    own_debit, own_credit = await _accounts(ledger, squatter, 0, 0)
+    debit, credit = await _accounts(ledger, victim, 0, 0)
+    held = _transfer(victim, debit, credit, 5, flags=TransferFlags.PENDING, timeout_s=1)
+    own = _transfer(squatter, own_debit, own_credit, 7, flags=TransferFlags.PENDING, timeout_s=1)
+    squat = NewTransfer(
+        id=expiry_id(own.id),
+        tenant_id=squatter,
+        debit_account_id=own_debit,
+        credit_account_id=own_credit,
+        amount=1,
+        ledger="USD",
+        code=1,
+    )
+    results = await ledger.create_transfers([held, own, squat])
+    assert [r.status for r in results] == [Status.OK] * 3
+    clock.advance(seconds=5)
+    expired = await ledger.expire_pending()
+    assert sorted(t.pending_id.int for t in expired if t.pending_id) == sorted(
+        [held.id.int, own.id.int]
+    )
+    assert squat.id not in {t.id for t in expired}
+    for tenant, account in ((victim, debit), (squatter, own_debit)):
+        [after] = await ledger.lookup_accounts(tenant_id=tenant, ids=[account])
+        assert after.debits_pending == 0
     assert await ledger.expire_pending() == []
     assert (await ledger.verify(grace_s=0)).ok
 

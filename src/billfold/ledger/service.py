@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from billfold.kit.clock import Clock
 from billfold.kit.errors import invariant
+from billfold.kit.ids import new_id
 from billfold.ledger.cache import AccountCache
 from billfold.ledger.errors import AccountHasPendingBalance, AccountNotFound, BatchTooLarge
 from billfold.ledger.repository import LedgerReader, LedgerWriteTransaction
@@ -22,6 +23,7 @@ from billfold.ledger.state_machine import (
     apply_accounts,
     apply_expiries,
     apply_transfers,
+    expiry_id,
 )
 from billfold.ledger.types import (
     BATCH_SIZE_MAX,
@@ -175,10 +177,17 @@ async def expire_pending_transfers(
     account_ids = {t.debit_account_id for t in due} | {t.credit_account_id for t in due}
     accounts = await transaction.lock_accounts(account_ids)
     statuses = await transaction.pending_statuses([t.id for t in due])
+    # Anyone can derive an expiry's id, so a client may already have used it for a transfer
+    # of its own; recording the expiry under it failed the whole sweep, every tenant's
+    # expiries with it, at every interval. Such an expiry takes a fresh id instead (the
+    # pending transfer's status, not the id, makes it happen once).
+    derived = {t.id: expiry_id(t.id) for t in due}
+    taken = {t.id for t in await transaction.transfers_by_id(set(derived.values()))}
+    ids = {pending: new_id() if i in taken else i for pending, i in derived.items()}
     snapshot = Snapshot(
         last_timestamp, {a.id: a for a in accounts}, {t.id: t for t in due}, statuses
     )
-    expired, effects = apply_expiries(snapshot, due, now_ns=now_ns)
+    expired, effects = apply_expiries(snapshot, due, now_ns=now_ns, ids=ids)
     await _write(transaction, effects)
     return expired
 

@@ -11,7 +11,7 @@ in-memory state when any member of the chain fails.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -504,8 +504,8 @@ class _Machine:
         self._set_pending_status(pending.id, PendingStatus.POSTED if post else PendingStatus.VOIDED)
         return TransferResult(index, new.id, _OK, timestamp, amount)
 
-    def expire(self, pending: Transfer) -> Transfer:
-        """Record the void of a pending transfer whose timeout has passed."""
+    def expire(self, pending: Transfer, transfer_id: uuid.UUID) -> Transfer:
+        """Record the void of a pending transfer whose timeout has passed, as `transfer_id`."""
         invariant(
             self.pending_status.get(pending.id) is PendingStatus.PENDING,
             "only an open pending transfer expires",
@@ -515,7 +515,7 @@ class _Machine:
         credit = self.accounts[pending.credit_account_id]
         self._resolve(pending, 0)
         transfer = Transfer(
-            id=expiry_id(pending.id),
+            id=transfer_id,
             tenant_id=pending.tenant_id,
             debit_account_id=pending.debit_account_id,
             credit_account_id=pending.credit_account_id,
@@ -581,15 +581,21 @@ class _Machine:
 
 
 def apply_expiries(
-    snapshot: Snapshot, pendings: Sequence[Transfer], *, now_ns: int
+    snapshot: Snapshot,
+    pendings: Sequence[Transfer],
+    *,
+    now_ns: int,
+    ids: Mapping[uuid.UUID, uuid.UUID] | None = None,
 ) -> tuple[list[Transfer], Effects]:
-    """Void every given pending transfer that is still open and past its timeout."""
+    """Void every given pending transfer that is still open and past its timeout. Each
+    void's id is `ids[pending id]` if given, else `expiry_id(pending id)`."""
     machine = _Machine(snapshot, now_ns)
     expired: list[Transfer] = []
     for pending in pendings:
         still_open = machine.pending_status.get(pending.id) is PendingStatus.PENDING
         if still_open and pending.expires_at is not None and pending.expires_at <= now_ns:
-            expired.append(machine.expire(pending))
+            transfer_id = (ids or {}).get(pending.id) or expiry_id(pending.id)
+            expired.append(machine.expire(pending, transfer_id))
     machine.effects.freeze(machine.last_timestamp)
     return expired, machine.effects
 
