@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from billfold.kit.ids import new_id
+from billfold.kit.pagination import encode_cursor
 from billfold.ledger.errors import HistoryNotKept
 from billfold.ledger.ledger import Ledger
 from billfold.ledger.types import NewAccount, NewTransfer
@@ -137,6 +138,30 @@ def test_query_parameters_out_of_bounds_are_4xx(database_url: str, query: str) -
         response = client.get(f"/v1/accounts/{wallet}/{path}?{query}", headers=auth(keys.reader))
     assert response.status_code in (400, 422)
     assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("position", [2**63, 2**70, -1, -(2**63) - 1])
+def test_a_forged_cursor_beyond_any_timestamp_is_400_not_500(
+    database_url: str, position: int
+) -> None:
+    """Cursors are not signed: one holding a number no BIGINT holds reached the database,
+    which refused it with a 500 (SQLite: too large to convert; asyncpg: out of range)."""
+    keys = make_keys(database_url)
+    cursor = encode_cursor([position])
+    with api(database_url) as client:
+        wallet = open_account(client, keys.writer, flags=["history"])["id"]
+        post_transfer(
+            client, keys.writer, transfer(wallet, open_account(client, keys.writer)["id"])
+        )
+        for path in (
+            "/v1/accounts",
+            f"/v1/accounts/{wallet}/transfers",
+            f"/v1/accounts/{wallet}/transfers?order=desc",
+            f"/v1/accounts/{wallet}/balance-history",
+        ):
+            separator = "&" if "?" in path else "?"
+            response = client.get(f"{path}{separator}cursor={cursor}", headers=auth(keys.reader))
+            assert_problem(response, 400, "invalid_cursor")
 
 
 # ----------------------------------------------------------------------------- the ledger

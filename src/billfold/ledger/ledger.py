@@ -407,6 +407,8 @@ def _timestamp_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
     values = decode_cursor(cursor)
-    if len(values) != 1 or not isinstance(values[0], int):
+    # Cursors are not signed: a forged one holding a number no BIGINT holds reached the
+    # database, which refused it (a 500) instead of the cursor being refused (a 400).
+    if len(values) != 1 or not isinstance(values[0], int) or not 0 <= values[0] <= TIMESTAMP_BOUND:
         raise InvalidCursor("not a cursor for this list")
     return values[0]
