@@ -115,6 +115,29 @@ def test_bad_input_is_a_clear_4xx(database_url: str) -> None:
         assert last.status_code == 422
 
 
+def test_text_the_database_cannot_store_is_a_422_not_a_500(database_url: str) -> None:
+    """PostgreSQL refuses U+0000 in text: such a description, URL or type filter used to
+    fail there with a 500 (and was stored on SQLite)."""
+    full, _, _ = keys(database_url)
+    with client(database_url) as api:
+        target = "http://127.0.0.1:9/hooks"
+        for body in (
+            {"url": target, "description": "a\u0000b"},
+            {"url": f"{target}/\u0000"},
+        ):
+            created = api.post("/v1/webhook-endpoints", json=body, headers=auth(full))
+            assert_problem(created, 422, "validation_failed")
+        endpoint = api.post("/v1/webhook-endpoints", json={"url": target}, headers=auth(full))
+        path = f"/v1/webhook-endpoints/{endpoint.json()['id']}"
+        changed = api.patch(path, json={"description": "\u0000"}, headers=auth(full))
+        assert_problem(changed, 422, "validation_failed")
+        for kind in ("a%00b", "transfer.posted"):  # a type filter is an event type
+            listed = api.get(f"/v1/events?type={kind}", headers=auth(full))
+            assert_problem(listed, 422, "validation_failed")
+        posted = api.get("/v1/events?type=com.billfold.transfer.posted.v1", headers=auth(full))
+        assert posted.status_code == 200 and posted.json()["items"] == []
+
+
 def test_a_live_stream_sends_an_aggregates_events_and_resumes_after_the_last_id(
     database_url: str,
 ) -> None:

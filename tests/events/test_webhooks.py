@@ -4,9 +4,11 @@ per aggregate, and SSRF refusals."""
 
 from __future__ import annotations
 
+import gzip
 import importlib.abc
 import json
 import random
+import socket
 import sys
 import time
 import uuid
@@ -462,6 +464,105 @@ async def test_a_target_that_became_private_is_refused_at_delivery(
                 [attempt] = list(await session.scalars(select(WebhookAttempt)))
     assert receiver.received == []
     assert attempt.status_code is None and (attempt.error or "").startswith("refused")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"https://{'a' * 64}.example.com/hook",  # a label is at most 63 characters
+        "https://a..example.com/hook",
+        "https://203.0.113.9/hook\x01",  # no HTTP client sends a control character
+    ],
+)
+async def test_urls_that_cannot_be_sent_are_refused(url: str) -> None:
+    """They used to pass, or to fail with a 500 rather than a refusal."""
+    with pytest.raises(UnsafeWebhookUrl):
+        await resolve_target(url, allow_private=True)
+
+
+async def test_an_endpoint_whose_url_cannot_be_sent_does_not_hold_up_the_others(
+    isolated_database_url: str,
+) -> None:
+    """One saved before its URL was checked as the sender sends it: its deliveries fail
+    (and are retried); the others' are sent and recorded. Its URL used to fail the whole
+    round, so what the others were sent was never recorded, and was sent again and again."""
+    with Receiver() as good, Receiver() as bad:
+        async with harness(isolated_database_url, clock=ManualClock()) as h:
+            await add_endpoint(h, good.url)
+            broken = await add_endpoint(h, bad.url)
+            async with h.unit_of_work.begin() as session:
+                stored = await session.get(WebhookEndpoint, broken.id)
+                assert stored is not None
+                stored.url = f"{bad.url}/\x01"
+            await emit_event(h)
+            await h.worker.drain()
+            rows = {row.endpoint_id: row for row in await deliveries(h)}
+            async with h.unit_of_work.read() as session:
+                [refused] = list(
+                    await session.scalars(
+                        select(WebhookAttempt).where(
+                            WebhookAttempt.delivery_id == rows[broken.id].id
+                        )
+                    )
+                )
+    assert len(good.received) == 1 and bad.received == []
+    assert sorted(row.status for row in rows.values()) == ["pending", "succeeded"]
+    assert rows[broken.id].attempts == 1
+    assert (refused.error or "").startswith("refused: not a valid URL")
+
+
+async def test_an_internationalized_host_is_resolved_and_named_in_its_ascii_form(
+    isolated_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The `Host` header (and TLS SNI) carry the IDNA A-labels, as HTTP requires: a Unicode
+    host name used to make the request fail to build, and with it the whole round."""
+    lookup = socket.getaddrinfo
+    asked: list[str | bytes | None] = []
+
+    def resolving(host: str | bytes | None, *arguments: Any, **keywords: Any) -> Any:
+        asked.append(host)
+        if host in ("xn--bcher-kva.example", "bücher.example"):
+            host = "127.0.0.1"
+        return lookup(host, *arguments, **keywords)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolving)
+    with Receiver() as receiver:
+        port = receiver.url.split(":")[2].split("/")[0]
+        async with harness(isolated_database_url, clock=ManualClock()) as h:
+            await add_endpoint(h, f"http://bücher.example:{port}/hooks")
+            await emit_event(h)
+            await h.worker.drain()
+            [delivery] = await deliveries(h)
+    assert delivery.status == "succeeded"
+    [request] = receiver.received
+    assert request.headers["host"] == f"xn--bcher-kva.example:{port}"
+    assert "bücher.example" not in asked
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [(b"ok\x00", {}), (gzip.compress(b"ok"), {"content-encoding": "gzip"})],
+    ids=["nul", "gzip"],
+)
+async def test_an_answer_holding_nul_bytes_is_logged_and_its_delivery_completes(
+    isolated_database_url: str, body: bytes, headers: dict[str, str]
+) -> None:
+    """PostgreSQL cannot store U+0000 in text: an answer with such a byte (a gzip body has
+    several) used to fail the round's record, so the delivery was sent again and again.
+    The sender asks for answers uncompressed: the log keeps their first bytes as sent."""
+    with Receiver(lambda _: Reply(status=200, headers=headers, body=body)) as receiver:
+        async with harness(isolated_database_url, clock=ManualClock()) as h:
+            await add_endpoint(h, receiver.url)
+            await emit_event(h)
+            await h.worker.drain()
+            [delivery] = await deliveries(h)
+            async with h.unit_of_work.read() as session:
+                [attempt] = list(await session.scalars(select(WebhookAttempt)))
+    assert delivery.status == "succeeded"
+    assert attempt.status_code == 200 and "\x00" not in (attempt.response_body or "")
+    assert attempt.response_body == body.decode(errors="replace").replace("\x00", "\ufffd")
+    [request] = receiver.received
+    assert request.headers["accept-encoding"] == "identity"
 
 
 async def test_a_checked_address_is_reused_for_a_while_then_checked_again(

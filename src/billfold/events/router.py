@@ -30,7 +30,12 @@ from billfold.events.schemas import (
     ReplayResponse,
 )
 from billfold.events.secrets import keystore_configured
-from billfold.events.types import EVENT_ID_PREFIX, cloudevent_json
+from billfold.events.types import (
+    EVENT_ID_PREFIX,
+    EVENT_TYPE_PATTERN,
+    TYPE_LENGTH_MAX,
+    cloudevent_json,
+)
 from billfold.identity.auth import get_unit_of_work
 from billfold.keys.keyring import Keyring
 from billfold.kit.auth import Principal, require_scopes
@@ -283,7 +288,9 @@ async def list_events(
     limit: Limit = None,
     cursor: Cursor = None,
     aggregate: Aggregate = None,
-    type: Annotated[str | None, Query(max_length=128)] = None,
+    type: Annotated[
+        str | None, Query(max_length=TYPE_LENGTH_MAX, pattern=EVENT_TYPE_PATTERN)
+    ] = None,
 ) -> EventPage:
     size = clamp_page_size(limit)
     async with unit_of_work.begin() as session:

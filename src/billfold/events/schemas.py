@@ -11,7 +11,9 @@ from billfold.events.service import DESCRIPTION_LENGTH_MAX, EVENT_TYPES_FILTER_M
 from billfold.events.ssrf import URL_LENGTH_MAX
 from billfold.events.types import ENDPOINT_ID_PREFIX, EVENT_ID_PREFIX, Event, cloudevent
 from billfold.events.webhooks import BATCH_SIZE_MAX
+from billfold.kit.fields import JsonInt
 from billfold.kit.ids import format_id
+from billfold.ledger.schemas import StorableText
 
 __all__ = [
     "DELIVERY_ID_PREFIX",
@@ -35,14 +37,14 @@ EventTypes = list[str]
 
 class EndpointCreateRequest(BaseModel):
     model_config = _STRICT
-    url: str = Field(min_length=1, max_length=URL_LENGTH_MAX)
-    description: str = Field(default="", max_length=DESCRIPTION_LENGTH_MAX)
+    url: StorableText = Field(min_length=1, max_length=URL_LENGTH_MAX)
+    description: StorableText = Field(default="", max_length=DESCRIPTION_LENGTH_MAX)
     event_types: EventTypes = Field(
         default_factory=list,
         max_length=EVENT_TYPES_FILTER_MAX,
         description="Types to deliver (com.billfold.transfer.posted.v1, …); empty: all.",
     )
-    batch_size_max: int = Field(
+    batch_size_max: JsonInt = Field(
         default=1,
         ge=1,
         le=BATCH_SIZE_MAX,
@@ -54,11 +56,11 @@ class EndpointCreateRequest(BaseModel):
 
 class EndpointUpdateRequest(BaseModel):
     model_config = _STRICT
-    url: str | None = Field(default=None, min_length=1, max_length=URL_LENGTH_MAX)
-    description: str | None = Field(default=None, max_length=DESCRIPTION_LENGTH_MAX)
+    url: StorableText | None = Field(default=None, min_length=1, max_length=URL_LENGTH_MAX)
+    description: StorableText | None = Field(default=None, max_length=DESCRIPTION_LENGTH_MAX)
     event_types: EventTypes | None = Field(default=None, max_length=EVENT_TYPES_FILTER_MAX)
     status: Literal["enabled", "disabled"] | None = None
-    batch_size_max: int | None = Field(default=None, ge=1, le=BATCH_SIZE_MAX)
+    batch_size_max: JsonInt | None = Field(default=None, ge=1, le=BATCH_SIZE_MAX)
 
 
 class EndpointResponse(BaseModel):

@@ -12,6 +12,8 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import httpx
+
 from billfold.kit.errors import ValidationFailed
 
 __all__ = ["ResolvedTarget", "UnsafeWebhookUrl", "address_is_public", "resolve_target"]
@@ -75,13 +77,16 @@ def address_is_public(address: str) -> bool:
 
 
 def split_url(url: str, *, allow_private: bool) -> tuple[str, str, int, str]:
-    """Scheme, host, port and path+query of a webhook URL, or `UnsafeWebhookUrl`."""
+    """Scheme, host, port and path+query of a webhook URL, or `UnsafeWebhookUrl`. The host
+    is in its ASCII form (an internationalized name's IDNA A-labels, `xn--…`): the name
+    that is resolved, and the one the `Host` header and TLS SNI carry."""
     if len(url) > URL_LENGTH_MAX:
         raise UnsafeWebhookUrl(f"a webhook URL is at most {URL_LENGTH_MAX} characters")
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as error:
+        httpx.URL(url)  # what the sender can send (no control characters, …)
+    except (ValueError, httpx.InvalidURL) as error:
         raise UnsafeWebhookUrl("not a valid URL") from error
     allowed = ("https", "http") if allow_private else ("https",)
     if parts.scheme not in allowed:
@@ -90,8 +95,12 @@ def split_url(url: str, *, allow_private: bool) -> tuple[str, str, int, str]:
         raise UnsafeWebhookUrl("a webhook URL names a host and carries no credentials")
     if parts.fragment:
         raise UnsafeWebhookUrl("a webhook URL has no fragment")
+    try:
+        host = parts.hostname.encode("idna").decode("ascii")
+    except UnicodeError as error:  # an empty label, one over 63 characters, …
+        raise UnsafeWebhookUrl("not a valid host name") from error
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), path
+    return parts.scheme, host, port or (443 if parts.scheme == "https" else 80), path
 
 
 async def resolve_target(url: str, *, allow_private: bool) -> ResolvedTarget:

@@ -501,6 +501,9 @@ class WebhookSender:
             follow_redirects=False,
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
             trust_env=False,
+            # The delivery log keeps the response's first bytes as they come (`aiter_raw`):
+            # ask for them uncompressed, or a receiver's gzip is what the log shows.
+            headers={"accept-encoding": "identity"},
         )
         self.delivered = 0
 
@@ -738,7 +741,10 @@ class WebhookSender:
         retry_after = retry_after_s(
             response.headers.get("retry-after"), now_s=attempted_at / NANOSECONDS_PER_SECOND
         )
-        return response.status_code, kept.decode(errors="replace"), retry_after
+        # PostgreSQL cannot store U+0000 in text: one such byte in an answer used to fail the
+        # round's record, so its deliveries (every endpoint's) were sent again and again.
+        text = kept.decode(errors="replace").replace("\x00", "\ufffd")
+        return response.status_code, text, retry_after
 
     async def _record(
         self, outcomes: Sequence[Outcome], health: Mapping[uuid.UUID, _Health]
