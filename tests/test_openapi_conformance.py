@@ -95,6 +95,13 @@ def test_integer_bounds_are_documented_exactly_as_the_request_models_check_them(
         assert timeout_max == INT64_MAX
         amount = properties["amount"]["anyOf"][0]["anyOf"]
         assert {"type": "integer", "minimum": 0, "maximum": AMOUNT_MAX} in amount
+        # The string form, exactly as read: 0 to 2^127-1 without leading zeros (the
+        # pattern was `^[0-9]{1,39}$`, which admitted 39-digit numbers past the maximum).
+        [text] = [option["pattern"] for option in amount if option["type"] == "string"]
+        for value in ("0", "7", str(AMOUNT_MAX)):
+            assert re.fullmatch(text, value), value
+        for value in ("07", str(AMOUNT_MAX + 1), "9" * 39):
+            assert re.fullmatch(text, value) is None, value
 
         debit = open_account(client, keys.writer)["id"]
         credit = open_account(client, keys.writer)["id"]

@@ -106,6 +106,8 @@ def test_the_same_id_with_other_fields_is_a_409(database_url: str) -> None:
         {"ledger": "USD", "code": 1, "flags": "history"},
         {"ledger": "USD", "code": -1},
         {"ledger": "USD", "code": "1x"},
+        {"ledger": "USD", "code": "1"},
+        {"ledger": "USD", "code": True},
         {"ledger": "USD"},
         {"ledger": "USD", "code": 1, "unexpected": True},
         {"ledger": "", "code": 1},

@@ -73,7 +73,7 @@ def test_amounts_up_to_2_to_the_127_minus_1_travel_as_strings(database_url: str)
 
 @pytest.mark.parametrize(
     "amount",
-    [-1, "-1", 2**127, str(2**127), "1.5", 1.5, "1e3", " 1", "", True, None, [], "0x10"],
+    [-1, "-1", 2**127, str(2**127), "1.5", 1.5, "1e3", " 1", "", True, None, [], "0x10", "010"],
 )
 def test_bad_amounts_are_refused_and_nothing_moves(database_url: str, amount: object) -> None:
     keys = make_keys(database_url)
@@ -184,6 +184,10 @@ def test_a_hold_is_posted_in_part_with_fields_taken_from_it(database_url: str) -
         {"flags": ["teleport"]},
         {"code": -1},
         {"timeout_s": -1},
+        {"code": "1"},
+        {"code": True},
+        {"flags": ["pending"], "timeout_s": "60"},
+        {"flags": ["pending"], "timeout_s": True},
         {"ledger": "X" * 65},
         {"amount": "10", "amont": "10"},
         {"user_data": "a\x00b"},

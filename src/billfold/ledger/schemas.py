@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from billfold.kit.errors import PROBLEM_JSON
+from billfold.kit.fields import JsonInt, decimal_pattern
 from billfold.kit.ids import format_id, new_id
 from billfold.kit.pagination import Page
 from billfold.ledger.types import (
@@ -75,8 +76,8 @@ _ASSET_CODE_LENGTH_MAX = 64
 _INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
 _FLAG_NAMES_MAX = 8
-_AMOUNT_DIGITS_MAX = len(str(AMOUNT_MAX))
-_AMOUNT_TEXT = re.compile(rf"[0-9]{{1,{_AMOUNT_DIGITS_MAX}}}", re.ASCII)
+_AMOUNT_PATTERN = decimal_pattern(AMOUNT_MAX, minimum=0)
+_AMOUNT_TEXT = re.compile(_AMOUNT_PATTERN, re.ASCII)
 
 AccountFlagName = Literal[
     "debits_must_not_exceed_credits", "credits_must_not_exceed_debits", "history"
@@ -111,7 +112,9 @@ def _amount(value: object) -> object:
         raise ValueError("an amount is a non-negative integer: a JSON integer or a digit string")
     if isinstance(value, str):
         if not _AMOUNT_TEXT.fullmatch(value):
-            raise ValueError("an amount string holds only the digits 0-9 (at most 39)")
+            raise ValueError(
+                "an amount string is 0 to 2^127-1 in the digits 0-9, without leading zeros"
+            )
         value = int(value)
     if value < 0:
         raise ValueError("an amount must not be negative")
@@ -126,25 +129,13 @@ AmountIn = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "pattern": f"^[0-9]{{1,{_AMOUNT_DIGITS_MAX}}}$"},
+                {"type": "string", "pattern": f"^{_AMOUNT_PATTERN}$"},
                 {"type": "integer", "minimum": 0, "maximum": AMOUNT_MAX},
             ],
             "description": "Minor units, 0 to 2^127-1: a digit string (preferred) or an integer.",
         }
     ),
 ]
-
-
-def _no_boolean(value: object) -> object:
-    """JSON's `true` and `false` are no integers (the document says `integer`); pydantic
-    would read them as 1 and 0, so `"code": true` opened an account or moved money with
-    code 1."""
-    if isinstance(value, bool):
-        raise ValueError("expected an integer, not true or false")
-    return value
-
-
-_JsonInt = Annotated[int, BeforeValidator(_no_boolean)]
 
 
 def _storable(text: str) -> str:
@@ -194,7 +185,7 @@ class AccountCreateRequest(_Request):
         description="The asset: an ISO 4217 code or a custom one, 2-12 of A-Z and 0-9.",
         examples=["USD"],
     )
-    code: _JsonInt = Field(ge=0, le=_INT32_MAX, description="The account type, 1-65535.")
+    code: JsonInt = Field(ge=0, le=_INT32_MAX, description="The account type, 1-65535.")
     flags: list[AccountFlagName] = Field(default_factory=list, max_length=_FLAG_NAMES_MAX)
     owner_ref: StorableText | None = Field(
         default=None, max_length=_TEXT_LENGTH_MAX, description="Whose account, up to 128."
@@ -285,14 +276,14 @@ class TransferCreateRequest(_Request):
     ledger: StorableText | None = Field(
         default=None, min_length=1, max_length=_ASSET_CODE_LENGTH_MAX
     )
-    code: Annotated[int, Field(ge=0, le=_INT32_MAX), BeforeValidator(_no_boolean)] | None = Field(
+    code: Annotated[JsonInt, Field(ge=0, le=_INT32_MAX)] | None = Field(
         default=None, description="Why it moves, 1-65535."
     )
     flags: list[TransferFlagName] = Field(default_factory=list, max_length=_FLAG_NAMES_MAX)
     pending_id: str | None = _id_field(
         TRANSFER_ID_PREFIX, "For post_pending and void_pending: the pending transfer."
     )
-    timeout_s: _JsonInt = Field(
+    timeout_s: JsonInt = Field(
         default=0, ge=0, le=_INT64_MAX, description="For pending: seconds until it expires."
     )
     user_data: StorableText | None = Field(

@@ -47,7 +47,7 @@ from billfold.identity.operators.models import PAYLOAD_LENGTH_MAX
 from billfold.identity.operators.permissions import ActionType
 from billfold.identity.types import Mode
 from billfold.kit.errors import ERRORS_LISTED_MAX, invariant
-from billfold.kit.fields import JsonInt
+from billfold.kit.fields import JsonInt, decimal_pattern
 from billfold.kit.ids import InvalidId, parse_id
 
 __all__ = [
@@ -77,7 +77,7 @@ AMOUNT_MAX: Final = 2**127 - 1
 ADJUSTMENT_CODE_DEFAULT = 9000
 """The ledger code a manual adjustment is recorded with unless the request names one."""
 _CODE_MAX = 65_535
-_AMOUNT_DIGITS_MAX = 39
+_AMOUNT_PATTERN = decimal_pattern(AMOUNT_MAX, minimum=1)
 _PUBLIC_ID = r"^[a-z]{2,8}_[0-9a-f]{32}$"
 _ASSET = r"^[A-Z0-9]{2,12}$"
 
@@ -87,11 +87,9 @@ def _amount(value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError("an amount is a positive integer: a JSON integer or a digit string")
     text = str(value)
-    if not re.fullmatch(rf"[0-9]{{1,{_AMOUNT_DIGITS_MAX}}}", text, re.ASCII):
-        raise ValueError(f"an amount holds only the digits 0-9 (at most {_AMOUNT_DIGITS_MAX})")
-    if not 0 < int(text) <= AMOUNT_MAX:
-        raise ValueError("an amount is from 1 to 2^127-1")
-    return str(int(text))  # no leading zeros: one spelling per amount
+    if not re.fullmatch(_AMOUNT_PATTERN, text, re.ASCII):
+        raise ValueError("an amount is from 1 to 2^127-1, in the digits 0-9 without leading zeros")
+    return text
 
 
 def _account_id(value: object) -> str:
@@ -112,11 +110,7 @@ Amount = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {
-                    "type": "string",
-                    "pattern": "^0*[1-9][0-9]*$",
-                    "maxLength": _AMOUNT_DIGITS_MAX,
-                },
+                {"type": "string", "pattern": f"^{_AMOUNT_PATTERN}$"},
                 {"type": "integer", "minimum": 1, "maximum": AMOUNT_MAX},
             ],
             "description": "Minor units, 1 to 2^127-1: a digit string or an integer.",
