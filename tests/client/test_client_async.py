@@ -3,6 +3,7 @@ backends: the ledger calls, the iterator, and a retried transfer that applies on
 
 from __future__ import annotations
 
+import inspect
 import uuid
 
 import httpx
@@ -10,6 +11,8 @@ import pytest
 
 from billfold.app import create_app
 from billfold.client import AsyncBillfold, ValidationError, new_transfer_id, transfer_body
+from billfold.client.resources.ledger import Accounts, Transfers
+from billfold.client.resources.ledger_async import AsyncAccounts, AsyncTransfers
 from billfold.identity.types import Scope
 from billfold.kit.settings import Settings
 from client.sdk_support import BASE_URL, LEDGER_SCOPES
@@ -102,6 +105,16 @@ async def test_the_async_client_moves_money_once_through_a_lost_answer(
                 "301",
                 "303",
             ]
+            records = billfold.accounts.iterate_balance_history(credit["id"], limit=1)
+            assert [record["credits_posted"] async for record in records] == ["300", "301", "303"]
+            every = [t async for t in billfold.transfers.iterate(account_id=credit["id"])]
+            window = billfold.transfers.iterate(
+                account_id=credit["id"],
+                since=int(every[1]["timestamp"]),
+                until=int(every[1]["timestamp"]),
+                limit=1,
+            )
+            assert [t["amount"] async for t in window] == ["1"]
             page = await billfold.transfers.list(account_id=credit["id"], order="desc", limit=1)
             assert page["items"][0]["amount"] == "2"
             assert (await billfold.accounts.list(limit=5))["next_cursor"] is None
@@ -110,3 +123,16 @@ async def test_the_async_client_moves_money_once_through_a_lost_answer(
                 await billfold.accounts.create(ledger="USD", code=1, flags=["nope"])
             assert invalid.value.code == "validation_failed"
     assert len(delays_s) == 1
+
+
+def test_the_async_resources_have_the_sync_ones_methods_and_arguments() -> None:
+    """`AsyncBillfold` offers `accounts` and `transfers` "with the same methods"."""
+    for sync, asynchronous in ((Accounts, AsyncAccounts), (Transfers, AsyncTransfers)):
+        names = {name for name in vars(sync) if not name.startswith("_")}
+        assert names == {name for name in vars(asynchronous) if not name.startswith("_")}
+        for name in names:
+            expected = inspect.signature(getattr(sync, name)).parameters
+            got = inspect.signature(getattr(asynchronous, name)).parameters
+            assert [(p.name, p.kind, p.default) for p in got.values()] == [
+                (p.name, p.kind, p.default) for p in expected.values()
+            ], name

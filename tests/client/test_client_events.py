@@ -8,9 +8,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from billfold.client import (
+    TIMEOUT_S,
     Billfold,
     BillfoldClientError,
     NotFoundError,
@@ -19,6 +21,7 @@ from billfold.client import (
     new_transfer_id,
 )
 from billfold.client.resources.events import parse_sse
+from billfold.events.router import HEARTBEAT_S
 from billfold.identity.types import Scope
 from client.sdk_support import running
 from events.events_support import Receiver
@@ -174,3 +177,26 @@ def test_parse_sse_keeps_complete_events_only() -> None:
         {"id": "7", "event": "t", "data": {"id": "evt_1"}}  # type: ignore[typeddict-item]
     ]
     assert issubclass(ValidationError, BillfoldClientError)
+
+
+def test_a_quiet_stream_outwaits_the_servers_keep_alive() -> None:
+    """A stream with nothing to say gets a keep-alive comment every HEARTBEAT_S (15 s): a
+    read timeout of the client's usual `timeout_s` (10 s) ended it with `TransportError`
+    `ReadTimeout` before the first one came. Other requests keep `timeout_s`."""
+    timeouts: dict[str, dict[str, float]] = {}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        timeouts[request.url.path] = request.extensions["timeout"]
+        if request.url.path == "/v1/events/stream":
+            return httpx.Response(200, text=": keep-alive\n\n")
+        return httpx.Response(200, json={"items": [], "next_cursor": None})
+
+    with Billfold(
+        api_key="bf_test_x", base_url="http://h", http_transport=httpx.MockTransport(answer)
+    ) as billfold:
+        assert list(billfold.events.stream()) == []
+        billfold.events.list()
+    stream = timeouts["/v1/events/stream"]
+    assert stream["read"] >= 3 * HEARTBEAT_S
+    assert stream["connect"] == stream["write"] == stream["pool"] == TIMEOUT_S
+    assert set(timeouts["/v1/events"].values()) == {TIMEOUT_S}

@@ -5,23 +5,31 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import importlib
+import inspect
+import pkgutil
 import re
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from hypothesis import given
 from hypothesis import strategies as st
 
 import billfold.client
+import billfold.client.resources
 from billfold.app import create_app
 from billfold.client import (
     ApiError,
     AuthenticationError,
+    Billfold,
     DeviceSigner,
     PaginationLimitError,
+    PermissionDeniedError,
     RefreshTokenInvalidError,
     ServerError,
     ValidationError,
@@ -122,6 +130,17 @@ def test_errors_map_by_code_then_by_status() -> None:
     assert type(error_for(status=502, problem={}, request_id=None)) is ServerError
     teapot = error_for(status=418, problem={}, request_id=None)
     assert type(teapot) is ApiError and teapot.code == "http_418"
+
+
+@pytest.mark.parametrize(
+    "problem", [{"code": None}, {"code": 502, "title": 5}, {"code": ""}, {"code": ["x"]}]
+)
+def test_a_gateways_json_without_a_string_code_gets_the_status_code(
+    problem: dict[str, object],
+) -> None:
+    error = error_for(status=502, problem=problem, request_id=None)
+    assert type(error) is ServerError
+    assert (error.code, error.title, error.detail) == ("http_502", "", None)
 
 
 @given(
@@ -326,3 +345,62 @@ def test_the_typed_answers_have_exactly_the_servers_fields(tmp_path: Path) -> No
     for typed_name, schema_name in _SHAPES.items():
         typed = getattr(billfold.client.types, typed_name)
         assert set(typed.__annotations__) == set(schemas[schema_name]["properties"]), typed_name
+
+
+_LISTINGS = {
+    "iterate": "list",
+    "iterate_entries": "list_entries",
+    "iterate_quotes": "list_quotes",
+    "iterate_deliveries": "deliveries",
+    "iterate_balance_history": "balance_history",
+}
+
+
+def _iterators() -> Iterator[tuple[str, Callable[..., Any], Callable[..., Any]]]:
+    """Every resource's `iterate…` method, with the listing whose pages it follows."""
+    for module in pkgutil.iter_modules(billfold.client.resources.__path__):
+        loaded = importlib.import_module(f"billfold.client.resources.{module.name}")
+        for name, kind in inspect.getmembers(loaded, inspect.isclass):
+            if kind.__module__ != loaded.__name__:
+                continue
+            for method, listing in _LISTINGS.items():
+                if method in vars(kind):
+                    yield f"{name}.{method}", getattr(kind, method), getattr(kind, listing)
+
+
+def test_every_iterator_takes_its_listings_filters() -> None:
+    """`iterate(…)` follows `list(…)`'s cursors with the same filters: an iterator that
+    dropped one (risk decisions by `user_id`, say) could only walk everything."""
+    found = list(_iterators())
+    assert len(found) >= 20
+    for name, iterator, listing in found:
+        takes = set(inspect.signature(iterator).parameters) - {"pages_max"}
+        filters = set(inspect.signature(listing).parameters) - {"cursor"}
+        assert takes == filters, name
+
+
+def test_a_proxys_html_error_page_is_a_typed_error_retried_only_when_allowed() -> None:
+    attempts: list[httpx.Request] = []
+    status = 502
+
+    def proxy(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        return httpx.Response(status, text="<html>Bad gateway</html>", headers={"Server": "nginx"})
+
+    delays: list[float] = []
+    with Billfold(
+        api_key="bf_test_x",
+        base_url="http://h",
+        http_transport=httpx.MockTransport(proxy),
+        sleep=delays.append,
+    ) as billfold:
+        with pytest.raises(ServerError) as gateway:
+            billfold.accounts.create(ledger="USD", code=1)
+        assert gateway.value.code == "http_502"
+        assert len(attempts) == 4 and len(delays) == 3
+        assert len({attempt.headers["Idempotency-Key"] for attempt in attempts}) == 1
+        attempts.clear()
+        status = 403
+        with pytest.raises(PermissionDeniedError):
+            billfold.accounts.create(ledger="USD", code=1)
+        assert len(attempts) == 1

@@ -38,6 +38,7 @@ __all__ = [
     "RETRIES_MAX",
     "RETRIES_MAX_LIMIT",
     "RETRY_DELAY_MAX_S",
+    "STREAM_READ_TIMEOUT_S",
     "TIMEOUT_S",
     "AsyncTransport",
     "Credential",
@@ -50,6 +51,9 @@ TIMEOUT_S = 10.0
 RETRIES_MAX = 3
 RETRIES_MAX_LIMIT = 10
 RETRY_DELAY_MAX_S = 30.0
+STREAM_READ_TIMEOUT_S = 60.0
+"""The least a stream waits for its next line: a quiet event stream sends a keep-alive
+comment only every 15 s, which the usual `timeout_s` would cut off as a read timeout."""
 USER_AGENT = "billfold-python"
 _GATEWAY_STATUSES = frozenset({502, 503, 504})
 _IN_PROGRESS_CODE = "idempotency_request_in_progress"
@@ -208,6 +212,7 @@ class Transport:
         self.sleep = sleep
         self.clock = clock
         self._retries_max = retries_max
+        self._stream_timeout = httpx.Timeout(timeout_s, read=max(timeout_s, STREAM_READ_TIMEOUT_S))
         self._http = httpx.Client(
             base_url=base_url,
             timeout=timeout_s,
@@ -277,7 +282,9 @@ class Transport:
         if authorization is not None:
             sent["Authorization"] = authorization
         try:
-            with self._http.stream("GET", path, params=query, headers=sent) as response:
+            with self._http.stream(
+                "GET", path, params=query, headers=sent, timeout=self._stream_timeout
+            ) as response:
                 if not response.is_success:
                     response.read()
                     raise _error(response, now_s=self.clock())

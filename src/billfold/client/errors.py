@@ -78,9 +78,11 @@ class ApiError(BillfoldClientError):
     ) -> None:
         self.status = status
         self.problem = dict(problem)
-        self.code = str(problem.get("code", f"http_{status}"))
-        self.title = str(problem.get("title", ""))
-        detail = problem.get("detail")
+        # A gateway's own JSON may carry other members or types ({"code": 502}): only a
+        # problem's string members are taken, so `code` is always one to branch on.
+        code, title, detail = (problem.get(name) for name in ("code", "title", "detail"))
+        self.code = code if isinstance(code, str) and code else f"http_{status}"
+        self.title = title if isinstance(title, str) else ""
         self.detail = detail if isinstance(detail, str) else None
         self.extensions: dict[str, Any] = {
             name: value for name, value in problem.items() if name not in _STANDARD_MEMBERS

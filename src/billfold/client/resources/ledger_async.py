@@ -21,6 +21,7 @@ from billfold.client.types import (
     AccountCreated,
     AccountPage,
     BalanceHistoryPage,
+    BalanceRecord,
     Balances,
     Transfer,
     TransferCreated,
@@ -83,6 +84,14 @@ class AsyncAccounts(_AsyncResource):
         params = without_none({"limit": limit, "cursor": cursor})
         path = f"/v1/accounts/{path_id(account_id)}/balance-history"
         return cast(BalanceHistoryPage, await self._transport.request("GET", path, params=params))
+
+    def iterate_balance_history(
+        self, account_id: str, *, limit: int | None = None, pages_max: int = PAGES_MAX
+    ) -> AsyncIterator[BalanceRecord]:
+        return iterate_async(
+            lambda cursor: self.balance_history(account_id, limit=limit, cursor=cursor),
+            pages_max=pages_max,
+        )
 
 
 class AsyncTransfers(_AsyncResource):
@@ -158,11 +167,19 @@ class AsyncTransfers(_AsyncResource):
         limit: int | None = None,
         order: Literal["asc", "desc"] | None = None,
         code: int | None = None,
+        since: int | None = None,
+        until: int | None = None,
         pages_max: int = PAGES_MAX,
     ) -> AsyncIterator[Transfer]:
         return iterate_async(
             lambda cursor: self.list(
-                account_id=account_id, limit=limit, cursor=cursor, order=order, code=code
+                account_id=account_id,
+                limit=limit,
+                cursor=cursor,
+                order=order,
+                code=code,
+                since=since,
+                until=until,
             ),
             pages_max=pages_max,
         )

@@ -130,9 +130,15 @@ class RiskRules(Resource):
         return cast(RiskRulePage, self._transport.request("GET", "/v1/risk/rules", params=params))
 
     def iterate(
-        self, *, mode: Literal["test", "live"] | None = None, pages_max: int = PAGES_MAX
+        self,
+        *,
+        mode: Literal["test", "live"] | None = None,
+        limit: int | None = None,
+        pages_max: int = PAGES_MAX,
     ) -> Iterator[RiskRule]:
-        return iterate(lambda cursor: self.list(mode=mode, cursor=cursor), pages_max=pages_max)
+        return iterate(
+            lambda cursor: self.list(mode=mode, limit=limit, cursor=cursor), pages_max=pages_max
+        )
 
     def evaluate(
         self, *, expression: str, features: Mapping[str, FeatureValue]
@@ -173,12 +179,25 @@ class RiskDecisions(Resource):
     def iterate(
         self,
         *,
+        user_id: str | None = None,
         action: Action | None = None,
+        kind: str | None = None,
+        since: str | None = None,
         mode: Literal["test", "live"] | None = None,
+        limit: int | None = None,
         pages_max: int = PAGES_MAX,
     ) -> Iterator[RiskDecisionSummary]:
         return iterate(
-            lambda cursor: self.list(action=action, mode=mode, cursor=cursor), pages_max=pages_max
+            lambda cursor: self.list(
+                user_id=user_id,
+                action=action,
+                kind=kind,
+                since=since,
+                mode=mode,
+                limit=limit,
+                cursor=cursor,
+            ),
+            pages_max=pages_max,
         )
 
     def get(self, decision_id: str, *, mode: Literal["test", "live"] | None = None) -> RiskDecision:

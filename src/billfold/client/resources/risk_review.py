@@ -57,12 +57,13 @@ class RiskCases(Resource):
         state: CaseState | None = None,
         kind: str | None = None,
         user_id: str | None = None,
+        mode: Literal["test", "live"] | None = None,
         limit: int | None = None,
         pages_max: int = PAGES_MAX,
     ) -> Iterator[RiskCase]:
         return iterate(
             lambda cursor: self.list(
-                state=state, kind=kind, user_id=user_id, limit=limit, cursor=cursor
+                state=state, kind=kind, user_id=user_id, mode=mode, limit=limit, cursor=cursor
             ),
             pages_max=pages_max,
         )

@@ -44,8 +44,17 @@ class Users(Resource):
         params = without_none({"identifier": identifier, "limit": limit, "cursor": cursor})
         return cast(UserPage, self._transport.request("GET", "/v1/users", params=params))
 
-    def iterate(self, *, limit: int | None = None, pages_max: int = PAGES_MAX) -> Iterator[User]:
-        return iterate(lambda cursor: self.list(limit=limit, cursor=cursor), pages_max=pages_max)
+    def iterate(
+        self,
+        *,
+        identifier: str | None = None,
+        limit: int | None = None,
+        pages_max: int = PAGES_MAX,
+    ) -> Iterator[User]:
+        return iterate(
+            lambda cursor: self.list(identifier=identifier, limit=limit, cursor=cursor),
+            pages_max=pages_max,
+        )
 
     def get(self, user_id: str) -> User:
         return cast(User, self._transport.request("GET", f"/v1/users/{path_id(user_id)}"))
