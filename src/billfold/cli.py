@@ -9,12 +9,15 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
+from typer.core import TyperGroup
 
 from billfold import __version__
 from billfold.identity.operators.permissions import Role
@@ -33,7 +36,43 @@ if TYPE_CHECKING:
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(no_args_is_help=True, help="Billfold: wallets and payments over a ledger.")
+
+class _Commands(TyperGroup):
+    """Runs every command so that a failure its user can fix ends as one line on standard
+    error and a non-zero exit, never a traceback: a Billfold error wherever it is raised
+    (a malformed BILLFOLD_DATABASE_URL, say) exits 1 naming its code, as the commands'
+    own refusals do; invalid settings exit 2; a database that cannot be reached or used
+    exits 1."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BillfoldError as error:
+            raise _failed(error) from error
+        except ValidationError as error:
+            if error.title != "Settings":
+                raise
+            errors.print(f"[red]Invalid settings[/red]: {escape(str(error))}", highlight=False)
+            raise typer.Exit(2) from error
+        except (DBAPIError, OSError) as error:
+            cause = error.orig if isinstance(error, DBAPIError) else error
+            message = (str(cause).strip() or "-").splitlines()[0]
+            # A file's error names its file; any other is most likely the database's.
+            about = isinstance(error, DBAPIError) or error.filename is None
+            errors.print(
+                f"[red]Failed[/red] ({type(cause).__name__}): {escape(message)}"
+                + (f" (database: {escape(_describe_setting())})" if about else ""),
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from error
+
+
+app = typer.Typer(
+    cls=_Commands,
+    no_args_is_help=True,
+    help="Billfold: wallets and payments over a ledger.",
+)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 ledger_app = typer.Typer(no_args_is_help=True, help="The double-entry ledger.")
 tenant_app = typer.Typer(no_args_is_help=True, help="Tenants (created here, not over HTTP).")
@@ -765,6 +804,14 @@ def _read_password() -> str:
 
     line = sys.stdin.readline(PASSWORD_LENGTH_MAX + 2)
     return line.removesuffix("\n").removesuffix("\r")
+
+
+def _describe_setting() -> str:
+    """`_describe` of the configured database, or why it cannot be described."""
+    try:
+        return _describe(get_settings().database_url)
+    except (BillfoldError, ValidationError):
+        return "BILLFOLD_DATABASE_URL is not usable"
 
 
 def _describe(database_url: str) -> str:

@@ -66,3 +66,27 @@ def test_the_commands_refuse_unknown_tenants_and_keys_clearly(tmp_path: Path) ->
     assert malformed.returncode == 1
     assert "key_<32 hex digits>" in malformed.stderr
     assert "bf_" not in unknown_tenant.stdout
+
+
+def test_an_unusable_database_or_setting_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """A malformed BILLFOLD_DATABASE_URL, a database that cannot be used or reached, and
+    an invalid setting each end in one clear line on stderr and a non-zero exit."""
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database" * 100)
+    cases = [
+        ("mysql://db/billfold", {}, 1, "(invalid_database_url)"),
+        (f"sqlite:///{garbage}", {}, 1, "file is not a database"),
+        ("postgresql://nobody:hunter2@127.0.0.1:1/billfold", {}, 1, "ConnectionRefusedError"),
+        (f"sqlite:///{tmp_path}/cli.db", {"BILLFOLD_PORT": "eighty"}, 2, "Invalid settings"),
+    ]
+    for database_url, extra, status, words in cases:
+        if database_url.startswith("postgresql"):  # (`ledger verify` checks a SQLite path)
+            ran = billfold("ledger", "verify", environment={"BILLFOLD_DATABASE_URL": database_url})
+            assert (ran.returncode, "Traceback" in ran.stderr) == (1, False), ran.stderr
+        for arguments in (("tenant", "create", "Acme"), ("apikey", "revoke", "key_" + "0" * 32)):
+            ran = billfold(*arguments, environment={"BILLFOLD_DATABASE_URL": database_url, **extra})
+            assert ran.returncode == status, (arguments, database_url, ran.stderr)
+            assert words in ran.stderr, (arguments, database_url, ran.stderr)
+            assert "Traceback" not in ran.stderr, ran.stderr
+            assert "hunter2" not in ran.stderr
+            assert ran.stdout == ""
