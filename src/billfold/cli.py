@@ -430,6 +430,21 @@ def _tenant_of(text: str) -> uuid.UUID:
     return PLATFORM_TENANT_ID if text == "platform" else _parsed_id(TENANT_ID_PREFIX, text)
 
 
+def _existing_tenant_of(text: str) -> uuid.UUID:
+    """`_tenant_of`, for commands that make keys: the tenant must exist. The keyring makes
+    a first version for any id on demand, so a mistyped one got keys of its own."""
+    from billfold.identity.errors import TenantNotFound
+    from billfold.identity.repository import TenantRepository
+    from billfold.keys.keyring import PLATFORM_TENANT_ID
+
+    tenant_id = _tenant_of(text)
+    if tenant_id != PLATFORM_TENANT_ID:
+        found = _in_unit_of_work(lambda session, _now_ns: TenantRepository(session).get(tenant_id))
+        if found is None:
+            raise _failed(TenantNotFound(f"No tenant {text}."))
+    return tenant_id
+
+
 def _with_keyring(action: Callable[[Keyring, AsyncSession, int], Awaitable[T]]) -> T:
     """`_in_unit_of_work` with the settings' keyring."""
     from billfold.keys.config import keyring_from_settings
@@ -473,7 +488,7 @@ def keys_rotate(
     """Make a new key version active; the previous one becomes decrypt-only."""
     from billfold.keys import service
 
-    tenant_id = _tenant_of(tenant)
+    tenant_id = _existing_tenant_of(tenant)
     row = _with_keyring(
         lambda keyring, session, now_ns: service.rotate(
             session,
@@ -501,7 +516,7 @@ def keys_rewrap(
     from billfold.kit.db import UnitOfWork, create_engine
 
     settings = get_settings()
-    tenant_id = _tenant_of(tenant)
+    tenant_id = _existing_tenant_of(tenant)
     if parse_database_url(settings.database_url).kind == "sqlite":
         from billfold.migrations import upgrade
 
@@ -590,7 +605,7 @@ def keys_rotate_signing(
     from billfold.keys.signing import SIGNING_KEY_ID_PREFIX, rotate_signing_key
     from billfold.kit.ids import format_id
 
-    tenant_id = _tenant_of(tenant)
+    tenant_id = _existing_tenant_of(tenant)
     row = _with_keyring(
         lambda keyring, session, now_ns: rotate_signing_key(
             session,

@@ -15,6 +15,7 @@ from billfold.keys.keystore import LocalKeystore
 from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
 from billfold.migrations import upgrade
 from cli_support import Ran, billfold
+from identity.identity_support import bootstrap_tenant
 from keys.keys_support import START_NS
 
 
@@ -58,7 +59,7 @@ def test_the_rotation_cycle_from_the_command_line(tmp_path: Path) -> None:
     upgrade(database_url)
     root = os.urandom(32)
     master_key = base64.b64encode(root).decode()
-    tenant_id = uuid.uuid4()
+    tenant_id = bootstrap_tenant(database_url, name="Keys").tenant.id
     tenant = f"ten_{tenant_id.hex}"
     written = {}
     for version in (1, 2, 3):
@@ -143,10 +144,32 @@ def test_a_malformed_id_is_refused_cleanly_and_a_refusal_names_its_code(tmp_path
         ran = _billfold(database_url, master_key, *arguments)
         assert ran.returncode == 1, (arguments, ran.stderr)
         assert "Traceback" not in ran.stderr and "(invalid_id)" in ran.stderr, ran.stderr
-    tenant = f"ten_{uuid.uuid4().hex}"
+    upgrade(database_url)
+    tenant = f"ten_{bootstrap_tenant(database_url, name='Keys').tenant.id.hex}"
     assert _billfold(database_url, master_key, "keys", "status", "--tenant", tenant).returncode == 0
     bad_purpose = _billfold(
         database_url, master_key, "keys", "rotate", "--tenant", tenant, "--purpose", "nope"
     )
     assert bad_purpose.returncode == 1
     assert "Unknown key purpose (invalid_purpose):" in bad_purpose.stderr, bad_purpose.stderr
+
+
+def test_keys_are_made_only_for_a_tenant_that_exists(tmp_path: Path) -> None:
+    """The keyring makes a first version for any id on demand: a mistyped tenant got key
+    versions of its own from `rotate`, `rewrap` and `rotate-signing`."""
+    database_url = f"sqlite:///{tmp_path}/keys.db"
+    master_key = base64.b64encode(os.urandom(32)).decode()
+    nobody = f"ten_{uuid.uuid4().hex}"
+    for arguments in (
+        ("keys", "rotate", "--tenant", nobody, "--purpose", "pii"),
+        ("keys", "rewrap", "--tenant", nobody, "--purpose", "pii"),
+        ("keys", "rotate-signing", "--tenant", nobody),
+    ):
+        ran = _billfold(database_url, master_key, *arguments)
+        assert ran.returncode == 1, (arguments, ran.stdout, ran.stderr)
+        assert "(tenant_not_found)" in ran.stderr and "Traceback" not in ran.stderr, ran.stderr
+    status = _billfold(database_url, master_key, "keys", "status", "--tenant", nobody)
+    assert status.returncode == 0, status.stderr
+    assert uuid.UUID(nobody[4:]).hex not in status.stdout
+    signing = _billfold(database_url, master_key, "keys", "rotate-signing")
+    assert signing.returncode == 0, signing.stderr
