@@ -27,11 +27,13 @@ from billfold.client import (
     ApiError,
     AuthenticationError,
     Billfold,
+    BillfoldClientError,
     DeviceSigner,
     PaginationLimitError,
     PermissionDeniedError,
     RefreshTokenInvalidError,
     ServerError,
+    UnexpectedResponseError,
     ValidationError,
     iterate,
 )
@@ -237,6 +239,7 @@ def test_the_public_api_is_pinned() -> None:
         "ServerError",
         "TIMEOUT_S",
         "TransportError",
+        "UnexpectedResponseError",
         "ValidationError",
         "iterate",
         "iterate_async",
@@ -404,3 +407,28 @@ def test_a_proxys_html_error_page_is_a_typed_error_retried_only_when_allowed() -
         with pytest.raises(PermissionDeniedError):
             billfold.accounts.create(ledger="USD", code=1)
         assert len(attempts) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [(b"<html>Sign in to the Wi-Fi</html>", "text/html"), (b"\xff\xfe{", None)],
+    ids=["captive portal", "not text"],
+)
+def test_a_success_that_is_not_json_is_a_typed_error(body: bytes, content_type: str | None) -> None:
+    """A wrong base_url or a captive portal answers 200 with a page: that was a bare
+    json.JSONDecodeError, outside the SDK's errors."""
+    headers = {"Content-Type": content_type} if content_type else {}
+
+    def portal(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers=headers)
+
+    with (
+        Billfold(
+            api_key="bf_test_x", base_url="http://h", http_transport=httpx.MockTransport(portal)
+        ) as billfold,
+        pytest.raises(UnexpectedResponseError) as unexpected,
+    ):
+        billfold.accounts.get("acc_" + "0" * 32)
+    assert isinstance(unexpected.value, BillfoldClientError)
+    assert unexpected.value.status == 200
+    assert unexpected.value.content_type == content_type

@@ -38,6 +38,7 @@ from billfold.client.errors import (
     RefreshTokenInvalidError,
     ServerError,
     TransportError,
+    UnexpectedResponseError,
     ValidationError,
 )
 from billfold.client.pagination import iterate, iterate_async
@@ -73,6 +74,7 @@ __all__ = [
     "RefreshTokenInvalidError",
     "ServerError",
     "TransportError",
+    "UnexpectedResponseError",
     "ValidationError",
     "iterate",
     "iterate_async",

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from billfold.client.errors import ApiError, TransportError, error_for
+from billfold.client.errors import ApiError, TransportError, UnexpectedResponseError, error_for
 
 __all__ = [
     "RETRIES_MAX",
@@ -167,7 +167,7 @@ class _Call:
     ) -> _Answer | _Retry:
         """The answer, a retry (0 s after a renewed credential), or the typed error."""
         if response.is_success:
-            return _Answer(response.json() if response.content else None)
+            return _Answer(_json(response) if response.content else None)
         failure = _error(response, now_s=now_s)
         if (
             failure.status == 401
@@ -376,6 +376,20 @@ def _retryable(error: ApiError, *, replay_safe: bool) -> bool:
     if not replay_safe:
         return False
     return error.status in _GATEWAY_STATUSES or error.code == _IN_PROGRESS_CODE
+
+
+def _json(response: httpx.Response) -> Any:
+    """A success's JSON body, or `UnexpectedResponseError` when it has none."""
+    try:
+        return response.json()
+    except ValueError as error:  # not JSON, or not in a Unicode encoding
+        content_type = response.headers.get("content-type")
+        raise UnexpectedResponseError(
+            f"{response.status_code} from {response.request.url} is not JSON"
+            f" ({content_type or 'no content type'}): is base_url Billfold's?",
+            status=response.status_code,
+            content_type=content_type,
+        ) from error
 
 
 def _backoff_s(attempt: int) -> float:

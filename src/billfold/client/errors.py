@@ -42,6 +42,7 @@ __all__ = [
     "RefreshTokenInvalidError",
     "ServerError",
     "TransportError",
+    "UnexpectedResponseError",
     "ValidationError",
     "error_for",
 ]
@@ -55,6 +56,16 @@ class BillfoldClientError(Exception):
 
 class TransportError(BillfoldClientError):
     """No HTTP answer (connection refused, timeout) even after the retries allowed."""
+
+
+class UnexpectedResponseError(BillfoldClientError):
+    """A success status with a body that is not JSON: not Billfold's answer (a wrong
+    `base_url`, a captive portal, a proxy's page). Carries `status` and `content_type`."""
+
+    def __init__(self, message: str, *, status: int, content_type: str | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.content_type = content_type
 
 
 class NotSignedInError(BillfoldClientError):
