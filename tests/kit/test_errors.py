@@ -104,6 +104,7 @@ def test_public_api_is_pinned() -> None:
         "PROBLEM_JSON",
         "PROBLEM_TYPE_BASE",
         "BadRequest",
+        "BearerTokenRejected",
         "BillfoldError",
         "BodyUnreadable",
         "Conflict",
