@@ -110,6 +110,22 @@ def test_signatures_verify_with_every_active_secret(body: bytes, message: uuid.U
         Webhook(secret).verify(body, headers, json_parse=False)
 
 
+def test_the_signature_matches_the_standard_webhooks_specification_example() -> None:
+    """The worked example of the Standard Webhooks specification (spec/standard-webhooks.md,
+    "Signature scheme"), byte for byte: id, timestamp, body, secret and signature."""
+    headers = signature_headers(
+        message_id="msg_p5jXN8AQM9LWM0D4loKWxJek",
+        timestamp_s=1614265330,
+        body=b'{"test": 2432232314}',
+        secrets=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+    )
+    assert headers == {
+        "webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
+        "webhook-timestamp": "1614265330",
+        "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+    }
+
+
 @given(st.integers(-5, ATTEMPTS_MAX + 5), st.integers(0, 2**32))
 def test_the_retry_schedule_is_bounded_and_jittered(attempts: int, seed: int) -> None:
     delay = next_delay_s(attempts, random.Random(seed))
