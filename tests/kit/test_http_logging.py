@@ -191,6 +191,29 @@ def test_processors_run_once_per_structlog_event_and_again_on_a_traceback(
     assert passes.count("failed") >= 2 and passes.count("stdlib hunter2") >= 1
 
 
+def _authenticate(authorization: str) -> None:
+    api_key = authorization.removeprefix("Bearer ")
+    raise RuntimeError(f"the key store is down ({len(api_key)})")
+
+
+def test_a_traceback_shows_no_local_variable(log_stream: io.StringIO) -> None:
+    """A request's locals hold its credentials: a traceback logs where it failed, never the
+    values its frames held (structlog's `dict_tracebacks` logs them all)."""
+    secret = "Bearer bf_test_s3cr3t"
+    try:
+        _authenticate(secret)
+    except RuntimeError:
+        logging.getLogger("billfold.stdlib").exception("authentication failed")
+        structlog.get_logger("billfold.test").exception("authentication failed")
+    first, second = lines(log_stream)
+    assert "bf_test_s3cr3t" not in log_stream.getvalue()
+    for line in (first, second):
+        (error,) = line["exception"]
+        assert error["exc_value"] == "the key store is down (14)"
+        assert [frame["name"] for frame in error["frames"]][-1] == "_authenticate"
+        assert all("locals" not in frame for frame in error["frames"])
+
+
 def only_the_installed_handler(monkeypatch: pytest.MonkeyPatch) -> None:
     """The root logger as in production: the handler `configure_logging` installed, alone
     (pytest adds its own, which keeps access lines in logging)."""

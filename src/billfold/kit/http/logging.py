@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor
 
 __all__ = [
@@ -42,6 +43,10 @@ _FIELD_LENGTH_MAX = 256
 _NANOSECONDS_PER_MILLISECOND = 1_000_000
 
 _installed_handler: logging.Handler | None = None
+# Tracebacks as structured frames, without each frame's local variables (structlog's
+# `dict_tracebacks` shows them): a request's locals hold its Authorization header, API key,
+# password or token, which must never reach a log line, not even an error's.
+_tracebacks = structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +134,7 @@ def configure_logging(
             processors=[
                 _note_processed,
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.dict_tracebacks,
+                _tracebacks,
                 _unless_processed(processors),
                 structlog.processors.JSONRenderer(),
             ],
@@ -155,7 +160,7 @@ _PROCESSED = "_billfold_processed"
 
 def _note_processed(_logger: Any, _method_name: str, event_dict: EventDict) -> EventDict:
     """Mark a structlog event the `processors` already ran on, unless it carries a traceback
-    that only the formatter renders (`dict_tracebacks`): that text they have not seen."""
+    that only the formatter renders (`_tracebacks`): that text they have not seen."""
     if event_dict.get("_from_structlog") and "exc_info" not in event_dict:
         event_dict[_PROCESSED] = True
     return event_dict
