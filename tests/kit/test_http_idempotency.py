@@ -96,6 +96,12 @@ def build_app(store: IdempotencyStore, handlers: Handlers) -> FastAPI:
             "secret": f"bf_test_secret{handlers.executions}",
         }
 
+    @app.post("/refused")
+    async def refused() -> Response:
+        handlers.executions += 1
+        headers = {"Allow": "GET, HEAD", "WWW-Authenticate": 'Bearer realm="billfold"'}
+        return Response(status_code=405, headers=headers)
+
     @app.post("/big")
     async def big() -> Response:
         handlers.executions += 1
@@ -155,6 +161,20 @@ async def test_a_replay_returns_the_stored_status_body_and_headers(
     assert REPLAYED_HEADER not in first.headers
     assert "x-not-replayed" not in again.headers
     assert again.headers[REQUEST_ID_HEADER] != first.headers[REQUEST_ID_HEADER]
+    assert handlers.executions == 1
+
+
+async def test_a_replay_keeps_the_headers_that_belong_to_its_status(
+    http: httpx.AsyncClient, handlers: Handlers
+) -> None:
+    """A 405 must say `Allow` and a 401 `WWW-Authenticate` (RFC 9110 sections 15.5.6 and
+    11.6.1), a replayed one as much as the first."""
+    first = await http.post("/refused", headers=keyed("refused-1"))
+    again = await http.post("/refused", headers=keyed("refused-1"))
+    assert first.status_code == again.status_code == 405
+    assert again.headers[REPLAYED_HEADER] == "true"
+    for name in ("allow", "www-authenticate"):
+        assert again.headers[name] == first.headers[name]
     assert handlers.executions == 1
 
 

@@ -25,10 +25,10 @@ nothing about modes.
 import asyncio
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
 from billfold.kit.errors import Forbidden, InvariantViolation, JSONValue
 from billfold.kit.ids import format_id
@@ -53,6 +53,7 @@ __all__ = [
     "Principal",
     "admit_request",
     "count_request",
+    "counted_rate_limit_fields",
     "declared_scopes",
     "install_auth",
     "install_rate_limit",
@@ -154,9 +155,23 @@ async def count_request(request: "Request", *, key: str, response: "Response | N
 
     policy = getattr(request.app.state, "credential_rate_limit", None)
     if isinstance(policy, CredentialRateLimit):
-        await enforce_rate_limit(
+        decision = await enforce_rate_limit(
             policy.limiter, key=key, limit=policy.limit, window_s=policy.window_s, response=response
         )
+        setattr(request.state, _STATE_DECISION, decision)
+
+
+def counted_rate_limit_fields(scope: Mapping[str, Any]) -> dict[str, str]:
+    """The `RateLimit` fields of the check that counted the ASGI request `scope`, for the
+    answers its route does not make (a problem raised past the count, an idempotent replay):
+    every counted response says where the caller stands. Empty when nothing counted it."""
+    state = scope.get("state")
+    decision = state.get(_STATE_DECISION) if isinstance(state, dict) else None
+    if decision is None:
+        return {}
+    from billfold.kit.http.rate_limit import Decision, rate_limit_headers
+
+    return rate_limit_headers(decision) if isinstance(decision, Decision) else {}
 
 
 def _authenticator(request: "Request") -> Authenticator:

@@ -324,6 +324,12 @@ def _problem_response(
 ) -> Response:
     from fastapi.responses import JSONResponse
 
+    from billfold.kit.auth import counted_rate_limit_fields
+
+    # A request counted against a rate limit says where its caller stands, refused or not.
+    counted = counted_rate_limit_fields(request.scope)
+    if counted:
+        headers = {**counted, **(headers or {})}
     if status == 500:
         # A 500 is our bug; its detail is for our logs, never for the client.
         detail, extensions = None, None

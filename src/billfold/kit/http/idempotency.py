@@ -29,6 +29,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from billfold.kit.auth import counted_rate_limit_fields
 from billfold.kit.errors import (
     PROBLEM_JSON,
     BadRequest,
@@ -68,7 +69,10 @@ IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 _HEADER_NAME = IDEMPOTENCY_KEY_HEADER.lower().encode("ascii")
 # Replaying these reproduces what the client acts on; the rest (dates, ids) is per response.
-_STORED_HEADERS = frozenset({b"content-type", b"location"})
+# A 405 must name its methods (`Allow`) and a 401 its challenge (`WWW-Authenticate`), a 403
+# of insufficient scope the scopes that would do (RFC 9110 sections 15.5.6, 11.6.1; RFC
+# 6750 section 3.1): a replay without them would not be the same answer.
+_STORED_HEADERS = frozenset({b"content-type", b"location", b"allow", b"www-authenticate"})
 # Outcomes a retry may change: timeouts, too early, rate limited. 5xx are added below.
 _RETRYABLE_STATUSES = frozenset({408, 425, 429})
 
@@ -170,8 +174,9 @@ class _Recorder:
         return StoredResponse(status=int(start["status"]), headers=headers, body=body)
 
 
-def _replay_response(stored: StoredResponse) -> Response:
-    headers = dict(stored.headers)
+def _replay_response(stored: StoredResponse, scope: Scope) -> Response:
+    # The scope resolver may have counted the request: a replay says where its caller stands.
+    headers = {**counted_rate_limit_fields(scope), **dict(stored.headers)}
     headers[REPLAYED_HEADER] = "true"
     return Response(content=stored.body, status_code=stored.status, headers=headers)
 
@@ -238,10 +243,12 @@ class IdempotencyMiddleware:
             if isinstance(outcome, InProgress):
                 raise IdempotencyRequestInProgress("Retry once the first request has finished.")
         except BillfoldError as error:
-            await send_problem(error, scope, receive, send)
+            await send_problem(
+                error, scope, receive, send, headers=counted_rate_limit_fields(scope)
+            )
             return
         if isinstance(outcome, Replay):
-            await _replay_response(outcome.response)(scope, receive, send)
+            await _replay_response(outcome.response, scope)(scope, receive, send)
             return
         await self._execute(store, outcome, body, scope, receive, send)
 
