@@ -3,39 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from billfold.audit import models as audit_models
-from billfold.connectors import models as connectors_models  # noqa: F401 (registers tables)
-from billfold.events import models as events_models  # noqa: F401 (registers tables)
-from billfold.fx import models as fx_models  # noqa: F401 (registers tables)
-from billfold.identity import security_events
-from billfold.identity.models import metadata as identity_metadata
-from billfold.identity.operators import models as operators_models  # noqa: F401 (registers tables)
-from billfold.identity.users import models as users_models  # noqa: F401 (registers tables)
-from billfold.keys import models as keys_models  # noqa: F401 (registers tables)
 from billfold.kit.db import create_engine, parse_database_url
-from billfold.kit.http import idempotency_models
-from billfold.ledger.models import metadata as ledger_metadata
-from billfold.payments import models as payments_models  # noqa: F401 (registers tables)
-from billfold.payments.fees import models as fees_models  # noqa: F401 (registers tables)
-from billfold.privacy import models as privacy_models  # noqa: F401 (registers tables)
-from billfold.risk import models as risk_models  # noqa: F401 (registers tables)
-from billfold.risk.cases import models as risk_cases_models  # noqa: F401 (registers tables)
-from billfold.risk.features import models as risk_features_models  # noqa: F401 (registers tables)
-from billfold.risk.scoring import models as risk_scoring_models  # noqa: F401 (registers tables)
-from billfold.wallets import models as wallets_models  # noqa: F401 (registers tables)
+from billfold.migrations.target import target_metadata
 
-# Importing a models module registers its tables on the shared kit.orm metadata.
-assert idempotency_models.IdempotencyKey.metadata is identity_metadata
-assert security_events.SecurityEvent.metadata is identity_metadata
-assert audit_models.AuditEntry.metadata is identity_metadata
-target_metadata = [ledger_metadata, identity_metadata]
+MIGRATION_LOCK_KEY = int.from_bytes(
+    hashlib.blake2b(b"billfold.migrations", digest_size=8).digest(), "big", signed=True
+)
+"""The PostgreSQL advisory-lock key (a signed 64-bit integer) that upgrades queue on."""
 
 
 def _run(connection: Connection) -> None:
+    # The caller's transaction is the whole run's (Alembic sees an external transaction):
+    # the current revision is read, and every revision applied, under one lock.
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -46,13 +31,27 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_online() -> None:
+    """Apply the migrations in one transaction that first takes a lock only one upgrade
+    holds at a time: on PostgreSQL a transaction-scoped advisory lock, on SQLite the write
+    lock (`BEGIN IMMEDIATE`, see `billfold.kit.db`). Processes upgrading together (`serve`
+    and `worker` starting on SQLite, deployment jobs on PostgreSQL) queue: the first applies
+    what is missing, the others then find the database at its head and apply nothing.
+    Left to Alembic, SQLite (whose DDL Alembic does not treat as transactional) would commit
+    each revision on its own, and another process could read the revision in between and
+    apply the next one again; on PostgreSQL two upgrades read the same revision and the
+    second failed on the first's changes. A failure rolls back every revision of the run.
+    A revision that must run outside a transaction (`autocommit_block`, as CREATE INDEX
+    CONCURRENTLY needs) would commit the run there and release the lock with it."""
     url = context.config.get_main_option("sqlalchemy.url")
     assert url is not None
     engine = create_engine(parse_database_url(url), pool_size=1)
     try:  # a migration that raises must not leave its connection to the garbage collector
-        async with engine.connect() as connection:
+        async with engine.connect() as connection, connection.begin():
+            if connection.dialect.name == "postgresql":
+                await connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
             await connection.run_sync(_run)
-            await connection.commit()
     finally:
         await engine.dispose()
 
