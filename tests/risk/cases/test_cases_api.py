@@ -19,6 +19,7 @@ from billfold.flows.risk_cases import recover
 from billfold.identity.operators.permissions import Role
 from billfold.kit.clock import SystemClock
 from billfold.kit.ids import format_id
+from billfold.kit.pagination import encode_cursor
 from billfold.risk.labels import LabelSource
 from billfold.risk.models import RiskLabel
 from billfold.risk.types import MovementKind
@@ -77,6 +78,19 @@ def _labels(database_url: str, reference: str) -> list[tuple[bool, str]]:
         return [(row.fraud, row.source) for row in rows]
 
     return run_in_unit_of_work(database_url, read)
+
+
+@pytest.mark.parametrize("opened_at", [2**63, 2**70, -1])
+def test_a_forged_cursor_beyond_any_time_is_400_not_500(desk: Desk, opened_at: int) -> None:
+    """Cursors are not signed: one holding a time no BIGINT holds reached the database,
+    which refused it (OverflowError on SQLite, out of range on PostgreSQL) as a 500."""
+    desk.case(opened_at_ns=time.time_ns())
+    cursor = encode_cursor([opened_at, "0" * 32])
+    response = desk.client.get(
+        "/v1/risk/cases", params={"cursor": cursor}, headers=desk.analyst.headers
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "invalid_cursor"
 
 
 def test_the_queue_lists_open_cases_oldest_first_with_filters(desk: Desk) -> None:

@@ -139,6 +139,8 @@ def _cursor_key(cursor: str) -> tuple[int, uuid.UUID]:
     values = decode_cursor(cursor)
     if len(values) != 2 or not isinstance(values[0], int) or not isinstance(values[1], str):
         raise InvalidCursor("The cursor is malformed.")
+    if not 0 <= values[0] < 2**63:  # a forged one no BIGINT holds was a 500 from the database
+        raise InvalidCursor("The cursor is malformed.")
     try:
         return values[0], uuid.UUID(hex=values[1])
     except ValueError as error:
