@@ -15,7 +15,8 @@ A response marked `Cache-Control: no-store` (one that shows a secret once: a new
 a webhook secret, a one-time password, TOTP seed or recovery codes) is not kept: its key is
 completed with a 409 `idempotency_response_withheld` instead, which says the first request
 succeeded (`original_status`) without showing its secret again. The request still runs
-once.
+once. So does one whose response was too large to keep (`response_body_max_bytes`) or not
+a plain one: a retry gets the same 409, not a second run.
 """
 
 from __future__ import annotations
@@ -128,8 +129,12 @@ class _Recorder:
     held: list[Message] = field(default_factory=list)
     body_bytes: int = 0
     passing_through: bool = False
+    status: int | None = None
+    """The response's status, once it has started (held or passed through)."""
 
     async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
         if self.passing_through:
             await self.send(message)
             return
@@ -137,7 +142,8 @@ class _Recorder:
         if message["type"] == "http.response.body":
             self.body_bytes += len(message.get("body", b""))
         # Too big to keep, or not a plain response (trailers, file sends): deliver as it
-        # comes; the key is abandoned, since a partial replay would not be the same answer.
+        # comes; the key is completed as withheld, since a partial replay would not be the
+        # same answer and running the request again would break "at most once".
         if self.body_bytes > self.body_max_bytes or message["type"] not in (
             "http.response.start",
             "http.response.body",
@@ -267,21 +273,28 @@ class IdempotencyMiddleware:
         except Exception:
             await _abandon(store, started)
             raise
-        stored = recorder.stored()
-        if stored is None or stored.status >= 500 or stored.status in _RETRYABLE_STATUSES:
+        status, stored = recorder.status, recorder.stored()
+        path = str(scope.get("path", ""))
+        if status is None or status >= 500 or status in _RETRYABLE_STATUSES:
             await _abandon(store, started)
+        elif stored is None:
+            await _complete(store, started, _withheld(status, path=path, why=_TOO_LARGE))
         else:
             if recorder.no_store:
-                stored = _withheld(stored.status, path=str(scope.get("path", "")))
+                stored = _withheld(stored.status, path=path, why=_NOT_TO_KEEP)
             await _complete(store, started, stored)
         await recorder.flush()
 
 
-def _withheld(status: int, *, path: str) -> StoredResponse:
-    """What a retry gets instead of a response that must not be kept."""
+_NOT_TO_KEEP = "showed a secret once and is not kept"
+_TOO_LARGE = "was too large to keep"
+
+
+def _withheld(status: int, *, path: str, why: str) -> StoredResponse:
+    """What a retry gets instead of a response that must not, or could not, be kept."""
     error = IdempotencyResponseWithheld(
-        f"The first request with this key was answered {status}; that response showed a"
-        " secret once and is not kept, so it is not replayed.",
+        f"The first request with this key was answered {status}; that response {why}, so"
+        " it is not replayed.",
         original_status=status,
     )
     rendered = problem_response(error, instance=problem_instance(path))
