@@ -70,7 +70,7 @@ from billfold.kit.settings import Settings, get_settings
 from billfold.ledger.ledger import Ledger
 from billfold.ledger.router import TRANSFER_BATCH_PATH
 from billfold.ledger.router import router as ledger_router
-from billfold.migrations import upgrade
+from billfold.migrations import require_migrated, upgrade
 from billfold.payments.fees.router import router as fees_router
 from billfold.payments.flows.notifications import register_notification_handlers
 from billfold.payments.router import router as payments_router
@@ -238,6 +238,11 @@ async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, L
     engine = create_engine(
         parse_database_url(settings.database_url), pool_size=settings.database_pool_size
     )
+    try:  # PostgreSQL is migrated by `billfold db upgrade`, before `serve`
+        await require_migrated(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
     app.state.unit_of_work = UnitOfWork(engine)
     # The risk models the engine scores with (`RiskEngine(…, scorers=app.state.risk_models)`).
     app.state.risk_models = model_registry_from_settings(

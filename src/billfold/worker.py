@@ -45,6 +45,7 @@ from billfold.kit.db import UnitOfWork, parse_database_url
 from billfold.kit.http.idempotency_store import PURGE_BATCH_MAX, IdempotencyStore
 from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
+from billfold.migrations import require_migrated
 from billfold.payments.flows.notifications import register_notification_handlers
 from billfold.payments.runtime import close_runtime, payments_runtime
 from billfold.risk.features.service import purge_risk_counters
@@ -515,6 +516,11 @@ async def run_worker(settings: Settings, *, drain: bool) -> None:
     engine = create_engine(
         parse_database_url(settings.database_url), pool_size=settings.database_pool_size
     )
+    try:
+        await require_migrated(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
     ledger = Ledger.from_settings(settings)
     await ledger.open()
     keyring = keyring_from_settings(settings)  # the keystore opens on first use

@@ -6,8 +6,21 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["alembic_config", "upgrade"]
+from billfold.kit.errors import ServiceUnavailable
+
+__all__ = ["SchemaBehind", "alembic_config", "missing_revisions", "require_migrated", "upgrade"]
+
+
+class SchemaBehind(ServiceUnavailable):
+    """The database lacks migrations this code needs: `billfold db upgrade` first."""
+
+    code = "schema_behind"
+    title = "The database schema is behind this release"
 
 
 def alembic_config(database_url: str) -> Config:
@@ -22,3 +35,30 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     """Bring the database at `database_url` up to `revision` (blocking; run it in a thread
     from async code)."""
     command.upgrade(alembic_config(database_url), revision)
+
+
+def missing_revisions(current: str | None) -> list[str]:
+    """The revisions `upgrade` would apply to a database at `current` (None: none yet),
+    newest first. Empty at the head, and for a revision this code does not know: a database
+    a newer release already upgraded, which this one (say, mid-way through a rolling
+    deployment) leaves to it."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    try:
+        return [revision.revision for revision in script.iterate_revisions("heads", current)]
+    except RevisionError:
+        return []
+
+
+async def require_migrated(engine: AsyncEngine) -> None:
+    """Raise `SchemaBehind` unless the database has every migration of this code: started on
+    an older schema, `serve` and `worker` would fail request by request with SQL errors."""
+    async with engine.connect() as connection:
+        current = await connection.run_sync(
+            lambda sync: MigrationContext.configure(sync).get_current_revision()
+        )
+    missing = missing_revisions(current)
+    if missing:
+        raise SchemaBehind(
+            f"The database is at revision {current or 'none'} and lacks {len(missing)}"
+            f" migration(s) up to {missing[0]}: run `billfold db upgrade` first."
+        )

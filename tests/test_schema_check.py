@@ -1,0 +1,55 @@
+"""`serve` and `worker` refuse a database that lacks this release's migrations (503
+`schema_behind`, "run `billfold db upgrade`") instead of starting and failing request by
+request with SQL errors; a database a newer release already upgraded is left to it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
+from fastapi.testclient import TestClient
+
+from billfold.app import create_app
+from billfold.kit.settings import Settings
+from billfold.migrations import SchemaBehind, alembic_config, missing_revisions
+from billfold.worker import run_worker
+from cli_support import billfold
+
+PREVIOUS = "0029_webhook_endpoint_throttle"
+
+
+def _head() -> str:
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def test_missing_revisions_from_none_from_an_old_one_at_the_head_and_from_the_future() -> None:
+    everything = missing_revisions(None)
+    assert everything[0] == _head() and everything[-1].startswith("0001_")
+    assert missing_revisions(PREVIOUS) == [_head()]
+    assert missing_revisions(_head()) == []
+    assert missing_revisions("0099_from_a_newer_release") == []
+
+
+def test_serve_and_worker_refuse_a_database_behind_this_release(
+    isolated_database_url: str,
+) -> None:
+    command.downgrade(alembic_config(isolated_database_url), PREVIOUS)
+    settings = Settings(database_url=isolated_database_url)
+    with pytest.raises(SchemaBehind, match="billfold db upgrade"):
+        asyncio.run(run_worker(settings, drain=True))
+    if isolated_database_url.startswith("sqlite"):
+        # The embedded default migrates itself when `serve` starts.
+        with TestClient(create_app(settings)) as client:
+            assert client.get("/readyz").status_code == 200
+        return
+    with pytest.raises(SchemaBehind), TestClient(create_app(settings)):
+        pass
+    ran = billfold(
+        "worker", "--drain", environment={"BILLFOLD_DATABASE_URL": isolated_database_url}
+    )
+    assert ran.returncode == 1 and "(schema_behind)" in ran.stderr, ran.stderr
+    assert "Traceback" not in ran.stderr
