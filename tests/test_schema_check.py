@@ -5,6 +5,7 @@ request with SQL errors; a database a newer release already upgraded is left to 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -53,3 +54,21 @@ def test_serve_and_worker_refuse_a_database_behind_this_release(
     )
     assert ran.returncode == 1 and "(schema_behind)" in ran.stderr, ran.stderr
     assert "Traceback" not in ran.stderr
+
+
+def test_db_current_says_where_the_database_stands(isolated_database_url: str) -> None:
+    environment = {"BILLFOLD_DATABASE_URL": isolated_database_url}
+    at_head = billfold("db", "current", environment=environment)
+    assert at_head.returncode == 0, at_head.stderr
+    assert _head() in at_head.stdout
+    command.downgrade(alembic_config(isolated_database_url), PREVIOUS)
+    behind = billfold("db", "current", environment=environment)
+    assert behind.returncode == 1
+    assert PREVIOUS in behind.stdout and "billfold db upgrade" in behind.stderr
+
+
+def test_db_current_makes_no_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "none.db"
+    ran = billfold("db", "current", environment={"BILLFOLD_DATABASE_URL": f"sqlite:///{path}"})
+    assert ran.returncode == 1 and "No database" in ran.stderr
+    assert not path.exists()

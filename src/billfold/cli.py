@@ -211,6 +211,37 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
     console.print(f"Database {_describe(settings.database_url)} is at {revision}.")
 
 
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's revision; exit 1 if it lacks migrations of this release."""
+    from billfold.kit.db import create_engine
+    from billfold.migrations import current_revision, missing_revisions
+
+    settings = get_settings()
+    target = parse_database_url(settings.database_url)
+    if target.sqlite_path is not None and not Path(target.sqlite_path).exists():
+        errors.print(f"No database at {target.sqlite_path}: run `billfold db upgrade` first.")
+        raise typer.Exit(1)
+
+    async def read() -> str | None:
+        engine = create_engine(target, pool_size=1)
+        try:
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    current = asyncio.run(read())
+    missing = missing_revisions(current)
+    console.print(f"Database {_describe(settings.database_url)} is at {current or 'no revision'}.")
+    if missing:
+        errors.print(
+            f"It lacks {len(missing)} migration(s) of this release, up to {missing[0]}:"
+            " run `billfold db upgrade`.",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
+
+
 @ledger_app.command("verify")
 def ledger_verify(
     grace_s: Annotated[

@@ -13,7 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from billfold.kit.errors import ServiceUnavailable
 
-__all__ = ["SchemaBehind", "alembic_config", "missing_revisions", "require_migrated", "upgrade"]
+__all__ = [
+    "SchemaBehind",
+    "alembic_config",
+    "current_revision",
+    "missing_revisions",
+    "require_migrated",
+    "upgrade",
+]
 
 
 class SchemaBehind(ServiceUnavailable):
@@ -49,13 +56,18 @@ def missing_revisions(current: str | None) -> list[str]:
         return []
 
 
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database is at (None: not migrated at all)."""
+    async with engine.connect() as connection:
+        return await connection.run_sync(
+            lambda sync: MigrationContext.configure(sync).get_current_revision()
+        )
+
+
 async def require_migrated(engine: AsyncEngine) -> None:
     """Raise `SchemaBehind` unless the database has every migration of this code: started on
     an older schema, `serve` and `worker` would fail request by request with SQL errors."""
-    async with engine.connect() as connection:
-        current = await connection.run_sync(
-            lambda sync: MigrationContext.configure(sync).get_current_revision()
-        )
+    current = await current_revision(engine)
     missing = missing_revisions(current)
     if missing:
         raise SchemaBehind(
