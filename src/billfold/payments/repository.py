@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.kit.upsert import insert_if_absent
@@ -100,6 +100,15 @@ class PaymentRepository:
             },
         )
 
+    async def delete_fees(self, payment_id: uuid.UUID, transfer_ids: list[uuid.UUID]) -> None:
+        """Forget fee lines recorded for transfers that never happened."""
+        if transfer_ids:
+            await self._session.execute(
+                delete(PaymentFee).where(
+                    PaymentFee.payment_id == payment_id, PaymentFee.transfer_id.in_(transfer_ids)
+                )
+            )
+
     async def fees(self, payment_id: uuid.UUID) -> list[PaymentFee]:
         statement = (
             select(PaymentFee)
@@ -145,8 +154,15 @@ class PaymentRepository:
         statement = select(Dispute).where(Dispute.provider_dispute_id == provider_dispute_id)
         return (await self._session.execute(statement)).scalar_one_or_none()
 
-    async def get_request(self, request_id: uuid.UUID) -> MoneyRequest | None:
-        return await self._session.get(MoneyRequest, request_id)
+    async def get_request(
+        self, request_id: uuid.UUID, *, for_update: bool = False
+    ) -> MoneyRequest | None:
+        """A money request; `for_update` locks its row until commit (PostgreSQL), so
+        concurrent answers to one request are decided one after the other."""
+        statement = select(MoneyRequest).where(MoneyRequest.id == request_id)
+        if for_update:
+            statement = statement.with_for_update()
+        return (await self._session.execute(statement)).scalar_one_or_none()
 
     async def get_split_rule(
         self, *, tenant_id: uuid.UUID, mode: str, rule_id: uuid.UUID
@@ -198,6 +214,16 @@ class PaymentRepository:
             select(Refund.id)
             .where(Refund.state == "pending", Refund.created_at < created_before_ns)
             .order_by(Refund.created_at)
+            .limit(limit)
+        )
+        return list((await self._session.execute(statement)).scalars())
+
+    async def stuck_disputes(self, *, created_before_ns: int, limit: int) -> list[uuid.UUID]:
+        """Disputes still `opening` (a crash between their steps), oldest first."""
+        statement = (
+            select(Dispute.id)
+            .where(Dispute.state == "opening", Dispute.created_at < created_before_ns)
+            .order_by(Dispute.created_at)
             .limit(limit)
         )
         return list((await self._session.execute(statement)).scalars())

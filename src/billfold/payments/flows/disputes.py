@@ -28,7 +28,7 @@ from billfold.risk.labels import LabelSource, record_label
 from billfold.wallets.accounts import SystemRole, TransferCode, system_account_id
 from billfold.wallets.service import ledger_tenant_of
 
-__all__ = ["add_evidence", "open_dispute", "resolve_dispute"]
+__all__ = ["add_evidence", "drive_dispute", "open_dispute", "resolve_dispute"]
 
 EVIDENCE_MAX = 20
 _DISPUTABLE = ("succeeded", "captured", "partially_refunded", "refunded")
@@ -72,6 +72,20 @@ async def open_dispute(
             await repository.add(dispute)
         if dispute.state != "opening":
             return "duplicate"
+    return await drive_dispute(runtime, dispute.id)
+
+
+async def drive_dispute(runtime: PaymentsRuntime, dispute_id: uuid.UUID) -> str:
+    """Place an opening dispute's hold and open it; safe to call again after a crash at
+    any point (the hold's id is the dispute's: a re-driven hold is answered `exists`
+    with the amount it holds). `applied`, or `duplicate` when it is opened already."""
+    async with runtime.unit_of_work.begin() as session:
+        dispute = await PaymentRepository(session).get_dispute(dispute_id)
+        if dispute is None:
+            raise InvariantViolation("a driven dispute exists")
+        if dispute.state != "opening":
+            return "duplicate"
+        payment = await load(session, dispute.payment_id)
     if payment.credit_account_id is None or payment.debit_account_id is None:
         raise InvariantViolation("a paid payment has both accounts")
     hold = NewTransfer(
@@ -85,7 +99,7 @@ async def open_dispute(
         flags=int(TransferFlags.PENDING | TransferFlags.BALANCING_DEBIT),
         user_data=format_id("dsp", dispute.id),
     )
-    results = await apply_steps(runtime, payment_id, [(f"dispute:{dispute.id.hex}:hold", hold)])
+    results = await apply_steps(runtime, payment.id, [(f"dispute:{dispute.id.hex}:hold", hold)])
     held = (results[0].amount or 0) if applied(results) else 0
     async with runtime.unit_of_work.begin() as session:
         row = await PaymentRepository(session).get_dispute(dispute.id)

@@ -19,9 +19,10 @@ from billfold.payments.errors import (
     PaymentExpired,
     SelfPayment,
 )
+from billfold.payments.fees.types import FeeQuote
 from billfold.payments.flows import crossfx, gate
 from billfold.payments.flows.common import apply_steps, chain, failure, load, now_ns, raise_for
-from billfold.payments.flows.splits import split_shares, valid_rule
+from billfold.payments.flows.splits import Share, split_shares, valid_rule
 from billfold.payments.models import Payment
 from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
@@ -315,17 +316,38 @@ async def capture(
             raise CaptureExceedsAuthorized("A capture cannot exceed the authorized amount.")
         lapsed = _lapsed(payment)
         if not lapsed:
-            quote = await quote_fees(
-                session, runtime.fee_quoter, payment=payment, method="wallet", amount=amount
-            )
-            shares = await split_shares(session, payment=payment, amount=amount - quote.total_minor)
+            quote, shares = await _priced(session, runtime, payment, amount)
     if lapsed:
         await expire(runtime, payment_id)
         raise PaymentExpired("The authorization expired.")
+    await _post_capture(runtime, payment, amount, quote, shares)
+
+
+async def _priced(
+    session: AsyncSession, runtime: PaymentsRuntime, payment: Payment, amount: int
+) -> tuple[FeeQuote, list[Share]]:
+    """The fees and split shares of capturing `amount` of `payment`."""
+    quote = await quote_fees(
+        session, runtime.fee_quoter, payment=payment, method="wallet", amount=amount
+    )
+    shares = await split_shares(session, payment=payment, amount=amount - quote.total_minor)
+    return quote, shares
+
+
+async def _post_capture(
+    runtime: PaymentsRuntime,
+    payment: Payment,
+    amount: int,
+    quote: FeeQuote,
+    shares: list[Share],
+) -> None:
+    """Post the hold (`amount` of it) linked with the fees and split shares, then record
+    the capture; re-driven, the same chain is answered `exists`."""
+    payment_id, mode = payment.id, Mode(payment.mode)
     assert payment.credit_account_id is not None
     post = NewTransfer(
         id=step_id(payment_id, "capture"),
-        tenant_id=ledger_tenant_of(tenant_id, mode),
+        tenant_id=ledger_tenant_of(payment.tenant_id, mode),
         pending_id=step_id(payment_id, "hold"),
         amount=amount,
         flags=int(TransferFlags.POST_PENDING),
@@ -336,7 +358,7 @@ async def capture(
     )
     for share in shares:
         await runtime.book.open_wallet(
-            tenant_id=tenant_id,
+            tenant_id=payment.tenant_id,
             mode=mode,
             owner_kind=OwnerKind.MERCHANT,
             owner_id=share.merchant_id,
@@ -411,14 +433,41 @@ async def expire(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
         CreateTransferStatus.PENDING_TRANSFER_EXPIRED,
         CreateTransferStatus.PENDING_TRANSFER_ALREADY_VOIDED,
     )
+    if status is CreateTransferStatus.PENDING_TRANSFER_ALREADY_POSTED:
+        return await _recover_capture(runtime, payment_id)
     if not released:
-        return f"ledger_{status}"  # captured meanwhile: the capture records itself
+        return f"ledger_{status}"
     async with runtime.unit_of_work.begin() as session:
         payment = await load(session, payment_id)
         if payment.state != State.AUTHORIZED.value:
             return f"ignored_{payment.state}"  # a concurrent void recorded itself
         await transition(session, payment, State.EXPIRED, reason="authorization_expired")
     return "expired_authorization"
+
+
+async def _recover_capture(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
+    """The hold of an authorized payment was posted: a capture reached the ledger. A
+    capture still under way records itself; one a crash interrupted (the money moved, the
+    payment still `authorized`) is recorded now, by re-driving the capture of the amount
+    the ledger posted (its chain is answered `exists`)."""
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+        if payment.state != State.AUTHORIZED.value:
+            return f"ignored_{payment.state}"
+    found = await runtime.book.ledger.lookup_transfers(
+        tenant_id=ledger_tenant_of(payment.tenant_id, payment.mode),
+        ids=[step_id(payment_id, "capture")],
+    )
+    if not found:
+        return f"ledger_{CreateTransferStatus.PENDING_TRANSFER_ALREADY_POSTED}"
+    amount = found[0].amount
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+        if payment.state != State.AUTHORIZED.value:
+            return f"ignored_{payment.state}"  # the capture recorded itself meanwhile
+        quote, shares = await _priced(session, runtime, payment, amount)
+    await _post_capture(runtime, payment, amount, quote, shares)
+    return "captured_recovered"
 
 
 async def recover_claim(

@@ -20,6 +20,7 @@ from billfold.payments.errors import (
     MoneyRequestNotFound,
     SelfPayment,
 )
+from billfold.payments.fees.types import FeeLine, FeeQuote
 from billfold.payments.flows import crossfx, gate
 from billfold.payments.flows.common import (
     advance,
@@ -63,6 +64,7 @@ __all__ = [
 ]
 
 NO_CONTEXT = RiskContext()
+_TRANSFER = "transfer"
 HELD_FEE_LINES_MAX = 8
 """At most this many fee lines are held with a payment in review."""
 
@@ -123,7 +125,12 @@ async def _pay(
     cross: crossfx.CrossCurrency | None = None,
     context: RiskContext = NO_CONTEXT,
     step_up_verified: bool = False,
+    request_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
+    """Record the payment and move its money. `request_id`: the money request it pays,
+    linked to the payment in the transaction that records it, so that once the payment
+    exists (it may still complete, by recovery after a crash) the request is never paid
+    by another."""
     book = runtime.book
     ledger_tenant = ledger_tenant_of(tenant_id, mode)
     source_currency = None
@@ -206,6 +213,10 @@ async def _pay(
             await gate.enter_outcome(session, runtime, payment, verdict)
         else:
             await _record(session, runtime, payment, verdict, cross, source_currency, source_wallet)
+        if request_id is not None and verdict.action is not Action.CHALLENGE:
+            request = await PaymentRepository(session).get_request(request_id, for_update=True)
+            if request is not None:
+                request.payment_id = payment_id
     if verdict.action is Action.CHALLENGE:
         raise gate.challenge_error(verdict, step_up_payee=format_id("usr", payee_id))
     if verdict.action is Action.BLOCK:
@@ -224,8 +235,11 @@ async def _record(
     source_currency: str | None,
     source_wallet: uuid.UUID | None,
 ) -> None:
-    """Record an allowed or held P2P payment (with its locked FX quote, if any); a held
-    one records its fees now, so its hold is the same chain whenever it is placed."""
+    """Record an allowed or held P2P payment (with its locked FX quote, if any) and its
+    fees, priced now: a held one's (`hold:fee:<n>`), so its hold is the same chain whenever
+    it is placed; an allowed one's (`transfer:fee:<n>`), so the chain `drive_p2p` submits
+    (again, after a crash) is the same whatever the schedule or the monthly volume says by
+    then, and the ledger answers it `exists`."""
     ledger_tenant = ledger_tenant_of(payment.tenant_id, payment.mode)
     amount, currency, source, now = (
         payment.amount,
@@ -234,11 +248,11 @@ async def _record(
         payment.created_at,
     )
     assert source is not None
+    fees = await quote_fees(
+        session, runtime.fee_quoter, payment=payment, method="p2p", amount=amount
+    )
     if source_currency is not None and source_wallet is not None and cross is not None:
         # The quote buys the amount and the fees, into the sender's own wallet.
-        fees = await quote_fees(
-            session, runtime.fee_quoter, payment=payment, method="p2p", amount=amount
-        )
         quote = await crossfx.lock_quote(
             session,
             runtime,
@@ -255,10 +269,9 @@ async def _record(
         payment.fx_quote_id = quote.id
     await record_created(session, payment)
     await gate.enter_outcome(session, runtime, payment, verdict)
+    if verdict.action is Action.ALLOW:
+        await record_fees(session, payment, _charged(fees), stage=_TRANSFER)
     if verdict.action is Action.REVIEW:
-        fees = await quote_fees(
-            session, runtime.fee_quoter, payment=payment, method="p2p", amount=amount
-        )
         if len([line for line in fees.lines if line.amount_minor]) > HELD_FEE_LINES_MAX:
             raise InvariantViolation("a held P2P payment holds at most HELD_FEE_LINES_MAX fees")
         await record_fees(session, payment, fees, stage="hold")
@@ -358,17 +371,40 @@ async def hold_p2p(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> uuid.UUID
     return payment_id
 
 
+def _charged(quote: FeeQuote) -> FeeQuote:
+    """The quote's non-zero lines, numbered from 0 (as they are recorded and posted)."""
+    return FeeQuote(lines=tuple(line for line in quote.lines if line.amount_minor))
+
+
+def _recorded_quote(payment: Payment, fees: list[PaymentFee]) -> FeeQuote:
+    """The fees recorded with the payment when it was made (`transfer:fee:<n>`), in their
+    order (none recorded: no fees)."""
+    by_id = {step_id(payment.id, f"{_TRANSFER}:fee:{i}"): i for i in range(len(fees))}
+    ordered = sorted((by_id[fee.transfer_id], fee) for fee in fees if fee.transfer_id in by_id)
+    return FeeQuote(
+        lines=tuple(
+            FeeLine(
+                rule=fee.rule,
+                description=fee.description,
+                amount_minor=fee.amount,
+                currency=fee.currency,
+                fixed_minor=fee.fixed_amount,
+            )
+            for _, fee in ordered
+        )
+    )
+
+
 async def drive_p2p(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> uuid.UUID:
     """Move a created P2P payment's money and record the outcome. Safe to call again after
-    a crash at any point: the transfers' ids are the payment's, so the ledger answers
-    `exists` for what it already applied, and a settled payment is left as it is."""
+    a crash at any point: the transfers' ids are the payment's and its fees those recorded
+    when it was made, so the ledger answers `exists` for what it already applied, and a
+    settled payment is left as it is."""
     async with runtime.unit_of_work.begin() as session:
         payment = await load(session, payment_id)
         if payment.state != State.CREATED.value:
             return payment_id
-        quote = await quote_fees(
-            session, runtime.fee_quoter, payment=payment, method="p2p", amount=payment.amount
-        )
+        quote = _recorded_quote(payment, await PaymentRepository(session).fees(payment_id))
         ledger_tenant = ledger_tenant_of(payment.tenant_id, payment.mode)
         fx_quote = None
         if payment.fx_quote_id is not None:
@@ -388,9 +424,7 @@ async def drive_p2p(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> uuid.UUI
         code=int(TransferCode.P2P),
         user_data=format_id("pay", payment_id),
     )
-    fees = fee_transfers(
-        payment, quote, stage="transfer", payer_account_id=payment.debit_account_id
-    )
+    fees = fee_transfers(payment, quote, stage=_TRANSFER, payer_account_id=payment.debit_account_id)
     steps = chain([*conversion, ("transfer", move), *fees])
     results = await apply_steps(runtime, payment_id, steps)
     give_back = (
@@ -402,11 +436,15 @@ async def drive_p2p(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> uuid.UUI
         stored = await load(session, payment_id)
         if applied(results):
             stored.captured_amount = stored.amount
-            await record_fees(session, stored, quote, stage="transfer")
+            await record_fees(session, stored, quote, stage=_TRANSFER)
             await advance(session, stored, State.SUCCEEDED, reason="ledger_applied")
         else:
             stored.failure_code = str(failure(results))[:64]
             changed = await advance(session, stored, State.FAILED, reason=stored.failure_code)
+            if changed:  # nothing was charged: no fee lines
+                await PaymentRepository(session).delete_fees(
+                    payment_id, [transfer.id for _, transfer in fees]
+                )
             if changed and give_back and fx_quote is not None:
                 await crossfx.release(session, ledger_tenant=ledger_tenant, quote_id=fx_quote.id)
     if not applied(results):
@@ -458,9 +496,10 @@ async def _claim(
     request_id: uuid.UUID,
     to_state: str,
 ) -> MoneyRequest:
-    """Move a pending request the user must answer to `to_state` (expired ones expire)."""
+    """Move a pending request the user must answer to `to_state` (expired ones expire).
+    The row is locked: of concurrent answers, only the first finds it pending."""
     async with runtime.unit_of_work.begin() as session:
-        request = await PaymentRepository(session).get_request(request_id)
+        request = await PaymentRepository(session).get_request(request_id, for_update=True)
         if (
             request is None
             or request.tenant_id != tenant_id
@@ -523,12 +562,19 @@ async def approve_request(
             cross=crossfx.CrossCurrency(source_currency, quote_id),
             context=context,
             step_up_verified=verified,
+            request_id=request_id,
         )
     except Exception:
         async with runtime.unit_of_work.begin() as session:
-            row = await PaymentRepository(session).get_request(request_id)
-            if row is not None and row.state == "approved" and row.payment_id is None:
-                row.state = "pending"  # not paid: the payer may try again
+            repository = PaymentRepository(session)
+            row = await repository.get_request(request_id, for_update=True)
+            if row is not None and row.state == "approved":
+                paying = None if row.payment_id is None else await repository.get(row.payment_id)
+                # Not paid (no payment, or one that failed): the payer may try again. A
+                # payment still under way (a crash mid-flight: recovery finishes it) keeps
+                # the request approved, so it is never paid twice.
+                if paying is None or paying.state == State.FAILED.value:
+                    row.state, row.payment_id = "pending", None
         raise
     async with runtime.unit_of_work.begin() as session:
         row = await PaymentRepository(session).get_request(request_id)

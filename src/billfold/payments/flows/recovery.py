@@ -1,9 +1,9 @@
 """Re-driving what a crash interrupted, and expiring what is due. For a worker to call
 periodically (`resume_interrupted`, the app's payments recovery loop).
 
-- P2P payments left `created` and refunds left `pending` between their unit of work and
-  the ledger: each drive resubmits the same deterministic transfer ids, so money the
-  ledger already moved is answered `exists` and moved only once.
+- P2P payments left `created`, refunds left `pending` and disputes left `opening` between
+  their unit of work and the ledger: each drive resubmits the same deterministic transfer
+  ids, so money the ledger already moved is answered `exists` and moved only once.
 - Top-ups and withdrawals left before the provider answered (`created`, or `processing`
   without a provider reference): the provider's status for the payment id (its
   idempotency key) resumes them, or their holds are voided and they fail (`interrupted`).
@@ -27,6 +27,7 @@ import time
 import structlog
 
 from billfold.kit.errors import BillfoldError
+from billfold.payments.flows.disputes import drive_dispute
 from billfold.payments.flows.merchant import expire, recover_claim
 from billfold.payments.flows.p2p import drive_p2p
 from billfold.payments.flows.refunds import drive_refund
@@ -51,14 +52,16 @@ log = structlog.get_logger(__name__)
 async def resume_interrupted(
     runtime: PaymentsRuntime, *, older_than_s: float, limit: int = RESUME_BATCH_MAX
 ) -> int:
-    """Drive up to `limit` interrupted P2P payments and refunds older than `older_than_s`
-    (younger ones may still be in flight in another request); how many were driven."""
+    """Drive up to `limit` interrupted P2P payments, refunds and disputes older than
+    `older_than_s` (younger ones may still be in flight in another request); how many were
+    driven."""
     before_ns = time.time_ns() - int(older_than_s * 1_000_000_000)
     limit = min(limit, RESUME_BATCH_MAX)
     async with runtime.unit_of_work.begin() as session:
         repository = PaymentRepository(session)
         payments = await repository.stuck_p2p(created_before_ns=before_ns, limit=limit)
         refunds = await repository.stuck_refunds(created_before_ns=before_ns, limit=limit)
+        opening = await repository.stuck_disputes(created_before_ns=before_ns, limit=limit)
     for payment_id in payments:
         try:
             await drive_p2p(runtime, payment_id)
@@ -69,12 +72,17 @@ async def resume_interrupted(
             await drive_refund(runtime, refund_id)
         except BillfoldError as error:
             log.info("payments.refund_resumed_failed", refund=refund_id.hex, code=error.code)
+    for dispute_id in opening:
+        try:
+            await drive_dispute(runtime, dispute_id)
+        except BillfoldError as error:
+            log.info("payments.dispute_resumed_failed", dispute=dispute_id.hex, code=error.code)
     provider_flows = await resume_provider_flows(runtime, before_ns=before_ns, limit=limit)
     claims = await recover_claims(runtime, limit=limit)  # before expiry: holds decided first
     expired = await expire_due(runtime, limit=limit)
     reviews = await expire_held(runtime, limit=limit)
     reviews += await resume_decided(runtime, limit=limit)
-    return len(payments) + len(refunds) + provider_flows + claims + expired + reviews
+    return len(payments) + len(refunds) + len(opening) + provider_flows + claims + expired + reviews
 
 
 async def recover_claims(runtime: PaymentsRuntime, *, limit: int = RESUME_BATCH_MAX) -> int:
