@@ -49,6 +49,11 @@ async def one_percent_plus_ten(session: AsyncSession, context: FeeContext) -> Fe
     )
 
 
+def internal_id(public_id: str) -> uuid.UUID:
+    """The internal id behind a public one (`pay_…`, `usr_…`), as the flows take it."""
+    return uuid.UUID(hex=public_id.partition("_")[2])
+
+
 def fee_of(amount: int) -> int:
     return amount // 100 + 10
 

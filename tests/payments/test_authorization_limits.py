@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,15 +16,11 @@ from billfold.identity.types import Mode
 from billfold.kit.errors import BillfoldError
 from billfold.payments.flows import merchant, recovery
 from billfold.payments.models import Payment
-from payments.payments_support import User, World, problem
+from payments.payments_support import User, World, internal_id, problem
 
 # Tier 1 (the default), USD: 1,000 per transfer, 2,500 a day.
 _PER_TRANSFER = 100_000
 _DAILY = 250_000
-
-
-def _id(public_id: str) -> uuid.UUID:
-    return uuid.UUID(hex=public_id.partition("_")[2])
 
 
 def _merchant_payment(world: World, shop: str, amount: int) -> str:
@@ -48,7 +43,7 @@ def _p2p(world: World, sender: User, recipient: User, amount: int) -> Any:
 def _row(world: World, payment_id: str) -> Payment:
     async def read() -> Payment:
         async with world.runtime.unit_of_work.begin() as session:
-            row = await session.get(Payment, _id(payment_id))
+            row = await session.get(Payment, internal_id(payment_id))
             assert row is not None
             return row
 
@@ -70,8 +65,8 @@ def test_concurrent_authorizations_by_one_payer_never_pass_the_daily_limit(
                     world.runtime,
                     tenant_id=world.tenant_id,
                     mode=Mode.TEST,
-                    user_id=_id(ann.id),
-                    payment_id=_id(payment_id),
+                    user_id=internal_id(ann.id),
+                    payment_id=internal_id(payment_id),
                 )
                 for payment_id in ids
             ]
@@ -105,7 +100,7 @@ def test_an_authorization_counts_on_the_day_it_is_made_not_the_day_of_creation(
 
         async def created_yesterday() -> None:
             async with world.runtime.unit_of_work.begin() as session:
-                row = await session.get(Payment, _id(payment_id))
+                row = await session.get(Payment, internal_id(payment_id))
                 assert row is not None
                 row.created_at = row.updated_at = before_midnight
 
@@ -165,14 +160,14 @@ def test_a_retried_authorization_does_not_count_itself_twice(
                     world.runtime,
                     tenant_id=world.tenant_id,
                     mode=Mode.TEST,
-                    user_id=_id(ann.id),
-                    payment_id=_id(second),
+                    user_id=internal_id(ann.id),
+                    payment_id=internal_id(second),
                 )
 
         world.client.portal.call(interrupted)
         monkeypatch.undo()
         # Claimed before the crash: it counts (2,000 of 2,500 used) and is ann's to retry.
-        assert _row(world, second).payer_user_id == _id(ann.id)
+        assert _row(world, second).payer_user_id == internal_id(ann.id)
         assert world.payment(second)["payer"] is None  # not shown before the hold
         problem(_authorize(world, dan, second), 409, "invalid_state_transition")
         third = _merchant_payment(world, shop, _PER_TRANSFER)
@@ -205,8 +200,8 @@ def _crash_authorizing(
                 world.runtime,
                 tenant_id=world.tenant_id,
                 mode=Mode.TEST,
-                user_id=_id(user.id),
-                payment_id=_id(payment_id),
+                user_id=internal_id(user.id),
+                payment_id=internal_id(payment_id),
             )
 
     world.client.portal.call(interrupted)
@@ -238,7 +233,7 @@ def test_recovery_releases_a_claim_whose_hold_was_never_placed(
         payment_id = _merchant_payment(world, shop, _PER_TRANSFER)
         _crash_authorizing(world, monkeypatch, ann, payment_id, after=False)
         claimed = _claim_of(world, payment_id)
-        assert claimed[1] == _id(ann.id)
+        assert claimed[1] == internal_id(ann.id)
         # Within the grace period (60 s by default) the claim may still be placing its hold.
         _recover(world)
         assert _claim_of(world, payment_id) == claimed
@@ -271,7 +266,7 @@ def test_recovery_authorizes_a_claim_whose_hold_was_placed(
         world.runtime.claim_grace_s = 0
         _recover(world)
         authorized = _claim_of(world, payment_id)
-        assert authorized[:2] == ("authorized", _id(ann.id))
+        assert authorized[:2] == ("authorized", internal_id(ann.id))
         assert authorized[4] is not None  # authorization_expires_at, from the hold
         _recover(world)
         assert _claim_of(world, payment_id) == authorized  # a second round changes nothing
@@ -310,7 +305,7 @@ def test_recovery_leaves_a_claim_made_anew_by_a_retry_alone(
 
         async def recover() -> str:
             return await merchant.recover_claim(
-                world.runtime, _id(payment_id), claimed_before_ns=stale_before
+                world.runtime, internal_id(payment_id), claimed_before_ns=stale_before
             )
 
         assert world.client.portal.call(recover) == "ignored_not_stale"
@@ -328,7 +323,7 @@ def test_a_claimed_payment_past_its_expiry_is_decided_by_its_hold_first(
 
         async def lapse() -> None:
             async with world.runtime.unit_of_work.begin() as session:
-                row = await session.get(Payment, _id(payment_id))
+                row = await session.get(Payment, internal_id(payment_id))
                 assert row is not None
                 row.expires_at = 1
 

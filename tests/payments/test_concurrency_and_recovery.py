@@ -16,11 +16,7 @@ from billfold.payments.flows import merchant, p2p, recovery, refunds
 from billfold.payments.flows.notifications import receive_notification
 from billfold.payments.flows.topups import settle_top_up
 from billfold.payments.models import Payment
-from payments.payments_support import World
-
-
-def _id(public_id: str) -> uuid.UUID:
-    return uuid.UUID(hex=public_id.partition("_")[2])
+from payments.payments_support import World, internal_id
 
 
 def _outcomes(results: list[Any]) -> tuple[int, list[str]]:
@@ -44,7 +40,7 @@ def test_concurrent_p2p_payments_never_overdraw_the_wallet(database_url: str) ->
                     world.runtime,
                     tenant_id=world.tenant_id,
                     mode=Mode.TEST,
-                    sender_id=_id(ann.id),
+                    sender_id=internal_id(ann.id),
                     recipient=bob.handle,
                     amount=100,
                     currency="USD",
@@ -76,8 +72,8 @@ def test_concurrent_authorizations_never_overdraw_the_wallet(database_url: str) 
                     world.runtime,
                     tenant_id=world.tenant_id,
                     mode=Mode.TEST,
-                    user_id=_id(ann.id),
-                    payment_id=_id(payment_id),
+                    user_id=internal_id(ann.id),
+                    payment_id=internal_id(payment_id),
                 )
                 for payment_id in ids
             ]
@@ -103,7 +99,7 @@ def test_concurrent_refunds_never_exceed_the_capture(database_url: str) -> None:
             }
             created = world.client.post("/v1/payments", json=body, headers=world.api).json()
             world.client.post(f"/v1/me/payments/{created['id']}/authorize", headers=payer.auth)
-        payment_id = _id(created["id"])
+        payment_id = internal_id(created["id"])
 
         async def race() -> list[Any]:
             attempts = [
@@ -165,10 +161,10 @@ def test_a_step_redriven_after_a_lost_state_update_moves_money_once(database_url
             # As if the process died after the ledger applied the step, before the state
             # update committed: the payment still says processing.
             async with world.runtime.unit_of_work.begin() as session:
-                row = await session.get(Payment, _id(payment["id"]))
+                row = await session.get(Payment, internal_id(payment["id"]))
                 assert row is not None
                 row.state = "processing"
-            return await settle_top_up(world.runtime, _id(payment["id"]), reason="redrive")
+            return await settle_top_up(world.runtime, internal_id(payment["id"]), reason="redrive")
 
         assert world.client.portal.call(forget_and_redrive) == "applied"
         assert world.payment(payment["id"])["state"] == "succeeded"
@@ -206,7 +202,7 @@ def test_a_p2p_interrupted_by_a_crash_is_resumed_once(
                     world.runtime,
                     tenant_id=world.tenant_id,
                     mode=Mode.TEST,
-                    sender_id=_id(ann.id),
+                    sender_id=internal_id(ann.id),
                     recipient=bob.handle,
                     amount=400,
                     currency="USD",
@@ -240,7 +236,7 @@ def test_a_refund_interrupted_by_a_crash_is_resumed_once(
                     world.runtime,
                     tenant_id=world.tenant_id,
                     mode=Mode.TEST,
-                    payment_id=_id(created["id"]),
+                    payment_id=internal_id(created["id"]),
                     amount=300,
                     reason=None,
                 )

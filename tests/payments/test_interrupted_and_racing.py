@@ -19,15 +19,11 @@ from billfold.kit.errors import BillfoldError
 from billfold.payments.fees.types import FeeContext, FeeLine, FeeQuote
 from billfold.payments.flows import disputes, merchant, p2p, recovery
 from billfold.payments.models import Payment
-from payments.payments_support import User, World
+from payments.payments_support import User, World, internal_id
 
 
 class _CrashError(Exception):
     """The process dies here."""
-
-
-def _id(public_id: str) -> uuid.UUID:
-    return uuid.UUID(hex=public_id.partition("_")[2])
 
 
 def _crashing_after_ledger(real: Any, *, first_step: str) -> Any:
@@ -50,7 +46,22 @@ def _request(world: World, *, payee: User, payer: User, amount: int) -> uuid.UUI
         headers=payee.auth,
     )
     assert created.status_code == 201, created.text
-    return _id(created.json()["id"])
+    return internal_id(created.json()["id"])
+
+
+def _send(world: World, sender: User, recipient: User, amount: int) -> None:
+    world.client.portal.call(
+        functools.partial(
+            p2p.send_p2p,
+            world.runtime,
+            tenant_id=world.tenant_id,
+            mode=Mode.TEST,
+            sender_id=internal_id(sender.id),
+            recipient=recipient.handle,
+            amount=amount,
+            currency="USD",
+        )
+    )
 
 
 def _resume(world: World) -> None:
@@ -71,7 +82,7 @@ def test_a_money_request_approved_concurrently_is_paid_once(database_url: str) -
                     world.runtime,
                     tenant_id=world.tenant_id,
                     mode=Mode.TEST,
-                    user_id=_id(ann.id),
+                    user_id=internal_id(ann.id),
                     request_id=request_id,
                 )
                 for _ in range(6)
@@ -101,7 +112,7 @@ def test_a_request_whose_payment_a_crash_interrupted_is_not_paid_again(
             world.runtime,
             tenant_id=world.tenant_id,
             mode=Mode.TEST,
-            user_id=_id(ann.id),
+            user_id=internal_id(ann.id),
             request_id=request_id,
         )
         real = p2p.apply_steps
@@ -144,7 +155,7 @@ def test_a_capture_interrupted_after_the_ledger_is_recorded_by_recovery(
                     world.runtime,
                     tenant_id=world.tenant_id,
                     mode=Mode.TEST,
-                    payment_id=_id(payment_id),
+                    payment_id=internal_id(payment_id),
                     amount=600,
                 )
             )
@@ -153,7 +164,7 @@ def test_a_capture_interrupted_after_the_ledger_is_recorded_by_recovery(
 
         async def lapse() -> None:
             async with world.runtime.unit_of_work.begin() as session:
-                row = await session.get(Payment, _id(payment_id))
+                row = await session.get(Payment, internal_id(payment_id))
                 assert row is not None
                 row.authorization_expires_at = 1
 
@@ -227,18 +238,7 @@ def test_a_p2p_resumed_after_the_fees_changed_is_recorded_as_the_ledger_moved_it
         real = p2p.apply_steps
         monkeypatch.setattr(p2p, "apply_steps", _crashing_after_ledger(real, first_step="transfer"))
         with pytest.raises(_CrashError):
-            world.client.portal.call(
-                functools.partial(
-                    p2p.send_p2p,
-                    world.runtime,
-                    tenant_id=world.tenant_id,
-                    mode=Mode.TEST,
-                    sender_id=_id(ann.id),
-                    recipient=bob.handle,
-                    amount=1_000,
-                    currency="USD",
-                )
-            )
+            _send(world, ann, bob, 1_000)
         monkeypatch.setattr(p2p, "apply_steps", real)
         # The schedule (or the month's volume tier) changed before recovery re-drove it.
         world.runtime.fee_quoter = _three_percent
@@ -248,7 +248,7 @@ def test_a_p2p_resumed_after_the_fees_changed_is_recorded_as_the_ledger_moved_it
             async with world.runtime.unit_of_work.read() as session:
                 rows = await session.execute(
                     select(Payment).where(
-                        Payment.kind == "p2p", Payment.payer_user_id == _id(ann.id)
+                        Payment.kind == "p2p", Payment.payer_user_id == internal_id(ann.id)
                     )
                 )
                 return list(rows.scalars())
@@ -266,25 +266,14 @@ def test_a_refused_p2p_shows_no_fees(database_url: str) -> None:
         ann, bob = world.user(), world.user()
         world.fund(ann, 500)
         with pytest.raises(BillfoldError) as refused:
-            world.client.portal.call(
-                functools.partial(
-                    p2p.send_p2p,
-                    world.runtime,
-                    tenant_id=world.tenant_id,
-                    mode=Mode.TEST,
-                    sender_id=_id(ann.id),
-                    recipient=bob.handle,
-                    amount=1_000,
-                    currency="USD",
-                )
-            )
+            _send(world, ann, bob, 1_000)
         assert refused.value.code == "insufficient_funds"
 
         async def failed() -> Payment:
             async with world.runtime.unit_of_work.read() as session:
                 rows = await session.execute(
                     select(Payment).where(
-                        Payment.kind == "p2p", Payment.payer_user_id == _id(ann.id)
+                        Payment.kind == "p2p", Payment.payer_user_id == internal_id(ann.id)
                     )
                 )
                 return rows.scalar_one()

@@ -14,7 +14,7 @@ from billfold.connectors.types import ChargeRequest, PayoutRequest, ProviderResp
 from billfold.identity.types import Mode
 from billfold.payments.flows import recovery, topups, withdrawals
 from billfold.payments.models import Payment
-from payments.payments_support import TEST_CARD, World, fee_of, problem
+from payments.payments_support import TEST_CARD, World, fee_of, internal_id, problem
 
 IBAN = "DE89370400440532013000"
 
@@ -43,10 +43,6 @@ class CrashingProvider:
         return getattr(self.inner, name)
 
 
-def _id(public_id: str) -> uuid.UUID:
-    return uuid.UUID(hex=public_id.partition("_")[2])
-
-
 def _crash_on(world: World, provider: str, *, after_call: bool) -> Any:
     real = world.runtime.providers[provider]
     world.runtime.providers[provider] = CrashingProvider(real, after_call=after_call)
@@ -64,7 +60,7 @@ def _start_top_up(world: World, user_id: str, amount: int) -> None:
             world.runtime,
             tenant_id=world.tenant_id,
             mode=Mode.TEST,
-            user_id=_id(user_id),
+            user_id=internal_id(user_id),
             amount=amount,
             currency="USD",
             method="card",
@@ -132,7 +128,7 @@ def _start_withdrawal(world: World, user_id: str, amount: int) -> None:
             world.runtime,
             tenant_id=world.tenant_id,
             mode=Mode.TEST,
-            user_id=_id(user_id),
+            user_id=internal_id(user_id),
             amount=amount,
             currency="USD",
             method="bank_transfer",
@@ -200,7 +196,7 @@ def test_a_withdrawal_interrupted_after_its_holds_fails_and_releases_them(
 def _set(world: World, payment_id: str, **columns: int) -> None:
     async def update() -> None:
         async with world.runtime.unit_of_work.begin() as session:
-            payment = await session.get(Payment, _id(payment_id))
+            payment = await session.get(Payment, internal_id(payment_id))
             assert payment is not None
             for name, value in columns.items():
                 setattr(payment, name, value)
