@@ -5,6 +5,7 @@ requests' action-type CHECK."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -23,15 +24,8 @@ def schema_differences(database_url: str, names: tuple[str, ...]) -> list[object
     def compare(connection: Connection) -> list[object]:
         return list(compare_metadata(MigrationContext.configure(connection), metadata))
 
-    async def run() -> list[object]:
-        engine = create_engine(parse_database_url(database_url), pool_size=1)
-        try:
-            async with engine.connect() as connection:
-                return await connection.run_sync(compare)
-        finally:
-            await engine.dispose()
-
-    return [diff for diff in asyncio.run(run()) if any(name in repr(diff) for name in names)]
+    differences = _compared(database_url, compare)
+    return [diff for diff in differences if any(name in repr(diff) for name in names)]
 
 
 def whole_schema_differences(database_url: str) -> list[object]:
@@ -45,6 +39,12 @@ def whole_schema_differences(database_url: str) -> list[object]:
         # Typed for one MetaData; it takes a sequence, as Alembic's target_metadata does.
         return list(compare_metadata(context, target_metadata))  # type: ignore[arg-type]
 
+    return [diff for diff in _compared(database_url, compare) if not _known_difference(diff)]
+
+
+def _compared(database_url: str, compare: Callable[[Connection], list[object]]) -> list[object]:
+    """`compare` run on a connection to the database."""
+
     async def run() -> list[object]:
         engine = create_engine(parse_database_url(database_url), pool_size=1)
         try:
@@ -53,7 +53,7 @@ def whole_schema_differences(database_url: str) -> list[object]:
         finally:
             await engine.dispose()
 
-    return [diff for diff in asyncio.run(run()) if not _known_difference(diff)]
+    return asyncio.run(run())
 
 
 def _known_difference(diff: object) -> bool:
