@@ -315,13 +315,11 @@ def held_fees(
     revenue = system_account_id(
         ledger_tenant, name=SystemRole.FEE_REVENUE.value, currency=payment.currency
     )
-    by_id = {step_id(payment.id, f"hold:fee:{i}"): i for i in range(HELD_FEE_LINES_MAX)}
     steps = []
     # In the quote's order, as when the hold was first placed (a linked chain re-placed
     # must be the same transfers with the same flags to be answered `exists`).
-    for fee in sorted(fees, key=lambda line: by_id.get(line.transfer_id, HELD_FEE_LINES_MAX)):
-        index = by_id.get(fee.transfer_id)
-        if index is None or fee.amount <= 0:
+    for index, fee in _recorded(payment, fees, stage="hold", count=HELD_FEE_LINES_MAX):
+        if fee.amount <= 0:
             continue
         steps.append(
             (
@@ -376,11 +374,20 @@ def _charged(quote: FeeQuote) -> FeeQuote:
     return FeeQuote(lines=tuple(line for line in quote.lines if line.amount_minor))
 
 
+def _recorded(
+    payment: Payment, fees: list[PaymentFee], *, stage: str, count: int
+) -> list[tuple[int, PaymentFee]]:
+    """The fee lines recorded for `stage` (steps `<stage>:fee:<n>`, n below `count`), each
+    with its n, in the quote's order."""
+    by_id = {step_id(payment.id, f"{stage}:fee:{i}"): i for i in range(count)}
+    found = [(by_id[fee.transfer_id], fee) for fee in fees if fee.transfer_id in by_id]
+    return sorted(found, key=lambda pair: pair[0])
+
+
 def _recorded_quote(payment: Payment, fees: list[PaymentFee]) -> FeeQuote:
     """The fees recorded with the payment when it was made (`transfer:fee:<n>`), in their
     order (none recorded: no fees)."""
-    by_id = {step_id(payment.id, f"{_TRANSFER}:fee:{i}"): i for i in range(len(fees))}
-    ordered = sorted((by_id[fee.transfer_id], fee) for fee in fees if fee.transfer_id in by_id)
+    ordered = _recorded(payment, fees, stage=_TRANSFER, count=len(fees))
     return FeeQuote(
         lines=tuple(
             FeeLine(
