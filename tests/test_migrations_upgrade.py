@@ -4,11 +4,13 @@ upgrade at the same time queue instead of applying a revision twice, on both bac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import asyncpg
 from alembic import command
@@ -72,16 +74,29 @@ def test_an_upgrade_is_seen_whole_or_not_at_all(isolated_database_url: str) -> N
     assert whole_schema_differences(url) == []
 
 
-def _start_upgrades(database_url: str, count: int) -> list[subprocess.Popen[str]]:
-    return [
-        subprocess.Popen(
-            [sys.executable, "-c", _UPGRADE, database_url],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(count)
-    ]
+@contextlib.contextmanager
+def _upgrades(database_url: str, count: int) -> Iterator[list[subprocess.Popen[str]]]:
+    """`count` upgrades started at once. One still running when the block ends (an assertion
+    failed) is killed, and every pipe is closed: none outlives its test, to be reported as an
+    unclosed file in whichever test the garbage collector runs next."""
+    with contextlib.ExitStack() as stack:
+        processes = [
+            stack.enter_context(
+                subprocess.Popen(
+                    [sys.executable, "-c", _UPGRADE, database_url],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+            for _ in range(count)
+        ]
+        try:
+            yield processes
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
 
 
 def _finished(processes: list[subprocess.Popen[str]]) -> list[tuple[int, str]]:
@@ -92,24 +107,28 @@ def _finished(processes: list[subprocess.Popen[str]]) -> list[tuple[int, str]]:
     return [(code, "".join(last)) for code, last in outcomes]
 
 
-async def _upgrades_queued_behind(database_url: str, count: int) -> list[subprocess.Popen[str]]:
-    """Start `count` upgrades while this connection locks the deliveries (0028 changes
-    them), wait until every one waits on a lock, then let them go."""
+async def _upgrades_queued_behind(
+    database_url: str, count: int, stack: contextlib.ExitStack
+) -> list[subprocess.Popen[str]]:
+    """Start `count` upgrades on `stack` while this connection locks the deliveries (0028
+    changes them), wait until every one waits on a lock, then let them go."""
     connection = await asyncpg.connect(database_url)
     try:
         transaction = connection.transaction()
         await transaction.start()
         await connection.execute("LOCK TABLE events_webhook_deliveries IN ACCESS EXCLUSIVE MODE")
-        processes = _start_upgrades(database_url, count)
+        processes = stack.enter_context(_upgrades(database_url, count))
         deadline = time.monotonic() + 60
         waiting = 0
         while waiting < count:
             assert time.monotonic() < deadline, "the upgrades never reached their locks"
             assert all(process.poll() is None for process in processes), "an upgrade ended"
             await asyncio.sleep(0.05)
+            # pg_locks only: pg_stat_activity is read once per transaction, so a join with
+            # it would never see an upgrade whose backend started after the first read.
             waiting = await connection.fetchval(
-                "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid)"
-                " WHERE NOT granted AND datname = current_database()"
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND database ="
+                " (SELECT oid FROM pg_database WHERE datname = current_database())"
             )
         await transaction.rollback()
         return processes
@@ -125,11 +144,12 @@ def test_upgrades_started_together_queue(isolated_database_url: str) -> None:
     revision (the second then failed on the first's index); on SQLite they race freely."""
     url = isolated_database_url
     command.downgrade(alembic_config(url), "0027_deliveries_event_index")
-    if url.startswith("sqlite"):
-        processes = _start_upgrades(url, 2)
-    else:
-        processes = asyncio.run(_upgrades_queued_behind(url, 2))
-    assert _finished(processes) == [(0, ""), (0, "")]
+    with contextlib.ExitStack() as stack:
+        if url.startswith("sqlite"):
+            processes = stack.enter_context(_upgrades(url, 2))
+        else:
+            processes = asyncio.run(_upgrades_queued_behind(url, 2, stack))
+        assert _finished(processes) == [(0, ""), (0, "")]
     assert whole_schema_differences(url) == []
     command.upgrade(alembic_config(url), "head")  # and once more: nothing to do
     assert whole_schema_differences(url) == []
