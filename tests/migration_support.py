@@ -69,14 +69,15 @@ def _known_difference(diff: object) -> bool:
     )
 
 
-def approval_action_type_check(database_url: str) -> str:
-    """The CHECK constraint on approval requests' action types, as the database holds it."""
+def check_constraint(database_url: str, table: str, column: str) -> str:
+    """The CHECK constraint on `table`.`column` (named `ck_<table>_<column>`), as the
+    database holds it (SQLite: the table's whole definition)."""
     if database_url.startswith("sqlite"):
-        query = "SELECT sql FROM sqlite_master WHERE name = 'identity_approval_requests'"
+        query = f"SELECT sql FROM sqlite_master WHERE name = '{table}'"
     else:
         query = (
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
-            " WHERE conname = 'ck_identity_approval_requests_action_type'"
+            f" WHERE conname = 'ck_{table}_{column}'"
         )
 
     async def run() -> str:
@@ -88,3 +89,8 @@ def approval_action_type_check(database_url: str) -> str:
             await engine.dispose()
 
     return asyncio.run(run())
+
+
+def approval_action_type_check(database_url: str) -> str:
+    """The CHECK constraint on approval requests' action types, as the database holds it."""
+    return check_constraint(database_url, "identity_approval_requests", "action_type")

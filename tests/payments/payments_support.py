@@ -259,6 +259,23 @@ class World:
                 return {field: int(item[field]) for field in fields}
         raise AssertionError(f"no system account {name}")
 
+    def outbox(self, payment_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """The (type, data) of every event whose aggregate is the payment, in order."""
+        from sqlalchemy import select
+
+        from billfold.events.models import OutboxEvent
+
+        async def read() -> list[tuple[str, dict[str, Any]]]:
+            async with self.runtime.unit_of_work.begin() as session:
+                rows = await session.execute(
+                    select(OutboxEvent.type, OutboxEvent.data)
+                    .where(OutboxEvent.aggregate_id == internal_id(payment_id))
+                    .order_by(OutboxEvent.id)
+                )
+                return [(str(row.type), dict(row.data)) for row in rows]
+
+        return self.client.portal.call(read)
+
     # -- the books
 
     def assert_books(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from payments.payments_support import User, World, fee_of, problem
+from payments.payments_support import User, World, fee_of, internal_id, problem
 
 
 def _create(world: World, merchant: str, amount: int, **fields: Any) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def test_an_expired_payment_cannot_be_authorized(database_url: str) -> None:
 
         async def expire() -> None:
             async with world.runtime.unit_of_work.begin() as session:
-                row = await session.get(Payment, _uuid(payment["id"]))
+                row = await session.get(Payment, internal_id(payment["id"]))
                 assert row is not None
                 row.expires_at = 1
 
@@ -168,30 +168,6 @@ def test_bad_merchant_payment_input_is_a_4xx(database_url: str) -> None:
         problem(missing, 404, "payment_not_found")
 
 
-def _uuid(public_id: str) -> Any:
-    import uuid
-
-    return uuid.UUID(hex=public_id.partition("_")[2])
-
-
-def _outbox(database_url: str, payment_id: str) -> list[tuple[str, dict[str, Any]]]:
-    from sqlalchemy import select
-
-    from billfold.events.models import OutboxEvent
-    from billfold.kit.ids import parse_id
-    from identity.identity_support import run_in_unit_of_work
-
-    async def read(session: Any) -> list[tuple[str, dict[str, Any]]]:
-        rows = await session.execute(
-            select(OutboxEvent.type, OutboxEvent.data)
-            .where(OutboxEvent.aggregate_id == parse_id("pay", payment_id))
-            .order_by(OutboxEvent.id)
-        )
-        return [(str(row.type), dict(row.data)) for row in rows]
-
-    return run_in_unit_of_work(database_url, read)
-
-
 def test_each_state_a_payment_enters_is_an_outbox_event(database_url: str) -> None:
     with World(database_url) as world:
         ann, shop = world.user(), world.merchant()
@@ -201,7 +177,7 @@ def test_each_state_a_payment_enters_is_an_outbox_event(database_url: str) -> No
         _capture(world, payment["id"], 5_000)
         refused = _void(world, payment["id"])  # a refused transition emits nothing
         assert refused.status_code == 409, refused.text
-    events = _outbox(database_url, payment["id"])
+        events = world.outbox(payment["id"])
     assert [event_type for event_type, _ in events] == [
         "com.billfold.payment.created.v1",
         "com.billfold.payment.authorized.v1",

@@ -6,6 +6,10 @@ state, then ``authorized``, ``captured``, ``partially_refunded``, ``refunded``, 
 ``voided``, ``expired``, ``succeeded``, ``processing``, ``requires_action``, ``in_review``
 (held by a risk decision)…), subject the
 payment's ``pay_…`` id, aggregate the payment (so its events keep their order).
+
+A dispute's events are ``com.billfold.dispute.<what>.v1`` (``opened`` once its hold is
+placed, then ``won`` or ``lost`` once the ledger has applied the outcome), subject the
+dispute's ``dsp_…`` id, aggregate the disputed payment (ordered with its events).
 """
 
 from __future__ import annotations
@@ -18,11 +22,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billfold.events.outbox import emit
 from billfold.identity.types import Mode
 from billfold.kit.ids import format_id
-from billfold.payments.models import Payment
+from billfold.payments.models import Dispute, Payment
 
-__all__ = ["PAYMENT_EVENT_TYPE", "emit_payment_event", "payment_event_data"]
+__all__ = [
+    "DISPUTE_EVENT_TYPE",
+    "PAYMENT_EVENT_TYPE",
+    "dispute_event_data",
+    "emit_dispute_event",
+    "emit_payment_event",
+    "payment_event_data",
+]
 
 PAYMENT_EVENT_TYPE = "com.billfold.payment.{state}.v1"
+DISPUTE_EVENT_TYPE = "com.billfold.dispute.{what}.v1"
+_DISPUTE_EVENTS = {"open": "opened", "won": "won", "lost": "lost"}
+"""The dispute states that emit an event, and the event's `<what>`."""
 
 
 def payment_event_data(payment: Payment, *, previous_state: str | None) -> dict[str, Any]:
@@ -61,4 +75,34 @@ def emit_payment_event(
         aggregate_id=payment.id,
         data=payment_event_data(payment, previous_state=previous_state),
         occurred_at_ns=at_ns,
+    )
+
+
+def dispute_event_data(dispute: Dispute, payment: Payment) -> dict[str, Any]:
+    """The documented payload: amounts are decimal strings of minor units."""
+    return {
+        "id": format_id("dsp", dispute.id),
+        "payment_id": format_id("pay", payment.id),
+        "state": dispute.state,
+        "amount": str(dispute.amount),
+        "held_amount": str(dispute.held_amount),
+        "currency": payment.currency,
+        "opened_by": dispute.opened_by,
+        "reason": dispute.reason,
+        "provider_dispute_id": dispute.provider_dispute_id,
+        "updated_at": dispute.updated_at,
+    }
+
+
+def emit_dispute_event(session: AsyncSession, dispute: Dispute, payment: Payment) -> None:
+    """Queue the event of `dispute` entering its current state (`open`, `won` or `lost`)."""
+    emit(
+        session,
+        tenant_id=payment.tenant_id,
+        mode=Mode(payment.mode),
+        type=DISPUTE_EVENT_TYPE.format(what=_DISPUTE_EVENTS[dispute.state]),
+        subject=format_id("dsp", dispute.id),
+        aggregate_id=payment.id,
+        data=dispute_event_data(dispute, payment),
+        occurred_at_ns=dispute.updated_at,
     )

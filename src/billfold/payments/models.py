@@ -230,7 +230,8 @@ class Dispute(Base):
     held_amount: Mapped[int] = mapped_column(BigInteger)
     """How much of it the receiving wallet could hold while open."""
     state: Mapped[str] = mapped_column(String(16))
-    """opening, open, won or lost."""
+    """opening, open, winning or losing (an outcome claimed, its ledger steps under way),
+    won or lost."""
     opened_by: Mapped[str] = mapped_column(String(16))
     """provider or tenant."""
     provider_dispute_id: Mapped[str | None] = mapped_column(String(64), unique=True)
@@ -244,7 +245,11 @@ class Dispute(Base):
     updated_at: Mapped[int] = mapped_column(BigInteger)
     """When it last changed."""
 
-    __table_args__ = (CheckConstraint("state IN ('opening', 'open', 'won', 'lost')", name="state"),)
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('opening', 'open', 'winning', 'losing', 'won', 'lost')", name="state"
+        ),
+    )
 
 
 class MoneyRequest(Base):

@@ -147,8 +147,15 @@ class PaymentRepository:
         )
         return list((await self._session.execute(statement)).scalars())
 
-    async def get_dispute(self, dispute_id: uuid.UUID) -> Dispute | None:
-        return await self._session.get(Dispute, dispute_id)
+    async def get_dispute(
+        self, dispute_id: uuid.UUID, *, for_update: bool = False
+    ) -> Dispute | None:
+        """A dispute; `for_update` locks its row until commit (PostgreSQL), so concurrent
+        resolutions of one dispute are decided one after the other."""
+        statement = select(Dispute).where(Dispute.id == dispute_id)
+        if for_update:
+            statement = statement.with_for_update()
+        return (await self._session.execute(statement)).scalar_one_or_none()
 
     async def dispute_by_provider_id(self, provider_dispute_id: str) -> Dispute | None:
         statement = select(Dispute).where(Dispute.provider_dispute_id == provider_dispute_id)
@@ -219,11 +226,15 @@ class PaymentRepository:
         return list((await self._session.execute(statement)).scalars())
 
     async def stuck_disputes(self, *, created_before_ns: int, limit: int) -> list[uuid.UUID]:
-        """Disputes still `opening` (a crash between their steps), oldest first."""
+        """Disputes still `opening`, or `winning`/`losing` (a crash between their steps),
+        since before `created_before_ns`, oldest first."""
         statement = (
             select(Dispute.id)
-            .where(Dispute.state == "opening", Dispute.created_at < created_before_ns)
-            .order_by(Dispute.created_at)
+            .where(
+                Dispute.state.in_(("opening", "winning", "losing")),
+                Dispute.updated_at < created_before_ns,
+            )
+            .order_by(Dispute.updated_at)
             .limit(limit)
         )
         return list((await self._session.execute(statement)).scalars())

@@ -317,7 +317,12 @@ class DisputeResponse(BaseModel):
     payment_id: str
     amount: str
     held_amount: str
-    state: str
+    state: Literal["opening", "open", "winning", "losing", "won", "lost"] = Field(
+        description="`opening`: its hold is being placed; `winning`/`losing`: that outcome"
+        " is claimed and its ledger steps are under way (a resolution that failed there is"
+        " completed by a retry of the same outcome, or by recovery; the other outcome is"
+        " refused)."
+    )
     opened_by: str
     reason: str | None
     evidence: list[dict[str, object]]

@@ -8,6 +8,14 @@ labelled fraud for the risk models (`risk_labels`, source `chargeback_lost`, wit
 payment's `risk_decision_id`). The claimant is
 the payer's wallet (merchant and P2P payments) or the provider's clearing account
 (top-ups: the card issuer takes the money back).
+
+A resolution first claims its outcome (`winning` or `losing`, under the dispute's row
+lock), then applies the ledger steps, then enters `won` or `lost`: an opposite resolution
+arriving meanwhile is refused, so the state always says what the ledger did (without the
+claim, a `won` and a `lost` of a dispute that held nothing both applied, and the last
+commit named the outcome). A claimed outcome is completed, by a retry or by recovery
+(`drive_dispute`), never exchanged for the other. Each stable state a dispute enters
+emits its event (`billfold.payments.events`).
 """
 
 from __future__ import annotations
@@ -19,8 +27,9 @@ from billfold.kit.errors import InvariantViolation
 from billfold.kit.ids import format_id, new_id
 from billfold.ledger.types import NewTransfer, TransferFlags
 from billfold.payments.errors import DisputeNotFound, InvalidStateTransition, RefundExceedsCaptured
+from billfold.payments.events import emit_dispute_event
 from billfold.payments.flows.common import apply_steps, chain, failure, load, now_ns, raise_for
-from billfold.payments.models import Dispute
+from billfold.payments.models import Dispute, Payment
 from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.steps import applied, step_id
@@ -32,6 +41,9 @@ __all__ = ["add_evidence", "drive_dispute", "open_dispute", "resolve_dispute"]
 
 EVIDENCE_MAX = 20
 _DISPUTABLE = ("succeeded", "captured", "partially_refunded", "refunded")
+_CLAIMS = {"won": "winning", "lost": "losing"}
+"""Each outcome, and the state that claims it while its ledger steps are applied."""
+_CLAIMED = {claim: outcome for outcome, claim in _CLAIMS.items()}
 
 
 async def open_dispute(
@@ -76,16 +88,24 @@ async def open_dispute(
 
 
 async def drive_dispute(runtime: PaymentsRuntime, dispute_id: uuid.UUID) -> str:
-    """Place an opening dispute's hold and open it; safe to call again after a crash at
-    any point (the hold's id is the dispute's: a re-driven hold is answered `exists`
-    with the amount it holds). `applied`, or `duplicate` when it is opened already."""
+    """Finish what a dispute's state says is under way: place an opening dispute's hold and
+    open it, or apply a claimed outcome's ledger steps and enter the outcome. Safe to call
+    again after a crash at any point (its ledger ids derive from the dispute's, so a
+    re-driven step is answered `exists`; a re-driven hold with the amount it holds).
+    `applied`, or `duplicate` when nothing was under way or another call finished it."""
     async with runtime.unit_of_work.begin() as session:
         dispute = await PaymentRepository(session).get_dispute(dispute_id)
         if dispute is None:
             raise InvariantViolation("a driven dispute exists")
-        if dispute.state != "opening":
-            return "duplicate"
         payment = await load(session, dispute.payment_id)
+    if dispute.state == "opening":
+        return await _place_hold(runtime, dispute, payment)
+    if dispute.state in _CLAIMED:
+        return await _apply_outcome(runtime, dispute, payment, _CLAIMED[dispute.state])
+    return "duplicate"
+
+
+async def _place_hold(runtime: PaymentsRuntime, dispute: Dispute, payment: Payment) -> str:
     if payment.credit_account_id is None or payment.debit_account_id is None:
         raise InvariantViolation("a paid payment has both accounts")
     hold = NewTransfer(
@@ -102,10 +122,12 @@ async def drive_dispute(runtime: PaymentsRuntime, dispute_id: uuid.UUID) -> str:
     results = await apply_steps(runtime, payment.id, [(f"dispute:{dispute.id.hex}:hold", hold)])
     held = (results[0].amount or 0) if applied(results) else 0
     async with runtime.unit_of_work.begin() as session:
-        row = await PaymentRepository(session).get_dispute(dispute.id)
+        row = await PaymentRepository(session).get_dispute(dispute.id, for_update=True)
         assert row is not None
-        if row.state == "opening":
-            row.state, row.held_amount, row.updated_at = "open", held, now_ns()
+        if row.state != "opening":
+            return "duplicate"
+        row.state, row.held_amount, row.updated_at = "open", held, now_ns()
+        emit_dispute_event(session, row, payment)
     return "applied"
 
 
@@ -128,32 +150,46 @@ async def add_evidence(
 
 
 async def resolve_dispute(runtime: PaymentsRuntime, *, dispute_id: uuid.UUID, won: bool) -> str:
+    """Resolve an open dispute: claim the outcome, then apply it (`drive_dispute`).
+    `applied`; `duplicate` when it has that outcome already; a resolution of one whose
+    other outcome is claimed or entered is refused."""
+    outcome = "won" if won else "lost"
     async with runtime.unit_of_work.begin() as session:
-        dispute = await PaymentRepository(session).get_dispute(dispute_id)
+        dispute = await PaymentRepository(session).get_dispute(dispute_id, for_update=True)
         if dispute is None:
             raise DisputeNotFound("No such dispute.")
-        outcome = "won" if won else "lost"
         if dispute.state == outcome:
             return "duplicate"
-        if dispute.state != "open":
+        if dispute.state == "open":
+            dispute.state, dispute.updated_at = _CLAIMS[outcome], now_ns()
+        elif dispute.state != _CLAIMS[outcome]:  # the same claim: finish it
             raise InvalidStateTransition(f"A {dispute.state} dispute cannot be {outcome}.")
-        payment = await load(session, dispute.payment_id)
+    applying = await drive_dispute(runtime, dispute_id)
+    return "applied" if applying == "applied" else "duplicate"
+
+
+async def _apply_outcome(
+    runtime: PaymentsRuntime, dispute: Dispute, payment: Payment, outcome: str
+) -> str:
     steps = _resolution_steps(
         payment_tenant=ledger_tenant_of(payment.tenant_id, payment.mode),
         dispute=dispute,
-        won=won,
+        won=outcome == "won",
         claimant=payment.debit_account_id,
         currency=payment.currency,
     )
     if steps:
         results = await apply_steps(runtime, payment.id, chain(steps))
-        if not applied(results):
+        if not applied(results):  # the claim stays: a retry or recovery applies it
             raise_for(failure(results))
     async with runtime.unit_of_work.begin() as session:
-        row = await PaymentRepository(session).get_dispute(dispute_id)
+        row = await PaymentRepository(session).get_dispute(dispute.id, for_update=True)
         assert row is not None
+        if row.state != _CLAIMS[outcome]:
+            return "duplicate"
         row.state, row.updated_at = outcome, now_ns()
-        if not won:
+        emit_dispute_event(session, row, payment)
+        if outcome == "lost":
             # A lost chargeback says the payment was fraud: a label the models learn from.
             await record_label(
                 session,

@@ -1,0 +1,197 @@
+"""Resolving a dispute: an outcome is claimed before the ledger moves money, so opposite
+resolutions at once apply one outcome and the dispute's state always says what the ledger
+did; a resolution a crash interrupted is completed by recovery; each stable state a dispute
+enters is an event, ordered with its payment's."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import uuid
+from typing import Any
+
+import pytest
+
+from billfold.kit.errors import BillfoldError
+from billfold.payments.flows import disputes, recovery
+from payments.payments_support import User, World, internal_id, problem
+
+
+class _CrashError(Exception):
+    """The process dies here."""
+
+
+def _paid(world: World, user: User, shop: str, amount: int) -> str:
+    body = {"merchant_id": shop, "amount": amount, "currency": "USD", "capture": "automatic"}
+    created = world.client.post("/v1/payments", json=body, headers=world.api).json()
+    done = world.client.post(f"/v1/me/payments/{created['id']}/authorize", headers=user.auth)
+    assert done.json()["state"] == "captured", done.text
+    return str(created["id"])
+
+
+def _open(world: World, payment_id: str, amount: int) -> dict[str, Any]:
+    opened = world.client.post(
+        f"/v1/payments/{payment_id}/disputes", json={"amount": amount}, headers=world.api
+    )
+    assert opened.status_code == 201, opened.text
+    dispute: dict[str, Any] = opened.json()["disputes"][-1]
+    return dispute
+
+
+def _resolve(world: World, dispute_id: str, outcome: str) -> Any:
+    return world.client.post(
+        f"/v1/disputes/{dispute_id}/resolve", json={"outcome": outcome}, headers=world.api
+    )
+
+
+def _state(world: World, payment_id: str, dispute_id: str) -> str:
+    [dispute] = [d for d in world.payment(payment_id)["disputes"] if d["id"] == dispute_id]
+    return str(dispute["state"])
+
+
+def _resume(world: World) -> None:
+    world.client.portal.call(
+        functools.partial(recovery.resume_interrupted, world.runtime, older_than_s=0)
+    )
+
+
+@pytest.mark.parametrize("held", [False, True], ids=["nothing_held", "held"])
+def test_opposite_resolutions_at_once_apply_one_outcome(database_url: str, held: bool) -> None:
+    """A `won` and a `lost` of one dispute sent together: one applies, the other is refused,
+    and the state is the outcome the ledger applied. Nothing held is the case the ledger
+    cannot decide (a lost posts the chargeback loss, a won moves nothing)."""
+    with World(database_url, fees=False) as world:
+        ann, shop = world.user(), world.merchant()
+        world.fund(ann, 1_000)
+        payment_id = _paid(world, ann, shop, 1_000)
+        first = _open(world, payment_id, 1_000)  # holds all the merchant has
+        dispute = first if held else _open(world, payment_id, 600)
+        assert dispute["held_amount"] == ("1000" if held else "0")
+
+        async def race() -> list[Any]:
+            return list(
+                await asyncio.gather(
+                    *(
+                        disputes.resolve_dispute(
+                            world.runtime, dispute_id=internal_id(dispute["id"]), won=won
+                        )
+                        for won in (True, False, True, False)
+                    ),
+                    return_exceptions=True,
+                )
+            )
+
+        results = world.client.portal.call(race)
+        refused = [r for r in results if isinstance(r, BaseException)]
+        assert all(isinstance(r, BillfoldError) for r in refused), refused
+        assert {r.code for r in refused if isinstance(r, BillfoldError)} == {
+            "invalid_state_transition"
+        }
+        assert results.count("applied") == 1
+        outcome = _state(world, payment_id, dispute["id"])
+        losses = world.system("chargeback_losses")["debits_posted"]
+        if held:
+            merchant = world.merchant_wallet(shop)
+            assert merchant["held"] == 0
+            assert merchant["available"] == (1_000 if outcome == "won" else 0)
+            assert losses == 0
+        else:
+            assert losses == (600 if outcome == "lost" else 0)
+        events = [t for t, _ in world.outbox(payment_id) if t.startswith("com.billfold.dispute")]
+        assert events.count(f"com.billfold.dispute.{outcome}.v1") == 1
+        assert not any(t.endswith((".won.v1", ".lost.v1")) and outcome not in t for t in events)
+        world.assert_books()
+
+
+@pytest.mark.parametrize("crash", ["before_ledger", "after_ledger"])
+def test_a_resolution_a_crash_interrupted_is_completed_by_recovery(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, crash: str
+) -> None:
+    """The claim survives the crash: meanwhile the other outcome is refused, and recovery
+    (or a retry of the same outcome) applies the claimed one once."""
+    with World(database_url, fees=False) as world:
+        ann, shop = world.user(), world.merchant()
+        world.fund(ann, 1_000)
+        payment_id = _paid(world, ann, shop, 1_000)
+        dispute = _open(world, payment_id, 1_000)
+        real = disputes.apply_steps
+
+        async def crashing(runtime: Any, owner: uuid.UUID, steps: Any) -> Any:
+            if crash == "after_ledger":
+                await real(runtime, owner, steps)
+            raise _CrashError
+
+        monkeypatch.setattr(disputes, "apply_steps", crashing)
+        with pytest.raises(_CrashError):
+            _resolve(world, dispute["id"], "lost")
+        monkeypatch.setattr(disputes, "apply_steps", real)
+        assert _state(world, payment_id, dispute["id"]) == "losing"
+        problem(_resolve(world, dispute["id"], "won"), 409, "invalid_state_transition")
+        _resume(world)
+        assert _state(world, payment_id, dispute["id"]) == "lost"
+        assert world.merchant_wallet(shop) == {"available": 0, "pending": 0, "held": 0}
+        assert world.wallet(ann)["available"] == 1_000
+        again = _resolve(world, dispute["id"], "lost")
+        assert again.status_code == 200, again.text
+        types = [t for t, _ in world.outbox(payment_id)]
+        assert types.count("com.billfold.dispute.lost.v1") == 1
+        world.assert_books()
+
+
+def test_a_retry_of_the_claimed_outcome_completes_it(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with World(database_url, fees=False) as world:
+        ann, shop = world.user(), world.merchant()
+        world.fund(ann, 1_000)
+        payment_id = _paid(world, ann, shop, 1_000)
+        dispute = _open(world, payment_id, 400)
+        real = disputes.apply_steps
+
+        async def crashing(runtime: Any, owner: uuid.UUID, steps: Any) -> Any:
+            raise _CrashError
+
+        monkeypatch.setattr(disputes, "apply_steps", crashing)
+        with pytest.raises(_CrashError):
+            _resolve(world, dispute["id"], "won")
+        monkeypatch.setattr(disputes, "apply_steps", real)
+        assert _state(world, payment_id, dispute["id"]) == "winning"
+        retried = _resolve(world, dispute["id"], "won")
+        assert retried.status_code == 200, retried.text
+        assert _state(world, payment_id, dispute["id"]) == "won"
+        assert world.merchant_wallet(shop) == {"available": 1_000, "pending": 0, "held": 0}
+        world.assert_books()
+
+
+def test_each_stable_state_a_dispute_enters_is_an_event(database_url: str) -> None:
+    with World(database_url, fees=False) as world:
+        ann, shop = world.user(), world.merchant()
+        world.fund(ann, 1_000)
+        payment_id = _paid(world, ann, shop, 1_000)
+        dispute = _open(world, payment_id, 700)
+        assert _resolve(world, dispute["id"], "lost").status_code == 200
+        assert _resolve(world, dispute["id"], "lost").status_code == 200  # a duplicate
+        events = world.outbox(payment_id)
+    assert [t for t, _ in events] == [
+        "com.billfold.payment.created.v1",
+        "com.billfold.payment.authorized.v1",
+        "com.billfold.payment.captured.v1",
+        "com.billfold.dispute.opened.v1",
+        "com.billfold.dispute.lost.v1",
+    ]
+    opened, lost = events[3][1], events[4][1]
+    assert opened == {
+        "id": dispute["id"],
+        "payment_id": payment_id,
+        "state": "open",
+        "amount": "700",
+        "held_amount": "700",
+        "currency": "USD",
+        "opened_by": "tenant",
+        "reason": None,
+        "provider_dispute_id": None,
+        "updated_at": opened["updated_at"],
+    }
+    assert isinstance(opened["updated_at"], int)
+    assert (lost["state"], lost["held_amount"]) == ("lost", "700")
+    assert lost["updated_at"] >= opened["updated_at"]
