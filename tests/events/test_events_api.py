@@ -60,6 +60,51 @@ def test_an_endpoint_receives_a_transfer_event_and_logs_the_delivery(
     assert receiver.received[1].headers["webhook-id"] == posted[0]["id"]
 
 
+def test_a_replay_to_a_disabled_endpoint_is_refused_until_it_is_enabled_again(
+    database_url: str, receiver: Receiver
+) -> None:
+    """The worker sends nothing to a disabled endpoint, so a replay aimed at one used to be
+    accepted (202) and then wait for ever: it is a 409 now, with nothing queued."""
+    full, reader, _ = keys(database_url)
+    with client(database_url) as api:
+        endpoint = api.post(
+            "/v1/webhook-endpoints",
+            json={"url": receiver.url, "event_types": ["com.billfold.transfer.posted.v1"]},
+            headers=auth(full),
+        ).json()
+        path = f"/v1/webhook-endpoints/{endpoint['id']}"
+        transfer_id = post_transfer(api, full)
+        wait_for(lambda: len(receiver.received) == 1)
+        events = api.get("/v1/events", headers=auth(reader)).json()["items"]
+        [event] = [e for e in events if e["subject"] == transfer_id]
+        disabled = api.patch(path, json={"status": "disabled"}, headers=auth(full))
+        assert disabled.json()["status"] == "disabled"
+        before = api.get(f"{path}/deliveries", headers=auth(reader)).json()["items"]
+        refused = api.post(
+            f"/v1/events/{event['id']}/replay",
+            json={"endpoint_id": endpoint["id"]},
+            headers=auth(full),
+        )
+        body = assert_problem(refused, 409, "webhook_endpoint_disabled")
+        assert body["endpoint_id"] == endpoint["id"]
+        assert api.get(f"{path}/deliveries", headers=auth(reader)).json()["items"] == before
+        assert api.get(path, headers=auth(reader)).json()["status"] == "disabled"
+        untargeted = api.post(f"/v1/events/{event['id']}/replay", json={}, headers=auth(full))
+        assert untargeted.status_code == 202 and untargeted.json()["delivery_ids"] == []
+        api.patch(path, json={"status": "enabled"}, headers=auth(full))
+        replayed = api.post(
+            f"/v1/events/{event['id']}/replay",
+            json={"endpoint_id": endpoint["id"]},
+            headers=auth(full),
+        )
+        assert replayed.status_code == 202 and len(replayed.json()["delivery_ids"]) == 1
+        wait_for(lambda: len(receiver.received) == 2)
+        document = api.get("/openapi.json").json()
+        responses = document["paths"]["/v1/events/{event_id}/replay"]["post"]["responses"]
+        assert "application/problem+json" in responses["409"]["content"]
+    assert [r.headers["webhook-id"] for r in receiver.received] == [event["id"]] * 2
+
+
 def test_endpoints_can_be_listed_changed_rotated_and_deleted(
     database_url: str, receiver: Receiver
 ) -> None:

@@ -8,12 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.events import service
+from billfold.events.models import WebhookDelivery
 from billfold.events.outbox import emit
 from billfold.kit.auth import Mode
 from billfold.kit.ids import new_id
@@ -80,6 +83,78 @@ def test_the_worker_delivers_and_a_replay_delivers_again(tmp_path: Path) -> None
             database_url, "events", "replay", f"evt_{'0' * 32}", "--tenant", f"ten_{tenant_id.hex}"
         )
         assert unknown.returncode == 1 and "No such event" in unknown.stderr
+
+
+def test_a_replay_to_a_disabled_endpoint_is_refused_until_it_is_enabled(tmp_path: Path) -> None:
+    """The command goes through the same service as the API: a disabled endpoint named with
+    --endpoint exits 1 with the problem's code, and nothing is queued for it."""
+    database_url = f"sqlite:///{tmp_path}/cli.db"
+    upgrade(database_url)
+    tenant_id = bootstrap_tenant(database_url, "CLI").tenant.id
+    scope = service.Scope(tenant_id=tenant_id, mode=Mode.LIVE)
+    aggregate = new_id()
+    with Receiver() as receiver:
+
+        async def prepare(session: AsyncSession) -> tuple[uuid.UUID, uuid.UUID]:
+            endpoint = await service.create_endpoint(
+                session,
+                scope=scope,
+                url=receiver.url,
+                description="cli",
+                event_types=["com.billfold.payment.captured.v1"],
+                allow_private=True,
+                endpoints_max=20,
+                now_ns=time.time_ns(),
+            )
+            event_id = emit(
+                session,
+                tenant_id=tenant_id,
+                mode=Mode.LIVE,
+                type="com.billfold.payment.captured.v1",
+                subject=f"pay_{aggregate.hex}",
+                aggregate_id=aggregate,
+                data={"amount": "5"},
+            )
+            return endpoint.id, event_id
+
+        endpoint_id, event_id = run_in_unit_of_work(database_url, prepare)
+        assert _billfold(database_url, "worker", "--drain").returncode == 0
+        assert len(receiver.received) == 1
+
+        def enable(enabled: bool) -> None:
+            async def change(session: AsyncSession) -> None:
+                await service.update_endpoint(
+                    session,
+                    scope=scope,
+                    endpoint_id=endpoint_id,
+                    change=service.EndpointChange(enabled=enabled),
+                    allow_private=True,
+                    now_ns=time.time_ns(),
+                )
+
+            run_in_unit_of_work(database_url, change)
+
+        replay = [
+            "events", "replay", f"evt_{event_id.hex}",
+            "--tenant", f"ten_{tenant_id.hex}", "--mode", "live",
+            "--endpoint", f"whe_{endpoint_id.hex}",
+        ]  # fmt: skip
+        enable(False)
+        refused = _billfold(database_url, *replay)
+        assert refused.returncode == 1 and "webhook_endpoint_disabled" in refused.stderr
+
+        async def replays(session: AsyncSession) -> int:
+            found = await session.scalars(
+                select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
+            )
+            return len(list(found))
+
+        assert run_in_unit_of_work(database_url, replays) == 1  # the first delivery only
+        enable(True)
+        replayed = _billfold(database_url, *replay)
+        assert replayed.returncode == 0, replayed.stderr
+        assert replayed.stdout.startswith("delivery  whd_")
+        assert run_in_unit_of_work(database_url, replays) == 2
 
 
 def test_sigterm_stops_the_worker_cleanly(tmp_path: Path) -> None:

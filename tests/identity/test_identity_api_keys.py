@@ -231,3 +231,32 @@ def test_creation_validates_its_body(database_url: str) -> None:
         assert ok.status_code == 201
         assert ok.json()["expires_at"] is not None
         assert client.get("/v1/api-keys/key_nothex", headers=admin).json()["code"] == "invalid_id"
+
+
+def test_a_test_key_is_refused_a_live_only_scope_and_a_live_key_is_not(database_url: str) -> None:
+    """The audit routes accept only live keys, so `audit:read` on a `bf_test_` key would be a
+    grant that can never work: it is refused when the key is made, and nothing is made."""
+    tenant = bootstrap_tenant(database_url)
+    as_test, as_live = bearer(tenant.test_key.secret), bearer(tenant.live_key.secret)
+    body = {"name": "auditor", "scopes": ["ledger:read", "audit:read"]}
+    with api_client(database_url) as client:
+        refused = client.post("/v1/api-keys", json=body, headers=as_test)
+        listed = client.get("/v1/api-keys", headers=as_test).json()["items"]
+        made = client.post("/v1/api-keys", json=body, headers=as_live)
+        reads = client.get("/v1/audit/entries", headers=bearer(made.json()["secret"]))
+        document = client.get("/openapi.json").json()
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    problem = refused.json()
+    assert (problem["code"], problem["scopes"], problem["mode"]) == (
+        "live_only_scope",
+        ["audit:read"],
+        "test",
+    )
+    assert "live keys" in problem["detail"]
+    assert [item["id"] for item in listed] == [f"key_{tenant.test_key.api_key.id.hex}"]
+    assert made.status_code == 201, made.text
+    assert (made.json()["mode"], made.json()["scopes"]) == ("live", ["audit:read", "ledger:read"])
+    assert reads.status_code == 200, reads.text
+    responses = document["paths"]["/v1/api-keys"]["post"]["responses"]
+    assert "application/problem+json" in responses["422"]["content"]

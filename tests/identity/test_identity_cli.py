@@ -90,3 +90,19 @@ def test_an_unusable_database_or_setting_is_one_line_not_a_traceback(tmp_path: P
             assert "Traceback" not in ran.stderr, ran.stderr
             assert "hunter2" not in ran.stderr
             assert ran.stdout == ""
+
+
+def test_apikey_create_refuses_a_test_key_a_live_only_scope(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path}/cli.db"
+    created = _billfold(database_url, "tenant", "create", "Audited")
+    assert created.returncode == 0, created.stderr
+    tenant_id = re.search(r"^tenant +(ten_[0-9a-f]{32}) ", created.stdout, re.M)
+    assert tenant_id is not None, created.stdout
+    asked = ["apikey", "create", "--tenant", tenant_id.group(1), "--scope", "audit:read"]
+    refused = _billfold(database_url, *asked)  # test mode is the default
+    assert refused.returncode == 1
+    assert "live_only_scope" in refused.stderr and "bf_" not in refused.stdout
+    made = _billfold(database_url, *asked, "--mode", "live")
+    assert made.returncode == 0, made.stderr
+    [(mode, _, _, _)] = KEY_LINE.findall(made.stdout)
+    assert mode == "live"

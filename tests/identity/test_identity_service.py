@@ -20,6 +20,7 @@ from billfold.identity.errors import (
     ApiKeyLimitReached,
     InvalidExpiry,
     InvalidName,
+    LiveOnlyScope,
     NotAuthenticated,
     TenantNotFound,
 )
@@ -117,6 +118,17 @@ async def test_creation_refuses_bad_expiry_name_and_tenant(unit_of_work: UnitOfW
                 expires_at_ns=None,
                 now_ns=START_NS,
             )
+
+
+async def test_a_test_key_is_refused_the_live_only_scopes(unit_of_work: UnitOfWork) -> None:
+    """Both the API (`grant_api_key`) and `billfold apikey create` make keys here."""
+    for scopes in ([Scope.AUDIT_READ], [Scope.LEDGER_READ, Scope.AUDIT_READ]):
+        with pytest.raises(LiveOnlyScope) as refused:
+            await _tenant_and_key(unit_of_work, scopes=scopes)
+        assert refused.value.extensions == {"scopes": ["audit:read"], "mode": "test"}
+    live = await _tenant_and_key(unit_of_work, mode=Mode.LIVE, scopes=[Scope.AUDIT_READ])
+    assert live.secret.startswith("bf_live_")
+    assert service.scopes_of(live.api_key) == {Scope.AUDIT_READ}
 
 
 async def test_a_tenant_holds_a_bounded_number_of_unrevoked_keys(

@@ -4,6 +4,8 @@ BillfoldError
 ├── NotFound
 │   ├── EventNotFound            event_not_found
 │   └── WebhookEndpointNotFound  webhook_endpoint_not_found
+├── Conflict
+│   └── WebhookEndpointDisabled  webhook_endpoint_disabled
 └── ValidationFailed
     ├── UnsafeWebhookUrl         unsafe_webhook_url   (billfold.events.ssrf)
     ├── InvalidEventFilter       invalid_event_filter
@@ -13,12 +15,13 @@ BillfoldError
 
 from __future__ import annotations
 
-from billfold.kit.errors import NotFound, ValidationFailed
+from billfold.kit.errors import Conflict, NotFound, ValidationFailed
 
 __all__ = [
     "EventNotFound",
     "InvalidEventFilter",
     "TooManyWebhookEndpoints",
+    "WebhookEndpointDisabled",
     "WebhookEndpointNotFound",
 ]
 
@@ -31,6 +34,14 @@ class EventNotFound(NotFound):
 class WebhookEndpointNotFound(NotFound):
     code = "webhook_endpoint_not_found"
     title = "No such webhook endpoint"
+
+
+class WebhookEndpointDisabled(Conflict):
+    """A replay aimed at a disabled endpoint: the worker sends nothing to one, so the
+    delivery would wait for ever. Enable the endpoint first."""
+
+    code = "webhook_endpoint_disabled"
+    title = "Webhook endpoint disabled"
 
 
 class InvalidEventFilter(ValidationFailed):

@@ -387,7 +387,12 @@ async def get_event(event_id: str, principal: Reader, unit_of_work: Work) -> Eve
     "/events/{event_id}/replay",
     status_code=202,
     summary="Deliver an event again to its endpoints (or one), with the same webhook-id.",
-    responses=problem_responses(404, 422),
+    description=(
+        "Without `endpoint_id`, to every enabled endpoint that wants the event. A disabled"
+        " endpoint named in `endpoint_id` is refused with 409 `webhook_endpoint_disabled`"
+        " and nothing is queued: enable it (PATCH its `status`), then replay."
+    ),
+    responses=problem_responses(404, 409, 422),
 )
 async def replay_event(
     event_id: str, principal: Writer, unit_of_work: Work, body: ReplayRequest | None = None

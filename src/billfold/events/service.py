@@ -15,17 +15,18 @@ from billfold.events.errors import (
     EventNotFound,
     InvalidEventFilter,
     TooManyWebhookEndpoints,
+    WebhookEndpointDisabled,
     WebhookEndpointNotFound,
 )
 from billfold.events.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from billfold.events.secrets import open_secret, seal_secret
 from billfold.events.ssrf import resolve_target
-from billfold.events.types import EVENT_TYPE_PATTERN, TYPE_LENGTH_MAX, Event
+from billfold.events.types import ENDPOINT_ID_PREFIX, EVENT_TYPE_PATTERN, TYPE_LENGTH_MAX, Event
 from billfold.events.webhooks import BATCH_SIZE_MAX, delivery_row, endpoint_wants, new_secret
 from billfold.keys.keyring import Keyring
 from billfold.kit.auth import Mode
 from billfold.kit.clock import NANOSECONDS_PER_SECOND
-from billfold.kit.ids import new_id
+from billfold.kit.ids import format_id, new_id
 
 __all__ = [
     "EVENT_TYPES_FILTER_MAX",
@@ -248,10 +249,18 @@ async def replay_event(
     now_ns: int,
 ) -> list[uuid.UUID]:
     """Deliver an event again: to one endpoint, or to every enabled endpoint that wants it.
-    The delivery keeps the event's id as `webhook-id`; the receiver's dedupe sees it again."""
+    The delivery keeps the event's id as `webhook-id`; the receiver's dedupe sees it again.
+    A disabled endpoint named here is refused (`WebhookEndpointDisabled`), nothing written:
+    the worker never sends to one, so its delivery would only wait."""
     event = await get_event(session, scope=scope, event_id=event_id)
     if endpoint_id is not None:
-        targets = [await get_endpoint(session, scope=scope, endpoint_id=endpoint_id)]
+        endpoint = await get_endpoint(session, scope=scope, endpoint_id=endpoint_id)
+        if endpoint.status != "enabled":
+            raise WebhookEndpointDisabled(
+                "the webhook endpoint is disabled; enable it, then replay",
+                endpoint_id=format_id(ENDPOINT_ID_PREFIX, endpoint.id),
+            )
+        targets = [endpoint]
     else:
         candidates = await repository.endpoints_of_tenants(session, [scope.tenant_id])
         targets = [e for e in candidates if endpoint_wants(e, event)]

@@ -16,7 +16,8 @@ The hierarchy::
     │   └── ApiKeyLimitReached      409 api_key_limit_reached
     └── ValidationFailed
         ├── InvalidName             422 invalid_name
-        └── InvalidExpiry           422 invalid_expiry
+        ├── InvalidExpiry           422 invalid_expiry
+        └── LiveOnlyScope           422 live_only_scope
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "InsufficientScope",
     "InvalidExpiry",
     "InvalidName",
+    "LiveOnlyScope",
     "ModeMismatch",
     "NotAuthenticated",
     "TenantNotFound",
@@ -97,3 +99,10 @@ class InvalidName(ValidationFailed):
 class InvalidExpiry(ValidationFailed):
     code = "invalid_expiry"
     title = "Invalid expiry"
+
+
+class LiveOnlyScope(ValidationFailed):
+    """A test key asked for a scope only live keys carry (`types.LIVE_ONLY_SCOPES`)."""
+
+    code = "live_only_scope"
+    title = "Scope for live keys only"

@@ -26,6 +26,7 @@ from billfold.identity.errors import (
     ApiKeyNotFound,
     InvalidExpiry,
     InvalidName,
+    LiveOnlyScope,
     ModeMismatch,
     NotAuthenticated,
     TenantNotFound,
@@ -44,7 +45,7 @@ from billfold.identity.security_events import (
     SecurityEventType,
     record_security_event,
 )
-from billfold.identity.types import Mode, Principal, Scope, TenantStatus
+from billfold.identity.types import LIVE_ONLY_SCOPES, Mode, Principal, Scope, TenantStatus
 from billfold.kit.clock import NANOSECONDS_PER_SECOND
 from billfold.kit.errors import ValidationFailed, invariant
 from billfold.kit.ids import format_id, new_id
@@ -174,10 +175,13 @@ async def create_api_key(
     actor_type: ActorType = ActorType.SYSTEM,
     actor_id: str | None = None,
 ) -> CreatedApiKey:
-    """A new key for an active tenant; the returned secret is the only copy there will be."""
-    granted = " ".join(sorted({Scope(scope).value for scope in scopes}))
+    """A new key for an active tenant; the returned secret is the only copy there will be.
+    A test key is refused the scopes only live keys carry (`LiveOnlyScope`)."""
+    wanted = {Scope(scope) for scope in scopes}
+    granted = " ".join(sorted(scope.value for scope in wanted))
     if not granted:
         raise ValidationFailed("An API key needs at least one scope.")
+    _check_scopes_for_mode(wanted, mode=mode)
     _check_expiry(expires_at_ns, now_ns=now_ns)
     cleaned_name = _clean_name(name, length_max=API_KEY_NAME_LENGTH_MAX)
     await _require_active_tenant(session, tenant_id)
@@ -228,6 +232,17 @@ async def create_api_key(
         now_ns=now_ns,
     )
     return CreatedApiKey(api_key=api_key, secret=secret)
+
+
+def _check_scopes_for_mode(scopes: set[Scope], *, mode: Mode) -> None:
+    live_only = sorted(scope.value for scope in scopes & LIVE_ONLY_SCOPES)
+    if mode == Mode.TEST and live_only:
+        raise LiveOnlyScope(
+            f"Only live keys may carry {', '.join(live_only)}: the routes that need it refuse"
+            " test keys. Make a live key for it.",
+            scopes=live_only,
+            mode=mode.value,
+        )
 
 
 def _check_expiry(expires_at_ns: int | None, *, now_ns: int) -> None:

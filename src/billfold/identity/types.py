@@ -12,7 +12,7 @@ from enum import StrEnum
 
 from billfold.kit.auth import Mode, Principal
 
-__all__ = ["Mode", "Principal", "Scope", "TenantStatus"]
+__all__ = ["LIVE_ONLY_SCOPES", "Mode", "Principal", "Scope", "TenantStatus"]
 
 
 class Scope(StrEnum):
@@ -56,6 +56,11 @@ class Scope(StrEnum):
     """Read risk decisions: what the engine saw, decided and why."""
     RISK_WRITE = "risk:write"
     """Post fraud labels of the tenant's movements (a simulator's ground truth)."""
+
+
+LIVE_ONLY_SCOPES: frozenset[Scope] = frozenset({Scope.AUDIT_READ})
+"""Scopes only a live key may carry: their routes refuse test keys (the audit log records
+the tenant's live acts too), so a test key is refused them when it is made."""
 
 
 class TenantStatus(StrEnum):
