@@ -446,7 +446,8 @@ async def _handle_http_exception(request: Request, exc: Exception) -> Response:
     code = codes.get(status, f"http_{status}")
     if status == 400 and detail == _UNPARSEABLE_BODY:
         # FastAPI's answer to a body its JSON reader could not even decode (bytes that are
-        # not UTF-8, nesting past the recursion limit, an integer of thousands of digits).
+        # not UTF-8, nesting past the recursion limit; and an integer of thousands of
+        # digits, which `kit.http.bodies.StrictJsonMiddleware` answers first, as 422).
         code, title = BodyUnreadable.code, BodyUnreadable.title
         detail = "The body could not be read as JSON text."
     return _problem_response(

@@ -6,6 +6,7 @@ process that only needs the idempotency table does not import the web framework.
 - `request_id`: `X-Request-Id` accepted or generated, echoed on every response.
 - `logging`: structlog JSON logs, the access-log line, `bind_actor` for the auth layer.
 - `limits`: the request body size limit (413).
+- `bodies`: JSON bodies held to I-JSON; a route's credential checked before its body.
 - `idempotency`, `idempotency_store`, `idempotency_models`: `Idempotency-Key` on POST;
   `idempotency_batching`: the store for a busy API (concurrent requests share transactions).
 - `rate_limit`, `rate_limit_redis`: limiters (in-process and Redis) and the 429 helper.
@@ -17,6 +18,7 @@ outermost, so add them in the reverse of this list)::
     RequestIdMiddleware       every response carries the id, even a crash's 500
     AccessLogMiddleware       logs with the request id already bound
     BodySizeLimitMiddleware   nothing inside reads more than the limit
+    StrictJsonMiddleware      refuses what is not I-JSON, after the route's credential
     IdempotencyMiddleware     buffers the (already bounded) body to fingerprint it
 """
 

@@ -15,19 +15,51 @@ last two of every plane). Billfold refuses U+0000 as well, which PostgreSQL cann
 text. Such a body is 422 `validation_failed`, error type `json_forbidden_code_point`, one
 answer for every route, where before each field's own checks answered (or, for a field
 without any, stored it).
+
+Numbers: a JSON number Python cannot read as a number is 422 `validation_failed`, error type
+`json_number_out_of_range`, rather than 400 `body_unreadable` (the body is well-formed JSON;
+one value in it is out of range): an integer of more digits than `int()` converts
+(`sys.get_int_max_str_digits()`, 4,300 by default) and a number whose magnitude is beyond an
+IEEE 754 double (`1e999999`, which Python would read as infinity; RFC 7493 section 2.2).
+`NaN`, `Infinity` and `-Infinity`, which Python's reader takes but are not JSON (RFC 8259
+section 6), are 422 `validation_failed`, error type `json_invalid`, as malformed JSON is.
+A long fraction (`0.1111…` of thousands of digits) is read as the nearest double, as any
+JSON reader does, and the route's fields judge it.
+
+**The credential comes first.** On a route that requires a credential (one whose
+dependencies declare a security scheme, as the OpenAPI document shows), a body refused
+above, or malformed JSON or JSON nested past the parser's limit sent to a route that reads
+a body, is answered only after the route's credential dependencies have run, as the route
+would run them: a caller without a valid credential gets the route's own 401
+(`WWW-Authenticate` included), a credential without the scope its 403 and one over its rate
+limit its 429, and learns nothing about the body. FastAPI itself reads a route's body before
+it runs any dependency, so before this an anonymous caller learned whether its body parsed.
+An admitted caller gets the body's problem as before, counted against its rate limit (so
+with the `RateLimit` fields), its credential checked once. Public routes, and paths no route
+serves, answer as before. A body over the size limit is still 413 before anything else: it
+is refused while it is read, before any route or credential check runs.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import math
 import re
+import sys
 from collections.abc import Iterator
-from typing import Any
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from billfold.kit.auth import counted_rate_limit_fields
 from billfold.kit.errors import BadRequest, BodyUnreadable, PayloadTooLarge, ValidationFailed
 from billfold.kit.http.problems import send_problem
+
+if TYPE_CHECKING:
+    from fastapi.dependencies.models import Dependant
+    from starlette.responses import Response
 
 __all__ = [
     "StrictJsonMiddleware",
@@ -78,6 +110,14 @@ class _RepeatedNameError(ValueError):
         self.name = name
 
 
+class _NumberOutOfRangeError(ValueError):
+    """A JSON number Python cannot hold as a number (see the module)."""
+
+
+class _NotJsonConstantError(ValueError):
+    """`NaN`, `Infinity` or `-Infinity`: Python's reader takes them, JSON has none."""
+
+
 def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     members = dict(pairs)
     if len(members) != len(pairs):
@@ -87,6 +127,43 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 raise _RepeatedNameError(name)
             seen.add(name)
     return members
+
+
+def _finite_float(text: str) -> float:
+    """A number with a fraction or an exponent, unless its magnitude is beyond a double's
+    (Python reads `1e999999` as infinity)."""
+    value = float(text)
+    if math.isinf(value):
+        raise _NumberOutOfRangeError(
+            "A number's magnitude is beyond an IEEE 754 double (RFC 7493 section 2.2)."
+        )
+    return value
+
+
+def _convertible_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # more digits than `sys.get_int_max_str_digits()` allows
+        raise _NumberOutOfRangeError(
+            f"An integer has more than {sys.get_int_max_str_digits()} digits."
+        ) from None
+
+
+def _not_a_json_constant(text: str) -> object:
+    raise _NotJsonConstantError(text)
+
+
+def _loads(text: str, *, checking_integers: bool = False) -> object:
+    """`text` parsed with every check of the module but the code points'. Integers are
+    checked only when asked: a hook for each one costs a body of many a third more, and
+    only an integer too long for `int()` makes the plain reader raise a bare ValueError."""
+    return json.loads(
+        text,
+        object_pairs_hook=_unique_members,
+        parse_float=_finite_float,
+        parse_constant=_not_a_json_constant,
+        parse_int=_convertible_int if checking_integers else None,
+    )
 
 
 _NAME_SHOWN_MAX = 64
@@ -125,27 +202,51 @@ def _not_utf8() -> BodyUnreadable:
     return BodyUnreadable("The body is not UTF-8 (RFC 8259 section 8.1).")
 
 
-def json_body_problem(body: bytes) -> BadRequest | ValidationFailed | None:
-    """Why `body`, sent as JSON, is refused (see the module); None when it is UTF-8 with
-    unique member names, or is not JSON at all (the route's reader says so itself)."""
+def _invalid_body(message: str, error_type: str) -> ValidationFailed:
+    return ValidationFailed(
+        "The request has 1 invalid field.",
+        errors=[{"loc": ["body"], "message": message, "type": error_type}],
+    )
+
+
+_Problem = BadRequest | ValidationFailed
+
+
+def _parse(text: str) -> object:
+    try:
+        return _loads(text)
+    except (
+        json.JSONDecodeError,
+        _RepeatedNameError,
+        _NumberOutOfRangeError,
+        _NotJsonConstantError,
+    ):
+        raise
+    except ValueError:
+        # Only `int()` raises a bare ValueError: again, with each integer checked.
+        return _loads(text, checking_integers=True)
+
+
+def _examine(body: bytes) -> tuple[_Problem | None, bool]:
+    """Why `body`, sent as JSON, is refused (see the module), or None; and whether it is
+    readable: False when it is no JSON text the route's reader can read either, which that
+    reader then answers itself (422 for malformed JSON, 400 past its nesting limit)."""
     try:
         text = body.decode("utf-8").removeprefix("\ufeff")  # a BOM may be ignored (RFC 8259)
     except UnicodeDecodeError:
-        return _not_utf8()
+        return _not_utf8(), True
     try:
-        value = json.loads(text, object_pairs_hook=_unique_members)
+        value = _parse(text)
     except _RepeatedNameError as repeated:
-        return ValidationFailed(
-            "The request has 1 invalid field.",
-            errors=[
-                {
-                    "loc": ["body"],
-                    "message": f"The member name {repeated.name[:_NAME_SHOWN_MAX]!r} appears"
-                    " twice in one object.",
-                    "type": "json_duplicate_name",
-                }
-            ],
+        message = (
+            f"The member name {repeated.name[:_NAME_SHOWN_MAX]!r} appears twice in one object."
         )
+        return _invalid_body(message, "json_duplicate_name"), True
+    except _NumberOutOfRangeError as out_of_range:
+        return _invalid_body(str(out_of_range), "json_number_out_of_range"), True
+    except _NotJsonConstantError as constant:
+        message = f"{constant} is not a JSON number (RFC 8259 section 6)."
+        return _invalid_body(message, "json_invalid"), True
     except (ValueError, RecursionError):
         # Not JSON as UTF-8. The route's reader also tries UTF-16 and UTF-32 (text in them
         # can be valid UTF-8 bytes too: ASCII with NULs between): JSON it would read that
@@ -153,21 +254,20 @@ def json_body_problem(body: bytes) -> BadRequest | ValidationFailed | None:
         try:
             json.loads(body)
         except (ValueError, RecursionError):
-            return None
-        return _not_utf8()
+            return None, False
+        return _not_utf8(), True
     if _has_forbidden_code_point(text, value):
-        return ValidationFailed(
-            "The request has 1 invalid field.",
-            errors=[
-                {
-                    "loc": ["body"],
-                    "message": "A name or string holds U+0000, a surrogate or a noncharacter"
-                    " (RFC 7493 section 2.1).",
-                    "type": "json_forbidden_code_point",
-                }
-            ],
+        message = (
+            "A name or string holds U+0000, a surrogate or a noncharacter (RFC 7493 section 2.1)."
         )
-    return None
+        return _invalid_body(message, "json_forbidden_code_point"), True
+    return None, True
+
+
+def json_body_problem(body: bytes) -> BadRequest | ValidationFailed | None:
+    """Why `body`, sent as JSON, is refused (see the module); None when it is I-JSON, or is
+    not JSON at all (the route's reader says so itself)."""
+    return _examine(body)[0]
 
 
 def _is_json(scope: Scope) -> bool:
@@ -180,8 +280,113 @@ def _is_json(scope: Scope) -> bool:
     return False
 
 
+def _guards(dependant: Dependant) -> list[Dependant]:
+    """The dependencies of a route (`dependant`) that hold a security scheme: those that
+    prove its caller (none for a public route)."""
+    from fastapi.security.base import SecurityBase
+
+    def secured(node: Dependant) -> bool:
+        return isinstance(node.call, SecurityBase) or any(map(secured, node.dependencies))
+
+    return [node for node in dependant.dependencies if secured(node)]
+
+
+def _route_for(scope: Scope) -> tuple[Any, Scope] | None:
+    """The route (FastAPI's `RouteContext`) that will serve the request, and what it adds
+    to the request's scope (its path parameters); None when no route serves it."""
+    from fastapi.routing import iter_route_contexts
+    from starlette.routing import Match
+
+    routes = getattr(getattr(scope.get("app"), "router", None), "routes", None)
+    if not isinstance(routes, list):
+        return None
+    for route in iter_route_contexts(routes):
+        match, child_scope = route.matches(scope)
+        if match == Match.FULL:
+            return route, child_scope
+    return None
+
+
+def _exception_handler(app: Any, error: Exception) -> Any | None:
+    """The handler `app` installed for `error`, found as Starlette's exception middleware
+    finds it (a handler for 500 or `Exception` is the server error middleware's, which
+    renders what propagates)."""
+    from starlette.exceptions import HTTPException
+
+    handlers = getattr(app, "exception_handlers", None)
+    if not isinstance(handlers, dict):
+        return None
+    if isinstance(error, HTTPException) and error.status_code != 500:
+        handler = handlers.get(error.status_code)
+        if handler is not None:
+            return handler
+    for kind in type(error).__mro__:
+        if kind is Exception:
+            return None
+        if kind in handlers:
+            return handlers[kind]
+    return None
+
+
+async def _credential_refusal(
+    scope: Scope, body: bytes, receive: Receive, *, only_where_body_read: bool
+) -> Response | None:
+    """The answer of the credential checks of the route the request goes to, when they
+    refuse it (401, 403, 429, …), rendered by the application's exception handlers; None
+    when they admit it or the route is public. With `only_where_body_read`, a route that
+    reads no JSON body is not checked here: it never looks at the body, and runs its own
+    checks (once) as before.
+
+    The checks are the route's own dependencies, solved by FastAPI's `solve_dependencies`
+    (dependency overrides, sub-dependencies and `yield` included) on a route found by
+    `iter_route_contexts`: both FastAPI 0.165's, as pinned by the lock file."""
+    from fastapi.dependencies.models import Dependant
+    from fastapi.dependencies.utils import solve_dependencies
+    from fastapi.params import Form
+    from starlette.requests import Request
+
+    found = _route_for(scope)
+    if found is None:
+        return None
+    route, child_scope = found
+    dependant = getattr(route, "dependant", None)
+    if not isinstance(dependant, Dependant):
+        return None
+    body_field = getattr(route, "body_field", None)
+    reads_json = body_field is not None and not isinstance(body_field.field_info, Form)
+    if only_where_body_read and not reads_json:
+        return None
+    guards = _guards(dependant)
+    if not guards:
+        return None
+    # The request's state is shared, so the route's layers see the principal admitted here
+    # and the rate limit counts the request once.
+    scope.setdefault("state", {})
+    checking: Scope = {**scope, **child_scope}
+    request = Request(checking, replaying_receive(body, receive))
+    try:
+        async with AsyncExitStack() as stack:
+            checking["fastapi_inner_astack"] = stack
+            checking["fastapi_function_astack"] = stack
+            await solve_dependencies(
+                request=request,
+                dependant=Dependant(dependencies=guards, path=dependant.path),
+                dependency_overrides_provider=getattr(route, "dependency_overrides_provider", None),
+                async_exit_stack=stack,
+                embed_body_fields=False,
+            )
+    except Exception as error:
+        handler = _exception_handler(scope.get("app"), error)
+        if handler is None:
+            raise  # as from the route: the server error middleware answers 500
+        response = handler(request, error)
+        return await response if inspect.isawaitable(response) else response  # type: ignore[no-any-return]
+    return None
+
+
 class StrictJsonMiddleware:
-    """Refuses JSON request bodies that are not I-JSON (see the module)."""
+    """Refuses JSON request bodies that are not I-JSON; on a route that requires a
+    credential, only once its checks admit the caller (see the module)."""
 
     def __init__(self, app: ASGIApp, *, body_max_bytes: int) -> None:
         self.app = app
@@ -198,8 +403,17 @@ class StrictJsonMiddleware:
             return
         if body is None:
             return  # the client went away
-        problem = json_body_problem(body) if body else None
-        if problem is not None:
-            await send_problem(problem, scope, receive, send)
+        problem, readable = _examine(body) if body else (None, True)
+        if problem is None and readable:
+            await self.app(scope, replaying_receive(body, receive), send)
             return
-        await self.app(scope, replaying_receive(body, receive), send)
+        refusal = await _credential_refusal(
+            scope, body, receive, only_where_body_read=problem is None
+        )
+        if refusal is not None:
+            await refusal(scope, receive, send)
+        elif problem is not None:
+            headers = counted_rate_limit_fields(scope)
+            await send_problem(problem, scope, receive, send, headers=headers)
+        else:  # admitted: the route's reader answers the body it cannot read, as before
+            await self.app(scope, replaying_receive(body, receive), send)
