@@ -61,11 +61,21 @@ def test_opposite_resolutions_at_once_apply_one_outcome(database_url: str, held:
     and the state is the outcome the ledger applied. Nothing held is the case the ledger
     cannot decide (a lost posts the chargeback loss, a won moves nothing)."""
     with World(database_url, fees=False) as world:
-        ann, shop = world.user(), world.merchant()
+        ann, bob, shop = world.user(), world.user(), world.merchant()
         world.fund(ann, 1_000)
-        payment_id = _paid(world, ann, shop, 1_000)
-        first = _open(world, payment_id, 1_000)  # holds all the merchant has
-        dispute = first if held else _open(world, payment_id, 600)
+        if held:
+            payment_id = _paid(world, ann, shop, 1_000)
+            dispute = _open(world, payment_id, 1_000)  # holds all the merchant has
+        else:  # Ann pays Bob, who spends it all: a dispute of her payment holds nothing
+            sent = world.client.post(
+                "/v1/me/p2p",
+                json={"recipient": bob.handle, "amount": 1_000, "currency": "USD"},
+                headers=ann.auth,
+            )
+            assert sent.status_code == 201, sent.text
+            payment_id = sent.json()["id"]
+            _paid(world, bob, shop, 1_000)
+            dispute = _open(world, payment_id, 600)
         assert dispute["held_amount"] == ("1000" if held else "0")
 
         async def race() -> list[Any]:
@@ -97,6 +107,7 @@ def test_opposite_resolutions_at_once_apply_one_outcome(database_url: str, held:
             assert losses == 0
         else:
             assert losses == (600 if outcome == "lost" else 0)
+            assert world.wallet(ann)["available"] == (600 if outcome == "lost" else 0)
         events = [t for t, _ in world.outbox(payment_id) if t.startswith("com.billfold.dispute")]
         assert events.count(f"com.billfold.dispute.{outcome}.v1") == 1
         assert not any(t.endswith((".won.v1", ".lost.v1")) and outcome not in t for t in events)
@@ -195,3 +206,35 @@ def test_each_stable_state_a_dispute_enters_is_an_event(database_url: str) -> No
     assert isinstance(opened["updated_at"], int)
     assert (lost["state"], lost["held_amount"]) == ("lost", "700")
     assert lost["updated_at"] >= opened["updated_at"]
+
+
+def test_disputes_and_refunds_never_give_back_more_than_was_paid(database_url: str) -> None:
+    """Disputes not won and refunds share what was captured: a payer cannot be paid back
+    twice, by a second dispute or by a refund of disputed money."""
+    with World(database_url, fees=False) as world:
+        ann, shop = world.user(), world.merchant()
+        world.fund(ann, 2_000)
+        payment_id = _paid(world, ann, shop, 1_000)
+        _paid(world, ann, shop, 1_000)  # the merchant has more than this payment's money
+        refund = world.client.post(
+            f"/v1/payments/{payment_id}/refunds", json={"amount": 300}, headers=world.api
+        )
+        assert refund.status_code == 201, refund.text
+        first = _open(world, payment_id, 500)
+        too_much = world.client.post(
+            f"/v1/payments/{payment_id}/disputes", json={"amount": 201}, headers=world.api
+        )
+        assert problem(too_much, 422, "refund_exceeds_captured")["disputable"] == "200"
+        refused = world.client.post(
+            f"/v1/payments/{payment_id}/refunds", json={"amount": 201}, headers=world.api
+        )
+        assert problem(refused, 422, "refund_exceeds_captured")["refundable"] == "200"
+        assert _resolve(world, first["id"], "won").status_code == 200
+        # A dispute won claims nothing back: its amount is disputable or refundable again.
+        again = _open(world, payment_id, 400)
+        rest = world.client.post(f"/v1/payments/{payment_id}/refunds", json={}, headers=world.api)
+        assert rest.status_code == 201, rest.text
+        assert rest.json()["refunded_amount"] == "600"
+        assert _resolve(world, again["id"], "lost").status_code == 200
+        assert world.wallet(ann)["available"] == 1_000  # 300 + 300 refunded, 400 charged back
+        world.assert_books()

@@ -138,6 +138,13 @@ class PaymentRepository:
     async def get_refund(self, refund_id: uuid.UUID) -> Refund | None:
         return await self._session.get(Refund, refund_id)
 
+    async def disputed_amount(self, payment_id: uuid.UUID) -> int:
+        """What the payment's disputes not won claim back, in all (minor units)."""
+        statement = select(func.coalesce(func.sum(Dispute.amount), 0)).where(
+            Dispute.payment_id == payment_id, Dispute.state != "won"
+        )
+        return int((await self._session.execute(statement)).scalar_one())
+
     async def disputes(self, payment_id: uuid.UUID) -> list[Dispute]:
         statement = (
             select(Dispute)

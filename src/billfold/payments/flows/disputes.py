@@ -2,6 +2,9 @@
 
 Opening holds the disputed amount in the wallet that received the money (a pending,
 balancing transfer toward the claimant: it holds what is available, up to the amount).
+A payment's disputes not won claim, in all, at most what it captured less what was
+refunded (its row is locked while a dispute is opened, so disputes opened at once are
+counted one after the other).
 Won: the hold is voided. Lost: the hold is posted, and what the wallet could not cover
 comes from the tenant's chargeback losses account, linked in one chain; the payment is
 labelled fraud for the risk models (`risk_labels`, source `chargeback_lost`, with the
@@ -58,15 +61,24 @@ async def open_dispute(
     """Open (or finish opening) a dispute; `applied`, or why not."""
     async with runtime.unit_of_work.begin() as session:
         repository = PaymentRepository(session)
-        payment = await load(session, payment_id)
+        payment = await load(session, payment_id, for_update=True)  # disputes opened at once
         dispute = None
         if provider_dispute_id is not None:
             dispute = await repository.dispute_by_provider_id(provider_dispute_id)
         if dispute is None:
             if payment.state not in _DISPUTABLE or payment.kind == "withdrawal":
                 raise InvalidStateTransition(f"A {payment.state} payment cannot be disputed.")
-            if amount > payment.captured_amount:
-                raise RefundExceedsCaptured("A dispute cannot exceed what was paid.")
+            disputable = (
+                payment.captured_amount
+                - payment.refunded_amount
+                - await repository.disputed_amount(payment_id)
+            )
+            if amount > disputable:
+                raise RefundExceedsCaptured(
+                    "Disputes cannot claim back more than was paid and not refunded, less"
+                    f" what the payment's other disputes claim: {max(disputable, 0)} remains.",
+                    disputable=str(max(disputable, 0)),
+                )
             now = now_ns()
             dispute = Dispute(
                 id=new_id(),

@@ -84,13 +84,17 @@ async def refund(
         )
         if payment.state not in _REFUNDABLE:
             raise InvalidStateTransition(f"A {payment.state} payment cannot be refunded.")
-        left = payment.captured_amount - payment.refunded_amount
+        repository = PaymentRepository(session)
+        # What disputes not won claim back is not refunded as well: the payer is paid once.
+        disputed = await repository.disputed_amount(payment_id)
+        left = max(payment.captured_amount - payment.refunded_amount - disputed, 0)
         amount = left if amount is None else amount
         if amount > left or amount <= 0:
             raise RefundExceedsCaptured(
-                f"At most {left} more can be refunded.", refundable=str(left)
+                f"At most {left} more can be refunded"
+                + (f" ({disputed} is disputed)." if disputed else "."),
+                refundable=str(left),
             )
-        repository = PaymentRepository(session)
         returned = fee_return(
             payment,
             await repository.fees(payment_id),
