@@ -75,6 +75,7 @@ PUBLIC_API = {
         "document_errors",
         "exactly_one_of",
         "install_error_documentation",
+        "problem_responses",
     },
     "problems": {"problem_response", "send_problem"},
     "rate_limit": {

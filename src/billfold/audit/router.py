@@ -22,11 +22,11 @@ from billfold.audit.schemas import (
     AuditEntryResponse,
     CheckpointResponse,
     InclusionProofResponse,
-    problem_responses,
 )
 from billfold.kit.auth import Mode, Principal, require_scopes
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import InvariantViolation
+from billfold.kit.http.openapi import problem_responses
 from billfold.kit.ids import parse_id
 from billfold.kit.pagination import CURSOR_LENGTH_MAX, PAGE_SIZE_MAX
 

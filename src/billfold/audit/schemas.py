@@ -4,15 +4,12 @@ are the canonical JSON text exactly as hashed."""
 
 from __future__ import annotations
 
-import http
 import uuid
-from typing import Any
 
 from pydantic import BaseModel, Field
 
 from billfold.audit.models import AuditCheckpoint, AuditEntry
 from billfold.audit.service import InclusionProof
-from billfold.kit.errors import PROBLEM_JSON
 from billfold.kit.ids import format_id
 from billfold.kit.pagination import Page
 
@@ -23,7 +20,6 @@ __all__ = [
     "AuditEntryResponse",
     "CheckpointResponse",
     "InclusionProofResponse",
-    "problem_responses",
 ]
 
 ENTRY_ID_PREFIX = "aud"
@@ -141,26 +137,3 @@ class InclusionProofResponse(BaseModel):
                 proof.checkpoint, message=proof.checkpoint_message
             ),
         )
-
-
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the problem+json responses a route can return."""
-    schema = {
-        "type": "object",
-        "required": ["type", "title", "status", "code"],
-        "properties": {
-            "type": {"type": "string"},
-            "title": {"type": "string"},
-            "status": {"type": "integer"},
-            "detail": {"type": "string"},
-            "instance": {"type": "string"},
-            "code": {"type": "string", "description": "Stable: branch on this."},
-        },
-    }
-    return {
-        status: {
-            "description": f"{http.HTTPStatus(status).phrase} (problem+json)",
-            "content": {PROBLEM_JSON: {"schema": schema}},
-        }
-        for status in statuses
-    }

@@ -42,6 +42,7 @@ from billfold.kit.auth import Principal, require_scopes
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import ValidationFailed
 from billfold.kit.http.caching import no_store
+from billfold.kit.http.openapi import problem_responses
 from billfold.kit.ids import format_id, parse_id
 from billfold.kit.pagination import (
     CURSOR_LENGTH_MAX,
@@ -53,7 +54,6 @@ from billfold.kit.pagination import (
     encode_cursor,
 )
 from billfold.kit.settings import Settings, get_settings
-from billfold.ledger.schemas import problem_responses
 
 __all__ = ["EVENTS_READ", "WEBHOOKS_WRITE", "router"]
 

@@ -32,12 +32,12 @@ from billfold.kit.auth import Principal, require_scopes
 from billfold.kit.clock import Clock, SystemClock
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import InvariantViolation
+from billfold.kit.http.openapi import problem_responses
 from billfold.kit.ids import parse_id
 from billfold.kit.pagination import CURSOR_LENGTH_MAX, PAGE_SIZE_MAX, clamp_page_size
 from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
 from billfold.ledger.router import get_ledger
-from billfold.ledger.schemas import problem_responses
 from billfold.risk.gate import request_context
 from billfold.risk.types import RiskDecider
 

@@ -19,12 +19,12 @@ from billfold.identity.schemas import (
     ApiKeyPage,
     ApiKeyResponse,
     ns_from_datetime,
-    problem_responses,
 )
 from billfold.identity.types import Principal, Scope
 from billfold.kit.clock import SystemClock
 from billfold.kit.db import UnitOfWork
 from billfold.kit.http.caching import no_store
+from billfold.kit.http.openapi import problem_responses
 from billfold.kit.ids import parse_id
 from billfold.kit.pagination import CURSOR_LENGTH_MAX, PAGE_SIZE_MAX
 

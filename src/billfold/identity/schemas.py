@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +11,6 @@ from billfold.identity.credentials import key_prefix
 from billfold.identity.models import API_KEY_NAME_LENGTH_MAX, ApiKey
 from billfold.identity.service import scopes_of
 from billfold.identity.types import Mode, Scope
-from billfold.kit.errors import PROBLEM_JSON
 from billfold.kit.ids import format_id
 from billfold.kit.pagination import Page
 
@@ -26,7 +24,6 @@ __all__ = [
     "Problem",
     "datetime_from_ns",
     "ns_from_datetime",
-    "problem_responses",
 ]
 
 TENANT_ID_PREFIX = "ten"
@@ -61,22 +58,6 @@ class Problem(BaseModel):
     detail: str | None = None
     instance: str | None = None
     code: str = Field(description="Stable and machine-readable: branch on this.")
-
-
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the problem responses a route can return.
-
-    The schema is inlined under `application/problem+json` alone, because FastAPI's `model`
-    would also advertise an `application/json` body that the API never sends.
-    """
-    schema = Problem.model_json_schema()
-    return {
-        status: {
-            "description": f"{http.HTTPStatus(status).phrase} (problem+json)",
-            "content": {PROBLEM_JSON: {"schema": schema}},
-        }
-        for status in statuses
-    }
 
 
 class ApiKeyCreateRequest(BaseModel):

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from billfold.kit.auth import Principal, require_scopes
 from billfold.kit.errors import InvariantViolation
+from billfold.kit.http.openapi import problem_responses
 from billfold.kit.ids import parse_id
 from billfold.kit.pagination import CURSOR_LENGTH_MAX, PAGE_SIZE_MAX, clamp_page_size
 from billfold.ledger.errors import account_refused, transfer_refused
@@ -35,7 +36,6 @@ from billfold.ledger.schemas import (
     TransferPage,
     TransferResponse,
     TransferResultResponse,
-    problem_responses,
 )
 from billfold.ledger.types import CreateAccountStatus, CreateTransferStatus
 

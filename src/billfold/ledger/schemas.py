@@ -13,7 +13,6 @@ the API and the batch results speak the same language.
 
 from __future__ import annotations
 
-import http
 import re
 import uuid
 from typing import Annotated, Any, Literal
@@ -27,7 +26,6 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from billfold.kit.errors import PROBLEM_JSON
 from billfold.kit.fields import JsonInt, decimal_pattern
 from billfold.kit.ids import format_id, new_id
 from billfold.kit.pagination import Page
@@ -64,7 +62,6 @@ __all__ = [
     "TransferPage",
     "TransferResponse",
     "TransferResultResponse",
-    "problem_responses",
 ]
 
 ACCOUNT_ID_PREFIX = "acc"
@@ -477,26 +474,3 @@ class BalanceHistoryPage(BaseModel):
 
 
 # ----------------------------------------------------------------------------- problems
-
-
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the problem+json responses a route can return."""
-    schema = {
-        "type": "object",
-        "required": ["type", "title", "status", "code"],
-        "properties": {
-            "type": {"type": "string"},
-            "title": {"type": "string"},
-            "status": {"type": "integer"},
-            "detail": {"type": "string"},
-            "instance": {"type": "string"},
-            "code": {"type": "string", "description": "Stable: branch on this."},
-        },
-    }
-    return {
-        status: {
-            "description": f"{http.HTTPStatus(status).phrase} (problem+json)",
-            "content": {PROBLEM_JSON: {"schema": schema}},
-        }
-        for status in statuses
-    }

@@ -13,12 +13,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from billfold.identity.auth import get_unit_of_work, require_scopes
-from billfold.identity.schemas import problem_responses
 from billfold.identity.types import Principal, Scope
 from billfold.keys.keyring import Keyring
 from billfold.keys.router import get_keyring
 from billfold.kit.clock import SystemClock
 from billfold.kit.db import UnitOfWork
+from billfold.kit.http.openapi import problem_responses
 from billfold.kit.ids import format_id, parse_id
 from billfold.privacy import service
 from billfold.privacy.masking import mask_value

@@ -34,12 +34,12 @@ from billfold.identity.operators.errors import OperatorNotAuthenticated, Permiss
 from billfold.identity.operators.permissions import Permission
 from billfold.identity.operators.tokens import SESSION_TOKEN_PREFIX
 from billfold.identity.operators.types import OperatorPrincipal
-from billfold.identity.schemas import problem_responses
 from billfold.identity.types import Scope
 from billfold.kit.auth import InsufficientScope, admit_request
 from billfold.kit.clock import SystemClock
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import BillfoldError
+from billfold.kit.http.openapi import problem_responses
 from billfold.kit.ids import parse_id
 from billfold.kit.pagination import CURSOR_LENGTH_MAX, PAGE_SIZE_MAX
 from billfold.risk import changes, service

@@ -21,8 +21,8 @@ from billfold.identity.auth import get_unit_of_work
 from billfold.identity.operators.auth import require_permission
 from billfold.identity.operators.permissions import Permission
 from billfold.identity.operators.types import OperatorPrincipal
-from billfold.identity.schemas import problem_responses
 from billfold.kit.db import UnitOfWork
+from billfold.kit.http.openapi import problem_responses
 from billfold.kit.ids import parse_id
 from billfold.kit.pagination import CURSOR_LENGTH_MAX, PAGE_SIZE_MAX
 

@@ -42,10 +42,11 @@ from billfold.identity.operators.schemas import (
     RolesUpdateRequest,
 )
 from billfold.identity.operators.types import OPERATOR_ID_PREFIX, OperatorPrincipal
-from billfold.identity.schemas import TENANT_ID_PREFIX, problem_responses
+from billfold.identity.schemas import TENANT_ID_PREFIX
 from billfold.kit.clock import SystemClock
 from billfold.kit.db import UnitOfWork
 from billfold.kit.http.caching import no_store
+from billfold.kit.http.openapi import problem_responses
 from billfold.kit.http.rate_limit import throttle_sign_in
 from billfold.kit.ids import parse_id
 from billfold.kit.pagination import CURSOR_LENGTH_MAX, PAGE_SIZE_MAX

@@ -19,7 +19,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from billfold.identity.auth import get_unit_of_work, require_scopes
-from billfold.identity.schemas import TENANT_ID_PREFIX, datetime_from_ns, problem_responses
+from billfold.identity.schemas import TENANT_ID_PREFIX, datetime_from_ns
 from billfold.identity.security_events import ActorType
 from billfold.identity.types import Principal, Scope
 from billfold.identity.users import devices, mfa, service, sessions, step_up
@@ -75,6 +75,7 @@ from billfold.keys.router import get_keyring
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import InvariantViolation, invariant
 from billfold.kit.http.caching import no_store
+from billfold.kit.http.openapi import problem_responses
 from billfold.kit.http.rate_limit import throttle_sign_in
 from billfold.kit.ids import parse_id
 from billfold.kit.pagination import CURSOR_LENGTH_MAX, PAGE_SIZE_MAX

@@ -32,7 +32,13 @@ from billfold.kit.http.rate_limit import throttle_sign_in
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["PROBLEM_SCHEMA", "document_errors", "exactly_one_of", "install_error_documentation"]
+__all__ = [
+    "PROBLEM_SCHEMA",
+    "document_errors",
+    "exactly_one_of",
+    "install_error_documentation",
+    "problem_responses",
+]
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",
@@ -147,6 +153,20 @@ def _expected(method: str, operation: dict[str, Any], *, throttled: bool) -> Ite
         yield 422
     if any(parameter.get("name") == "cursor" for parameter in parameters):
         yield 400
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problem+json responses a route can return, for a route's
+    (or router's) `responses=`. The schema is given under `application/problem+json` alone
+    (FastAPI's `model` would also advertise an `application/json` body the API never
+    sends); `document_errors` then points it at the shared `Problem` component."""
+    return {
+        status: {
+            "description": f"{http.HTTPStatus(status).phrase} (problem+json)",
+            "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
+        }
+        for status in statuses
+    }
 
 
 def document_errors(

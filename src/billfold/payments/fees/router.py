@@ -14,9 +14,9 @@ from billfold.kit.auth import Principal, require_scopes
 from billfold.kit.clock import SystemClock
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import InvariantViolation
+from billfold.kit.http.openapi import problem_responses
 from billfold.kit.ids import parse_id
 from billfold.kit.pagination import CURSOR_LENGTH_MAX, PAGE_SIZE_MAX, clamp_page_size
-from billfold.ledger.schemas import problem_responses
 from billfold.payments.fees import service
 from billfold.payments.fees.schemas import (
     MERCHANT_ID_PREFIX,

@@ -21,10 +21,10 @@ from billfold.identity.operators.auth import get_approval_executors, require_per
 from billfold.identity.operators.executors import ApprovalExecutors
 from billfold.identity.operators.permissions import Permission
 from billfold.identity.operators.types import OperatorPrincipal
-from billfold.identity.schemas import problem_responses
 from billfold.kit.clock import SystemClock
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import InvariantViolation
+from billfold.kit.http.openapi import problem_responses
 from billfold.kit.ids import InvalidId, format_id, parse_id
 from billfold.kit.pagination import CURSOR_LENGTH_MAX, PAGE_SIZE_MAX
 from billfold.kit.settings import Settings
