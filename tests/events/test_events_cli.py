@@ -38,41 +38,49 @@ def _billfold(database_url: str, *arguments: str) -> Ran:
     )
 
 
+def _endpoint_and_event(
+    database_url: str, tenant_id: uuid.UUID, url: str
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """A live webhook endpoint at `url` for captured payments, and one such event for it."""
+    aggregate = new_id()
+
+    async def prepare(session: AsyncSession) -> tuple[uuid.UUID, uuid.UUID]:
+        endpoint = await service.create_endpoint(
+            session,
+            scope=service.Scope(tenant_id=tenant_id, mode=Mode.LIVE),
+            url=url,
+            description="cli",
+            event_types=["com.billfold.payment.captured.v1"],
+            allow_private=True,
+            endpoints_max=20,
+            now_ns=time.time_ns(),
+        )
+        event_id = emit(
+            session,
+            tenant_id=tenant_id,
+            mode=Mode.LIVE,
+            type="com.billfold.payment.captured.v1",
+            subject=f"pay_{aggregate.hex}",
+            aggregate_id=aggregate,
+            data={"amount": "5"},
+        )
+        return endpoint.id, event_id
+
+    return run_in_unit_of_work(database_url, prepare)
+
+
 def test_the_worker_delivers_and_a_replay_delivers_again(tmp_path: Path) -> None:
     database_url = f"sqlite:///{tmp_path}/cli.db"
     upgrade(database_url)
     tenant_id = bootstrap_tenant(database_url, "CLI").tenant.id
-    aggregate = new_id()
     with Receiver() as receiver:
-
-        async def prepare(session: AsyncSession) -> object:
-            await service.create_endpoint(
-                session,
-                scope=service.Scope(tenant_id=tenant_id, mode=Mode.LIVE),
-                url=receiver.url,
-                description="cli",
-                event_types=["com.billfold.payment.captured.v1"],
-                allow_private=True,
-                endpoints_max=20,
-                now_ns=time.time_ns(),
-            )
-            return emit(
-                session,
-                tenant_id=tenant_id,
-                mode=Mode.LIVE,
-                type="com.billfold.payment.captured.v1",
-                subject=f"pay_{aggregate.hex}",
-                aggregate_id=aggregate,
-                data={"amount": "5"},
-            )
-
-        event_id = run_in_unit_of_work(database_url, prepare)
+        _, event_id = _endpoint_and_event(database_url, tenant_id, receiver.url)
         drained = _billfold(database_url, "worker", "--drain")
         assert drained.returncode == 0, drained.stderr
         assert len(receiver.received) == 1
         replayed = _billfold(
             database_url,
-            "events", "replay", f"evt_{event_id.hex}",  # type: ignore[attr-defined]
+            "events", "replay", f"evt_{event_id.hex}",
             "--tenant", f"ten_{tenant_id.hex}", "--mode", "live",
         )  # fmt: skip
         assert replayed.returncode == 0, replayed.stderr
@@ -92,32 +100,8 @@ def test_a_replay_to_a_disabled_endpoint_is_refused_until_it_is_enabled(tmp_path
     upgrade(database_url)
     tenant_id = bootstrap_tenant(database_url, "CLI").tenant.id
     scope = service.Scope(tenant_id=tenant_id, mode=Mode.LIVE)
-    aggregate = new_id()
     with Receiver() as receiver:
-
-        async def prepare(session: AsyncSession) -> tuple[uuid.UUID, uuid.UUID]:
-            endpoint = await service.create_endpoint(
-                session,
-                scope=scope,
-                url=receiver.url,
-                description="cli",
-                event_types=["com.billfold.payment.captured.v1"],
-                allow_private=True,
-                endpoints_max=20,
-                now_ns=time.time_ns(),
-            )
-            event_id = emit(
-                session,
-                tenant_id=tenant_id,
-                mode=Mode.LIVE,
-                type="com.billfold.payment.captured.v1",
-                subject=f"pay_{aggregate.hex}",
-                aggregate_id=aggregate,
-                data={"amount": "5"},
-            )
-            return endpoint.id, event_id
-
-        endpoint_id, event_id = run_in_unit_of_work(database_url, prepare)
+        endpoint_id, event_id = _endpoint_and_event(database_url, tenant_id, receiver.url)
         assert _billfold(database_url, "worker", "--drain").returncode == 0
         assert len(receiver.received) == 1
 
