@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billfold.identity.types import Mode
 from billfold.kit.errors import BillfoldError
 from billfold.payments.fees.types import FeeContext, FeeLine, FeeQuote
-from billfold.payments.flows import disputes, merchant, p2p, recovery
+from billfold.payments.flows import disputes, merchant, p2p, recovery, topups
 from billfold.payments.models import Payment
 from payments.payments_support import User, World, internal_id
 
@@ -282,3 +282,64 @@ def test_a_refused_p2p_shows_no_fees(database_url: str) -> None:
         shown = world.payment(f"pay_{payment.id.hex}")
         assert shown["state"] == "failed" and shown["fees"] == []
         assert world.wallet(ann)["available"] == 500
+
+
+def _settle(world: World, payment_id: str) -> str:
+    return world.client.portal.call(
+        functools.partial(
+            topups.settle_top_up, world.runtime, internal_id(payment_id), reason="charge.succeeded"
+        )
+    )
+
+
+def test_a_top_up_settlement_interrupted_after_the_ledger_keeps_its_price(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fees are priced once, before the ledger: the provider's notification, arriving
+    after the crash and after the schedule changed, settles at the price posted (before, it
+    priced again, the ledger refused the different fee, and the top-up stayed
+    `processing` with its money moved)."""
+    with World(database_url) as world:  # 1% + 10
+        ann = world.user()
+        payment_id = world.top_up(ann, 5_000).json()["id"]
+        real = topups.apply_steps
+        monkeypatch.setattr(
+            topups, "apply_steps", _crashing_after_ledger(real, first_step="settle")
+        )
+        with pytest.raises(_CrashError):
+            _settle(world, payment_id)
+        monkeypatch.setattr(topups, "apply_steps", real)
+        world.runtime.fee_quoter = _three_percent
+        world.deliver()  # the provider's charge.succeeded
+        settled = world.payment(payment_id)
+        assert settled["state"] == "succeeded"
+        assert [fee["amount"] for fee in settled["fees"]] == ["60"]
+        assert world.wallet(ann) == {"available": 4_940, "pending": 0, "held": 0}
+        assert world.system("fee_revenue")["credits_posted"] == 60
+        world.assert_books()
+
+
+def test_a_top_up_that_fails_after_its_fees_were_priced_shows_none(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with World(database_url) as world:
+        ann = world.user()
+        payment_id = world.top_up(ann, 5_000).json()["id"]
+
+        async def crashing(runtime: Any, owner: uuid.UUID, steps: Any) -> Any:
+            raise _CrashError
+
+        monkeypatch.setattr(topups, "apply_steps", crashing)
+        with pytest.raises(_CrashError):
+            _settle(world, payment_id)  # priced and recorded, nothing posted
+        monkeypatch.undo()
+        failed = world.client.portal.call(
+            functools.partial(
+                topups.fail_top_up, world.runtime, internal_id(payment_id), reason="declined"
+            )
+        )
+        assert failed == "applied"
+        shown = world.payment(payment_id)
+        assert (shown["state"], shown["fees"]) == ("failed", [])
+        assert world.wallet(ann) == {"available": 0, "pending": 0, "held": 0}
+        world.assert_books()

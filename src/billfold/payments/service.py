@@ -27,7 +27,7 @@ from billfold.payments.errors import (
     StepUpRequired,
 )
 from billfold.payments.events import emit_payment_event
-from billfold.payments.fees.types import FeeContext, FeeQuote, FeeQuoter
+from billfold.payments.fees.types import FeeContext, FeeLine, FeeQuote, FeeQuoter
 from billfold.payments.models import Payment, PaymentFee, PaymentStateChange
 from billfold.payments.repository import PaymentRepository
 from billfold.payments.states import Kind, State, can_transition
@@ -43,6 +43,7 @@ __all__ = [
     "VOLUME_SHARDS",
     "VOLUME_TENANT_SCOPE",
     "add_monthly_volume",
+    "charged_lines",
     "check_spending_limits",
     "fee_transfers",
     "find_recipient",
@@ -50,6 +51,8 @@ __all__ = [
     "quote_fees",
     "record_created",
     "record_fees",
+    "recorded_fees",
+    "recorded_quote",
     "require_step_up",
     "transition",
 ]
@@ -225,6 +228,39 @@ async def record_fees(
                 fixed_amount=min(max(line.fixed_minor, 0), line.amount_minor),
             )
         )
+
+
+def charged_lines(quote: FeeQuote) -> FeeQuote:
+    """The quote's non-zero lines, numbered from 0 (as they are recorded and posted)."""
+    return FeeQuote(lines=tuple(line for line in quote.lines if line.amount_minor))
+
+
+def recorded_fees(
+    payment: Payment, fees: list[PaymentFee], *, stage: str, count: int
+) -> list[tuple[int, PaymentFee]]:
+    """The fee lines recorded for `stage` (steps `<stage>:fee:<n>`, n below `count`), each
+    with its n, in the quote's order."""
+    by_id = {step_id(payment.id, f"{stage}:fee:{i}"): i for i in range(count)}
+    found = [(by_id[fee.transfer_id], fee) for fee in fees if fee.transfer_id in by_id]
+    return sorted(found, key=lambda pair: pair[0])
+
+
+def recorded_quote(payment: Payment, fees: list[PaymentFee], *, stage: str) -> FeeQuote:
+    """The `charged_lines` recorded for `stage` before its ledger steps, in their order, as
+    the quote the steps post (none recorded: no fees)."""
+    ordered = recorded_fees(payment, fees, stage=stage, count=len(fees))
+    return FeeQuote(
+        lines=tuple(
+            FeeLine(
+                rule=fee.rule,
+                description=fee.description,
+                amount_minor=fee.amount,
+                currency=fee.currency,
+                fixed_minor=fee.fixed_amount,
+            )
+            for _, fee in ordered
+        )
+    )
 
 
 async def check_spending_limits(

@@ -20,7 +20,6 @@ from billfold.payments.errors import (
     MoneyRequestNotFound,
     SelfPayment,
 )
-from billfold.payments.fees.types import FeeLine, FeeQuote
 from billfold.payments.flows import crossfx, gate
 from billfold.payments.flows.common import (
     advance,
@@ -35,12 +34,15 @@ from billfold.payments.models import MoneyRequest, Payment, PaymentFee
 from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.service import (
+    charged_lines,
     check_spending_limits,
     fee_transfers,
     find_recipient,
     quote_fees,
     record_created,
     record_fees,
+    recorded_fees,
+    recorded_quote,
     require_step_up,
 )
 from billfold.payments.states import Kind, State
@@ -270,7 +272,7 @@ async def _record(
     await record_created(session, payment)
     await gate.enter_outcome(session, runtime, payment, verdict)
     if verdict.action is Action.ALLOW:
-        await record_fees(session, payment, _charged(fees), stage=_TRANSFER)
+        await record_fees(session, payment, charged_lines(fees), stage=_TRANSFER)
     if verdict.action is Action.REVIEW:
         if len([line for line in fees.lines if line.amount_minor]) > HELD_FEE_LINES_MAX:
             raise InvariantViolation("a held P2P payment holds at most HELD_FEE_LINES_MAX fees")
@@ -318,7 +320,7 @@ def held_fees(
     steps = []
     # In the quote's order, as when the hold was first placed (a linked chain re-placed
     # must be the same transfers with the same flags to be answered `exists`).
-    for index, fee in _recorded(payment, fees, stage="hold", count=HELD_FEE_LINES_MAX):
+    for index, fee in recorded_fees(payment, fees, stage="hold", count=HELD_FEE_LINES_MAX):
         if fee.amount <= 0:
             continue
         steps.append(
@@ -369,39 +371,6 @@ async def hold_p2p(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> uuid.UUID
     return payment_id
 
 
-def _charged(quote: FeeQuote) -> FeeQuote:
-    """The quote's non-zero lines, numbered from 0 (as they are recorded and posted)."""
-    return FeeQuote(lines=tuple(line for line in quote.lines if line.amount_minor))
-
-
-def _recorded(
-    payment: Payment, fees: list[PaymentFee], *, stage: str, count: int
-) -> list[tuple[int, PaymentFee]]:
-    """The fee lines recorded for `stage` (steps `<stage>:fee:<n>`, n below `count`), each
-    with its n, in the quote's order."""
-    by_id = {step_id(payment.id, f"{stage}:fee:{i}"): i for i in range(count)}
-    found = [(by_id[fee.transfer_id], fee) for fee in fees if fee.transfer_id in by_id]
-    return sorted(found, key=lambda pair: pair[0])
-
-
-def _recorded_quote(payment: Payment, fees: list[PaymentFee]) -> FeeQuote:
-    """The fees recorded with the payment when it was made (`transfer:fee:<n>`), in their
-    order (none recorded: no fees)."""
-    ordered = _recorded(payment, fees, stage=_TRANSFER, count=len(fees))
-    return FeeQuote(
-        lines=tuple(
-            FeeLine(
-                rule=fee.rule,
-                description=fee.description,
-                amount_minor=fee.amount,
-                currency=fee.currency,
-                fixed_minor=fee.fixed_amount,
-            )
-            for _, fee in ordered
-        )
-    )
-
-
 async def drive_p2p(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> uuid.UUID:
     """Move a created P2P payment's money and record the outcome. Safe to call again after
     a crash at any point: the transfers' ids are the payment's and its fees those recorded
@@ -411,7 +380,9 @@ async def drive_p2p(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> uuid.UUI
         payment = await load(session, payment_id)
         if payment.state != State.CREATED.value:
             return payment_id
-        quote = _recorded_quote(payment, await PaymentRepository(session).fees(payment_id))
+        quote = recorded_quote(
+            payment, await PaymentRepository(session).fees(payment_id), stage=_TRANSFER
+        )
         ledger_tenant = ledger_tenant_of(payment.tenant_id, payment.mode)
         fx_quote = None
         if payment.fx_quote_id is not None:

@@ -33,12 +33,16 @@ from billfold.payments.flows.common import (
     release_holds,
 )
 from billfold.payments.models import Payment
+from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.service import (
+    charged_lines,
     fee_transfers,
     quote_fees,
     record_created,
     record_fees,
+    recorded_fees,
+    recorded_quote,
     require_step_up,
 )
 from billfold.payments.states import Kind, State
@@ -62,6 +66,8 @@ __all__ = [
 ]
 
 PROVIDER_FOR_METHOD = {"card": "sandbox_card", "bank_transfer": "sandbox_bank"}
+_SETTLE = "settle"
+"""The settlement's step, and its fee lines' (`settle:fee:<n>`)."""
 NO_CONTEXT = RiskContext()
 
 
@@ -313,38 +319,51 @@ async def resume_top_up(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
 
 
 async def settle_top_up(runtime: PaymentsRuntime, payment_id: uuid.UUID, *, reason: str) -> str:
-    """Post the pending top-up with its fees; idempotent. What happened, for the record."""
+    """Post the pending top-up with its fees; idempotent. What happened, for the record.
+
+    The fees are priced once and recorded before the ledger posts them (the payment's row
+    locked meanwhile): a settlement resumed after a crash (the provider's notification
+    again, or recovery) posts the recorded lines, so the ledger answers `exists` whatever
+    the schedule or the monthly volume says by then. Priced anew at each attempt, a changed
+    price made the ledger refuse the resumed chain, and the top-up stayed `processing` with
+    its money moved."""
     async with runtime.unit_of_work.begin() as session:
-        payment = await load(session, payment_id)
+        payment = await load(session, payment_id, for_update=True)
         if payment.state in (State.SUCCEEDED.value, State.FAILED.value):
             return f"ignored_{payment.state}"
-        quote = await quote_fees(
-            session,
-            runtime.fee_quoter,
-            payment=payment,
-            method=payment.method or "card",
-            amount=payment.amount,
+        quote = recorded_quote(
+            payment, await PaymentRepository(session).fees(payment_id), stage=_SETTLE
         )
+        if not quote.lines:  # not priced yet (or free then: priced now, posted once)
+            quote = charged_lines(
+                await quote_fees(
+                    session,
+                    runtime.fee_quoter,
+                    payment=payment,
+                    method=payment.method or "card",
+                    amount=payment.amount,
+                )
+            )
+            await record_fees(session, payment, quote, stage=_SETTLE)
     assert payment.credit_account_id is not None
     steps: list[tuple[str, NewTransfer]] = [
         (
-            "settle",
+            _SETTLE,
             NewTransfer(
-                id=step_id(payment_id, "settle"),
+                id=step_id(payment_id, _SETTLE),
                 tenant_id=ledger_tenant_of(payment.tenant_id, payment.mode),
                 pending_id=step_id(payment_id, "hold"),
                 flags=int(TransferFlags.POST_PENDING),
                 user_data=format_id("pay", payment_id),
             ),
         ),
-        *fee_transfers(payment, quote, stage="settle", payer_account_id=payment.credit_account_id),
+        *fee_transfers(payment, quote, stage=_SETTLE, payer_account_id=payment.credit_account_id),
     ]
     results = await apply_steps(runtime, payment_id, chain(steps))
     if not applied(results):
         return f"ledger_{failure(results)}"
     async with runtime.unit_of_work.begin() as session:
         payment = await load(session, payment_id)
-        await record_fees(session, payment, quote, stage="settle")
         payment.captured_amount = payment.amount
         await advance(session, payment, State.SUCCEEDED, reason=reason)
     return "applied"
@@ -370,5 +389,10 @@ async def fail_top_up(runtime: PaymentsRuntime, payment_id: uuid.UUID, *, reason
         payment = await load(session, payment_id)
         payment.failure_code = reason[:64]
         payment.parked_instrument = None
-        await advance(session, payment, State.FAILED, reason=reason)
+        if await advance(session, payment, State.FAILED, reason=reason):
+            # Fees priced for a settlement that never posted (voided instead): none charged.
+            repository = PaymentRepository(session)
+            fees = await repository.fees(payment_id)
+            priced = recorded_fees(payment, fees, stage=_SETTLE, count=len(fees))
+            await repository.delete_fees(payment_id, [fee.transfer_id for _, fee in priced])
     return "applied"
