@@ -23,7 +23,6 @@ from client.sdk_support import running
 RATES_FILE = str(Path(__file__).parents[1] / "fx" / "eurofxref-sample.xml")
 FEES = [Scope.FEES_READ, Scope.FEES_WRITE]
 FX = [Scope.FX_READ, Scope.FX_WRITE, Scope.LEDGER_READ, Scope.LEDGER_WRITE]
-MERCHANT = "mer_" + "0" * 31 + "7"
 CARD_EU: dict[str, Any] = {
     "name": "card_eu",
     "method": "card",
@@ -35,7 +34,11 @@ CATCH_ALL: dict[str, Any] = {"name": "all", "tiers": [{"bps": 50}]}
 
 
 def test_fee_schedules_are_created_listed_replaced_and_previewed(database_url: str) -> None:
-    with running(database_url) as server, server.billfold(FEES) as billfold:
+    scopes = [*FEES, Scope.PAYMENTS_WRITE]
+    with running(database_url) as server, server.billfold(scopes) as billfold:
+        merchant = billfold.merchants.create(
+            legal_name="Shop", category_code="5411", settlement_currency="EUR"
+        )["id"]
         created = billfold.fee_schedules.create(name="Standard", rules=[CATCH_ALL, CARD_EU])
         assert created["id"].startswith("fsc_") and created["version"] == 1
         assert created["merchant_id"] is None
@@ -56,9 +59,9 @@ def test_fee_schedules_are_created_listed_replaced_and_previewed(database_url: s
         }
         assert billfold.fee_schedules.get(created["id"]) == created
         vip = billfold.fee_schedules.create(
-            name="VIP", merchant_id=MERCHANT, rules=[{"name": "vip", "tiers": [{"bps": 10}]}]
+            name="VIP", merchant_id=merchant, rules=[{"name": "vip", "tiers": [{"bps": 10}]}]
         )
-        assert vip["merchant_id"] == MERCHANT
+        assert vip["merchant_id"] == merchant
         first = billfold.fee_schedules.list(limit=1)
         assert [item["id"] for item in first["items"]] == [created["id"]]
         assert first["next_cursor"] is not None
@@ -81,7 +84,7 @@ def test_fee_schedules_are_created_listed_replaced_and_previewed(database_url: s
             "currency": "EUR",
         }
         for_vip = billfold.fee_quotes.create(
-            method="card", currency="EUR", amount="10000", merchant_id=MERCHANT, monthly_volume=0
+            method="card", currency="EUR", amount="10000", merchant_id=merchant, monthly_volume=0
         )
         assert for_vip["total"] == "10"
 

@@ -16,7 +16,6 @@ from identity.identity_support import bootstrap_tenant, create_key, run_in_unit_
 from ledger.ledger_api_support import api, assert_problem, auth
 
 FEES = [Scope.FEES_READ, Scope.FEES_WRITE]
-MERCHANT = f"mer_{uuid.UUID(int=42).hex}"
 
 CARD_EU: dict[str, Any] = {
     "name": "card_eu",
@@ -87,13 +86,23 @@ def test_a_schedule_is_created_read_listed_and_replaced_by_version(database_url:
         assert_problem(again, 409, "fee_schedule_exists")
 
 
+def merchant(client: TestClient, key: str) -> str:
+    """A merchant of the key's tenant and mode (schedules and previews name real ones)."""
+    body = {"legal_name": "Shop", "category_code": "5411", "settlement_currency": "EUR"}
+    response = client.post("/v1/merchants", json=body, headers=auth(key))
+    assert response.status_code == 201, response.text
+    merchant_id: str = response.json()["id"]
+    return merchant_id
+
+
 def test_the_preview_explains_fees_with_merchant_precedence(database_url: str) -> None:
-    _, key = keys(database_url)
+    _, key = keys(database_url, [*FEES, Scope.PAYMENTS_WRITE])
     with api(database_url) as client:
         assert preview(client, key) == {"lines": [], "total": "0", "currency": "EUR"}
         create(client, key)
         vip = {"name": "vip", "method": "card", "tiers": [{"bps": 10}]}
-        create(client, key, merchant_id=MERCHANT, name="VIP", rules=[vip])
+        shop = merchant(client, key)
+        create(client, key, merchant_id=shop, name="VIP", rules=[vip])
         default = preview(client, key)
         assert default["lines"] == [
             {
@@ -105,9 +114,9 @@ def test_the_preview_explains_fees_with_merchant_precedence(database_url: str) -
             }
         ]
         assert preview(client, key, monthly_volume="10000000")["total"] == "140"
-        merchant = preview(client, key, merchant_id=MERCHANT)
-        assert [(line["rule"], line["amount"]) for line in merchant["lines"]] == [("vip", "10")]
-        fallback = preview(client, key, merchant_id=MERCHANT, method="p2p")
+        priced = preview(client, key, merchant_id=shop)
+        assert [(line["rule"], line["amount"]) for line in priced["lines"]] == [("vip", "10")]
+        fallback = preview(client, key, merchant_id=shop, method="p2p")
         assert fallback["total"] == "50"  # the merchant has no p2p rule: the tenant default
 
 

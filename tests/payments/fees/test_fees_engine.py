@@ -150,7 +150,11 @@ def test_min_and_max_clamp() -> None:
         ),
         (
             FeeSchedule(
-                rules=(FeeRule(name="x", tiers=(FeeTier(), FeeTier(volume_from_minor=0))),)
+                rules=(
+                    FeeRule(
+                        name="x", currency="EUR", tiers=(FeeTier(), FeeTier(volume_from_minor=0))
+                    ),
+                )
             ),
             "increasing",
         ),
@@ -267,6 +271,7 @@ def test_the_tier_is_the_last_starting_at_or_below_the_volume(
     bounds = [0, *sorted(starts)]
     rule = FeeRule(
         name="tiered",
+        currency="EUR",
         tiers=tuple(FeeTier(volume_from_minor=b, bps=i) for i, b in enumerate(bounds)),
     )
     validate_schedule(FeeSchedule(rules=(rule,)))

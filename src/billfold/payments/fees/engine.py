@@ -14,6 +14,9 @@ first; when none of its rules matches, the tenant's default schedule is searched
 **Tiers.** A rule has 1 to `TIERS_MAX` tiers, each starting at `volume_from_minor`
 (the first at 0, strictly increasing). The tier used is the last whose start is at most the
 movement's `monthly_volume_minor`: a volume exactly at a boundary is in the higher tier.
+Thresholds are minor units, so a rule with more than one tier names its currency. A
+tiered rule's fee lines are named `<name>_tier_<n>`: that name fits `LINE_NAME_LENGTH_MAX`
+and no two rules of a schedule name their lines alike.
 
 **Amount.** `percentage = amount_minor * bps / 10 000`, rounded half up to a whole minor
 unit (exactly, in integers); `fee = percentage + fixed_minor`, then raised to `min_minor`
@@ -38,6 +41,7 @@ from billfold.payments.fees.types import FeeContext, FeeLine, FeeQuote
 __all__ = [
     "BPS_MAX",
     "FEE_AMOUNT_MAX",
+    "LINE_NAME_LENGTH_MAX",
     "RULES_MAX",
     "RULE_NAME_LENGTH_MAX",
     "TIERS_MAX",
@@ -48,6 +52,7 @@ __all__ = [
     "InvalidFeeSchedule",
     "compute_fee",
     "describe_tier",
+    "line_name",
     "match_rule",
     "quote_fees",
     "rule_specificity",
@@ -66,6 +71,9 @@ RULES_MAX: Final = 200
 TIERS_MAX: Final = 20
 REGIONS_MAX: Final = 300
 RULE_NAME_LENGTH_MAX: Final = 64
+LINE_NAME_LENGTH_MAX: Final = 64
+"""Longest fee line name (`FeeLine.rule`: the rule's name, `_tier_<n>` for tiered rules);
+payments store it in 64 characters."""
 CONTEXT_AMOUNT_MAX: Final = 2**127 - 1
 
 _RULE_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}", re.ASCII)
@@ -113,31 +121,44 @@ def _fail(message: str, **where: str | int) -> InvalidFeeSchedule:
     return InvalidFeeSchedule(message, **where)
 
 
-def _check_amount(value: int | None, what: str, rule: str) -> None:
-    if value is None:
+def _check_amount(value: int | None, what: str, rule: str, *, optional: bool = True) -> None:
+    if value is None and optional:
         return
     if type(value) is not int or not 0 <= value <= FEE_AMOUNT_MAX:
         raise _fail(f"{what} is an integer from 0 to {FEE_AMOUNT_MAX} minor units.", rule=rule)
 
 
+def line_name(rule: FeeRule, index: int) -> str:
+    """The name of the fee line tier `index` of `rule` charges: the rule's name, or
+    `<name>_tier_<n>` (from 1) when the rule has more than one tier."""
+    return rule.name if len(rule.tiers) == 1 else f"{rule.name}_tier_{index + 1}"
+
+
 def _validate_tiers(rule: FeeRule) -> None:
     if not 1 <= len(rule.tiers) <= TIERS_MAX:
         raise _fail(f"A rule has 1 to {TIERS_MAX} tiers.", rule=rule.name)
+    if len(rule.tiers) > 1 and rule.currency is None:
+        # Volume thresholds are minor units too: 10 000 000 is 100 000.00 EUR but
+        # 10 000 000 JPY or 10 000.000 KWD, so a tiered rule names its currency.
+        raise _fail("A rule with more than one tier must name its currency.", rule=rule.name)
+    if len(line_name(rule, len(rule.tiers) - 1)) > LINE_NAME_LENGTH_MAX:
+        raise _fail(
+            f"A tiered rule's name leaves room for '_tier_<n>' within {LINE_NAME_LENGTH_MAX}"
+            " characters (its fee lines are named <name>_tier_<n>).",
+            rule=rule.name,
+        )
     if rule.tiers[0].volume_from_minor != 0:
         raise _fail("The first tier starts at volume 0.", rule=rule.name)
     previous = -1
     for tier in rule.tiers:
-        _check_amount(tier.volume_from_minor, "volume_from_minor", rule.name)
+        _check_amount(tier.volume_from_minor, "volume_from_minor", rule.name, optional=False)
         if tier.volume_from_minor <= previous:
             raise _fail("Tiers start at strictly increasing volumes.", rule=rule.name)
         previous = tier.volume_from_minor
         if type(tier.bps) is not int or not 0 <= tier.bps <= BPS_MAX:
             raise _fail(f"bps is an integer from 0 to {BPS_MAX}.", rule=rule.name)
-        for value, what in (
-            (tier.fixed_minor, "fixed_minor"),
-            (tier.min_minor, "min_minor"),
-            (tier.max_minor, "max_minor"),
-        ):
+        _check_amount(tier.fixed_minor, "fixed_minor", rule.name, optional=False)
+        for value, what in ((tier.min_minor, "min_minor"), (tier.max_minor, "max_minor")):
             _check_amount(value, what, rule.name)
         if (
             tier.min_minor is not None
@@ -177,12 +198,21 @@ def validate_schedule(schedule: FeeSchedule, registry: AssetRegistry | None = No
     if not 1 <= len(schedule.rules) <= RULES_MAX:
         raise _fail(f"A schedule has 1 to {RULES_MAX} rules.")
     names: set[str] = set()
+    line_names: set[str] = set()
     claimed: set[tuple[str | None, str | None, str | None]] = set()
     for rule in schedule.rules:
         _validate_rule(rule, registry)
         if rule.name in names:
             raise _fail("Rule names are unique within a schedule.", rule=rule.name)
         names.add(rule.name)
+        lines = {line_name(rule, index) for index in range(len(rule.tiers))}
+        if lines & line_names:
+            raise _fail(
+                "Two rules would name their fee lines alike (a tiered rule's lines are"
+                " <name>_tier_<n>).",
+                rule=rule.name,
+            )
+        line_names |= lines
         regions: tuple[str | None, ...] = (
             (None,) if rule.regions is None else tuple(sorted(rule.regions))
         )
@@ -309,7 +339,7 @@ def quote_fees(
     if fee == 0:
         return FeeQuote()
     invariant(rule.currency in (None, context.currency), "a matched rule's currency matches")
-    name = rule.name if len(rule.tiers) == 1 else f"{rule.name}_tier_{index + 1}"
+    name = line_name(rule, index)
     description = describe_tier(tier, asset, tier_count=len(rule.tiers))
     return FeeQuote(
         lines=(

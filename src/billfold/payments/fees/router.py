@@ -6,9 +6,11 @@ another tenant's or mode's schedule is a 404, exactly like one that does not exi
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.kit.auth import Principal, require_scopes
 from billfold.kit.clock import SystemClock
@@ -29,6 +31,8 @@ from billfold.payments.fees.schemas import (
     FeeScheduleResponse,
 )
 from billfold.payments.fees.types import FeeContext
+from billfold.wallets.errors import MerchantNotFound
+from billfold.wallets.repository import WalletRepository
 
 __all__ = ["FEES_READ", "FEES_WRITE", "router"]
 
@@ -51,17 +55,32 @@ def get_unit_of_work(request: Request) -> UnitOfWork:
 Work = Annotated[UnitOfWork, Depends(get_unit_of_work)]
 
 
+async def _require_merchant(
+    session: AsyncSession, principal: Principal, merchant_id: uuid.UUID | None
+) -> None:
+    """A schedule or a preview names a merchant of the caller's tenant and mode: any other
+    (unknown, another tenant's, the other mode's) would never be priced by it."""
+    if merchant_id is None:
+        return
+    merchant = await WalletRepository(session).get_merchant(
+        tenant_id=principal.tenant_id, mode=principal.mode.value, merchant_id=merchant_id
+    )
+    if merchant is None:
+        raise MerchantNotFound("No such merchant.")
+
+
 @router.post(
     "/fee-schedules",
     status_code=201,
     summary="Create a default or merchant schedule.",
-    responses=problem_responses(400, 409, 413, 422),
+    responses=problem_responses(400, 404, 409, 413, 422),
 )
 async def create_fee_schedule(
     body: FeeScheduleCreateRequest, principal: Writer, unit_of_work: Work
 ) -> FeeScheduleResponse:
     merchant_id = body.merchant_uuid()
     async with unit_of_work.begin() as session:
+        await _require_merchant(session, principal, merchant_id)
         row = await service.create_schedule(
             session,
             tenant_id=principal.ledger_tenant_id,
@@ -138,7 +157,7 @@ async def replace_fee_schedule(
 @router.post(
     "/fee-quotes",
     summary="Preview the fees a movement would pay; changes nothing.",
-    responses=problem_responses(400, 413, 422),
+    responses=problem_responses(400, 404, 413, 422),
 )
 async def quote_fees(
     body: FeeQuoteRequest, principal: Reader, unit_of_work: Work
@@ -155,5 +174,6 @@ async def quote_fees(
         monthly_volume_minor=int(body.monthly_volume),
     )
     async with unit_of_work.begin() as session:
+        await _require_merchant(session, principal, context.merchant_id)
         quote = await service.quote(session, context)
     return FeeQuoteResponse.from_quote(quote, currency=body.currency)
