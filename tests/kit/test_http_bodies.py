@@ -311,7 +311,7 @@ def _guarded() -> Guarded:
         tenant_id=uuid.uuid4(),
         api_key_id=uuid.uuid4(),
         mode=Mode.TEST,
-        scopes=frozenset({"things:write"}),
+        scopes=frozenset({"ledger:write"}),
     )
 
     async def authenticate(request: Request) -> Principal:
@@ -329,17 +329,17 @@ def _guarded() -> Guarded:
         CredentialRateLimit(limiter=InProcessRateLimiter(), limit=GUARDED_LIMIT, window_s=60),
     )
 
-    @app.post("/things", dependencies=[Depends(require_scopes("things:write"))])
+    @app.post("/things", dependencies=[Depends(require_scopes("ledger:write"))])
     async def create_thing(thing: ThingIn) -> dict[str, int]:
         guarded.runs.append("create")
         return {"size": thing.size}
 
-    @app.post("/things/{thing_id}/archive", dependencies=[Depends(require_scopes("things:write"))])
+    @app.post("/things/{thing_id}/archive", dependencies=[Depends(require_scopes("ledger:write"))])
     async def archive_thing(thing_id: str) -> dict[str, str]:
         guarded.runs.append(thing_id)
         return {"archived": thing_id}
 
-    @app.post("/admin/things", dependencies=[Depends(require_scopes("things:admin"))])
+    @app.post("/admin/things", dependencies=[Depends(require_scopes("tenant:admin"))])
     async def admin_thing(thing: ThingIn) -> dict[str, int]:
         guarded.runs.append("admin")
         return {"size": thing.size}

@@ -54,7 +54,7 @@ def build_app(store: IdempotencyStore | None = None) -> FastAPI:
         tenant_id=uuid.uuid4(),
         api_key_id=uuid.uuid4(),
         mode=Mode.TEST,
-        scopes=frozenset({"things:read", "things:write"}),
+        scopes=frozenset({"ledger:read", "ledger:write"}),
     )
 
     async def authenticate(request: Request) -> Principal:
@@ -72,15 +72,15 @@ def build_app(store: IdempotencyStore | None = None) -> FastAPI:
         app, CredentialRateLimit(limiter=InProcessRateLimiter(), limit=LIMIT, window_s=60)
     )
 
-    @app.get("/things/{thing_id}", dependencies=[Depends(require_scopes("things:read"))])
+    @app.get("/things/{thing_id}", dependencies=[Depends(require_scopes("ledger:read"))])
     async def get_thing(thing_id: str) -> None:
         raise NotFound(f"No thing {thing_id}.")
 
-    @app.post("/things", status_code=201, dependencies=[Depends(require_scopes("things:write"))])
+    @app.post("/things", status_code=201, dependencies=[Depends(require_scopes("ledger:write"))])
     async def create_thing(thing: ThingIn) -> dict[str, int]:
         return {"size": thing.size}
 
-    @app.delete("/things", dependencies=[Depends(require_scopes("things:admin"))])
+    @app.delete("/things", dependencies=[Depends(require_scopes("tenant:admin"))])
     async def delete_things() -> None:
         return None
 
