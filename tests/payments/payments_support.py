@@ -54,6 +54,25 @@ def internal_id(public_id: str) -> uuid.UUID:
     return uuid.UUID(hex=public_id.partition("_")[2])
 
 
+class CrashError(Exception):
+    """The process dies here (a test's stand-in for a crash)."""
+
+
+def crashing(real: Any, *, after_ledger: bool, first_step: str = "") -> Any:
+    """A flow's `apply_steps` that dies on a chain whose first step starts with
+    `first_step` (on every chain when it is empty): after the ledger applied the chain, or
+    before; other chains are applied as usual."""
+
+    async def apply_steps(runtime: Any, owner_id: uuid.UUID, steps: Any) -> Any:
+        if first_step and not (steps and steps[0][0].startswith(first_step)):
+            return await real(runtime, owner_id, steps)
+        if after_ledger:
+            await real(runtime, owner_id, steps)
+        raise CrashError
+
+    return apply_steps
+
+
 def fee_of(amount: int) -> int:
     return amount // 100 + 10
 
@@ -226,6 +245,21 @@ class World:
         assert payment["state"] == "succeeded", payment
         return payment
 
+    def paid(self, user: User, merchant_id: str, amount: int) -> dict[str, Any]:
+        """A merchant payment of `amount` USD that `user` authorized and that was captured
+        at once."""
+        body = {
+            "merchant_id": merchant_id,
+            "amount": amount,
+            "currency": "USD",
+            "capture": "automatic",
+        }
+        created = self.client.post("/v1/payments", json=body, headers=self.api).json()
+        done = self.client.post(f"/v1/me/payments/{created['id']}/authorize", headers=user.auth)
+        assert done.json()["state"] == "captured", done.text
+        paid: dict[str, Any] = done.json()
+        return paid
+
     def payment(self, payment_id: str) -> dict[str, Any]:
         response = self.client.get(f"/v1/payments/{payment_id}", headers=self.api)
         assert response.status_code == 200, response.text
@@ -275,6 +309,14 @@ class World:
                 return [(str(row.type), dict(row.data)) for row in rows]
 
         return self.client.portal.call(read)
+
+    def resume_interrupted(self) -> None:
+        """Recovery's sweep, at once (no grace for flows still in flight)."""
+        from billfold.payments.flows import recovery
+
+        self.client.portal.call(
+            functools.partial(recovery.resume_interrupted, self.runtime, older_than_s=0)
+        )
 
     # -- the books
 

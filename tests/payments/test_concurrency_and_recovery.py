@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import uuid
 from typing import Any
 
 import pytest
@@ -16,7 +15,7 @@ from billfold.payments.flows import merchant, p2p, recovery, refunds
 from billfold.payments.flows.notifications import receive_notification
 from billfold.payments.flows.topups import settle_top_up
 from billfold.payments.models import Payment
-from payments.payments_support import World, internal_id
+from payments.payments_support import CrashError, World, crashing, internal_id
 
 
 def _outcomes(results: list[Any]) -> tuple[int, list[str]]:
@@ -173,19 +172,6 @@ def test_a_step_redriven_after_a_lost_state_update_moves_money_once(database_url
         world.assert_books()
 
 
-class _CrashError(Exception):
-    """The process dies here."""
-
-
-def _crashing(real: Any, *, after_ledger: bool) -> Any:
-    async def apply_steps(runtime: Any, payment_id: uuid.UUID, steps: Any) -> Any:
-        if after_ledger:
-            await real(runtime, payment_id, steps)
-        raise _CrashError
-
-    return apply_steps
-
-
 @pytest.mark.parametrize("after_ledger", [True, False], ids=["after_ledger", "before_ledger"])
 def test_a_p2p_interrupted_by_a_crash_is_resumed_once(
     database_url: str, after_ledger: bool, monkeypatch: pytest.MonkeyPatch
@@ -194,10 +180,10 @@ def test_a_p2p_interrupted_by_a_crash_is_resumed_once(
         ann, bob = world.user(), world.user()
         world.fund(ann, 1_000)
         real = p2p.apply_steps
-        monkeypatch.setattr(p2p, "apply_steps", _crashing(real, after_ledger=after_ledger))
+        monkeypatch.setattr(p2p, "apply_steps", crashing(real, after_ledger=after_ledger))
 
         async def send() -> None:
-            with pytest.raises(_CrashError):
+            with pytest.raises(CrashError):
                 await p2p.send_p2p(
                     world.runtime,
                     tenant_id=world.tenant_id,
@@ -228,10 +214,10 @@ def test_a_refund_interrupted_by_a_crash_is_resumed_once(
         created = world.client.post("/v1/payments", json=body, headers=world.api).json()
         world.client.post(f"/v1/me/payments/{created['id']}/authorize", headers=ann.auth)
         real = refunds.apply_steps
-        monkeypatch.setattr(refunds, "apply_steps", _crashing(real, after_ledger=True))
+        monkeypatch.setattr(refunds, "apply_steps", crashing(real, after_ledger=True))
 
         async def refund() -> None:
-            with pytest.raises(_CrashError):
+            with pytest.raises(CrashError):
                 await refunds.refund(
                     world.runtime,
                     tenant_id=world.tenant_id,
@@ -244,9 +230,7 @@ def test_a_refund_interrupted_by_a_crash_is_resumed_once(
         world.client.portal.call(refund)
         assert world.payment(created["id"])["refunds"][0]["state"] == "pending"
         monkeypatch.setattr(refunds, "apply_steps", real)
-        world.client.portal.call(
-            functools.partial(recovery.resume_interrupted, world.runtime, older_than_s=0)
-        )
+        world.resume_interrupted()
         after = world.payment(created["id"])
         assert after["refunds"][0]["state"] == "succeeded"
         assert after["state"] == "partially_refunded" and after["refunded_amount"] == "300"

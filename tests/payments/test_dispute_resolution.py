@@ -6,27 +6,13 @@ enters is an event, ordered with its payment's."""
 from __future__ import annotations
 
 import asyncio
-import functools
-import uuid
 from typing import Any
 
 import pytest
 
 from billfold.kit.errors import BillfoldError
-from billfold.payments.flows import disputes, recovery
-from payments.payments_support import User, World, internal_id, problem
-
-
-class _CrashError(Exception):
-    """The process dies here."""
-
-
-def _paid(world: World, user: User, shop: str, amount: int) -> str:
-    body = {"merchant_id": shop, "amount": amount, "currency": "USD", "capture": "automatic"}
-    created = world.client.post("/v1/payments", json=body, headers=world.api).json()
-    done = world.client.post(f"/v1/me/payments/{created['id']}/authorize", headers=user.auth)
-    assert done.json()["state"] == "captured", done.text
-    return str(created["id"])
+from billfold.payments.flows import disputes
+from payments.payments_support import CrashError, World, crashing, internal_id, problem
 
 
 def _open(world: World, payment_id: str, amount: int) -> dict[str, Any]:
@@ -49,12 +35,6 @@ def _state(world: World, payment_id: str, dispute_id: str) -> str:
     return str(dispute["state"])
 
 
-def _resume(world: World) -> None:
-    world.client.portal.call(
-        functools.partial(recovery.resume_interrupted, world.runtime, older_than_s=0)
-    )
-
-
 @pytest.mark.parametrize("held", [False, True], ids=["nothing_held", "held"])
 def test_opposite_resolutions_at_once_apply_one_outcome(database_url: str, held: bool) -> None:
     """A `won` and a `lost` of one dispute sent together: one applies, the other is refused,
@@ -64,7 +44,7 @@ def test_opposite_resolutions_at_once_apply_one_outcome(database_url: str, held:
         ann, bob, shop = world.user(), world.user(), world.merchant()
         world.fund(ann, 1_000)
         if held:
-            payment_id = _paid(world, ann, shop, 1_000)
+            payment_id = world.paid(ann, shop, 1_000)["id"]
             dispute = _open(world, payment_id, 1_000)  # holds all the merchant has
         else:  # Ann pays Bob, who spends it all: a dispute of her payment holds nothing
             sent = world.client.post(
@@ -74,7 +54,7 @@ def test_opposite_resolutions_at_once_apply_one_outcome(database_url: str, held:
             )
             assert sent.status_code == 201, sent.text
             payment_id = sent.json()["id"]
-            _paid(world, bob, shop, 1_000)
+            world.paid(bob, shop, 1_000)
             dispute = _open(world, payment_id, 600)
         assert dispute["held_amount"] == ("1000" if held else "0")
 
@@ -124,23 +104,18 @@ def test_a_resolution_a_crash_interrupted_is_completed(
     with World(database_url, fees=False) as world:
         ann, shop = world.user(), world.merchant()
         world.fund(ann, 1_000)
-        payment_id = _paid(world, ann, shop, 1_000)
+        payment_id = world.paid(ann, shop, 1_000)["id"]
         dispute = _open(world, payment_id, 1_000)
         real = disputes.apply_steps
-
-        async def crashing(runtime: Any, owner: uuid.UUID, steps: Any) -> Any:
-            if crash == "after_ledger":
-                await real(runtime, owner, steps)
-            raise _CrashError
-
-        monkeypatch.setattr(disputes, "apply_steps", crashing)
-        with pytest.raises(_CrashError):
+        after_ledger = crash == "after_ledger"
+        monkeypatch.setattr(disputes, "apply_steps", crashing(real, after_ledger=after_ledger))
+        with pytest.raises(CrashError):
             _resolve(world, dispute["id"], "lost")
         monkeypatch.setattr(disputes, "apply_steps", real)
         assert _state(world, payment_id, dispute["id"]) == "losing"
         problem(_resolve(world, dispute["id"], "won"), 409, "invalid_state_transition")
         if finish == "recovery":
-            _resume(world)
+            world.resume_interrupted()
         else:
             retried = _resolve(world, dispute["id"], "lost")
             assert retried.status_code == 200, retried.text
@@ -158,7 +133,7 @@ def test_each_stable_state_a_dispute_enters_is_an_event(database_url: str) -> No
     with World(database_url, fees=False) as world:
         ann, shop = world.user(), world.merchant()
         world.fund(ann, 1_000)
-        payment_id = _paid(world, ann, shop, 1_000)
+        payment_id = world.paid(ann, shop, 1_000)["id"]
         dispute = _open(world, payment_id, 700)
         assert _resolve(world, dispute["id"], "lost").status_code == 200
         assert _resolve(world, dispute["id"], "lost").status_code == 200  # a duplicate
@@ -194,8 +169,8 @@ def test_disputes_and_refunds_never_give_back_more_than_was_paid(database_url: s
     with World(database_url, fees=False) as world:
         ann, shop = world.user(), world.merchant()
         world.fund(ann, 2_000)
-        payment_id = _paid(world, ann, shop, 1_000)
-        _paid(world, ann, shop, 1_000)  # the merchant has more than this payment's money
+        payment_id = world.paid(ann, shop, 1_000)["id"]
+        world.paid(ann, shop, 1_000)  # the merchant has more than this payment's money
         refund = world.client.post(
             f"/v1/payments/{payment_id}/refunds", json={"amount": 300}, headers=world.api
         )

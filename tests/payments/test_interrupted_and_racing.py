@@ -17,26 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billfold.identity.types import Mode
 from billfold.kit.errors import BillfoldError
 from billfold.payments.fees.types import FeeContext, FeeLine, FeeQuote
-from billfold.payments.flows import disputes, merchant, p2p, recovery, topups
+from billfold.payments.flows import disputes, merchant, p2p, topups
 from billfold.payments.models import Payment
-from payments.payments_support import User, World, internal_id
-
-
-class _CrashError(Exception):
-    """The process dies here."""
-
-
-def _crashing_after_ledger(real: Any, *, first_step: str) -> Any:
-    """`apply_steps` that applies the chain whose first step is `first_step`, then dies
-    before its outcome is recorded."""
-
-    async def apply_steps(runtime: Any, payment_id: uuid.UUID, steps: Any) -> Any:
-        results = await real(runtime, payment_id, steps)
-        if steps and steps[0][0].startswith(first_step):
-            raise _CrashError
-        return results
-
-    return apply_steps
+from payments.payments_support import CrashError, User, World, crashing, internal_id
 
 
 def _request(world: World, *, payee: User, payer: User, amount: int) -> uuid.UUID:
@@ -61,12 +44,6 @@ def _send(world: World, sender: User, recipient: User, amount: int) -> None:
             amount=amount,
             currency="USD",
         )
-    )
-
-
-def _resume(world: World) -> None:
-    world.client.portal.call(
-        functools.partial(recovery.resume_interrupted, world.runtime, older_than_s=0)
     )
 
 
@@ -116,15 +93,17 @@ def test_a_request_whose_payment_a_crash_interrupted_is_not_paid_again(
             request_id=request_id,
         )
         real = p2p.apply_steps
-        monkeypatch.setattr(p2p, "apply_steps", _crashing_after_ledger(real, first_step="transfer"))
-        with pytest.raises(_CrashError):
+        monkeypatch.setattr(
+            p2p, "apply_steps", crashing(real, after_ledger=True, first_step="transfer")
+        )
+        with pytest.raises(CrashError):
             world.client.portal.call(approve)
         monkeypatch.setattr(p2p, "apply_steps", real)
         # The payment exists (the ledger moved its money): approving again is refused.
         with pytest.raises(BillfoldError) as refused:
             world.client.portal.call(approve)
         assert refused.value.code == "invalid_state_transition"
-        _resume(world)
+        world.resume_interrupted()
         assert world.wallet(bob)["available"] == 100
         assert world.wallet(ann)["available"] == 900
         shown = world.client.get(
@@ -146,9 +125,9 @@ def test_a_capture_interrupted_after_the_ledger_is_recorded_by_recovery(
         assert authorized.status_code == 200, authorized.text
         real = merchant.apply_steps
         monkeypatch.setattr(
-            merchant, "apply_steps", _crashing_after_ledger(real, first_step="capture")
+            merchant, "apply_steps", crashing(real, after_ledger=True, first_step="capture")
         )
-        with pytest.raises(_CrashError):
+        with pytest.raises(CrashError):
             world.client.portal.call(
                 functools.partial(
                     merchant.capture,
@@ -169,8 +148,8 @@ def test_a_capture_interrupted_after_the_ledger_is_recorded_by_recovery(
                 row.authorization_expires_at = 1
 
         world.client.portal.call(lapse)
-        _resume(world)
-        _resume(world)
+        world.resume_interrupted()
+        world.resume_interrupted()
         after = world.payment(payment_id)
         assert after["state"] == "captured" and after["captured_amount"] == "600"
         assert [fee["amount"] for fee in after["fees"]] == ["16"]
@@ -194,9 +173,9 @@ def test_a_dispute_interrupted_while_opening_is_opened_by_recovery(
         world.client.post(f"/v1/me/payments/{payment_id}/authorize", headers=ann.auth)
         real = disputes.apply_steps
         monkeypatch.setattr(
-            disputes, "apply_steps", _crashing_after_ledger(real, first_step="dispute:")
+            disputes, "apply_steps", crashing(real, after_ledger=True, first_step="dispute:")
         )
-        with pytest.raises(_CrashError):
+        with pytest.raises(CrashError):
             world.client.post(
                 f"/v1/payments/{payment_id}/disputes", json={"amount": "400"}, headers=world.api
             )
@@ -204,7 +183,7 @@ def test_a_dispute_interrupted_while_opening_is_opened_by_recovery(
         [dispute] = world.payment(payment_id)["disputes"]
         assert dispute["state"] == "opening"
         assert world.merchant_wallet(shop)["held"] == 400
-        _resume(world)
+        world.resume_interrupted()
         [dispute] = world.payment(payment_id)["disputes"]
         assert dispute["state"] == "open" and dispute["held_amount"] == "400"
         won = world.client.post(
@@ -236,13 +215,15 @@ def test_a_p2p_resumed_after_the_fees_changed_is_recorded_as_the_ledger_moved_it
         ann, bob = world.user(), world.user()
         world.fund(ann, 2_000)
         real = p2p.apply_steps
-        monkeypatch.setattr(p2p, "apply_steps", _crashing_after_ledger(real, first_step="transfer"))
-        with pytest.raises(_CrashError):
+        monkeypatch.setattr(
+            p2p, "apply_steps", crashing(real, after_ledger=True, first_step="transfer")
+        )
+        with pytest.raises(CrashError):
             _send(world, ann, bob, 1_000)
         monkeypatch.setattr(p2p, "apply_steps", real)
         # The schedule (or the month's volume tier) changed before recovery re-drove it.
         world.runtime.fee_quoter = _three_percent
-        _resume(world)
+        world.resume_interrupted()
 
         async def sent() -> list[Payment]:
             async with world.runtime.unit_of_work.read() as session:
@@ -304,9 +285,9 @@ def test_a_top_up_settlement_interrupted_after_the_ledger_keeps_its_price(
         payment_id = world.top_up(ann, 5_000).json()["id"]
         real = topups.apply_steps
         monkeypatch.setattr(
-            topups, "apply_steps", _crashing_after_ledger(real, first_step="settle")
+            topups, "apply_steps", crashing(real, after_ledger=True, first_step="settle")
         )
-        with pytest.raises(_CrashError):
+        with pytest.raises(CrashError):
             _settle(world, payment_id)
         monkeypatch.setattr(topups, "apply_steps", real)
         world.runtime.fee_quoter = _three_percent
@@ -326,11 +307,8 @@ def test_a_top_up_that_fails_after_its_fees_were_priced_shows_none(
         ann = world.user()
         payment_id = world.top_up(ann, 5_000).json()["id"]
 
-        async def crashing(runtime: Any, owner: uuid.UUID, steps: Any) -> Any:
-            raise _CrashError
-
-        monkeypatch.setattr(topups, "apply_steps", crashing)
-        with pytest.raises(_CrashError):
+        monkeypatch.setattr(topups, "apply_steps", crashing(topups.apply_steps, after_ledger=False))
+        with pytest.raises(CrashError):
             _settle(world, payment_id)  # priced and recorded, nothing posted
         monkeypatch.undo()
         failed = world.client.portal.call(

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from payments.payments_support import User, World, problem
-
-
-def _paid(world: World, user: User, shop: str, amount: int) -> dict[str, Any]:
-    body = {"merchant_id": shop, "amount": amount, "currency": "USD", "capture": "automatic"}
-    created = world.client.post("/v1/payments", json=body, headers=world.api).json()
-    done = world.client.post(f"/v1/me/payments/{created['id']}/authorize", headers=user.auth)
-    assert done.json()["state"] == "captured", done.text
-    paid: dict[str, Any] = done.json()
-    return paid
+from payments.payments_support import World, problem
 
 
 def _refund(world: World, payment_id: str, amount: int | None = None) -> Any:
@@ -25,10 +16,10 @@ def test_partial_refunds_add_up_and_never_exceed_the_capture(database_url: str) 
     with World(database_url) as world:
         ann, shop = world.user(), world.merchant()
         world.fund(ann, 5_000)
-        payment = _paid(world, ann, shop, 5_000)
+        payment = world.paid(ann, shop, 5_000)
         bob = world.user()
         world.fund(bob, 1_000)
-        _paid(world, bob, shop, 1_000)  # so the merchant can refund beyond its net of Ann's
+        world.paid(bob, shop, 1_000)  # so the merchant can refund beyond its net of Ann's
         merchant_before = world.merchant_wallet(shop)["available"]
         first = _refund(world, payment["id"], 1_000).json()
         assert first["state"] == "partially_refunded"
@@ -61,7 +52,7 @@ def test_a_refund_the_merchant_cannot_cover_fails_cleanly(database_url: str) -> 
     with World(database_url) as world:
         ann, shop = world.user(), world.merchant()
         world.fund(ann, 1_000)
-        payment = _paid(world, ann, shop, 1_000)  # the merchant keeps 1000 - fee
+        payment = world.paid(ann, shop, 1_000)  # the merchant keeps 1000 - fee
         problem(_refund(world, payment["id"], 1_000), 422, "insufficient_funds")
         after = world.payment(payment["id"])
         assert after["refunded_amount"] == "0"
@@ -83,7 +74,7 @@ def test_a_dispute_won_releases_the_hold(database_url: str) -> None:
     with World(database_url) as world:
         ann, shop = world.user(), world.merchant()
         world.fund(ann, 2_000)
-        payment = _paid(world, ann, shop, 2_000)
+        payment = world.paid(ann, shop, 2_000)
         net = world.merchant_wallet(shop)["available"]
         opened = world.client.post(
             f"/v1/payments/{payment['id']}/disputes",
@@ -119,7 +110,7 @@ def test_a_dispute_lost_beyond_the_balance_books_a_chargeback_loss(database_url:
     with World(database_url) as world:
         ann, shop = world.user(), world.merchant()
         world.fund(ann, 2_000)
-        payment = _paid(world, ann, shop, 2_000)
+        payment = world.paid(ann, shop, 2_000)
         net = world.merchant_wallet(shop)["available"]  # 2000 - fee
         opened = world.client.post(
             f"/v1/payments/{payment['id']}/disputes", json={"amount": 2_000}, headers=world.api
