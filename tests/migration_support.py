@@ -1,6 +1,6 @@
 """What migration tests share: the differences alembic's autogenerate finds between a
-migrated database and the models (one domain's, or every model's), and the approval
-requests' action-type CHECK."""
+migrated database and the models (one domain's, or every model's), a column's CHECK, the
+approval requests' action-type CHECK, and one statement run on its own connection."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.expression import Executable
 
 from billfold.kit.db import create_engine, parse_database_url
 from billfold.kit.orm import metadata
@@ -67,6 +68,21 @@ def _known_difference(diff: object) -> bool:
         and diff[1].table.name in ("ledger_accounts", "ledger_transfers")
         and [column.name for column in diff[1].columns] == ["timestamp"]
     )
+
+
+def execute(database_url: str, statement: Executable) -> list[str]:
+    """Run `statement` in a transaction of its own; the first column of its rows, as text."""
+
+    async def run() -> list[str]:
+        engine = create_engine(parse_database_url(database_url), pool_size=1)
+        try:
+            async with engine.begin() as connection:
+                result = await connection.execute(statement)
+                return [str(row[0]) for row in result] if result.returns_rows else []
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
 
 
 def check_constraint(database_url: str, table: str, column: str) -> str:

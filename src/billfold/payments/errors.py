@@ -11,6 +11,7 @@ BillfoldError
 ├── Conflict
 │   ├── InvalidStateTransition     409 invalid_state_transition
 │   ├── PaymentExpired             409 payment_expired
+│   ├── CaptureInProgress          409 capture_in_progress
 │   ├── MoneyRequestExpired        409 money_request_expired
 │   └── AccountFrozen              409 account_frozen (a risk response froze a wallet)
 └── ValidationFailed
@@ -32,6 +33,7 @@ from billfold.kit.errors import Conflict, Forbidden, NotFound, ValidationFailed
 __all__ = [
     "AccountFrozen",
     "CaptureExceedsAuthorized",
+    "CaptureInProgress",
     "DisputeNotFound",
     "FeesExceedAmount",
     "FxQuoteMismatch",
@@ -91,6 +93,15 @@ class InvalidStateTransition(Conflict):
 class PaymentExpired(Conflict):
     code = "payment_expired"
     title = "Payment expired"
+
+
+class CaptureInProgress(Conflict):
+    """Another amount's capture is under way (its fees priced, the ledger maybe moving
+    it): only that amount can be captured (`amount`), until it is recorded or the hold is
+    voided or expires."""
+
+    code = "capture_in_progress"
+    title = "Another capture is in progress"
 
 
 class MoneyRequestExpired(Conflict):

@@ -98,6 +98,12 @@ class Payment(Base):
     """Cross-currency payments: what the payer paid, minor units of `source_currency`."""
     fx_quote_id: Mapped[uuid.UUID | None] = mapped_column()
     """Cross-currency payments: the FX quote (locked rate) the conversion used."""
+    capture_claim: Mapped[int | None] = mapped_column(BigInteger)
+    """An authorized merchant payment's capture under way: the amount claimed, its fees
+    priced and recorded, before the ledger moves it (None otherwise); only that amount can
+    be captured until it is recorded, or the hold is voided or expires."""
+    capture_claimed_at: Mapped[int | None] = mapped_column(BigInteger)
+    """When `capture_claim` was made (recovery finishes claims older than its grace)."""
     spent_at: Mapped[int | None] = mapped_column(BigInteger)
     """When it counts toward its payer's spending limits: the limit check that admitted it
     (P2P and withdrawals: their creation; merchant payments: the payer's authorization,
@@ -125,6 +131,12 @@ class Payment(Base):
             "ix_payments_payments_state_authorization_expires_at",
             "state",
             "authorization_expires_at",
+        ),
+        Index(
+            "ix_payments_payments_capture_claimed_at",
+            "capture_claimed_at",
+            postgresql_where=text("capture_claim IS NOT NULL"),
+            sqlite_where=text("capture_claim IS NOT NULL"),
         ),
     )
 

@@ -232,6 +232,22 @@ class PaymentRepository:
         )
         return list((await self._session.execute(statement)).scalars())
 
+    async def stuck_captures(self, *, claimed_before_ns: int, limit: int) -> list[uuid.UUID]:
+        """Authorized merchant payments whose capture was claimed before
+        `claimed_before_ns` and not recorded (a crash between the claim and the record),
+        oldest claim first."""
+        statement = (
+            select(Payment.id)
+            .where(
+                Payment.capture_claim.is_not(None),
+                Payment.capture_claimed_at < claimed_before_ns,
+                Payment.state == "authorized",
+            )
+            .order_by(Payment.capture_claimed_at)
+            .limit(limit)
+        )
+        return list((await self._session.execute(statement)).scalars())
+
     async def stuck_disputes(self, *, created_before_ns: int, limit: int) -> list[uuid.UUID]:
         """Disputes still `opening`, or `winning`/`losing` (a crash between their steps),
         since before `created_before_ns`, oldest first."""

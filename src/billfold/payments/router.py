@@ -160,7 +160,23 @@ async def get_payment(payment_id: str, caller: Reader, runtime: Runtime) -> Paym
     return await _explained(runtime, wanted)
 
 
-@router.post("/payments/{payment_id}/capture", summary="Capture all or part of the hold.")
+@router.post(
+    "/payments/{payment_id}/capture",
+    summary="Capture all or part of the hold.",
+    responses={
+        409: {
+            "description": "Conflict (problem+json): `invalid_state_transition` (not"
+            " authorized), `payment_expired`, `capture_in_progress` (another amount's"
+            " capture is under way: `amount` names it), `account_frozen`, or a request"
+            " with this `Idempotency-Key` still running"
+        },
+        422: {
+            "description": "Unprocessable Entity (problem+json): `capture_exceeds_authorized`,"
+            " `fees_exceed_amount`, invalid fields (listed in `errors`), or an"
+            " `Idempotency-Key` reused with another body"
+        },
+    },
+)
 async def capture_payment(
     payment_id: str, body: CaptureRequest, caller: Writer, runtime: Runtime
 ) -> PaymentResponse:

@@ -15,23 +15,26 @@ from billfold.kit.ids import format_id, new_id
 from billfold.ledger.types import CreateTransferStatus, NewTransfer, TransferFlags
 from billfold.payments.errors import (
     CaptureExceedsAuthorized,
+    CaptureInProgress,
     InvalidStateTransition,
     PaymentExpired,
     SelfPayment,
 )
-from billfold.payments.fees.types import FeeQuote
 from billfold.payments.flows import crossfx, gate
 from billfold.payments.flows.common import apply_steps, chain, failure, load, now_ns, raise_for
-from billfold.payments.flows.splits import Share, split_shares, valid_rule
+from billfold.payments.flows.splits import split_shares, valid_rule
 from billfold.payments.models import Payment
 from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.service import (
+    charged_lines,
     check_spending_limits,
     fee_transfers,
     quote_fees,
     record_created,
     record_fees,
+    recorded_fees,
+    recorded_quote,
     require_step_up,
     transition,
 )
@@ -49,12 +52,14 @@ __all__ = [
     "authorize",
     "capture",
     "create_merchant_payment",
+    "drive_capture",
     "expire",
     "recover_claim",
     "void",
 ]
 
 NO_CONTEXT = RiskContext()
+_CAPTURE = "capture"
 _AUTHORIZED_OR_HELD = (State.AUTHORIZED.value, State.IN_REVIEW.value)
 
 
@@ -305,8 +310,15 @@ async def capture(
     payment_id: uuid.UUID,
     amount: int | None,
 ) -> None:
+    """Capture `amount` (None: all) of an authorized payment. The first attempt claims the
+    amount and prices its fees under the payment's row lock, before the ledger moves
+    anything; a retry of the same amount (after a crash, a lost answer, or at once) posts
+    and records what was claimed, and another amount is 409 `capture_in_progress` until
+    the claim is recorded or the hold is voided or expires."""
     async with runtime.unit_of_work.begin() as session:
-        payment = await load(session, payment_id, tenant_id=tenant_id, mode=mode.value)
+        payment = await load(
+            session, payment_id, tenant_id=tenant_id, mode=mode.value, for_update=True
+        )
         amount = payment.amount if amount is None else amount
         if payment.state == State.CAPTURED.value and payment.captured_amount == amount:
             return  # a retry
@@ -314,48 +326,63 @@ async def capture(
             raise InvalidStateTransition(f"The payment is {payment.state}.", state=payment.state)
         if amount > payment.amount:
             raise CaptureExceedsAuthorized("A capture cannot exceed the authorized amount.")
-        lapsed = _lapsed(payment)
-        if not lapsed:
-            quote, shares = await _priced(session, runtime, payment, amount)
+        claimed = payment.capture_claim
+        if claimed is not None and claimed != amount:
+            raise CaptureInProgress(
+                f"A capture of {claimed} is under way: only it can be captured.",
+                amount=str(claimed),
+            )
+        lapsed = claimed is None and _lapsed(payment)
+        if claimed is None and not lapsed:
+            await _claim(session, runtime, payment, amount)
     if lapsed:
         await expire(runtime, payment_id)
         raise PaymentExpired("The authorization expired.")
-    await _post_capture(runtime, payment, amount, quote, shares)
+    await drive_capture(runtime, payment_id)
 
 
-async def _priced(
+async def _claim(
     session: AsyncSession, runtime: PaymentsRuntime, payment: Payment, amount: int
-) -> tuple[FeeQuote, list[Share]]:
-    """The fees and split shares of capturing `amount` of `payment`."""
-    quote = await quote_fees(
-        session, runtime.fee_quoter, payment=payment, method="wallet", amount=amount
-    )
-    shares = await split_shares(session, payment=payment, amount=amount - quote.total_minor)
-    return quote, shares
-
-
-async def _post_capture(
-    runtime: PaymentsRuntime,
-    payment: Payment,
-    amount: int,
-    quote: FeeQuote,
-    shares: list[Share],
 ) -> None:
-    """Post the hold (`amount` of it) linked with the fees and split shares, then record
-    the capture; re-driven, the same chain is answered `exists`."""
-    payment_id, mode = payment.id, Mode(payment.mode)
+    """Claim the capture of `amount` and record its fees (priced now, once)."""
+    quote = charged_lines(
+        await quote_fees(
+            session, runtime.fee_quoter, payment=payment, method="wallet", amount=amount
+        )
+    )
+    await record_fees(session, payment, quote, stage=_CAPTURE)
+    payment.capture_claim = amount
+    payment.capture_claimed_at = now_ns()
+
+
+async def drive_capture(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
+    """Post the claimed capture — the hold (the claimed amount of it) linked with the
+    recorded fees and the split shares of the rest — then record it. Re-driven (a retry,
+    recovery), the same chain is answered `exists`; a chain the ledger already holds is
+    recorded as posted even if a split rule changed since. Recovery calls it for claims a
+    crash left; what happened, for the log."""
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+        amount = payment.capture_claim
+        if payment.state == State.CAPTURED.value:
+            return "ignored_captured"  # recorded meanwhile
+        if payment.state != State.AUTHORIZED.value or amount is None:
+            raise InvalidStateTransition(f"The payment is {payment.state}.", state=payment.state)
+        quote = recorded_quote(
+            payment, await PaymentRepository(session).fees(payment_id), stage=_CAPTURE
+        )
+        shares = await split_shares(session, payment=payment, amount=amount - quote.total_minor)
+    mode = Mode(payment.mode)
     assert payment.credit_account_id is not None
     post = NewTransfer(
-        id=step_id(payment_id, "capture"),
+        id=step_id(payment_id, _CAPTURE),
         tenant_id=ledger_tenant_of(payment.tenant_id, mode),
         pending_id=step_id(payment_id, "hold"),
         amount=amount,
         flags=int(TransferFlags.POST_PENDING),
         user_data=format_id("pay", payment_id),
     )
-    fees = fee_transfers(
-        payment, quote, stage="capture", payer_account_id=payment.credit_account_id
-    )
+    fees = fee_transfers(payment, quote, stage=_CAPTURE, payer_account_id=payment.credit_account_id)
     for share in shares:
         await runtime.book.open_wallet(
             tenant_id=payment.tenant_id,
@@ -364,15 +391,38 @@ async def _post_capture(
             owner_id=share.merchant_id,
             currency=payment.currency,
         )
-    steps = [("capture", post), *fees, *[(share.step, share.transfer) for share in shares]]
+    steps = [(_CAPTURE, post), *fees, *[(share.step, share.transfer) for share in shares]]
     results = await apply_steps(runtime, payment_id, chain(steps))
-    if not applied(results):
+    if not applied(results) and await _posted_capture(runtime, payment) != amount:
         await _refused(runtime, payment_id, failure(results))
     async with runtime.unit_of_work.begin() as session:
-        payment = await load(session, payment_id)
+        payment = await load(session, payment_id, for_update=True)
+        if payment.state == State.CAPTURED.value:
+            return "ignored_captured"  # a concurrent retry recorded it
         payment.captured_amount = amount
-        await record_fees(session, payment, quote, stage="capture")
+        payment.capture_claim = payment.capture_claimed_at = None
         await transition(session, payment, State.CAPTURED, reason=f"captured:{amount}")
+    return "captured"
+
+
+async def _posted_capture(runtime: PaymentsRuntime, payment: Payment) -> int | None:
+    """The amount the ledger's capture of `payment` posted, if it has one."""
+    found = await runtime.book.ledger.lookup_transfers(
+        tenant_id=ledger_tenant_of(payment.tenant_id, payment.mode),
+        ids=[step_id(payment.id, _CAPTURE)],
+    )
+    return found[0].amount if found else None
+
+
+async def _forget_claim(session: AsyncSession, payment: Payment) -> None:
+    """The hold was released, so a claimed capture will never post: its fees go."""
+    if payment.capture_claim is None:
+        return
+    repository = PaymentRepository(session)
+    fees = await repository.fees(payment.id)
+    priced = recorded_fees(payment, fees, stage=_CAPTURE, count=len(fees))
+    await repository.delete_fees(payment.id, [fee.transfer_id for _, fee in priced])
+    payment.capture_claim = payment.capture_claimed_at = None
 
 
 async def void(
@@ -397,7 +447,9 @@ async def void(
     if not applied(results):
         await _refused(runtime, payment_id, failure(results))
     async with runtime.unit_of_work.begin() as session:
-        await transition(session, await load(session, payment_id), State.VOIDED, reason="voided")
+        payment = await load(session, payment_id)
+        await _forget_claim(session, payment)
+        await transition(session, payment, State.VOIDED, reason="voided")
 
 
 async def expire(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
@@ -441,6 +493,7 @@ async def expire(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
         payment = await load(session, payment_id)
         if payment.state != State.AUTHORIZED.value:
             return f"ignored_{payment.state}"  # a concurrent void recorded itself
+        await _forget_claim(session, payment)
         await transition(session, payment, State.EXPIRED, reason="authorization_expired")
     return "expired_authorization"
 
@@ -448,26 +501,24 @@ async def expire(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
 async def _recover_capture(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
     """The hold of an authorized payment was posted: a capture reached the ledger. A
     capture still under way records itself; one a crash interrupted (the money moved, the
-    payment still `authorized`) is recorded now, by re-driving the capture of the amount
-    the ledger posted (its chain is answered `exists`)."""
+    payment still `authorized`) is recorded now by driving its claim again (its chain is
+    answered `exists`). A capture an earlier release made has no claim: it is claimed now,
+    for the amount the ledger posted, at today's price."""
     async with runtime.unit_of_work.begin() as session:
         payment = await load(session, payment_id)
         if payment.state != State.AUTHORIZED.value:
             return f"ignored_{payment.state}"
-    found = await runtime.book.ledger.lookup_transfers(
-        tenant_id=ledger_tenant_of(payment.tenant_id, payment.mode),
-        ids=[step_id(payment_id, "capture")],
-    )
-    if not found:
+    amount = await _posted_capture(runtime, payment)
+    if amount is None:
         return f"ledger_{CreateTransferStatus.PENDING_TRANSFER_ALREADY_POSTED}"
-    amount = found[0].amount
     async with runtime.unit_of_work.begin() as session:
-        payment = await load(session, payment_id)
+        payment = await load(session, payment_id, for_update=True)
         if payment.state != State.AUTHORIZED.value:
             return f"ignored_{payment.state}"  # the capture recorded itself meanwhile
-        quote, shares = await _priced(session, runtime, payment, amount)
-    await _post_capture(runtime, payment, amount, quote, shares)
-    return "captured_recovered"
+        if payment.capture_claim is None:
+            await _claim(session, runtime, payment, amount)
+    outcome = await drive_capture(runtime, payment_id)
+    return "captured_recovered" if outcome == "captured" else outcome
 
 
 async def recover_claim(
@@ -604,8 +655,8 @@ async def _refused(
     """An authorization the ledger expired is recorded as such before the error."""
     if status is CreateTransferStatus.PENDING_TRANSFER_EXPIRED:
         async with runtime.unit_of_work.begin() as session:
-            await transition(
-                session, await load(session, payment_id), State.EXPIRED, reason="hold_expired"
-            )
+            payment = await load(session, payment_id)
+            await _forget_claim(session, payment)
+            await transition(session, payment, State.EXPIRED, reason="hold_expired")
         raise PaymentExpired("The authorization expired.")
     raise_for(status)

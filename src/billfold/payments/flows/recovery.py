@@ -1,9 +1,11 @@
 """Re-driving what a crash interrupted, and expiring what is due. For a worker to call
 periodically (`resume_interrupted`, the app's payments recovery loop).
 
-- P2P payments left `created`, refunds left `pending` and disputes left `opening` between
+- P2P payments left `created`, refunds left `pending`, disputes left `opening`, `winning`
+  or `losing`, and merchant payments whose capture was claimed but not recorded, between
   their unit of work and the ledger: each drive resubmits the same deterministic transfer
-  ids, so money the ledger already moved is answered `exists` and moved only once.
+  ids (a capture: with the fees priced when it was claimed), so money the ledger already
+  moved is answered `exists` and moved only once.
 - Top-ups and withdrawals left before the provider answered (`created`, or `processing`
   without a provider reference): the provider's status for the payment id (its
   idempotency key) resumes them, or their holds are voided and they fail (`interrupted`).
@@ -28,7 +30,7 @@ import structlog
 
 from billfold.kit.errors import BillfoldError
 from billfold.payments.flows.disputes import drive_dispute
-from billfold.payments.flows.merchant import expire, recover_claim
+from billfold.payments.flows.merchant import drive_capture, expire, recover_claim
 from billfold.payments.flows.p2p import drive_p2p
 from billfold.payments.flows.refunds import drive_refund
 from billfold.payments.flows.review import expire_held, resume_decided
@@ -52,9 +54,9 @@ log = structlog.get_logger(__name__)
 async def resume_interrupted(
     runtime: PaymentsRuntime, *, older_than_s: float, limit: int = RESUME_BATCH_MAX
 ) -> int:
-    """Drive up to `limit` interrupted P2P payments, refunds and disputes older than
-    `older_than_s` (younger ones may still be in flight in another request); how many were
-    driven."""
+    """Drive up to `limit` interrupted P2P payments, refunds, disputes and captures older
+    than `older_than_s` (younger ones may still be in flight in another request), then the
+    rest of the sweep; how many were looked at."""
     before_ns = time.time_ns() - int(older_than_s * 1_000_000_000)
     limit = min(limit, RESUME_BATCH_MAX)
     async with runtime.unit_of_work.begin() as session:
@@ -62,6 +64,7 @@ async def resume_interrupted(
         payments = await repository.stuck_p2p(created_before_ns=before_ns, limit=limit)
         refunds = await repository.stuck_refunds(created_before_ns=before_ns, limit=limit)
         opening = await repository.stuck_disputes(created_before_ns=before_ns, limit=limit)
+        captures = await repository.stuck_captures(claimed_before_ns=before_ns, limit=limit)
     for payment_id in payments:
         try:
             await drive_p2p(runtime, payment_id)
@@ -77,12 +80,19 @@ async def resume_interrupted(
             await drive_dispute(runtime, dispute_id)
         except BillfoldError as error:
             log.info("payments.dispute_resumed_failed", dispute=dispute_id.hex, code=error.code)
+    for payment_id in captures:  # before expiry: a capture claimed in time is finished
+        try:
+            outcome = await drive_capture(runtime, payment_id)
+            log.info("payments.capture_resumed", payment=payment_id.hex, outcome=outcome)
+        except BillfoldError as error:
+            log.info("payments.capture_resumed_failed", payment=payment_id.hex, code=error.code)
     provider_flows = await resume_provider_flows(runtime, before_ns=before_ns, limit=limit)
     claims = await recover_claims(runtime, limit=limit)  # before expiry: holds decided first
     expired = await expire_due(runtime, limit=limit)
     reviews = await expire_held(runtime, limit=limit)
     reviews += await resume_decided(runtime, limit=limit)
-    return len(payments) + len(refunds) + len(opening) + provider_flows + claims + expired + reviews
+    driven = len(payments) + len(refunds) + len(opening) + len(captures)
+    return driven + provider_flows + claims + expired + reviews
 
 
 async def recover_claims(runtime: PaymentsRuntime, *, limit: int = RESUME_BATCH_MAX) -> int:
