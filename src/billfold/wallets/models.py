@@ -80,7 +80,8 @@ class Merchant(Base):
     settlement_currency: Mapped[str] = mapped_column(String(CURRENCY_LENGTH_MAX))
     """The currency the merchant is settled in."""
     fee_schedule: Mapped[str | None] = mapped_column(String(FEE_SCHEDULE_LENGTH_MAX))
-    """The name of the fee schedule the fee engine prices this merchant with."""
+    """The tenant's own label for the merchant's pricing plan, shown as given; the fee
+    engine prices by the schedule bound to the merchant's id, never by this."""
     split_rule_id: Mapped[uuid.UUID | None] = mapped_column()
     """The revenue-sharing rule applied to what this merchant receives, if any."""
     created_at: Mapped[int] = mapped_column(BigInteger)

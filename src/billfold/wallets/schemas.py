@@ -48,7 +48,14 @@ class MerchantCreateRequest(BaseModel):
     legal_name: StorableText = Field(min_length=1, max_length=200)
     category_code: str = Field(pattern=r"^[0-9]{4}$", description="ISO 18245 MCC")
     settlement_currency: str = Field(pattern=CURRENCY_PATTERN)
-    fee_schedule: StorableText | None = Field(default=None, min_length=1, max_length=64)
+    fee_schedule: StorableText | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Your own label for the merchant's pricing plan, stored and shown as"
+        " given. It prices nothing: a merchant's fees come from the fee schedule created"
+        " for its `merchant_id` (`POST /v1/fee-schedules`), else the tenant's default one.",
+    )
 
 
 class MerchantResponse(BaseModel):
