@@ -300,3 +300,52 @@ def test_concurrent_creations_of_one_scope_make_one_schedule(database_url: str) 
     assert _codes(results) == ["fee_schedule_exists"] * (RACERS - 1) + ["ok"]
     with api(database_url) as client:
         assert len(client.get("/v1/fee-schedules", headers=auth(key)).json()["items"]) == 1
+
+
+# -- reads --------------------------------------------------------------------------------
+
+READ_WAIT_S = 10.0
+"""Far below the 30 s busy timeout a read that took SQLite's write lock would wait out."""
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_schedule_reads_and_previews_never_wait_for_the_writer(
+    isolated_database_url: str,
+) -> None:
+    """They read in deferred transactions: a long write elsewhere (SQLite has one writer)
+    does not hold them up. Before, each began `BEGIN IMMEDIATE` and queued behind it."""
+    import sqlite3
+    import threading
+
+    _, key = keys(isolated_database_url)
+    with api(isolated_database_url) as client:
+        schedule = create(client, key)
+        client.get("/v1/fee-schedules", headers=auth(key))  # the key's first use is written
+        answers: list[int] = []
+
+        def read() -> None:
+            for response in (
+                client.get("/v1/fee-schedules", headers=auth(key)),
+                client.get(f"/v1/fee-schedules/{schedule['id']}", headers=auth(key)),
+                client.post(
+                    "/v1/fee-quotes",
+                    json={"method": "card", "currency": "EUR", "amount": "10000"},
+                    headers=auth(key),
+                ),
+            ):
+                answers.append(response.status_code)
+
+        writer = sqlite3.connect(
+            isolated_database_url.removeprefix("sqlite:///"), isolation_level=None
+        )
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+            reader = threading.Thread(target=read)
+            reader.start()
+            reader.join(READ_WAIT_S)
+            done_while_locked = not reader.is_alive()
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+        reader.join()
+        assert done_while_locked and answers == [200, 200, 200], answers

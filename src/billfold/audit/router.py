@@ -67,7 +67,7 @@ async def list_entries(
     cursor: Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)] = None,
     limit: Annotated[int | None, Query(ge=1, le=PAGE_SIZE_MAX)] = None,
 ) -> AuditEntryPage:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         page = await service.list_entries(
             session, tenant_id=principal.tenant_id, cursor=cursor, limit=limit
         )
@@ -81,7 +81,7 @@ async def list_entries(
 )
 async def get_entry(entry_id: str, principal: Reader, unit_of_work: Work) -> AuditEntryResponse:
     parsed = parse_id(ENTRY_ID_PREFIX, entry_id)
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         entry = await service.get_entry(session, tenant_id=principal.tenant_id, entry_id=parsed)
         return AuditEntryResponse.from_entry(entry)
 
@@ -95,7 +95,7 @@ async def prove_entry(
     entry_id: str, principal: Reader, unit_of_work: Work
 ) -> InclusionProofResponse:
     parsed = parse_id(ENTRY_ID_PREFIX, entry_id)
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         proof = await service.prove_inclusion(
             session, tenant_id=principal.tenant_id, entry_id=parsed
         )
@@ -108,7 +108,7 @@ async def prove_entry(
     responses=problem_responses(404),
 )
 async def latest_checkpoint(principal: Reader, unit_of_work: Work) -> CheckpointResponse:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         checkpoint = await service.latest_checkpoint(session, tenant_id=principal.tenant_id)
         return _checkpoint(checkpoint)
 
@@ -122,7 +122,7 @@ async def get_checkpoint(
     checkpoint_id: str, principal: Reader, unit_of_work: Work
 ) -> CheckpointResponse:
     parsed = parse_id(CHECKPOINT_ID_PREFIX, checkpoint_id)
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         checkpoint = await service.get_checkpoint(
             session, tenant_id=principal.tenant_id, checkpoint_id=parsed
         )

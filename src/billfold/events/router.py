@@ -157,7 +157,7 @@ async def list_endpoints(
 ) -> EndpointPage:
     size = clamp_page_size(limit)
     after = None if cursor is None else decode_id_cursor(cursor)
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         rows = await repository.endpoints_page(
             session,
             tenant_id=principal.tenant_id,
@@ -175,7 +175,7 @@ async def list_endpoints(
     responses=problem_responses(404),
 )
 async def get_endpoint(endpoint_id: str, principal: Reader, unit_of_work: Work) -> EndpointResponse:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         endpoint = await service.get_endpoint(
             session, scope=_scope(principal), endpoint_id=_endpoint_id(endpoint_id)
         )
@@ -266,7 +266,7 @@ async def list_deliveries(
 ) -> DeliveryPage:
     size = clamp_page_size(limit)
     before = None if cursor is None else decode_id_cursor(cursor)
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         rows, attempts = await service.deliveries(
             session,
             scope=_scope(principal),
@@ -293,7 +293,7 @@ async def list_events(
     ] = None,
 ) -> EventPage:
     size = clamp_page_size(limit)
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         events = await repository.tenant_events(
             session,
             tenant_id=principal.tenant_id,
@@ -376,7 +376,7 @@ async def _stream(
 
 @router.get("/events/{event_id}", summary="One event.", responses=problem_responses(404))
 async def get_event(event_id: str, principal: Reader, unit_of_work: Work) -> EventResponse:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         event = await service.get_event(
             session, scope=_scope(principal), event_id=parse_id(EVENT_ID_PREFIX, event_id)
         )

@@ -150,7 +150,7 @@ async def list_quotes(
     limit: Annotated[int | None, Query(ge=1, le=PAGE_SIZE_MAX)] = None,
 ) -> QuotePage:
     now_ns = clock.now_ns()
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         page = await service.list_quotes(
             session,
             tenant_id=principal.ledger_tenant_id,
@@ -172,7 +172,7 @@ async def get_quote(
     quote_id: str, principal: Reader, unit_of_work: Work, clock: Clocks
 ) -> QuoteResponse:
     parsed = parse_id(QUOTE_ID_PREFIX, quote_id)
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         row = await service.get_quote(
             session, tenant_id=principal.ledger_tenant_id, quote_id=parsed
         )
@@ -243,7 +243,7 @@ async def create_conversion(
 
 @router.get("/settings", summary="Your FX spread and quote lifetime.")
 async def get_settings(principal: Reader, unit_of_work: Work, config: Config) -> FxSettingsResponse:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         row = await session.get(FxTenantSettingsRow, principal.ledger_tenant_id)
     return FxSettingsResponse.build(
         row, default_spread_bps=config.spread_bps_default, quote_ttl_s=config.quote_ttl_s

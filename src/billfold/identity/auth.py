@@ -55,7 +55,8 @@ async def authenticate(request: Request) -> Principal:
         raise NotAuthenticated()
     unit_of_work = get_unit_of_work(request)
     now_ns = _clock.now_ns()
-    async with unit_of_work.begin() as session:
+    # A read: on SQLite, checking a key must not queue behind (or block) the one writer.
+    async with unit_of_work.read() as session:
         verified = await verify_api_key(session, presented=presented, now_ns=now_ns)
     if verified.last_use_due:
         # A transaction of its own that starts with the write: on SQLite, upgrading a read

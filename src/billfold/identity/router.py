@@ -75,7 +75,7 @@ async def list_api_keys(
     cursor: Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)] = None,
     limit: Annotated[int | None, Query(ge=1, le=PAGE_SIZE_MAX)] = None,
 ) -> ApiKeyPage:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         page = await service.list_api_keys(session, principal=principal, cursor=cursor, limit=limit)
         return ApiKeyPage.from_page(page)
 
@@ -87,7 +87,7 @@ async def list_api_keys(
 )
 async def get_api_key(api_key_id: str, principal: Admin, unit_of_work: Work) -> ApiKeyResponse:
     parsed_id = parse_id(API_KEY_ID_PREFIX, api_key_id)
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         api_key = await service.get_api_key(session, principal=principal, api_key_id=parsed_id)
         return ApiKeyResponse.from_model(api_key)
 

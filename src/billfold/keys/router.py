@@ -41,13 +41,13 @@ Caller = Annotated[Principal, Depends(require_scopes())]
     summary="The platform's Ed25519 signing keys (RFC 7517 / RFC 8037), active and verify-only.",
 )
 async def platform_jwks(unit_of_work: Work) -> JsonWebKeySet:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         rows = await published_signing_keys(session, tenant_id=PLATFORM_TENANT_ID)
     return JsonWebKeySet.model_validate(jwks_of(rows))
 
 
 @router.get("/v1/jwks", summary="The caller's tenant's Ed25519 signing keys.")
 async def tenant_jwks(principal: Caller, unit_of_work: Work) -> JsonWebKeySet:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         rows = await published_signing_keys(session, tenant_id=principal.tenant_id)
     return JsonWebKeySet.model_validate(jwks_of(rows))

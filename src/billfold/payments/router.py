@@ -411,7 +411,7 @@ async def authorize(
 @router.get("/me/payments/{payment_id}", summary="One of the user's payments.")
 async def my_payment(payment_id: str, user: EndUser, runtime: Runtime) -> PaymentResponse:
     wanted = parse_id("pay", payment_id)
-    async with runtime.unit_of_work.begin() as session:
+    async with runtime.unit_of_work.read() as session:
         payment = await load(session, wanted, tenant_id=user.tenant_id, mode=user.mode.value)
     awaiting_payer = payment.state == "requires_payment"  # a payer sees what they would pay
     if not awaiting_payer and user.user_id not in (payment.payer_user_id, payment.payee_user_id):
@@ -447,7 +447,7 @@ async def get_money_request(
     request_id: str, user: EndUser, runtime: Runtime
 ) -> MoneyRequestResponse:
     wanted = parse_id("req", request_id)
-    async with runtime.unit_of_work.begin() as session:
+    async with runtime.unit_of_work.read() as session:
         found = await PaymentRepository(session).get_request(wanted)
     if found is None or user.user_id not in (found.payer_user_id, found.payee_user_id):
         raise MoneyRequestNotFound("No such money request.")

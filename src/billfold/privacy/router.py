@@ -185,7 +185,7 @@ async def grant_consent(
 )
 async def list_consents(user_id: str, principal: Admin, unit_of_work: Work) -> ConsentList:
     parsed = parse_id(USER_ID_PREFIX, user_id)
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         rows = await service.list_consents(session, principal=principal, user_id=parsed)
     return ConsentList(items=[ConsentResponse.from_model(row) for row in rows])
 

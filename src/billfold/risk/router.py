@@ -217,7 +217,7 @@ async def list_rules(
     cursor: Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)] = None,
     limit: Annotated[int | None, Query(ge=1, le=PAGE_SIZE_MAX)] = None,
 ) -> RulePage:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         page = await changes.list_rules(
             session, tenant_id=principal.tenant_id, mode=mode, cursor=cursor, limit=limit
         )
@@ -245,7 +245,7 @@ async def evaluate_rule(
 )
 async def get_rule(rule_id: str, principal: RuleReader, unit_of_work: Work) -> RuleDetail:
     parsed = parse_id(RULE_ID_PREFIX, rule_id)
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         rule, versions = await changes.get_rule(
             session, tenant_id=principal.tenant_id, rule_id=parsed
         )
@@ -339,7 +339,7 @@ async def list_decisions(
 ) -> DecisionPage:
     user = None if user_id is None else parse_id("usr", user_id)
     since_ns = None if since is None else _ns(since)
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         page = await service.list_decisions(
             session,
             tenant_id=reader.tenant_id,
@@ -361,7 +361,7 @@ async def list_decisions(
 )
 async def get_decision(decision_id: str, reader: Reader, unit_of_work: Work) -> DecisionDetail:
     parsed = parse_id(DECISION_ID_PREFIX, decision_id)
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         row = await service.get_decision(
             session, tenant_id=reader.tenant_id, mode=reader.mode, decision_id=parsed
         )

@@ -69,7 +69,7 @@ def merchant_response(merchant: Merchant) -> MerchantResponse:
 async def _wallets(
     request: Request, *, tenant_id: uuid.UUID, mode: str, kind: OwnerKind, owner_id: uuid.UUID
 ) -> WalletsResponse:
-    async with get_unit_of_work(request).begin() as session:
+    async with get_unit_of_work(request).read() as session:
         wallets = await WalletRepository(session).owner_wallets(
             tenant_id=tenant_id, mode=mode, owner_kind=kind.value, owner_id=owner_id
         )
@@ -114,7 +114,7 @@ async def my_wallets(request: Request, user: EndUser) -> WalletsResponse:
 @router.get("/users/{user_id}/wallets", summary="An end user's wallets and balances.")
 async def user_wallets(request: Request, user_id: str, caller: WalletReader) -> WalletsResponse:
     owner = parse_id("usr", user_id)
-    async with get_unit_of_work(request).begin() as session:
+    async with get_unit_of_work(request).read() as session:
         user = await UserRepository(session).get_for_tenant(
             tenant_id=caller.tenant_id, mode=caller.mode, user_id=owner
         )
@@ -247,7 +247,7 @@ async def user_limits(
     """Per window (per transaction, daily, monthly): the limit in force, the KYC tier's
     figure, and the approved limit increase (four-eyes `limit_increase`) that raises it."""
     owner = parse_id("usr", user_id)
-    async with get_unit_of_work(request).begin() as session:
+    async with get_unit_of_work(request).read() as session:
         user = await UserRepository(session).get_for_tenant(
             tenant_id=caller.tenant_id, mode=caller.mode, user_id=owner
         )

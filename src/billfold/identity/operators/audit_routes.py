@@ -45,7 +45,7 @@ async def list_entries(
     cursor: Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)] = None,
     limit: Annotated[int | None, Query(ge=1, le=PAGE_SIZE_MAX)] = None,
 ) -> AuditEntryPage:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         page = await audit.list_entries(
             session, tenant_id=principal.tenant_id, cursor=cursor, limit=limit
         )
@@ -61,7 +61,7 @@ async def prove_entry(
     entry_id: str, principal: Reader, unit_of_work: Work
 ) -> InclusionProofResponse:
     parsed = parse_id(ENTRY_ID_PREFIX, entry_id)
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         proof = await audit.prove_inclusion(session, tenant_id=principal.tenant_id, entry_id=parsed)
         return InclusionProofResponse.from_proof(proof)
 
@@ -72,7 +72,7 @@ async def prove_entry(
     responses=problem_responses(404),
 )
 async def latest_checkpoint(principal: Reader, unit_of_work: Work) -> CheckpointResponse:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         checkpoint = await audit.latest_checkpoint(session, tenant_id=principal.tenant_id)
         message = checkpoint_message(audit.fields_of_checkpoint(checkpoint))
         return CheckpointResponse.from_checkpoint(checkpoint, message=message)

@@ -115,7 +115,7 @@ async def _verified_operator(request: Request) -> OperatorPrincipal:
     token = presented_token(request)
     if token is None or not token.startswith(SESSION_TOKEN_PREFIX):
         raise OperatorNotAuthenticated()
-    async with get_unit_of_work(request).begin() as session:
+    async with get_unit_of_work(request).read() as session:
         principal = await verify_session(session, token=token, now_ns=_clock.now_ns())
     setattr(request.state, _STATE_PRINCIPAL, principal)
     bind_actor(

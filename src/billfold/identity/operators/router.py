@@ -103,7 +103,7 @@ async def get_me(
     principal: Annotated[OperatorPrincipal, Depends(signed_in_pending_password_change)],
     unit_of_work: Work,
 ) -> OperatorResponse:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         operator = await service.get_operator(
             session, tenant_id=principal.tenant_id, operator_id=principal.operator_id
         )
@@ -170,7 +170,7 @@ async def create_operator(
 async def list_operators(
     principal: Manager, unit_of_work: Work, cursor: Cursor = None, limit: Limit = None
 ) -> OperatorPage:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         page = await service.list_operators(
             session, tenant_id=principal.tenant_id, cursor=cursor, limit=limit
         )
@@ -187,7 +187,7 @@ async def get_operator(
     operator_id: str, principal: Manager, unit_of_work: Work
 ) -> OperatorResponse:
     parsed = parse_id(OPERATOR_ID_PREFIX, operator_id)
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         operator = await service.get_operator(
             session, tenant_id=principal.tenant_id, operator_id=parsed
         )
@@ -309,7 +309,7 @@ async def list_approvals(
     cursor: Cursor = None,
     limit: Limit = None,
 ) -> ApprovalPage:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         page = await approvals.list_approvals(
             session, principal=principal, status=status, cursor=cursor, limit=limit
         )
@@ -326,7 +326,7 @@ async def get_approval(
     approval_id: str, principal: SignedIn, unit_of_work: Work
 ) -> ApprovalResponse:
     parsed = _approval_id(approval_id)
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         approval = await approvals.get_approval(session, principal=principal, approval_id=parsed)
         return ApprovalResponse.from_model(approval)
 

@@ -69,7 +69,7 @@ async def authenticate_user(
     if presented is None:
         raise UserNotAuthenticated()
     config = get_users_config(request)
-    async with get_unit_of_work(request).begin() as session:
+    async with get_unit_of_work(request).read() as session:
         principal = await authenticate_access_token(
             session, access_token=presented, now_ns=config.clock.now_ns()
         )
@@ -90,7 +90,7 @@ async def user_idempotency_scope(request: Request) -> str | None:
         return None
     config = get_users_config(request)
     try:
-        async with get_unit_of_work(request).begin() as session:
+        async with get_unit_of_work(request).read() as session:
             principal = await authenticate_access_token(
                 session, access_token=presented, now_ns=config.clock.now_ns()
             )

@@ -140,7 +140,7 @@ async def list_users(
     cursor: Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)] = None,
     limit: Annotated[int | None, Query(ge=1, le=PAGE_SIZE_MAX)] = None,
 ) -> UserPage:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         page = await service.list_users(
             session, principal=principal, identifier=identifier, cursor=cursor, limit=limit
         )
@@ -158,7 +158,7 @@ async def list_users(
 )
 async def get_user(user_id: str, principal: Admin, unit_of_work: Work) -> UserResponse:
     parsed_id = parse_id(USER_ID_PREFIX, user_id)
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         user = await service.get_user(session, principal=principal, user_id=parsed_id)
         return UserResponse.from_model(user)
 
@@ -288,7 +288,7 @@ async def refresh(body: RefreshRequest, unit_of_work: Work, config: Config) -> T
 
 @router.get("/me", tags=["me"], summary="The signed-in user and their second factors.")
 async def get_me(principal: User, unit_of_work: Work) -> MeResponse:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         user = await service.signed_in_user(session, principal=principal)
         methods = await mfa.enrolled_methods(session, user_id=user.id)
         return MeResponse.from_user(user, mfa_methods=methods)
@@ -309,7 +309,7 @@ async def logout(principal: User, unit_of_work: Work, config: Config) -> Session
 
 @router.get("/me/sessions", tags=["me"], summary="The user's usable sessions, oldest first.")
 async def list_sessions(principal: User, unit_of_work: Work, config: Config) -> SessionList:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         rows = await sessions.list_sessions(
             session, principal=principal, now_ns=config.clock.now_ns()
         )
@@ -458,7 +458,7 @@ async def register_passkey(
 
 @router.get("/me/passkeys", tags=["me"], summary="The user's passkeys.")
 async def list_passkeys(principal: User, unit_of_work: Work) -> PasskeyList:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         passkeys = await mfa.list_passkeys(session, principal=principal)
         return PasskeyList(items=[PasskeyResponse.from_model(passkey) for passkey in passkeys])
 
@@ -487,7 +487,7 @@ async def bind_device(
 
 @router.get("/me/devices", tags=["me"], summary="The user's unrevoked devices.")
 async def list_devices(principal: User, unit_of_work: Work) -> DeviceList:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         rows = await devices.list_devices(session, principal=principal)
         return DeviceList(items=[DeviceResponse.from_model(device) for device in rows])
 

@@ -103,7 +103,7 @@ async def list_fee_schedules(
     cursor: Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)] = None,
     limit: Annotated[int | None, Query(ge=1, le=PAGE_SIZE_MAX)] = None,
 ) -> FeeSchedulePage:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         page = await service.list_schedules(
             session,
             tenant_id=principal.ledger_tenant_id,
@@ -125,7 +125,7 @@ async def get_fee_schedule(
     schedule_id: str, principal: Reader, unit_of_work: Work
 ) -> FeeScheduleResponse:
     parsed = parse_id(SCHEDULE_ID_PREFIX, schedule_id)
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         row = await service.get_schedule(
             session, tenant_id=principal.ledger_tenant_id, schedule_id=parsed
         )
@@ -173,7 +173,7 @@ async def quote_fees(
         region=body.region,
         monthly_volume_minor=int(body.monthly_volume),
     )
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         await _require_merchant(session, principal, context.merchant_id)
         quote = await service.quote(session, context)
     return FeeQuoteResponse.from_quote(quote, currency=body.currency)

@@ -124,7 +124,7 @@ async def list_cases(
         user_id=None if user_id is None else _user_id(user_id),
         mode=mode,
     )
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         page = await service.list_cases(
             session, tenant_id=principal.tenant_id, where=where, cursor=cursor, limit=limit
         )
@@ -140,7 +140,7 @@ async def list_cases(
     summary="A case with the decision's reasons, score and features, and its notes.",
 )
 async def get_case(case_id: str, principal: Reviewer, unit_of_work: Work) -> CaseDetailResponse:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         detail = await service.get_case(
             session, tenant_id=principal.tenant_id, case_id=_case_id(case_id)
         )
@@ -278,7 +278,7 @@ async def list_responses(
     cursor: Cursor = None,
     limit: Limit = None,
 ) -> ResponsePage:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         page = await responses.list_responses(
             session,
             tenant_id=principal.tenant_id,
@@ -297,7 +297,7 @@ async def list_responses(
 async def get_response(
     response_id: str, principal: Reviewer, unit_of_work: Work
 ) -> RiskResponseView:
-    async with unit_of_work.begin() as session:
+    async with unit_of_work.read() as session:
         response = await responses.get_response(
             session, tenant_id=principal.tenant_id, response_id=_response_id(response_id)
         )
