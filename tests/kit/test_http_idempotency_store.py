@@ -22,6 +22,7 @@ from billfold.kit.http.idempotency_store import (
     Replay,
     Started,
     StoredResponse,
+    media_type_of,
     request_fingerprint,
 )
 
@@ -188,3 +189,21 @@ def test_every_part_of_a_request_changes_its_fingerprint() -> None:
     fingerprints = {request_fingerprint(**variant) for variant in variants}  # type: ignore[arg-type]
     assert len(fingerprints) == len(variants)
     assert all(len(fingerprint) == 64 for fingerprint in fingerprints)
+
+
+def test_the_media_type_counts_unless_it_is_json() -> None:
+    """A body first sent as text/plain (415) and then as JSON is another request; JSON,
+    and no body without a Content-Type, fingerprint as before the media type counted (a
+    retry across the upgrade still matches its stored response)."""
+    base = {"method": "POST", "path": "/a", "query_string": b"", "body": b"{}"}
+    before = request_fingerprint(**base)  # type: ignore[arg-type]
+    assert request_fingerprint(**base, media_type="application/json") == before  # type: ignore[arg-type]
+    others = {
+        request_fingerprint(**base, media_type=media)  # type: ignore[arg-type]
+        for media in ("text/plain", "", "application/merge-patch+json")
+    }
+    assert len(others) == 3 and before not in others
+    empty = {**base, "body": b""}
+    assert request_fingerprint(**empty, media_type="") == request_fingerprint(**empty)  # type: ignore[arg-type]
+    assert media_type_of(b"Application/JSON ; charset=UTF-8") == "application/json"
+    assert media_type_of(None) == ""

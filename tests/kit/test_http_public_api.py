@@ -54,6 +54,7 @@ PUBLIC_API = {
         "Replay",
         "Started",
         "StoredResponse",
+        "media_type_of",
         "request_fingerprint",
     },
     "limits": {

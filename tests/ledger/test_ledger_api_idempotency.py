@@ -93,6 +93,43 @@ def test_the_same_key_with_a_different_body_is_a_422(database_url: str, keys: Ke
     assert after["credits_posted"] == "10"
 
 
+def test_a_body_sent_again_as_json_is_another_request(database_url: str, keys: Keys) -> None:
+    """The media type is part of the request: a body first sent as text/plain (415) and
+    then, unchanged, as JSON under the same key is refused as another request, where the
+    415 used to be replayed for the key's 24 hours."""
+    body = json.dumps({"ledger": "USD", "code": 1})
+    with api(database_url) as client:
+        first = client.post(
+            "/v1/accounts",
+            content=body,
+            headers=auth(keys.writer, **{"Idempotency-Key": "k1", "Content-Type": "text/plain"}),
+        )
+        assert_problem(first, 415, "unsupported_media_type")
+        again = client.post(
+            "/v1/accounts",
+            content=body,
+            headers=auth(keys.writer, **{"Idempotency-Key": "k1", "Content-Type": "text/plain"}),
+        )
+        assert again.headers[REPLAYED] == "true"
+        as_json = client.post(
+            "/v1/accounts",
+            content=body,
+            headers=auth(
+                keys.writer,
+                **{"Idempotency-Key": "k1", "Content-Type": "Application/JSON; charset=utf-8"},
+            ),
+        )
+        assert_problem(as_json, 422, "idempotency_key_reused")
+        fresh = client.post(
+            "/v1/accounts",
+            content=body,
+            headers=auth(
+                keys.writer, **{"Idempotency-Key": "k2", "Content-Type": "application/json"}
+            ),
+        )
+        assert fresh.status_code == 201, fresh.text
+
+
 def test_keys_belong_to_one_credential(database_url: str, keys: Keys) -> None:
     other = make_keys(database_url, "Other")
     body = {"ledger": "USD", "code": 1}

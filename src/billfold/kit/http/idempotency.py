@@ -48,6 +48,7 @@ from billfold.kit.http.idempotency_store import (
     Replay,
     Started,
     StoredResponse,
+    media_type_of,
     request_fingerprint,
 )
 from billfold.kit.http.limits import REQUEST_BODY_MAX_BYTES_DEFAULT, REQUEST_BODY_MAX_BYTES_LIMIT
@@ -191,6 +192,13 @@ def _key_values(scope: Scope) -> list[bytes]:
     return [bytes(value) for name, value in scope["headers"] if name == _HEADER_NAME]
 
 
+def _content_type(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return bytes(value)
+    return None
+
+
 class IdempotencyMiddleware:
     """Applies `Idempotency-Key` to every POST the `scope_of` callable can scope."""
 
@@ -242,6 +250,7 @@ class IdempotencyMiddleware:
                 path=scope["path"],
                 query_string=scope.get("query_string", b""),
                 body=body,
+                media_type=media_type_of(_content_type(scope)),
             )
             outcome = await store.begin(scope=owner, key=key, fingerprint=fingerprint)
             if isinstance(outcome, Mismatch):

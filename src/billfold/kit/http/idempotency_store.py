@@ -48,6 +48,7 @@ __all__ = [
     "Replay",
     "Started",
     "StoredResponse",
+    "media_type_of",
     "request_fingerprint",
 ]
 
@@ -108,17 +109,39 @@ class Mismatch:
 BeginOutcome: TypeAlias = Started | Replay | InProgress | Mismatch
 
 
-def request_fingerprint(*, method: str, path: str, query_string: bytes, body: bytes) -> str:
-    """SHA-256 (hex) identifying a request: its method, path, query string and body.
+JSON_MEDIA_TYPE = "application/json"
 
-    Each part but the last is length-prefixed, so no two different requests share an input.
+
+def request_fingerprint(
+    *, method: str, path: str, query_string: bytes, body: bytes, media_type: str = JSON_MEDIA_TYPE
+) -> str:
+    """SHA-256 (hex) identifying a request: its method, path, query string, body, and the
+    media type the body was sent as (`media_type_of` its Content-Type).
+
+    Each part but the body is length-prefixed, so no two different requests share an input.
+    A JSON body, or no body without a Content-Type, leaves the media type out: such
+    fingerprints are the ones stored before the media type counted, so a retry across
+    that upgrade still matches. Any other media type counts, so a body first sent as
+    `text/plain` (415) and then as JSON with the same key is another request (422
+    `idempotency_key_reused`), not the replay of the 415.
     """
+    parts = [method.encode(), path.encode("utf-8", "surrogatepass"), query_string]
+    if media_type != JSON_MEDIA_TYPE and (body or media_type):
+        parts.append(b"media-type:" + media_type.encode("latin-1"))
     digest = hashlib.sha256()
-    for part in (method.encode(), path.encode("utf-8", "surrogatepass"), query_string):
+    for part in parts:
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     digest.update(body)
     return digest.hexdigest()
+
+
+def media_type_of(content_type: bytes | None) -> str:
+    """A Content-Type's media type, lowercased, without parameters or spaces (RFC 9110
+    8.3.1: `Application/JSON; charset=utf-8` is `application/json`); "" when absent."""
+    if content_type is None:
+        return ""
+    return content_type.decode("latin-1").partition(";")[0].strip().lower()
 
 
 def _check_names(scope: str, key: str) -> None:
