@@ -26,9 +26,10 @@ READ_WAIT_S = 5.0
 WRITING_READS = {
     "/v1/users/{user_id}/pii": "a reveal in the clear is written to the audit log",
     "/v1/users/{user_id}/export": "an export is written to the audit log",
-    "/v1/events/stream": "a stream: it never ends by itself",
+    "/v1/events/stream": "a stream, which ends only after minutes: its polls are checked by"
+    " tests/events/test_stream_sqlite_reads.py",
 }
-"""GET routes that write (or stream) on purpose, and why."""
+"""GET routes that write on purpose, or are checked elsewhere, and why."""
 
 _PATH_PARAMETER = re.compile(r"{([a-z_]+)}")
 

@@ -344,12 +344,14 @@ async def _stream(
     after_seq: int,
 ) -> AsyncIterator[bytes]:
     """Polls the log; each event is `id: <seq>`, `event: <type>`, `data: <CloudEvent>`.
-    Ends after `events_stream_duration_max_s`; the client reconnects with Last-Event-ID."""
+    Ends after `events_stream_duration_max_s`; the client reconnects with Last-Event-ID.
+    Each poll reads (`read`): on SQLite a `begin` would queue every open stream for the one
+    write lock, twice a second, behind every write."""
     deadline = time.monotonic() + settings.events_stream_duration_max_s
     quiet_since = time.monotonic()
     yield b"retry: 1000\n\n"
     while time.monotonic() < deadline:
-        async with unit_of_work.begin() as session:
+        async with unit_of_work.read() as session:
             events = await repository.tenant_events(
                 session,
                 tenant_id=principal.tenant_id,
