@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from billfold.events.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from billfold.events.service import DESCRIPTION_LENGTH_MAX, EVENT_TYPES_FILTER_MAX
@@ -33,6 +34,9 @@ DELIVERY_ID_PREFIX = "whd"
 _STRICT = ConfigDict(extra="forbid")
 
 EventTypes = list[str]
+NotNull = SkipJsonSchema[None]
+"""An update's field left out (None inside, never `null` in the body: see
+`EndpointUpdateRequest`)."""
 
 
 class EndpointCreateRequest(BaseModel):
@@ -55,12 +59,25 @@ class EndpointCreateRequest(BaseModel):
 
 
 class EndpointUpdateRequest(BaseModel):
-    model_config = _STRICT
-    url: StorableText | None = Field(default=None, min_length=1, max_length=URL_LENGTH_MAX)
-    description: StorableText | None = Field(default=None, max_length=DESCRIPTION_LENGTH_MAX)
-    event_types: EventTypes | None = Field(default=None, max_length=EVENT_TYPES_FILTER_MAX)
-    status: Literal["enabled", "disabled"] | None = None
-    batch_size_max: JsonInt | None = Field(default=None, ge=1, le=BATCH_SIZE_MAX)
+    """The fields to change, at least one; the others stay. A field is left out, never
+    `null`: no field can be cleared, so a `null` used to be ignored and the PATCH answered
+    200 having changed nothing (the document does not offer `null`: `SkipJsonSchema`)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+    url: Annotated[StorableText, Field(min_length=1, max_length=URL_LENGTH_MAX)] | NotNull = None
+    description: Annotated[StorableText, Field(max_length=DESCRIPTION_LENGTH_MAX)] | NotNull = None
+    event_types: Annotated[EventTypes, Field(max_length=EVENT_TYPES_FILTER_MAX)] | NotNull = None
+    status: Literal["enabled", "disabled"] | NotNull = None
+    batch_size_max: Annotated[JsonInt, Field(ge=1, le=BATCH_SIZE_MAX)] | NotNull = None
+
+    @model_validator(mode="after")
+    def _names_a_change(self) -> EndpointUpdateRequest:
+        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)}: give a value or leave the field out")
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        return self
 
 
 class EndpointResponse(BaseModel):

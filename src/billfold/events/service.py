@@ -166,13 +166,23 @@ async def update_endpoint(
     if change.batch_size_max is not None:
         endpoint.batch_size_max = checked_batch_size(change.batch_size_max)
     if change.enabled is not None:
-        endpoint.status = "enabled" if change.enabled else "disabled"
-        endpoint.disabled_reason = None if change.enabled else "disabled by the tenant"
-        if change.enabled:  # the failing its receiver had is counted again from here
-            endpoint.failing_since = None
+        _set_enabled(endpoint, enabled=change.enabled)
     endpoint.updated_at = now_ns
     await session.flush()
     return endpoint
+
+
+def _set_enabled(endpoint: WebhookEndpoint, *, enabled: bool) -> None:
+    """Enable or disable `endpoint`; the status it already has changes nothing. A client
+    that PATCHes an endpoint's whole state (`"status": "enabled"` beside each change) would
+    otherwise restart the failing count that disables a dead receiver, and a `disabled`
+    would replace the reason the worker disabled it for (`the receiver answered 410 Gone`)."""
+    if (endpoint.status == "enabled") == enabled:
+        return
+    endpoint.status = "enabled" if enabled else "disabled"
+    endpoint.disabled_reason = None if enabled else "disabled by the tenant"
+    if enabled:  # the failing its receiver had is counted again from here
+        endpoint.failing_since = None
 
 
 async def endpoint_secret(
