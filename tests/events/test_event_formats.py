@@ -189,6 +189,9 @@ def test_ipv4_mapped_addresses_are_never_public(address: ipaddress.IPv4Address) 
         ("fc00::1", False),
         ("::ffff:10.0.0.1", False),
         ("2002:7f00:1::", False),
+        ("192.0.0.8", False),  # IETF protocol assignments (RFC 6890), Python calls it global
+        ("192.0.0.9", False),
+        ("fec0::1", False),  # deprecated site-local (RFC 3879), Python calls it global
         ("not an address", False),
     ],
 )

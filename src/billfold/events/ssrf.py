@@ -50,11 +50,19 @@ class ResolvedTarget:
         return name if self.port == default else f"{name}:{self.port}"
 
 
+_NEVER_A_RECEIVER = (
+    ipaddress.ip_network("192.0.0.0/24"),  # IETF protocol assignments: anycast, NAT64, DS-Lite
+    ipaddress.ip_network("fec0::/10"),  # site-local (deprecated, RFC 3879): a private network
+)
+"""Blocks Python 3.11's `ipaddress` counts as global in part, where no webhook receiver is."""
+
+
 def address_is_public(address: str) -> bool:
     """Whether connecting to `address` leaves the machine and its private networks: refuses
-    private, loopback, link-local, multicast, reserved, unspecified and shared addresses,
-    every IPv4-mapped IPv6 address (a public host has an A record for its IPv4), and the
-    6to4/Teredo forms of refused IPv4 addresses."""
+    private, loopback, link-local, site-local, multicast, reserved, unspecified and shared
+    addresses, the IETF protocol assignments (192.0.0.0/24), every IPv4-mapped IPv6 address
+    (a public host has an A record for its IPv4), and the 6to4/Teredo forms of refused IPv4
+    addresses."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
@@ -65,6 +73,8 @@ def address_is_public(address: str) -> bool:
         embedded = ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
         if embedded is not None and not address_is_public(str(embedded)):
             return False
+    if any(ip in network for network in _NEVER_A_RECEIVER):
+        return False
     return not (
         ip.is_private
         or ip.is_loopback
