@@ -4,6 +4,9 @@ The rules, each enforced where nothing can skip it:
 
 - asking needs the action type's *request* permission; deciding needs its *approve*
   permission, and a different operator than the requester (also a CHECK constraint);
+- approving also needs the requester to be active and to hold the request permission
+  still: four eyes are two people who may each do their part when the act happens, so a
+  request outlives neither its requester's disabling nor the loss of their right to ask;
 - a request is decided once: every transition is a conditional UPDATE on the previous
   status, so of two concurrent decisions exactly one changes the row;
 - a pending request past ``expires_at`` can no longer be decided; it becomes ``expired``;
@@ -34,6 +37,7 @@ from billfold.identity.operators.errors import (
     InvalidNote,
     PendingApprovalLimitReached,
     PermissionDenied,
+    RequesterNotPermitted,
     SelfApprovalForbidden,
 )
 from billfold.identity.operators.executors import ExecutionOutcome
@@ -44,10 +48,11 @@ from billfold.identity.operators.permissions import (
     ActionType,
     Permission,
     approvable_actions,
+    permissions_of,
     visible_actions,
 )
-from billfold.identity.operators.repository import ApprovalRepository
-from billfold.identity.operators.service import cursor_id
+from billfold.identity.operators.repository import ApprovalRepository, OperatorRepository
+from billfold.identity.operators.service import cursor_id, roles_of
 from billfold.identity.operators.types import OPERATOR_ID_PREFIX, OperatorPrincipal
 from billfold.identity.security_events import (
     ActorType,
@@ -261,7 +266,8 @@ async def decide(
     """Approve or refuse a pending request, if every rule allows it (see the module doc).
 
     The conditional UPDATE comes first: it is the check and the decision in one statement.
-    Only when it changes nothing is the row read, to say why.
+    Only when it changes nothing is the row read, to say why. An approval whose requester
+    may no longer ask for the action raises :class:`RequesterNotPermitted`, undoing it.
     """
     note = None if note is None else clean_note(note)
     approvable = approvable_actions(principal.permissions)
@@ -281,9 +287,33 @@ async def decide(
     invariant(approval is not None, "a request just decided exists")
     assert approval is not None  # for mypy; the invariant holds under -O
     invariant(approval.decided_by != approval.requested_by, "four eyes: decider is not requester")
+    if approve:
+        await _require_requester_standing(session, approval)
     granted = SecurityEventType.APPROVAL_GRANTED if approve else SecurityEventType.APPROVAL_REFUSED
     await _record(session, principal, approval, granted, now_ns)
     return Decision(approval=approval, error=None)
+
+
+async def _require_requester_standing(session: AsyncSession, approval: ApprovalRequest) -> None:
+    """Raise :class:`RequesterNotPermitted` unless the requester is still active and may
+    still ask for the action. Raised, not returned: the claim just made must roll back, so
+    the request stays pending (to be refused, or to expire). Checked after the claim, so a
+    caller who could not decide the request learns nothing about its requester; the
+    requester's row is locked, so a concurrent disabling or role change is not missed."""
+    requester = await OperatorRepository(session).get_for_update(
+        tenant_id=approval.tenant_id, operator_id=approval.requested_by
+    )
+    needed = ACTION_PERMISSIONS[ActionType(approval.action_type)].request
+    if (
+        requester is None
+        or requester.status != "active"
+        or needed not in permissions_of(roles_of(requester))
+    ):
+        raise RequesterNotPermitted(
+            "The requester has been disabled or may no longer ask for this action; refuse"
+            " the request, and have a permitted operator ask again if it is still wanted.",
+            requested_by=format_id(OPERATOR_ID_PREFIX, approval.requested_by),
+        )
 
 
 async def _why_not(

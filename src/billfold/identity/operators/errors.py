@@ -20,7 +20,8 @@ The hierarchy::
     │   ├── LastAdministrator            409 last_administrator
     │   ├── PendingApprovalLimitReached  409 pending_approval_limit_reached
     │   ├── ApprovalAlreadyDecided       409 approval_already_decided
-    │   └── ApprovalExpired              409 approval_expired
+    │   ├── ApprovalExpired              409 approval_expired
+    │   └── RequesterNotPermitted        409 requester_not_permitted
     ├── ValidationFailed
     │   ├── InvalidEmail                 422 invalid_email
     │   ├── InvalidPassword              422 invalid_password
@@ -68,6 +69,7 @@ __all__ = [
     "PasswordChangeRequired",
     "PendingApprovalLimitReached",
     "PermissionDenied",
+    "RequesterNotPermitted",
     "SelfApprovalForbidden",
     "SelfManagementForbidden",
 ]
@@ -175,6 +177,14 @@ class ApprovalAlreadyDecided(Conflict):
 class ApprovalExpired(Conflict):
     code = "approval_expired"
     title = "The request expired undecided"
+
+
+class RequesterNotPermitted(Conflict):
+    """Raised with the extension ``requested_by``: the requester has been disabled, or no
+    longer holds the permission to ask for this action, since the request was made."""
+
+    code = "requester_not_permitted"
+    title = "The requester may no longer ask for this action"
 
 
 class InvalidEmail(ValidationFailed):

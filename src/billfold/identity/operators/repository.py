@@ -56,6 +56,20 @@ class OperatorRepository:
         )
         return (await self._session.execute(statement)).scalar_one_or_none()
 
+    async def get_for_update(
+        self, *, tenant_id: uuid.UUID, operator_id: uuid.UUID
+    ) -> Operator | None:
+        """The operator as committed now, its row locked until this transaction ends
+        (PostgreSQL; SQLite's write lock already serializes writers), so a concurrent change
+        of its roles or status waits for this transaction, or this one reads its outcome."""
+        statement = (
+            select(Operator)
+            .where(Operator.id == operator_id, Operator.tenant_id == tenant_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await self._session.execute(statement)).scalar_one_or_none()
+
     async def get_by_email(self, *, tenant_id: uuid.UUID, email: str) -> Operator | None:
         statement = select(Operator).where(Operator.tenant_id == tenant_id, Operator.email == email)
         return (await self._session.execute(statement)).scalar_one_or_none()
@@ -77,12 +91,20 @@ class OperatorRepository:
         return int((await self._session.execute(statement)).scalar_one())
 
     async def roles_of_active(self, *, tenant_id: uuid.UUID, limit: int) -> list[str]:
-        """The roles column of each active operator of the tenant (at most ``limit``)."""
+        """The roles column of each active operator of the tenant (at most ``limit``), their
+        rows locked until this transaction ends, in id order.
+
+        For a change that must leave an active administrator: two such changes at once
+        (two admins disabling each other) would each count the other as the one left. Locked,
+        the second waits for the first to commit, and PostgreSQL then reads the rows as the
+        first left them. (SQLite's write lock already serializes the two.)"""
         invariant(1 <= limit <= _LISTED_MAX, "listing is bounded")
         statement = (
             select(Operator.roles)
             .where(Operator.tenant_id == tenant_id, Operator.status == "active")
+            .order_by(Operator.id)
             .limit(limit)
+            .with_for_update()
         )
         return list((await self._session.execute(statement)).scalars())
 
