@@ -173,10 +173,14 @@ class OperatorSessionCreated(BaseModel):
 
 class _ApprovalCreate(_Request):
     reason: _Note = Field(description="Why: shown to whoever decides.")
+    # Strict: a JSON integer only, as every integer field of the API (`"3600"` or `true`
+    # is 422). Not kit's JsonInt: on an optional field pydantic then documents the bounds
+    # as `ge`/`le`, which JSON Schema does not know, instead of `minimum`/`maximum`.
     expires_in_s: int | None = Field(
         default=None,
         ge=EXPIRY_MIN_S,
         le=EXPIRY_MAX_S,
+        strict=True,
         description="How long the request may wait for a decision (default one day).",
     )
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billfold.audit import service as audit
 from billfold.identity.credentials import hashes_match
 from billfold.identity.errors import InvalidName, TenantNotFound, TenantSuspended
 from billfold.identity.models import Tenant
@@ -354,7 +355,29 @@ async def set_operator_status(
             before={"status": "active"},
             after={"status": "disabled"},
         )
+    else:
+        await _audit_enabled(session, operator=operator, actor=actor, now_ns=now_ns)
     return operator
+
+
+async def _audit_enabled(
+    session: AsyncSession, *, operator: Operator, actor: Actor, now_ns: int
+) -> None:
+    """Record that a disabled operator may act again. The event log has no type for it
+    (nor for disabling, which it records as revoked sessions), but giving back-office
+    access back is as much a change of who may act as taking it away, so the audit log
+    gets it, with the status before and after, in the same transaction."""
+    await audit.append(
+        session,
+        tenant_id=operator.tenant_id,
+        action="operator.enabled",
+        occurred_at=now_ns,
+        actor_type=actor.actor_type.value,
+        actor_id=actor.actor_id,
+        target=format_id(OPERATOR_ID_PREFIX, operator.id),
+        before={"status": "disabled"},
+        after={"status": "active"},
+    )
 
 
 async def _other_operator(
