@@ -119,6 +119,33 @@ def test_integer_bounds_are_documented_exactly_as_the_request_models_check_them(
         assert_problem(batch(amount=AMOUNT_MAX + 1), 422, "validation_failed")
 
 
+def _pydantic_bounds(value: object, where: str = "") -> list[str]:
+    """Where `value` holds a bound under pydantic's own name (`ge`, `le`, `gt`, `lt`)."""
+    if isinstance(value, list):
+        value = dict(enumerate(value))
+    if not isinstance(value, dict):
+        return []
+    found = [f"{where}/{key}" for key in value if key in ("ge", "le", "gt", "lt")]
+    for key, item in value.items():
+        found += _pydantic_bounds(item, f"{where}/{key}")
+    return found
+
+
+def test_bounds_use_json_schema_keywords(database_url: str) -> None:
+    """`Annotated[JsonInt, Field(ge=0, le=…)]` was documented as `{"ge": 0, "le": …}`,
+    which JSON Schema does not know: a client generated from the document saw no bounds
+    on a transfer's `code`, a payment's `expires_in_s` or a response's `limit_bps`."""
+    with api(database_url) as client:
+        document = client.get("/openapi.json").json()
+    assert _pydantic_bounds(document) == []
+    code = document["components"]["schemas"]["TransferCreateRequest"]["properties"]["code"]
+    assert {"type": "integer", "minimum": 0, "maximum": 2**31 - 1} in code["anyOf"]
+    expires = document["components"]["schemas"]["MerchantPaymentCreate"]["properties"]
+    assert {"type": "integer", "minimum": 1, "maximum": 2_592_000} in expires["expires_in_s"][
+        "anyOf"
+    ]
+
+
 def test_every_rate_limited_operation_documents_the_503_of_an_unreachable_limiter(
     database_url: str,
 ) -> None:

@@ -273,6 +273,31 @@ def _restore_integer_bounds(generated: object, exact: object) -> None:
             _restore_integer_bounds(item, original)
 
 
+_PYDANTIC_BOUNDS = {
+    "ge": "minimum",
+    "le": "maximum",
+    "gt": "exclusiveMinimum",
+    "lt": "exclusiveMaximum",
+}
+"""Pydantic writes a field's bounds under its own names when it cannot apply them to the
+type itself (`Annotated[JsonInt, Field(ge=0)]`: the bounds of a type that already has a
+validator): JSON Schema does not know them, so a client generated from the document
+would see no bounds at all. They are renamed to the keywords JSON Schema defines."""
+
+
+def _name_bounds_as_json_schema(schema: object) -> None:
+    if isinstance(schema, dict):
+        if schema.get("type") in ("integer", "number"):
+            for ours, standard in _PYDANTIC_BOUNDS.items():
+                if ours in schema and standard not in schema:
+                    schema[standard] = schema.pop(ours)
+        for value in schema.values():
+            _name_bounds_as_json_schema(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            _name_bounds_as_json_schema(item)
+
+
 def install_error_documentation(app: FastAPI) -> None:
     """Make `app.openapi()` return its generated document completed by `document_errors`."""
     generate = app.openapi
@@ -281,9 +306,9 @@ def install_error_documentation(app: FastAPI) -> None:
         document = app.openapi_schema
         if document is None:
             document = generate()
-            _restore_integer_bounds(
-                document.get("components", {}).get("schemas", {}), _exact_definitions(app)
-            )
+            schemas = document.get("components", {}).get("schemas", {})
+            _restore_integer_bounds(schemas, _exact_definitions(app))
+            _name_bounds_as_json_schema(schemas)
             document_errors(document, throttled=_throttled_routes(app))
             app.openapi_schema = document
         return document
