@@ -38,7 +38,7 @@ from billfold.events.types import (
 )
 from billfold.identity.auth import get_unit_of_work
 from billfold.keys.keyring import Keyring
-from billfold.kit.auth import Principal, require_scopes
+from billfold.kit.auth import Principal, require_scopes, still_admitted
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import ValidationFailed
 from billfold.kit.http.caching import no_store
@@ -61,6 +61,9 @@ EVENTS_READ = "events:read"
 WEBHOOKS_WRITE = "webhooks:write"
 STREAM_BATCH_MAX = 100
 HEARTBEAT_S = 15.0
+CREDENTIAL_CHECK_S = 10.0
+"""How often a live stream checks its API key again: it ends within this long of the key's
+revocation or expiry (or its tenant's suspension), not at its `events_stream_duration_max_s`."""
 _PUBLIC_ID = re.compile(r"^[a-z]{2,8}_[0-9a-f]{32}$")
 _SEQ_MAX = 2**63 - 1
 Aggregate = Annotated[str | None, Query(max_length=64, pattern=_PUBLIC_ID.pattern)]
@@ -315,6 +318,7 @@ async def list_events(
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def stream_events(
+    request: Request,
     principal: Reader,
     unit_of_work: Work,
     settings: Config,
@@ -329,13 +333,21 @@ async def stream_events(
             raise ValidationFailed("Last-Event-ID is the sequence number of an event")
         start = int(last_event_id)
     return StreamingResponse(
-        _stream(unit_of_work, principal, settings, aggregate_id=aggregate_id, after_seq=start),
+        _stream(
+            request,
+            unit_of_work,
+            principal,
+            settings,
+            aggregate_id=aggregate_id,
+            after_seq=start,
+        ),
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )
 
 
 async def _stream(
+    request: Request,
     unit_of_work: UnitOfWork,
     principal: Principal,
     settings: Settings,
@@ -346,11 +358,16 @@ async def _stream(
     """Polls the log; each event is `id: <seq>`, `event: <type>`, `data: <CloudEvent>`.
     Ends after `events_stream_duration_max_s`; the client reconnects with Last-Event-ID.
     Each poll reads (`read`): on SQLite a `begin` would queue every open stream for the one
-    write lock, twice a second, behind every write."""
+    write lock, twice a second, behind every write. Ends, too, once its API key no longer
+    admits it (checked every `CREDENTIAL_CHECK_S`): the client's reconnection is refused."""
     deadline = time.monotonic() + settings.events_stream_duration_max_s
-    quiet_since = time.monotonic()
+    quiet_since = checked_at = time.monotonic()
     yield b"retry: 1000\n\n"
     while time.monotonic() < deadline:
+        if time.monotonic() - checked_at >= CREDENTIAL_CHECK_S:
+            if not await still_admitted(request, principal):
+                return
+            checked_at = time.monotonic()
         async with unit_of_work.read() as session:
             events = await repository.tenant_events(
                 session,

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, TypeAlias
 
-from billfold.kit.errors import Forbidden, InvariantViolation, JSONValue
+from billfold.kit.errors import BillfoldError, Forbidden, InvariantViolation, JSONValue
 from billfold.kit.ids import format_id
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ __all__ = [
     "install_auth",
     "install_rate_limit",
     "require_scopes",
+    "still_admitted",
 ]
 
 LEDGER_TENANT_NAMESPACE = uuid.UUID("5b1f0c8e-7d2a-4c3b-9e6f-0a4d8b2c1e7f")
@@ -236,6 +237,21 @@ async def admit_request(request: "Request") -> Principal:
     )
     setattr(request.state, _STATE_DECISION, await _count_request(request, principal))
     return principal
+
+
+async def still_admitted(request: "Request", principal: Principal) -> bool:
+    """Whether `request`'s credential still proves `principal`, checked afresh (not the
+    request's own admission, which is kept for it): for a response that lasts (a live
+    stream), which must end once its key is revoked, expires or its tenant is suspended,
+    as the next request with it would be refused."""
+    credential = "\n".join(request.headers.getlist("authorization"))
+    try:
+        current = await _coalescer(request).authenticate(
+            request, credential=credential, authenticator=_authenticator(request)
+        )
+    except BillfoldError:
+        return False
+    return current == principal
 
 
 async def _count_request(request: "Request", principal: Principal) -> "Decision | None":
