@@ -320,17 +320,20 @@ class PaymentRepository:
     async def unanswered(
         self, *, created_before_ns: int, limit: int
     ) -> list[tuple[uuid.UUID, str]]:
-        """Processing top-ups and withdrawals the provider never answered (no reference),
-        with their kind, oldest first."""
+        """Processing top-ups and withdrawals the provider never answered (no reference)
+        that entered `processing` before `created_before_ns`, with their kind, oldest first.
+        Aged by that state change (`updated_at`), not by creation: a withdrawal approved
+        from risk review an hour after it was made enters `processing` and calls its
+        provider then, and must not look abandoned while that call is in flight."""
         statement = (
             select(Payment.id, Payment.kind)
             .where(
                 Payment.state == "processing",
                 Payment.kind.in_(("top_up", "withdrawal")),
                 Payment.provider_reference.is_(None),
-                Payment.created_at < created_before_ns,
+                Payment.updated_at < created_before_ns,
             )
-            .order_by(Payment.created_at)
+            .order_by(Payment.updated_at)
             .limit(limit)
         )
         return [(row[0], row[1]) for row in await self._session.execute(statement)]
