@@ -8,10 +8,13 @@ Applying drives the ledger in its own units of work, so it runs outside the tran
 that marks the notification processed, and is idempotent instead: a duplicate, a late or
 out-of-order notification, or a retry after a crash finds the payment past the state it
 reports and changes nothing; a step re-driven submits the same transfer ids, so nothing
-ever moves twice."""
+ever moves twice. A notification applies only to the payment it describes: one of its own
+provider's, in the payment's currency and, for a charge's or payout's outcome, of its
+amount; a dispute only through the payment it disputes."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -26,6 +29,7 @@ from billfold.kit.ids import InvalidId, parse_id
 from billfold.payments.flows.disputes import open_dispute, resolve_dispute
 from billfold.payments.flows.topups import fail_top_up, settle_top_up
 from billfold.payments.flows.withdrawals import finish_withdrawal
+from billfold.payments.models import Payment
 from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.states import Kind
@@ -72,34 +76,54 @@ async def receive_notification(
     raise AssertionError("unreachable")
 
 
-async def apply_stored(runtime: PaymentsRuntime, payload: Mapping[str, Any]) -> str:
-    """Apply a stored notification (idempotent); what it did."""
+async def apply_stored(
+    runtime: PaymentsRuntime, payload: Mapping[str, Any], *, provider: str
+) -> str:
+    """Apply a notification `provider` sent (stored; idempotent); what it did."""
     fields = dict(payload)
     fields["type"] = NotificationType(fields["type"])
-    outcome = await _apply(runtime, Notification(**fields))
-    log.info("payments.notification_applied", event_id=fields["event_id"], outcome=outcome)
+    outcome = await _apply(runtime, Notification(**fields), provider=provider)
+    log.info(
+        "payments.notification_applied",
+        provider=provider,
+        event_id=fields["event_id"],
+        outcome=outcome,
+    )
     return outcome
 
 
 def register_notification_handlers(registry: InboundRegistry, runtime: PaymentsRuntime) -> None:
-    """One standalone handler per provider of `runtime`, on `connectors.<provider>`."""
-
-    async def handle(payload: Mapping[str, Any]) -> None:
-        await apply_stored(runtime, payload)
-
+    """One standalone handler per provider of `runtime`, on `connectors.<provider>`: each
+    knows its provider, so a notification applies only to that provider's payments."""
     for provider in runtime.providers:
-        registry.register_standalone(notification_source(provider), handle)
+        registry.register_standalone(
+            notification_source(provider), functools.partial(_handle, runtime, provider=provider)
+        )
 
 
-async def _apply(runtime: PaymentsRuntime, notification: Notification) -> str:
+async def _handle(runtime: PaymentsRuntime, payload: Mapping[str, Any], *, provider: str) -> None:
+    await apply_stored(runtime, payload, provider=provider)
+
+
+async def _apply(runtime: PaymentsRuntime, notification: Notification, *, provider: str) -> str:
     try:
         payment_id = parse_id("pay", notification.reference)
     except InvalidId:
         return "unknown_payment"
     async with runtime.unit_of_work.begin() as session:
         payment = await PaymentRepository(session).get(payment_id)
-    if payment is None or payment.provider is None:
+    if payment is None or payment.provider != provider:
+        # Another provider's payment (or none at all): a provider speaks only for the
+        # charges and payouts it was asked for, whatever reference its message names.
         return "unknown_payment"
+    if not _describes(notification, payment):
+        log.warning(
+            "payments.notification_mismatch",
+            provider=provider,
+            event_id=notification.event_id,
+            payment=payment_id.hex,
+        )
+        return "ignored_mismatch"
     kind = Kind(payment.kind)
     reason = f"{notification.type.value}:{notification.event_id}"[:128]
     if kind is Kind.TOP_UP and notification.type is T.CHARGE_SUCCEEDED:
@@ -130,9 +154,28 @@ async def _apply(runtime: PaymentsRuntime, notification: Notification) -> str:
             dispute = await PaymentRepository(session).dispute_by_provider_id(
                 notification.dispute_id
             )
-        if dispute is None:
+        if dispute is None or dispute.payment_id != payment_id:
+            # Resolved only through the payment it disputes: a dispute id is the provider's
+            # word, checked like a reference, so another payment's (or provider's) dispute
+            # is not decided by a message about this one.
             return "unknown_dispute"
         return await resolve_dispute(
             runtime, dispute_id=dispute.id, won=notification.type is T.DISPUTE_WON
         )
     return "ignored_stale"
+
+
+_OUTCOMES = frozenset(
+    {T.CHARGE_PENDING, T.CHARGE_SUCCEEDED, T.CHARGE_FAILED, T.PAYOUT_SUCCEEDED, T.PAYOUT_FAILED}
+)
+"""Types that report the outcome of the charge or payout itself: of its whole amount."""
+
+
+def _describes(notification: Notification, payment: Payment) -> bool:
+    """Whether the notification is about this payment's money: its currency always, and
+    for a charge's or payout's outcome its amount. A report of another amount or currency
+    is not this payment's (settling or releasing it would credit or return money the
+    provider never moved), so it is left for an operator instead of applied."""
+    if notification.currency != payment.currency:
+        return False
+    return notification.type not in _OUTCOMES or notification.amount_minor == payment.amount
