@@ -20,7 +20,7 @@ from billfold.app import create_app
 from billfold.connectors.senders import OutgoingNotification, RecordingSender
 from billfold.events.inbound import InboundProcessor
 from billfold.events.models import InboundEvent
-from billfold.identity.types import Scope
+from billfold.identity.types import Mode, Scope
 from billfold.kit.clock import SystemClock
 from billfold.kit.db import UnitOfWork, parse_database_url
 from billfold.kit.settings import Settings
@@ -164,21 +164,33 @@ class World:
     def api(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
 
+    @functools.cached_property
+    def live_key(self) -> str:
+        """An API key of the tenant's live mode with every scope, made on first use."""
+        created = create_key(
+            self.database_url, tenant_id=self.tenant_id, scopes=list(Scope), mode=Mode.LIVE
+        )
+        return created.secret
+
     # -- people
 
-    def user(self, *, phone: str | None = None) -> User:
+    def user(self, *, phone: str | None = None, mode: Mode = Mode.TEST) -> User:
+        """A signed-up, signed-in end user of the tenant in `mode`."""
         self._counter += 1
         handle = f"user{self._counter}_{uuid.uuid4().hex[:6]}"
         body: dict[str, Any] = {"handle": handle, "password": PASSWORD}
         if phone is not None:
             body["phone"] = phone
-        created = self.client.post("/v1/users", json=body, headers=self.api)
+        key = self.key if mode is Mode.TEST else self.live_key
+        created = self.client.post(
+            "/v1/users", json=body, headers={"Authorization": f"Bearer {key}"}
+        )
         assert created.status_code == 201, created.text
         login = self.client.post(
             "/v1/sessions",
             json={
                 "tenant_id": f"ten_{self.tenant_id.hex}",
-                "mode": "test",
+                "mode": mode.value,
                 "identifier": handle,
                 "password": PASSWORD,
             },

@@ -245,6 +245,12 @@ class Settings(BaseSettings):
         max_length=2048,
         description="Base URL the sandbox posts notifications to; http://HOST:PORT if unset.",
     )
+    payments_sandbox_live: bool = Field(
+        default=False,
+        description="Development only: let the sandbox providers serve live-mode top-ups and"
+        " withdrawals. Off, live mode has no provider (422 `live_provider_unavailable`): a"
+        " sandbox confirms any test card, and would mint live money.",
+    )
     payments_sandbox_notification_delay_s: float = Field(
         default=0.5, ge=0, le=60, description="How long the sandbox waits before it notifies."
     )

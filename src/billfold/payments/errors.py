@@ -23,6 +23,7 @@ BillfoldError
     ├── FeesExceedAmount           422 fees_exceed_amount
     ├── InvalidSplitRule           422 invalid_split_rule
     ├── FxQuoteMismatch            422 fx_quote_mismatch
+    ├── LiveProviderUnavailable    422 live_provider_unavailable
     └── LedgerRefused              422 ledger_refused
 """
 
@@ -42,6 +43,7 @@ __all__ = [
     "InvalidStateTransition",
     "LedgerRefused",
     "LimitExceeded",
+    "LiveProviderUnavailable",
     "MoneyRequestExpired",
     "MoneyRequestNotFound",
     "PaymentExpired",
@@ -83,6 +85,14 @@ class RecipientNotFound(NotFound):
 class UnknownProvider(NotFound):
     code = "unknown_provider"
     title = "Unknown provider"
+
+
+class LiveProviderUnavailable(ValidationFailed):
+    """A live-mode top-up or withdrawal, where the only providers are the sandboxes (which
+    confirm any test card: live money would be made from nothing)."""
+
+    code = "live_provider_unavailable"
+    title = "No live payment provider for this method"
 
 
 class InvalidStateTransition(Conflict):

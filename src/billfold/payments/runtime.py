@@ -13,11 +13,12 @@ from billfold.connectors.senders import HttpNotificationSender, NotificationSend
 from billfold.connectors.types import Provider
 from billfold.fx.rates import NoRatesSource, RatesSource
 from billfold.fx.service import FxConfig
+from billfold.identity.types import Mode
 from billfold.keys.keyring import Keyring
 from billfold.kit.db import UnitOfWork
 from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
-from billfold.payments.errors import UnknownProvider
+from billfold.payments.errors import LiveProviderUnavailable, UnknownProvider
 from billfold.payments.fees.service import schedule_fee_quoter
 from billfold.payments.fees.types import FeeQuoter
 from billfold.risk.types import RiskDecider
@@ -25,6 +26,7 @@ from billfold.wallets.accounts import PROVIDER_NAMES
 from billfold.wallets.service import WalletBook
 
 __all__ = [
+    "PROVIDER_FOR_METHOD",
     "PaymentsRuntime",
     "ResponseEnforcer",
     "close_payments",
@@ -34,6 +36,9 @@ __all__ = [
     "sandbox_providers",
 ]
 
+
+PROVIDER_FOR_METHOD = {"card": "sandbox_card", "bank_transfer": "sandbox_bank"}
+"""The provider of each top-up and withdrawal method (see `PaymentsRuntime.provider_for`)."""
 
 ResponseEnforcer = Callable[[Sequence[uuid.UUID]], Awaitable[object]]
 """Called with the ids of the automated responses a committed decision applied."""
@@ -52,6 +57,8 @@ class PaymentsRuntime:
     webhook_tolerance_s: int = 300
     step_up_threshold_minor: int | None = None
     sandboxes: dict[str, SandboxProvider] = field(default_factory=dict)
+    sandbox_live: bool = False
+    """Whether the sandboxes serve live mode too (`payments_sandbox_live`, development)."""
     fx_rates: RatesSource = field(default_factory=NoRatesSource)
     """Where cross-currency payments quote a rate when the payer brings no quote."""
     fx_config: FxConfig = field(
@@ -75,6 +82,18 @@ class PaymentsRuntime:
     def unit_of_work(self) -> UnitOfWork:
         return self.book.unit_of_work
 
+    def provider_for(self, method: str, mode: Mode) -> str:
+        """The provider that moves `method`'s money in `mode`: the sandboxes serve test
+        mode, and live mode only when `sandbox_live` says so."""
+        name = PROVIDER_FOR_METHOD[method]
+        if mode is Mode.LIVE and name in self.sandboxes and not self.sandbox_live:
+            raise LiveProviderUnavailable(
+                f"Live-mode {method} payments need a live payment provider; this deployment"
+                " has only the sandbox, which moves test-mode money.",
+                method=method,
+            )
+        return name
+
     def provider(self, name: str) -> Provider:
         provider = self.providers.get(name)
         if provider is None:
@@ -95,6 +114,7 @@ class PaymentsRuntime:
             webhook_tolerance_s=settings.payments_webhook_tolerance_s,
             step_up_threshold_minor=settings.payments_step_up_threshold_minor,
             sandboxes=sandboxes,
+            sandbox_live=settings.payments_sandbox_live,
             fx_config=FxConfig.from_settings(settings),
             review_hold_s=settings.risk_review_hold_s,
             risk_lower_limits_bps=settings.risk_lower_limits_bps,

@@ -65,7 +65,6 @@ __all__ = [
     "start_top_up",
 ]
 
-PROVIDER_FOR_METHOD = {"card": "sandbox_card", "bank_transfer": "sandbox_bank"}
 _SETTLE = "settle"
 """The settlement's step, and its fee lines' (`settle:fee:<n>`)."""
 NO_CONTEXT = RiskContext()
@@ -86,7 +85,7 @@ async def start_top_up(
     """Hold the amount as pending in the wallet, then charge the provider; past the risk
     decision first (`billfold.payments.flows.gate`): a top-up held for review is parked
     before anything moves — no hold, no charge — until approved (`flows.review`)."""
-    provider_name = PROVIDER_FOR_METHOD[method]
+    provider_name = runtime.provider_for(method, mode)
     ledger_tenant = ledger_tenant_of(tenant_id, mode)
     clearing = clearing_account_id(ledger_tenant, provider=provider_name, currency=currency)
     payment_id = new_id()

@@ -55,7 +55,6 @@ __all__ = [
 FEE_LINES_MAX = 8
 """At most this many fee lines are held with a withdrawal (released after a crash)."""
 
-PROVIDER_FOR_METHOD = {"card": "sandbox_card", "bank_transfer": "sandbox_bank"}
 NO_CONTEXT = RiskContext()
 
 
@@ -75,7 +74,7 @@ async def start_withdrawal(
     """Hold the amount and fees, then ask the provider for the payout; past the risk
     decision first (`billfold.payments.flows.gate`): a held withdrawal keeps its holds
     and asks the provider only once approved (`billfold.payments.flows.review`)."""
-    provider_name = PROVIDER_FOR_METHOD[method]
+    provider_name = runtime.provider_for(method, mode)
     verified = await require_step_up(
         runtime.unit_of_work,
         threshold_minor=runtime.step_up_threshold_minor,
