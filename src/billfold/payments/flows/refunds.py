@@ -260,7 +260,12 @@ async def _succeeded(
                 fixed_amount=0,
             )
         )
-    full = payment.refunded_amount == payment.captured_amount
+    # Fully refunded only once no other refund still reserves part of the amount: one
+    # pending or in review may yet fail and give its part back (refundable again), and
+    # `refunded` is final.
+    others = await PaymentRepository(session).refunds(payment.id)
+    reserving = any(r.id != stored.id and r.state in ("pending", "in_review") for r in others)
+    full = payment.refunded_amount == payment.captured_amount and not reserving
     await transition(
         session, payment, State.REFUNDED if full else State.PARTIALLY_REFUNDED, reason=reference
     )
