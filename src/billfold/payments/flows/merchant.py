@@ -146,7 +146,9 @@ async def authorize(
     until approved."""
     ledger_tenant = ledger_tenant_of(tenant_id, mode)
     async with runtime.unit_of_work.begin() as session:
-        payment = await load(session, payment_id, tenant_id=tenant_id, mode=mode.value)
+        payment = await load(
+            session, payment_id, tenant_id=tenant_id, mode=mode.value, for_update=True
+        )
         if payment.kind != Kind.MERCHANT.value:
             raise InvalidStateTransition("Only merchant payments are authorized by a payer.")
         if payment.state in _AUTHORIZED_OR_HELD and payment.payer_user_id == user_id:
@@ -286,7 +288,8 @@ async def authorize(
                 )
         raise_for(failure(results))
     async with runtime.unit_of_work.begin() as session:
-        payment = await load(session, payment_id)
+        # Locked: a retry racing this one records the state change once (it finds it made).
+        payment = await load(session, payment_id, for_update=True)
         payment.payer_user_id, payment.debit_account_id = user_id, wallet
         if payment.spent_at is None:  # unclaimed meanwhile by a concurrent failed retry
             payment.spent_at = spent_at
@@ -447,7 +450,8 @@ async def void(
     if not applied(results):
         await _refused(runtime, payment_id, failure(results))
     async with runtime.unit_of_work.begin() as session:
-        payment = await load(session, payment_id)
+        # Locked: of two voids at once (or a void and an expiry) one records the change.
+        payment = await load(session, payment_id, for_update=True)
         await _forget_claim(session, payment)
         await transition(session, payment, State.VOIDED, reason="voided")
 
@@ -458,7 +462,7 @@ async def expire(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
     money back at once, whatever the ledger's own timeout) — unless a capture posted it
     first, which then wins. Idempotent; what happened, for the log."""
     async with runtime.unit_of_work.begin() as session:
-        payment = await load(session, payment_id)
+        payment = await load(session, payment_id, for_update=True)
         now = now_ns()
         if payment.state == State.REQUIRES_PAYMENT.value:
             if payment.expires_at is None or payment.expires_at > now:
@@ -490,7 +494,7 @@ async def expire(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
     if not released:
         return f"ledger_{status}"
     async with runtime.unit_of_work.begin() as session:
-        payment = await load(session, payment_id)
+        payment = await load(session, payment_id, for_update=True)
         if payment.state != State.AUTHORIZED.value:
             return f"ignored_{payment.state}"  # a concurrent void recorded itself
         await _forget_claim(session, payment)
@@ -655,8 +659,9 @@ async def _refused(
     """An authorization the ledger expired is recorded as such before the error."""
     if status is CreateTransferStatus.PENDING_TRANSFER_EXPIRED:
         async with runtime.unit_of_work.begin() as session:
-            payment = await load(session, payment_id)
-            await _forget_claim(session, payment)
-            await transition(session, payment, State.EXPIRED, reason="hold_expired")
+            payment = await load(session, payment_id, for_update=True)
+            if payment.state == State.AUTHORIZED.value:  # else recorded meanwhile
+                await _forget_claim(session, payment)
+                await transition(session, payment, State.EXPIRED, reason="hold_expired")
         raise PaymentExpired("The authorization expired.")
     raise_for(status)
