@@ -49,6 +49,20 @@ async def one_percent_plus_ten(session: AsyncSession, context: FeeContext) -> Fe
     )
 
 
+async def three_percent(session: AsyncSession, context: FeeContext) -> FeeQuote:
+    """Another schedule, for a price that changed: 3% (rounded down)."""
+    return FeeQuote(
+        lines=(
+            FeeLine(
+                rule="three_percent",
+                description="3%",
+                amount_minor=context.amount_minor * 3 // 100,
+                currency=context.currency,
+            ),
+        )
+    )
+
+
 def internal_id(public_id: str) -> uuid.UUID:
     """The internal id behind a public one (`pay_…`, `usr_…`), as the flows take it."""
     return uuid.UUID(hex=public_id.partition("_")[2])
@@ -321,6 +335,18 @@ class World:
                 return [(str(row.type), dict(row.data)) for row in rows]
 
         return self.client.portal.call(read)
+
+    def lapse_authorization(self, payment_id: str) -> None:
+        """The payment's authorization is past its expiry (as if its hold time went by)."""
+        from billfold.payments.models import Payment
+
+        async def lapse() -> None:
+            async with self.runtime.unit_of_work.begin() as session:
+                row = await session.get(Payment, internal_id(payment_id))
+                assert row is not None
+                row.authorization_expires_at = 1
+
+        self.client.portal.call(lapse)
 
     def resume_interrupted(self) -> None:
         """Recovery's sweep, at once (no grace for flows still in flight)."""

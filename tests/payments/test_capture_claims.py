@@ -11,31 +11,21 @@ import functools
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.identity.types import Mode
 from billfold.kit.errors import BillfoldError
 from billfold.kit.ids import parse_id
 from billfold.ledger.types import AccountStatus
-from billfold.payments.fees.types import FeeContext, FeeLine, FeeQuote
 from billfold.payments.flows import merchant
-from billfold.payments.models import Payment
 from billfold.wallets.service import ledger_tenant_of
-from payments.payments_support import CrashError, World, crashing, internal_id, problem
-
-
-async def _three_percent(session: AsyncSession, context: FeeContext) -> FeeQuote:
-    """Another schedule: 3%."""
-    return FeeQuote(
-        lines=(
-            FeeLine(
-                rule="three_percent",
-                description="3%",
-                amount_minor=context.amount_minor * 3 // 100,
-                currency=context.currency,
-            ),
-        )
-    )
+from payments.payments_support import (
+    CrashError,
+    World,
+    crashing,
+    internal_id,
+    problem,
+    three_percent,
+)
 
 
 def _authorized(world: World, amount: int = 1_000) -> tuple[Any, str, str]:
@@ -100,7 +90,7 @@ def test_a_capture_retried_after_a_crash_and_a_price_change_keeps_its_price(
     with World(database_url) as world:  # 1% + 10
         ann, shop, payment_id = _authorized(world)
         _crash_capture(world, monkeypatch, payment_id, 600, after=after_ledger)
-        world.runtime.fee_quoter = _three_percent
+        world.runtime.fee_quoter = three_percent
         retried = _capture(world, payment_id, 600)
         assert retried.status_code == 200, retried.text
         _captured_at_the_first_price(world, ann, shop, payment_id)
@@ -114,7 +104,7 @@ def test_a_capture_a_crash_interrupted_is_finished_by_recovery_at_its_price(
     with World(database_url) as world:
         ann, shop, payment_id = _authorized(world)
         _crash_capture(world, monkeypatch, payment_id, 600, after=after_ledger)
-        world.runtime.fee_quoter = _three_percent
+        world.runtime.fee_quoter = three_percent
         world.resume_interrupted()
         _captured_at_the_first_price(world, ann, shop, payment_id)
         world.resume_interrupted()  # nothing left to do
@@ -186,13 +176,7 @@ def test_a_claim_never_posted_is_forgotten_when_the_authorization_expires(
         ann, _, payment_id = _authorized(world)
         _crash_capture(world, monkeypatch, payment_id, 600, after=False)
 
-        async def lapse() -> None:
-            async with world.runtime.unit_of_work.begin() as session:
-                row = await session.get(Payment, internal_id(payment_id))
-                assert row is not None
-                row.authorization_expires_at = 1
-
-        world.client.portal.call(lapse)
+        world.lapse_authorization(payment_id)
         outcome = world.client.portal.call(
             functools.partial(merchant.expire, world.runtime, internal_id(payment_id))
         )

@@ -12,14 +12,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.identity.types import Mode
 from billfold.kit.errors import BillfoldError
-from billfold.payments.fees.types import FeeContext, FeeLine, FeeQuote
 from billfold.payments.flows import disputes, merchant, p2p, topups
 from billfold.payments.models import Payment
-from payments.payments_support import CrashError, User, World, crashing, internal_id
+from payments.payments_support import CrashError, User, World, crashing, internal_id, three_percent
 
 
 def _request(world: World, *, payee: User, payer: User, amount: int) -> uuid.UUID:
@@ -141,13 +139,7 @@ def test_a_capture_interrupted_after_the_ledger_is_recorded_by_recovery(
         monkeypatch.setattr(merchant, "apply_steps", real)
         assert world.payment(payment_id)["state"] == "authorized"  # the money moved
 
-        async def lapse() -> None:
-            async with world.runtime.unit_of_work.begin() as session:
-                row = await session.get(Payment, internal_id(payment_id))
-                assert row is not None
-                row.authorization_expires_at = 1
-
-        world.client.portal.call(lapse)
+        world.lapse_authorization(payment_id)
         world.resume_interrupted()
         world.resume_interrupted()
         after = world.payment(payment_id)
@@ -194,20 +186,6 @@ def test_a_dispute_interrupted_while_opening_is_opened_by_recovery(
         assert world.wallet(ann)["available"] == 0
 
 
-async def _three_percent(session: AsyncSession, context: FeeContext) -> FeeQuote:
-    """Another schedule: 3%."""
-    return FeeQuote(
-        lines=(
-            FeeLine(
-                rule="p2p_three_percent",
-                description="3%",
-                amount_minor=context.amount_minor * 3 // 100,
-                currency=context.currency,
-            ),
-        )
-    )
-
-
 def test_a_p2p_resumed_after_the_fees_changed_is_recorded_as_the_ledger_moved_it(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -222,7 +200,7 @@ def test_a_p2p_resumed_after_the_fees_changed_is_recorded_as_the_ledger_moved_it
             _send(world, ann, bob, 1_000)
         monkeypatch.setattr(p2p, "apply_steps", real)
         # The schedule (or the month's volume tier) changed before recovery re-drove it.
-        world.runtime.fee_quoter = _three_percent
+        world.runtime.fee_quoter = three_percent
         world.resume_interrupted()
 
         async def sent() -> list[Payment]:
@@ -290,7 +268,7 @@ def test_a_top_up_settlement_interrupted_after_the_ledger_keeps_its_price(
         with pytest.raises(CrashError):
             _settle(world, payment_id)
         monkeypatch.setattr(topups, "apply_steps", real)
-        world.runtime.fee_quoter = _three_percent
+        world.runtime.fee_quoter = three_percent
         world.deliver()  # the provider's charge.succeeded
         settled = world.payment(payment_id)
         assert settled["state"] == "succeeded"
