@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic.json_schema import SkipJsonSchema
 
 from billfold.events.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from billfold.events.service import DESCRIPTION_LENGTH_MAX, EVENT_TYPES_FILTER_MAX
@@ -34,9 +33,6 @@ DELIVERY_ID_PREFIX = "whd"
 _STRICT = ConfigDict(extra="forbid")
 
 EventTypes = list[str]
-NotNull = SkipJsonSchema[None]
-"""An update's field left out (None inside, never `null` in the body: see
-`EndpointUpdateRequest`)."""
 
 
 class EndpointCreateRequest(BaseModel):
@@ -58,17 +54,30 @@ class EndpointCreateRequest(BaseModel):
     )
 
 
+def _fields_without_null(schema: dict[str, Any]) -> None:
+    """An update names at least one field, each with a value: the document offers no
+    `null` (and so no `null` default) for any of them."""
+    schema["minProperties"] = 1
+    for field in schema.get("properties", {}).values():
+        options = [option for option in field.pop("anyOf", []) if option.get("type") != "null"]
+        if len(options) == 1:
+            field.update(options[0])
+        elif options:
+            field["anyOf"] = options
+        field.pop("default", None)
+
+
 class EndpointUpdateRequest(BaseModel):
     """The fields to change, at least one; the others stay. A field is left out, never
     `null`: no field can be cleared, so a `null` used to be ignored and the PATCH answered
-    200 having changed nothing (the document does not offer `null`: `SkipJsonSchema`)."""
+    200 having changed nothing (the document does not offer `null` either)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
-    url: Annotated[StorableText, Field(min_length=1, max_length=URL_LENGTH_MAX)] | NotNull = None
-    description: Annotated[StorableText, Field(max_length=DESCRIPTION_LENGTH_MAX)] | NotNull = None
-    event_types: Annotated[EventTypes, Field(max_length=EVENT_TYPES_FILTER_MAX)] | NotNull = None
-    status: Literal["enabled", "disabled"] | NotNull = None
-    batch_size_max: Annotated[JsonInt, Field(ge=1, le=BATCH_SIZE_MAX)] | NotNull = None
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_fields_without_null)
+    url: StorableText | None = Field(default=None, min_length=1, max_length=URL_LENGTH_MAX)
+    description: StorableText | None = Field(default=None, max_length=DESCRIPTION_LENGTH_MAX)
+    event_types: EventTypes | None = Field(default=None, max_length=EVENT_TYPES_FILTER_MAX)
+    status: Literal["enabled", "disabled"] | None = None
+    batch_size_max: JsonInt | None = Field(default=None, ge=1, le=BATCH_SIZE_MAX)
 
     @model_validator(mode="after")
     def _names_a_change(self) -> EndpointUpdateRequest:
