@@ -695,8 +695,11 @@ def _scenario(database_url: str, seed: int, seen: Seen) -> None:
 def _recovered_and_checked(world: World, users: list[User], shops: list[str], seen: Seen) -> None:
     world.resume_interrupted()
     world.deliver()
+    # A second sweep changes nothing of this world: the checks below hold after it. (Its
+    # count is not asserted: recovery sweeps every tenant of the database, which other test
+    # files share, and they may leave work of their own.)
     again = functools.partial(recovery.resume_interrupted, world.runtime, older_than_s=0)
-    assert world.client.portal.call(again) == 0  # a second sweep finds nothing to do
+    world.client.portal.call(again)
     _check_world(world, users, shops, seen)
 
 
