@@ -6,22 +6,18 @@ the 30 s busy timeout."""
 
 from __future__ import annotations
 
+import functools
 import re
-import sqlite3
-import threading
 import uuid
 
 import pytest
-from fastapi.testclient import TestClient
 
 from billfold.identity.operators.permissions import Role
 from billfold.identity.types import Mode, Scope
 from identity.identity_support import create_key
 from identity.operators.operators_support import operator
 from payments.payments_support import World
-
-READ_WAIT_S = 5.0
-"""Far below the 30 s busy timeout a read that took the write lock would wait out."""
+from sqlite_support import done_while_locked
 
 WRITING_READS = {
     "/v1/users/{user_id}/pii": "a reveal in the clear is written to the audit log",
@@ -44,23 +40,6 @@ def _concrete(path: str) -> str:
         return f"{prefix or 'x'}_{uuid.uuid4().hex}"
 
     return _PATH_PARAMETER.sub(fill, path)
-
-
-def _answered_while_locked(database_url: str, client: TestClient, path: str, auth: str) -> bool:
-    writer = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
-    reader = threading.Thread(
-        target=client.get, args=(path,), kwargs={"headers": {"Authorization": auth}}
-    )
-    try:
-        writer.execute("BEGIN IMMEDIATE")
-        reader.start()
-        reader.join(READ_WAIT_S)
-        return not reader.is_alive()
-    finally:
-        writer.execute("ROLLBACK")
-        writer.close()
-        if reader.is_alive():
-            reader.join()
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -86,6 +65,9 @@ def test_every_get_route_reads_without_the_write_lock(isolated_database_url: str
                 continue
             schemes = [name for need in operation.get("security", []) for name in need]
             auth = credentials[schemes[-1]] if schemes else ""
-            if not _answered_while_locked(url, world.client, _concrete(path), auth):
+            read = functools.partial(
+                world.client.get, _concrete(path), headers={"Authorization": auth}
+            )
+            if not done_while_locked(url, read):
                 waited.append(path)
         assert waited == []

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
@@ -18,22 +16,11 @@ from billfold.kit.ids import new_id
 from events.events_api_support import EVERYTHING, auth, client
 from events.events_support import harness
 from identity.identity_support import bootstrap_tenant, create_key
+from sqlite_support import write_lock_held
 
 WRITER_TRIES = 300
 IDLE_ROUND_S = 10.0
 """Far below the 30 s busy timeout an idle round would wait out if it took the lock."""
-
-
-@contextmanager
-def write_lock_held(database_url: str) -> Iterator[sqlite3.Connection]:
-    """Another connection holds the write lock (as a long API transaction would)."""
-    connection = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
-    try:
-        connection.execute("BEGIN IMMEDIATE")
-        yield connection
-    finally:
-        connection.execute("ROLLBACK")
-        connection.close()
 
 
 @pytest.mark.anyio

@@ -7,11 +7,10 @@ SQLite only: PostgreSQL has no database-wide write lock to wait for."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from events.events_api_support import auth, client, keys, post_transfer, wait_for
+from sqlite_support import write_lock_held
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -27,13 +26,8 @@ def test_a_stream_sends_its_events_while_another_connection_holds_the_write_lock
                 for e in api.get("/v1/events", headers=auth(reader)).json()["items"]
             )
         )
-        writer = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
-        try:
-            writer.execute("BEGIN IMMEDIATE")  # a long write elsewhere
+        with write_lock_held(database_url):  # a long write elsewhere
             response = api.get(f"/v1/events/stream?aggregate={transfer_id}", headers=auth(reader))
-        finally:
-            writer.execute("ROLLBACK")
-            writer.close()
     assert response.status_code == 200
     blocks = [b for b in response.text.split("\n\n") if b.startswith("id:")]
     assert len(blocks) == 1 and f'"subject":"{transfer_id}"' in blocks[0]

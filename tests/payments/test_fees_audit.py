@@ -31,6 +31,7 @@ from billfold.payments.fees.types import FeeContext
 from ledger.ledger_api_support import api, assert_problem, auth
 from payments.fees.test_fees_api import CATCH_ALL, create, keys, merchant, preview
 from payments.payments_support import World
+from sqlite_support import done_while_locked
 
 TWO_TIERS = (FeeTier(bps=200), FeeTier(volume_from_minor=3_000, bps=100))
 
@@ -304,9 +305,6 @@ def test_concurrent_creations_of_one_scope_make_one_schedule(database_url: str) 
 
 # -- reads --------------------------------------------------------------------------------
 
-READ_WAIT_S = 10.0
-"""Far below the 30 s busy timeout a read that took SQLite's write lock would wait out."""
-
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_schedule_reads_and_previews_never_wait_for_the_writer(
@@ -314,9 +312,6 @@ def test_schedule_reads_and_previews_never_wait_for_the_writer(
 ) -> None:
     """They read in deferred transactions: a long write elsewhere (SQLite has one writer)
     does not hold them up. Before, each began `BEGIN IMMEDIATE` and queued behind it."""
-    import sqlite3
-    import threading
-
     _, key = keys(isolated_database_url)
     with api(isolated_database_url) as client:
         schedule = create(client, key)
@@ -335,17 +330,5 @@ def test_schedule_reads_and_previews_never_wait_for_the_writer(
             ):
                 answers.append(response.status_code)
 
-        writer = sqlite3.connect(
-            isolated_database_url.removeprefix("sqlite:///"), isolation_level=None
-        )
-        try:
-            writer.execute("BEGIN IMMEDIATE")
-            reader = threading.Thread(target=read)
-            reader.start()
-            reader.join(READ_WAIT_S)
-            done_while_locked = not reader.is_alive()
-        finally:
-            writer.execute("ROLLBACK")
-            writer.close()
-        reader.join()
-        assert done_while_locked and answers == [200, 200, 200], answers
+        done = done_while_locked(isolated_database_url, read, wait_s=10.0)
+        assert done and answers == [200, 200, 200], answers
