@@ -49,6 +49,8 @@ class SecurityEventType(enum.StrEnum):
     API_KEY_REVOKED = "api_key.revoked"
     OPERATOR_CREATED = "operator.created"
     OPERATOR_ROLE_CHANGED = "operator.role_changed"
+    OPERATOR_DISABLED = "operator.disabled"
+    OPERATOR_ENABLED = "operator.enabled"
     APPROVAL_REQUESTED = "approval.requested"
     APPROVAL_GRANTED = "approval.granted"
     APPROVAL_REFUSED = "approval.refused"

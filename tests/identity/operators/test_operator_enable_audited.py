@@ -1,6 +1,6 @@
 """Giving a disabled operator its access back is a change of who may act in the back
-office: like disabling, it leaves an entry in the tenant's audit log, naming who did it,
-to whom, and the status before and after. On both backends."""
+office: like disabling, it leaves an entry in the tenant's audit log (through its security
+event), naming who did it, to whom, and the status before and after. On both backends."""
 
 from __future__ import annotations
 
@@ -53,6 +53,6 @@ def test_enabling_an_operator_again_is_in_the_audit_log(database_url: str) -> No
     ]
     # Disabled, then enabled once: enabling an active operator changes nothing, records nothing.
     assert changes == [
-        ("sessions.revoked", admin.public_id, {"status": "active"}, {"status": "disabled"}),
+        ("operator.disabled", admin.public_id, {"status": "active"}, {"status": "disabled"}),
         ("operator.enabled", admin.public_id, {"status": "disabled"}, {"status": "active"}),
     ]

@@ -7,6 +7,12 @@ The rules, each enforced where nothing can skip it:
 - approving also needs the requester to be active and to hold the request permission
   still: four eyes are two people who may each do their part when the act happens, so a
   request outlives neither its requester's disabling nor the loss of their right to ask;
+- one operator has at most ``PENDING_APPROVALS_PER_REQUESTER_MAX`` pending requests, a
+  tenant at most ``PENDING_APPROVALS_PER_TENANT_MAX``: one operator (or one who took over
+  its session) cannot fill the tenant's cap and so block every other operator's requests;
+- a limit increase is for an active end user: one who is disabled (erasure disables too)
+  is refused when it is asked for and, like a requester who lost their standing, when it
+  would be approved (it may have been disabled in between);
 - a request is decided once: every transition is a conditional UPDATE on the previous
   status, so of two concurrent decisions exactly one changes the row;
 - a pending request past ``expires_at`` can no longer be decided; it becomes ``expired``;
@@ -33,16 +39,18 @@ from billfold.identity.operators.errors import (
     ApprovalAlreadyDecided,
     ApprovalExpired,
     ApprovalNotFound,
+    HolderNotActive,
     InvalidApprovalExpiry,
     InvalidNote,
     PendingApprovalLimitReached,
     PermissionDenied,
     RequesterNotPermitted,
+    RequesterPendingApprovalLimitReached,
     SelfApprovalForbidden,
 )
 from billfold.identity.operators.executors import ExecutionOutcome
 from billfold.identity.operators.models import NOTE_LENGTH_MAX, ApprovalRequest
-from billfold.identity.operators.payloads import canonical_payload
+from billfold.identity.operators.payloads import LimitIncreasePayload, canonical_payload
 from billfold.identity.operators.permissions import (
     ACTION_PERMISSIONS,
     ActionType,
@@ -59,9 +67,11 @@ from billfold.identity.security_events import (
     SecurityEventType,
     record_security_event,
 )
+from billfold.identity.users.repository import UserRepository
+from billfold.identity.users.types import USER_ID_PREFIX
 from billfold.kit.clock import NANOSECONDS_PER_SECOND
 from billfold.kit.errors import BillfoldError, invariant
-from billfold.kit.ids import format_id, new_id
+from billfold.kit.ids import InvalidId, format_id, new_id, parse_id
 from billfold.kit.pagination import Page, clamp_page_size, encode_cursor
 
 __all__ = [
@@ -69,6 +79,7 @@ __all__ = [
     "EXPIRY_DEFAULT_S",
     "EXPIRY_MAX_S",
     "EXPIRY_MIN_S",
+    "PENDING_APPROVALS_PER_REQUESTER_MAX",
     "PENDING_APPROVALS_PER_TENANT_MAX",
     "Decision",
     "clean_note",
@@ -89,6 +100,8 @@ EXPIRY_MIN_S = 5 * 60
 EXPIRY_MAX_S = 7 * 24 * 3600
 """A request waits at most a week: stale approvals are how four eyes become two."""
 PENDING_APPROVALS_PER_TENANT_MAX = 1_000
+PENDING_APPROVALS_PER_REQUESTER_MAX = 100
+"""One operator's share of the tenant's cap: filling it blocks only that operator."""
 EXPIRED_PER_SWEEP_MAX = 1_000
 
 
@@ -144,14 +157,11 @@ async def create_approval_request(
             expires_in_s_min=EXPIRY_MIN_S,
             expires_in_s_max=EXPIRY_MAX_S,
         )
+    await _require_holder_standing(
+        session, tenant_id=principal.tenant_id, action_type=action_type, payload=canonical
+    )
     approvals = ApprovalRepository(session)
-    if await approvals.count_pending(tenant_id=principal.tenant_id, now_ns=now_ns) >= (
-        PENDING_APPROVALS_PER_TENANT_MAX
-    ):
-        raise PendingApprovalLimitReached(
-            f"A tenant has at most {PENDING_APPROVALS_PER_TENANT_MAX} pending requests.",
-            limit=PENDING_APPROVALS_PER_TENANT_MAX,
-        )
+    await _require_pending_room(approvals, principal=principal, now_ns=now_ns)
     approval = ApprovalRequest(
         id=new_id(),
         tenant_id=principal.tenant_id,
@@ -171,6 +181,62 @@ async def create_approval_request(
     await approvals.add(approval)
     await _record(session, principal, approval, SecurityEventType.APPROVAL_REQUESTED, now_ns)
     return approval
+
+
+async def _require_pending_room(
+    approvals: ApprovalRepository, *, principal: OperatorPrincipal, now_ns: int
+) -> None:
+    """Refuse a request beyond the caller's cap or the tenant's. Counted under the tenant's
+    lock, held until the request commits, so concurrent requests cannot each take the
+    last place. The caller's cap first: it is the one the caller can do something about."""
+    await approvals.lock_pending(principal.tenant_id)
+    mine = await approvals.count_pending(
+        tenant_id=principal.tenant_id, now_ns=now_ns, requested_by=principal.operator_id
+    )
+    if mine >= PENDING_APPROVALS_PER_REQUESTER_MAX:
+        raise RequesterPendingApprovalLimitReached(
+            f"An operator has at most {PENDING_APPROVALS_PER_REQUESTER_MAX} pending requests;"
+            " wait for some of yours to be decided or to expire.",
+            limit=PENDING_APPROVALS_PER_REQUESTER_MAX,
+        )
+    if await approvals.count_pending(tenant_id=principal.tenant_id, now_ns=now_ns) >= (
+        PENDING_APPROVALS_PER_TENANT_MAX
+    ):
+        raise PendingApprovalLimitReached(
+            f"A tenant has at most {PENDING_APPROVALS_PER_TENANT_MAX} pending requests.",
+            limit=PENDING_APPROVALS_PER_TENANT_MAX,
+        )
+
+
+async def _require_holder_standing(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    action_type: ActionType,
+    payload: str,
+    lock: bool = False,
+) -> None:
+    """Raise :class:`HolderNotActive` if ``payload`` raises the limit of an end user of the
+    tenant who is not active: a disabled (or erased) user's limits are no one's to raise.
+    Any other subject (not an end user, not of the tenant, none) is the executor's to
+    refuse. With ``lock``, the user's row is locked until this transaction ends, so a
+    concurrent disabling or erasure either waits for it or is read here."""
+    if action_type is not ActionType.LIMIT_INCREASE:
+        return
+    subject_id = LimitIncreasePayload.model_validate_json(payload).subject_id
+    try:
+        user_id = parse_id(USER_ID_PREFIX, subject_id)
+    except InvalidId:
+        return
+    user = await UserRepository(session).get_in_tenant(
+        tenant_id=tenant_id, user_id=user_id, for_update=lock
+    )
+    if user is not None and user.status != "active":
+        raise HolderNotActive(
+            "The end user is disabled (or erased): their limits cannot be raised.",
+            subject_id=subject_id,
+            holder_status=user.status,
+        )
 
 
 def require_permission(principal: OperatorPrincipal, permission: Permission) -> None:
@@ -267,7 +333,9 @@ async def decide(
 
     The conditional UPDATE comes first: it is the check and the decision in one statement.
     Only when it changes nothing is the row read, to say why. An approval whose requester
-    may no longer ask for the action raises :class:`RequesterNotPermitted`, undoing it.
+    may no longer ask for the action raises :class:`RequesterNotPermitted`, and one of a
+    limit increase whose end user is no longer active :class:`HolderNotActive`, undoing it
+    (the request stays pending, to be refused or to expire).
     """
     note = None if note is None else clean_note(note)
     approvable = approvable_actions(principal.permissions)
@@ -289,6 +357,13 @@ async def decide(
     invariant(approval.decided_by != approval.requested_by, "four eyes: decider is not requester")
     if approve:
         await _require_requester_standing(session, approval)
+        await _require_holder_standing(
+            session,
+            tenant_id=approval.tenant_id,
+            action_type=ActionType(approval.action_type),
+            payload=approval.payload,
+            lock=True,
+        )
     granted = SecurityEventType.APPROVAL_GRANTED if approve else SecurityEventType.APPROVAL_REFUSED
     await _record(session, principal, approval, granted, now_ns)
     return Decision(approval=approval, error=None)

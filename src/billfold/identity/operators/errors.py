@@ -19,9 +19,12 @@ The hierarchy::
     │   ├── OperatorLimitReached         409 operator_limit_reached
     │   ├── LastAdministrator            409 last_administrator
     │   ├── PendingApprovalLimitReached  409 pending_approval_limit_reached
+    │   │   └── RequesterPendingApprovalLimitReached
+    │   │                                409 requester_pending_approval_limit_reached
     │   ├── ApprovalAlreadyDecided       409 approval_already_decided
     │   ├── ApprovalExpired              409 approval_expired
-    │   └── RequesterNotPermitted        409 requester_not_permitted
+    │   ├── RequesterNotPermitted        409 requester_not_permitted
+    │   └── HolderNotActive              409 holder_not_active
     ├── ValidationFailed
     │   ├── InvalidEmail                 422 invalid_email
     │   ├── InvalidPassword              422 invalid_password
@@ -54,6 +57,7 @@ __all__ = [
     "ApprovalExecutorUnavailable",
     "ApprovalExpired",
     "ApprovalNotFound",
+    "HolderNotActive",
     "InvalidApprovalExpiry",
     "InvalidApprovalPayload",
     "InvalidEmail",
@@ -70,6 +74,7 @@ __all__ = [
     "PendingApprovalLimitReached",
     "PermissionDenied",
     "RequesterNotPermitted",
+    "RequesterPendingApprovalLimitReached",
     "SelfApprovalForbidden",
     "SelfManagementForbidden",
 ]
@@ -163,8 +168,19 @@ class LastAdministrator(Conflict):
 
 
 class PendingApprovalLimitReached(Conflict):
+    """Raised with the extension ``limit``: the tenant's pending requests."""
+
     code = "pending_approval_limit_reached"
     title = "Too many pending approval requests"
+
+
+class RequesterPendingApprovalLimitReached(PendingApprovalLimitReached):
+    """Raised with the extension ``limit``: the caller's own pending requests. A cap of its
+    own, below the tenant's, so that one operator cannot fill the tenant's and block every
+    other operator's requests."""
+
+    code = "requester_pending_approval_limit_reached"
+    title = "Too many pending approval requests by this operator"
 
 
 class ApprovalAlreadyDecided(Conflict):
@@ -185,6 +201,14 @@ class RequesterNotPermitted(Conflict):
 
     code = "requester_not_permitted"
     title = "The requester may no longer ask for this action"
+
+
+class HolderNotActive(Conflict):
+    """Raised with the extensions ``subject_id`` and ``holder_status``: a limit increase for
+    an end user who is not active (disabled; erasure disables a user too)."""
+
+    code = "holder_not_active"
+    title = "The end user is not active"
 
 
 class InvalidEmail(ValidationFailed):

@@ -7,11 +7,12 @@ changes that two requests could race on are conditional UPDATEs (``… WHERE sta
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Collection, Mapping
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, case, func, select, update
+from sqlalchemy import CursorResult, case, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.identity.models import Tenant
@@ -32,6 +33,14 @@ __all__ = [
 
 _LISTED_MAX = 1_001
 """Most rows one listing query returns: a page of 1,000 and the one that says 'more'."""
+_PENDING_LOCK_NAMESPACE = b"billfold.identity.pending-approvals:"
+
+
+def pending_lock_key(tenant_id: uuid.UUID) -> int:
+    """The PostgreSQL advisory-lock key (a signed 64-bit integer) of a tenant's new
+    approval requests."""
+    digest = hashlib.blake2b(_PENDING_LOCK_NAMESPACE + tenant_id.bytes, digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _changed_rows(result: object) -> int:
@@ -252,12 +261,29 @@ class ApprovalRepository:
             statement = statement.where(ApprovalRequest.id < after_id)
         return list((await self._session.execute(statement)).scalars())
 
-    async def count_pending(self, *, tenant_id: uuid.UUID, now_ns: int) -> int:
+    async def lock_pending(self, tenant_id: uuid.UUID) -> None:
+        """Serialize the tenant's new requests until this transaction ends, so the pending
+        requests counted against a cap stay counted until the new one commits (two
+        concurrent requests would otherwise both see room for one). PostgreSQL: a
+        transaction-scoped advisory lock; SQLite: nothing to do, the unit of work's ``BEGIN
+        IMMEDIATE`` already holds the database's only write lock."""
+        if self._session.get_bind().dialect.name != "postgresql":
+            return
+        await self._session.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": pending_lock_key(tenant_id)}
+        )
+
+    async def count_pending(
+        self, *, tenant_id: uuid.UUID, now_ns: int, requested_by: uuid.UUID | None = None
+    ) -> int:
+        """The tenant's pending, unexpired requests (only ``requested_by``'s when given)."""
         statement = select(func.count()).where(
             ApprovalRequest.tenant_id == tenant_id,
             ApprovalRequest.status == "pending",
             ApprovalRequest.expires_at > now_ns,
         )
+        if requested_by is not None:
+            statement = statement.where(ApprovalRequest.requested_by == requested_by)
         return int((await self._session.execute(statement)).scalar_one())
 
     async def claim_decision(

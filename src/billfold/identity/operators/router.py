@@ -269,8 +269,12 @@ async def _set_status(
     summary="Ask for a sensitive action; a different operator must approve it.",
     description=(
         "The request is checked first: one that could not execute as it stands (an account"
-        " or a holder that does not exist, an unknown limit, ...) is refused with a problem"
-        " naming why, and nothing is stored."
+        " or a holder that does not exist, a limit increase for a disabled or erased user,"
+        " an unknown limit, ...) is refused with a problem naming why, and nothing is"
+        " stored. An operator has at most"
+        f" {approvals.PENDING_APPROVALS_PER_REQUESTER_MAX} pending requests"
+        " (`requester_pending_approval_limit_reached`), a tenant at most"
+        f" {approvals.PENDING_APPROVALS_PER_TENANT_MAX} (`pending_approval_limit_reached`)."
     ),
     responses=problem_responses(404, 409, 503),
 )

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billfold.audit import service as audit
 from billfold.identity.credentials import hashes_match
 from billfold.identity.errors import InvalidName, TenantNotFound, TenantSuspended
 from billfold.identity.models import Tenant
@@ -329,7 +328,12 @@ async def set_operator_status(
     actor: Actor,
     now_ns: int,
 ) -> Operator:
-    """Enable or disable an operator; disabling ends every session it has at once."""
+    """Enable or disable an operator; disabling ends every session it has at once.
+
+    Either is an ``operator.disabled`` or ``operator.enabled`` security event (naming who
+    acted, on whom, and the status before and after) in the same transaction: who may act
+    in the back office is as much a security fact as a sign-in. Disabling also records the
+    sessions it ended (``sessions.revoked``), as a password change does."""
     operator = await _other_operator(
         session, principal=principal, tenant_id=tenant_id, operator_id=operator_id
     )
@@ -338,46 +342,37 @@ async def set_operator_status(
         return operator
     if not active and Role.ADMIN in roles_of(operator):
         await _require_another_admin(session, tenant_id=tenant_id)
+    before = operator.status
     operator.status = status
     operator.updated_at = now_ns
     await session.flush()
+    revoked = 0
     if not active:
-        await OperatorSessionRepository(session).revoke(operator_id=operator.id, now_ns=now_ns)
-        # The event log has no 'operator disabled' type yet; what it does record is that
-        # the operator's sessions were all revoked, and why.
+        revoked = await OperatorSessionRepository(session).revoke(
+            operator_id=operator.id, now_ns=now_ns
+        )
+    await _record(
+        session,
+        operator=operator,
+        event_type=SecurityEventType.OPERATOR_ENABLED
+        if active
+        else SecurityEventType.OPERATOR_DISABLED,
+        actor=actor,
+        now_ns=now_ns,
+        detail={"status_before": before, "status": status},
+        before={"status": before},
+        after={"status": status},
+    )
+    if not active:
         await _record(
             session,
             operator=operator,
             event_type=SecurityEventType.SESSIONS_REVOKED,
             actor=actor,
             now_ns=now_ns,
-            detail={"reason": "operator_disabled"},
-            before={"status": "active"},
-            after={"status": "disabled"},
+            detail={"reason": "operator_disabled", "sessions": revoked},
         )
-    else:
-        await _audit_enabled(session, operator=operator, actor=actor, now_ns=now_ns)
     return operator
-
-
-async def _audit_enabled(
-    session: AsyncSession, *, operator: Operator, actor: Actor, now_ns: int
-) -> None:
-    """Record that a disabled operator may act again. The event log has no type for it
-    (nor for disabling, which it records as revoked sessions), but giving back-office
-    access back is as much a change of who may act as taking it away, so the audit log
-    gets it, with the status before and after, in the same transaction."""
-    await audit.append(
-        session,
-        tenant_id=operator.tenant_id,
-        action="operator.enabled",
-        occurred_at=now_ns,
-        actor_type=actor.actor_type.value,
-        actor_id=actor.actor_id,
-        target=format_id(OPERATOR_ID_PREFIX, operator.id),
-        before={"status": "disabled"},
-        after={"status": "active"},
-    )
 
 
 async def _other_operator(

@@ -85,6 +85,18 @@ class UserRepository:
         )
         return (await self._session.execute(statement)).scalar_one_or_none()
 
+    async def get_in_tenant(
+        self, *, tenant_id: uuid.UUID, user_id: uuid.UUID, for_update: bool = False
+    ) -> EndUser | None:
+        """The tenant's user in either mode, for the back office (a limit increase names a
+        user, not a mode). With ``for_update``, as committed now and locked until this
+        transaction ends (PostgreSQL; SQLite's write lock already serializes writers), so a
+        concurrent disabling or erasure waits for this transaction, or is read here."""
+        statement = select(EndUser).where(EndUser.id == user_id, EndUser.tenant_id == tenant_id)
+        if for_update:
+            statement = statement.with_for_update().execution_options(populate_existing=True)
+        return (await self._session.execute(statement)).scalar_one_or_none()
+
     async def find_by_identifier(
         self, *, tenant_id: uuid.UUID, mode: Mode, identifier: Identifier
     ) -> EndUser | None:
