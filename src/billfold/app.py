@@ -51,6 +51,7 @@ from billfold.kit.auth import (
     install_auth,
     install_rate_limit,
 )
+from billfold.kit.bearer import bearer_token
 from billfold.kit.collector import tuned_garbage_collection
 from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
 from billfold.kit.errors import ServiceUnavailable, Unauthorized, install_problem_handlers
@@ -136,10 +137,12 @@ async def _idempotency_scope(connection: HTTPConnection) -> str | None:
         # operator's session per operator.
         return await user_idempotency_scope(request) or await operator_idempotency_scope(request)
     # Per credential, not per spelling: the scheme is case-insensitive (RFC 9110 section
-    # 11.1), so `bearer …` and `BEARER …` are the same key's; the canonical form hashes as
-    # the header always did.
-    _, _, token = values[0].strip().partition(" ")
-    return hashlib.sha256(f"Bearer {token.strip()}".encode("latin-1")).hexdigest()
+    # 11.1) and any number of spaces may follow it (RFC 6750), so `bearer …`, `BEARER …`
+    # and `Bearer  …` are the same key's; the canonical form hashes as the header always did.
+    token = bearer_token(values)
+    if token is None:  # admitted, so it was a bearer token
+        return None
+    return hashlib.sha256(f"Bearer {token}".encode("latin-1")).hexdigest()
 
 
 def _idempotency_store(connection: HTTPConnection) -> IdempotencyStore:

@@ -15,6 +15,7 @@ from billfold.identity.errors import NotAuthenticated
 from billfold.identity.service import record_api_key_use, verify_api_key
 from billfold.identity.types import Scope
 from billfold.kit.auth import Mode, Principal, require_scopes
+from billfold.kit.bearer import bearer_token
 from billfold.kit.clock import Clock, SystemClock
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import InvariantViolation
@@ -40,12 +41,7 @@ def get_unit_of_work(request: Request) -> UnitOfWork:
 
 
 def _bearer_token(request: Request) -> str | None:
-    values = request.headers.getlist("authorization")
-    if len(values) != 1:
-        return None
-    scheme, _, token = values[0].partition(" ")
-    # RFC 9110: the scheme is case-insensitive; the token is parsed strictly later.
-    return token if scheme.lower() == "bearer" else None
+    return bearer_token(request.headers.getlist("authorization"))
 
 
 async def authenticate(request: Request) -> Principal:

@@ -39,6 +39,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 from urllib.parse import quote
 
+from billfold.kit.bearer import bearer_token
+
 # FastAPI takes about a second to import; the ledger, worker and CLI import this module
 # without serving HTTP, so the web framework is imported only where it is used.
 if TYPE_CHECKING:
@@ -366,9 +368,7 @@ def _headers_for(request: Request, exc: BillfoldError) -> Mapping[str, str]:
     challenge = headers.get("WWW-Authenticate")
     if challenge is None or not isinstance(exc, BearerTokenRejected):
         return headers
-    values = request.headers.getlist("authorization")
-    scheme, _, token = values[0].strip().partition(" ") if len(values) == 1 else ("", "", "")
-    if scheme.lower() != "bearer" or not token.strip():
+    if bearer_token(request.headers.getlist("authorization")) is None:
         return headers
     return {**headers, "WWW-Authenticate": f'{challenge}, error="invalid_token"'}
 

@@ -37,6 +37,7 @@ from billfold.identity.operators.types import OPERATOR_ID_PREFIX, Actor, Operato
 from billfold.identity.security_events import ActorType
 from billfold.identity.types import Mode, Scope
 from billfold.kit.auth import InsufficientScope, admit_request, count_request
+from billfold.kit.bearer import bearer_token
 from billfold.kit.clock import Clock, SystemClock
 from billfold.kit.errors import BillfoldError
 from billfold.kit.http.logging import bind_actor
@@ -81,11 +82,7 @@ both, the OpenAPI document lists them as alternatives."""
 
 def presented_token(request: Request) -> str | None:
     """The bearer token of a request with exactly one Authorization header, else None."""
-    values = request.headers.getlist("authorization")
-    if len(values) != 1:
-        return None
-    scheme, _, token = values[0].partition(" ")
-    return token if scheme.lower() == "bearer" else None
+    return bearer_token(request.headers.getlist("authorization"))
 
 
 async def authenticate_operator(

@@ -30,6 +30,7 @@ from billfold.identity.users.signatures import (
 from billfold.identity.users.tokens import USER_TOKEN_PREFIX, TokenKind
 from billfold.identity.users.types import USER_ID_PREFIX, UserPrincipal
 from billfold.kit.auth import count_request
+from billfold.kit.bearer import bearer_token
 from billfold.kit.http.logging import bind_actor
 from billfold.kit.ids import format_id
 
@@ -52,11 +53,7 @@ class VerifiedDevice:
 
 
 def _bearer_token(request: Request) -> str | None:
-    values = request.headers.getlist("authorization")
-    if len(values) != 1:
-        return None
-    scheme, _, token = values[0].partition(" ")
-    return token if scheme.lower() == "bearer" else None
+    return bearer_token(request.headers.getlist("authorization"))
 
 
 async def authenticate_user(
