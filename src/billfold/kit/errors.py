@@ -66,6 +66,7 @@ __all__ = [
     "RateLimited",
     "ServiceUnavailable",
     "Unauthorized",
+    "UnsupportedContentEncoding",
     "UnsupportedMediaType",
     "ValidationFailed",
     "install_problem_handlers",
@@ -198,6 +199,16 @@ class UnsupportedMediaType(BillfoldError):
     code = "unsupported_media_type"
     status = 415
     title = "Unsupported media type"
+
+
+class UnsupportedContentEncoding(UnsupportedMediaType):
+    """A request body sent with a content coding (`Content-Encoding: gzip`, …): Billfold
+    decodes none, and reading coded bytes as JSON would misread them (RFC 9110 section 8.4:
+    an origin server may answer 415). Answered with `Accept-Encoding: identity`, which
+    names the codings it would take (RFC 9110 section 15.5.16)."""
+
+    code = "unsupported_content_encoding"
+    title = "Unsupported content coding"
 
 
 class ValidationFailed(BillfoldError):

@@ -16,6 +16,12 @@ text. Such a body is 422 `validation_failed`, error type `json_forbidden_code_po
 answer for every route, where before each field's own checks answered (or, for a field
 without any, stored it).
 
+**Content codings.** A body sent with a `Content-Encoding` other than `identity` (gzip,
+deflate, br, …), JSON or not, is 415 `unsupported_content_encoding` with `Accept-Encoding:
+identity`: Billfold decodes no coding, and before this a coded JSON body was read as text
+(400 "not UTF-8") and a plain one mislabelled as coded was executed. An empty body and a
+path no route serves answer as before.
+
 Numbers: a JSON number Python cannot read as a number is 422 `validation_failed`, error type
 `json_number_out_of_range`, rather than 400 `body_unreadable` (the body is well-formed JSON;
 one value in it is out of range): an integer of more digits than `int()` converts
@@ -54,7 +60,13 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from billfold.kit.auth import counted_rate_limit_fields
-from billfold.kit.errors import BadRequest, BodyUnreadable, PayloadTooLarge, ValidationFailed
+from billfold.kit.errors import (
+    BadRequest,
+    BodyUnreadable,
+    PayloadTooLarge,
+    UnsupportedContentEncoding,
+    ValidationFailed,
+)
 from billfold.kit.http.problems import send_problem
 
 if TYPE_CHECKING:
@@ -280,6 +292,20 @@ def _is_json(scope: Scope) -> bool:
     return False
 
 
+def _content_codings(scope: Scope) -> list[str]:
+    """The content codings a request's `Content-Encoding` fields list, lowercased, other
+    than `identity` (RFC 9110 section 8.4: a comma-separated list, possibly over several
+    fields)."""
+    codings = []
+    for name, value in scope["headers"]:
+        if name == b"content-encoding":
+            for coding in bytes(value).decode("latin-1").split(","):
+                cleaned = coding.strip(" \t").lower()
+                if cleaned and cleaned != "identity":
+                    codings.append(cleaned)
+    return codings
+
+
 def _guards(dependant: Dependant) -> list[Dependant]:
     """The dependencies of a route (`dependant`) that hold a security scheme: those that
     prove its caller (none for a public route)."""
@@ -393,7 +419,11 @@ class StrictJsonMiddleware:
         self._body_max_bytes = body_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS or not _is_json(scope):
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        codings = _content_codings(scope)
+        if not codings and not _is_json(scope):
             await self.app(scope, receive, send)
             return
         try:
@@ -403,6 +433,12 @@ class StrictJsonMiddleware:
             return
         if body is None:
             return  # the client went away
+        if codings and body and _route_for(scope) is not None:
+            await self._refuse_coded(scope, body, receive, send, codings)
+            return
+        if not _is_json(scope):
+            await self.app(scope, replaying_receive(body, receive), send)
+            return
         problem, readable = _examine(body) if body else (None, True)
         if problem is None and readable:
             await self.app(scope, replaying_receive(body, receive), send)
@@ -417,3 +453,20 @@ class StrictJsonMiddleware:
             await send_problem(problem, scope, receive, send, headers=headers)
         else:  # admitted: the route's reader answers the body it cannot read, as before
             await self.app(scope, replaying_receive(body, receive), send)
+
+    @staticmethod
+    async def _refuse_coded(
+        scope: Scope, body: bytes, receive: Receive, send: Send, codings: list[str]
+    ) -> None:
+        """415 for a body in a content coding, once the route's credential checks admit the
+        caller (an anonymous one gets the route's 401, as for any refused body)."""
+        refusal = await _credential_refusal(scope, body, receive, only_where_body_read=False)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        error = UnsupportedContentEncoding(
+            f"The body is in a content coding ({', '.join(codings)}); send it unencoded"
+            " (Content-Encoding: identity, or no Content-Encoding)."
+        )
+        headers = {**counted_rate_limit_fields(scope), "Accept-Encoding": "identity"}
+        await send_problem(error, scope, receive, send, headers=headers)

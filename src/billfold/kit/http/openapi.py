@@ -97,7 +97,8 @@ _WHY = {
     409: "a request with this `Idempotency-Key` is still running, or ran and showed a secret"
     " that is not kept (`idempotency_response_withheld`)",
     413: "the body is larger than the limit",
-    415: "the body was not sent as JSON",
+    415: "the body was not sent as JSON (`unsupported_media_type`), or was sent with a content"
+    " coding (`unsupported_content_encoding`: `Content-Encoding` other than identity)",
     422: "invalid fields (listed in `errors`), or an `Idempotency-Key` reused with another body",
     429: "over the rate limit: retry after `Retry-After` seconds",
     503: "something it needs is unavailable, named by `code`: `rate_limiter_unavailable`"
