@@ -1,5 +1,7 @@
 """Inbound notifications: stored once per (source, external id), processed once by the
-worker in the transaction that marks them processed, retried on failure, then failed."""
+worker in the transaction that marks them processed, retried on failure, then failed; a
+notification its handler rejects (`PermanentInboundError`: it can never apply) fails at
+once."""
 
 from __future__ import annotations
 
@@ -8,11 +10,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from structlog.testing import capture_logs
 
 from billfold.events.inbound import (
     STANDALONE_LEASE_S,
     InboundRegistry,
     InvalidInbound,
+    PermanentInboundError,
     store_inbound,
 )
 from billfold.events.models import InboundEvent
@@ -165,3 +170,86 @@ async def test_a_standalone_handler_runs_outside_the_marking_transaction_under_a
         await h.worker.drain()
         assert len(seen) == 3
         assert sorted(r.status for r in await rows(h)) == ["processed", "processed"]
+
+
+async def test_a_rejected_notification_fails_at_once_and_is_not_retried(
+    isolated_database_url: str,
+) -> None:
+    """A handler that says the notification can never apply (`PermanentInboundError`), in
+    the marking transaction or standalone, has it marked `failed` on the first attempt with
+    the reason, logged as a warning: not retried for days with the same outcome. The
+    in-transaction handler's writes roll back as for any failure."""
+    registry = InboundRegistry()
+    clock = ManualClock()
+    calls: list[str] = []
+    async with harness(isolated_database_url, inbound=registry, clock=clock) as h:
+        tenant_id = h.tenant_id
+
+        async def refusing(session: Any, payload: Mapping[str, Any]) -> None:
+            calls.append("in_transaction")
+            aggregate = new_id()
+            emit(
+                session,
+                tenant_id=tenant_id,
+                mode=Mode.LIVE,
+                type="com.billfold.payment.settled.v1",
+                subject=f"pay_{aggregate.hex}",
+                aggregate_id=aggregate,
+                data={},
+            )
+            raise PermanentInboundError("the dispute claims 900, more than the 500 disputable")
+
+        async def refusing_alone(payload: Mapping[str, Any]) -> None:
+            calls.append("standalone")
+            raise PermanentInboundError("the payment was a withdrawal")
+
+        registry.register("sandbox-psp", refusing)
+        registry.register_standalone("other-psp", refusing_alone)
+        await store(h, "evt-r", {"dispute": "dp_1"})
+        async with h.unit_of_work.begin() as session:
+            await store_inbound(
+                session, source="other-psp", external_id="evt-a", payload={}, now_ns=1
+            )
+        with capture_logs() as logs:
+            await h.worker.drain()
+        by_source = {row.source: row for row in await rows(h)}
+        refused, alone = by_source["sandbox-psp"], by_source["other-psp"]
+        assert (refused.status, refused.attempts) == ("failed", 1)
+        assert refused.last_error == "the dispute claims 900, more than the 500 disputable"
+        assert (alone.status, alone.attempts) == ("failed", 1)
+        assert alone.last_error == "the payment was a withdrawal"
+        rejected = [entry for entry in logs if entry["event"] == "events.inbound_rejected"]
+        assert {(e["source"], e["log_level"]) for e in rejected} == {
+            ("sandbox-psp", "warning"),
+            ("other-psp", "warning"),
+        }
+        assert await tenant_event_ids(h.unit_of_work, tenant_id) == [], "its writes rolled back"
+        for _ in range(3):
+            clock.advance(seconds=90_000)
+            await h.worker.drain()
+        assert sorted(calls) == ["in_transaction", "standalone"], "never tried again"
+
+
+async def test_a_transient_failure_is_still_retried(isolated_database_url: str) -> None:
+    """Anything but `PermanentInboundError` (here a database error) keeps the retry
+    schedule."""
+    registry = InboundRegistry()
+    clock = ManualClock()
+    calls: list[str] = []
+    async with harness(isolated_database_url, inbound=registry, clock=clock) as h:
+
+        async def busy(payload: Mapping[str, Any]) -> None:
+            calls.append("busy")
+            if len(calls) == 1:
+                raise OperationalError("UPDATE payments", {}, Exception("database is locked"))
+
+        registry.register_standalone("sandbox-psp", busy)
+        await store(h, "evt-b", {})
+        await h.worker.drain()
+        [row] = await rows(h)
+        assert (row.status, row.attempts) == ("received", 1)
+        assert "database is locked" in (row.last_error or "")
+        clock.advance(seconds=90_000)
+        await h.worker.drain()
+        [row] = await rows(h)
+        assert (row.status, row.attempts, row.last_error) == ("processed", 2, None)

@@ -4,7 +4,9 @@ The outcome is chosen by the test card number, else by the amount's last two dig
 units): see :data:`TEST_CARDS` and :data:`AMOUNT_SCENARIOS`. Confirmations are sent
 asynchronously and signed (``connectors.signatures``) through a :class:`NotificationSender`
 to Billfold's inbound endpoint, exactly as a real provider would call it. Charging the same
-reference twice answers what the first charge answered and notifies nothing new.
+reference twice answers what the first charge answered and notifies nothing new; its
+`status` answers what the sandbox last notified about it (succeeded or failed), else what
+the charge answered: the status a lost notification is recovered from.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from billfold.connectors.types import (
 from billfold.kit.errors import BadRequest, NotFound
 
 __all__ = [
+    "AMOUNT_MINOR_MAX",
     "AMOUNT_SCENARIOS",
     "TEST_CARDS",
     "InvalidNotification",
@@ -95,19 +98,26 @@ def scenario_for(*, instrument: str | None, amount_minor: int) -> Scenario:
     return AMOUNT_SCENARIOS.get(amount_minor % 100, Scenario.SUCCESS)
 
 
+AMOUNT_MINOR_MAX = 2**62
+"""The largest amount a sandbox notification carries: the largest payment
+(`billfold.payments.schemas.AMOUNT_MAX`), in minor units."""
+
+
 class _Data(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: each field its JSON type exactly. Lax, `"amount": true` was 1, "5000" and
+    # 5000.0 were 5000: a body the sandbox never sends applied as some amount.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     reference: str = Field(min_length=1, max_length=64)
     provider_reference: str = Field(min_length=1, max_length=64)
-    amount: int = Field(ge=0, le=2**63 - 1)
+    amount: int = Field(ge=1, le=AMOUNT_MINOR_MAX)
     currency: str = Field(pattern=r"^[A-Z0-9]{2,12}$")
     failure_code: str | None = Field(default=None, max_length=64)
     dispute_id: str | None = Field(default=None, max_length=64)
 
 
 class _Envelope(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     id: str = Field(min_length=1, max_length=64)
     type: NotificationType
@@ -119,9 +129,12 @@ class _Envelope(BaseModel):
 class _Record:
     request: ChargeRequest | PayoutRequest
     response: ProviderResponse
+    """What the charge (or payout) answered: a repeated call answers it again."""
     kind: str
     """`charge` or `payout`."""
     notified: list[str] = field(default_factory=list)
+    outcome: ProviderResponse | None = None
+    """The outcome last notified (succeeded or failed), which `status` answers."""
 
 
 class SandboxProvider:
@@ -169,8 +182,13 @@ class SandboxProvider:
         )
 
     async def status(self, reference: str) -> ProviderResponse | None:
+        """The outcome notified last, else the first answer: after a success was notified
+        it says so, as a real provider's status does. Answering `processing` forever, it
+        left a payment whose notification was lost `processing` for recovery too."""
         record = self._records.get(reference)
-        return None if record is None else record.response
+        if record is None:
+            return None
+        return record.outcome or record.response
 
     def parse_notification(
         self, *, body: bytes, headers: Mapping[str, str], now_s: int, tolerance_s: int
@@ -254,8 +272,14 @@ class SandboxProvider:
             if scenario is Scenario.DECLINED and failure is None:
                 code = "card_declined" if kind == "charge" else "declined"
             self._send(failed, record, failure_code=code)
+            record.outcome = ProviderResponse(
+                ProviderStatus.FAILED, record.response.provider_reference, code
+            )
             return
         event_id = self._send(succeeded, record)
+        record.outcome = ProviderResponse(
+            ProviderStatus.SUCCEEDED, record.response.provider_reference
+        )
         if scenario is Scenario.DUPLICATE_NOTIFICATION:
             self._send(succeeded, record, event_id=event_id)
         if scenario is Scenario.OUT_OF_ORDER and kind == "charge":

@@ -6,6 +6,11 @@ work and answers 2xx: a resend of the same (source, external id) is stored once.
 worker claims due notifications and runs the handler registered for their source in the
 same transaction that marks them processed, so a handler's database effects happen
 exactly once. A handler that raises is retried on the webhook schedule, then `failed`.
+A handler that knows the notification can never apply (a deterministic refusal: the
+same payload meets the same refusal on every attempt) raises `PermanentInboundError`
+with the reason instead: the notification is `failed` at once, the reason in
+`last_error`, and logged as a warning (`events.inbound_rejected`) for an operator.
+Anything else, a database error above all, may pass: it is retried.
 
     registry.register("sandbox-psp", handle_sandbox_notification)
     async def handle_sandbox_notification(session, payload): ...
@@ -43,6 +48,7 @@ __all__ = [
     "InboundProcessor",
     "InboundRegistry",
     "InvalidInbound",
+    "PermanentInboundError",
     "StandaloneInboundHandler",
     "StoredInbound",
     "store_inbound",
@@ -61,6 +67,18 @@ ERROR_LENGTH_MAX = 1024
 class InvalidInbound(ValidationFailed):
     code = "invalid_inbound_event"
     title = "Invalid inbound notification"
+
+
+class PermanentInboundError(Exception):
+    """Raised by a handler: this notification can never apply, whatever a retry finds (the
+    provider's word contradicts what is recorded for good). Retrying it for days only
+    repeats the refusal and hides it among passing errors; it is marked `failed` at once,
+    with `reason` as its `last_error`. Not for errors that may pass (an object not yet
+    visible, a lock, a database or network error): those must stay retryable."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,42 +201,65 @@ class InboundProcessor:
             else:
                 await self._run_in(session, row, now_ns)
                 return True
-        error: str | None = None
+        outcome = _Outcome()
         try:
             await standalone(payload)
+        except PermanentInboundError as rejection:
+            outcome = _rejected(source, rejection)
         except Exception as failure:
-            log.exception("events.inbound_failed", source=source)
-            error = f"{type(failure).__name__}: {failure}"
+            outcome = _failed(source, failure)
         async with self._unit_of_work.begin() as session:
             leased = await session.get(InboundEvent, row_id)
             if leased is not None and leased.status == "received":
-                self._mark(leased, error, self._clock.now_ns())
+                self._mark(leased, outcome, self._clock.now_ns())
         return True
 
     async def _run_in(self, session: AsyncSession, row: InboundEvent, now_ns: int) -> None:
         handler = self._registry.handler(row.source)
-        error: str | None = None
+        outcome = _Outcome()
         if handler is None:
-            error = f"no handler is registered for source {row.source!r}"
+            outcome = _Outcome(f"no handler is registered for source {row.source!r}")
         else:
             try:
                 async with session.begin_nested():  # the handler's writes, or none
                     await handler(session, row.payload)
+            except PermanentInboundError as rejection:
+                outcome = _rejected(row.source, rejection)
             except Exception as failure:
-                log.exception("events.inbound_failed", source=row.source)
-                error = f"{type(failure).__name__}: {failure}"
-        self._mark(row, error, now_ns)
+                outcome = _failed(row.source, failure)
+        self._mark(row, outcome, now_ns)
 
-    def _mark(self, row: InboundEvent, error: str | None, now_ns: int) -> None:
+    def _mark(self, row: InboundEvent, outcome: _Outcome, now_ns: int) -> None:
         row.attempts += 1
-        if error is None:
+        if outcome.error is None:
             row.status = "processed"
             row.processed_at = now_ns
             row.last_error = None
             return
-        row.last_error = error[:ERROR_LENGTH_MAX]
-        delay = next_delay_s(row.attempts, self._rng)
+        row.last_error = outcome.error[:ERROR_LENGTH_MAX]
+        delay = None if outcome.final else next_delay_s(row.attempts, self._rng)
         if delay is None:
             row.status = "failed"
         else:
             row.next_attempt_at = now_ns + int(delay * NANOSECONDS_PER_SECOND)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What an attempt came to: no `error`, processed; else retried on the schedule, or
+    `failed` at once when `final` (the handler rejected it)."""
+
+    error: str | None = None
+    final: bool = False
+
+
+def _rejected(source: str, rejection: PermanentInboundError) -> _Outcome:
+    """A warning, not an exception's trace: the handler refused it on purpose, and the
+    reason is all an operator needs."""
+    log.warning("events.inbound_rejected", source=source, reason=rejection.reason)
+    return _Outcome(rejection.reason, final=True)
+
+
+def _failed(source: str, failure: Exception) -> _Outcome:
+    log.exception("events.inbound_failed", source=source)
+    return _Outcome(f"{type(failure).__name__}: {failure}")

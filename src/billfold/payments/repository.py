@@ -145,6 +145,19 @@ class PaymentRepository:
         )
         return int((await self._session.execute(statement)).scalar_one())
 
+    async def claimed_for_good(self, payment_id: uuid.UUID) -> int:
+        """What the payment gave back for good (minor units): its succeeded refunds, and
+        its disputes lost or losing (a claimed outcome is completed, never exchanged).
+        Refunds in flight may fail and open disputes may be won; these cannot."""
+        refunded = select(func.coalesce(func.sum(Refund.amount), 0)).where(
+            Refund.payment_id == payment_id, Refund.state == "succeeded"
+        )
+        lost = select(func.coalesce(func.sum(Dispute.amount), 0)).where(
+            Dispute.payment_id == payment_id, Dispute.state.in_(("losing", "lost"))
+        )
+        execute = self._session.execute
+        return int((await execute(refunded)).scalar_one()) + int((await execute(lost)).scalar_one())
+
     async def disputes(self, payment_id: uuid.UUID) -> list[Dispute]:
         statement = (
             select(Dispute)

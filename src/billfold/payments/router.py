@@ -506,7 +506,14 @@ async def decline(request_id: str, user: EndUser, runtime: Runtime) -> MoneyRequ
     NOTIFICATIONS_ROUTE,
     status_code=202,
     summary="A provider's signed notification (public): stored, applied by the worker.",
-    responses={401: {"description": "`invalid_signature`: not signed by the provider."}},
+    responses={
+        400: {
+            "description": "`invalid_notification`: signed, but not the provider's event (each"
+            " field of its exact JSON type; an amount a JSON integer of minor units, 1 to"
+            " 2^62): nothing is stored."
+        },
+        401: {"description": "`invalid_signature`: not signed by the provider."},
+    },
 )
 async def notification(provider: str, request: Request, runtime: Runtime) -> NotificationReceipt:
     body = await request.body()  # bounded by the application's body size limit

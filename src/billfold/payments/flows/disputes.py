@@ -19,6 +19,10 @@ claim, a `won` and a `lost` of a dispute that held nothing both applied, and the
 commit named the outcome). A claimed outcome is completed, by a retry or by recovery
 (`drive_dispute`), never exchanged for the other. Each stable state a dispute enters
 emits its event (`billfold.payments.events`).
+
+A refusal to open or resolve is the API's 4xx either way; for a provider's notification
+it matters whether the refusal can pass (`opening_refused_for_good`,
+`resolution_refused_for_good`): one that cannot is not retried.
 """
 
 from __future__ import annotations
@@ -35,12 +39,20 @@ from billfold.payments.flows.common import apply_steps, chain, failure, load, no
 from billfold.payments.models import Dispute, Payment
 from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
+from billfold.payments.states import TERMINAL, Kind, State
 from billfold.payments.steps import applied, step_id
 from billfold.risk.labels import LabelSource, record_label
 from billfold.wallets.accounts import SystemRole, TransferCode, system_account_id
 from billfold.wallets.service import ledger_tenant_of
 
-__all__ = ["add_evidence", "drive_dispute", "open_dispute", "resolve_dispute"]
+__all__ = [
+    "add_evidence",
+    "drive_dispute",
+    "open_dispute",
+    "opening_refused_for_good",
+    "resolution_refused_for_good",
+    "resolve_dispute",
+]
 
 EVIDENCE_MAX = 20
 _DISPUTABLE = ("succeeded", "captured", "partially_refunded", "refunded")
@@ -97,6 +109,47 @@ async def open_dispute(
         if dispute.state != "opening":
             return "duplicate"
     return await drive_dispute(runtime, dispute.id)
+
+
+async def opening_refused_for_good(
+    runtime: PaymentsRuntime, *, payment_id: uuid.UUID, amount: int
+) -> str | None:
+    """Why a dispute of `amount` that `open_dispute` refused could never open on the
+    payment, however long one waited; None when it might yet: a charge still processing
+    may succeed, a refund in flight may fail and an open dispute may be won, each giving
+    room back. For good: a withdrawal (never disputable), a payment that ended without
+    paying (failed, voided, expired), or an amount beyond what it captured less what it
+    gave back for good (`claimed_for_good`)."""
+    async with runtime.unit_of_work.read() as session:
+        payment = await load(session, payment_id)
+        if payment.kind == Kind.WITHDRAWAL.value:
+            return "a withdrawal cannot be disputed"
+        if payment.state not in _DISPUTABLE:
+            ended = State(payment.state) in TERMINAL
+            return f"a {payment.state} payment cannot be disputed" if ended else None
+        given_back = await PaymentRepository(session).claimed_for_good(payment_id)
+    ceiling = payment.captured_amount - given_back
+    if amount > ceiling:
+        return (
+            f"the dispute claims {amount}, more than the payment can ever give back"
+            f" ({max(ceiling, 0)})"
+        )
+    return None
+
+
+async def resolution_refused_for_good(
+    runtime: PaymentsRuntime, *, dispute_id: uuid.UUID, won: bool
+) -> str | None:
+    """Why a resolution `resolve_dispute` refused could never apply: the dispute claimed
+    or entered the other outcome, which is completed, never exchanged. None when it might
+    yet (a dispute still `opening` opens, by a retry or recovery, then takes either)."""
+    outcome = "won" if won else "lost"
+    other = "lost" if won else "won"
+    async with runtime.unit_of_work.read() as session:
+        dispute = await PaymentRepository(session).get_dispute(dispute_id)
+    if dispute is not None and dispute.state in (other, _CLAIMS[other]):
+        return f"a {dispute.state} dispute cannot be {outcome}"
+    return None
 
 
 async def drive_dispute(runtime: PaymentsRuntime, dispute_id: uuid.UUID) -> str:

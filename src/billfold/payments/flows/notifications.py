@@ -10,12 +10,24 @@ out-of-order notification, or a retry after a crash finds the payment past the s
 reports and changes nothing; a step re-driven submits the same transfer ids, so nothing
 ever moves twice. A notification applies only to the payment it describes: one of its own
 provider's, in the payment's currency and, for a charge's or payout's outcome, of its
-amount; a dispute only through the payment it disputes."""
+amount; a dispute only through the payment it disputes.
+
+What cannot apply is told apart by whether it ever could. A notification that changes
+nothing (a duplicate, a stale or out-of-order report, one about no payment of its
+provider, or not of the payment's money) is processed, its outcome logged: applying it
+correctly is doing nothing, so there is nothing to retry nor to look at. A refusal that
+can pass (a dispute of a charge still processing, a dispute still opening, a lock, the
+database) is raised, so the notification is retried. A refusal that no retry can change
+(a dispute of more than the payment can ever give back, of a withdrawal or a failed
+payment, an outcome opposite to the one the dispute took, a stored payload that is not a
+notification) raises `PermanentInboundError`: failed at once, its reason kept for an
+operator, since the provider says money moved and the books cannot follow."""
 
 from __future__ import annotations
 
 import functools
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
@@ -24,9 +36,20 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 
 from billfold.connectors.types import Notification, NotificationType
-from billfold.events.inbound import InboundRegistry, StoredInbound, store_inbound
+from billfold.events.inbound import (
+    InboundRegistry,
+    PermanentInboundError,
+    StoredInbound,
+    store_inbound,
+)
 from billfold.kit.ids import InvalidId, parse_id
-from billfold.payments.flows.disputes import open_dispute, resolve_dispute
+from billfold.payments.errors import InvalidStateTransition, RefundExceedsCaptured
+from billfold.payments.flows.disputes import (
+    open_dispute,
+    opening_refused_for_good,
+    resolution_refused_for_good,
+    resolve_dispute,
+)
 from billfold.payments.flows.topups import fail_top_up, settle_top_up
 from billfold.payments.flows.withdrawals import finish_withdrawal
 from billfold.payments.models import Payment
@@ -79,17 +102,50 @@ async def receive_notification(
 async def apply_stored(
     runtime: PaymentsRuntime, payload: Mapping[str, Any], *, provider: str
 ) -> str:
-    """Apply a notification `provider` sent (stored; idempotent); what it did."""
-    fields = dict(payload)
-    fields["type"] = NotificationType(fields["type"])
-    outcome = await _apply(runtime, Notification(**fields), provider=provider)
+    """Apply a notification `provider` sent (stored; idempotent); what it did. Raises
+    `PermanentInboundError` when it can never apply (see above)."""
+    notification = _notification_of(payload)
+    outcome = await _apply(runtime, notification, provider=provider)
     log.info(
         "payments.notification_applied",
         provider=provider,
-        event_id=fields["event_id"],
+        event_id=notification.event_id,
         outcome=outcome,
     )
     return outcome
+
+
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "event_id": str,
+    "reference": str,
+    "provider_reference": str,
+    "amount_minor": int,
+    "currency": str,
+    "created_at_s": int,
+    "failure_code": (str, type(None)),
+    "dispute_id": (str, type(None)),
+}
+
+
+def _notification_of(payload: Mapping[str, Any]) -> Notification:
+    """The stored notification, rebuilt as the route stored it (`asdict` of a parsed
+    one). A payload of other fields or types (not stored by this route: by hand, or by
+    another release) is the same on every attempt, so it is rejected, not retried, and
+    never applied with a `true` or `"5000"` where an amount belongs."""
+    fields = dict(payload)
+    try:
+        kind = NotificationType(fields.pop("type", None))
+    except ValueError:
+        raise PermanentInboundError("the stored payload is not a notification: type") from None
+    wrong = sorted(set(fields) - set(_FIELD_TYPES))
+    wrong += [
+        name
+        for name, expected in _FIELD_TYPES.items()
+        if isinstance(fields.get(name), bool) or not isinstance(fields.get(name), expected)
+    ]
+    if wrong:
+        raise PermanentInboundError(f"the stored payload is not a notification: {', '.join(wrong)}")
+    return Notification(type=kind, **fields)
 
 
 def register_notification_handlers(registry: InboundRegistry, runtime: PaymentsRuntime) -> None:
@@ -141,13 +197,8 @@ async def _apply(runtime: PaymentsRuntime, notification: Notification, *, provid
             reason=reason if succeeded else notification.failure_code or "payout_failed",
         )
     if notification.type is T.DISPUTE_OPENED and notification.dispute_id is not None:
-        return await open_dispute(
-            runtime,
-            payment_id=payment_id,
-            amount=notification.amount_minor,
-            opened_by="provider",
-            reason="provider",
-            provider_dispute_id=notification.dispute_id,
+        return await _open_dispute(
+            runtime, payment_id, amount=notification.amount_minor, dispute=notification.dispute_id
         )
     if notification.type in (T.DISPUTE_WON, T.DISPUTE_LOST) and notification.dispute_id:
         async with runtime.unit_of_work.begin() as session:
@@ -159,10 +210,44 @@ async def _apply(runtime: PaymentsRuntime, notification: Notification, *, provid
             # word, checked like a reference, so another payment's (or provider's) dispute
             # is not decided by a message about this one.
             return "unknown_dispute"
-        return await resolve_dispute(
-            runtime, dispute_id=dispute.id, won=notification.type is T.DISPUTE_WON
-        )
+        return await _resolve_dispute(runtime, dispute.id, won=notification.type is T.DISPUTE_WON)
     return "ignored_stale"
+
+
+async def _open_dispute(
+    runtime: PaymentsRuntime, payment_id: uuid.UUID, *, amount: int, dispute: str
+) -> str:
+    """Open the dispute the provider reports. A refusal that can never pass is rejected
+    (the chargeback is the provider's, whatever the books say: an operator must look);
+    one that may (the charge not settled yet, room an open dispute may give back) is
+    raised, to be retried."""
+    try:
+        return await open_dispute(
+            runtime,
+            payment_id=payment_id,
+            amount=amount,
+            opened_by="provider",
+            reason="provider",
+            provider_dispute_id=dispute,
+        )
+    except (InvalidStateTransition, RefundExceedsCaptured) as refusal:
+        why = await opening_refused_for_good(runtime, payment_id=payment_id, amount=amount)
+        if why is None:
+            raise
+        raise PermanentInboundError(f"{refusal.code}: {why}") from refusal
+
+
+async def _resolve_dispute(runtime: PaymentsRuntime, dispute_id: uuid.UUID, *, won: bool) -> str:
+    """Resolve the dispute as the provider reports. Refused for good when the dispute took
+    the other outcome; a dispute still opening (or a ledger refusal of a claimed outcome,
+    which the claim keeps for a retry or recovery) is raised, to be retried."""
+    try:
+        return await resolve_dispute(runtime, dispute_id=dispute_id, won=won)
+    except InvalidStateTransition as refusal:
+        why = await resolution_refused_for_good(runtime, dispute_id=dispute_id, won=won)
+        if why is None:
+            raise
+        raise PermanentInboundError(f"{refusal.code}: {why}") from refusal
 
 
 _OUTCOMES = frozenset(
