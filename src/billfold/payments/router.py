@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from billfold.connectors.types import NotificationType
 from billfold.identity.users.auth import authenticate_user, device_signed
 from billfold.identity.users.signatures import DEVICE_ID_HEADER
 from billfold.identity.users.types import DEVICE_ID_PREFIX, UserPrincipal
@@ -501,6 +502,32 @@ async def decline(request_id: str, user: EndUser, runtime: Runtime) -> MoneyRequ
 
 # -- providers (public: the signature is the credential)
 
+_REFERENCE = {"type": "string", "minLength": 1, "maxLength": 64}
+NOTIFICATION_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["id", "type", "created", "data"],
+    "properties": {
+        "id": _REFERENCE,
+        "type": {"type": "string", "enum": [kind.value for kind in NotificationType]},
+        "created": {"type": "integer", "minimum": 0, "maximum": 2**40},
+        "data": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["reference", "provider_reference", "amount", "currency"],
+            "properties": {
+                "reference": _REFERENCE,
+                "provider_reference": _REFERENCE,
+                "amount": {"type": "integer", "minimum": 1, "maximum": 2**62},
+                "currency": {"type": "string", "pattern": "^[A-Z0-9]{2,12}$"},
+                "failure_code": {"type": ["string", "null"], "maxLength": 64},
+                "dispute_id": {"type": ["string", "null"], "maxLength": 64},
+            },
+        },
+    },
+}
+"""The sandbox providers' signed event (`billfold.connectors.sandbox`), as documented."""
+
 
 @router.post(
     NOTIFICATIONS_ROUTE,
@@ -513,6 +540,20 @@ async def decline(request_id: str, user: EndUser, runtime: Runtime) -> MoneyRequ
             " 2^62): nothing is stored."
         },
         401: {"description": "`invalid_signature`: not signed by the provider."},
+        413: {"description": "`payload_too_large`: the body is larger than the limit."},
+        415: {
+            "description": "`unsupported_media_type`: signed, but not sent as JSON"
+            " (`unsupported_content_encoding`: sent in a content coding); nothing is stored."
+        },
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "The provider's signed event, read as raw bytes (the signature is"
+            " over them). Header `Billfold-Signature: t=<unix seconds>,v1=<hex"
+            ' HMAC-SHA256(secret, "<t>." + body)>`.',
+            "content": {"application/json": {"schema": NOTIFICATION_SCHEMA}},
+        }
     },
 )
 async def notification(provider: str, request: Request, runtime: Runtime) -> NotificationReceipt:

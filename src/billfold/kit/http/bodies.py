@@ -75,6 +75,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "StrictJsonMiddleware",
+    "is_json_media_type",
     "json_body_problem",
     "read_body",
     "replaying_receive",
@@ -282,13 +283,21 @@ def json_body_problem(body: bytes) -> BadRequest | ValidationFailed | None:
     return _examine(body)[0]
 
 
+def is_json_media_type(content_type: str | None) -> bool:
+    """Whether a Content-Type names JSON: `application/json` or `application/…+json`, with
+    or without parameters, in any case (RFC 9110 section 8.3.1)."""
+    if content_type is None:
+        return False
+    media_type = content_type.partition(";")[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
 def _is_json(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         if name == b"content-type":
-            media_type = bytes(value).partition(b";")[0].strip().lower()
-            return media_type == b"application/json" or (
-                media_type.startswith(b"application/") and media_type.endswith(b"+json")
-            )
+            return is_json_media_type(bytes(value).decode("latin-1"))
     return False
 
 

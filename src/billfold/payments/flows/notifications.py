@@ -42,6 +42,8 @@ from billfold.events.inbound import (
     StoredInbound,
     store_inbound,
 )
+from billfold.kit.errors import UnsupportedMediaType
+from billfold.kit.http.bodies import is_json_media_type
 from billfold.kit.ids import InvalidId, parse_id
 from billfold.payments.errors import InvalidStateTransition, RefundExceedsCaptured
 from billfold.payments.flows.disputes import (
@@ -75,13 +77,19 @@ def notification_source(provider: str) -> str:
 async def receive_notification(
     runtime: PaymentsRuntime, *, provider: str, body: bytes, headers: Mapping[str, str]
 ) -> StoredInbound:
-    """Verify and store one delivery for the worker (a resend is stored once)."""
+    """Verify and store one delivery for the worker (a resend is stored once). The
+    signature comes first (401), then the body (400), then its media type: a provider's
+    event is JSON, and one sent as anything else is 415, as any route's body is."""
     notification = runtime.provider(provider).parse_notification(
         body=body,
         headers=headers,
         now_s=int(time.time()),
         tolerance_s=runtime.webhook_tolerance_s,
     )
+    if not is_json_media_type(headers.get("content-type")):
+        raise UnsupportedMediaType(
+            "A notification is JSON: send it as Content-Type: application/json."
+        )
     payload = {**asdict(notification), "type": notification.type.value}
     for attempt in range(2):  # a racing twin's insert wins once; the retry then finds it
         try:
