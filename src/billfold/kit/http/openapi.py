@@ -16,8 +16,11 @@ allowed values one above what the request models accept (and 2**127 for an amoun
 `document_errors` completes a generated document: every operation gets the errors of what
 it has (a credential scheme, a body, path or query parameters, a `cursor`, POST), and every
 error response, declared or added, is `application/problem+json` with one shared `Problem`
-schema. `install_error_documentation` applies it to an application's document once, when
-it is first generated.
+schema. It also documents the headers the platform adds around the routes: every response's
+`X-Request-Id`, and on a credential's POST the `Idempotency-Key` it takes and the
+`Idempotent-Replayed` of a replay (a client generated from the document knew of neither).
+`install_error_documentation` applies it to an application's document once, when it is
+first generated.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from billfold.kit.errors import ERRORS_LISTED_MAX, PROBLEM_JSON
+from billfold.kit.http.idempotency_models import IDEMPOTENCY_KEY_LENGTH_MAX
 from billfold.kit.http.rate_limit import throttle_sign_in
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 __all__ = [
+    "IDEMPOTENCY_KEY_PARAMETER",
     "PROBLEM_SCHEMA",
     "document_errors",
     "exactly_one_of",
@@ -114,6 +119,39 @@ _HEADERS = {
         }
     },
 }
+_REQUEST_ID = {
+    "X-Request-Id": {
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$"},
+        "description": "The request's id: the client's own `X-Request-Id` when well formed"
+        " (1 to 128 of `A-Za-z0-9._-`), else a new one. Logged with the request.",
+    }
+}
+_REPLAYED = {
+    "Idempotent-Replayed": {
+        "schema": {"type": "string", "enum": ["true"]},
+        "description": "Present on a response replayed for a repeated `Idempotency-Key`.",
+    }
+}
+IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": IDEMPOTENCY_KEY_LENGTH_MAX,
+        "pattern": "^[\\x20-\\x7E]+$",
+    },
+    "description": "Makes the request safe to retry. The same key with the same request"
+    " (method, path, query, body and its media type) within 24 hours replays the first"
+    " response (status, body, `Content-Type`, `Location`, `Allow`, `WWW-Authenticate`) with"
+    " `Idempotent-Replayed: true`; with another request it is 422"
+    " `idempotency_key_reused`, while the first still runs 409"
+    " `idempotency_request_in_progress`. Keys are per credential; 1 to"
+    f" {IDEMPOTENCY_KEY_LENGTH_MAX} printable ASCII characters (else 400).",
+}
+"""The header every credential's POST takes (`billfold.kit.http.idempotency`)."""
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
 
@@ -188,9 +226,24 @@ def document_errors(
             for code, response in responses.items():
                 if code.isdigit() and int(code) >= 400:
                     _as_problem(int(code), response)
+            _document_headers(method, operation)
     if not _mentions(document.get("paths", {}), _FASTAPI_VALIDATION_SCHEMAS):
         for name in _FASTAPI_VALIDATION_SCHEMAS:
             schemas.pop(name, None)
+
+
+def _document_headers(method: str, operation: dict[str, Any]) -> None:
+    """The headers the platform's middleware reads and writes around `operation`."""
+    idempotent = method == "post" and bool(operation.get("security"))
+    if idempotent:
+        parameters = operation.setdefault("parameters", [])
+        if not any(parameter.get("name") == "Idempotency-Key" for parameter in parameters):
+            parameters.append(IDEMPOTENCY_KEY_PARAMETER)
+    for response in operation.get("responses", {}).values():
+        headers = response.setdefault("headers", {})
+        headers.update(_REQUEST_ID)
+        if idempotent:
+            headers.update(_REPLAYED)
 
 
 def _as_problem(status: int, response: dict[str, Any]) -> None:
