@@ -682,8 +682,10 @@ class AuditInclusionProof(TypedDict):
 
 
 class WebhookEndpoint(TypedDict):
-    """Times are ns since the epoch. `secret` (`whsec_…`) only in the answers of create
-    and rotate-secret, else None."""
+    """Times (`created_at`, `updated_at`, `previous_secret_expires_at`, `throttled_until`,
+    `failing_since`) are ns since the epoch as decimal strings (`int()` them): beyond 2^53,
+    which JSON numbers cannot carry exactly in most languages. `secret` (`whsec_…`) only in
+    the answers of create and rotate-secret, else None."""
 
     id: str
     url: str
@@ -692,11 +694,11 @@ class WebhookEndpoint(TypedDict):
     status: str
     disabled_reason: str | None
     batch_size_max: int
-    created_at: int
-    updated_at: int
-    previous_secret_expires_at: int | None
-    throttled_until: int | None
-    failing_since: int | None
+    created_at: str
+    updated_at: str
+    previous_secret_expires_at: str | None
+    throttled_until: str | None
+    failing_since: str | None
     secret: str | None
 
 
@@ -704,7 +706,8 @@ WebhookEndpointPage = Page[WebhookEndpoint]
 
 
 class WebhookAttempt(TypedDict):
-    attempted_at: int
+    attempted_at: str
+    """ns since the epoch, a decimal string."""
     status_code: int | None
     error: str | None
     response_body: str | None
@@ -712,16 +715,19 @@ class WebhookAttempt(TypedDict):
 
 
 class WebhookDelivery(TypedDict):
+    """Times (`next_attempt_at`, `created_at`, `completed_at`) are ns since the epoch as
+    decimal strings."""
+
     id: str
     event_id: str
     status: str
     """pending, succeeded or dead (dead-lettered)."""
     attempts: int
-    next_attempt_at: int | None
+    next_attempt_at: str | None
     last_status_code: int | None
     replay: bool
-    created_at: int
-    completed_at: int | None
+    created_at: str
+    completed_at: str | None
     attempt_log: list[WebhookAttempt]
 
 
@@ -1044,7 +1050,8 @@ class RiskDecisionSummary(TypedDict):
     kind: str
     reference: str | None
     user_id: str | None
-    amount: int
+    amount: str
+    """Minor units, a decimal string."""
     currency: str
     action: RiskAction
     score: int

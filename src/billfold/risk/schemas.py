@@ -231,7 +231,11 @@ class DecisionSummary(BaseModel):
     kind: str
     reference: str | None
     user_id: str | None
-    amount: int
+    amount: str = Field(
+        pattern=r"^(0|[1-9][0-9]*)$",
+        description="The movement's amount in minor units, a decimal string (it may pass"
+        " 2^53, where JSON numbers read as doubles round).",
+    )
     currency: str
     action: Action
     score: int
@@ -246,7 +250,7 @@ class DecisionSummary(BaseModel):
             "kind": row.kind,
             "reference": row.reference,
             "user_id": None if row.user_id is None else format_id("usr", row.user_id),
-            "amount": row.amount,
+            "amount": str(row.amount),
             "currency": row.currency,
             "action": row.action,
             "score": row.score,
