@@ -4,6 +4,7 @@ problem codes, bad input refused before anything is written, tenants and modes i
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -83,6 +84,73 @@ def test_a_refused_account_is_a_problem_named_by_the_ledgers_result(
         listed = client.get("/v1/accounts", headers=auth(keys.reader))
     assert_problem(response, status, code)
     assert listed.json()["items"] == [], "nothing was opened"
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"owner_ref": "x" * 129}, ["owner_ref"]),
+        ({"user_data": "x" * 129}, ["user_data"]),
+        ({"owner_ref": "é" * 129, "user_data": "é" * 200}, ["owner_ref", "user_data"]),
+    ],
+)
+def test_text_too_long_for_the_ledger_is_named_in_the_problem(
+    database_url: str, fields: dict[str, object], named: list[str]
+) -> None:
+    """The ledger has one result, `user_data_too_long`, for both texts: an over-long
+    `owner_ref` answered it with nothing saying `owner_ref` was the one."""
+    keys = make_keys(database_url)
+    with api(database_url) as client:
+        body = {"ledger": "USD", "code": 1, **fields}
+        response = client.post("/v1/accounts", json=body, headers=auth(keys.writer))
+    problem = assert_problem(response, 422, "user_data_too_long")
+    assert (problem["fields"], problem["length_max"]) == (named, 128)
+    for name in ("owner_ref", "user_data"):
+        assert (name in problem["detail"]) is (name in named), problem["detail"]
+
+
+def _text_bound(schema: dict[str, Any]) -> int:
+    [text] = [option for option in schema["anyOf"] if option["type"] == "string"]
+    bound: int = text["maxLength"]
+    return bound
+
+
+def test_the_document_states_the_bounds_the_ledger_keeps(database_url: str) -> None:
+    """The document said `maxLength: 1024` for `owner_ref` and `user_data` and `maximum:
+    2147483647` for `code`: a client built from it sent values the ledger refuses. At the
+    documented bounds an account opens; one past them is refused with the ledger's result,
+    as before (not `validation_failed`)."""
+    keys = make_keys(database_url)
+    with api(database_url) as client:
+        document = client.get("/openapi.json").json()
+        properties = document["components"]["schemas"]["AccountCreateRequest"]["properties"]
+        code = properties["code"]
+        owner_ref, user_data = (
+            _text_bound(properties["owner_ref"]),
+            _text_bound(properties["user_data"]),
+        )
+
+        def opened(**fields: Any) -> Any:
+            body = {"ledger": "USD", "code": 1, **fields}
+            return client.post("/v1/accounts", json=body, headers=auth(keys.writer))
+
+        at_bounds = [
+            opened(code=code["minimum"]),
+            opened(code=code["maximum"], owner_ref="o" * owner_ref, user_data="u" * user_data),
+        ]
+        past = {
+            "code_must_not_be_zero": opened(code=code["minimum"] - 1),
+            "code_exceeds_maximum": opened(code=code["maximum"] + 1),
+            "user_data_too_long": opened(owner_ref="o" * (owner_ref + 1)),
+        }
+        past_user_data = opened(user_data="u" * (user_data + 1))
+    assert (code["type"], code["minimum"], code["maximum"]) == ("integer", 1, 65_535)
+    assert owner_ref == user_data == 128
+    for response in at_bounds:
+        assert response.status_code == 201, response.text
+    for result, response in past.items():
+        assert_problem(response, 422, result)
+    assert_problem(past_user_data, 422, "user_data_too_long")
 
 
 def test_the_same_id_with_other_fields_is_a_409(database_url: str) -> None:

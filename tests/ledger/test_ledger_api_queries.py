@@ -22,6 +22,7 @@ from ledger.ledger_api_support import (
     open_account,
     post_transfer,
     transfer,
+    transfer_id,
 )
 
 pytestmark = pytest.mark.anyio
@@ -106,6 +107,39 @@ def test_balances_now_and_as_of_a_timestamp_and_their_history(database_url: str)
     assert_problem(no_history, 404, "history_not_kept")
     assert plain_now.json()["debits_posted"] == "15"
     assert_problem(no_history_list, 404, "history_not_kept")
+
+
+def test_a_404_names_the_account_or_transfer_by_its_public_id(database_url: str) -> None:
+    """`history_not_kept` showed the internal UUID (`account 01a20fc5-9eef-…`): every 404
+    of the ledger's routes names the id as the caller sent it, `acc_…` or `txf_…`."""
+    keys = make_keys(database_url)
+    missing_account, missing_transfer = account_id(), transfer_id()
+    with api(database_url) as client:
+        plain = open_account(client, keys.writer)["id"]
+
+        def get(path: str, **params: Any) -> Any:
+            return client.get(path, params=params, headers=auth(keys.reader))
+
+        answers = [
+            (plain, "history_not_kept", get(f"/v1/accounts/{plain}/balances", as_of=1)),
+            (plain, "history_not_kept", get(f"/v1/accounts/{plain}/balance-history")),
+            (missing_account, "account_not_found", get(f"/v1/accounts/{missing_account}")),
+            (
+                missing_account,
+                "account_not_found",
+                get(f"/v1/accounts/{missing_account}/balances", as_of=1),
+            ),
+            (
+                missing_account,
+                "account_not_found",
+                get(f"/v1/accounts/{missing_account}/transfers"),
+            ),
+            (missing_transfer, "transfer_not_found", get(f"/v1/transfers/{missing_transfer}")),
+        ]
+    for public_id, code, response in answers:
+        detail = assert_problem(response, 404, code)["detail"]
+        assert public_id in detail, (code, detail)
+        assert str(uuid.UUID(hex=public_id[4:])) not in detail, (code, detail)
 
 
 def test_queries_about_another_tenants_account_are_404(database_url: str) -> None:
@@ -231,5 +265,5 @@ async def test_transfer_ranges_are_bounded_on_both_sides_and_by_code(ledger: Led
 async def test_an_as_of_query_on_an_account_without_history_is_refused(ledger: Ledger) -> None:
     tenant = new_id()
     [plain] = await _open(ledger, tenant, 1)
-    with pytest.raises(HistoryNotKept):
+    with pytest.raises(HistoryNotKept, match=f"^Account acc_{plain.hex} keeps no balance"):
         await ledger.balance_as_of(tenant_id=tenant, account_id=plain, timestamp=1)

@@ -256,6 +256,48 @@ def test_a_batch_answers_one_result_per_transfer_in_order(database_url: str) -> 
     assert (after["credits_posted"], after["debits_posted"]) == ("50", "30")
 
 
+def test_the_document_states_the_transfer_bounds_the_ledger_keeps(database_url: str) -> None:
+    """The document said `maxLength: 1024` for `user_data` and `maximum: 2147483647` for
+    `code`, alone and in a batch. At the documented bounds a transfer is recorded; one past
+    them is the ledger's result, per transfer in a batch (not a `validation_failed` of the
+    whole batch) and as the problem's code for one transfer."""
+    keys = make_keys(database_url)
+    with api(database_url) as client:
+        schemas = client.get("/openapi.json").json()["components"]["schemas"]
+        properties = schemas["TransferCreateRequest"]["properties"]
+        [code] = [option for option in properties["code"]["anyOf"] if option["type"] != "null"]
+        [text] = [option for option in properties["user_data"]["anyOf"] if option["type"] != "null"]
+        items = schemas["TransferBatchRequest"]["properties"]["transfers"]["items"]
+        debit, credit = _pair(client, keys.writer)
+        batch = [
+            transfer(debit, credit, code=code["maximum"], user_data="u" * text["maxLength"]),
+            transfer(debit, credit, code=code["minimum"]),
+            transfer(debit, credit, code=code["maximum"] + 1),
+            transfer(debit, credit, code=code["minimum"] - 1),
+            transfer(debit, credit, user_data="u" * (text["maxLength"] + 1)),
+        ]
+        response = client.post(
+            "/v1/transfers/batch", json={"transfers": batch}, headers=auth(keys.writer)
+        )
+        alone = transfer(debit, credit, code=code["maximum"] + 1)
+        refused = client.post("/v1/transfers", json=alone, headers=auth(keys.writer))
+        recorded = transfer(debit, credit, code=code["maximum"], user_data="u" * text["maxLength"])
+        at_bounds = client.post("/v1/transfers", json=recorded, headers=auth(keys.writer))
+    assert items == {"$ref": "#/components/schemas/TransferCreateRequest"}
+    assert (code["type"], code["minimum"], code["maximum"]) == ("integer", 1, 65_535)
+    assert (text["type"], text["maxLength"]) == ("string", 128)
+    assert response.status_code == 200, response.text
+    assert [r["result"] for r in response.json()["results"]] == [
+        "ok",
+        "ok",
+        "code_exceeds_maximum",
+        "code_must_not_be_zero",
+        "user_data_too_long",
+    ]
+    assert_problem(refused, 422, "code_exceeds_maximum")
+    assert at_bounds.status_code == 201, at_bounds.text
+
+
 def test_a_batch_of_8190_of_the_largest_transfers_fits_and_8191_does_not(
     database_url: str,
 ) -> None:

@@ -19,7 +19,7 @@ for an API that creates one item and must answer a refused result with a problem
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
 
 from billfold.kit.errors import (
@@ -29,7 +29,7 @@ from billfold.kit.errors import (
     ServiceUnavailable,
     ValidationFailed,
 )
-from billfold.ledger.types import CreateAccountStatus, CreateTransferStatus
+from billfold.ledger.types import USER_DATA_LENGTH_MAX, CreateAccountStatus, CreateTransferStatus
 
 __all__ = [
     "AccountHasPendingBalance",
@@ -104,9 +104,22 @@ _ACCOUNT_ERRORS = _result_errors(CreateAccountStatus, noun="Account")
 _TRANSFER_ERRORS = _result_errors(CreateTransferStatus, noun="Transfer")
 
 
-def account_refused(status: CreateAccountStatus) -> BillfoldError:
-    """The problem for an account the ledger did not open (409 or 422, code = result)."""
-    return _ACCOUNT_ERRORS[status.value](f"The ledger refused the account: {status.value}.")
+def account_refused(status: CreateAccountStatus, *, too_long: Sequence[str] = ()) -> BillfoldError:
+    """The problem for an account the ledger did not open (409 or 422, code = result).
+
+    The ledger has one result, `user_data_too_long`, for `owner_ref` and `user_data` alike;
+    `too_long` names the fields over its 128 characters, for the detail and the `fields`
+    extension, so the problem says which one it was without a result the ledger lacks."""
+    error = _ACCOUNT_ERRORS[status.value]
+    if status is CreateAccountStatus.USER_DATA_TOO_LONG and too_long:
+        names = " and ".join(too_long) + (" are" if len(too_long) > 1 else " is")
+        return error(
+            f"The ledger refused the account: {names} longer than {USER_DATA_LENGTH_MAX}"
+            " characters.",
+            fields=list(too_long),
+            length_max=USER_DATA_LENGTH_MAX,
+        )
+    return error(f"The ledger refused the account: {status.value}.")
 
 
 def transfer_refused(status: CreateTransferStatus) -> BillfoldError:

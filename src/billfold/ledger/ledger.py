@@ -16,6 +16,7 @@ import structlog
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, Clock, SystemClock
 from billfold.kit.db import parse_database_url
 from billfold.kit.errors import InvariantViolation, invariant
+from billfold.kit.ids import format_id
 from billfold.kit.pagination import InvalidCursor, Page, decode_cursor, encode_cursor
 from billfold.kit.settings import Settings
 from billfold.ledger import service
@@ -25,7 +26,9 @@ from billfold.ledger.repository import LedgerRepository
 from billfold.ledger.repository_postgres import PostgresLedgerRepository
 from billfold.ledger.repository_sqlite import SqliteLedgerRepository
 from billfold.ledger.types import (
+    ACCOUNT_ID_PREFIX,
     BATCH_SIZE_MAX,
+    TRANSFER_ID_PREFIX,
     Account,
     AccountFlags,
     AccountResult,
@@ -194,7 +197,7 @@ class Ledger:
     async def get_account(self, *, tenant_id: uuid.UUID, account_id: uuid.UUID) -> Account:
         accounts = await self.lookup_accounts(tenant_id=tenant_id, ids=[account_id])
         if not accounts:
-            raise AccountNotFound(f"No account acc_{account_id.hex}.")
+            raise AccountNotFound(f"No account {format_id(ACCOUNT_ID_PREFIX, account_id)}.")
         return accounts[0]
 
     async def lookup_transfers(
@@ -208,7 +211,7 @@ class Ledger:
     async def get_transfer(self, *, tenant_id: uuid.UUID, transfer_id: uuid.UUID) -> Transfer:
         transfers = await self.lookup_transfers(tenant_id=tenant_id, ids=[transfer_id])
         if not transfers:
-            raise TransferNotFound(f"No transfer txf_{transfer_id.hex}.")
+            raise TransferNotFound(f"No transfer {format_id(TRANSFER_ID_PREFIX, transfer_id)}.")
         return transfers[0]
 
     async def list_accounts(
@@ -289,7 +292,10 @@ class Ledger:
     async def _history_account(self, tenant_id: uuid.UUID, account_id: uuid.UUID) -> Account:
         account = await self.get_account(tenant_id=tenant_id, account_id=account_id)
         if not account.flags & AccountFlags.HISTORY:
-            raise HistoryNotKept(f"account {account_id} does not keep balance history")
+            raise HistoryNotKept(
+                f"Account {format_id(ACCOUNT_ID_PREFIX, account_id)} keeps no balance history"
+                " (it was opened without the `history` flag)."
+            )
         return account
 
     async def last_timestamp(self) -> int:

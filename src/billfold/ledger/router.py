@@ -103,7 +103,7 @@ async def create_account(
     new = body.to_new_account(tenant_id=principal.ledger_tenant_id)
     result, account = await ledger.create_account(new)
     if account is None:
-        raise account_refused(result.status)
+        raise account_refused(result.status, too_long=body.fields_too_long())
     if result.status is CreateAccountStatus.EXISTS:
         response.status_code = 200
     return AccountCreated.from_result(result, account)

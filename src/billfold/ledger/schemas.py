@@ -8,7 +8,9 @@ amount as a string of digits or as a JSON integer. Flags are lists of names.
 
 The models check shapes and sizes; the ledger decides everything else and answers with its
 own result names (`ledger_invalid`, `code_exceeds_maximum`, `user_data_too_long`, …), so
-the API and the batch results speak the same language.
+the API and the batch results speak the same language. The OpenAPI document states the
+ledger's bounds (`code` 1-65535, `owner_ref` and `user_data` up to 128 characters), not the
+looser ones the models check: a value past them is a result, not `validation_failed`.
 """
 
 from __future__ import annotations
@@ -30,8 +32,12 @@ from billfold.kit.fields import JsonInt, decimal_pattern
 from billfold.kit.ids import format_id, new_id
 from billfold.kit.pagination import Page
 from billfold.ledger.types import (
+    ACCOUNT_ID_PREFIX,
     AMOUNT_MAX,
     BATCH_SIZE_MAX,
+    CODE_MAX,
+    TRANSFER_ID_PREFIX,
+    USER_DATA_LENGTH_MAX,
     Account,
     AccountFlags,
     AccountResult,
@@ -64,10 +70,9 @@ __all__ = [
     "TransferResultResponse",
 ]
 
-ACCOUNT_ID_PREFIX = "acc"
-TRANSFER_ID_PREFIX = "txf"
 # Generous bounds on what the ledger itself checks more tightly (and answers with a result):
-# they only keep absurd input from reaching it.
+# they only keep absurd input from reaching it. The document states the ledger's own bounds
+# (`_LedgerText`, `_LedgerCode`), so a client built from it sends nothing the ledger refuses.
 _TEXT_LENGTH_MAX = 1024
 _ASSET_CODE_LENGTH_MAX = 64
 _INT32_MAX = 2**31 - 1
@@ -150,6 +155,23 @@ def _storable(text: str) -> str:
 
 StorableText = Annotated[str, AfterValidator(_storable)]
 
+_LedgerText = Annotated[
+    StorableText,
+    Field(max_length=_TEXT_LENGTH_MAX),
+    WithJsonSchema({"type": "string", "maxLength": USER_DATA_LENGTH_MAX}),
+]
+"""`owner_ref` or `user_data`: documented as the ledger's 128 characters, which the ledger
+checks (`user_data_too_long`, per transfer in a batch); the model only refuses absurd sizes."""
+
+_LedgerCode = Annotated[
+    JsonInt,
+    Field(ge=0, le=_INT32_MAX),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": CODE_MAX}),
+]
+"""An account's or transfer's `code`: documented as the ledger's 1-65535, which the ledger
+checks (`code_must_not_be_zero`, `code_exceeds_maximum`); the model refuses negative numbers
+and numbers past 2^31-1 (`validation_failed`)."""
+
 
 def _flag_names(flags: int, kind: type[AccountFlags] | type[TransferFlags]) -> list[str]:
     return [str(member.name).lower() for member in kind if member.value and flags & member.value]
@@ -182,14 +204,24 @@ class AccountCreateRequest(_Request):
         description="The asset: an ISO 4217 code or a custom one, 2-12 of A-Z and 0-9.",
         examples=["USD"],
     )
-    code: JsonInt = Field(ge=0, le=_INT32_MAX, description="The account type, 1-65535.")
+    code: _LedgerCode = Field(description="The account type, 1-65535.")
     flags: list[AccountFlagName] = Field(default_factory=list, max_length=_FLAG_NAMES_MAX)
-    owner_ref: StorableText | None = Field(
-        default=None, max_length=_TEXT_LENGTH_MAX, description="Whose account, up to 128."
+    owner_ref: _LedgerText | None = Field(
+        default=None, description="Whose account, up to 128 characters."
     )
-    user_data: StorableText | None = Field(
-        default=None, max_length=_TEXT_LENGTH_MAX, description="Free text, up to 128."
+    user_data: _LedgerText | None = Field(
+        default=None, description="Free text, up to 128 characters."
     )
+
+    def fields_too_long(self) -> list[str]:
+        """The text fields longer than the ledger keeps: its one result for them,
+        `user_data_too_long`, does not say which."""
+        texts = {"owner_ref": self.owner_ref, "user_data": self.user_data}
+        return [
+            name
+            for name, text in texts.items()
+            if text is not None and len(text) > USER_DATA_LENGTH_MAX
+        ]
 
     def to_new_account(self, *, tenant_id: uuid.UUID) -> NewAccount:
         return NewAccount(
@@ -273,9 +305,7 @@ class TransferCreateRequest(_Request):
     ledger: StorableText | None = Field(
         default=None, min_length=1, max_length=_ASSET_CODE_LENGTH_MAX
     )
-    code: Annotated[JsonInt, Field(ge=0, le=_INT32_MAX)] | None = Field(
-        default=None, description="Why it moves, 1-65535."
-    )
+    code: _LedgerCode | None = Field(default=None, description="Why it moves, 1-65535.")
     flags: list[TransferFlagName] = Field(default_factory=list, max_length=_FLAG_NAMES_MAX)
     pending_id: str | None = _id_field(
         TRANSFER_ID_PREFIX, "For post_pending and void_pending: the pending transfer."
@@ -283,8 +313,8 @@ class TransferCreateRequest(_Request):
     timeout_s: JsonInt = Field(
         default=0, ge=0, le=_INT64_MAX, description="For pending: seconds until it expires."
     )
-    user_data: StorableText | None = Field(
-        default=None, max_length=_TEXT_LENGTH_MAX, description="Free text, up to 128."
+    user_data: _LedgerText | None = Field(
+        default=None, description="Free text, up to 128 characters."
     )
 
     def to_new_transfer(self, *, tenant_id: uuid.UUID) -> NewTransfer:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from billfold.kit.clock import Clock
 from billfold.kit.errors import invariant
-from billfold.kit.ids import new_id
+from billfold.kit.ids import format_id, new_id
 from billfold.ledger.cache import AccountCache
 from billfold.ledger.errors import AccountHasPendingBalance, AccountNotFound, BatchTooLarge
 from billfold.ledger.repository import LedgerReader, LedgerWriteTransaction
@@ -26,6 +26,7 @@ from billfold.ledger.state_machine import (
     expiry_id,
 )
 from billfold.ledger.types import (
+    ACCOUNT_ID_PREFIX,
     BATCH_SIZE_MAX,
     AccountResult,
     AccountStatus,
@@ -203,7 +204,7 @@ async def set_account_status(
     last_timestamp = await transaction.lock_clock()
     accounts = await transaction.lock_accounts([account_id])
     if not accounts or accounts[0].tenant_id != tenant_id:
-        raise AccountNotFound(f"No account acc_{account_id.hex}.")
+        raise AccountNotFound(f"No account {format_id(ACCOUNT_ID_PREFIX, account_id)}.")
     account = accounts[0]
     if status is AccountStatus.CLOSED and (account.debits_pending or account.credits_pending):
         raise AccountHasPendingBalance("void or post its pending transfers before closing it")

@@ -10,11 +10,13 @@ from typing import NamedTuple
 from billfold.kit.money import AMOUNT_MAX
 
 __all__ = [
+    "ACCOUNT_ID_PREFIX",
     "AMOUNT_MAX",
     "BATCH_SIZE_MAX",
     "CODE_MAX",
     "NIL_ID",
     "TIMEOUT_MAX_S",
+    "TRANSFER_ID_PREFIX",
     "USER_DATA_LENGTH_MAX",
     "Account",
     "AccountFlags",
@@ -31,6 +33,10 @@ __all__ = [
     "TransferFlags",
     "TransferResult",
 ]
+
+ACCOUNT_ID_PREFIX = "acc"
+TRANSFER_ID_PREFIX = "txf"
+"""The public ids' prefixes (`billfold.kit.ids.format_id`): `acc_<32 hex>`, `txf_<32 hex>`."""
 
 BATCH_SIZE_MAX = 8190
 """Most accounts or transfers in one call, as in TigerBeetle."""

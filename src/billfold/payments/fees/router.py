@@ -33,6 +33,7 @@ from billfold.payments.fees.schemas import (
 from billfold.payments.fees.types import FeeContext
 from billfold.wallets.errors import MerchantNotFound
 from billfold.wallets.repository import WalletRepository
+from billfold.wallets.service import currency_exponent
 
 __all__ = ["FEES_READ", "FEES_WRITE", "router"]
 
@@ -162,6 +163,9 @@ async def replace_fee_schedule(
 async def quote_fees(
     body: FeeQuoteRequest, principal: Reader, unit_of_work: Work
 ) -> FeeQuoteResponse:
+    # A preview prices only what could move: the currencies wallets hold, refused with the
+    # wallet routes' own check (422 `unsupported_currency`, `XXX` included).
+    currency_exponent(body.currency)
     context = FeeContext(
         tenant_id=principal.ledger_tenant_id,
         merchant_id=None
