@@ -4,6 +4,7 @@ problem codes, bad input refused before anything is written, tenants and modes i
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -287,3 +288,27 @@ def test_accounts_need_a_key_with_the_right_scope(database_url: str) -> None:
     assert_problem(admin, 403, "insufficient_scope")
     assert admin.json()["required_scopes"] == ["ledger:read"]
     assert listed.json()["items"] == []
+
+
+def test_the_document_states_the_asset_codes_the_ledger_keeps(database_url: str) -> None:
+    """The document said `maxLength: 64` for `ledger`; the ledger keeps 2-12 of A-Z and 0-9
+    and answers anything else `ledger_invalid` (its result, not `validation_failed`)."""
+    keys = make_keys(database_url)
+    with api(database_url) as client:
+        schemas = client.get("/openapi.json").json()["components"]["schemas"]
+        opened = [
+            client.post("/v1/accounts", json={"ledger": code, "code": 1}, headers=auth(keys.writer))
+            for code in ("US", "ABCDEF123456", "U", "ABCDEF1234567", "usd", "US-D")
+        ]
+    for name in ("AccountCreateRequest", "TransferCreateRequest"):
+        ledger = schemas[name]["properties"]["ledger"]
+        ledger = next((item for item in ledger.get("anyOf", []) if "pattern" in item), ledger)
+        assert ledger["pattern"] == "^[A-Z0-9]{2,12}$", name
+    pattern = re.compile(schemas["AccountCreateRequest"]["properties"]["ledger"]["pattern"])
+    for response, code in zip(
+        opened, ("US", "ABCDEF123456", "U", "ABCDEF1234567", "usd", "US-D"), strict=True
+    ):
+        if pattern.fullmatch(code):
+            assert response.status_code == 201, (code, response.text)
+        else:
+            assert_problem(response, 422, "ledger_invalid")

@@ -163,6 +163,15 @@ _LedgerText = Annotated[
 """`owner_ref` or `user_data`: documented as the ledger's 128 characters, which the ledger
 checks (`user_data_too_long`, per transfer in a batch); the model only refuses absurd sizes."""
 
+_LedgerAsset = Annotated[
+    StorableText,
+    Field(min_length=1, max_length=_ASSET_CODE_LENGTH_MAX),
+    WithJsonSchema({"type": "string", "pattern": "^[A-Z0-9]{2,12}$"}),
+]
+"""The `ledger` (asset code): documented as the ledger's 2-12 of A-Z and 0-9
+(`kit.money.is_asset_code`), which the ledger checks (`ledger_invalid`); the model only
+refuses absurd sizes."""
+
 _LedgerCode = Annotated[
     JsonInt,
     Field(ge=0, le=_INT32_MAX),
@@ -198,9 +207,7 @@ class AccountCreateRequest(_Request):
     request opens a new account (unless it repeats an `Idempotency-Key`)."""
 
     id: str | None = _id_field(ACCOUNT_ID_PREFIX, "Your id for the account (optional).")
-    ledger: StorableText = Field(
-        min_length=1,
-        max_length=_ASSET_CODE_LENGTH_MAX,
+    ledger: _LedgerAsset = Field(
         description="The asset: an ISO 4217 code or a custom one, 2-12 of A-Z and 0-9.",
         examples=["USD"],
     )
@@ -302,9 +309,7 @@ class TransferCreateRequest(_Request):
     debit_account_id: str | None = _id_field(ACCOUNT_ID_PREFIX, "The account debited.")
     credit_account_id: str | None = _id_field(ACCOUNT_ID_PREFIX, "The account credited.")
     amount: AmountIn | None = None
-    ledger: StorableText | None = Field(
-        default=None, min_length=1, max_length=_ASSET_CODE_LENGTH_MAX
-    )
+    ledger: _LedgerAsset | None = Field(default=None)
     code: _LedgerCode | None = Field(default=None, description="Why it moves, 1-65535.")
     flags: list[TransferFlagName] = Field(default_factory=list, max_length=_FLAG_NAMES_MAX)
     pending_id: str | None = _id_field(
