@@ -5,12 +5,17 @@ refusals as typed errors."""
 from __future__ import annotations
 
 import time
+import types
+import typing
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+import billfold.client.types
+from billfold.app import create_app
 from billfold.client import (
     TIMEOUT_S,
     Billfold,
@@ -23,7 +28,8 @@ from billfold.client import (
 from billfold.client.resources.events import parse_sse
 from billfold.events.router import HEARTBEAT_S
 from billfold.identity.types import Scope
-from client.sdk_support import running
+from billfold.kit.settings import Settings
+from client.sdk_support import collect_unclosed_connections, running
 from events.events_support import Receiver
 
 EVENTS = [Scope.EVENTS_READ, Scope.WEBHOOKS_WRITE, Scope.LEDGER_READ, Scope.LEDGER_WRITE]
@@ -85,6 +91,12 @@ def test_a_transfer_event_is_delivered_listed_streamed_and_replayed(
         )
         [delivery] = billfold.webhook_endpoints.iterate_deliveries(endpoint["id"], limit=1)
         assert delivery["attempt_log"][0]["status_code"] == 200
+        # ns since the epoch as decimal strings: as JSON numbers they were beyond 2^53
+        attempted = delivery["attempt_log"][0]["attempted_at"]
+        assert isinstance(attempted, str) and int(attempted) > 2**53
+        assert isinstance(delivery["completed_at"], str) and delivery["next_attempt_at"] is None
+        assert int(delivery["created_at"]) <= int(delivery["completed_at"])
+        assert isinstance(endpoint["created_at"], str) and int(endpoint["created_at"]) > 2**53
 
         events = billfold.events.list(aggregate=transfer_id)["items"]
         [posted] = [event for event in events if event["type"] == POSTED]
@@ -126,7 +138,7 @@ def test_endpoints_are_listed_changed_rotated_and_deleted(database_url: str) -> 
         assert (changed["status"], changed["event_types"]) == ("disabled", [POSTED])
         rotated = billfold.webhook_endpoints.rotate_secret(endpoint["id"])
         assert rotated["secret"] not in (None, endpoint["secret"])
-        assert (rotated["previous_secret_expires_at"] or 0) > time.time_ns()
+        assert int(rotated["previous_secret_expires_at"] or 0) > time.time_ns()
         with pytest.raises(PermissionDeniedError) as refused:
             reader.webhook_endpoints.delete(endpoint["id"])
         assert refused.value.code == "insufficient_scope"
@@ -149,6 +161,14 @@ def test_event_refusals_are_typed(database_url: str) -> None:
     ):
         with pytest.raises(ValidationError):
             billfold.webhook_endpoints.create(url="http://127.0.0.1/hook")
+        misspelt = "com.billfold.trnasfer.posted.v1"
+        with pytest.raises(ValidationError) as unknown:
+            billfold.webhook_endpoints.create(
+                url="https://example.com/hook", event_types=[misspelt]
+            )
+        assert unknown.value.code == "invalid_event_filter"
+        assert misspelt in (unknown.value.detail or "")
+        assert unknown.value.problem["unknown_event_types"] == [misspelt]
         with pytest.raises(NotFoundError):
             billfold.events.get("evt_" + "0" * 32)
         with pytest.raises(ValidationError):
@@ -200,3 +220,27 @@ def test_a_quiet_stream_outwaits_the_servers_keep_alive() -> None:
     assert stream["read"] >= 3 * HEARTBEAT_S
     assert stream["connect"] == stream["write"] == stream["pool"] == TIMEOUT_S
     assert set(timeouts["/v1/events"].values()) == {TIMEOUT_S}
+
+
+def _members(hint: object) -> set[object]:
+    return set(typing.get_args(hint)) if isinstance(hint, types.UnionType) else {hint}
+
+
+def test_the_webhook_types_type_each_field_as_the_server_sends_it(tmp_path: Path) -> None:
+    """Times are decimal strings (the TypedDicts said `int`), small counts are integers."""
+    collect_unclosed_connections()
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}"))
+    schemas = app.openapi()["components"]["schemas"]
+    scalars = {"string": str, "integer": int, "boolean": bool, "null": type(None)}
+    shapes = {
+        "WebhookEndpoint": "EndpointResponse",
+        "WebhookAttempt": "AttemptResponse",
+        "WebhookDelivery": "DeliveryResponse",
+    }
+    for typed_name, schema_name in shapes.items():
+        hints = typing.get_type_hints(getattr(billfold.client.types, typed_name))
+        for name, field in schemas[schema_name]["properties"].items():
+            if field.get("type") == "array":
+                continue
+            expected = {scalars[option["type"]] for option in field.get("anyOf", [field])}
+            assert _members(hints[name]) == expected, (typed_name, name)

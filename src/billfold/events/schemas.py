@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from billfold.events.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from billfold.events.service import DESCRIPTION_LENGTH_MAX, EVENT_TYPES_FILTER_MAX
 from billfold.events.ssrf import URL_LENGTH_MAX
-from billfold.events.types import ENDPOINT_ID_PREFIX, EVENT_ID_PREFIX, Event, cloudevent
+from billfold.events.types import (
+    ENDPOINT_ID_PREFIX,
+    EVENT_ID_PREFIX,
+    EVENT_TYPES,
+    Event,
+    cloudevent,
+)
 from billfold.events.webhooks import BATCH_SIZE_MAX
 from billfold.kit.fields import JsonInt
 from billfold.kit.ids import format_id
@@ -25,6 +31,7 @@ __all__ = [
     "EndpointUpdateRequest",
     "EventPage",
     "EventResponse",
+    "NsTime",
     "ReplayRequest",
     "ReplayResponse",
 ]
@@ -32,7 +39,34 @@ __all__ = [
 DELIVERY_ID_PREFIX = "whd"
 _STRICT = ConfigDict(extra="forbid")
 
-EventTypes = list[str]
+EventTypes = list[
+    Annotated[
+        str,
+        WithJsonSchema(
+            {"type": "string", "enum": sorted(EVENT_TYPES)},
+            mode="validation",
+        ),
+    ]
+]
+"""A filter: the types to deliver, each one Billfold emits. Documented as that list; the
+service checks it (422 `invalid_event_filter`, naming the unknown types)."""
+
+NS_TIME_PATTERN = r"^(0|[1-9][0-9]{0,18})$"
+NsTime = Annotated[
+    str,
+    Field(
+        pattern=NS_TIME_PATTERN,
+        description="ns since the epoch, a decimal string",
+        examples=["1795560636674268915"],
+    ),
+]
+"""A time in a response: ns since the epoch as a decimal string (I-JSON, RFC 7493 §2.2: a
+JSON number beyond 2^53 is rounded by JavaScript and double-based parsers), as the ledger's
+timestamps are. Event payloads (`data`) keep theirs: they are versioned `.v1` types."""
+
+
+def _ns(value: int | None) -> str | None:
+    return None if value is None else str(value)
 
 
 class EndpointCreateRequest(BaseModel):
@@ -97,18 +131,21 @@ class EndpointResponse(BaseModel):
     status: str
     disabled_reason: str | None
     batch_size_max: int = Field(description="Most events one request carries (1: one each).")
-    created_at: int
-    updated_at: int
-    previous_secret_expires_at: int | None = Field(
-        description="While set and in the future, deliveries are signed with both secrets."
+    created_at: NsTime
+    updated_at: NsTime
+    previous_secret_expires_at: NsTime | None = Field(
+        description="While set and in the future, deliveries are signed with both secrets"
+        " (ns since the epoch, a decimal string)."
     )
-    throttled_until: int | None = Field(
-        description="While set and in the future (ns since the epoch), the endpoint is paused:"
-        " its receiver answered 429, 502, 503 or 504, and nothing is sent to it before then."
+    throttled_until: NsTime | None = Field(
+        description="While set and in the future (ns since the epoch, a decimal string), the"
+        " endpoint is paused: its receiver answered 429, 502, 503 or 504, and nothing is sent"
+        " to it before then."
     )
-    failing_since: int | None = Field(
-        description="When the first attempt since the last success failed (ns; null: the last"
-        " attempt succeeded). Failing for BILLFOLD_WEBHOOKS_DISABLE_AFTER_DAYS disables it."
+    failing_since: NsTime | None = Field(
+        description="When the first attempt since the last success failed (ns since the epoch,"
+        " a decimal string; null: the last attempt succeeded). Failing for"
+        " BILLFOLD_WEBHOOKS_DISABLE_AFTER_DAYS disables it."
     )
     secret: str | None = Field(
         default=None, description="The signing secret (whsec_…): shown on create and rotate only."
@@ -125,11 +162,11 @@ class EndpointResponse(BaseModel):
             status=endpoint.status,
             disabled_reason=endpoint.disabled_reason,
             batch_size_max=endpoint.batch_size_max,
-            created_at=endpoint.created_at,
-            updated_at=endpoint.updated_at,
-            previous_secret_expires_at=endpoint.previous_secret_expires_at,
-            throttled_until=endpoint.throttled_until,
-            failing_since=endpoint.failing_since,
+            created_at=str(endpoint.created_at),
+            updated_at=str(endpoint.updated_at),
+            previous_secret_expires_at=_ns(endpoint.previous_secret_expires_at),
+            throttled_until=_ns(endpoint.throttled_until),
+            failing_since=_ns(endpoint.failing_since),
             secret=secret,
         )
 
@@ -140,7 +177,7 @@ class EndpointPage(BaseModel):
 
 
 class AttemptResponse(BaseModel):
-    attempted_at: int
+    attempted_at: NsTime
     status_code: int | None
     error: str | None
     response_body: str | None = Field(description="The start of the response, truncated.")
@@ -149,7 +186,7 @@ class AttemptResponse(BaseModel):
     @classmethod
     def of(cls, attempt: WebhookAttempt) -> AttemptResponse:
         return cls(
-            attempted_at=attempt.attempted_at,
+            attempted_at=str(attempt.attempted_at),
             status_code=attempt.status_code,
             error=attempt.error,
             response_body=attempt.response_body,
@@ -162,13 +199,16 @@ class DeliveryResponse(BaseModel):
     event_id: str
     status: str = Field(description="pending, succeeded or dead (dead-lettered).")
     attempts: int
-    next_attempt_at: int | None
+    next_attempt_at: NsTime | None = Field(
+        description="When it is due next (ns since the epoch, a decimal string); null once"
+        " it is no longer pending."
+    )
     last_status_code: int | None
     replay: bool
-    created_at: int
-    completed_at: int | None = Field(
-        description="When the receiver's 2xx (dead-lettered: the last failure) came back, "
-        "ns since epoch; null while pending."
+    created_at: NsTime
+    completed_at: NsTime | None = Field(
+        description="When the receiver's 2xx (dead-lettered: the last failure) came back"
+        " (ns since the epoch, a decimal string); null while pending."
     )
     attempt_log: list[AttemptResponse]
 
@@ -179,11 +219,11 @@ class DeliveryResponse(BaseModel):
             event_id=format_id(EVENT_ID_PREFIX, delivery.event_id),
             status=delivery.status,
             attempts=delivery.attempts,
-            next_attempt_at=delivery.next_attempt_at if delivery.status == "pending" else None,
+            next_attempt_at=_ns(delivery.next_attempt_at) if delivery.status == "pending" else None,
             last_status_code=delivery.last_status_code,
             replay=bool(delivery.replay),
-            created_at=delivery.created_at,
-            completed_at=delivery.completed_at,
+            created_at=str(delivery.created_at),
+            completed_at=_ns(delivery.completed_at),
             attempt_log=[AttemptResponse.of(a) for a in attempts],
         )
 

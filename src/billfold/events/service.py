@@ -3,6 +3,7 @@ unit of work does. Every function is scoped to one (tenant, mode)."""
 
 from __future__ import annotations
 
+import difflib
 import re
 import uuid
 from collections.abc import Sequence
@@ -21,7 +22,13 @@ from billfold.events.errors import (
 from billfold.events.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from billfold.events.secrets import open_secret, seal_secret
 from billfold.events.ssrf import resolve_target
-from billfold.events.types import ENDPOINT_ID_PREFIX, EVENT_TYPE_PATTERN, TYPE_LENGTH_MAX, Event
+from billfold.events.types import (
+    ENDPOINT_ID_PREFIX,
+    EVENT_TYPE_PATTERN,
+    EVENT_TYPES,
+    TYPE_LENGTH_MAX,
+    Event,
+)
 from billfold.events.webhooks import BATCH_SIZE_MAX, delivery_row, endpoint_wants, new_secret
 from billfold.keys.keyring import Keyring
 from billfold.kit.auth import Mode
@@ -65,6 +72,9 @@ class EndpointChange:
 
 
 def checked_event_types(event_types: Sequence[str]) -> list[str]:
+    """The filter, deduplicated and sorted: each entry one of `EVENT_TYPES` (a filter
+    matches a type exactly). A well-formed type Billfold never emits (a misspelling,
+    `com.billfold.trnasfer.posted.v1`) is refused too: the endpoint would wait for ever."""
     if len(event_types) > EVENT_TYPES_FILTER_MAX:
         raise InvalidEventFilter(f"at most {EVENT_TYPES_FILTER_MAX} event types")
     for event_type in event_types:
@@ -73,7 +83,20 @@ def checked_event_types(event_types: Sequence[str]) -> list[str]:
                 f"{event_type[:TYPE_LENGTH_MAX]!r} is not an event type"
                 " (com.billfold.<object>.<what>.v<N>)"
             )
+    unknown = sorted({event_type for event_type in event_types if event_type not in EVENT_TYPES})
+    if unknown:
+        raise InvalidEventFilter(
+            "; ".join(_unknown_type(event_type) for event_type in unknown)
+            + ". An endpoint filters on the types Billfold emits (see the README's event types).",
+            unknown_event_types=unknown,
+        )
     return sorted(set(event_types))
+
+
+def _unknown_type(event_type: str) -> str:
+    guesses = difflib.get_close_matches(event_type, EVENT_TYPES, n=1, cutoff=0.8)
+    hint = f" (did you mean {guesses[0]!r}?)" if guesses else ""
+    return f"{event_type!r} is not an event type Billfold emits{hint}"
 
 
 def checked_batch_size(batch_size_max: int) -> int:

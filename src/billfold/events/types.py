@@ -19,8 +19,10 @@ import functools
 import json
 import uuid
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from json.encoder import encode_basestring
+from types import MappingProxyType
 from typing import Any
 
 from billfold.kit.auth import TENANT_ID_PREFIX
@@ -31,6 +33,7 @@ __all__ = [
     "EVENT_PARTITIONS",
     "EVENT_TYPES",
     "EVENT_TYPE_PATTERN",
+    "PAYMENT_STATES",
     "SEQUENCE_DIGITS",
     "Event",
     "Reads",
@@ -50,13 +53,61 @@ EVENT_PARTITIONS = 16
 EVENT_TYPE_PATTERN = r"^com\.billfold\.[a-z_]+(\.[a-z_]+)*\.v[0-9]+$"
 TYPE_LENGTH_MAX = 128
 
-EVENT_TYPES: dict[str, str] = {
-    "com.billfold.transfer.posted.v1": "A single-phase transfer, or the post of a pending one.",
-    "com.billfold.transfer.pending.v1": "A pending (two-phase) transfer reserved the amount.",
-    "com.billfold.transfer.voided.v1": "A pending transfer was voided.",
-    "com.billfold.transfer.expired.v1": "A pending transfer timed out; the ledger voided it.",
-}
-"""The types this branch emits; other domains add theirs (payment.*, user.*, key.*, …)."""
+PAYMENT_STATES = (
+    "created",
+    "requires_action",
+    "processing",
+    "succeeded",
+    "failed",
+    "requires_payment",
+    "authorized",
+    "captured",
+    "partially_refunded",
+    "refunded",
+    "voided",
+    "expired",
+    "in_review",
+)
+"""The states whose `com.billfold.payment.<state>.v1` a payment emits (`created` for a new
+payment whatever its first state): the values of `billfold.payments.states.State`, which
+this module cannot import (payments import the outbox, which imports this module); a test
+keeps the two equal."""
+
+EVENT_TYPES: Mapping[str, str] = MappingProxyType(
+    {
+        "com.billfold.transfer.posted.v1": "A single-phase transfer, or the post of a pending one.",
+        "com.billfold.transfer.pending.v1": "A pending (two-phase) transfer reserved the amount.",
+        "com.billfold.transfer.voided.v1": "A pending transfer was voided.",
+        "com.billfold.transfer.expired.v1": "A pending transfer timed out; the ledger voided it.",
+        **{
+            f"com.billfold.payment.{state}.v1": (
+                "A payment was created (whatever its first state)."
+                if state == "created"
+                else f"A payment entered `{state}`."
+            )
+            for state in PAYMENT_STATES
+        },
+        "com.billfold.dispute.opened.v1": "A dispute's hold was placed; it is `open`.",
+        "com.billfold.dispute.won.v1": "A dispute's hold was voided: the receiver keeps the money.",
+        "com.billfold.dispute.lost.v1": "A dispute's hold was posted.",
+        "com.billfold.user.created.v1": "An end user signed up.",
+        "com.billfold.user.updated.v1": "An end user changed (status, identifiers erased).",
+        "com.billfold.device.bound.v1": "A user bound a device key.",
+        "com.billfold.device.revoked.v1": "A user's device was revoked.",
+        "com.billfold.user.mfa_enrolled.v1": "A user enrolled a second factor.",
+        "com.billfold.api_key.created.v1": "An API key was created.",
+        "com.billfold.api_key.revoked.v1": "An API key was revoked.",
+        "com.billfold.webhook_endpoint.disabled.v1": "The worker disabled a webhook endpoint.",
+        "com.billfold.risk.model_drift_detected.v1": "A risk model's recent scores drifted.",
+    }
+)
+"""Every type Billfold emits, with what it means: the catalogue a webhook endpoint's
+`event_types` filter is checked against (a type outside it would never be delivered).
+The emitters (`ledger_events` for the ledger's transfers, `payments.events`,
+`identity.outbox_events`, `risk.scoring.service`, `webhooks`) keep their own constants;
+most import the outbox, which imports this module, so it cannot import them.
+`tests/events/test_event_catalogue.py` fails when one emits a type missing here: a new
+type is added here too."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,8 @@ class WebhookEndpoints(Resource):
         idempotency_key: str | None = None,
     ) -> WebhookEndpoint:
         """A new endpoint (https, public addresses; every type when `event_types` is
-        empty). Keep the answer's `secret`: it is shown here only."""
+        empty, else each a type Billfold emits: a misspelt one is a `ValidationError`,
+        code `invalid_event_filter`). Keep the answer's `secret`: it is shown here only."""
         body = without_none(
             {
                 "url": url,
@@ -87,7 +88,7 @@ class WebhookEndpoints(Resource):
 
     def rotate_secret(self, endpoint_id: str) -> WebhookEndpoint:
         """A new signing secret (in the answer); the old one keeps signing until
-        `previous_secret_expires_at`."""
+        `previous_secret_expires_at` (ns since the epoch, a decimal string)."""
         path = f"/v1/webhook-endpoints/{path_id(endpoint_id)}/rotate-secret"
         return cast(WebhookEndpoint, self._transport.request("POST", path))
 
