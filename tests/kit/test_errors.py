@@ -116,6 +116,7 @@ def test_public_api_is_pinned() -> None:
         "RateLimited",
         "ServiceUnavailable",
         "Unauthorized",
+        "UnsupportedContentEncoding",
         "UnsupportedMediaType",
         "ValidationFailed",
         "install_problem_handlers",

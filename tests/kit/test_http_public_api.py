@@ -9,7 +9,13 @@ import sys
 import pytest
 
 PUBLIC_API = {
-    "bodies": {"StrictJsonMiddleware", "json_body_problem", "read_body", "replaying_receive"},
+    "bodies": {
+        "StrictJsonMiddleware",
+        "is_json_media_type",
+        "json_body_problem",
+        "read_body",
+        "replaying_receive",
+    },
     "caching": {"no_store"},
     "idempotency": {
         "IDEMPOTENCY_KEY_HEADER",
@@ -72,6 +78,7 @@ PUBLIC_API = {
     },
     "methods": {"MethodsMiddleware", "allowed_methods", "install_methods"},
     "openapi": {
+        "IDEMPOTENCY_KEY_PARAMETER",
         "PROBLEM_SCHEMA",
         "document_errors",
         "exactly_one_of",

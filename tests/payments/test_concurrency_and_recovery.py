@@ -134,7 +134,10 @@ def test_racing_duplicate_notifications_move_money_once(database_url: str) -> No
                     world.runtime,
                     provider=notification.provider,
                     body=notification.body,
-                    headers={k.lower(): v for k, v in notification.headers.items()},
+                    headers={
+                        "content-type": "application/json",  # as the sender posts it
+                        **{k.lower(): v for k, v in notification.headers.items()},
+                    },
                 )
                 for _ in range(4)
             ]
