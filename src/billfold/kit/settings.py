@@ -292,6 +292,15 @@ class Settings(BaseSettings):
     payments_webhook_tolerance_s: int = Field(
         default=300, ge=1, le=86_400, description="Oldest signature timestamp still accepted."
     )
+    payments_reconcile_after_s: float = Field(
+        default=900,
+        ge=60,
+        le=86_400,
+        description="How long a top-up or withdrawal the provider answered without an outcome"
+        " (processing with a provider reference, or a 3-D Secure challenge) waits for its"
+        " notification before the recovery loop asks the provider's status, and then between"
+        " two asks: a lost notification is recovered from the status.",
+    )
 
     risk_counters: Literal["auto", "memory", "database", "redis"] = Field(
         default="auto",

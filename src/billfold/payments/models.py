@@ -117,7 +117,8 @@ class Payment(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     """When it was created."""
     updated_at: Mapped[int] = mapped_column(BigInteger)
-    """When its state last changed."""
+    """When its state last changed, or, for a top-up or withdrawal waiting on its provider's
+    outcome, when recovery last asked the provider's status (`claim_reconciliation`)."""
 
     __table_args__ = (
         CheckConstraint(_MODE, name="mode"),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billfold.kit.errors import invariant
 from billfold.kit.upsert import insert_if_absent
 from billfold.payments.models import (
     Dispute,
@@ -351,6 +353,49 @@ class PaymentRepository:
         )
         return [(row[0], row[1]) for row in await self._session.execute(statement)]
 
+    async def awaiting_outcome(
+        self, *, waiting_since_ns: int, limit: int
+    ) -> list[tuple[uuid.UUID, str]]:
+        """Top-ups and withdrawals the provider answered without an outcome (`processing`
+        with a provider reference, or a top-up's `requires_action`) whose `updated_at` —
+        when they entered that state, or when recovery last asked the provider about them
+        (`claim_reconciliation`) — is before `waiting_since_ns`, with their kind, longest
+        waiting first. Disjoint from `unanswered` (no reference) and `held` (`in_review`)."""
+        statement = (
+            select(Payment.id, Payment.kind)
+            .where(
+                Payment.state.in_(("processing", "requires_action")),
+                Payment.kind.in_(("top_up", "withdrawal")),
+                or_(
+                    and_(Payment.state == "processing", Payment.provider_reference.is_not(None)),
+                    and_(Payment.state == "requires_action", Payment.kind == "top_up"),
+                ),
+                Payment.updated_at < waiting_since_ns,
+            )
+            .order_by(Payment.updated_at)
+            .limit(limit)
+        )
+        return [(row[0], row[1]) for row in await self._session.execute(statement)]
+
+    async def claim_reconciliation(
+        self, payment_id: uuid.UUID, *, state: str, waiting_since_ns: int, now_ns: int
+    ) -> bool:
+        """Mark the payment asked about now (its `updated_at`), if it is still in `state`
+        and was neither asked about nor changed since `waiting_since_ns`; whether it was
+        (False: another process claimed it, or it moved on). One claim per payment per
+        reconciliation age, in however many processes recovery runs."""
+        result = await self._session.execute(
+            update(Payment)
+            .where(
+                Payment.id == payment_id,
+                Payment.state == state,
+                Payment.updated_at < waiting_since_ns,
+            )
+            .values(updated_at=now_ns)
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
+
     async def lapsed_authorizations(self, *, now_ns: int, limit: int) -> list[uuid.UUID]:
         """Authorized merchant payments whose hold is past its expiry, soonest first."""
         statement = (
@@ -412,3 +457,9 @@ class PaymentRepository:
             .limit(limit)
         )
         return [(row[0], row[1], row[2]) for row in await self._session.execute(statement)]
+
+
+def _rowcount(result: Any) -> int:
+    # An UPDATE returns a CursorResult; its rowcount says whether the condition held.
+    invariant(isinstance(result, CursorResult), "a write statement returns a CursorResult")
+    return int(result.rowcount)

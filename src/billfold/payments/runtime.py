@@ -54,6 +54,10 @@ class PaymentsRuntime:
     claim_grace_s: float = 60.0
     """How old an authorization's claim must be before recovery completes or releases it."""
     provider_timeout_s: float = 10.0
+    reconcile_after_s: float = 900.0
+    """How long a top-up or withdrawal the provider answered without an outcome
+    (`processing` with a reference, or `requires_action`) waits for its notification before
+    recovery asks the provider's status, and then between two asks."""
     webhook_tolerance_s: int = 300
     step_up_threshold_minor: int | None = None
     sandboxes: dict[str, SandboxProvider] = field(default_factory=dict)
@@ -111,6 +115,7 @@ class PaymentsRuntime:
             authorization_hold_s=settings.payments_authorization_hold_s,
             claim_grace_s=settings.payments_claim_grace_s,
             provider_timeout_s=settings.payments_provider_timeout_s,
+            reconcile_after_s=settings.payments_reconcile_after_s,
             webhook_tolerance_s=settings.payments_webhook_tolerance_s,
             step_up_threshold_minor=settings.payments_step_up_threshold_minor,
             sandboxes=sandboxes,

@@ -9,6 +9,11 @@ periodically (`resume_interrupted`, the app's payments recovery loop).
 - Top-ups and withdrawals left before the provider answered (`created`, or `processing`
   without a provider reference): the provider's status for the payment id (its
   idempotency key) resumes them, or their holds are voided and they fail (`interrupted`).
+- Top-ups and withdrawals the provider answered without an outcome (`processing` with a
+  provider reference, or a 3-D Secure `requires_action`) that have waited longer than the
+  runtime's `reconcile_after_s` for their notification (it may be lost): the provider's
+  status is asked, at most once per that age per payment, and a final answer is applied
+  as its notification would be (`reconcile_outcome`).
 - Merchant payments whose authorization claimed the payer (limit checked) longer ago than
   the runtime's `claim_grace_s` but never finished (a crash, or a ledger call that raised,
   between the claim and the state change): authorized if the ledger holds their hold,
@@ -24,24 +29,30 @@ periodically (`resume_interrupted`, the app's payments recovery loop).
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 
 import structlog
 
+from billfold.connectors.types import ProviderStatus, ProviderTimeout
 from billfold.kit.errors import BillfoldError
+from billfold.kit.ids import format_id
+from billfold.payments.flows.common import load
 from billfold.payments.flows.disputes import drive_dispute
 from billfold.payments.flows.merchant import drive_capture, expire, recover_claim
 from billfold.payments.flows.p2p import drive_p2p
 from billfold.payments.flows.refunds import drive_refund
 from billfold.payments.flows.review import expire_held, resume_decided
-from billfold.payments.flows.topups import resume_top_up
-from billfold.payments.flows.withdrawals import resume_withdrawal
+from billfold.payments.flows.topups import fail_top_up, resume_top_up, settle_top_up
+from billfold.payments.flows.withdrawals import finish_withdrawal, resume_withdrawal
 from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 
 __all__ = [
     "RESUME_BATCH_MAX",
     "expire_due",
+    "reconcile_outcome",
     "recover_claims",
     "resume_interrupted",
     "resume_provider_flows",
@@ -114,7 +125,9 @@ async def recover_claims(runtime: PaymentsRuntime, *, limit: int = RESUME_BATCH_
 
 async def resume_provider_flows(runtime: PaymentsRuntime, *, before_ns: int, limit: int) -> int:
     """Resume or fail top-ups and withdrawals created before `before_ns` that the
-    provider never answered; how many were looked at."""
+    provider never answered, then reconcile those it answered without an outcome that
+    waited longer than `runtime.reconcile_after_s` for their notification
+    (`reconcile_outcome`); how many were looked at."""
     async with runtime.unit_of_work.begin() as session:
         repository = PaymentRepository(session)
         created_top_ups = await repository.stuck(
@@ -136,7 +149,90 @@ async def resume_provider_flows(runtime: PaymentsRuntime, *, before_ns: int, lim
             log.info("payments.provider_flow_resumed", payment=payment_id.hex, outcome=outcome)
         except BillfoldError as error:
             log.info("payments.provider_flow_failed", payment=payment_id.hex, code=error.code)
-    return len(kinds)
+    waiting_since_ns = time.time_ns() - int(runtime.reconcile_after_s * 1_000_000_000)
+    async with runtime.unit_of_work.begin() as session:
+        waiting = await PaymentRepository(session).awaiting_outcome(
+            waiting_since_ns=waiting_since_ns, limit=limit
+        )
+    waiting = [(payment_id, kind) for payment_id, kind in waiting if payment_id not in kinds]
+    for payment_id, _ in waiting:  # not those just resumed: their answer is this round's
+        try:
+            outcome = await reconcile_outcome(
+                runtime, payment_id, waiting_since_ns=waiting_since_ns
+            )
+            log.info("payments.provider_flow_reconciled", payment=payment_id.hex, outcome=outcome)
+        except BillfoldError as error:
+            log.info("payments.provider_flow_failed", payment=payment_id.hex, code=error.code)
+    return len(kinds) + len(waiting)
+
+
+async def reconcile_outcome(
+    runtime: PaymentsRuntime, payment_id: uuid.UUID, *, waiting_since_ns: int
+) -> str:
+    """Ask the provider's status about a top-up or withdrawal it answered without an
+    outcome (`processing` with a provider reference, or a top-up's `requires_action`)
+    that has waited since before `waiting_since_ns` for its notification: the notification
+    may be lost (the provider gave up retrying, an outage, a misconfigured endpoint).
+
+    The payment is first claimed (its `updated_at` set to now, if it is still in that
+    state and unchanged since `waiting_since_ns`), so it is asked at most once per
+    reconciliation age, whichever processes run recovery. A final answer (succeeded or
+    failed) is applied with the functions its notification applies (`settle_top_up`,
+    `fail_top_up`, `finish_withdrawal`): idempotent, so a late notification afterwards, or
+    one applied at the same time, changes nothing and money moves once. Anything else
+    changes nothing: still processing or requiring action; a status naming another
+    provider reference than the one the payment recorded (another charge's: logged,
+    `payments.reconcile_mismatch`; the status carries no amount or currency, so the
+    reference is what ties it to this payment's money); a provider that no longer knows
+    the reference it once answered (an anomaly, logged `payments.reconcile_unknown`: the
+    provider took the payment, so it is not failed). What happened, for the log."""
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id)
+    provider, reference = payment.provider, payment.provider_reference
+    awaiting = (payment.state == "processing" and reference is not None) or (
+        payment.state == "requires_action" and payment.kind == "top_up"
+    )
+    if payment.kind not in ("top_up", "withdrawal") or not awaiting or provider is None:
+        return f"ignored_{payment.state}"
+    async with runtime.unit_of_work.begin() as session:
+        claimed = await PaymentRepository(session).claim_reconciliation(
+            payment_id,
+            state=payment.state,
+            waiting_since_ns=waiting_since_ns,
+            now_ns=time.time_ns(),
+        )
+    if not claimed:
+        return "ignored_claimed"  # another round asked, or it moved on meanwhile
+    try:
+        response = await asyncio.wait_for(
+            runtime.provider(provider).status(format_id("pay", payment_id)),
+            runtime.provider_timeout_s,
+        )
+    except (ProviderTimeout, TimeoutError):
+        return "provider_unavailable"  # asked again once the age passed again
+    if response is None:
+        log.warning("payments.reconcile_unknown", payment=payment_id.hex, provider=provider)
+        return "unknown_to_provider"
+    if reference is None or response.provider_reference != reference:
+        log.warning(
+            "payments.reconcile_mismatch",
+            payment=payment_id.hex,
+            provider=provider,
+            provider_reference=response.provider_reference[:64],
+        )
+        return "ignored_mismatch"
+    if response.status not in (ProviderStatus.SUCCEEDED, ProviderStatus.FAILED):
+        return f"still_{response.status.value}"
+    succeeded = response.status is ProviderStatus.SUCCEEDED
+    if payment.kind == "top_up" and succeeded:
+        outcome = await settle_top_up(runtime, payment_id, reason="provider_status")
+    elif payment.kind == "top_up":
+        reason = response.failure_code or "charge_failed"
+        outcome = await fail_top_up(runtime, payment_id, reason=reason)
+    else:
+        reason = "provider_status" if succeeded else response.failure_code or "payout_failed"
+        outcome = await finish_withdrawal(runtime, payment_id, succeeded=succeeded, reason=reason)
+    return f"{response.status.value}_{outcome}"
 
 
 async def expire_due(runtime: PaymentsRuntime, *, limit: int = RESUME_BATCH_MAX) -> int:

@@ -362,7 +362,9 @@ async def settle_top_up(runtime: PaymentsRuntime, payment_id: uuid.UUID, *, reas
     if not applied(results):
         return f"ledger_{failure(results)}"
     async with runtime.unit_of_work.begin() as session:
-        payment = await load(session, payment_id)
+        # Locked: a settlement racing this one (the notification and recovery's status
+        # query at once) waits, then finds it succeeded and records nothing twice.
+        payment = await load(session, payment_id, for_update=True)
         payment.captured_amount = payment.amount
         await advance(session, payment, State.SUCCEEDED, reason=reason)
     return "applied"
@@ -385,7 +387,7 @@ async def fail_top_up(runtime: PaymentsRuntime, payment_id: uuid.UUID, *, reason
     if not applied(results):
         return f"ledger_{failure(results)}"
     async with runtime.unit_of_work.begin() as session:
-        payment = await load(session, payment_id)
+        payment = await load(session, payment_id, for_update=True)  # one failure recorded
         payment.failure_code = reason[:64]
         payment.parked_instrument = None
         if await advance(session, payment, State.FAILED, reason=reason):

@@ -247,7 +247,9 @@ async def finish_withdrawal(
     if not applied(results):
         return f"ledger_{failure(results)}"
     async with runtime.unit_of_work.begin() as session:
-        payment = await load(session, payment_id)
+        # Locked: a report racing this one (the notification and recovery's status query
+        # at once) waits, then finds it finished and records nothing twice.
+        payment = await load(session, payment_id, for_update=True)
         if succeeded:
             payment.captured_amount = payment.amount
         else:
