@@ -324,3 +324,43 @@ def test_a_malformed_envelope_is_refused_before_it_is_stored(
 
         world.deliver([confirmation])
         assert world.payment(payment["id"])["state"] == "succeeded"
+
+
+def test_an_outcome_before_its_opening_is_retried_until_the_dispute_opens(
+    database_url: str,
+) -> None:
+    """Providers do not promise order: a `dispute.lost` delivered before its
+    `dispute.opened` used to be processed as `unknown_dispute`, and the outcome was lost
+    (the dispute then stayed open for ever). It is retried, and applies once opened."""
+    with World(database_url, embedded_worker=False) as world:
+        ann = world.user()
+        topped = world.fund(ann, 1_000)
+        card = world.runtime.sandboxes["sandbox_card"]
+        dispute_id = card.open_dispute(topped["id"], amount_minor=500)
+        [opened] = world.sender.take()
+        card.resolve_dispute(topped["id"], dispute_id=dispute_id, won=False, amount_minor=500)
+        [lost] = world.sender.take()
+        early = _post(world, lost)
+        _assert_retried(world, early)
+        assert "DisputeNotOpenYetError" in (_row(world, early).last_error or "")
+        assert world.payment(topped["id"])["disputes"] == []
+
+        assert _row(world, _post(world, opened)).status == "processed"
+        _retry_now(world, early)
+        assert _row(world, early).status == "processed"
+        [dispute] = world.payment(topped["id"])["disputes"]
+        assert dispute["state"] == "lost"
+
+
+def test_an_outcome_naming_another_payments_dispute_changes_nothing(database_url: str) -> None:
+    with World(database_url, embedded_worker=False) as world:
+        ann = world.user()
+        first, second = world.fund(ann, 1_000), world.fund(ann, 1_000)
+        card = world.runtime.sandboxes["sandbox_card"]
+        dispute_id = card.open_dispute(first["id"], amount_minor=500)
+        world.deliver()
+        card.resolve_dispute(second["id"], dispute_id=dispute_id, won=False, amount_minor=500)
+        [forged] = world.sender.take()
+        assert _row(world, _post(world, forged)).status == "processed"
+        assert world.payment(first["id"])["disputes"][0]["state"] == "open"
+        assert world.payment(second["id"])["disputes"] == []

@@ -16,12 +16,12 @@ What cannot apply is told apart by whether it ever could. A notification that ch
 nothing (a duplicate, a stale or out-of-order report, one about no payment of its
 provider, or not of the payment's money) is processed, its outcome logged: applying it
 correctly is doing nothing, so there is nothing to retry nor to look at. A refusal that
-can pass (a dispute of a charge still processing, a dispute still opening, a lock, the
-database) is raised, so the notification is retried. A refusal that no retry can change
-(a dispute of more than the payment can ever give back, of a withdrawal or a failed
-payment, an outcome opposite to the one the dispute took, a stored payload that is not a
-notification) raises `PermanentInboundError`: failed at once, its reason kept for an
-operator, since the provider says money moved and the books cannot follow."""
+can pass (a dispute of a charge still processing, a dispute still opening or not opened
+yet, a lock, the database) is raised, so the notification is retried. A refusal that no
+retry can change (a dispute of more than the payment can ever give back, of a withdrawal or
+a failed payment, an outcome opposite to the one the dispute took, a stored payload that
+is not a notification) raises `PermanentInboundError`: failed at once, its reason kept for
+an operator, since the provider says money moved and the books cannot follow."""
 
 from __future__ import annotations
 
@@ -123,6 +123,11 @@ async def apply_stored(
     return outcome
 
 
+class DisputeNotOpenYetError(Exception):
+    """A dispute's outcome arrived before the dispute was opened here: retryable (the
+    inbound processor's schedule), since its `dispute.opened` may still be applied."""
+
+
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "event_id": str,
     "reference": str,
@@ -213,7 +218,14 @@ async def _apply(runtime: PaymentsRuntime, notification: Notification, *, provid
             dispute = await PaymentRepository(session).dispute_by_provider_id(
                 notification.dispute_id
             )
-        if dispute is None or dispute.payment_id != payment_id:
+        if dispute is None:
+            # Before its `dispute.opened` (providers do not promise order, and an opening
+            # refused for a while is retried): retried until the dispute is open, then
+            # failed on the schedule's last attempt if it never opens.
+            raise DisputeNotOpenYetError(
+                f"no dispute {notification.dispute_id[:64]!r} is open on this payment yet"
+            )
+        if dispute.payment_id != payment_id:
             # Resolved only through the payment it disputes: a dispute id is the provider's
             # word, checked like a reference, so another payment's (or provider's) dispute
             # is not decided by a message about this one.
