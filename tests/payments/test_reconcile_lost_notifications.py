@@ -336,11 +336,14 @@ def test_a_payment_still_waiting_at_the_provider_stays_and_is_asked_once_per_age
             assert world.payment(payment_id)["state"] == "succeeded"
 
 
-@pytest.mark.parametrize("answer", ["another_charge", "unknown"])
+@pytest.mark.parametrize(
+    "answer", ["another_charge", "another_amount", "another_currency", "unknown"]
+)
 def test_a_status_not_about_the_payment_changes_nothing(database_url: str, answer: str) -> None:
-    """A status naming another provider reference (not this payment's charge: the status
-    carries no amount, the reference ties it to the money), or a provider that no longer
-    knows a reference it answered, is logged; the payment is not settled nor failed."""
+    """A status naming another provider reference, amount or currency (not this payment's
+    money: settling it would credit what the provider never moved for it), or a provider
+    that no longer knows a reference it answered, is logged; the payment is not settled nor
+    failed."""
     with World(database_url, embedded_worker=False) as world:
         ann = world.user()
         payment_id = world.top_up(ann, 5_000).json()["id"]
@@ -349,6 +352,10 @@ def test_a_status_not_about_the_payment_changes_nothing(database_url: str, answe
         def other(response: ProviderResponse | None) -> ProviderResponse | None:
             if answer == "unknown" or response is None:
                 return None
+            if answer == "another_amount":
+                return dataclasses.replace(response, amount_minor=5_001)
+            if answer == "another_currency":
+                return dataclasses.replace(response, currency="EUR")
             return dataclasses.replace(response, provider_reference="ch_another_charge")
 
         asked = _asked(world, "sandbox_card", other)

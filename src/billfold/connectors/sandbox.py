@@ -11,6 +11,7 @@ the charge answered: the status a lost notification is recovered from.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import time
@@ -188,7 +189,11 @@ class SandboxProvider:
         record = self._records.get(reference)
         if record is None:
             return None
-        return record.outcome or record.response
+        return dataclasses.replace(
+            record.outcome or record.response,
+            amount_minor=record.request.amount_minor,
+            currency=record.request.currency,
+        )
 
     def parse_notification(
         self, *, body: bytes, headers: Mapping[str, str], now_s: int, tolerance_s: int

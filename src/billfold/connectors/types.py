@@ -84,6 +84,10 @@ class ProviderResponse:
     provider_reference: str
     failure_code: str | None = None
     next_action_url: str | None = None
+    amount_minor: int | None = None
+    """What the provider holds for the payment, where it says (a status query's answer):
+    recovery applies a status only to a payment of this amount and `currency`."""
+    currency: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -181,11 +181,12 @@ async def reconcile_outcome(
     `fail_top_up`, `finish_withdrawal`): idempotent, so a late notification afterwards, or
     one applied at the same time, changes nothing and money moves once. Anything else
     changes nothing: still processing or requiring action; a status naming another
-    provider reference than the one the payment recorded (another charge's: logged,
-    `payments.reconcile_mismatch`; the status carries no amount or currency, so the
-    reference is what ties it to this payment's money); a provider that no longer knows
-    the reference it once answered (an anomaly, logged `payments.reconcile_unknown`: the
-    provider took the payment, so it is not failed). What happened, for the log."""
+    provider reference than the one the payment recorded, or (where the provider says)
+    another amount or currency (another charge's: logged, `payments.reconcile_mismatch`;
+    settling it would credit money the provider never moved for this payment); a provider
+    that no longer knows the reference it once answered (an anomaly, logged
+    `payments.reconcile_unknown`: the provider took the payment, so it is not failed). What
+    happened, for the log."""
     async with runtime.unit_of_work.begin() as session:
         payment = await load(session, payment_id)
     provider, reference = payment.provider, payment.provider_reference
@@ -213,7 +214,12 @@ async def reconcile_outcome(
     if response is None:
         log.warning("payments.reconcile_unknown", payment=payment_id.hex, provider=provider)
         return "unknown_to_provider"
-    if reference is None or response.provider_reference != reference:
+    if (
+        reference is None
+        or response.provider_reference != reference
+        or response.amount_minor not in (None, payment.amount)
+        or response.currency not in (None, payment.currency)
+    ):
         log.warning(
             "payments.reconcile_mismatch",
             payment=payment_id.hex,
