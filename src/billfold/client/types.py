@@ -1,8 +1,8 @@
 """The shapes the API answers with, as TypedDicts (the decoded JSON, unchanged).
 
-Amounts, balances and ledger timestamps (ns since the epoch) are decimal strings: they
-exceed 2^53, which JSON numbers cannot carry exactly in most languages. Other times
-(`created_at`, `expires_at`, …) are RFC 3339 strings.
+Amounts, balances, ledger timestamps and webhook endpoint and delivery times (ns since the
+epoch) are decimal strings: they exceed 2^53, which JSON numbers cannot carry exactly in
+most languages. Other times (`created_at`, `expires_at`, …) are RFC 3339 strings.
 """
 
 from __future__ import annotations
