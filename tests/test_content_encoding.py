@@ -97,3 +97,18 @@ def test_a_coded_body_to_no_route_is_still_404(database_url: str, keys: Keys) ->
             ),
         )
     assert response.status_code == 404
+
+
+def test_the_problem_echoes_little_of_a_long_header(database_url: str, keys: Keys) -> None:
+    codings = ", ".join(f"x{index}" + "y" * 500 for index in range(20))
+    with api(database_url) as client:
+        response = client.post(
+            "/v1/accounts",
+            content=json.dumps(BODY).encode(),
+            headers=auth(
+                keys.writer, **{"Content-Type": "application/json", "Content-Encoding": codings}
+            ),
+        )
+    problem = assert_problem(response, 415, "unsupported_content_encoding")
+    assert "x3" in problem["detail"] and "x4" not in problem["detail"]
+    assert len(problem["detail"]) < 300

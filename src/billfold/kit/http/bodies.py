@@ -82,6 +82,10 @@ __all__ = [
 ]
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_CODINGS_SHOWN = 4
+_CODING_SHOWN_MAX = 32
+"""A refused body's content codings echoed in the problem: a few, each cut short (the
+header is the client's and may be long)."""
 
 
 async def read_body(receive: Receive, body_max_bytes: int) -> bytes | None:
@@ -473,8 +477,9 @@ class StrictJsonMiddleware:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
+        named = ", ".join(repr(coding[:_CODING_SHOWN_MAX]) for coding in codings[:_CODINGS_SHOWN])
         error = UnsupportedContentEncoding(
-            f"The body is in a content coding ({', '.join(codings)}); send it unencoded"
+            f"The body is in a content coding ({named}); send it unencoded"
             " (Content-Encoding: identity, or no Content-Encoding)."
         )
         headers = {**counted_rate_limit_fields(scope), "Accept-Encoding": "identity"}
