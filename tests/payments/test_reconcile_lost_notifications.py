@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -20,9 +21,12 @@ from sqlalchemy import update
 from billfold.connectors.senders import OutgoingNotification
 from billfold.connectors.signatures import SIGNATURE_HEADER, signature_header
 from billfold.connectors.types import ProviderResponse, ProviderStatus
+from billfold.kit.ids import parse_id
+from billfold.ledger.types import AccountStatus
 from billfold.payments.flows import recovery
 from billfold.payments.flows.notifications import apply_stored
 from billfold.payments.models import Payment
+from billfold.wallets.service import ledger_tenant_of
 from payments.payments_support import World, fee_of, internal_id
 
 THREE_DS_CARD = "4000000000003220"
@@ -369,4 +373,48 @@ def test_a_status_not_about_the_payment_changes_nothing(database_url: str, answe
         assert world.wallet(ann) == {"available": 0, "pending": 5_000, "held": 0}
         world.deliver([lost])  # the provider's own notification still applies
         assert world.payment(payment_id)["state"] == "succeeded"
+        assert world.wallet(ann) == {"available": 5_000 - fee_of(5_000), "pending": 0, "held": 0}
+
+
+def test_a_confirmation_the_ledger_refused_is_applied_once_the_wallet_thaws(
+    database_url: str,
+) -> None:
+    """The confirmation arrives while the payer's wallet is frozen: the ledger refuses the
+    credit (`ledger_account_frozen`, processed: the notification is not retried) and the
+    top-up stays `processing`. Reconciliation asks again once per age; once the wallet is
+    thawed, the provider's status settles it, once."""
+    with World(database_url, embedded_worker=False) as world:
+        ann = world.user()
+        payment_id = world.top_up(ann, 5_000).json()["id"]
+        [confirmation] = world.sender.take()
+        [usd] = [
+            item
+            for item in world.client.get("/v1/me/wallets", headers=ann.auth).json()["items"]
+            if item["currency"] == "USD"
+        ]
+
+        def status(value: AccountStatus) -> None:
+            world.client.portal.call(
+                functools.partial(
+                    world.ledger.set_account_status,
+                    tenant_id=ledger_tenant_of(world.tenant_id, "test"),
+                    account_id=parse_id("wal", usd["id"]),
+                    status=value,
+                )
+            )
+
+        status(AccountStatus.FROZEN)
+        world.deliver([confirmation])
+        assert world.payment(payment_id)["state"] == "processing"
+        _waited(world, payment_id)
+        world.resume_interrupted()  # still frozen: refused again, asked again next age
+        assert world.payment(payment_id)["state"] == "processing"
+
+        status(AccountStatus.ACTIVE)
+        world.resume_interrupted()  # asked this age already: not before the next
+        assert world.payment(payment_id)["state"] == "processing"
+        _waited(world, payment_id)
+        world.resume_interrupted()
+        done = world.payment(payment_id)
+        assert done["state"] == "succeeded" and _entered(done, "succeeded") == 1
         assert world.wallet(ann) == {"available": 5_000 - fee_of(5_000), "pending": 0, "held": 0}
