@@ -23,8 +23,10 @@ from billfold.events.models import InboundEvent
 from billfold.identity.types import Mode, Scope
 from billfold.kit.clock import SystemClock
 from billfold.kit.db import UnitOfWork, parse_database_url
+from billfold.kit.ids import parse_id
 from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
+from billfold.ledger.types import AccountStatus
 from billfold.payments.fees.types import FeeContext, FeeLine, FeeQuote
 from billfold.payments.runtime import PaymentsRuntime
 from identity.identity_support import bootstrap_tenant, create_key
@@ -291,6 +293,17 @@ class World:
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
+
+    def set_wallet_status(self, wallet_id: str, status: AccountStatus) -> None:
+        """Freeze or thaw a wallet (`wal_…`) in the ledger, as an operator would."""
+        self.client.portal.call(
+            functools.partial(
+                self.ledger.set_account_status,
+                tenant_id=_ledger_tenant(self.tenant_id),
+                account_id=parse_id("wal", wallet_id),
+                status=status,
+            )
+        )
 
     def wallet(self, user: User, currency: str = "USD") -> dict[str, int]:
         response = self.client.get("/v1/me/wallets", headers=user.auth)

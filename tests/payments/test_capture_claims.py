@@ -14,10 +14,8 @@ import pytest
 
 from billfold.identity.types import Mode
 from billfold.kit.errors import BillfoldError
-from billfold.kit.ids import parse_id
 from billfold.ledger.types import AccountStatus
 from billfold.payments.flows import merchant
-from billfold.wallets.service import ledger_tenant_of
 from payments.payments_support import (
     CrashError,
     World,
@@ -198,22 +196,12 @@ def test_a_capture_the_ledger_refuses_stays_claimed_until_it_can_post(
         wallets = world.client.get(f"/v1/merchants/{shop}/wallets", headers=world.api).json()
         [usd] = [item for item in wallets["items"] if item["currency"] == "USD"]
 
-        def status(value: AccountStatus) -> None:
-            world.client.portal.call(
-                functools.partial(
-                    world.ledger.set_account_status,
-                    tenant_id=ledger_tenant_of(world.tenant_id, "test"),
-                    account_id=parse_id("wal", usd["id"]),
-                    status=value,
-                )
-            )
-
-        status(AccountStatus.FROZEN)
+        world.set_wallet_status(usd["id"], AccountStatus.FROZEN)
         problem(_capture(world, payment_id, 600), 409, "account_frozen")
         assert world.wallet(ann)["held"] == 1_000
         world.resume_interrupted()  # still refused: logged, retried next sweep
         assert world.payment(payment_id)["state"] == "authorized"
         problem(_capture(world, payment_id, 500), 409, "capture_in_progress")
-        status(AccountStatus.ACTIVE)
+        world.set_wallet_status(usd["id"], AccountStatus.ACTIVE)
         world.resume_interrupted()
         _captured_at_the_first_price(world, ann, shop, payment_id)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import json
 import time
 from collections.abc import Callable
@@ -21,12 +20,10 @@ from sqlalchemy import update
 from billfold.connectors.senders import OutgoingNotification
 from billfold.connectors.signatures import SIGNATURE_HEADER, signature_header
 from billfold.connectors.types import ProviderResponse, ProviderStatus
-from billfold.kit.ids import parse_id
 from billfold.ledger.types import AccountStatus
 from billfold.payments.flows import recovery
 from billfold.payments.flows.notifications import apply_stored
 from billfold.payments.models import Payment
-from billfold.wallets.service import ledger_tenant_of
 from payments.payments_support import World, fee_of, internal_id
 
 THREE_DS_CARD = "4000000000003220"
@@ -393,24 +390,14 @@ def test_a_confirmation_the_ledger_refused_is_applied_once_the_wallet_thaws(
             if item["currency"] == "USD"
         ]
 
-        def status(value: AccountStatus) -> None:
-            world.client.portal.call(
-                functools.partial(
-                    world.ledger.set_account_status,
-                    tenant_id=ledger_tenant_of(world.tenant_id, "test"),
-                    account_id=parse_id("wal", usd["id"]),
-                    status=value,
-                )
-            )
-
-        status(AccountStatus.FROZEN)
+        world.set_wallet_status(usd["id"], AccountStatus.FROZEN)
         world.deliver([confirmation])
         assert world.payment(payment_id)["state"] == "processing"
         _waited(world, payment_id)
         world.resume_interrupted()  # still frozen: refused again, asked again next age
         assert world.payment(payment_id)["state"] == "processing"
 
-        status(AccountStatus.ACTIVE)
+        world.set_wallet_status(usd["id"], AccountStatus.ACTIVE)
         world.resume_interrupted()  # asked this age already: not before the next
         assert world.payment(payment_id)["state"] == "processing"
         _waited(world, payment_id)
