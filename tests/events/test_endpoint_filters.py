@@ -88,3 +88,20 @@ def test_every_type_billfold_emits_is_taken(database_url: str) -> None:
         for model in ("EndpointCreateRequest", "EndpointUpdateRequest"):
             field = document["components"]["schemas"][model]["properties"]["event_types"]
             assert field["items"] == {"type": "string", "enum": everything}, model
+
+
+def test_reading_events_of_a_type_billfold_never_emits_is_a_422_not_an_empty_page(
+    database_url: str,
+) -> None:
+    """`GET /v1/events?type=` checked only the type's shape, so a misspelt type listed
+    nothing (200, no items): indistinguishable from "no such events yet". It is refused
+    as an endpoint's filter is, naming the type Billfold does emit."""
+    _, reader, _ = keys(database_url)
+    with client(database_url) as api:
+        refused = api.get(f"/v1/events?type={MISSPELT}", headers=auth(reader))
+        problem = assert_problem(refused, 422, "invalid_event_filter")
+        assert problem["unknown_event_types"] == [MISSPELT]
+        assert "com.billfold.transfer.posted.v1" in problem["detail"]
+        for event_type in sorted(EVENT_TYPES):
+            listed = api.get("/v1/events", params={"type": event_type}, headers=auth(reader))
+            assert listed.status_code == 200, event_type

@@ -284,7 +284,14 @@ async def list_deliveries(
     )
 
 
-@router.get("/events", summary="The tenant's events, oldest first (CloudEvents JSON).")
+@router.get(
+    "/events",
+    summary="The tenant's events, oldest first (CloudEvents JSON).",
+    description="`type` filters on one event type Billfold emits (see the README's event"
+    " types); a well-formed type it never emits is 422 `invalid_event_filter`, naming the"
+    " closest known type, rather than an empty page that looks like no events yet.",
+    responses=problem_responses(422),
+)
 async def list_events(
     principal: Reader,
     unit_of_work: Work,
@@ -296,6 +303,7 @@ async def list_events(
     ] = None,
 ) -> EventPage:
     size = clamp_page_size(limit)
+    types = [] if type is None else service.checked_event_types([type])
     async with unit_of_work.read() as session:
         events = await repository.tenant_events(
             session,
@@ -304,7 +312,7 @@ async def list_events(
             after_seq=_seq_cursor(cursor),
             limit=size,
             aggregate_id=_aggregate(aggregate),
-            types=[] if type is None else [type],
+            types=types,
         )
     next_cursor = encode_cursor([events[-1].seq]) if len(events) == size else None
     return EventPage(items=[EventResponse.of(e) for e in events], next_cursor=next_cursor)
