@@ -275,7 +275,10 @@ def ledger_verify(
         if report.ok:
             console.print(f"[green]Ledger verified[/green]: {summary}; no problems.")
             return
-        table = Table("problem", "subject", "detail", title=f"{report.problems_found} problems")
+        table = Table(title=f"{report.problems_found} problems")
+        table.add_column("problem", no_wrap=True)
+        table.add_column("subject", no_wrap=True)  # an id to copy whole into a lookup
+        table.add_column("detail")
         for problem in report.problems:
             table.add_row(problem.kind, problem.subject, problem.detail)
         console.print(table)

@@ -318,7 +318,8 @@ async def test_pending_transfers_expire_and_the_expiry_is_recorded(
     assert (await ledger.create_transfers([post_late_hold]))[
         0
     ].status is Status.PENDING_TRANSFER_EXPIRED
-    assert (await ledger.verify(grace_s=0)).problems[0].kind == "pending_overdue"
+    overdue = (await ledger.verify(grace_s=0)).problems[0]
+    assert (overdue.kind, overdue.subject) == ("pending_overdue", f"txf_{short.id.hex}")
     expired = await ledger.expire_pending()
     assert [t.pending_id for t in expired] == [short.id]
     assert expired[0].flags == TransferFlags.VOID_PENDING | TransferFlags.EXPIRY
@@ -419,6 +420,9 @@ async def test_verify_reports_a_tampered_balance_and_the_command_exits_non_zero(
     assert failing.returncode == 1
     assert "balance_mismatch" in failing.stdout
     assert "unbalanced" in failing.stdout
+    # The subjects are the ids an operator looks up through the API, not raw UUIDs.
+    assert f"acc_{target.hex}" in failing.stdout
+    assert str(target) not in failing.stdout
 
 
 async def _run_verify(environment: dict[str, str]) -> Ran:

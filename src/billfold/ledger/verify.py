@@ -19,9 +19,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from billfold.kit.clock import NANOSECONDS_PER_SECOND
+from billfold.kit.ids import format_id
 from billfold.ledger.repository import LedgerReader
 from billfold.ledger.types import (
+    ACCOUNT_ID_PREFIX,
     AMOUNT_MAX,
+    TRANSFER_ID_PREFIX,
     Account,
     AccountFlags,
     PendingStatus,
@@ -33,6 +36,16 @@ __all__ = ["Problem", "VerifyReport", "verify_ledger"]
 
 PROBLEMS_KEPT_MAX = 1000
 CHUNK_SIZE = 10_000
+
+
+def _acc(account_id: uuid.UUID) -> str:
+    """An account as the API and the operator's console name it (`acc_…`): the report is
+    read by people who look the subject up there, not in the database."""
+    return format_id(ACCOUNT_ID_PREFIX, account_id)
+
+
+def _txf(transfer_id: uuid.UUID | None) -> str:
+    return "none" if transfer_id is None else format_id(TRANSFER_ID_PREFIX, transfer_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +67,10 @@ class VerifyReport:
     def ok(self) -> bool:
         return self.problems_found == 0
 
-    def add(self, kind: str, subject: object, detail: str) -> None:
+    def add(self, kind: str, subject: str, detail: str) -> None:
         self.problems_found += 1
         if len(self.problems) < PROBLEMS_KEPT_MAX:
-            self.problems.append(Problem(kind, str(subject), detail))
+            self.problems.append(Problem(kind, subject, detail))
 
 
 @dataclass(slots=True)
@@ -84,14 +97,16 @@ class _Replay:
         report = self.report
         report.transfers_checked += 1
         if transfer.timestamp <= self.last_timestamp:
-            report.add("timestamp_order", transfer.id, "timestamp does not strictly increase")
+            report.add("timestamp_order", _txf(transfer.id), "timestamp does not strictly increase")
         self.last_timestamp = transfer.timestamp
         if not 0 <= transfer.amount <= AMOUNT_MAX:
-            report.add("amount_range", transfer.id, f"amount {transfer.amount} out of range")
+            report.add("amount_range", _txf(transfer.id), f"amount {transfer.amount} out of range")
         debit = self.accounts.get(transfer.debit_account_id)
         credit = self.accounts.get(transfer.credit_account_id)
         if debit is None or credit is None:
-            report.add("account_missing", transfer.id, "references an account that does not exist")
+            report.add(
+                "account_missing", _txf(transfer.id), "references an account that does not exist"
+            )
             return
         self._check_references(transfer, debit, credit)
         debit_balances = self.balances[debit.id]
@@ -111,30 +126,36 @@ class _Replay:
 
     def _check_references(self, transfer: Transfer, debit: Account, credit: Account) -> None:
         if not (debit.tenant_id == credit.tenant_id == transfer.tenant_id):
-            self.report.add("tenant_mismatch", transfer.id, "accounts in another tenant")
+            self.report.add("tenant_mismatch", _txf(transfer.id), "accounts in another tenant")
         if not (debit.ledger == credit.ledger == transfer.ledger):
-            self.report.add("ledger_mismatch", transfer.id, "accounts in another ledger")
+            self.report.add("ledger_mismatch", _txf(transfer.id), "accounts in another ledger")
         if transfer.timestamp <= max(debit.timestamp, credit.timestamp):
-            self.report.add("timestamp_order", transfer.id, "transfer is older than its accounts")
+            self.report.add(
+                "timestamp_order", _txf(transfer.id), "transfer is older than its accounts"
+            )
 
     def _resolve(self, transfer: Transfer, debit: _Balances, credit: _Balances) -> None:
         pending_id = transfer.pending_id
         pending = self.open_pending.pop(pending_id, None) if pending_id is not None else None
         if pending is None:
             self.report.add(
-                "pending_unresolvable", transfer.id, f"resolves {pending_id}, not open at that time"
+                "pending_unresolvable",
+                _txf(transfer.id),
+                f"resolves {_txf(pending_id)}, not open at that time",
             )
             return
         posting = bool(transfer.flags & TransferFlags.POST_PENDING)
         if (posting and transfer.amount > pending.amount) or (
             not posting and transfer.amount != pending.amount
         ):
-            self.report.add("pending_amount", transfer.id, "amount disagrees with pending transfer")
+            self.report.add(
+                "pending_amount", _txf(transfer.id), "amount disagrees with pending transfer"
+            )
         expiry = bool(transfer.flags & TransferFlags.EXPIRY)
         if pending.expires_at is not None and (transfer.timestamp >= pending.expires_at) != expiry:
             self.report.add(
                 "pending_expiry",
-                transfer.id,
+                _txf(transfer.id),
                 "resolved after its pending transfer expired"
                 if not expiry
                 else "expired before its pending transfer's timeout",
@@ -154,11 +175,15 @@ class _Replay:
         if account.flags & AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS and (
             balances.debits_pending + balances.debits_posted > balances.credits_posted
         ):
-            self.report.add("flags_violated", account.id, f"debits exceed credits at {transfer.id}")
+            self.report.add(
+                "flags_violated", _acc(account.id), f"debits exceed credits at {_txf(transfer.id)}"
+            )
         if account.flags & AccountFlags.CREDITS_MUST_NOT_EXCEED_DEBITS and (
             balances.credits_pending + balances.credits_posted > balances.debits_posted
         ):
-            self.report.add("flags_violated", account.id, f"credits exceed debits at {transfer.id}")
+            self.report.add(
+                "flags_violated", _acc(account.id), f"credits exceed debits at {_txf(transfer.id)}"
+            )
 
 
 async def verify_ledger(reader: LedgerReader, *, now_ns: int, grace_s: int) -> VerifyReport:
@@ -196,7 +221,7 @@ def _compare_balances(
         if stored != recomputed:
             report.add(
                 "balance_mismatch",
-                account.id,
+                _acc(account.id),
                 f"stored (debits pending, debits posted, credits pending, credits posted)"
                 f" {stored} but the transfers give {recomputed}",
             )
@@ -237,9 +262,13 @@ async def _check_pending(
     async for rows in reader.open_pending(chunk_size=CHUNK_SIZE):
         stored_open.update(row.transfer_id for row in rows)
     for transfer_id in stored_open - replay.open_pending.keys():
-        report.add("pending_status", transfer_id, "marked pending but the transfers resolve it")
+        report.add(
+            "pending_status", _txf(transfer_id), "marked pending but the transfers resolve it"
+        )
     for transfer_id in replay.open_pending.keys() - stored_open:
-        report.add("pending_status", transfer_id, "open in the transfers but not marked pending")
+        report.add(
+            "pending_status", _txf(transfer_id), "open in the transfers but not marked pending"
+        )
     resolved_ids = list(replay.resolved)
     for start in range(0, len(resolved_ids), CHUNK_SIZE):
         chunk = resolved_ids[start : start + CHUNK_SIZE]
@@ -248,11 +277,11 @@ async def _check_pending(
             if stored.get(transfer_id) is not replay.resolved[transfer_id]:
                 report.add(
                     "pending_status",
-                    transfer_id,
+                    _txf(transfer_id),
                     f"stored {stored.get(transfer_id)} but the transfers say"
                     f" {replay.resolved[transfer_id]}",
                 )
     deadline = now_ns - grace_s * NANOSECONDS_PER_SECOND
     for transfer in replay.open_pending.values():
         if transfer.expires_at is not None and transfer.expires_at <= deadline:
-            report.add("pending_overdue", transfer.id, "still open past its timeout")
+            report.add("pending_overdue", _txf(transfer.id), "still open past its timeout")
