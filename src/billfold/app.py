@@ -89,9 +89,39 @@ from billfold.risk.scoring.router import router as risk_models_router
 from billfold.wallets.router import router as wallets_router
 from billfold.worker import purge_idempotency_keys, running_worker
 
-__all__ = ["create_app"]
+__all__ = ["PATH_ID_PREFIXES", "create_app"]
 
 READY_TIMEOUT_S = 2.0
+
+PATH_ID_PREFIXES: Mapping[str, str] = {
+    "account_id": "acc",
+    "api_key_id": "key",
+    "approval_id": "apr",
+    "case_id": "rcs",
+    "checkpoint_id": "ckp",
+    "decision_id": "rdc",
+    "device_id": "dev",
+    "dispute_id": "dsp",
+    "endpoint_id": "whe",
+    "entry_id": "aud",
+    "event_id": "evt",
+    "merchant_id": "mer",
+    "model_id": "rmv",
+    "operator_id": "opr",
+    "payment_id": "pay",
+    "quote_id": "fxq",
+    "request_id": "req",
+    "response_id": "rrs",
+    "rule_id": "rrl",
+    "schedule_id": "fsc",
+    "session_id": "ses",
+    "step_up_id": "stp",
+    "transfer_id": "txf",
+    "user_id": "usr",
+}
+"""The id prefix of every `{…_id}` path parameter, by name, for the OpenAPI document
+(`document_path_ids`): each name means one kind of id on every route that has it.
+`tests/test_openapi_path_ids.py` checks it against what each route parses."""
 
 log = structlog.get_logger(__name__)
 
@@ -433,5 +463,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_route_index(app)  # each request tries only the routes of its path's segment
     install_methods(app.router)  # HEAD wherever GET is; a 405 lists all the path's methods
-    install_error_documentation(app)  # every operation's errors, as problem+json
+    # every operation's errors, as problem+json, and the form of every id in a path
+    install_error_documentation(app, path_ids=PATH_ID_PREFIXES)
     return app

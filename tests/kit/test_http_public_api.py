@@ -81,6 +81,7 @@ PUBLIC_API = {
         "IDEMPOTENCY_KEY_PARAMETER",
         "PROBLEM_SCHEMA",
         "document_errors",
+        "document_path_ids",
         "exactly_one_of",
         "install_error_documentation",
         "problem_responses",

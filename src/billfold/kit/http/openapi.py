@@ -20,13 +20,15 @@ schema. It also documents the headers the platform adds around the routes: every
 `X-Request-Id`, and on a credential's POST the `Idempotency-Key` it takes and the
 `Idempotent-Replayed` of a replay (a client generated from the document knew of neither).
 `install_error_documentation` applies it to an application's document once, when it is
-first generated.
+first generated, with `document_path_ids`: routes take their ids as plain strings and parse
+them themselves (a malformed one is 400 `invalid_id`), so the document said only `string`
+of the 60-odd `{…_id}` path parameters; each now states the id's exact form.
 """
 
 from __future__ import annotations
 
 import http
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from billfold.kit.errors import ERRORS_LISTED_MAX, PROBLEM_JSON
@@ -40,6 +42,7 @@ __all__ = [
     "IDEMPOTENCY_KEY_PARAMETER",
     "PROBLEM_SCHEMA",
     "document_errors",
+    "document_path_ids",
     "exactly_one_of",
     "install_error_documentation",
     "problem_responses",
@@ -352,8 +355,36 @@ def _name_bounds_as_json_schema(schema: object) -> None:
             _name_bounds_as_json_schema(item)
 
 
-def install_error_documentation(app: FastAPI) -> None:
-    """Make `app.openapi()` return its generated document completed by `document_errors`."""
+_ID_EXAMPLE_HEX = "019a3f5e7c2b7d4e8f1a2b3c4d5e6f70"
+
+
+def document_path_ids(document: dict[str, Any], prefixes: Mapping[str, str]) -> None:
+    """Give every path parameter named in `prefixes` (name to id prefix, `account_id` to
+    `acc`) the exact form its route parses (`kit.ids.parse_id`): the prefix, `_`, and 32
+    lowercase hex digits. The schema stays a string: the route still answers anything
+    else itself, 400 `invalid_id` naming the form, where a pattern enforced by FastAPI
+    would have made it a 422 of another shape."""
+    for item in document.get("paths", {}).values():
+        for method, operation in item.items():
+            if method not in _METHODS:
+                continue
+            for parameter in operation.get("parameters", []):
+                prefix = prefixes.get(parameter.get("name", ""))
+                if parameter.get("in") != "path" or prefix is None:
+                    continue
+                schema = parameter.setdefault("schema", {})
+                schema["pattern"] = f"^{prefix}_[0-9a-f]{{32}}$"
+                schema["examples"] = [f"{prefix}_{_ID_EXAMPLE_HEX}"]
+                parameter.setdefault(
+                    "description",
+                    f"A `{prefix}_…` id: `{prefix}_` then 32 lowercase hex digits; anything"
+                    " else is 400 `invalid_id`.",
+                )
+
+
+def install_error_documentation(app: FastAPI, *, path_ids: Mapping[str, str] | None = None) -> None:
+    """Make `app.openapi()` return its generated document completed by `document_errors`
+    and, with `path_ids`, by `document_path_ids`."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -364,6 +395,7 @@ def install_error_documentation(app: FastAPI) -> None:
             _restore_integer_bounds(schemas, _exact_definitions(app))
             _name_bounds_as_json_schema(schemas)
             document_errors(document, throttled=_throttled_routes(app))
+            document_path_ids(document, path_ids or {})
             app.openapi_schema = document
         return document
 

@@ -31,10 +31,8 @@ from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
 from billfold.risk.cases import responses, service
 from billfold.risk.cases.errors import (
-    CaseNotFound,
     CaseNotOpen,
     HeldResolverUnavailable,
-    ResponseNotFound,
     RiskSubjectNotFound,
 )
 from billfold.risk.cases.repository import CaseFilter
@@ -87,17 +85,13 @@ def _ledger(request: Request) -> Ledger:
 
 
 def _case_id(value: str) -> uuid.UUID:
-    try:
-        return parse_id(service.CASE_ID_PREFIX, value)
-    except InvalidId:
-        raise CaseNotFound() from None
+    """A malformed id is 400 `invalid_id`, as on every other route (it was 404 here, while
+    the document states the id's form)."""
+    return parse_id(service.CASE_ID_PREFIX, value)
 
 
 def _response_id(value: str) -> uuid.UUID:
-    try:
-        return parse_id(responses.RESPONSE_ID_PREFIX, value)
-    except InvalidId:
-        raise ResponseNotFound() from None
+    return parse_id(responses.RESPONSE_ID_PREFIX, value)
 
 
 def _user_id(value: str) -> uuid.UUID:
