@@ -78,6 +78,9 @@ def test_an_operator_changes_the_one_time_password_then_manages_others(
             assert promoted["roles"] == ["risk_analyst", "support"]
             assert admin.operators.disable(support["id"])["status"] == "disabled"
             assert admin.operators.enable(support["id"])["status"] == "active"
+            left = admin.operators.disable(support["id"], reason="left the company")
+            assert left["status"] == "disabled"
+            assert admin.operators.enable(support["id"], reason="rehired")["status"] == "active"
             with pytest.raises(PermissionDeniedError) as self_management:
                 admin.operators.disable(admin.me()["id"])
             assert self_management.value.code == "self_management_forbidden"

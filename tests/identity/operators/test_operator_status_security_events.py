@@ -108,3 +108,42 @@ def test_a_refused_disabling_records_nothing(database_url: str) -> None:
         kind
         for kind, _, _ in _status_changes(_events_about(database_url, tenant_id, other.public_id))
     ] == ["operator.disabled", "sessions.revoked"]
+
+
+def test_a_reason_given_is_recorded_with_the_event_and_a_bad_body_changes_nothing(
+    database_url: str,
+) -> None:
+    """Disabling took no body, so the log said who and when but never why; the optional
+    `{"reason": …}` is kept in the event's detail. A body that is not that (an unknown
+    member, an empty or over-long reason) is 422 and nothing changes."""
+    tenant_id = new_tenant(database_url).tenant.id
+    admin = operator(database_url, tenant_id=tenant_id, roles=[Role.ADMIN])
+    colleague = operator(database_url, tenant_id=tenant_id, roles=[Role.FINANCE])
+    path = f"/v1/operators/{colleague.public_id}"
+    with operator_client(database_url) as client:
+        for bad in ({"reason": ""}, {"reason": "x" * 2_001}, {"why": "no"}, {"reason": 7}):
+            refused = client.post(f"{path}/disable", json=bad, headers=admin.headers)
+            assert refused.status_code == 422, (bad, refused.text)
+            assert refused.json()["code"] == "validation_failed"
+        assert client.get(path, headers=admin.headers).json()["status"] == "active"
+        disabled = client.post(
+            f"{path}/disable", json={"reason": "laptop stolen"}, headers=admin.headers
+        )
+        enabled = client.post(
+            f"{path}/enable", json={"reason": "device replaced"}, headers=admin.headers
+        )
+    assert [disabled.status_code, enabled.status_code] == [200, 200]
+    changes = _status_changes(_events_about(database_url, tenant_id, colleague.public_id))
+    assert changes == [
+        (
+            "operator.disabled",
+            admin.public_id,
+            {"status_before": "active", "status": "disabled", "reason": "laptop stolen"},
+        ),
+        ("sessions.revoked", admin.public_id, {"reason": "operator_disabled", "sessions": 1}),
+        (
+            "operator.enabled",
+            admin.public_id,
+            {"status_before": "disabled", "status": "active", "reason": "device replaced"},
+        ),
+    ]

@@ -55,11 +55,15 @@ class Operators(OperatorCreation):
         answer = self._transport.request("PUT", path, json={"roles": list(roles)})
         return cast(Operator, answer)
 
-    def disable(self, operator_id: str) -> Operator:
-        """Disable another operator: its sessions end at once."""
-        path = f"/v1/operators/{path_id(operator_id)}/disable"
-        return cast(Operator, self._transport.request("POST", path))
+    def disable(self, operator_id: str, *, reason: str | None = None) -> Operator:
+        """Disable another operator: its sessions end at once. `reason` is recorded with
+        the security event."""
+        return self._set_status(operator_id, "disable", reason)
 
-    def enable(self, operator_id: str) -> Operator:
-        path = f"/v1/operators/{path_id(operator_id)}/enable"
-        return cast(Operator, self._transport.request("POST", path))
+    def enable(self, operator_id: str, *, reason: str | None = None) -> Operator:
+        return self._set_status(operator_id, "enable", reason)
+
+    def _set_status(self, operator_id: str, action: str, reason: str | None) -> Operator:
+        path = f"/v1/operators/{path_id(operator_id)}/{action}"
+        body = None if reason is None else {"reason": reason}
+        return cast(Operator, self._transport.request("POST", path, json=body))

@@ -38,6 +38,7 @@ from billfold.identity.operators.schemas import (
     OperatorPage,
     OperatorResponse,
     OperatorSessionCreated,
+    OperatorStatusRequest,
     PasswordChangeRequest,
     RolesUpdateRequest,
 )
@@ -224,10 +225,13 @@ async def set_roles(
     responses=problem_responses(400, 404, 409),
 )
 async def disable_operator(
-    operator_id: str, principal: Manager, unit_of_work: Work
+    operator_id: str,
+    principal: Manager,
+    unit_of_work: Work,
+    body: OperatorStatusRequest | None = None,
 ) -> OperatorResponse:
     return await _set_status(
-        operator_id, active=False, principal=principal, unit_of_work=unit_of_work
+        operator_id, active=False, body=body, principal=principal, unit_of_work=unit_of_work
     )
 
 
@@ -238,15 +242,23 @@ async def disable_operator(
     responses=problem_responses(400, 404, 409),
 )
 async def enable_operator(
-    operator_id: str, principal: Manager, unit_of_work: Work
+    operator_id: str,
+    principal: Manager,
+    unit_of_work: Work,
+    body: OperatorStatusRequest | None = None,
 ) -> OperatorResponse:
     return await _set_status(
-        operator_id, active=True, principal=principal, unit_of_work=unit_of_work
+        operator_id, active=True, body=body, principal=principal, unit_of_work=unit_of_work
     )
 
 
 async def _set_status(
-    operator_id: str, *, active: bool, principal: OperatorPrincipal, unit_of_work: UnitOfWork
+    operator_id: str,
+    *,
+    active: bool,
+    body: OperatorStatusRequest | None,
+    principal: OperatorPrincipal,
+    unit_of_work: UnitOfWork,
 ) -> OperatorResponse:
     parsed = parse_id(OPERATOR_ID_PREFIX, operator_id)
     async with unit_of_work.begin() as session:
@@ -258,6 +270,7 @@ async def _set_status(
             active=active,
             actor=principal.actor,
             now_ns=_clock.now_ns(),
+            reason=None if body is None else body.reason,
         )
     return OperatorResponse.from_model(operator)
 

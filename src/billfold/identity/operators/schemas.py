@@ -52,6 +52,7 @@ __all__ = [
     "OperatorPage",
     "OperatorResponse",
     "OperatorSessionCreated",
+    "OperatorStatusRequest",
     "PasswordChangeRequest",
     "RiskResponseReversalRequest",
     "RolesUpdateRequest",
@@ -87,6 +88,16 @@ class RolesUpdateRequest(_Request):
     """The operator's complete new set of roles."""
 
     roles: _Roles
+
+
+class OperatorStatusRequest(_Request):
+    """The optional body of disabling or enabling an operator."""
+
+    reason: _Note | None = Field(
+        default=None,
+        description="Why (a departure, a suspected compromise, …): recorded with the"
+        " `operator.disabled` or `operator.enabled` security event.",
+    )
 
 
 class PasswordChangeRequest(_Request):

@@ -327,13 +327,15 @@ async def set_operator_status(
     active: bool,
     actor: Actor,
     now_ns: int,
+    reason: str | None = None,
 ) -> Operator:
     """Enable or disable an operator; disabling ends every session it has at once.
 
     Either is an ``operator.disabled`` or ``operator.enabled`` security event (naming who
-    acted, on whom, and the status before and after) in the same transaction: who may act
-    in the back office is as much a security fact as a sign-in. Disabling also records the
-    sessions it ended (``sessions.revoked``), as a password change does."""
+    acted, on whom, the status before and after, and the `reason` given, if any) in the
+    same transaction: who may act in the back office is as much a security fact as a
+    sign-in, and a reviewer of the log should not have to ask why. Disabling also records
+    the sessions it ended (``sessions.revoked``), as a password change does."""
     operator = await _other_operator(
         session, principal=principal, tenant_id=tenant_id, operator_id=operator_id
     )
@@ -346,6 +348,9 @@ async def set_operator_status(
     operator.status = status
     operator.updated_at = now_ns
     await session.flush()
+    detail: dict[str, str | int | bool | None] = {"status_before": before, "status": status}
+    if reason is not None:
+        detail["reason"] = reason
     revoked = 0
     if not active:
         revoked = await OperatorSessionRepository(session).revoke(
@@ -359,7 +364,7 @@ async def set_operator_status(
         else SecurityEventType.OPERATOR_DISABLED,
         actor=actor,
         now_ns=now_ns,
-        detail={"status_before": before, "status": status},
+        detail=detail,
         before={"status": before},
         after={"status": status},
     )
