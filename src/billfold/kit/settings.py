@@ -301,6 +301,15 @@ class Settings(BaseSettings):
         " notification before the recovery loop asks the provider's status, and then between"
         " two asks: a lost notification is recovered from the status.",
     )
+    payments_action_timeout_s: float = Field(
+        default=86_400,
+        ge=60,
+        le=30 * 86_400,
+        description="How long a top-up waits for its payer to complete a 3-D Secure challenge:"
+        " past it, the first reconciliation whose provider status still says the challenge"
+        " is unanswered voids the pending amount and fails the top-up"
+        " (authentication_abandoned), instead of asking the provider about it for ever.",
+    )
 
     risk_counters: Literal["auto", "memory", "database", "redis"] = Field(
         default="auto",

@@ -64,6 +64,17 @@ class PaymentRepository:
         )
         return list((await self._session.execute(statement)).scalars())
 
+    async def entered_at(self, payment_id: uuid.UUID, state: str) -> int | None:
+        """When the payment last entered `state` (ns; its history), None if it never did.
+        Not `updated_at`, which recovery moves each time it asks the provider about a
+        payment (`claim_reconciliation`), nor `created_at`: a top-up approved from risk
+        review reaches its provider, and its challenge, long after it was made."""
+        statement = select(func.max(PaymentStateChange.at)).where(
+            PaymentStateChange.payment_id == payment_id, PaymentStateChange.to_state == state
+        )
+        at = (await self._session.execute(statement)).scalar_one()
+        return None if at is None else int(at)
+
     async def record_transfers(self, payment_id: uuid.UUID, steps: dict[str, uuid.UUID]) -> None:
         now_ns = time.time_ns()
         for step, transfer_id in steps.items():

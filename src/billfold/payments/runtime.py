@@ -58,6 +58,11 @@ class PaymentsRuntime:
     """How long a top-up or withdrawal the provider answered without an outcome
     (`processing` with a reference, or `requires_action`) waits for its notification before
     recovery asks the provider's status, and then between two asks."""
+    action_timeout_s: float = 86_400.0
+    """How long a top-up waits in `requires_action` for its payer's 3-D Secure challenge:
+    past it, a reconciliation whose provider status still says `requires_action` ends it
+    (`authentication_abandoned`). Without it, an abandoned challenge kept its pending amount
+    and was asked about once per `reconcile_after_s` for ever."""
     webhook_tolerance_s: int = 300
     step_up_threshold_minor: int | None = None
     sandboxes: dict[str, SandboxProvider] = field(default_factory=dict)
@@ -116,6 +121,7 @@ class PaymentsRuntime:
             claim_grace_s=settings.payments_claim_grace_s,
             provider_timeout_s=settings.payments_provider_timeout_s,
             reconcile_after_s=settings.payments_reconcile_after_s,
+            action_timeout_s=settings.payments_action_timeout_s,
             webhook_tolerance_s=settings.payments_webhook_tolerance_s,
             step_up_threshold_minor=settings.payments_step_up_threshold_minor,
             sandboxes=sandboxes,

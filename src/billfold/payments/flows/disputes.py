@@ -23,6 +23,15 @@ emits its event (`billfold.payments.events`).
 A refusal to open or resolve is the API's 4xx either way; for a provider's notification
 it matters whether the refusal can pass (`opening_refused_for_good`,
 `resolution_refused_for_good`): one that cannot is not retried.
+
+The ledger may refuse a dispute's money movement for a while: a frozen wallet (either
+side) refuses the opening's hold, and the posting of a lost one's. Neither is taken for
+an answer. A hold refused so leaves the dispute `opening` (`ledger_account_frozen`) and a
+claimed outcome refused so stays claimed: recovery (`drive_dispute`) and the retried
+notification apply them once the wallet is thawed, with the same transfer ids, so once.
+Before, a frozen wallet's refusal of the hold opened the dispute holding nothing, as if
+the wallet were empty: a loss then came wholly from chargeback losses and the wallet
+that received the money kept it.
 """
 
 from __future__ import annotations
@@ -30,9 +39,11 @@ from __future__ import annotations
 import json
 import uuid
 
+import structlog
+
 from billfold.kit.errors import InvariantViolation
 from billfold.kit.ids import format_id, new_id
-from billfold.ledger.types import NewTransfer, TransferFlags
+from billfold.ledger.types import CreateTransferStatus, NewTransfer, TransferFlags
 from billfold.payments.errors import DisputeNotFound, InvalidStateTransition, RefundExceedsCaptured
 from billfold.payments.events import emit_dispute_event
 from billfold.payments.flows.common import apply_steps, chain, failure, load, now_ns, raise_for
@@ -59,6 +70,12 @@ _DISPUTABLE = ("succeeded", "captured", "partially_refunded", "refunded")
 _CLAIMS = {"won": "winning", "lost": "losing"}
 """Each outcome, and the state that claims it while its ledger steps are applied."""
 _CLAIMED = {claim: outcome for outcome, claim in _CLAIMS.items()}
+_HOLD_REFUSALS_THAT_PASS = frozenset({CreateTransferStatus.ACCOUNT_FROZEN})
+"""Refusals of an opening's hold that an operator's act lifts (a wallet thawed): the
+dispute waits `opening` for them. Any other refusal is the same on every attempt (above
+all `exceeds_credits`: nothing available to hold; or a closed wallet): the dispute opens
+holding nothing, and a loss is covered by chargeback losses."""
+log = structlog.get_logger(__name__)
 
 
 async def open_dispute(
@@ -70,7 +87,8 @@ async def open_dispute(
     reason: str | None,
     provider_dispute_id: str | None = None,
 ) -> str:
-    """Open (or finish opening) a dispute; `applied`, or why not."""
+    """Open (or finish opening) a dispute; `applied`, `duplicate`, or `ledger_<status>`
+    when the ledger refused its hold for now (it stays `opening`: see `drive_dispute`)."""
     async with runtime.unit_of_work.begin() as session:
         repository = PaymentRepository(session)
         payment = await load(session, payment_id, for_update=True)  # disputes opened at once
@@ -157,7 +175,10 @@ async def drive_dispute(runtime: PaymentsRuntime, dispute_id: uuid.UUID) -> str:
     open it, or apply a claimed outcome's ledger steps and enter the outcome. Safe to call
     again after a crash at any point (its ledger ids derive from the dispute's, so a
     re-driven step is answered `exists`; a re-driven hold with the amount it holds).
-    `applied`, or `duplicate` when nothing was under way or another call finished it."""
+    `applied`, or `duplicate` when nothing was under way or another call finished it;
+    `ledger_<status>` when the ledger refused an opening's hold with a refusal that may pass
+    (a frozen wallet), leaving it `opening` for the next drive. A claimed outcome the ledger
+    refuses raises the refusal (`raise_for`), and stays claimed for the next drive."""
     async with runtime.unit_of_work.begin() as session:
         dispute = await PaymentRepository(session).get_dispute(dispute_id)
         if dispute is None:
@@ -185,7 +206,12 @@ async def _place_hold(runtime: PaymentsRuntime, dispute: Dispute, payment: Payme
         user_data=format_id("dsp", dispute.id),
     )
     results = await apply_steps(runtime, payment.id, [(f"dispute:{dispute.id.hex}:hold", hold)])
-    held = (results[0].amount or 0) if applied(results) else 0
+    refusal = None if applied(results) else failure(results)
+    if refusal in _HOLD_REFUSALS_THAT_PASS:
+        assert refusal is not None
+        log.info("payments.dispute_hold_refused", dispute=dispute.id.hex, ledger=refusal.value)
+        return f"ledger_{refusal.value}"
+    held = (results[0].amount or 0) if refusal is None else 0
     async with runtime.unit_of_work.begin() as session:
         row = await PaymentRepository(session).get_dispute(dispute.id, for_update=True)
         assert row is not None

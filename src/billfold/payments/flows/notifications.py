@@ -17,10 +17,11 @@ nothing (a duplicate, a stale or out-of-order report, one about no payment of it
 provider, or not of the payment's money) is processed, its outcome logged: applying it
 correctly is doing nothing, so there is nothing to retry nor to look at. A refusal that
 can pass (a dispute of a charge still processing, a dispute still opening or not opened
-yet, a lock, the database) is raised, so the notification is retried. A refusal that no
-retry can change (a dispute of more than the payment can ever give back, of a withdrawal or
-a failed payment, an outcome opposite to the one the dispute took, a stored payload that
-is not a notification) raises `PermanentInboundError`: failed at once, its reason kept for
+yet, the ledger refusing a dispute's money movement for a frozen wallet, a lock, the
+database) is raised, so the notification is retried. A refusal that no retry can change
+(a dispute of more than the payment can ever give back, of a withdrawal or a failed
+payment, an outcome opposite to the one the dispute took, a stored payload that is not a
+notification) raises `PermanentInboundError`: failed at once, its reason kept for
 an operator, since the provider says money moved and the books cannot follow."""
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from billfold.payments.flows.disputes import (
     resolution_refused_for_good,
     resolve_dispute,
 )
-from billfold.payments.flows.topups import fail_top_up, settle_top_up
+from billfold.payments.flows.topups import AUTHENTICATION_ABANDONED, fail_top_up, settle_top_up
 from billfold.payments.flows.withdrawals import finish_withdrawal
 from billfold.payments.models import Payment
 from billfold.payments.repository import PaymentRepository
@@ -121,6 +122,11 @@ async def apply_stored(
         outcome=outcome,
     )
     return outcome
+
+
+class DisputeLedgerRefusedError(Exception):
+    """The ledger refused a dispute's hold with a refusal that may pass (a frozen wallet):
+    retryable, the dispute recorded `opening` meanwhile (`flows.disputes`)."""
 
 
 class DisputeNotOpenYetError(Exception):
@@ -196,7 +202,8 @@ async def _apply(runtime: PaymentsRuntime, notification: Notification, *, provid
     kind = Kind(payment.kind)
     reason = f"{notification.type.value}:{notification.event_id}"[:128]
     if kind is Kind.TOP_UP and notification.type is T.CHARGE_SUCCEEDED:
-        return await settle_top_up(runtime, payment_id, reason=reason)
+        outcome = await settle_top_up(runtime, payment_id, reason=reason)
+        return await _after_settling(runtime, notification, payment_id, outcome, provider)
     if kind is Kind.TOP_UP and notification.type is T.CHARGE_FAILED:
         return await fail_top_up(
             runtime, payment_id, reason=notification.failure_code or "charge_failed"
@@ -234,15 +241,60 @@ async def _apply(runtime: PaymentsRuntime, notification: Notification, *, provid
     return "ignored_stale"
 
 
+class FailureInFlightError(Exception):
+    """A top-up's confirmation found its pending amount voided by a failure not recorded
+    yet (recovery ending an abandoned challenge at that moment, say): retryable, so the
+    retry finds the failure recorded and tells an abandonment apart (`_after_settling`)."""
+
+
+_RELEASED = "ledger_pending_transfer_already_voided"
+"""`settle_top_up`'s outcome when the ledger had voided the pending amount first."""
+
+
+async def _after_settling(
+    runtime: PaymentsRuntime,
+    notification: Notification,
+    payment_id: uuid.UUID,
+    outcome: str,
+    provider: str,
+) -> str:
+    """What a confirmation that did not settle the top-up comes to. One for a top-up that
+    recovery ended as abandoned (`AUTHENTICATION_ABANDONED`: the payer answered the
+    challenge after all, so the provider took money the books released) changes nothing,
+    as a mismatched notification does: logged as a warning
+    (`payments.notification_after_abandonment`) for an operator to reconcile by hand
+    (refund the payer at the provider, or credit the wallet), and processed
+    (`ignored_abandoned`). Settling it instead would resurrect a failed payment and credit
+    money the ledger already returned to the clearing account."""
+    if outcome in ("applied", "ignored_succeeded"):
+        return outcome
+    async with runtime.unit_of_work.read() as session:
+        payment = await PaymentRepository(session).get(payment_id)
+    assert payment is not None
+    if payment.state == "failed" and payment.failure_code == AUTHENTICATION_ABANDONED:
+        log.warning(
+            "payments.notification_after_abandonment",
+            provider=provider,
+            event_id=notification.event_id,
+            payment=payment_id.hex,
+        )
+        return "ignored_abandoned"
+    if outcome == _RELEASED and payment.state != "failed":
+        raise FailureInFlightError(
+            "the top-up's pending amount was voided by a failure not recorded yet"
+        )
+    return outcome
+
+
 async def _open_dispute(
     runtime: PaymentsRuntime, payment_id: uuid.UUID, *, amount: int, dispute: str
 ) -> str:
     """Open the dispute the provider reports. A refusal that can never pass is rejected
     (the chargeback is the provider's, whatever the books say: an operator must look);
-    one that may (the charge not settled yet, room an open dispute may give back) is
-    raised, to be retried."""
+    one that may (the charge not settled yet, room an open dispute may give back, a hold
+    the ledger refuses for a frozen wallet) is raised, to be retried."""
     try:
-        return await open_dispute(
+        outcome = await open_dispute(
             runtime,
             payment_id=payment_id,
             amount=amount,
@@ -255,6 +307,14 @@ async def _open_dispute(
         if why is None:
             raise
         raise PermanentInboundError(f"{refusal.code}: {why}") from refusal
+    if outcome.startswith("ledger_"):
+        # Recorded `opening`: recovery places the hold too once the refusal passes, and
+        # this retry then finds it open (`duplicate`). Processed now, the notification said
+        # the chargeback was applied while the books had not moved.
+        raise DisputeLedgerRefusedError(
+            f"the ledger refused the dispute's hold for now ({outcome.removeprefix('ledger_')})"
+        )
+    return outcome
 
 
 async def _resolve_dispute(runtime: PaymentsRuntime, dispute_id: uuid.UUID, *, won: bool) -> str:

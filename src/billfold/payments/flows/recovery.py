@@ -13,7 +13,9 @@ periodically (`resume_interrupted`, the app's payments recovery loop).
   provider reference, or a 3-D Secure `requires_action`) that have waited longer than the
   runtime's `reconcile_after_s` for their notification (it may be lost): the provider's
   status is asked, at most once per that age per payment, and a final answer is applied
-  as its notification would be (`reconcile_outcome`).
+  as its notification would be (`reconcile_outcome`). A top-up whose 3-D Secure challenge
+  is still unanswered past the runtime's `action_timeout_s` is ended: its pending amount
+  voided, failed `authentication_abandoned`.
 - Merchant payments whose authorization claimed the payer (limit checked) longer ago than
   the runtime's `claim_grace_s` but never finished (a crash, or a ledger call that raised,
   between the claim and the state change): authorized if the ledger holds their hold,
@@ -44,7 +46,12 @@ from billfold.payments.flows.merchant import drive_capture, expire, recover_clai
 from billfold.payments.flows.p2p import drive_p2p
 from billfold.payments.flows.refunds import drive_refund
 from billfold.payments.flows.review import expire_held, resume_decided
-from billfold.payments.flows.topups import fail_top_up, resume_top_up, settle_top_up
+from billfold.payments.flows.topups import (
+    AUTHENTICATION_ABANDONED,
+    fail_top_up,
+    resume_top_up,
+    settle_top_up,
+)
 from billfold.payments.flows.withdrawals import finish_withdrawal, resume_withdrawal
 from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
@@ -185,10 +192,26 @@ async def reconcile_outcome(
     another amount or currency (another charge's: logged, `payments.reconcile_mismatch`;
     settling it would credit money the provider never moved for this payment); a provider
     that no longer knows the reference it once answered (an anomaly, logged
-    `payments.reconcile_unknown`: the provider took the payment, so it is not failed). What
-    happened, for the log."""
+    `payments.reconcile_unknown`: the provider took the payment, so it is not failed).
+
+    Except a top-up whose payer never answered its 3-D Secure challenge: once it has
+    waited in `requires_action` longer than the runtime's `action_timeout_s` (from when it
+    entered that state) and the provider's status still says `requires_action`, it is
+    failed with `AUTHENTICATION_ABANDONED` (`fail_top_up`: the pending amount voided, the
+    `failed` event emitted with the change). Otherwise nothing ever ended it: the provider
+    never sends an outcome for a challenge nobody answers. The provider protocol has no
+    call to cancel a charge, so the provider is only asked, never told; only its own word
+    that the challenge is still open ends the top-up (not a status it could not give, nor
+    a `processing` one: the payer answered, and the outcome is on its way). A success
+    racing the ending is decided by the ledger, which posts or voids the pending amount
+    once: whichever lands first wins, and the other changes nothing (see
+    `notifications` for a success that arrives after). What happened, for the log."""
     async with runtime.unit_of_work.begin() as session:
         payment = await load(session, payment_id)
+        challenged_at = None
+        if payment.kind == "top_up" and payment.state == "requires_action":
+            repository = PaymentRepository(session)
+            challenged_at = await repository.entered_at(payment_id, "requires_action")
     provider, reference = payment.provider, payment.provider_reference
     awaiting = (payment.state == "processing" and reference is not None) or (
         payment.state == "requires_action" and payment.kind == "top_up"
@@ -228,6 +251,10 @@ async def reconcile_outcome(
         )
         return "ignored_mismatch"
     if response.status not in (ProviderStatus.SUCCEEDED, ProviderStatus.FAILED):
+        if response.status is ProviderStatus.REQUIRES_ACTION and _abandoned(runtime, challenged_at):
+            outcome = await fail_top_up(runtime, payment_id, reason=AUTHENTICATION_ABANDONED)
+            log.info("payments.challenge_abandoned", payment=payment_id.hex, outcome=outcome)
+            return f"abandoned_{outcome}"
         return f"still_{response.status.value}"
     succeeded = response.status is ProviderStatus.SUCCEEDED
     if payment.kind == "top_up" and succeeded:
@@ -239,6 +266,14 @@ async def reconcile_outcome(
         reason = "provider_status" if succeeded else response.failure_code or "payout_failed"
         outcome = await finish_withdrawal(runtime, payment_id, succeeded=succeeded, reason=reason)
     return f"{response.status.value}_{outcome}"
+
+
+def _abandoned(runtime: PaymentsRuntime, challenged_at: int | None) -> bool:
+    """Whether a challenge entered at `challenged_at` (ns) has waited past the runtime's
+    `action_timeout_s`."""
+    if challenged_at is None:
+        return False
+    return time.time_ns() - challenged_at >= int(runtime.action_timeout_s * 1_000_000_000)
 
 
 async def expire_due(runtime: PaymentsRuntime, *, limit: int = RESUME_BATCH_MAX) -> int:

@@ -58,6 +58,7 @@ from billfold.wallets.accounts import (
 from billfold.wallets.service import currency_exponent, ledger_tenant_of
 
 __all__ = [
+    "AUTHENTICATION_ABANDONED",
     "fail_top_up",
     "place_and_charge",
     "resume_top_up",
@@ -68,6 +69,9 @@ __all__ = [
 _SETTLE = "settle"
 """The settlement's step, and its fee lines' (`settle:fee:<n>`)."""
 NO_CONTEXT = RiskContext()
+AUTHENTICATION_ABANDONED = "authentication_abandoned"
+"""The `failure_code` of a top-up whose payer left its 3-D Secure challenge unanswered
+past the runtime's `action_timeout_s` (recovery ends it: `reconcile_outcome`)."""
 
 
 async def start_top_up(
