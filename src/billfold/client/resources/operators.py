@@ -58,12 +58,11 @@ class Operators(OperatorCreation):
     def disable(self, operator_id: str, *, reason: str | None = None) -> Operator:
         """Disable another operator: its sessions end at once. `reason` is recorded with
         the security event."""
-        return self._set_status(operator_id, "disable", reason)
+        return self._set_status(f"/v1/operators/{path_id(operator_id)}/disable", reason)
 
     def enable(self, operator_id: str, *, reason: str | None = None) -> Operator:
-        return self._set_status(operator_id, "enable", reason)
+        return self._set_status(f"/v1/operators/{path_id(operator_id)}/enable", reason)
 
-    def _set_status(self, operator_id: str, action: str, reason: str | None) -> Operator:
-        path = f"/v1/operators/{path_id(operator_id)}/{action}"
+    def _set_status(self, path: str, reason: str | None) -> Operator:
         body = None if reason is None else {"reason": reason}
         return cast(Operator, self._transport.request("POST", path, json=body))
