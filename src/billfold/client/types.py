@@ -116,6 +116,9 @@ __all__ = [
     "StreamedEvent",
     "SystemAccount",
     "SystemAccounts",
+    "TierDefault",
+    "TierLimit",
+    "TierLimits",
     "Token",
     "TokenKind",
     "Tokens",
@@ -418,6 +421,7 @@ class Approval(TypedDict):
         "risk_rule_change",
         "risk_response_reversal",
         "risk_model_promotion",
+        "tier_limits_change",
     ]
     payload: JSONObject
     reason: str
@@ -828,6 +832,7 @@ class LimitInForce(TypedDict):
     limit: str
     source: Literal["tier", "override", "risk_reduction"]
     tier_limit: str
+    tier_source: Literal["default", "tenant"]
     override: LimitOverride | None
     reduction_bps: int | None
 
@@ -837,6 +842,36 @@ class UserLimits(TypedDict):
     currency: str
     tier: int
     limits: list[LimitInForce]
+
+
+class TierLimit(TypedDict):
+    """One KYC tier's limits in one currency (minor units): the tenant's own (`source`
+    `tenant`, with the approval that set them) or the default table's, scaled."""
+
+    tier: int
+    currency: str
+    per_transaction: str
+    daily: str
+    monthly: str
+    source: Literal["default", "tenant"]
+    approval_id: str | None
+    approved_at: str | None
+
+
+class TierDefault(TypedDict):
+    """The default table's row for one tier, in whole units of any currency."""
+
+    tier: int
+    per_transaction_units: str
+    daily_units: str
+    monthly_units: str
+
+
+class TierLimits(TypedDict):
+    mode: Literal["test", "live"]
+    currency: str | None
+    items: list[TierLimit]
+    defaults: list[TierDefault]
 
 
 # ----------------------------------------------------------------------------- payments

@@ -1,6 +1,7 @@
 """Four-eyes approvals executed outside identity: manual ledger adjustments and account
 unfreezes (on the ledger), key rotations (in the key hierarchy), limit increases (in
-wallets' limit overrides), enforcing risk rule versions (``billfold.risk.changes``) and
+wallets' limit overrides), changes of a tenant's tier limits (in wallets' tier limits),
+enforcing risk rule versions (``billfold.risk.changes``) and
 reversals of automated risk responses (on the ledger and risk's tables:
 ``flows.risk_cases.RiskResponseReversalExecutor``, idempotent on the response's state).
 
@@ -12,13 +13,13 @@ the bridge, installed by the application (``app.state.approval_executors``)::
 Both are idempotent on the approval id, as ``identity.operators.flows`` requires: the
 adjustment's transfer id *is* the approval id, so a repeated execution finds the transfer
 ``exists`` and moves nothing; an unfreeze of an account already active changes nothing.
-The two transactional ones (key rotation, limit increase) write through the decision's own
-session, so the approval and its effect commit together; a limit override's key is the
-approval id, so executing it again adds nothing.
+The transactional ones (key rotation, limit increase, tier limits change) write through the
+decision's own session, so the approval and its effect commit together; a limit override's
+key, and a tier limits change's, is the approval id, so executing it again adds nothing.
 
 Every executor here also checks a request when it is made, and refuses one that could not
-execute as it stands (``approval_executors`` registers the limit increase's and the key
-rotation's checks with identity's ``ApprovalExecutors.checks``).
+execute as it stands (``approval_executors`` registers the limit increase's, the tier
+limits change's and the key rotation's checks with identity's ``ApprovalExecutors.checks``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from billfold.identity.operators.executors import (
     ApprovedAction,
     ExecutionOutcome,
     ExternalExecutor,
+    OutcomeValue,
     TransactionalCheck,
     TransactionalExecutor,
     default_executors,
@@ -44,6 +46,7 @@ from billfold.identity.operators.payloads import (
     KeyRotationPayload,
     LedgerAdjustmentPayload,
     LimitIncreasePayload,
+    TierLimitsChangePayload,
 )
 from billfold.identity.operators.permissions import ActionType
 from billfold.identity.security_events import ActorType
@@ -59,13 +62,20 @@ from billfold.ledger.ledger import Ledger
 from billfold.ledger.types import AccountStatus, CreateTransferStatus, NewTransfer
 from billfold.risk.changes import RuleChangeExecutor
 from billfold.risk.scoring.promotions import ModelPromotionExecutor
+from billfold.wallets.limits import TierFigures
 from billfold.wallets.overrides import LimitIncrease, apply_limit_increase, check_limit_increase
+from billfold.wallets.tier_limits import (
+    TierLimitsChange,
+    apply_tier_limits_change,
+    check_tier_limits_change,
+)
 
 __all__ = [
     "AccountUnfreezeExecutor",
     "KeyRotationExecutor",
     "LedgerAdjustmentExecutor",
     "LimitIncreaseExecutor",
+    "TierLimitsChangeExecutor",
     "approval_executors",
     "ledger_tenant_id",
 ]
@@ -270,11 +280,91 @@ class LimitIncreaseExecutor:
         )
 
 
+def _figures(change: TierLimitsChangePayload) -> TierFigures | None:
+    """The payload's figures as integers (None: a removal)."""
+    limits = change.limits
+    if limits is None:
+        return None
+    return (int(limits.per_transaction), int(limits.daily), int(limits.monthly))
+
+
+class TierLimitsChangeExecutor:
+    """Sets (or removes) the tenant's own spending limits for one KYC tier in one currency
+    and mode: a wallets tier-limits row, written in the decision's transaction and keyed
+    by the approval id. The payload's ``mode``, ``tier`` and ``asset`` name what changes;
+    ``limits`` (``per_transaction``, ``daily``, ``monthly``, minor units) the new figures,
+    or null to remove the tenant's (the default table applies again).
+
+    Its :meth:`check` refuses a request that cannot apply when it is made, with the error
+    ``wallets.tier_limits.check_tier_limits_change`` raises (``unknown_tier``,
+    ``unsupported_currency``, ``amount_out_of_range``, ``limits_out_of_order``,
+    ``tier_limits_not_set``). Execution checks again (another removal may have come
+    first): one that cannot apply fails the approval with the same code as ``failure``,
+    changing nothing. Its result names what changed and the figures in force before, so
+    the audit entry of the execution holds both."""
+
+    async def check(
+        self, session: AsyncSession, *, tenant_id: uuid.UUID, action_type: ActionType, payload: str
+    ) -> None:
+        invariant(action_type is ActionType.TIER_LIMITS_CHANGE, "executor for its own type")
+        change = TierLimitsChangePayload.model_validate_json(payload)
+        await check_tier_limits_change(
+            session,
+            tenant_id=tenant_id,
+            mode=change.mode,
+            tier=change.tier,
+            currency=change.asset,
+            figures=_figures(change),
+        )
+
+    async def execute(self, session: AsyncSession, action: ApprovedAction) -> ExecutionOutcome:
+        invariant(action.action_type is ActionType.TIER_LIMITS_CHANGE, "executor for its own type")
+        change = TierLimitsChangePayload.model_validate_json(action.payload)
+        figures = _figures(change)
+        outcome = await apply_tier_limits_change(
+            session,
+            TierLimitsChange(
+                approval_id=action.approval_id,
+                tenant_id=action.tenant_id,
+                mode=change.mode,
+                tier=change.tier,
+                currency=change.asset,
+                figures=figures,
+                requested_by=action.requested_by,
+                approved_by=action.decided_by,
+                approved_at=action.decided_at,
+            ),
+        )
+        if not outcome.applied:
+            return ExecutionOutcome(succeeded=False, facts={"failure": outcome.failure})
+        per_transaction, daily, monthly = figures or (None, None, None)
+        facts: dict[str, OutcomeValue] = {
+            "mode": change.mode.value,
+            "tier": change.tier,
+            "asset": change.asset,
+            "operation": "remove" if figures is None else "set",
+            "per_transaction": None if per_transaction is None else str(per_transaction),
+            "daily": None if daily is None else str(daily),
+            "monthly": None if monthly is None else str(monthly),
+            "already_applied": outcome.already,
+        }
+        if outcome.before is not None:
+            before = outcome.before
+            facts |= {
+                "before_source": before.source,
+                "before_per_transaction": str(before.figures[0]),
+                "before_daily": str(before.figures[1]),
+                "before_monthly": str(before.figures[2]),
+            }
+        return ExecutionOutcome(succeeded=True, facts=facts)
+
+
 def approval_executors(
     ledger: Ledger, keyring: Keyring | None = None, unit_of_work: UnitOfWork | None = None
 ) -> ApprovalExecutors:
     """Every executor: the ledger's two over ``ledger``, the limit increase (wallets'
-    overrides) with its request-time check, the risk rule change (``billfold.risk.changes``:
+    overrides) and the tier limits change (wallets' tier limits), each with its
+    request-time check, the risk rule change (``billfold.risk.changes``:
     an enforcing rule version made active, or disabled) with its check, the risk model
     promotion (``billfold.risk.scoring.promotions``), the key rotation over
     ``keyring``, with its request-time check, when given (without one, identity's default
@@ -290,16 +380,19 @@ def approval_executors(
         )
     executors = default_executors().with_external(MappingProxyType(external))
     limit_increase = LimitIncreaseExecutor()
+    tier_limits_change = TierLimitsChangeExecutor()
     rule_change = RuleChangeExecutor()
     transactional: dict[ActionType, TransactionalExecutor] = {
         **executors.transactional,
         ActionType.LIMIT_INCREASE: limit_increase,
+        ActionType.TIER_LIMITS_CHANGE: tier_limits_change,
         ActionType.RISK_RULE_CHANGE: rule_change,
         ActionType.RISK_MODEL_PROMOTION: ModelPromotionExecutor(),
     }
     checks: dict[ActionType, TransactionalCheck] = {
         **executors.checks,
         ActionType.LIMIT_INCREASE: limit_increase,
+        ActionType.TIER_LIMITS_CHANGE: tier_limits_change,
         ActionType.RISK_RULE_CHANGE: rule_change,
     }
     if keyring is not None:

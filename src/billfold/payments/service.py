@@ -38,6 +38,7 @@ from billfold.wallets.overrides import overrides_by_window
 from billfold.wallets.reductions import reduction_in_force
 from billfold.wallets.repository import WalletRepository
 from billfold.wallets.service import currency_exponent, ledger_tenant_of
+from billfold.wallets.tier_limits import figures_of, tenant_figures
 
 __all__ = [
     "VOLUME_SHARDS",
@@ -266,13 +267,17 @@ def recorded_quote(payment: Payment, fees: list[PaymentFee], *, stage: str) -> F
 async def check_spending_limits(
     session: AsyncSession,
     *,
+    tenant_id: uuid.UUID,
+    mode: Mode,
     user_id: uuid.UUID,
     currency: str,
     amount: int,
     excluding: uuid.UUID | None = None,
 ) -> int:
-    """Raise `limit_exceeded` if `amount` breaks the user's limits: their tier's, raised
-    by any approved limit override, lowered by any risk reduction in force. Call it in the
+    """Raise `limit_exceeded` if `amount` breaks the user's limits: their tier's (the
+    tenant's own figures for `mode`, the tier and `currency` when it set some, else the
+    default table's), raised by any approved limit override, lowered by any risk reduction
+    in force. `user_id` is an end user of `tenant_id` in `mode`. Call it in the
     transaction that records the payment (or, for a merchant payment, claims its payer):
     it locks the user's spending (PostgreSQL: an advisory lock until commit; SQLite's
     writer lock does the same), so
@@ -282,7 +287,11 @@ async def check_spending_limits(
     the caller records as the payment's `spent_at`: the windows it counts in."""
     wallets = WalletRepository(session)
     await wallets.lock_holder(user_id)
-    tier = await wallets.tier_of(user_id)
+    stored_tier = await wallets.tier_of(user_id)
+    tier = DEFAULT_TIER if stored_tier is None else stored_tier
+    own = await tenant_figures(
+        session, tenant_id=tenant_id, mode=mode, tier=tier, currency=currency
+    )
     overrides = await overrides_by_window(
         session, owner_kind=OwnerKind.USER, owner_id=user_id, currency=currency
     )
@@ -299,13 +308,14 @@ async def check_spending_limits(
         user_id=user_id, currency=currency, since_ns=_ns(month_start), excluding=excluding
     )
     breach = check_limits(
-        tier=DEFAULT_TIER if tier is None else tier,
+        tier=tier,
         exponent=currency_exponent(currency),
         amount_minor=amount,
         daily_used_minor=daily,
         monthly_used_minor=monthly,
         overrides=overrides,
         reduction_bps=reduction_bps,
+        tier_figures=None if own is None else figures_of(own),
     )
     if breach is not None:
         raise LimitExceeded(

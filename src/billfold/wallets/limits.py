@@ -1,8 +1,14 @@
 """Spending limits by KYC tier: per transfer, per day and per month. Pure.
 
 A simple tier model (the compliance work extends it): tier 0 is an unverified holder, 3 a
-fully verified one. Limits are in whole units of the currency and scaled by its exponent,
-so the same table serves USD (cents), JPY (yen) and USDC (micro-units).
+fully verified one. The **default** table (:data:`TIER_LIMITS`) is in whole units of the
+currency, scaled by its exponent: one table for every currency, which suits none well
+(tier 1 may send 1,000 JPY, about 6 USD, but also 1,000 ETH). So a tenant may set its own
+figures per mode, tier and currency, in minor units (``wallets.tier_limits``, a four-eyes
+``tier_limits_change`` approval): the **tier's figure** of a window is the tenant's figure
+when it has one for that tier and currency (``tier_figures``), else the default table's,
+scaled (:func:`limits_for`). Everything below composes on that figure alone, so a tenant
+that sets nothing sees exactly the default table.
 
 A holder's limit for one window and currency can be raised above the tier's figure by an
 **override** (a four-eyes ``limit_increase`` approval, see ``wallets.overrides``): the
@@ -19,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 __all__ = [
     "BPS_WHOLE",
@@ -29,7 +35,9 @@ __all__ = [
     "WINDOWS",
     "EffectiveLimit",
     "LimitBreach",
+    "TierFigures",
     "TierLimits",
+    "TierSource",
     "check_limits",
     "effective_limits",
     "limits_for",
@@ -72,8 +80,15 @@ class LimitBreach:
     used_minor: int
 
 
-def limits_for(tier: int, exponent: int) -> tuple[int, int, int]:
-    """The (per transfer, daily, monthly) limits of `tier` in minor units."""
+TierFigures = tuple[int, int, int]
+"""A tier's (per transfer, daily, monthly) limits in one currency, in minor units."""
+TierSource = Literal["default", "tenant"]
+"""Where a tier's figures come from: the default table (scaled) or the tenant's own."""
+
+
+def limits_for(tier: int, exponent: int) -> TierFigures:
+    """The default table's (per transfer, daily, monthly) limits of `tier`, scaled to a
+    currency of `exponent` minor-unit digits."""
     limits = TIER_LIMITS[min(max(tier, 0), TIER_MAX)]
     scale = 10**exponent
     return (
@@ -95,6 +110,9 @@ class EffectiveLimit:
     """The override's figure, if the holder has one for this window and currency."""
     reduction_bps: int | None = None
     """The risk reduction in force (basis points of the figure left), if any."""
+    tier_source: TierSource = "default"
+    """``tenant`` when `tier_minor` is the tenant's own figure for the tier and currency,
+    ``default`` when it is the default table's, scaled."""
 
     @property
     def source(self) -> str:
@@ -119,12 +137,15 @@ def effective_limits(
     exponent: int,
     overrides: Mapping[str, int] | None = None,
     reduction_bps: int | None = None,
+    tier_figures: TierFigures | None = None,
 ) -> tuple[EffectiveLimit, EffectiveLimit, EffectiveLimit]:
     """The (per transfer, daily, monthly) limits in force: per window, the tier's figure
-    or the override's (by window name, minor units), whichever is higher, then lowered by
-    the risk reduction (`reduction_bps`), if any."""
+    (the tenant's `tier_figures` for this tier and currency when it set some, else the
+    default table's) or the override's (by window name, minor units), whichever is
+    higher, then lowered by the risk reduction (`reduction_bps`), if any."""
     given = overrides or {}
-    tier_figures = limits_for(tier, exponent)
+    figures = limits_for(tier, exponent) if tier_figures is None else tier_figures
+    source: TierSource = "default" if tier_figures is None else "tenant"
     per_transaction, daily, monthly = (
         EffectiveLimit(
             window=window,
@@ -132,8 +153,9 @@ def effective_limits(
             tier_minor=figure,
             override_minor=given.get(window),
             reduction_bps=reduction_bps,
+            tier_source=source,
         )
-        for window, figure in zip(WINDOWS, tier_figures, strict=True)
+        for window, figure in zip(WINDOWS, figures, strict=True)
     )
     return per_transaction, daily, monthly
 
@@ -147,14 +169,20 @@ def check_limits(
     monthly_used_minor: int,
     overrides: Mapping[str, int] | None = None,
     reduction_bps: int | None = None,
+    tier_figures: TierFigures | None = None,
 ) -> LimitBreach | None:
     """The first limit `amount_minor` would breach on top of what was used, or None.
-    `overrides` (window name to minor units) raise the tier's figures they name; a risk
-    reduction (`reduction_bps`) then lowers every window."""
+    `tier_figures` (the tenant's, minor units) replace the default table's for this tier
+    and currency; `overrides` (window name to minor units) raise the tier's figures they
+    name; a risk reduction (`reduction_bps`) then lowers every window."""
     per_transaction, daily, monthly = (
         limit.limit_minor
         for limit in effective_limits(
-            tier=tier, exponent=exponent, overrides=overrides, reduction_bps=reduction_bps
+            tier=tier,
+            exponent=exponent,
+            overrides=overrides,
+            reduction_bps=reduction_bps,
+            tier_figures=tier_figures,
         )
     )
     if amount_minor > per_transaction:

@@ -1,5 +1,6 @@
-"""Wallets' tables: wallets (one per owner and currency), merchants, holders' KYC tiers and
-the limit overrides four-eyes approvals grant and the reductions risk responses impose.
+"""Wallets' tables: wallets (one per owner and currency), merchants, holders' KYC tiers,
+the tenants' own tier limits and the limit overrides four-eyes approvals set, and the
+reductions risk responses impose.
 
 Balances are never stored here: they are the ledger account's. Times are ns since the epoch.
 """
@@ -19,6 +20,7 @@ __all__ = [
     "LimitOverride",
     "LimitReduction",
     "Merchant",
+    "TierLimit",
     "Wallet",
 ]
 
@@ -186,4 +188,58 @@ class LimitReduction(Base):
         CheckConstraint("mode IN ('test', 'live')", name="mode"),
         CheckConstraint("limit_bps BETWEEN 0 AND 10000", name="limit_bps"),
         Index("ix_wallets_limit_reductions_user", "user_id", "lifted_at"),
+    )
+
+
+class TierLimit(Base):
+    """One approved change of a tenant's own spending limits for a KYC tier in one currency
+    and mode (four-eyes ``tier_limits_change``): the three figures in minor units, or none
+    (a removal: the default table applies again). Append-only, like the overrides: the
+    latest approval per (tenant, mode, tier, currency) is in force, and the history stays.
+    Its id is the approval's, so executing an approval twice adds nothing."""
+
+    __tablename__ = "wallets_tier_limits"
+
+    approval_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    """The four-eyes approval that made the change (`apr_<hex>` in the API)."""
+    tenant_id: Mapped[uuid.UUID] = mapped_column()
+    """The identity tenant whose holders the figures apply to."""
+    mode: Mapped[str] = mapped_column(String(4))
+    """test or live: the figures apply to the holders of this mode only."""
+    tier: Mapped[int] = mapped_column(Integer)
+    """The KYC tier, 0 to 3."""
+    currency: Mapped[str] = mapped_column(String(CURRENCY_LENGTH_MAX))
+    """The currency the figures are in (its minor units)."""
+    per_transaction: Mapped[int | None] = mapped_column(BigInteger)
+    """Most one transfer may be, minor units; None (with the other two): removed."""
+    daily: Mapped[int | None] = mapped_column(BigInteger)
+    """Most sent in a UTC day, minor units."""
+    monthly: Mapped[int | None] = mapped_column(BigInteger)
+    """Most sent in a UTC month, minor units."""
+    requested_by: Mapped[uuid.UUID] = mapped_column()
+    """The operator who asked for it."""
+    approved_by: Mapped[uuid.UUID] = mapped_column()
+    """The second operator, who approved it."""
+    approved_at: Mapped[int] = mapped_column(BigInteger)
+    """When it was approved (and took effect)."""
+
+    __table_args__ = (
+        CheckConstraint("mode IN ('test', 'live')", name="mode"),
+        CheckConstraint("tier BETWEEN 0 AND 3", name="tier"),
+        # Set (three ordered, positive figures) or removed (none): never half of each. The
+        # NOT NULLs matter: a comparison with NULL is unknown, which a CHECK lets pass.
+        CheckConstraint(
+            "(per_transaction IS NULL AND daily IS NULL AND monthly IS NULL)"
+            " OR (per_transaction IS NOT NULL AND daily IS NOT NULL AND monthly IS NOT NULL"
+            " AND per_transaction > 0 AND per_transaction <= daily AND daily <= monthly)",
+            name="figures",
+        ),
+        Index(
+            "ix_wallets_tier_limits_key",
+            "tenant_id",
+            "mode",
+            "tier",
+            "currency",
+            "approved_at",
+        ),
     )

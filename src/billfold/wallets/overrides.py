@@ -7,7 +7,9 @@ holder (``subject_id``, ``usr_…``), the window (``limit``: ``per_transaction``
 :func:`apply_limit_increase` records it in the caller's transaction (the approval's own,
 so the decision and its effect commit together), keyed by the approval id: applying the
 same approval again records nothing new. The latest approval per (holder, currency,
-window) is in force; the effective limit is the higher of it and the tier's figure.
+window) is in force; the effective limit is the higher of it and the tier's figure (the
+tenant's own for the holder's tier and currency, ``wallets.tier_limits``, else the default
+table's).
 
 Only end users have spending limits today (merchants receive; nothing they send is
 limited), so an increase for anything but a ``usr_…`` of the tenant is refused.
@@ -40,6 +42,7 @@ from billfold.wallets.limits import DEFAULT_TIER, WINDOWS, EffectiveLimit, effec
 from billfold.wallets.models import LimitOverride
 from billfold.wallets.repository import WalletRepository
 from billfold.wallets.service import currency_exponent
+from billfold.wallets.tier_limits import figures_of, tenant_figures
 
 __all__ = [
     "LIMIT_INCREASE_REFUSALS",
@@ -180,13 +183,24 @@ class HolderLimits:
 
 
 async def holder_limits(
-    session: AsyncSession, *, user_id: uuid.UUID, currency: str
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    mode: Mode | str,
+    user_id: uuid.UUID,
+    currency: str,
 ) -> HolderLimits:
-    """What limits `user_id` has in `currency` now (`unsupported_currency` if none)."""
+    """What limits `user_id` (an end user of `tenant_id` in `mode`) has in `currency` now
+    (`unsupported_currency` if none): composed as the spending check composes them
+    (``payments.service.check_spending_limits``), on the tenant's own figures for the
+    user's tier and currency when it set some."""
     exponent = currency_exponent(currency)
     repository = WalletRepository(session)
     stored_tier = await repository.tier_of(user_id)
     tier = DEFAULT_TIER if stored_tier is None else stored_tier
+    own = await tenant_figures(
+        session, tenant_id=tenant_id, mode=mode, tier=tier, currency=currency
+    )
     overrides = await repository.overrides_in_force(
         owner_kind=OwnerKind.USER.value, owner_id=user_id, currency=currency
     )
@@ -195,5 +209,6 @@ async def holder_limits(
         exponent=exponent,
         overrides={window: row.amount for window, row in overrides.items()},
         reduction_bps=await repository.reduction_in_force(user_id=user_id),
+        tier_figures=None if own is None else figures_of(own),
     )
     return HolderLimits(tier=tier, limits=limits, overrides=overrides)

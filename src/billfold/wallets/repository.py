@@ -1,5 +1,5 @@
-"""Every query of wallets: wallets, merchants, holder tiers, limit overrides and risk
-reductions, scoped by
+"""Every query of wallets: wallets, merchants, holder tiers, tenants' tier limits, limit
+overrides and risk reductions, scoped by
 tenant and mode, and the per-holder lock that serializes spending-limit checks."""
 
 from __future__ import annotations
@@ -7,11 +7,18 @@ from __future__ import annotations
 import hashlib
 import uuid
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.kit.upsert import insert_if_absent
-from billfold.wallets.models import HolderTier, LimitOverride, LimitReduction, Merchant, Wallet
+from billfold.wallets.models import (
+    HolderTier,
+    LimitOverride,
+    LimitReduction,
+    Merchant,
+    TierLimit,
+    Wallet,
+)
 
 __all__ = ["WalletRepository"]
 
@@ -165,6 +172,86 @@ class WalletRepository:
         )
         rows = (await self._session.execute(statement)).scalars()
         return {row.limit_window: row for row in rows}  # a tie: the greater id wins
+
+    async def add_tier_limit_if_absent(self, change: TierLimit) -> bool:
+        """Record an approved tier-limits change; False when this approval's is already
+        recorded."""
+        return await insert_if_absent(
+            self._session,
+            TierLimit,
+            {
+                "approval_id": change.approval_id,
+                "tenant_id": change.tenant_id,
+                "mode": change.mode,
+                "tier": change.tier,
+                "currency": change.currency,
+                "per_transaction": change.per_transaction,
+                "daily": change.daily,
+                "monthly": change.monthly,
+                "requested_by": change.requested_by,
+                "approved_by": change.approved_by,
+                "approved_at": change.approved_at,
+            },
+        )
+
+    async def get_tier_limit(self, approval_id: uuid.UUID) -> TierLimit | None:
+        return await self._session.get(TierLimit, approval_id)
+
+    async def tier_limit_in_force(
+        self, *, tenant_id: uuid.UUID, mode: str, tier: int, currency: str
+    ) -> TierLimit | None:
+        """The latest approved change of the tenant's figures for (mode, tier, currency),
+        a removal included; None when it never changed them. One index range, newest
+        first: this is on every payment's limit check."""
+        statement = (
+            select(TierLimit)
+            .where(
+                TierLimit.tenant_id == tenant_id,
+                TierLimit.mode == mode,
+                TierLimit.tier == tier,
+                TierLimit.currency == currency,
+            )
+            .order_by(TierLimit.approved_at.desc(), TierLimit.approval_id.desc())
+            .limit(1)
+        )
+        return (await self._session.execute(statement)).scalar_one_or_none()
+
+    async def tier_limits_in_force(
+        self, *, tenant_id: uuid.UUID, mode: str, currency: str | None, limit: int
+    ) -> list[TierLimit]:
+        """The latest approved change per (tier, currency) of the tenant's figures in
+        `mode` (removals included), in `currency` only when given; at most `limit`, by
+        currency then tier."""
+        scope = [TierLimit.tenant_id == tenant_id, TierLimit.mode == mode]
+        if currency is not None:
+            scope.append(TierLimit.currency == currency)
+        latest = (
+            select(
+                TierLimit.tier.label("tier"),
+                TierLimit.currency.label("currency"),
+                func.max(TierLimit.approved_at).label("approved_at"),
+            )
+            .where(*scope)
+            .group_by(TierLimit.tier, TierLimit.currency)
+            .subquery()
+        )
+        statement = (
+            select(TierLimit)
+            .join(
+                latest,
+                and_(
+                    TierLimit.tier == latest.c.tier,
+                    TierLimit.currency == latest.c.currency,
+                    TierLimit.approved_at == latest.c.approved_at,
+                ),
+            )
+            .where(*scope)
+            .order_by(TierLimit.currency, TierLimit.tier, TierLimit.approval_id)
+            .limit(limit)
+        )
+        rows = (await self._session.execute(statement)).scalars()
+        latest_rows = {(row.tier, row.currency): row for row in rows}  # a tie: greater id wins
+        return list(latest_rows.values())
 
     async def add_reduction_if_absent(self, reduction: LimitReduction) -> bool:
         """Record a risk reduction; False when one with this id is already recorded."""

@@ -1,4 +1,5 @@
-"""Wallets over HTTP: holders' wallets and balances, merchants, the chart of accounts."""
+"""Wallets over HTTP: holders' wallets and balances, merchants, the chart of accounts,
+holders' limits and the tenant's tier limits."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from billfold.kit.ids import format_id, new_id, parse_id
 from billfold.ledger.ledger import Ledger
 from billfold.wallets.accounts import OwnerKind, chart_of_accounts
 from billfold.wallets.errors import HolderNotFound, MerchantNotFound
+from billfold.wallets.limits import TIER_LIMITS
 from billfold.wallets.models import Merchant, Wallet
 from billfold.wallets.overrides import holder_limits
 from billfold.wallets.repository import WalletRepository
@@ -33,10 +35,14 @@ from billfold.wallets.schemas import (
     MerchantResponse,
     SystemAccountResponse,
     SystemAccountsResponse,
+    TierDefaultResponse,
+    TierLimitResponse,
+    TierLimitsResponse,
     WalletResponse,
     WalletsResponse,
 )
 from billfold.wallets.service import WalletBook, balances_of, currency_exponent, ledger_tenant_of
+from billfold.wallets.tier_limits import TierFiguresInForce, tier_limits_in_force
 
 __all__ = ["get_wallet_book", "merchant_response", "router"]
 
@@ -253,7 +259,13 @@ async def user_limits(
         )
         if user is None:
             raise HolderNotFound("No such user.")
-        found = await holder_limits(session, user_id=owner, currency=currency)
+        found = await holder_limits(
+            session,
+            tenant_id=caller.tenant_id,
+            mode=caller.mode,
+            user_id=owner,
+            currency=currency,
+        )
     items = []
     for limit in found.limits:
         row = found.overrides.get(limit.window)
@@ -272,10 +284,62 @@ async def user_limits(
                 limit=str(limit.limit_minor),
                 source=limit.source,
                 tier_limit=str(limit.tier_minor),
+                tier_source=limit.tier_source,
                 override=override,
                 reduction_bps=limit.reduction_bps,
             )
         )
     return HolderLimitsResponse(
         user_id=format_id("usr", owner), currency=currency, tier=found.tier, limits=items
+    )
+
+
+@router.get(
+    "/tier-limits",
+    summary="The tenant's spending limits by KYC tier in this mode: its own and the defaults.",
+)
+async def tier_limits(
+    request: Request,
+    caller: WalletReader,
+    currency: Annotated[str | None, Query(pattern=CURRENCY_PATTERN)] = None,
+) -> TierLimitsResponse:
+    """The limits every holder of a tier has before their own overrides and risk
+    reductions. With `currency`: each tier's in it, the tenant's own figures where it set
+    some (four-eyes `tier_limits_change`, `POST /v1/approvals`), else the default table's
+    scaled to the currency. Without: the tenant's own figures in force, and the default
+    table in whole units."""
+    async with get_unit_of_work(request).read() as session:
+        found = await tier_limits_in_force(
+            session, tenant_id=caller.tenant_id, mode=caller.mode, currency=currency
+        )
+    items = [_tier_limit_response(entry) for entry in found]
+    defaults = [
+        TierDefaultResponse(
+            tier=tier,
+            per_transaction_units=str(row.per_transaction_units),
+            daily_units=str(row.daily_units),
+            monthly_units=str(row.monthly_units),
+        )
+        for tier, row in sorted(TIER_LIMITS.items())
+    ]
+    return TierLimitsResponse(
+        mode="live" if caller.mode.value == "live" else "test",
+        currency=currency,
+        items=items,
+        defaults=defaults,
+    )
+
+
+def _tier_limit_response(entry: TierFiguresInForce) -> TierLimitResponse:
+    per_transaction, daily, monthly = entry.figures
+    change = entry.change
+    return TierLimitResponse(
+        tier=entry.tier,
+        currency=entry.currency,
+        per_transaction=str(per_transaction),
+        daily=str(daily),
+        monthly=str(monthly),
+        source=entry.source,
+        approval_id=None if change is None else format_id("apr", change.approval_id),
+        approved_at=None if change is None else datetime_from_ns(change.approved_at),
     )

@@ -20,6 +20,9 @@ __all__ = [
     "MerchantResponse",
     "SystemAccountResponse",
     "SystemAccountsResponse",
+    "TierDefaultResponse",
+    "TierLimitResponse",
+    "TierLimitsResponse",
     "WalletResponse",
     "WalletsResponse",
 ]
@@ -111,6 +114,9 @@ class LimitResponse(BaseModel):
     source: Literal["tier", "override", "risk_reduction"]
     tier_limit: str
     """What the KYC tier alone allows, minor units."""
+    tier_source: Literal["default", "tenant"]
+    """Where `tier_limit` comes from: the tenant's own figures for the tier and currency
+    (a four-eyes `tier_limits_change`), or the default table scaled to the currency."""
     override: LimitOverrideResponse | None
     """The latest approved override for this window and currency, if any (in force only
     when above the tier's figure)."""
@@ -123,3 +129,41 @@ class HolderLimitsResponse(BaseModel):
     currency: str
     tier: int
     limits: list[LimitResponse]
+
+
+class TierLimitResponse(BaseModel):
+    """One KYC tier's limits in one currency, as they apply to the tenant's holders."""
+
+    tier: int
+    currency: str
+    per_transaction: str
+    """Minor units, as every limit figure (they may exceed 2^53)."""
+    daily: str
+    monthly: str
+    source: Literal["default", "tenant"]
+    """`tenant`: its own figures (a four-eyes `tier_limits_change`); `default`: the
+    default table, scaled to the currency."""
+    approval_id: str | None
+    """`apr_…`: the approval that set the tenant's figures (None for the default)."""
+    approved_at: datetime | None
+
+
+class TierDefaultResponse(BaseModel):
+    """The default table's row for one tier, in whole units of any currency: scaled by the
+    currency's exponent wherever the tenant has set no figures of its own."""
+
+    tier: int
+    per_transaction_units: str
+    daily_units: str
+    monthly_units: str
+
+
+class TierLimitsResponse(BaseModel):
+    mode: Literal["test", "live"]
+    currency: str | None
+    """The currency asked for, if any."""
+    items: list[TierLimitResponse]
+    """With `currency`: every tier's limits in it, the tenant's or the default. Without:
+    the tenant's own figures in force, by currency then tier (everything else is
+    `defaults`)."""
+    defaults: list[TierDefaultResponse]

@@ -117,6 +117,16 @@ def _bodies(
             "reason": "r",
             "payload": {"response_id": response},
         },
+        ActionType.TIER_LIMITS_CHANGE: {
+            "action_type": "tier_limits_change",
+            "reason": "r",
+            "payload": {
+                "mode": "test",
+                "tier": 1,
+                "asset": "JPY",
+                "limits": {"per_transaction": 1, "daily": 2, "monthly": 3},
+            },
+        },
     }
 
 

@@ -19,6 +19,7 @@ from billfold.audit.models import AuditEntry
 from billfold.flows.risk_cases import enforce_responses
 from billfold.identity.operators.executors import ApprovedAction
 from billfold.identity.operators.permissions import ActionType, Role
+from billfold.identity.types import Mode
 from billfold.kit.ids import format_id
 from billfold.payments.errors import LimitExceeded
 from billfold.payments.service import check_spending_limits
@@ -181,7 +182,12 @@ def _spend(desk: Desk, amount: int) -> str:
     async def attempt(session: AsyncSession) -> str:
         try:
             await check_spending_limits(
-                session, user_id=desk.holder.user_id, currency="USD", amount=amount
+                session,
+                tenant_id=desk.holder.tenant_id,
+                mode=Mode.TEST,
+                user_id=desk.holder.user_id,
+                currency="USD",
+                amount=amount,
             )
         except LimitExceeded as refused:
             return str(refused.extensions["window"])
@@ -192,7 +198,13 @@ def _spend(desk: Desk, amount: int) -> str:
 
 def _limits(desk: Desk) -> list[tuple[str, str, str]]:
     async def read(session: AsyncSession) -> list[tuple[str, str, str]]:
-        found = await holder_limits(session, user_id=desk.holder.user_id, currency="USD")
+        found = await holder_limits(
+            session,
+            tenant_id=desk.holder.tenant_id,
+            mode=Mode.TEST,
+            user_id=desk.holder.user_id,
+            currency="USD",
+        )
         return [(limit.window, str(limit.limit_minor), limit.source) for limit in found.limits]
 
     return run_in_unit_of_work(desk.database_url, read)

@@ -8,7 +8,10 @@ Payloads by action type (amounts in minor units; sent as digit strings):
 - `limit_increase`: `subject_id`, `limit`, `asset`, `amount`;
 - `key_rotation`: `key_id`;
 - `risk_response_reversal`: `response_id` (better asked with
-  `BillfoldOperator.risk_responses.reverse`, which also marks the response `reversing`).
+  `BillfoldOperator.risk_responses.reverse`, which also marks the response `reversing`);
+- `tier_limits_change`: `mode`, `tier`, `asset`, `limits` (`per_transaction`, `daily`,
+  `monthly`: the tenant's figures for every holder of the tier, or null to remove them);
+  see `request_tier_limits_change` and `request_tier_limits_removal`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ ActionType = Literal[
     "limit_increase",
     "key_rotation",
     "risk_response_reversal",
+    "tier_limits_change",
 ]
 ApprovalStatus = Literal["pending", "approved", "refused", "expired", "executed", "failed"]
 
@@ -82,6 +86,58 @@ class Approvals(Resource):
         )
         return self.create(
             action_type="ledger_adjustment",
+            payload=payload,
+            reason=reason,
+            expires_in_s=expires_in_s,
+            idempotency_key=idempotency_key,
+        )
+
+    def request_tier_limits_change(
+        self,
+        *,
+        mode: Literal["test", "live"],
+        tier: int,
+        asset: str,
+        per_transaction: int,
+        daily: int,
+        monthly: int,
+        reason: str,
+        expires_in_s: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Approval:
+        """Set the tenant's own limits for KYC tier `tier` in `asset` (minor units, for
+        every holder of the tier in `mode`), once a second operator approves it
+        (`limits.tiers.request`; approving takes `limits.tiers.approve`)."""
+        limits = {"per_transaction": str(per_transaction), "daily": str(daily)}
+        payload = {
+            "mode": mode,
+            "tier": tier,
+            "asset": asset,
+            "limits": {**limits, "monthly": str(monthly)},
+        }
+        return self.create(
+            action_type="tier_limits_change",
+            payload=payload,
+            reason=reason,
+            expires_in_s=expires_in_s,
+            idempotency_key=idempotency_key,
+        )
+
+    def request_tier_limits_removal(
+        self,
+        *,
+        mode: Literal["test", "live"],
+        tier: int,
+        asset: str,
+        reason: str,
+        expires_in_s: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Approval:
+        """Remove the tenant's own limits for tier `tier` in `asset` (the default table
+        applies again), once a second operator approves it."""
+        payload = {"mode": mode, "tier": tier, "asset": asset, "limits": None}
+        return self.create(
+            action_type="tier_limits_change",
             payload=payload,
             reason=reason,
             expires_in_s=expires_in_s,

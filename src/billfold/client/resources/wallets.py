@@ -1,4 +1,4 @@
-"""Wallets, merchants and the chart of accounts (API key: `wallets:read`,
+"""Wallets, merchants, the chart of accounts and spending limits (API key: `wallets:read`,
 `payments:read`/`payments:write` for merchants, `users:admin` for KYC tiers)."""
 
 from __future__ import annotations
@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import cast
 
 from billfold.client.resources._base import Resource, path_id, without_none
-from billfold.client.types import KycTier, Merchant, SystemAccounts, UserLimits, WalletList
+from billfold.client.types import (
+    KycTier,
+    Merchant,
+    SystemAccounts,
+    TierLimits,
+    UserLimits,
+    WalletList,
+)
 
 __all__ = ["Merchants", "Wallets"]
 
@@ -39,6 +46,15 @@ class Wallets(Resource):
         path = f"/v1/users/{path_id(user_id)}/limits"
         answer = self._transport.request("GET", path, params={"currency": currency})
         return cast(UserLimits, answer)
+
+    def tier_limits(self, *, currency: str | None = None) -> TierLimits:
+        """The tenant's spending limits by KYC tier in the key's mode (`wallets:read`).
+        With `currency`: every tier's limits in it, the tenant's own where it set some
+        (an approved `tier_limits_change`), else the default table's scaled to it. Without:
+        the tenant's own figures in force; `defaults` is the default table in whole units."""
+        params = without_none({"currency": currency})
+        answer = self._transport.request("GET", "/v1/tier-limits", params=params)
+        return cast(TierLimits, answer)
 
 
 class Merchants(Resource):

@@ -154,7 +154,7 @@ class ApprovalRequest(Base):
         CheckConstraint(
             "action_type IN ('ledger_adjustment', 'account_unfreeze', 'limit_increase',"
             " 'key_rotation', 'risk_rule_change', 'risk_response_reversal',"
-            " 'risk_model_promotion')",
+            " 'risk_model_promotion', 'tier_limits_change')",
             name="action_type",
         ),
         # Four eyes, guarded twice: in the service and here, where no code path can skip it.

@@ -21,6 +21,9 @@ risk_response_     ``response_id`` (``rrs_…``: the automated risk response to
 reversal           undo)
 risk_model_        ``model_id`` (``rmv_…``: the model version to make active);
 promotion          made by the risk models API, not asked for directly
+tier_limits_       ``mode``, ``tier``, ``asset``, ``limits``: ``per_transaction``,
+change             ``daily``, ``monthly`` (the tenant's figures, minor units), or
+                   null to remove them (the default table applies again)
 =================  ===========================================================
 """
 
@@ -63,6 +66,8 @@ __all__ = [
     "RiskModelPromotionPayload",
     "RiskResponseReversalPayload",
     "RiskRuleChangePayload",
+    "TierLimitFigures",
+    "TierLimitsChangePayload",
     "canonical_payload",
     "load_payload",
 ]
@@ -203,6 +208,28 @@ class RiskModelPromotionPayload(_Payload):
     model_id: str = Field(pattern=r"^rmv_[0-9a-f]{32}$")
 
 
+class TierLimitFigures(_Payload):
+    """A KYC tier's three limits in one currency, minor units (their range and order are
+    the wallets domain's to check, when the request is made and again when approved)."""
+
+    per_transaction: Amount
+    daily: Amount
+    monthly: Amount
+
+
+class TierLimitsChangePayload(_Payload):
+    """Set the tenant's own spending limits for one KYC tier in one currency and mode (in
+    place of the default table's, for every holder of that tier), or remove them
+    (``limits`` null). ``limits`` is required either way, so a removal is always said, never
+    implied by a missing field. ``tier`` is any integer here: the wallets domain knows the
+    tiers there are, and refuses another with its own code (``unknown_tier``)."""
+
+    mode: Mode
+    tier: JsonInt
+    asset: str = Field(pattern=_ASSET)
+    limits: TierLimitFigures | None
+
+
 PAYLOAD_MODELS: Final[Mapping[ActionType, type[_Payload]]] = {
     ActionType.LEDGER_ADJUSTMENT: LedgerAdjustmentPayload,
     ActionType.ACCOUNT_UNFREEZE: AccountUnfreezePayload,
@@ -211,6 +238,7 @@ PAYLOAD_MODELS: Final[Mapping[ActionType, type[_Payload]]] = {
     ActionType.RISK_RULE_CHANGE: RiskRuleChangePayload,
     ActionType.RISK_RESPONSE_REVERSAL: RiskResponseReversalPayload,
     ActionType.RISK_MODEL_PROMOTION: RiskModelPromotionPayload,
+    ActionType.TIER_LIMITS_CHANGE: TierLimitsChangePayload,
 }
 invariant(set(PAYLOAD_MODELS) == set(ActionType), "every action type has a payload model")
 

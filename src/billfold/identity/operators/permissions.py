@@ -14,6 +14,8 @@ account.unfreeze.request              x          x                x
 account.unfreeze.approve                         x                x
 limits.increase.request               x          x                x
 limits.increase.approve                                           x
+limits.tiers.request                  x          x                x
+limits.tiers.approve                                              x
 keys.rotate.request          x
 keys.rotate.approve          x
 cases.review                                     x                x
@@ -29,9 +31,10 @@ risk.models.approve                              x                x
 
 Why it is shaped so:
 
-- **support cannot move money**: it may only *ask* for an unfreeze, a limit increase or
-  the reversal of an automated risk response, which a risk analyst or compliance officer
-  must approve; it reads no reports.
+- **support cannot move money**: it may only *ask* for an unfreeze, a limit increase (one
+  holder's, or the tenant's own figures for a KYC tier: ``limits.tiers.*``, asked and
+  approved by the same roles as one holder's) or the reversal of an automated risk
+  response, which a risk analyst or compliance officer must approve; it reads no reports.
 - **finance** requests and approves manual ledger adjustments, and nothing else that changes
   state; an adjustment therefore needs two finance operators.
 - **admin** and **compliance_officer** read the tenant's audit log (``audit.read``).
@@ -90,6 +93,8 @@ class Permission(enum.StrEnum):
     ACCOUNT_UNFREEZE_APPROVE = "account.unfreeze.approve"
     LIMITS_INCREASE_REQUEST = "limits.increase.request"
     LIMITS_INCREASE_APPROVE = "limits.increase.approve"
+    LIMITS_TIERS_REQUEST = "limits.tiers.request"
+    LIMITS_TIERS_APPROVE = "limits.tiers.approve"
     KEYS_ROTATE_REQUEST = "keys.rotate.request"
     KEYS_ROTATE_APPROVE = "keys.rotate.approve"
     CASES_REVIEW = "cases.review"
@@ -118,6 +123,10 @@ class ActionType(enum.StrEnum):
     RISK_MODEL_PROMOTION = "risk_model_promotion"
     """A risk model version made active (requested by ``POST /v1/risk/models/{id}/promote``,
     never through ``POST /v1/approvals``)."""
+    TIER_LIMITS_CHANGE = "tier_limits_change"
+    """The tenant's own spending limits for one KYC tier in one currency and mode, set or
+    removed: raising them raises every holder's of that tier, so it takes four eyes like
+    one holder's ``limit_increase``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +153,7 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType
             {
                 _P.ACCOUNT_UNFREEZE_REQUEST,
                 _P.LIMITS_INCREASE_REQUEST,
+                _P.LIMITS_TIERS_REQUEST,
                 _P.RISK_REVERSE_REQUEST,
             }
         ),
@@ -152,6 +162,7 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType
                 _P.ACCOUNT_UNFREEZE_REQUEST,
                 _P.ACCOUNT_UNFREEZE_APPROVE,
                 _P.LIMITS_INCREASE_REQUEST,
+                _P.LIMITS_TIERS_REQUEST,
                 _P.CASES_REVIEW,
                 _P.RISK_REVERSE_REQUEST,
                 _P.RISK_REVERSE_APPROVE,
@@ -168,6 +179,8 @@ ROLE_PERMISSIONS: Final[Mapping[Role, frozenset[Permission]]] = MappingProxyType
                 _P.ACCOUNT_UNFREEZE_APPROVE,
                 _P.LIMITS_INCREASE_REQUEST,
                 _P.LIMITS_INCREASE_APPROVE,
+                _P.LIMITS_TIERS_REQUEST,
+                _P.LIMITS_TIERS_APPROVE,
                 _P.CASES_REVIEW,
                 _P.RISK_REVERSE_REQUEST,
                 _P.RISK_REVERSE_APPROVE,
@@ -206,6 +219,9 @@ ACTION_PERMISSIONS: Final[Mapping[ActionType, ActionPermissions]] = MappingProxy
         ),
         ActionType.RISK_MODEL_PROMOTION: ActionPermissions(
             request=_P.RISK_MODELS_MANAGE, approve=_P.RISK_MODELS_APPROVE
+        ),
+        ActionType.TIER_LIMITS_CHANGE: ActionPermissions(
+            request=_P.LIMITS_TIERS_REQUEST, approve=_P.LIMITS_TIERS_APPROVE
         ),
     }
 )

@@ -28,6 +28,7 @@ from billfold.identity.operators.payloads import (
     LedgerAdjustmentPayload,
     LimitIncreasePayload,
     RiskResponseReversalPayload,
+    TierLimitsChangePayload,
 )
 from billfold.identity.operators.permissions import ActionType, Permission, Role, permissions_of
 from billfold.identity.operators.service import OperatorLogin, roles_of
@@ -56,6 +57,7 @@ __all__ = [
     "PasswordChangeRequest",
     "RiskResponseReversalRequest",
     "RolesUpdateRequest",
+    "TierLimitsChangeRequest",
 ]
 
 _ID_EXAMPLE = "0192f3a1c2d37b4e8a9b0c1d2e3f4a5b"
@@ -221,12 +223,18 @@ class RiskResponseReversalRequest(_ApprovalCreate):
     payload: RiskResponseReversalPayload
 
 
+class TierLimitsChangeRequest(_ApprovalCreate):
+    action_type: Literal[ActionType.TIER_LIMITS_CHANGE]
+    payload: TierLimitsChangePayload
+
+
 ApprovalCreateRequest = Annotated[
     LedgerAdjustmentRequest
     | AccountUnfreezeRequest
     | LimitIncreaseRequest
     | KeyRotationRequest
-    | RiskResponseReversalRequest,
+    | RiskResponseReversalRequest
+    | TierLimitsChangeRequest,
     Field(discriminator="action_type"),
 ]
 """A request for one sensitive action; its payload's shape depends on `action_type`."""

@@ -198,6 +198,8 @@ async def authorize(
         # authorizations see each other. A retry does not count its own claim.
         spent_at = await check_spending_limits(
             session,
+            tenant_id=tenant_id,
+            mode=mode,
             user_id=user_id,
             currency=payment.currency,
             amount=payment.amount,

@@ -167,7 +167,12 @@ async def _pay(
     payment_id = new_id()
     async with runtime.unit_of_work.begin() as session:
         spent_at = await check_spending_limits(
-            session, user_id=sender_id, currency=currency, amount=amount
+            session,
+            tenant_id=tenant_id,
+            mode=mode,
+            user_id=sender_id,
+            currency=currency,
+            amount=amount,
         )
         now = now_ns()
         verdict = await gate.decide(

@@ -96,7 +96,12 @@ async def start_withdrawal(
     payment_id = new_id()
     async with runtime.unit_of_work.begin() as session:
         spent_at = await check_spending_limits(
-            session, user_id=user_id, currency=currency, amount=amount
+            session,
+            tenant_id=tenant_id,
+            mode=mode,
+            user_id=user_id,
+            currency=currency,
+            amount=amount,
         )
         now = now_ns()
         payment = Payment(
