@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi.testclient import TestClient
 from httpx import Response
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.app import create_app
 from billfold.connectors.senders import OutgoingNotification, RecordingSender
+from billfold.connectors.types import ProviderResponse
 from billfold.events.inbound import InboundProcessor
 from billfold.events.models import InboundEvent
 from billfold.identity.types import Mode, Scope
@@ -28,6 +31,7 @@ from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
 from billfold.ledger.types import AccountStatus
 from billfold.payments.fees.types import FeeContext, FeeLine, FeeQuote
+from billfold.payments.models import Payment
 from billfold.payments.runtime import PaymentsRuntime
 from identity.identity_support import bootstrap_tenant, create_key
 from identity.users.users_support import MASTER_KEY, users_config
@@ -243,6 +247,68 @@ class World:
 
     def process_inbound(self, ids: Iterable[str] = ()) -> None:
         process_inbound(self.client, self.database_url, ids)
+
+    def post_and_process(self, notification: OutgoingNotification) -> str:
+        """Post one notification and run the inbound processor once over what is due: its
+        id."""
+        notification_id: str = self.post_notification(notification).json()["notification_id"]
+        self.process_inbound()
+        return notification_id
+
+    def inbound_row(self, notification_id: str) -> InboundEvent:
+        async def read() -> InboundEvent:
+            async with self.runtime.unit_of_work.read() as session:
+                row = await session.get(InboundEvent, internal_id(notification_id))
+                assert row is not None
+                return row
+
+        return self.client.portal.call(read)
+
+    def retry_inbound_now(self, notification_id: str) -> None:
+        """Its next attempt is due now (as if the retry schedule's wait went by); processed."""
+
+        async def due() -> None:
+            async with self.runtime.unit_of_work.begin() as session:
+                await session.execute(
+                    update(InboundEvent)
+                    .where(InboundEvent.id == internal_id(notification_id))
+                    .values(next_attempt_at=0)
+                )
+
+        self.client.portal.call(due)
+        self.process_inbound()
+
+    def reconcile_due(self, payment_id: str) -> None:
+        """Reconciliation is due: the provider was last asked about the payment (or it last
+        changed) a little longer ago than the reconciliation age."""
+        age_ns = int((self.runtime.reconcile_after_s + 1) * 1_000_000_000)
+
+        async def write() -> None:
+            async with self.runtime.unit_of_work.begin() as session:
+                await session.execute(
+                    update(Payment)
+                    .where(Payment.id == internal_id(payment_id))
+                    .values(updated_at=time.time_ns() - age_ns)
+                )
+
+        self.client.portal.call(write)
+
+    def watch_status(
+        self, provider: str, answer: Callable[[ProviderResponse | None], Any] | None = None
+    ) -> list[str]:
+        """Every reference the provider's `status` is asked about from now on (what it
+        answers passed through `answer`, when given)."""
+        sandbox: Any = self.runtime.sandboxes[provider]
+        real = sandbox.status
+        asked: list[str] = []
+
+        async def status(reference: str) -> ProviderResponse | None:
+            asked.append(reference)
+            response: ProviderResponse | None = await real(reference)
+            return response if answer is None else answer(response)
+
+        sandbox.status = status
+        return asked
 
     def deliver(self, notifications: list[OutgoingNotification] | None = None) -> list[Response]:
         """Post the notifications (by default every one waiting) to the inbound endpoint,

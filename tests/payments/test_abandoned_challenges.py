@@ -22,29 +22,13 @@ from billfold.connectors.types import ProviderResponse, ProviderStatus, Provider
 from billfold.events.models import InboundEvent
 from billfold.payments.flows import recovery
 from billfold.payments.flows.notifications import FailureInFlightError, apply_stored
-from billfold.payments.models import Payment, PaymentStateChange
+from billfold.payments.models import PaymentStateChange
 from payments.payments_support import World, fee_of, internal_id
 
 THREE_DS_CARD = "4000000000003220"
 FAILED = "com.billfold.payment.failed.v1"
 SUCCEEDED = "com.billfold.payment.succeeded.v1"
 Answer = Callable[[ProviderResponse | None], ProviderResponse | None]
-
-
-def _waited(world: World, payment_id: str) -> None:
-    """Reconciliation is due: the provider was last asked (or the payment last changed)
-    longer ago than the reconciliation age."""
-    age_ns = int((world.runtime.reconcile_after_s + 1) * 1_000_000_000)
-
-    async def write() -> None:
-        async with world.runtime.unit_of_work.begin() as session:
-            await session.execute(
-                update(Payment)
-                .where(Payment.id == internal_id(payment_id))
-                .values(updated_at=time.time_ns() - age_ns)
-            )
-
-    world.client.portal.call(write)
 
 
 def _challenged_long_ago(world: World, payment_id: str) -> None:
@@ -64,23 +48,7 @@ def _challenged_long_ago(world: World, payment_id: str) -> None:
             )
 
     world.client.portal.call(write)
-    _waited(world, payment_id)
-
-
-def _asked(world: World, answer: Answer | None = None) -> list[str]:
-    """Every reference the card sandbox's status is asked about from now on (its answer
-    passed through `answer`, when given)."""
-    sandbox: Any = world.runtime.sandboxes["sandbox_card"]
-    real = sandbox.status
-    asked: list[str] = []
-
-    async def status(reference: str) -> ProviderResponse | None:
-        asked.append(reference)
-        response: ProviderResponse | None = await real(reference)
-        return response if answer is None else answer(response)
-
-    sandbox.status = status
-    return asked
+    world.reconcile_due(payment_id)
 
 
 def _payload(world: World, notification: OutgoingNotification) -> dict[str, Any]:
@@ -130,9 +98,9 @@ def test_an_abandoned_challenge_is_failed_once_past_the_action_timeout(
     with World(database_url, embedded_worker=False, **settings) as world:
         assert world.runtime.action_timeout_s == (timeout_s or 86_400)
         ann, payment_id = _challenged(world)
-        asked = _asked(world)
+        asked = world.watch_status("sandbox_card")
 
-        _waited(world, payment_id)  # reconciled, but the challenge is younger than the timeout
+        world.reconcile_due(payment_id)  # reconciled, but the challenge is younger than the timeout
         world.resume_interrupted()
         assert asked == [payment_id]
         assert world.payment(payment_id)["state"] == "requires_action"
@@ -153,7 +121,7 @@ def test_an_abandoned_challenge_is_failed_once_past_the_action_timeout(
         [(_, data)] = [(t, d) for t, d in world.outbox(payment_id) if t == FAILED]
         assert (data["state"], data["previous_state"]) == ("failed", "requires_action")
 
-        _waited(world, payment_id)  # ended: never asked about again
+        world.reconcile_due(payment_id)  # ended: never asked about again
         world.resume_interrupted()
         assert asked == [payment_id, payment_id]
         assert world.payment(payment_id)["history"] == ended["history"]
@@ -181,7 +149,7 @@ def test_a_success_after_the_abandonment_changes_nothing(database_url: str) -> N
         assert world.payment(payment_id)["history"] == ended["history"]
         assert world.wallet(ann) == {"available": 0, "pending": 0, "held": 0}
         assert [type_ for type_, _ in world.outbox(payment_id)].count(SUCCEEDED) == 0
-        _waited(world, payment_id)
+        world.reconcile_due(payment_id)
         world.resume_interrupted()  # a failed top-up is not reconciled: nothing settles it
         assert world.payment(payment_id)["state"] == "failed"
 
@@ -204,7 +172,7 @@ def test_a_challenge_past_the_timeout_ends_only_on_the_providers_word(
     with World(database_url, embedded_worker=False) as world:
         ann, payment_id = _challenged(world)
         before = world.payment(payment_id)
-        asked = _asked(world, answered)
+        asked = world.watch_status("sandbox_card", answered)
         _challenged_long_ago(world, payment_id)
         world.resume_interrupted()
         assert asked == [payment_id]
@@ -234,7 +202,10 @@ def test_a_success_racing_the_abandonment_records_one_outcome(database_url: str)
             [late] = world.sender.take()
             raced.append((ann, payment_id, late))
             _challenged_long_ago(world, payment_id)
-        _asked(world, lambda r: r and dataclasses.replace(r, status=ProviderStatus.REQUIRES_ACTION))
+        world.watch_status(
+            "sandbox_card",
+            lambda r: r and dataclasses.replace(r, status=ProviderStatus.REQUIRES_ACTION),
+        )
         waiting_since_ns = time.time_ns() - int(world.runtime.reconcile_after_s * 1e9)
 
         async def together() -> list[Any]:

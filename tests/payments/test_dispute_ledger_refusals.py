@@ -12,10 +12,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 
-from billfold.connectors.senders import OutgoingNotification
-from billfold.events.models import InboundEvent
 from billfold.ledger.types import AccountStatus
 from billfold.payments.flows import disputes
 from billfold.payments.flows.notifications import apply_stored
@@ -25,40 +22,8 @@ OPENED = "com.billfold.dispute.opened.v1"
 LOST = "com.billfold.dispute.lost.v1"
 
 
-def _row(world: World, notification_id: str) -> InboundEvent:
-    async def read() -> InboundEvent:
-        async with world.app.state.unit_of_work.read() as session:
-            row = await session.get(InboundEvent, internal_id(notification_id))
-            assert row is not None
-            return row
-
-    return world.client.portal.call(read)
-
-
-def _post(world: World, notification: OutgoingNotification) -> str:
-    """Post one notification and run the inbound processor once over what is due: its id."""
-    notification_id: str = world.post_notification(notification).json()["notification_id"]
-    world.process_inbound()
-    return notification_id
-
-
-def _retry_now(world: World, notification_id: str) -> None:
-    """Its next attempt is due now (as if the retry schedule's wait went by); processed."""
-
-    async def due() -> None:
-        async with world.app.state.unit_of_work.begin() as session:
-            await session.execute(
-                update(InboundEvent)
-                .where(InboundEvent.id == internal_id(notification_id))
-                .values(next_attempt_at=0)
-            )
-
-    world.client.portal.call(due)
-    world.process_inbound()
-
-
 def _assert_retried(world: World, notification_id: str, error: str) -> None:
-    row = _row(world, notification_id)
+    row = world.inbound_row(notification_id)
     assert (row.status, row.attempts) == ("received", 1), row.last_error
     assert error in (row.last_error or ""), row.last_error
 
@@ -92,7 +57,7 @@ def test_a_dispute_opened_on_a_frozen_wallet_holds_its_amount_once_the_wallet_th
         world.set_wallet_status(wallet_id, AccountStatus.FROZEN)
         dispute_id = card.open_dispute(payment_id, amount_minor=500)
         [opened] = world.sender.take()
-        notification_id = _post(world, opened)
+        notification_id = world.post_and_process(opened)
 
         _assert_retried(world, notification_id, "account_frozen")
         waiting = _dispute(world, payment_id)
@@ -104,13 +69,13 @@ def test_a_dispute_opened_on_a_frozen_wallet_holds_its_amount_once_the_wallet_th
 
         world.set_wallet_status(wallet_id, AccountStatus.ACTIVE)
         if finisher == "retry":
-            _retry_now(world, notification_id)
+            world.retry_inbound_now(notification_id)
         elif finisher == "recovery":
             world.resume_interrupted()
             assert _dispute(world, payment_id)["state"] == "open"
-            _retry_now(world, notification_id)  # finds it open: a duplicate
+            world.retry_inbound_now(notification_id)  # finds it open: a duplicate
         else:
-            payload = dict(_row(world, notification_id).payload)
+            payload = dict(world.inbound_row(notification_id).payload)
 
             async def together() -> None:
                 await asyncio.gather(
@@ -119,8 +84,8 @@ def test_a_dispute_opened_on_a_frozen_wallet_holds_its_amount_once_the_wallet_th
                 )
 
             world.client.portal.call(together)
-            _retry_now(world, notification_id)
-        row = _row(world, notification_id)
+            world.retry_inbound_now(notification_id)
+        row = world.inbound_row(notification_id)
         assert (row.status, row.attempts) == ("processed", 2), row.last_error
         held = _dispute(world, payment_id)
         assert (held["state"], held["held_amount"]) == ("open", "500")
@@ -155,7 +120,7 @@ def test_a_dispute_lost_on_a_frozen_wallet_is_posted_once_the_wallet_thaws(
         world.set_wallet_status(wallet_id, AccountStatus.FROZEN)
         card.resolve_dispute(payment_id, dispute_id=dispute_id, won=False, amount_minor=500)
         [lost] = world.sender.take()
-        notification_id = _post(world, lost)
+        notification_id = world.post_and_process(lost)
         _assert_retried(world, notification_id, "AccountFrozen")
         assert _dispute(world, payment_id)["state"] == "losing"
         assert world.wallet(ann) == {"available": available - 500, "pending": 0, "held": 500}
@@ -165,8 +130,8 @@ def test_a_dispute_lost_on_a_frozen_wallet_is_posted_once_the_wallet_thaws(
         world.set_wallet_status(wallet_id, AccountStatus.ACTIVE)
         world.resume_interrupted()
         assert _dispute(world, payment_id)["state"] == "lost"
-        _retry_now(world, notification_id)
-        assert _row(world, notification_id).status == "processed"
+        world.retry_inbound_now(notification_id)
+        assert world.inbound_row(notification_id).status == "processed"
         assert world.wallet(ann) == {"available": available - 500, "pending": 0, "held": 0}
         assert world.system("chargeback_losses")["debits_posted"] == 0
         assert _events(world, payment_id).count(LOST) == 1

@@ -21,52 +21,20 @@ from billfold.events.inbound import store_inbound
 from billfold.events.models import InboundEvent
 from billfold.payments.flows.notifications import notification_source
 from billfold.payments.models import Dispute
-from payments.payments_support import World, fee_of, internal_id, problem
+from payments.payments_support import World, fee_of, problem
 
 IBAN = "DE89370400440532013000"
 
 
-def _row(world: World, notification_id: str) -> InboundEvent:
-    async def read() -> InboundEvent:
-        async with world.app.state.unit_of_work.read() as session:
-            row = await session.get(InboundEvent, internal_id(notification_id))
-            assert row is not None
-            return row
-
-    return world.client.portal.call(read)
-
-
-def _post(world: World, notification: OutgoingNotification) -> str:
-    """Post one notification and run the inbound processor once over what is due: its id."""
-    notification_id: str = world.post_notification(notification).json()["notification_id"]
-    world.process_inbound()
-    return notification_id
-
-
-def _retry_now(world: World, notification_id: str) -> None:
-    """Its next attempt is due now (as if the retry schedule's wait went by); processed."""
-
-    async def due() -> None:
-        async with world.app.state.unit_of_work.begin() as session:
-            await session.execute(
-                update(InboundEvent)
-                .where(InboundEvent.id == internal_id(notification_id))
-                .values(next_attempt_at=0)
-            )
-
-    world.client.portal.call(due)
-    world.process_inbound()
-
-
 def _assert_rejected(world: World, notification_id: str, *reasons: str) -> None:
-    row = _row(world, notification_id)
+    row = world.inbound_row(notification_id)
     assert (row.status, row.attempts) == ("failed", 1), row.last_error
     for reason in reasons:
         assert reason in (row.last_error or ""), row.last_error
 
 
 def _assert_retried(world: World, notification_id: str) -> None:
-    row = _row(world, notification_id)
+    row = world.inbound_row(notification_id)
     assert (row.status, row.attempts) == ("received", 1), row.last_error
     assert row.next_attempt_at > time.time_ns(), "waits for its next attempt"
 
@@ -75,7 +43,7 @@ def _open(world: World, payment_id: str, amount: int, *, provider: str = "sandbo
     """The provider reports a dispute of `amount` on the payment; the notification's id."""
     world.runtime.sandboxes[provider].open_dispute(payment_id, amount_minor=amount)
     [opened] = world.sender.take()
-    return _post(world, opened)
+    return world.post_and_process(opened)
 
 
 def test_a_dispute_of_more_than_the_payment_can_give_back_fails_at_once(
@@ -92,7 +60,7 @@ def test_a_dispute_of_more_than_the_payment_can_give_back_fails_at_once(
         assert world.wallet(ann) == before
 
         within = _open(world, topped["id"], 500)  # the payment still takes a fitting one
-        assert _row(world, within).status == "processed"
+        assert world.inbound_row(within).status == "processed"
         [dispute] = world.payment(topped["id"])["disputes"]
         assert dispute["state"] == "open" and dispute["held_amount"] == "500"
 
@@ -107,18 +75,18 @@ def test_a_dispute_beyond_the_room_an_open_dispute_may_give_back_is_retried(
         topped = world.fund(ann, 1_000)
         gross = int(topped["amount"])
         first = _open(world, topped["id"], 600)
-        assert _row(world, first).status == "processed"
+        assert world.inbound_row(first).status == "processed"
         second = _open(world, topped["id"], gross - 100)
         _assert_retried(world, second)
-        assert "RefundExceedsCaptured" in (_row(world, second).last_error or "")
+        assert "RefundExceedsCaptured" in (world.inbound_row(second).last_error or "")
 
         [dispute] = world.payment(topped["id"])["disputes"]
         resolved = world.client.post(
             f"/v1/disputes/{dispute['id']}/resolve", json={"outcome": "won"}, headers=world.api
         )
         assert resolved.status_code == 200, resolved.text
-        _retry_now(world, second)
-        row = _row(world, second)
+        world.retry_inbound_now(second)
+        row = world.inbound_row(second)
         assert (row.status, row.attempts) == ("processed", 2)
         states = sorted(d["state"] for d in world.payment(topped["id"])["disputes"])
         assert states == ["open", "won"]
@@ -152,12 +120,12 @@ def test_a_dispute_of_a_charge_still_processing_is_retried_until_it_settles(
         [confirmation] = world.sender.take()
         early = _open(world, payment["id"], 1_000)
         _assert_retried(world, early)
-        assert "InvalidStateTransition" in (_row(world, early).last_error or "")
+        assert "InvalidStateTransition" in (world.inbound_row(early).last_error or "")
 
         world.deliver([confirmation])
         assert world.payment(payment["id"])["state"] == "succeeded"
-        _retry_now(world, early)
-        assert _row(world, early).status == "processed"
+        world.retry_inbound_now(early)
+        assert world.inbound_row(early).status == "processed"
         [dispute] = world.payment(payment["id"])["disputes"]
         assert dispute["state"] == "open" and dispute["held_amount"] == "1000"
 
@@ -193,13 +161,15 @@ def test_an_outcome_opposite_to_the_disputes_fails_at_once(database_url: str) ->
         available = world.wallet(ann)["available"]
         card.resolve_dispute(topped["id"], dispute_id=dispute_id, won=False, amount_minor=500)
         [lost] = world.sender.take()
-        _assert_rejected(world, _post(world, lost), "invalid_state_transition", "won dispute")
+        _assert_rejected(
+            world, world.post_and_process(lost), "invalid_state_transition", "won dispute"
+        )
         assert world.payment(topped["id"])["disputes"][0]["state"] == "won"
         assert world.wallet(ann)["available"] == available
 
         card.resolve_dispute(topped["id"], dispute_id=dispute_id, won=True, amount_minor=500)
         [again] = world.sender.take()  # the same outcome again: a duplicate, processed
-        assert _row(world, _post(world, again)).status == "processed"
+        assert world.inbound_row(world.post_and_process(again)).status == "processed"
 
 
 def test_an_outcome_for_a_dispute_still_opening_is_retried(database_url: str) -> None:
@@ -223,12 +193,12 @@ def test_an_outcome_for_a_dispute_still_opening_is_retried(database_url: str) ->
         world.client.portal.call(reopen)
         card.resolve_dispute(topped["id"], dispute_id=dispute_id, won=False, amount_minor=500)
         [lost] = world.sender.take()
-        early = _post(world, lost)
+        early = world.post_and_process(lost)
         _assert_retried(world, early)
 
         world.resume_interrupted()  # drives the opening dispute open
-        _retry_now(world, early)
-        assert _row(world, early).status == "processed"
+        world.retry_inbound_now(early)
+        assert world.inbound_row(early).status == "processed"
         assert world.payment(topped["id"])["disputes"][0]["state"] == "lost"
 
 
@@ -340,14 +310,14 @@ def test_an_outcome_before_its_opening_is_retried_until_the_dispute_opens(
         [opened] = world.sender.take()
         card.resolve_dispute(topped["id"], dispute_id=dispute_id, won=False, amount_minor=500)
         [lost] = world.sender.take()
-        early = _post(world, lost)
+        early = world.post_and_process(lost)
         _assert_retried(world, early)
-        assert "DisputeNotOpenYetError" in (_row(world, early).last_error or "")
+        assert "DisputeNotOpenYetError" in (world.inbound_row(early).last_error or "")
         assert world.payment(topped["id"])["disputes"] == []
 
-        assert _row(world, _post(world, opened)).status == "processed"
-        _retry_now(world, early)
-        assert _row(world, early).status == "processed"
+        assert world.inbound_row(world.post_and_process(opened)).status == "processed"
+        world.retry_inbound_now(early)
+        assert world.inbound_row(early).status == "processed"
         [dispute] = world.payment(topped["id"])["disputes"]
         assert dispute["state"] == "lost"
 
@@ -361,6 +331,6 @@ def test_an_outcome_naming_another_payments_dispute_changes_nothing(database_url
         world.deliver()
         card.resolve_dispute(second["id"], dispute_id=dispute_id, won=False, amount_minor=500)
         [forged] = world.sender.take()
-        assert _row(world, _post(world, forged)).status == "processed"
+        assert world.inbound_row(world.post_and_process(forged)).status == "processed"
         assert world.payment(first["id"])["disputes"][0]["state"] == "open"
         assert world.payment(second["id"])["disputes"] == []

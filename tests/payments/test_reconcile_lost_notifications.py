@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 
 from billfold.connectors.senders import OutgoingNotification
 from billfold.connectors.signatures import SIGNATURE_HEADER, signature_header
@@ -23,44 +22,11 @@ from billfold.connectors.types import ProviderResponse, ProviderStatus
 from billfold.ledger.types import AccountStatus
 from billfold.payments.flows import recovery
 from billfold.payments.flows.notifications import apply_stored
-from billfold.payments.models import Payment
 from payments.payments_support import World, fee_of, internal_id
 
 THREE_DS_CARD = "4000000000003220"
 IBAN = "DE89370400440532013000"
 Status = Callable[[ProviderResponse | None], ProviderResponse | None]
-
-
-def _waited(world: World, payment_id: str) -> None:
-    """The payment has waited a little longer than the reconciliation age since it entered
-    its state (or since the provider was last asked about it)."""
-    age_ns = int((world.runtime.reconcile_after_s + 1) * 1_000_000_000)
-
-    async def write() -> None:
-        async with world.runtime.unit_of_work.begin() as session:
-            await session.execute(
-                update(Payment)
-                .where(Payment.id == internal_id(payment_id))
-                .values(updated_at=time.time_ns() - age_ns)
-            )
-
-    world.client.portal.call(write)
-
-
-def _asked(world: World, provider: str, answer: Status | None = None) -> list[str]:
-    """Every reference the provider's status is asked about from now on (what it answers
-    passed through `answer`, when given)."""
-    sandbox: Any = world.runtime.sandboxes[provider]
-    real = sandbox.status
-    asked: list[str] = []
-
-    async def status(reference: str) -> ProviderResponse | None:
-        asked.append(reference)
-        response: ProviderResponse | None = await real(reference)
-        return response if answer is None else answer(response)
-
-    sandbox.status = status
-    return asked
 
 
 def _entered(payment: dict[str, Any], state: str) -> int:
@@ -117,12 +83,12 @@ def test_a_processing_top_up_whose_confirmation_was_lost_is_settled_once_past_th
         assert json.loads(lost.body)["type"] == "charge.succeeded"
         stuck = world.payment(payment_id)
         assert stuck["state"] == "processing" and stuck["provider_reference"] is not None
-        asked = _asked(world, "sandbox_card")
+        asked = world.watch_status("sandbox_card")
 
         world.resume_interrupted()  # not before the age: the notification may still come
         assert world.payment(payment_id)["state"] == "processing"
         assert asked == []
-        _waited(world, payment_id)
+        world.reconcile_due(payment_id)
         world.resume_interrupted()
         done = world.payment(payment_id)
         assert done["state"] == "succeeded" and _entered(done, "succeeded") == 1
@@ -148,8 +114,7 @@ def test_a_processing_top_up_the_provider_failed_is_failed_with_its_code_past_th
         payment_id = world.top_up(ann, 5_000).json()["id"]
         [succeeded] = world.sender.take()
         lost = _rewritten(world, succeeded, type="charge.failed", failure_code="do_not_honor")
-        asked = _asked(
-            world,
+        asked = world.watch_status(
             "sandbox_card",
             lambda response: (
                 response
@@ -162,7 +127,7 @@ def test_a_processing_top_up_the_provider_failed_is_failed_with_its_code_past_th
 
         world.resume_interrupted()
         assert world.payment(payment_id)["state"] == "processing" and asked == []
-        _waited(world, payment_id)
+        world.reconcile_due(payment_id)
         world.resume_interrupted()
         failed = world.payment(payment_id)
         assert (failed["state"], failed["failure_code"]) == ("failed", "do_not_honor")
@@ -188,11 +153,11 @@ def test_a_3ds_top_up_whose_challenge_was_answered_and_its_notification_lost_is_
         assert world.payment(payment_id)["state"] == "requires_action"
         world.runtime.sandboxes["sandbox_card"].complete_challenge(payment_id, succeeded=succeeded)
         [lost] = world.sender.take()
-        asked = _asked(world, "sandbox_card")
+        asked = world.watch_status("sandbox_card")
 
         world.resume_interrupted()
         assert world.payment(payment_id)["state"] == "requires_action" and asked == []
-        _waited(world, payment_id)
+        world.reconcile_due(payment_id)
         world.resume_interrupted()
         world.deliver([lost])  # arrives late after all
         world.resume_interrupted()
@@ -239,7 +204,7 @@ def test_a_late_notification_applied_while_the_status_is_reconciled_records_one_
             [lost] = world.sender.take()
             raced.append((created.json()["id"], lost))
         for payment_id, _ in raced:
-            _waited(world, payment_id)
+            world.reconcile_due(payment_id)
         waiting_since_ns = time.time_ns() - int(world.runtime.reconcile_after_s * 1e9)
 
         async def together() -> None:
@@ -279,11 +244,11 @@ def test_a_withdrawal_whose_outcome_was_lost_is_finished_once_past_the_age(
         assert stuck["state"] == "processing" and stuck["provider_reference"] is not None
         held = {"available": before - amount - fee_of(amount), "pending": 0}
         assert world.wallet(ann) == {**held, "held": amount + fee_of(amount)}
-        asked = _asked(world, "sandbox_bank")
+        asked = world.watch_status("sandbox_bank")
 
         world.resume_interrupted()
         assert world.payment(payment_id)["state"] == "processing" and asked == []
-        _waited(world, payment_id)
+        world.reconcile_due(payment_id)
         world.resume_interrupted()
         world.resume_interrupted()
         world.deliver([lost])  # arrives late after all
@@ -306,11 +271,10 @@ def test_a_payment_still_waiting_at_the_provider_stays_and_is_asked_once_per_age
         ann = world.user()
         if still == "requires_action":  # the payer never answers the challenge
             payment_id = world.top_up(ann, 5_000, card=THREE_DS_CARD).json()["id"]
-            asked = _asked(world, "sandbox_card")
+            asked = world.watch_status("sandbox_card")
         else:  # the provider has not decided yet (its notification is still to come)
             payment_id = world.top_up(ann, 5_000).json()["id"]
-            asked = _asked(
-                world,
+            asked = world.watch_status(
                 "sandbox_card",
                 lambda response: (
                     response and dataclasses.replace(response, status=ProviderStatus.PROCESSING)
@@ -320,13 +284,13 @@ def test_a_payment_still_waiting_at_the_provider_stays_and_is_asked_once_per_age
         before = world.payment(payment_id)
         assert before["state"] == still
 
-        _waited(world, payment_id)
+        world.reconcile_due(payment_id)
         world.resume_interrupted()
         assert asked == [payment_id]
         world.resume_interrupted()  # asked already this age: not asked again
         world.resume_interrupted()
         assert asked == [payment_id]
-        _waited(world, payment_id)
+        world.reconcile_due(payment_id)
         world.resume_interrupted()
         assert asked == [payment_id, payment_id]
         after = world.payment(payment_id)
@@ -359,9 +323,9 @@ def test_a_status_not_about_the_payment_changes_nothing(database_url: str, answe
                 return dataclasses.replace(response, currency="EUR")
             return dataclasses.replace(response, provider_reference="ch_another_charge")
 
-        asked = _asked(world, "sandbox_card", other)
+        asked = world.watch_status("sandbox_card", other)
         before = world.payment(payment_id)
-        _waited(world, payment_id)
+        world.reconcile_due(payment_id)
         world.resume_interrupted()
         assert asked == [payment_id]
         after = world.payment(payment_id)
@@ -393,14 +357,14 @@ def test_a_confirmation_the_ledger_refused_is_applied_once_the_wallet_thaws(
         world.set_wallet_status(usd["id"], AccountStatus.FROZEN)
         world.deliver([confirmation])
         assert world.payment(payment_id)["state"] == "processing"
-        _waited(world, payment_id)
+        world.reconcile_due(payment_id)
         world.resume_interrupted()  # still frozen: refused again, asked again next age
         assert world.payment(payment_id)["state"] == "processing"
 
         world.set_wallet_status(usd["id"], AccountStatus.ACTIVE)
         world.resume_interrupted()  # asked this age already: not before the next
         assert world.payment(payment_id)["state"] == "processing"
-        _waited(world, payment_id)
+        world.reconcile_due(payment_id)
         world.resume_interrupted()
         done = world.payment(payment_id)
         assert done["state"] == "succeeded" and _entered(done, "succeeded") == 1
