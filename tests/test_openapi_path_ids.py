@@ -53,6 +53,8 @@ def test_every_id_in_a_path_documents_its_form(document: dict[str, Any]) -> None
         name = parameter["name"]
         names.add(name)
         if name in NOT_IDS:
+            if name == "purpose":  # what a consent's purpose may be, as granted
+                assert parameter["schema"]["pattern"] == "^[a-z][a-z0-9_]{0,63}$"
             continue
         schema = parameter["schema"]
         found = _PATTERN.fullmatch(schema.get("pattern", ""))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 
 from billfold.identity.auth import get_unit_of_work, require_scopes
 from billfold.identity.types import Principal, Scope
@@ -190,13 +190,24 @@ async def list_consents(user_id: str, principal: Admin, unit_of_work: Work) -> C
     return ConsentList(items=[ConsentResponse.from_model(row) for row in rows])
 
 
+_Purpose = Annotated[
+    str,
+    Path(
+        description="The purpose consented to, as it was granted: lowercase letters, digits"
+        " and underscores.",
+        json_schema_extra={"pattern": f"^{service.CONSENT_PURPOSE.pattern}$"},
+    ),
+]
+"""Documented, not enforced here: the service answers a purpose it never granted."""
+
+
 @router.post(
     "/users/{user_id}/consents/{purpose}/withdraw",
     summary="Withdraw a user's consent to a purpose (audited).",
     responses=problem_responses(400, 404),
 )
 async def withdraw_consent(
-    user_id: str, purpose: str, principal: Writer, unit_of_work: Work
+    user_id: str, purpose: _Purpose, principal: Writer, unit_of_work: Work
 ) -> ConsentList:
     parsed = parse_id(USER_ID_PREFIX, user_id)
     async with unit_of_work.begin() as session:
