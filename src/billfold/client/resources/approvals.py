@@ -108,12 +108,12 @@ class Approvals(Resource):
         """Set the tenant's own limits for KYC tier `tier` in `asset` (minor units, for
         every holder of the tier in `mode`), once a second operator approves it
         (`limits.tiers.request`; approving takes `limits.tiers.approve`)."""
-        limits = {"per_transaction": str(per_transaction), "daily": str(daily)}
+        figures = {"per_transaction": per_transaction, "daily": daily, "monthly": monthly}
         payload = {
             "mode": mode,
             "tier": tier,
             "asset": asset,
-            "limits": {**limits, "monthly": str(monthly)},
+            "limits": {window: str(amount) for window, amount in figures.items()},
         }
         return self.create(
             action_type="tier_limits_change",
