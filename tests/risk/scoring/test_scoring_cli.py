@@ -25,11 +25,11 @@ def _invoke(database_url: str, *arguments: str) -> str:
     return ran.stdout
 
 
-def test_risk_train_makes_shadow_versions_then_nothing_new(database_url: str) -> None:
+def test_risk_train_makes_shadow_versions_then_nothing_new(isolated_database_url: str) -> None:
     tenant_id = uuid.uuid4()
 
     async def seed() -> None:
-        async with opened(database_url) as unit_of_work:
+        async with opened(isolated_database_url) as unit_of_work:
             await write_decisions(
                 unit_of_work,
                 tenant_id=tenant_id,
@@ -40,13 +40,19 @@ def test_risk_train_makes_shadow_versions_then_nothing_new(database_url: str) ->
 
     asyncio.run(seed())
     tenant = format_id("ten", tenant_id)
-    first = _invoke(database_url, "--tenant", tenant, "--mode", "live")
+    first = _invoke(isolated_database_url, "--tenant", tenant, "--mode", "live")
     assert "Risk models" in first and first.count("shadow") == 2
-    assert _versions(database_url, tenant_id) == [("anomaly_hst", 1), ("fraud_logistic", 1)]
-    again = _invoke(database_url, "--tenant", tenant)  # both modes
+    assert _versions(isolated_database_url, tenant_id) == [
+        ("anomaly_hst", 1),
+        ("fraud_logistic", 1),
+    ]
+    again = _invoke(isolated_database_url, "--tenant", tenant)  # both modes
     assert "shadow" not in again
-    _invoke(database_url, "--mode", "live")  # every tenant
-    assert _versions(database_url, tenant_id) == [("anomaly_hst", 1), ("fraud_logistic", 1)]
+    _invoke(isolated_database_url, "--mode", "live")  # every tenant
+    assert _versions(isolated_database_url, tenant_id) == [
+        ("anomaly_hst", 1),
+        ("fraud_logistic", 1),
+    ]
 
 
 def _versions(database_url: str, tenant_id: uuid.UUID) -> list[tuple[str, int]]:
@@ -62,7 +68,7 @@ def _versions(database_url: str, tenant_id: uuid.UUID) -> list[tuple[str, int]]:
     return asyncio.run(read())
 
 
-def test_the_worker_trains_on_its_schedule(database_url: str) -> None:
+def test_the_worker_trains_on_its_schedule(isolated_database_url: str) -> None:
     from billfold.kit.clock import ManualClock
     from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
     from billfold.kit.settings import Settings
@@ -72,8 +78,8 @@ def test_the_worker_trains_on_its_schedule(database_url: str) -> None:
     tenant_id = uuid.uuid4()
 
     async def run() -> int:
-        settings = Settings(database_url=database_url)
-        engine = create_engine(parse_database_url(database_url), pool_size=2)
+        settings = Settings(database_url=isolated_database_url)
+        engine = create_engine(parse_database_url(isolated_database_url), pool_size=2)
         unit_of_work = UnitOfWork(engine)
         ledger = Ledger.from_settings(settings)
         await ledger.open()
@@ -87,7 +93,7 @@ def test_the_worker_trains_on_its_schedule(database_url: str) -> None:
                 start_ns=clock.now_ns() - 10**9,
             )
             worker = Worker(settings, unit_of_work=unit_of_work, ledger=ledger, clock=clock)
-            assert await worker.train_risk_models() >= 2  # others may share the database
+            assert await worker.train_risk_models() == 2  # its database is its own
             await worker.train_risk_models()  # nothing new for this tenant
             await worker.stop()
             async with unit_of_work.read() as session:

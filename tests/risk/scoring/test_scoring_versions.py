@@ -201,12 +201,12 @@ def test_the_registry_enforces_by_label_count_and_reloads_after_promotion(
     asyncio.run(run())
 
 
-def test_train_all_visits_every_tenant_with_recent_decisions(database_url: str) -> None:
+def test_train_all_visits_every_tenant_with_recent_decisions(isolated_database_url: str) -> None:
     tenants = [uuid.uuid4(), uuid.uuid4()]
     now_ns = time.time_ns()
 
     async def run() -> None:
-        async with opened(database_url) as unit_of_work:
+        async with opened(isolated_database_url) as unit_of_work:
             for index, tenant_id in enumerate(tenants):
                 await write_decisions(
                     unit_of_work,
