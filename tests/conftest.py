@@ -22,8 +22,10 @@ import pytest
 import structlog
 from fastapi import FastAPI
 from hypothesis import settings as hypothesis_settings
+from starlette.routing import BaseRoute
 
 import billfold.app
+from billfold.kit.http.route_index import inclusion
 from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
 from billfold.migrations import upgrade
@@ -41,15 +43,15 @@ hypothesis_settings.register_profile("billfold", deadline=None)
 hypothesis_settings.load_profile("billfold")
 
 
-def _routes_signature(routes: Iterable[object], prefix: str = "") -> Iterator[object]:
+def _routes_signature(routes: Iterable[BaseRoute], prefix: str = "") -> Iterator[object]:
     """What of `routes` makes the OpenAPI document: each route's kind, path, methods and
     endpoint, and the routers included with their prefixes and tags."""
     for route in routes:
-        included = getattr(route, "original_router", None)
-        context = getattr(route, "include_context", None)
-        if included is not None and context is not None:  # FastAPI's included router
-            yield ("router", id(included), prefix + context.prefix, tuple(context.tags))
-            yield from _routes_signature(included.routes, prefix + context.prefix)
+        included = inclusion(route)
+        if included is not None:
+            under = prefix + included.prefix
+            yield ("router", id(included.router), under, included.tags)
+            yield from _routes_signature(included.routes, under)
             continue
         endpoint = getattr(route, "endpoint", None)
         yield (

@@ -113,7 +113,7 @@ PUBLIC_API = {
         "RedisRateLimiter",
         "RedisScripting",
     },
-    "route_index": {"RouteIndex", "install_route_index", "path_key"},
+    "route_index": {"Inclusion", "RouteIndex", "inclusion", "install_route_index", "path_key"},
     "request_id": {
         "REQUEST_ID_HEADER",
         "REQUEST_ID_LENGTH_MAX",

@@ -28,7 +28,8 @@ method, say) answers instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from starlette.routing import BaseRoute, Router
@@ -37,7 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["RouteIndex", "install_route_index", "path_key"]
+__all__ = ["Inclusion", "RouteIndex", "inclusion", "install_route_index", "path_key"]
 
 VERSION_PREFIX = "v1"
 """The first segment under which routes are keyed by two segments, not one."""
@@ -57,18 +58,36 @@ def path_key(path: str) -> str:
     return _ANY if _ANY in second else f"{first}/{second}"
 
 
-def _paths(route: BaseRoute, prefix: str = "") -> Iterator[str]:
-    """The path templates a top-level route serves: its own, or its included routes'.
+@dataclass(frozen=True, slots=True)
+class Inclusion:
+    """A router FastAPI included: its `routes`, served under `prefix`, with `tags`."""
 
-    An included router's are its routes' paths under its prefix, read from the router as
-    included, not from FastAPI's effective routes: those are built (every route's
-    dependencies analysed again) for a router only when a request first reaches it, and
-    building them all here cost each new application a fifth of a second."""
+    router: object
+    prefix: str
+    tags: tuple[str, ...]
+    routes: Sequence[BaseRoute]
+
+
+def inclusion(route: BaseRoute) -> Inclusion | None:
+    """What `route` includes, if it is FastAPI's included router (None for any other
+    route), read from the router as it was included, not from FastAPI's effective routes:
+    those are built (every route's dependencies analysed again) for a router only when a
+    request first reaches it, and building them all cost each new application a fifth of a
+    second."""
     included = getattr(route, "original_router", None)
     context = getattr(route, "include_context", None)
-    if included is not None and context is not None:  # FastAPI's included router
+    if included is None or context is None:
+        return None
+    return Inclusion(included, context.prefix, tuple(context.tags), included.routes)
+
+
+def _paths(route: BaseRoute, prefix: str = "") -> Iterator[str]:
+    """The path templates a top-level route serves: its own, or its included routes'
+    under their prefixes."""
+    included = inclusion(route)
+    if included is not None:
         for child in included.routes:
-            yield from _paths(child, prefix + context.prefix)
+            yield from _paths(child, prefix + included.prefix)
         return
     path = getattr(route, "path", None)
     full = prefix + path if isinstance(path, str) else ""
