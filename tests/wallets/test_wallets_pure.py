@@ -81,32 +81,6 @@ def test_wallet_accounts_are_deterministic_and_refuse_overdraft() -> None:
     amount=st.integers(min_value=1, max_value=10**30),
     daily=st.integers(min_value=0, max_value=10**30),
     monthly=st.integers(min_value=0, max_value=10**30),
-)
-def test_a_limit_check_passes_exactly_when_every_window_has_room(
-    tier: int, exponent: int, amount: int, daily: int, monthly: int
-) -> None:
-    per_transaction, daily_max, monthly_max = limits_for(tier, exponent)
-    breach = check_limits(
-        tier=tier,
-        exponent=exponent,
-        amount_minor=amount,
-        daily_used_minor=daily,
-        monthly_used_minor=monthly,
-    )
-    fits = (
-        amount <= per_transaction
-        and daily + amount <= daily_max
-        and monthly + amount <= monthly_max
-    )
-    assert (breach is None) == fits
-
-
-@given(
-    tier=st.integers(min_value=0, max_value=3),
-    exponent=st.integers(min_value=0, max_value=18),
-    amount=st.integers(min_value=1, max_value=10**30),
-    daily=st.integers(min_value=0, max_value=10**30),
-    monthly=st.integers(min_value=0, max_value=10**30),
     overrides=st.dictionaries(
         st.sampled_from(WINDOWS), st.integers(min_value=1, max_value=2**63 - 1)
     ),
