@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import uuid
 from collections.abc import Sequence
 
@@ -219,12 +220,14 @@ class Ledger:
     ) -> Page[Account]:
         """The tenant's accounts in the order they were opened, a page at a time."""
         invariant(1 <= limit <= BATCH_SIZE_MAX, "pages are bounded")
-        after = _timestamp_cursor(cursor)
+        scope = _cursor_scope("accounts", tenant_id)
+        after = _timestamp_cursor(cursor, scope)
         async with self.repository.read() as reader:
             accounts = await reader.tenant_accounts(
                 tenant_id=tenant_id, after_timestamp=-1 if after is None else after, limit=limit
             )
-        next_cursor = encode_cursor([accounts[-1].timestamp]) if len(accounts) == limit else None
+        full = len(accounts) == limit
+        next_cursor = _encode_position(scope, accounts[-1].timestamp) if full else None
         return Page(items=accounts, next_cursor=next_cursor)
 
     async def account_transfers(
@@ -244,11 +247,24 @@ class Ledger:
 
         With `code`, a page holds the matching transfers among the account's next `limit`,
         so it may hold fewer (even none) while `next_cursor` says more may follow: the work
-        per page stays bounded however rare the code is."""
+        per page stays bounded however rare the code is. A cursor is good only for the
+        account, order and filters that gave it (any `limit`)."""
         invariant(1 <= limit <= BATCH_SIZE_MAX, "pages are bounded")
         await self.get_account(tenant_id=tenant_id, account_id=account_id)
+        scope = _cursor_scope(
+            "account_transfers",
+            tenant_id,
+            account_id,
+            "desc" if descending else "asc",
+            since_timestamp,
+            until_timestamp,
+            code,
+        )
         after, before = _transfer_bounds(
-            cursor=cursor, since=since_timestamp, until=until_timestamp, descending=descending
+            position=_timestamp_cursor(cursor, scope),
+            since=since_timestamp,
+            until=until_timestamp,
+            descending=descending,
         )
         async with self.repository.read() as reader:
             scanned = await reader.account_transfers(
@@ -258,7 +274,8 @@ class Ledger:
                 limit=limit,
                 descending=descending,
             )
-        next_cursor = encode_cursor([scanned[-1].timestamp]) if len(scanned) == limit else None
+        full = len(scanned) == limit
+        next_cursor = _encode_position(scope, scanned[-1].timestamp) if full else None
         items = scanned if code is None else [t for t in scanned if t.code == code]
         return Page(items=items, next_cursor=next_cursor)
 
@@ -279,14 +296,16 @@ class Ledger:
     ) -> Page[BalanceRecord]:
         """The account's balances after each of its transfers, oldest first."""
         await self._history_account(tenant_id, account_id)
+        scope = _cursor_scope("balance_history", tenant_id, account_id)
         async with self.repository.read() as reader:
             records = await reader.balance_history(
                 account_id=account_id,
                 as_of_timestamp=None,
-                after_timestamp=_timestamp_cursor(cursor),
+                after_timestamp=_timestamp_cursor(cursor, scope),
                 limit=limit,
             )
-        next_cursor = encode_cursor([records[-1].timestamp]) if len(records) == limit else None
+        full = len(records) == limit
+        next_cursor = _encode_position(scope, records[-1].timestamp) if full else None
         return Page(items=records, next_cursor=next_cursor)
 
     async def _history_account(self, tenant_id: uuid.UUID, account_id: uuid.UUID) -> Account:
@@ -396,12 +415,11 @@ class _Applier:
 
 
 def _transfer_bounds(
-    *, cursor: str | None, since: int | None, until: int | None, descending: bool
+    *, position: int | None, since: int | None, until: int | None, descending: bool
 ) -> tuple[int, int]:
     """The exclusive timestamp bounds of a page: the filters, narrowed by the cursor."""
     after = -1 if since is None else since - 1
     before = TIMESTAMP_BOUND if until is None else min(until + 1, TIMESTAMP_BOUND)
-    position = _timestamp_cursor(cursor)
     if position is not None and descending:
         before = min(before, position)
     elif position is not None:
@@ -409,12 +427,32 @@ def _transfer_bounds(
     return after, before
 
 
-def _timestamp_cursor(cursor: str | None) -> int | None:
+def _cursor_scope(*parts: object) -> str:
+    """What a cursor is good for: the list (its kind, tenant, account) and its filters and
+    order, as an opaque digest. A bare position served any list that took a cursor: an
+    ascending page's cursor sent with `order=desc` repeated what was seen, and one list's
+    cursor on another skipped or ended it, all with a 200."""
+    text = "\x1f".join("" if part is None else str(part) for part in parts)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def _encode_position(scope: str, timestamp: int) -> str:
+    return encode_cursor([scope, timestamp])
+
+
+def _timestamp_cursor(cursor: str | None, scope: str) -> int | None:
+    """The position a cursor of the list `scope` names, or 400 `invalid_cursor`."""
     if cursor is None:
         return None
     values = decode_cursor(cursor)
+    if len(values) != 2 or values[0] != scope:
+        raise InvalidCursor(
+            "The cursor belongs to another list or to other parameters: send each"
+            " next_cursor with the same path, order and filters (any limit)."
+        )
+    position = values[1]
     # Cursors are not signed: a forged one holding a number no BIGINT holds reached the
     # database, which refused it (a 500) instead of the cursor being refused (a 400).
-    if len(values) != 1 or not isinstance(values[0], int) or not 0 <= values[0] <= TIMESTAMP_BOUND:
+    if not isinstance(position, int) or not 0 <= position <= TIMESTAMP_BOUND:
         raise InvalidCursor("not a cursor for this list")
-    return values[0]
+    return position

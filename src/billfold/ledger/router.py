@@ -50,9 +50,27 @@ _TIMESTAMP_MAX = 2**63 - 1
 router = APIRouter(prefix="/v1", tags=["ledger"], responses=problem_responses(401, 403, 429))
 Reader = Annotated[Principal, Depends(require_scopes(LEDGER_READ))]
 Writer = Annotated[Principal, Depends(require_scopes(LEDGER_WRITE))]
-Cursor = Annotated[str | None, Query(max_length=CURSOR_LENGTH_MAX)]
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=CURSOR_LENGTH_MAX,
+        description="The previous page's `next_cursor`, sent with the same path, `order` and"
+        " filters (any `limit`); any other cursor is 400 `invalid_cursor`.",
+    ),
+]
 Limit = Annotated[int | None, Query(ge=1, le=PAGE_SIZE_MAX)]
-Timestamp = Annotated[int | None, Query(ge=0, le=_TIMESTAMP_MAX, description="ns since epoch")]
+
+
+def _timestamp(description: str) -> Any:
+    return Query(ge=0, le=_TIMESTAMP_MAX, description=f"ns since the epoch: {description}")
+
+
+Since = Annotated[int | None, _timestamp("only transfers at or after it (inclusive).")]
+Until = Annotated[int | None, _timestamp("only transfers at or before it (inclusive).")]
+AsOf = Annotated[
+    int | None,
+    _timestamp("the balances right after the last transfer at or before it (inclusive)."),
+]
 
 
 async def get_ledger(request: Request) -> Ledger:
@@ -70,43 +88,78 @@ def _existed(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
     return {200: {"model": model, "description": "It existed already, with the same fields."}}
 
 
+def _created(noun: str) -> dict[int | str, dict[str, Any]]:
+    """The 201's `Location`: RFC 9110 section 15.3.2 takes a 201 without one to have
+    created the request's target (`/v1/accounts`), not the account it opened."""
+    location = {
+        "required": True,
+        "schema": {"type": "string"},
+        "description": f"The path of the {noun} created: `GET` it to read it back.",
+    }
+    return {201: {"description": f"The {noun} was created now.", "headers": {"Location": location}}}
+
+
+def _created_at(request: Request, response: Response, path: str) -> None:
+    # The path under the app's mount point (uvicorn's --root-path), computed, not looked
+    # up with url_for: that walks every route, on the hottest route.
+    response.headers["Location"] = f"{request.scope.get('root_path', '')}{router.prefix}{path}"
+
+
 # The hottest route first: FastAPI tries a router's routes in order, about 7 µs each (with
 # FastAPI 0.165's included routers), and POST /v1/transfers came seventh of nine.
 @router.post(
     "/transfers",
     status_code=201,
     summary="Record a transfer; 200 if its id was recorded before with the same fields.",
-    responses={**_existed(TransferCreated), **problem_responses(409, 422, 503)},
+    responses={
+        **_created("transfer"),
+        **_existed(TransferCreated),
+        **problem_responses(409, 422, 503),
+    },
 )
 async def create_transfer(
-    body: TransferCreateRequest, principal: Writer, ledger: Ledgers, response: Response
+    body: TransferCreateRequest,
+    principal: Writer,
+    ledger: Ledgers,
+    request: Request,
+    response: Response,
 ) -> TransferCreated:
     result, transfer = await ledger.create_transfer(
         body.to_new_transfer(tenant_id=principal.ledger_tenant_id)
     )
     if transfer is None:
         raise transfer_refused(result.status)
+    created = TransferCreated.from_result(result, transfer)
     if result.status is CreateTransferStatus.EXISTS:
         response.status_code = 200
-    return TransferCreated.from_result(result, transfer)
+    else:
+        _created_at(request, response, f"/transfers/{created.id}")
+    return created
 
 
 @router.post(
     "/accounts",
     status_code=201,
     summary="Open an account; 200 if your id exists with the same fields.",
-    responses={**_existed(AccountCreated), **problem_responses(409, 422)},
+    responses={**_created("account"), **_existed(AccountCreated), **problem_responses(409, 422)},
 )
 async def create_account(
-    body: AccountCreateRequest, principal: Writer, ledger: Ledgers, response: Response
+    body: AccountCreateRequest,
+    principal: Writer,
+    ledger: Ledgers,
+    request: Request,
+    response: Response,
 ) -> AccountCreated:
     new = body.to_new_account(tenant_id=principal.ledger_tenant_id)
     result, account = await ledger.create_account(new)
     if account is None:
         raise account_refused(result.status, too_long=body.fields_too_long())
+    created = AccountCreated.from_result(result, account)
     if result.status is CreateAccountStatus.EXISTS:
         response.status_code = 200
-    return AccountCreated.from_result(result, account)
+    else:
+        _created_at(request, response, f"/accounts/{created.id}")
+    return created
 
 
 @router.get(
@@ -148,8 +201,8 @@ async def list_account_transfers(
     limit: Limit = None,
     order: Literal["asc", "desc"] = "asc",
     code: Annotated[int | None, Query(ge=0, le=65_535)] = None,
-    since: Timestamp = None,
-    until: Timestamp = None,
+    since: Since = None,
+    until: Until = None,
 ) -> TransferPage:
     page = await ledger.account_transfers(
         tenant_id=principal.ledger_tenant_id,
@@ -170,7 +223,7 @@ async def list_account_transfers(
     responses=problem_responses(400, 404, 422),
 )
 async def get_balances(
-    account_id: str, principal: Reader, ledger: Ledgers, as_of: Timestamp = None
+    account_id: str, principal: Reader, ledger: Ledgers, as_of: AsOf = None
 ) -> BalancesResponse:
     tenant_id, parsed_id = principal.ledger_tenant_id, parse_id(ACCOUNT_ID_PREFIX, account_id)
     if as_of is None:
