@@ -30,6 +30,8 @@ from billfold.kit.http import idempotency_store, limits, rate_limit
 from billfold.kit.http.logging import configure_logging
 from billfold.kit.http.rate_limit_redis import RedisRateLimiter
 from billfold.kit.settings import Settings, get_settings
+from billfold.ledger.schemas import TransferCreateRequest
+from billfold.ledger.types import BATCH_SIZE_MAX
 from ledger.ledger_api_support import (
     API_SETTINGS,
     Keys,
@@ -110,6 +112,29 @@ def test_bodies_over_the_limit_are_413_and_change_nothing(database_url: str, key
     assert batch.status_code == 200
     assert batch.json()["results"][0]["result"] == "ok"
     assert after["credits_posted"] == "10"
+
+
+def test_the_default_batch_limit_takes_the_largest_batch_the_ledger_accepts() -> None:
+    """The documented promise: 8,190 transfers the ledger can accept fit, each at its
+    longest (a 39-digit amount, 12-character ledger, eight flag names, 128 characters of
+    user data outside the BMP, which JSON encoders escape to 12 bytes each), pretty-printed.
+    At 16 MiB such a batch was 413."""
+    longest = {
+        "id": "txf_" + "a" * 32,
+        "debit_account_id": "acc_" + "b" * 32,
+        "credit_account_id": "acc_" + "c" * 32,
+        "amount": str(2**127 - 1),
+        "ledger": "A" * 12,
+        "code": 65_535,
+        "flags": ["balancing_credit"] * 8,
+        "pending_id": "txf_" + "d" * 32,
+        "timeout_s": 2**63 - 1,
+        "user_data": "\U0001f600" * 128,
+    }
+    TransferCreateRequest.model_validate(longest)
+    body = json.dumps({"transfers": [longest] * BATCH_SIZE_MAX}, indent=2).encode()
+    assert len(body) > 16 * 1024 * 1024
+    assert len(body) <= Settings().request_body_batch_max_bytes
 
 
 def test_the_batch_limit_may_not_be_below_the_default_limit() -> None:

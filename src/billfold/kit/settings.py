@@ -77,10 +77,13 @@ class Settings(BaseSettings):
         description="Largest request body on every route but the batch ones (413 beyond).",
     )
     request_body_batch_max_bytes: int = Field(
-        default=16 * MEBIBYTE,
+        default=20 * MEBIBYTE,
         ge=1024,
         le=_REQUEST_BODY_MAX_BYTES_LIMIT,
-        description="Largest body of a batch route (8,190 transfers of any shape fit).",
+        description=(
+            "Largest body of a batch route (8,190 transfers the ledger accepts fit,"
+            " pretty-printed, each at its longest)."
+        ),
     )
 
     idempotency_ttl_s: int = Field(
