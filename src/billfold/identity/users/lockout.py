@@ -5,6 +5,13 @@ While locked every attempt is refused with the same answer as a wrong password, 
 lock reveals nothing an attacker could use to tell accounts apart; attempts while locked
 are not counted, so the lock ends when it said it would. The lock is the same for every
 path that checks a password or a second factor, so no path offers unthrottled guesses.
+
+A one-time code is a small space (10^6 TOTP codes), so a second factor or a step-up answer
+is counted *before* it is checked: :func:`reserve_attempt` commits the count in a unit of
+work of its own (``work.run_attempt``), the check refunds it on success, and a failure only
+locks the account if the count reached the limit. Without that, concurrent guesses would
+all be checked before the first failure was counted (RFC 4226 section 7.3, PSD2 RTS
+article 4(3)(b): at most five failed attempts in a row).
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ __all__ = [
     "LOGIN_FAILURES_MAX",
     "failure_aftermath",
     "is_locked",
+    "refund_attempt",
+    "reserve_attempt",
+    "settle_failure",
     "unknown_user_aftermath",
 ]
 
@@ -38,6 +48,29 @@ def is_locked(user: EndUser, *, now_ns: int) -> bool:
     return user.locked_until is not None and user.locked_until > now_ns
 
 
+async def reserve_attempt(session: AsyncSession, *, user_id: uuid.UUID, now_ns: int) -> bool:
+    """Count an attempt before checking it; False when the account has no attempt left
+    (locked, or its remaining attempts are in flight). Commit before the check."""
+    return await UserRepository(session).reserve_attempt(
+        user_id=user_id, now_ns=now_ns, failures_max=LOGIN_FAILURES_MAX
+    )
+
+
+async def refund_attempt(session: AsyncSession, *, user_id: uuid.UUID) -> None:
+    """Take back the attempt :func:`reserve_attempt` counted, once it succeeded."""
+    await UserRepository(session).refund_attempt(user_id)
+
+
+async def settle_failure(session: AsyncSession, *, user_id: uuid.UUID, now_ns: int) -> bool:
+    """A reserved attempt failed: lock the account if its failures reached the limit."""
+    return await UserRepository(session).lock_if_exhausted(
+        user_id=user_id,
+        now_ns=now_ns,
+        failures_max=LOGIN_FAILURES_MAX,
+        locked_until=now_ns + LOCK_DURATION_NS,
+    )
+
+
 def failure_aftermath(
     user: EndUser,
     *,
@@ -45,17 +78,21 @@ def failure_aftermath(
     reason: str,
     stage: str,
     while_locked: bool = False,
+    reserved: bool = False,
     also: Aftermath | None = None,
 ) -> Aftermath:
-    """Count the failure towards the lock (unless it came ``while_locked``) and record it:
-    ``login.failed`` for a password, ``mfa.failed`` for a second factor. The event's
-    ``locked`` says whether the account is locked after it."""
+    """Count the failure towards the lock (unless it came ``while_locked``, or was counted
+    already by :func:`reserve_attempt`: ``reserved``) and record it: ``login.failed`` for a
+    password, ``mfa.failed`` for a second factor. The event's ``locked`` says whether this
+    failure locked the account."""
     tenant_id, user_id = user.tenant_id, user.id
     event_type = SecurityEventType.MFA_FAILED if stage == "mfa" else SecurityEventType.LOGIN_FAILED
 
     async def record(session: AsyncSession) -> None:
         locked = while_locked
-        if not while_locked:
+        if reserved and not while_locked:
+            locked = await settle_failure(session, user_id=user_id, now_ns=now_ns)
+        elif not while_locked:
             locked = await UserRepository(session).count_failure(
                 user_id=user_id,
                 now_ns=now_ns,

@@ -56,6 +56,10 @@ def _rowcount(result: Any) -> int:
     return int(result.rowcount)
 
 
+def _not_locked(now_ns: int) -> Any:
+    return EndUser.locked_until.is_(None) | (EndUser.locked_until <= now_ns)
+
+
 def _identifier_column(kind: IdentifierKind) -> Any:
     return {
         IdentifierKind.EMAIL: EndUser.email,
@@ -157,16 +161,55 @@ class UserRepository:
         """Count one failed attempt; lock the account when it reaches ``failures_max``.
         Returns whether this failure locked it. Attempts while locked are not counted, so
         a lock always ends when it said it would."""
-        not_locked = (EndUser.locked_until.is_(None)) | (EndUser.locked_until <= now_ns)
         await self._session.execute(
             update(EndUser)
-            .where(EndUser.id == user_id, not_locked)
+            .where(EndUser.id == user_id, _not_locked(now_ns))
             .values(failed_login_count=EndUser.failed_login_count + 1)
             .execution_options(synchronize_session=False)
         )
+        return await self.lock_if_exhausted(
+            user_id=user_id, now_ns=now_ns, failures_max=failures_max, locked_until=locked_until
+        )
+
+    async def reserve_attempt(self, *, user_id: uuid.UUID, now_ns: int, failures_max: int) -> bool:
+        """Count an attempt as a failure before it is checked (the caller commits this
+        first, then refunds it on success). False, counting nothing, when the account is
+        locked or earlier failures and attempts in flight already take every attempt left:
+        concurrent guesses cannot all be checked before any of them is counted."""
+        result = await self._session.execute(
+            update(EndUser)
+            .where(
+                EndUser.id == user_id,
+                _not_locked(now_ns),
+                EndUser.failed_login_count < failures_max,
+            )
+            .values(failed_login_count=EndUser.failed_login_count + 1)
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
+
+    async def refund_attempt(self, user_id: uuid.UUID) -> None:
+        """Take back a reserved attempt that succeeded (a lock in between already reset
+        the count: nothing to take back then)."""
+        await self._session.execute(
+            update(EndUser)
+            .where(EndUser.id == user_id, EndUser.failed_login_count > 0)
+            .values(failed_login_count=EndUser.failed_login_count - 1)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def lock_if_exhausted(
+        self, *, user_id: uuid.UUID, now_ns: int, failures_max: int, locked_until: int
+    ) -> bool:
+        """Lock the account if its counted failures reached ``failures_max``; returns
+        whether this call locked it."""
         locking = await self._session.execute(
             update(EndUser)
-            .where(EndUser.id == user_id, not_locked, EndUser.failed_login_count >= failures_max)
+            .where(
+                EndUser.id == user_id,
+                _not_locked(now_ns),
+                EndUser.failed_login_count >= failures_max,
+            )
             .values(locked_until=locked_until, failed_login_count=0)
             .execution_options(synchronize_session=False)
         )

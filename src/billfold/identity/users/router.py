@@ -69,7 +69,7 @@ from billfold.identity.users.types import (
     USER_ID_PREFIX,
     UserPrincipal,
 )
-from billfold.identity.users.work import run_recording_failures
+from billfold.identity.users.work import run_attempt, run_recording_failures
 from billfold.keys.keyring import Keyring
 from billfold.keys.router import get_keyring
 from billfold.kit.db import UnitOfWork
@@ -252,9 +252,12 @@ async def complete_mfa(
     else:
         raise InvariantViolation("the request model requires exactly one answer")
     now_ns = config.clock.now_ns()
-    issued = await run_recording_failures(
+    issued = await run_attempt(
         unit_of_work,
-        lambda session: service.complete_mfa(
+        reserve=lambda session: service.reserve_mfa_attempt(
+            session, mfa_token=body.mfa_token, now_ns=now_ns
+        ),
+        check=lambda session: service.complete_mfa(
             session,
             mfa_token=body.mfa_token,
             answer=answer,
@@ -594,9 +597,12 @@ async def answer_step_up(
 ) -> StepUpTokenResponse:
     parsed_id = parse_id(STEP_UP_ID_PREFIX, step_up_id)
     now_ns = config.clock.now_ns()
-    issued = await run_recording_failures(
+    issued = await run_attempt(
         unit_of_work,
-        lambda session: step_up.answer_step_up(
+        reserve=lambda session: step_up.reserve_step_up_attempt(
+            session, principal=principal, step_up_id=parsed_id, now_ns=now_ns
+        ),
+        check=lambda session: step_up.answer_step_up(
             session,
             principal=principal,
             step_up_id=parsed_id,

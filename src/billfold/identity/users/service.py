@@ -38,7 +38,12 @@ from billfold.identity.users.identifiers import (
     normalize_phone,
     parse_login_identifier,
 )
-from billfold.identity.users.lockout import failure_aftermath, is_locked, unknown_user_aftermath
+from billfold.identity.users.lockout import (
+    failure_aftermath,
+    is_locked,
+    reserve_attempt,
+    unknown_user_aftermath,
+)
 from billfold.identity.users.mfa import (
     SecondFactorAnswer,
     check_second_factor,
@@ -79,6 +84,7 @@ __all__ = [
     "list_users",
     "login",
     "mfa_passkey_options",
+    "reserve_mfa_attempt",
     "revoke_user_sessions",
     "signed_in_user",
 ]
@@ -325,6 +331,17 @@ async def mfa_passkey_options(
     )
 
 
+async def reserve_mfa_attempt(session: AsyncSession, *, mfa_token: str, now_ns: int) -> None:
+    """Count the second step's attempt against the account lock before its answer is
+    checked; commit this before :func:`complete_mfa` (``work.run_attempt``)."""
+    _ticket, user = await _ticket_and_user(session, mfa_token=mfa_token, now_ns=now_ns)
+    if not await reserve_attempt(session, user_id=user.id, now_ns=now_ns):
+        aftermath = failure_aftermath(
+            user, now_ns=now_ns, reason="locked", stage="mfa", while_locked=True
+        )
+        raise with_aftermath(InvalidCredentials(), aftermath)
+
+
 async def complete_mfa(
     session: AsyncSession,
     *,
@@ -334,7 +351,9 @@ async def complete_mfa(
     keyring: Keyring,
     now_ns: int,
 ) -> IssuedTokens:
-    """The second step: a TOTP code, a recovery code or a passkey assertion."""
+    """The second step: a TOTP code, a recovery code or a passkey assertion. The attempt
+    was counted by :func:`reserve_mfa_attempt`, committed before this runs; a success
+    resets the count."""
     ticket, user = await _ticket_and_user(session, mfa_token=mfa_token, now_ns=now_ns)
     method = method_of(answer)
     if is_locked(user, now_ns=now_ns):
@@ -350,6 +369,7 @@ async def complete_mfa(
             now_ns=now_ns,
             reason=f"wrong_{method}",
             stage="mfa",
+            reserved=True,
             also=_ticket_failure(ticket.id),
         )
         raise with_aftermath(InvalidCredentials(), aftermath)

@@ -11,7 +11,9 @@ with dynamic linking (RTS on SCA, article 5).
 
 A wrong answer also counts towards the account lock of ``lockout``, and a locked account
 answers no step-up (RTS article 4(3)(b): at most five failed attempts in a row, then the
-action is blocked for a while): opening new challenges does not buy more guesses.
+action is blocked for a while): opening new challenges does not buy more guesses. Each
+answer is counted before it is checked (:func:`reserve_step_up_attempt`, committed first),
+so concurrent answers cannot outrun the lock either.
 
 Service functions take keyword arguments, flush and never commit. ``StepUpRejected``
 carries an aftermath (the failure's record, the burn); a caller running ``verify_step_up``
@@ -39,7 +41,12 @@ from billfold.identity.users.errors import (
     with_aftermath,
 )
 from billfold.identity.users.events import record_user_event
-from billfold.identity.users.lockout import LOCK_DURATION_NS, LOGIN_FAILURES_MAX, is_locked
+from billfold.identity.users.lockout import (
+    is_locked,
+    refund_attempt,
+    reserve_attempt,
+    settle_failure,
+)
 from billfold.identity.users.mfa import verify_totp
 from billfold.identity.users.models import PAYEE_LENGTH_MAX, StepUp
 from billfold.identity.users.repository import (
@@ -77,6 +84,7 @@ __all__ = [
     "answer_step_up",
     "begin_step_up",
     "message_of",
+    "reserve_step_up_attempt",
     "verify_step_up",
 ]
 
@@ -251,18 +259,14 @@ async def _record(
 def _failure(
     facts: _Facts, *, stage: str, reason: str, now_ns: int, count: bool = False, burn: bool = False
 ) -> Aftermath:
-    """``count``: a wrong answer, counted against the challenge and the account lock."""
+    """``count``: a wrong answer, counted against the challenge; the account lock counted
+    it already (:func:`reserve_step_up_attempt`) and locks now if that was the last."""
 
     async def record(session: AsyncSession) -> None:
         step_ups = StepUpRepository(session)
         if facts.step_up_id is not None and count:
             await step_ups.count_failure(facts.step_up_id)
-            await UserRepository(session).count_failure(
-                user_id=facts.user_id,
-                now_ns=now_ns,
-                failures_max=LOGIN_FAILURES_MAX,
-                locked_until=now_ns + LOCK_DURATION_NS,
-            )
+            await settle_failure(session, user_id=facts.user_id, now_ns=now_ns)
         if facts.step_up_id is not None and burn:
             await step_ups.spend(step_up_id=facts.step_up_id, now_ns=now_ns)
         await _record(
@@ -315,17 +319,9 @@ async def _answer_verifies(
     )
 
 
-async def answer_step_up(
-    session: AsyncSession,
-    *,
-    principal: UserPrincipal,
-    step_up_id: uuid.UUID,
-    totp_code: str | None,
-    signature: str | None,
-    keyring: Keyring,
-    now_ns: int,
-) -> IssuedStepUpToken:
-    """The one-time token for a correct answer, or :class:`StepUpRejected`."""
+async def _answerable(
+    session: AsyncSession, *, principal: UserPrincipal, step_up_id: uuid.UUID, now_ns: int
+) -> tuple[StepUp, _Facts]:
     step_up = await StepUpRepository(session).get_for_user(
         user_id=principal.user_id, step_up_id=step_up_id
     )
@@ -341,13 +337,48 @@ async def answer_step_up(
         raise with_aftermath(
             StepUpRejected("The step-up was answered, expired or spent its attempts."), aftermath
         )
+    return step_up, facts
+
+
+def _locked(facts: _Facts, *, now_ns: int) -> StepUpRejected:
+    aftermath = _failure(facts, stage="answer", reason="locked", now_ns=now_ns)
+    return with_aftermath(
+        StepUpRejected("The account is temporarily locked after too many failed attempts."),
+        aftermath,
+    )
+
+
+async def reserve_step_up_attempt(
+    session: AsyncSession, *, principal: UserPrincipal, step_up_id: uuid.UUID, now_ns: int
+) -> None:
+    """Count an answer against the account lock before it is checked; commit this before
+    :func:`answer_step_up` (``work.run_attempt``)."""
+    _step_up, facts = await _answerable(
+        session, principal=principal, step_up_id=step_up_id, now_ns=now_ns
+    )
+    if not await reserve_attempt(session, user_id=principal.user_id, now_ns=now_ns):
+        raise _locked(facts, now_ns=now_ns)
+
+
+async def answer_step_up(
+    session: AsyncSession,
+    *,
+    principal: UserPrincipal,
+    step_up_id: uuid.UUID,
+    totp_code: str | None,
+    signature: str | None,
+    keyring: Keyring,
+    now_ns: int,
+) -> IssuedStepUpToken:
+    """The one-time token for a correct answer, or :class:`StepUpRejected`. The answer
+    was counted by :func:`reserve_step_up_attempt`, committed before this runs; a correct
+    one takes the count back."""
+    step_up, facts = await _answerable(
+        session, principal=principal, step_up_id=step_up_id, now_ns=now_ns
+    )
     user = await UserRepository(session).get(principal.user_id)
     if user is None or is_locked(user, now_ns=now_ns):
-        aftermath = _failure(facts, stage="answer", reason="locked", now_ns=now_ns)
-        raise with_aftermath(
-            StepUpRejected("The account is temporarily locked after too many failed attempts."),
-            aftermath,
-        )
+        raise _locked(facts, now_ns=now_ns)
     if not await _answer_verifies(
         session,
         step_up=step_up,
@@ -370,6 +401,7 @@ async def answer_step_up(
         now_ns=now_ns,
     ):
         raise StepUpRejected("The step-up was answered already.")
+    await refund_attempt(session, user_id=principal.user_id)
     await _record(
         session, facts, event_type=SecurityEventType.STEP_UP_VERIFIED, now_ns=now_ns, stage="answer"
     )

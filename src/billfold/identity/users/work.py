@@ -17,7 +17,7 @@ from billfold.identity.users.errors import aftermath_of
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import BillfoldError
 
-__all__ = ["record_aftermath", "run_recording_failures"]
+__all__ = ["record_aftermath", "run_attempt", "run_recording_failures"]
 
 T = TypeVar("T")
 
@@ -45,3 +45,16 @@ async def run_recording_failures(
     except BillfoldError as error:
         await record_aftermath(unit_of_work, error)
         raise
+
+
+async def run_attempt(
+    unit_of_work: UnitOfWork,
+    *,
+    reserve: Callable[[AsyncSession], Awaitable[None]],
+    check: Callable[[AsyncSession], Awaitable[T]],
+) -> T:
+    """A guess at a secret: ``reserve`` counts it and commits, then ``check`` checks it in
+    a unit of work of its own (both through :func:`run_recording_failures`). Committing
+    the count first is what bounds concurrent guesses (see ``lockout``)."""
+    await run_recording_failures(unit_of_work, reserve)
+    return await run_recording_failures(unit_of_work, check)
