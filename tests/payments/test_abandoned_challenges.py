@@ -16,14 +16,19 @@ from typing import Any
 
 import pytest
 from sqlalchemy import update
+from structlog.testing import capture_logs
 
 from billfold.connectors.senders import OutgoingNotification
 from billfold.connectors.types import ProviderResponse, ProviderStatus, ProviderTimeout
 from billfold.events.models import InboundEvent
-from billfold.payments.flows import recovery
+from billfold.identity.types import Mode
+from billfold.ledger.types import CreateTransferStatus, NewTransfer, TransferFlags
+from billfold.payments.flows import recovery, topups
 from billfold.payments.flows.notifications import FailureInFlightError, apply_stored
 from billfold.payments.models import PaymentStateChange
-from payments.payments_support import World, fee_of, internal_id
+from billfold.payments.steps import step_id
+from billfold.wallets.service import ledger_tenant_of
+from payments.payments_support import CrashError, World, crashing, fee_of, internal_id
 
 THREE_DS_CARD = "4000000000003220"
 FAILED = "com.billfold.payment.failed.v1"
@@ -252,3 +257,162 @@ def test_a_success_racing_the_abandonment_records_one_outcome(database_url: str)
                 assert (events.count(SUCCEEDED), events.count(FAILED)) == (0, 1)
                 assert world.wallet(ann) == {"available": 0, "pending": 0, "held": 0}
                 assert done["fees"] == []
+
+
+def _abandoned_then_crashed(world: World, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
+    """A challenge past the action timeout that recovery ends, and the process dies between
+    the ledger voiding the pending amount and the failure being recorded: the top-up is
+    left `requires_action` with nothing pending."""
+    ann, payment_id = _challenged(world)
+    _challenged_long_ago(world, payment_id)
+    with monkeypatch.context() as crash:
+        crash.setattr(topups, "apply_steps", crashing(topups.apply_steps, after_ledger=True))
+        with pytest.raises(CrashError):
+            world.resume_interrupted()
+    left = world.payment(payment_id)
+    assert (left["state"], left["failure_code"]) == ("requires_action", None)
+    assert world.wallet(ann) == {"available": 0, "pending": 0, "held": 0}
+    assert world.system("clearing:sandbox_card")["debits_pending"] == 0
+    assert FAILED not in [type_ for type_, _ in world.outbox(payment_id)]
+    return ann, payment_id
+
+
+def _assert_abandoned_once(world: World, ann: Any, payment_id: str) -> dict[str, Any]:
+    ended = world.payment(payment_id)
+    assert (ended["state"], ended["failure_code"]) == ("failed", "authentication_abandoned")
+    assert ended["history"][-1]["from_state"] == "requires_action"
+    assert ended["history"][-1]["reason"] == "authentication_abandoned"
+    assert _entered(ended, "failed") == 1 and _entered(ended, "succeeded") == 0
+    events = [type_ for type_, _ in world.outbox(payment_id)]
+    assert (events.count(FAILED), events.count(SUCCEEDED)) == (1, 0)
+    assert world.wallet(ann) == {"available": 0, "pending": 0, "held": 0}
+    assert world.system("clearing:sandbox_card")["debits_pending"] == 0
+    assert ended["fees"] == []
+    return ended
+
+
+def test_an_abandonment_interrupted_before_its_failure_is_finished_by_the_next_round(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No late success: the next reconciliation finds the challenge still unanswered and
+    finishes the abandonment, once (the ledger answers the same void `exists`)."""
+    with World(database_url, embedded_worker=False) as world:
+        ann, payment_id = _abandoned_then_crashed(world, monkeypatch)
+        world.reconcile_due(payment_id)
+        world.resume_interrupted()
+        ended = _assert_abandoned_once(world, ann, payment_id)
+
+        world.reconcile_due(payment_id)  # ended: nothing more
+        world.resume_interrupted()
+        assert world.payment(payment_id)["history"] == ended["history"]
+
+
+def test_a_late_success_after_an_interrupted_abandonment_finishes_it(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process died between the abandonment's void and its failure, then the payer
+    answered the challenge after all and the provider's `charge.succeeded` arrives: it
+    finishes the abandonment (failed `authentication_abandoned`, one `failed` event) and is
+    processed as after any abandonment (`ignored_abandoned`), not retried until its
+    schedule ends; the wallet is never credited."""
+    with World(database_url, embedded_worker=False) as world:
+        ann, payment_id = _abandoned_then_crashed(world, monkeypatch)
+        world.runtime.sandboxes["sandbox_card"].complete_challenge(payment_id, succeeded=True)
+        [late] = world.sender.take()
+        with capture_logs() as logs:
+            notification_id = world.post_and_process(late)
+        row = world.inbound_row(notification_id)
+        assert (row.status, row.last_error) == ("processed", None)
+        assert [entry["outcome"] for entry in logs if entry.get("outcome")] == ["ignored_abandoned"]
+        assert "payments.notification_after_abandonment" in [entry["event"] for entry in logs]
+        ended = _assert_abandoned_once(world, ann, payment_id)
+
+        again = world.client.portal.call(  # a redelivery changes nothing
+            lambda: apply_stored(world.runtime, _payload(world, late), provider=late.provider)
+        )
+        assert again == "ignored_abandoned"
+        world.reconcile_due(payment_id)
+        world.resume_interrupted()
+        assert world.payment(payment_id)["history"] == ended["history"]
+        _assert_abandoned_once(world, ann, payment_id)
+
+
+def test_reconciliation_finishes_an_interrupted_abandonment_the_provider_now_says_succeeded(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same crash; the payer answered late and its notification is lost: the provider's
+    status now says `succeeded`, but the pending amount is gone (voided by the abandonment),
+    so reconciliation finishes the abandonment instead of asking forever; the notification,
+    delivered later after all, changes nothing."""
+    with World(database_url, embedded_worker=False) as world:
+        ann, payment_id = _abandoned_then_crashed(world, monkeypatch)
+        world.runtime.sandboxes["sandbox_card"].complete_challenge(payment_id, succeeded=True)
+        [late] = world.sender.take()  # lost, for now
+        waiting_since_ns = time.time_ns() - int(world.runtime.reconcile_after_s * 1e9)
+        world.reconcile_due(payment_id)
+        outcome = world.client.portal.call(
+            lambda: recovery.reconcile_outcome(
+                world.runtime, internal_id(payment_id), waiting_since_ns=waiting_since_ns
+            )
+        )
+        assert outcome == "abandoned_applied"
+        ended = _assert_abandoned_once(world, ann, payment_id)
+
+        notification_id = world.post_and_process(late)
+        assert world.inbound_row(notification_id).status == "processed"
+        assert world.payment(payment_id)["history"] == ended["history"]
+        _assert_abandoned_once(world, ann, payment_id)
+
+
+def test_a_provider_failure_interrupted_past_the_action_timeout_keeps_its_code(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pending amount voided by the provider's failure (not by an abandonment), the
+    failure not recorded (a crash), on a challenge past the action timeout: it is not taken
+    for an abandonment. Recovery asks the provider, which says failed, and records its
+    `failure_code`; the notification's retry then changes nothing."""
+    with World(database_url, embedded_worker=False) as world:
+        ann, payment_id = _challenged(world)
+        world.runtime.sandboxes["sandbox_card"].complete_challenge(payment_id, succeeded=False)
+        [declined] = world.sender.take()
+        with monkeypatch.context() as crash:
+            crash.setattr(topups, "apply_steps", crashing(topups.apply_steps, after_ledger=True))
+            notification_id = world.post_and_process(declined)
+        assert world.inbound_row(notification_id).status == "received"  # to be retried
+        assert world.payment(payment_id)["state"] == "requires_action"
+        assert world.wallet(ann) == {"available": 0, "pending": 0, "held": 0}
+
+        _challenged_long_ago(world, payment_id)
+        world.resume_interrupted()
+        failed = world.payment(payment_id)
+        assert (failed["state"], failed["failure_code"]) == ("failed", "authentication_failed")
+        assert _entered(failed, "failed") == 1
+        assert [type_ for type_, _ in world.outbox(payment_id)].count(FAILED) == 1
+        world.retry_inbound_now(notification_id)
+        assert world.inbound_row(notification_id).status == "processed"
+        assert world.payment(payment_id)["history"] == failed["history"]
+        assert world.wallet(ann) == {"available": 0, "pending": 0, "held": 0}
+
+
+def test_an_abandonment_interrupted_under_the_shared_void_step_is_finished(
+    database_url: str,
+) -> None:
+    """An ending interrupted under an earlier release, which voided the pending amount with
+    the provider failure's step (`void`): the next reconciliation whose provider status
+    still says `requires_action` finishes it, once, as that release did."""
+    with World(database_url, embedded_worker=False) as world:
+        ann, payment_id = _challenged(world)
+        _challenged_long_ago(world, payment_id)
+        pay = internal_id(payment_id)
+        void = NewTransfer(
+            id=step_id(pay, "void"),
+            tenant_id=ledger_tenant_of(world.tenant_id, Mode.TEST),
+            pending_id=step_id(pay, "hold"),
+            flags=int(TransferFlags.VOID_PENDING),
+            user_data=payment_id,
+        )
+        [result] = world.client.portal.call(lambda: world.ledger.submit([void]))
+        assert result.status is CreateTransferStatus.OK
+        assert world.payment(payment_id)["state"] == "requires_action"
+        world.resume_interrupted()
+        _assert_abandoned_once(world, ann, payment_id)

@@ -53,7 +53,13 @@ from billfold.payments.flows.disputes import (
     resolution_refused_for_good,
     resolve_dispute,
 )
-from billfold.payments.flows.topups import AUTHENTICATION_ABANDONED, fail_top_up, settle_top_up
+from billfold.payments.flows.topups import (
+    AUTHENTICATION_ABANDONED,
+    abandon_top_up,
+    abandonment_voided,
+    fail_top_up,
+    settle_top_up,
+)
 from billfold.payments.flows.withdrawals import finish_withdrawal
 from billfold.payments.models import Payment
 from billfold.payments.repository import PaymentRepository
@@ -242,9 +248,9 @@ async def _apply(runtime: PaymentsRuntime, notification: Notification, *, provid
 
 
 class FailureInFlightError(Exception):
-    """A top-up's confirmation found its pending amount voided by a failure not recorded
-    yet (recovery ending an abandoned challenge at that moment, say): retryable, so the
-    retry finds the failure recorded and tells an abandonment apart (`_after_settling`)."""
+    """A top-up's confirmation found its pending amount voided by a provider's failure not
+    recorded yet (its notification being applied at that moment, or interrupted):
+    retryable, so the retry finds the failure recorded (`_after_settling`)."""
 
 
 _RELEASED = "ledger_pending_transfer_already_voided"
@@ -265,12 +271,28 @@ async def _after_settling(
     (`payments.notification_after_abandonment`) for an operator to reconcile by hand
     (refund the payer at the provider, or credit the wallet), and processed
     (`ignored_abandoned`). Settling it instead would resurrect a failed payment and credit
-    money the ledger already returned to the clearing account."""
+    money the ledger already returned to the clearing account.
+
+    The failure of an abandonment is recorded after its void: a confirmation that finds
+    the amount voided by the abandonment (`abandonment_voided`) while the top-up is not
+    failed yet (recovery recording it at that moment, or a crash in between) records it
+    itself (`abandon_top_up`: the void answered `exists`, the failure recorded once), then
+    is ignored as after any abandonment. Otherwise a crash there left the top-up
+    `requires_action` for good and this notification retried until its schedule ended."""
     if outcome in ("applied", "ignored_succeeded"):
         return outcome
     async with runtime.unit_of_work.read() as session:
         payment = await PaymentRepository(session).get(payment_id)
     assert payment is not None
+    if (
+        outcome == _RELEASED
+        and payment.state != "failed"
+        and await abandonment_voided(runtime, payment)
+    ):
+        await abandon_top_up(runtime, payment_id)
+        async with runtime.unit_of_work.read() as session:
+            payment = await PaymentRepository(session).get(payment_id)
+        assert payment is not None
     if payment.state == "failed" and payment.failure_code == AUTHENTICATION_ABANDONED:
         log.warning(
             "payments.notification_after_abandonment",

@@ -15,7 +15,8 @@ periodically (`resume_interrupted`, the app's payments recovery loop).
   status is asked, at most once per that age per payment, and a final answer is applied
   as its notification would be (`reconcile_outcome`). A top-up whose 3-D Secure challenge
   is still unanswered past the runtime's `action_timeout_s` is ended: its pending amount
-  voided, failed `authentication_abandoned`.
+  voided (its own step, `abandon`), failed `authentication_abandoned`; one a crash
+  interrupted between that void and the failure is finished at its next reconciliation.
 - Merchant payments whose authorization claimed the payer (limit checked) longer ago than
   the runtime's `claim_grace_s` but never finished (a crash, or a ledger call that raised,
   between the claim and the state change): authorized if the ledger holds their hold,
@@ -40,6 +41,7 @@ import structlog
 from billfold.connectors.types import ProviderStatus, ProviderTimeout
 from billfold.kit.errors import BillfoldError
 from billfold.kit.ids import format_id
+from billfold.ledger.types import CreateTransferStatus
 from billfold.payments.flows.common import load
 from billfold.payments.flows.disputes import drive_dispute
 from billfold.payments.flows.merchant import drive_capture, expire, recover_claim
@@ -48,6 +50,8 @@ from billfold.payments.flows.refunds import drive_refund
 from billfold.payments.flows.review import expire_held, resume_decided
 from billfold.payments.flows.topups import (
     AUTHENTICATION_ABANDONED,
+    abandon_top_up,
+    abandonment_voided,
     fail_top_up,
     resume_top_up,
     settle_top_up,
@@ -197,15 +201,19 @@ async def reconcile_outcome(
     Except a top-up whose payer never answered its 3-D Secure challenge: once it has
     waited in `requires_action` longer than the runtime's `action_timeout_s` (from when it
     entered that state) and the provider's status still says `requires_action`, it is
-    failed with `AUTHENTICATION_ABANDONED` (`fail_top_up`: the pending amount voided, the
-    `failed` event emitted with the change). Otherwise nothing ever ended it: the provider
+    failed with `AUTHENTICATION_ABANDONED` (`abandon_top_up`: the pending amount voided,
+    the `failed` event emitted with the change). Otherwise nothing ever ended it: the provider
     never sends an outcome for a challenge nobody answers. The provider protocol has no
     call to cancel a charge, so the provider is only asked, never told; only its own word
     that the challenge is still open ends the top-up (not a status it could not give, nor
     a `processing` one: the payer answered, and the outcome is on its way). A success
     racing the ending is decided by the ledger, which posts or voids the pending amount
     once: whichever lands first wins, and the other changes nothing (see
-    `notifications` for a success that arrives after). What happened, for the log."""
+    `notifications` for a success that arrives after). An abandonment whose void the
+    ledger holds but whose failure a crash left unrecorded (still `requires_action`,
+    `abandonment_voided`) is finished first, the provider not asked: its answer can no
+    longer change it, and a late success found the amount gone and settled nothing.
+    What happened, for the log."""
     async with runtime.unit_of_work.begin() as session:
         payment = await load(session, payment_id)
         challenged_at = None
@@ -227,6 +235,12 @@ async def reconcile_outcome(
         )
     if not claimed:
         return "ignored_claimed"  # another round asked, or it moved on meanwhile
+    if payment.state == "requires_action" and await abandonment_voided(runtime, payment):
+        # Ended before, but the process died between the void and the failure: finished
+        # now, whatever the provider says by now (the pending amount is released for good).
+        outcome = await abandon_top_up(runtime, payment_id)
+        log.info("payments.challenge_abandoned", payment=payment_id.hex, outcome=outcome)
+        return f"abandoned_{outcome}"
     try:
         response = await asyncio.wait_for(
             runtime.provider(provider).status(format_id("pay", payment_id)),
@@ -252,7 +266,12 @@ async def reconcile_outcome(
         return "ignored_mismatch"
     if response.status not in (ProviderStatus.SUCCEEDED, ProviderStatus.FAILED):
         if response.status is ProviderStatus.REQUIRES_ACTION and _abandoned(runtime, challenged_at):
-            outcome = await fail_top_up(runtime, payment_id, reason=AUTHENTICATION_ABANDONED)
+            outcome = await abandon_top_up(runtime, payment_id)
+            if outcome == _VOIDED_BEFORE:
+                # Ended by an earlier release, which voided it with the provider failure's
+                # step (`void`), and interrupted before the failure was recorded: finished
+                # as that release finished it (its void answered `exists`).
+                outcome = await fail_top_up(runtime, payment_id, reason=AUTHENTICATION_ABANDONED)
             log.info("payments.challenge_abandoned", payment=payment_id.hex, outcome=outcome)
             return f"abandoned_{outcome}"
         return f"still_{response.status.value}"
@@ -266,6 +285,10 @@ async def reconcile_outcome(
         reason = "provider_status" if succeeded else response.failure_code or "payout_failed"
         outcome = await finish_withdrawal(runtime, payment_id, succeeded=succeeded, reason=reason)
     return f"{response.status.value}_{outcome}"
+
+
+_VOIDED_BEFORE = f"ledger_{CreateTransferStatus.PENDING_TRANSFER_ALREADY_VOIDED.value}"
+"""`abandon_top_up`'s outcome when the pending amount was voided already."""
 
 
 def _abandoned(runtime: PaymentsRuntime, challenged_at: int | None) -> bool:

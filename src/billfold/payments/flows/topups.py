@@ -4,7 +4,9 @@
    transfer from the provider's clearing account (step `hold`).
 2. The provider is charged with the payment id as its idempotency key.
 3. On its confirmation the pending transfer is posted, linked with the fee transfers
-   (`settle`); on failure it is voided (`void`). Both are idempotent.
+   (`settle`); on failure it is voided (`void`), or, when recovery ends a 3-D Secure
+   challenge its payer abandoned, by the abandonment's own void (`abandon`). All are
+   idempotent.
 """
 
 from __future__ import annotations
@@ -58,7 +60,10 @@ from billfold.wallets.accounts import (
 from billfold.wallets.service import currency_exponent, ledger_tenant_of
 
 __all__ = [
+    "ABANDON",
     "AUTHENTICATION_ABANDONED",
+    "abandon_top_up",
+    "abandonment_voided",
     "fail_top_up",
     "place_and_charge",
     "resume_top_up",
@@ -72,6 +77,9 @@ NO_CONTEXT = RiskContext()
 AUTHENTICATION_ABANDONED = "authentication_abandoned"
 """The `failure_code` of a top-up whose payer left its 3-D Secure challenge unanswered
 past the runtime's `action_timeout_s` (recovery ends it: `reconcile_outcome`)."""
+ABANDON = "abandon"
+"""The step of the void that ends an abandoned challenge (`abandon_top_up`): its own
+transfer id, not the provider failure's `void`, so the ledger tells which ended the hold."""
 
 
 async def start_top_up(
@@ -375,23 +383,53 @@ async def settle_top_up(runtime: PaymentsRuntime, payment_id: uuid.UUID, *, reas
 
 
 async def fail_top_up(runtime: PaymentsRuntime, payment_id: uuid.UUID, *, reason: str) -> str:
-    """Void the pending top-up; idempotent, and ignored once it succeeded."""
+    """Void the pending top-up (step `void`) and fail it with `reason`, the provider's
+    failure; idempotent, and ignored once it succeeded."""
+    return await _void_and_fail(runtime, payment_id, step="void", reason=reason)
+
+
+async def abandon_top_up(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
+    """End a top-up whose payer abandoned the 3-D Secure challenge: void the pending amount
+    (step `ABANDON`) and fail it with `AUTHENTICATION_ABANDONED`. Idempotent: run again
+    after a crash between the void and the failure (`abandonment_voided`), the ledger
+    answers the void `exists` and the failure is recorded, once."""
+    return await _void_and_fail(runtime, payment_id, step=ABANDON, reason=AUTHENTICATION_ABANDONED)
+
+
+async def abandonment_voided(runtime: PaymentsRuntime, payment: Payment) -> bool:
+    """Whether the ledger holds the void of the top-up's abandonment (`abandon_top_up`):
+    its pending amount was released because its challenge was abandoned, whether or not
+    the failure was recorded. Not a void for a provider's failure (step `void`), nor an
+    interrupted top-up's release (`hold:release`)."""
+    found = await runtime.book.ledger.lookup_transfers(
+        tenant_id=ledger_tenant_of(payment.tenant_id, payment.mode),
+        ids=[step_id(payment.id, ABANDON)],
+    )
+    return bool(found)
+
+
+async def _void_and_fail(
+    runtime: PaymentsRuntime, payment_id: uuid.UUID, *, step: str, reason: str
+) -> str:
+    """Void the pending top-up with the transfer of `step`, then record the failure."""
     async with runtime.unit_of_work.begin() as session:
         payment = await load(session, payment_id)
         if payment.state in (State.SUCCEEDED.value, State.FAILED.value):
             return f"ignored_{payment.state}"
     void = NewTransfer(
-        id=step_id(payment_id, "void"),
+        id=step_id(payment_id, step),
         tenant_id=ledger_tenant_of(payment.tenant_id, payment.mode),
         pending_id=step_id(payment_id, "hold"),
         flags=int(TransferFlags.VOID_PENDING),
         user_data=format_id("pay", payment_id),
     )
-    results = await apply_steps(runtime, payment_id, [("void", void)])
+    results = await apply_steps(runtime, payment_id, [(step, void)])
     if not applied(results):
         return f"ledger_{failure(results)}"
     async with runtime.unit_of_work.begin() as session:
         payment = await load(session, payment_id, for_update=True)  # one failure recorded
+        if payment.state in (State.SUCCEEDED.value, State.FAILED.value):
+            return f"ignored_{payment.state}"  # recorded meanwhile: its code stays
         payment.failure_code = reason[:64]
         payment.parked_instrument = None
         if await advance(session, payment, State.FAILED, reason=reason):
