@@ -337,6 +337,28 @@ def test_a_late_success_after_an_interrupted_abandonment_finishes_it(
         _assert_abandoned_once(world, ann, payment_id)
 
 
+def test_a_late_failure_after_an_interrupted_abandonment_finishes_it(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same crash, then the payer failed the challenge late and the provider's
+    `charge.failed` arrives: the pending amount is gone (voided by the abandonment), so it
+    finishes the abandonment there and then, as the ledger recorded it (failed
+    `authentication_abandoned`, one `failed` event), rather than leaving the top-up
+    `requires_action` until a reconciliation comes by."""
+    with World(database_url, embedded_worker=False) as world:
+        ann, payment_id = _abandoned_then_crashed(world, monkeypatch)
+        world.runtime.sandboxes["sandbox_card"].complete_challenge(payment_id, succeeded=False)
+        [late] = world.sender.take()
+        notification_id = world.post_and_process(late)
+        row = world.inbound_row(notification_id)
+        assert (row.status, row.last_error) == ("processed", None)
+        ended = _assert_abandoned_once(world, ann, payment_id)
+        world.reconcile_due(payment_id)
+        world.resume_interrupted()
+        assert world.payment(payment_id)["history"] == ended["history"]
+        _assert_abandoned_once(world, ann, payment_id)
+
+
 def test_reconciliation_finishes_an_interrupted_abandonment_the_provider_now_says_succeeded(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -211,9 +211,10 @@ async def _apply(runtime: PaymentsRuntime, notification: Notification, *, provid
         outcome = await settle_top_up(runtime, payment_id, reason=reason)
         return await _after_settling(runtime, notification, payment_id, outcome, provider)
     if kind is Kind.TOP_UP and notification.type is T.CHARGE_FAILED:
-        return await fail_top_up(
+        outcome = await fail_top_up(
             runtime, payment_id, reason=notification.failure_code or "charge_failed"
         )
+        return await _after_failing(runtime, payment_id, outcome)
     if kind is Kind.WITHDRAWAL and notification.type in (T.PAYOUT_SUCCEEDED, T.PAYOUT_FAILED):
         succeeded = notification.type is T.PAYOUT_SUCCEEDED
         return await finish_withdrawal(
@@ -281,18 +282,11 @@ async def _after_settling(
     `requires_action` for good and this notification retried until its schedule ended."""
     if outcome in ("applied", "ignored_succeeded"):
         return outcome
+    if outcome == _RELEASED:
+        await _finish_abandonment(runtime, payment_id)
     async with runtime.unit_of_work.read() as session:
         payment = await PaymentRepository(session).get(payment_id)
     assert payment is not None
-    if (
-        outcome == _RELEASED
-        and payment.state != "failed"
-        and await abandonment_voided(runtime, payment)
-    ):
-        await abandon_top_up(runtime, payment_id)
-        async with runtime.unit_of_work.read() as session:
-            payment = await PaymentRepository(session).get(payment_id)
-        assert payment is not None
     if payment.state == "failed" and payment.failure_code == AUTHENTICATION_ABANDONED:
         log.warning(
             "payments.notification_after_abandonment",
@@ -306,6 +300,27 @@ async def _after_settling(
             "the top-up's pending amount was voided by a failure not recorded yet"
         )
     return outcome
+
+
+async def _after_failing(runtime: PaymentsRuntime, payment_id: uuid.UUID, outcome: str) -> str:
+    """A top-up's failure that found its pending amount voided already by an abandonment
+    whose failure a crash left unrecorded: recorded now as the abandonment the ledger holds
+    (as a success finds it, `_after_settling`), not left until a reconciliation comes by."""
+    if outcome != _RELEASED:
+        return outcome
+    return await _finish_abandonment(runtime, payment_id) or outcome
+
+
+async def _finish_abandonment(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str | None:
+    """Record the failure of an abandonment whose void the ledger holds
+    (`abandonment_voided`) on a top-up not failed yet (`abandon_top_up`: the void answers
+    `exists`, the failure is recorded once); its outcome, or None if there is none."""
+    async with runtime.unit_of_work.read() as session:
+        payment = await PaymentRepository(session).get(payment_id)
+    assert payment is not None
+    if payment.state == "failed" or not await abandonment_voided(runtime, payment):
+        return None
+    return await abandon_top_up(runtime, payment_id)
 
 
 async def _open_dispute(
