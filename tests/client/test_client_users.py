@@ -46,7 +46,9 @@ def _totp_code(server: Server, secret: str) -> str:
 def _enrol_totp(server: Server, user: BillfoldUser) -> tuple[str, list[str]]:
     enrolment = user.me.mfa.begin_totp()
     assert enrolment["digits"] == 6 and enrolment["period_s"] == TOTP_STEP_S
-    codes = user.me.mfa.confirm_totp(code=_totp_code(server, enrolment["secret"]))
+    codes = user.me.mfa.confirm_totp(
+        code=_totp_code(server, enrolment["secret"]), password=USER_PASSWORD
+    )
     assert codes["recovery_codes"] is not None
     return enrolment["secret"], codes["recovery_codes"]
 
@@ -189,8 +191,16 @@ def test_recovery_codes_passkeys_and_sessions(database_url: str) -> None:
         with server.user() as user:
             user.sign_in(identifier=email, password=USER_PASSWORD)
             options = user.me.passkeys.registration_options()["options"]
+            with pytest.raises(AuthenticationError) as wrong_password:
+                user.me.passkeys.register(
+                    name="Laptop",
+                    credential=authenticator.create(options),
+                    password=USER_PASSWORD + "!",
+                )
+            assert wrong_password.value.code == "invalid_credentials"
+            options = user.me.passkeys.registration_options()["options"]
             registered = user.me.passkeys.register(
-                name="Laptop", credential=authenticator.create(options)
+                name="Laptop", credential=authenticator.create(options), password=USER_PASSWORD
             )
             assert registered["passkey"]["name"] == "Laptop"
             assert registered["recovery_codes"] is not None
@@ -256,7 +266,12 @@ def test_device_signed_requests_and_a_device_step_up(database_url: str, algorith
             user.sign_in(identifier=email, password=USER_PASSWORD)
             with pytest.raises(ValueError, match="bind the device"):
                 user.me.devices.verify_signature(signer)
-            device = user.me.devices.bind(name="Phone", signer=signer)
+            thief = DeviceSigner(ed25519.Ed25519PrivateKey.generate(), clock=server.now_s)
+            with pytest.raises(AuthenticationError) as wrong_password:
+                user.me.devices.bind(name="Thief", signer=thief, password=USER_PASSWORD + "!")
+            assert wrong_password.value.code == "invalid_credentials"
+            assert thief.device_id is None
+            device = user.me.devices.bind(name="Phone", signer=signer, password=USER_PASSWORD)
             assert device["algorithm"] == algorithm
             assert signer.device_id == device["id"]
             assert [item["id"] for item in user.me.devices.list()["items"]] == [device["id"]]

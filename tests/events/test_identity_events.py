@@ -23,6 +23,7 @@ from billfold.kit.auth import Principal
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, ManualClock
 from identity.identity_support import run_in_unit_of_work
 from identity.users.users_support import (
+    PASSWORD,
     DeviceKey,
     bearer,
     bind_device,
@@ -59,7 +60,9 @@ def test_user_device_mfa_and_key_changes_write_their_events(database_url: str) -
         assert revoked.status_code == 200, revoked.text
         seed = client.post("/v1/me/mfa/totp", headers=headers).json()["secret"]
         code = totp_code(seed, at_s=clock.now_ns() // NANOSECONDS_PER_SECOND)
-        confirmed = client.post("/v1/me/mfa/totp/confirm", json={"code": code}, headers=headers)
+        confirmed = client.post(
+            "/v1/me/mfa/totp/confirm", json={"code": code, "password": PASSWORD}, headers=headers
+        )
         assert confirmed.status_code == 200, confirmed.text
         recovery_codes = confirmed.json()["recovery_codes"]
     events = outbox(database_url, tenancy.tenant_id)

@@ -18,7 +18,7 @@ from billfold.kit.ids import new_id
 from billfold.payments.flows.review import expire_held, resolve_held
 from billfold.risk.models import RiskCase, RiskDecision, RiskResponse
 from billfold.risk.types import Action, Decision, Movement
-from payments.payments_support import User, World
+from payments.payments_support import PASSWORD, User, World
 
 T = TypeVar("T")
 
@@ -171,7 +171,9 @@ def totp(world: World, user: User) -> str:
     clock = world.app.state.users_config.clock
     secret: str = world.client.post("/v1/me/mfa/totp", headers=user.auth).json()["secret"]
     code = totp_code(secret, at_s=clock.now_ns() // NANOSECONDS_PER_SECOND)
-    confirm = world.client.post("/v1/me/mfa/totp/confirm", json={"code": code}, headers=user.auth)
+    confirm = world.client.post(
+        "/v1/me/mfa/totp/confirm", json={"code": code, "password": PASSWORD}, headers=user.auth
+    )
     assert confirm.is_success, confirm.text
     clock.advance(seconds=30)
     return secret

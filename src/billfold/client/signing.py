@@ -1,7 +1,8 @@
 """Device signatures, made as the server checks them (`billfold.identity.users.signatures`).
 
-A device binds its public key once (`BillfoldUser.me.devices.bind(signer=…)`) and then
-signs requests with the private key, which never leaves it. A signed request carries four
+A device binds its public key once (`BillfoldUser.me.devices.bind(signer=…, password=…)`:
+the password is asked again) and then signs requests with the private key, which never
+leaves it. A signed request carries four
 headers, `Billfold-Device-Id`, `-Timestamp` (Unix seconds), `-Nonce` (single use) and
 `-Signature` (base64url), the signature covering these lines joined by `\\n`::
 

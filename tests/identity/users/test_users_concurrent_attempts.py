@@ -8,8 +8,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from fastapi.testclient import TestClient
-
 from billfold.identity.users.lockout import LOGIN_FAILURES_MAX
 from billfold.identity.users.step_up import STEP_UP_ATTEMPTS_MAX
 from billfold.identity.users.totp import totp_code
@@ -17,6 +15,7 @@ from billfold.kit.clock import NANOSECONDS_PER_SECOND, ManualClock
 from identity.users.users_support import (
     assert_problem,
     bearer,
+    enrol_totp,
     event_log,
     log_in,
     new_tenancy,
@@ -31,17 +30,6 @@ ACTION: dict[str, Any] = {"amount": 12_500, "currency": "EUR", "payee": "acc_sho
 
 def _code(secret: str, clock: ManualClock) -> str:
     return totp_code(secret, at_s=clock.now_ns() // NANOSECONDS_PER_SECOND)
-
-
-def _enrol_totp(client: TestClient, access_token: str, clock: ManualClock) -> str:
-    headers = bearer(access_token)
-    secret: str = client.post("/v1/me/mfa/totp", headers=headers).json()["secret"]
-    confirmed = client.post(
-        "/v1/me/mfa/totp/confirm", json={"code": _code(secret, clock)}, headers=headers
-    )
-    assert confirmed.status_code == 200, confirmed.text
-    clock.advance(seconds=30)
-    return secret
 
 
 def _wrong_codes(secret: str, clock: ManualClock, count: int) -> list[str]:
@@ -63,7 +51,7 @@ def test_concurrent_second_factor_guesses_stop_at_the_lock(database_url: str) ->
     clock = ManualClock()
     with users_client(database_url, users_config(clock)) as client:
         tokens = signed_in(client, tenancy)
-        secret = _enrol_totp(client, tokens["access_token"], clock)
+        secret, _ = enrol_totp(client, tokens["access_token"], clock)
         mfa_token = log_in(client, tenancy).json()["mfa"]["mfa_token"]
         statuses = _concurrently(
             [
@@ -89,7 +77,7 @@ def test_concurrent_step_up_answers_stop_at_the_lock(database_url: str) -> None:
     with users_client(database_url, users_config(clock)) as client:
         tokens = signed_in(client, tenancy)
         headers = bearer(tokens["access_token"])
-        secret = _enrol_totp(client, tokens["access_token"], clock)
+        secret, _ = enrol_totp(client, tokens["access_token"], clock)
         step_ups = [
             client.post(
                 "/v1/me/step-up", json={**ACTION, "method": "totp"}, headers=headers
@@ -120,7 +108,7 @@ def test_right_answers_do_not_count_towards_the_lock(database_url: str) -> None:
     with users_client(database_url, users_config(clock)) as client:
         tokens = signed_in(client, tenancy)
         headers = bearer(tokens["access_token"])
-        secret = _enrol_totp(client, tokens["access_token"], clock)
+        secret, _ = enrol_totp(client, tokens["access_token"], clock)
         for _ in range(LOGIN_FAILURES_MAX + 1):
             challenge = client.post(
                 "/v1/me/step-up", json={**ACTION, "method": "totp"}, headers=headers

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from billfold.identity.users.devices import DEVICE_CLOCK_SKEW_S, DEVICES_PER_USER_MAX
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, ManualClock
 from identity.users.users_support import (
+    PASSWORD,
     DeviceKey,
     assert_problem,
     bearer,
@@ -197,7 +198,12 @@ def test_only_well_formed_keys_of_the_named_algorithm_bind(database_url: str) ->
         for case, (algorithm, public_key, status, code) in cases.items():
             response = client.post(
                 "/v1/me/devices",
-                json={"name": "Phone", "algorithm": algorithm, "public_key": public_key},
+                json={
+                    "name": "Phone",
+                    "algorithm": algorithm,
+                    "public_key": public_key,
+                    "password": PASSWORD,
+                },
                 headers=headers,
             )
             assert response.status_code == status, (case, response.text)
@@ -221,6 +227,7 @@ def test_a_user_binds_a_bounded_number_of_devices(database_url: str) -> None:
                 "name": "X",
                 "algorithm": "ed25519",
                 "public_key": DeviceKey("ed25519").public_key(),
+                "password": PASSWORD,
             },
             headers=bearer(tokens["access_token"]),
         )
@@ -233,6 +240,7 @@ def test_a_user_binds_a_bounded_number_of_devices(database_url: str) -> None:
                 "name": "X",
                 "algorithm": "ed25519",
                 "public_key": DeviceKey("ed25519").public_key(),
+                "password": PASSWORD,
             },
             headers=bearer(tokens["access_token"]),
         )

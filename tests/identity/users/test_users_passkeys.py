@@ -13,6 +13,7 @@ from billfold.kit.clock import ManualClock
 from identity.users.software_authenticator import SoftwareAuthenticator, b64url
 from identity.users.users_support import (
     ORIGIN,
+    PASSWORD,
     RELYING_PARTY,
     Tenancy,
     assert_problem,
@@ -33,7 +34,9 @@ def _register(
     options = client.post("/v1/me/passkeys/options", headers=headers).json()["options"]
     credential = authenticator.create(options)
     response = client.post(
-        "/v1/me/passkeys", json={"name": "Laptop", "credential": credential}, headers=headers
+        "/v1/me/passkeys",
+        json={"name": "Laptop", "credential": credential, "password": PASSWORD},
+        headers=headers,
     )
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
@@ -60,7 +63,11 @@ def test_register_a_passkey_and_sign_in_with_it(database_url: str) -> None:
         ).json()["options"]
         registered = client.post(
             "/v1/me/passkeys",
-            json={"name": "Laptop", "credential": authenticator.create(options)},
+            json={
+                "name": "Laptop",
+                "credential": authenticator.create(options),
+                "password": PASSWORD,
+            },
             headers=bearer(tokens["access_token"]),
         ).json()
         mfa_token, auth_options = _second_step_options(client, tenancy)
@@ -175,13 +182,18 @@ def test_registration_is_refused_from_another_origin_or_without_a_challenge(
             json={
                 "name": "Evil",
                 "credential": authenticator.create(options, origin="https://evil.example"),
+                "password": PASSWORD,
             },
             headers=headers,
         )
         made_up = dict(options, challenge="A" * 43)
         no_challenge = client.post(
             "/v1/me/passkeys",
-            json={"name": "Evil", "credential": authenticator.create(made_up)},
+            json={
+                "name": "Evil",
+                "credential": authenticator.create(made_up),
+                "password": PASSWORD,
+            },
             headers=headers,
         )
         listed = client.get("/v1/me/passkeys", headers=headers).json()["items"]

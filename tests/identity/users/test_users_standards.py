@@ -170,7 +170,7 @@ def test_wrong_step_up_answers_lock_the_account_like_wrong_sign_ins(database_url
         headers = bearer(tokens["access_token"])
         secret = client.post("/v1/me/mfa/totp", headers=headers).json()["secret"]
         now_s = clock.now_ns() // NANOSECONDS_PER_SECOND
-        confirm = {"code": totp_code(secret, at_s=now_s)}
+        confirm = {"code": totp_code(secret, at_s=now_s), "password": PASSWORD}
         assert client.post("/v1/me/mfa/totp/confirm", json=confirm, headers=headers).is_success
         clock.advance(seconds=30)
 

@@ -26,6 +26,7 @@ from identity.users.users_support import (
     assert_problem,
     bearer,
     bind_device,
+    enrol_totp,
     event_log,
     new_tenancy,
     signed_in,
@@ -66,15 +67,6 @@ def _user_id(client: TestClient, access_token: str) -> uuid.UUID:
     return uuid.UUID(client.get("/v1/me", headers=bearer(access_token)).json()["id"][4:])
 
 
-def _enrol_totp(client: TestClient, access_token: str, clock: ManualClock) -> str:
-    headers = bearer(access_token)
-    secret: str = client.post("/v1/me/mfa/totp", headers=headers).json()["secret"]
-    code = totp_code(secret, at_s=clock.now_ns() // NANOSECONDS_PER_SECOND)
-    assert client.post("/v1/me/mfa/totp/confirm", json={"code": code}, headers=headers).is_success
-    clock.advance(seconds=30)
-    return secret
-
-
 def _totp_step_up(
     client: TestClient, access_token: str, secret: str, clock: ManualClock, **action: Any
 ) -> dict[str, Any]:
@@ -105,7 +97,7 @@ def test_a_step_up_token_is_bound_to_amount_currency_and_payee(
     clock = ManualClock()
     with users_client(database_url, users_config(clock)) as client:
         tokens = signed_in(client, tenancy)
-        secret = _enrol_totp(client, tokens["access_token"], clock)
+        secret, _ = enrol_totp(client, tokens["access_token"], clock)
         user_id = _user_id(client, tokens["access_token"])
         issued = _totp_step_up(client, tokens["access_token"], secret, clock)
     token, now_ns = issued["step_up_token"], clock.now_ns()
@@ -130,7 +122,7 @@ def test_a_step_up_token_is_single_use_and_expires(database_url: str) -> None:
     clock = ManualClock()
     with users_client(database_url, users_config(clock)) as client:
         tokens = signed_in(client, tenancy)
-        secret = _enrol_totp(client, tokens["access_token"], clock)
+        secret, _ = enrol_totp(client, tokens["access_token"], clock)
         user_id = _user_id(client, tokens["access_token"])
         first = _totp_step_up(client, tokens["access_token"], secret, clock)
         second = _totp_step_up(client, tokens["access_token"], secret, clock)
@@ -209,7 +201,7 @@ def test_a_challenge_allows_few_answers_and_expires(database_url: str) -> None:
     with users_client(database_url, users_config(clock)) as client:
         tokens = signed_in(client, tenancy)
         headers = bearer(tokens["access_token"])
-        secret = _enrol_totp(client, tokens["access_token"], clock)
+        secret, _ = enrol_totp(client, tokens["access_token"], clock)
 
         def begin() -> str:
             response = client.post(
@@ -250,7 +242,7 @@ def test_step_up_requests_are_checked(database_url: str) -> None:
         bob = signed_in(client, tenancy, email="bob@example.com")
         headers = bearer(ann["access_token"])
         no_totp = client.post("/v1/me/step-up", json={**ACTION, "method": "totp"}, headers=headers)
-        _enrol_totp(client, ann["access_token"], clock)
+        enrol_totp(client, ann["access_token"], clock)
         bob_device = bind_device(client, bob["access_token"], DeviceKey("p256"))
         cases = {
             "zero amount": ({**ACTION, "amount": 0, "method": "totp"}, 422),

@@ -26,6 +26,7 @@ from identity.users.users_support import (
     Tenancy,
     assert_problem,
     bearer,
+    enrol_totp,
     event_log,
     log_in,
     new_tenancy,
@@ -82,21 +83,6 @@ def _now_s(clock: ManualClock) -> int:
     return clock.now_ns() // NANOSECONDS_PER_SECOND
 
 
-def _enrol_totp(client: TestClient, access_token: str, clock: ManualClock) -> tuple[str, list[str]]:
-    """Enrol TOTP; the seed and the recovery codes."""
-    headers = bearer(access_token)
-    enrolment = client.post("/v1/me/mfa/totp", headers=headers).json()
-    secret = enrolment["secret"]
-    assert enrolment["provisioning_uri"].startswith("otpauth://totp/")
-    assert f"secret={secret}" in enrolment["provisioning_uri"]
-    code = totp_code(secret, at_s=_now_s(clock))
-    confirmed = client.post("/v1/me/mfa/totp/confirm", json={"code": code}, headers=headers)
-    assert confirmed.status_code == 200, confirmed.text
-    codes: list[str] = confirmed.json()["recovery_codes"]
-    clock.advance(seconds=30)  # the confirming code's step is spent
-    return secret, codes
-
-
 def _mfa_token(client: TestClient, tenancy: Tenancy) -> dict[str, object]:
     response = log_in(client, tenancy)
     assert response.status_code == 200, response.text
@@ -113,10 +99,18 @@ def test_enrolment_then_a_two_step_sign_in_with_totp(database_url: str) -> None:
     with users_client(database_url, users_config(clock)) as client:
         tokens = signed_in(client, tenancy)
         headers = bearer(tokens["access_token"])
-        unstarted = client.post("/v1/me/mfa/totp/confirm", json={"code": "000000"}, headers=headers)
+        unstarted = client.post(
+            "/v1/me/mfa/totp/confirm",
+            json={"code": "000000", "password": PASSWORD},
+            headers=headers,
+        )
         client.post("/v1/me/mfa/totp", headers=headers)
-        wrong = client.post("/v1/me/mfa/totp/confirm", json={"code": "000000"}, headers=headers)
-        secret, codes = _enrol_totp(client, tokens["access_token"], clock)
+        wrong = client.post(
+            "/v1/me/mfa/totp/confirm",
+            json={"code": "000000", "password": PASSWORD},
+            headers=headers,
+        )
+        secret, codes = enrol_totp(client, tokens["access_token"], clock)
         again = client.post("/v1/me/mfa/totp", headers=bearer(tokens["access_token"]))
         mfa = _mfa_token(client, tenancy)
         code = totp_code(secret, at_s=_now_s(clock))
@@ -151,7 +145,7 @@ def test_a_recovery_code_works_once(database_url: str) -> None:
     clock = ManualClock()
     with users_client(database_url, users_config(clock)) as client:
         tokens = signed_in(client, tenancy)
-        _secret, codes = _enrol_totp(client, tokens["access_token"], clock)
+        _secret, codes = enrol_totp(client, tokens["access_token"], clock)
         typed = codes[3].upper().replace("-", " ")  # case and separators do not matter
         first = client.post(
             "/v1/sessions/mfa",
@@ -183,7 +177,7 @@ def test_recovery_codes_are_replaced_only_with_the_password(database_url: str) -
         before_enrolment = client.post(
             "/v1/me/mfa/recovery-codes", json={"password": PASSWORD}, headers=headers
         )
-        _secret, old_codes = _enrol_totp(client, tokens["access_token"], clock)
+        _secret, old_codes = enrol_totp(client, tokens["access_token"], clock)
         wrong = client.post(
             "/v1/me/mfa/recovery-codes", json={"password": "not the password"}, headers=headers
         )
@@ -214,7 +208,7 @@ def test_an_mfa_token_allows_few_attempts_and_wrong_codes_lock_the_account(
     clock = ManualClock()
     with users_client(database_url, users_config(clock)) as client:
         tokens = signed_in(client, tenancy)
-        secret, _codes = _enrol_totp(client, tokens["access_token"], clock)
+        secret, _codes = enrol_totp(client, tokens["access_token"], clock)
         mfa_token = _mfa_token(client, tenancy)["mfa_token"]
         wrong = [
             client.post("/v1/sessions/mfa", json={"mfa_token": mfa_token, "totp_code": "000000"})
@@ -239,7 +233,7 @@ def test_signing_in_again_between_guesses_does_not_reset_the_count(database_url:
     clock = ManualClock()
     with users_client(database_url, users_config(clock)) as client:
         tokens = signed_in(client, tenancy)
-        _enrol_totp(client, tokens["access_token"], clock)
+        enrol_totp(client, tokens["access_token"], clock)
         for _ in range(LOGIN_FAILURES_MAX):
             mfa_token = _mfa_token(client, tenancy)["mfa_token"]  # the password step passes
             guess = client.post(
@@ -257,7 +251,7 @@ def test_the_second_step_refuses_malformed_requests(database_url: str) -> None:
     clock = ManualClock()
     with users_client(database_url, users_config(clock)) as client:
         tokens = signed_in(client, tenancy)
-        _enrol_totp(client, tokens["access_token"], clock)
+        enrol_totp(client, tokens["access_token"], clock)
         mfa_token = _mfa_token(client, tenancy)["mfa_token"]
         two_answers = client.post(
             "/v1/sessions/mfa",
@@ -327,8 +321,8 @@ def test_the_seed_is_encrypted_at_rest_and_bound_to_its_row(database_url: str) -
     with users_client(database_url, users_config(clock)) as client:
         ann_tokens = signed_in(client, tenancy, email="ann@example.com")
         bob_tokens = signed_in(client, tenancy, email="bob@example.com")
-        ann_secret, _ = _enrol_totp(client, ann_tokens["access_token"], clock)
-        bob_secret, _ = _enrol_totp(client, bob_tokens["access_token"], clock)
+        ann_secret, _ = enrol_totp(client, ann_tokens["access_token"], clock)
+        bob_secret, _ = enrol_totp(client, bob_tokens["access_token"], clock)
         ann_id = _user_id(ann_tokens["access_token"], client)
         bob_id = _user_id(bob_tokens["access_token"], client)
 
@@ -357,7 +351,7 @@ def test_a_seed_stored_in_the_clear_before_0014_is_sealed_at_its_next_use(
     clock = ManualClock()
     with users_client(database_url, users_config(clock)) as client:
         tokens = signed_in(client, tenancy)
-        secret, _ = _enrol_totp(client, tokens["access_token"], clock)
+        secret, _ = enrol_totp(client, tokens["access_token"], clock)
         user_id = _user_id(tokens["access_token"], client)
         _write_totp_row(database_url, user_id, secret=secret, encrypted=None)  # as before 0014
         assert _complete(client, tenancy, totp_code(secret, at_s=_now_s(clock)), PLAIN) == 200
@@ -372,7 +366,7 @@ def test_clear_seeds_are_sealed_by_the_command(database_url: str) -> None:
     clock = ManualClock()
     with users_client(database_url, users_config(clock)) as client:
         tokens = signed_in(client, tenancy)
-        secret, _ = _enrol_totp(client, tokens["access_token"], clock)
+        secret, _ = enrol_totp(client, tokens["access_token"], clock)
         user_id = _user_id(tokens["access_token"], client)
         _write_totp_row(database_url, user_id, secret=secret, encrypted=None)
         ran = billfold(

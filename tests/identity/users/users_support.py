@@ -28,10 +28,11 @@ from billfold.identity.users.config import UsersConfig
 from billfold.identity.users.passkeys import RelyingParty
 from billfold.identity.users.router import router
 from billfold.identity.users.signatures import request_message
+from billfold.identity.users.totp import totp_code
 from billfold.keys.keyring import Keyring
 from billfold.keys.keystore import LocalKeystore
 from billfold.kit.auth import install_auth
-from billfold.kit.clock import ManualClock
+from billfold.kit.clock import NANOSECONDS_PER_SECOND, ManualClock
 from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
 from billfold.kit.errors import install_problem_handlers
 from identity.identity_support import bootstrap_tenant, create_key, run_in_unit_of_work
@@ -242,12 +243,38 @@ class DeviceKey:
         }
 
 
-def bind_device(client: TestClient, access_token: str, key: DeviceKey) -> dict[str, Any]:
+def bind_device(
+    client: TestClient, access_token: str, key: DeviceKey, *, password: str = PASSWORD
+) -> dict[str, Any]:
+    """Bind ``key`` to the token's user; binding asks for the password again."""
     response = client.post(
         "/v1/me/devices",
-        json={"name": "Phone", "algorithm": key.algorithm, "public_key": key.public_key()},
+        json={
+            "name": "Phone",
+            "algorithm": key.algorithm,
+            "public_key": key.public_key(),
+            "password": password,
+        },
         headers=bearer(access_token),
     )
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+def enrol_totp(client: TestClient, access_token: str, clock: ManualClock) -> tuple[str, list[str]]:
+    """Enrol TOTP for the token's user (confirming asks for the password again); the seed
+    and the recovery codes. The clock moves past the confirming code's step, now spent."""
+    headers = bearer(access_token)
+    enrolment = client.post("/v1/me/mfa/totp", headers=headers).json()
+    secret: str = enrolment["secret"]
+    assert enrolment["provisioning_uri"].startswith("otpauth://totp/")
+    assert f"secret={secret}" in enrolment["provisioning_uri"]
+    code = totp_code(secret, at_s=clock.now_ns() // NANOSECONDS_PER_SECOND)
+    confirmed = client.post(
+        "/v1/me/mfa/totp/confirm", json={"code": code, "password": PASSWORD}, headers=headers
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    codes: list[str] = confirmed.json()["recovery_codes"]
+    clock.advance(seconds=30)
+    return secret, codes

@@ -46,9 +46,12 @@ class Mfa(Resource):
         """A new TOTP seed, shown once: the app scans `provisioning_uri`."""
         return cast(TotpEnrolment, self._transport.request("POST", "/v1/me/mfa/totp"))
 
-    def confirm_totp(self, *, code: str) -> RecoveryCodes:
-        """Enable TOTP with a code from the app; the first factor issues recovery codes."""
-        answer = self._transport.request("POST", "/v1/me/mfa/totp/confirm", json={"code": code})
+    def confirm_totp(self, *, code: str, password: str) -> RecoveryCodes:
+        """Enable TOTP with a code from the app; the first factor issues recovery codes.
+        The password is asked again: an access token alone cannot add a second factor (a
+        wrong one is refused like a wrong sign-in and counts towards the account lock)."""
+        body = {"code": code, "password": password}
+        answer = self._transport.request("POST", "/v1/me/mfa/totp/confirm", json=body)
         return cast(RecoveryCodes, answer)
 
     def regenerate_recovery_codes(self, *, password: str) -> RecoveryCodes:
@@ -64,11 +67,12 @@ class Passkeys(Resource):
         """WebAuthn `publicKey` options for `navigator.credentials.create()`."""
         return cast(PasskeyOptions, self._transport.request("POST", "/v1/me/passkeys/options"))
 
-    def register(self, *, name: str, credential: JSONObject) -> PasskeyRegistered:
-        """Register the browser's answer (`PublicKeyCredential.toJSON()`)."""
-        answer = self._transport.request(
-            "POST", "/v1/me/passkeys", json={"name": name, "credential": credential}
-        )
+    def register(self, *, name: str, credential: JSONObject, password: str) -> PasskeyRegistered:
+        """Register the browser's answer (`PublicKeyCredential.toJSON()`). The password is
+        asked again: an access token alone cannot add a second factor (a wrong one is
+        refused like a wrong sign-in and counts towards the account lock)."""
+        body = {"name": name, "credential": credential, "password": password}
+        answer = self._transport.request("POST", "/v1/me/passkeys", json=body)
         return cast(PasskeyRegistered, answer)
 
     def list(self) -> PasskeyList:
@@ -76,9 +80,17 @@ class Passkeys(Resource):
 
 
 class Devices(Resource):
-    def bind(self, *, name: str, signer: DeviceSigner) -> Device:
-        """Bind the signer's public key; the signer learns its device id from the answer."""
-        body = {"name": name, "algorithm": signer.algorithm, "public_key": signer.public_key()}
+    def bind(self, *, name: str, signer: DeviceSigner, password: str) -> Device:
+        """Bind the signer's public key; the signer learns its device id from the answer.
+        A bound device answers step-ups, so the password is asked again: an access token
+        alone cannot bind one (a wrong one is refused like a wrong sign-in and counts
+        towards the account lock)."""
+        body = {
+            "name": name,
+            "algorithm": signer.algorithm,
+            "public_key": signer.public_key(),
+            "password": password,
+        }
         device = cast(Device, self._transport.request("POST", "/v1/me/devices", json=body))
         signer.device_id = device["id"]
         return device

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.identity import outbox_events
 from billfold.identity.security_events import SecurityEventType
+from billfold.identity.users.config import UsersConfig
 from billfold.identity.users.errors import (
     DeviceNotFound,
     DeviceSignatureInvalid,
@@ -26,6 +27,7 @@ from billfold.identity.users.errors import (
 )
 from billfold.identity.users.events import record_user_event
 from billfold.identity.users.models import Device
+from billfold.identity.users.reauthentication import reauthenticate
 from billfold.identity.users.repository import DeviceRepository, UserRepository
 from billfold.identity.users.signatures import (
     DeviceAlgorithm,
@@ -81,9 +83,15 @@ async def bind_device(
     name: str,
     algorithm: DeviceAlgorithm,
     public_key_der: bytes,
+    password: str,
+    config: UsersConfig,
     now_ns: int,
 ) -> Device:
-    """Register a device public key for the user."""
+    """Register a device public key for the user. A bound device answers step-ups, so the
+    password is asked again (see ``reauthentication``)."""
+    await reauthenticate(
+        session, principal=principal, password=password, config=config, now_ns=now_ns
+    )
     check_device_public_key(algorithm=algorithm, public_key_der=public_key_der)
     devices = DeviceRepository(session)
     if await devices.count_active(principal.user_id) >= DEVICES_PER_USER_MAX:

@@ -18,20 +18,16 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.identity import outbox_events
-from billfold.identity.passwords import passwords_for
 from billfold.identity.security_events import SecurityEventType
 from billfold.identity.users.config import UsersConfig
 from billfold.identity.users.errors import (
     FactorStateConflict,
     InvalidCode,
-    InvalidCredentials,
     PasskeyRejected,
     UserLimitReached,
     UserNotAuthenticated,
-    with_aftermath,
 )
 from billfold.identity.users.events import record_user_event
-from billfold.identity.users.lockout import failure_aftermath, is_locked
 from billfold.identity.users.models import EndUser, Passkey, TotpFactor, WebAuthnChallenge
 from billfold.identity.users.passkeys import (
     authentication_options,
@@ -41,6 +37,7 @@ from billfold.identity.users.passkeys import (
     verify_assertion,
     verify_registration,
 )
+from billfold.identity.users.reauthentication import reauthenticate
 from billfold.identity.users.recovery_codes import (
     hash_recovery_code,
     mint_recovery_codes,
@@ -216,11 +213,20 @@ async def begin_totp_enrolment(
 
 
 async def confirm_totp_enrolment(
-    session: AsyncSession, *, principal: UserPrincipal, code: str, keyring: Keyring, now_ns: int
+    session: AsyncSession,
+    *,
+    principal: UserPrincipal,
+    code: str,
+    password: str,
+    config: UsersConfig,
+    keyring: Keyring,
+    now_ns: int,
 ) -> list[str] | None:
     """Enable the pending TOTP seed if ``code`` comes from it; the recovery codes if this
-    is the user's first factor."""
-    user = await _user(session, principal)
+    is the user's first factor. The password is asked again (see ``reauthentication``)."""
+    user = await reauthenticate(
+        session, principal=principal, password=password, config=config, now_ns=now_ns
+    )
     factor = await FactorRepository(session).get_totp(user.id)
     if factor is None or factor.confirmed_at is not None:
         raise FactorStateConflict("No TOTP enrolment is pending; start one first.")
@@ -257,20 +263,9 @@ async def regenerate_recovery_codes(
 ) -> list[str]:
     """A new set of ten codes, replacing every old one; the password is asked again so a
     stolen access token alone cannot mint them."""
-    user = await _user(session, principal)
-    matches = await passwords_for(config.password_parameters).verify(user.password_hash, password)
-    if is_locked(user, now_ns=now_ns) or not matches:
-        reason = "locked" if is_locked(user, now_ns=now_ns) else "wrong_password"
-        raise with_aftermath(
-            InvalidCredentials(),
-            failure_aftermath(
-                user,
-                now_ns=now_ns,
-                reason=reason,
-                stage="reauthentication",
-                while_locked=reason == "locked",
-            ),
-        )
+    user = await reauthenticate(
+        session, principal=principal, password=password, config=config, now_ns=now_ns
+    )
     if not await enrolled_methods(session, user_id=user.id):
         raise FactorStateConflict("Recovery codes back up a second factor; enrol one first.")
     return await _issue_recovery_codes(session, user=user, now_ns=now_ns)
@@ -324,11 +319,15 @@ async def register_passkey(
     principal: UserPrincipal,
     name: str,
     credential: Mapping[str, Any],
+    password: str,
     config: UsersConfig,
     now_ns: int,
 ) -> RegisteredPasskey:
-    """Verify a registration against the user's open challenge and store the passkey."""
-    user = await _user(session, principal)
+    """Verify a registration against the user's open challenge and store the passkey. The
+    password is asked again (see ``reauthentication``)."""
+    user = await reauthenticate(
+        session, principal=principal, password=password, config=config, now_ns=now_ns
+    )
     factors = FactorRepository(session)
     if await factors.count_passkeys(user.id) >= PASSKEYS_PER_USER_MAX:
         raise UserLimitReached(

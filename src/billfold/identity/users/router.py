@@ -8,8 +8,9 @@ Three kinds of routes, each with its own credential:
   the MFA token or the refresh token in the body is the credential.
 - ``/v1/me…``: the end user, with an access token (``Bearer bfu_at_…``).
 
-Refusals that must leave a trace (failed sign-ins, a reused refresh token, a wrong step-up
-answer) go through ``work.run_recording_failures``.
+Refusals that must leave a trace (failed sign-ins, a wrong password asked again before an
+authentication element is added, a reused refresh token, a wrong step-up answer) go through
+``work.run_recording_failures``.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from billfold.identity.users.schemas import (
     StepUpRequest,
     StepUpTokenResponse,
     TokenResponse,
-    TotpCodeRequest,
+    TotpConfirmRequest,
     TotpEnrolmentResponse,
     UserCreateRequest,
     UserPage,
@@ -380,20 +381,28 @@ async def begin_totp(
     "/me/mfa/totp/confirm",
     dependencies=[Depends(no_store)],
     tags=["me"],
-    summary="Enable TOTP with a code from the app; the first factor issues recovery codes.",
+    summary=(
+        "Enable TOTP with a code from the app (the password is asked again);"
+        " the first factor issues recovery codes."
+    ),
     responses=problem_responses(409),
 )
 async def confirm_totp(
-    body: TotpCodeRequest, principal: User, unit_of_work: Work, config: Config, keyring: Keys
+    body: TotpConfirmRequest, principal: User, unit_of_work: Work, config: Config, keyring: Keys
 ) -> RecoveryCodesResponse:
-    async with unit_of_work.begin() as session:
-        codes = await mfa.confirm_totp_enrolment(
+    now_ns = config.clock.now_ns()
+    codes = await run_recording_failures(
+        unit_of_work,
+        lambda session: mfa.confirm_totp_enrolment(
             session,
             principal=principal,
             code=body.code,
+            password=body.password,
+            config=config,
             keyring=keyring,
-            now_ns=config.clock.now_ns(),
-        )
+            now_ns=now_ns,
+        ),
+    )
     return RecoveryCodesResponse(recovery_codes=codes)
 
 
@@ -438,21 +447,27 @@ async def passkey_registration_options(
     dependencies=[Depends(no_store)],
     status_code=201,
     tags=["me"],
-    summary="Register a passkey from the browser's answer to the options.",
+    summary=(
+        "Register a passkey from the browser's answer to the options (the password is asked again)."
+    ),
     responses=problem_responses(409),
 )
 async def register_passkey(
     body: PasskeyRegistrationRequest, principal: User, unit_of_work: Work, config: Config
 ) -> PasskeyRegistered:
-    async with unit_of_work.begin() as session:
-        registered = await mfa.register_passkey(
+    now_ns = config.clock.now_ns()
+    registered = await run_recording_failures(
+        unit_of_work,
+        lambda session: mfa.register_passkey(
             session,
             principal=principal,
             name=body.name,
             credential=body.credential_json(),
+            password=body.password,
             config=config,
-            now_ns=config.clock.now_ns(),
-        )
+            now_ns=now_ns,
+        ),
+    )
     return PasskeyRegistered(
         passkey=PasskeyResponse.from_model(registered.passkey),
         recovery_codes=registered.recovery_codes,
@@ -470,21 +485,27 @@ async def list_passkeys(principal: User, unit_of_work: Work) -> PasskeyList:
     "/me/devices",
     status_code=201,
     tags=["me"],
-    summary="Bind a device public key (Ed25519 or P-256).",
+    summary="Bind a device public key, Ed25519 or P-256 (the password is asked again).",
     responses=problem_responses(409),
 )
 async def bind_device(
     body: DeviceBindRequest, principal: User, unit_of_work: Work, config: Config
 ) -> DeviceResponse:
-    async with unit_of_work.begin() as session:
-        device = await devices.bind_device(
+    now_ns = config.clock.now_ns()
+    public_key_der = body.public_key_der()
+    device = await run_recording_failures(
+        unit_of_work,
+        lambda session: devices.bind_device(
             session,
             principal=principal,
             name=body.name,
             algorithm=body.algorithm,
-            public_key_der=body.public_key_der(),
-            now_ns=config.clock.now_ns(),
-        )
+            public_key_der=public_key_der,
+            password=body.password,
+            config=config,
+            now_ns=now_ns,
+        ),
+    )
     return DeviceResponse.from_model(device)
 
 

@@ -76,6 +76,7 @@ __all__ = [
     "StepUpTokenResponse",
     "TokenResponse",
     "TotpCodeRequest",
+    "TotpConfirmRequest",
     "TotpEnrolmentResponse",
     "UserCreateRequest",
     "UserPage",
@@ -330,7 +331,15 @@ class RecoveryCodesResponse(BaseModel):
 class PasswordRequest(BaseModel):
     model_config = _STRICT
 
-    password: str = Field(min_length=1, max_length=PASSWORD_LENGTH_MAX)
+    password: str = Field(
+        min_length=1,
+        max_length=PASSWORD_LENGTH_MAX,
+        description="The user's password, asked again: an access token alone is not enough.",
+    )
+
+
+class TotpConfirmRequest(TotpCodeRequest, PasswordRequest):
+    """A code from the app, and the password asked again."""
 
 
 class PasskeyOptionsResponse(BaseModel):
@@ -356,7 +365,7 @@ class _RegistrationCredential(BaseModel):
     response: _AttestationResponse
 
 
-class PasskeyRegistrationRequest(BaseModel):
+class PasskeyRegistrationRequest(PasswordRequest):
     model_config = _STRICT
 
     name: str = Field(min_length=1, max_length=PASSKEY_NAME_LENGTH_MAX)
@@ -395,7 +404,7 @@ class PasskeyList(BaseModel):
     items: list[PasskeyResponse]
 
 
-class DeviceBindRequest(BaseModel):
+class DeviceBindRequest(PasswordRequest):
     model_config = _STRICT
 
     name: str = Field(min_length=1, max_length=DEVICE_NAME_LENGTH_MAX)

@@ -197,7 +197,10 @@ class _Driver:
 
     def bind_device(self, session: _Session, device: str) -> str:
         signer = DeviceSigner(_device_key(self.scenario.config.seed, self.tag, device))
-        bound = session.client.me.devices.bind(name=f"sim {device}", signer=signer)
+        # Binding asks for the password again; the account takeover's attacker knows it.
+        bound = session.client.me.devices.bind(
+            name=f"sim {device}", signer=signer, password=self.password
+        )
         session.transport.signer = signer
         return bound["id"]
 

@@ -1,0 +1,52 @@
+"""Asking a signed-in user for their password again.
+
+An access token alone must not add or replace an authentication element (a bound device, a
+TOTP app, a passkey, recovery codes): whoever stole one could then pass strong customer
+authentication (PSD2 RTS articles 22-24). Those operations call :func:`reauthenticate`
+first; a wrong password is refused like a wrong sign-in and counts towards the same lock,
+so run them through ``work.run_recording_failures``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billfold.identity.passwords import passwords_for
+from billfold.identity.users.config import UsersConfig
+from billfold.identity.users.errors import InvalidCredentials, UserNotAuthenticated, with_aftermath
+from billfold.identity.users.lockout import failure_aftermath, is_locked
+from billfold.identity.users.models import EndUser
+from billfold.identity.users.repository import UserRepository
+from billfold.identity.users.types import UserPrincipal
+
+__all__ = ["reauthenticate"]
+
+
+async def reauthenticate(
+    session: AsyncSession,
+    *,
+    principal: UserPrincipal,
+    password: str,
+    config: UsersConfig,
+    now_ns: int,
+) -> EndUser:
+    """The signed-in user, once ``password`` is theirs and the account is not locked;
+    otherwise ``InvalidCredentials``, with the failure counted and recorded as its
+    aftermath (stage ``reauthentication``)."""
+    user = await UserRepository(session).get(principal.user_id)
+    if user is None:
+        raise UserNotAuthenticated()
+    matches = await passwords_for(config.password_parameters).verify(user.password_hash, password)
+    locked = is_locked(user, now_ns=now_ns)
+    if locked or not matches:
+        raise with_aftermath(
+            InvalidCredentials(),
+            failure_aftermath(
+                user,
+                now_ns=now_ns,
+                reason="locked" if locked else "wrong_password",
+                stage="reauthentication",
+                while_locked=locked,
+            ),
+        )
+    return user
