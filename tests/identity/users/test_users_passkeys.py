@@ -136,9 +136,30 @@ def test_the_signature_counter_must_grow(database_url: str) -> None:
             "/v1/sessions/mfa",
             json={"mfa_token": mfa_token, "passkey": authenticator.get(options, sign_count=2)},
         )
+        # A forged signature with an old counter is a bad signature, not a clone's.
+        mfa_token, options = _second_step_options(client, tenancy)
+        forged = authenticator.get(options, sign_count=1)
+        forged["response"]["signature"] = authenticator.get(options)["response"]["signature"]
+        forgery = client.post("/v1/sessions/mfa", json={"mfa_token": mfa_token, "passkey": forged})
     assert_problem(cloned, 401, "invalid_credentials")
+    assert_problem(forgery, 401, "invalid_credentials")
     failed = [d for t, d in event_log(database_url, tenancy.tenant_id) if t == "mfa.failed"]
-    assert [d["reason"] for d in failed] == ["wrong_passkey"]
+    # WebAuthn's signal of a possibly cloned authenticator has a reason of its own.
+    assert [d["reason"] for d in failed] == ["passkey_counter_regressed", "wrong_passkey"]
+
+
+def test_a_passkey_that_keeps_no_counter_signs_in_again_and_again(database_url: str) -> None:
+    """Synced passkeys report a signature counter of 0 every time: 0 after 0 is no clone."""
+    tenancy = new_tenancy(database_url)
+    authenticator = SoftwareAuthenticator(rp_id=RELYING_PARTY.id, origin=ORIGIN)
+    with users_client(database_url, users_config()) as client:
+        tokens = signed_in(client, tenancy)
+        _register(client, tokens["access_token"], authenticator)
+        for _ in range(2):
+            mfa_token, options = _second_step_options(client, tenancy)
+            answer = authenticator.get(options, sign_count=0)
+            ok = client.post("/v1/sessions/mfa", json={"mfa_token": mfa_token, "passkey": answer})
+            assert ok.status_code == 200, ok.text
 
 
 def test_a_forged_or_foreign_assertion_is_refused(database_url: str) -> None:

@@ -9,6 +9,7 @@ Service functions take keyword arguments, flush and never commit.
 
 from __future__ import annotations
 
+import enum
 import secrets
 import uuid
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ from billfold.identity.users.errors import (
 from billfold.identity.users.events import record_user_event
 from billfold.identity.users.models import EndUser, Passkey, TotpFactor, WebAuthnChallenge
 from billfold.identity.users.passkeys import (
+    CounterRegressed,
     authentication_options,
     client_data_challenge,
     credential_raw_id,
@@ -55,6 +57,7 @@ from billfold.kit.ids import format_id, new_id
 __all__ = [
     "PASSKEYS_PER_USER_MAX",
     "WEBAUTHN_CHALLENGE_LIFETIME_NS",
+    "FactorCheck",
     "PasskeyAnswer",
     "RecoveryCodeAnswer",
     "RegisteredPasskey",
@@ -98,6 +101,17 @@ class PasskeyAnswer:
 
 
 SecondFactorAnswer = TotpAnswer | RecoveryCodeAnswer | PasskeyAnswer
+
+
+class FactorCheck(enum.Enum):
+    """What checking a second-factor answer found."""
+
+    PROVED = "proved"
+    WRONG = "wrong"
+    """Not a right answer (the failure's reason is ``wrong_<method>``)."""
+    PASSKEY_COUNTER_REGRESSED = "passkey_counter_regressed"
+    """A validly signed passkey assertion whose signature counter did not grow: WebAuthn's
+    signal of a possibly cloned authenticator. Refused, with a reason of its own."""
 
 
 def method_of(answer: SecondFactorAnswer) -> str:
@@ -446,16 +460,16 @@ async def _verify_passkey(
     credential: Mapping[str, Any],
     config: UsersConfig,
     now_ns: int,
-) -> bool:
+) -> FactorCheck:
     challenge, raw_id = client_data_challenge(credential), credential_raw_id(credential)
     if challenge is None or raw_id is None:
-        return False
+        return FactorCheck.WRONG
     factors = FactorRepository(session)
     passkey = await factors.find_passkey(user_id=user_id, credential_id=raw_id)
     if passkey is None or not await factors.consume_challenge(
         user_id=user_id, purpose="authentication", challenge=challenge, now_ns=now_ns
     ):
-        return False
+        return FactorCheck.WRONG
     new_count = verify_assertion(
         relying_party=config.relying_party,
         credential=credential,
@@ -463,9 +477,12 @@ async def _verify_passkey(
         public_key=passkey.public_key,
         sign_count=passkey.sign_count,
     )
-    return new_count is not None and await factors.advance_sign_count(
+    if isinstance(new_count, CounterRegressed):
+        return FactorCheck.PASSKEY_COUNTER_REGRESSED
+    advanced = new_count is not None and await factors.advance_sign_count(
         passkey_id=passkey.id, seen=passkey.sign_count, new=new_count, now_ns=now_ns
     )
+    return FactorCheck.PROVED if advanced else FactorCheck.WRONG
 
 
 async def check_second_factor(
@@ -476,10 +493,14 @@ async def check_second_factor(
     config: UsersConfig,
     keyring: Keyring,
     now_ns: int,
-) -> bool:
+) -> FactorCheck:
     """Whether ``answer`` proves the user's second factor (and spends what it used)."""
+    if isinstance(answer, PasskeyAnswer):
+        return await _verify_passkey(
+            session, user_id=user.id, credential=answer.credential, config=config, now_ns=now_ns
+        )
     if isinstance(answer, TotpAnswer):
-        return await verify_totp(
+        proved = await verify_totp(
             session,
             user_id=user.id,
             tenant_id=user.tenant_id,
@@ -487,8 +508,6 @@ async def check_second_factor(
             keyring=keyring,
             now_ns=now_ns,
         )
-    if isinstance(answer, RecoveryCodeAnswer):
-        return await _verify_recovery_code(session, user=user, code=answer.code, now_ns=now_ns)
-    return await _verify_passkey(
-        session, user_id=user.id, credential=answer.credential, config=config, now_ns=now_ns
-    )
+    else:
+        proved = await _verify_recovery_code(session, user=user, code=answer.code, now_ns=now_ns)
+    return FactorCheck.PROVED if proved else FactorCheck.WRONG

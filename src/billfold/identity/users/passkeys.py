@@ -41,6 +41,7 @@ from billfold.identity.users.models import CREDENTIAL_ID_BYTES_MAX, PASSKEY_PUBL
 __all__ = [
     "PASSKEY_TIMEOUT_MS",
     "SUPPORTED_ALGORITHMS",
+    "CounterRegressed",
     "RegisteredCredential",
     "RelyingParty",
     "authentication_options",
@@ -176,6 +177,14 @@ def verify_registration(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CounterRegressed:
+    """A validly signed assertion whose signature counter did not grow past the stored one."""
+
+    presented: int
+    stored: int
+
+
 def verify_assertion(
     *,
     relying_party: RelyingParty,
@@ -183,12 +192,16 @@ def verify_assertion(
     challenge: bytes,
     public_key: bytes,
     sign_count: int,
-) -> int | None:
-    """The authenticator's new signature counter if the assertion verifies, else None.
+) -> int | CounterRegressed | None:
+    """The authenticator's new signature counter if the assertion verifies, None if it does
+    not, or :class:`CounterRegressed` if it is validly signed but its counter did not grow
+    past ``sign_count`` (both 0 is fine: synced passkeys keep no counter).
 
-    py_webauthn refuses a counter that did not grow (unless both the stored and the
-    presented one are 0, as for synced passkeys that keep no counter): a cloned
-    authenticator replaying old counters is caught there.
+    WebAuthn (§7.2, the signature counter step) calls such an assertion a signal that the
+    authenticator may have been cloned, and leaves refusing it to the relying party: it is
+    refused, but told apart from a bad signature, which a security team reads differently.
+    py_webauthn's own check is bypassed (a counter of 0) so that only the signature decides
+    whether the assertion verifies, and the counter is compared here.
     """
     try:
         verified = verify_authentication_response(
@@ -197,8 +210,11 @@ def verify_assertion(
             expected_rp_id=relying_party.id,
             expected_origin=list(relying_party.origins),
             credential_public_key=public_key,
-            credential_current_sign_count=sign_count,
+            credential_current_sign_count=0,
         )
     except _MALFORMED:
         return None
-    return verified.new_sign_count
+    presented = verified.new_sign_count
+    if presented <= sign_count and (presented > 0 or sign_count > 0):
+        return CounterRegressed(presented=presented, stored=sign_count)
+    return presented

@@ -45,6 +45,7 @@ from billfold.identity.users.lockout import (
     unknown_user_aftermath,
 )
 from billfold.identity.users.mfa import (
+    FactorCheck,
     SecondFactorAnswer,
     check_second_factor,
     enrolled_methods,
@@ -361,13 +362,14 @@ async def complete_mfa(
             user, now_ns=now_ns, reason="locked", stage="mfa", while_locked=True
         )
         raise with_aftermath(InvalidCredentials(), aftermath)
-    if not await check_second_factor(
+    checked = await check_second_factor(
         session, user=user, answer=answer, config=config, keyring=keyring, now_ns=now_ns
-    ):
+    )
+    if checked is not FactorCheck.PROVED:
         aftermath = failure_aftermath(
             user,
             now_ns=now_ns,
-            reason=f"wrong_{method}",
+            reason=f"wrong_{method}" if checked is FactorCheck.WRONG else checked.value,
             stage="mfa",
             reserved=True,
             also=_ticket_failure(ticket.id),
