@@ -41,13 +41,19 @@ HEAD = (
 )
 
 
-def document(days: dict[str, dict[str, str]], *, quote: str = "'", head: str = HEAD) -> bytes:
+def document(
+    days: dict[str, dict[str, str]],
+    *,
+    quote: str = "'",
+    head: str = HEAD,
+    indent: str = "\n\t\t\t",
+) -> bytes:
     """An eurofxref document in the published shape."""
     parts = [head, "<Cube>"]
     for day, rates in days.items():
         parts.append(f"<Cube time={quote}{day}{quote}>")
         parts.extend(
-            f"\n\t\t\t<Cube currency={quote}{code}{quote} rate={quote}{rate}{quote}/>"
+            f"{indent}<Cube currency={quote}{code}{quote} rate={quote}{rate}{quote}/>"
             for code, rate in rates.items()
         )
         parts.append("</Cube>")
@@ -129,6 +135,41 @@ def test_entities_and_doctypes_are_refused_without_being_expanded(tmp_path: Path
     for data in (external, laughs):
         with pytest.raises(InvalidRatesDocument):
             parse_ecb_xml(data)
+
+
+CURRENT_CODES = (
+    "USD", "JPY", "BGN", "CZK", "DKK", "GBP", "HUF", "PLN", "RON", "SEK",
+    "CHF", "ISK", "NOK", "TRY", "AUD", "BRL", "CAD", "CNY", "HKD", "IDR",
+    "ILS", "INR", "KRW", "MXN", "MYR", "NZD", "PHP", "SGD", "THB", "ZAR",
+)  # fmt: skip
+"""The ECB's currencies since 2023."""
+
+
+def _history(last: datetime.date) -> bytes:
+    """A document shaped like the ECB's full history (`eurofxref-hist.xml`): every weekday
+    from 4 January 1999 to `last`, newest first, today's thirty currencies on each, written
+    compactly as the ECB writes that file (double quotes, no indentation)."""
+    rates = dict.fromkeys(CURRENT_CODES, "1.2345")
+    days: dict[str, dict[str, str]] = {}
+    day = last
+    while day >= datetime.date(1999, 1, 4):
+        if day.weekday() < 5:
+            days[day.isoformat()] = rates
+        day -= datetime.timedelta(days=1)
+    return document(days, quote='"', indent="")
+
+
+def test_the_full_history_file_is_read(tmp_path: Path) -> None:
+    """The README names the historical file as a source: it is over 4 MiB by now (about
+    35 bytes a rate, thirty-odd rates a day, 250-odd days a year since 1999)."""
+    last = datetime.date(2026, 11, 24)
+    data = _history(last)
+    assert len(data) > 4 * 1024 * 1024
+    path = tmp_path / "eurofxref-hist.xml"
+    path.write_bytes(data)
+    table = EcbXmlRatesSource(path, refresh_interval_s=60).current()
+    assert table.date == last
+    assert sorted(table.rates) == sorted(CURRENT_CODES)
 
 
 def test_an_oversized_document_is_refused_before_parsing() -> None:

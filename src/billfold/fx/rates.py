@@ -51,8 +51,9 @@ __all__ = [
 BASE_CURRENCY: Final = "EUR"
 GESMES_NAMESPACE: Final = "http://www.gesmes.org/xml/2002-08-01"
 ECB_NAMESPACE: Final = "http://www.ecb.int/vocabulary/2002-08-01/eurofxref"
-RATES_DOCUMENT_MAX_BYTES: Final = 4 * 1024 * 1024
-"""The ECB's full history file is ~1 MiB zipped; a daily or 90-day file is far smaller."""
+RATES_DOCUMENT_MAX_BYTES: Final = 16 * 1024 * 1024
+"""The ECB's full history file (`eurofxref-hist.xml`, unzipped) is about 8 MiB and grows by
+about 0.3 MiB a year; a daily or 90-day file is far smaller."""
 CURRENCIES_MAX: Final = 200
 DAYS_MAX: Final = 100_000
 
