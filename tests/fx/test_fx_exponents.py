@@ -1,10 +1,12 @@
 """Quotes between currencies of every ISO 4217 exponent (0: JPY, 3: KWD and BHD, 4: CLF):
 the amounts are in each currency's own minor units, rounded in the platform's favour as
-the README's formulas say."""
+the README's formulas say, and the rates are plain decimals however small (a rial's worth
+in euros or dinars is below 10^-6, where `str(Decimal)` turns to exponent notation)."""
 
 from __future__ import annotations
 
 import math
+import re
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -21,7 +23,7 @@ RATES = """<?xml version="1.0" encoding="UTF-8"?>
   <Cube><Cube time="2024-01-02">
     <Cube currency="JPY" rate="156.33"/><Cube currency="KWD" rate="0.3392"/>
     <Cube currency="BHD" rate="0.4155"/><Cube currency="CLF" rate="0.0271"/>
-    <Cube currency="USD" rate="1.1050"/>
+    <Cube currency="USD" rate="1.1050"/><Cube currency="IRR" rate="1100000"/>
   </Cube></Cube>
 </gesmes:Envelope>
 """
@@ -32,8 +34,10 @@ PER_EUR = {
     "BHD": "0.4155",
     "CLF": "0.0271",
     "USD": "1.1050",
+    "IRR": "1100000",
 }
-EXPONENT = {"EUR": 2, "JPY": 0, "KWD": 3, "BHD": 3, "CLF": 4, "USD": 2}
+EXPONENT = {"EUR": 2, "JPY": 0, "KWD": 3, "BHD": 3, "CLF": 4, "USD": 2, "IRR": 2}
+PLAIN_DECIMAL = re.compile(r"[0-9]+\.[0-9]+")
 SPREAD_BPS = 50
 
 
@@ -55,6 +59,9 @@ def _check_locked_rate(sell: str, buy: str, rate: Decimal) -> None:
         ("BHD", "CLF", "sell_amount", "12345"),
         ("CLF", "USD", "buy_amount", "100"),
         ("EUR", "CLF", "sell_amount", "1"),
+        ("IRR", "KWD", "sell_amount", "100000000"),  # 1 000 000.00 IRR
+        ("IRR", "EUR", "buy_amount", "100"),
+        ("KWD", "IRR", "sell_amount", "1"),
     ],
 )
 def test_quotes_use_each_currencys_exponent(
@@ -68,6 +75,8 @@ def test_quotes_use_each_currencys_exponent(
         response = client.post("/v1/fx/quotes", json=body, headers=auth(tenant.writer))
         assert response.status_code == 201, response.text
         quote = response.json()
+        assert PLAIN_DECIMAL.fullmatch(quote["rate"]), quote["rate"]
+        assert PLAIN_DECIMAL.fullmatch(quote["mid_rate"]), quote["mid_rate"]
         _check_locked_rate(sell, buy, Decimal(quote["rate"]))
         rate = Fraction(Decimal(quote["rate"]))
         scale = Fraction(10) ** (EXPONENT[buy] - EXPONENT[sell])

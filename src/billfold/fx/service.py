@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Final, Literal
 
 from sqlalchemy import select
@@ -119,6 +120,12 @@ def _fiat_exponent(code: str, registry: AssetRegistry) -> int:
     return registry.get(code).exponent
 
 
+def _plain(rate: Decimal) -> str:
+    """A rate as a plain decimal, as rates are read (`str` would write one below 10^-6,
+    such as a rial in euros, in exponent notation: `9.04545454545E-7`)."""
+    return format(rate, "f")
+
+
 async def spread_for(session: AsyncSession, *, tenant_id: uuid.UUID, config: FxConfig) -> int:
     row = await session.get(FxTenantSettingsRow, tenant_id)
     return config.spread_bps_default if row is None else row.spread_bps
@@ -174,8 +181,8 @@ async def create_quote(
         sell_amount=priced.sell_minor,
         buy_amount=priced.buy_minor,
         fixed_side=fixed,
-        mid_rate=str(pricing.round_down_significant(mid, pricing.RATE_SIGNIFICANT_DIGITS)),
-        rate=str(priced.rate),
+        mid_rate=_plain(pricing.round_down_significant(mid, pricing.RATE_SIGNIFICANT_DIGITS)),
+        rate=_plain(priced.rate),
         spread_bps=spread_bps,
         rates_date=table.date.isoformat(),
         created_at=now_ns,
