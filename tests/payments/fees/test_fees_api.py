@@ -211,3 +211,21 @@ def test_unauthorized_and_cross_tenant_callers_are_refused(database_url: str) ->
         assert preview(client, intruder)["lines"] == []
         unchanged = client.get(path, headers=auth(key)).json()
         assert unchanged == created
+
+
+def test_an_amount_beyond_the_ledgers_bound_is_refused_with_the_bound(database_url: str) -> None:
+    """The preview's `amount` pattern admits 39 digits; an amount is at most the ledger's
+    2^127 - 1, and the refusal says so (it named an internal field before)."""
+    ledger_amount_max = 2**127 - 1
+    _, key = keys(database_url)
+    with api(database_url) as client:
+        body = {"method": "card", "currency": "EUR", "amount": str(ledger_amount_max + 1)}
+        refused = assert_problem(
+            client.post("/v1/fee-quotes", json=body, headers=auth(key)),
+            422,
+            "invalid_fee_context",
+        )
+        assert str(ledger_amount_max) in refused["detail"]
+        body["amount"] = str(ledger_amount_max)
+        priced = client.post("/v1/fee-quotes", json=body, headers=auth(key))
+        assert priced.status_code == 200, priced.text

@@ -308,7 +308,8 @@ def describe_tier(tier: FeeTier, asset: Asset, *, tier_count: int = 1) -> str:
 
 def _check_context(context: FeeContext, registry: AssetRegistry) -> Asset:
     if type(context.amount_minor) is not int or not 0 <= context.amount_minor <= CONTEXT_AMOUNT_MAX:
-        raise InvalidFeeContext("amount_minor is a non-negative integer.")
+        # The ledger's bound: the preview's `amount` pattern admits 39 digits, beyond it.
+        raise InvalidFeeContext(f"The amount is an integer from 0 to {CONTEXT_AMOUNT_MAX}.")
     if type(context.monthly_volume_minor) is not int or context.monthly_volume_minor < 0:
         raise InvalidFeeContext("monthly_volume_minor is a non-negative integer.")
     if not isinstance(context.currency, str) or context.currency not in registry:
