@@ -129,6 +129,12 @@ async def execute(session: AsyncSession, statement: str, **values: object) -> No
     await session.execute(text(statement), values)
 
 
+async def tamper_chain(database_url: str, statement: str, chain_id: uuid.UUID) -> None:
+    """``statement`` run past the triggers, with ``:c`` the chain's id as stored."""
+    async with as_attacker(database_url) as session:
+        await execute(session, statement, c=raw_uuid(session, chain_id))
+
+
 async def shift_sequences(
     session: AsyncSession, *, chain_id: uuid.UUID, from_sequence: int, by: int
 ) -> None:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import pytest
 from fastapi.testclient import TestClient
 
-from audit.audit_support import checkpoint_chain, opened, settings
+from audit.audit_support import checkpoint_chain, opened, settings, tamper_chain
 from billfold.app import create_app
 from billfold.audit import merkle
 from billfold.audit.signing import verify_signature
@@ -165,3 +165,46 @@ def test_the_request_origin_is_recorded(database_url: str) -> None:
     assert last["action"] == "api_key.created"
     assert last["user_agent"] == "Mozilla/5.0 (test)"
     assert last["actor_type"] == "api_key"
+
+
+def test_a_client_address_with_a_long_ipv6_zone_is_recorded_without_it(database_url: str) -> None:
+    """A zone (``%…``) is free text: one longer than the column is dropped, and the act it
+    came with still succeeds (PostgreSQL refused the row, so every audited act failed)."""
+    tenant = bootstrap_tenant(database_url, name="Zoned")
+    key = _audit_key(database_url, tenant.tenant.id)
+    zoned = TestClient(create_app(settings(database_url)), client=("fe80::1%" + "z" * 60, 1))
+    with zoned as client:
+        created = client.post(
+            "/v1/api-keys",
+            json={"name": "over a link-local address", "scopes": ["ledger:read"]},
+            headers=bearer(tenant.live_key.secret),
+        )
+        assert created.status_code == 201, created.text
+        entries = client.get("/v1/audit/entries", headers=bearer(key)).json()["items"]
+    assert (entries[-1]["action"], entries[-1]["source_ip"]) == ("api_key.created", "fe80::1")
+
+
+@pytest.mark.parametrize(
+    ("statement", "path"),
+    [
+        ("UPDATE audit_entries SET occurred_at = -1 WHERE chain_id = :c", "entries/{id}/proof"),
+        ("UPDATE audit_checkpoints SET key_id = 'a b' WHERE chain_id = :c", "checkpoints/latest"),
+        ("UPDATE audit_checkpoints SET created_at = -1 WHERE chain_id = :c", "entries/{id}/proof"),
+    ],
+    ids=["entry-time", "checkpoint-key", "checkpoint-time"],
+)
+def test_rows_no_encoding_can_come_from_are_a_broken_chain(
+    database_url: str, statement: str, path: str
+) -> None:
+    """Values only tampering writes (a time below zero, a key id with a space) are a 409
+    ``audit_chain_broken``, as any other tampering is, not a server error."""
+    tenant = bootstrap_tenant(database_url, name="Tampered")
+    key = _audit_key(database_url, tenant.tenant.id)
+    _checkpoint(database_url, tenant.tenant.id)
+    asyncio.run(tamper_chain(database_url, statement, tenant.tenant.id))
+    with _client(database_url) as client:
+        entry = client.get("/v1/audit/entries", headers=bearer(key)).json()["items"][0]
+        response = client.get(f"/v1/audit/{path.format(id=entry['id'])}", headers=bearer(key))
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "audit_chain_broken"

@@ -10,6 +10,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from structlog.testing import capture_logs
 
 from audit.audit_support import (
     append_entries,
@@ -280,6 +281,46 @@ async def test_a_rewritten_tail_cannot_be_checkpointed(database_url: str) -> Non
                 session, chain_id=tenant_id, signer=signer(), now_ns=1, entries_max=100
             )
     assert broken.value.extensions["position"] == 2
+
+
+@pytest.mark.parametrize(
+    ("statement", "position"),
+    [
+        ("UPDATE audit_entries SET action = 'x' WHERE chain_id = :c AND sequence = 5", 5),
+        ("UPDATE audit_entries SET occurred_at = -1 WHERE chain_id = :c AND sequence = 5", 5),
+        (
+            "UPDATE audit_chain_heads SET checkpoint_number = 0, checkpoint_sequence = 0"
+            " WHERE chain_id = :c",
+            None,
+        ),
+    ],
+    ids=["edited", "out-of-range", "head-rewound"],
+)
+async def test_a_broken_chain_is_skipped_and_the_others_are_still_checkpointed(
+    isolated_database_url: str, statement: str, position: int | None
+) -> None:
+    """The README: a chain whose new entries do not verify, or whose last checkpoint does
+    not match its head, is logged as ``audit.chain_broken`` and skipped. A time no entry
+    can have, or a head naming an older checkpoint than the newest, raised instead and
+    ended the run before the chains after it (in chain id order) were signed."""
+    url = isolated_database_url
+    broken, healthy = uuid.UUID(int=1), uuid.UUID(int=2)
+    async with opened(url) as unit_of_work:
+        await append_entries(unit_of_work, tenant_id=broken, count=3)
+        await checkpoint_chain(unit_of_work, broken)
+        await append_entries(unit_of_work, tenant_id=broken, count=2, start_ns=100)
+        await append_entries(unit_of_work, tenant_id=healthy, count=3)
+    async with as_attacker(url) as session:
+        await execute(session, statement, c=raw_uuid(session, broken))
+    async with opened(url) as unit_of_work:
+        with capture_logs() as logs:
+            assert await audit_service(unit_of_work).checkpoint_due() == 1
+        async with unit_of_work.begin() as session:
+            signed = await service.latest_checkpoint(session, tenant_id=healthy)
+            unsigned = await service.latest_checkpoint(session, tenant_id=broken)
+    assert (signed.last_sequence, unsigned.number) == (3, 1)
+    [logged] = [log for log in logs if log["event"] == "audit.chain_broken"]
+    assert (logged["chain_id"], logged.get("position")) == (broken.hex, position)
 
 
 async def test_truncating_a_checkpointed_chain_is_detected(database_url: str) -> None:

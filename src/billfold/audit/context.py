@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from billfold.audit.models import USER_AGENT_LENGTH_MAX
+from billfold.audit.models import SOURCE_IP_LENGTH_MAX, USER_AGENT_LENGTH_MAX
 
 __all__ = ["AuditSourceMiddleware", "Source", "current_source", "source_from_scope"]
 
@@ -40,12 +40,16 @@ def current_source() -> Source:
 
 
 def _clean_ip(host: object) -> str | None:
+    """The address, normalised. An IPv6 zone (``%eth0``) is free text of any length: one
+    that would not fit the column is dropped, else PostgreSQL refuses the row and with it
+    every audited act of the request (a failed sign-in too)."""
     if not isinstance(host, str):
         return None
     try:
-        return str(ipaddress.ip_address(host))
+        address = str(ipaddress.ip_address(host))
     except ValueError:
         return None
+    return address if len(address) <= SOURCE_IP_LENGTH_MAX else address.partition("%")[0]
 
 
 def _clean_user_agent(raw: bytes | None) -> str | None:

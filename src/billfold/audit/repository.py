@@ -12,9 +12,9 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billfold.audit.encoding import ZERO_HASH, EntryFields
+from billfold.audit.encoding import ZERO_HASH, EntryFields, entry_hash
 from billfold.audit.models import AuditChainHead, AuditCheckpoint, AuditEntry
-from billfold.kit.errors import invariant
+from billfold.kit.errors import InvariantViolation, invariant
 
 __all__ = ["SCAN_BATCH_SIZE", "AuditRepository", "StoredEntry", "fields_of"]
 
@@ -28,6 +28,15 @@ class StoredEntry:
 
     fields: EntryFields
     entry_hash: bytes
+
+    def hash_matches(self) -> bool:
+        """Whether the stored hash is SHA-256 of the fields' encoding. Fields that have no
+        encoding (a time outside u64, say: only tampering writes them) do not match, so
+        whoever checks them reports a broken chain instead of crashing on it."""
+        try:
+            return entry_hash(self.fields) == self.entry_hash
+        except InvariantViolation:
+            return False
 
 
 def fields_of(row: RowMapping | AuditEntry) -> EntryFields:
@@ -159,14 +168,6 @@ class AuditRepository:
     ) -> AuditCheckpoint | None:
         statement = select(AuditCheckpoint).where(
             AuditCheckpoint.id == checkpoint_id, AuditCheckpoint.chain_id == chain_id
-        )
-        return (await self._session.scalars(statement)).one_or_none()
-
-    async def checkpoint_by_number(
-        self, *, chain_id: uuid.UUID, number: int
-    ) -> AuditCheckpoint | None:
-        statement = select(AuditCheckpoint).where(
-            AuditCheckpoint.chain_id == chain_id, AuditCheckpoint.number == number
         )
         return (await self._session.scalars(statement)).one_or_none()
 

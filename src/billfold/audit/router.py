@@ -12,7 +12,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from billfold.audit import service
-from billfold.audit.encoding import checkpoint_message
 from billfold.audit.errors import LiveKeyRequired
 from billfold.audit.models import AuditCheckpoint
 from billfold.audit.schemas import (
@@ -105,7 +104,7 @@ async def prove_entry(
 @router.get(
     "/checkpoints/latest",
     summary="The tenant chain's most recent signed checkpoint.",
-    responses=problem_responses(404),
+    responses=problem_responses(404, 409),
 )
 async def latest_checkpoint(principal: Reader, unit_of_work: Work) -> CheckpointResponse:
     async with unit_of_work.read() as session:
@@ -116,7 +115,7 @@ async def latest_checkpoint(principal: Reader, unit_of_work: Work) -> Checkpoint
 @router.get(
     "/checkpoints/{checkpoint_id}",
     summary="One signed checkpoint.",
-    responses=problem_responses(400, 404),
+    responses=problem_responses(400, 404, 409),
 )
 async def get_checkpoint(
     checkpoint_id: str, principal: Reader, unit_of_work: Work
@@ -130,5 +129,6 @@ async def get_checkpoint(
 
 
 def _checkpoint(checkpoint: AuditCheckpoint) -> CheckpointResponse:
-    message = checkpoint_message(service.fields_of_checkpoint(checkpoint))
-    return CheckpointResponse.from_checkpoint(checkpoint, message=message)
+    return CheckpointResponse.from_checkpoint(
+        checkpoint, message=service.signed_message(checkpoint)
+    )

@@ -50,7 +50,7 @@ from billfold.audit.models import (
     AuditEntry,
 )
 from billfold.audit.repository import AuditRepository, fields_of
-from billfold.kit.errors import invariant
+from billfold.kit.errors import InvariantViolation, invariant
 from billfold.kit.ids import new_id
 from billfold.kit.pagination import (
     InvalidCursor,
@@ -75,6 +75,7 @@ __all__ = [
     "latest_checkpoint",
     "list_entries",
     "prove_inclusion",
+    "signed_message",
 ]
 
 _SEQUENCE_MAX = (1 << 63) - 1
@@ -211,14 +212,16 @@ async def _covered_root(
     ``last_sequence`` and the last one's hash, after checking every one of them: a
     checkpoint must never bless a tampered range."""
     first = head.checkpoint_sequence + 1
-    previous = ZERO_HASH
-    if head.checkpoint_number > 0:
-        last_checkpoint = await repository.checkpoint_by_number(
-            chain_id=head.chain_id, number=head.checkpoint_number
-        )
-        if last_checkpoint is None or last_checkpoint.last_sequence != head.checkpoint_sequence:
-            raise AuditChainBroken("The chain's last checkpoint is missing or moved.")
+    # The newest checkpoint, not the one the head names: a head rewound past checkpoints
+    # that exist would sign a second checkpoint of the same number.
+    last_checkpoint = await repository.latest_checkpoint(head.chain_id)
+    if last_checkpoint is None:
+        signed, previous = (0, 0), ZERO_HASH
+    else:
+        signed = (last_checkpoint.number, last_checkpoint.last_sequence)
         previous = last_checkpoint.head_hash
+    if signed != (head.checkpoint_number, head.checkpoint_sequence):
+        raise AuditChainBroken("The chain's last checkpoint is missing or moved.")
     builder = merkle.RootBuilder()
     expected = first
     async for stored in repository.stream_entries(
@@ -226,7 +229,7 @@ async def _covered_root(
     ):
         fields = stored.fields
         intact = fields.sequence == expected and fields.previous_hash == previous
-        if not intact or entry_hash(fields) != stored.entry_hash:
+        if not intact or not stored.hash_matches():
             raise AuditChainBroken(
                 f"The chain does not verify at position {expected}.", position=expected
             )
@@ -309,6 +312,16 @@ def fields_of_checkpoint(checkpoint: AuditCheckpoint) -> CheckpointFields:
     )
 
 
+def signed_message(checkpoint: AuditCheckpoint) -> bytes:
+    """The exact text a stored checkpoint's signature covers. A row no message can come
+    from (a key id with a space, a time outside u64: only tampering writes them) is a
+    broken chain, 409, as `verify` reports it, not a server error."""
+    try:
+        return checkpoint_message(fields_of_checkpoint(checkpoint))
+    except InvariantViolation as error:
+        raise AuditChainBroken("The stored checkpoint is malformed.") from error
+
+
 @dataclass(frozen=True, slots=True)
 class InclusionProof:
     """That an entry is leaf ``leaf_index`` of the tree a signed checkpoint's root closes."""
@@ -344,12 +357,16 @@ async def prove_inclusion(
     expected = list(range(checkpoint.first_sequence, checkpoint.last_sequence + 1))
     leaves = [merkle.leaf_hash(bytes(digest)) for _, digest in hashes]
     index = entry.sequence - checkpoint.first_sequence
-    encoding = encode_entry(fields_of(entry))
+    broken = "The stored entries no longer match their checkpoint."
+    try:
+        encoding = encode_entry(fields_of(entry))
+    except InvariantViolation as error:  # fields no entry can have: only tampering writes them
+        raise AuditChainBroken(broken) from error
     intact = [sequence for sequence, _ in hashes] == expected and (
         hashlib.sha256(encoding).digest() == entry.entry_hash
     )
     if not intact or merkle.tree_root(leaves) != checkpoint.root_hash:
-        raise AuditChainBroken("The stored entries no longer match their checkpoint.")
+        raise AuditChainBroken(broken)
     return InclusionProof(
         entry=entry,
         encoding=encoding,
@@ -357,7 +374,7 @@ async def prove_inclusion(
         tree_size=len(leaves),
         path=merkle.inclusion_proof(leaves, index),
         checkpoint=checkpoint,
-        checkpoint_message=checkpoint_message(fields_of_checkpoint(checkpoint)),
+        checkpoint_message=signed_message(checkpoint),
     )
 
 

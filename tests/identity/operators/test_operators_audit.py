@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from audit.audit_support import checkpoint_chain, opened
+from audit.audit_support import checkpoint_chain, opened, tamper_chain
 from billfold.identity.operators.permissions import Role
 from identity.operators.operators_support import new_tenant, operator, operator_client
 
@@ -60,3 +60,18 @@ def test_another_tenants_operator_sees_nothing(database_url: str) -> None:
         assert stolen.status_code == 404
         theirs = client.get("/v1/operators/audit/entries", headers=intruder.headers).json()
         assert entry["id"] not in {item["id"] for item in theirs["items"]}
+
+
+def test_a_malformed_checkpoint_row_is_a_broken_chain(database_url: str) -> None:
+    """A key id with a space (only tampering writes one) is 409 `audit_chain_broken`, as on
+    `/v1/audit`, not a server error."""
+    tenant_id = new_tenant(database_url).tenant.id
+    officer = operator(database_url, tenant_id=tenant_id, roles=[Role.COMPLIANCE_OFFICER])
+    _checkpoint(database_url, tenant_id)
+    statement = "UPDATE audit_checkpoints SET key_id = 'a b' WHERE chain_id = :c"
+    asyncio.run(tamper_chain(database_url, statement, tenant_id))
+    with operator_client(database_url) as client:
+        latest = client.get("/v1/operators/audit/checkpoints/latest", headers=officer.headers)
+    assert latest.status_code == 409, latest.text
+    assert latest.headers["content-type"] == "application/problem+json"
+    assert latest.json()["code"] == "audit_chain_broken"

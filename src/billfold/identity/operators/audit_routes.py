@@ -10,7 +10,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from billfold.audit import service as audit
-from billfold.audit.encoding import checkpoint_message
 from billfold.audit.schemas import (
     ENTRY_ID_PREFIX,
     AuditEntryPage,
@@ -69,10 +68,11 @@ async def prove_entry(
 @router.get(
     "/checkpoints/latest",
     summary="The tenant chain's most recent signed checkpoint.",
-    responses=problem_responses(404),
+    responses=problem_responses(404, 409),
 )
 async def latest_checkpoint(principal: Reader, unit_of_work: Work) -> CheckpointResponse:
     async with unit_of_work.read() as session:
         checkpoint = await audit.latest_checkpoint(session, tenant_id=principal.tenant_id)
-        message = checkpoint_message(audit.fields_of_checkpoint(checkpoint))
-        return CheckpointResponse.from_checkpoint(checkpoint, message=message)
+        return CheckpointResponse.from_checkpoint(
+            checkpoint, message=audit.signed_message(checkpoint)
+        )
