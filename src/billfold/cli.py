@@ -755,6 +755,9 @@ def audit_verify(
     from billfold.audit.encoding import PLATFORM_CHAIN_ID
     from billfold.identity.schemas import TENANT_ID_PREFIX
 
+    if tenant is not None and platform:
+        errors.print("Give --tenant or --platform, not both.")
+        raise typer.Exit(2)
     chain_ids = None
     if tenant is not None:
         chain_ids = [_parsed_id(TENANT_ID_PREFIX, tenant)]
@@ -779,6 +782,13 @@ def audit_verify(
     broken = [report for report in reports if not report.ok]
     if broken:
         errors.print(f"[red]Audit verification failed[/red]: {len(broken)} chain(s) broken.")
+        raise typer.Exit(1)
+    if tenant is not None and reports[0].entries_checked == 0:
+        # Every tenant's chain opens with its tenant.created entry: an empty one is a
+        # mistyped id or a chain deleted whole, not a log that verified.
+        errors.print(
+            f"[red]No audit chain for {escape(tenant)}[/red]: no such tenant, or its chain is gone."
+        )
         raise typer.Exit(1)
     console.print(f"[green]Audit log verified[/green]: {len(reports)} chain(s).")
 

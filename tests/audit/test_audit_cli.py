@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,20 @@ def test_verify_refuses_a_malformed_public_key_or_jwks(tmp_path: Path) -> None:
     bad_jwks = _billfold(url, "audit", "verify", "--jwks", str(not_jwks))
     assert bad_jwks.returncode == 2
     assert "not a JWKS of Ed25519 keys" in bad_jwks.stderr
+
+
+def test_verifying_a_tenant_without_a_chain_fails(tmp_path: Path) -> None:
+    """Every tenant's chain opens with its `tenant.created` entry, so a tenant with none is a
+    mistyped id or a chain deleted whole: that is not "verified" (it printed so)."""
+    url = f"sqlite:///{tmp_path}/cli.db"
+    unknown = format_id("ten", uuid.uuid4())
+    missing = _billfold(url, "audit", "verify", "--tenant", unknown)
+    assert missing.returncode == 1, missing.stdout + missing.stderr
+    assert "No audit chain" in missing.stderr
+    assert "verified" not in missing.stdout
+    both = _billfold(url, "audit", "verify", "--tenant", unknown, "--platform")
+    assert both.returncode == 2
+    assert "not both" in both.stderr
 
 
 def test_without_a_keystore_nothing_is_signed_and_no_key_file_is_written(tmp_path: Path) -> None:
