@@ -58,6 +58,26 @@ def test_buying_an_exact_amount_rounds_the_sell_side_up_across_exponents() -> No
     assert buy_for_sell(priced.sell_minor, priced.rate, sell_exponent=2, buy_exponent=0) >= 10_000
 
 
+def test_a_computed_leg_is_held_to_what_a_request_could_ask_for() -> None:
+    """A request's amount has at most 18 digits; the other leg, computed, may not reach
+    10^18 either (it could, by one, before)."""
+
+    def doubled(sell_minor: int) -> int:
+        quote = price(
+            mid=Fraction(2),
+            spread_bps=0,
+            fixed="sell",
+            amount_minor=sell_minor,
+            sell_exponent=2,
+            buy_exponent=2,
+        )
+        return quote.buy_minor
+
+    assert doubled(5 * 10**17 - 1) == 10**18 - 2
+    with pytest.raises(FxAmountTooLarge):
+        doubled(5 * 10**17)
+
+
 def test_amounts_that_round_to_nothing_or_exceed_the_bound_are_refused() -> None:
     with pytest.raises(FxAmountTooSmall):
         price(

@@ -39,8 +39,9 @@ BPS_DENOMINATOR: Final = 10_000
 SPREAD_BPS_MAX: Final = 2_000
 """20%: anything above is a mistake, not a spread."""
 RATE_SIGNIFICANT_DIGITS: Final = 12
-QUOTE_AMOUNT_MAX: Final = 10**18
-"""Largest sell or buy amount of one quote, in minor units (fits a BIGINT)."""
+QUOTE_AMOUNT_MAX: Final = 10**18 - 1
+"""Largest sell or buy amount of one quote, in minor units (fits a BIGINT): the 18 digits
+a request may give, so a computed leg is held to what a caller could have asked for."""
 _DIGITS_MAX: Final = 400
 
 
