@@ -264,7 +264,8 @@ def test_an_invalid_expression_is_refused_and_stores_nothing(database_url: str) 
     tenant_id = new_tenant(database_url).tenant.id
     analyst = operator(database_url, tenant_id=tenant_id, roles=[Role.RISK_ANALYST])
     with operator_client(database_url) as client:
-        for expression in ("amount >", "velocity > 1", "amount + 1"):
+        hidden_macro = r"r'\' == '' || [1].exists(amount, amount > 0) || '' == ''"
+        for expression in ("amount >", "velocity > 1", "amount + 1", hidden_macro):
             refused = client.post(
                 "/v1/risk/rules", json=_rule(expression=expression), headers=analyst.headers
             )
@@ -405,3 +406,17 @@ def test_another_tenants_decision_is_not_found(database_url: str) -> None:
             f"/v1/risk/decisions/{decision_id}", headers={"Authorization": f"Bearer {key}"}
         )
         assert answer.status_code == 404 and answer.json()["code"] == "decision_not_found"
+
+
+def test_decisions_read_with_an_api_key_say_where_the_key_stands(database_url: str) -> None:
+    """Every counted answer carries the rate-limit fields; the decisions routes, which take
+    an operator session or an API key, sent them to keys only with a problem."""
+    tenant_id = new_tenant(database_url).tenant.id
+    [decision_id] = _decisions(database_url, tenant_id, [Action.BLOCK])
+    key = create_key(database_url, tenant_id=tenant_id, scopes=[Scope.RISK_READ]).secret
+    with operator_client(database_url) as client:
+        for path in ("/v1/risk/decisions", f"/v1/risk/decisions/{decision_id}"):
+            answer = client.get(path, headers={"Authorization": f"Bearer {key}"})
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["RateLimit-Policy"].startswith('"credential";q=')
+            assert answer.headers["RateLimit"].startswith('"credential";r=')

@@ -81,6 +81,33 @@ def test_a_macro_name_inside_a_string_is_only_text() -> None:
     validate_expression('kind == "map" || kind == "all"', feature_names=NAMES)
 
 
+@pytest.mark.parametrize(
+    "expression",
+    [
+        r"r'\' == '' || [1].exists(amount, amount > 0) || 'a' == 'a'",
+        r'br"\" == b"" || [1].all(amount, amount > 0) || "a" == "a"',
+        "kind == 'it' // it's\n|| [1].exists(amount, amount > 0) // '",
+    ],
+)
+def test_a_macro_after_a_raw_string_or_a_comment_is_refused(expression: str) -> None:
+    """Lexed as CEL does: a raw string's backslash escapes nothing and a quote in a
+    comment opens no string. Read otherwise, the macro looked like text and was saved,
+    and a nested comprehension then holds the event loop on every decision."""
+    assert "macros" in _refusal(expression)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "kind == '''all''' // a filter on the kind",
+        r"kind == r'\d' && kind != R'exists'",
+        'kind == b"map" || kind == """filter"""',
+    ],
+)
+def test_macro_names_in_comments_and_any_string_literal_are_only_text(expression: str) -> None:
+    validate_expression(expression, feature_names=NAMES)
+
+
 @pytest.mark.parametrize("expression", ["amount + 1", '"yes"', "amount_major", "kind"])
 def test_an_expression_that_is_not_a_bool_is_refused(expression: str) -> None:
     assert "not a bool" in _refusal(expression)

@@ -35,7 +35,7 @@ from billfold.identity.operators.permissions import Permission
 from billfold.identity.operators.tokens import SESSION_TOKEN_PREFIX
 from billfold.identity.operators.types import OperatorPrincipal
 from billfold.identity.types import Scope
-from billfold.kit.auth import InsufficientScope, admit_request
+from billfold.kit.auth import InsufficientScope, admit_request, counted_rate_limit_fields
 from billfold.kit.clock import SystemClock
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import BillfoldError
@@ -171,6 +171,9 @@ async def _decision_reader(
         if error.status == 401:
             raise OperatorNotAuthenticated() from None
         raise
+    # The key's request was counted: its answer says where the key stands, as every
+    # API-key route's does (`require_scopes`); only problems got the fields before.
+    response.headers.update(counted_rate_limit_fields(request.scope))
     if Scope.RISK_READ.value not in {str(scope) for scope in key.scopes}:
         raise InsufficientScope(
             "This API key lacks the scopes: risk:read.", required_scopes=[Scope.RISK_READ.value]

@@ -52,7 +52,17 @@ __all__ = [
 EXPRESSION_LENGTH_MAX: Final = 2_000
 _WINDOWS = ("1m", "1h", "24h", "30d")
 _MACROS = re.compile(r"\b(map|filter|all|exists|exists_one)\b", re.ASCII)
-_STRING_LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.DOTALL)
+_NOT_CODE = re.compile(
+    r"//[^\n]*"  # a comment, to the end of its line
+    r"|[bB]?[rR](?:'''.*?'''|\"\"\".*?\"\"\"|'[^'\n\r]*'|\"[^\"\n\r]*\")"  # raw: no escapes
+    r"|[bB]?(?:'''(?:[^\\]|\\.)*?'''|\"\"\"(?:[^\\]|\\.)*?\"\"\""
+    r"|'(?:[^'\\\n\r]|\\.)*'|\"(?:[^\"\\\n\r]|\\.)*\")",
+    re.DOTALL,
+)
+"""What CEL's lexer reads as a comment or a string or bytes literal (raw, triple-quoted or
+not), matched from its start as the lexer does: a word in one is not a macro. Reading a
+raw string's backslash as an escape, or a quote in a comment as a string's start, took
+code for text and let a macro through."""
 
 
 def _windowed(prefix: str, value: FeatureValue) -> dict[str, FeatureValue]:
@@ -132,7 +142,7 @@ def compile_expression(expression: str, *, feature_names: Iterable[str]) -> Any:
         raise InvalidRule(f"An expression has at most {EXPRESSION_LENGTH_MAX} characters.")
     if "\x00" in expression:
         raise InvalidRule("An expression holds no NUL character.")
-    if _MACROS.search(_STRING_LITERAL.sub('""', expression)):
+    if _MACROS.search(_NOT_CODE.sub('""', expression)):
         raise InvalidRule("Comprehension macros (map, filter, all, exists) are not allowed.")
     try:
         program = cel.compile(expression)
