@@ -20,6 +20,7 @@ from billfold.identity.operators.permissions import Role
 from billfold.kit.clock import SystemClock
 from billfold.kit.ids import format_id
 from billfold.kit.pagination import encode_cursor
+from billfold.risk.cases.service import NOTES_PER_CASE_MAX
 from billfold.risk.labels import LabelSource
 from billfold.risk.models import RiskLabel
 from billfold.risk.types import MovementKind
@@ -91,6 +92,16 @@ def test_a_forged_cursor_beyond_any_time_is_400_not_500(desk: Desk, opened_at: i
     )
     assert response.status_code == 400, response.text
     assert response.json()["code"] == "invalid_cursor"
+
+
+@pytest.mark.parametrize("path", ["/v1/risk/cases", "/v1/risk/responses"])
+def test_a_malformed_user_filter_is_400_invalid_id(desk: Desk, path: str) -> None:
+    """As on the decisions' list: the collection exists, the filter is malformed (it was
+    404 `risk_subject_not_found`)."""
+    answer = desk.client.get(path, params={"user_id": "usr_nope"}, headers=desk.analyst.headers)
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["code"] == "invalid_id"
 
 
 def test_the_queue_lists_open_cases_oldest_first_with_filters(desk: Desk) -> None:
@@ -224,6 +235,33 @@ def test_the_case_shows_the_decision_and_notes(desk: Desk) -> None:
         "Called the user",
     ]
     assert detail["resolution"] is None
+
+
+def test_a_decision_whose_note_passes_the_notes_limit_is_refused_and_moves_nothing(
+    desk: Desk,
+) -> None:
+    """A case shows at most its first NOTES_PER_CASE_MAX notes: a decision's note past
+    them was stored, hidden, and the case decided all the same."""
+    case_id = desk.case(amount=3_000)
+    headers = desk.analyst.headers
+    for number in range(NOTES_PER_CASE_MAX):
+        note = desk.client.post(
+            f"/v1/risk/cases/{case_id}/notes", json={"body": f"look {number}"}, headers=headers
+        )
+        assert note.status_code == 201, note.text
+    refused = desk.client.post(
+        f"/v1/risk/cases/{case_id}/approve", json={"note": "Known payee"}, headers=headers
+    )
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "case_note_limit_reached"
+    detail = desk.client.get(f"/v1/risk/cases/{case_id}", headers=headers).json()
+    assert detail["state"] == "open" and detail["resolution"] is None
+    assert desk.resolver.calls == 0
+    assert wallet_balances(desk.database_url, desk.holder)["wallet_pending"] == 3_000
+    assert _labels(desk.database_url, detail["reference"]) == []
+    approved = desk.client.post(f"/v1/risk/cases/{case_id}/approve", headers=headers)
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["state"] == "approved"
 
 
 def test_a_label_is_recorded_and_a_new_one_replaces_it(desk: Desk) -> None:

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import jsonschema_rs
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -228,6 +229,23 @@ def test_lowered_limits_are_enforced_then_restored_by_the_reversal(desk: Desk) -
     desk.approve(reversal["approval_id"], desk.officer)
     assert _spend(desk, 50_000) == "ok"
     assert _limits(desk)[0] == ("per_transaction", "100000", "tier")
+
+
+@pytest.mark.parametrize("kind", ["freeze_account", "hold_outgoing"])
+def test_limit_bps_for_another_kind_than_lower_limits_is_refused(desk: Desk, kind: str) -> None:
+    """`limit_bps` is only for `lower_limits`: another kind applied without it, silently.
+    The served document says so too (schemathesis: positive_data_acceptance)."""
+    body = {"user_id": desk.user, "kind": kind, "reason": "r", "limit_bps": 500}
+    refused = desk.client.post("/v1/risk/responses", json=body, headers=desk.analyst.headers)
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["code"] == "validation_failed"
+    document = desk.client.get("/openapi.json").json()
+    schema = {**document, "$ref": "#/components/schemas/ResponseCreateRequest"}
+    assert not jsonschema_rs.validator_for(schema).is_valid(body)
+    assert jsonschema_rs.validator_for(schema).is_valid({**body, "kind": "lower_limits"})
+    listed = desk.client.get("/v1/risk/responses", headers=desk.analyst.headers).json()
+    assert listed["items"] == [] and _in_force(desk) == frozenset()
 
 
 def test_a_refused_reversal_leaves_the_response_and_may_be_asked_again(desk: Desk) -> None:

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from billfold.identity.schemas import datetime_from_ns
 from billfold.kit.fields import JsonInt
@@ -205,13 +205,32 @@ class CaseDetailResponse(CaseResponse):
         )
 
 
+_LIMIT_BPS_ONLY_FOR_LOWER_LIMITS: dict[str, Any] = {
+    "anyOf": [
+        {"properties": {"kind": {"const": "lower_limits"}}},
+        {"properties": {"limit_bps": {"type": "null"}}},
+    ]
+}
+"""The document's form of `_limit_bps_only_for_lower_limits`: a body it allowed would be
+refused with 422 otherwise."""
+
+
 class ResponseCreateRequest(_Request):
+    model_config = ConfigDict(json_schema_extra=_LIMIT_BPS_ONLY_FOR_LOWER_LIMITS)
+
     user_id: str = Field(pattern=r"^usr_[0-9a-f]{32}$")
     kind: ResponseKind
     reason: str = Field(min_length=1, max_length=_REASON_LENGTH_MAX)
     limit_bps: JsonInt | None = Field(default=None, ge=0, le=BPS_WHOLE)
     """For lower_limits: the share of each limit kept, in basis points (default: the
     setting `BILLFOLD_RISK_LOWER_LIMITS_BPS`)."""
+
+    @model_validator(mode="after")
+    def _limit_bps_only_for_lower_limits(self) -> ResponseCreateRequest:
+        """Another kind would ignore it: the caller meant something this does not do."""
+        if self.limit_bps is not None and self.kind != "lower_limits":
+            raise ValueError("limit_bps is only for the kind lower_limits")
+        return self
 
 
 class ReversalRequest(_Request):

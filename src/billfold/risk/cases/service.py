@@ -184,10 +184,7 @@ async def add_note(
     text = clean_note(body)
     case = await _case(session, tenant_id=tenant_id, case_id=case_id)
     repository = CaseRepository(session)
-    if await repository.count_notes(case_id=case.id) >= NOTES_PER_CASE_MAX:
-        raise CaseNoteLimitReached(
-            f"A case has at most {NOTES_PER_CASE_MAX} notes.", limit=NOTES_PER_CASE_MAX
-        )
+    await _room_for_a_note(repository, case.id)
     note = RiskCaseNote(
         id=new_id(),
         tenant_id=tenant_id,
@@ -198,6 +195,15 @@ async def add_note(
     )
     await repository.add_note(note)
     return note
+
+
+async def _room_for_a_note(repository: CaseRepository, case_id: uuid.UUID) -> None:
+    """A case keeps at most NOTES_PER_CASE_MAX notes, all shown with it: one more would be
+    stored but never shown."""
+    if await repository.count_notes(case_id=case_id) >= NOTES_PER_CASE_MAX:
+        raise CaseNoteLimitReached(
+            f"A case has at most {NOTES_PER_CASE_MAX} notes.", limit=NOTES_PER_CASE_MAX
+        )
 
 
 async def claim_decision(
@@ -212,9 +218,12 @@ async def claim_decision(
 ) -> RiskCase:
     """Decide an open case: claim it, write its pending resolution, the analyst's label,
     the note and an audit entry (flush only). ``case_not_open`` when it was decided before:
-    nothing is written then."""
+    nothing is written then, nor when its note would pass the notes' limit
+    (``case_note_limit_reached``)."""
     text = None if note is None else clean_note(note)
     repository = CaseRepository(session)
+    if text is not None:
+        await _room_for_a_note(repository, case_id)
     to_state = "approved" if approve else "rejected"
     claimed = await repository.claim(
         tenant_id=tenant_id,
