@@ -108,6 +108,43 @@ def test_macro_names_in_comments_and_any_string_literal_are_only_text(expression
     validate_expression(expression, feature_names=NAMES)
 
 
+@pytest.mark.parametrize(
+    "expression",
+    [
+        r"kind.matches('\\w{1,100}\\w{1,100}$')",
+        r"kind == 'withdrawal' && kind.matches('(\\w+\\s?){1,50}x') // false on the sample",
+    ],
+)
+def test_a_pattern_too_costly_to_compile_is_refused(expression: str) -> None:
+    """CEL compiles a `matches` pattern at every evaluation: this one took about 50 ms each
+    time, on the event loop, so a handful of them (even in a shadow rule, which needs no
+    approval) stalled every decision of the process, every tenant's."""
+    assert "too costly" in _refusal(expression)
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "kind.matches('a' + '{1,100}')",
+        "matches(kind, '^with')",
+        "kind.matches(residence_country)",
+        "kind.matches(b'^with')",
+        "kind.matches('(')",
+    ],
+)
+def test_a_pattern_must_be_one_valid_string_literal(expression: str) -> None:
+    """A pattern built as the rule runs could not be checked before it runs."""
+    assert "matches" in _refusal(expression)
+
+
+def test_an_ordinary_pattern_is_kept_and_evaluated() -> None:
+    expression = "kind.matches('^with') && residence_country.matches(r'^[A-Z]{2}$') // matches("
+    program = validate_expression(expression, feature_names=NAMES)
+    sample = bind_features({**FALLBACK_FEATURE_SAMPLE, "kind": "withdrawal"}, NAMES)
+    assert evaluate(program, {**sample, "residence_country": "DE"}) is True
+    assert evaluate(program, {**sample, "residence_country": "de"}) is False
+
+
 @pytest.mark.parametrize("expression", ["amount + 1", '"yes"', "amount_major", "kind"])
 def test_an_expression_that_is_not_a_bool_is_refused(expression: str) -> None:
     assert "not a bool" in _refusal(expression)

@@ -27,6 +27,7 @@ backtest). A feature the sample does not know is checked by name only.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -41,6 +42,7 @@ __all__ = [
     "EXPRESSION_LENGTH_MAX",
     "FALLBACK_FEATURE_NAMES",
     "FALLBACK_FEATURE_SAMPLE",
+    "PATTERN_COMPILE_BUDGET_S",
     "CompiledRule",
     "RuleEvaluationError",
     "bind_features",
@@ -63,6 +65,19 @@ _NOT_CODE = re.compile(
 not), matched from its start as the lexer does: a word in one is not a macro. Reading a
 raw string's backslash as an escape, or a quote in a comment as a string's start, took
 code for text and let a macro through."""
+
+
+_MATCHES = re.compile(r"\bmatches\b", re.ASCII)
+_MATCHES_LITERAL = re.compile(r"\.\s*matches\s*\(\s*\"(\d+)\"\s*\)", re.ASCII)
+"""A `.matches(…)` call whose one argument is a string literal, once literals are numbered."""
+_PATTERN_PROBE: Final = cel.compile("text.matches(pattern)")
+PATTERN_COMPILE_BUDGET_S: Final = 0.002
+"""Longest a `matches` pattern may take to compile. CEL compiles the pattern at every
+evaluation, on the event loop: ordinary patterns take well under 0.2 ms, while counted
+repetitions such as `\\w{1,100}\\w{1,100}` take 50 ms each time (a rule of several, even a
+shadow one, would stall every decision of the process, every tenant's)."""
+_PATTERN_TRIES: Final = 3
+"""A pattern over budget is timed again, so a moment's contention refuses nothing."""
 
 
 def _windowed(prefix: str, value: FeatureValue) -> dict[str, FeatureValue]:
@@ -144,6 +159,8 @@ def compile_expression(expression: str, *, feature_names: Iterable[str]) -> Any:
         raise InvalidRule("An expression holds no NUL character.")
     if _MACROS.search(_NOT_CODE.sub('""', expression)):
         raise InvalidRule("Comprehension macros (map, filter, all, exists) are not allowed.")
+    for pattern in _patterns(expression):
+        _check_pattern(pattern)
     try:
         program = cel.compile(expression)
         used = frozenset(program.variables())
@@ -157,6 +174,49 @@ def compile_expression(expression: str, *, feature_names: Iterable[str]) -> Any:
             f"Unknown feature names: {', '.join(unknown[:10])}.", unknown_features=unknown[:10]
         )
     return program
+
+
+def _patterns(expression: str) -> list[str]:
+    """The patterns the expression's `matches` calls use. Each must be one string literal
+    (`kind.matches('^with')`): a pattern built as the rule runs could not be checked."""
+    literals: list[str] = []
+
+    def numbered(token: re.Match[str]) -> str:
+        if token.group().startswith("//"):
+            return " "
+        literals.append(token.group())
+        return f'"{len(literals) - 1}"'
+
+    code = _NOT_CODE.sub(numbered, expression)
+    calls = list(_MATCHES_LITERAL.finditer(code))
+    if len(calls) != len(_MATCHES.findall(code)):
+        raise InvalidRule("`matches` takes one string literal: `feature.matches('^…$')`.")
+    try:
+        patterns = [cel.evaluate(literals[int(call.group(1))]) for call in calls]
+    except Exception as error:  # a literal CEL's own lexer refuses
+        raise InvalidRule(f"The expression does not parse: {_first_line(error)}") from None
+    if not all(isinstance(pattern, str) for pattern in patterns):
+        raise InvalidRule("A `matches` pattern is a string, not bytes.")
+    return patterns
+
+
+def _check_pattern(pattern: str) -> None:
+    """A valid pattern (RE2 syntax) that compiles within :data:`PATTERN_COMPILE_BUDGET_S`."""
+    for _ in range(_PATTERN_TRIES):
+        started = time.perf_counter()
+        try:
+            _PATTERN_PROBE.execute({"text": "", "pattern": pattern})
+        except Exception as error:
+            raise InvalidRule(
+                f"The `matches` pattern {pattern[:40]!r} is not a valid regular expression:"
+                f" {_first_line(error)}"
+            ) from None
+        if time.perf_counter() - started <= PATTERN_COMPILE_BUDGET_S:
+            return
+    raise InvalidRule(
+        f"The `matches` pattern {pattern[:40]!r} is too costly: it takes more than"
+        f" {PATTERN_COMPILE_BUDGET_S * 1000:g} ms to compile, at every evaluation."
+    )
 
 
 def validate_expression(
