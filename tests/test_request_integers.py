@@ -1,6 +1,7 @@
-"""Every request field the OpenAPI document calls an `integer` takes only a JSON number:
-pydantic alone reads `true` as 1 and `"5"` as 5, so `{"amount": true}` asked for a step-up
-of one minor unit and `{"score": "900"}` saved a rule (schemathesis: negative_data_rejection).
+"""Every request field the OpenAPI document calls an `integer` takes only a JSON number, and
+every `boolean` only `true` or `false`: pydantic alone reads `true` as 1 and `"5"` as 5, so
+`{"amount": true}` asked for a step-up of one minor unit and `{"score": "900"}` saved a rule
+(schemathesis: negative_data_rejection), and `{"fraud": "yes"}` labelled a movement.
 Fields the document also allows as a string (amounts as digit strings) keep their strings."""
 
 from __future__ import annotations
@@ -71,19 +72,21 @@ def _types(schema: dict[str, Any]) -> set[str]:
     return {kind} if isinstance(kind, str) else set(kind or ["any"])
 
 
-def _integer_fields() -> list[tuple[type[BaseModel], str]]:
+def _fields_of_type(kind: str) -> list[tuple[type[BaseModel], str]]:
     fields = []
     for model in _request_models():
         properties = model.model_json_schema()["properties"]
         fields += [
             (model, name)
             for name, schema in properties.items()
-            if "integer" in _types(schema) and _types(schema) <= {"integer", "null"}
+            if kind in _types(schema) and _types(schema) <= {kind, "null"}
         ]
     return fields
 
 
-INTEGER_FIELDS = _integer_fields()
+INTEGER_FIELDS = _fields_of_type("integer")
+BOOLEAN_FIELDS = _fields_of_type("boolean")
+NOT_BOOLEANS: list[object] = [1, 0, "true", "yes", "off", ""]
 
 
 def test_the_walk_finds_the_integer_fields_it_is_meant_to() -> None:
@@ -104,6 +107,26 @@ def test_the_walk_finds_the_integer_fields_it_is_meant_to() -> None:
 )
 def test_an_integer_field_refuses_what_is_no_json_number(model: type[BaseModel], name: str) -> None:
     for value in NOT_INTEGERS:
+        with pytest.raises(ValidationError) as refused:
+            model.model_validate({name: value})
+        at_field = [error for error in refused.value.errors() if error["loc"] == (name,)]
+        assert at_field, (value, refused.value.errors())
+
+
+def test_the_walk_finds_the_boolean_fields() -> None:
+    names = {f"{model.__name__}.{name}" for model, name in BOOLEAN_FIELDS}
+    assert {"CaseLabelRequest.fraud", "LabelCreate.fraud"} <= names
+
+
+@pytest.mark.parametrize(
+    ("model", "name"),
+    BOOLEAN_FIELDS,
+    ids=[f"{model.__name__}.{name}" for model, name in BOOLEAN_FIELDS],
+)
+def test_a_boolean_field_refuses_what_is_no_json_boolean(model: type[BaseModel], name: str) -> None:
+    """Pydantic alone reads `"yes"` and `1` as true: `{"fraud": "yes"}` labelled a movement
+    fraud, which a client built from the document could never have meant."""
+    for value in NOT_BOOLEANS:
         with pytest.raises(ValidationError) as refused:
             model.model_validate({name: value})
         at_field = [error for error in refused.value.errors() if error["loc"] == (name,)]

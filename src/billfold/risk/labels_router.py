@@ -13,7 +13,7 @@ import time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy import select
 
 from billfold.kit.auth import Principal, require_scopes
@@ -38,7 +38,7 @@ class LabelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reference: str = Field(pattern=REFERENCE_PATTERN, max_length=64)
-    fraud: bool
+    fraud: StrictBool
     source: Literal["simulator"] = Field(
         description="Only `simulator` through the API (analysts label through cases)."
     )

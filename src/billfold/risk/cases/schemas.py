@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from billfold.identity.schemas import datetime_from_ns
 from billfold.kit.fields import JsonInt
@@ -69,7 +69,7 @@ class CaseDecisionRequest(_Request):
 
 
 class CaseLabelRequest(_Request):
-    fraud: bool
+    fraud: StrictBool
 
 
 class NoteResponse(BaseModel):
