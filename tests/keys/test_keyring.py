@@ -213,6 +213,30 @@ async def test_destroying_an_owners_keys_makes_only_their_data_unreadable(
     assert await _decrypt(unit_of_work, keyring, _context(tenant_id, "bob"), bob) == b"bob"
 
 
+async def test_a_destroyed_owner_gets_no_new_key_after_a_rotation(
+    unit_of_work: UnitOfWork,
+) -> None:
+    """The rotation's new version has no slot for the destroyed owner: encrypting for them
+    must not make one, or an erased user's data could be stored, readable, again."""
+    tenant_id, keyring = new_tenant_id(), local_keyring()
+    context = _context(tenant_id, "ann")
+    await _encrypt(unit_of_work, keyring, context, b"ann", "usr_ann")
+    async with unit_of_work.begin() as session:
+        await keyring.destroy_owner(session, tenant_id=tenant_id, owner="usr_ann", now_ns=START_NS)
+        await service.rotate(
+            session,
+            keyring=keyring,
+            tenant_id=tenant_id,
+            purpose="pii",
+            actor=ACTOR,
+            now_ns=START_NS,
+        )
+    with pytest.raises(KeyDestroyed):
+        await _encrypt(unit_of_work, keyring, context, b"ann again", "usr_ann")
+    bob = await _encrypt(unit_of_work, keyring, _context(tenant_id, "bob"), b"bob", "usr_bob")
+    assert await _decrypt(unit_of_work, keyring, _context(tenant_id, "bob"), bob) == b"bob"
+
+
 async def test_no_key_is_stored_in_the_clear(unit_of_work: UnitOfWork) -> None:
     tenant_id, keyring = new_tenant_id(), local_keyring()
     await _encrypt(unit_of_work, keyring, _context(tenant_id, "r"), b"x", "usr_a")
@@ -294,6 +318,29 @@ async def test_another_process_sees_a_rotation_and_a_shredding_within_the_cache_
     clock.now += DEFAULT_CACHE_TTL_S
     with pytest.raises(KeyDestroyed):
         await _decrypt(unit_of_work, there, context, first)
+
+
+async def test_using_a_cached_key_again_does_not_extend_its_ttl(
+    unit_of_work: UnitOfWork,
+) -> None:
+    """The TTL counts from the unwrapping: a key unwrapped for a read and reused for a write
+    just before it expires is not kept longer, so a shredding elsewhere is seen in time."""
+    tenant_id = new_tenant_id()
+    here = local_keyring()
+    clock = _Clock()
+    there = Keyring(here._open_keystore, cache_ttl_s=DEFAULT_CACHE_TTL_S, cache_clock=clock)
+    context = _context(tenant_id, "ann")
+    ciphertext = await _encrypt(unit_of_work, here, context, b"ann", "usr_ann")
+    assert await _decrypt(unit_of_work, there, context, ciphertext) == b"ann"  # unwrapped
+    clock.now += DEFAULT_CACHE_TTL_S - 1
+    await _encrypt(unit_of_work, there, context, b"ann", "usr_ann")  # the same key, cached
+    async with unit_of_work.begin() as session:
+        await here.destroy_owner(session, tenant_id=tenant_id, owner="usr_ann", now_ns=START_NS)
+    clock.now += 2  # the unwrapping is now older than the TTL
+    with pytest.raises(KeyDestroyed):
+        await _decrypt(unit_of_work, there, context, ciphertext)
+    with pytest.raises(KeyDestroyed):
+        await _encrypt(unit_of_work, there, context, b"lost", "usr_ann")
 
 
 async def test_a_read_racing_a_shredding_in_this_process_does_not_keep_the_key(

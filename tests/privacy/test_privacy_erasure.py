@@ -10,6 +10,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
+from billfold.keys import service
 from billfold.keys.config import keyring_from_settings
 from billfold.keys.envelope import FieldContext
 from billfold.keys.errors import KeyDestroyed
@@ -146,3 +147,43 @@ def test_erasing_twice_is_harmless_and_an_unknown_user_is_404(database_url: str)
         assert first["data_keys_destroyed"] == 1 and second["data_keys_destroyed"] == 0
         missing = client.post("/v1/users/usr_" + "0" * 32 + "/erasure", headers=auth(tenant.reader))
         assert missing.status_code == 404
+
+
+async def _rotate_pii_keys(database_url: str, tenant_id: uuid.UUID) -> None:
+    keyring = keyring_from_settings(privacy_settings(database_url))
+    engine = create_engine(parse_database_url(database_url), pool_size=1)
+    try:
+        async with UnitOfWork(engine).begin() as session:
+            await service.rotate(
+                session,
+                keyring=keyring,
+                tenant_id=tenant_id,
+                purpose="pii",
+                actor=service.KeyActor(),
+                now_ns=1,
+            )
+    finally:
+        await engine.dispose()
+        keyring.close()
+
+
+def test_an_erased_users_pii_cannot_be_stored_again_even_after_a_rotation(
+    database_url: str,
+) -> None:
+    tenant = new_privacy_tenant(database_url)
+    with privacy_client(database_url) as client:
+        user = sign_up(client, tenant.writer)
+        client.put(f"/v1/users/{user}/pii", json=PII, headers=auth(tenant.writer))
+        assert client.post(f"/v1/users/{user}/erasure", headers=auth(tenant.reader)).is_success
+        asyncio.run(_rotate_pii_keys(database_url, tenant.tenant_id))
+        refused = client.put(f"/v1/users/{user}/pii", json=PII, headers=auth(tenant.writer))
+        assert refused.status_code == 422, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["code"] == "key_destroyed"
+        search = client.post(
+            "/v1/pii/search",
+            json={"field": "email", "value": PII["email"]},
+            headers=auth(tenant.writer),
+        )
+        assert search.json()["user_ids"] == []
+    assert _ciphertexts(database_url, parse_id("usr", user)) == []

@@ -93,6 +93,11 @@ class _BoundedCache(Generic[K, V]):
         self._lock = threading.Lock()
 
     def get(self, key: K) -> V | None:
+        found = self.get_entry(key)
+        return None if found is None else found[0]
+
+    def get_entry(self, key: K) -> tuple[V, float] | None:
+        """The value and when it expires."""
         with self._lock:
             found = self._entries.get(key)
             if found is None:
@@ -101,14 +106,18 @@ class _BoundedCache(Generic[K, V]):
                 del self._entries[key]
                 return None
             self._entries.move_to_end(key)
-            return found[0]
+            return found
 
-    def put(self, key: K, value: V) -> None:
+    def put(self, key: K, value: V, *, expires_at: float | None = None) -> float:
+        """Store `value` for the TTL, or until `expires_at` when it derives from an entry
+        that expires then (a derived copy must not outlive its source); returns when."""
         with self._lock:
-            self._entries[key] = (value, self._clock() + self._ttl_s)
+            expiry = self._clock() + self._ttl_s if expires_at is None else expires_at
+            self._entries[key] = (value, expiry)
             self._entries.move_to_end(key)
             while len(self._entries) > self._entries_max:
                 self._entries.popitem(last=False)
+            return expiry
 
     def evict(self, predicate: Callable[[K], bool]) -> None:
         with self._lock:
@@ -279,7 +288,14 @@ class Keyring:
         )
 
     async def unwrap_data_key(self, session: AsyncSession, row: DataKey) -> bytes:
-        cached = self._data_keys.get(row.id)
+        raw, _expires_at = await self._unwrapped(session, row)
+        return raw
+
+    async def _unwrapped(self, session: AsyncSession, row: DataKey) -> tuple[bytes, float]:
+        """The raw data key and when its cached copy expires, which is when every cache
+        entry made from it must expire too: the TTL counts from the unwrapping, so a key
+        destroyed elsewhere stays usable here at most that long, however often it is used."""
+        cached = self._data_keys.get_entry(row.id)
         if cached is not None:
             return cached
         if row.wrapped_key is None:
@@ -288,8 +304,7 @@ class Keyring:
             session, tenant_id=row.tenant_id, purpose=row.purpose, version=row.kek_version
         )
         raw = unseal(kek, row.wrapped_key, aad=data_key_aad(row, kek_version=row.kek_version))
-        self._data_keys.put(row.id, raw)
-        return raw
+        return raw, self._data_keys.put(row.id, raw)
 
     async def _data_key_in_slot(
         self,
@@ -300,9 +315,10 @@ class Keyring:
         owner: str,
         slot: str | None,
         now_ns: int,
-    ) -> tuple[DataKey, bytes, bool]:
-        """The owner's key in `slot` (the active version's when None), made when missing;
-        True when made now (not yet committed: the caller must not cache it)."""
+    ) -> tuple[DataKey, bytes, float | None]:
+        """The owner's key in `slot` (the active version's when None), made when missing,
+        and when its cached unwrapping expires; None when made now (not yet committed: the
+        caller must not cache it)."""
         invariant(0 < len(owner) <= OWNER_LENGTH_MAX, "an owner is a short id")
         kek = await self.active_version(
             session, tenant_id=tenant_id, purpose=purpose, now_ns=now_ns
@@ -313,6 +329,9 @@ class Keyring:
             tenant_id=tenant_id, purpose=purpose, owner=owner, slot=chosen
         )
         if row is None:
+            # A key made in a slot the destruction never saw (the next version's, after a
+            # rotation) would store the owner's data again.
+            await self.check_not_destroyed(session, tenant_id=tenant_id, owner=owner)
             raw = os.urandom(KEY_BYTES)
             row = DataKey(
                 id=new_id(),
@@ -325,20 +344,28 @@ class Keyring:
             )
             self.wrap_data_key(row, raw, kek=kek)
             if await keys.add_if_absent(row):
-                return row, raw, True
+                return row, raw, None
             row = await keys.data_key_in_slot(
                 tenant_id=tenant_id, purpose=purpose, owner=owner, slot=chosen
             )
             invariant(row is not None, "a concurrent writer made the data key")
             assert row is not None
-        return row, await self.unwrap_data_key(session, row), False
+        return row, *await self._unwrapped(session, row)
+
+    async def check_not_destroyed(
+        self, session: AsyncSession, *, tenant_id: uuid.UUID, owner: str
+    ) -> None:
+        """KeyDestroyed when `owner`'s keys were destroyed, as committed now (a cached key
+        may be older): crypto-shredding is final, nothing more is encrypted for them."""
+        if await KeyRepository(session).owner_destroyed(tenant_id=tenant_id, owner=owner):
+            raise KeyDestroyed("The owner's keys were destroyed: nothing is encrypted for them.")
 
     async def stable_key(
         self, session: AsyncSession, *, tenant_id: uuid.UUID, purpose: str, owner: str, now_ns: int
     ) -> bytes:
         """A key that never changes for (tenant, purpose, owner): blind-index keys.
         Rotation rewraps it; only destroying the owner's keys ends it."""
-        _row, raw, _created = await self._data_key_in_slot(
+        _row, raw, _expires_at = await self._data_key_in_slot(
             session,
             tenant_id=tenant_id,
             purpose=purpose,
@@ -361,7 +388,7 @@ class Keyring:
         cache_key = (context.tenant_id, context.purpose, owner)
         current = self._current.get(cache_key)
         if current is None:
-            row, raw, created = await self._data_key_in_slot(
+            row, raw, expires_at = await self._data_key_in_slot(
                 session,
                 tenant_id=context.tenant_id,
                 purpose=context.purpose,
@@ -370,9 +397,9 @@ class Keyring:
                 now_ns=now_ns,
             )
             current = _CurrentKey(data_key_id=row.id, cipher=AESGCM(raw))
-            if not created:  # a key made in this transaction exists only if it commits
-                self._current.put(cache_key, current)
-                self._ciphers.put(row.id, current.cipher)
+            if expires_at is not None:  # a key made in this transaction exists only if it commits
+                self._current.put(cache_key, current, expires_at=expires_at)
+                self._ciphers.put(row.id, current.cipher, expires_at=expires_at)
         return seal_field(
             current.cipher, plaintext, context=context, data_key_id=current.data_key_id
         )
@@ -390,14 +417,16 @@ class Keyring:
                 raise DecryptionFailed("The ciphertext names an unknown data key.")
             if row.tenant_id != context.tenant_id or row.purpose != context.purpose:
                 raise DecryptionFailed()
-            cipher = AESGCM(await self.unwrap_data_key(session, row))
-            self._ciphers.put(data_key_id, cipher)
+            raw, expires_at = await self._unwrapped(session, row)
+            cipher = AESGCM(raw)
+            self._ciphers.put(data_key_id, cipher, expires_at=expires_at)
         return open_field(cipher, ciphertext, context=context)
 
     async def destroy_owner(
         self, session: AsyncSession, *, tenant_id: uuid.UUID, owner: str, now_ns: int
     ) -> int:
-        """Crypto-shred: destroy every data key of `owner`; returns how many."""
+        """Crypto-shred: destroy every data key of `owner`; returns how many. The owner gets
+        no new data key afterwards, not even under a later version."""
         destroyed = await KeyRepository(session).destroy_owner_data_keys(
             tenant_id=tenant_id, owner=owner, now_ns=now_ns
         )

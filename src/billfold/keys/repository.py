@@ -86,6 +86,19 @@ class KeyRepository:
         )
         return (await self._session.scalars(statement)).one_or_none()
 
+    async def owner_destroyed(self, *, tenant_id: uuid.UUID, owner: str) -> bool:
+        """Whether any data key of `owner` was destroyed (crypto-shredded)."""
+        statement = (
+            select(DataKey.id)
+            .where(
+                DataKey.tenant_id == tenant_id,
+                DataKey.owner == owner,
+                DataKey.destroyed_at.is_not(None),
+            )
+            .limit(1)
+        )
+        return (await self._session.scalars(statement)).first() is not None
+
     async def live_data_keys_by_version(
         self, *, tenant_id: uuid.UUID, purpose: str
     ) -> dict[int, int]:
