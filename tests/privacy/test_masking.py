@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 
 import pytest
 import structlog
@@ -90,6 +91,27 @@ def test_skipping_patterns_that_cannot_match_changes_nothing(text: str) -> None:
     assert mask_text(text) == _every_pattern(text)
 
 
+@given(
+    pans,
+    st.from_regex(r"[0-9]{0,6}", fullmatch=True),
+    st.from_regex(r"[0-9]{0,6}", fullmatch=True),
+)
+def test_a_card_number_beside_other_numbers_is_masked(pan: str, before: str, after: str) -> None:
+    """An expiry date or an amount after the card, a quantity before it: still masked."""
+    line = f"card {before} {pan} {after} EUR"
+    assert find_unmasked_pii(line)
+    masked = mask_text(line)
+    assert pan not in masked
+    assert find_unmasked_pii(masked) == []
+    assert mask_text(masked) == masked
+
+
+def test_a_card_number_followed_by_its_expiry_or_an_amount_is_masked() -> None:
+    assert mask_text("card 4242424242424242 12/28") == "card **** 4242 12/28"
+    assert mask_text("paid 4000 0566 5566 5556 100 EUR") == "paid **** 5556 100 EUR"
+    assert mask_text("ref **** 4242424242424242") == "ref **** **** 4242"
+
+
 def test_timestamps_and_ids_are_not_mistaken_for_pii() -> None:
     line = "at 1763830000000000000 id 01a2044695fd7000a09b333ebbb4a6e4 2026-11-22T17:21:06Z"
     assert find_unmasked_pii(line) == []
@@ -106,6 +128,35 @@ def test_the_processor_masks_nested_values() -> None:
     event = {"event": "login ann@example.com", "extra": {"cards": ["4242424242424242"]}}
     masked = mask_pii_processor(None, "info", event)
     assert masked == {"event": "login a***@example.com", "extra": {"cards": ["**** 4242"]}}
+
+
+def test_the_processor_masks_keys_sets_objects_bytes_and_deep_values() -> None:
+    event = {
+        "event": "failed",
+        "error": ValueError("bad email bob@example.com"),
+        "emails": {"carl@example.com"},
+        "by_email": {"dan@example.com": 1},
+        "raw": b"fay@example.com",
+        "deep": [[[[[[[[["eve@example.com"]]]]]]]]],
+    }
+    masked = mask_pii_processor(None, "info", event)
+    assert find_unmasked_pii(json.dumps(masked, default=repr)) == [], masked
+    assert masked["by_email"] == {"d***@example.com": 1}
+
+
+def test_a_logged_exception_keeps_its_traceback_and_is_masked() -> None:
+    stream = io.StringIO()
+    configure_logging("info", stream=stream, processors=[mask_pii_processor])
+    try:
+        try:
+            raise ValueError("bad email gus@example.com")
+        except ValueError:
+            caught = sys.exc_info()
+        structlog.get_logger("test").error("later", exc_info=caught)
+    finally:
+        configure_logging("info")
+    line = json.loads(stream.getvalue())
+    assert line["exception"][0]["exc_value"] == "bad email g***@example.com"
 
 
 def test_the_application_logs_pii_masked(caplog: pytest.LogCaptureFixture) -> None:

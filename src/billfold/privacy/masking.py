@@ -41,9 +41,14 @@ __all__ = [
 _STARS = "****"
 _EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9._%+-]+)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
 _PHONE = re.compile(r"(?<![\w+])\+[1-9](?:[ -]?\d){6,14}(?![\d])")
-_CARD = re.compile(r"(?<![\d-])[2-6](?:[ -]?\d){12,18}(?![ -]?\d)")
+_CARD = re.compile(r"(?<![\d-])(?!(?<=\*{4} )\d{4}(?!\d))\d(?:[ -]?\d){12,}(?![ -]?\d)")
+"""A run of at least 13 digits, single spaces or dashes between them: where `_cards_in`
+looks for card numbers. Never from the four digits a masked card shows (`**** 4242 …`),
+so masking twice changes nothing."""
 _CARD_DIGITS_MIN = 13
 """The fewest characters a `_CARD` match has (its digits, without separators)."""
+_CARD_DIGITS_MAX = 19
+_DIGIT_GROUP = re.compile(r"\d+")
 _DEPTH_MAX = 8
 _TEXT_LENGTH_MAX = 65_536
 """Longer strings in a log event are truncated before scanning: a bound on the work."""
@@ -140,9 +145,42 @@ def mask_value(field: str, value: str) -> str:
     return masker(value) if masker is not None else "***"
 
 
+def _card_end(run: str, groups: list[re.Match[str]], first: int) -> int | None:
+    """The last digit group of the longest card number starting at group `first`."""
+    if run[groups[first].start()] not in "23456":
+        return None
+    end, digits = None, ""
+    for index in range(first, len(groups)):
+        digits += groups[index].group(0)
+        if len(digits) > _CARD_DIGITS_MAX:
+            break
+        if len(digits) >= _CARD_DIGITS_MIN and luhn_valid(digits):
+            end = index
+    return end
+
+
+def _cards_in(run: str) -> list[tuple[int, int]]:
+    """Where the Luhn-valid card numbers of a `_CARD` run are, left to right: whole digit
+    groups, so a card followed by more digits (an expiry date, an amount) is found too."""
+    groups = list(_DIGIT_GROUP.finditer(run))
+    spans: list[tuple[int, int]] = []
+    first = 0
+    while first < len(groups):
+        end = _card_end(run, groups, first)
+        if end is None:
+            first += 1
+            continue
+        spans.append((groups[first].start(), groups[end].end()))
+        first = end + 1
+    return spans
+
+
 def _mask_card(match: re.Match[str]) -> str:
-    digits = re.sub(r"[ -]", "", match.group(0))
-    return mask_tail(digits) if luhn_valid(digits) else match.group(0)
+    run, kept, parts = match.group(0), 0, []
+    for start, end in _cards_in(run):
+        parts += [run[kept:start], mask_tail(run[start:end])]
+        kept = end
+    return "".join(parts) + run[kept:]
 
 
 def mask_text(text: str) -> str:
@@ -166,9 +204,9 @@ def find_unmasked_pii(text: str) -> list[str]:
     """The emails, phone numbers and Luhn-valid card numbers `text` shows in the clear."""
     found = [match.group(0) for match in _EMAIL.finditer(text)]
     found += [
-        match.group(0)
+        match.group(0)[start:end]
         for match in _CARD.finditer(text)
-        if luhn_valid(re.sub(r"[ -]", "", match.group(0)))
+        for start, end in _cards_in(match.group(0))
     ]
     found += [match.group(0) for match in _PHONE.finditer(text)]
     return found
@@ -177,19 +215,27 @@ def find_unmasked_pii(text: str) -> list[str]:
 def _masked(value: Any, depth: int) -> Any:
     if isinstance(value, str):
         return mask_text(value[:_TEXT_LENGTH_MAX])
-    if depth >= _DEPTH_MAX:
+    if value is None or isinstance(value, bool | int | float):
         return value
-    if isinstance(value, dict):
-        return {key: _masked(item, depth + 1) for key, item in value.items()}
-    if isinstance(value, list | tuple):
+    if depth < _DEPTH_MAX and isinstance(value, dict):
+        return {
+            _masked(key, depth) if isinstance(key, str) else key: _masked(item, depth + 1)
+            for key, item in value.items()
+        }
+    if depth < _DEPTH_MAX and isinstance(value, list | tuple | set | frozenset):
         return [_masked(item, depth + 1) for item in value]
-    return value
+    # Anything else (an exception, bytes, an object, what lies deeper than the bound)
+    # reaches the line as its repr, the JSON renderer's fallback: that text is masked.
+    return mask_text(repr(value)[:_TEXT_LENGTH_MAX])
 
 
 def mask_pii_processor(
     _logger: Any, _method_name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """A structlog processor: mask PII patterns in every string of the event."""
+    """A structlog processor: mask PII patterns in every string of the event, its keys and
+    the text of any other value. `exc_info` is left for the traceback renderer, whose
+    output the processors see afterwards (`billfold.kit.http.logging`)."""
     for key, value in list(event_dict.items()):
-        event_dict[key] = _masked(value, 0)
+        if key != "exc_info":
+            event_dict[key] = _masked(value, 0)
     return event_dict
