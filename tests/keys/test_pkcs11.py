@@ -147,3 +147,24 @@ def test_two_root_keys_of_the_same_label_are_keystore_unavailable(
     # The failed open left no session logged in: the next keystore opens normally.
     keystore = _keystore(softhsm_token, f"root-{uuid.uuid4().hex[:8]}")
     keystore.close()
+
+
+@pytest.mark.parametrize(
+    ("bits", "template"),
+    [
+        (256, {Attribute.EXTRACTABLE: True, Attribute.SENSITIVE: False}),
+        (256, {Attribute.EXTRACTABLE: True, Attribute.SENSITIVE: True}),
+        (128, {Attribute.EXTRACTABLE: False, Attribute.SENSITIVE: True}),
+    ],
+)
+def test_a_key_of_the_label_that_could_leave_the_hsm_is_not_the_root_key(
+    softhsm_token: SoftHsmToken, bits: int, template: dict[Attribute, bool]
+) -> None:
+    """A key made by hand under the root key's label is used only if it is what Billfold
+    would have generated: AES-256, always sensitive, never extractable."""
+    label = f"root-{uuid.uuid4().hex[:8]}"
+    token = pkcs11.lib(softhsm_token.module_path).get_token(token_label=softhsm_token.label)
+    with token.open(rw=True, user_pin=softhsm_token.pin) as session:
+        session.generate_key(KeyType.AES, bits, label=label, store=True, template=template)
+    with pytest.raises(KeystoreUnavailable, match="cannot be the root key"):
+        _keystore(softhsm_token, label)

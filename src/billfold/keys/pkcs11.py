@@ -18,7 +18,7 @@ import os
 import threading
 from typing import Any
 
-from billfold.keys.envelope import NONCE_BYTES
+from billfold.keys.envelope import KEY_BYTES, NONCE_BYTES
 from billfold.keys.errors import DecryptionFailed, KeystoreUnavailable
 
 __all__ = ["Pkcs11Keystore"]
@@ -40,6 +40,22 @@ def _unavailable_errors() -> tuple[type[Exception], ...]:
         exceptions.TokenNotRecognised,
         exceptions.UserNotLoggedIn,
     )
+
+
+def _fit_for_root(key: Any) -> bool:
+    """Whether a key found by its label is one the HSM generated as this module does: a
+    key made by hand under that label may be extractable, or may once have been."""
+    from pkcs11 import Attribute
+    from pkcs11.exceptions import PKCS11Error
+
+    try:
+        return bool(
+            key[Attribute.VALUE_LEN] == KEY_BYTES
+            and key[Attribute.ALWAYS_SENSITIVE]
+            and key[Attribute.NEVER_EXTRACTABLE]
+        )
+    except PKCS11Error:
+        return False
 
 
 class Pkcs11Keystore:
@@ -95,6 +111,12 @@ class Pkcs11Keystore:
             raise KeystoreUnavailable(
                 f"PKCS#11 token {token_label!r} holds {len(found)} AES keys labelled"
                 f" {key_label!r}: which one is the root key is ambiguous."
+            )
+        if not _fit_for_root(found[0]):
+            self.close()
+            raise KeystoreUnavailable(
+                f"The key {key_label!r} on token {token_label!r} is not an AES-256 key that was"
+                " always sensitive and never extractable: it cannot be the root key."
             )
         self._key: Any = found[0]
         self._key_id = f"pkcs11:{token_label}/{key_label}"
