@@ -95,14 +95,18 @@ class WalletRepository:
     async def set_tier(
         self, *, tenant_id: uuid.UUID, user_id: uuid.UUID, tier: int, now_ns: int
     ) -> None:
-        row = await self._session.get(HolderTier, user_id)
-        if row is None:
-            self._session.add(
-                HolderTier(user_id=user_id, tenant_id=tenant_id, tier=tier, updated_at=now_ns)
-            )
-        else:
-            row.tier, row.updated_at = tier, now_ns
-        await self._session.flush()
+        """Set the user's tier; the last writer wins. Inserted if absent, else updated: a
+        read then an insert would let two first settings both insert, and on PostgreSQL
+        the second fail on the key instead of waiting for the first and updating."""
+        values = {"user_id": user_id, "tenant_id": tenant_id, "tier": tier, "updated_at": now_ns}
+        if await insert_if_absent(self._session, HolderTier, values):
+            return
+        await self._session.execute(
+            update(HolderTier)
+            .where(HolderTier.user_id == user_id)
+            .values(tier=tier, updated_at=now_ns)
+            .execution_options(synchronize_session=False)
+        )
 
     async def lock_holder(self, owner_id: uuid.UUID) -> None:
         """Serialize the holder's spending until this transaction ends, so a limit check
