@@ -208,7 +208,9 @@ def test_a_quiet_stream_outwaits_the_servers_keep_alive() -> None:
     def answer(request: httpx.Request) -> httpx.Response:
         timeouts[request.url.path] = request.extensions["timeout"]
         if request.url.path == "/v1/events/stream":
-            return httpx.Response(200, text=": keep-alive\n\n")
+            return httpx.Response(
+                200, text=": keep-alive\n\n", headers={"Content-Type": "text/event-stream"}
+            )
         return httpx.Response(200, json={"items": [], "next_cursor": None})
 
     with Billfold(

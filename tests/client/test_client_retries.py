@@ -61,6 +61,28 @@ def test_a_retried_post_reuses_its_key_and_applies_once(database_url: str, failu
         assert len(server.sleeps.delays_s) == 2
 
 
+@pytest.mark.parametrize("failure", ["drop", "503_after"])
+def test_a_delete_whose_answer_was_lost_succeeds(database_url: str, failure: str) -> None:
+    """The retry of a DELETE the application already applied finds nothing: that 404 was
+    raised as NotFoundError for a call that did what it was asked. A 404 no earlier
+    attempt explains (the first never left) is still one."""
+    with running(database_url, webhooks_allow_private=True) as server:
+        flaky = FlakyTransport(server.transport())
+        with server.billfold(
+            [Scope.WEBHOOKS_WRITE, Scope.EVENTS_READ], http_transport=flaky
+        ) as billfold:
+            endpoint = billfold.webhook_endpoints.create(url="http://127.0.0.1:9/hook")
+            flaky.failures = [failure]  # type: ignore[list-item]
+            assert billfold.webhook_endpoints.delete(endpoint["id"]) is None
+            assert flaky.reached_app[-2:] == [True, True]
+            with pytest.raises(NotFoundError):
+                billfold.webhook_endpoints.get(endpoint["id"])
+            flaky.failures = ["connect"]
+            with pytest.raises(NotFoundError) as missing:
+                billfold.webhook_endpoints.delete(endpoint["id"])
+            assert missing.value.code == "webhook_endpoint_not_found"
+
+
 def test_two_calls_get_two_keys_and_a_given_key_is_sent_as_is(database_url: str) -> None:
     with running(database_url) as server:
         flaky = FlakyTransport(server.transport())

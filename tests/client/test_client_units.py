@@ -25,6 +25,7 @@ import billfold.client.resources
 from billfold.app import create_app
 from billfold.client import (
     ApiError,
+    AsyncBillfold,
     AuthenticationError,
     Billfold,
     BillfoldClientError,
@@ -411,12 +412,17 @@ def test_a_proxys_html_error_page_is_a_typed_error_retried_only_when_allowed() -
 
 @pytest.mark.parametrize(
     ("body", "content_type"),
-    [(b"<html>Sign in to the Wi-Fi</html>", "text/html"), (b"\xff\xfe{", None)],
-    ids=["captive portal", "not text"],
+    [
+        (b"<html>Sign in to the Wi-Fi</html>", "text/html"),
+        (b"\xff\xfe{", None),
+        (b'"ok"', "text/plain"),
+    ],
+    ids=["captive portal", "not text", "json under another type"],
 )
 def test_a_success_that_is_not_json_is_a_typed_error(body: bytes, content_type: str | None) -> None:
     """A wrong base_url or a captive portal answers 200 with a page: that was a bare
-    json.JSONDecodeError, outside the SDK's errors."""
+    json.JSONDecodeError, outside the SDK's errors. A page that happens to parse (`"ok"`
+    as text/plain) is no more Billfold's: it was returned, to fail later as a TypeError."""
     headers = {"Content-Type": content_type} if content_type else {}
 
     def portal(request: httpx.Request) -> httpx.Response:
@@ -432,3 +438,61 @@ def test_a_success_that_is_not_json_is_a_typed_error(body: bytes, content_type: 
     assert isinstance(unexpected.value, BillfoldClientError)
     assert unexpected.value.status == 200
     assert unexpected.value.content_type == content_type
+
+
+def _gzip_that_is_not(request: httpx.Request) -> httpx.Response:
+    """A proxy that labels a plain body `Content-Encoding: gzip` (not read yet, as from a
+    socket: a `content=` response would be decoded in the handler)."""
+    stream = request.url.path.endswith("/stream")
+    media_type = "text/event-stream" if stream else "application/json"
+    headers = {"Content-Type": media_type, "Content-Encoding": "gzip"}
+    return httpx.Response(200, stream=httpx.ByteStream(b"{}"), headers=headers)
+
+
+def test_a_body_that_does_not_decode_is_a_typed_error() -> None:
+    """httpx.DecodingError escaped the SDK's errors, from plain calls and streams alike."""
+    with Billfold(
+        api_key="bf_test_x",
+        base_url="http://h",
+        http_transport=httpx.MockTransport(_gzip_that_is_not),
+    ) as billfold:
+        with pytest.raises(UnexpectedResponseError, match="does not decode") as undecodable:
+            billfold.accounts.list()
+        assert undecodable.value.status == 200
+        with pytest.raises(UnexpectedResponseError, match="does not decode"):
+            list(billfold.events.stream())
+
+
+@pytest.mark.anyio
+async def test_the_async_client_refuses_an_answer_that_is_not_billfolds() -> None:
+    answers = iter([httpx.Response(200, text='"ok"'), _gzip_that_is_not(httpx.Request("GET", "/"))])
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        return next(answers)
+
+    async with AsyncBillfold(
+        api_key="bf_test_x", base_url="http://h", http_transport=httpx.MockTransport(answer)
+    ) as billfold:
+        with pytest.raises(UnexpectedResponseError, match="is not JSON"):
+            await billfold.accounts.list()
+        with pytest.raises(UnexpectedResponseError, match="does not decode"):
+            await billfold.accounts.list()
+
+
+def test_a_stream_answered_with_a_page_is_a_typed_error() -> None:
+    """A success that is not `text/event-stream` (a captive portal's page) read as a stream
+    with no events: `events.stream()` ended at once, as if the server had closed it."""
+
+    def portal(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, text="<html>Sign in</html>", headers={"Content-Type": "text/html"}
+        )
+
+    with (
+        Billfold(
+            api_key="bf_test_x", base_url="http://h", http_transport=httpx.MockTransport(portal)
+        ) as billfold,
+        pytest.raises(UnexpectedResponseError, match="not an event stream") as unexpected,
+    ):
+        list(billfold.events.stream())
+    assert unexpected.value.content_type == "text/html"

@@ -324,9 +324,9 @@ class BillfoldOperator(_Client):
         self.operators = Operators(self._transport)
         self.approvals = Approvals(self._transport)
         self.audit = OperatorAudit(self._transport)
+        """The tenant's audit log (the permission `audit.read`)."""
         self.risk_rules = RiskRules(self._transport)
         self.risk_decisions = RiskDecisions(self._transport)
-        """The tenant's audit log (the permission `audit.read`)."""
         self.risk_cases = RiskCases(self._transport)
         """The review queue of held movements (the permission `cases.review`)."""
         self.risk_responses = RiskResponses(self._transport)

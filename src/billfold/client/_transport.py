@@ -11,6 +11,9 @@ What is retried, with backoff (`Retry-After` when the server gives one):
   `idempotency_request_in_progress` (the first attempt is still running);
 - 429 always: the server refused the request before doing anything.
 
+A DELETE retried after an attempt that may have been applied, and answered 404, did what
+it was asked: the retry found the thing already gone.
+
 The public sign-in calls (password, second factor, refresh, operator login) carry no
 credential the server could scope a key to, so they are not `replay_safe`: replaying a
 refresh whose answer was lost would look like refresh-token theft and end the session.
@@ -27,6 +30,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -136,6 +140,8 @@ class _Call:
         self.sign = sign
         self.retries_max = retries_max
         self.attempt = 0
+        self.applied_maybe = False
+        """An earlier attempt may have been applied (its answer lost, or a gateway's 5xx)."""
         self.renewed = False
         self.presented: str | None = None
 
@@ -160,6 +166,7 @@ class _Call:
         ):
             raise TransportError(f"{type(error).__name__}: {error}") from error
         self.attempt += 1
+        self.applied_maybe |= not isinstance(error, _NOT_SENT)
         return _Retry(_backoff_s(self.attempt - 1))
 
     def after_response(
@@ -169,6 +176,8 @@ class _Call:
         if response.is_success:
             return _Answer(_json(response) if response.content else None)
         failure = _error(response, now_s=now_s)
+        if failure.status == 404 and self.method == "DELETE" and self.applied_maybe:
+            return _Answer(None)  # an earlier attempt deleted it: gone, as asked
         if (
             failure.status == 401
             and self.authenticated
@@ -182,6 +191,7 @@ class _Call:
         ):
             raise failure
         self.attempt += 1
+        self.applied_maybe |= failure.status != 429  # a 429 refused before doing anything
         delay_s = failure.retry_after_s
         return _Retry(_backoff_s(self.attempt - 1) if delay_s is None else delay_s)
 
@@ -256,7 +266,7 @@ class Transport:
         while True:  # bounded: each pass answers, raises or counts an attempt (or one renewal)
             request = call.build(self._http, self.credential)
             try:
-                response = self._http.send(request)
+                response = _send(self._http, request)
             except httpx.TransportError as error:
                 self.sleep(call.after_transport_error(error).delay_s)
                 continue
@@ -275,19 +285,25 @@ class Transport:
     ) -> Iterator[str]:
         """GET a streamed answer (Server-Sent Events) line by line, with the credential.
         Not retried: a caller resumes a stream itself (SSE's `Last-Event-ID`). An error
-        answer raises the typed error as `request` would."""
+        answer raises the typed error as `request` would; a success that is not an event
+        stream, `UnexpectedResponseError` (read as one, it would end at once, eventless)."""
         query = {name: value for name, value in (params or {}).items() if value is not None}
         sent = {"Accept": "text/event-stream", **(headers or {})}
         authorization = self.credential.authorization()
         if authorization is not None:
             sent["Authorization"] = authorization
         try:
-            with self._http.stream(
-                "GET", path, params=query, headers=sent, timeout=self._stream_timeout
-            ) as response:
+            with (
+                self._http.stream(
+                    "GET", path, params=query, headers=sent, timeout=self._stream_timeout
+                ) as response,
+                _decoding(response),
+            ):
                 if not response.is_success:
                     response.read()
                     raise _error(response, now_s=self.clock())
+                if _media_type(response) != "text/event-stream":
+                    raise _unexpected(response, "is not an event stream")
                 yield from response.iter_lines()
         except httpx.TransportError as error:
             raise TransportError(f"{type(error).__name__}: {error}") from error
@@ -346,7 +362,7 @@ class AsyncTransport:
         while True:
             request = call.build(self._http, self.credential)
             try:
-                response = await self._http.send(request)
+                response = await _send_async(self._http, request)
             except httpx.TransportError as error:
                 await self.sleep(call.after_transport_error(error).delay_s)
                 continue
@@ -355,6 +371,39 @@ class AsyncTransport:
                 return outcome.body
             if outcome.delay_s > 0:
                 await self.sleep(outcome.delay_s)
+
+
+def _send(http: httpx.Client, request: httpx.Request) -> httpx.Response:
+    """`http.send(request)`, the body read, one that does not decode raising
+    `UnexpectedResponseError` (httpx's `DecodingError` carries no response)."""
+    response = http.send(request, stream=True)
+    try:
+        with _decoding(response):
+            response.read()
+    finally:
+        response.close()
+    return response
+
+
+async def _send_async(http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    """`_send` for asyncio."""
+    response = await http.send(request, stream=True)
+    try:
+        with _decoding(response):
+            await response.aread()
+    finally:
+        await response.aclose()
+    return response
+
+
+@contextmanager
+def _decoding(response: httpx.Response) -> Iterator[None]:
+    """A body its `Content-Encoding` does not decode (a proxy's mislabelled page) is no
+    answer of Billfold's: `UnexpectedResponseError`, not an httpx error."""
+    try:
+        yield
+    except httpx.DecodingError as error:
+        raise _unexpected(response, "does not decode") from error
 
 
 def _error(response: httpx.Response, *, now_s: float) -> ApiError:
@@ -379,17 +428,37 @@ def _retryable(error: ApiError, *, replay_safe: bool) -> bool:
 
 
 def _json(response: httpx.Response) -> Any:
-    """A success's JSON body, or `UnexpectedResponseError` when it has none."""
+    """A success's JSON body, or `UnexpectedResponseError` when it has none. A body labelled
+    other than JSON is not Billfold's answer even when it parses (a proxy's `text/plain`
+    `"ok"`), and would fail later, far from the call."""
+    media_type = _media_type(response)
+    if not (media_type == "application/json" or _is_json_suffixed(media_type)):
+        raise _unexpected(response, "is not JSON")
     try:
         return response.json()
     except ValueError as error:  # not JSON, or not in a Unicode encoding
-        content_type = response.headers.get("content-type")
-        raise UnexpectedResponseError(
-            f"{response.status_code} from {response.request.url} is not JSON"
-            f" ({content_type or 'no content type'}): is base_url Billfold's?",
-            status=response.status_code,
-            content_type=content_type,
-        ) from error
+        raise _unexpected(response, "is not JSON") from error
+
+
+def _is_json_suffixed(media_type: str) -> bool:
+    """An `application/…+json` type (RFC 6839 structured syntax suffix)."""
+    return media_type.startswith("application/") and media_type.endswith("+json")
+
+
+def _media_type(response: httpx.Response) -> str:
+    """The Content-Type's media type, lowercased, without parameters ("" if none)."""
+    content_type: str = response.headers.get("content-type", "")
+    return content_type.partition(";")[0].strip().lower()
+
+
+def _unexpected(response: httpx.Response, why: str) -> UnexpectedResponseError:
+    content_type = response.headers.get("content-type")
+    return UnexpectedResponseError(
+        f"{response.status_code} from {response.request.url} {why}"
+        f" ({content_type or 'no content type'}): is base_url Billfold's?",
+        status=response.status_code,
+        content_type=content_type,
+    )
 
 
 def _backoff_s(attempt: int) -> float:

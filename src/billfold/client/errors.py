@@ -2,6 +2,7 @@
 
 BillfoldClientError
 ├── TransportError                 the request never got an HTTP answer
+├── UnexpectedResponseError        an answer that is not Billfold's (not JSON, not decodable)
 ├── NotSignedInError               a user or operator client used before signing in
 ├── PaginationLimitError           a listing went on past the pages allowed
 └── ApiError                       an HTTP error answer (RFC 9457 problem+json)
@@ -59,8 +60,10 @@ class TransportError(BillfoldClientError):
 
 
 class UnexpectedResponseError(BillfoldClientError):
-    """A success status with a body that is not JSON: not Billfold's answer (a wrong
-    `base_url`, a captive portal, a proxy's page). Carries `status` and `content_type`."""
+    """Not Billfold's answer (a wrong `base_url`, a captive portal, a proxy's page): a
+    success whose body is not JSON or not labelled so (an event stream not
+    `text/event-stream`), or any body its `Content-Encoding` does not decode. Carries
+    `status` and `content_type`."""
 
     def __init__(self, message: str, *, status: int, content_type: str | None) -> None:
         super().__init__(message)
