@@ -132,6 +132,9 @@ class LedgerModel:
             return ("reserved_flag", None)
         if t.id.int == 0:
             return ("id_must_not_be_zero", None)
+        shape = self._shape(t)
+        if shape != "ok":
+            return (shape, None)
         if t.id in self.transfers:
             stored = self.transfers[t.id]
             return (
@@ -139,9 +142,6 @@ class LedgerModel:
                 if self._same(t, stored)
                 else ("exists_with_different_fields", None)
             )
-        shape = self._shape(t)
-        if shape != "ok":
-            return (shape, None)
         if t.flags & (POST | VOID):
             return self._resolve(t, now_ns)
         return self._regular(t, now_ns)
@@ -207,7 +207,7 @@ class LedgerModel:
             return "amount_must_not_be_zero"
         if t.ledger is None:
             return "ledger_invalid"
-        if not t.code:
+        if t.code is None or t.code < 1:
             return "code_must_not_be_zero"
         return "ok"
 

@@ -7,6 +7,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import asyncpg
 import pytest
@@ -92,6 +93,32 @@ async def test_resubmitting_a_transfer_never_moves_money_twice(ledger: Ledger) -
     )
     assert (await ledger.submit([changed]))[0].status is Status.EXISTS_WITH_DIFFERENT_FIELDS
     credit = (await ledger.lookup_accounts(tenant_id=tenant, ids=[target]))[0]
+    assert credit.credits_posted == 25
+
+
+async def test_a_resubmission_is_judged_by_its_shape_before_its_id(ledger: Ledger) -> None:
+    """The documented order, shape then id: a transfer under a recorded id that could never
+    be recorded is refused for what is wrong with it, not as `exists_with_different_fields`."""
+    tenant = uuid.uuid4()
+    source, target = await _accounts(ledger, tenant, 0, 0)
+    transfer = _transfer(tenant, source, target, 25)
+    assert (await ledger.create_transfers([transfer]))[0].status is Status.OK
+    malformed = [
+        replace(transfer, amount=-1),
+        replace(transfer, user_data="x" * 129),
+        replace(transfer, credit_account_id=source),
+        replace(transfer, code=0),
+    ]
+    results = await ledger.create_transfers([*malformed, replace(transfer, amount=26), transfer])
+    assert [r.status for r in results] == [
+        Status.AMOUNT_MUST_NOT_BE_NEGATIVE,
+        Status.USER_DATA_TOO_LONG,
+        Status.ACCOUNTS_MUST_BE_DIFFERENT,
+        Status.CODE_MUST_NOT_BE_ZERO,
+        Status.EXISTS_WITH_DIFFERENT_FIELDS,
+        Status.EXISTS,
+    ]
+    [credit] = await ledger.lookup_accounts(tenant_id=tenant, ids=[target])
     assert credit.credits_posted == 25
 
 
@@ -206,6 +233,22 @@ async def test_frozen_accounts_refuse_transfers_but_holds_can_be_released(ledger
         await ledger.set_account_status(
             tenant_id=uuid.uuid4(), account_id=wallet, status=AccountStatus.ACTIVE
         )
+
+
+async def test_a_transfer_code_below_1_is_refused_and_fails_no_other_request(
+    ledger: Ledger,
+) -> None:
+    """`code` is 1-65535: a negative one was recorded on SQLite and, past a PostgreSQL
+    INTEGER, failed the writer's whole batch, so another caller's good transfer with it."""
+    tenant = uuid.uuid4()
+    source, target = await _accounts(ledger, tenant, 0, 0)
+    good = _transfer(tenant, source, target, 1)
+    negative = [replace(_transfer(tenant, source, target, 1), code=c) for c in (-1, -(2**40))]
+    results = await asyncio.gather(ledger.submit([good]), *(ledger.submit([t]) for t in negative))
+    assert [r.status for [r] in results] == [Status.OK] + [Status.CODE_MUST_NOT_BE_ZERO] * 2
+    assert await ledger.lookup_transfers(tenant_id=tenant, ids=[t.id for t in negative]) == []
+    [credit] = await ledger.lookup_accounts(tenant_id=tenant, ids=[target])
+    assert credit.credits_posted == 1
 
 
 async def test_tenants_never_see_or_touch_each_other(ledger: Ledger) -> None:
@@ -364,6 +407,43 @@ async def test_a_transfer_squatting_an_expiry_id_does_not_stop_the_sweep(
         assert after.debits_pending == 0
     assert await ledger.expire_pending() == []
     assert (await ledger.verify(grace_s=0)).ok
+
+
+async def test_expiry_is_exact_to_the_nanosecond_and_verify_allows_the_grace_period(
+    clocked_ledger: tuple[Ledger, ManualClock],
+) -> None:
+    """A hold expires at its timestamp plus its timeout: a post recorded one nanosecond
+    before is taken, one recorded at it is refused, the sweep voids it from that moment;
+    verify reports a hold only once it is open *more than* the grace period past it."""
+    ledger, clock = clocked_ledger
+    tenant = uuid.uuid4()
+    payer, payee = await _accounts(ledger, tenant, 0, 0)
+    holds = [
+        _transfer(tenant, payer, payee, 10, flags=TransferFlags.PENDING, timeout_s=10)
+        for _ in range(3)
+    ]
+    results = await ledger.create_transfers(holds)
+    expires_at = [r.timestamp + 10 * 10**9 for r in results if r.timestamp is not None]
+
+    def post(hold: NewTransfer) -> NewTransfer:
+        return NewTransfer(
+            id=uuid.uuid4(), tenant_id=tenant, flags=TransferFlags.POST_PENDING, pending_id=hold.id
+        )
+
+    clock.advance(nanoseconds=expires_at[0] - 1 - clock.now_ns())
+    [taken] = await ledger.create_transfers([post(holds[0])])
+    assert (taken.status, taken.timestamp) == (Status.OK, expires_at[0] - 1)
+    assert await ledger.expire_pending() == []
+    clock.advance(nanoseconds=expires_at[1] - clock.now_ns())
+    [refused] = await ledger.create_transfers([post(holds[1])])
+    assert refused.status is Status.PENDING_TRANSFER_EXPIRED
+    [expiry] = await ledger.expire_pending()
+    assert (expiry.pending_id, expiry.timestamp) == (holds[1].id, expires_at[1])
+    clock.advance(nanoseconds=expires_at[2] + 5 * 10**9 - clock.now_ns())
+    assert (await ledger.verify(grace_s=5)).ok
+    clock.advance(nanoseconds=1)
+    [overdue] = (await ledger.verify(grace_s=5)).problems
+    assert (overdue.kind, overdue.subject) == ("pending_overdue", f"txf_{holds[2].id.hex}")
 
 
 async def _execute(database_url: str, statement: str) -> None:

@@ -359,14 +359,16 @@ class _Machine:
             return TransferResult(index, new.id, Status.RESERVED_FLAG)
         if not new.id.int:
             return TransferResult(index, new.id, Status.ID_MUST_NOT_BE_ZERO)
+        # The documented order: the transfer's own shape, then its id. A resubmission that
+        # could never be recorded is refused for what is wrong with it, not as a difference.
+        status = _validate_shape(new)
+        if status is not _OK:
+            return TransferResult(index, new.id, status)
         existing = self.transfers.get(new.id)
         if existing is not None:
             if _same_transfer(new, existing):
                 return TransferResult(index, new.id, _EXISTS, existing.timestamp, existing.amount)
             return TransferResult(index, new.id, Status.EXISTS_WITH_DIFFERENT_FIELDS)
-        status = _validate_shape(new)
-        if status is not _OK:
-            return TransferResult(index, new.id, status)
         if new.flags & _POST_OR_VOID:
             return self._apply_post_or_void(index, new)
         return self._apply_regular(index, new)
@@ -647,7 +649,9 @@ def _validate_shape(new: NewTransfer) -> CreateTransferStatus:
         return Status.AMOUNT_MUST_NOT_BE_ZERO
     if new.ledger is None:
         return Status.LEDGER_INVALID
-    if not new.code:
+    if new.code is None or new.code < 1:
+        # Below 1, not only 0: a negative code was recorded (-5) or, past a PostgreSQL
+        # INTEGER (-2**40), failed the writer's whole batch, its other callers' transfers too.
         return Status.CODE_MUST_NOT_BE_ZERO
     return _OK
 

@@ -283,5 +283,6 @@ async def _check_pending(
                 )
     deadline = now_ns - grace_s * NANOSECONDS_PER_SECOND
     for transfer in replay.open_pending.values():
-        if transfer.expires_at is not None and transfer.expires_at <= deadline:
+        # More than `grace_s` past: one that expired exactly `grace_s` ago is not overdue yet.
+        if transfer.expires_at is not None and transfer.expires_at < deadline:
             report.add("pending_overdue", _txf(transfer.id), "still open past its timeout")
