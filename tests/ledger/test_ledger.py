@@ -251,6 +251,39 @@ async def test_a_transfer_code_below_1_is_refused_and_fails_no_other_request(
     assert credit.credits_posted == 1
 
 
+async def test_a_request_the_database_refuses_fails_alone(database_url: str) -> None:
+    """PostgreSQL cannot store U+0000 in text, which the state machine lets through: the
+    writer's whole transaction failed, and with it every caller batched with that one. The
+    batch is tried again one request at a time, so only the refused one fails (SQLite
+    stores the character, so there all three are recorded)."""
+    ledger = await open_ledger(database_url, ledger_batch_window_ms=50)  # one batch of three
+    try:
+        tenant = uuid.uuid4()
+        source, target = await _accounts(ledger, tenant, 0, 0)
+        first, second = _transfer(tenant, source, target, 1), _transfer(tenant, source, target, 2)
+        refused = _transfer(tenant, source, target, 4, user_data="a\x00b")
+        written_before = ledger.writer.batches_written
+        results = await asyncio.gather(
+            ledger.submit([first]),
+            ledger.submit([refused]),
+            ledger.submit([second]),
+            return_exceptions=True,
+        )
+        [credit] = await ledger.lookup_accounts(tenant_id=tenant, ids=[target])
+    finally:
+        await ledger.close()
+    first_result, refused_result, second_result = results
+    assert isinstance(first_result, list) and isinstance(second_result, list), results
+    assert [first_result[0].status, second_result[0].status] == [Status.OK, Status.OK]
+    if database_url.startswith("postgresql"):
+        assert isinstance(refused_result, Exception), refused_result
+        assert credit.credits_posted == 3
+        assert ledger.writer.batches_written - written_before == 2  # the two, alone
+    else:
+        assert isinstance(refused_result, list) and refused_result[0].status is Status.OK
+        assert credit.credits_posted == 7
+
+
 async def test_tenants_never_see_or_touch_each_other(ledger: Ledger) -> None:
     tenant, other = uuid.uuid4(), uuid.uuid4()
     mine = await _accounts(ledger, tenant, 0, 0)

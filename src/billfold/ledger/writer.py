@@ -10,6 +10,8 @@ update per batch instead of one per transfer, so it does not serialize the platf
 Batches are pipelined: while batch N is being written, batch N+1 is decided (`prepare`).
 Commits stay strictly in order, one at a time, and a caller's future resolves only after
 its batch has committed. A `solo` request (one caller's own transaction) is never merged.
+A batch whose transaction fails is tried again one request at a time, so the failure is
+the failing request's alone.
 """
 
 from __future__ import annotations
@@ -172,12 +174,27 @@ class BatchingWriter(Generic[_Prepared]):
         invariant(bool(batch), "a request never exceeds the batch size")
         return batch
 
+    def _retry_alone(self, batch: list[_Request]) -> None:
+        """A failed transaction of several requests: each goes again, first in the queue
+        and in a transaction of its own, so only the one the database refuses (a value it
+        cannot store) fails, not every caller batched with it. Retrying is safe even if the
+        failed commit did land: transfer ids make a second application `exists`."""
+        waiting = [request for request in batch if not request.future.done()]
+        self._queue.extendleft(
+            _Request(request.transfers, request.future, solo=True) for request in reversed(waiting)
+        )
+        self._queued_transfers += sum(len(request.transfers) for request in waiting)
+        self._wakeup.set()
+
     async def _write(
         self, batch: list[_Request], segments: Segments, prepared: _Prepared | None
     ) -> None:
         try:
             results = await self._applier.commit(segments, prepared)
-        except Exception as error:  # a failed transaction fails every request in it
+        except Exception as error:
+            if len(batch) > 1:
+                self._retry_alone(batch)
+                return
             for request in batch:
                 if not request.future.done():
                     request.future.set_exception(error)
