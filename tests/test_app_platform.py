@@ -408,6 +408,14 @@ def test_serve_leaves_logging_to_the_app(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert seen["args"] == ("billfold.app:create_app",)
 
 
+def test_serve_refuses_a_port_out_of_range(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """As BILLFOLD_PORT does: uvicorn started on 70000 and said it listened there."""
+    for port in ("0", "70000"):
+        result, seen = _serve(monkeypatch, f"sqlite:///{tmp_path}/serve.db", "--port", port)
+        assert result.exit_code == 2, result.output
+        assert "--port" in result.output and seen == {}
+
+
 def test_serve_runs_several_workers_only_on_postgresql(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -76,8 +76,46 @@ def test_db_current_says_where_the_database_stands(isolated_database_url: str) -
     assert PREVIOUS in behind.stdout and "billfold db upgrade" in behind.stderr
 
 
-def test_db_current_makes_no_sqlite_file(tmp_path: Path) -> None:
+def test_db_current_prints_the_revision_on_one_line(isolated_database_url: str) -> None:
+    """Not wrapped at the terminal's width (80 columns when piped): a script reads the
+    revision off the end of the line."""
+    environment = {"BILLFOLD_DATABASE_URL": isolated_database_url, "COLUMNS": "40"}
+    for command_line in (("db", "upgrade"), ("db", "current")):
+        ran = billfold(*command_line, environment=environment)
+        assert ran.returncode == 0, ran.stderr
+        assert len(ran.stdout.splitlines()) == 1, ran.stdout
+    assert ran.stdout.rstrip().endswith(f" is at {_head()}."), ran.stdout
+
+
+def test_db_upgrade_says_where_the_database_ends_up(tmp_path: Path) -> None:
+    """Not the revision asked for: a database already past it stays where it is, and one
+    Alembic does not know is one line, not its traceback."""
+    environment = {"BILLFOLD_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db"}
+    assert billfold("db", "upgrade", environment=environment).returncode == 0
+    behind = billfold("db", "upgrade", PREVIOUS, environment=environment)
+    assert behind.returncode == 0, behind.stderr
+    assert behind.stdout.rstrip().endswith(f" is at {_head()}."), behind.stdout
+    unknown = billfold("db", "upgrade", "nonsense", environment=environment)
+    assert unknown.returncode == 1 and unknown.stdout == "", unknown.stdout
+    assert unknown.stderr.splitlines() == [
+        "Cannot upgrade to nonsense: Can't locate revision identified by 'nonsense'"
+    ]
+
+
+@pytest.mark.parametrize(
+    "command_line",
+    [
+        "db current",
+        "ledger verify",
+        f"risk backtest active --since 2026-01-01 --mode test --tenant ten_{'0' * 32}",
+    ],
+)
+def test_reading_commands_make_no_sqlite_file(tmp_path: Path, command_line: str) -> None:
+    """A missing SQLite file is a database that cannot be used (exit 1), not a usage error,
+    and a command that only reads does not leave an empty one behind."""
     path = tmp_path / "none.db"
-    ran = billfold("db", "current", environment={"BILLFOLD_DATABASE_URL": f"sqlite:///{path}"})
-    assert ran.returncode == 1 and "No database" in ran.stderr
+    environment = {"BILLFOLD_DATABASE_URL": f"sqlite:///{path}"}
+    ran = billfold(*command_line.split(), environment=environment)
+    assert ran.returncode == 1 and "No database" in ran.stderr, ran.stderr
+    assert ran.stdout == ""
     assert not path.exists()

@@ -22,7 +22,7 @@ from typer.core import TyperGroup
 from billfold import __version__
 from billfold.identity.operators.permissions import Role
 from billfold.identity.types import Mode, Scope
-from billfold.kit.db import parse_database_url
+from billfold.kit.db import DatabaseTarget, parse_database_url
 from billfold.kit.errors import BillfoldError
 from billfold.kit.settings import get_settings
 
@@ -52,20 +52,16 @@ class _Commands(TyperGroup):
         except ValidationError as error:
             if error.title != "Settings":
                 raise
-            errors.print(f"[red]Invalid settings[/red]: {escape(str(error))}", highlight=False)
-            raise typer.Exit(2) from error
-        except (DBAPIError, OSError) as error:
-            cause = error.orig if isinstance(error, DBAPIError) else error
-            message = (str(cause).strip() or "-").splitlines()[0]
-            # A file's error names its file; any other is most likely the database's.
-            about = isinstance(error, DBAPIError) or error.filename is None
             errors.print(
-                f"[red]Failed[/red] ({type(cause).__name__}): {escape(message)}"
-                + (f" (database: {escape(_describe_setting())})" if about else ""),
+                f"[red]Invalid settings[/red]: {escape(_settings_problems(error))}",
                 highlight=False,
                 soft_wrap=True,
             )
-            raise typer.Exit(1) from error
+            raise typer.Exit(2) from error
+        except BrokenPipeError:
+            raise  # the reader went away (`billfold … | head`): Typer exits without a word
+        except (DBAPIError, OSError) as error:
+            raise _unusable(error, _describe_setting()) from error
 
 
 app = typer.Typer(
@@ -116,7 +112,7 @@ def root(
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port to listen on.")] = None,
     workers: Annotated[
         int | None,
         typer.Option(min=1, max=64, help="Processes to run (PostgreSQL only)."),
@@ -204,35 +200,39 @@ def events_replay(
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
     """Apply database migrations up to REVISION."""
+    from alembic.util import CommandError
+
     from billfold.migrations import upgrade
 
     settings = get_settings()
-    upgrade(settings.database_url, revision)
-    console.print(f"Database {_describe(settings.database_url)} is at {revision}.")
+    try:
+        upgrade(settings.database_url, revision)
+    except CommandError as error:
+        # A revision Alembic does not know: its words, not its traceback.
+        errors.print(
+            f"[red]Cannot upgrade[/red] to {escape(revision)}: {escape(str(error))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from error
+    # Where the database is, not REVISION: a database already past it stays where it is.
+    current = _revision_of(parse_database_url(settings.database_url))
+    console.print(f"Database {_describe(settings.database_url)} is at {current}.", soft_wrap=True)
 
 
 @db_app.command("current")
 def db_current() -> None:
     """Print the database's revision; exit 1 if it lacks migrations of this release."""
-    from billfold.kit.db import create_engine
-    from billfold.migrations import current_revision, missing_revisions
+    from billfold.migrations import missing_revisions
 
     settings = get_settings()
-    target = parse_database_url(settings.database_url)
-    if target.sqlite_path is not None and not Path(target.sqlite_path).exists():
-        errors.print(f"No database at {target.sqlite_path}: run `billfold db upgrade` first.")
-        raise typer.Exit(1)
-
-    async def read() -> str | None:
-        engine = create_engine(target, pool_size=1)
-        try:
-            return await current_revision(engine)
-        finally:
-            await engine.dispose()
-
-    current = asyncio.run(read())
+    current = _revision_of(_require_database(settings.database_url))
     missing = missing_revisions(current)
-    console.print(f"Database {_describe(settings.database_url)} is at {current or 'no revision'}.")
+    # Never wrapped: a script may read the revision off the line's end.
+    console.print(
+        f"Database {_describe(settings.database_url)} is at {current or 'no revision'}.",
+        soft_wrap=True,
+    )
     if missing:
         errors.print(
             f"It lacks {len(missing)} migration(s) of this release, up to {missing[0]}:"
@@ -242,21 +242,35 @@ def db_current() -> None:
         raise typer.Exit(1)
 
 
+def _revision_of(target: DatabaseTarget) -> str | None:
+    """The revision the database at `target` is at (None: not migrated at all)."""
+    from billfold.kit.db import create_engine
+    from billfold.migrations import current_revision
+
+    async def read() -> str | None:
+        engine = create_engine(target, pool_size=1)
+        try:
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
 @ledger_app.command("verify")
 def ledger_verify(
     grace_s: Annotated[
         int | None,
-        typer.Option(help="Report pending transfers open this long past their timeout."),
+        typer.Option(
+            min=0, max=86_400, help="Report pending transfers open this long past their timeout."
+        ),
     ] = None,
 ) -> None:
     """Recompute every balance from the transfers and check the books; exit 1 on a problem."""
     from billfold.ledger.ledger import Ledger
 
     settings = get_settings()
-    target = parse_database_url(settings.database_url)
-    if target.sqlite_path is not None and not Path(target.sqlite_path).exists():
-        errors.print(f"No database at {target.sqlite_path}: run `billfold db upgrade` first.")
-        raise typer.Exit(2)
+    _require_database(settings.database_url)
 
     async def run() -> None:
         ledger = Ledger.from_settings(settings)
@@ -305,6 +319,45 @@ def _failed(error: BillfoldError) -> typer.Exit:
         f"[red]{error.title}[/red] ({error.code}){detail}", highlight=False, soft_wrap=True
     )
     return typer.Exit(1)
+
+
+def _unusable(error: DBAPIError | OSError, database: str) -> typer.Exit:
+    """Print in one line why the command failed on its database (described by `database`)
+    or on a file, and give the exit (1) to raise."""
+    cause = error.orig if isinstance(error, DBAPIError) else error
+    message = (str(cause).strip() or "-").splitlines()[0]
+    # A file's error names its file; any other is most likely the database's.
+    about = isinstance(error, DBAPIError) or error.filename is None
+    errors.print(
+        f"[red]Failed[/red] ({type(cause).__name__}): {escape(message)}"
+        + (f" (database: {escape(database)})" if about else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+    return typer.Exit(1)
+
+
+def _settings_problems(error: ValidationError) -> str:
+    """Each invalid setting, named by its variable, on one line. Without the input: a check
+    of several settings at once gets all of them, and Pydantic's text would quote the
+    start of BILLFOLD_MASTER_KEY or a database URL's password."""
+    return "; ".join(
+        f"BILLFOLD_{'_'.join(map(str, problem['loc'])).upper()}: {problem['msg']}"
+        if problem["loc"]
+        else problem["msg"]
+        for problem in error.errors(include_input=False, include_url=False)
+    )
+
+
+def _require_database(database_url: str) -> DatabaseTarget:
+    """The database at `database_url`; a SQLite file that does not exist exits 1, as a
+    database that cannot be reached does, instead of being created empty by a command that
+    only reads it."""
+    target = parse_database_url(database_url)
+    if target.sqlite_path is not None and not Path(target.sqlite_path).exists():
+        errors.print(f"No database at {target.sqlite_path}: run `billfold db upgrade` first.")
+        raise typer.Exit(1)
+    return target
 
 
 def _parsed_id(prefix: str, text: str) -> uuid.UUID:
@@ -949,6 +1002,7 @@ def risk_backtest(
     settings = get_settings()
     if database_url is not None:
         settings = settings.model_copy(update={"database_url": database_url})
+    _require_database(settings.database_url)
     report = _run_backtest(
         settings.database_url,
         ruleset,
@@ -1010,6 +1064,9 @@ def _run_backtest(
         return asyncio.run(run())
     except BillfoldError as error:
         raise _failed(error) from error
+    except (DBAPIError, OSError) as error:
+        # Named here: the command's own database may not be BILLFOLD_DATABASE_URL's.
+        raise _unusable(error, _describe(database_url)) from error
 
 
 def _print_backtest(report: BacktestReport) -> None:

@@ -88,8 +88,37 @@ def test_an_unusable_database_or_setting_is_one_line_not_a_traceback(tmp_path: P
             assert ran.returncode == status, (arguments, database_url, ran.stderr)
             assert words in ran.stderr, (arguments, database_url, ran.stderr)
             assert "Traceback" not in ran.stderr, ran.stderr
+            assert len(ran.stderr.splitlines()) == 1, ran.stderr
             assert "hunter2" not in ran.stderr
             assert ran.stdout == ""
+
+
+def test_invalid_settings_are_named_in_one_line_without_their_values(tmp_path: Path) -> None:
+    """A check of several settings at once had Pydantic quote every setting given, and the
+    start of the first was printed: here the master key's."""
+    master_key = "lcvO6G7xw5bVTvJEC6BDrqbx4J5gOn04lvNSZXPPDUc="
+    environment = {
+        "BILLFOLD_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db",
+        "BILLFOLD_MASTER_KEY": master_key,
+        "BILLFOLD_RISK_MODEL_REVIEW_SCORE": "0.99",
+        "BILLFOLD_RISK_MODEL_BLOCK_SCORE": "0.9",
+    }
+    ran = billfold("tenant", "create", "Acme", environment=environment)
+    assert ran.returncode == 2
+    assert ran.stderr.splitlines() == [
+        "Invalid settings: Value error, risk_model_review_score must be <= risk_model_block_score"
+    ]
+    named = billfold(
+        "tenant", "create", "Acme",
+        environment={**environment, "BILLFOLD_RISK_MODEL_REVIEW_SCORE": None,
+                     "BILLFOLD_PORT": "eighty", "BILLFOLD_WORKERS": "0"},
+    )  # fmt: skip
+    assert named.returncode == 2
+    [line] = named.stderr.splitlines()
+    assert "BILLFOLD_PORT: Input should be a valid integer" in line
+    assert "BILLFOLD_WORKERS: Input should be greater than or equal to 1" in line
+    assert master_key[:6] not in ran.stderr + named.stderr
+    assert not (tmp_path / "cli.db").exists()
 
 
 def test_apikey_create_refuses_a_test_key_a_live_only_scope(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from billfold.risk.backtest import BacktestReport, load_ruleset, run_backtest
 from billfold.risk.labels import LabelSource, record_label
 from billfold.risk.service import RiskEngine
 from billfold.risk.types import Action
+from cli_support import billfold
 from risk.risk_support import FixedFeatures, add_active_rule, movement, run
 
 
@@ -152,6 +153,19 @@ def test_the_command_prints_a_json_summary_and_tables(database_url: str, tmp_pat
     assert "Outcomes that change: 2" in as_tables.stdout
     future = runner.invoke(app, [*arguments[:4], "2999-01-01", *arguments[5:], "--json"])
     assert json.loads(future.stdout.strip().splitlines()[-1])["decisions"] == 0
+
+
+def test_a_database_that_cannot_be_reached_is_the_one_given(tmp_path: Path) -> None:
+    """`--database-url` names the database the failure was on, not BILLFOLD_DATABASE_URL's."""
+    ran = billfold(
+        "risk", "backtest", str(_rules_file(tmp_path)), "--since", "2000-01-01", "--json",
+        "--database-url", "postgresql://nobody:hunter2@127.0.0.1:1/elsewhere",
+        environment={"BILLFOLD_DATABASE_URL": f"sqlite:///{tmp_path}/configured.db"},
+    )  # fmt: skip
+    assert ran.returncode == 1 and ran.stdout == ""
+    [line] = ran.stderr.splitlines()
+    assert "(database: PostgreSQL nobody@127.0.0.1:1/elsewhere)" in line
+    assert "configured.db" not in line and "hunter2" not in line
 
 
 def test_a_stored_rule_set_needs_a_tenant_and_a_bad_file_is_refused(
