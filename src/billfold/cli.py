@@ -1040,7 +1040,9 @@ def _run_backtest(
         engine = create_engine(parse_database_url(database_url), pool_size=1)
         unit_of_work = UnitOfWork(engine)
         try:
-            async with unit_of_work.begin() as session:
+            # Reads only: on SQLite a `begin` would take the write lock and wait on (or hold
+            # up) the live application; the README promises reads never wait.
+            async with unit_of_work.read() as session:
                 ruleset = await load_ruleset(session, spec, tenant_id=tenant_id, mode=mode)
                 total = await DecisionRepository(session).count_since(
                     tenant_id=tenant_id, mode=mode, since_ns=since_ns

@@ -5,14 +5,16 @@ precision/recall against labels."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import uuid
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from billfold.cli import app
-from billfold.kit.db import UnitOfWork
+from billfold.kit.db import UnitOfWork, parse_database_url
 from billfold.kit.ids import format_id
 from billfold.risk.backtest import BacktestReport, load_ruleset, run_backtest
 from billfold.risk.labels import LabelSource, record_label
@@ -153,6 +155,32 @@ def test_the_command_prints_a_json_summary_and_tables(database_url: str, tmp_pat
     assert "Outcomes that change: 2" in as_tables.stdout
     future = runner.invoke(app, [*arguments[:4], "2999-01-01", *arguments[5:], "--json"])
     assert json.loads(future.stdout.strip().splitlines()[-1])["decisions"] == 0
+
+
+def test_a_backtest_reads_beside_a_writer_on_sqlite(database_url: str, tmp_path: Path) -> None:
+    """It only reads: on SQLite it took the write lock, so it waited for the application's
+    writes (and held them up) and failed with "database is locked" on a busy database."""
+    sqlite_path = parse_database_url(database_url).sqlite_path
+    if sqlite_path is None:
+        pytest.skip("PostgreSQL readers never wait for a writer")
+    tenant_id = uuid.uuid4()
+    _history(database_url, tenant_id)
+    writer = sqlite3.connect(sqlite_path)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # the application, mid-write
+        ran = CliRunner().invoke(
+            app,
+            [
+                *("risk", "backtest", str(_rules_file(tmp_path)), "--since", "2000-01-01"),
+                *("--tenant", format_id("ten", tenant_id), "--mode", "test", "--json"),
+                *("--database-url", database_url),
+            ],
+        )
+    finally:
+        writer.rollback()
+        writer.close()
+    assert ran.exit_code == 0, ran.output
+    assert json.loads(ran.stdout.strip().splitlines()[-1])["decisions"] == 4
 
 
 def test_a_database_that_cannot_be_reached_is_the_one_given(tmp_path: Path) -> None:

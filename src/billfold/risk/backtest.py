@@ -224,7 +224,7 @@ async def run_backtest(
     report.shadow_rules = {rule.name for rule in ruleset.rules if rule.shadow}
     after_id: uuid.UUID | None = None
     while True:
-        async with unit_of_work.begin() as session:
+        async with unit_of_work.read() as session:
             repository = DecisionRepository(session)
             rows = await repository.since(
                 tenant_id=tenant_id,
