@@ -53,6 +53,20 @@ def _second_step_options(client: TestClient, tenancy: Tenancy) -> tuple[str, dic
     return mfa_token, options
 
 
+def _sign_in_with(
+    client: TestClient,
+    tenancy: Tenancy,
+    authenticator: SoftwareAuthenticator,
+    *,
+    sign_count: int | None = None,
+) -> None:
+    """A whole sign-in whose second step the authenticator answers; it must succeed."""
+    mfa_token, options = _second_step_options(client, tenancy)
+    answer = authenticator.get(options, sign_count=sign_count)
+    ok = client.post("/v1/sessions/mfa", json={"mfa_token": mfa_token, "passkey": answer})
+    assert ok.status_code == 200, ok.text
+
+
 def test_register_a_passkey_and_sign_in_with_it(database_url: str) -> None:
     tenancy = new_tenancy(database_url)
     authenticator = SoftwareAuthenticator(rp_id=RELYING_PARTY.id, origin=ORIGIN)
@@ -124,12 +138,7 @@ def test_the_signature_counter_must_grow(database_url: str) -> None:
         tokens = signed_in(client, tenancy)
         _register(client, tokens["access_token"], authenticator)
         for _ in range(2):
-            mfa_token, options = _second_step_options(client, tenancy)
-            ok = client.post(
-                "/v1/sessions/mfa",
-                json={"mfa_token": mfa_token, "passkey": authenticator.get(options)},
-            )
-            assert ok.status_code == 200, ok.text
+            _sign_in_with(client, tenancy, authenticator)
         # A clone of the authenticator, still at counter 2, answers a fresh challenge.
         mfa_token, options = _second_step_options(client, tenancy)
         cloned = client.post(
@@ -156,10 +165,7 @@ def test_a_passkey_that_keeps_no_counter_signs_in_again_and_again(database_url: 
         tokens = signed_in(client, tenancy)
         _register(client, tokens["access_token"], authenticator)
         for _ in range(2):
-            mfa_token, options = _second_step_options(client, tenancy)
-            answer = authenticator.get(options, sign_count=0)
-            ok = client.post("/v1/sessions/mfa", json={"mfa_token": mfa_token, "passkey": answer})
-            assert ok.status_code == 200, ok.text
+            _sign_in_with(client, tenancy, authenticator, sign_count=0)
 
 
 def test_a_forged_or_foreign_assertion_is_refused(database_url: str) -> None:
