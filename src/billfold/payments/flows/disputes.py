@@ -226,7 +226,8 @@ async def add_evidence(
     runtime: PaymentsRuntime, *, dispute_id: uuid.UUID, kind: str, description: str
 ) -> Dispute:
     async with runtime.unit_of_work.begin() as session:
-        dispute = await PaymentRepository(session).get_dispute(dispute_id)
+        # Locked: evidence sent at once is appended one after the other, none overwritten.
+        dispute = await PaymentRepository(session).get_dispute(dispute_id, for_update=True)
         if dispute is None:
             raise DisputeNotFound("No such dispute.")
         if dispute.state != "open":
