@@ -462,7 +462,8 @@ async def expire(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
     """Scheduled work: a merchant payment past its expiry expires. Unpaid: nothing to move.
     Authorized past `authorization_expires_at`: the hold is voided (the payer gets the
     money back at once, whatever the ledger's own timeout) — unless a capture posted it
-    first, which then wins. Idempotent; what happened, for the log."""
+    first, which then wins, or the merchant's void released it first, which makes the
+    payment `voided`. Idempotent; what happened, for the log."""
     async with runtime.unit_of_work.begin() as session:
         payment = await load(session, payment_id, for_update=True)
         now = now_ns()
@@ -487,10 +488,10 @@ async def expire(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
     )
     results = await apply_steps(runtime, payment_id, [("expire", release)])
     status = failure(results)
-    released = applied(results) or status in (
-        CreateTransferStatus.PENDING_TRANSFER_EXPIRED,
-        CreateTransferStatus.PENDING_TRANSFER_ALREADY_VOIDED,
-    )
+    # Already voided: the merchant's void (its own step) released the hold first, and
+    # has not recorded itself yet (under way, or a crash): the payment is voided.
+    voided = status is CreateTransferStatus.PENDING_TRANSFER_ALREADY_VOIDED
+    released = applied(results) or voided or status is CreateTransferStatus.PENDING_TRANSFER_EXPIRED
     if status is CreateTransferStatus.PENDING_TRANSFER_ALREADY_POSTED:
         return await _recover_capture(runtime, payment_id)
     if not released:
@@ -500,6 +501,9 @@ async def expire(runtime: PaymentsRuntime, payment_id: uuid.UUID) -> str:
         if payment.state != State.AUTHORIZED.value:
             return f"ignored_{payment.state}"  # a concurrent void recorded itself
         await _forget_claim(session, payment)
+        if voided:
+            await transition(session, payment, State.VOIDED, reason="voided")
+            return "voided"
         await transition(session, payment, State.EXPIRED, reason="authorization_expired")
     return "expired_authorization"
 
