@@ -44,6 +44,8 @@ _DIGITS_PATTERN = decimal_pattern(AMOUNT_MAX, minimum=1)
 _DIGITS = re.compile(_DIGITS_PATTERN, re.ASCII)
 CURRENCY = r"^[A-Z0-9]{2,12}$"
 METADATA_KEYS_MAX = 20
+METADATA_KEY_LENGTH_MAX = 40
+"""A key is a short name: bounded like the values, so metadata stays a few kilobytes."""
 
 
 def _amount(value: object) -> int:
@@ -176,9 +178,13 @@ class MerchantPaymentCreate(_Request):
     amount: Amount
     currency: str = Field(pattern=CURRENCY)
     reference: StorableText | None = Field(default=None, max_length=128)
-    metadata: dict[str, Annotated[str, Field(max_length=500)]] | None = Field(
-        default=None, max_length=METADATA_KEYS_MAX
-    )
+    metadata: (
+        dict[
+            Annotated[str, Field(max_length=METADATA_KEY_LENGTH_MAX)],
+            Annotated[str, Field(max_length=500)],
+        ]
+        | None
+    ) = Field(default=None, max_length=METADATA_KEYS_MAX)
     expires_in_s: JsonInt | None = Field(default=None, ge=1, le=30 * 86_400)
     capture: Literal["automatic", "manual"] = "manual"
     split_rule_id: str | None = Field(default=None, pattern=r"^spl_[0-9a-f]{32}$")
