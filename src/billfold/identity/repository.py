@@ -27,6 +27,20 @@ class TenantRepository:
     async def get(self, tenant_id: uuid.UUID) -> Tenant | None:
         return await self._session.get(Tenant, tenant_id)
 
+    async def get_for_update(self, tenant_id: uuid.UUID) -> Tenant | None:
+        """The tenant, its row locked until this transaction ends, for a check of a cap on
+        what it holds (API keys, operators): a second creation waits for the first to
+        commit, then counts its row, so concurrent creations cannot overshoot. FOR NO KEY
+        UPDATE on PostgreSQL, so rows referencing the tenant are still inserted meanwhile
+        (SQLite's BEGIN IMMEDIATE already serializes writers)."""
+        statement = (
+            select(Tenant)
+            .where(Tenant.id == tenant_id)
+            .with_for_update(key_share=True)
+            .execution_options(populate_existing=True)
+        )
+        return (await self._session.execute(statement)).scalar_one_or_none()
+
 
 class ApiKeyRepository:
     """API keys; every read a caller can reach is filtered by tenant and mode."""

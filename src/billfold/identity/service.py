@@ -256,7 +256,8 @@ def _check_expiry(expires_at_ns: int | None, *, now_ns: int) -> None:
 
 
 async def _require_active_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
-    tenant = await TenantRepository(session).get(tenant_id)
+    """Locked: the caller counts the tenant's keys next (see `get_for_update`)."""
+    tenant = await TenantRepository(session).get_for_update(tenant_id)
     if tenant is None:
         raise TenantNotFound()
     if tenant.status != TenantStatus.ACTIVE.value:

@@ -45,6 +45,7 @@ from billfold.identity.operators.tokens import (
 )
 from billfold.identity.operators.types import OPERATOR_ID_PREFIX, Actor, OperatorPrincipal
 from billfold.identity.passwords import Passwords
+from billfold.identity.repository import TenantRepository
 from billfold.identity.security_events import ActorType, SecurityEventType, record_security_event
 from billfold.identity.types import TenantStatus
 from billfold.kit.clock import NANOSECONDS_PER_SECOND
@@ -202,7 +203,8 @@ async def create_operator(
 
 
 async def _require_room(session: AsyncSession, *, tenant_id: uuid.UUID, email: str) -> None:
-    tenant = await session.get(Tenant, tenant_id)
+    # Locked, so concurrent creations count each other's operators (see `get_for_update`).
+    tenant = await TenantRepository(session).get_for_update(tenant_id)
     if tenant is None:
         raise TenantNotFound()
     if tenant.status != TenantStatus.ACTIVE.value:
