@@ -173,8 +173,9 @@ class AccountUnfreezeExecutor:
 
 class KeyRotationExecutor:
     """Rotates the tenant's key-encryption key for the purpose the payload names (its
-    ``key_id``: ``pii``, ``tokens``, ``blind_index``, ``signing`` or ``totp``) inside the
-    decision's transaction, so the approval and the new key version commit together.
+    ``key_id``: ``pii``, ``tokens``, ``blind_index``, ``signing``, ``totp`` or
+    ``webhooks``) inside the decision's transaction, so the approval and the new key
+    version commit together.
 
     Its :meth:`check` refuses a request naming no such key when it is made
     (``keys.errors.UnknownKey``, 422 ``unknown_key``), by the keys module's own

@@ -147,3 +147,34 @@ def test_a_reason_given_is_recorded_with_the_event_and_a_bad_body_changes_nothin
             {"status_before": "disabled", "status": "active", "reason": "device replaced"},
         ),
     ]
+
+
+def test_a_blank_reason_or_one_with_control_characters_is_refused_and_changes_nothing(
+    database_url: str,
+) -> None:
+    """A reason is kept in the security event and the audit log, so it is cleaned as an
+    approval's reason is: blanks alone say nothing (they passed as a 1 to 500 character
+    reason), and control characters (a terminal escape) have no place in a log. Each is 422
+    `invalid_note`; the operator stays active and nothing is recorded. Surrounding blanks
+    are trimmed."""
+    tenant_id = new_tenant(database_url).tenant.id
+    admin = operator(database_url, tenant_id=tenant_id, roles=[Role.ADMIN])
+    colleague = operator(database_url, tenant_id=tenant_id, roles=[Role.FINANCE])
+    path = f"/v1/operators/{colleague.public_id}"
+    with operator_client(database_url) as client:
+        for bad in ("   ", "\u001b[2Jgone", "bell\u0007"):
+            refused = client.post(f"{path}/disable", json={"reason": bad}, headers=admin.headers)
+            assert refused.status_code == 422, (bad, refused.text)
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert refused.json()["code"] == "invalid_note"
+        assert client.get(path, headers=admin.headers).json()["status"] == "active"
+        assert _status_changes(_events_about(database_url, tenant_id, colleague.public_id)) == []
+        disabled = client.post(
+            f"{path}/disable", json={"reason": "  left the company\n"}, headers=admin.headers
+        )
+    assert disabled.status_code == 200, disabled.text
+    assert _status_changes(_events_about(database_url, tenant_id, colleague.public_id))[0] == (
+        "operator.disabled",
+        admin.public_id,
+        {"status_before": "active", "status": "disabled", "reason": "left the company"},
+    )

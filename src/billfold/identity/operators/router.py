@@ -261,6 +261,8 @@ async def _set_status(
     unit_of_work: UnitOfWork,
 ) -> OperatorResponse:
     parsed = parse_id(OPERATOR_ID_PREFIX, operator_id)
+    # Cleaned as an approval's reason is: a blank one or control characters are 422.
+    reason = None if body is None or body.reason is None else approvals.clean_note(body.reason)
     async with unit_of_work.begin() as session:
         operator = await service.set_operator_status(
             session,
@@ -270,7 +272,7 @@ async def _set_status(
             active=active,
             actor=principal.actor,
             now_ns=_clock.now_ns(),
-            reason=None if body is None else body.reason,
+            reason=reason,
         )
     return OperatorResponse.from_model(operator)
 
