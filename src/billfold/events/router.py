@@ -367,7 +367,9 @@ async def _stream(
     Ends after `events_stream_duration_max_s`; the client reconnects with Last-Event-ID.
     Each poll reads (`read`): on SQLite a `begin` would queue every open stream for the one
     write lock, twice a second, behind every write. Ends, too, once its API key no longer
-    admits it (checked every `CREDENTIAL_CHECK_S`): the client's reconnection is refused."""
+    admits it (checked every `CREDENTIAL_CHECK_S`): the client's reconnection is refused.
+    A wait between polls ends at the next keep-alive, credential check or the end of the
+    stream: a poll interval (up to 30 s) used to delay each past its documented time."""
     deadline = time.monotonic() + settings.events_stream_duration_max_s
     quiet_since = checked_at = time.monotonic()
     yield b"retry: 1000\n\n"
@@ -395,10 +397,14 @@ async def _stream(
         if events:
             quiet_since = time.monotonic()
             continue
-        if time.monotonic() - quiet_since > HEARTBEAT_S:
+        if time.monotonic() - quiet_since >= HEARTBEAT_S:
             quiet_since = time.monotonic()
             yield b": keep-alive\n\n"
-        await asyncio.sleep(settings.events_stream_poll_interval_s)
+        now = time.monotonic()
+        wake = now + settings.events_stream_poll_interval_s
+        await asyncio.sleep(
+            min(wake, quiet_since + HEARTBEAT_S, checked_at + CREDENTIAL_CHECK_S, deadline) - now
+        )
 
 
 @router.get("/events/{event_id}", summary="One event.", responses=problem_responses(404))
