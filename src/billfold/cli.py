@@ -139,6 +139,10 @@ def serve(
         # tenant); uvicorn's own configuration and access log would duplicate it as text.
         log_config=None,
         access_log=False,
+        # A live stream lasts up to events_stream_duration_max_s (300 s): without a bound,
+        # a SIGTERM waited for every open one, past a process manager's grace period.
+        # Streams cut here resume with Last-Event-ID.
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
 
 

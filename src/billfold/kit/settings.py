@@ -68,6 +68,13 @@ class Settings(BaseSettings):
         le=64,
         description="Processes `billfold serve` runs (PostgreSQL only; SQLite takes one).",
     )
+    shutdown_grace_s: int = Field(
+        default=15,
+        ge=1,
+        le=3600,
+        description="How long a stopping `billfold serve` waits for open requests, live"
+        " streams included, before it closes them.",
+    )
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
 
     request_body_max_bytes: int = Field(
