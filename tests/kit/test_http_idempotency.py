@@ -330,6 +330,25 @@ async def test_a_malformed_key_is_400(
     assert handlers.executions == 0
 
 
+async def test_a_structured_field_string_names_the_key_it_quotes(
+    http: httpx.AsyncClient, handlers: Handlers
+) -> None:
+    """draft-ietf-httpapi-idempotency-key-header: the field is an sf-string. Its quotes
+    (and parameters) are not part of the key, so the draft's form and the bare one meet."""
+    first = await http.post("/transfers", json={"amount": 1}, headers=keyed('"k12"'))
+    bare = await http.post("/transfers", json={"amount": 1}, headers=keyed("k12"))
+    with_parameter = await http.post("/transfers", json={"amount": 1}, headers=keyed('"k12";a=1'))
+    other_body = await http.post("/transfers", json={"amount": 2}, headers=keyed('"k12"'))
+    malformed = await http.post("/transfers", json={"amount": 1}, headers=keyed('"k12'))
+    assert first.status_code == 201
+    assert handlers.executions == 1
+    for replay in (bare, with_parameter):
+        assert (replay.status_code, replay.headers[REPLAYED_HEADER]) == (201, "true")
+        assert replay.json() == first.json()
+    assert_problem(other_body, status=422, code="idempotency_key_reused")
+    assert_problem(malformed, status=400, code="idempotency_key_invalid")
+
+
 async def test_a_get_ignores_the_key(http: httpx.AsyncClient) -> None:
     response = await http.get("/transfers", headers=keyed(""))
     assert response.status_code == 405
@@ -337,14 +356,37 @@ async def test_a_get_ignores_the_key(http: httpx.AsyncClient) -> None:
 
 @pytest.mark.parametrize(
     ("values", "expected"),
-    [([], None), ([b"a"], "a"), ([b"k" * 255], "k" * 255), ([b"with space~"], "with space~")],
+    [
+        ([], None),
+        ([b"a"], "a"),
+        ([b"k" * 255], "k" * 255),
+        ([b"with space~"], "with space~"),
+        ([b'"8e03978e-40d5"'], "8e03978e-40d5"),
+        ([b'"a\\"b\\\\c"'], 'a"b\\c'),
+        ([b' "a" '], "a"),
+        ([b'"a";p;q=1;r=-1.5;s="t";u=tok/en;v=:AA==:;w=?0'], "a"),
+    ],
 )
 def test_parse_idempotency_key_accepts(values: list[bytes], expected: str | None) -> None:
     assert parse_idempotency_key(values) == expected
 
 
 @pytest.mark.parametrize(
-    "values", [[b""], [b"k" * 256], [b"tab\there"], [b"bell\x07"], [b"\xc3\xa9"], [b"a", b"b"]]
+    "values",
+    [
+        [b""],
+        [b"k" * 256],
+        [b"tab\there"],
+        [b"bell\x07"],
+        [b"\xc3\xa9"],
+        [b"a", b"b"],
+        [b'""'],
+        [b'"open'],
+        [b'"a"b"'],
+        [b'"a\\x"'],
+        [b'"a", "b"'],
+        [b'"a";P=1'],
+    ],
 )
 def test_parse_idempotency_key_refuses(values: list[bytes]) -> None:
     with pytest.raises(IdempotencyKeyInvalid) as raised:

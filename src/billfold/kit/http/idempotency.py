@@ -22,6 +22,7 @@ a plain one: a retry gets the same 409, not a second run.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeAlias
@@ -72,11 +73,26 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 _HEADER_NAME = IDEMPOTENCY_KEY_HEADER.lower().encode("ascii")
 # Replaying these reproduces what the client acts on; the rest (dates, ids) is per response.
 # A 405 must name its methods (`Allow`) and a 401 its challenge (`WWW-Authenticate`), a 403
-# of insufficient scope the scopes that would do (RFC 9110 sections 15.5.6, 11.6.1; RFC
-# 6750 section 3.1): a replay without them would not be the same answer.
-_STORED_HEADERS = frozenset({b"content-type", b"location", b"allow", b"www-authenticate"})
+# of insufficient scope the scopes that would do, a 415 the media type it takes (`Accept`)
+# (RFC 9110 sections 15.5.6, 11.6.1, 15.5.16; RFC 6750 section 3.1): a replay without
+# them would not be the same answer.
+_STORED_HEADERS = frozenset(
+    {b"content-type", b"location", b"allow", b"www-authenticate", b"accept"}
+)
 # Outcomes a retry may change: timeouts, too early, rate limited. 5xx are added below.
 _RETRYABLE_STATUSES = frozenset({408, 425, 429})
+
+# An Item whose value is a String (RFC 8941 sections 3.3.3 and 3.1.2); its parameters (of
+# any bare item: decimal, integer, string, token, byte sequence, boolean) name no key.
+_SF_BARE_ITEM = (
+    rb'-?(?:[0-9]{1,12}\.[0-9]{1,3}|[0-9]{1,15})|"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*"'
+    rb"|[A-Za-z*][!#$%&'*+.^_`|~:/0-9A-Za-z-]*|:[A-Za-z0-9+/=]*:|\?[01]"
+)
+_SF_STRING_ITEM = re.compile(
+    rb'"(?P<string>(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*)"'
+    rb"(?:; *[a-z*][a-z0-9_.*-]*(?:=(?:" + _SF_BARE_ITEM + rb"))?)*"
+)
+_SF_ESCAPE = re.compile(rb'\\(["\\])')
 
 _logger = logging.getLogger(__name__)
 
@@ -108,7 +124,10 @@ class IdempotencyResponseWithheld(Conflict):
 
 def parse_idempotency_key(values: list[bytes]) -> str | None:
     """The key from the header's values: None when absent; refused unless exactly one value
-    of 1..255 printable ASCII characters."""
+    of 1..255 printable ASCII characters. A value that opens with `"` is a Structured Field
+    String, as draft-ietf-httpapi-idempotency-key-header writes the key (`"8e03…"`): the key
+    is what it quotes, so `"abc"` and the bare `abc` (as the SDK sends it) are one key, and a
+    malformed one is refused rather than taken, quotes and all, as another key."""
     if not values:
         return None
     if len(values) > 1:
@@ -118,7 +137,15 @@ def parse_idempotency_key(values: list[bytes]) -> str | None:
         raise IdempotencyKeyInvalid(f"the key must be 1..{IDEMPOTENCY_KEY_LENGTH_MAX} characters")
     if any(not 0x20 <= byte <= 0x7E for byte in value):
         raise IdempotencyKeyInvalid("the key must be printable ASCII")
-    return value.decode("ascii")
+    item_text = value.strip(b" ")  # a Structured Field's parser discards them
+    if not item_text.startswith(b'"'):
+        return value.decode("ascii")
+    item = _SF_STRING_ITEM.fullmatch(item_text)
+    if item is None or item["string"] == b"":
+        raise IdempotencyKeyInvalid(
+            "a quoted key must be one non-empty Structured Field String (RFC 8941 section 3.3.3)"
+        )
+    return _SF_ESCAPE.sub(rb"\1", item["string"]).decode("ascii")
 
 
 @dataclass(slots=True)
@@ -221,11 +248,16 @@ class IdempotencyMiddleware:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        values = _key_values(scope)
         try:
-            key = parse_idempotency_key(_key_values(scope))
-            owner = None if key is None else await self._scope_of(HTTPConnection(scope))
+            # The scope first: a request it cannot scope (no valid credential, a public
+            # route) has no idempotency, so its key is not looked at: the route answers it
+            # (401 to a caller without a valid credential, whatever the key).
+            owner = await self._scope_of(HTTPConnection(scope)) if values else None
+            key = None if owner is None else parse_idempotency_key(values)
         except BillfoldError as error:
-            await send_problem(error, scope, receive, send)
+            headers = counted_rate_limit_fields(scope)
+            await send_problem(error, scope, receive, send, headers=headers)
             return
         if key is None or owner is None:
             await self.app(scope, receive, send)

@@ -47,7 +47,7 @@ class IdempotencyKey(Base):
     """The stored response's HTTP status."""
     response_headers: Mapped[list[list[str]] | None] = mapped_column(JSON)
     """The stored response's replayed headers (content-type, location, allow,
-    www-authenticate) as [name, value]."""
+    www-authenticate, accept) as [name, value]."""
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     """The stored response's body, bounded by the store's response_body_max_bytes."""
     created_at: Mapped[int] = mapped_column(BigInteger)

@@ -148,11 +148,13 @@ IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
     },
     "description": "Makes the request safe to retry. The same key with the same request"
     " (method, path, query, body and its media type) within 24 hours replays the first"
-    " response (status, body, `Content-Type`, `Location`, `Allow`, `WWW-Authenticate`) with"
-    " `Idempotent-Replayed: true`; with another request it is 422"
+    " response (status, body, `Content-Type`, `Location`, `Allow`, `WWW-Authenticate`,"
+    " `Accept`) with `Idempotent-Replayed: true`; with another request it is 422"
     " `idempotency_key_reused`, while the first still runs 409"
     " `idempotency_request_in_progress`. Keys are per credential; 1 to"
-    f" {IDEMPOTENCY_KEY_LENGTH_MAX} printable ASCII characters (else 400).",
+    f" {IDEMPOTENCY_KEY_LENGTH_MAX} printable ASCII characters (else 400). A Structured"
+    ' Field String (`"…"`, as draft-ietf-httpapi-idempotency-key-header writes the key)'
+    " names the key it quotes.",
 }
 """The header every credential's POST takes (`billfold.kit.http.idempotency`)."""
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
