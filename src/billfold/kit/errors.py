@@ -93,6 +93,8 @@ _EXTENSION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{2,}", re.ASCII)
 _CODE = re.compile(r"[a-z][a-z0-9_]*", re.ASCII)
 # Bounds how deep an extension value may nest; a cycle would otherwise recurse forever.
 _EXTENSION_DEPTH_MAX = 16
+# What a 415 names as the media type the request body must have (`UnsupportedMediaType`).
+_ACCEPT_JSON: Mapping[str, str] = MappingProxyType({"Accept": "application/json"})
 
 _logger = logging.getLogger(__name__)
 
@@ -196,9 +198,15 @@ class BodyUnreadable(BadRequest):
 
 
 class UnsupportedMediaType(BillfoldError):
+    """A request body in a media type the target does not take. Answered with `Accept`,
+    which names the one it does (RFC 9110 sections 15.5.16 and 12.5.1)."""
+
     code = "unsupported_media_type"
     status = 415
     title = "Unsupported media type"
+
+    def response_headers(self) -> Mapping[str, str]:
+        return _ACCEPT_JSON
 
 
 class UnsupportedContentEncoding(UnsupportedMediaType):
@@ -391,12 +399,16 @@ async def _handle_request_validation_error(request: Request, exc: Exception) -> 
         raise exc
     all_errors = exc.errors()
     if _body_not_json(exc):
+        headers = dict(_ACCEPT_JSON)
+        if request.method == "PATCH":
+            headers["Accept-Patch"] = "application/json"  # RFC 5789 section 2.2
         return _problem_response(
             request,
             status=UnsupportedMediaType.status,
             code=UnsupportedMediaType.code,
             title=UnsupportedMediaType.title,
             detail="The request body must be JSON (Content-Type: application/json).",
+            headers=headers,
         )
     listed = [_validation_error_entry(error) for error in all_errors[:ERRORS_LISTED_MAX]]
     count = len(all_errors)
