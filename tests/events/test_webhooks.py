@@ -472,6 +472,7 @@ async def test_a_target_that_became_private_is_refused_at_delivery(
         f"https://{'a' * 64}.example.com/hook",  # a label is at most 63 characters
         "https://a..example.com/hook",
         "https://203.0.113.9/hook\x01",  # no HTTP client sends a control character
+        "https://203.0.113.9:0/hook",  # was sent to port 443
     ],
 )
 async def test_urls_that_cannot_be_sent_are_refused(url: str) -> None:

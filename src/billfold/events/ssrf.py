@@ -105,6 +105,8 @@ def split_url(url: str, *, allow_private: bool) -> tuple[str, str, int, str]:
         raise UnsafeWebhookUrl("a webhook URL names a host and carries no credentials")
     if parts.fragment:
         raise UnsafeWebhookUrl("a webhook URL has no fragment")
+    if port == 0:  # no server listens there: it used to be read as no port, so 443 or 80
+        raise UnsafeWebhookUrl("not a valid URL")
     try:
         host = parts.hostname.encode("idna").decode("ascii")
     except UnicodeError as error:  # an empty label, one over 63 characters, …
