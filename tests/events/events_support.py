@@ -35,6 +35,8 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    peer: tuple[str, int] = ("", 0)
+    """The sender's end of the connection: two requests from one port shared it."""
 
 
 @dataclass
@@ -49,18 +51,25 @@ class Reply:
 class Receiver:
     """A webhook receiver: records every request; `reply` decides each answer."""
 
-    def __init__(self, reply: Callable[[Received], Reply] | None = None) -> None:
+    def __init__(
+        self, reply: Callable[[Received], Reply] | None = None, *, keep_alive: bool = False
+    ) -> None:
+        """`keep_alive`: answer in HTTP/1.1 and keep connections open (HTTP/1.0 closes
+        each after its answer, so a sender can reuse none)."""
         self.received: list[Received] = []
         self.reply = reply or (lambda _: Reply())
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 request = Received(
                     self.path,
                     {k.lower(): v for k, v in self.headers.items()},
                     self.rfile.read(length),
+                    (str(self.client_address[0]), int(self.client_address[1])),
                 )
                 receiver.received.append(request)
                 answer = receiver.reply(request)

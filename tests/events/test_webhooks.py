@@ -540,6 +540,66 @@ async def test_an_internationalized_host_is_resolved_and_named_in_its_ascii_form
     assert "bücher.example" not in asked
 
 
+async def test_a_delivery_connects_to_the_checked_address_whatever_dns_says_now(
+    isolated_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection goes to the address that was checked (SSRF), not to a second lookup:
+    DNS answering otherwise meanwhile (rebinding) changes nothing until the check is due
+    again. Here the second answer is an address where nothing listens."""
+    lookup = socket.getaddrinfo
+    answer = "127.0.0.1"
+
+    def resolving(host: str | bytes | None, *arguments: Any, **keywords: Any) -> Any:
+        return lookup(answer if host == "a.example" else host, *arguments, **keywords)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolving)
+    with Receiver() as receiver:
+        port = receiver.url.split(":")[2].split("/")[0]
+        async with harness(isolated_database_url, clock=ManualClock()) as h:
+            await add_endpoint(h, f"http://a.example:{port}/hooks")
+            await emit_event(h)
+            await h.worker.drain()  # checked: 127.0.0.1
+            answer = "127.0.0.2"
+            await emit_event(h)
+            await h.worker.drain()
+            assert [d.status for d in await deliveries(h)] == ["succeeded", "succeeded"]
+    assert len(receiver.received) == 2
+
+
+async def test_a_connection_is_reused_only_for_the_host_it_was_made_for(
+    isolated_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two hosts at one address and port (shared hosting, an SNI-routing load balancer):
+    each gets connections of its own, so TLS checks each one's certificate against its own
+    name. With the checked address in the URL and the name only in SNI, the keep-alive
+    connection verified for the first host carried the second host's deliveries, whose
+    certificate was then never checked."""
+    lookup = socket.getaddrinfo
+
+    def resolving(host: str | bytes | None, *arguments: Any, **keywords: Any) -> Any:
+        if host in ("a.example", "b.example"):
+            host = "127.0.0.1"
+        return lookup(host, *arguments, **keywords)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolving)
+    with Receiver(keep_alive=True) as receiver:
+        port = receiver.url.split(":")[2].split("/")[0]
+        async with harness(isolated_database_url, clock=ManualClock()) as h:
+            kinds = {"a.example": "payment.captured", "b.example": "payment.refunded"}
+            for host, kind in kinds.items():
+                types = [f"com.billfold.{kind}.v1"]
+                await add_endpoint(h, f"http://{host}:{port}/hooks", event_types=types)
+            for kind in [*kinds.values(), *kinds.values()]:  # one after the other
+                await emit_event(h, kind=kind)
+                await h.worker.drain()
+    peers: dict[str, set[tuple[str, int]]] = {}
+    for request in receiver.received:
+        peers.setdefault(request.headers["host"].split(":")[0], set()).add(request.peer)
+    assert sorted(peers) == ["a.example", "b.example"]
+    assert peers["a.example"].isdisjoint(peers["b.example"]), peers
+    assert len(receiver.received) == 4
+
+
 @pytest.mark.parametrize(
     ("body", "headers"),
     [(b"ok\x00", {}), (gzip.compress(b"ok"), {"content-encoding": "gzip"})],

@@ -37,11 +37,10 @@ class ResolvedTarget:
     address: str
     path: str
 
-    def pinned_url(self) -> str:
-        """The URL with the checked address in place of the host name."""
-        ip = ipaddress.ip_address(self.address)
-        host = f"[{self.address}]" if ip.version == 6 else self.address
-        return f"{self.scheme}://{host}:{self.port}{self.path}"
+    def url(self) -> str:
+        """The URL to request, naming the host (in its ASCII form): the connection itself
+        goes to `address` (the sender's network backend pins it)."""
+        return f"{self.scheme}://{self.host_header}{self.path}"
 
     @property
     def host_header(self) -> str:

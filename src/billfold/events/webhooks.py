@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
+import httpcore
 import httpx
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -454,6 +455,75 @@ def batch_json(events: Sequence[Event]) -> bytes:
     return b"[" + b",".join(cloudevent_json(event) for event in events) + b"]"
 
 
+_SocketOption = (
+    tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
+)
+"""httpcore's socket option (`httpcore._backends.base.SOCKET_OPTION`, not exported)."""
+
+
+class _CheckedAddresses(httpcore.AsyncNetworkBackend):
+    """Connects each host name to the address the sender checked for it (SSRF), whatever
+    DNS would answer now. Requests name the host itself, so the pool keeps connections per
+    host name and TLS verifies each one's certificate against that name. With the checked
+    address in the URL and the name only in SNI, a keep-alive connection verified for one
+    host was reused for another host at the same address and port (shared hosting, an
+    SNI-routing load balancer), whose certificate was then never checked."""
+
+    def __init__(self) -> None:
+        self._network = httpcore.AnyIOBackend()
+        self._addresses: dict[str, str] = {}
+
+    def pin(self, host: str, address: str) -> None:
+        """Connect `host` to `address` from now on (the sender checked it)."""
+        if host not in self._addresses and len(self._addresses) >= RESOLVED_MAX:
+            self._addresses.clear()  # a new connection to a host cleared here fails, safe
+        self._addresses[host] = address
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        local_address: str | None = None,
+        socket_options: Iterable[_SocketOption] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        address = self._addresses.get(host)
+        if address is None:
+            raise httpcore.ConnectError(f"no checked address for {host!r}")
+        return await self._network.connect_tcp(
+            address,
+            port,
+            timeout=timeout,
+            local_address=local_address,
+            socket_options=socket_options,
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+        socket_options: Iterable[_SocketOption] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("webhooks are sent over TCP")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._network.sleep(seconds)
+
+
+class _PinningTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport over a pool whose connections go where `_CheckedAddresses` says."""
+
+    def __init__(self, addresses: _CheckedAddresses, limits: httpx.Limits) -> None:
+        super().__init__(limits=limits, trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=addresses,
+        )
+
+
 class WebhookSender:
     """Sends due deliveries: claims a batch (a lease), groups it per endpoint, sends the
     requests concurrently, records the outcomes in bulk. A worker that dies while sending
@@ -495,11 +565,12 @@ class WebhookSender:
         """0: an endpoint is never disabled for failing."""
         self._rng = rng or random.Random()
         self._limit = asyncio.Semaphore(concurrency)
+        self._addresses = _CheckedAddresses()
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self._client = httpx.AsyncClient(
-            transport=transport,
+            transport=transport or _PinningTransport(self._addresses, limits),
             timeout=httpx.Timeout(timeout_s),
             follow_redirects=False,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
             trust_env=False,
             # The delivery log keeps the response's first bytes as they come (`aiter_raw`):
             # ask for them uncompressed, or a receiver's gzip is what the log shows.
@@ -722,13 +793,9 @@ class WebhookSender:
             body=body,
             secrets=request.secrets,
         )
-        headers.update(
-            {"content-type": content_type, "host": target.host_header, "user-agent": USER_AGENT}
-        )
-        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-        built = self._client.build_request(
-            "POST", target.pinned_url(), content=body, headers=headers, extensions=extensions
-        )
+        headers.update({"content-type": content_type, "user-agent": USER_AGENT})
+        self._addresses.pin(target.host, target.address)
+        built = self._client.build_request("POST", target.url(), content=body, headers=headers)
         response = await self._client.send(built, stream=True)
         try:
             kept = bytearray()
