@@ -9,7 +9,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
@@ -17,8 +17,10 @@ from billfold.kit.db import UnitOfWork, create_engine, parse_database_url
 from billfold.risk.features import repository
 from billfold.risk.features.counters import (
     AMOUNT_COUNTED_MAX,
+    AMOUNT_SUM_MAX,
     WINDOWS,
     CounterRead,
+    CounterSnapshot,
     CounterStore,
     CounterWrite,
     MemoryCounters,
@@ -26,7 +28,13 @@ from billfold.risk.features.counters import (
     counter_key,
 )
 from billfold.risk.features.models import COUNTER_KEY_LENGTH_MAX, RiskCounter
-from risk.features.features_support import DAY_NS, SECOND_NS, T0_NS, counter_store
+from risk.features.features_support import (
+    COUNTER_KINDS,
+    DAY_NS,
+    SECOND_NS,
+    T0_NS,
+    counter_store,
+)
 
 Check = Callable[[CounterStore, UnitOfWork], Awaitable[None]]
 TENANT = uuid.uuid4()
@@ -150,6 +158,45 @@ def test_amounts_are_capped_so_sums_never_overflow(database_url: str, counters: 
     run(database_url, counters, check)
 
 
+def test_sums_stop_at_their_bound_so_busy_keys_and_long_histories_never_overflow(
+    database_url: str, counters: str
+) -> None:
+    """A shared payee (`fx:ETH`, where 0.001 ETH is already capped) busy in every bucket of
+    30 days, and a user's history of 11,424 capped amounts: every write is accepted and
+    every read answers (sums would pass 2**63: a BIGINT or Redis field refused the write,
+    SQLite's sum() the read, and Redis read a negative sum)."""
+    tenant = uuid.uuid4()
+    per_write, writes_per_bucket, buckets = 32, 3, 119
+    bucket_ns = 6 * 3600 * SECOND_NS
+
+    async def check(store: CounterStore, unit_of_work: UnitOfWork) -> None:
+        for bucket in range(buckets):
+            for _ in range(writes_per_bucket):
+                await _write(
+                    store,
+                    unit_of_work,
+                    CounterWrite(
+                        tenant,
+                        "test",
+                        T0_NS - bucket * bucket_ns,
+                        adds=(("k", AMOUNT_COUNTED_MAX),) * per_write,
+                        histories=(("h", AMOUNT_COUNTED_MAX),) * per_write,
+                    ),
+                )
+        snapshot = await _read(
+            store, unit_of_work, CounterRead(tenant, "test", T0_NS, keys=("k",), histories=("h",))
+        )
+        movements = per_write * writes_per_bucket
+        assert snapshot.tallies["k"]["1m"] == Tally(movements, AMOUNT_SUM_MAX)  # type: ignore[attr-defined]
+        assert snapshot.tallies["k"]["30d"] == Tally(  # type: ignore[attr-defined]
+            movements * buckets, AMOUNT_SUM_MAX * buckets
+        )
+        history = snapshot.history("h")  # type: ignore[attr-defined]
+        assert (history.count, history.total) == (movements * buckets, float(AMOUNT_SUM_MAX))
+
+    run(database_url, counters, check)
+
+
 def test_long_keys_are_hashed_to_fit() -> None:
     payee = "provider:" + "x" * 300
     key = counter_key("payee", payee, "@EUR")
@@ -190,6 +237,88 @@ def test_window_counts_equal_a_brute_force_recount(
                 assert window.covers(at_ns=at_ns, now_ns=now_ns)
             if age_ns >= window.length_s * SECOND_NS:
                 assert not window.covers(at_ns=at_ns, now_ns=now_ns)
+
+
+store_events = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=40 * DAY_NS),
+        st.sampled_from(["a", "b"]),
+        st.integers(min_value=0, max_value=2 * AMOUNT_COUNTED_MAX),
+        st.sampled_from([None, "m1", "m2"]),
+    ),
+    max_size=25,
+)
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(events=store_events, read_offsets=st.lists(st.integers(-DAY_NS, 31 * DAY_NS), min_size=1))
+def test_the_three_stores_answer_alike_for_the_same_history(
+    database_url: str, events: list[tuple[int, str, int, str | None]], read_offsets: list[int]
+) -> None:
+    """The same movements, written out of order, read at random moments (before some of
+    them, after every window passed): memory, Redis and the database give the same
+    tallies, memberships and histories."""
+    tenant = uuid.uuid4()
+    writes = [
+        CounterWrite(
+            tenant,
+            "test",
+            T0_NS - offset,
+            adds=((key, amount), ("all", amount)),
+            remember=() if member is None else (("s", member),),
+            histories=((key, amount),),
+        )
+        for offset, key, amount, member in events
+    ]
+    reads = [
+        CounterRead(
+            tenant,
+            "test",
+            T0_NS + offset,
+            keys=("a", "b", "all"),
+            members=(("s", "m1"), ("s", "m2")),
+            histories=("a", "b"),
+        )
+        for offset in read_offsets[:3]
+    ]
+
+    async def answers(store: CounterStore, unit_of_work: UnitOfWork) -> list[object]:
+        for request in writes:
+            await _write(store, unit_of_work, request)
+        return [await _read(store, unit_of_work, request) for request in reads]
+
+    async def go() -> None:
+        engine = create_engine(parse_database_url(database_url), pool_size=2)
+        unit_of_work = UnitOfWork(engine)
+        try:
+            seen = []
+            for kind in COUNTER_KINDS:
+                async with counter_store(kind, unit_of_work) as store:
+                    seen.append(
+                        [_comparable(snapshot) for snapshot in await answers(store, unit_of_work)]
+                    )
+        finally:
+            await engine.dispose()
+        assert seen[1:] == seen[:1] * (len(seen) - 1)
+
+    asyncio.run(go())
+
+
+def _comparable(snapshot: object) -> object:
+    """A snapshot as plain values; sums of squares rounded (floats added in another order)."""
+    assert isinstance(snapshot, CounterSnapshot)
+    return (
+        {key: dict(windows) for key, windows in snapshot.tallies.items()},
+        snapshot.seen,
+        {
+            key: (history.count, history.total, float(f"{history.total_squares:.12g}"))
+            for key, history in snapshot.histories.items()
+        },
+    )
 
 
 @settings(max_examples=50, deadline=None)

@@ -32,7 +32,9 @@ higher, never lower.
 Windows are aligned to their buckets: a window of length L made of buckets of width w
 covers the current bucket and the L/w - 1 before it, so it reaches between L - w and L
 into the past (the 1-minute window: 55 to 60 s; the 30-day window: 29¾ to 30 days). Each
-counted amount is capped at `AMOUNT_COUNTED_MAX` so sums never overflow 64-bit integers.
+counted amount is capped at `AMOUNT_COUNTED_MAX`, and each stored sum (a bucket's, a
+history's) stops at `AMOUNT_SUM_MAX`, so neither a write nor a window's read overflows
+64-bit integers however busy a key (a shared payee such as `fx:ETH`) or long its history.
 Histories are kept for all time (Redis: until 31 days idle).
 """
 
@@ -51,10 +53,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import invariant
 from billfold.risk.features import repository
-from billfold.risk.features.models import COUNTER_KEY_LENGTH_MAX
+from billfold.risk.features.models import AMOUNT_SUM_MAX, COUNTER_KEY_LENGTH_MAX
 
 __all__ = [
     "AMOUNT_COUNTED_MAX",
+    "AMOUNT_SUM_MAX",
     "COUNTER_TTL_S",
     "WINDOWS",
     "CounterRead",
@@ -72,12 +75,12 @@ __all__ = [
 
 NANOSECONDS_PER_SECOND = 1_000_000_000
 AMOUNT_COUNTED_MAX = 10**15
-"""Minor units one movement adds at most to a sum (10 trillion euros): 9,000 such
-movements in one bucket still fit a signed 64-bit integer."""
+"""Minor units one movement adds at most to a sum (10 trillion euros; 0.001 ETH)."""
 COUNTER_TTL_S = 31 * 86_400
 """Redis keys live this long after their last write: slightly more than the longest window."""
 KEYS_PER_CALL_MAX = 64
 """Most keys, members and histories one read or write names (a decision needs about 12)."""
+invariant(KEYS_PER_CALL_MAX * AMOUNT_COUNTED_MAX < AMOUNT_SUM_MAX, "one write fits a sum")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,10 @@ WINDOWS = (
 for _window in WINDOWS:
     invariant(_window.length_s % _window.bucket_s == 0, "a window is whole buckets")
 invariant(len(WINDOWS) <= 9, "the Redis read script parses one-digit window numbers")
+invariant(
+    max(window.buckets for window in WINDOWS) * AMOUNT_SUM_MAX < 2**63,
+    "a window's sum of saturated buckets fits a signed 64-bit integer",
+)
 
 
 def counter_key(*parts: str) -> str:
@@ -131,6 +138,11 @@ def counter_key(*parts: str) -> str:
 
 def capped(amount: int) -> int:
     return min(max(amount, 0), AMOUNT_COUNTED_MAX)
+
+
+def _saturated(total: float, amount: int) -> float:
+    """A stored sum with `amount` added, stopping at `AMOUNT_SUM_MAX` (as every store)."""
+    return min(total + amount, AMOUNT_SUM_MAX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +297,7 @@ class MemoryCounters:
             stats = self._touch(self._histories, (*scope, key), lambda: [0.0, 0.0, 0.0])
             counted = capped(amount)
             stats[0] += 1
-            stats[1] += counted
+            stats[1] = _saturated(stats[1], counted)
             stats[2] += float(counted) * counted
 
     def _touch(self, table: OrderedDict[Any, Any], key: Any, new: Any) -> Any:
@@ -308,7 +320,7 @@ def _add(buckets: _Buckets, window: Window, *, at_ns: int, amount: int) -> None:
         buckets[bucket] = [1, amount]
     else:
         counted[0] += 1
-        counted[1] += amount
+        counted[1] = int(_saturated(counted[1], amount))
     # Evict what the window can no longer reach (seen from the newest bucket held).
     if len(buckets) > 1:
         newest = max(bucket, next(reversed(buckets)))
@@ -339,7 +351,18 @@ def _window_tallies(
 
 # Each velocity key is one hash: per window a ring of `buckets` slots, fields
 # `<window>:b:<slot>` (the bucket the slot holds), `:c:` (count) and `:a:` (amount).
-_REDIS_WRITE = """
+# Sums stop at `sum_max`: HINCRBY is exact, but its answer reaches Lua as a double, so near
+# the bound the stored decimal string is compared instead.
+_REDIS_WRITE = f"""
+local sum_max = '{AMOUNT_SUM_MAX}'
+local function add_amount(key, field, amount)
+  if redis.call('HINCRBY', key, field, amount) >= tonumber(sum_max) then
+    local sum = redis.call('HGET', key, field)
+    if #sum > #sum_max or (#sum == #sum_max and sum > sum_max) then
+      redis.call('HSET', key, field, sum_max)
+    end
+  end
+end
 local ttl_ms = tonumber(ARGV[1])
 local t, s, h, w = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local at = 6 + 2 * w
@@ -356,7 +379,7 @@ for i = 1, t do
         prefix .. 'a:' .. slot, amount)
     elseif tonumber(held) == bucket then
       redis.call('HINCRBY', key, prefix .. 'c:' .. slot, 1)
-      redis.call('HINCRBY', key, prefix .. 'a:' .. slot, amount)
+      add_amount(key, prefix .. 'a:' .. slot, amount)
     end
   end
   redis.call('PEXPIRE', key, ttl_ms)
@@ -369,7 +392,7 @@ end
 for i = 1, h do
   local key = KEYS[t + s + i]
   redis.call('HINCRBY', key, 'n', 1)
-  redis.call('HINCRBY', key, 's', ARGV[at])
+  add_amount(key, 's', ARGV[at])
   redis.call('HINCRBYFLOAT', key, 'q', ARGV[at + 1])
   redis.call('PEXPIRE', key, ttl_ms)
   at = at + 2

@@ -21,10 +21,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from billfold.kit.orm import Base
 
-__all__ = ["COUNTER_KEY_LENGTH_MAX", "RiskCounter", "RiskProfile"]
+__all__ = ["AMOUNT_SUM_MAX", "COUNTER_KEY_LENGTH_MAX", "RiskCounter", "RiskProfile"]
 
 COUNTER_KEY_LENGTH_MAX = 160
 """Longer keys are stored as a hash (``billfold.risk.features.counters.storage_key``)."""
+AMOUNT_SUM_MAX = 2**56
+"""Where a stored sum of amounts (a bucket's, a history's) stops growing: 128 of them still
+fit a signed 64-bit integer, so neither a row nor a 30-day window's sum of 120 buckets
+overflows (a BIGINT or a Redis hash field refuses the write, SQLite's sum() the read)."""
 
 
 class RiskCounter(Base):
@@ -43,7 +47,8 @@ class RiskCounter(Base):
     count: Mapped[int] = mapped_column(BigInteger)
     """Movements counted."""
     amount: Mapped[int] = mapped_column(BigInteger)
-    """Their amounts' sum in minor units (each amount capped, see `AMOUNT_COUNTED_MAX`)."""
+    """Their amounts' sum in minor units (each amount capped, see `AMOUNT_COUNTED_MAX`; the
+    sum stops at `AMOUNT_SUM_MAX`)."""
     amount_squares: Mapped[float] = mapped_column(Float)
     """Their amounts' squares' sum (histories only; 0 elsewhere)."""
     expires_at: Mapped[int | None] = mapped_column(BigInteger)

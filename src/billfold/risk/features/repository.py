@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     bindparam,
     case,
     delete,
     func,
     literal,
+    literal_column,
     or_,
     select,
     tuple_,
@@ -27,7 +29,7 @@ from billfold.identity.security_events import SecurityEvent, SecurityEventType
 from billfold.identity.users.models import EndUser
 from billfold.kit.driver import DriverStatement
 from billfold.kit.errors import invariant
-from billfold.risk.features.models import RiskCounter, RiskProfile
+from billfold.risk.features.models import AMOUNT_SUM_MAX, RiskCounter, RiskProfile
 from billfold.wallets.models import HolderTier
 
 __all__ = [
@@ -155,12 +157,16 @@ def _add_statement(dialect_name: str) -> Any:
     dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
     table: Any = RiskCounter.__table__
     statement = dialect.insert(table)
+    # The sum stops at AMOUNT_SUM_MAX, computed so that it never overflows on the way
+    # (an added row is at most KEYS_PER_CALL_MAX capped amounts, well under it).
+    least = func.least if dialect_name == "postgresql" else func.min
+    room = literal_column(str(AMOUNT_SUM_MAX), BigInteger) - statement.excluded.amount
     return DriverStatement(
         statement.on_conflict_do_update(
             index_elements=["tenant_id", "mode", "key", "width_s", "bucket"],
             set_={
                 "count": table.c.count + statement.excluded.count,
-                "amount": table.c.amount + statement.excluded.amount,
+                "amount": least(table.c.amount, room) + statement.excluded.amount,
                 "amount_squares": table.c.amount_squares + statement.excluded.amount_squares,
             },
         )
