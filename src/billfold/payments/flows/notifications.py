@@ -15,7 +15,8 @@ amount; a dispute only through the payment it disputes.
 What cannot apply is told apart by whether it ever could. A notification that changes
 nothing (a duplicate, a stale or out-of-order report, one about no payment of its
 provider, or not of the payment's money) is processed, its outcome logged: applying it
-correctly is doing nothing, so there is nothing to retry nor to look at. A refusal that
+correctly is doing nothing, so there is nothing to retry (one reporting the opposite of
+the outcome recorded is a warning for an operator, `_CONTRADICTED`). A refusal that
 can pass (a dispute of a charge still processing, a dispute still opening or not opened
 yet, the ledger refusing a dispute's money movement for a frozen wallet, a lock, the
 database) is raised, so the notification is retried. A refusal that no retry can change
@@ -47,6 +48,7 @@ from billfold.kit.errors import UnsupportedMediaType
 from billfold.kit.http.bodies import is_json_media_type
 from billfold.kit.ids import InvalidId, parse_id
 from billfold.payments.errors import InvalidStateTransition, RefundExceedsCaptured
+from billfold.payments.flows.common import load
 from billfold.payments.flows.disputes import (
     open_dispute,
     opening_refused_for_good,
@@ -64,7 +66,7 @@ from billfold.payments.flows.withdrawals import finish_withdrawal
 from billfold.payments.models import Payment
 from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
-from billfold.payments.states import Kind
+from billfold.payments.states import Kind, State
 
 __all__ = [
     "apply_stored",
@@ -121,6 +123,15 @@ async def apply_stored(
     `PermanentInboundError` when it can never apply (see above)."""
     notification = _notification_of(payload)
     outcome = await _apply(runtime, notification, provider=provider)
+    if outcome in _CONTRADICTED.get(notification.type, ()):
+        log.warning(
+            "payments.notification_contradicts_outcome",
+            provider=provider,
+            event_id=notification.event_id,
+            type=notification.type.value,
+            reference=notification.reference,
+            outcome=outcome,
+        )
     log.info(
         "payments.notification_applied",
         provider=provider,
@@ -206,6 +217,8 @@ async def _apply(runtime: PaymentsRuntime, notification: Notification, *, provid
         )
         return "ignored_mismatch"
     kind = Kind(payment.kind)
+    if payment.provider_reference is None and notification.type in _ANSWERS.get(kind, ()):
+        await _record_reference(runtime, payment_id, notification.provider_reference)
     reason = f"{notification.type.value}:{notification.event_id}"[:128]
     if kind is Kind.TOP_UP and notification.type is T.CHARGE_SUCCEEDED:
         outcome = await settle_top_up(runtime, payment_id, reason=reason)
@@ -256,6 +269,45 @@ class FailureInFlightError(Exception):
 
 _RELEASED = "ledger_pending_transfer_already_voided"
 """`settle_top_up`'s outcome when the ledger had voided the pending amount first."""
+
+_POSTED = "ledger_pending_transfer_already_posted"
+"""A failure's outcome when the ledger had posted the pending amount first."""
+
+_AFTER_FAILURE = frozenset({"ignored_failed", _RELEASED})
+_AFTER_SUCCESS = frozenset({"ignored_succeeded", _POSTED})
+_CONTRADICTED: dict[NotificationType, frozenset[str]] = {
+    T.CHARGE_SUCCEEDED: _AFTER_FAILURE,
+    T.PAYOUT_SUCCEEDED: _AFTER_FAILURE,
+    T.CHARGE_FAILED: _AFTER_SUCCESS,
+    T.PAYOUT_FAILED: _AFTER_SUCCESS,
+}
+"""The outcomes by which a charge's or payout's outcome found the opposite one final:
+paid out (or charged) after the payment failed and its money went back, or failed (a
+returned payout, a reversed charge) after it was settled. The books keep their final
+state, as for any late report, but the provider moved money they do not show: logged as
+a warning (`payments.notification_contradicts_outcome`) for an operator to reconcile by
+hand, where it was an info line like a duplicate's."""
+
+_ANSWERS: dict[Kind, frozenset[NotificationType]] = {
+    Kind.TOP_UP: frozenset({T.CHARGE_PENDING, T.CHARGE_SUCCEEDED, T.CHARGE_FAILED}),
+    Kind.WITHDRAWAL: frozenset({T.PAYOUT_SUCCEEDED, T.PAYOUT_FAILED}),
+}
+"""The notifications that answer a provider's call for each kind of payment (and carry
+the provider's reference for it)."""
+
+
+async def _record_reference(
+    runtime: PaymentsRuntime, payment_id: uuid.UUID, provider_reference: str
+) -> None:
+    """Record the provider's reference a notification reports for a processing payment
+    whose call timed out before the provider answered (none recorded). Otherwise a payment
+    its notification finished kept none for good: nothing to find it by in the provider's
+    statements, a trace or a return. Only while `processing`: one the provider was not
+    asked about yet (held for review) takes the reference its own call answers."""
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id, for_update=True)
+        if payment.provider_reference is None and payment.state == State.PROCESSING.value:
+            payment.provider_reference = provider_reference
 
 
 async def _after_settling(

@@ -255,6 +255,8 @@ async def finish_withdrawal(
         # Locked: a report racing this one (the notification and recovery's status query
         # at once) waits, then finds it finished and records nothing twice.
         payment = await load(session, payment_id, for_update=True)
+        if payment.state != State.PROCESSING.value:
+            return f"ignored_{payment.state}"  # recorded meanwhile: its failure code stays
         if succeeded:
             payment.captured_amount = payment.amount
         else:
