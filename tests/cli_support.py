@@ -11,6 +11,7 @@ CLI's consoles made afresh (Rich reads the width when a console is made). That
 from __future__ import annotations
 
 import os
+import socket
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,3 +65,11 @@ def billfold(
     if escaped is not None and not isinstance(escaped, SystemExit):
         stderr += "".join(traceback.format_exception(escaped))
     return Ran(returncode=result.exit_code, stdout=result.stdout, stderr=stderr)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a server a test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,18 +17,12 @@ import httpx
 
 from billfold.identity.types import Scope
 from billfold.migrations import upgrade
+from cli_support import free_port
 from identity.identity_support import bootstrap_tenant, create_key
 
 GRACE_S = 1
 STREAM_S = 120
 """Far longer than the test waits: only the grace can end the stream in time."""
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _wait_until_serving(base_url: str, process: subprocess.Popen[str]) -> None:
@@ -50,7 +43,7 @@ def test_a_sigterm_ends_serve_within_the_grace_despite_an_open_stream(tmp_path: 
     upgrade(database_url)
     tenant = bootstrap_tenant(database_url, "Shutdown").tenant.id
     reader = create_key(database_url, tenant_id=tenant, scopes=[Scope.EVENTS_READ]).secret
-    port = _free_port()
+    port = free_port()
     environment = {
         **os.environ,
         "BILLFOLD_DATABASE_URL": database_url,

@@ -93,8 +93,12 @@ class Receiver:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/hooks"
+        return f"http://127.0.0.1:{self.port}/hooks"
 
     def __enter__(self) -> Receiver:
         self._thread.start()

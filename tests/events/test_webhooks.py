@@ -512,23 +512,34 @@ async def test_an_endpoint_whose_url_cannot_be_sent_does_not_hold_up_the_others(
     assert (refused.error or "").startswith("refused: not a valid URL")
 
 
-async def test_an_internationalized_host_is_resolved_and_named_in_its_ascii_form(
-    isolated_database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The `Host` header (and TLS SNI) carry the IDNA A-labels, as HTTP requires: a Unicode
-    host name used to make the request fail to build, and with it the whole round."""
+def _resolve_names(
+    monkeypatch: pytest.MonkeyPatch, answers: Mapping[str, str]
+) -> list[str | bytes | None]:
+    """DNS, for this test: each name in `answers` resolves to its address (read at each
+    lookup, so a test may change it), any other as usual. The names asked, in order."""
     lookup = socket.getaddrinfo
     asked: list[str | bytes | None] = []
 
     def resolving(host: str | bytes | None, *arguments: Any, **keywords: Any) -> Any:
         asked.append(host)
-        if host in ("xn--bcher-kva.example", "bücher.example"):
-            host = "127.0.0.1"
-        return lookup(host, *arguments, **keywords)
+        address = answers.get(host) if isinstance(host, str) else None
+        return lookup(address or host, *arguments, **keywords)
 
     monkeypatch.setattr(socket, "getaddrinfo", resolving)
+    return asked
+
+
+async def test_an_internationalized_host_is_resolved_and_named_in_its_ascii_form(
+    isolated_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The `Host` header (and TLS SNI) carry the IDNA A-labels, as HTTP requires: a Unicode
+    host name used to make the request fail to build, and with it the whole round."""
+    loopback = "127.0.0.1"
+    asked = _resolve_names(
+        monkeypatch, {"xn--bcher-kva.example": loopback, "bücher.example": loopback}
+    )
     with Receiver() as receiver:
-        port = receiver.url.split(":")[2].split("/")[0]
+        port = receiver.port
         async with harness(isolated_database_url, clock=ManualClock()) as h:
             await add_endpoint(h, f"http://bücher.example:{port}/hooks")
             await emit_event(h)
@@ -546,20 +557,15 @@ async def test_a_delivery_connects_to_the_checked_address_whatever_dns_says_now(
     """The connection goes to the address that was checked (SSRF), not to a second lookup:
     DNS answering otherwise meanwhile (rebinding) changes nothing until the check is due
     again. Here the second answer is an address where nothing listens."""
-    lookup = socket.getaddrinfo
-    answer = "127.0.0.1"
-
-    def resolving(host: str | bytes | None, *arguments: Any, **keywords: Any) -> Any:
-        return lookup(answer if host == "a.example" else host, *arguments, **keywords)
-
-    monkeypatch.setattr(socket, "getaddrinfo", resolving)
+    answers = {"a.example": "127.0.0.1"}
+    _resolve_names(monkeypatch, answers)
     with Receiver() as receiver:
-        port = receiver.url.split(":")[2].split("/")[0]
+        port = receiver.port
         async with harness(isolated_database_url, clock=ManualClock()) as h:
             await add_endpoint(h, f"http://a.example:{port}/hooks")
             await emit_event(h)
             await h.worker.drain()  # checked: 127.0.0.1
-            answer = "127.0.0.2"
+            answers["a.example"] = "127.0.0.2"
             await emit_event(h)
             await h.worker.drain()
             assert [d.status for d in await deliveries(h)] == ["succeeded", "succeeded"]
@@ -574,16 +580,9 @@ async def test_a_connection_is_reused_only_for_the_host_it_was_made_for(
     name. With the checked address in the URL and the name only in SNI, the keep-alive
     connection verified for the first host carried the second host's deliveries, whose
     certificate was then never checked."""
-    lookup = socket.getaddrinfo
-
-    def resolving(host: str | bytes | None, *arguments: Any, **keywords: Any) -> Any:
-        if host in ("a.example", "b.example"):
-            host = "127.0.0.1"
-        return lookup(host, *arguments, **keywords)
-
-    monkeypatch.setattr(socket, "getaddrinfo", resolving)
+    _resolve_names(monkeypatch, {"a.example": "127.0.0.1", "b.example": "127.0.0.1"})
     with Receiver(keep_alive=True) as receiver:
-        port = receiver.url.split(":")[2].split("/")[0]
+        port = receiver.port
         async with harness(isolated_database_url, clock=ManualClock()) as h:
             kinds = {"a.example": "payment.captured", "b.example": "payment.refunded"}
             for host, kind in kinds.items():

@@ -4,7 +4,6 @@ the server over HTTP and its embedded worker applies the notifications, as in pr
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,22 +18,16 @@ from billfold.app import create_app
 from billfold.identity.types import Scope
 from billfold.kit.settings import Settings
 from billfold.risk.simulator.in_process import SIMULATION_SCOPES
+from cli_support import free_port
 from identity.identity_support import bootstrap_tenant, create_key
 from identity.users.users_support import MASTER_KEY, users_config
 
 START_TIMEOUT_S = 30.0
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
 def _serving(database_url: str) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     app = create_app(
         Settings(
