@@ -3,6 +3,7 @@ passwords, roles, disabling, and tenants that never see each other."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -15,6 +16,7 @@ from billfold.identity.operators.models import Operator, OperatorSession
 from billfold.identity.operators.permissions import Role
 from billfold.identity.operators.service import LOGIN_FAILURES_MAX
 from billfold.identity.operators.types import Actor
+from billfold.identity.security_events import list_security_events
 from billfold.identity.types import Mode, Scope
 from billfold.kit.ids import format_id
 from identity.identity_support import bearer, create_key, run_in_unit_of_work
@@ -91,6 +93,48 @@ def test_the_first_admin_is_made_with_a_live_admin_key_and_must_change_its_passw
     assert changed.json()["password_change_required"] is False
     assert listing.status_code == 200
     assert [item["email"] for item in listing.json()["items"]] == ["ada@example.com"]
+
+
+def test_wrong_current_passwords_count_toward_the_lock_and_are_recorded(
+    database_url: str,
+) -> None:
+    """Changing the password proves the current one: a stolen session guessing it there is
+    held to the sign-in's lock (it was not counted, nor recorded), and a locked operator
+    changes nothing, right password or not."""
+    tenant_id = new_tenant(database_url).tenant.id
+    officer = operator(database_url, tenant_id=tenant_id, roles=[Role.SUPPORT])
+    path, new = "/v1/operators/me/password", "an entirely new passphrase"
+    with operator_client(database_url) as client:
+        guesses = [
+            client.post(
+                path,
+                json={"current_password": f"guess number {n}", "new_password": new},
+                headers=bearer(officer.token),
+            )
+            for n in range(LOGIN_FAILURES_MAX)
+        ]
+        right = client.post(
+            path,
+            json={"current_password": PASSWORD, "new_password": new},
+            headers=bearer(officer.token),
+        )
+        sign_in = _login(client, tenant_id, officer.email, PASSWORD)
+    for refused in [*guesses, right]:
+        _assert_problem(refused, 422, "invalid_password")
+    _assert_problem(sign_in, 401, "login_failed")
+    row = _operator_row(database_url, officer.operator_id)
+    assert row.locked_until is not None and row.locked_until > time.time_ns()
+    events = run_in_unit_of_work(
+        database_url,
+        lambda session: list_security_events(session, tenant_id=tenant_id, limit=500),
+    )
+    stages = [
+        json.loads(event.detail).get("stage")
+        for event in events
+        if event.event_type == "login.failed"
+        and event.subject_id == format_id("opr", officer.operator_id)
+    ]
+    assert stages.count("password_change") == LOGIN_FAILURES_MAX + 1
 
 
 def test_every_failed_sign_in_looks_alike_and_many_lock_the_operator(database_url: str) -> None:

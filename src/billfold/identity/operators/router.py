@@ -23,7 +23,7 @@ from billfold.identity.operators.auth import (
     signed_in,
     signed_in_pending_password_change,
 )
-from billfold.identity.operators.errors import LoginFailed
+from billfold.identity.operators.errors import InvalidPassword, LoginFailed
 from billfold.identity.operators.executors import ApprovalExecutors
 from billfold.identity.operators.permissions import ActionType, Permission
 from billfold.identity.operators.schemas import (
@@ -129,6 +129,8 @@ async def change_password(
             new_password=body.new_password,
             now_ns=_clock.now_ns(),
         )
+    if operator is None:  # refused, the failure committed (counted and recorded)
+        raise InvalidPassword("The current password is wrong.")
     return OperatorResponse.from_model(operator)
 
 

@@ -561,14 +561,33 @@ async def change_password(
     new_password: str,
     now_ns: int,
     passwords: Passwords = DEFAULT_PASSWORDS,
-) -> Operator:
+) -> Operator | None:
     """Replace the caller's password (proving the current one) and end its other sessions,
-    in case someone else knew the old password."""
+    in case someone else knew the old password. None when the current password is wrong or
+    the operator is locked, with the failure counted toward the sign-in lock and recorded
+    as `login.failed` (stage `password_change`), as a sign-in's: the caller commits, then
+    answers :class:`InvalidPassword`. A stolen session must not guess the password at the
+    session's own rate, beside the sign-in's lock."""
     operator = await get_operator(
         session, tenant_id=principal.tenant_id, operator_id=principal.operator_id
     )
-    if not await passwords.verify(operator.password_hash, current_password):
-        raise InvalidPassword("The current password is wrong.")
+    locked = operator.locked_until is not None and operator.locked_until > now_ns
+    if locked or not await passwords.verify(operator.password_hash, current_password):
+        if not locked:
+            await OperatorRepository(session).record_failed_login(
+                operator_id=operator.id,
+                failures_max=LOGIN_FAILURES_MAX,
+                locked_until_ns=now_ns + LOGIN_LOCKOUT_NS,
+            )
+        await _record(
+            session,
+            operator=operator,
+            event_type=SecurityEventType.LOGIN_FAILED,
+            actor=principal.actor,
+            now_ns=now_ns,
+            detail={"stage": "password_change", "locked": locked},
+        )
+        return None
     check_password_policy(new_password, email=operator.email)
     if new_password == current_password:
         raise InvalidPassword("The new password must differ from the current one.")
