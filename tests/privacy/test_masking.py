@@ -64,6 +64,14 @@ def test_emails_and_phones_in_text_are_masked(email: str, phone: str) -> None:
     assert mask_text(masked) == masked  # idempotent: processors may run twice
 
 
+@pytest.mark.parametrize("phone", ["+1 (415) 555-2671", "+44 (0)20 7946 0958", "+1-415-555-2671"])
+def test_a_phone_grouped_by_parentheses_is_masked(phone: str) -> None:
+    """Grouped as written in the United States: such a number was left in the clear."""
+    masked = mask_text(f"call {phone} back")
+    assert phone not in masked and "****" in masked
+    assert find_unmasked_pii(masked) == [] and mask_text(masked) == masked
+
+
 @given(st.text(max_size=200))
 def test_masking_never_fails_and_is_idempotent(text: str) -> None:
     once = mask_text(text)

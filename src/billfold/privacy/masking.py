@@ -40,7 +40,9 @@ __all__ = [
 
 _STARS = "****"
 _EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9._%+-]+)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
-_PHONE = re.compile(r"(?<![\w+])\+[1-9](?:[ -]?\d){6,14}(?![\d])")
+_PHONE = re.compile(r"(?<![\w+])\+[1-9](?:[ ()-]{0,2}\d){6,14}(?![\d])")
+"""An international number, its digits grouped by spaces, dashes or parentheses
+(`+1 (415) 555-2671`, written so in the United States, was left in the clear)."""
 _CARD = re.compile(r"(?<![\d-])(?!(?<=\*{4} )\d{4}(?!\d))\d(?:[ -]?\d){12,}(?![ -]?\d)")
 """A run of at least 13 digits, single spaces or dashes between them: where `_cards_in`
 looks for card numbers. Never from the four digits a masked card shows (`**** 4242 …`),
