@@ -18,6 +18,7 @@ from billfold.keys.keyring import Keyring
 from billfold.keys.router import get_keyring
 from billfold.kit.clock import SystemClock
 from billfold.kit.db import UnitOfWork
+from billfold.kit.http.caching import no_store
 from billfold.kit.http.openapi import problem_responses
 from billfold.kit.ids import format_id, parse_id
 from billfold.privacy import service
@@ -239,6 +240,9 @@ async def tokenize(
 
 @router.post(
     "/tokens/detokenize",
+    # The answer is the card or account number: an Idempotency-Key must neither keep it
+    # in the clear nor replay it without a `pii.detokenized` event.
+    dependencies=[Depends(no_store)],
     summary="The number behind a token; needs pii:detokenize, every use audited.",
     responses=problem_responses(404, 503),
 )
