@@ -321,8 +321,8 @@ async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, L
 @asynccontextmanager
 async def _embedded_worker(app: FastAPI, settings: Settings, ledger: Ledger) -> AsyncIterator[None]:
     """The worker's loops in this process (`BILLFOLD_EMBEDDED_WORKER`, on by default), so
-    `billfold serve` alone delivers events and purges its delivery log; the expiry and the
-    idempotency purge run above."""
+    `billfold serve` alone delivers events and runs the worker's purges (delivery log, risk
+    velocity counters); the expiry and the idempotency purge run above."""
     if not settings.embedded_worker:
         yield
         return
@@ -336,9 +336,9 @@ async def _embedded_worker(app: FastAPI, settings: Settings, ledger: Ledger) -> 
     ) as worker:
         app.state.worker = worker
         async with _background(
-            worker.purge_delivery_log,
+            worker.purge,  # logs each purge's failure itself
             interval_s=settings.idempotency_purge_interval_s,
-            failure="webhooks.purge_failed",
+            failure="worker.purge_failed",
         ):
             yield
 

@@ -36,7 +36,7 @@ from billfold.events.nats import NatsChannel
 from billfold.events.types import Reads
 from billfold.events.webhooks import Leased, WebhookFanout, WebhookSender
 from billfold.flows.held_movements import PaymentsHeldResolver
-from billfold.flows.recovery_loops import running_recovery
+from billfold.flows.recovery_loops import pause, running_recovery
 from billfold.keys.config import keyring_from_settings
 from billfold.keys.keyring import Keyring
 from billfold.kit.clock import NANOSECONDS_PER_SECOND, Clock, SystemClock
@@ -187,7 +187,7 @@ class Worker:
             response_body_max_bytes=settings.idempotency_response_max_bytes,
         )
         self._tasks: list[asyncio.Task[None]] = []
-        """The scheduled tasks (expiry, purge, training): cancelled at stop."""
+        """The scheduled tasks (purge, training): like the loops, left to finish a round."""
         self._loops: list[asyncio.Task[None]] = []
         """The dispatch loops: asked to stop, and given `STOP_GRACE_S` to finish a step."""
         self._wakes: set[asyncio.Event] = set()
@@ -357,22 +357,19 @@ class Worker:
                 self._tasks.append(asyncio.create_task(self._train_risk_models_forever()))
 
     async def _purge_forever(self) -> None:
-        purges: list[tuple[str, Callable[[], Awaitable[object]]]] = [
-            (
-                "idempotency.purge_failed",
-                functools.partial(purge_idempotency_keys, self._idempotency),
-            ),
-            # the risk engine's database velocity counters past their windows
-            ("risk.counters.purge_failed", self._purge_risk_counters),
-            ("webhooks.purge_failed", self.purge_delivery_log),
-        ]
-        while True:
-            await asyncio.sleep(self.settings.idempotency_purge_interval_s)
-            for failure, purge in purges:
-                try:
-                    await purge()
-                except Exception:  # retried next interval; a crash would stop purging for good
-                    log.exception(failure)
+        keys = functools.partial(purge_idempotency_keys, self._idempotency)
+        while await pause(self._stopping, self.settings.idempotency_purge_interval_s):
+            await _logged("idempotency.purge_failed", keys)
+            await self.purge()
+
+    async def purge(self) -> None:
+        """The worker's own purges, each once: the risk engine's database velocity counters
+        past their windows, and the delivery log past its retention. `billfold serve` runs
+        them beside its embedded worker (which purges its idempotency keys itself), every
+        `idempotency_purge_interval_s` as `billfold worker` does. A failure is logged and
+        retried next interval, and does not keep the other from running."""
+        await _logged("risk.counters.purge_failed", self._purge_risk_counters)
+        await _logged("webhooks.purge_failed", self.purge_delivery_log)
 
     async def _purge_risk_counters(self) -> int:
         return await purge_risk_counters(self._unit_of_work, now_ns=self.clock.now_ns())
@@ -404,19 +401,14 @@ class Worker:
         return sum(result.version is not None for result in results)
 
     async def _train_risk_models_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.risk_models_train_interval_s)
-            try:
-                await self.train_risk_models()
-            except Exception:  # retried next interval; a crash would stop training for good
-                log.exception("risk.models_training_failed")
+        while await pause(self._stopping, self.settings.risk_models_train_interval_s):
+            await _logged("risk.models_training_failed", self.train_risk_models)
 
     async def stop(self) -> None:
-        """Let each loop finish the step it is in (a cancelled step would leave its
-        transaction to be cleaned up by a cancelled rollback: on SQLite such a connection
-        kept the write lock), and the fan-out's handovers finish sending, for up to
-        `STOP_GRACE_S` in all; cancel the rest and the scheduled tasks, which only sleep
-        between rounds."""
+        """Let each loop and scheduled task finish the step it is in (a cancelled step would
+        leave its transaction to be cleaned up by a cancelled rollback: on SQLite such a
+        connection kept the write lock), and the fan-out's handovers finish sending, for up
+        to `STOP_GRACE_S` in all; cancel the rest."""
         self._stopping.set()
         for wake in self._wakes:
             wake.set()
@@ -424,8 +416,8 @@ class Worker:
         self.fanout.lease_ns = None
         self.sequencer.standby_s = 0.0  # as `drain` expects
         deadline = time.monotonic() + STOP_GRACE_S
-        if self._loops:
-            await asyncio.wait(self._loops, timeout=STOP_GRACE_S)
+        if self._loops or self._tasks:
+            await asyncio.wait([*self._loops, *self._tasks], timeout=STOP_GRACE_S)
         if self._handovers:  # sent within the same grace, else their leases run out
             await asyncio.wait(self._handovers, timeout=max(0.0, deadline - time.monotonic()))
         tasks = [*self._loops, *self._tasks, *self._handovers]
@@ -480,6 +472,15 @@ async def _until_terminated() -> None:
         await terminated.wait()
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def _logged(failure: str, step: Callable[[], Awaitable[object]]) -> None:
+    """Run one round of a scheduled task; an error is logged as `failure` and the next
+    interval retries it (a crash would stop that task for good)."""
+    try:
+        await step()
+    except Exception:
+        log.exception(failure)
 
 
 async def purge_idempotency_keys(store: IdempotencyStore) -> None:

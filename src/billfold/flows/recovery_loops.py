@@ -28,7 +28,7 @@ from billfold.payments.flows.recovery import resume_interrupted
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.risk.cases.resolver import HeldMovementResolver
 
-__all__ = ["PAYMENTS_RESUME_AFTER_S", "STOP_GRACE_S", "running_recovery"]
+__all__ = ["PAYMENTS_RESUME_AFTER_S", "STOP_GRACE_S", "pause", "running_recovery"]
 
 PAYMENTS_RESUME_AFTER_S = 60.0
 """How old an interrupted P2P payment or refund must be before it is re-driven (a younger
@@ -40,8 +40,9 @@ STOP_GRACE_S = 15.0
 log = structlog.get_logger(__name__)
 
 
-async def _pause(stopping: asyncio.Event, interval_s: float) -> bool:
-    """Wait `interval_s` or until stopping; whether to run another round."""
+async def pause(stopping: asyncio.Event, interval_s: float) -> bool:
+    """Wait `interval_s` or until stopping; whether to run another round (a scheduled
+    loop's wait, so that a stop ends it at once and never a round in progress)."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stopping.wait(), interval_s)
     return not stopping.is_set()
@@ -50,7 +51,7 @@ async def _pause(stopping: asyncio.Event, interval_s: float) -> bool:
 async def _resume_payments_forever(
     payments: Callable[[], PaymentsRuntime], *, interval_s: float, stopping: asyncio.Event
 ) -> None:
-    while await _pause(stopping, interval_s):
+    while await pause(stopping, interval_s):
         try:
             await resume_interrupted(payments(), older_than_s=PAYMENTS_RESUME_AFTER_S)
         except Exception:  # logged and retried next round: the loop must not die
@@ -65,7 +66,7 @@ async def _recover_risk_cases_forever(
     interval_s: float,
     stopping: asyncio.Event,
 ) -> None:
-    while await _pause(stopping, interval_s):
+    while await pause(stopping, interval_s):
         held = resolver()
         if held is None:  # no resolver installed (yet): nothing can move held money
             continue
