@@ -9,8 +9,10 @@ one linked chain in the ledger::
     sell account  --sell_amount-->  FX position (sell currency)      [linked]
     FX position (buy currency)  --buy_amount-->  buy account
 
-Both transfers' ids derive from the quote id, so a retry after any crash records nothing
-twice: the ledger answers `exists` and the quote is marked used. The position accounts are
+The quote is claimed (marked used with the two accounts, its row locked) before either leg
+is written, and given back if the ledger refuses the chain, so of several users of one quote
+(conversions, payments) only one moves money. Both transfers' ids derive from the quote id,
+so nothing is ever recorded twice. The position accounts are
 the tenant's chart account ``fx_position`` per currency (code 3002, no balance limit;
 :mod:`billfold.fx.positions` defines them and wallets' chart uses that definition), opened
 on first use from either side with the same deterministic ids. Per currency the ledger
@@ -342,10 +344,11 @@ async def convert(
     """Convert with `quote_id` from `sell_account_id` to `buy_account_id` (one owner's).
 
     Takes the unit of work rather than a session because the ledger writes through its own
-    connection: the quote is read in one short unit of work, the legs are applied, and the
-    quote is marked used in a second one (on SQLite a unit of work holds the database's
-    write lock, so the ledger could not write while one is open). Safe to retry at any
-    point: the legs' ids come from the quote id.
+    connection: the quote is claimed in one short unit of work, then the legs are applied
+    (on SQLite a unit of work holds the database's write lock, so the ledger could not
+    write while one is open), and the quote given back in another if the ledger refused
+    them. Legs an earlier version landed without marking the quote are completed (their
+    ids come from the quote id); a quote claimed by an attempt that then died stays used.
     """
     return await _use_quote(
         unit_of_work,
@@ -409,45 +412,58 @@ async def _use_quote(
     existing = await ledger.lookup_transfers(
         tenant_id=tenant_id, ids=list(conversion_transfer_ids(quote.id))
     )
-    if not _recorded(existing, sell_account_id=sell_account_id, buy_account_id=buy_account_id):
-        if now_ns >= quote.expires_at:
-            raise FxQuoteExpired("The quote has expired; ask for a new one.")
-        await _ensure_positions(ledger, quote)
-        await _submit_legs(
-            ledger, _legs(quote, sell_account_id=sell_account_id, buy_account_id=buy_account_id)
+    landed = _recorded(existing, sell_account_id=sell_account_id, buy_account_id=buy_account_id)
+    # Claimed before any leg is written, as a payment or a held conversion claims it: of
+    # two users of one quote the second is refused here, so no legs but the claimant's
+    # ever land, and the quote records the accounts they moved.
+    async with unit_of_work.begin() as session:
+        quote = await _claim(
+            session,
+            tenant_id=tenant_id,
+            quote_id=quote_id,
+            sell_account_id=sell_account_id,
+            buy_account_id=buy_account_id,
+            now_ns=now_ns,
+            landed=landed,
         )
-    return await _mark_used(
-        unit_of_work,
-        tenant_id=tenant_id,
-        quote_id=quote_id,
-        sell_account_id=sell_account_id,
-        buy_account_id=buy_account_id,
-        now_ns=now_ns,
-    )
+    if not landed:
+        await _ensure_positions(ledger, quote)
+        try:
+            await _submit_legs(
+                ledger, _legs(quote, sell_account_id=sell_account_id, buy_account_id=buy_account_id)
+            )
+        except (FxInsufficientFunds, FxConversionRefused):
+            # The ledger refused the whole linked chain: none of its legs applied.
+            async with unit_of_work.begin() as session:
+                await release_quote(session, tenant_id=tenant_id, quote_id=quote_id)
+            raise
+    sell_leg_id, buy_leg_id = conversion_transfer_ids(quote.id)
+    return Conversion(quote=quote, sell_transfer_id=sell_leg_id, buy_transfer_id=buy_leg_id)
 
 
-async def _mark_used(
-    unit_of_work: UnitOfWork,
+async def _claim(
+    session: AsyncSession,
     *,
     tenant_id: uuid.UUID,
     quote_id: uuid.UUID,
     sell_account_id: uuid.UUID,
     buy_account_id: uuid.UUID,
     now_ns: int,
-) -> Conversion:
-    async with unit_of_work.begin() as session:
-        quote = await get_quote(session, tenant_id=tenant_id, quote_id=quote_id, for_update=True)
-        if quote.used_at is None:
-            quote.used_at = now_ns
-            quote.sell_account_id, quote.buy_account_id = sell_account_id, buy_account_id
-            await session.flush()
-        # The legs' ids are the quote's, so a twin that got here first used these accounts.
-        invariant(
-            (quote.sell_account_id, quote.buy_account_id) == (sell_account_id, buy_account_id),
-            "a quote's conversion is recorded with the accounts its legs moved",
-        )
-    sell_leg_id, buy_leg_id = conversion_transfer_ids(quote.id)
-    return Conversion(quote=quote, sell_transfer_id=sell_leg_id, buy_transfer_id=buy_leg_id)
+    landed: bool,
+) -> FxQuoteRow:
+    """Mark an unused quote used with the accounts its legs move, its row locked (so two
+    users cannot both claim it). `landed`: an earlier attempt's legs between these accounts
+    are already in the ledger (it crashed before marking the quote), so the quote is
+    claimed even past its expiry: the conversion happened in time."""
+    quote = await get_quote(session, tenant_id=tenant_id, quote_id=quote_id, for_update=True)
+    if quote.used_at is not None:
+        raise FxQuoteAlreadyUsed("Each quote converts once; ask for a new quote.")
+    if not landed and now_ns >= quote.expires_at:
+        raise FxQuoteExpired("The quote has expired; ask for a new one.")
+    quote.used_at = now_ns
+    quote.sell_account_id, quote.buy_account_id = sell_account_id, buy_account_id
+    await session.flush()
+    return quote
 
 
 # -- conversions that are part of a payment (the payment posts the legs in its own chain)
@@ -467,15 +483,15 @@ async def reserve_quote(
     accounts its legs (:func:`conversion_legs`) will move. The payment posts the legs
     linked with its own transfers, and gives the quote back (:func:`release_quote`) if
     the ledger refused the whole chain."""
-    quote = await get_quote(session, tenant_id=tenant_id, quote_id=quote_id, for_update=True)
-    if quote.used_at is not None:
-        raise FxQuoteAlreadyUsed("Each quote converts once; ask for a new quote.")
-    if now_ns >= quote.expires_at:
-        raise FxQuoteExpired("The quote has expired; ask for a new one.")
-    quote.used_at = now_ns
-    quote.sell_account_id, quote.buy_account_id = sell_account_id, buy_account_id
-    await session.flush()
-    return quote
+    return await _claim(
+        session,
+        tenant_id=tenant_id,
+        quote_id=quote_id,
+        sell_account_id=sell_account_id,
+        buy_account_id=buy_account_id,
+        now_ns=now_ns,
+        landed=False,
+    )
 
 
 async def release_quote(
