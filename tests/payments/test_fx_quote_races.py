@@ -255,3 +255,36 @@ def test_a_held_cross_currency_send_keeps_its_quote_whatever_the_review_says(
             "/v1/me/p2p", json={**body, "quote_id": quote["id"]}, headers=ann.auth
         )
         problem(again, 409, "fx_quote_already_used")
+
+
+def test_a_held_conversion_whose_legs_may_have_landed_keeps_its_quote_and_review(
+    database_url: str,
+) -> None:
+    """An error after the ledger may have applied the pending legs (here: they applied,
+    then the answer was lost) is no refusal. The quote used to be given back and the review
+    closed, leaving the pending legs holding the seller's money with nothing to settle
+    them; now both stay, and the analyst's rejection releases the money."""
+    with _world(database_url) as world:
+        install(world, TakingTurns([Action.REVIEW]))
+        eur, usd = _accounts(world, "fx-dan")
+        quote = _quote(world, buy_amount=1_000)
+        ledger = world.ledger
+        real = ledger.submit
+
+        async def lost_answer(transfers: list[NewTransfer]) -> Any:
+            await real(transfers)
+            raise ConnectionError("the ledger's answer was lost")
+
+        ledger.submit = lost_answer  # type: ignore[method-assign]
+        body = {"quote_id": quote["id"], "sell_account_id": eur, "buy_account_id": usd}
+        try:
+            with pytest.raises(ConnectionError):  # the test client raises the server's error
+                world.client.post("/v1/fx/conversions", json=body, headers=world.api)
+        finally:
+            del ledger.submit
+        sold = int(quote["sell_amount"])
+        assert _posted_and_pending(world, eur) == (100_000, -sold)
+        assert _quote_state(world, quote["id"]) == "used"
+        resolve(world, f"cnv_{quote['id'].removeprefix('fxq_')}", approve=False)
+        assert _posted_and_pending(world, eur) == (100_000, 0)
+        assert _posted_and_pending(world, usd) == (0, 0)

@@ -16,7 +16,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 
-from billfold.fx.errors import FxConversionRefused, FxQuoteAlreadyUsed, FxQuoteExpired
+from billfold.fx.errors import (
+    FxConversionRefused,
+    FxInsufficientFunds,
+    FxQuoteAlreadyUsed,
+    FxQuoteExpired,
+)
 from billfold.fx.service import (
     FX_NAMESPACE,
     Conversion,
@@ -154,7 +159,10 @@ async def convert_decided(
     await _ensure_positions(ledger, quote)
     try:
         await _submit_legs(ledger, _pending(legs))
-    except Exception:
+    except (FxInsufficientFunds, FxConversionRefused):
+        # Only a refusal of the whole chain gives the quote back. After any other error
+        # (a connection lost) the pending legs may stand: the quote stays used and the
+        # review open, for the analyst or the hold's expiry to settle them.
         async with unit_of_work.begin() as session:
             await release_quote(session, tenant_id=tenant_id, quote_id=quote_id)
             await close_case(
