@@ -70,6 +70,7 @@ def test_pii_is_masked_unless_the_caller_holds_pii_read(database_url: str) -> No
         assert masked.json()["fields"] == MASKED
         full = client.get(f"/v1/users/{user}/pii", headers=auth(tenant.reader))
         assert full.json() == {"user_id": user, "masked": False, "fields": PII}
+        assert full.headers["cache-control"] == "no-store"  # no cache may keep it
     assert "pii.revealed" in _events(database_url, tenant.tenant_id)
     blob = _stored(database_url)
     for value in PII.values():
@@ -254,6 +255,7 @@ def test_export_holds_everything_about_the_user(database_url: str) -> None:
         )
         exported = client.get(f"/v1/users/{user}/export", headers=auth(tenant.reader))
         assert exported.status_code == 200
+        assert exported.headers["cache-control"] == "no-store"
         document = exported.json()
         assert document["user"]["id"] == user and document["user"]["email"] == "ann@example.com"
         assert document["pii"] == PII

@@ -85,6 +85,8 @@ async def put_pii(
 
 @router.get(
     "/users/{user_id}/pii",
+    # Personal data, in full for pii:read: no cache along the way may keep it.
+    dependencies=[Depends(no_store)],
     summary="A user's personal data: masked, or in full for a key holding pii:read.",
     responses=problem_responses(400, 404, 503),
 )
@@ -127,6 +129,7 @@ async def search_pii(
 
 @router.get(
     "/users/{user_id}/export",
+    dependencies=[Depends(no_store)],  # everything held about the user: never cached
     summary="Everything held about a user, as JSON (audited).",
     responses=problem_responses(400, 404, 503),
 )
