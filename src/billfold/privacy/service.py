@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.identity.security_events import ActorType, SecurityEventType, record_security_event
 from billfold.identity.users import service as users
-from billfold.identity.users.repository import UserRepository
 from billfold.keys.envelope import FieldContext, canonical_aad
 from billfold.keys.keyring import TENANT_OWNER, Keyring
 from billfold.kit.auth import Principal
@@ -121,14 +120,11 @@ async def put_pii(
     now_ns: int,
 ) -> list[PiiField]:
     """Store (or replace) some of a user's fields; returns the fields the user now has."""
-    user = await users.get_user(session, principal=principal, user_id=user_id)
-    checked = {field: validate(field, value) for field, value in values.items()}
     # Erasure changes the user's row: locked here, a store racing an erasure either commits
     # first (the erasure then deletes its rows) or sees the keys destroyed, even through a
     # keyring whose cache still holds them.
-    await UserRepository(session).get_in_tenant(
-        tenant_id=principal.tenant_id, user_id=user.id, for_update=True
-    )
+    user = await users.get_user(session, principal=principal, user_id=user_id, for_update=True)
+    checked = {field: validate(field, value) for field, value in values.items()}
     await keyring.check_not_destroyed(session, tenant_id=principal.tenant_id, owner=_owner(user.id))
     repository = PrivacyRepository(session)
     existing = {row.field: row for row in await repository.pii_values(user_id=user.id)}

@@ -82,11 +82,14 @@ class UserRepository:
         return await self._session.get(EndUser, user_id)
 
     async def get_for_tenant(
-        self, *, tenant_id: uuid.UUID, mode: Mode, user_id: uuid.UUID
+        self, *, tenant_id: uuid.UUID, mode: Mode, user_id: uuid.UUID, for_update: bool = False
     ) -> EndUser | None:
+        """The user of the tenant and mode; ``for_update`` as for :meth:`get_in_tenant`."""
         statement = select(EndUser).where(
             EndUser.id == user_id, EndUser.tenant_id == tenant_id, EndUser.mode == mode.value
         )
+        if for_update:
+            statement = statement.with_for_update().execution_options(populate_existing=True)
         return (await self._session.execute(statement)).scalar_one_or_none()
 
     async def get_in_tenant(

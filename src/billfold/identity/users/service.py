@@ -182,10 +182,14 @@ async def create_user(
     return user
 
 
-async def get_user(session: AsyncSession, *, principal: Principal, user_id: uuid.UUID) -> EndUser:
-    """One of the caller's users; another tenant's or mode's is as absent as a missing one."""
+async def get_user(
+    session: AsyncSession, *, principal: Principal, user_id: uuid.UUID, for_update: bool = False
+) -> EndUser:
+    """One of the caller's users; another tenant's or mode's is as absent as a missing one.
+    ``for_update``: its row locked until the transaction ends (a change racing an erasure,
+    which changes the row, waits for it or sees it)."""
     user = await UserRepository(session).get_for_tenant(
-        tenant_id=principal.tenant_id, mode=principal.mode, user_id=user_id
+        tenant_id=principal.tenant_id, mode=principal.mode, user_id=user_id, for_update=for_update
     )
     if user is None:
         raise UserNotFound()
