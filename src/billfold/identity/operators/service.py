@@ -422,20 +422,28 @@ async def log_in(
         await _record_login_failure(session, tenant_id=tenant_id, operator=None, now_ns=now_ns)
         return None
     genuine = await passwords.verify(operator.password_hash, password)
-    usable = operator.status == "active" and (
-        operator.locked_until is None or operator.locked_until <= now_ns
-    )
+    usable = operator.status == "active" and not _locked(operator, now_ns)
     if not genuine or not usable:
         if not genuine:
-            await OperatorRepository(session).record_failed_login(
-                operator_id=operator.id,
-                failures_max=LOGIN_FAILURES_MAX,
-                locked_until_ns=now_ns + LOGIN_LOCKOUT_NS,
-            )
+            await _count_failure(session, operator, now_ns)
         await _record_login_failure(session, tenant_id=tenant_id, operator=operator, now_ns=now_ns)
         return None
     return await _open_session(
         session, operator=operator, password=password, now_ns=now_ns, passwords=passwords
+    )
+
+
+def _locked(operator: Operator, now_ns: int) -> bool:
+    """Whether too many wrong passwords in a row lock the operator now."""
+    return operator.locked_until is not None and operator.locked_until > now_ns
+
+
+async def _count_failure(session: AsyncSession, operator: Operator, now_ns: int) -> None:
+    """One more wrong password toward the lock (a sign-in's or a password change's)."""
+    await OperatorRepository(session).record_failed_login(
+        operator_id=operator.id,
+        failures_max=LOGIN_FAILURES_MAX,
+        locked_until_ns=now_ns + LOGIN_LOCKOUT_NS,
     )
 
 
@@ -571,14 +579,10 @@ async def change_password(
     operator = await get_operator(
         session, tenant_id=principal.tenant_id, operator_id=principal.operator_id
     )
-    locked = operator.locked_until is not None and operator.locked_until > now_ns
+    locked = _locked(operator, now_ns)
     if locked or not await passwords.verify(operator.password_hash, current_password):
         if not locked:
-            await OperatorRepository(session).record_failed_login(
-                operator_id=operator.id,
-                failures_max=LOGIN_FAILURES_MAX,
-                locked_until_ns=now_ns + LOGIN_LOCKOUT_NS,
-            )
+            await _count_failure(session, operator, now_ns)
         await _record(
             session,
             operator=operator,
