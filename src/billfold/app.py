@@ -42,7 +42,8 @@ from billfold.identity.operators.router import router as operators_router
 from billfold.identity.router import router as identity_router
 from billfold.identity.users.auth import user_idempotency_scope
 from billfold.identity.users.router import router as users_router
-from billfold.keys.config import keyring_from_settings
+from billfold.keys.config import keyring_from_settings, keystore_configured
+from billfold.keys.fingerprint_key import FingerprintKey
 from billfold.keys.router import router as keys_router
 from billfold.keys.signing import HierarchySigningKeys
 from billfold.kit.auth import (
@@ -180,6 +181,11 @@ def _idempotency_store(connection: HTTPConnection) -> IdempotencyStore:
     return store
 
 
+async def _idempotency_fingerprint_key(connection: HTTPConnection) -> bytes | None:
+    key: FingerprintKey = connection.app.state.fingerprint_key
+    return await key.get()
+
+
 class _RedisScripts:
     """redis-py's `eval`, with Redis being unreachable turned into a 503 problem."""
 
@@ -287,6 +293,11 @@ async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, L
         lease_s=settings.idempotency_lease_s,
         response_body_max_bytes=settings.idempotency_response_max_bytes,
     )
+    app.state.fingerprint_key = FingerprintKey(
+        app.state.keyring,
+        app.state.unit_of_work,
+        keystore_configured=keystore_configured(settings),
+    )
     ledger = Ledger.from_settings(settings)
     await ledger.open()
     if settings.embedded_worker:  # else `billfold worker` sweeps expiries
@@ -393,6 +404,7 @@ def _mount_middleware(app: FastAPI, settings: Settings) -> None:
         IdempotencyMiddleware,
         store=_idempotency_store,
         scope_of=_idempotency_scope,
+        fingerprint_key=_idempotency_fingerprint_key,
         body_max_bytes=settings.request_body_batch_max_bytes,
     )
     app.add_middleware(StrictJsonMiddleware, body_max_bytes=settings.request_body_batch_max_bytes)

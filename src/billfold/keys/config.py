@@ -29,7 +29,7 @@ from billfold.keys.keystore import (
 from billfold.kit.db import parse_database_url
 from billfold.kit.settings import Settings
 
-__all__ = ["keyring_from_settings", "keystore_from_settings"]
+__all__ = ["keyring_from_settings", "keystore_configured", "keystore_from_settings"]
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +70,18 @@ def keystore_from_settings(settings: Settings) -> Keystore:
             advice="set BILLFOLD_KEYSTORE_PASSPHRASE, BILLFOLD_MASTER_KEY or use PKCS#11",
         )
     return keystore
+
+
+def keystore_configured(settings: Settings) -> bool:
+    """Whether the settings name a keystore (whether or not it opens): PKCS#11, a master
+    key, a keystore file with its passphrase, or an unprotected file allowed on SQLite.
+    Otherwise `keystore_from_settings` can only refuse."""
+    if settings.keystore == "pkcs11" or settings.master_key is not None:
+        return True
+    sqlite = parse_database_url(settings.database_url).kind == "sqlite"
+    if settings.keystore_passphrase is not None:
+        return sqlite or settings.keystore_path is not None
+    return sqlite and settings.keystore_allow_unprotected
 
 
 def keyring_from_settings(settings: Settings) -> Keyring:

@@ -8,6 +8,10 @@ client may retry. Keys are scoped by `scope_of`, which the application derives f
 caller's tenant and credential; a request it cannot scope passes through untouched (the
 auth layer refuses it later).
 
+The request is stored as a fingerprint, an HMAC under the key `fingerprint_key` gives (a
+key outside the database: a card number's plain hash is found by hashing guesses); a key
+stored with a plain SHA-256 before fingerprints were keyed still matches its request.
+
 The response is held until it is stored, so a client that got an answer and retries gets
 the replay, never a 409.
 
@@ -21,6 +25,7 @@ a plain one: a retry gets the same 409, not a second run.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -58,6 +63,7 @@ from billfold.kit.http.problems import problem_response, send_problem
 __all__ = [
     "IDEMPOTENCY_KEY_HEADER",
     "REPLAYED_HEADER",
+    "FingerprintKeyProvider",
     "IdempotencyKeyInvalid",
     "IdempotencyKeyReused",
     "IdempotencyMiddleware",
@@ -100,6 +106,8 @@ ScopeResolver: TypeAlias = Callable[[HTTPConnection], Awaitable[str | None]]
 """Whose keys the request uses (tenant and credential), or None to skip idempotency."""
 StoreProvider: TypeAlias = Callable[[HTTPConnection], IdempotencyStore]
 """The store for a request, for stores built at startup (`request.app.state`)."""
+FingerprintKeyProvider: TypeAlias = Callable[[HTTPConnection], Awaitable[bytes | None]]
+"""The key requests' fingerprints are HMACs under, or None for plain SHA-256 (no keystore)."""
 
 
 class IdempotencyKeyInvalid(BadRequest):
@@ -235,6 +243,7 @@ class IdempotencyMiddleware:
         *,
         store: IdempotencyStore | StoreProvider,
         scope_of: ScopeResolver,
+        fingerprint_key: FingerprintKeyProvider | None = None,
         body_max_bytes: int = REQUEST_BODY_MAX_BYTES_DEFAULT,
     ) -> None:
         if not 1 <= body_max_bytes <= REQUEST_BODY_MAX_BYTES_LIMIT:
@@ -242,6 +251,7 @@ class IdempotencyMiddleware:
         self.app = app
         self._store = store
         self._scope_of = scope_of
+        self._fingerprint_key = fingerprint_key
         self.body_max_bytes = body_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -277,14 +287,26 @@ class IdempotencyMiddleware:
             body = await read_body(receive, self.body_max_bytes)
             if body is None:
                 return  # the client left before sending its request
-            fingerprint = request_fingerprint(
+            fingerprint_key = (
+                None
+                if self._fingerprint_key is None
+                else await self._fingerprint_key(HTTPConnection(scope))
+            )
+            of_request = functools.partial(
+                request_fingerprint,
                 method=scope["method"],
                 path=scope["path"],
                 query_string=scope.get("query_string", b""),
                 body=body,
                 media_type=media_type_of(_content_type(scope)),
             )
-            outcome = await store.begin(scope=owner, key=key, fingerprint=fingerprint)
+            outcome = await store.begin(
+                scope=owner,
+                key=key,
+                fingerprint=of_request(key=fingerprint_key),
+                # Keys stored before fingerprints were keyed hold plain SHA-256.
+                earlier_fingerprint=None if fingerprint_key is None else of_request,
+            )
             if isinstance(outcome, Mismatch):
                 raise IdempotencyKeyReused("This key was first used with a different request.")
             if isinstance(outcome, InProgress):

@@ -37,6 +37,7 @@ from billfold.kit.http.idempotency_store import (
     IDEMPOTENCY_TTL_S_MIN,
     RESPONSE_BODY_MAX_BYTES_DEFAULT,
     BeginOutcome,
+    EarlierFingerprint,
     IdempotencyStore,
     IdempotencyStoreBusy,
     Started,
@@ -167,7 +168,14 @@ class BatchingIdempotencyStore(IdempotencyStore):
             self._complete_batch, batch_size_max=batch_size_max, queue_size_max=queue_size_max
         )
 
-    async def begin(self, *, scope: str, key: str, fingerprint: str) -> BeginOutcome:
+    async def begin(
+        self,
+        *,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        earlier_fingerprint: EarlierFingerprint | None = None,
+    ) -> BeginOutcome:
         # Checked here, not in the batch, where one bad item would fail its neighbours.
         if not 1 <= len(scope) <= IDEMPOTENCY_SCOPE_LENGTH_MAX:
             raise ValueError(f"scope must be 1..{IDEMPOTENCY_SCOPE_LENGTH_MAX} characters")
@@ -178,7 +186,9 @@ class BatchingIdempotencyStore(IdempotencyStore):
         if started is not None:
             return started
         # The key exists (or a neighbour in the batch claimed it first): decide in full.
-        return await super().begin(scope=scope, key=key, fingerprint=fingerprint)
+        return await super().begin(
+            scope=scope, key=key, fingerprint=fingerprint, earlier_fingerprint=earlier_fingerprint
+        )
 
     async def complete(self, started: Started, response: StoredResponse) -> bool:
         invariant(

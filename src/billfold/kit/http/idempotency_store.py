@@ -16,6 +16,8 @@ own ids — a transfer's id, say — keep that retry from moving money twice).
 from __future__ import annotations
 
 import hashlib
+import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -41,6 +43,7 @@ __all__ = [
     "RESPONSE_BODY_MAX_BYTES_DEFAULT",
     "RESPONSE_BODY_MAX_BYTES_LIMIT",
     "BeginOutcome",
+    "EarlierFingerprint",
     "IdempotencyStore",
     "IdempotencyStoreBusy",
     "InProgress",
@@ -107,16 +110,29 @@ class Mismatch:
 
 
 BeginOutcome: TypeAlias = Started | Replay | InProgress | Mismatch
+EarlierFingerprint: TypeAlias = Callable[[], str]
+"""The request's fingerprint as an earlier release stored it."""
 
 
 JSON_MEDIA_TYPE = "application/json"
 
 
 def request_fingerprint(
-    *, method: str, path: str, query_string: bytes, body: bytes, media_type: str = JSON_MEDIA_TYPE
+    *,
+    method: str,
+    path: str,
+    query_string: bytes,
+    body: bytes,
+    media_type: str = JSON_MEDIA_TYPE,
+    key: bytes | None = None,
 ) -> str:
-    """SHA-256 (hex) identifying a request: its method, path, query string, body, and the
-    media type the body was sent as (`media_type_of` its Content-Type).
+    """HMAC-SHA-256 under `key` (hex) identifying a request: its method, path, query
+    string, body, and the media type the body was sent as (`media_type_of` its
+    Content-Type). Without a key, a plain SHA-256 of the same input.
+
+    The fingerprint is stored for a day or more, and a body may be a card number or an
+    email searched for: keyed, it tells nothing to someone who reads the database (a plain
+    hash of a card number is found by trying the ~10^8 numbers its issuer prefix leaves).
 
     Each part but the body is length-prefixed, so no two different requests share an input.
     A JSON body, or no body without a Content-Type, leaves the media type out: such
@@ -128,7 +144,7 @@ def request_fingerprint(
     parts = [method.encode(), path.encode("utf-8", "surrogatepass"), query_string]
     if media_type != JSON_MEDIA_TYPE and (body or media_type):
         parts.append(b"media-type:" + media_type.encode("latin-1"))
-    digest = hashlib.sha256()
+    digest = hashlib.sha256() if key is None else hmac.new(key, digestmod=hashlib.sha256)
     for part in parts:
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
@@ -142,6 +158,14 @@ def media_type_of(content_type: bytes | None) -> str:
     if content_type is None:
         return ""
     return content_type.decode("latin-1").partition(";")[0].strip().lower()
+
+
+def _same_request(
+    stored: str, fingerprint: str, earlier_fingerprint: EarlierFingerprint | None
+) -> bool:
+    if hmac.compare_digest(stored, fingerprint):
+        return True
+    return earlier_fingerprint is not None and hmac.compare_digest(stored, earlier_fingerprint())
 
 
 def _check_names(scope: str, key: str) -> None:
@@ -187,21 +211,37 @@ class IdempotencyStore:
         self._lease_ns = lease_s * NANOSECONDS_PER_SECOND
         self.response_body_max_bytes = response_body_max_bytes
 
-    async def begin(self, *, scope: str, key: str, fingerprint: str) -> BeginOutcome:
-        """Claim `key` in `scope` for the request with `fingerprint`, or say why not."""
+    async def begin(
+        self,
+        *,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        earlier_fingerprint: EarlierFingerprint | None = None,
+    ) -> BeginOutcome:
+        """Claim `key` in `scope` for the request with `fingerprint`, or say why not.
+
+        `earlier_fingerprint` gives the same request's fingerprint as an earlier release
+        stored it (unkeyed), asked for only when a stored key's fingerprint differs: a
+        retry across the upgrade is still the same request."""
         _check_names(scope, key)
         invariant(len(fingerprint) == FINGERPRINT_LENGTH, "fingerprint is a SHA-256 in hex")
         for _ in range(_BEGIN_ATTEMPTS_MAX):
             async with self._unit_of_work.begin() as session:
                 outcome = await self._begin_once(
-                    IdempotencyRepository(session), scope, key, fingerprint
+                    IdempotencyRepository(session), scope, key, fingerprint, earlier_fingerprint
                 )
             if outcome is not None:
                 return outcome
         raise IdempotencyStoreBusy("The idempotency key kept changing; retry the request.")
 
     async def _begin_once(
-        self, repository: IdempotencyRepository, scope: str, key: str, fingerprint: str
+        self,
+        repository: IdempotencyRepository,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        earlier_fingerprint: EarlierFingerprint | None,
     ) -> BeginOutcome | None:
         now_ns = self._clock.now_ns()
         claim = Claim(
@@ -218,15 +258,19 @@ class IdempotencyStore:
         row = await repository.get(scope=scope, key=key)
         if row is None:
             return None  # purged since the insert saw it: try again
-        return await self._resolve(repository, row, claim)
+        return await self._resolve(repository, row, claim, earlier_fingerprint)
 
     async def _resolve(
-        self, repository: IdempotencyRepository, row: IdempotencyKey, claim: Claim
+        self,
+        repository: IdempotencyRepository,
+        row: IdempotencyKey,
+        claim: Claim,
+        earlier_fingerprint: EarlierFingerprint | None,
     ) -> BeginOutcome | None:
         # An expired key is as good as absent, whatever request first used it.
         renew = row.expires_at <= claim.now_ns
         if not renew:
-            if row.fingerprint != claim.fingerprint:
+            if not _same_request(row.fingerprint, claim.fingerprint, earlier_fingerprint):
                 return Mismatch()
             if row.status == STATUS_COMPLETED:
                 return Replay(_stored(row))
