@@ -1,6 +1,6 @@
 """The document names the headers the platform reads and writes around the routes: the
-`Idempotency-Key` of every credential's POST, `Idempotent-Replayed` on its responses, and
-`X-Request-Id` on every response; and the server sends them as documented."""
+`Idempotency-Key` of every credential's POST, PUT, PATCH and DELETE, `Idempotent-Replayed`
+on its responses, and `X-Request-Id` on every response; and the server sends them as documented."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from billfold.kit.http.openapi import IDEMPOTENCY_KEY_PARAMETER
 from ledger.ledger_api_support import Keys, account_id, api, auth, make_keys
 
 METHODS = ("get", "put", "post", "delete", "patch")
+KEYED = {"put", "post", "delete", "patch"}
 
 
 @pytest.fixture
@@ -29,22 +30,23 @@ def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]
     ]
 
 
-def test_every_credentials_post_documents_its_idempotency_key(database_url: str) -> None:
+def test_every_credentials_change_documents_its_idempotency_key(database_url: str) -> None:
     with api(database_url) as client:
         document = client.get("/openapi.json").json()
-    posts = [
-        (path, operation)
+    changes = [
+        (method, path, operation)
         for method, path, operation in _operations(document)
-        if method == "post" and operation.get("security")
+        if method in KEYED and operation.get("security")
     ]
-    assert len(posts) > 50
-    for path, operation in posts:
+    assert len(changes) > 60
+    assert {method for method, _, _ in changes} == KEYED
+    for method, path, operation in changes:
         keys = [p for p in operation["parameters"] if p["name"] == "Idempotency-Key"]
-        assert keys == [IDEMPOTENCY_KEY_PARAMETER], path
+        assert keys == [IDEMPOTENCY_KEY_PARAMETER], (method, path)
         for status, response in operation["responses"].items():
-            assert "Idempotent-Replayed" in response["headers"], (path, status)
+            assert "Idempotent-Replayed" in response["headers"], (method, path, status)
     for method, path, operation in _operations(document):
-        if method != "post" or not operation.get("security"):
+        if method not in KEYED or not operation.get("security"):
             names = [p["name"] for p in operation.get("parameters", [])]
             assert "Idempotency-Key" not in names, (method, path)
         for status, response in operation["responses"].items():

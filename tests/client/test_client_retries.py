@@ -83,6 +83,30 @@ def test_a_delete_whose_answer_was_lost_succeeds(database_url: str, failure: str
             assert missing.value.code == "webhook_endpoint_not_found"
 
 
+@pytest.mark.parametrize("failure", ["drop", "503_after"])
+def test_a_conditional_put_whose_answer_was_lost_gets_its_first_answer(
+    database_url: str, failure: str
+) -> None:
+    """The retry carries the first attempt's key, so the server answers it as it answered
+    the first, instead of refusing a version the first attempt moved on."""
+    with running(database_url) as server:
+        flaky = FlakyTransport(server.transport())
+        with server.billfold([Scope.FEES_READ, Scope.FEES_WRITE], http_transport=flaky) as billfold:
+            rules = [{"name": "all", "tiers": [{"bps": 50}]}]
+            created = billfold.fee_schedules.create(name="Standard", rules=rules)
+            flaky.attempts.clear()
+            flaky.reached_app.clear()
+            flaky.failures = [failure]  # type: ignore[list-item]
+            replaced = billfold.fee_schedules.replace(
+                created["id"], name="Cheaper", rules=rules, version=1
+            )
+            assert (replaced["name"], replaced["version"]) == ("Cheaper", 2)
+            assert flaky.reached_app == [True, True]
+            keys = {attempt.headers["Idempotency-Key"] for attempt in flaky.attempts}
+            assert len(keys) == 1
+            assert billfold.fee_schedules.get(created["id"])["version"] == 2
+
+
 def test_two_calls_get_two_keys_and_a_given_key_is_sent_as_is(database_url: str) -> None:
     with running(database_url) as server:
         flaky = FlakyTransport(server.transport())

@@ -102,6 +102,20 @@ def build_app(store: IdempotencyStore, handlers: Handlers) -> FastAPI:
         headers = {"Allow": "GET, HEAD", "WWW-Authenticate": 'Bearer realm="billfold"'}
         return Response(status_code=405, headers=headers)
 
+    @app.put("/settings/{name}")
+    async def put_setting(name: str, transfer: TransferIn) -> dict[str, Any]:
+        handlers.executions += 1
+        return {"name": name, "amount": transfer.amount, "execution": handlers.executions}
+
+    @app.patch("/settings/{name}")
+    async def patch_setting(name: str, transfer: TransferIn) -> dict[str, Any]:
+        handlers.executions += 1
+        return {"name": name, "amount": transfer.amount, "execution": handlers.executions}
+
+    @app.delete("/settings/{name}", status_code=204)
+    async def delete_setting(name: str) -> None:
+        handlers.executions += 1
+
     @app.post("/big")
     async def big() -> Response:
         handlers.executions += 1
@@ -347,6 +361,32 @@ async def test_a_structured_field_string_names_the_key_it_quotes(
         assert replay.json() == first.json()
     assert_problem(other_body, status=422, code="idempotency_key_reused")
     assert_problem(malformed, status=400, code="idempotency_key_invalid")
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+async def test_a_put_or_patch_with_a_key_replays_and_refuses_another_body(
+    http: httpx.AsyncClient, handlers: Handlers, method: str
+) -> None:
+    first = await http.request(method, "/settings/a", json={"amount": 1}, headers=keyed("s1"))
+    again = await http.request(method, "/settings/a", json={"amount": 1}, headers=keyed("s1"))
+    other = await http.request(method, "/settings/a", json={"amount": 2}, headers=keyed("s1"))
+    assert first.status_code == again.status_code == 200
+    assert again.headers[REPLAYED_HEADER] == "true"
+    assert again.json() == first.json() == {"name": "a", "amount": 1, "execution": 1}
+    assert_problem(other, status=422, code="idempotency_key_reused")
+    assert handlers.executions == 1
+
+
+async def test_a_delete_with_a_key_replays_and_the_key_names_one_method(
+    http: httpx.AsyncClient, handlers: Handlers
+) -> None:
+    first = await http.delete("/settings/a", headers=keyed("d1"))
+    again = await http.delete("/settings/a", headers=keyed("d1"))
+    put = await http.put("/settings/a", json={"amount": 1}, headers=keyed("d1"))
+    assert first.status_code == again.status_code == 204
+    assert again.headers[REPLAYED_HEADER] == "true"
+    assert_problem(put, status=422, code="idempotency_key_reused")
+    assert handlers.executions == 1
 
 
 async def test_a_get_ignores_the_key(http: httpx.AsyncClient) -> None:

@@ -12,9 +12,10 @@ refreshes the rotating tokens on its own; `BillfoldOperator` logs an operator in
 back office and four-eyes approvals; `DeviceSigner` signs requests with a bound device key.
 `AsyncBillfold` makes the ledger calls from asyncio, with the same policy.
 
-Every POST carries an `Idempotency-Key` (generated unless you pass one) that stays the same
-across the SDK's retries, so a retried call can never apply twice. Errors arrive as typed
-exceptions carrying the problem document's stable `code` (see `billfold.client.errors`).
+Every POST, PUT, PATCH and DELETE carries an `Idempotency-Key` (generated unless you pass
+one) that stays the same across the SDK's retries, so a retried call can never apply twice.
+Errors arrive as typed exceptions carrying the problem document's stable `code` (see
+`billfold.client.errors`).
 The SDK imports nothing from the server: it needs only httpx (and cryptography to sign).
 """
 

@@ -1,7 +1,9 @@
 """HTTP with safe retries.
 
-Every POST carries an `Idempotency-Key`, generated once per logical call (unless given) and
-kept across that call's retries, so the server applies a retried request at most once.
+Every POST, PUT, PATCH and DELETE carries an `Idempotency-Key`, generated once per logical
+call (unless given) and kept across that call's retries, so the server applies a retried
+request at most once and answers it as it answered the first: a `PUT` whose version
+precondition the first attempt moved on gets the first attempt's answer, not a mismatch.
 
 What is retried, with backoff (`Retry-After` when the server gives one):
 
@@ -60,6 +62,8 @@ STREAM_READ_TIMEOUT_S = 60.0
 comment only every 15 s, which the usual `timeout_s` would cut off as a read timeout."""
 USER_AGENT = "billfold-python"
 _GATEWAY_STATUSES = frozenset({502, 503, 504})
+# The methods the server deduplicates by `Idempotency-Key`.
+_KEYED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _IN_PROGRESS_CODE = "idempotency_request_in_progress"
 # Raised before a single byte of the request left: retrying cannot apply it twice.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -132,7 +136,7 @@ class _Call:
             self.content = jsonlib.dumps(json, separators=(",", ":")).encode()
             self.headers["Content-Type"] = "application/json"
         self.headers.update(headers or {})
-        if method == "POST":
+        if method in _KEYED_METHODS:
             self.headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
         self.query = {name: value for name, value in (params or {}).items() if value is not None}
         self.authenticated = authenticated

@@ -7,7 +7,8 @@ process that only needs the idempotency table does not import the web framework.
 - `logging`: structlog JSON logs, the access-log line, `bind_actor` for the auth layer.
 - `limits`: the request body size limit (413).
 - `bodies`: JSON bodies held to I-JSON; a route's credential checked before its body.
-- `idempotency`, `idempotency_store`, `idempotency_models`: `Idempotency-Key` on POST;
+- `idempotency`, `idempotency_store`, `idempotency_models`: `Idempotency-Key` on POST, PUT,
+  PATCH and DELETE;
   `idempotency_batching`: the store for a busy API (concurrent requests share transactions).
 - `rate_limit`, `rate_limit_redis`: limiters (in-process and Redis) and the 429 helper.
 - `problems`: problem+json responses written from middleware.

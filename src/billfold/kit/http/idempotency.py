@@ -1,4 +1,5 @@
-"""`Idempotency-Key` on POST: the same request again gets the first one's response.
+"""`Idempotency-Key` on POST, PUT, PATCH and DELETE: the same request again gets the first
+one's response.
 
 Same key and same request → the stored response, with `Idempotent-Replayed: true`; same key
 and a different request → 422 `idempotency_key_reused`; same key while the first still
@@ -62,6 +63,7 @@ from billfold.kit.http.problems import problem_response, send_problem
 
 __all__ = [
     "IDEMPOTENCY_KEY_HEADER",
+    "KEYED_METHODS",
     "REPLAYED_HEADER",
     "FingerprintKeyProvider",
     "IdempotencyKeyInvalid",
@@ -75,6 +77,11 @@ __all__ = [
 ]
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+KEYED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+"""The methods a key applies to: every one that changes something. POST and PATCH are not
+idempotent (the draft's case); PUT and DELETE are by definition, but a retried PUT whose
+version precondition the first one moved on, or a DELETE whose target the first removed,
+would answer what the first made happen instead of what it answered."""
 REPLAYED_HEADER = "Idempotent-Replayed"
 _HEADER_NAME = IDEMPOTENCY_KEY_HEADER.lower().encode("ascii")
 # Replaying these reproduces what the client acts on; the rest (dates, ids) is per response.
@@ -235,7 +242,8 @@ def _content_type(scope: Scope) -> bytes | None:
 
 
 class IdempotencyMiddleware:
-    """Applies `Idempotency-Key` to every POST the `scope_of` callable can scope."""
+    """Applies `Idempotency-Key` to every POST, PUT, PATCH and DELETE the `scope_of`
+    callable can scope."""
 
     def __init__(
         self,
@@ -255,7 +263,7 @@ class IdempotencyMiddleware:
         self.body_max_bytes = body_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["method"] not in KEYED_METHODS:
             await self.app(scope, receive, send)
             return
         values = _key_values(scope)

@@ -14,11 +14,13 @@ allowed values one above what the request models accept (and 2**127 for an amoun
 `install_error_documentation` puts back the exact integer bounds of the component schemas.
 
 `document_errors` completes a generated document: every operation gets the errors of what
-it has (a credential scheme, a body, path or query parameters, a `cursor`, POST), and every
+it has (a credential scheme, a body, path or query parameters, a `cursor`, a method that
+takes an `Idempotency-Key`), and every
 error response, declared or added, is `application/problem+json` with one shared `Problem`
 schema. It also documents the headers the platform adds around the routes: every response's
-`X-Request-Id`, and on a credential's POST the `Idempotency-Key` it takes and the
-`Idempotent-Replayed` of a replay (a client generated from the document knew of neither).
+`X-Request-Id`, and on a credential's POST, PUT, PATCH or DELETE the `Idempotency-Key` it
+takes and the `Idempotent-Replayed` of a replay (a client generated from the document knew
+of neither).
 `install_error_documentation` applies it to an application's document once, when it is
 first generated, with `document_path_ids`: routes take their ids as plain strings and parse
 them themselves (a malformed one is 400 `invalid_id`), so the document said only `string`
@@ -32,6 +34,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from billfold.kit.errors import ERRORS_LISTED_MAX, PROBLEM_JSON
+from billfold.kit.http.idempotency import KEYED_METHODS
 from billfold.kit.http.idempotency_models import IDEMPOTENCY_KEY_LENGTH_MAX
 from billfold.kit.http.rate_limit import throttle_sign_in
 
@@ -97,8 +100,9 @@ _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 
 _WHY = {
-    400: "a malformed id, cursor, `Idempotency-Key` or request framing, or a body that is"
-    " not JSON text",
+    400: "a malformed id, cursor, `Idempotency-Key` or request framing, a body that is"
+    " not JSON text, or a query parameter the operation does not take"
+    " (`unknown_query_parameter`, naming it in `unknown_parameters`)",
     401: "no valid credential (`WWW-Authenticate` names the scheme)",
     403: "the credential lacks a scope or permission, or belongs to another mode",
     404: "no such object for this caller",
@@ -158,6 +162,7 @@ IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
 }
 """The header every credential's POST takes (`billfold.kit.http.idempotency`)."""
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+_KEYED_METHODS = frozenset(method.lower() for method in KEYED_METHODS)
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
 
 
@@ -182,14 +187,15 @@ def exactly_one_of(*names: str) -> dict[str, Any]:
 def _expected(method: str, operation: dict[str, Any], *, throttled: bool) -> Iterator[int]:
     """The error statuses the platform can answer for `operation`, whatever it declares."""
     parameters = operation.get("parameters", [])
+    yield 400  # a query parameter the operation does not declare (`kit.http.query`)
     if operation.get("security"):
         yield from (401, 403, 429, 503)
     elif throttled:
         yield from (429, 503)
     if "requestBody" in operation:
         yield from (400, 413, 415, 422)
-    if method == "post" and operation.get("security"):
-        # The Idempotency-Key of a credential's POST: malformed, running or withheld, reused.
+    if method in _KEYED_METHODS and operation.get("security"):
+        # The Idempotency-Key of a credential's change: malformed, running or withheld, reused.
         yield from (400, 409, 422)
     if any(parameter.get("in") == "path" for parameter in parameters):
         yield from (400, 404)
@@ -239,7 +245,7 @@ def document_errors(
 
 def _document_headers(method: str, operation: dict[str, Any]) -> None:
     """The headers the platform's middleware reads and writes around `operation`."""
-    idempotent = method == "post" and bool(operation.get("security"))
+    idempotent = method in _KEYED_METHODS and bool(operation.get("security"))
     if idempotent:
         parameters = operation.setdefault("parameters", [])
         if not any(parameter.get("name") == "Idempotency-Key" for parameter in parameters):
