@@ -33,7 +33,8 @@ class _Calls:
 
 def _small_app(calls: _Calls, *, index: bool) -> FastAPI:
     """`/things` served by two routers (GET by one, POST by the other), `/things/{id}` by
-    GET only, `/feed` by an endless stream, `/orders` by POST only."""
+    GET only, `/feed` by an endless stream, `/orders` by POST only, `/orders/{id}` by PUT,
+    PATCH and DELETE."""
     readers, writers = APIRouter(), APIRouter()
 
     @readers.get("/things")
@@ -66,6 +67,10 @@ def _small_app(calls: _Calls, *, index: bool) -> FastAPI:
     async def create_order() -> dict[str, str]:
         return {"id": "o"}
 
+    @writers.api_route("/orders/{order_id}", methods=["PUT", "PATCH", "DELETE"])
+    async def change_order(order_id: str) -> dict[str, str]:
+        return {"id": order_id}
+
     app = FastAPI()
     install_problem_handlers(app)
     app.include_router(readers)
@@ -92,6 +97,19 @@ def test_a_405_lists_every_method_of_its_path(client: tuple[TestClient, _Calls])
     assert refused.json()["status"] == 405
     assert test_client.patch("/things/7").headers["allow"] == "GET, HEAD"
     assert test_client.put("/orders").headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "TRACE", "PROPFIND", "BREW"])
+def test_a_method_served_for_no_resource_is_501_on_any_path(
+    client: tuple[TestClient, _Calls], method: str
+) -> None:
+    test_client, calls = client
+    for path in ("/things", "/nowhere"):
+        refused = test_client.request(method, path)
+        assert refused.status_code == 501, (method, path)
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["code"] == "method_not_implemented"
+    assert calls.gets == 0
 
 
 def test_head_is_the_get_without_its_body(client: tuple[TestClient, _Calls]) -> None:

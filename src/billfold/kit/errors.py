@@ -464,7 +464,7 @@ async def _handle_http_exception(request: Request, exc: Exception) -> Response:
         # passed through as Starlette would.
         return Response(status_code=status, headers=headers)
     title = _status_phrase(status)
-    codes = {404: "not_found", 405: "method_not_allowed"}
+    codes = {404: "not_found", 405: "method_not_allowed", 501: "method_not_implemented"}
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
     code = codes.get(status, f"http_{status}")
     if status == 400 and detail == _UNPARSEABLE_BODY:

@@ -12,7 +12,13 @@ is served, and a 405 whose `Allow` lists every method of its path.
   them. The middleware lets the router's 405 through with `Allow` set to every method of
   every route whose path matches (and HEAD beside GET).
 
-Both cost nothing on other requests: the routes are looked at only for a HEAD or a 405.
+- **501** (RFC 9110 sections 9.1 and 15.6.2): a method the server implements for no
+  resource at all (`OPTIONS`, `TRACE`, `CONNECT`, `PROPFIND`, a made-up one) is 501
+  `method_not_implemented`, whatever the path; 405 is for a method the server implements
+  elsewhere but not at this path. Starlette answered both 405 (or 404 on an unknown path).
+
+These cost nothing on other requests: the routes are looked at only for a HEAD or a 405,
+and the methods implemented anywhere once.
 """
 
 from __future__ import annotations
@@ -65,11 +71,29 @@ class MethodsMiddleware:
     def __init__(self, app: ASGIApp, router: Router) -> None:
         self._app = app
         self._router = router
+        self._implemented: frozenset[str] | None = None
+
+    def implemented(self) -> frozenset[str]:
+        """Every method some route serves (HEAD wherever GET is); read at the first
+        request, once every route is in place."""
+        if self._implemented is None:
+            methods = {
+                method
+                for route in self._router.routes
+                for _, served in _served(route)
+                for method in served
+            }
+            if "GET" in methods:
+                methods.add("HEAD")
+            self._implemented = frozenset(methods)
+        return self._implemented
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
+        if scope["method"] not in self.implemented():
+            raise HTTPException(501, detail=f"{scope['method']} is served for no resource.")
         if scope["method"] == "HEAD":
             declared = _declared(self._router, scope["path"])
             if "GET" in declared and "HEAD" not in declared:
