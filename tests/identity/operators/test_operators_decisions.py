@@ -292,3 +292,35 @@ def _approved_action(approval: ApprovalRequest) -> object:
     from billfold.identity.operators.executors import ApprovedAction
 
     return ApprovedAction.from_row(approval)
+
+
+@pytest.mark.parametrize("approve", [True, False], ids=["approve", "refuse"])
+async def test_a_decider_demoted_after_signing_in_decides_nothing(
+    desk: Desk, approve: bool
+) -> None:
+    """The decider's permissions came with its session: a role change that commits while
+    its decision is in flight must still count (the row is read, locked, at the decision)."""
+    requester = await desk.operator(Role.FINANCE)
+    decider = await desk.operator(Role.FINANCE)
+    debit, credit = await open_accounts(desk.ledger, tenant_id=desk.tenant_id, count=2)
+    request = await desk.adjustment(requester, debit, credit, clock=SystemClock())
+    async with desk.unit_of_work.begin() as session:
+        await service.set_operator_roles(
+            session,
+            principal=None,
+            tenant_id=desk.tenant_id,
+            operator_id=decider.operator_id,
+            roles=[Role.SUPPORT],
+            actor=Actor.system(),
+            now_ns=SystemClock().now_ns(),
+        )
+    outcome = await _decide(desk, decider, request.id, approve=approve)  # the stale session
+    assert isinstance(outcome, BillfoldError)
+    assert (outcome.status, outcome.code) == (403, "permission_denied")
+    async with desk.unit_of_work.begin() as session:
+        stored = await approvals.get_approval(session, principal=requester, approval_id=request.id)
+    assert (stored.status, stored.decided_by) == ("pending", None)
+    assert await balances(desk.ledger, tenant_id=desk.tenant_id, ids=[debit, credit]) == [
+        (0, 0),
+        (0, 0),
+    ]

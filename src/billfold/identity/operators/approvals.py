@@ -49,7 +49,7 @@ from billfold.identity.operators.errors import (
     SelfApprovalForbidden,
 )
 from billfold.identity.operators.executors import ExecutionOutcome
-from billfold.identity.operators.models import NOTE_LENGTH_MAX, ApprovalRequest
+from billfold.identity.operators.models import NOTE_LENGTH_MAX, ApprovalRequest, Operator
 from billfold.identity.operators.payloads import LimitIncreasePayload, canonical_payload
 from billfold.identity.operators.permissions import (
     ACTION_PERMISSIONS,
@@ -355,8 +355,10 @@ async def decide(
     invariant(approval is not None, "a request just decided exists")
     assert approval is not None  # for mypy; the invariant holds under -O
     invariant(approval.decided_by != approval.requested_by, "four eyes: decider is not requester")
+    requester, decider = await _locked_parties(session, approval)
+    _require_decider_standing(approval, decider)
     if approve:
-        await _require_requester_standing(session, approval)
+        _require_requester_standing(approval, requester)
         await _require_holder_standing(
             session,
             tenant_id=approval.tenant_id,
@@ -369,15 +371,48 @@ async def decide(
     return Decision(approval=approval, error=None)
 
 
-async def _require_requester_standing(session: AsyncSession, approval: ApprovalRequest) -> None:
+async def _locked_parties(
+    session: AsyncSession, approval: ApprovalRequest
+) -> tuple[Operator | None, Operator | None]:
+    """The requester and the decider as committed now, their rows locked until the decision
+    commits, so a concurrent disabling or role change of either is not missed (the
+    decider's permissions came with its session, read before the claim). Locked in id
+    order: two operators deciding each other's requests at once would otherwise deadlock."""
+    decider_id = approval.decided_by
+    invariant(decider_id is not None, "a decided request names its decider")
+    assert decider_id is not None  # for mypy; the invariant holds under -O
+    operators = OperatorRepository(session)
+    rows = {
+        operator_id: await operators.get_for_update(
+            tenant_id=approval.tenant_id, operator_id=operator_id
+        )
+        for operator_id in sorted({approval.requested_by, decider_id})
+    }
+    return rows[approval.requested_by], rows[decider_id]
+
+
+def _require_decider_standing(approval: ApprovalRequest, decider: Operator | None) -> None:
+    """Raise :class:`PermissionDenied` unless the decider is still active and may still
+    decide the action: a demotion or disabling that committed after this request was
+    authenticated rolls the claim back, leaving the request pending."""
+    needed = ACTION_PERMISSIONS[ActionType(approval.action_type)].approve
+    if (
+        decider is None
+        or decider.status != "active"
+        or needed not in permissions_of(roles_of(decider))
+    ):
+        raise PermissionDenied(
+            f"Deciding this request needs the permission {needed.value}, which this operator"
+            " no longer holds.",
+            required_permission=needed.value,
+        )
+
+
+def _require_requester_standing(approval: ApprovalRequest, requester: Operator | None) -> None:
     """Raise :class:`RequesterNotPermitted` unless the requester is still active and may
     still ask for the action. Raised, not returned: the claim just made must roll back, so
     the request stays pending (to be refused, or to expire). Checked after the claim, so a
-    caller who could not decide the request learns nothing about its requester; the
-    requester's row is locked, so a concurrent disabling or role change is not missed."""
-    requester = await OperatorRepository(session).get_for_update(
-        tenant_id=approval.tenant_id, operator_id=approval.requested_by
-    )
+    caller who could not decide the request learns nothing about its requester."""
     needed = ACTION_PERMISSIONS[ActionType(approval.action_type)].request
     if (
         requester is None
