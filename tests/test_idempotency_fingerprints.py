@@ -14,8 +14,7 @@ import uuid
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billfold.keys.fingerprint_key import FINGERPRINT_KEY_OWNER, FINGERPRINT_KEY_PURPOSE
-from billfold.keys.keyring import PLATFORM_TENANT_ID, Keyring
+from billfold.keys.fingerprint_key import FINGERPRINT_KEY_LABEL
 from billfold.keys.keystore import LocalKeystore
 from billfold.kit.http.idempotency_store import request_fingerprint
 from billfold.privacy.masking import luhn_valid
@@ -48,20 +47,9 @@ def _store_fingerprint(database_url: str, key: str, fingerprint: str) -> None:
     run_in_unit_of_work(database_url, write)
 
 
-def _platform_fingerprint_key(database_url: str) -> bytes:
-    """The key as the keystore unwraps it (made by the app's first keyed request)."""
-    keyring = Keyring(lambda: LocalKeystore(base64.b64decode(MASTER_KEY)))
-
-    async def read(session: AsyncSession) -> bytes:
-        return await keyring.stable_key(
-            session,
-            tenant_id=PLATFORM_TENANT_ID,
-            purpose=FINGERPRINT_KEY_PURPOSE,
-            owner=FINGERPRINT_KEY_OWNER,
-            now_ns=0,
-        )
-
-    return run_in_unit_of_work(database_url, read)
+def _fingerprint_key() -> bytes:
+    """The key as the root key derives it: nothing in the database holds it."""
+    return LocalKeystore(base64.b64decode(MASTER_KEY)).derive_key(FINGERPRINT_KEY_LABEL)
 
 
 def _token_request(pan: str) -> bytes:
@@ -91,7 +79,7 @@ def test_a_card_numbers_fingerprint_is_an_hmac_under_a_key_outside_the_database(
     assert again.content == first.content
     stored = _stored_fingerprint(database_url, key)
     assert stored != _unkeyed("/v1/tokens", body)  # hashing the guessed number finds nothing
-    signing = hmac.new(_platform_fingerprint_key(database_url), digestmod=hashlib.sha256)
+    signing = hmac.new(_fingerprint_key(), digestmod=hashlib.sha256)
     for part in (b"POST", b"/v1/tokens", b""):
         signing.update(len(part).to_bytes(8, "big") + part)
     signing.update(body)

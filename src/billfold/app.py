@@ -293,11 +293,6 @@ async def _open_stores(app: FastAPI, settings: Settings) -> tuple[AsyncEngine, L
         lease_s=settings.idempotency_lease_s,
         response_body_max_bytes=settings.idempotency_response_max_bytes,
     )
-    app.state.fingerprint_key = FingerprintKey(
-        app.state.keyring,
-        app.state.unit_of_work,
-        keystore_configured=keystore_configured(settings),
-    )
     ledger = Ledger.from_settings(settings)
     await ledger.open()
     if settings.embedded_worker:  # else `billfold worker` sweeps expiries
@@ -430,6 +425,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     app.state.keyring = keyring_from_settings(settings)  # the keystore opens on first use
+    app.state.fingerprint_key = FingerprintKey(  # idempotency fingerprints are HMACs under it
+        app.state.keyring, keystore_configured=keystore_configured(settings)
+    )
     app.state.settings = settings
     install_auth(app, authenticator=authenticate)  # the rate limit: in the lifespan
     _mount_middleware(app, settings)

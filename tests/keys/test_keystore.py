@@ -10,6 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,6 +20,8 @@ from billfold.keys.keystore import (
     Argon2idCost,
     LocalKeystore,
     decode_master_key,
+    derivation_input,
+    derived_key,
     load_or_create_keystore_file,
 )
 from billfold.kit.settings import Settings
@@ -102,3 +105,18 @@ def test_settings_choose_the_keystore(tmp_path: Path) -> None:
     assert (tmp_path / "c.db.keystore").exists()
     with pytest.raises(KeystoreUnavailable, match="PIN"):
         keystore_from_settings(Settings(keystore="pkcs11"))
+
+
+def test_a_derived_key_is_the_root_keys_alone_and_the_same_each_time() -> None:
+    """What `derive_key` promises, and that it is AES-256-GCM of the fixed input, so an
+    HSM computing it with C_Encrypt gets the same bytes as a root key held in memory."""
+    root = os.urandom(32)
+    keystore = LocalKeystore(root)
+    derived = keystore.derive_key(b"idempotency-fingerprint")
+    assert len(derived) == 32
+    assert LocalKeystore(root).derive_key(b"idempotency-fingerprint") == derived
+    assert keystore.derive_key(b"another label") != derived
+    assert LocalKeystore(os.urandom(32)).derive_key(b"idempotency-fingerprint") != derived
+    nonce, plaintext, aad = derivation_input(b"idempotency-fingerprint")
+    sealed = AESGCM(root).encrypt(nonce, plaintext, aad)
+    assert derived_key(b"idempotency-fingerprint", sealed) == derived

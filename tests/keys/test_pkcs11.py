@@ -51,6 +51,25 @@ def test_the_root_key_is_generated_inside_and_never_leaves(softhsm_token: SoftHs
         again.close()
 
 
+def test_a_derived_key_is_made_inside_the_hsm_and_the_same_each_session(
+    softhsm_token: SoftHsmToken,
+) -> None:
+    label = f"root-{uuid.uuid4().hex[:8]}"
+    keystore = _keystore(softhsm_token, label)
+    try:
+        derived = keystore.derive_key(b"idempotency-fingerprint")
+        assert len(derived) == 32
+        assert keystore.derive_key(b"another label") != derived
+    finally:
+        keystore.close()
+    for key_label, same in ((label, True), (f"other-{uuid.uuid4().hex[:8]}", False)):
+        opened = _keystore(softhsm_token, key_label)  # one session at a time, as the app
+        try:
+            assert (opened.derive_key(b"idempotency-fingerprint") == derived) is same
+        finally:
+            opened.close()
+
+
 def test_a_wrong_pin_or_token_is_keystore_unavailable(softhsm_token: SoftHsmToken) -> None:
     with pytest.raises(KeystoreUnavailable):
         Pkcs11Keystore(

@@ -26,7 +26,7 @@ from billfold.keys.keystore import (
     decode_master_key,
     load_or_create_keystore_file,
 )
-from billfold.kit.db import parse_database_url
+from billfold.kit.db import InvalidDatabaseUrl, parse_database_url
 from billfold.kit.settings import Settings
 
 __all__ = ["keyring_from_settings", "keystore_configured", "keystore_from_settings"]
@@ -78,7 +78,10 @@ def keystore_configured(settings: Settings) -> bool:
     Otherwise `keystore_from_settings` can only refuse."""
     if settings.keystore == "pkcs11" or settings.master_key is not None:
         return True
-    sqlite = parse_database_url(settings.database_url).kind == "sqlite"
+    try:
+        sqlite = parse_database_url(settings.database_url).kind == "sqlite"
+    except InvalidDatabaseUrl:
+        return False  # the application refuses to start with it anyway
     if settings.keystore_passphrase is not None:
         return sqlite or settings.keystore_path is not None
     return sqlite and settings.keystore_allow_unprotected

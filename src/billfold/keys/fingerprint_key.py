@@ -1,14 +1,13 @@
-"""The key idempotency fingerprints are HMACs under, kept out of the database.
+"""The key idempotency fingerprints are HMACs under, derived from the root key.
 
 A request's fingerprint is stored beside its `Idempotency-Key` for a day or more, and some
 requests are secrets: `POST /v1/tokens` carries a card number, `POST /v1/pii/search` the
 email or phone searched for. A plain SHA-256 of such a body is found again by hashing
 guesses (a card number leaves about 10^8 once its issuer prefix and check digit are known),
 so whoever reads the database would read the card numbers. Fingerprints are therefore
-HMAC-SHA-256 under a key the database holds only wrapped by the keystore (PCI DSS v4.0
-requirement 3.5.1.1 asks for keyed hashes): the platform's stable data key of purpose
-``blind_index``, owner ``idempotency``. It is made on first use, never changes (a rotation
-rewraps it), and is read once per process.
+HMAC-SHA-256 under a key no database holds (PCI DSS v4.0 requirement 3.5.1.1 asks for keyed
+hashes): the keystore derives it from the root key (`Keystore.derive_key`, inside the HSM
+with PKCS#11), the same in every process, once per process.
 
 Without a configured keystore (the default embedded setup) fingerprints stay plain SHA-256:
 every route that takes a secret needs the keystore too and answers 503 without it, and a
@@ -19,31 +18,19 @@ from __future__ import annotations
 
 import asyncio
 
-from billfold.keys.keyring import PLATFORM_TENANT_ID, Keyring
-from billfold.kit.clock import Clock, SystemClock
-from billfold.kit.db import UnitOfWork
+from billfold.keys.keyring import Keyring
 
-__all__ = ["FINGERPRINT_KEY_OWNER", "FINGERPRINT_KEY_PURPOSE", "FingerprintKey"]
+__all__ = ["FINGERPRINT_KEY_LABEL", "FingerprintKey"]
 
-FINGERPRINT_KEY_PURPOSE = "blind_index"
-FINGERPRINT_KEY_OWNER = "idempotency"
+FINGERPRINT_KEY_LABEL = b"idempotency-fingerprint"
 
 
 class FingerprintKey:
-    """The idempotency fingerprint key of this process, unwrapped on first use."""
+    """The idempotency fingerprint key of this process, derived on first use."""
 
-    def __init__(
-        self,
-        keyring: Keyring,
-        unit_of_work: UnitOfWork,
-        *,
-        keystore_configured: bool,
-        clock: Clock | None = None,
-    ) -> None:
+    def __init__(self, keyring: Keyring, *, keystore_configured: bool) -> None:
         self._keyring = keyring
-        self._unit_of_work = unit_of_work
         self._enabled = keystore_configured
-        self._clock = clock or SystemClock()
         self._key: bytes | None = None
         self._lock = asyncio.Lock()
 
@@ -56,15 +43,10 @@ class FingerprintKey:
         if self._key is None:
             async with self._lock:
                 if self._key is None:
-                    self._key = await self._load()
+                    # Opening the keystore may derive a passphrase's key or log in to an
+                    # HSM: not on the event loop.
+                    self._key = await asyncio.to_thread(self._derive)
         return self._key
 
-    async def _load(self) -> bytes:
-        async with self._unit_of_work.begin() as session:
-            return await self._keyring.stable_key(
-                session,
-                tenant_id=PLATFORM_TENANT_ID,
-                purpose=FINGERPRINT_KEY_PURPOSE,
-                owner=FINGERPRINT_KEY_OWNER,
-                now_ns=self._clock.now_ns(),
-            )
+    def _derive(self) -> bytes:
+        return self._keyring.keystore.derive_key(FINGERPRINT_KEY_LABEL)

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from argon2.low_level import Type, hash_secret_raw
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from billfold.keys.envelope import KEY_BYTES, canonical_aad, seal, unseal
+from billfold.keys.envelope import KEY_BYTES, NONCE_BYTES, canonical_aad, seal, unseal
 from billfold.keys.errors import DecryptionFailed, KeystoreUnavailable
 
 __all__ = [
@@ -39,6 +39,8 @@ __all__ = [
     "Keystore",
     "LocalKeystore",
     "decode_master_key",
+    "derivation_input",
+    "derived_key",
     "load_or_create_keystore_file",
 ]
 
@@ -61,6 +63,11 @@ class Keystore(Protocol):
 
     def unwrap(self, wrapped: bytes, *, aad: bytes) -> bytes:
         """The inverse of `wrap`; DecryptionFailed when the bytes or `aad` differ."""
+        ...
+
+    def derive_key(self, label: bytes) -> bytes:
+        """32 bytes that only this root key gives for `label`, the same at every call and in
+        every process (`derived_key`): a key that needs no row, so no database holds it."""
         ...
 
     def close(self) -> None: ...
@@ -86,8 +93,34 @@ class LocalKeystore:
     def unwrap(self, wrapped: bytes, *, aad: bytes) -> bytes:
         return unseal(self._cipher, wrapped, aad=aad)
 
+    def derive_key(self, label: bytes) -> bytes:
+        nonce, plaintext, aad = derivation_input(label)
+        return derived_key(label, self._cipher.encrypt(nonce, plaintext, aad))
+
     def close(self) -> None:
         """Nothing to release."""
+
+
+_DERIVATION_DOMAIN = b"billfold.derived-key.v1\x00"
+
+
+def derivation_input(label: bytes) -> tuple[bytes, bytes, bytes]:
+    """The nonce, plaintext and associated data a keystore seals with AES-256-GCM under its
+    root key to derive the key of `label` (`derived_key` finishes it).
+
+    The nonce is fixed per label, so the output is the same every time: that is the point,
+    and it is safe because a (nonce, plaintext) pair is only ever sealed again as itself.
+    Every other use of the root key draws a random 96-bit nonce, which meets one of these
+    with a chance of 2^-96 per use. An HSM computes it with `C_Encrypt`, the root key never
+    leaving it, exactly as a local root key does in memory."""
+    digest = hashlib.sha256(_DERIVATION_DOMAIN + label).digest()
+    return digest[:NONCE_BYTES], bytes(KEY_BYTES), _DERIVATION_DOMAIN + label
+
+
+def derived_key(label: bytes, sealed: bytes) -> bytes:
+    """The key of `label` from the root key's seal of `derivation_input(label)` (the
+    ciphertext, then the tag): both hashed, bound to the label."""
+    return hashlib.sha256(_DERIVATION_DOMAIN + label + sealed).digest()
 
 
 def decode_master_key(text: str) -> bytes:

@@ -3,7 +3,8 @@
 The root key is an AES-256 secret key object on the token, generated inside it on first
 use with ``CKA_EXTRACTABLE=false`` and ``CKA_SENSITIVE=true``: its value never leaves the
 HSM. Wrapping a key-encryption key is ``C_Encrypt`` with ``CKM_AES_GCM`` inside the HSM
-(random 12-byte nonce, the associated data bound in); unwrapping is ``C_Decrypt``.
+(random 12-byte nonce, the associated data bound in); unwrapping is ``C_Decrypt``; a
+derived key (``derive_key``) is ``C_Encrypt`` of a fixed input (``keystore.derivation_input``).
 
 A PKCS#11 session is not safe to share between threads: one lock serializes the calls.
 A token that is gone or a session the HSM no longer knows (it restarted, the token was
@@ -20,6 +21,7 @@ from typing import Any
 
 from billfold.keys.envelope import KEY_BYTES, NONCE_BYTES
 from billfold.keys.errors import DecryptionFailed, KeystoreUnavailable
+from billfold.keys.keystore import derivation_input, derived_key
 
 __all__ = ["Pkcs11Keystore"]
 
@@ -167,6 +169,23 @@ class Pkcs11Keystore:
         except PKCS11Error as error:  # SoftHSM2 reports a failed GCM tag as CKR_GENERAL_ERROR
             raise DecryptionFailed() from error
         return bytes(plain)
+
+    def derive_key(self, label: bytes) -> bytes:
+        from pkcs11 import Mechanism
+        from pkcs11.exceptions import PKCS11Error
+        from pkcs11.mechanisms import GCMParams
+
+        nonce, plaintext, aad = derivation_input(label)
+        try:
+            with self._lock:
+                sealed = self._key.encrypt(
+                    plaintext,
+                    mechanism=Mechanism.AES_GCM,
+                    mechanism_param=GCMParams(nonce, aad, _TAG_BITS),
+                )
+        except PKCS11Error as error:
+            raise KeystoreUnavailable(f"The HSM cannot derive with {self._key_id}.") from error
+        return derived_key(label, bytes(sealed))
 
     def close(self) -> None:
         """Log out and close the session; a session the HSM already lost is closed too."""
