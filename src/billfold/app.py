@@ -64,6 +64,7 @@ from billfold.kit.http.limits import BodySizeLimitMiddleware
 from billfold.kit.http.logging import AccessLogMiddleware, configure_logging
 from billfold.kit.http.methods import install_methods
 from billfold.kit.http.openapi import install_error_documentation
+from billfold.kit.http.query import UnknownQueryParameterMiddleware
 from billfold.kit.http.rate_limit import InProcessRateLimiter, RateLimiter
 from billfold.kit.http.rate_limit_redis import RateLimiterUnavailable, RedisRateLimiter
 from billfold.kit.http.request_id import RequestIdMiddleware
@@ -402,6 +403,7 @@ def _mount_middleware(app: FastAPI, settings: Settings) -> None:
         fingerprint_key=_idempotency_fingerprint_key,
         body_max_bytes=settings.request_body_batch_max_bytes,
     )
+    app.add_middleware(UnknownQueryParameterMiddleware)  # outside idempotency: nothing kept
     app.add_middleware(StrictJsonMiddleware, body_max_bytes=settings.request_body_batch_max_bytes)
     app.add_middleware(
         _BodySizeLimitByPath,

@@ -178,7 +178,9 @@ def events_replay(
         str | None, typer.Option(help="Only to this endpoint, whe_… (default: every one).")
     ] = None,
 ) -> None:
-    """Deliver an event to webhook endpoints again (same webhook-id); the worker sends it."""
+    """Deliver an event to webhook endpoints again (same webhook-id); the worker sends it.
+    Exits 1 when nothing is queued: the endpoint named is disabled or not subscribed to the
+    event's type, or no enabled endpoint wants the event."""
     from billfold.events import service as events_service
     from billfold.events.schemas import DELIVERY_ID_PREFIX, ENDPOINT_ID_PREFIX
     from billfold.events.types import EVENT_ID_PREFIX
@@ -197,8 +199,9 @@ def events_replay(
     )
     for identifier in ids:
         typer.echo(f"delivery  {format_id(DELIVERY_ID_PREFIX, identifier)}")
-    if not ids:
-        errors.print("No enabled endpoint wants this event.")
+    if not ids:  # nothing queued: what was asked did not happen, so a script must see it
+        errors.print("No enabled endpoint wants this event: nothing was queued.")
+        raise typer.Exit(1)
 
 
 @db_app.command("upgrade")

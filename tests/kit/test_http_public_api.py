@@ -19,6 +19,7 @@ PUBLIC_API = {
     "caching": {"no_store"},
     "idempotency": {
         "IDEMPOTENCY_KEY_HEADER",
+        "KEYED_METHODS",
         "REPLAYED_HEADER",
         "IdempotencyKeyInvalid",
         "IdempotencyKeyReused",
@@ -89,6 +90,13 @@ PUBLIC_API = {
         "problem_responses",
     },
     "problems": {"problem_response", "send_problem"},
+    "query": {
+        "UNKNOWN_LISTED_MAX",
+        "UnknownQueryParameter",
+        "UnknownQueryParameterMiddleware",
+        "declared_query_names",
+        "unknown_query_names",
+    },
     "rate_limit": {
         "RATE_LIMIT_KEYS_MAX_DEFAULT",
         "RATE_LIMIT_KEY_LENGTH_MAX",
@@ -143,6 +151,7 @@ def test_each_module_exports_exactly_its_pinned_names(module_name: str) -> None:
         ("idempotency", "IdempotencyRequestInProgress", 409, "idempotency_request_in_progress"),
         ("idempotency", "IdempotencyResponseWithheld", 409, "idempotency_response_withheld"),
         ("idempotency_store", "IdempotencyStoreBusy", 503, "idempotency_store_busy"),
+        ("query", "UnknownQueryParameter", 400, "unknown_query_parameter"),
         ("rate_limit", "RateLimitExceeded", 429, "rate_limited"),
         ("rate_limit_redis", "RateLimiterUnavailable", 503, "rate_limiter_unavailable"),
     ],

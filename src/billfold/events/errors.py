@@ -5,7 +5,8 @@ BillfoldError
 │   ├── EventNotFound            event_not_found
 │   └── WebhookEndpointNotFound  webhook_endpoint_not_found
 ├── Conflict
-│   └── WebhookEndpointDisabled  webhook_endpoint_disabled
+│   ├── WebhookEndpointDisabled  webhook_endpoint_disabled
+│   └── EventNotSubscribed       event_not_subscribed
 └── ValidationFailed
     ├── UnsafeWebhookUrl         unsafe_webhook_url   (billfold.events.ssrf)
     ├── InvalidEventFilter       invalid_event_filter
@@ -19,6 +20,7 @@ from billfold.kit.errors import Conflict, NotFound, ValidationFailed
 
 __all__ = [
     "EventNotFound",
+    "EventNotSubscribed",
     "InvalidEventFilter",
     "TooManyWebhookEndpoints",
     "WebhookEndpointDisabled",
@@ -42,6 +44,15 @@ class WebhookEndpointDisabled(Conflict):
 
     code = "webhook_endpoint_disabled"
     title = "Webhook endpoint disabled"
+
+
+class EventNotSubscribed(Conflict):
+    """A replay aimed at an endpoint whose `event_types` leave the event out: the endpoint
+    asked not to receive that type, so sending it would break its subscription. Add the
+    type to its `event_types` first."""
+
+    code = "event_not_subscribed"
+    title = "Endpoint not subscribed to the event's type"
 
 
 class InvalidEventFilter(ValidationFailed):

@@ -423,7 +423,10 @@ async def get_event(event_id: str, principal: Reader, unit_of_work: Work) -> Eve
     description=(
         "Without `endpoint_id`, to every enabled endpoint that wants the event. A disabled"
         " endpoint named in `endpoint_id` is refused with 409 `webhook_endpoint_disabled`"
-        " and nothing is queued: enable it (PATCH its `status`), then replay."
+        " and nothing is queued: enable it (PATCH its `status`), then replay. So is an endpoint"
+        " whose `event_types` leave the event's type out (409 `event_not_subscribed`): a"
+        " replay sends only what the endpoint subscribes to. Without `endpoint_id`, when no"
+        " enabled endpoint wants the event, nothing is queued: 202 with no `delivery_ids`."
     ),
     responses=problem_responses(404, 409, 422),
 )

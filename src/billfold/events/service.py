@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billfold.events import repository
 from billfold.events.errors import (
     EventNotFound,
+    EventNotSubscribed,
     InvalidEventFilter,
     TooManyWebhookEndpoints,
     WebhookEndpointDisabled,
@@ -284,7 +285,9 @@ async def replay_event(
     """Deliver an event again: to one endpoint, or to every enabled endpoint that wants it.
     The delivery keeps the event's id as `webhook-id`; the receiver's dedupe sees it again.
     A disabled endpoint named here is refused (`WebhookEndpointDisabled`), nothing written:
-    the worker never sends to one, so its delivery would only wait."""
+    the worker never sends to one, so its delivery would only wait. So is one whose
+    `event_types` leave the event's type out (`EventNotSubscribed`): a replay delivers what
+    the endpoint would have received, never what it filtered out."""
     event = await get_event(session, scope=scope, event_id=event_id)
     if endpoint_id is not None:
         endpoint = await get_endpoint(session, scope=scope, endpoint_id=endpoint_id)
@@ -292,6 +295,13 @@ async def replay_event(
             raise WebhookEndpointDisabled(
                 "the webhook endpoint is disabled; enable it, then replay",
                 endpoint_id=format_id(ENDPOINT_ID_PREFIX, endpoint.id),
+            )
+        if not endpoint_wants(endpoint, event):
+            raise EventNotSubscribed(
+                f"the webhook endpoint is not subscribed to {event.type!r}; add the type to"
+                " its event_types, then replay",
+                endpoint_id=format_id(ENDPOINT_ID_PREFIX, endpoint.id),
+                event_type=event.type,
             )
         targets = [endpoint]
     else:

@@ -1,7 +1,7 @@
 """Refusing webhook targets inside the network (SSRF): checked when an endpoint is saved and
-again when delivering (the sender reuses a check for `RESOLVED_TTL_S`), against the
-addresses the host resolves to then (DNS rebinding), and the request goes to the address
-that was checked, not to a second lookup.
+again when delivering (the sender reuses a check for `RESOLVED_TTL_S`), against every
+address the host resolves to then (DNS rebinding), and the request goes to the addresses
+that were checked (the next when one cannot be reached), not to a second lookup.
 """
 
 from __future__ import annotations
@@ -29,13 +29,21 @@ class UnsafeWebhookUrl(ValidationFailed):
 
 @dataclass(frozen=True, slots=True)
 class ResolvedTarget:
-    """A URL and the checked address to connect to."""
+    """A URL and the checked addresses to connect to, in the order to try them."""
 
     scheme: str
     host: str
     port: int
-    address: str
+    addresses: tuple[str, ...]
+    """Every address the host resolved to, each checked, in the resolver's order (RFC 6724
+    destination address selection), without repeats: the sender tries the next when it
+    cannot connect to one."""
     path: str
+
+    @property
+    def address(self) -> str:
+        """The first address to try."""
+        return self.addresses[0]
 
     def url(self) -> str:
         """The URL to request, naming the host (in its ASCII form): the connection itself
@@ -52,8 +60,22 @@ class ResolvedTarget:
 _NEVER_A_RECEIVER = (
     ipaddress.ip_network("192.0.0.0/24"),  # IETF protocol assignments: anycast, NAT64, DS-Lite
     ipaddress.ip_network("fec0::/10"),  # site-local (deprecated, RFC 3879): a private network
+    ipaddress.ip_network("64:ff9b:1::/48"),  # local-use NAT64 (RFC 8215): a private network's
 )
 """Blocks Python 3.11's `ipaddress` counts as global in part, where no webhook receiver is."""
+
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+"""The well-known NAT64 prefix (RFC 6052): on an IPv6-only network, DNS64 answers a host
+that has only an A record with its IPv4 address in the last 32 bits, and the operator's
+NAT64 gateway connects to that IPv4 address. Python files the prefix under the reserved
+`::/8`; the address is as public as the IPv4 address it carries, no more."""
+
+
+def _nat64_embedded(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a well-known-prefix NAT64 address carries (its last 32 bits)."""
+    if ip not in _NAT64_WELL_KNOWN:
+        return None
+    return ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
 
 
 def address_is_public(address: str) -> bool:
@@ -61,7 +83,9 @@ def address_is_public(address: str) -> bool:
     private, loopback, link-local, site-local, multicast, reserved, unspecified and shared
     addresses, the IETF protocol assignments (192.0.0.0/24), every IPv4-mapped IPv6 address
     (a public host has an A record for its IPv4), and the 6to4/Teredo forms of refused IPv4
-    addresses."""
+    addresses. A NAT64 address of the well-known prefix (`64:ff9b::/96`, what DNS64 answers
+    on an IPv6-only network) is judged by the IPv4 address it carries, as that address
+    would be; the local-use prefix `64:ff9b:1::/48` is refused."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
@@ -69,6 +93,9 @@ def address_is_public(address: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return False
+        translated = _nat64_embedded(ip)
+        if translated is not None:
+            return address_is_public(str(translated))
         embedded = ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
         if embedded is not None and not address_is_public(str(embedded)):
             return False
@@ -133,4 +160,5 @@ async def resolve_target(url: str, *, allow_private: bool) -> ResolvedTarget:
             raise UnsafeWebhookUrl(
                 f"the host {host!r} resolves to a private, loopback, link-local or reserved address"
             )
-    return ResolvedTarget(scheme=scheme, host=host, port=port, address=addresses[0], path=path)
+    ordered = tuple(dict.fromkeys(addresses))  # one per address: each socket type's repeats
+    return ResolvedTarget(scheme=scheme, host=host, port=port, addresses=ordered, path=path)

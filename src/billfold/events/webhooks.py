@@ -107,6 +107,8 @@ address, so a host whose DNS turned private meanwhile is still not reached; refu
 failures are not kept, so a host that failed to resolve is tried again at the next attempt."""
 RESOLVED_MAX = 10_000
 """Checked resolutions a sender keeps in memory."""
+CONNECT_ADDRESSES_MAX = 8
+"""Most of a host's checked addresses a connection tries, one after the other."""
 BATCH_ID_PREFIX = "msg"
 BATCH_SIZE_MAX = 500
 """Most events an endpoint may take in one request."""
@@ -462,22 +464,31 @@ _SocketOption = (
 
 
 class _CheckedAddresses(httpcore.AsyncNetworkBackend):
-    """Connects each host name to the address the sender checked for it (SSRF), whatever
+    """Connects each host name to the addresses the sender checked for it (SSRF), whatever
     DNS would answer now. Requests name the host itself, so the pool keeps connections per
     host name and TLS verifies each one's certificate against that name. With the checked
     address in the URL and the name only in SNI, a keep-alive connection verified for one
     host was reused for another host at the same address and port (shared hosting, an
-    SNI-routing load balancer), whose certificate was then never checked."""
+    SNI-routing load balancer), whose certificate was then never checked.
+
+    A host with several addresses (IPv6 and IPv4, several servers) is tried at each in
+    turn, in the resolver's order, until one connects (RFC 8305's fallback, one attempt at
+    a time): only the first used to be tried, so one unreachable address (an IPv6 route
+    that does not work, a server that is down) failed every delivery. Each attempt gets an
+    equal share of what is left of the connect timeout, so an address that never answers
+    leaves time for the next. Only checked addresses are ever tried, and TLS, which starts
+    once the connection is made, verifies the host name whichever address answered."""
 
     def __init__(self) -> None:
         self._network = httpcore.AnyIOBackend()
-        self._addresses: dict[str, str] = {}
+        self._addresses: dict[str, tuple[str, ...]] = {}
 
-    def pin(self, host: str, address: str) -> None:
-        """Connect `host` to `address` from now on (the sender checked it)."""
+    def pin(self, host: str, addresses: Sequence[str]) -> None:
+        """Connect `host` to `addresses` (in this order) from now on (the sender checked
+        them)."""
         if host not in self._addresses and len(self._addresses) >= RESOLVED_MAX:
             self._addresses.clear()  # a new connection to a host cleared here fails, safe
-        self._addresses[host] = address
+        self._addresses[host] = tuple(addresses[:CONNECT_ADDRESSES_MAX])
 
     async def connect_tcp(
         self,
@@ -487,16 +498,29 @@ class _CheckedAddresses(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[_SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        address = self._addresses.get(host)
-        if address is None:
+        addresses = self._addresses.get(host)
+        if not addresses:
             raise httpcore.ConnectError(f"no checked address for {host!r}")
-        return await self._network.connect_tcp(
-            address,
-            port,
-            timeout=timeout,
-            local_address=local_address,
-            socket_options=socket_options,
-        )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        failures: list[str] = []
+        for index, address in enumerate(addresses):
+            share = None
+            if deadline is not None:
+                share = max(deadline - time.monotonic(), 0.0) / (len(addresses) - index)
+            try:
+                return await self._network.connect_tcp(
+                    address,
+                    port,
+                    timeout=share,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as failure:
+                if len(addresses) == 1:
+                    raise
+                failures.append(f"{address}: {type(failure).__name__}: {failure}")
+                last = failure
+        raise type(last)(f"no checked address of {host!r} connects ({'; '.join(failures)})")
 
     async def connect_unix_socket(
         self,
@@ -794,7 +818,7 @@ class WebhookSender:
             secrets=request.secrets,
         )
         headers.update({"content-type": content_type, "user-agent": USER_AGENT})
-        self._addresses.pin(target.host, target.address)
+        self._addresses.pin(target.host, target.addresses)
         built = self._client.build_request("POST", target.url(), content=body, headers=headers)
         response = await self._client.send(built, stream=True)
         try:

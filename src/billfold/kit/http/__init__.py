@@ -12,6 +12,8 @@ process that only needs the idempotency table does not import the web framework.
   `idempotency_batching`: the store for a busy API (concurrent requests share transactions).
 - `rate_limit`, `rate_limit_redis`: limiters (in-process and Redis) and the 429 helper.
 - `problems`: problem+json responses written from middleware.
+- `query`: query parameters a route does not declare are refused (400).
+- `methods`: HEAD, `Allow` on 405, and 501 for methods no route serves.
 
 Middleware order, outermost first (Starlette's `add_middleware` makes the last added the
 outermost, so add them in the reverse of this list)::
@@ -20,6 +22,7 @@ outermost, so add them in the reverse of this list)::
     AccessLogMiddleware       logs with the request id already bound
     BodySizeLimitMiddleware   nothing inside reads more than the limit
     StrictJsonMiddleware      refuses what is not I-JSON, after the route's credential
+    UnknownQueryParameterMiddleware  refuses undeclared query parameters, before any key
     IdempotencyMiddleware     buffers the (already bounded) body to fingerprint it
 """
 
