@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
     from billfold.audit.audit import AuditService
+    from billfold.audit.verify import ChainReport
     from billfold.identity.service import CreatedApiKey
     from billfold.keys.keyring import Keyring
     from billfold.risk.backtest import BacktestReport
@@ -713,6 +714,31 @@ def keys_rotate_signing(
     typer.echo(f"signing   {format_id(SIGNING_KEY_ID_PREFIX, row.id)} v{row.version} active")
 
 
+@keys_app.command("retire-signing")
+def keys_retire_signing(
+    key: Annotated[str, typer.Option(help="The verify-only signing key to retire, sig_….")],
+    tenant: Annotated[str, typer.Option(help=_TENANT_HELP)] = "platform",
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Unpublish a verify-only signing key and erase its private key, for good. Every
+    signature it made stops verifying against the published keys (an audit key: every
+    checkpoint it signed), so retire one only if it leaked."""
+    from billfold.keys.service import KeyActor
+    from billfold.keys.signing import retire_signing_key
+
+    tenant_id = _tenant_of(tenant)
+    if not yes and not typer.confirm(
+        f"Retire {key}? Signatures it made will no longer verify against the published keys."
+    ):
+        raise typer.Exit(1)
+    row = _in_unit_of_work(
+        lambda session, now_ns: retire_signing_key(
+            session, tenant_id=tenant_id, key_id=key, actor=KeyActor(), now_ns=now_ns
+        )
+    )
+    typer.echo(f"retired   {key} ({row.purpose} v{row.version})")
+
+
 def _audit_service() -> tuple[AuditService, AsyncEngine, Keyring]:
     """The audit service with the key hierarchy's platform "audit" signing keys."""
     from billfold.audit.audit import AuditService
@@ -823,10 +849,16 @@ def audit_verify(
         chain_ids = [_parsed_id(TENANT_ID_PREFIX, tenant)]
     elif platform:
         chain_ids = [PLATFORM_CHAIN_ID]
-    trusted = None
-    if public_key or jwks is not None:
-        trusted = _trusted_keys(public_key or []) | _jwks_keys(jwks)
-    reports = _run_audit(lambda service: service.verify(chain_ids=chain_ids, trusted_keys=trusted))
+    given = _trusted_keys(public_key or [])
+    from_jwks = _jwks_keys(jwks)
+
+    async def verified(service: AuditService) -> list[ChainReport]:
+        trusted = None
+        if public_key or jwks is not None:
+            trusted = given | await _without_other_purposes(service, from_jwks)
+        return await service.verify(chain_ids=chain_ids, trusted_keys=trusted)
+
+    reports = _run_audit(verified)
     table = Table("chain", "entries", "checkpoints", "first bad position", "problem", "detail")
     for report in reports:
         problem = report.problem
@@ -869,27 +901,39 @@ def _trusted_keys(options: list[str]) -> dict[str, bytes]:
 
 
 def _jwks_keys(path: Path | None) -> dict[str, bytes]:
-    """Key id → raw public key of every Ed25519 JWK in the JWKS file at ``path``."""
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    from billfold.keys.signing import public_key_from_jwk
+    """Key id → raw public key of each key of the JWKS file at ``path`` published for
+    signatures as `/.well-known/jwks.json` publishes them (Ed25519, `use` sig, `alg`
+    EdDSA, `kid` sig_…): a key for encryption or another algorithm is not trusted."""
+    from billfold.keys.signing import signature_keys_of_jwks
 
     if path is None:
         return {}
     try:
         with path.open("rb") as file:
-            document = json.loads(file.read(_JWKS_BYTES_MAX))
-        keys = document["keys"]
-        if not isinstance(keys, list):
-            raise TypeError("keys is a list")
-        trusted = {}
-        for jwk in keys:
-            raw = public_key_from_jwk(jwk).public_bytes(Encoding.Raw, PublicFormat.Raw)
-            trusted[str(jwk["kid"])] = raw
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            return signature_keys_of_jwks(json.loads(file.read(_JWKS_BYTES_MAX)))
+    except (OSError, ValueError) as error:
         errors.print(f"--jwks {escape(str(path))} is not a JWKS of Ed25519 keys: {error}")
         raise typer.Exit(2) from error
-    return trusted
+
+
+async def _without_other_purposes(
+    service: AuditService, keys: dict[str, bytes]
+) -> dict[str, bytes]:
+    """The JWKS's `keys` less those the database knows as another purpose's or a
+    tenant's (a platform JWKS holds every purpose's keys, and a JWK does not name its
+    purpose); each one dropped is named on stderr."""
+    from billfold.keys.keyring import PLATFORM_TENANT_ID
+    from billfold.keys.signing import signing_keys_not_for
+
+    if not keys:
+        return {}
+    async with service.unit_of_work.read() as session:
+        foreign = await signing_keys_not_for(
+            session, keys, tenant_id=PLATFORM_TENANT_ID, purpose="audit"
+        )
+    for kid, what in foreign.items():
+        errors.print(f"--jwks: not trusting {escape(kid)}, {escape(what)}, for audit checkpoints")
+    return {kid: key for kid, key in keys.items() if kid not in foreign}
 
 
 @audit_app.command("prove")

@@ -63,6 +63,7 @@ class SecurityEventType(enum.StrEnum):
     PASSKEY_REGISTERED = "passkey.registered"
     DEVICE_BOUND = "device.bound"
     DEVICE_REVOKED = "device.revoked"
+    DEVICE_SIGNATURE_FAILED = "device_signature.failed"
     SESSIONS_REVOKED = "sessions.revoked"
     REFRESH_TOKEN_REUSED = "refresh_token.reused"  # noqa: S105 (an event name)
     STEP_UP_ISSUED = "step_up.issued"
@@ -76,6 +77,7 @@ class SecurityEventType(enum.StrEnum):
     SIGNING_KEY_RETIRED = "signing_key.retired"
     PII_REVEALED = "pii.revealed"
     PII_DETOKENIZED = "pii.detokenized"
+    PII_DETOKENIZE_FAILED = "pii.detokenize_failed"
     PII_EXPORTED = "pii.exported"
     PII_ERASED = "pii.erased"
     CONSENT_GRANTED = "consent.granted"

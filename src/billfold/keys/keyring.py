@@ -70,6 +70,8 @@ PLATFORM_TENANT_ID = uuid.UUID(int=0)
 TENANT_OWNER = "tenant"
 """The owner of a tenant's shared data keys (tokens, blind indexes)."""
 STABLE_SLOT = "stable"
+SHREDDED_SLOT = "shredded"
+"""The slot of the destroyed placeholder key of an owner erased before any key was made."""
 DEFAULT_CACHE_TTL_S = 30.0
 """How long another process's rotation, retirement or crypto-shredding can go unseen here."""
 PURPOSES = frozenset({"pii", "tokens", "blind_index", "signing", "totp", "webhooks"})
@@ -357,8 +359,14 @@ class Keyring:
     ) -> None:
         """KeyDestroyed when `owner`'s keys were destroyed, as committed now (a cached key
         may be older): crypto-shredding is final, nothing more is encrypted for them."""
-        if await KeyRepository(session).owner_destroyed(tenant_id=tenant_id, owner=owner):
+        if await self.owner_destroyed(session, tenant_id=tenant_id, owner=owner):
             raise KeyDestroyed("The owner's keys were destroyed: nothing is encrypted for them.")
+
+    async def owner_destroyed(
+        self, session: AsyncSession, *, tenant_id: uuid.UUID, owner: str
+    ) -> bool:
+        """Whether `owner` was crypto-shredded, as committed now (never from a cache)."""
+        return await KeyRepository(session).owner_destroyed(tenant_id=tenant_id, owner=owner)
 
     async def stable_key(
         self, session: AsyncSession, *, tenant_id: uuid.UUID, purpose: str, owner: str, now_ns: int
@@ -423,13 +431,37 @@ class Keyring:
         return open_field(cipher, ciphertext, context=context)
 
     async def destroy_owner(
-        self, session: AsyncSession, *, tenant_id: uuid.UUID, owner: str, now_ns: int
+        self,
+        session: AsyncSession,
+        *,
+        tenant_id: uuid.UUID,
+        owner: str,
+        now_ns: int,
+        purpose: str = "pii",
     ) -> int:
         """Crypto-shred: destroy every data key of `owner`; returns how many. The owner gets
-        no new data key afterwards, not even under a later version."""
-        destroyed = await KeyRepository(session).destroy_owner_data_keys(
+        no new data key afterwards, not even under a later version.
+
+        An owner with no key yet (a user erased before any PII was stored) gets a destroyed
+        placeholder key, counted in nothing: "destroyed" is what refuses every later store
+        for them, and without it a store after the erasure was accepted."""
+        keys = KeyRepository(session)
+        destroyed = await keys.destroy_owner_data_keys(
             tenant_id=tenant_id, owner=owner, now_ns=now_ns
         )
+        if not destroyed and not await keys.owner_destroyed(tenant_id=tenant_id, owner=owner):
+            placeholder = DataKey(
+                id=new_id(),
+                tenant_id=tenant_id,
+                purpose=purpose,
+                owner=owner,
+                slot=SHREDDED_SLOT,
+                kek_version=0,
+                wrapped_key=None,
+                created_at=now_ns,
+                destroyed_at=now_ns,
+            )
+            await keys.add_if_absent(placeholder)  # False: a concurrent erasure made it
         gone = set(destroyed)
 
         def evict() -> None:

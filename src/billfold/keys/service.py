@@ -154,7 +154,8 @@ class RewrapProgress:
     """Data keys moved under the active version by this batch."""
     remaining: int
     """Live data keys still under an older version."""
-    active_version: int
+    active_version: int | None
+    """None when the purpose has no key-encryption key yet: nothing to rewrap."""
 
 
 async def rewrap_batch(
@@ -167,12 +168,17 @@ async def rewrap_batch(
     now_ns: int,
 ) -> RewrapProgress:
     """Re-wrap up to `batch_size` data keys under the active version. The data they
-    encrypt is untouched: ciphertexts name their data key, not its wrapping."""
+    encrypt is untouched: ciphertexts name their data key, not its wrapping.
+
+    A rewrap creates no key: on a purpose never used (no version, so no data key) it does
+    nothing, where the keyring's first-use path would have made version 1."""
     invariant(1 <= batch_size <= REWRAP_BATCH_MAX, "a rewrap batch is bounded")
-    active = await keyring.active_version(
-        session, tenant_id=tenant_id, purpose=purpose, now_ns=now_ns
-    )
+    check_purpose(purpose)
     keys = KeyRepository(session)
+    active = await keys.active_key_encryption_key(tenant_id=tenant_id, purpose=purpose)
+    if active is None:
+        # A rotation always leaves an active version: none means none was ever made.
+        return RewrapProgress(rewrapped=0, remaining=0, active_version=None)
     rows = await keys.data_keys_below_version(
         tenant_id=tenant_id, purpose=purpose, version=active.version, limit=batch_size
     )

@@ -24,7 +24,7 @@ from __future__ import annotations
 import base64
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -62,11 +62,14 @@ __all__ = [
     "published_signing_keys",
     "retire_signing_key",
     "rotate_signing_key",
+    "signature_keys_of_jwks",
+    "signing_keys_not_for",
     "verify_with_jwk",
 ]
 
 SIGNING_KEY_ID_PREFIX = "sig"
 _PURPOSE = re.compile(r"[a-z][a-z_]{0,31}", re.ASCII)
+_KID = re.compile(SIGNING_KEY_ID_PREFIX + r"_[0-9a-f]{32}", re.ASCII)
 _SEED_BYTES = 32
 
 log = structlog.get_logger(__name__)
@@ -262,6 +265,64 @@ def jwk_of(row: SigningKey) -> dict[str, str]:
 
 def jwks_of(rows: list[SigningKey]) -> dict[str, list[dict[str, str]]]:
     return {"keys": [jwk_of(row) for row in rows]}
+
+
+def _is_signature_key(jwk: Mapping[str, object]) -> bool:
+    """Whether a JWK is published as `jwk_of` publishes signing keys: Ed25519 for
+    signatures. Keys for encryption, another algorithm or another kid scheme are not."""
+    if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
+        return False
+    if jwk.get("use") != "sig" or jwk.get("alg") != "EdDSA":
+        return False
+    operations = jwk.get("key_ops")
+    if operations is not None and (not isinstance(operations, list) or "verify" not in operations):
+        return False
+    kid = jwk.get("kid")
+    return isinstance(kid, str) and _KID.fullmatch(kid) is not None
+
+
+def signature_keys_of_jwks(document: object) -> dict[str, bytes]:
+    """Key id → raw Ed25519 public key of each key of a JWKS document (a saved
+    `/.well-known/jwks.json`) published for signatures, as `jwk_of` publishes them
+    (`kty` OKP, `crv` Ed25519, `use` sig, `alg` EdDSA, `kid` sig_…); other keys are
+    skipped. ValueError when the document is no JWKS, a kept key is malformed, one kid names
+    two keys (which one signed would be ambiguous), or no key is left."""
+    if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
+        raise ValueError("a JWKS is an object with a list of keys")
+    keys: dict[str, bytes] = {}
+    for jwk in document["keys"]:
+        if not isinstance(jwk, Mapping):
+            raise ValueError("each key of a JWKS is an object")
+        if not _is_signature_key(jwk):
+            continue
+        kid = str(jwk["kid"])
+        if kid in keys:
+            raise ValueError(f"the kid {kid} names two keys")
+        keys[kid] = public_key_from_jwk(jwk).public_bytes(Encoding.Raw, PublicFormat.Raw)
+    if not keys:
+        raise ValueError('no Ed25519 key with "use": "sig", "alg": "EdDSA" and a kid sig_…')
+    return keys
+
+
+async def signing_keys_not_for(
+    session: AsyncSession, key_ids: Iterable[str], *, tenant_id: uuid.UUID, purpose: str
+) -> dict[str, str]:
+    """Of `key_ids`, those the database knows as signing keys of another tenant or
+    purpose, each with what it is for: a JWKS does not say a key's purpose, and a
+    platform's JWKS holds every purpose's keys. It can only narrow trust: a key it does not
+    know (a saved JWKS outliving its rows) is left to the caller."""
+    foreign: dict[str, str] = {}
+    for kid in key_ids:
+        if _KID.fullmatch(kid) is None:
+            continue
+        row = await session.get(SigningKey, parse_id(SIGNING_KEY_ID_PREFIX, kid))
+        if row is None:
+            continue
+        if row.tenant_id != tenant_id:
+            foreign[kid] = f"a tenant's {row.purpose} key"
+        elif row.purpose != purpose:
+            foreign[kid] = f"a {row.purpose} key"
+    return foreign
 
 
 def public_key_from_jwk(jwk: Mapping[str, object]) -> Ed25519PublicKey:

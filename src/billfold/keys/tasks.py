@@ -49,7 +49,7 @@ async def rewrap_all(
         on_progress(progress)
         if progress.remaining == 0 or progress.rewrapped == 0:
             break  # done, or what is left is locked by a concurrent rewrap
-    if progress is not None and moved:
+    if progress is not None and progress.active_version is not None and moved:
         async with unit_of_work.begin() as session:
             await record_rewrap(
                 session,

@@ -22,6 +22,7 @@ from billfold.kit.http.caching import no_store
 from billfold.kit.http.openapi import problem_responses
 from billfold.kit.ids import format_id, parse_id
 from billfold.privacy import service
+from billfold.privacy.errors import TokenNotFound
 from billfold.privacy.masking import mask_value
 from billfold.privacy.schemas import (
     ConsentList,
@@ -167,7 +168,7 @@ async def erase_user(
     responses=problem_responses(400, 404),
 )
 async def grant_consent(
-    user_id: str, body: ConsentRequest, principal: Writer, unit_of_work: Work
+    user_id: str, body: ConsentRequest, principal: Writer, unit_of_work: Work, keyring: Keys
 ) -> ConsentResponse:
     parsed = parse_id(USER_ID_PREFIX, user_id)
     async with unit_of_work.begin() as session:
@@ -177,6 +178,7 @@ async def grant_consent(
             user_id=parsed,
             purpose=body.purpose,
             version=body.version,
+            keyring=keyring,
             now_ns=_clock.now_ns(),
         )
     return ConsentResponse.from_model(row)
@@ -253,7 +255,7 @@ async def detokenize(
     body: DetokenizeRequest, principal: Detokenizer, unit_of_work: Work, keyring: Keys
 ) -> DetokenizedResponse:
     async with unit_of_work.begin() as session:
-        row, value = await service.detokenize(
+        found = await service.detokenize(
             session,
             keyring=keyring,
             principal=principal,
@@ -261,6 +263,10 @@ async def detokenize(
             token=body.token,
             now_ns=_clock.now_ns(),
         )
+    if found is None:
+        # Raised once the unit of work has committed the failed attempt's event.
+        raise TokenNotFound()
+    row, value = found
     return DetokenizedResponse(
         id=format_id(service.TOKEN_ID_PREFIX, row.id), kind=body.kind, token=row.token, value=value
     )

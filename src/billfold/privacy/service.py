@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billfold.identity.security_events import ActorType, SecurityEventType, record_security_event
 from billfold.identity.users import service as users
 from billfold.keys.envelope import FieldContext, canonical_aad
+from billfold.keys.errors import KeyDestroyed
 from billfold.keys.keyring import TENANT_OWNER, Keyring
 from billfold.kit.auth import Principal
 from billfold.kit.errors import InvariantViolation, invariant
@@ -310,13 +311,27 @@ async def detokenize(
     kind: TokenKind,
     token: str,
     now_ns: int,
-) -> tuple[Token, str]:
-    """The value behind a token; every success is a `pii.detokenized` security event."""
+) -> tuple[Token, str] | None:
+    """The value behind a token; every success is a `pii.detokenized` security event.
+
+    None when the caller's tenant and mode have no such token of that kind: that attempt
+    is a `pii.detokenize_failed` event, so probing for tokens leaves a trace. The caller
+    commits it, then answers TokenNotFound. The token tried is not recorded: it may be a
+    real number sent by mistake, and the event would keep it in the clear."""
     row = await PrivacyRepository(session).token(
         tenant_id=principal.tenant_id, mode=principal.mode.value, kind=kind, token=token.strip()
     )
     if row is None:
-        raise TokenNotFound()
+        await record_security_event(
+            session,
+            tenant_id=principal.tenant_id,
+            event_type=SecurityEventType.PII_DETOKENIZE_FAILED,
+            actor_type=ActorType.API_KEY,
+            actor_id=_actor_id(principal),
+            occurred_at=now_ns,
+            detail={"kind": kind, "mode": principal.mode.value, "reason": TokenNotFound.code},
+        )
+        return None
     plaintext = await keyring.decrypt(
         session, row.ciphertext, context=_token_context(principal, row.id, kind)
     )
@@ -340,10 +355,27 @@ async def grant_consent(
     user_id: uuid.UUID,
     purpose: str,
     version: str,
+    keyring: Keyring,
     now_ns: int,
 ) -> Consent:
+    """Record the user's consent to `purpose` at `version`. It supersedes the version in
+    force for that purpose, if any (ended at the same instant): one version is in force per
+    purpose, so a withdrawal or a check of consent has one answer. An erased user gets no
+    new consent (KeyDestroyed, as a store of their PII)."""
     _check_consent(purpose, version)
-    user = await users.get_user(session, principal=principal, user_id=user_id)
+    # Locked: two grants of one purpose end each other's predecessor one after the other,
+    # and a grant racing an erasure either commits first (and is withdrawn by it) or sees it.
+    user = await users.get_user(session, principal=principal, user_id=user_id, for_update=True)
+    if await keyring.owner_destroyed(session, tenant_id=principal.tenant_id, owner=_owner(user.id)):
+        raise KeyDestroyed("The user was erased: no consent is recorded for them.")
+    repository = PrivacyRepository(session)
+    superseded = [
+        row
+        for row in await repository.consents(user_id=user.id)
+        if row.purpose == purpose and row.withdrawn_at is None
+    ]
+    for previous in superseded:
+        previous.withdrawn_at = now_ns
     row = Consent(
         id=new_id(),
         tenant_id=principal.tenant_id,
@@ -354,7 +386,10 @@ async def grant_consent(
         granted_at=now_ns,
         withdrawn_at=None,
     )
-    await PrivacyRepository(session).add(row)
+    await repository.add(row)
+    detail: dict[str, str | int | bool | None] = {"purpose": purpose, "version": version}
+    if superseded:
+        detail["superseded"] = ",".join(previous.version for previous in superseded)
     await record_security_event(
         session,
         tenant_id=principal.tenant_id,
@@ -363,7 +398,7 @@ async def grant_consent(
         actor_id=_actor_id(principal),
         occurred_at=now_ns,
         subject_id=_owner(user.id),
-        detail={"purpose": purpose, "version": version},
+        detail=detail,
     )
     return row
 
