@@ -29,6 +29,7 @@ from billfold.identity.users.signatures import (
 )
 from billfold.identity.users.tokens import USER_TOKEN_PREFIX, TokenKind
 from billfold.identity.users.types import USER_ID_PREFIX, UserPrincipal
+from billfold.identity.users.work import run_recording_failures
 from billfold.kit.auth import count_request
 from billfold.kit.bearer import bearer_token
 from billfold.kit.http.logging import bind_actor
@@ -125,8 +126,11 @@ async def device_signed(
         body=await request.body(),  # already bounded by the application's body size limit
     )
     config = get_users_config(request)
-    async with get_unit_of_work(request).begin() as session:
-        await verify_signed_request(
-            session, user_id=principal.user_id, signed=signed, now_ns=config.clock.now_ns()
-        )
+    now_ns = config.clock.now_ns()
+    await run_recording_failures(  # a refusal is recorded as a security event
+        get_unit_of_work(request),
+        lambda session: verify_signed_request(
+            session, user_id=principal.user_id, signed=signed, now_ns=now_ns
+        ),
+    )
     return VerifiedDevice(principal=principal, device_id=signed.device_id)

@@ -20,10 +20,12 @@ from billfold.identity import outbox_events
 from billfold.identity.security_events import SecurityEventType
 from billfold.identity.users.config import UsersConfig
 from billfold.identity.users.errors import (
+    Aftermath,
     DeviceNotFound,
     DeviceSignatureInvalid,
     UserLimitReached,
     UserNotAuthenticated,
+    with_aftermath,
 )
 from billfold.identity.users.events import record_user_event
 from billfold.identity.users.models import Device
@@ -168,12 +170,19 @@ async def revoke_device(
     return device
 
 
+def _invalid(reason: str, message: str, **extensions: int) -> DeviceSignatureInvalid:
+    error = DeviceSignatureInvalid(message, **extensions)
+    error.reason = reason
+    return error
+
+
 def _timestamp_s(text: str, *, now_ns: int) -> int:
     if not 0 < len(text) <= _TIMESTAMP_DIGITS_MAX or not text.isascii() or not text.isdigit():
         raise DeviceSignatureInvalid("The timestamp is Unix time in whole seconds.")
     timestamp_s = int(text)
     if abs(now_ns // NANOSECONDS_PER_SECOND - timestamp_s) > DEVICE_CLOCK_SKEW_S:
-        raise DeviceSignatureInvalid(
+        raise _invalid(
+            "stale_timestamp",
             f"The timestamp is more than {DEVICE_CLOCK_SKEW_S} s from the server's clock.",
             clock_skew_max_s=DEVICE_CLOCK_SKEW_S,
         )
@@ -191,9 +200,55 @@ async def verify_signed_request(
     session: AsyncSession, *, user_id: uuid.UUID, signed: SignedRequest, now_ns: int
 ) -> Device:
     """The user's device that signed ``signed``, or :class:`DeviceSignatureInvalid`. A
-    success spends the nonce."""
-    if not await UserRepository(session).is_signable(user_id):
+    success spends the nonce. A refusal carries, as its aftermath, a
+    ``device_signature.failed`` security event saying why (run this through
+    ``work.run_recording_failures``): an access token that is valid with a signature that
+    is not is what a stolen token looks like."""
+    users = UserRepository(session)
+    user = await users.get(user_id)
+    if user is None or not await users.is_signable(user_id):
         raise UserNotAuthenticated()
+    try:
+        return await _verified_device(session, user_id=user_id, signed=signed, now_ns=now_ns)
+    except DeviceSignatureInvalid as error:
+        with_aftermath(
+            error,
+            _failure_aftermath(
+                tenant_id=user.tenant_id,
+                user_id=user_id,
+                device_id=signed.device_id,
+                reason=error.reason,
+                now_ns=now_ns,
+            ),
+        )
+        raise
+
+
+def _failure_aftermath(
+    *, tenant_id: uuid.UUID, user_id: uuid.UUID, device_id: str, reason: str, now_ns: int
+) -> Aftermath:
+    try:
+        named = format_id(DEVICE_ID_PREFIX, parse_id(DEVICE_ID_PREFIX, device_id))
+    except BadRequest:
+        named = None  # not a device id: not worth keeping
+
+    async def record(session: AsyncSession) -> None:
+        await record_user_event(
+            session,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            event_type=SecurityEventType.DEVICE_SIGNATURE_FAILED,
+            now_ns=now_ns,
+            actor_unproven=True,
+            detail={"device_id": named, "reason": reason},
+        )
+
+    return record
+
+
+async def _verified_device(
+    session: AsyncSession, *, user_id: uuid.UUID, signed: SignedRequest, now_ns: int
+) -> Device:
     timestamp_s = _timestamp_s(signed.timestamp, now_ns=now_ns)
     signature = decode_signature(signed.signature)
     if not is_valid_nonce(signed.nonce) or signature is None:
@@ -210,22 +265,20 @@ async def verify_signed_request(
         nonce=signed.nonce,
         body=signed.body,
     )
-    if (
-        device is None
-        or device.revoked_at is not None
-        or not signature_verifies(
-            algorithm=DeviceAlgorithm(device.algorithm),
-            public_key_der=device.public_key,
-            message=message,
-            signature=signature,
-        )
+    if device is None or device.revoked_at is not None:
+        raise _invalid("inactive_device", "The signature does not verify for an active device.")
+    if not signature_verifies(
+        algorithm=DeviceAlgorithm(device.algorithm),
+        public_key_der=device.public_key,
+        message=message,
+        signature=signature,
     ):
-        raise DeviceSignatureInvalid("The signature does not verify for an active device.")
+        raise _invalid("bad_signature", "The signature does not verify for an active device.")
     # Checked after the signature, so nobody but the device can burn its nonces.
     nonce_expires_at = (timestamp_s + DEVICE_CLOCK_SKEW_S + 1) * NANOSECONDS_PER_SECOND
     if not await devices.use_nonce(
         device_id=device.id, nonce=signed.nonce, expires_at=nonce_expires_at, now_ns=now_ns
     ):
-        raise DeviceSignatureInvalid("The nonce was already used: a replayed request.")
+        raise _invalid("replayed_nonce", "The nonce was already used: a replayed request.")
     await devices.touch(device_id=device.id, now_ns=now_ns)
     return device

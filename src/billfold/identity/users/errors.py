@@ -175,9 +175,13 @@ class RefreshTokenInvalid(HasAftermath, Unauthorized):
         return {"WWW-Authenticate": _USERS_REALM}  # every 401 names a scheme (RFC 9110)
 
 
-class DeviceSignatureInvalid(Unauthorized):
+class DeviceSignatureInvalid(HasAftermath, Unauthorized):
+    """A device signature refused; ``reason`` says why in the security event (never in the
+    answer beyond its detail)."""
+
     code = "device_signature_invalid"
     title = "Device signature invalid"
+    reason = "malformed"
 
     def response_headers(self) -> Mapping[str, str]:
         return {"WWW-Authenticate": 'BillfoldDeviceSignature realm="billfold-users"'}
@@ -246,7 +250,9 @@ class InvalidCode(ValidationFailed):
     title = "Invalid code"
 
 
-class PasskeyRejected(ValidationFailed):
+class PasskeyRejected(HasAftermath, ValidationFailed):
+    """A passkey registration that does not verify; its aftermath closes the challenge."""
+
     code = "passkey_rejected"
     title = "Passkey rejected"
 

@@ -6,12 +6,17 @@ lock reveals nothing an attacker could use to tell accounts apart; attempts whil
 are not counted, so the lock ends when it said it would. The lock is the same for every
 path that checks a password or a second factor, so no path offers unthrottled guesses.
 
-A one-time code is a small space (10^6 TOTP codes), so a second factor or a step-up answer
-is counted *before* it is checked: :func:`reserve_attempt` commits the count in a unit of
-work of its own (``work.run_attempt``), the check refunds it on success, and a failure only
-locks the account if the count reached the limit. Without that, concurrent guesses would
-all be checked before the first failure was counted (RFC 4226 section 7.3, PSD2 RTS
-article 4(3)(b): at most five failed attempts in a row).
+No guess at a secret (a password, a second factor, a step-up answer; a one-time code is a
+small space, 10^6 TOTP codes) is checked before the failures committed ahead of it are
+counted; otherwise concurrent guesses would all be checked before the first failure was
+counted (RFC 4226 section 7.3, PSD2 RTS article 4(3)(b): at most five failed attempts in
+a row). A second factor, a step-up answer or a password asked again is counted *before*
+it is checked: :func:`reserve_attempt` commits the count in a unit of work of its own
+(``work.run_attempt``, ``work.run_reauthenticated``), the check refunds it on success,
+and a failure only locks the account if the count reached the limit. The sign-in's
+password step instead locks the user's row while it checks and counts, in one unit of
+work (``service.login``): an unknown identifier and a wrong password then make the same
+writes, hence take the same time.
 """
 
 from __future__ import annotations

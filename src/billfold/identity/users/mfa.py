@@ -22,16 +22,19 @@ from billfold.identity import outbox_events
 from billfold.identity.security_events import SecurityEventType
 from billfold.identity.users.config import UsersConfig
 from billfold.identity.users.errors import (
+    Aftermath,
     FactorStateConflict,
     InvalidCode,
     PasskeyRejected,
     UserLimitReached,
     UserNotAuthenticated,
+    with_aftermath,
 )
 from billfold.identity.users.events import record_user_event
 from billfold.identity.users.models import EndUser, Passkey, TotpFactor, WebAuthnChallenge
 from billfold.identity.users.passkeys import (
     CounterRegressed,
+    RegisteredCredential,
     authentication_options,
     client_data_challenge,
     credential_raw_id,
@@ -66,6 +69,7 @@ __all__ = [
     "TotpEnrolment",
     "begin_totp_enrolment",
     "check_second_factor",
+    "close_challenge_aftermath",
     "confirm_totp_enrolment",
     "enrolled_methods",
     "list_passkeys",
@@ -303,6 +307,21 @@ async def _new_challenge(
     return challenge
 
 
+def close_challenge_aftermath(*, user_id: uuid.UUID, purpose: str, now_ns: int) -> Aftermath:
+    """Close the user's open WebAuthn challenge of ``purpose`` after a failed ceremony.
+
+    The check that spends a challenge runs in the request's unit of work, which rolls back
+    when the ceremony fails, and would leave the challenge open for another try; a
+    challenge is single-use whatever the outcome (WebAuthn Level 3, section 13.4.3)."""
+
+    async def close(session: AsyncSession) -> None:
+        await FactorRepository(session).close_challenge(
+            user_id=user_id, purpose=purpose, now_ns=now_ns
+        )
+
+    return close
+
+
 async def passkey_registration_options(
     session: AsyncSession, *, principal: UserPrincipal, config: UsersConfig, now_ns: int
 ) -> dict[str, Any]:
@@ -347,16 +366,16 @@ async def register_passkey(
         raise UserLimitReached(
             f"A user holds at most {PASSKEYS_PER_USER_MAX} passkeys.", limit=PASSKEYS_PER_USER_MAX
         )
-    challenge = client_data_challenge(credential)
-    if challenge is None or not await factors.consume_challenge(
-        user_id=user.id, purpose="registration", challenge=challenge, now_ns=now_ns
-    ):
-        raise PasskeyRejected("No open registration challenge matches; request new options.")
-    registered = verify_registration(
-        relying_party=config.relying_party, credential=credential, challenge=challenge
-    )
-    if await factors.credential_id_exists(registered.credential_id):
-        raise PasskeyRejected("This passkey is already registered.")
+    try:
+        registered = await _verified_registration(
+            factors, user_id=user.id, credential=credential, config=config, now_ns=now_ns
+        )
+    except PasskeyRejected as rejected:
+        with_aftermath(
+            rejected,
+            close_challenge_aftermath(user_id=user.id, purpose="registration", now_ns=now_ns),
+        )
+        raise
     passkey = Passkey(
         id=new_id(),
         user_id=user.id,
@@ -379,6 +398,29 @@ async def register_passkey(
     )
     codes = await _first_factor_codes(session, user=user, now_ns=now_ns)
     return RegisteredPasskey(passkey=passkey, recovery_codes=codes)
+
+
+async def _verified_registration(
+    factors: FactorRepository,
+    *,
+    user_id: uuid.UUID,
+    credential: Mapping[str, Any],
+    config: UsersConfig,
+    now_ns: int,
+) -> RegisteredCredential:
+    """The new credential, verified against the user's open registration challenge (which
+    this spends), or :class:`PasskeyRejected`."""
+    challenge = client_data_challenge(credential)
+    if challenge is None or not await factors.consume_challenge(
+        user_id=user_id, purpose="registration", challenge=challenge, now_ns=now_ns
+    ):
+        raise PasskeyRejected("No open registration challenge matches; request new options.")
+    registered = verify_registration(
+        relying_party=config.relying_party, credential=credential, challenge=challenge
+    )
+    if await factors.credential_id_exists(registered.credential_id):
+        raise PasskeyRejected("This passkey is already registered.")
+    return registered
 
 
 async def list_passkeys(session: AsyncSession, *, principal: UserPrincipal) -> list[Passkey]:

@@ -115,9 +115,11 @@ class UserRepository:
         return (await self._session.execute(statement)).scalar_one_or_none()
 
     async def find_signable(
-        self, *, tenant_id: uuid.UUID, mode: Mode, identifier: Identifier
+        self, *, tenant_id: uuid.UUID, mode: Mode, identifier: Identifier, for_update: bool = False
     ) -> EndUser | None:
-        """The active user ``identifier`` names, if their tenant is active too."""
+        """The active user ``identifier`` names, if their tenant is active too. With
+        ``for_update``, the user's row (not the tenant's) as committed now and locked until
+        this transaction ends (PostgreSQL; SQLite's write lock already serializes writers)."""
         statement = (
             select(EndUser)
             .join(Tenant, Tenant.id == EndUser.tenant_id)
@@ -129,6 +131,10 @@ class UserRepository:
                 _identifier_column(identifier.kind) == identifier.value,
             )
         )
+        if for_update:
+            statement = statement.with_for_update(of=EndUser).execution_options(
+                populate_existing=True
+            )
         return (await self._session.execute(statement)).scalar_one_or_none()
 
     async def is_signable(self, user_id: uuid.UUID) -> bool:
@@ -521,6 +527,20 @@ class FactorRepository:
             .execution_options(synchronize_session=False)
         )
         return _rowcount(result) == 1
+
+    async def close_challenge(self, *, user_id: uuid.UUID, purpose: str, now_ns: int) -> None:
+        """Spend the user's open challenge of ``purpose``, whatever it was: a ceremony that
+        failed used it up (each user holds at most one per purpose)."""
+        await self._session.execute(
+            update(WebAuthnChallenge)
+            .where(
+                WebAuthnChallenge.user_id == user_id,
+                WebAuthnChallenge.purpose == purpose,
+                WebAuthnChallenge.consumed_at.is_(None),
+            )
+            .values(consumed_at=now_ns)
+            .execution_options(synchronize_session=False)
+        )
 
 
 class DeviceRepository:

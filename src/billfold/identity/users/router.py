@@ -27,6 +27,7 @@ from billfold.identity.users import devices, mfa, service, sessions, step_up
 from billfold.identity.users.auth import VerifiedDevice, authenticate_user, device_signed
 from billfold.identity.users.config import UsersConfig, get_users_config
 from billfold.identity.users.devices import DEVICE_CLOCK_SKEW_S
+from billfold.identity.users.errors import InvalidCredentials
 from billfold.identity.users.mfa import PasskeyAnswer, RecoveryCodeAnswer, TotpAnswer
 from billfold.identity.users.models import NONCE_LENGTH_MAX
 from billfold.identity.users.schemas import (
@@ -70,7 +71,11 @@ from billfold.identity.users.types import (
     USER_ID_PREFIX,
     UserPrincipal,
 )
-from billfold.identity.users.work import run_attempt, run_recording_failures
+from billfold.identity.users.work import (
+    run_attempt,
+    run_reauthenticated,
+    run_recording_failures,
+)
 from billfold.keys.keyring import Keyring
 from billfold.keys.router import get_keyring
 from billfold.kit.db import UnitOfWork
@@ -206,6 +211,8 @@ async def login(body: LoginRequest, unit_of_work: Work, config: Config) -> Login
             now_ns=now_ns,
         ),
     )
+    if result.refused:  # recorded and committed by the service; the answer never says why
+        raise InvalidCredentials()
     if result.mfa is not None:
         mfa_required = MfaRequiredResponse(
             mfa_token=result.mfa.mfa_token,
@@ -391,9 +398,11 @@ async def confirm_totp(
     body: TotpConfirmRequest, principal: User, unit_of_work: Work, config: Config, keyring: Keys
 ) -> RecoveryCodesResponse:
     now_ns = config.clock.now_ns()
-    codes = await run_recording_failures(
+    codes = await run_reauthenticated(
         unit_of_work,
-        lambda session: mfa.confirm_totp_enrolment(
+        principal=principal,
+        now_ns=now_ns,
+        action=lambda session: mfa.confirm_totp_enrolment(
             session,
             principal=principal,
             code=body.code,
@@ -417,9 +426,11 @@ async def regenerate_recovery_codes(
     body: PasswordRequest, principal: User, unit_of_work: Work, config: Config
 ) -> RecoveryCodesResponse:
     now_ns = config.clock.now_ns()
-    codes = await run_recording_failures(
+    codes = await run_reauthenticated(
         unit_of_work,
-        lambda session: mfa.regenerate_recovery_codes(
+        principal=principal,
+        now_ns=now_ns,
+        action=lambda session: mfa.regenerate_recovery_codes(
             session, principal=principal, password=body.password, config=config, now_ns=now_ns
         ),
     )
@@ -456,9 +467,11 @@ async def register_passkey(
     body: PasskeyRegistrationRequest, principal: User, unit_of_work: Work, config: Config
 ) -> PasskeyRegistered:
     now_ns = config.clock.now_ns()
-    registered = await run_recording_failures(
+    registered = await run_reauthenticated(
         unit_of_work,
-        lambda session: mfa.register_passkey(
+        principal=principal,
+        now_ns=now_ns,
+        action=lambda session: mfa.register_passkey(
             session,
             principal=principal,
             name=body.name,
@@ -493,9 +506,11 @@ async def bind_device(
 ) -> DeviceResponse:
     now_ns = config.clock.now_ns()
     public_key_der = body.public_key_der()
-    device = await run_recording_failures(
+    device = await run_reauthenticated(
         unit_of_work,
-        lambda session: devices.bind_device(
+        principal=principal,
+        now_ns=now_ns,
+        action=lambda session: devices.bind_device(
             session,
             principal=principal,
             name=body.name,

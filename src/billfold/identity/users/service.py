@@ -46,8 +46,10 @@ from billfold.identity.users.lockout import (
 )
 from billfold.identity.users.mfa import (
     FactorCheck,
+    PasskeyAnswer,
     SecondFactorAnswer,
     check_second_factor,
+    close_challenge_aftermath,
     enrolled_methods,
     method_of,
     passkey_authentication_options,
@@ -107,10 +109,12 @@ class MfaRequired:
 
 @dataclass(frozen=True, slots=True)
 class LoginResult:
-    """Exactly one of the two is set."""
+    """At most one of the two is set; neither when the sign-in was ``refused`` (after its
+    failure was recorded: commit, then answer :class:`InvalidCredentials`)."""
 
     tokens: IssuedTokens | None
     mfa: MfaRequired | None
+    refused: bool = False
 
 
 def _identifiers(*, email: str | None, phone: str | None, handle: str | None) -> list[Identifier]:
@@ -251,29 +255,39 @@ async def login(
     config: UsersConfig,
     now_ns: int,
 ) -> LoginResult:
-    """The password step. Every refusal is the same :class:`InvalidCredentials` after the
-    same Argon2 work, whether the user exists, is locked or typed a wrong password."""
+    """The password step. Every refusal is the same after the same Argon2 work, whether
+    the user exists, is locked or typed a wrong password.
+
+    The user's row is locked before the password is checked (``FOR UPDATE`` on
+    PostgreSQL; on SQLite the unit of work holds the write lock) and a failure is counted
+    in this same unit of work, so concurrent guesses at one account are checked one after
+    the other, each against the failures committed before it: no more are ever checked
+    than the lock allows. A refusal is therefore recorded here and returned
+    (``LoginResult.refused``) rather than raised, so that it commits; the caller raises
+    :class:`InvalidCredentials` afterwards. An unknown identifier and a wrong password
+    write alike (one security event, one commit), so timing does not tell them apart.
+    """
     parsed = parse_login_identifier(identifier)
     user = None
     if parsed is not None:
         user = await UserRepository(session).find_signable(
-            tenant_id=tenant_id, mode=mode, identifier=parsed
+            tenant_id=tenant_id, mode=mode, identifier=parsed, for_update=True
         )
     passwords = passwords_for(config.password_parameters)
     matches = await passwords.verify(None if user is None else user.password_hash, password)
     if user is None:
-        aftermath = unknown_user_aftermath(tenant_id=tenant_id, mode=mode, now_ns=now_ns)
-        raise with_aftermath(InvalidCredentials(), aftermath)
-    if is_locked(user, now_ns=now_ns):
-        aftermath = failure_aftermath(
-            user, now_ns=now_ns, reason="locked", stage="password", while_locked=True
-        )
-        raise with_aftermath(InvalidCredentials(), aftermath)
-    if not matches:
-        aftermath = failure_aftermath(
-            user, now_ns=now_ns, reason="wrong_password", stage="password"
-        )
-        raise with_aftermath(InvalidCredentials(), aftermath)
+        await unknown_user_aftermath(tenant_id=tenant_id, mode=mode, now_ns=now_ns)(session)
+        return LoginResult(tokens=None, mfa=None, refused=True)
+    if is_locked(user, now_ns=now_ns) or not matches:
+        locked = is_locked(user, now_ns=now_ns)
+        await failure_aftermath(
+            user,
+            now_ns=now_ns,
+            reason="locked" if locked else "wrong_password",
+            stage="password",
+            while_locked=locked,
+        )(session)
+        return LoginResult(tokens=None, mfa=None, refused=True)
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = await passwords.hash(password)
     methods = await enrolled_methods(session, user_id=user.id)
@@ -361,9 +375,16 @@ async def complete_mfa(
     resets the count."""
     ticket, user = await _ticket_and_user(session, mfa_token=mfa_token, now_ns=now_ns)
     method = method_of(answer)
+    # A passkey answer uses its challenge up whatever the outcome; the refusal's aftermath
+    # closes it, since this unit of work, which spent it, rolls back.
+    closing = (
+        close_challenge_aftermath(user_id=user.id, purpose="authentication", now_ns=now_ns)
+        if isinstance(answer, PasskeyAnswer)
+        else None
+    )
     if is_locked(user, now_ns=now_ns):
         aftermath = failure_aftermath(
-            user, now_ns=now_ns, reason="locked", stage="mfa", while_locked=True
+            user, now_ns=now_ns, reason="locked", stage="mfa", while_locked=True, also=closing
         )
         raise with_aftermath(InvalidCredentials(), aftermath)
     checked = await check_second_factor(
@@ -376,7 +397,7 @@ async def complete_mfa(
             reason=f"wrong_{method}" if checked is FactorCheck.WRONG else checked.value,
             stage="mfa",
             reserved=True,
-            also=_ticket_failure(ticket.id),
+            also=_ticket_failure(ticket.id, closing),
         )
         raise with_aftermath(InvalidCredentials(), aftermath)
     if not await FactorRepository(session).consume_ticket(ticket_id=ticket.id, now_ns=now_ns):
@@ -385,9 +406,11 @@ async def complete_mfa(
     return await start_session(session, user=user, methods=f"password+{method}", now_ns=now_ns)
 
 
-def _ticket_failure(ticket_id: uuid.UUID) -> Aftermath:
+def _ticket_failure(ticket_id: uuid.UUID, also: Aftermath | None) -> Aftermath:
     async def count(session: AsyncSession) -> None:
         await FactorRepository(session).count_ticket_failure(ticket_id)
+        if also is not None:
+            await also(session)
 
     return count
 

@@ -13,11 +13,14 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billfold.identity.users.errors import aftermath_of
+from billfold.identity.users.errors import InvalidCredentials, aftermath_of
+from billfold.identity.users.lockout import refund_attempt
+from billfold.identity.users.reauthentication import reserve_reauthentication
+from billfold.identity.users.types import UserPrincipal
 from billfold.kit.db import UnitOfWork
 from billfold.kit.errors import BillfoldError
 
-__all__ = ["record_aftermath", "run_attempt", "run_recording_failures"]
+__all__ = ["record_aftermath", "run_attempt", "run_reauthenticated", "run_recording_failures"]
 
 T = TypeVar("T")
 
@@ -58,3 +61,29 @@ async def run_attempt(
     the count first is what bounds concurrent guesses (see ``lockout``)."""
     await run_recording_failures(unit_of_work, reserve)
     return await run_recording_failures(unit_of_work, check)
+
+
+async def run_reauthenticated(
+    unit_of_work: UnitOfWork,
+    *,
+    principal: UserPrincipal,
+    now_ns: int,
+    action: Callable[[AsyncSession], Awaitable[T]],
+) -> T:
+    """An operation that asks for the password again (``reauthentication``): the check is
+    counted against the lock and committed first, then ``action`` runs in a unit of work
+    of its own and takes the count back if the password was right. If ``action`` is
+    refused for any other reason than the password (a wrong enrolment code, a rejected
+    passkey), its rollback undid that: the count is taken back after it, in a unit of work
+    of its own, as a right password (or one never checked) is no failed attempt."""
+    await run_recording_failures(
+        unit_of_work,
+        lambda session: reserve_reauthentication(session, principal=principal, now_ns=now_ns),
+    )
+    try:
+        return await run_recording_failures(unit_of_work, action)
+    except Exception as error:
+        if not isinstance(error, InvalidCredentials):
+            async with unit_of_work.begin() as session:
+                await refund_attempt(session, user_id=principal.user_id)
+        raise
