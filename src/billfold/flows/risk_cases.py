@@ -15,7 +15,10 @@ is still held. A resolver failure is recorded on the resolution (``attempts``,
 ``last_error``) and the case stays ``resolving``; :func:`recover` (a periodic worker loop)
 calls the resolver again for resolutions older than a grace period, up to
 ``RESOLVE_ATTEMPTS_MAX`` times (then an operator must look: the case stays resolving).
-Open cases past ``hold_expires_at`` are expired the same way (resolved by a void).
+Open cases past ``hold_expires_at`` are expired the same way (claimed ``expired`` with
+their resolution and a ``risk.case.expired`` audit entry, then voided), by
+``risk.cases.settlement.expire_due``: the one expiry path, which payments' recovery loop
+takes too, so an analyst's approval and an expiry never both win.
 
 **Freezing** (``freeze_account``): the response row is written in the movement's
 transaction (``risk.cases.responses.apply_responses``); after it commits,
@@ -60,7 +63,7 @@ from billfold.kit.errors import invariant
 from billfold.kit.ids import format_id, parse_id
 from billfold.ledger.ledger import Ledger
 from billfold.ledger.types import AccountStatus
-from billfold.risk.cases import responses, service
+from billfold.risk.cases import responses, service, settlement
 from billfold.risk.cases.errors import ResponseNotActive
 from billfold.risk.cases.repository import CaseRepository, ResponseRepository
 from billfold.risk.cases.resolver import HeldMovementResolver
@@ -93,7 +96,6 @@ RECOVERY_AFTER_S = 60
 younger one may still be in flight in the request that made it)."""
 SWEEP_MAX = 100
 _FREEZES_PER_USER_MAX = 100
-_ERROR_LENGTH_MAX = 200
 
 
 # -- cases
@@ -110,8 +112,9 @@ async def decide_case(
     clock: Clock,
 ) -> service.CaseDetail:
     """Approve (post the hold) or reject (void it) an open case; ``case_not_open`` when it
-    was decided before (nothing moves then). Returns the case as it stands: ``resolving``
-    when the resolver failed (it is retried by :func:`recover`)."""
+    was decided (or expired) before, ``case_hold_expired`` for an approval past its hold
+    (nothing moves then). Returns the case as it stands: ``resolving`` when the resolver
+    failed (it is retried by :func:`recover`)."""
     approvals.require_permission(principal, Permission.CASES_REVIEW)
     async with unit_of_work.begin() as session:
         await service.claim_decision(
@@ -132,34 +135,10 @@ async def settle_case(
     unit_of_work: UnitOfWork, resolver: HeldMovementResolver, *, case_id: uuid.UUID, clock: Clock
 ) -> bool:
     """Move a decided case's held money and mark its resolution settled; False (recorded
-    on the resolution) when the resolver failed."""
-    async with unit_of_work.begin() as session:
-        cases = CaseRepository(session)
-        resolution = await cases.resolution(case_id)
-        if resolution is None or resolution.state == "settled":
-            return resolution is not None
-        tenant_id, mode = resolution.tenant_id, resolution.mode
-        reference, approve = resolution.reference, resolution.approve
-        case = await cases.get(tenant_id=tenant_id, case_id=case_id)
-        expired = case is not None and case.state == "expired"
-    try:
-        await resolver.resolve(
-            tenant_id=tenant_id, mode=mode, reference=reference, approve=approve, expired=expired
-        )
-    except Exception as error:  # any failure: the money did not move; retried by recover()
-        log.warning(
-            "risk.case.resolve_failed",
-            case_id=format_id(service.CASE_ID_PREFIX, case_id),
-            error=type(error).__name__,
-        )
-        async with unit_of_work.begin() as session:
-            await CaseRepository(session).record_failure(
-                case_id=case_id, error=type(error).__name__[:_ERROR_LENGTH_MAX]
-            )
-        return False
-    async with unit_of_work.begin() as session:
-        await CaseRepository(session).settle(case_id=case_id, now_ns=clock.now_ns())
-    return True
+    on the resolution) when the resolver failed (``risk.cases.settlement.settle_case``)."""
+    return await settlement.settle_case(
+        unit_of_work, resolver, case_id=case_id, now_ns=clock.now_ns()
+    )
 
 
 # -- responses
@@ -332,7 +311,8 @@ async def request_reversal(
 ) -> tuple[RiskResponse, ApprovalRequest]:
     """Mark a response ``reversing`` and ask for its four-eyes reversal, in one
     transaction. A response already ``reversing`` may be asked again only when its last
-    request was refused, expired or failed."""
+    request was refused, expired or failed; the response is locked meanwhile, so of two
+    such requests at once exactly one makes an approval (the other: ``response_not_active``)."""
     action_type = ActionType.RISK_RESPONSE_REVERSAL
     approvals.require_permission(principal, ACTION_PERMISSIONS[action_type].request)
     if not executors.supports(action_type):
@@ -340,19 +320,14 @@ async def request_reversal(
     payload = {"response_id": format_id(responses.RESPONSE_ID_PREFIX, response_id)}
     async with unit_of_work.begin() as session:
         now_ns = clock.now_ns()
-        response = await responses.get_response(
+        response = await _lock_unrequested(
             session, tenant_id=principal.tenant_id, response_id=response_id
         )
-        claimed = await ResponseRepository(session).transition(
+        await ResponseRepository(session).transition(
             response_id=response.id, from_states=("active",), to_state="reversing"
         )
         await session.refresh(response)
-        if not claimed and (
-            response.state != "reversing"
-            or await _live_reversal(
-                session, principal.tenant_id, canonical_payload(action_type, payload)
-            )
-        ):
+        if response.state != "reversing":
             raise ResponseNotActive(
                 f"The response is {response.state}.", response_state=response.state
             )
@@ -366,6 +341,30 @@ async def request_reversal(
             now_ns=now_ns,
         )
     return response, approval
+
+
+async def _lock_unrequested(
+    session: AsyncSession, *, tenant_id: uuid.UUID, response_id: uuid.UUID
+) -> RiskResponse:
+    """The tenant's response, locked until the transaction ends, once no reversal of it is
+    waiting (pending or approved): ``response_not_active`` otherwise.
+
+    Locked first: two requests after a refusal both found no live request and both asked
+    for one (two pending approvals for one reversal). The second now waits for the first
+    to commit, then finds its request and is refused. The live request is looked for
+    whatever the response's state: one asked at ``POST /v1/approvals`` leaves it
+    ``active``."""
+    response = await responses.get_response(
+        session, tenant_id=tenant_id, response_id=response_id, for_update=True
+    )
+    payload = {"response_id": format_id(responses.RESPONSE_ID_PREFIX, response.id)}
+    canonical = canonical_payload(ActionType.RISK_RESPONSE_REVERSAL, payload)
+    if await _live_reversal(session, tenant_id, canonical):
+        raise ResponseNotActive(
+            "A reversal of this response is already waiting for its approval.",
+            response_state=response.state,
+        )
+    return response
 
 
 async def _live_reversal(session: AsyncSession, tenant_id: uuid.UUID, payload: str) -> bool:
@@ -397,8 +396,14 @@ class RiskResponseReversalExecutor:
             response = await ResponseRepository(session).get(
                 tenant_id=tenant_id, response_id=response_id
             )
+            waiting = await _live_reversal(session, tenant_id, payload)
         if response is None or response.state == "reversed":
             raise InvalidApprovalPayload("The response must exist and be in force.")
+        if waiting:  # asked at POST /v1/approvals while one waits: one reversal, one request
+            raise ResponseNotActive(
+                "A reversal of this response is already waiting for its approval.",
+                response_state=response.state,
+            )
 
     async def execute(self, action: ApprovedAction) -> ExecutionOutcome:
         payload = RiskResponseReversalPayload.model_validate_json(action.payload)
@@ -486,12 +491,6 @@ async def recover(
 async def _expire_due(
     unit_of_work: UnitOfWork, resolver: HeldMovementResolver, *, clock: Clock, limit: int
 ) -> int:
-    async with unit_of_work.begin() as session:
-        now_ns = clock.now_ns()
-        due = await CaseRepository(session).due_for_expiry(now_ns=now_ns, limit=limit)
-        expired = [
-            case.id for case in due if await service.claim_expiry(session, case=case, now_ns=now_ns)
-        ]
-    for case_id in expired:
-        await settle_case(unit_of_work, resolver, case_id=case_id, clock=clock)
-    return len(expired)
+    """The review queue's one expiry path (``risk.cases.settlement.expire_due``, which
+    payments' recovery loop takes too): each case claimed before its hold is voided."""
+    return await settlement.expire_due(unit_of_work, resolver, now_ns=clock.now_ns(), limit=limit)

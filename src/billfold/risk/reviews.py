@@ -8,24 +8,17 @@ live in ``billfold.risk.cases``.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.kit.ids import new_id
 from billfold.kit.upsert import insert_if_absent
+from billfold.risk.cases.service import close_unheld
 from billfold.risk.models import RiskCase, RiskResponse
 from billfold.risk.types import Decision, Movement, Response
 
-__all__ = [
-    "DueCase",
-    "active_responses",
-    "case_state",
-    "close_case",
-    "due_cases",
-    "open_case",
-]
+__all__ = ["active_responses", "case_state", "close_case", "open_case"]
 
 _IN_FORCE = ("active", "reversing")
 
@@ -89,26 +82,6 @@ async def active_responses(
     return frozenset(Response(kind) for kind in rows.scalars())
 
 
-@dataclass(frozen=True, slots=True)
-class DueCase:
-    """An open case past its hold's expiry."""
-
-    tenant_id: uuid.UUID
-    mode: str
-    reference: str
-
-
-async def due_cases(session: AsyncSession, *, now_ns: int, limit: int) -> list[DueCase]:
-    """Open cases whose hold expired at or before `now_ns`, soonest first."""
-    rows = await session.execute(
-        select(RiskCase.tenant_id, RiskCase.mode, RiskCase.reference)
-        .where(RiskCase.state == "open", RiskCase.hold_expires_at <= now_ns)
-        .order_by(RiskCase.hold_expires_at)
-        .limit(limit)
-    )
-    return [DueCase(tenant_id=row[0], mode=row[1], reference=row[2]) for row in rows]
-
-
 async def close_case(
     session: AsyncSession,
     *,
@@ -118,22 +91,16 @@ async def close_case(
     state: str,
     at_ns: int,
 ) -> bool:
-    """Close the open case of `reference` as `state` (``expired``: its hold lapsed, or
-    could not be placed) without an operator; whether it was open."""
-    if state not in ("approved", "rejected", "expired"):
-        raise ValueError("a case closes as approved, rejected or expired")
-    result = await session.execute(
-        update(RiskCase)
-        .where(
-            RiskCase.tenant_id == tenant_id,
-            RiskCase.mode == mode,
-            RiskCase.reference == reference,
-            RiskCase.state == "open",
-        )
-        .values(state=state, resolved_at=at_ns)
-        .execution_options(synchronize_session=False)
+    """Close the open case of `reference` as ``expired`` without an operator, because its
+    hold could not be placed (nothing is held: its resolution is written settled at once),
+    with the ``risk.case.expired`` audit entry; whether it was open. A case whose hold
+    lapsed expires through ``risk.cases.settlement.expire_due`` instead (its hold is
+    voided there)."""
+    if state != "expired":
+        raise ValueError("a case closes without an operator only as expired")
+    return await close_unheld(
+        session, tenant_id=tenant_id, mode=mode, reference=reference, now_ns=at_ns
     )
-    return int(getattr(result, "rowcount", 0) or 0) > 0
 
 
 async def case_state(

@@ -16,11 +16,11 @@ refund in ``in_review``) or ``cnv_…`` (a conversion whose legs are pending).
 
 Idempotent and crash-safe: a movement no longer held is left alone, every transfer id
 derives from the movement's id and its step (``steps.step_id``), and placing a hold again
-is answered ``exists``. :func:`expire_held` (the payments recovery loop) rejects the
-movements of cases past ``hold_expires_at`` (``risk_review_expired``) and marks the cases
-``expired``; :func:`resume_decided` (the same loop) finishes payments and refunds still
-held whose case was decided — a crash between the case API's decision and
-``resolve_held`` (or during it) — as the case says.
+is answered ``exists``. :func:`expire_held` (the payments recovery loop) expires the cases
+past ``hold_expires_at`` through the review queue's own expiry (the case claimed first,
+then its movement rejected ``risk_review_expired``); :func:`resume_decided` (the same
+loop) finishes payments and refunds still held whose case was decided — a crash between
+the case API's decision and ``resolve_held`` (or during it) — as the case says.
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.service import transition
 from billfold.payments.states import Kind, State
 from billfold.payments.steps import applied, step_id
-from billfold.risk.reviews import case_state, close_case, due_cases
+from billfold.risk.cases.settlement import expire_due
+from billfold.risk.reviews import case_state
 from billfold.wallets.accounts import TransferCode
 from billfold.wallets.service import ledger_tenant_of
 
@@ -281,36 +282,45 @@ async def _approve_merchant(runtime: PaymentsRuntime, payment: Payment) -> None:
         )
 
 
+class _HeldPayments:
+    """This module as the review queue's held-movement resolver, for the expiry below
+    (``billfold.flows.held_movements`` installs the same on the application)."""
+
+    def __init__(self, runtime: PaymentsRuntime) -> None:
+        self._runtime = runtime
+
+    async def resolve(
+        self,
+        *,
+        tenant_id: uuid.UUID,
+        mode: str,
+        reference: str,
+        approve: bool,
+        expired: bool = False,
+    ) -> None:
+        await resolve_held(
+            self._runtime,
+            tenant_id=tenant_id,
+            mode=mode,
+            reference=reference,
+            approve=approve,
+            expired=expired,
+        )
+
+
 async def expire_held(runtime: PaymentsRuntime, *, limit: int = EXPIRE_BATCH_MAX) -> int:
-    """Reject the movements of open cases past their hold's expiry (``risk_review_expired``)
-    and mark the cases ``expired``; how many were looked at."""
-    at_ns = time.time_ns()
-    async with runtime.unit_of_work.begin() as session:
-        due = await due_cases(session, now_ns=at_ns, limit=min(limit, EXPIRE_BATCH_MAX))
-    for case in due:
-        try:
-            await _resolve(
-                runtime,
-                tenant_id=case.tenant_id,
-                mode=case.mode,
-                reference=case.reference,
-                approve=False,
-                failure_code=gate.REVIEW_EXPIRED,
-            )
-        except BillfoldError as error:
-            log.info("payments.review_expiry_failed", reference=case.reference, code=error.code)
-            continue
-        async with runtime.unit_of_work.begin() as session:
-            await close_case(
-                session,
-                tenant_id=case.tenant_id,
-                mode=case.mode,
-                reference=case.reference,
-                state="expired",
-                at_ns=now_ns(),
-            )
-        log.info("payments.review_expired", reference=case.reference)
-    return len(due)
+    """Expire the open cases past their hold's expiry and fail their movements
+    (``risk_review_expired``), through the review queue's own expiry
+    (``risk.cases.settlement.expire_due``): each case is claimed ``expired`` first, with
+    its resolution and audit entry, and only then is its hold voided, so an analyst's
+    approval racing the expiry either wins (the expiry leaves the case) or is refused;
+    how many cases this call expired."""
+    return await expire_due(
+        runtime.unit_of_work,
+        _HeldPayments(runtime),
+        now_ns=time.time_ns(),
+        limit=min(limit, EXPIRE_BATCH_MAX),
+    )
 
 
 _OUTCOMES = {

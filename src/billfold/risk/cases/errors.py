@@ -7,6 +7,7 @@ BillfoldError
 │   └── RiskSubjectNotFound         404 risk_subject_not_found
 ├── Conflict
 │   ├── CaseNotOpen                 409 case_not_open
+│   ├── CaseHoldExpired             409 case_hold_expired
 │   ├── ResponseNotActive           409 response_not_active
 │   └── CaseNoteLimitReached        409 case_note_limit_reached
 ├── ValidationFailed
@@ -22,6 +23,7 @@ from __future__ import annotations
 from billfold.kit.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 
 __all__ = [
+    "CaseHoldExpired",
     "CaseNotFound",
     "CaseNotOpen",
     "CaseNoteLimitReached",
@@ -51,6 +53,11 @@ class RiskSubjectNotFound(NotFound):
 class CaseNotOpen(Conflict):
     code = "case_not_open"
     title = "The case is already decided"
+
+
+class CaseHoldExpired(Conflict):
+    code = "case_hold_expired"
+    title = "The case's hold has lapsed: it can no longer be approved"
 
 
 class ResponseNotActive(Conflict):

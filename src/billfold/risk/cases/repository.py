@@ -45,6 +45,15 @@ class CaseRepository:
         statement = select(RiskCase).where(RiskCase.id == case_id, RiskCase.tenant_id == tenant_id)
         return (await self._session.execute(statement)).scalar_one_or_none()
 
+    async def by_reference(
+        self, *, tenant_id: uuid.UUID, mode: str, reference: str
+    ) -> RiskCase | None:
+        """The case of a held movement (one per movement)."""
+        statement = select(RiskCase).where(
+            RiskCase.tenant_id == tenant_id, RiskCase.mode == mode, RiskCase.reference == reference
+        )
+        return (await self._session.execute(statement)).scalar_one_or_none()
+
     async def resolution(self, case_id: uuid.UUID) -> RiskCaseResolution | None:
         return await self._session.get(RiskCaseResolution, case_id)
 
@@ -114,16 +123,20 @@ class CaseRepository:
         to_state: str,
         resolved_by: uuid.UUID | None,
         now_ns: int,
+        held: bool = False,
     ) -> bool:
-        """``open → to_state``, conditionally: of two concurrent decisions, one wins."""
+        """``open → to_state``, conditionally: of two concurrent decisions, one wins. With
+        `held`, only while the case's hold has not lapsed at `now_ns`."""
         invariant(to_state in ("approved", "rejected", "expired"), "a decided state")
+        statement = update(RiskCase).where(
+            RiskCase.id == case_id, RiskCase.tenant_id == tenant_id, RiskCase.state == "open"
+        )
+        if held:
+            statement = statement.where(RiskCase.hold_expires_at > now_ns)
         result = await self._session.execute(
-            update(RiskCase)
-            .where(
-                RiskCase.id == case_id, RiskCase.tenant_id == tenant_id, RiskCase.state == "open"
-            )
-            .values(state=to_state, resolved_by=resolved_by, resolved_at=now_ns)
-            .execution_options(synchronize_session=False)
+            statement.values(
+                state=to_state, resolved_by=resolved_by, resolved_at=now_ns
+            ).execution_options(synchronize_session=False)
         )
         return _changed(result) == 1
 
@@ -170,7 +183,7 @@ class CaseRepository:
         statement = (
             select(RiskCase)
             .where(RiskCase.state == "open", RiskCase.hold_expires_at <= now_ns)
-            .order_by(RiskCase.hold_expires_at)
+            .order_by(RiskCase.hold_expires_at, RiskCase.id)
             .limit(limit)
         )
         return list((await self._session.execute(statement)).scalars())
@@ -197,10 +210,19 @@ class ResponseRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def get(self, *, tenant_id: uuid.UUID, response_id: uuid.UUID) -> RiskResponse | None:
+    async def get(
+        self, *, tenant_id: uuid.UUID, response_id: uuid.UUID, for_update: bool = False
+    ) -> RiskResponse | None:
+        """The tenant's response; with ``for_update``, as committed now and locked until the
+        transaction ends (PostgreSQL: FOR NO KEY UPDATE; SQLite's writer lock already
+        serializes writers)."""
         statement = select(RiskResponse).where(
             RiskResponse.id == response_id, RiskResponse.tenant_id == tenant_id
         )
+        if for_update:
+            statement = statement.with_for_update(key_share=True).execution_options(
+                populate_existing=True
+            )
         return (await self._session.execute(statement)).scalar_one_or_none()
 
     async def add(self, response: RiskResponse) -> None:

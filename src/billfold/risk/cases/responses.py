@@ -104,13 +104,20 @@ async def apply_responses(
 ) -> list[uuid.UUID]:
     """Apply ``decision.responses`` to the movement's user, in the decision's transaction
     (flush only); the ids of the responses applied. A response of a kind already active
-    on the user is not applied again, nor is any for a movement without an end user.
+    on the user is not applied again, even by a decision running at the same time (the
+    user's spending lock serializes them), nor is any for a movement without an end user.
 
     After the transaction commits, hand the returned ids to
     ``billfold.flows.risk_cases.enforce_responses`` (it freezes the accounts of a
     ``freeze_account``; the recovery sweep does it otherwise)."""
     if movement.user_id is None or not decision.responses:
         return []
+    # Two decisions for one user at once (two movements, two processes) each saw no
+    # response in force and both applied theirs: two freezes of one user. The user's
+    # spending lock (PostgreSQL: a transaction-scoped advisory lock; SQLite: the writer
+    # lock every transaction takes) makes the second wait for the first to commit, then
+    # read its response. A movement that checked the user's limits holds it already.
+    await WalletRepository(session).lock_holder(movement.user_id)
     applied: list[uuid.UUID] = []
     for kind in dict.fromkeys(decision.responses):  # each kind once, in order
         exists = await ResponseRepository(session).active_kind_exists(
@@ -213,9 +220,13 @@ async def response_user(
 
 
 async def get_response(
-    session: AsyncSession, *, tenant_id: uuid.UUID, response_id: uuid.UUID
+    session: AsyncSession, *, tenant_id: uuid.UUID, response_id: uuid.UUID, for_update: bool = False
 ) -> RiskResponse:
-    response = await ResponseRepository(session).get(tenant_id=tenant_id, response_id=response_id)
+    """The tenant's response (another tenant's is absent); ``for_update`` locks it until
+    the transaction ends."""
+    response = await ResponseRepository(session).get(
+        tenant_id=tenant_id, response_id=response_id, for_update=for_update
+    )
     if response is None:
         raise ResponseNotFound()
     return response

@@ -168,6 +168,7 @@ async def _decide(
         seen = await service.get_case(session, tenant_id=principal.tenant_id, case_id=identifier)
     if seen.case.state != "open":
         raise CaseNotOpen(f"The case is {seen.state}.", case_state=seen.state)
+    service.raise_if_undecidable(seen.case, approve=approve, now_ns=_clock.now_ns())
     resolver = _held_resolver(request)
     detail = await flow.decide_case(
         unit_of_work,

@@ -17,11 +17,14 @@ import json
 import unicodedata
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
+from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.audit import service as audit
+from billfold.identity.schemas import datetime_from_ns
 from billfold.kit.errors import invariant
 from billfold.kit.ids import format_id, new_id
 from billfold.kit.pagination import (
@@ -32,6 +35,7 @@ from billfold.kit.pagination import (
     encode_cursor,
 )
 from billfold.risk.cases.errors import (
+    CaseHoldExpired,
     CaseNoteLimitReached,
     CaseNotFound,
     CaseNotOpen,
@@ -56,12 +60,16 @@ __all__ = [
     "claim_decision",
     "claim_expiry",
     "clean_note",
+    "close_unheld",
     "decision_view",
     "get_case",
     "label_case",
     "list_cases",
+    "raise_if_undecidable",
 ]
 
+_HOLD_TIME: Final = TypeAdapter(datetime)
+"""The hold's end in a problem, as the case shows it (RFC 3339, UTC)."""
 CASE_ID_PREFIX = "rcs"
 NOTE_ID_PREFIX = "rcn"
 DECISION_ID_PREFIX = "rdc"
@@ -217,7 +225,8 @@ async def claim_decision(
     now_ns: int,
 ) -> RiskCase:
     """Decide an open case: claim it, write its pending resolution, the analyst's label,
-    the note and an audit entry (flush only). ``case_not_open`` when it was decided before:
+    the note and an audit entry (flush only). ``case_not_open`` when it was decided before,
+    ``case_hold_expired`` for an approval past the case's hold (:func:`raise_if_undecidable`):
     nothing is written then, nor when its note would pass the notes' limit
     (``case_note_limit_reached``)."""
     text = None if note is None else clean_note(note)
@@ -231,11 +240,13 @@ async def claim_decision(
         to_state=to_state,
         resolved_by=operator_id,
         now_ns=now_ns,
+        held=approve,
     )
     case = await _case(session, tenant_id=tenant_id, case_id=case_id)
     await session.refresh(case)  # the conditional UPDATE bypassed the identity map
     if not claimed:
-        raise CaseNotOpen(f"The case is {case.state}.", case_state=case.state)
+        raise_if_undecidable(case, approve=approve, now_ns=now_ns)
+        invariant(False, "an open case with its hold in force is claimed")
     invariant(case.state == to_state, "a claimed case is in its decided state")
     await _add_resolution(session, case, approve=approve, now_ns=now_ns)
     await record_label(
@@ -263,6 +274,23 @@ async def claim_decision(
     return case
 
 
+def raise_if_undecidable(case: RiskCase, *, approve: bool, now_ns: int) -> None:
+    """``case_not_open`` for a decided case; ``case_hold_expired`` for an approval of an
+    open case whose hold lapsed (the expiry sweep voids it soon). The hold's end is the
+    promise made to the payer that the money is released by then: an approval after it,
+    only because the sweep had not come yet, would break it (and outlive a merchant
+    authorization's ledger hold). A rejection releases the money as expiry does: allowed."""
+    if case.state != "open":
+        raise CaseNotOpen(f"The case is {case.state}.", case_state=case.state)
+    if approve and case.hold_expires_at <= now_ns:
+        raise CaseHoldExpired(
+            "The case's hold has lapsed; it expires and its movement is released.",
+            hold_expires_at=_HOLD_TIME.dump_python(
+                datetime_from_ns(case.hold_expires_at), mode="json"
+            ),
+        )
+
+
 async def claim_expiry(session: AsyncSession, *, case: RiskCase, now_ns: int) -> bool:
     """Expire an open case past its hold (its hold is then voided); False when it was
     decided meanwhile."""
@@ -281,8 +309,26 @@ async def claim_expiry(session: AsyncSession, *, case: RiskCase, now_ns: int) ->
     return True
 
 
+async def close_unheld(
+    session: AsyncSession, *, tenant_id: uuid.UUID, mode: str, reference: str, now_ns: int
+) -> bool:
+    """Expire the open case of a movement whose hold could not be placed: claimed as any
+    expiry is, its resolution settled at once (nothing is held, nothing to void) and
+    audited ``risk.case.expired``; False when there is no open case for `reference`."""
+    repository = CaseRepository(session)
+    case = await repository.by_reference(tenant_id=tenant_id, mode=mode, reference=reference)
+    if case is None or not await repository.claim(
+        tenant_id=tenant_id, case_id=case.id, to_state="expired", resolved_by=None, now_ns=now_ns
+    ):
+        return False
+    await session.refresh(case)
+    await _add_resolution(session, case, approve=False, now_ns=now_ns, settled=True)
+    await _audit(session, case, action="risk.case.expired", actor_id=None, now_ns=now_ns)
+    return True
+
+
 async def _add_resolution(
-    session: AsyncSession, case: RiskCase, *, approve: bool, now_ns: int
+    session: AsyncSession, case: RiskCase, *, approve: bool, now_ns: int, settled: bool = False
 ) -> None:
     await CaseRepository(session).add_resolution(
         RiskCaseResolution(
@@ -291,11 +337,11 @@ async def _add_resolution(
             mode=case.mode,
             reference=case.reference,
             approve=approve,
-            state="pending",
+            state="settled" if settled else "pending",
             attempts=0,
             last_error=None,
             requested_at=now_ns,
-            settled_at=None,
+            settled_at=now_ns if settled else None,
         )
     )
 
