@@ -92,9 +92,12 @@ PUBLIC_API = {
     "problems": {"problem_response", "send_problem"},
     "query": {
         "UNKNOWN_LISTED_MAX",
+        "DeclaredQuery",
+        "RepeatedQueryParameter",
         "UnknownQueryParameter",
         "UnknownQueryParameterMiddleware",
         "declared_query_names",
+        "repeated_query_names",
         "unknown_query_names",
     },
     "rate_limit": {
@@ -152,6 +155,7 @@ def test_each_module_exports_exactly_its_pinned_names(module_name: str) -> None:
         ("idempotency", "IdempotencyResponseWithheld", 409, "idempotency_response_withheld"),
         ("idempotency_store", "IdempotencyStoreBusy", 503, "idempotency_store_busy"),
         ("query", "UnknownQueryParameter", 400, "unknown_query_parameter"),
+        ("query", "RepeatedQueryParameter", 400, "repeated_query_parameter"),
         ("rate_limit", "RateLimitExceeded", 429, "rate_limited"),
         ("rate_limit_redis", "RateLimiterUnavailable", 503, "rate_limiter_unavailable"),
     ],

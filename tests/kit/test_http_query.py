@@ -188,3 +188,28 @@ def test_an_empty_query_passes(query: str) -> None:
         return {}
 
     assert TestClient(app).get(f"/items{query}").status_code == 200
+
+
+def test_a_single_valued_parameter_given_twice_is_refused_and_a_list_is_not() -> None:
+    """FastAPI read the last of `?type=a&type=b`, silently: a filter the caller believed
+    was `a or b` was `b` alone."""
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.add_middleware(UnknownQueryParameterMiddleware)
+
+    @app.get("/items")
+    async def items(
+        kind: str | None = None, tags: Annotated[list[str] | None, Query()] = None
+    ) -> dict[str, Any]:
+        return {"kind": kind, "tags": tags}
+
+    api = TestClient(app)
+    twice = api.get("/items?kind=a&tags=x&kind=b")
+    assert twice.status_code == 400
+    assert twice.headers["content-type"] == PROBLEM_JSON
+    assert twice.json()["code"] == "repeated_query_parameter"
+    assert twice.json()["repeated_parameters"] == ["kind"]
+    listed = api.get("/items?kind=a&tags=x&tags=y")
+    assert listed.status_code == 200 and listed.json() == {"kind": "a", "tags": ["x", "y"]}
+    unknown_first = api.get("/items?kind=a&kind=b&nope=1")
+    assert unknown_first.json()["code"] == "unknown_query_parameter"

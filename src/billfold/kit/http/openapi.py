@@ -101,8 +101,9 @@ _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 
 _WHY = {
     400: "a malformed id, cursor, `Idempotency-Key` or request framing, a body that is"
-    " not JSON text, or a query parameter the operation does not take"
-    " (`unknown_query_parameter`, naming it in `unknown_parameters`)",
+    " not JSON text, a query parameter the operation does not take"
+    " (`unknown_query_parameter`, naming it in `unknown_parameters`), or one that takes one"
+    " value given twice (`repeated_query_parameter`)",
     401: "no valid credential (`WWW-Authenticate` names the scheme)",
     403: "the credential lacks a scope or permission, or belongs to another mode",
     404: "no such object for this caller",

@@ -24,7 +24,9 @@ routes of the path's segment when the route index is installed (`route_index`).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -41,9 +43,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "UNKNOWN_LISTED_MAX",
+    "DeclaredQuery",
+    "RepeatedQueryParameter",
     "UnknownQueryParameter",
     "UnknownQueryParameterMiddleware",
     "declared_query_names",
+    "repeated_query_names",
     "unknown_query_names",
 ]
 
@@ -58,6 +63,11 @@ _ROUTES_KEPT_MAX = 10_000
 class UnknownQueryParameter(BadRequest):
     code = "unknown_query_parameter"
     title = "Unknown query parameter"
+
+
+class RepeatedQueryParameter(BadRequest):
+    code = "repeated_query_parameter"
+    title = "Query parameter given more than once"
 
 
 def _query_fields(dependant: Dependant) -> Iterator[Any]:
@@ -103,18 +113,54 @@ def _accepts_any(dependant: Dependant) -> bool:
     return False
 
 
-def declared_query_names(dependant: Dependant) -> frozenset[str] | None:
+@dataclass(frozen=True, slots=True)
+class DeclaredQuery:
+    """The query parameter names a route reads, and those of them that take a list (which
+    may be given more than once)."""
+
+    names: frozenset[str]
+    repeatable: frozenset[str]
+
+
+def declared_query_names(dependant: Dependant) -> DeclaredQuery | None:
     """The query parameter names a route (`dependant`) reads; None when it takes any."""
+    from fastapi._compat.shared import field_annotation_is_sequence
+
     if _accepts_any(dependant):
         return None
-    return frozenset(name for field in _query_fields(dependant) for name in _names(field))
+    fields = list(_query_fields(dependant))
+    return DeclaredQuery(
+        names=frozenset(name for field in fields for name in _names(field)),
+        repeatable=frozenset(
+            name
+            for field in fields
+            if field_annotation_is_sequence(field.field_info.annotation)
+            for name in _names(field)
+        ),
+    )
+
+
+def _query_names(query_string: bytes) -> list[str]:
+    """The names in `query_string` as Starlette reads them, repeats included."""
+    return [name for name, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)]
 
 
 def unknown_query_names(query_string: bytes, declared: frozenset[str]) -> list[str]:
     """The names in `query_string` (as Starlette reads it) that `declared` lacks, each
     once, in their order."""
-    names = (name for name, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
-    return list(dict.fromkeys(name for name in names if name not in declared))
+    return list(dict.fromkeys(name for name in _query_names(query_string) if name not in declared))
+
+
+def repeated_query_names(query_string: bytes, declared: DeclaredQuery) -> list[str]:
+    """The declared single-valued names `query_string` gives more than once, each once, in
+    their order: FastAPI would read only the last, silently (`?type=a&type=b` filtered on
+    `b` alone)."""
+    counts = Counter(_query_names(query_string))
+    return [
+        name
+        for name, count in counts.items()
+        if count > 1 and name in declared.names and name not in declared.repeatable
+    ]
 
 
 class UnknownQueryParameterMiddleware:
@@ -122,7 +168,7 @@ class UnknownQueryParameterMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._declared: dict[int, tuple[Dependant, frozenset[str] | None]] = {}
+        self._declared: dict[int, tuple[Dependant, DeclaredQuery | None]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope.get("query_string"):
@@ -131,18 +177,17 @@ class UnknownQueryParameterMiddleware:
         found = _route_for(scope)
         dependant = getattr(found, "dependant", None) if found is not None else None
         declared = self._declared_by(dependant) if dependant is not None else None
-        unknown = [] if declared is None else unknown_query_names(scope["query_string"], declared)
-        if not unknown:
+        error = None if declared is None else _refusal(scope["query_string"], declared)
+        if error is None:
             await self.app(scope, receive, send)
             return
         refusal = await _credential_refusal(scope, b"", receive, only_where_body_read=False)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        error = _problem(unknown, declared or frozenset())
         await send_problem(error, scope, receive, send, headers=counted_rate_limit_fields(scope))
 
-    def _declared_by(self, dependant: Dependant) -> frozenset[str] | None:
+    def _declared_by(self, dependant: Dependant) -> DeclaredQuery | None:
         kept = self._declared.get(id(dependant))
         if kept is not None and kept[0] is dependant:
             return kept[1]
@@ -151,6 +196,22 @@ class UnknownQueryParameterMiddleware:
         names = declared_query_names(dependant)
         self._declared[id(dependant)] = (dependant, names)
         return names
+
+
+def _refusal(query_string: bytes, declared: DeclaredQuery) -> BadRequest | None:
+    unknown = unknown_query_names(query_string, declared.names)
+    if unknown:
+        return _problem(unknown, declared.names)
+    repeated = repeated_query_names(query_string, declared)
+    if repeated:
+        shown = [name[:NAME_SHOWN_MAX] for name in repeated[:UNKNOWN_LISTED_MAX]]
+        return RepeatedQueryParameter(
+            f"Query parameter{'s' if len(repeated) > 1 else ''}"
+            f" {', '.join(repr(name) for name in shown)} given more than once; each takes"
+            " one value.",
+            repeated_parameters=shown,
+        )
+    return None
 
 
 def _problem(unknown: list[str], declared: frozenset[str]) -> UnknownQueryParameter:
