@@ -11,6 +11,7 @@ import pytest
 PUBLIC_API = {
     "bodies": {
         "StrictJsonMiddleware",
+        "credential_refusal",
         "is_json_media_type",
         "json_body_problem",
         "read_body",

@@ -75,6 +75,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "StrictJsonMiddleware",
+    "credential_refusal",
     "is_json_media_type",
     "json_body_problem",
     "read_body",
@@ -367,7 +368,7 @@ def _exception_handler(app: Any, error: Exception) -> Any | None:
     return None
 
 
-async def _credential_refusal(
+async def credential_refusal(
     scope: Scope, body: bytes, receive: Receive, *, only_where_body_read: bool
 ) -> Response | None:
     """The answer of the credential checks of the route the request goes to, when they
@@ -456,7 +457,7 @@ class StrictJsonMiddleware:
         if problem is None and readable:
             await self.app(scope, replaying_receive(body, receive), send)
             return
-        refusal = await _credential_refusal(
+        refusal = await credential_refusal(
             scope, body, receive, only_where_body_read=problem is None
         )
         if refusal is not None:
@@ -473,7 +474,7 @@ class StrictJsonMiddleware:
     ) -> None:
         """415 for a body in a content coding, once the route's credential checks admit the
         caller (an anonymous one gets the route's 401, as for any refused body)."""
-        refusal = await _credential_refusal(scope, body, receive, only_where_body_read=False)
+        refusal = await credential_refusal(scope, body, receive, only_where_body_read=False)
         if refusal is not None:
             await refusal(scope, receive, send)
             return

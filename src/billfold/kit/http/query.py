@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from billfold.kit.auth import counted_rate_limit_fields
 from billfold.kit.errors import BadRequest
-from billfold.kit.http.bodies import _credential_refusal
+from billfold.kit.http.bodies import credential_refusal
 from billfold.kit.http.problems import send_problem
 from billfold.kit.http.route_index import RouteIndex, path_key
 
@@ -181,7 +181,7 @@ class UnknownQueryParameterMiddleware:
         if error is None:
             await self.app(scope, receive, send)
             return
-        refusal = await _credential_refusal(scope, b"", receive, only_where_body_read=False)
+        refusal = await credential_refusal(scope, b"", receive, only_where_body_read=False)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
