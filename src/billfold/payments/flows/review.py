@@ -63,7 +63,13 @@ from billfold.risk.reviews import case_state
 from billfold.wallets.accounts import TransferCode
 from billfold.wallets.service import ledger_tenant_of
 
-__all__ = ["EXPIRE_BATCH_MAX", "expire_held", "resolve_held", "resume_decided"]
+__all__ = [
+    "EXPIRE_BATCH_MAX",
+    "PaymentsHeldResolver",
+    "expire_held",
+    "resolve_held",
+    "resume_decided",
+]
 
 EXPIRE_BATCH_MAX = 200
 log = structlog.get_logger(__name__)
@@ -282,9 +288,12 @@ async def _approve_merchant(runtime: PaymentsRuntime, payment: Payment) -> None:
         )
 
 
-class _HeldPayments:
-    """This module as the review queue's held-movement resolver, for the expiry below
-    (``billfold.flows.held_movements`` installs the same on the application)."""
+class PaymentsHeldResolver:
+    """This module as the review queue's held-movement resolver
+    (``billfold.risk.cases.resolver.HeldMovementResolver``): resolves held payments
+    (``pay_…``), refunds (``ref_…``) and conversions (``cnv_…``) idempotently; raises when
+    the money did not move (the case is then retried). The expiry below uses it, and
+    ``billfold.flows.held_movements`` installs it on the application."""
 
     def __init__(self, runtime: PaymentsRuntime) -> None:
         self._runtime = runtime
@@ -317,7 +326,7 @@ async def expire_held(runtime: PaymentsRuntime, *, limit: int = EXPIRE_BATCH_MAX
     how many cases this call expired."""
     return await expire_due(
         runtime.unit_of_work,
-        _HeldPayments(runtime),
+        PaymentsHeldResolver(runtime),
         now_ns=time.time_ns(),
         limit=min(limit, EXPIRE_BATCH_MAX),
     )
