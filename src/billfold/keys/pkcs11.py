@@ -133,11 +133,15 @@ class Pkcs11Keystore:
         return self._key
 
     def wrap(self, plaintext: bytes, *, aad: bytes) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + self._seal(plaintext, nonce=nonce, aad=aad, doing="wrap")
+
+    def _seal(self, plaintext: bytes, *, nonce: bytes, aad: bytes, doing: str) -> bytes:
+        """AES-256-GCM under the root key, inside the HSM: the ciphertext, then the tag."""
         from pkcs11 import Mechanism
         from pkcs11.exceptions import PKCS11Error
         from pkcs11.mechanisms import GCMParams
 
-        nonce = os.urandom(NONCE_BYTES)
         try:
             with self._lock:
                 sealed = self._key.encrypt(
@@ -146,8 +150,8 @@ class Pkcs11Keystore:
                     mechanism_param=GCMParams(nonce, aad, _TAG_BITS),
                 )
         except PKCS11Error as error:
-            raise KeystoreUnavailable(f"The HSM cannot wrap with {self._key_id}.") from error
-        return nonce + bytes(sealed)
+            raise KeystoreUnavailable(f"The HSM cannot {doing} with {self._key_id}.") from error
+        return bytes(sealed)
 
     def unwrap(self, wrapped: bytes, *, aad: bytes) -> bytes:
         from pkcs11 import Mechanism
@@ -171,21 +175,8 @@ class Pkcs11Keystore:
         return bytes(plain)
 
     def derive_key(self, label: bytes) -> bytes:
-        from pkcs11 import Mechanism
-        from pkcs11.exceptions import PKCS11Error
-        from pkcs11.mechanisms import GCMParams
-
         nonce, plaintext, aad = derivation_input(label)
-        try:
-            with self._lock:
-                sealed = self._key.encrypt(
-                    plaintext,
-                    mechanism=Mechanism.AES_GCM,
-                    mechanism_param=GCMParams(nonce, aad, _TAG_BITS),
-                )
-        except PKCS11Error as error:
-            raise KeystoreUnavailable(f"The HSM cannot derive with {self._key_id}.") from error
-        return derived_key(label, bytes(sealed))
+        return derived_key(label, self._seal(plaintext, nonce=nonce, aad=aad, doing="derive"))
 
     def close(self) -> None:
         """Log out and close the session; a session the HSM already lost is closed too."""
