@@ -56,6 +56,15 @@ def _token_request(pan: str) -> bytes:
     return f'{{"kind":"pan","value":"{pan}"}}'.encode()
 
 
+def _keyed_token_request(database_url: str) -> tuple[str, bytes, dict[str, str]]:
+    """A new tenant's tokenization of a fresh card number, with an `Idempotency-Key`:
+    the key, the body and the headers."""
+    tenant = new_privacy_tenant(database_url)
+    key = uuid.uuid4().hex
+    headers = {**auth(tenant.writer), "Idempotency-Key": key, "Content-Type": "application/json"}
+    return key, _token_request(_card_number()), headers
+
+
 def _unkeyed(path: str, body: bytes) -> str:
     return request_fingerprint(method="POST", path=path, query_string=b"", body=body)
 
@@ -63,14 +72,7 @@ def _unkeyed(path: str, body: bytes) -> str:
 def test_a_card_numbers_fingerprint_is_an_hmac_under_a_key_outside_the_database(
     database_url: str,
 ) -> None:
-    tenant = new_privacy_tenant(database_url)
-    pan, key = _card_number(), uuid.uuid4().hex
-    body = _token_request(pan)
-    headers = {
-        **auth(tenant.writer),
-        "Idempotency-Key": key,
-        "Content-Type": "application/json",
-    }
+    key, body, headers = _keyed_token_request(database_url)
     with privacy_client(database_url) as client:
         first = client.post("/v1/tokens", content=body, headers=headers)
         again = client.post("/v1/tokens", content=body, headers=headers)
@@ -89,14 +91,7 @@ def test_a_card_numbers_fingerprint_is_an_hmac_under_a_key_outside_the_database(
 def test_a_key_stored_unkeyed_before_the_change_replays_and_still_refuses_another_body(
     database_url: str,
 ) -> None:
-    tenant = new_privacy_tenant(database_url)
-    pan, key = _card_number(), uuid.uuid4().hex
-    body = _token_request(pan)
-    headers = {
-        **auth(tenant.writer),
-        "Idempotency-Key": key,
-        "Content-Type": "application/json",
-    }
+    key, body, headers = _keyed_token_request(database_url)
     with privacy_client(database_url) as client:
         first = client.post("/v1/tokens", content=body, headers=headers)
         assert first.status_code == 200, first.text
