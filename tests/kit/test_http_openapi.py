@@ -43,6 +43,10 @@ def _small_app() -> FastAPI:
     async def create_thing(thing: Thing, _key: Credentials) -> Thing:
         return thing
 
+    @app.post("/things/{thing_id}/archive")
+    async def archive_thing(thing_id: str, _key: Credentials) -> Thing:
+        return Thing(name=thing_id)
+
     @app.post("/sign-in", dependencies=[Depends(throttle_sign_in)])
     async def sign_in(thing: Thing) -> Thing:
         return thing
@@ -69,6 +73,10 @@ def test_each_operation_lists_the_errors_of_what_it_has() -> None:
         *(201, 400, 401, 403, 409, 413, 415, 422, 429, 503)
     }
     assert _statuses(document, "/sign-in", "post") == {200, 400, 413, 415, 422, 429, 503}
+    # No body to read, but a body sent is still bounded by the size limit.
+    assert _statuses(document, "/things/{thing_id}/archive", "post") == {
+        *(200, 400, 401, 403, 404, 409, 413, 422, 429, 503)
+    }
     assert _statuses(document, "/health", "get") == {200, 400}  # an unknown query parameter
 
 
