@@ -279,7 +279,7 @@ def test_recovery_authorizes_a_claim_whose_hold_was_placed(
         over = _DAILY - 2 * _PER_TRANSFER + 1
         refused = problem(_p2p(world, ann, bob, over), 422, "limit_exceeded")
         assert refused["used"] == str(2 * _PER_TRANSFER)
-        problem(_authorize(world, dan, payment_id), 409, "invalid_state_transition")
+        problem(_authorize(world, dan, payment_id), 404, "payment_not_found")  # not dan's
         assert _authorize(world, ann, payment_id).status_code == 200  # a retry: nothing more
         captured = world.client.post(
             f"/v1/payments/{payment_id}/capture", json={}, headers=world.api

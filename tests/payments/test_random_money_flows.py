@@ -291,7 +291,8 @@ class Planner:
         return Op(
             "authorize",
             lambda: self._authorize(payer, row.id),
-            FUNDS_REFUSED | STATE_REFUSED | {"payment_expired"},
+            # Another payer's payment (authorized by them meanwhile) is not found to this one.
+            FUNDS_REFUSED | STATE_REFUSED | {"payment_expired", "payment_not_found"},
             self._crash(_step_is(step)),
         )
 

@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Any
 
-from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
+from sqlalchemy import CursorResult, and_, case, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billfold.kit.errors import invariant
@@ -31,6 +31,8 @@ _NOT_SPENT = ("failed", "voided", "expired")
 """States whose payments no longer count toward the payer's limits. A merchant payment
 `requires_payment` with a payer is being authorized by them: it counts, so concurrent
 authorizations see each other."""
+_CAPTURED = ("captured", "partially_refunded", "refunded")
+"""States of a merchant payment whose capture is recorded: it spent `captured_amount`."""
 
 
 class PaymentRepository:
@@ -223,7 +225,10 @@ class PaymentRepository:
         """What the user spent in `currency` since `since_ns` (by `spent_at`), counting
         movements in flight and authorizations under way, but not the payment `excluding`
         (a retried authorization is not counted against itself)."""
-        statement = select(func.coalesce(func.sum(Payment.amount), 0)).where(
+        # A captured merchant payment spent what was captured: a partial capture released
+        # the rest of its hold back to the payer, and to their limits.
+        spent = case((Payment.state.in_(_CAPTURED), Payment.captured_amount), else_=Payment.amount)
+        statement = select(func.coalesce(func.sum(spent), 0)).where(
             Payment.payer_user_id == user_id,
             Payment.spent_at >= since_ns,
             Payment.currency == currency,

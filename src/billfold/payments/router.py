@@ -24,7 +24,7 @@ from billfold.payments.explain import (
     money_request_response,
 )
 from billfold.payments.flows import merchant, p2p, refunds, topups, withdrawals
-from billfold.payments.flows.common import load, now_ns
+from billfold.payments.flows.common import load, now_ns, require_visible
 from billfold.payments.flows.disputes import add_evidence, open_dispute, resolve_dispute
 from billfold.payments.flows.notifications import receive_notification
 from billfold.payments.flows.splits import create_split_rule
@@ -414,9 +414,7 @@ async def my_payment(payment_id: str, user: EndUser, runtime: Runtime) -> Paymen
     wanted = parse_id("pay", payment_id)
     async with runtime.unit_of_work.read() as session:
         payment = await load(session, wanted, tenant_id=user.tenant_id, mode=user.mode.value)
-    awaiting_payer = payment.state == "requires_payment"  # a payer sees what they would pay
-    if not awaiting_payer and user.user_id not in (payment.payer_user_id, payment.payee_user_id):
-        raise PaymentNotFound("No such payment.")
+    require_visible(payment, user.user_id)  # a payer sees what they would pay
     return await explain(runtime, payment)
 
 

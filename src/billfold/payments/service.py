@@ -41,6 +41,7 @@ from billfold.wallets.service import currency_exponent, ledger_tenant_of
 from billfold.wallets.tier_limits import figures_of, tenant_figures
 
 __all__ = [
+    "FEE_LINES_MAX",
     "VOLUME_SHARDS",
     "VOLUME_TENANT_SCOPE",
     "add_monthly_volume",
@@ -59,6 +60,9 @@ __all__ = [
 ]
 
 _NANOSECONDS_PER_SECOND = 1_000_000_000
+FEE_LINES_MAX = 8
+"""At most this many charged (non-zero) fee lines a quote may hold: a payment held with
+its fees (a withdrawal, a P2P payment in review) releases at most this many after a crash."""
 VOLUME_TENANT_SCOPE = "tenant"
 VOLUME_SHARDS = 8
 """Rows a scope's monthly volume is spread over, so concurrent payments rarely wait."""
@@ -167,6 +171,15 @@ async def quote_fees(
             monthly_volume_minor=volume,
         ),
     )
+    charged = len([line for line in quote.lines if line.amount_minor])
+    if charged > FEE_LINES_MAX:
+        # Each charged line is a ledger transfer held or posted with the payment: a
+        # schedule charging more is refused here, clearly, before anything moves.
+        raise FeesExceedAmount(
+            f"The fee schedule charged {charged} fee lines: at most {FEE_LINES_MAX} are allowed.",
+            lines=charged,
+            lines_max=FEE_LINES_MAX,
+        )
     if any(line.currency != payment.currency or line.amount_minor < 0 for line in quote.lines):
         raise FeesExceedAmount("Fees must be non-negative and in the payment's currency.")
     if quote.total_minor >= amount:

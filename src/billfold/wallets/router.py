@@ -151,8 +151,8 @@ async def create_merchant(
         split_rule_id=None,
         created_at=time.time_ns(),
     )
-    async with get_unit_of_work(request).begin() as session:
-        await WalletRepository(session).add_merchant(merchant)
+    # The wallet first, the merchant last: a failure opening the wallet stores nothing, so a
+    # retry after a 5xx makes one merchant, not a second (an opened wallet never used is empty).
     await get_wallet_book(request).open_wallet(
         tenant_id=caller.tenant_id,
         mode=caller.mode,
@@ -160,6 +160,8 @@ async def create_merchant(
         owner_id=merchant.id,
         currency=merchant.settlement_currency,
     )
+    async with get_unit_of_work(request).begin() as session:
+        await WalletRepository(session).add_merchant(merchant)
     return merchant_response(merchant)
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "now_ns",
     "raise_for",
     "release_holds",
+    "require_visible",
 ]
 
 
@@ -70,6 +71,16 @@ async def load(
     ):
         raise PaymentNotFound("No such payment.")
     return payment
+
+
+def require_visible(payment: Payment, user_id: uuid.UUID) -> None:
+    """Raise `payment_not_found` unless the wallet holder may see the payment (what `GET
+    /v1/me/payments/{id}` shows them): their own, as payer or payee, or a payment still
+    awaiting its payer. Every action of theirs on a payment checks it first, before any
+    state: another's payment is answered as if it did not exist, never with its state."""
+    awaiting_payer = payment.state == State.REQUIRES_PAYMENT.value
+    if not awaiting_payer and user_id not in (payment.payer_user_id, payment.payee_user_id):
+        raise PaymentNotFound("No such payment.")
 
 
 async def advance(

@@ -16,12 +16,21 @@ from billfold.ledger.types import CreateTransferStatus, NewTransfer, TransferFla
 from billfold.payments.errors import (
     CaptureExceedsAuthorized,
     CaptureInProgress,
+    FeesExceedAmount,
     InvalidStateTransition,
     PaymentExpired,
     SelfPayment,
 )
 from billfold.payments.flows import crossfx, gate
-from billfold.payments.flows.common import apply_steps, chain, failure, load, now_ns, raise_for
+from billfold.payments.flows.common import (
+    apply_steps,
+    chain,
+    failure,
+    load,
+    now_ns,
+    raise_for,
+    require_visible,
+)
 from billfold.payments.flows.splits import split_shares, valid_rule
 from billfold.payments.models import Payment
 from billfold.payments.repository import PaymentRepository
@@ -149,6 +158,7 @@ async def authorize(
         payment = await load(
             session, payment_id, tenant_id=tenant_id, mode=mode.value, for_update=True
         )
+        require_visible(payment, user_id)
         if payment.kind != Kind.MERCHANT.value:
             raise InvalidStateTransition("Only merchant payments are authorized by a payer.")
         if payment.state in _AUTHORIZED_OR_HELD and payment.payer_user_id == user_id:
@@ -208,7 +218,14 @@ async def authorize(
         claimed = await load(session, payment_id, for_update=True)
         if claimed.state in _AUTHORIZED_OR_HELD and claimed.payer_user_id == user_id:
             return  # a concurrent retry got there first
+        require_visible(claimed, user_id)  # another payer's meanwhile: not theirs to see
         _claimable(claimed, user_id)
+        if claimed.capture_mode == "automatic":
+            # Captured at once: refused now, before anything is held or claimed, when the
+            # capture's fees would take the whole amount (the schedule changed since).
+            await quote_fees(
+                session, runtime.fee_quoter, payment=claimed, method="wallet", amount=claimed.amount
+            )
         verdict = await gate.decide(
             session,
             runtime,
@@ -304,7 +321,14 @@ async def authorize(
         payment.authorization_expires_at = now_ns() + runtime.authorization_hold_s * 1_000_000_000
         await transition(session, payment, State.AUTHORIZED, reason="payer_authorized")
     if payment.capture_mode == "automatic":
-        await capture(runtime, tenant_id=tenant_id, mode=mode, payment_id=payment_id, amount=None)
+        try:
+            await capture(
+                runtime, tenant_id=tenant_id, mode=mode, payment_id=payment_id, amount=None
+            )
+        except FeesExceedAmount:
+            # The schedule changed between the check above and the capture: the payment
+            # stays authorized (the merchant captures or voids it) and the answer says so.
+            return
 
 
 async def capture(

@@ -34,6 +34,7 @@ from billfold.payments.models import MoneyRequest, Payment, PaymentFee
 from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.service import (
+    FEE_LINES_MAX,
     charged_lines,
     check_spending_limits,
     fee_transfers,
@@ -67,8 +68,8 @@ __all__ = [
 
 NO_CONTEXT = RiskContext()
 _TRANSFER = "transfer"
-HELD_FEE_LINES_MAX = 8
-"""At most this many fee lines are held with a payment in review."""
+HELD_FEE_LINES_MAX = FEE_LINES_MAX
+"""At most this many fee lines are held with a payment in review (every quote's bound)."""
 
 
 async def send_p2p(

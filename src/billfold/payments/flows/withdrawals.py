@@ -29,6 +29,7 @@ from billfold.payments.models import Payment, PaymentFee
 from billfold.payments.repository import PaymentRepository
 from billfold.payments.runtime import PaymentsRuntime
 from billfold.payments.service import (
+    FEE_LINES_MAX,
     check_spending_limits,
     fee_transfers,
     quote_fees,
@@ -52,8 +53,6 @@ __all__ = [
     "start_withdrawal",
 ]
 
-FEE_LINES_MAX = 8
-"""At most this many fee lines are held with a withdrawal (released after a crash)."""
 
 NO_CONTEXT = RiskContext()
 
