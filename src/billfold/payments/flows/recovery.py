@@ -24,8 +24,9 @@ periodically (`resume_interrupted`, the app's payments recovery loop).
 - Merchant payments past their expiry: unpaid ones expire; authorized ones past
   `authorization_expires_at` have their hold voided and expire.
 - Movements held for risk review whose case is past `hold_expires_at`
-  (`risk_review_hold_s`): their holds are voided, they fail (`risk_review_expired`) and
-  the case is marked `expired` (`billfold.payments.flows.review.expire_held`); those
+  (`risk_review_hold_s`): the case is claimed `expired` first (its resolution and audit
+  entry with it), then the hold is voided and the movement fails (`risk_review_expired`)
+  (`billfold.payments.flows.review.expire_held`, the review queue's own expiry); those
   still held whose case was decided (a crash between the decision and `resolve_held`)
   are finished as the case says (`resume_decided`).
 """
