@@ -139,3 +139,32 @@ def test_a_configured_keystore_that_cannot_open_refuses_keyed_posts_and_keeps_no
         return int((await session.execute(statement, {"key": key})).scalar_one())
 
     assert run_in_unit_of_work(database_url, count) == 0
+
+
+def _stored_body(database_url: str, key: str) -> bytes:
+    async def read(session: AsyncSession) -> bytes:
+        statement = text("SELECT response_body FROM idempotency_keys WHERE key = :key")
+        return bytes((await session.execute(statement, {"key": key})).scalar_one())
+
+    return run_in_unit_of_work(database_url, read)
+
+
+def test_a_kept_answer_is_sealed_so_the_database_holds_no_email_of_a_sign_up(
+    database_url: str,
+) -> None:
+    """A sign-up's answer names the user's email; kept for replay (24 hours or more, past
+    an erasure), it is stored sealed under a key only the same request gives."""
+    tenant = new_privacy_tenant(database_url)
+    email, key = f"u{uuid.uuid4().hex[:10]}@example.com", uuid.uuid4().hex
+    body = {"email": email, "password": "correct horse battery"}
+    headers = {**auth(tenant.writer), "Idempotency-Key": key}
+    with privacy_client(database_url) as client:
+        first = client.post("/v1/users", json=body, headers=headers)
+        again = client.post("/v1/users", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201, first.text
+    assert email in first.text
+    assert again.headers[REPLAYED] == "true" and again.content == first.content
+    assert "x-billfold-sealed" not in again.headers
+    stored = _stored_body(database_url, key)
+    assert email.encode() not in stored and first.json()["id"].encode() not in stored
+    assert first.content not in stored

@@ -41,6 +41,13 @@ PUBLIC_API = {
         "IdempotencyKey",
     },
     "idempotency_repository": {"Claim", "Completion", "IdempotencyRepository"},
+    "idempotency_sealing": {
+        "SEALED_HEADER",
+        "SEAL_OVERHEAD_BYTES",
+        "response_key",
+        "seal",
+        "unseal",
+    },
     "idempotency_batching": {
         "BATCH_SIZE_MAX_DEFAULT",
         "BATCH_SIZE_MAX_LIMIT",

@@ -9,7 +9,8 @@ process that only needs the idempotency table does not import the web framework.
 - `bodies`: JSON bodies held to I-JSON; a route's credential checked before its body.
 - `idempotency`, `idempotency_store`, `idempotency_models`: `Idempotency-Key` on POST, PUT,
   PATCH and DELETE;
-  `idempotency_batching`: the store for a busy API (concurrent requests share transactions).
+  `idempotency_batching`: the store for a busy API (concurrent requests share transactions);
+  `idempotency_sealing`: kept responses sealed under a key only their request gives.
 - `rate_limit`, `rate_limit_redis`: limiters (in-process and Redis) and the 429 helper.
 - `problems`: problem+json responses written from middleware.
 - `query`: query parameters a route does not declare are refused (400).

@@ -48,6 +48,7 @@ from billfold.kit.errors import (
 )
 from billfold.kit.http.bodies import read_body, replaying_receive
 from billfold.kit.http.idempotency_models import IDEMPOTENCY_KEY_LENGTH_MAX
+from billfold.kit.http.idempotency_sealing import SEAL_OVERHEAD_BYTES, response_key, seal, unseal
 from billfold.kit.http.idempotency_store import (
     IdempotencyStore,
     InProgress,
@@ -315,6 +316,11 @@ class IdempotencyMiddleware:
                 # Keys stored before fingerprints were keyed hold plain SHA-256.
                 earlier_fingerprint=None if fingerprint_key is None else of_request,
             )
+            sealing = (
+                None
+                if fingerprint_key is None
+                else response_key(fingerprint_key, lambda key: of_request(key=key))
+            )
             if isinstance(outcome, Mismatch):
                 raise IdempotencyKeyReused("This key was first used with a different request.")
             if isinstance(outcome, InProgress):
@@ -325,9 +331,10 @@ class IdempotencyMiddleware:
             )
             return
         if isinstance(outcome, Replay):
-            await _replay_response(outcome.response, scope)(scope, receive, send)
+            replayed = unseal(outcome.response, sealing)
+            await _replay_response(replayed, scope)(scope, receive, send)
             return
-        await self._execute(store, outcome, body, scope, receive, send)
+        await self._execute(store, outcome, body, scope, receive, send, sealing=sealing)
 
     async def _execute(
         self,
@@ -337,8 +344,13 @@ class IdempotencyMiddleware:
         scope: Scope,
         receive: Receive,
         send: Send,
+        *,
+        sealing: bytes | None,
     ) -> None:
-        recorder = _Recorder(send=send, body_max_bytes=store.response_body_max_bytes)
+        kept_max = store.response_body_max_bytes
+        if sealing is not None:  # the sealed body must fit what the store keeps
+            kept_max = max(kept_max - SEAL_OVERHEAD_BYTES, 0)
+        recorder = _Recorder(send=send, body_max_bytes=kept_max)
         try:
             await self.app(scope, replaying_receive(body, receive), recorder)
         except Exception:
@@ -348,12 +360,12 @@ class IdempotencyMiddleware:
         path = str(scope.get("path", ""))
         if status is None or status >= 500 or status in _RETRYABLE_STATUSES:
             await _abandon(store, started)
-        elif stored is None:
-            await _complete(store, started, _withheld(status, path=path, why=_TOO_LARGE))
         else:
-            if recorder.no_store:
+            if stored is None:
+                stored = _withheld(status, path=path, why=_TOO_LARGE)
+            elif recorder.no_store:
                 stored = _withheld(stored.status, path=path, why=_NOT_TO_KEEP)
-            await _complete(store, started, stored)
+            await _complete(store, started, stored if sealing is None else seal(stored, sealing))
         await recorder.flush()
 
 
