@@ -66,6 +66,7 @@ class SecurityEventType(enum.StrEnum):
     DEVICE_SIGNATURE_FAILED = "device_signature.failed"
     SESSIONS_REVOKED = "sessions.revoked"
     REFRESH_TOKEN_REUSED = "refresh_token.reused"  # noqa: S105 (an event name)
+    REFRESH_FAILED = "refresh.failed"
     STEP_UP_ISSUED = "step_up.issued"
     STEP_UP_VERIFIED = "step_up.verified"
     STEP_UP_FAILED = "step_up.failed"

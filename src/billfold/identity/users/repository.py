@@ -300,6 +300,20 @@ class SessionRepository:
         )
         return _rowcount(result) == 1
 
+    async def discard_unused_refresh(self, *, token_id: uuid.UUID) -> bool:
+        """Delete a refresh token never exchanged; False if it is gone or was exchanged
+        meanwhile (then it stays, to be recognised as reused)."""
+        result = await self._session.execute(
+            delete(UserToken)
+            .where(
+                UserToken.id == token_id,
+                UserToken.kind == "refresh",
+                UserToken.used_at.is_(None),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
+
     async def get_for_user(
         self, *, user_id: uuid.UUID, session_id: uuid.UUID
     ) -> UserSession | None:
@@ -485,6 +499,26 @@ class FactorRepository:
         )
         return (await self._session.execute(statement)).scalar_one_or_none()
 
+    async def delete_totp(self, user_id: uuid.UUID) -> int:
+        """Forget the user's authenticator app, seed included (erasure); returns how many
+        (0 or 1)."""
+        result = await self._session.execute(
+            delete(TotpFactor)
+            .where(TotpFactor.user_id == user_id)
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result)
+
+    async def rename_passkeys(self, *, user_id: uuid.UUID, name: str) -> int:
+        """Give every passkey of the user ``name`` (erasure); returns how many."""
+        result = await self._session.execute(
+            update(Passkey)
+            .where(Passkey.user_id == user_id)
+            .values(name=name)
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result)
+
     async def advance_sign_count(
         self, *, passkey_id: uuid.UUID, seen: int, new: int, now_ns: int
     ) -> bool:
@@ -571,6 +605,17 @@ class DeviceRepository:
             Device.user_id == user_id, Device.revoked_at.is_(None)
         )
         return int((await self._session.execute(statement)).scalar_one())
+
+    async def rename_all(self, *, user_id: uuid.UUID, name: str) -> int:
+        """Give every device of the user, revoked ones included, ``name`` (erasure);
+        returns how many."""
+        result = await self._session.execute(
+            update(Device)
+            .where(Device.user_id == user_id)
+            .values(name=name)
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result)
 
     async def use_nonce(
         self, *, device_id: uuid.UUID, nonce: str, expires_at: int, now_ns: int

@@ -56,7 +56,11 @@ from billfold.identity.users.mfa import (
 )
 from billfold.identity.users.models import EndUser, MfaTicket
 from billfold.identity.users.passwords import check_password_policy
-from billfold.identity.users.repository import FactorRepository, UserRepository
+from billfold.identity.users.repository import (
+    DeviceRepository,
+    FactorRepository,
+    UserRepository,
+)
 from billfold.identity.users.sessions import IssuedTokens, revoke_all_sessions, start_session
 from billfold.identity.users.tokens import (
     TokenKind,
@@ -424,20 +428,36 @@ async def signed_in_user(session: AsyncSession, *, principal: UserPrincipal) -> 
 
 
 ERASED_HANDLE_PREFIX = "erased"
+ERASED_NAME = "erased"
+"""What an erased user's devices and passkeys are called from then on."""
+ERASED_PASSWORD_HASH = "!erased"  # noqa: S105 (a marker that matches no password)
+"""No Argon2 PHC string, so it matches no password (``passwords.verify``)."""
 
 
 async def erase_user_identifiers(
     session: AsyncSession, *, principal: Principal, user_id: uuid.UUID, now_ns: int
 ) -> EndUser:
     """For erasure (``billfold.privacy``): the user's email and phone are removed, the
-    handle becomes a pseudonym, the user is disabled and every session ends. The row stays:
-    other records (the ledger's, consent history) keep referring to its id."""
+    handle becomes a pseudonym, the names they gave their devices and passkeys (free text
+    such as "Jane's iPhone") are replaced, the user is disabled and every session ends.
+    The rows stay: other records (the ledger's, consent history, security events naming a
+    device or passkey by id) keep referring to their ids.
+
+    What only served signing in goes too: the password hash (a copy of the database would
+    otherwise let anyone try guesses at a password people reuse elsewhere) and the TOTP
+    seed, which the tenant's ``totp`` key, not the user's destroyed data key, still opens.
+    """
     user = await get_user(session, principal=principal, user_id=user_id)
     user.email = None
     user.phone = None
     user.handle = ERASED_HANDLE_PREFIX + user.id.hex[-24:]
+    user.password_hash = ERASED_PASSWORD_HASH
     user.status = "disabled"
     await session.flush()
+    await DeviceRepository(session).rename_all(user_id=user.id, name=ERASED_NAME)
+    factors = FactorRepository(session)
+    await factors.rename_passkeys(user_id=user.id, name=ERASED_NAME)
+    await factors.delete_totp(user.id)
     outbox_events.user_updated(
         session, user=user, changed=["email", "phone", "handle", "status"], now_ns=now_ns
     )

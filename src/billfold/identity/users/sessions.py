@@ -4,7 +4,9 @@ A sign-in starts a session, the *family* of every token rotated from it. Each re
 spends the refresh token presented and returns a new access and refresh token. A refresh
 token presented a second time means two parties hold it (the user and a thief, in either
 order), so the whole family is revoked, the newest tokens included, and
-``refresh_token.reused`` is recorded: whoever is legitimate signs in again.
+``refresh_token.reused`` is recorded: whoever is legitimate signs in again. An unspent
+refresh token refused for any other reason (expired, its session revoked or ended, its
+user disabled) is recorded once as ``refresh.failed``, with the reason.
 
 Service functions take keyword arguments, flush and never commit.
 """
@@ -166,21 +168,32 @@ async def authenticate_access_token(
     )
 
 
-def _refreshable(row: RefreshTokenRow, *, now_ns: int) -> bool:
-    return (
-        row.token.expires_at > now_ns
-        and row.session.revoked_at is None
-        and row.session.expires_at > now_ns
-        and row.session.refresh_count < REFRESHES_PER_SESSION_MAX
-        and row.user.status == "active"
-        and row.tenant_status == TenantStatus.ACTIVE.value
-    )
+def _refusal(row: RefreshTokenRow, *, now_ns: int) -> str | None:
+    """Why an unspent refresh token cannot be exchanged (the `reason` of `refresh.failed`),
+    or None when it can."""
+    if row.tenant_status != TenantStatus.ACTIVE.value:
+        return "tenant_inactive"
+    if row.user.status != "active":
+        return "user_disabled"
+    if row.session.revoked_at is not None:
+        return "session_revoked"
+    if row.session.expires_at <= now_ns:
+        return "session_expired"
+    if row.token.expires_at <= now_ns:
+        return "expired"
+    if row.session.refresh_count >= REFRESHES_PER_SESSION_MAX:
+        return "refresh_limit"
+    return None
 
 
 async def refresh_session(
     session: AsyncSession, *, refresh_token: str, now_ns: int
 ) -> IssuedTokens:
-    """Spend ``refresh_token`` for a new pair, or revoke its family if it was spent before."""
+    """Spend ``refresh_token`` for a new pair, or revoke its family if it was spent before.
+
+    An unspent token that can no longer be exchanged is recorded as ``refresh.failed``
+    (see :func:`_failure_aftermath`). A token Billfold never issued records nothing: no
+    tenant is known to file it under, and a guess at 256 random bits is no signal."""
     token_hash = token_hash_if_well_formed(refresh_token, kind=TokenKind.REFRESH)
     sessions = SessionRepository(session)
     row = None if token_hash is None else await sessions.find_refresh(token_hash)
@@ -191,8 +204,11 @@ async def refresh_session(
         token_id=row.token.id, now_ns=now_ns
     ):
         raise with_aftermath(RefreshTokenInvalid(), _reuse_aftermath(row, now_ns=now_ns))
-    if not _refreshable(row, now_ns=now_ns):
-        raise RefreshTokenInvalid()
+    reason = _refusal(row, now_ns=now_ns)
+    if reason is not None:
+        raise with_aftermath(
+            RefreshTokenInvalid(), _failure_aftermath(row, reason=reason, now_ns=now_ns)
+        )
     user_session = row.session
     user_session.refresh_count += 1
     user_session.refreshed_at = now_ns
@@ -202,6 +218,34 @@ async def refresh_session(
     )
     await sessions.add(*rows)
     return issued
+
+
+def _failure_aftermath(row: RefreshTokenRow, *, reason: str, now_ns: int) -> Aftermath:
+    """Record ``refresh.failed`` (the session and the reason, never the token) once per
+    token: the token, which could never be exchanged again, is deleted with it, so
+    presenting it again finds nothing and writes nothing. Each record therefore costs
+    whoever provokes it a token Billfold issued. A suspended tenant's tokens are kept (the
+    tenant may be reactivated) and record nothing: nobody acts on that tenant's log
+    meanwhile, and each presentation would write again."""
+    tenant_id, user_id = row.user.tenant_id, row.user.id
+    session_id, token_id = row.session.id, row.token.id
+
+    async def record(session: AsyncSession) -> None:
+        if reason == "tenant_inactive":
+            return
+        if not await SessionRepository(session).discard_unused_refresh(token_id=token_id):
+            return  # a concurrent presentation recorded it, or an exchange spent it
+        await record_user_event(
+            session,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            event_type=SecurityEventType.REFRESH_FAILED,
+            now_ns=now_ns,
+            actor_unproven=True,
+            detail={"session_id": format_id(SESSION_ID_PREFIX, session_id), "reason": reason},
+        )
+
+    return record
 
 
 def _reuse_aftermath(row: RefreshTokenRow, *, now_ns: int) -> Aftermath:
