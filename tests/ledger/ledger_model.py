@@ -9,6 +9,7 @@ copy of the model taken when the chain starts.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -124,6 +125,10 @@ class LedgerModel:
                 for position in range(index, last + 1):
                     results[position] = ("linked_event_failed", None)
                 results[failure[0]] = (failure[1], None)
+                if batch[last].flags & LINKED:
+                    # TigerBeetle: the last event of an open chain is `chain_open` even
+                    # when an earlier one failed first.
+                    results[last] = ("linked_event_chain_open", None)
             index = last + 1
         return results
 
@@ -132,6 +137,7 @@ class LedgerModel:
             return ("reserved_flag", None)
         if t.id.int == 0:
             return ("id_must_not_be_zero", None)
+        t = _zero_is_none(t)
         shape = self._shape(t)
         if shape != "ok":
             return (shape, None)
@@ -325,3 +331,19 @@ class LedgerModel:
                 self.pending[transfer_id] = "expired"
                 count += 1
         return count
+
+
+def _zero_is_none(t: NewTransfer) -> NewTransfer:
+    """TigerBeetle reads a zero id as none; on a post or void, a zero code too."""
+
+    def id_or_none(value: uuid.UUID | None) -> uuid.UUID | None:
+        return None if value is None or value.int == 0 else value
+
+    resolve = bool(t.flags & (POST | VOID))
+    return dataclasses.replace(
+        t,
+        pending_id=id_or_none(t.pending_id),
+        debit_account_id=id_or_none(t.debit_account_id),
+        credit_account_id=id_or_none(t.credit_account_id),
+        code=None if resolve and t.code == 0 else t.code,
+    )

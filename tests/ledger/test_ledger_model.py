@@ -26,7 +26,7 @@ from hypothesis.stateful import (
 
 from billfold.kit.clock import ManualClock
 from billfold.kit.settings import Settings
-from billfold.ledger.errors import AccountHasPendingBalance
+from billfold.ledger.errors import AccountClosed, AccountHasPendingBalance
 from billfold.ledger.ledger import Ledger
 from billfold.ledger.types import BATCH_SIZE_MAX, AccountStatus, NewAccount, NewTransfer
 from ledger.ledger_model import AMOUNT_MAX, HISTORY, LedgerModel
@@ -46,6 +46,7 @@ LEDGER_CHOICES = st.sampled_from(["USD"] * 16 + ["EUR"] * 3 + ["usd"])
 # Below 1 too: a negative code was recorded, and one past a PostgreSQL INTEGER failed the
 # writer's whole batch.
 CODE_CHOICES = st.sampled_from([1] * 16 + [2, 2, 0, -1, -(2**40)])
+ZERO_ID = uuid.UUID(int=0)
 STATUSES = st.sampled_from(
     [AccountStatus.ACTIVE] * 2 + [AccountStatus.FROZEN, AccountStatus.CLOSED]
 )
@@ -119,11 +120,15 @@ class LedgerComparison(RuleBasedStateMachine):
     def change_status(self, account_id: uuid.UUID, status: AccountStatus) -> None:
         """Freeze, unfreeze or close; closing needs both pending balances to be zero."""
         known = self.model.accounts.get(account_id)
-        if known is None or known.status == "closed":
-            return  # the README documents no reopening of a closed account
+        if known is None:
+            return
         change = self.ledger.set_account_status(
             tenant_id=self.tenant_id, account_id=account_id, status=status
         )
+        if known.status == "closed" and status is not AccountStatus.CLOSED:
+            with pytest.raises(AccountClosed):  # closed for good: nothing reopens it
+                self.run(change)
+            return
         if status is AccountStatus.CLOSED and (known.debits_pending or known.credits_pending):
             with pytest.raises(AccountHasPendingBalance):
                 self.run(change)
@@ -187,22 +192,30 @@ class LedgerComparison(RuleBasedStateMachine):
             flags = 2  # nothing to resolve yet: hold money instead, so resolutions follow
         pending_id = None
         if flags & (4 | 8) or data.draw(st.integers(0, 30)) == 0:
-            choices = [*pending_ids * 4, *list(self.model.pending), uuid.uuid4()]
+            # A zero id is TigerBeetle's "none": on a regular transfer it is no pending id.
+            choices = [*pending_ids * 4, *list(self.model.pending), uuid.uuid4(), ZERO_ID]
             pending_id = data.draw(st.sampled_from(choices))
         resolve = bool(flags & (4 | 8))
         data.draw(st.randoms()).shuffle(account_ids)
+        # On a post or void, no account and code, a zero one ("the pending transfer's"),
+        # or now and then a given one (which must be the pending transfer's).
+        resolved = st.sampled_from([None] * 6 + [ZERO_ID, *account_ids[:2]])
         return NewTransfer(
             id=uuid.uuid4(),
             tenant_id=self.tenant_id,
-            debit_account_id=None if resolve else data.draw(st.sampled_from(account_ids)),
-            credit_account_id=None
+            debit_account_id=data.draw(resolved)
+            if resolve
+            else data.draw(st.sampled_from(account_ids)),
+            credit_account_id=data.draw(resolved)
             if resolve
             else data.draw(st.sampled_from(account_ids[1:] or account_ids)),
             amount=data.draw(st.one_of(st.none(), AMOUNTS))
             if resolve or flags & 48
             else data.draw(AMOUNTS),
             ledger=None if resolve else data.draw(LEDGER_CHOICES),
-            code=None if resolve else data.draw(CODE_CHOICES),
+            code=data.draw(st.sampled_from([None] * 6 + [0, 1, 2]))
+            if resolve
+            else data.draw(CODE_CHOICES),
             flags=flags,
             pending_id=pending_id,
             timeout_s=data.draw(st.sampled_from([0, 0, 1, 10, 60])) if flags & 2 else 0,

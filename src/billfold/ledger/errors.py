@@ -9,6 +9,7 @@ for an API that creates one item and must answer a refused result with a problem
     │   └── TransferNotFound                transfer_not_found (404)
     ├── Conflict
     │   ├── AccountHasPendingBalance        account_has_pending_balance (409)
+    │   ├── AccountClosed                   account_closed (409)
     │   └── (one per result)                exists_with_different_fields (409)
     ├── ValidationFailed
     │   ├── BatchTooLarge                   batch_too_large (422)
@@ -32,6 +33,7 @@ from billfold.kit.errors import (
 from billfold.ledger.types import USER_DATA_LENGTH_MAX, CreateAccountStatus, CreateTransferStatus
 
 __all__ = [
+    "AccountClosed",
     "AccountHasPendingBalance",
     "AccountNotFound",
     "BatchTooLarge",
@@ -64,6 +66,15 @@ class TransferNotFound(NotFound):
 class AccountHasPendingBalance(Conflict):
     code = "account_has_pending_balance"
     title = "Account has pending transfers"
+
+
+class AccountClosed(Conflict):
+    """A closed account's status cannot change: closing is for good. (TigerBeetle reopens
+    an account only by voiding the pending transfer that closed it; Billfold closes
+    without one, so nothing reopens it.)"""
+
+    code = "account_closed"
+    title = "Account closed"
 
 
 class BatchTooLarge(ValidationFailed):

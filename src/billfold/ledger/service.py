@@ -15,7 +15,12 @@ from billfold.kit.clock import Clock
 from billfold.kit.errors import invariant
 from billfold.kit.ids import format_id, new_id
 from billfold.ledger.cache import AccountCache
-from billfold.ledger.errors import AccountHasPendingBalance, AccountNotFound, BatchTooLarge
+from billfold.ledger.errors import (
+    AccountClosed,
+    AccountHasPendingBalance,
+    AccountNotFound,
+    BatchTooLarge,
+)
 from billfold.ledger.repository import LedgerReader, LedgerWriteTransaction
 from billfold.ledger.state_machine import (
     Effects,
@@ -200,12 +205,23 @@ async def set_account_status(
     account_id: uuid.UUID,
     status: AccountStatus,
 ) -> None:
-    """Freeze, unfreeze or close an account. Closing needs no pending balance left."""
+    """Freeze, unfreeze or close an account. Closing needs no pending balance left, and is
+    for good: a closed account's status never changes again (closing it again is a no-op).
+    Checked here, under the account's lock, not by callers: a freeze decided on an account
+    read as active, then applied after a close, reopened it (and its unfreeze made it
+    active)."""
     last_timestamp = await transaction.lock_clock()
     accounts = await transaction.lock_accounts([account_id])
     if not accounts or accounts[0].tenant_id != tenant_id:
         raise AccountNotFound(f"No account {format_id(ACCOUNT_ID_PREFIX, account_id)}.")
     account = accounts[0]
+    if account.status is AccountStatus.CLOSED:
+        if status is AccountStatus.CLOSED:
+            return
+        raise AccountClosed(
+            f"Account {format_id(ACCOUNT_ID_PREFIX, account_id)} is closed, for good:"
+            f" it cannot become {status.value}."
+        )
     if status is AccountStatus.CLOSED and (account.debits_pending or account.credits_pending):
         raise AccountHasPendingBalance("void or post its pending transfers before closing it")
     await transaction.update_status(account_id, status)

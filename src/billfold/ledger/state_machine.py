@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from billfold.kit.clock import NANOSECONDS_PER_SECOND
@@ -274,6 +274,10 @@ def _apply_chain(
     for index in range(first, last + 1):
         results[index] = TransferResult(index, transfers[index].id, Status.LINKED_EVENT_FAILED)
     results[failure.index] = failure
+    if chain_open:
+        # TigerBeetle decides the last event of an open chain before looking at the chain:
+        # it is `linked_event_chain_open` even when an earlier event already failed.
+        results[last] = TransferResult(last, transfers[last].id, Status.LINKED_EVENT_CHAIN_OPEN)
 
 
 class _Machine:
@@ -359,6 +363,8 @@ class _Machine:
             return TransferResult(index, new.id, Status.RESERVED_FLAG)
         if not new.id.int:
             return TransferResult(index, new.id, Status.ID_MUST_NOT_BE_ZERO)
+        if _has_zero_reference(new):
+            new = _without_zero_references(new)
         # The documented order: the transfer's own shape, then its id. A resubmission that
         # could never be recorded is refused for what is wrong with it, not as a difference.
         status = _validate_shape(new)
@@ -607,6 +613,40 @@ def _restore_entry(mapping: dict[_K, _V], key: _K, value: _V | None) -> None:
         mapping.pop(key, None)
     else:
         mapping[key] = value
+
+
+def _has_zero_reference(new: NewTransfer) -> bool:
+    """Whether `new` names a zero id (or a post or void a zero code): rare, so checked
+    before building a copy without them."""
+    return (
+        (new.pending_id is not None and not new.pending_id.int)
+        or (new.debit_account_id is not None and not new.debit_account_id.int)
+        or (new.credit_account_id is not None and not new.credit_account_id.int)
+        or (new.code == 0 and bool(new.flags & _POST_OR_VOID))
+    )
+
+
+def _without_zero_references(new: NewTransfer) -> NewTransfer:
+    """`new` with its zero ids (and a post's or void's zero code) left out. TigerBeetle
+    reads zero as "none": a zero `pending_id` on a regular transfer is no pending id (it was
+    `pending_id_must_be_zero`), and on a post or void a zero account id or code is the
+    pending transfer's (it was `pending_transfer_has_different_fields`). A zero account id
+    on a regular transfer stays refused, as `debit_account_id_required` and so on."""
+    return replace(
+        new,
+        pending_id=new.pending_id if new.pending_id is not None and new.pending_id.int else None,
+        debit_account_id=(
+            new.debit_account_id
+            if new.debit_account_id is not None and new.debit_account_id.int
+            else None
+        ),
+        credit_account_id=(
+            new.credit_account_id
+            if new.credit_account_id is not None and new.credit_account_id.int
+            else None
+        ),
+        code=None if new.code == 0 and new.flags & _POST_OR_VOID else new.code,
+    )
 
 
 def _validate_shape(new: NewTransfer) -> CreateTransferStatus:
