@@ -5,7 +5,10 @@ embedded worker, or `billfold worker` when the servers run without one.
   (``payments.flows.recovery.resume_interrupted``);
 - review cases whose held money did not move yet are retried, open cases past their hold
   expire (the hold voided) and automated freezes a crash left pending are enforced
-  (``flows.risk_cases.recover``).
+  (``flows.risk_cases.recover``);
+- FX conversions a crash left between claiming their quote and marking it used are
+  completed (their legs are in the ledger) or give the quote back
+  (``fx.service.recover_claims``), on the payments loop's interval.
 
 Every round is idempotent and safe in several processes at once; an error is logged and
 the next round tries again (a loop that died would stop recovery for good).
@@ -21,6 +24,7 @@ from contextlib import asynccontextmanager
 import structlog
 
 from billfold.flows.risk_cases import recover as recover_risk_cases
+from billfold.fx.service import recover_claims as recover_fx_claims
 from billfold.kit.clock import SystemClock
 from billfold.kit.db import UnitOfWork
 from billfold.ledger.ledger import Ledger
@@ -76,6 +80,16 @@ async def _recover_risk_cases_forever(
             log.exception("risk.cases.recovery_failed")
 
 
+async def _recover_fx_claims_forever(
+    unit_of_work: UnitOfWork, ledger: Ledger, *, interval_s: float, stopping: asyncio.Event
+) -> None:
+    while await pause(stopping, interval_s):
+        try:
+            await recover_fx_claims(unit_of_work, ledger, now_ns=SystemClock().now_ns())
+        except Exception:  # logged and retried next round: the loop must not die
+            log.exception("fx.claims_recovery_failed")
+
+
 @asynccontextmanager
 async def running_recovery(
     *,
@@ -86,7 +100,7 @@ async def running_recovery(
     payments_interval_s: float,
     risk_cases_interval_s: float,
 ) -> AsyncIterator[None]:
-    """Both loops, stopped when the block ends. `payments` and `resolver` are read at
+    """The three loops, stopped when the block ends. `payments` and `resolver` are read at
     every round (the application may replace its runtime or resolver, a test its own)."""
     stopping = asyncio.Event()
     tasks = [
@@ -96,6 +110,11 @@ async def running_recovery(
         asyncio.create_task(
             _recover_risk_cases_forever(
                 unit_of_work, ledger, resolver, interval_s=risk_cases_interval_s, stopping=stopping
+            )
+        ),
+        asyncio.create_task(
+            _recover_fx_claims_forever(
+                unit_of_work, ledger, interval_s=payments_interval_s, stopping=stopping
             )
         ),
     ]

@@ -1,4 +1,5 @@
-"""FX tables: quotes (with the conversion that used them) and per-tenant FX settings.
+"""FX tables: quotes (with the conversion that claimed or used them) and per-tenant FX
+settings.
 
 Only `billfold.fx` writes them. Times are integer nanoseconds since the Unix epoch.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String
+from sqlalchemy import BigInteger, CheckConstraint, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from billfold.kit.orm import Base
@@ -16,7 +17,13 @@ __all__ = ["FxQuoteRow", "FxTenantSettingsRow"]
 
 
 class FxQuoteRow(Base):
-    """A rate locked for one conversion until `expires_at`; used at most once."""
+    """A rate locked for one conversion until `expires_at`; used at most once.
+
+    open (`claimed_at` and `used_at` NULL) → claimed (`claimed_at` and the two accounts set:
+    a conversion between those accounts is writing its legs) → used (`used_at` set,
+    `claimed_at` NULL). A claim the attempt could not finish (a crash, a ledger error) is
+    finished by a retry between the same accounts, or, past its lease, completed (its legs
+    are in the ledger) or given back (they are not) by recovery."""
 
     __tablename__ = "fx_quotes"
 
@@ -46,17 +53,26 @@ class FxQuoteRow(Base):
     """When the quote was made, ns since the epoch."""
     expires_at: Mapped[int] = mapped_column(BigInteger)
     """After this, ns since the epoch, the quote cannot be used."""
+    claimed_at: Mapped[int | None] = mapped_column(BigInteger)
+    """When a conversion between `sell_account_id` and `buy_account_id` claimed it and
+    began writing its legs; NULL while open and once used."""
     used_at: Mapped[int | None] = mapped_column(BigInteger)
-    """When a conversion used it; NULL while unused."""
+    """When a conversion (or a payment's reservation) used it; NULL while unused."""
     sell_account_id: Mapped[uuid.UUID | None] = mapped_column()
-    """The ledger account debited by the conversion; NULL while unused."""
+    """The ledger account debited by the conversion; NULL while open."""
     buy_account_id: Mapped[uuid.UUID | None] = mapped_column()
-    """The ledger account credited by the conversion; NULL while unused."""
+    """The ledger account credited by the conversion; NULL while open."""
 
     __table_args__ = (
         CheckConstraint("fixed_side IN ('sell', 'buy')", name="fixed_side"),
         CheckConstraint("sell_amount > 0 AND buy_amount > 0", name="amounts_positive"),
         Index("ix_fx_quotes_tenant_id_id", "tenant_id", "id"),
+        Index(
+            "ix_fx_quotes_claimed_at",
+            "claimed_at",
+            postgresql_where=text("claimed_at IS NOT NULL"),
+            sqlite_where=text("claimed_at IS NOT NULL"),
+        ),
     )
 
 

@@ -27,11 +27,12 @@ from billfold.fx.service import (
     Conversion,
     _check_accounts,
     _ensure_positions,
+    _landed,
     _legs,
-    _recorded,
     _submit_legs,
     convert,
     get_quote,
+    recover_claim,
     release_quote,
 )
 from billfold.kit.db import UnitOfWork
@@ -116,10 +117,20 @@ async def convert_decided(
         quote, accounts, sell_id=sell_account_id, buy_id=buy_account_id, same_owner=True
     )
     legs = _legs(quote, sell_account_id=sell_account_id, buy_account_id=buy_account_id)
-    existing = await ledger.lookup_transfers(tenant_id=tenant_id, ids=[leg.id for leg in legs])
-    if _recorded(existing, sell_account_id=sell_account_id, buy_account_id=buy_account_id):
-        # An earlier attempt moved (or held) the legs: the plain path records the quote.
+    if await _landed(ledger, quote) is not None:
+        # An earlier attempt moved the legs: the plain path records the quote (and refuses
+        # this conversion if they moved between other accounts).
         return DecidedConversion(await plain(), False, None)
+    if quote.claimed_at is not None:
+        if (quote.sell_account_id, quote.buy_account_id) == (sell_account_id, buy_account_id):
+            # The same conversion, allowed by an earlier decision (only an allowed one
+            # claims) and interrupted before its legs: the plain path finishes it.
+            return DecidedConversion(await plain(), False, None)
+        quote = await recover_claim(
+            unit_of_work, ledger, tenant_id=tenant_id, quote_id=quote_id, now_ns=now_ns
+        )
+        if quote.claimed_at is not None or quote.used_at is not None:
+            raise FxQuoteAlreadyUsed("Another conversion is using this quote.")
     if now_ns >= quote.expires_at:
         raise FxQuoteExpired("The quote has expired; ask for a new one.")
     reference = format_id(CONVERSION_ID_PREFIX, quote_id)
@@ -146,7 +157,7 @@ async def convert_decided(
             locked = await get_quote(
                 session, tenant_id=tenant_id, quote_id=quote_id, for_update=True
             )
-            if locked.used_at is not None:
+            if locked.used_at is not None or locked.claimed_at is not None:
                 raise FxQuoteAlreadyUsed("Each quote converts once; ask for a new quote.")
             locked.used_at = now_ns
             locked.sell_account_id, locked.buy_account_id = sell_account_id, buy_account_id

@@ -88,15 +88,26 @@ class QuoteResponse(BaseModel):
     rates_date: str
     created_at: datetime
     expires_at: datetime
-    status: Literal["open", "expired", "used"]
+    status: Literal["open", "expired", "claimed", "used"] = Field(
+        description="`claimed`: a conversion between `sell_account_id` and `buy_account_id`"
+        " is under way (or was interrupted): retrying it finishes it; recovery completes or"
+        " gives back a claim older than a minute."
+    )
+    claimed_at: datetime | None
     used_at: datetime | None
     sell_account_id: str | None
     buy_account_id: str | None
 
     @classmethod
     def from_row(cls, row: FxQuoteRow, *, now_ns: int) -> QuoteResponse:
-        status: Literal["open", "expired", "used"] = (
-            "used" if row.used_at is not None else "expired" if now_ns >= row.expires_at else "open"
+        status: Literal["open", "expired", "claimed", "used"] = (
+            "used"
+            if row.used_at is not None
+            else "claimed"
+            if row.claimed_at is not None
+            else "expired"
+            if now_ns >= row.expires_at
+            else "open"
         )
         return cls(
             id=format_id(QUOTE_ID_PREFIX, row.id),
@@ -112,6 +123,7 @@ class QuoteResponse(BaseModel):
             created_at=_datetime(row.created_at),
             expires_at=_datetime(row.expires_at),
             status=status,
+            claimed_at=None if row.claimed_at is None else _datetime(row.claimed_at),
             used_at=None if row.used_at is None else _datetime(row.used_at),
             sell_account_id=None
             if row.sell_account_id is None

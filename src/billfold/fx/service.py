@@ -9,15 +9,21 @@ one linked chain in the ledger::
     sell account  --sell_amount-->  FX position (sell currency)      [linked]
     FX position (buy currency)  --buy_amount-->  buy account
 
-The quote is claimed (marked used with the two accounts, its row locked) before either leg
-is written, and given back if the ledger refuses the chain, so of several users of one quote
-(conversions, payments) only one moves money. Both transfers' ids derive from the quote id,
-so nothing is ever recorded twice. The position accounts are
-the tenant's chart account ``fx_position`` per currency (code 3002, no balance limit;
-:mod:`billfold.fx.positions` defines them and wallets' chart uses that definition), opened
-on first use from either side with the same deterministic ids. Per currency the ledger
-stays zero-sum: what the customers sold sits as a credit on the position account, what
-they bought as a debit.
+The quote is claimed (`claimed_at` with the two accounts, its row locked) before either
+leg is written, marked used once both are in the ledger, and given back if the ledger
+refuses the chain, so of several users of one quote (conversions, payments) only one moves
+money. Both transfers' ids derive from the quote id, so nothing is ever recorded twice, and
+the ledger is the truth a claim is settled by: a conversion interrupted after its claim (a
+crash, a lost connection) is finished by a retry between the same accounts, with or
+without its Idempotency-Key; another conversion is refused while the claim's lease
+(:data:`CLAIM_LEASE_S`) runs; past it, :func:`recover_claims` (or the next use of the
+quote) completes the conversion if its legs landed, else gives the quote back.
+
+The position accounts are the tenant's chart account ``fx_position`` per currency (code
+3002, no balance limit; :mod:`billfold.fx.positions` defines them and wallets' chart uses
+that definition), opened on first use from either side with the same deterministic ids.
+Per currency the ledger stays zero-sum: what the customers sold sits as a credit on the
+position account, what they bought as a debit.
 """
 
 from __future__ import annotations
@@ -62,11 +68,11 @@ from billfold.ledger.types import (
     CreateAccountStatus,
     CreateTransferStatus,
     NewTransfer,
-    Transfer,
     TransferFlags,
 )
 
 __all__ = [
+    "CLAIM_LEASE_S",
     "FX_CONVERSION_TRANSFER_CODE",
     "FX_NAMESPACE",
     "FX_POSITION_ACCOUNT_CODE",
@@ -81,6 +87,8 @@ __all__ = [
     "list_quotes",
     "pay_across_currencies",
     "position_account_id",
+    "recover_claim",
+    "recover_claims",
     "release_quote",
     "reserve_quote",
     "set_spread",
@@ -88,6 +96,12 @@ __all__ = [
 ]
 
 FX_CONVERSION_TRANSFER_CODE: Final = 9101
+CLAIM_LEASE_S: Final = 60
+"""How long a conversion's claim on its quote belongs to the attempt that made it (as long
+as an Idempotency-Key's default lease): past it the attempt is presumed gone, and recovery,
+or the next use of the quote, completes the conversion (its legs are in the ledger) or gives
+the quote back (they are not)."""
+RECOVERY_BATCH_MAX: Final = 500
 _REGISTRY: Final = default_registry()
 
 
@@ -298,18 +312,6 @@ def _legs(
     ]
 
 
-def _recorded(
-    transfers: list[Transfer], *, sell_account_id: uuid.UUID, buy_account_id: uuid.UUID
-) -> bool:
-    """Whether both legs are already in the ledger (an earlier attempt got that far)."""
-    if len(transfers) != 2:
-        return False
-    sell_leg, buy_leg = transfers
-    if sell_leg.debit_account_id != sell_account_id or buy_leg.credit_account_id != buy_account_id:
-        raise FxQuoteAlreadyUsed("This quote converted between other accounts.")
-    return True
-
-
 _REFUSED_AS_USED = {CreateTransferStatus.EXISTS_WITH_DIFFERENT_FIELDS}
 _INSUFFICIENT = {CreateTransferStatus.EXCEEDS_CREDITS, CreateTransferStatus.EXCEEDS_DEBITS}
 
@@ -347,8 +349,9 @@ async def convert(
     connection: the quote is claimed in one short unit of work, then the legs are applied
     (on SQLite a unit of work holds the database's write lock, so the ledger could not
     write while one is open), and the quote given back in another if the ledger refused
-    them. Legs an earlier version landed without marking the quote are completed (their
-    ids come from the quote id); a quote claimed by an attempt that then died stays used.
+    them. Legs an earlier attempt landed without marking the quote are completed (their
+    ids come from the quote id); a claim an attempt left is finished by a retry between the
+    same accounts, and settled by recovery past its lease (see the module).
     """
     return await _use_quote(
         unit_of_work,
@@ -409,36 +412,217 @@ async def _use_quote(
     _check_accounts(
         quote, accounts, sell_id=sell_account_id, buy_id=buy_account_id, same_owner=same_owner
     )
-    existing = await ledger.lookup_transfers(
-        tenant_id=tenant_id, ids=list(conversion_transfer_ids(quote.id))
-    )
-    landed = _recorded(existing, sell_account_id=sell_account_id, buy_account_id=buy_account_id)
-    # Claimed before any leg is written, as a payment or a held conversion claims it: of
-    # two users of one quote the second is refused here, so no legs but the claimant's
-    # ever land, and the quote records the accounts they moved.
-    async with unit_of_work.begin() as session:
-        quote = await _claim(
-            session,
-            tenant_id=tenant_id,
-            quote_id=quote_id,
-            sell_account_id=sell_account_id,
-            buy_account_id=buy_account_id,
-            now_ns=now_ns,
-            landed=landed,
-        )
-    if not landed:
-        await _ensure_positions(ledger, quote)
-        try:
-            await _submit_legs(
-                ledger, _legs(quote, sell_account_id=sell_account_id, buy_account_id=buy_account_id)
+    ours = (sell_account_id, buy_account_id)
+    landed = await _landed(ledger, quote)
+    if landed is not None:
+        # An earlier attempt's legs are in the ledger (it stopped before marking the quote):
+        # the quote is theirs, even past its expiry, for the conversion happened in time.
+        async with unit_of_work.begin() as session:
+            quote = await _complete(
+                session, tenant_id=tenant_id, quote_id=quote_id, accounts=landed, now_ns=now_ns
             )
-        except (FxInsufficientFunds, FxConversionRefused):
-            # The ledger refused the whole linked chain: none of its legs applied.
+        if landed != ours:
+            raise FxQuoteAlreadyUsed("This quote converted between other accounts.")
+        return _conversion(quote)
+    # Claimed before any leg is written: of two conversions of one quote the second is
+    # refused here (or, between the same accounts, finishes the same conversion: the legs'
+    # ids come from the quote, so they land once), and the quote records the accounts.
+    async with unit_of_work.begin() as session:
+        claimed = await _claim_for_conversion(
+            session, tenant_id=tenant_id, quote_id=quote_id, accounts=ours, now_ns=now_ns
+        )
+    if claimed is None:
+        raise FxQuoteExpired("The quote has expired; ask for a new one.")
+    await _ensure_positions(ledger, claimed)
+    try:
+        await _submit_legs(
+            ledger, _legs(claimed, sell_account_id=sell_account_id, buy_account_id=buy_account_id)
+        )
+    except (FxInsufficientFunds, FxConversionRefused):
+        # The ledger refused the whole linked chain: none of its legs applied.
+        async with unit_of_work.begin() as session:
+            await _release_claim(session, tenant_id=tenant_id, quote_id=quote_id, accounts=ours)
+        raise
+    except FxQuoteAlreadyUsed:
+        # Another conversion's legs landed first (it took the claim back after its lease
+        # or held it before): the quote is theirs.
+        theirs = await _landed(ledger, claimed)
+        if theirs is not None:
             async with unit_of_work.begin() as session:
-                await release_quote(session, tenant_id=tenant_id, quote_id=quote_id)
-            raise
+                await _complete(
+                    session, tenant_id=tenant_id, quote_id=quote_id, accounts=theirs, now_ns=now_ns
+                )
+        raise
+    # Any other failure (a connection lost, a timeout, a crash) leaves the claim: a retry
+    # between the same accounts finishes it, recovery completes or releases it.
+    async with unit_of_work.begin() as session:
+        quote = await _complete(
+            session, tenant_id=tenant_id, quote_id=quote_id, accounts=ours, now_ns=now_ns
+        )
+    return _conversion(quote)
+
+
+def _conversion(quote: FxQuoteRow) -> Conversion:
     sell_leg_id, buy_leg_id = conversion_transfer_ids(quote.id)
     return Conversion(quote=quote, sell_transfer_id=sell_leg_id, buy_transfer_id=buy_leg_id)
+
+
+async def _landed(ledger: Ledger, quote: FxQuoteRow) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """The (sell, buy) accounts of the quote's legs if the ledger holds both (a linked
+    chain lands whole or not at all), else None."""
+    sell_leg_id, buy_leg_id = conversion_transfer_ids(quote.id)
+    found = {
+        transfer.id: transfer
+        for transfer in await ledger.lookup_transfers(
+            tenant_id=quote.tenant_id, ids=[sell_leg_id, buy_leg_id]
+        )
+    }
+    sell_leg, buy_leg = found.get(sell_leg_id), found.get(buy_leg_id)
+    if sell_leg is None or buy_leg is None:
+        return None
+    return sell_leg.debit_account_id, buy_leg.credit_account_id
+
+
+def _claim_stale(quote: FxQuoteRow, now_ns: int) -> bool:
+    """Whether the attempt that claimed `quote` is presumed gone (its lease is over)."""
+    return quote.claimed_at is not None and (
+        now_ns >= quote.claimed_at + CLAIM_LEASE_S * NANOSECONDS_PER_SECOND
+    )
+
+
+def _claimed_by(quote: FxQuoteRow) -> tuple[uuid.UUID, uuid.UUID] | None:
+    if quote.claimed_at is None or quote.sell_account_id is None or quote.buy_account_id is None:
+        return None
+    return quote.sell_account_id, quote.buy_account_id
+
+
+async def _claim_for_conversion(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    quote_id: uuid.UUID,
+    accounts: tuple[uuid.UUID, uuid.UUID],
+    now_ns: int,
+) -> FxQuoteRow | None:
+    """Claim the quote for the conversion between `accounts`, its row locked (so two
+    conversions cannot both claim it); None: it expired (a claim it held is given back).
+
+    The caller found none of the quote's legs in the ledger. A claim by the same accounts
+    is the same conversion (a retry, or an attempt still running): it goes on, past the
+    quote's expiry too while its lease runs, for it was claimed in time. Another
+    conversion's claim refuses this one until its lease is over; then its attempt is
+    presumed gone without legs and the claim is given back, as recovery does."""
+    quote = await get_quote(session, tenant_id=tenant_id, quote_id=quote_id, for_update=True)
+    if quote.used_at is not None:
+        raise FxQuoteAlreadyUsed("Each quote converts once; ask for a new quote.")
+    holder = _claimed_by(quote)
+    if holder is not None and not _claim_stale(quote, now_ns):
+        if holder != accounts:
+            raise FxQuoteAlreadyUsed("Another conversion is using this quote.")
+        return quote
+    if now_ns >= quote.expires_at:
+        _open(quote)
+        await session.flush()
+        return None
+    quote.claimed_at = now_ns
+    quote.sell_account_id, quote.buy_account_id = accounts
+    await session.flush()
+    return quote
+
+
+def _open(quote: FxQuoteRow) -> None:
+    quote.claimed_at = None
+    quote.sell_account_id = quote.buy_account_id = None
+
+
+async def _release_claim(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    quote_id: uuid.UUID,
+    accounts: tuple[uuid.UUID, uuid.UUID],
+) -> None:
+    """Give back the claim of the conversion between `accounts`, whose legs the ledger
+    refused, unless the quote has moved on (used, or claimed by another) meanwhile."""
+    quote = await get_quote(session, tenant_id=tenant_id, quote_id=quote_id, for_update=True)
+    if quote.used_at is None and _claimed_by(quote) == accounts:
+        _open(quote)
+        await session.flush()
+
+
+async def _complete(
+    session: AsyncSession,
+    *,
+    tenant_id: uuid.UUID,
+    quote_id: uuid.UUID,
+    accounts: tuple[uuid.UUID, uuid.UUID],
+    now_ns: int,
+) -> FxQuoteRow:
+    """Mark the quote used by the conversion whose legs the ledger holds (between
+    `accounts`): whatever its row said (claimed by these or other accounts, open), the
+    ledger is the truth, and its legs' ids let no other conversion land."""
+    quote = await get_quote(session, tenant_id=tenant_id, quote_id=quote_id, for_update=True)
+    if quote.used_at is None:
+        quote.used_at = now_ns
+        quote.claimed_at = None
+        quote.sell_account_id, quote.buy_account_id = accounts
+        await session.flush()
+    return quote
+
+
+async def recover_claim(
+    unit_of_work: UnitOfWork,
+    ledger: Ledger,
+    *,
+    tenant_id: uuid.UUID,
+    quote_id: uuid.UUID,
+    now_ns: int,
+) -> FxQuoteRow:
+    """Settle a conversion's claim on `quote_id` whose lease is over (its attempt died
+    after claiming): completed if its legs are in the ledger, else given back (the quote
+    is open again until it expires). A claim still in its lease, or none, is left alone."""
+    async with unit_of_work.begin() as session:
+        quote = await get_quote(session, tenant_id=tenant_id, quote_id=quote_id)
+    claimed_at = quote.claimed_at
+    if quote.used_at is not None or not _claim_stale(quote, now_ns):
+        return quote
+    landed = await _landed(ledger, quote)
+    async with unit_of_work.begin() as session:
+        if landed is not None:
+            return await _complete(
+                session, tenant_id=tenant_id, quote_id=quote_id, accounts=landed, now_ns=now_ns
+            )
+        quote = await get_quote(session, tenant_id=tenant_id, quote_id=quote_id, for_update=True)
+        if quote.used_at is None and quote.claimed_at == claimed_at:
+            # Unchanged since the ledger was read: a retry that re-claimed it meanwhile
+            # would have moved `claimed_at`. Legs a presumed-dead attempt still lands later
+            # are recognised by whoever uses the quote next (see `_use_quote`).
+            _open(quote)
+            await session.flush()
+        return quote
+
+
+async def recover_claims(
+    unit_of_work: UnitOfWork, ledger: Ledger, *, now_ns: int, limit: int = RECOVERY_BATCH_MAX
+) -> int:
+    """Settle (:func:`recover_claim`) up to `limit` conversion claims whose lease is over,
+    oldest first, across tenants; returns how many it looked at. For a recovery loop."""
+    invariant(0 < limit <= RECOVERY_BATCH_MAX, "recovery batch within bounds")
+    cutoff = now_ns - CLAIM_LEASE_S * NANOSECONDS_PER_SECOND
+    async with unit_of_work.read() as session:
+        stale = (
+            await session.execute(
+                select(FxQuoteRow.tenant_id, FxQuoteRow.id)
+                .where(FxQuoteRow.claimed_at.is_not(None), FxQuoteRow.claimed_at <= cutoff)
+                .order_by(FxQuoteRow.claimed_at)
+                .limit(limit)
+            )
+        ).all()
+    for tenant_id, quote_id in stale:
+        await recover_claim(
+            unit_of_work, ledger, tenant_id=tenant_id, quote_id=quote_id, now_ns=now_ns
+        )
+    return len(stale)
 
 
 async def _claim(
@@ -449,16 +633,14 @@ async def _claim(
     sell_account_id: uuid.UUID,
     buy_account_id: uuid.UUID,
     now_ns: int,
-    landed: bool,
 ) -> FxQuoteRow:
-    """Mark an unused quote used with the accounts its legs move, its row locked (so two
-    users cannot both claim it). `landed`: an earlier attempt's legs between these accounts
-    are already in the ledger (it crashed before marking the quote), so the quote is
-    claimed even past its expiry: the conversion happened in time."""
+    """Mark an open, unexpired quote used with the accounts its legs move, its row locked
+    (so two users cannot both claim it). A conversion's claim, even past its lease, is
+    not taken here: recovery (or a retry) settles it first."""
     quote = await get_quote(session, tenant_id=tenant_id, quote_id=quote_id, for_update=True)
-    if quote.used_at is not None:
+    if quote.used_at is not None or quote.claimed_at is not None:
         raise FxQuoteAlreadyUsed("Each quote converts once; ask for a new quote.")
-    if not landed and now_ns >= quote.expires_at:
+    if now_ns >= quote.expires_at:
         raise FxQuoteExpired("The quote has expired; ask for a new one.")
     quote.used_at = now_ns
     quote.sell_account_id, quote.buy_account_id = sell_account_id, buy_account_id
@@ -490,7 +672,6 @@ async def reserve_quote(
         sell_account_id=sell_account_id,
         buy_account_id=buy_account_id,
         now_ns=now_ns,
-        landed=False,
     )
 
 
