@@ -65,6 +65,9 @@ _GATEWAY_STATUSES = frozenset({502, 503, 504})
 # The methods the server deduplicates by `Idempotency-Key`.
 _KEYED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _IN_PROGRESS_CODE = "idempotency_request_in_progress"
+# "No such resource or method here": every route the SDK calls exists on Billfold, so
+# one of these not labelled JSON (Billfold's are problem+json) came from another server.
+_NOT_HERE_STATUSES = frozenset({404, 405})
 # Raised before a single byte of the request left: retrying cannot apply it twice.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
@@ -411,6 +414,9 @@ def _decoding(response: httpx.Response) -> Iterator[None]:
 
 
 def _error(response: httpx.Response, *, now_s: float) -> ApiError:
+    """The typed error of an error answer, or `UnexpectedResponseError` when the answer
+    is not Billfold's (`_check_is_billfolds`)."""
+    _check_is_billfolds(response)
     try:
         problem = response.json()
     except ValueError:
@@ -421,6 +427,24 @@ def _error(response: httpx.Response, *, now_s: float) -> ApiError:
         request_id=response.headers.get("X-Request-Id"),
         retry_after_s=_retry_after_s(response.headers.get("Retry-After"), now_s=now_s),
     )
+
+
+def _check_is_billfolds(response: httpx.Response) -> None:
+    """Raise `UnexpectedResponseError` for an error answer Billfold never gives: a
+    redirect (it redirects none of the SDK's calls, and httpx follows none), or a 404 or
+    405 not labelled JSON (every one of Billfold's is problem+json), such as a wrong
+    `base_url`'s 404 page. Taken as Billfold's, that page read as `NotFoundError` said the
+    thing did not exist (and ended a retried DELETE as done) when the call never reached
+    Billfold. Other error pages (a gateway's 502, a proxy's 413 or 429, a firewall's 403)
+    are what something in front of Billfold answers about the call: they stay typed."""
+    status = response.status_code
+    if 300 <= status < 400:
+        location = response.headers.get("location")
+        raise _unexpected(response, f"is a redirect to {location}" if location else "is a redirect")
+    if status in _NOT_HERE_STATUSES:
+        media_type = _media_type(response)
+        if not (media_type == "application/json" or _is_json_suffixed(media_type)):
+            raise _unexpected(response, "is not a problem+json answer")
 
 
 def _retryable(error: ApiError, *, replay_safe: bool) -> bool:

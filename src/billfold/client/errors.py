@@ -2,7 +2,8 @@
 
 BillfoldClientError
 ├── TransportError                 the request never got an HTTP answer
-├── UnexpectedResponseError        an answer that is not Billfold's (not JSON, not decodable)
+├── UnexpectedResponseError        an answer that is not Billfold's (not JSON, not decodable,
+│                                  a redirect, a 404 page)
 ├── NotSignedInError               a user or operator client used before signing in
 ├── PaginationLimitError           a listing went on past the pages allowed
 └── ApiError                       an HTTP error answer (RFC 9457 problem+json)
@@ -62,8 +63,9 @@ class TransportError(BillfoldClientError):
 class UnexpectedResponseError(BillfoldClientError):
     """Not Billfold's answer (a wrong `base_url`, a captive portal, a proxy's page): a
     success whose body is not JSON or not labelled so (an event stream not
-    `text/event-stream`), or any body its `Content-Encoding` does not decode. Carries
-    `status` and `content_type`."""
+    `text/event-stream`), a redirect (3xx), a 404 or 405 not labelled JSON (another
+    server's page: every route the SDK calls exists on Billfold), or any body its
+    `Content-Encoding` does not decode. Carries `status` and `content_type`."""
 
     def __init__(self, message: str, *, status: int, content_type: str | None) -> None:
         super().__init__(message)

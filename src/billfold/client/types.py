@@ -507,7 +507,9 @@ class FxQuote(TypedDict):
     rates_date: str
     created_at: str
     expires_at: str
-    status: Literal["open", "expired", "used"]
+    status: Literal["open", "expired", "claimed", "used"]
+    """`claimed`: a conversion with it is under way, or was interrupted (retry it)."""
+    claimed_at: str | None
     used_at: str | None
     sell_account_id: str | None
     buy_account_id: str | None

@@ -72,6 +72,7 @@ class WebhookEndpoints(Resource):
         event_types: Sequence[str] | None = None,
         status: Literal["enabled", "disabled"] | None = None,
         batch_size_max: int | None = None,
+        idempotency_key: str | None = None,
     ) -> WebhookEndpoint:
         """Change what is given; the rest stays."""
         body = without_none(
@@ -84,7 +85,8 @@ class WebhookEndpoints(Resource):
             }
         )
         path = f"/v1/webhook-endpoints/{path_id(endpoint_id)}"
-        return cast(WebhookEndpoint, self._transport.request("PATCH", path, json=body))
+        answer = self._transport.request("PATCH", path, json=body, idempotency_key=idempotency_key)
+        return cast(WebhookEndpoint, answer)
 
     def rotate_secret(self, endpoint_id: str) -> WebhookEndpoint:
         """A new signing secret (in the answer); the old one keeps signing until
@@ -92,9 +94,10 @@ class WebhookEndpoints(Resource):
         path = f"/v1/webhook-endpoints/{path_id(endpoint_id)}/rotate-secret"
         return cast(WebhookEndpoint, self._transport.request("POST", path))
 
-    def delete(self, endpoint_id: str) -> None:
+    def delete(self, endpoint_id: str, *, idempotency_key: str | None = None) -> None:
         """Delete the endpoint and its delivery log."""
-        self._transport.request("DELETE", f"/v1/webhook-endpoints/{path_id(endpoint_id)}")
+        path = f"/v1/webhook-endpoints/{path_id(endpoint_id)}"
+        self._transport.request("DELETE", path, idempotency_key=idempotency_key)
 
     def deliveries(
         self, endpoint_id: str, *, limit: int | None = None, cursor: str | None = None

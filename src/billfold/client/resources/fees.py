@@ -56,13 +56,15 @@ class FeeSchedules(Resource):
         name: str,
         rules: Sequence[Mapping[str, Any]],
         version: int | None = None,
+        idempotency_key: str | None = None,
     ) -> FeeSchedule:
         """New rules, as the next version. With `version`, only if that is still the
         current one (else `ConflictError` `fee_schedule_version_mismatch`). PUT: safe to
         repeat."""
         body = without_none({"name": name, "rules": list(rules), "version": version})
         path = f"/v1/fee-schedules/{path_id(schedule_id)}"
-        return cast(FeeSchedule, self._transport.request("PUT", path, json=body))
+        answer = self._transport.request("PUT", path, json=body, idempotency_key=idempotency_key)
+        return cast(FeeSchedule, answer)
 
 
 class FeeQuotes(Resource):

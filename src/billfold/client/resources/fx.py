@@ -56,7 +56,7 @@ class Fx(Resource):
         )
 
     def get_quote(self, quote_id: str) -> FxQuote:
-        """One quote, with its `status`: open, expired or used."""
+        """One quote, with its `status`: open, expired, claimed (a conversion under way) or used."""
         path = f"/v1/fx/quotes/{path_id(quote_id)}"
         return cast(FxQuote, self._transport.request("GET", path))
 
@@ -86,7 +86,10 @@ class Fx(Resource):
         quote lifetime."""
         return cast(FxSettings, self._transport.request("GET", "/v1/fx/settings"))
 
-    def set_spread(self, *, spread_bps: int) -> FxSettings:
+    def set_spread(self, *, spread_bps: int, idempotency_key: str | None = None) -> FxSettings:
         """Set the tenant's spread (`tenant:admin`). PUT: safe to repeat."""
         body = {"spread_bps": spread_bps}
-        return cast(FxSettings, self._transport.request("PUT", "/v1/fx/settings", json=body))
+        answer = self._transport.request(
+            "PUT", "/v1/fx/settings", json=body, idempotency_key=idempotency_key
+        )
+        return cast(FxSettings, answer)

@@ -49,10 +49,13 @@ class Operators(OperatorCreation):
         path = f"/v1/operators/{path_id(operator_id)}"
         return cast(Operator, self._transport.request("GET", path))
 
-    def set_roles(self, operator_id: str, *, roles: Sequence[str]) -> Operator:
+    def set_roles(
+        self, operator_id: str, *, roles: Sequence[str], idempotency_key: str | None = None
+    ) -> Operator:
         """Replace another operator's roles (never one's own). PUT: safe to repeat."""
         path = f"/v1/operators/{path_id(operator_id)}/roles"
-        answer = self._transport.request("PUT", path, json={"roles": list(roles)})
+        body = {"roles": list(roles)}
+        answer = self._transport.request("PUT", path, json=body, idempotency_key=idempotency_key)
         return cast(Operator, answer)
 
     def disable(self, operator_id: str, *, reason: str | None = None) -> Operator:

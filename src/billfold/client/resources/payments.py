@@ -301,6 +301,7 @@ class MyPayments(Resource):
         source_currency: str | None = None,
         quote_id: str | None = None,
         step_up_token: str | None = None,
+        idempotency_key: str | None = None,
     ) -> MoneyRequest:
         """Pay a request made to this user; from the wallet in `source_currency` when it
         differs from the request's (converted through FX with the `quote_id` quote,
@@ -313,11 +314,17 @@ class MyPayments(Resource):
                 "step_up_token": step_up_token,
             }
         )
-        return cast(MoneyRequest, self._transport.request("POST", path, json=body or None))
+        answer = self._transport.request(
+            "POST", path, json=body or None, idempotency_key=idempotency_key
+        )
+        return cast(MoneyRequest, answer)
 
-    def decline_money_request(self, request_id: str) -> MoneyRequest:
+    def decline_money_request(
+        self, request_id: str, *, idempotency_key: str | None = None
+    ) -> MoneyRequest:
         path = f"/v1/me/money-requests/{path_id(request_id)}/decline"
-        return cast(MoneyRequest, self._transport.request("POST", path))
+        answer = self._transport.request("POST", path, idempotency_key=idempotency_key)
+        return cast(MoneyRequest, answer)
 
 
 class Connectors(Resource):

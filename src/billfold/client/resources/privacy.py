@@ -38,6 +38,7 @@ class PiiVault(Resource):
         national_id: str | None = None,
         address: str | None = None,
         bank_account: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Pii:
         """Store or replace the fields given (at least one); the others stay. The answer
         is masked. PUT: safe to repeat."""
@@ -53,9 +54,9 @@ class PiiVault(Resource):
         )
         if not body:
             raise ValueError("give at least one field")
-        return cast(
-            Pii, self._transport.request("PUT", f"/v1/users/{path_id(user_id)}/pii", json=body)
-        )
+        path = f"/v1/users/{path_id(user_id)}/pii"
+        answer = self._transport.request("PUT", path, json=body, idempotency_key=idempotency_key)
+        return cast(Pii, answer)
 
     def get(self, user_id: str) -> Pii:
         """The user's PII: in full (`masked` false) for a key holding `pii:read`, else

@@ -35,10 +35,14 @@ class Wallets(Resource):
         )
         return cast(SystemAccounts, answer)
 
-    def set_kyc_tier(self, user_id: str, *, tier: int) -> KycTier:
+    def set_kyc_tier(
+        self, user_id: str, *, tier: int, idempotency_key: str | None = None
+    ) -> KycTier:
         """An end user's KYC tier, 0 to 3 (`users:admin`); it sets their limits. PUT."""
         path = f"/v1/users/{path_id(user_id)}/kyc-tier"
-        return cast(KycTier, self._transport.request("PUT", path, json={"tier": tier}))
+        body = {"tier": tier}
+        answer = self._transport.request("PUT", path, json=body, idempotency_key=idempotency_key)
+        return cast(KycTier, answer)
 
     def limits_of(self, user_id: str, *, currency: str) -> UserLimits:
         """An end user's spending limits in `currency` (`wallets:read`): per window, the
