@@ -71,3 +71,21 @@ def test_the_headers_are_sent_as_documented(database_url: str, keys: Keys) -> No
     assert again.json() == first.json()
     for response in (first, again, missing):
         assert re.fullmatch(request_id, response.headers["x-request-id"])
+
+
+def test_every_202_documents_the_body_it_carries(database_url: str) -> None:
+    """Payments held for review, conversions held, rule disablings and model promotions
+    awaiting approval answer 202 with the route's own body (`kit.http.openapi`)."""
+    with api(database_url) as client:
+        document = client.get("/openapi.json").json()
+    accepted = [
+        (method, path, operation["responses"]["202"])
+        for method, path, operation in _operations(document)
+        if "202" in operation["responses"]
+    ]
+    assert len(accepted) >= 8
+    for method, path, response in accepted:
+        schema = response.get("content", {}).get("application/json", {}).get("schema")
+        assert schema, (method, path)
+    held = document["paths"]["/v1/me/p2p"]["post"]["responses"]
+    assert held["202"]["content"] == held["201"]["content"]

@@ -29,6 +29,7 @@ of the 60-odd `{…_id}` path parameters; each now states the id's exact form.
 
 from __future__ import annotations
 
+import copy
 import http
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -240,10 +241,26 @@ def document_errors(
             for code, response in responses.items():
                 if code.isdigit() and int(code) >= 400:
                     _as_problem(int(code), response)
+            _document_accepted_body(responses)
             _document_headers(method, operation)
     if not _mentions(document.get("paths", {}), _FASTAPI_VALIDATION_SCHEMAS):
         for name in _FASTAPI_VALIDATION_SCHEMAS:
             schemas.pop(name, None)
+
+
+def _document_accepted_body(responses: dict[str, Any]) -> None:
+    """A 202 declared without a body (`responses={202: {"description": …}}`) carries the
+    route's own answer: the route sets the status on the response its model renders (a
+    payment `in_review`, a rule still enforcing while its disabling awaits approval). It
+    was documented as bodiless, so a client generated from the document dropped it."""
+    accepted = responses.get("202")
+    if accepted is None or "content" in accepted:
+        return
+    for code in ("200", "201"):
+        content = responses.get(code, {}).get("content")
+        if content:
+            accepted["content"] = copy.deepcopy(content)
+            return
 
 
 def _document_headers(method: str, operation: dict[str, Any]) -> None:
