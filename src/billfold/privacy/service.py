@@ -81,6 +81,28 @@ def _actor_id(principal: Principal) -> str:
     return format_id("key", principal.api_key_id)
 
 
+async def _record(
+    session: AsyncSession,
+    principal: Principal,
+    event_type: SecurityEventType,
+    *,
+    now_ns: int,
+    subject_id: str | None = None,
+    detail: Mapping[str, str | int | bool | None] | None = None,
+) -> None:
+    """A security event the caller's API key did in its tenant (and its audit entry)."""
+    await record_security_event(
+        session,
+        tenant_id=principal.tenant_id,
+        event_type=event_type,
+        actor_type=ActorType.API_KEY,
+        actor_id=_actor_id(principal),
+        occurred_at=now_ns,
+        subject_id=subject_id,
+        detail=detail,
+    )
+
+
 def _owner(user_id: uuid.UUID) -> str:
     return format_id(USER_ID_PREFIX, user_id)
 
@@ -194,13 +216,11 @@ async def read_pii(
         )
         values[PiiField(row.field)] = plaintext.decode()
     if audit_reveal and values:
-        await record_security_event(
+        await _record(
             session,
-            tenant_id=principal.tenant_id,
-            event_type=SecurityEventType.PII_REVEALED,
-            actor_type=ActorType.API_KEY,
-            actor_id=_actor_id(principal),
-            occurred_at=now_ns,
+            principal,
+            SecurityEventType.PII_REVEALED,
+            now_ns=now_ns,
             subject_id=_owner(user.id),
             detail={"fields": ",".join(sorted(values))},
         )
@@ -322,26 +342,22 @@ async def detokenize(
         tenant_id=principal.tenant_id, mode=principal.mode.value, kind=kind, token=token.strip()
     )
     if row is None:
-        await record_security_event(
+        await _record(
             session,
-            tenant_id=principal.tenant_id,
-            event_type=SecurityEventType.PII_DETOKENIZE_FAILED,
-            actor_type=ActorType.API_KEY,
-            actor_id=_actor_id(principal),
-            occurred_at=now_ns,
+            principal,
+            SecurityEventType.PII_DETOKENIZE_FAILED,
+            now_ns=now_ns,
             detail={"kind": kind, "mode": principal.mode.value, "reason": TokenNotFound.code},
         )
         return None
     plaintext = await keyring.decrypt(
         session, row.ciphertext, context=_token_context(principal, row.id, kind)
     )
-    await record_security_event(
+    await _record(
         session,
-        tenant_id=principal.tenant_id,
-        event_type=SecurityEventType.PII_DETOKENIZED,
-        actor_type=ActorType.API_KEY,
-        actor_id=_actor_id(principal),
-        occurred_at=now_ns,
+        principal,
+        SecurityEventType.PII_DETOKENIZED,
+        now_ns=now_ns,
         subject_id=format_id(TOKEN_ID_PREFIX, row.id),
         detail={"kind": kind, "mode": principal.mode.value},
     )
@@ -390,13 +406,11 @@ async def grant_consent(
     detail: dict[str, str | int | bool | None] = {"purpose": purpose, "version": version}
     if superseded:
         detail["superseded"] = ",".join(previous.version for previous in superseded)
-    await record_security_event(
+    await _record(
         session,
-        tenant_id=principal.tenant_id,
-        event_type=SecurityEventType.CONSENT_GRANTED,
-        actor_type=ActorType.API_KEY,
-        actor_id=_actor_id(principal),
-        occurred_at=now_ns,
+        principal,
+        SecurityEventType.CONSENT_GRANTED,
+        now_ns=now_ns,
         subject_id=_owner(user.id),
         detail=detail,
     )
@@ -430,13 +444,11 @@ async def withdraw_consent(
     for row in in_force:
         row.withdrawn_at = now_ns
     await session.flush()
-    await record_security_event(
+    await _record(
         session,
-        tenant_id=principal.tenant_id,
-        event_type=SecurityEventType.CONSENT_WITHDRAWN,
-        actor_type=ActorType.API_KEY,
-        actor_id=_actor_id(principal),
-        occurred_at=now_ns,
+        principal,
+        SecurityEventType.CONSENT_WITHDRAWN,
+        now_ns=now_ns,
         subject_id=_owner(user_id),
         detail={"purpose": purpose},
     )
@@ -463,13 +475,11 @@ async def export_user(
         audit_reveal=False,
     )
     consents = await list_consents(session, principal=principal, user_id=user_id)
-    await record_security_event(
+    await _record(
         session,
-        tenant_id=principal.tenant_id,
-        event_type=SecurityEventType.PII_EXPORTED,
-        actor_type=ActorType.API_KEY,
-        actor_id=_actor_id(principal),
-        occurred_at=now_ns,
+        principal,
+        SecurityEventType.PII_EXPORTED,
+        now_ns=now_ns,
         subject_id=_owner(user.id),
         detail={"fields": ",".join(sorted(pii))},
     )
@@ -526,13 +536,11 @@ async def erase_user(
             row.withdrawn_at = now_ns
             withdrawn += 1
     await session.flush()
-    await record_security_event(
+    await _record(
         session,
-        tenant_id=principal.tenant_id,
-        event_type=SecurityEventType.PII_ERASED,
-        actor_type=ActorType.API_KEY,
-        actor_id=_actor_id(principal),
-        occurred_at=now_ns,
+        principal,
+        SecurityEventType.PII_ERASED,
+        now_ns=now_ns,
         subject_id=_owner(user.id),
         detail={"data_keys_destroyed": destroyed, "values_deleted": deleted},
     )
