@@ -608,15 +608,48 @@ async def recover_claim(
         )
         await transition(session, payment, State.AUTHORIZED, reason="payer_authorized:recovered")
     if payment.capture_mode == "automatic":
-        await capture(
-            runtime,
-            tenant_id=payment.tenant_id,
-            mode=Mode(payment.mode),
-            payment_id=payment_id,
-            amount=None,
-        )
+        try:
+            await capture(
+                runtime,
+                tenant_id=payment.tenant_id,
+                mode=Mode(payment.mode),
+                payment_id=payment_id,
+                amount=None,
+            )
+        except FeesExceedAmount as error:
+            return await _release_uncapturable(runtime, payment_id, ledger_tenant, code=error.code)
         return "authorized_captured"
     return "authorized"
+
+
+async def _release_uncapturable(
+    runtime: PaymentsRuntime, payment_id: uuid.UUID, ledger_tenant: uuid.UUID, *, code: str
+) -> str:
+    """Recovery authorized an automatic-capture payment whose capture the fees now refuse.
+    The payer's `authorize` refuses such a payment before holding anything; recovery
+    cannot (the hold is placed), so it must not leave the payer's money held for a capture
+    that cannot happen, nor the merchant unaware: the hold is released (the void's own
+    step, so a merchant's void at once is answered `exists`) and the payment is `voided`
+    with the refusal's code as `failure_code` and in its history."""
+    release = NewTransfer(
+        id=step_id(payment_id, "void"),
+        tenant_id=ledger_tenant,
+        pending_id=step_id(payment_id, "hold"),
+        flags=int(TransferFlags.VOID_PENDING),
+        user_data=format_id("pay", payment_id),
+    )
+    results = await apply_steps(runtime, payment_id, [("void", release)])
+    status = failure(results)
+    if not applied(results) and status is not CreateTransferStatus.PENDING_TRANSFER_ALREADY_VOIDED:
+        return f"capture_refused_{code}:ledger_{status}"  # a capture or expiry got there first
+    async with runtime.unit_of_work.begin() as session:
+        payment = await load(session, payment_id, for_update=True)
+        if payment.state != State.AUTHORIZED.value:
+            return f"ignored_{payment.state}"  # a concurrent void or expiry recorded itself
+        await _forget_claim(session, payment)
+        payment.failure_code = code
+        await transition(session, payment, State.VOIDED, reason=f"automatic_capture_failed:{code}")
+    return f"voided_{code}"
 
 
 def _stale_claim(payment: Payment, claimed_before_ns: int) -> bool:
