@@ -144,7 +144,8 @@ class UserSession(Base):
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
     """When the whole family was revoked; NULL while it is usable."""
     revoked_reason: Mapped[str | None] = mapped_column(String(32))
-    """logout, revoked, revoked_all, refresh_token_reused or session_limit."""
+    """logout, revoked, revoked_all, refresh_token_reused or session_limit; a revoked
+    session whose spent refresh token is presented again takes refresh_token_reused."""
 
     __table_args__ = (Index("ix_identity_user_sessions_user_id_id", "user_id", "id"),)
 

@@ -35,9 +35,10 @@ async def reserve_reauthentication(
     """Count the password check against the account lock before it is made; commit this
     before the operation that calls :func:`reauthenticate`. ``InvalidCredentials`` when
     the account has no attempt left (locked, or its remaining attempts are in flight)."""
-    user = await UserRepository(session).get(principal.user_id)
-    if user is None:
-        raise UserNotAuthenticated()
+    users = UserRepository(session)
+    user = await users.get(principal.user_id)
+    if user is None or not await users.is_signable(user.id):
+        raise UserNotAuthenticated()  # disabled or erased since the access token was checked
     if not await reserve_attempt(session, user_id=user.id, now_ns=now_ns):
         aftermath = failure_aftermath(
             user, now_ns=now_ns, reason="locked", stage="reauthentication", while_locked=True
@@ -58,8 +59,13 @@ async def reauthenticate(
     ``reauthentication``), which locks the account if that was the last attempt. The
     attempt was counted by :func:`reserve_reauthentication`; a right password takes it
     back (with this unit of work; ``work.run_reauthenticated`` takes it back if the
-    operation fails afterwards)."""
-    user = await UserRepository(session).get(principal.user_id)
+    operation fails afterwards). Call it first in the operation's unit of work: it locks
+    the user's row until the operation commits, and refuses with ``UserNotAuthenticated``
+    a user no longer active (disabled, erased, their tenant suspended)."""
+    # Locked first, and read as committed now: an erasure or a disabling committed since
+    # the access token was checked refuses the operation, and one that comes later waits
+    # for it (then renames, revokes or deletes what it added).
+    user = await UserRepository(session).lock_signable(principal.user_id)
     if user is None:
         raise UserNotAuthenticated()
     matches = await passwords_for(config.password_parameters).verify(user.password_hash, password)

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, func, insert, select, update
+from sqlalchemy import CursorResult, case, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 _ACTIVE = "active"
+_REUSED = "refresh_token_reused"
 
 
 def _rowcount(result: Any) -> int:
@@ -135,6 +136,27 @@ class UserRepository:
             statement = statement.with_for_update(of=EndUser).execution_options(
                 populate_existing=True
             )
+        return (await self._session.execute(statement)).scalar_one_or_none()
+
+    async def lock_signable(self, user_id: uuid.UUID) -> EndUser | None:
+        """The user, if they and their tenant are active, as committed now and locked until
+        this transaction ends (PostgreSQL; SQLite's write lock already serializes writers).
+
+        For a change a signed-in user makes to their own account: a concurrent disabling or
+        erasure (which updates this row first) waits for it, or is read here and refuses
+        it. The user's row is the first lock such a change takes, as at sign-in and in an
+        erasure, so their locks never cross."""
+        statement = (
+            select(EndUser)
+            .join(Tenant, Tenant.id == EndUser.tenant_id)
+            .where(
+                EndUser.id == user_id,
+                EndUser.status == _ACTIVE,
+                Tenant.status == TenantStatus.ACTIVE.value,
+            )
+            .with_for_update(of=EndUser)
+            .execution_options(populate_existing=True)
+        )
         return (await self._session.execute(statement)).scalar_one_or_none()
 
     async def is_signable(self, user_id: uuid.UUID) -> bool:
@@ -356,6 +378,25 @@ class SessionRepository:
                 .execution_options(synchronize_session=False)
             )
         return ids
+
+    async def revoke_for_reuse(self, *, session_id: uuid.UUID, now_ns: int) -> bool:
+        """Revoke the session (if it is not yet) with the reason ``refresh_token_reused``;
+        False if that reason was already recorded, by an earlier or a concurrent reuse.
+        A session revoked for another reason (a logout, an erasure) keeps when it was
+        revoked and takes this reason: its first reuse is still a theft signal."""
+        result = await self._session.execute(
+            update(UserSession)
+            .where(
+                UserSession.id == session_id,
+                UserSession.revoked_reason.is_(None) | (UserSession.revoked_reason != _REUSED),
+            )
+            .values(
+                revoked_at=func.coalesce(UserSession.revoked_at, now_ns),
+                revoked_reason=_REUSED,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return _rowcount(result) == 1
 
     async def revoke_all(self, *, user_id: uuid.UUID, now_ns: int, reason: str) -> int:
         """Revoke every session of the user not yet revoked; returns how many."""
@@ -681,6 +722,19 @@ class StepUpRepository:
                 StepUp.expires_at <= now_ns,
                 StepUp.token_expires_at.is_(None) | (StepUp.token_expires_at <= now_ns),
             )
+        )
+
+    async def void_open(self, *, user_id: uuid.UUID, now_ns: int) -> None:
+        """End every step-up of the user still answerable or holding an unspent token: the
+        challenge expires now and the token counts as spent."""
+        await self._session.execute(
+            update(StepUp)
+            .where(StepUp.user_id == user_id, StepUp.used_at.is_(None))
+            .values(
+                used_at=now_ns,
+                expires_at=case((StepUp.expires_at > now_ns, now_ns), else_=StepUp.expires_at),
+            )
+            .execution_options(synchronize_session=False)
         )
 
     async def count_failure(self, step_up_id: uuid.UUID) -> None:

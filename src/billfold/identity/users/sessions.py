@@ -4,9 +4,11 @@ A sign-in starts a session, the *family* of every token rotated from it. Each re
 spends the refresh token presented and returns a new access and refresh token. A refresh
 token presented a second time means two parties hold it (the user and a thief, in either
 order), so the whole family is revoked, the newest tokens included, and
-``refresh_token.reused`` is recorded: whoever is legitimate signs in again. An unspent
+``refresh_token.reused`` is recorded, once per family: whoever is legitimate signs in
+again. An unspent
 refresh token refused for any other reason (expired, its session revoked or ended, its
-user disabled) is recorded once as ``refresh.failed``, with the reason.
+user disabled) is recorded once as ``refresh.failed``, with the reason. Revoking a session
+ends the user's open step-ups (see :func:`_void_step_ups`).
 
 Service functions take keyword arguments, flush and never commit.
 """
@@ -29,7 +31,11 @@ from billfold.identity.users.errors import (
 )
 from billfold.identity.users.events import record_user_event
 from billfold.identity.users.models import EndUser, UserSession, UserToken
-from billfold.identity.users.repository import RefreshTokenRow, SessionRepository
+from billfold.identity.users.repository import (
+    RefreshTokenRow,
+    SessionRepository,
+    StepUpRepository,
+)
 from billfold.identity.users.tokens import (
     TokenKind,
     hash_token,
@@ -249,12 +255,19 @@ def _failure_aftermath(row: RefreshTokenRow, *, reason: str, now_ns: int) -> Aft
 
 
 def _reuse_aftermath(row: RefreshTokenRow, *, now_ns: int) -> Aftermath:
+    """Revoke the family and record ``refresh_token.reused``, once per family: whoever
+    presents its spent tokens again and again (each presentation costs no more than a
+    request) writes nothing more, since the family is revoked already and the security
+    team was told which one. A family revoked for another reason (a logout, an erasure)
+    records its first reuse, which is still the sign of a stolen token."""
     tenant_id, user_id, session_id = row.user.tenant_id, row.user.id, row.session.id
 
     async def revoke_family(session: AsyncSession) -> None:
-        await SessionRepository(session).revoke(
-            session_ids=[session_id], now_ns=now_ns, reason="refresh_token_reused"
-        )
+        if not await SessionRepository(session).revoke_for_reuse(
+            session_id=session_id, now_ns=now_ns
+        ):
+            return  # an earlier or a concurrent reuse of this family recorded it
+        await _void_step_ups(session, user_id=user_id, now_ns=now_ns)
         await record_user_event(
             session,
             tenant_id=tenant_id,
@@ -308,6 +321,8 @@ async def _revoke(
     revoked = await SessionRepository(session).revoke(
         session_ids=session_ids, now_ns=now_ns, reason=reason
     )
+    if revoked:
+        await _void_step_ups(session, user_id=user.id, now_ns=now_ns)
     for session_id in revoked:
         await record_user_event(
             session,
@@ -318,6 +333,15 @@ async def _revoke(
             actor_type=ActorType.SYSTEM if reason == "session_limit" else ActorType.USER,
             detail={"session_id": format_id(SESSION_ID_PREFIX, session_id), "reason": reason},
         )
+
+
+async def _void_step_ups(session: AsyncSession, *, user_id: uuid.UUID, now_ns: int) -> None:
+    """A step-up answered in a session must die with it: whoever held that session (a
+    thief whose family was revoked on reuse, a phone signed out remotely) could otherwise
+    hand its token to another session. A step-up does not record its session, so every
+    open step-up of the user ends: one in a live session is asked again, a small cost
+    next to a payment authorised by a revoked session."""
+    await StepUpRepository(session).void_open(user_id=user_id, now_ns=now_ns)
 
 
 async def revoke_all_sessions(
@@ -332,6 +356,7 @@ async def revoke_all_sessions(
     count = await SessionRepository(session).revoke_all(
         user_id=user.id, now_ns=now_ns, reason="revoked_all"
     )
+    await _void_step_ups(session, user_id=user.id, now_ns=now_ns)
     await record_user_event(
         session,
         tenant_id=user.tenant_id,

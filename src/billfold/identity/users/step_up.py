@@ -38,6 +38,7 @@ from billfold.identity.users.errors import (
     StepUpNotFound,
     StepUpRejected,
     UserLimitReached,
+    UserNotAuthenticated,
     with_aftermath,
 )
 from billfold.identity.users.events import record_user_event
@@ -376,8 +377,13 @@ async def answer_step_up(
     step_up, facts = await _answerable(
         session, principal=principal, step_up_id=step_up_id, now_ns=now_ns
     )
-    user = await UserRepository(session).get(principal.user_id)
-    if user is None or is_locked(user, now_ns=now_ns):
+    # The user's row is locked first, as every write to the account does (sign-in, an
+    # erasure, a password asked again), and read as committed now: an erasure or a
+    # disabling since the access token was checked refuses the answer.
+    user = await UserRepository(session).lock_signable(principal.user_id)
+    if user is None:
+        raise UserNotAuthenticated()
+    if is_locked(user, now_ns=now_ns):
         raise _locked(facts, now_ns=now_ns)
     if not await _answer_verifies(
         session,
