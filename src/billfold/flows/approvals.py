@@ -19,7 +19,9 @@ key, and a tier limits change's, is the approval id, so executing it again adds 
 
 Every executor here also checks a request when it is made, and refuses one that could not
 execute as it stands (``approval_executors`` registers the limit increase's, the tier
-limits change's and the key rotation's checks with identity's ``ApprovalExecutors.checks``).
+limits change's, the key rotation's and the risk response reversal's checks with
+identity's ``ApprovalExecutors.checks``; the last locks the response and marks it
+``reversing`` in the request's transaction).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from types import MappingProxyType
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billfold.flows.risk_cases import RiskResponseReversalExecutor
+from billfold.flows.risk_cases import RiskResponseReversalCheck, RiskResponseReversalExecutor
 from billfold.identity.operators.errors import InvalidApprovalPayload
 from billfold.identity.operators.executors import (
     ApprovalExecutors,
@@ -370,7 +372,8 @@ def approval_executors(
     promotion (``billfold.risk.scoring.promotions``), the key rotation over
     ``keyring``, with its request-time check, when given (without one, identity's default
     only records a rotation), and the reversal of an automated risk response
-    (``flows.risk_cases.RiskResponseReversalExecutor``) when ``unit_of_work`` is given."""
+    (``flows.risk_cases.RiskResponseReversalExecutor``, with its check in the request's
+    transaction, ``RiskResponseReversalCheck``) when ``unit_of_work`` is given."""
     external: dict[ActionType, ExternalExecutor] = {
         ActionType.LEDGER_ADJUSTMENT: LedgerAdjustmentExecutor(ledger),
         ActionType.ACCOUNT_UNFREEZE: AccountUnfreezeExecutor(ledger),
@@ -396,6 +399,8 @@ def approval_executors(
         ActionType.TIER_LIMITS_CHANGE: tier_limits_change,
         ActionType.RISK_RULE_CHANGE: rule_change,
     }
+    if unit_of_work is not None:  # checked where the request is stored, the response locked
+        checks[ActionType.RISK_RESPONSE_REVERSAL] = RiskResponseReversalCheck()
     if keyring is not None:
         key_rotation = KeyRotationExecutor(keyring)
         transactional[ActionType.KEY_ROTATION] = key_rotation

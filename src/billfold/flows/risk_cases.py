@@ -18,7 +18,9 @@ calls the resolver again for resolutions older than a grace period, up to
 Open cases past ``hold_expires_at`` are expired the same way (claimed ``expired`` with
 their resolution and a ``risk.case.expired`` audit entry, then voided), by
 ``risk.cases.settlement.expire_due``: the one expiry path, which payments' recovery loop
-takes too, so an analyst's approval and an expiry never both win.
+takes too, so an analyst's approval and an expiry never both win. An approval refused
+``case_hold_expired`` expires its case at once on that path
+(``settlement.expire_case``), instead of leaving it open until the sweep comes.
 
 **Freezing** (``freeze_account``): the response row is written in the movement's
 transaction (``risk.cases.responses.apply_responses``); after it commits,
@@ -28,7 +30,8 @@ loses the record nor unfreezes an account someone else froze. :func:`recover` en
 a crash left pending.
 
 **Reversing** a response: :func:`request_reversal` marks it ``reversing`` and asks for a
-``risk_response_reversal`` approval in one transaction; once a different operator approves,
+``risk_response_reversal`` approval in one transaction (a request at ``POST /v1/approvals``
+does the same through :class:`RiskResponseReversalCheck`); once a different operator approves,
 :class:`RiskResponseReversalExecutor` (an external executor: it acts on the ledger) unfreezes
 exactly the accounts the response froze (not those another freeze in force still covers),
 lifts its limit reduction, and marks it ``reversed`` with an audit entry. Executing again is
@@ -64,7 +67,7 @@ from billfold.kit.ids import format_id, parse_id
 from billfold.ledger.ledger import Ledger
 from billfold.ledger.types import AccountStatus
 from billfold.risk.cases import responses, service, settlement
-from billfold.risk.cases.errors import ResponseNotActive
+from billfold.risk.cases.errors import CaseHoldExpired, ResponseNotActive
 from billfold.risk.cases.repository import CaseRepository, ResponseRepository
 from billfold.risk.cases.resolver import HeldMovementResolver
 from billfold.risk.models import RiskResponse
@@ -77,11 +80,13 @@ __all__ = [
     "RESOLVE_ATTEMPTS_MAX",
     "SWEEP_MAX",
     "Recovered",
+    "RiskResponseReversalCheck",
     "RiskResponseReversalExecutor",
     "apply_manual_response",
     "decide_case",
     "enforce_response",
     "enforce_responses",
+    "expire_lapsed",
     "recover",
     "request_reversal",
     "settle_case",
@@ -112,23 +117,53 @@ async def decide_case(
     clock: Clock,
 ) -> service.CaseDetail:
     """Approve (post the hold) or reject (void it) an open case; ``case_not_open`` when it
-    was decided (or expired) before, ``case_hold_expired`` for an approval past its hold
-    (nothing moves then). Returns the case as it stands: ``resolving`` when the resolver
-    failed (it is retried by :func:`recover`)."""
+    was decided (or expired) before, ``case_hold_expired`` for an approval past its hold:
+    nothing is posted, and the case is expired at once (its hold voided) through the
+    review queue's one expiry path (``risk.cases.settlement.expire_case``) rather than
+    left open until the sweep. Returns the case as it stands: ``resolving`` when the
+    resolver failed (it is retried by :func:`recover`)."""
     approvals.require_permission(principal, Permission.CASES_REVIEW)
-    async with unit_of_work.begin() as session:
-        await service.claim_decision(
-            session,
-            tenant_id=principal.tenant_id,
-            case_id=case_id,
-            operator_id=principal.operator_id,
-            approve=approve,
-            note=note,
-            now_ns=clock.now_ns(),
+    try:
+        async with unit_of_work.begin() as session:
+            await service.claim_decision(
+                session,
+                tenant_id=principal.tenant_id,
+                case_id=case_id,
+                operator_id=principal.operator_id,
+                approve=approve,
+                note=note,
+                now_ns=clock.now_ns(),
+            )
+    except CaseHoldExpired:
+        await expire_lapsed(
+            unit_of_work, resolver, principal=principal, case_id=case_id, clock=clock
         )
+        raise
     await settle_case(unit_of_work, resolver, case_id=case_id, clock=clock)
     async with unit_of_work.begin() as session:
         return await service.get_case(session, tenant_id=principal.tenant_id, case_id=case_id)
+
+
+async def expire_lapsed(
+    unit_of_work: UnitOfWork,
+    resolver: HeldMovementResolver,
+    *,
+    principal: OperatorPrincipal,
+    case_id: uuid.UUID,
+    clock: Clock,
+) -> bool:
+    """Expire (and void) an open case of the caller's tenant whose hold lapsed, now rather
+    than when the sweep comes: for an approval refused ``case_hold_expired``. The same
+    claim as the sweep's (``risk.cases.settlement.expire_case``): if the sweep is expiring
+    it at this moment, one of the two does, once. Whether this call expired it."""
+    approvals.require_permission(principal, Permission.CASES_REVIEW)
+    return await settlement.expire_case(
+        unit_of_work,
+        resolver,
+        tenant_id=principal.tenant_id,
+        case_id=case_id,
+        now_ns=clock.now_ns(),
+    )
 
 
 async def settle_case(
@@ -320,17 +355,9 @@ async def request_reversal(
     payload = {"response_id": format_id(responses.RESPONSE_ID_PREFIX, response_id)}
     async with unit_of_work.begin() as session:
         now_ns = clock.now_ns()
-        response = await _lock_unrequested(
+        response = await _mark_reversing(
             session, tenant_id=principal.tenant_id, response_id=response_id
         )
-        await ResponseRepository(session).transition(
-            response_id=response.id, from_states=("active",), to_state="reversing"
-        )
-        await session.refresh(response)
-        if response.state != "reversing":
-            raise ResponseNotActive(
-                f"The response is {response.state}.", response_state=response.state
-            )
         approval = await approvals.create_approval_request(
             session,
             principal=principal,
@@ -343,6 +370,24 @@ async def request_reversal(
     return response, approval
 
 
+async def _mark_reversing(
+    session: AsyncSession, *, tenant_id: uuid.UUID, response_id: uuid.UUID
+) -> RiskResponse:
+    """The tenant's response, locked and marked ``reversing`` in the caller's transaction
+    (the one that stores the reversal's request), once no reversal of it is waiting:
+    ``response_not_active`` when one is, or when it is reversed already. Both ways of
+    asking (``/reverse`` and ``POST /v1/approvals``) take this path, so a response shows
+    ``reversing`` whichever was used, and of two requests at once exactly one passes."""
+    response = await _lock_unrequested(session, tenant_id=tenant_id, response_id=response_id)
+    await ResponseRepository(session).transition(
+        response_id=response.id, from_states=("active",), to_state="reversing"
+    )
+    await session.refresh(response)
+    if response.state != "reversing":
+        raise ResponseNotActive(f"The response is {response.state}.", response_state=response.state)
+    return response
+
+
 async def _lock_unrequested(
     session: AsyncSession, *, tenant_id: uuid.UUID, response_id: uuid.UUID
 ) -> RiskResponse:
@@ -352,8 +397,8 @@ async def _lock_unrequested(
     Locked first: two requests after a refusal both found no live request and both asked
     for one (two pending approvals for one reversal). The second now waits for the first
     to commit, then finds its request and is refused. The live request is looked for
-    whatever the response's state: one asked at ``POST /v1/approvals`` leaves it
-    ``active``."""
+    whatever the response's state (a request stored before reversals marked it, or one
+    refused, leaves it ``active`` or ``reversing``)."""
     response = await responses.get_response(
         session, tenant_id=tenant_id, response_id=response_id, for_update=True
     )
@@ -378,6 +423,27 @@ async def _live_reversal(session: AsyncSession, tenant_id: uuid.UUID, payload: s
     return (await session.execute(statement.limit(1))).first() is not None
 
 
+class RiskResponseReversalCheck:
+    """The reversal's check when it is asked for at ``POST /v1/approvals``, in the
+    transaction that stores the request (``ApprovalExecutors.checks``): the response is
+    locked and marked ``reversing`` as ``/reverse`` does (:func:`_mark_reversing`), so two
+    requests at once make one pending approval, the other refused ``response_not_active``.
+    A response that does not exist, or is reversed already, is refused 422
+    ``invalid_approval_payload``, like any payload naming nothing that can be done."""
+
+    async def check(
+        self, session: AsyncSession, *, tenant_id: uuid.UUID, action_type: ActionType, payload: str
+    ) -> None:
+        invariant(action_type is ActionType.RISK_RESPONSE_REVERSAL, "check for its own type")
+        response_id = RiskResponseReversalPayload.model_validate_json(
+            payload
+        ).internal_response_id()
+        found = await ResponseRepository(session).get(tenant_id=tenant_id, response_id=response_id)
+        if found is None or found.state == "reversed":
+            raise InvalidApprovalPayload("The response must exist and be in force.")
+        await _mark_reversing(session, tenant_id=tenant_id, response_id=response_id)
+
+
 class RiskResponseReversalExecutor:
     """Undoes an automated risk response once a second operator approved its reversal:
     the ledger part (unfreeze) first, then the rest and the ``reversed`` state in one
@@ -388,22 +454,10 @@ class RiskResponseReversalExecutor:
         self._unit_of_work = unit_of_work
 
     async def check(self, *, tenant_id: uuid.UUID, action_type: ActionType, payload: str) -> None:
+        """Nothing before the request's transaction: checking there could not lock the
+        response until the request is stored, so two requests at once both passed.
+        :class:`RiskResponseReversalCheck` checks it in that transaction."""
         invariant(action_type is ActionType.RISK_RESPONSE_REVERSAL, "executor for its own type")
-        response_id = RiskResponseReversalPayload.model_validate_json(
-            payload
-        ).internal_response_id()
-        async with self._unit_of_work.begin() as session:
-            response = await ResponseRepository(session).get(
-                tenant_id=tenant_id, response_id=response_id
-            )
-            waiting = await _live_reversal(session, tenant_id, payload)
-        if response is None or response.state == "reversed":
-            raise InvalidApprovalPayload("The response must exist and be in force.")
-        if waiting:  # asked at POST /v1/approvals while one waits: one reversal, one request
-            raise ResponseNotActive(
-                "A reversal of this response is already waiting for its approval.",
-                response_state=response.state,
-            )
 
     async def execute(self, action: ApprovedAction) -> ExecutionOutcome:
         payload = RiskResponseReversalPayload.model_validate_json(action.payload)

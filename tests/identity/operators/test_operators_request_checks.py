@@ -201,7 +201,7 @@ async def test_the_check_runs_after_the_permission_check(desk: Desk) -> None:
     assert await desk.stored() == (0, 0)
 
 
-def test_a_check_belongs_to_a_transactional_executor() -> None:
+def test_a_check_belongs_to_an_executor() -> None:
     check = RefusingCheck()
     with pytest.raises(InvariantViolation):
         ApprovalExecutors(
@@ -226,6 +226,14 @@ def test_a_check_belongs_to_a_transactional_executor() -> None:
         MappingProxyType({ActionType.LEDGER_ADJUSTMENT: ExternalStandIn()})
     )
     assert dict(kept.checks) == {ActionType.LIMIT_INCREASE: check}
+    # An external executor may have one too, run in the request's transaction (a reversal
+    # locks its response there).
+    external_checked = ApprovalExecutors(
+        transactional=MappingProxyType({}),
+        external=MappingProxyType({ActionType.LEDGER_ADJUSTMENT: ExternalStandIn()}),
+        checks=MappingProxyType({ActionType.LEDGER_ADJUSTMENT: check}),
+    )
+    assert dict(external_checked.checks) == {ActionType.LEDGER_ADJUSTMENT: check}
 
 
 def test_the_application_refuses_a_limit_increase_for_no_user_of_the_tenant(

@@ -60,4 +60,5 @@ def test_a_reverse_while_a_generic_request_waits_is_refused(desk: Desk) -> None:
     assert second.status_code == 409, second.text
     assert second.json()["code"] == "response_not_active"
     assert _pending(desk) == 1
-    assert desk.get(applied["id"])["state"] == "active"  # nothing of the refused request
+    # Reversing since the generic request (as after /reverse); the refused one changed nothing.
+    assert desk.get(applied["id"])["state"] == "reversing"

@@ -12,9 +12,12 @@ Two kinds, because atomicity depends on where the effect lives:
 
 Either kind may refuse a request when it is *made*, so that one which could not execute as
 it stands never waits for a second operator only to end ``failed``. An external executor
-has its ``check``; a transactional one may register a :class:`TransactionalCheck`
-(``ApprovalExecutors.checks``), which reads through the request's own unit of work before
-the request is stored, so a refused request leaves no row and no security event. Checks are
+has its ``check``, which runs before the request's transaction. Either kind may register a
+:class:`TransactionalCheck` (``ApprovalExecutors.checks``), which runs in the request's own
+unit of work before the request is stored, so a refused request leaves no row and no
+security event. One that must still hold when the request commits (at most one live
+request for a thing) locks what it reads there, and may mark it as asked for (a risk
+response turns ``reversing``): a refusal rolls that back with the request. Checks are
 advisory: the executor checks again when the request is approved (what was true then may
 not be now).
 
@@ -110,7 +113,7 @@ class TransactionalExecutor(Protocol):
 
 
 class TransactionalCheck(Protocol):
-    """A transactional executor's optional check when a request is made."""
+    """An executor's optional check when a request is made, in the request's transaction."""
 
     async def check(
         self, session: AsyncSession, *, tenant_id: uuid.UUID, action_type: ActionType, payload: str
@@ -118,7 +121,10 @@ class TransactionalCheck(Protocol):
         """Refuse (raise a 4xx :class:`~billfold.kit.errors.BillfoldError`) a request that
         could not execute as it stands, before anyone is asked to approve it. ``payload`` is
         the canonical JSON; ``session`` is the request's unit of work, before the request is
-        stored: read, never write. Advisory: execution checks again."""
+        stored: read, and write nothing but what the request itself claims (a row it locks
+        so that two requests at once cannot both pass, a state that says it was asked for);
+        a refusal, here or later in the request, rolls it back. Advisory: execution checks
+        again."""
         ...
 
 
@@ -140,8 +146,8 @@ class ExternalExecutor(Protocol):
 class ApprovalExecutors:
     """The registry: which executor runs each action type. An action type with none cannot
     be requested (the server would never be able to carry it out). ``checks`` holds the
-    request-time checks of transactional executors that have one (external executors always
-    have theirs)."""
+    request-time checks that run in the request's transaction, of executors of either kind
+    that have one (external executors also have their own ``check``, run before it)."""
 
     transactional: Mapping[ActionType, TransactionalExecutor]
     external: Mapping[ActionType, ExternalExecutor]
@@ -152,17 +158,15 @@ class ApprovalExecutors:
     def __post_init__(self) -> None:
         both = set(self.transactional) & set(self.external)
         invariant(not both, f"an action type has one executor, not two: {sorted(both)}")
-        unchecked = set(self.checks) - set(self.transactional)
-        invariant(
-            not unchecked, f"a check belongs to a transactional executor: {sorted(unchecked)}"
-        )
+        unchecked = set(self.checks) - set(self.transactional) - set(self.external)
+        invariant(not unchecked, f"a check belongs to an executor: {sorted(unchecked)}")
 
     def supports(self, action_type: ActionType) -> bool:
         return action_type in self.transactional or action_type in self.external
 
     def with_external(self, external: Mapping[ActionType, ExternalExecutor]) -> ApprovalExecutors:
         """This registry with ``external`` executors added (replacing transactional ones for
-        the same action types)."""
+        the same action types, and their checks: an external executor brings its own)."""
         transactional = {k: v for k, v in self.transactional.items() if k not in external}
         checks = {k: v for k, v in self.checks.items() if k not in external}
         return ApprovalExecutors(

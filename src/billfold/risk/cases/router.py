@@ -30,7 +30,7 @@ from billfold.kit.pagination import CURSOR_LENGTH_MAX, PAGE_SIZE_MAX
 from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
 from billfold.risk.cases import responses, service
-from billfold.risk.cases.errors import CaseNotOpen, HeldResolverUnavailable
+from billfold.risk.cases.errors import CaseHoldExpired, CaseNotOpen, HeldResolverUnavailable
 from billfold.risk.cases.repository import CaseFilter
 from billfold.risk.cases.resolver import HeldMovementResolver
 from billfold.risk.cases.schemas import (
@@ -66,11 +66,15 @@ _RESPONSES: list[str | Enum] = ["risk responses"]
 _clock = SystemClock()
 
 
+def _installed_resolver(request: Request) -> HeldMovementResolver | None:
+    return getattr(request.app.state, "held_resolver", None)
+
+
 def _held_resolver(request: Request) -> HeldMovementResolver:
-    resolver = getattr(request.app.state, "held_resolver", None)
+    resolver = _installed_resolver(request)
     if resolver is None:
         raise HeldResolverUnavailable("The application has no resolver for held movements.")
-    return resolver  # type: ignore[no-any-return]
+    return resolver
 
 
 def _ledger(request: Request) -> Ledger:
@@ -168,7 +172,19 @@ async def _decide(
         seen = await service.get_case(session, tenant_id=principal.tenant_id, case_id=identifier)
     if seen.case.state != "open":
         raise CaseNotOpen(f"The case is {seen.state}.", case_state=seen.state)
-    service.raise_if_undecidable(seen.case, approve=approve, now_ns=_clock.now_ns())
+    try:
+        service.raise_if_undecidable(seen.case, approve=approve, now_ns=_clock.now_ns())
+    except CaseHoldExpired:
+        lapsed_resolver = _installed_resolver(request)
+        if lapsed_resolver is not None:  # without one, nothing can void the hold yet
+            await flow.expire_lapsed(
+                unit_of_work,
+                lapsed_resolver,
+                principal=principal,
+                case_id=identifier,
+                clock=_clock,
+            )
+        raise
     resolver = _held_resolver(request)
     detail = await flow.decide_case(
         unit_of_work,

@@ -188,7 +188,10 @@ async def add_note(
     body: str,
     now_ns: int,
 ) -> RiskCaseNote:
-    """Write a note on a case (any state); at most NOTES_PER_CASE_MAX per case."""
+    """Write a note on a case (any state) and audit it ``risk.case.noted``; at most
+    NOTES_PER_CASE_MAX per case. The entry names the note, not its text: a note is free
+    text an analyst may fill with a customer's personal data, which the hash-chained log
+    could never forget (a decision's note stays out of its entry too)."""
     text = clean_note(body)
     case = await _case(session, tenant_id=tenant_id, case_id=case_id)
     repository = CaseRepository(session)
@@ -202,6 +205,14 @@ async def add_note(
         created_at=now_ns,
     )
     await repository.add_note(note)
+    await _audit(
+        session,
+        case,
+        action="risk.case.noted",
+        actor_id=author_id,
+        now_ns=now_ns,
+        extra={"note_id": format_id(NOTE_ID_PREFIX, note.id)},
+    )
     return note
 
 

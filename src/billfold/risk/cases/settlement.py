@@ -26,7 +26,7 @@ from billfold.risk.cases.repository import CaseRepository
 from billfold.risk.cases.resolver import HeldMovementResolver
 from billfold.risk.models import RiskCase
 
-__all__ = ["EXPIRE_MAX", "expire_due", "settle_case"]
+__all__ = ["EXPIRE_MAX", "expire_case", "expire_due", "settle_case"]
 
 EXPIRE_MAX = 1_000
 """The most cases one expiry round claims."""
@@ -85,18 +85,54 @@ async def expire_due(
         ]
     expired = [case_id for case_id in due if await _claim_expiry(unit_of_work, case_id, now_ns)]
     for case_id in expired:
-        await settle_case(unit_of_work, resolver, case_id=case_id, now_ns=now_ns)
-        log.info("risk.case.expired", case_id=format_id(service.CASE_ID_PREFIX, case_id))
+        await _void_expired(unit_of_work, resolver, case_id=case_id, now_ns=now_ns)
     return len(expired)
 
 
-async def _claim_expiry(unit_of_work: UnitOfWork, case_id: uuid.UUID, now_ns: int) -> bool:
+async def expire_case(
+    unit_of_work: UnitOfWork,
+    resolver: HeldMovementResolver,
+    *,
+    tenant_id: uuid.UUID,
+    case_id: uuid.UUID,
+    now_ns: int,
+) -> bool:
+    """Expire one open case of the tenant whose hold lapsed at or before `now_ns`, as
+    :func:`expire_due` does (claim, then void): for an approval refused
+    ``case_hold_expired``, so the case does not wait for the sweep. Whether this call
+    expired it: False when it is not the tenant's, its hold has not lapsed, or it is no
+    longer open (decided, or claimed by the sweep meanwhile: the claim is the same
+    conditional UPDATE, so exactly one of the two expires it and voids its hold)."""
+    if not await _claim_expiry(unit_of_work, case_id, now_ns, tenant_id=tenant_id):
+        return False
+    await _void_expired(unit_of_work, resolver, case_id=case_id, now_ns=now_ns)
+    return True
+
+
+async def _void_expired(
+    unit_of_work: UnitOfWork, resolver: HeldMovementResolver, *, case_id: uuid.UUID, now_ns: int
+) -> None:
+    """Void the hold of a case just claimed ``expired`` (retried by recovery on failure)."""
+    await settle_case(unit_of_work, resolver, case_id=case_id, now_ns=now_ns)
+    log.info("risk.case.expired", case_id=format_id(service.CASE_ID_PREFIX, case_id))
+
+
+async def _claim_expiry(
+    unit_of_work: UnitOfWork,
+    case_id: uuid.UUID,
+    now_ns: int,
+    *,
+    tenant_id: uuid.UUID | None = None,
+) -> bool:
     """Claim one case ``expired`` in a transaction of its own: it locks the case, then the
     audit log's head, in the order an analyst's decision does. Claiming a whole batch in
     one transaction held several cases while waiting for the audit log, and deadlocked
-    with a decision holding one of them (PostgreSQL then aborted one side: a 500)."""
+    with a decision holding one of them (PostgreSQL then aborted one side: a 500). Only an
+    open case whose hold lapsed at `now_ns` (of `tenant_id`, when given) is claimed."""
     async with unit_of_work.begin() as session:
         case = await session.get(RiskCase, case_id)
-        if case is None or case.state != "open":
+        if case is None or case.state != "open" or case.hold_expires_at > now_ns:
+            return False
+        if tenant_id is not None and case.tenant_id != tenant_id:
             return False
         return await service.claim_expiry(session, case=case, now_ns=now_ns)
