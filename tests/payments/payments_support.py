@@ -31,6 +31,7 @@ from billfold.kit.settings import Settings
 from billfold.ledger.ledger import Ledger
 from billfold.ledger.types import AccountStatus
 from billfold.payments.fees.types import FeeContext, FeeLine, FeeQuote
+from billfold.payments.flows import p2p
 from billfold.payments.models import Payment
 from billfold.payments.runtime import PaymentsRuntime
 from identity.identity_support import bootstrap_tenant, create_key
@@ -338,6 +339,29 @@ class World:
         payment = self.payment(response.json()["id"])
         assert payment["state"] == "succeeded", payment
         return payment
+
+    def race_p2p(self, sender: User, recipient: User, *, amount: int, count: int) -> list[Any]:
+        """`count` P2P sends of `amount` USD from `sender` to `recipient` at once, through
+        the flow itself (on PostgreSQL, concurrent transactions): each one's payment or
+        exception."""
+
+        async def race() -> list[Any]:
+            sends = [
+                p2p.send_p2p(
+                    self.runtime,
+                    tenant_id=self.tenant_id,
+                    mode=Mode.TEST,
+                    sender_id=internal_id(sender.id),
+                    recipient=recipient.handle,
+                    amount=amount,
+                    currency="USD",
+                )
+                for _ in range(count)
+            ]
+            return list(await asyncio.gather(*sends, return_exceptions=True))
+
+        outcomes: list[Any] = self.client.portal.call(race)  # type: ignore[attr-defined]
+        return outcomes
 
     def paid(self, user: User, merchant_id: str, amount: int) -> dict[str, Any]:
         """A merchant payment of `amount` USD that `user` authorized and that was captured

@@ -33,22 +33,7 @@ def test_concurrent_p2p_payments_never_overdraw_the_wallet(database_url: str) ->
         ann, bob = world.user(), world.user()
         world.fund(ann, 1_000)
 
-        async def race() -> list[Any]:
-            sends = [
-                p2p.send_p2p(
-                    world.runtime,
-                    tenant_id=world.tenant_id,
-                    mode=Mode.TEST,
-                    sender_id=internal_id(ann.id),
-                    recipient=bob.handle,
-                    amount=100,
-                    currency="USD",
-                )
-                for _ in range(16)
-            ]
-            return list(await asyncio.gather(*sends, return_exceptions=True))
-
-        succeeded, codes = _outcomes(world.client.portal.call(race))
+        succeeded, codes = _outcomes(world.race_p2p(ann, bob, amount=100, count=16))
         assert succeeded == 10
         assert codes == ["insufficient_funds"] * 6
         assert world.wallet(ann) == {"available": 0, "pending": 0, "held": 0}

@@ -16,7 +16,7 @@ from billfold.connectors.senders import OutgoingNotification
 from billfold.connectors.signatures import SIGNATURE_HEADER, signature_header
 from billfold.identity.types import Mode
 from billfold.kit.errors import BillfoldError
-from billfold.payments.flows import disputes, notifications, p2p, recovery, refunds
+from billfold.payments.flows import disputes, notifications, recovery, refunds
 from payments.payments_support import World, fee_of, internal_id
 
 IBAN = "DE89370400440532013000"
@@ -103,22 +103,7 @@ def test_concurrent_p2p_sends_never_pass_the_daily_limit(database_url: str) -> N
         ann, bob = world.user(), world.user()
         world.fund(ann, 600_000)
 
-        async def race() -> list[Any]:
-            sends = [
-                p2p.send_p2p(
-                    world.runtime,
-                    tenant_id=world.tenant_id,
-                    mode=Mode.TEST,
-                    sender_id=internal_id(ann.id),
-                    recipient=bob.handle,
-                    amount=100_000,
-                    currency="USD",
-                )
-                for _ in range(5)
-            ]
-            return list(await asyncio.gather(*sends, return_exceptions=True))
-
-        codes = _codes(world.client.portal.call(race))
+        codes = _codes(world.race_p2p(ann, bob, amount=100_000, count=5))
         assert codes == ["limit_exceeded"] * 3
         assert world.wallet(bob)["available"] == 200_000
         assert world.wallet(ann) == {"available": 400_000, "pending": 0, "held": 0}
