@@ -17,7 +17,7 @@ from billfold.app import create_app
 from billfold.identity.types import Mode, Scope
 from billfold.kit.settings import Settings
 from identity.identity_support import bootstrap_tenant, create_key
-from identity.users.users_support import users_config
+from identity.users.users_support import PASSWORD, users_config
 
 MASTER_KEY = base64.b64encode(os.urandom(32)).decode()
 """One per test session: every app of the session shares the root key, as one deployment."""
@@ -85,3 +85,25 @@ def sign_up(client: TestClient, key: str, *, email: str | None = None) -> str:
     assert response.status_code == 201, response.text
     user_id: str = response.json()["id"]
     return user_id
+
+
+def signed_in_user(client: TestClient, writer: str) -> tuple[str, str, str]:
+    """A new user signed up by the `writer` key and signed in with a password: its id,
+    access token and session id."""
+    email = f"u{uuid.uuid4().hex[:10]}@example.com"
+    created = client.post(
+        "/v1/users", json={"email": email, "password": PASSWORD}, headers=auth(writer)
+    )
+    assert created.status_code == 201, created.text
+    answer = client.post(
+        "/v1/sessions",
+        json={
+            "tenant_id": created.json()["tenant_id"],
+            "mode": "test",
+            "identifier": email,
+            "password": PASSWORD,
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    tokens = answer.json()["tokens"]
+    return created.json()["id"], tokens["access_token"], tokens["session_id"]

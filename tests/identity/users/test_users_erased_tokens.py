@@ -5,9 +5,7 @@ session list holds their own sessions only."""
 from __future__ import annotations
 
 import time
-import uuid
 
-from fastapi.testclient import TestClient
 from httpx import Response
 
 from identity.users.users_support import (
@@ -17,34 +15,13 @@ from identity.users.users_support import (
     bearer,
     bind_device,
 )
-from privacy.privacy_support import auth, new_privacy_tenant, privacy_client
-
-
-def _signed_in(client: TestClient, writer: str) -> tuple[str, str, str]:
-    """A new user's id, access token and session id."""
-    email = f"u{uuid.uuid4().hex[:10]}@example.com"
-    created = client.post(
-        "/v1/users", json={"email": email, "password": PASSWORD}, headers=auth(writer)
-    )
-    assert created.status_code == 201, created.text
-    answer = client.post(
-        "/v1/sessions",
-        json={
-            "tenant_id": created.json()["tenant_id"],
-            "mode": "test",
-            "identifier": email,
-            "password": PASSWORD,
-        },
-    )
-    assert answer.status_code == 200, answer.text
-    tokens = answer.json()["tokens"]
-    return created.json()["id"], tokens["access_token"], tokens["session_id"]
+from privacy.privacy_support import auth, new_privacy_tenant, privacy_client, signed_in_user
 
 
 def test_an_erased_users_access_token_stops_working_everywhere(database_url: str) -> None:
     tenant = new_privacy_tenant(database_url)
     with privacy_client(database_url) as client:
-        user, access, _ = _signed_in(client, tenant.writer)
+        user, access, _ = signed_in_user(client, tenant.writer)
         key = DeviceKey("ed25519")
         device_id = bind_device(client, access, key)["id"]
         target = "/v1/me/devices/verify-signature"
@@ -98,8 +75,8 @@ def test_an_erased_users_access_token_stops_working_everywhere(database_url: str
 def test_a_users_session_list_holds_their_own_sessions_only(database_url: str) -> None:
     tenant = new_privacy_tenant(database_url)
     with privacy_client(database_url) as client:
-        _, ann, ann_session = _signed_in(client, tenant.writer)
-        _, bob, bob_session = _signed_in(client, tenant.writer)
+        _, ann, ann_session = signed_in_user(client, tenant.writer)
+        _, bob, bob_session = signed_in_user(client, tenant.writer)
         listed = client.get("/v1/me/sessions", headers=bearer(ann)).json()["items"]
         foreign = client.post(f"/v1/me/sessions/{bob_session}/revoke", headers=bearer(ann))
         bob_still = client.get("/v1/me", headers=bearer(bob))

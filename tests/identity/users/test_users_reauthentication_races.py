@@ -36,7 +36,7 @@ from identity.users.users_support import (
     bearer,
     users_config,
 )
-from privacy.privacy_support import auth, new_privacy_tenant, privacy_settings
+from privacy.privacy_support import auth, new_privacy_tenant, privacy_settings, signed_in_user
 
 # Slow enough that the erasure lands while the password is checked (a fraction of a second).
 SLOW_PASSWORDS = PasswordParameters(time_cost=6, memory_cost_kib=65536, parallelism=1)
@@ -48,26 +48,6 @@ def _client(database_url: str) -> Iterator[TestClient]:
     app.state.users_config = users_config(password_parameters=SLOW_PASSWORDS)
     with TestClient(app) as client:
         yield client
-
-
-def _signed_in_user(client: TestClient, writer: str) -> tuple[str, str]:
-    """A new user's id and access token."""
-    email = f"jane-{uuid.uuid4().hex[:10]}@example.com"
-    created = client.post(
-        "/v1/users", json={"email": email, "password": PASSWORD}, headers=auth(writer)
-    )
-    assert created.status_code == 201, created.text
-    signed_in = client.post(
-        "/v1/sessions",
-        json={
-            "tenant_id": created.json()["tenant_id"],
-            "mode": "test",
-            "identifier": email,
-            "password": PASSWORD,
-        },
-    )
-    assert signed_in.status_code == 200, signed_in.text
-    return created.json()["id"], signed_in.json()["tokens"]["access_token"]
 
 
 def _bind_device(client: TestClient, access: str, name: str) -> Callable[[], Response]:
@@ -142,7 +122,7 @@ def test_an_element_added_during_an_erasure_keeps_no_chosen_name(
     tenant = new_privacy_tenant(database_url)
     chosen = f"Jane's phone {uuid.uuid4().hex[:8]}"
     with _client(database_url) as client:
-        user, access = _signed_in_user(client, tenant.writer)
+        user, access, _ = signed_in_user(client, tenant.writer)
         user_id = parse_id("usr", user)
         action = enrol(client, access, chosen)
         answers: list[Response] = []
