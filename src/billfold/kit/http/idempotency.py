@@ -316,15 +316,16 @@ class IdempotencyMiddleware:
                 # Keys stored before fingerprints were keyed hold plain SHA-256.
                 earlier_fingerprint=None if fingerprint_key is None else of_request,
             )
+            if isinstance(outcome, Mismatch):
+                raise IdempotencyKeyReused("This key was first used with a different request.")
+            if isinstance(outcome, InProgress):
+                raise IdempotencyRequestInProgress("Retry once the first request has finished.")
+            # Only a replay or an execution reads or writes a kept response.
             sealing = (
                 None
                 if fingerprint_key is None
                 else response_key(fingerprint_key, lambda key: of_request(key=key))
             )
-            if isinstance(outcome, Mismatch):
-                raise IdempotencyKeyReused("This key was first used with a different request.")
-            if isinstance(outcome, InProgress):
-                raise IdempotencyRequestInProgress("Retry once the first request has finished.")
         except BillfoldError as error:
             await send_problem(
                 error, scope, receive, send, headers=counted_rate_limit_fields(scope)
